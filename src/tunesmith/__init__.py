@@ -1,0 +1,26 @@
+"""tunesmith: hyperparameter tuning and experiment execution with the Ray Tune API.
+
+``from tunesmith import tune, train`` gives the same names as ``from ray import
+tune, train``. Submodules are imported on first use so that ``import
+tunesmith`` stays cheap.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_SUBMODULES = ("tune", "train", "air")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        module = importlib.import_module(f"tunesmith.{name}")
+        globals()[name] = module
+        return module
+    raise AttributeError(f"module 'tunesmith' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + list(_SUBMODULES))

@@ -1,0 +1,168 @@
+"""Run-level configuration: ``RunConfig``, ``CheckpointConfig``, ``FailureConfig``, ``SyncConfig``, ``ScalingConfig``.
+
+Each class is reachable from ``tunesmith.tune`` and ``tunesmith.train`` as the same object.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+
+@dataclass
+class CheckpointConfig:
+    """Which checkpoints are kept and when class trainables checkpoint.
+
+    Args:
+        num_to_keep: How many checkpoints to keep (None keeps all). The latest is always kept.
+        checkpoint_score_attribute: Metric used to rank checkpoints; without it the most recent are kept.
+        checkpoint_score_order: ``"max"`` or ``"min"``.
+        checkpoint_frequency: Save every this many iterations (class trainables only).
+        checkpoint_at_end: Save when the trial ends (class trainables only).
+    """
+
+    num_to_keep: int | None = None
+    checkpoint_score_attribute: str | None = None
+    checkpoint_score_order: str = "max"
+    checkpoint_frequency: int = 0
+    checkpoint_at_end: bool | None = None
+
+    def __post_init__(self):
+        if self.num_to_keep is not None and (not isinstance(self.num_to_keep, int) or self.num_to_keep <= 0):
+            raise ValueError(
+                f"CheckpointConfig(num_to_keep={self.num_to_keep!r}) must be None or a positive integer."
+            )
+        if self.checkpoint_score_order not in ("max", "min"):
+            raise ValueError(
+                f"CheckpointConfig(checkpoint_score_order={self.checkpoint_score_order!r}) must be 'max' or 'min'."
+            )
+        if not isinstance(self.checkpoint_frequency, int) or self.checkpoint_frequency < 0:
+            raise ValueError(
+                f"CheckpointConfig(checkpoint_frequency={self.checkpoint_frequency!r}) must be a non-negative integer."
+            )
+
+
+@dataclass
+class FailureConfig:
+    """What happens when a trial fails.
+
+    Args:
+        max_failures: Retries per trial from its latest checkpoint (-1: forever).
+        fail_fast: Stop the whole experiment on the first error; ``"raise"`` re-raises it.
+    """
+
+    max_failures: int = 0
+    fail_fast: bool | str = False
+
+    def __post_init__(self):
+        if self.fail_fast not in (True, False, "raise"):
+            raise ValueError(f"FailureConfig(fail_fast={self.fail_fast!r}) must be True, False or 'raise'.")
+
+
+@dataclass
+class SyncConfig:
+    """How the driver syncs experiment files to remote storage.
+
+    Args:
+        sync_period: Seconds between syncs of the experiment directory.
+        sync_timeout: Seconds after which a sync is abandoned.
+        sync_artifacts: Also sync files a trial writes into its working directory.
+        sync_artifacts_on_checkpoint: Sync artifacts when a checkpoint is saved.
+    """
+
+    sync_period: int = 300
+    sync_timeout: int = 1800
+    sync_artifacts: bool = False
+    sync_artifacts_on_checkpoint: bool = True
+    upload_dir: str | None = None
+    syncer: Any = None
+    sync_on_checkpoint: bool = True
+
+
+@dataclass
+class ScalingConfig:
+    """How many training workers a trainer starts and with what resources.
+
+    Args:
+        num_workers: Number of training workers.
+        use_gpu: Give each worker one GPU.
+        resources_per_worker: Resources of each worker, e.g. ``{"CPU": 2}``.
+        trainer_resources: Resources of the trainer process itself.
+        placement_strategy: Placement group strategy.
+    """
+
+    num_workers: int = 1
+    use_gpu: bool = False
+    resources_per_worker: dict[str, float] | None = None
+    trainer_resources: dict[str, float] | None = None
+    placement_strategy: str = "PACK"
+
+    def __post_init__(self):
+        if not isinstance(self.num_workers, int) or self.num_workers < 1:
+            raise ValueError(f"ScalingConfig(num_workers={self.num_workers!r}) must be a positive integer.")
+
+    @property
+    def _resources_per_worker_not_none(self) -> dict[str, float]:
+        res = dict(self.resources_per_worker or {})
+        res = {("CPU" if k == "cpu" else "GPU" if k == "gpu" else k): v for k, v in res.items()}
+        res.setdefault("CPU", 1)
+        if self.use_gpu:
+            res.setdefault("GPU", 1)
+        return res
+
+    def as_placement_group_factory(self):
+        from tunesmith.tune.execution.placement_groups import PlacementGroupFactory
+
+        trainer = dict(self.trainer_resources or {"CPU": 0})
+        return PlacementGroupFactory(
+            [trainer] + [self._resources_per_worker_not_none] * self.num_workers,
+            strategy=self.placement_strategy,
+        )
+
+
+@dataclass
+class RunConfig:
+    """Run-level settings of an experiment.
+
+    Args:
+        name: Experiment name; defaults to ``<trainable>_<date>``.
+        storage_path: Where results go: a local directory or a URI (``s3://...``).
+            Defaults to ``~/tunesmith_results`` (``TUNE_RESULT_DIR`` overrides it).
+        storage_filesystem: A ``pyarrow.fs.FileSystem`` for ``storage_path``.
+        callbacks: ``tune.Callback`` objects.
+        stop: A dict of thresholds, a function ``(trial_id, result) -> bool`` or a ``Stopper``.
+        failure_config: A ``FailureConfig``.
+        checkpoint_config: A ``CheckpointConfig``.
+        sync_config: A ``SyncConfig``.
+        progress_reporter: A ``ProgressReporter`` for the console.
+        verbose: 0 silent, 1 status table, 2 plus brief results, 3 plus detailed results.
+        log_to_file: True to capture each trial's stdout/stderr into its directory;
+            a file name for both; or a ``(stdout, stderr)`` pair.
+    """
+
+    name: str | None = None
+    storage_path: str | None = None
+    storage_filesystem: Any = None
+    callbacks: list | None = None
+    stop: dict | Callable | Any | None = None
+    failure_config: FailureConfig | None = None
+    checkpoint_config: CheckpointConfig | None = None
+    sync_config: SyncConfig | None = None
+    progress_reporter: Any = None
+    verbose: int | None = None
+    log_to_file: bool | str | tuple = False
+    local_dir: str | None = None
+
+    def __post_init__(self):
+        if self.storage_path is not None:
+            self.storage_path = os.fspath(self.storage_path)
+        if self.local_dir is not None and self.storage_path is None:
+            self.storage_path = os.fspath(self.local_dir)
+        if self.failure_config is None:
+            self.failure_config = FailureConfig()
+        if self.checkpoint_config is None:
+            self.checkpoint_config = CheckpointConfig()
+        if self.sync_config is None:
+            self.sync_config = SyncConfig()
+        if self.verbose is not None and self.verbose not in (0, 1, 2, 3):
+            raise ValueError(f"RunConfig(verbose={self.verbose!r}) must be 0, 1, 2 or 3.")

@@ -1,0 +1,138 @@
+"""The ``Callback`` interface: hooks into the experiment loop of the driver."""
+from __future__ import annotations
+
+from typing import Any, TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tunesmith.tune.experiment.trial import Trial
+
+
+class Callback:
+    """Base class for hooks the driver calls as the experiment runs.
+
+    Override the hooks you need. Every hook receives keyword arguments, so a
+    subclass may take ``**info`` to accept extras added later. ``iteration``
+    counts turns of the driver's event loop.
+
+    Example:
+        >>> from tunesmith import tune
+        >>> class PrintLoss(tune.Callback):
+        ...     def on_trial_result(self, iteration, trials, trial, result, **info):
+        ...         print(trial, result["loss"])
+    """
+
+    def setup(self, stop=None, num_samples: int | None = None, total_num_samples: int | None = None, **info) -> None:
+        """Called once before the experiment starts."""
+
+    def on_step_begin(self, iteration: int, trials: list["Trial"], **info) -> None:
+        """Called at the start of each turn of the event loop."""
+
+    def on_step_end(self, iteration: int, trials: list["Trial"], **info) -> None:
+        """Called at the end of each turn of the event loop."""
+
+    def on_trial_start(self, iteration: int, trials: list["Trial"], trial: "Trial", **info) -> None:
+        """Called after a trial's process has started it."""
+
+    def on_trial_restore(self, iteration: int, trials: list["Trial"], trial: "Trial", **info) -> None:
+        """Called after a trial has been restored from a checkpoint."""
+
+    def on_trial_save(self, iteration: int, trials: list["Trial"], trial: "Trial", **info) -> None:
+        """Called after a trial saved a checkpoint."""
+
+    def on_trial_result(self, iteration: int, trials: list["Trial"], trial: "Trial", result: dict, **info) -> None:
+        """Called for each result a trial reports."""
+
+    def on_trial_complete(self, iteration: int, trials: list["Trial"], trial: "Trial", **info) -> None:
+        """Called when a trial has finished without error."""
+
+    def on_trial_recover(self, iteration: int, trials: list["Trial"], trial: "Trial", **info) -> None:
+        """Called when a trial failed and will be retried."""
+
+    def on_trial_error(self, iteration: int, trials: list["Trial"], trial: "Trial", **info) -> None:
+        """Called when a trial has failed for good."""
+
+    def on_checkpoint(self, iteration: int, trials: list["Trial"], trial: "Trial", checkpoint, **info) -> None:
+        """Called after a trial's checkpoint has been persisted."""
+
+    def on_experiment_end(self, trials: list["Trial"], **info) -> None:
+        """Called once after the experiment has ended."""
+
+    def get_state(self) -> dict | None:
+        """Returns the callback's state, saved with the experiment for restore."""
+        return None
+
+    def set_state(self, state: dict) -> None:
+        """Restores the state returned by :meth:`get_state`."""
+
+
+class CallbackList(Callback):
+    """Calls a list of callbacks in order."""
+
+    def __init__(self, callbacks: list[Callback]):
+        self._callbacks = list(callbacks)
+        # Hooks no callback overrides are skipped entirely: the result hook is hot.
+        self._active: dict[str, list[Any]] = {}
+        for name in (
+            "setup", "on_step_begin", "on_step_end", "on_trial_start", "on_trial_restore",
+            "on_trial_save", "on_trial_result", "on_trial_complete", "on_trial_recover",
+            "on_trial_error", "on_checkpoint", "on_experiment_end",
+        ):
+            base = getattr(Callback, name)
+            self._active[name] = [
+                getattr(cb, name) for cb in self._callbacks
+                if getattr(type(cb), name, base) is not base or not isinstance(cb, Callback)
+            ]
+
+    def __iter__(self):
+        return iter(self._callbacks)
+
+    def __len__(self) -> int:
+        return len(self._callbacks)
+
+    def _call(self, name: str, **kwargs) -> None:
+        for hook in self._active[name]:
+            hook(**kwargs)
+
+    def setup(self, **info):
+        self._call("setup", **info)
+
+    def on_step_begin(self, **info):
+        self._call("on_step_begin", **info)
+
+    def on_step_end(self, **info):
+        self._call("on_step_end", **info)
+
+    def on_trial_start(self, **info):
+        self._call("on_trial_start", **info)
+
+    def on_trial_restore(self, **info):
+        self._call("on_trial_restore", **info)
+
+    def on_trial_save(self, **info):
+        self._call("on_trial_save", **info)
+
+    def on_trial_result(self, **info):
+        self._call("on_trial_result", **info)
+
+    def on_trial_complete(self, **info):
+        self._call("on_trial_complete", **info)
+
+    def on_trial_recover(self, **info):
+        self._call("on_trial_recover", **info)
+
+    def on_trial_error(self, **info):
+        self._call("on_trial_error", **info)
+
+    def on_checkpoint(self, **info):
+        self._call("on_checkpoint", **info)
+
+    def on_experiment_end(self, **info):
+        self._call("on_experiment_end", **info)
+
+    def get_state(self) -> dict:
+        return {str(i): cb.get_state() for i, cb in enumerate(self._callbacks)}
+
+    def set_state(self, state: dict) -> None:
+        for i, cb in enumerate(self._callbacks):
+            if state.get(str(i)) is not None:
+                cb.set_state(state[str(i)])

@@ -1,0 +1,86 @@
+"""Keeps a trial's checkpoints by the rules of ``CheckpointConfig``."""
+from __future__ import annotations
+
+import math
+import shutil
+from typing import Any
+
+from tunesmith.train._checkpoint import Checkpoint
+
+
+def _score(metrics: dict, attribute: str | None) -> float:
+    if attribute is None:
+        return 0.0
+    value = metrics
+    for part in attribute.split("/"):
+        if not isinstance(value, dict) or part not in value:
+            return float("nan")
+        value = value[part]
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+class CheckpointManager:
+    """The list of a trial's checkpoints with their metrics.
+
+    The latest checkpoint is never deleted (it is what a restore needs); beyond
+    it, at most ``num_to_keep`` checkpoints stay, the best by
+    ``checkpoint_score_attribute`` or else the most recent.
+    """
+
+    def __init__(self, checkpoint_config=None):
+        self.num_to_keep = getattr(checkpoint_config, "num_to_keep", None)
+        self.score_attribute = getattr(checkpoint_config, "checkpoint_score_attribute", None)
+        self.score_order = getattr(checkpoint_config, "checkpoint_score_order", "max") or "max"
+        self.checkpoints: list[tuple[Checkpoint, dict[str, Any]]] = []
+
+    @property
+    def latest_checkpoint(self) -> Checkpoint | None:
+        return self.checkpoints[-1][0] if self.checkpoints else None
+
+    def _key(self, item: tuple[Checkpoint, dict]) -> float:
+        score = _score(item[1], self.score_attribute)
+        if math.isnan(score):
+            return -math.inf
+        return score if self.score_order == "max" else -score
+
+    @property
+    def best_checkpoints(self) -> list[tuple[Checkpoint, dict[str, Any]]]:
+        """Checkpoints ordered worst to best (oldest to newest without a score attribute)."""
+        if self.score_attribute is None:
+            return list(self.checkpoints)
+        return sorted(self.checkpoints, key=self._key)
+
+    def register(self, checkpoint: Checkpoint, metrics: dict[str, Any]) -> list[Checkpoint]:
+        """Adds a checkpoint; deletes and returns those that fall out of ``num_to_keep``."""
+        self.checkpoints = [c for c in self.checkpoints if c[0].path != checkpoint.path]
+        self.checkpoints.append((checkpoint, metrics))
+        if self.num_to_keep is None or len(self.checkpoints) <= self.num_to_keep:
+            return []
+        latest = self.checkpoints[-1]
+        ranked = self.best_checkpoints
+        keep = set(id(c) for c in ranked[-self.num_to_keep:])
+        keep.add(id(latest))
+        removed = [c for c in self.checkpoints if id(c) not in keep]
+        self.checkpoints = [c for c in self.checkpoints if id(c) in keep]
+        for ckpt, _ in removed:
+            _delete(ckpt)
+        return [c for c, _ in removed]
+
+    def get_state(self) -> list[dict[str, Any]]:
+        return [{"path": c.path, "metrics": m} for c, m in self.checkpoints]
+
+    def set_state(self, state: list[dict[str, Any]], filesystem=None) -> None:
+        self.checkpoints = [(Checkpoint(s["path"], filesystem), s["metrics"]) for s in state]
+
+
+def _delete(checkpoint: Checkpoint) -> None:
+    if checkpoint._local:
+        shutil.rmtree(checkpoint.path, ignore_errors=True)
+    else:
+        try:
+            checkpoint.filesystem.delete_dir(checkpoint.path)
+        except OSError:
+            pass

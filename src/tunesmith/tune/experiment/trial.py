@@ -1,0 +1,264 @@
+"""A trial: one configuration of the trainable and everything known about its run."""
+from __future__ import annotations
+
+import os
+import re
+import time
+from typing import Any, Callable
+
+from tunesmith.tune.execution.checkpoint_manager import CheckpointManager
+from tunesmith.tune.execution.placement_groups import PlacementGroupFactory
+from tunesmith.train._checkpoint import Checkpoint
+from tunesmith.tune.result import TRAINING_ITERATION
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.,=+\-\[\]]")
+
+
+def max_len_identifier() -> int:
+    return int(os.environ.get("TUNE_MAX_LEN_IDENTIFIER", "130"))
+
+
+def sanitize_dirname(name: str, max_len: int | None = None) -> str:
+    """Makes a string safe as one directory name: no separators, no ``..``, bounded length."""
+    name = _UNSAFE.sub("_", str(name))
+    name = name.replace("..", "_")
+    name = name.strip(". ") or "_"
+    limit = max_len if max_len is not None else max_len_identifier()
+    return name[:limit]
+
+
+class Trial:
+    """One run of a trainable with one configuration.
+
+    Schedulers, searchers, stoppers and callbacks see trials; they read its
+    attributes and never touch the process that runs it.
+
+    Attributes:
+        trial_id: Unique id within the experiment, such as ``"3a6f1_00004"``.
+        trainable_name: Name of the trainable.
+        config: The resolved configuration.
+        evaluated_params: The sampled (non-constant) parameters, flattened with ``/``.
+        experiment_tag: ``"<index>_<param>=<value>,..."``.
+        status: One of PENDING, RUNNING, PAUSED, TERMINATED, ERROR.
+        last_result: The latest result dict (auto-filled fields included).
+        metric_analysis: Per numeric metric ``{"max","min","avg","last","last-5-avg","last-10-avg"}``.
+        placement_group_factory: The trial's resources.
+        local_path / path: The trial directory.
+        checkpoint: The latest persisted checkpoint, if any.
+        restore_checkpoint: The checkpoint the trial starts from on its next start.
+        error_file / error_msg: Where the last error's traceback is and its text.
+        num_failures: How many times the trial has failed.
+    """
+
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    PAUSED = "PAUSED"
+    TERMINATED = "TERMINATED"
+    ERROR = "ERROR"
+
+    def __init__(
+        self,
+        trainable_name: str,
+        config: dict | None = None,
+        trial_id: str | None = None,
+        experiment_tag: str = "",
+        evaluated_params: dict | None = None,
+        placement_group_factory: PlacementGroupFactory | None = None,
+        stopping_criterion: dict | None = None,
+        experiment_path: str | None = None,
+        checkpoint_config=None,
+        max_failures: int = 0,
+        log_to_file: tuple[str | None, str | None] = (None, None),
+        trial_name_creator: Callable[["Trial"], str] | None = None,
+        trial_dirname_creator: Callable[["Trial"], str] | None = None,
+        experiment_dir_name: str | None = None,
+        filesystem=None,
+    ):
+        self.trainable_name = trainable_name
+        self.config = config if config is not None else {}
+        self.trial_id = trial_id or "00000"
+        self.experiment_tag = experiment_tag
+        self.evaluated_params = evaluated_params or {}
+        self.placement_group_factory = placement_group_factory or PlacementGroupFactory([{"CPU": 1}])
+        self.stopping_criterion = stopping_criterion or {}
+        self.experiment_path = experiment_path
+        self.experiment_dir_name = experiment_dir_name
+        self.filesystem = filesystem
+        self.checkpoint_config = checkpoint_config
+        self.max_failures = max_failures
+        self.log_to_file = log_to_file
+        self.status = Trial.PENDING
+        self.last_result: dict[str, Any] = {}
+        self.metric_analysis: dict[str, dict[str, float]] = {}
+        self.metric_n_steps: dict[str, dict[str, list]] = {}
+        self.num_results = 0
+        self.checkpoint_manager = CheckpointManager(checkpoint_config)
+        self.restore_checkpoint: Checkpoint | None = None
+        self.error_file: str | None = None
+        self.pickled_error_file: str | None = None
+        self.error_msg: str | None = None
+        self.num_failures = 0
+        self.start_time: float | None = None
+        self.saving_to = None
+        self.custom_trial_name = trial_name_creator(self) if trial_name_creator else None
+        dirname = trial_dirname_creator(self) if trial_dirname_creator else self._default_dirname()
+        self.trial_dirname = sanitize_dirname(dirname)
+        # Offset of iteration counters when the trial restarts from a checkpoint.
+        self.restored_iteration = 0
+
+    # -- names and paths -------------------------------------------------
+    def _default_dirname(self) -> str:
+        name = f"{self.trainable_name}_{self.trial_id}"
+        if self.experiment_tag:
+            name += f"_{self.experiment_tag}"
+        return name
+
+    @property
+    def local_path(self) -> str | None:
+        if self.experiment_path is None:
+            return None
+        return os.path.join(self.experiment_path, self.trial_dirname)
+
+    # Ray exposes both spellings.
+    path = local_path
+    logdir = local_path
+
+    @property
+    def trial_name(self) -> str:
+        return str(self)
+
+    def __str__(self) -> str:
+        if self.custom_trial_name:
+            return self.custom_trial_name
+        return f"{self.trainable_name}_{self.trial_id}"
+
+    def __repr__(self) -> str:
+        return str(self)
+
+    # -- status -----------------------------------------------------------
+    def set_status(self, status: str) -> None:
+        if status == Trial.RUNNING and self.start_time is None:
+            self.start_time = time.time()
+        self.status = status
+
+    def is_finished(self) -> bool:
+        return self.status in (Trial.TERMINATED, Trial.ERROR)
+
+    def set_config(self, config: dict) -> None:
+        self.config = config
+
+    def set_experiment_tag(self, experiment_tag: str) -> None:
+        self.experiment_tag = experiment_tag
+
+    @property
+    def resources(self) -> dict[str, float]:
+        return self.placement_group_factory.required_resources
+
+    # -- results and checkpoints ------------------------------------------
+    @property
+    def checkpoint(self) -> Checkpoint | None:
+        return self.checkpoint_manager.latest_checkpoint
+
+    @property
+    def best_checkpoints(self):
+        return self.checkpoint_manager.best_checkpoints
+
+    def update_last_result(self, result: dict[str, Any]) -> None:
+        self.last_result = result
+        self.num_results += 1
+        analysis = self.metric_analysis
+        steps = self.metric_n_steps
+        for metric, value in result.items():
+            if type(value) not in (int, float) or isinstance(value, bool):
+                # numpy scalars and bools are rare; keep the common path cheap.
+                try:
+                    import numbers
+
+                    if isinstance(value, bool) or not isinstance(value, numbers.Number):
+                        continue
+                    value = float(value)
+                except Exception:
+                    continue
+            entry = analysis.get(metric)
+            if entry is None:
+                analysis[metric] = {
+                    "max": value, "min": value, "avg": value, "last": value,
+                    "last-5-avg": value, "last-10-avg": value, "_n": 1,
+                }
+                steps[metric] = {"5": [value], "10": [value]}
+                continue
+            n = entry["_n"] + 1
+            entry["_n"] = n
+            if value > entry["max"]:
+                entry["max"] = value
+            if value < entry["min"]:
+                entry["min"] = value
+            entry["avg"] += (value - entry["avg"]) / n
+            entry["last"] = value
+            for k in ("5", "10"):
+                window = steps[metric][k]
+                window.append(value)
+                if len(window) > int(k):
+                    del window[0]
+                entry[f"last-{k}-avg"] = sum(window) / len(window)
+
+    @property
+    def iteration(self) -> int:
+        return self.last_result.get(TRAINING_ITERATION, 0)
+
+    # -- persistence ---------------------------------------------------------
+    def get_json_state(self) -> dict[str, Any]:
+        """The trial as JSON-safe data for the experiment state file."""
+        from tunesmith.tune.utils.serialization import to_jsonable
+
+        return {
+            "trial_id": self.trial_id,
+            "trainable_name": self.trainable_name,
+            "config": to_jsonable(self.config),
+            "evaluated_params": to_jsonable(self.evaluated_params),
+            "experiment_tag": self.experiment_tag,
+            "status": self.status,
+            "trial_dirname": self.trial_dirname,
+            "custom_trial_name": self.custom_trial_name,
+            "last_result": to_jsonable(self.last_result),
+            "metric_analysis": to_jsonable(self.metric_analysis),
+            "checkpoints": to_jsonable(self.checkpoint_manager.get_state()),
+            "restore_checkpoint": self.restore_checkpoint.path if self.restore_checkpoint else None,
+            "resources": self.placement_group_factory.bundles,
+            "error_file": self.error_file,
+            "pickled_error_file": self.pickled_error_file,
+            "error_msg": self.error_msg,
+            "num_failures": self.num_failures,
+            "stopping_criterion": to_jsonable(self.stopping_criterion),
+            "restored_iteration": self.restored_iteration,
+            "start_time": self.start_time,
+        }
+
+    @classmethod
+    def from_json_state(cls, state: dict[str, Any], experiment_path: str | None = None, filesystem=None) -> "Trial":
+        trial = cls(
+            state["trainable_name"],
+            config=state.get("config") or {},
+            trial_id=state["trial_id"],
+            experiment_tag=state.get("experiment_tag", ""),
+            evaluated_params=state.get("evaluated_params"),
+            placement_group_factory=PlacementGroupFactory(state.get("resources") or [{"CPU": 1}]),
+            stopping_criterion=state.get("stopping_criterion"),
+            experiment_path=experiment_path,
+            filesystem=filesystem,
+        )
+        trial.trial_dirname = state["trial_dirname"]
+        trial.custom_trial_name = state.get("custom_trial_name")
+        trial.status = state["status"]
+        trial.last_result = state.get("last_result") or {}
+        trial.metric_analysis = state.get("metric_analysis") or {}
+        trial.checkpoint_manager.set_state(state.get("checkpoints") or [], filesystem)
+        if state.get("restore_checkpoint"):
+            trial.restore_checkpoint = Checkpoint(state["restore_checkpoint"], filesystem)
+        trial.error_file = state.get("error_file")
+        trial.pickled_error_file = state.get("pickled_error_file")
+        trial.error_msg = state.get("error_msg")
+        trial.num_failures = state.get("num_failures", 0)
+        trial.restored_iteration = state.get("restored_iteration", 0)
+        trial.start_time = state.get("start_time")
+        return trial

@@ -1,0 +1,38 @@
+"""Turning results and configs into JSON-safe data."""
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any
+
+
+def to_jsonable(value: Any) -> Any:
+    """Returns ``value`` with every part JSON serialisable.
+
+    Numpy scalars and arrays become Python numbers and lists; NaN and infinity
+    stay floats (Python's json writes them as ``NaN``/``Infinity``); anything
+    else unknown becomes its ``repr``.
+    """
+    if value is None or isinstance(value, (str, bool, int)):
+        return value
+    if isinstance(value, float):
+        return value
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    if hasattr(value, "tolist"):
+        return to_jsonable(value.tolist())
+    if hasattr(value, "path") and type(value).__name__ == "Checkpoint":
+        return value.path
+    if callable(value):
+        return getattr(value, "__qualname__", None) or getattr(value, "__name__", None) or repr(value)
+    return repr(value)
+
+
+def is_finite_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
