@@ -38,6 +38,13 @@ class TrialScheduler:
     _metric: str | None = None
     _mode: str | None = None
     _supports_buffered_results = True
+    # Whether the scheduler pauses trials and restarts them from checkpoints
+    # (the "Need Checkpointing?" column of the compatibility matrix).
+    _requires_checkpointing = False
+
+    def _supports_search_alg(self, search_alg) -> bool:
+        """Whether this scheduler may be combined with ``search_alg`` (None: the default generator)."""
+        return True
 
     @property
     def metric(self) -> str | None:

@@ -1,0 +1,233 @@
+"""The local backend: a pool of worker processes on this machine."""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from multiprocessing.connection import Connection, wait as wait_connections
+from typing import Any
+
+from tunesmith._internal import protocol as P
+from tunesmith._internal.backend.base import ExecutorBackend
+from tunesmith._internal.resources import detect_resources
+
+_EPS = 1e-9
+
+
+class _WorkerHandle:
+    __slots__ = ("proc", "conn", "loaded", "env_key", "trial", "pid")
+
+    def __init__(self, proc: subprocess.Popen, conn: Connection, env_key: str):
+        self.proc = proc
+        self.conn = conn
+        self.loaded: set[str] = set()
+        self.env_key = env_key
+        self.trial = None
+        self.pid = proc.pid
+
+
+class LocalExecutor(ExecutorBackend):
+    """Runs trials in worker processes on this machine, within its CPUs, GPUs and memory.
+
+    Workers are started on demand and kept for later trials; a trial that needs
+    GPUs gets them through ``CUDA_VISIBLE_DEVICES`` (empty for trials that ask
+    for none), and a worker is only reused by a trial with the same devices.
+    """
+
+    def __init__(self, total_resources: dict[str, float] | None = None, gpu_ids: list[str] | None = None):
+        detected, detected_gpus = detect_resources()
+        self.total = dict(total_resources) if total_resources is not None else detected
+        self.gpu_ids = list(gpu_ids) if gpu_ids is not None else detected_gpus
+        self.available = dict(self.total)
+        self._gpu_free = {g: 1.0 for g in self.gpu_ids}
+        self._idle: dict[str, list[_WorkerHandle]] = {}
+        self._by_trial: dict[Any, _WorkerHandle] = {}
+        self._by_conn: dict[Connection, _WorkerHandle] = {}
+        self._assigned_gpus: dict[Any, list[tuple[str, float]]] = {}
+        self._held: dict[Any, dict[str, float]] = {}
+        self._sys_path = os.pathsep.join(p for p in sys.path if p)
+
+    # -- resources -------------------------------------------------------------------
+    def can_ever_fit(self, resources: dict[str, float]) -> bool:
+        return all(self.total.get(k, 0.0) + _EPS >= v for k, v in resources.items() if v > 0)
+
+    def has_resources(self, resources: dict[str, float]) -> bool:
+        avail = self.available
+        for key, value in resources.items():
+            if value > 0 and avail.get(key, 0.0) + _EPS < value:
+                return False
+        gpus = resources.get("GPU", 0.0)
+        if gpus and self._pick_gpus(gpus) is None:
+            return False
+        return True
+
+    def _pick_gpus(self, amount: float) -> list[tuple[str, float]] | None:
+        if amount >= 1:
+            whole = [g for g, free in self._gpu_free.items() if free >= 1 - _EPS]
+            n = int(round(amount))
+            return [(g, 1.0) for g in whole[:n]] if len(whole) >= n else None
+        for g, free in self._gpu_free.items():
+            if free + _EPS >= amount:
+                return [(g, amount)]
+        return None
+
+    def _acquire(self, trial, resources: dict[str, float]) -> str:
+        for key, value in resources.items():
+            self.available[key] = self.available.get(key, 0.0) - value
+        self._held[trial] = dict(resources)
+        gpus = resources.get("GPU", 0.0)
+        picked = self._pick_gpus(gpus) if gpus else []
+        for g, amount in picked or []:
+            self._gpu_free[g] -= amount
+        self._assigned_gpus[trial] = picked or []
+        return ",".join(g for g, _ in picked or [])
+
+    def _release_resources(self, trial) -> None:
+        for key, value in self._held.pop(trial, {}).items():
+            self.available[key] = self.available.get(key, 0.0) + value
+        for g, amount in self._assigned_gpus.pop(trial, []):
+            self._gpu_free[g] += amount
+
+    # -- workers -------------------------------------------------------------------------
+    def _spawn(self, env_key: str) -> _WorkerHandle:
+        parent, child = socket.socketpair()
+        env = dict(os.environ)
+        env["TUNESMITH_DRIVER_SYS_PATH"] = self._sys_path
+        env["CUDA_VISIBLE_DEVICES"] = env_key
+        try:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "tunesmith._internal.worker", str(child.fileno())],
+                pass_fds=(child.fileno(),), env=env, close_fds=True,
+            )
+        finally:
+            child.close()
+        conn = Connection(parent.detach())
+        handle = _WorkerHandle(proc, conn, env_key)
+        self._by_conn[conn] = handle
+        return handle
+
+    def _checkout(self, env_key: str) -> _WorkerHandle:
+        idle = self._idle.get(env_key)
+        while idle:
+            handle = idle.pop()
+            if handle.proc.poll() is None:
+                return handle
+            self._forget(handle)
+        return self._spawn(env_key)
+
+    def _forget(self, handle: _WorkerHandle) -> None:
+        self._by_conn.pop(handle.conn, None)
+        try:
+            handle.conn.close()
+        except OSError:
+            pass
+
+    def worker_pid(self, trial) -> int | None:
+        handle = self._by_trial.get(trial)
+        return handle.pid if handle else None
+
+    # -- trials ----------------------------------------------------------------------------
+    def start_trial(self, trial, spec: P.TrialSpec, trainable_key: str, payload: bytes) -> None:
+        env_key = self._acquire(trial, trial.placement_group_factory.required_resources)
+        spec.env["CUDA_VISIBLE_DEVICES"] = env_key
+        handle = self._checkout(env_key)
+        handle.trial = trial
+        self._by_trial[trial] = handle
+        try:
+            if trainable_key not in handle.loaded:
+                handle.conn.send((P.LOAD, trainable_key, payload))
+                handle.loaded.add(trainable_key)
+            handle.conn.send((P.START, spec))
+        except OSError:
+            # The worker died while idle; the driver sees the EOF as this trial's failure.
+            pass
+
+    def send(self, trial, message: Any) -> None:
+        handle = self._by_trial.get(trial)
+        if handle is None:
+            return
+        try:
+            handle.conn.send(message)
+        except OSError:
+            pass
+
+    def release_trial(self, trial, reuse: bool = True) -> None:
+        """Frees the trial's resources; its worker goes back to the pool (or exits)."""
+        self._release_resources(trial)
+        handle = self._by_trial.pop(trial, None)
+        if handle is None:
+            return
+        handle.trial = None
+        if reuse and handle.proc.poll() is None and handle.conn in self._by_conn:
+            self._idle.setdefault(handle.env_key, []).append(handle)
+        else:
+            self._stop_worker(handle)
+
+    def _stop_worker(self, handle: _WorkerHandle) -> None:
+        try:
+            handle.conn.send((P.EXIT,))
+        except OSError:
+            pass
+        self._forget(handle)
+
+    def call(self, trial, message: Any) -> Any:
+        """Sends a message to a trial's worker and waits for its reply (the worker must be waiting)."""
+        handle = self._by_trial[trial]
+        handle.conn.send(message)
+        return handle.conn.recv()
+
+    def kill_trial_worker(self, trial) -> None:
+        handle = self._by_trial.get(trial)
+        if handle is not None and handle.proc.poll() is None:
+            handle.proc.kill()
+
+    def wait(self, timeout: float | None) -> list[tuple[Any, tuple]]:
+        busy = [h.conn for h in self._by_trial.values()]
+        if not busy:
+            return []
+        ready = wait_connections(busy, timeout)
+        events = []
+        for conn in ready:
+            handle = self._by_conn.get(conn)
+            if handle is None or handle.trial is None:
+                continue
+            try:
+                msg = conn.recv()
+            except (EOFError, OSError):
+                msg = (P.ERROR, self._death_message(handle), None)
+                self._forget(handle)
+            events.append((handle.trial, msg))
+        return events
+
+    def _death_message(self, handle: _WorkerHandle) -> str:
+        try:
+            code = handle.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            handle.proc.kill()
+            code = handle.proc.wait()
+        how = f"was killed by signal {-code}" if code is not None and code < 0 else f"exited with code {code}"
+        return (
+            f"The worker process (pid {handle.pid}) running trial {handle.trial} {how} "
+            "before the trial finished.\n"
+        )
+
+    def shutdown(self) -> None:
+        handles = list(self._by_conn.values())
+        for handle in handles:
+            if handle.trial is not None and handle.proc.poll() is None:
+                handle.proc.kill()  # still inside user code: it cannot hear EXIT
+                continue
+            try:
+                handle.conn.send((P.EXIT,))
+            except OSError:
+                pass
+        for handle in handles:
+            try:
+                handle.proc.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                handle.proc.kill()
+                handle.proc.wait()
+            self._forget(handle)
+        self._idle.clear()
+        self._by_trial.clear()

@@ -1,0 +1,72 @@
+"""What this machine offers: CPUs, GPUs, memory and custom resources."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+
+_overrides: dict[str, float] = {}
+
+
+def init(num_cpus: float | None = None, num_gpus: float | None = None, resources: dict | None = None,
+         memory: float | None = None, **kwargs) -> None:
+    """Sets the resources local runs may use, like ``ray.init(num_cpus=..., num_gpus=..., resources=...)``.
+
+    Args:
+        num_cpus: CPUs to hand out to trials (default: all cores of this machine).
+        num_gpus: GPUs to hand out (default: those ``nvidia-smi`` lists, or ``CUDA_VISIBLE_DEVICES``).
+        resources: Custom resources, e.g. ``{"license": 2}``.
+        memory: Bytes of memory to hand out (default: the machine's total).
+    """
+    _overrides.clear()
+    if num_cpus is not None:
+        _overrides["CPU"] = float(num_cpus)
+    if num_gpus is not None:
+        _overrides["GPU"] = float(num_gpus)
+    if memory is not None:
+        _overrides["memory"] = float(memory)
+    for key, value in (resources or {}).items():
+        if not isinstance(value, (int, float)) or value < 0:
+            raise ValueError(f"Custom resource {key!r} must be a non-negative number, got {value!r}.")
+        _overrides[key] = float(value)
+
+
+def detect_gpu_ids() -> list[str]:
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return [g for g in visible.split(",") if g.strip() and g.strip() != "-1"]
+    if shutil.which("nvidia-smi") is None:
+        return []
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return []
+    if out.returncode != 0:
+        return []
+    return [line.strip() for line in out.stdout.splitlines() if line.strip()]
+
+
+def detect_resources() -> tuple[dict[str, float], list[str]]:
+    """Returns the resource totals and the GPU ids trials may use."""
+    try:
+        cpus = float(len(os.sched_getaffinity(0)))
+    except AttributeError:
+        cpus = float(os.cpu_count() or 1)
+    gpu_ids = detect_gpu_ids()
+    total = {"CPU": cpus, "GPU": float(len(gpu_ids))}
+    try:
+        import psutil
+
+        total["memory"] = float(psutil.virtual_memory().total)
+    except Exception:
+        pass
+    env = os.environ.get("TUNESMITH_RESOURCES")
+    if env:
+        total.update({k: float(v) for k, v in json.loads(env).items()})
+    total.update(_overrides)
+    if "GPU" in _overrides:
+        n = int(_overrides["GPU"])
+        gpu_ids = (gpu_ids + [str(i) for i in range(len(gpu_ids), n)])[:n]
+    return total, gpu_ids

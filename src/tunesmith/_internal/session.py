@@ -1,0 +1,320 @@
+"""The session a trainable runs in: ``report``, ``get_checkpoint``, ``get_context``.
+
+Inside a trial, a worker process installs a session; ``tune.report``,
+``train.report`` and ``session.report`` all land here. ``report`` sends the
+result to the driver and waits for its answer (go on, stop or pause), as Ray
+Tune's function API does.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import time
+import warnings
+from typing import Any, Iterator
+
+from tunesmith.tune.result import CHECKPOINT_DIR_FORMAT
+from tunesmith.train._checkpoint import Checkpoint
+
+_session: "_Session | None" = None
+
+
+class TrialStopped(BaseException):
+    """Raised inside a function trainable when the driver stops or pauses its trial.
+
+    It derives from BaseException so that a user's ``except Exception`` does not swallow it.
+    """
+
+    def __init__(self, pause: bool = False):
+        super().__init__("pause" if pause else "stop")
+        self.pause = pause
+
+
+class TrainContext:
+    """What a training function may ask about the run it is part of.
+
+    Example:
+        >>> from tunesmith import train
+        >>> ctx = train.get_context()
+        >>> ctx.get_world_rank(), ctx.get_world_size()
+        (0, 1)
+    """
+
+    def __init__(self, trial_info=None, world_rank: int = 0, world_size: int = 1,
+                 local_rank: int = 0, local_world_size: int = 1, node_rank: int = 0, metadata=None):
+        self._trial_info = trial_info
+        self._world_rank = world_rank
+        self._world_size = world_size
+        self._local_rank = local_rank
+        self._local_world_size = local_world_size
+        self._node_rank = node_rank
+        self._metadata = metadata or {}
+
+    def get_world_rank(self) -> int:
+        return self._world_rank
+
+    def get_world_size(self) -> int:
+        return self._world_size
+
+    def get_local_rank(self) -> int:
+        return self._local_rank
+
+    def get_local_world_size(self) -> int:
+        return self._local_world_size
+
+    def get_node_rank(self) -> int:
+        return self._node_rank
+
+    def get_trial_name(self) -> str | None:
+        return self._trial_info.trial_name if self._trial_info else None
+
+    def get_trial_id(self) -> str | None:
+        return self._trial_info.trial_id if self._trial_info else None
+
+    def get_trial_dir(self) -> str | None:
+        return self._trial_info.trial_dir if self._trial_info else None
+
+    def get_experiment_name(self) -> str | None:
+        return self._trial_info.experiment_name if self._trial_info else None
+
+    def get_trial_resources(self):
+        return self._trial_info.resources if self._trial_info else None
+
+    def get_metadata(self) -> dict:
+        return dict(self._metadata)
+
+    def get_storage(self):
+        return self._trial_info
+
+
+class _Session:
+    """A trial's session in the worker process that runs it."""
+
+    def __init__(self, conn, spec, trial_info, checkpoint: Checkpoint | None, context: TrainContext | None = None):
+        self._conn = conn
+        self.trial_info = trial_info
+        self.config = spec.config
+        self.iteration = spec.start_iteration
+        self.iterations_since_restore = 0
+        self._time_offset = spec.start_time_total
+        self._start = self._last = time.time()
+        self.checkpoint = checkpoint
+        self.checkpoint_index = spec.checkpoint_index
+        self._pending_checkpoint_dir: str | None = None
+        self.context = context or TrainContext(trial_info)
+        self.storage_filesystem = None
+        if spec.storage_uri:
+            import pyarrow.fs
+
+            self.storage_filesystem, _ = pyarrow.fs.FileSystem.from_uri(spec.storage_uri)
+
+    # -- checkpoints ------------------------------------------------------------
+    def _next_checkpoint_dir(self) -> str:
+        return os.path.join(self.trial_info.trial_dir, CHECKPOINT_DIR_FORMAT.format(self.checkpoint_index))
+
+    def _persist(self, checkpoint: Checkpoint) -> str:
+        """Copies a reported checkpoint into the trial directory; returns its directory name."""
+        if not isinstance(checkpoint, Checkpoint):
+            if isinstance(checkpoint, (str, os.PathLike)):
+                checkpoint = Checkpoint.from_directory(checkpoint)
+            else:
+                raise TypeError(
+                    f"report(checkpoint=...) takes a tunesmith.train.Checkpoint, got {type(checkpoint).__name__}. "
+                    "Create one with Checkpoint.from_directory(path)."
+                )
+        target = self._next_checkpoint_dir()
+        self.checkpoint_index += 1
+        if self.storage_filesystem is not None:
+            import pyarrow.fs
+
+            with checkpoint.as_directory() as local:
+                pyarrow.fs.copy_files(local, target, source_filesystem=pyarrow.fs.LocalFileSystem(),
+                                      destination_filesystem=self.storage_filesystem)
+            self.checkpoint = Checkpoint(target, self.storage_filesystem)
+        else:
+            if os.path.abspath(checkpoint.path) != target:
+                # A directory left by a run that died before the driver saw it is stale.
+                shutil.rmtree(target, ignore_errors=True)
+                tmp = target + ".tmp"
+                shutil.rmtree(tmp, ignore_errors=True)
+                if checkpoint._local:
+                    shutil.copytree(checkpoint.path, tmp)
+                else:
+                    checkpoint.to_directory(tmp)
+                os.replace(tmp, target)
+            self.checkpoint = Checkpoint(target)
+        return os.path.basename(target)
+
+    @contextlib.contextmanager
+    def checkpoint_dir(self, step: int | None = None) -> Iterator[str]:
+        path = self._next_checkpoint_dir()
+        os.makedirs(path, exist_ok=True)
+        yield path
+        self._pending_checkpoint_dir = path
+
+    # -- results ------------------------------------------------------------------
+    def report(self, metrics: dict, checkpoint: Checkpoint | None = None) -> None:
+        now = time.time()
+        checkpoint_dir_name = None
+        if checkpoint is not None:
+            checkpoint_dir_name = self._persist(checkpoint)
+        elif self._pending_checkpoint_dir is not None:
+            checkpoint_dir_name = os.path.basename(self._pending_checkpoint_dir)
+            self.checkpoint = Checkpoint(self._pending_checkpoint_dir)
+            self.checkpoint_index += 1
+            self._pending_checkpoint_dir = None
+        self.iteration += 1
+        self.iterations_since_restore += 1
+        result = dict(metrics)
+        result["training_iteration"] = self.iteration
+        result["time_this_iter_s"] = now - self._last
+        result["time_total_s"] = self._time_offset + now - self._start
+        result["time_since_restore"] = now - self._start
+        result["iterations_since_restore"] = self.iterations_since_restore
+        result["timestamp"] = int(now)
+        self._conn.send(("r", result, checkpoint_dir_name))
+        while True:
+            reply = self._conn.recv()
+            if reply == "c":
+                break
+            if reply == "s" or (type(reply) is tuple and reply[0] == "s"):
+                raise TrialStopped(pause=False)
+            if reply == "p":
+                raise TrialStopped(pause=True)
+            if reply == "save":
+                # A function trainable's checkpoint is the latest one it reported.
+                self._conn.send(("saved", os.path.basename(self.checkpoint.path) if self.checkpoint else None))
+                continue
+            raise RuntimeError(f"Unexpected message from the driver: {reply!r}")
+        self._last = time.time()
+
+
+def _get_session() -> "_Session | None":
+    return _session
+
+
+def _set_session(session: "_Session | None") -> None:
+    global _session
+    _session = session
+
+
+_warned_outside = False
+
+
+def report(metrics: dict | float | None = None, *, checkpoint: Checkpoint | None = None, **kwargs: Any) -> None:
+    """Reports metrics (and optionally a checkpoint) for the current iteration.
+
+    Accepts both forms Ray has used: ``report({"loss": 0.1}, checkpoint=ckpt)``
+    and the older keyword form ``report(loss=0.1)``.
+
+    Args:
+        metrics: A dict of metrics (a bare number is reported as ``_metric``).
+        checkpoint: A :class:`~tunesmith.train.Checkpoint` to persist with this result.
+    """
+    if metrics is None:
+        metrics = kwargs
+    elif not isinstance(metrics, dict):
+        metrics = {"_metric": metrics, **kwargs}
+    elif kwargs:
+        metrics = {**metrics, **kwargs}
+    session = _session
+    if session is None:
+        global _warned_outside
+        if not _warned_outside:
+            warnings.warn(
+                "report() was called outside of a tunesmith trial; the metrics are ignored. "
+                "Run the function with tune.Tuner(...).fit() or a trainer.",
+                stacklevel=2,
+            )
+            _warned_outside = True
+        return
+    session.report(metrics, checkpoint=checkpoint)
+
+
+def get_checkpoint() -> Checkpoint | None:
+    """Returns the checkpoint to resume from: the latest reported one, or the one the trial was restored with."""
+    return _session.checkpoint if _session is not None else None
+
+
+def get_context() -> TrainContext:
+    """Returns the :class:`TrainContext` of the running trial (ranks are 0 of 1 in a Tune trial)."""
+    return _session.context if _session is not None else TrainContext()
+
+
+def get_trial_resources():
+    """Returns the ``PlacementGroupFactory`` of the running trial."""
+    return get_context().get_trial_resources()
+
+
+def get_trial_dir() -> str | None:
+    return get_context().get_trial_dir()
+
+
+def get_trial_name() -> str | None:
+    return get_context().get_trial_name()
+
+
+def get_trial_id() -> str | None:
+    return get_context().get_trial_id()
+
+
+def get_experiment_name() -> str | None:
+    return get_context().get_experiment_name()
+
+
+def get_world_rank() -> int:
+    return get_context().get_world_rank()
+
+
+def get_world_size() -> int:
+    return get_context().get_world_size()
+
+
+def get_local_rank() -> int:
+    return get_context().get_local_rank()
+
+
+def get_dataset_shard(name: str | None = None):
+    """Dataset shards need Ray Data; a local run has none."""
+    raise RuntimeError(
+        "get_dataset_shard() needs Ray Data and the Ray backend; pass your data to the training "
+        "function with tune.with_parameters(...) instead."
+    )
+
+
+@contextlib.contextmanager
+def checkpoint_dir(step: int | None = None) -> Iterator[str]:
+    """Older API: yields a directory to write a checkpoint into; it is attached to the next report."""
+    if _session is None:
+        raise RuntimeError("tune.checkpoint_dir() must be used inside a trial's function.")
+    with _session.checkpoint_dir(step) as path:
+        yield path
+
+
+class StatusReporter:
+    """The ``reporter`` handed to ``def trainable(config, reporter)`` functions (older API).
+
+    Calling it reports metrics: ``reporter(mean_loss=0.1)``.
+    """
+
+    def __call__(self, _metric=None, **kwargs) -> None:
+        if _metric is not None:
+            kwargs["_metric"] = _metric
+        report(kwargs)
+
+    @property
+    def logdir(self) -> str | None:
+        return get_trial_dir()
+
+    @property
+    def trial_name(self) -> str | None:
+        return get_trial_name()
+
+    @property
+    def trial_id(self) -> str | None:
+        return get_trial_id()
+
+    @property
+    def trial_resources(self):
+        return get_trial_resources()

@@ -1,0 +1,298 @@
+"""The worker process: hosts one trainable at a time and runs trials the driver sends it.
+
+Started by the local executor as ``python -m tunesmith._internal.worker <fd>``,
+where ``fd`` is its end of a socket pair to the driver.
+"""
+from __future__ import annotations
+
+import inspect
+import os
+import signal
+import sys
+import traceback
+from multiprocessing.connection import Connection
+from typing import Any
+
+from tunesmith._internal import protocol as P
+
+
+def _pickle_exception(exc: BaseException) -> bytes | None:
+    import cloudpickle
+
+    try:
+        data = cloudpickle.dumps(exc)
+        cloudpickle.loads(data)
+        return data
+    except Exception:
+        return None
+
+
+def _is_class_trainable(obj: Any) -> bool:
+    if not inspect.isclass(obj):
+        return False
+    from tunesmith.tune.trainable.trainable import Trainable
+
+    return issubclass(obj, Trainable)
+
+
+class _TrialEnvironment:
+    """Sets a trial's environment variables, working directory and output capture; undoes them after."""
+
+    def __init__(self, spec: P.TrialSpec):
+        self.spec = spec
+        self._saved_env: dict[str, str | None] = {}
+        self._saved_cwd: str | None = None
+        self._saved_fds: list[tuple[int, int]] = []
+        self._files = []
+
+    def __enter__(self):
+        spec = self.spec
+        for key, value in spec.env.items():
+            self._saved_env[key] = os.environ.get(key)
+            os.environ[key] = value
+        trial_dir = spec.trial_info.trial_dir
+        os.makedirs(trial_dir, exist_ok=True)
+        if spec.chdir:
+            self._saved_cwd = os.getcwd()
+            os.chdir(trial_dir)
+        out, err = spec.log_to_file
+        if out or err:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            opened: dict[str, Any] = {}
+            for fd, name in ((1, out), (2, err)):
+                if not name:
+                    continue
+                path = name if os.path.isabs(name) else os.path.join(trial_dir, name)
+                if path not in opened:
+                    opened[path] = open(path, "ab", buffering=0)
+                    self._files.append(opened[path])
+                self._saved_fds.append((fd, os.dup(fd)))
+                os.dup2(opened[path].fileno(), fd)
+        return self
+
+    def __exit__(self, *exc):
+        if self._saved_fds:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            for fd, saved in self._saved_fds:
+                os.dup2(saved, fd)
+                os.close(saved)
+            for f in self._files:
+                f.close()
+        if self._saved_cwd is not None:
+            try:
+                os.chdir(self._saved_cwd)
+            except OSError:
+                pass
+        for key, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        return False
+
+
+class Worker:
+    """The loop of one worker process."""
+
+    def __init__(self, conn: Connection):
+        self.conn = conn
+        self.trainables: dict[str, Any] = {}
+        # A class trainable instance kept for reuse by the next trial (reset_config).
+        self._cached_instance = None
+        self._cached_key: str | None = None
+
+    def serve(self) -> None:
+        conn = self.conn
+        while True:
+            try:
+                msg = conn.recv()
+            except (EOFError, OSError):
+                break
+            kind = msg[0]
+            if kind == P.START:
+                self._run_trial(msg[1])
+            elif kind == P.LOAD:
+                self._load(msg[1], msg[2])
+            elif kind == P.EXIT:
+                break
+        self._drop_cached()
+
+    def _load(self, key: str, payload: bytes) -> None:
+        import cloudpickle
+
+        try:
+            self.trainables[key] = cloudpickle.loads(payload)
+        except BaseException as exc:  # reported when a trial of this trainable starts
+            self.trainables[key] = _LoadFailure(exc, traceback.format_exc())
+
+    def _drop_cached(self) -> None:
+        if self._cached_instance is not None:
+            try:
+                self._cached_instance.stop()
+            except Exception:
+                pass
+        self._cached_instance = None
+        self._cached_key = None
+
+    def _send_error(self, exc: BaseException) -> None:
+        tb = traceback.format_exc()
+        self.conn.send((P.ERROR, tb, _pickle_exception(exc)))
+
+    def _run_trial(self, spec: P.TrialSpec) -> None:
+        trainable = self.trainables.get(spec.trainable_key)
+        if isinstance(trainable, _LoadFailure):
+            self.conn.send((P.ERROR, trainable.traceback, _pickle_exception(trainable.exc)))
+            return
+        with _TrialEnvironment(spec):
+            if _is_class_trainable(trainable):
+                self._run_class(trainable, spec)
+            else:
+                self._run_function(trainable, spec)
+
+    # -- function trainables ---------------------------------------------------
+    def _run_function(self, fn, spec: P.TrialSpec) -> None:
+        from tunesmith._internal import session as S
+        from tunesmith.train._checkpoint import Checkpoint
+
+        checkpoint = Checkpoint(spec.checkpoint_path) if spec.checkpoint_path else None
+        sess = S._Session(self.conn, spec, spec.trial_info, checkpoint)
+        S._set_session(sess)
+        try:
+            value = _call_function(fn, spec.config, checkpoint)
+            if isinstance(value, dict):
+                sess.report(value)
+                value = None
+            self.conn.send((P.DONE, _safe_value(value), None))
+        except S.TrialStopped as stopped:
+            if stopped.pause:
+                self.conn.send((P.PAUSED, None))
+            else:
+                self.conn.send((P.DONE, None, None))
+        except BaseException as exc:
+            self._send_error(exc)
+        finally:
+            S._set_session(None)
+
+    # -- class trainables --------------------------------------------------------
+    def _run_class(self, cls, spec: P.TrialSpec) -> None:
+        from tunesmith.tune.result import CHECKPOINT_DIR_FORMAT
+
+        conn = self.conn
+        index = spec.checkpoint_index
+
+        def save() -> str:
+            nonlocal index
+            target = os.path.join(spec.trial_info.trial_dir, CHECKPOINT_DIR_FORMAT.format(index))
+            index += 1
+            path = instance.save(target)
+            return os.path.basename(os.path.normpath(path))
+
+        try:
+            instance = self._instance_for(cls, spec)
+            if spec.checkpoint_path:
+                instance.restore(spec.checkpoint_path)
+            freq = spec.checkpoint_frequency
+            while True:
+                result = instance.train()
+                name = None
+                if result.get("should_checkpoint") or (freq and instance.iteration % freq == 0):
+                    name = save()
+                conn.send((P.RESULT, result, name))
+                while True:
+                    reply = conn.recv()
+                    if reply == P.CONTINUE:
+                        break
+                    if reply == P.SAVE:
+                        conn.send((P.SAVED, save()))
+                        continue
+                    if reply == P.PAUSE:
+                        name = save()
+                        self._finish_instance(instance, spec, keep=False)
+                        conn.send((P.PAUSED, name))
+                        return
+                    if type(reply) is tuple and reply[0] == P.STOP:
+                        name = save() if reply[1] else None
+                        self._finish_instance(instance, spec, keep=spec.reuse)
+                        conn.send((P.DONE, None, name))
+                        return
+                    raise RuntimeError(f"Unexpected message from the driver: {reply!r}")
+        except BaseException as exc:
+            self._cached_instance = None
+            self._send_error(exc)
+
+    def _instance_for(self, cls, spec: P.TrialSpec):
+        cached = self._cached_instance
+        self._cached_instance = None
+        if cached is not None:
+            if spec.reuse and self._cached_key == spec.trainable_key:
+                if cached.reset(spec.config, trial_info=spec.trial_info):
+                    return cached
+            try:
+                cached.stop()
+            except Exception:
+                pass
+        return cls(config=spec.config, trial_info=spec.trial_info)
+
+    def _finish_instance(self, instance, spec: P.TrialSpec, keep: bool) -> None:
+        if keep:
+            self._cached_instance = instance
+            self._cached_key = spec.trainable_key
+        else:
+            instance.stop()
+
+
+class _LoadFailure:
+    def __init__(self, exc: BaseException, tb: str):
+        self.exc = exc
+        self.traceback = tb
+
+
+def _safe_value(value: Any) -> Any:
+    import pickle
+
+    if value is None:
+        return None
+    try:
+        pickle.dumps(value)
+        return value
+    except Exception:
+        return repr(value)
+
+
+def _call_function(fn, config: dict, checkpoint) -> Any:
+    """Calls a function trainable in whichever form it was written."""
+    from tunesmith._internal import session as S
+
+    target = inspect.unwrap(fn)
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        params = []
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    names = [p.name for p in params]
+    if "checkpoint_dir" in names:
+        value = fn(config, checkpoint_dir=checkpoint.path if checkpoint else None)
+    elif "reporter" in names or len(positional) >= 2 and positional[1].default is inspect.Parameter.empty:
+        value = fn(config, S.StatusReporter())
+    elif not positional and not any(p.kind == p.VAR_POSITIONAL for p in params):
+        value = fn()
+    else:
+        value = fn(config)
+    if inspect.isgenerator(value) or inspect.isgeneratorfunction(target):
+        for item in value:
+            S.report(item if isinstance(item, dict) else {"_metric": item})
+        return None
+    return value
+
+
+def main() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    fd = int(sys.argv[1])
+    sys.path[:0] = [p for p in os.environ.get("TUNESMITH_DRIVER_SYS_PATH", "").split(os.pathsep) if p]
+    Worker(Connection(fd)).serve()
+
+
+if __name__ == "__main__":
+    main()

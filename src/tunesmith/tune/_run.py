@@ -1,0 +1,403 @@
+"""Builds an experiment from user input, checks it, runs it, and restores it.
+
+``Tuner.fit``, ``Tuner.restore`` and ``tune.run`` all come through here, so
+each piece of user input is validated in one place, before any trial starts.
+"""
+from __future__ import annotations
+
+import inspect
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from tunesmith._internal.storage import StorageContext, default_experiment_name
+from tunesmith.tune.result import EXPERIMENT_STATE_FILE, TUNER_FILE
+from tunesmith.tune.tune_config import TuneConfig
+from tunesmith.train._config import RunConfig
+
+
+@dataclass
+class ExperimentInput:
+    """Everything a run needs, gathered from Tuner or tune.run arguments."""
+
+    trainable: Any
+    param_space: dict = field(default_factory=dict)
+    tune_config: TuneConfig = field(default_factory=TuneConfig)
+    run_config: RunConfig = field(default_factory=RunConfig)
+    resources_per_trial: Any = None
+    default_verbose: int = 1
+
+
+def resolve_trainable(trainable: Any) -> tuple[Any, str]:
+    """Returns the trainable object and its name; raises a clear error for anything else."""
+    from tunesmith.tune import registry
+
+    if isinstance(trainable, str):
+        return registry.get_trainable_cls(trainable), trainable
+    if trainable is None:
+        raise TypeError("A trainable is required: pass a function, a tune.Trainable subclass or a registered name.")
+    if inspect.isclass(trainable):
+        from tunesmith.tune.trainable.trainable import Trainable
+
+        if not issubclass(trainable, Trainable) and not _is_trainer(trainable):
+            raise TypeError(
+                f"The trainable class {trainable.__name__} must subclass tunesmith.tune.Trainable; "
+                "or pass a function that takes the config."
+            )
+    elif _is_trainer(trainable):
+        return trainable.as_trainable(), registry.trainable_name(trainable.as_trainable())
+    elif not callable(trainable):
+        raise TypeError(
+            f"The trainable must be a function, a tune.Trainable subclass or a registered name; "
+            f"got {type(trainable).__name__} ({trainable!r})."
+        )
+    return trainable, registry.trainable_name(trainable)
+
+
+def _is_trainer(obj: Any) -> bool:
+    return hasattr(obj, "as_trainable") and not inspect.isfunction(obj)
+
+
+def is_class_trainable(trainable: Any) -> bool:
+    if not inspect.isclass(trainable):
+        return False
+    from tunesmith.tune.trainable.trainable import Trainable
+
+    return issubclass(trainable, Trainable)
+
+
+def pickle_trainable(trainable: Any, name: str) -> bytes:
+    import cloudpickle
+
+    try:
+        return cloudpickle.dumps(trainable)
+    except Exception as exc:
+        raise TypeError(
+            f"The trainable {name!r} cannot be serialised to send it to worker processes: {exc}. "
+            "It probably captures an object such as a lock, a file or a database connection; create it "
+            "inside the trainable instead, or pass data with tune.with_parameters(). "
+            "tune.utils.diagnose_serialization(trainable) names the culprit."
+        ) from exc
+
+
+def _check_metric_mode(metric, mode, who: str) -> None:
+    if mode is not None and mode not in ("min", "max"):
+        raise ValueError(f"{who}: mode must be 'min' or 'max', got {mode!r}.")
+    if metric is not None and not isinstance(metric, str):
+        raise TypeError(f"{who}: metric must be a string, got {metric!r}.")
+
+
+def build_search_alg(tune_config: TuneConfig, param_space: dict):
+    from tunesmith.tune.search.basic_variant import BasicVariantGenerator
+    from tunesmith.tune.search.search_algorithm import SearchAlgorithm
+    from tunesmith.tune.search.searcher import Searcher
+
+    alg = tune_config.search_alg
+    if alg is None:
+        alg = BasicVariantGenerator(max_concurrent=tune_config.max_concurrent_trials or 0)
+    elif isinstance(alg, Searcher):
+        from tunesmith.tune.search.concurrency_limiter import ConcurrencyLimiter
+        from tunesmith.tune.search.search_generator import SearchGenerator
+
+        if tune_config.max_concurrent_trials and not isinstance(alg, ConcurrencyLimiter):
+            alg = ConcurrencyLimiter(alg, max_concurrent=tune_config.max_concurrent_trials)
+        alg = SearchGenerator(alg)
+    elif not isinstance(alg, SearchAlgorithm):
+        raise TypeError(
+            f"TuneConfig(search_alg=...) must be a tune.search.Searcher or SearchAlgorithm, got {type(alg).__name__}."
+        )
+    if not alg.set_search_properties(tune_config.metric, tune_config.mode, param_space):
+        raise ValueError(
+            f"The search algorithm {type(alg).__name__} already has a metric or mode "
+            f"({alg.metric!r}, {alg.mode!r}) that differs from TuneConfig's ({tune_config.metric!r}, "
+            f"{tune_config.mode!r}). Set them in one place only."
+        )
+    return alg
+
+
+def build_scheduler(tune_config: TuneConfig, search_alg):
+    from tunesmith.tune.schedulers.trial_scheduler import FIFOScheduler, TrialScheduler
+
+    scheduler = tune_config.scheduler or FIFOScheduler()
+    if not isinstance(scheduler, TrialScheduler):
+        raise TypeError(
+            f"TuneConfig(scheduler=...) must be a tune.schedulers.TrialScheduler, got {type(scheduler).__name__}."
+        )
+    if not scheduler.set_search_properties(tune_config.metric, tune_config.mode):
+        raise ValueError(
+            f"The scheduler {type(scheduler).__name__} already has a metric or mode "
+            f"({scheduler.metric!r}, {scheduler.mode!r}) that differs from TuneConfig's "
+            f"({tune_config.metric!r}, {tune_config.mode!r}). Set them in one place only."
+        )
+    check = getattr(scheduler, "_supports_search_alg", None)
+    if check is not None:
+        inner = getattr(search_alg, "searcher", search_alg)
+        if not check(inner):
+            raise ValueError(
+                f"{type(scheduler).__name__} cannot be combined with the search algorithm "
+                f"{type(inner).__name__} (see the scheduler/search algorithm compatibility matrix)."
+            )
+    return scheduler
+
+
+def build_callbacks(run_config: RunConfig, verbose: int, metric, mode) -> list:
+    from tunesmith.tune.logger import LoggerCallback, default_logger_callbacks
+
+    callbacks = list(run_config.callbacks or [])
+    if os.environ.get("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "0") != "1":
+        present = {type(cb) for cb in callbacks if isinstance(cb, LoggerCallback)}
+        for cb in default_logger_callbacks():
+            if not any(issubclass(p, type(cb)) for p in present):
+                callbacks.append(cb)
+    if verbose >= 2:
+        from tunesmith.tune.progress_reporter import TrialProgressCallback
+
+        callbacks.append(TrialProgressCallback(verbosity=verbose, metric=metric))
+    return callbacks
+
+
+def build_reporter(run_config: RunConfig, verbose: int, tune_config: TuneConfig, total_samples):
+    reporter = run_config.progress_reporter
+    if reporter is None:
+        if verbose < 1:
+            return None
+        from tunesmith.tune.progress_reporter import detect_reporter
+
+        reporter = detect_reporter(verbose=verbose, metric=tune_config.metric, mode=tune_config.mode)
+    if hasattr(reporter, "setup"):
+        try:
+            reporter.setup(total_samples=total_samples, metric=tune_config.metric, mode=tune_config.mode)
+        except TypeError:
+            pass
+    return reporter
+
+
+def resources_request(trainable: Any, override: Any):
+    from tunesmith.tune.trainable.util import get_resources_request
+
+    return override if override is not None else get_resources_request(trainable)
+
+
+def _log_to_file(value) -> tuple:
+    if value is True:
+        return ("stdout", "stderr")
+    if not value:
+        return (None, None)
+    if isinstance(value, str):
+        return (value, value)
+    if isinstance(value, (tuple, list)) and len(value) == 2:
+        return tuple(value)
+    raise ValueError(
+        f"RunConfig(log_to_file={value!r}) must be True, a file name, or a (stdout, stderr) pair of file names."
+    )
+
+
+def _split_stop(stop):
+    """A dict of thresholds is checked inline per trial; anything else becomes a Stopper."""
+    if stop is None:
+        return {}, None
+    if isinstance(stop, dict):
+        for key, value in stop.items():
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                raise ValueError(
+                    f"RunConfig(stop={{{key!r}: {value!r}}}): each stop threshold must be a number."
+                )
+        return dict(stop), None
+    from tunesmith.tune.stopper import create_stopper
+
+    return {}, create_stopper(stop)
+
+
+def _validate_checkpointing(trainable, run_config: RunConfig, is_class: bool, scheduler) -> None:
+    cc = run_config.checkpoint_config
+    if not is_class and (cc.checkpoint_frequency or cc.checkpoint_at_end):
+        raise ValueError(
+            "CheckpointConfig(checkpoint_frequency=..., checkpoint_at_end=...) only applies to class trainables; "
+            "a function trainable checkpoints by passing checkpoint=... to train.report()."
+        )
+    if is_class and getattr(scheduler, "_requires_checkpointing", False):
+        from tunesmith.tune.trainable.trainable import Trainable
+
+        saves = any(
+            getattr(trainable, m, None) is not getattr(Trainable, m, None)
+            for m in ("save_checkpoint", "_save")
+        )
+        if not saves:
+            raise ValueError(
+                f"{type(scheduler).__name__} pauses and clones trials from checkpoints, but "
+                f"{trainable.__name__} does not implement save_checkpoint()/load_checkpoint()."
+            )
+
+
+def run_experiment(inp: ExperimentInput, restore_path: str | None = None, restore_options: dict | None = None):
+    """Runs an experiment and returns ``(ExperimentAnalysis, controller)``."""
+    from tunesmith._internal.backend.local import LocalExecutor
+    from tunesmith.tune.analysis.experiment_analysis import ExperimentAnalysis
+    from tunesmith.tune.execution.placement_groups import to_pg_factory
+    from tunesmith.tune.execution.tune_controller import TuneController
+
+    tc, rc = inp.tune_config, inp.run_config
+    if not isinstance(tc, TuneConfig):
+        raise TypeError(f"tune_config must be a tune.TuneConfig, got {type(tc).__name__}.")
+    if not isinstance(rc, RunConfig):
+        raise TypeError(f"run_config must be a tune.RunConfig, got {type(rc).__name__}.")
+    param_space = inp.param_space if inp.param_space is not None else {}
+    if not isinstance(param_space, dict):
+        raise TypeError(f"param_space must be a dict, got {type(param_space).__name__}.")
+    _check_metric_mode(tc.metric, tc.mode, "TuneConfig")
+    trainable, name = resolve_trainable(inp.trainable)
+    is_class = is_class_trainable(trainable)
+    payload = pickle_trainable(trainable, name)
+    verbose = rc.verbose if rc.verbose is not None else inp.default_verbose
+    search_alg = build_search_alg(tc, param_space)
+    scheduler = build_scheduler(tc, search_alg)
+    stopping_criterion, stopper = _split_stop(rc.stop)
+    _validate_checkpointing(trainable, rc, is_class, scheduler)
+    log_to_file = _log_to_file(rc.log_to_file)
+
+    request = resources_request(trainable, inp.resources_per_trial)
+    executor = LocalExecutor()
+    if not callable(request):
+        pgf = to_pg_factory(request)
+        if not executor.can_ever_fit(pgf.required_resources):
+            raise ValueError(
+                f"Each trial asks for {pgf.required_resources}, more than this machine has "
+                f"({ {k: v for k, v in executor.total.items() if k != 'memory'} }). Lower the request "
+                "(tune.with_resources / resources_per_trial) or declare more with "
+                "tunesmith.init(num_cpus=..., num_gpus=..., resources=...)."
+            )
+
+    trials = None
+    if restore_path is not None:
+        storage = StorageContext(os.path.dirname(restore_path.rstrip("/")), os.path.basename(restore_path.rstrip("/")),
+                                 rc.storage_filesystem)
+        trials = _restore_trials(storage, search_alg, scheduler, restore_options or {})
+    else:
+        storage = StorageContext(rc.storage_path, rc.name or default_experiment_name(name), rc.storage_filesystem)
+        search_alg.add_configurations(param_space, num_samples=tc.num_samples) if _accepts_num_samples(
+            search_alg) else search_alg.add_configurations(param_space)
+    storage.make_dirs()
+    _save_tuner_file(storage, inp, name)
+
+    callbacks = build_callbacks(rc, verbose, tc.metric, tc.mode)
+    reporter = build_reporter(rc, verbose, tc, search_alg.total_samples)
+    chdir = os.environ.get("RAY_CHDIR_TO_TRIAL_DIR", "1") != "0" and tc.chdir_to_trial_dir is not False
+    controller = TuneController(
+        trainable=trainable,
+        trainable_name=name,
+        trainable_payload=payload,
+        search_alg=search_alg,
+        scheduler=scheduler,
+        stopper=stopper,
+        callbacks=callbacks,
+        reporter=reporter,
+        storage=storage,
+        executor=executor,
+        metric=tc.metric,
+        mode=tc.mode,
+        resources_request=request,
+        max_concurrent_trials=tc.max_concurrent_trials,
+        time_budget_s=tc.time_budget_s,
+        reuse_actors=tc.reuse_actors,
+        failure_config=rc.failure_config,
+        checkpoint_config=rc.checkpoint_config,
+        trial_name_creator=tc.trial_name_creator,
+        trial_dirname_creator=tc.trial_dirname_creator,
+        log_to_file=log_to_file,
+        chdir_to_trial_dir=chdir,
+        is_class_trainable=is_class,
+        stopping_criterion=stopping_criterion,
+        trials=trials,
+    )
+    controller.run()
+    if getattr(controller, "interrupted", False):
+        print(
+            f"The experiment was interrupted; its state is saved. Resume it with "
+            f"Tuner.restore({storage.experiment_path!r}, trainable=...).",
+            flush=True,
+        )
+    analysis = ExperimentAnalysis(
+        storage.experiment_path,
+        trials=controller.get_trials(),
+        default_metric=tc.metric,
+        default_mode=tc.mode,
+        storage_filesystem=storage.storage_filesystem if storage.is_remote else None,
+    )
+    return analysis, controller
+
+
+def _accepts_num_samples(search_alg) -> bool:
+    try:
+        return "num_samples" in inspect.signature(search_alg.add_configurations).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _save_tuner_file(storage: StorageContext, inp: ExperimentInput, name: str) -> None:
+    """Keeps the run's settings next to its results so ``Tuner.restore`` can rebuild it."""
+    import cloudpickle
+
+    from tunesmith._internal.storage import write_bytes_atomic
+
+    data = {"param_space": inp.param_space, "tune_config": inp.tune_config, "run_config": inp.run_config,
+            "resources_per_trial": inp.resources_per_trial, "trainable_name": name}
+    try:
+        payload = cloudpickle.dumps(data)
+    except Exception:
+        payload = cloudpickle.dumps({"param_space": inp.param_space, "trainable_name": name})
+    write_bytes_atomic(os.path.join(storage.experiment_local_path, TUNER_FILE), payload)
+
+
+def load_tuner_file(path: str) -> dict:
+    import cloudpickle
+
+    with open(os.path.join(path, TUNER_FILE), "rb") as f:
+        return cloudpickle.load(f)
+
+
+def _restore_trials(storage: StorageContext, search_alg, scheduler, options: dict):
+    from tunesmith.tune.experiment.trial import Trial
+    from tunesmith.tune.result import SCHEDULER_STATE_FILE
+
+    path = storage.experiment_local_path
+    with open(os.path.join(path, EXPERIMENT_STATE_FILE)) as f:
+        state = json.load(f)
+    params_by_id = {}
+    trials = []
+    for tstate in state["trials"]:
+        trial = Trial.from_json_state(tstate, experiment_path=path)
+        params_file = os.path.join(trial.local_path, "params.pkl")
+        if os.path.exists(params_file):
+            import cloudpickle
+
+            with open(params_file, "rb") as f:
+                trial.config = cloudpickle.load(f)
+        params_by_id[trial.trial_id] = trial.config
+        if trial.status in (Trial.RUNNING, Trial.PAUSED, Trial.PENDING):
+            if options.get("resume_unfinished", True):
+                trial.restore_checkpoint = trial.checkpoint
+                trial.status = Trial.PENDING
+            else:
+                trial.status = Trial.TERMINATED
+        elif trial.status == Trial.ERROR:
+            if options.get("restart_errored"):
+                trial.restore_checkpoint = None
+                trial.checkpoint_manager.checkpoints = []
+                trial.status = Trial.PENDING
+                trial.last_result = {}
+            elif options.get("resume_errored"):
+                trial.restore_checkpoint = trial.checkpoint
+                trial.status = Trial.PENDING
+        trials.append(trial)
+    if search_alg.has_checkpoint(path):
+        search_alg.restore_from_dir(path)
+    else:
+        search_alg.set_finished()
+    sched_file = os.path.join(path, SCHEDULER_STATE_FILE)
+    if os.path.exists(sched_file):
+        try:
+            scheduler.restore(sched_file)
+        except Exception:
+            pass
+    return trials

@@ -1,0 +1,733 @@
+"""The driver's event loop: creates trials, starts them, processes their results.
+
+The controller knows nothing of processes: an executor backend runs trials and
+hands back protocol messages. Searchers, schedulers, stoppers and callbacks are
+asked at the points described in DESIGN.md.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import socket
+import time
+import traceback
+import uuid
+from typing import Any
+
+from tunesmith._internal import protocol as P
+from tunesmith._internal.storage import StorageContext, write_bytes_atomic, write_json_atomic
+from tunesmith.tune.callback import Callback, CallbackList
+from tunesmith.tune.execution.placement_groups import to_pg_factory
+from tunesmith.tune.experiment.trial import Trial
+from tunesmith.tune.result import (
+    CHECKPOINT_DIR_NAME,
+    DONE,
+    EXPERIMENT_STATE_FILE,
+    EXPR_ERROR_FILE,
+    EXPR_ERROR_PICKLE_FILE,
+    SCHEDULER_STATE_FILE,
+    TRAINING_ITERATION,
+)
+from tunesmith.tune.schedulers.trial_scheduler import TrialScheduler
+from tunesmith.tune.trainable._trial_info import TrialInfo
+from tunesmith.train._checkpoint import Checkpoint
+
+logger = logging.getLogger(__name__)
+
+_STATUSES = (Trial.PENDING, Trial.RUNNING, Trial.PAUSED, Trial.TERMINATED, Trial.ERROR)
+
+
+def _env_float(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    if value in (None, "", "auto"):
+        return default
+    return float(value)
+
+
+class _StopExperiment(Exception):
+    pass
+
+
+class TuneController:
+    """Runs an experiment's trials to completion.
+
+    Args:
+        trainable: The function or ``Trainable`` class (already validated).
+        trainable_name: Its name, used for trial names.
+        trainable_payload: The cloudpickled trainable, shipped once to each worker.
+        search_alg: A ``SearchAlgorithm`` with the param space added.
+        scheduler: A ``TrialScheduler``.
+        stopper: A ``Stopper`` or None.
+        callbacks: Callbacks, loggers included.
+        reporter: A progress reporter or None.
+        storage: The experiment's ``StorageContext``.
+        executor: The backend that runs trials.
+    """
+
+    def __init__(
+        self,
+        *,
+        trainable: Any,
+        trainable_name: str,
+        trainable_payload: bytes,
+        search_alg,
+        scheduler: TrialScheduler,
+        stopper=None,
+        callbacks: list[Callback] | None = None,
+        reporter=None,
+        storage: StorageContext,
+        executor,
+        metric: str | None = None,
+        mode: str | None = None,
+        resources_request: Any = None,
+        max_concurrent_trials: int | None = None,
+        time_budget_s: float | None = None,
+        reuse_actors: bool | None = None,
+        failure_config=None,
+        checkpoint_config=None,
+        trial_name_creator=None,
+        trial_dirname_creator=None,
+        log_to_file: tuple = (None, None),
+        chdir_to_trial_dir: bool = True,
+        is_class_trainable: bool = False,
+        stopping_criterion: dict | None = None,
+        trials: list[Trial] | None = None,
+        experiment_state_extra: dict | None = None,
+    ):
+        self._trainable = trainable
+        self._trainable_name = trainable_name
+        self._payload = trainable_payload
+        self._trainable_key = f"{trainable_name}-{uuid.uuid4().hex[:8]}"
+        self._search_alg = search_alg
+        self._scheduler = scheduler
+        self._stopper = stopper
+        self._callbacks = CallbackList(callbacks or [])
+        self._reporter = reporter
+        self._storage = storage
+        self._executor = executor
+        self._metric = metric
+        self._mode = mode
+        self._resources_request = resources_request
+        self._max_concurrent = max_concurrent_trials or 0
+        self._time_budget_s = time_budget_s
+        self._reuse_actors = reuse_actors
+        self._failure_config = failure_config
+        self._checkpoint_config = checkpoint_config
+        self._trial_name_creator = trial_name_creator
+        self._trial_dirname_creator = trial_dirname_creator
+        self._log_to_file = log_to_file
+        self._chdir = chdir_to_trial_dir
+        self._is_class = is_class_trainable
+        self._stopping_criterion = stopping_criterion or {}
+        self._state_extra = experiment_state_extra or {}
+
+        self._experiment_id = uuid.uuid4().hex
+        self._id_prefix = uuid.uuid4().hex[:5]
+        self._next_index = 0
+        self._trials: list[Trial] = []
+        self._by_status: dict[str, dict[Trial, None]] = {s: {} for s in _STATUSES}
+        self._stopping: dict[Trial, str] = {}  # trial -> "stop" | "pause" | "pause_keep"
+        self._scheduler_stopped: set[Trial] = set()
+        self._checkpoint_metrics: dict[str, dict] = {}
+        self._next_ckpt_index: dict[Trial, int] = {}
+        self._search_finished = False
+        self._stop_all = False
+        self._raise_error: BaseException | None = None
+        self._strict_metrics = os.environ.get("TUNE_DISABLE_STRICT_METRIC_CHECKING", "0") != "1"
+        self._iteration = 0
+        self._resources_changed = True
+        self._hostname = socket.gethostname()
+        try:
+            self._node_ip = socket.gethostbyname(self._hostname)
+        except OSError:
+            self._node_ip = "127.0.0.1"
+        self._max_failures = getattr(failure_config, "max_failures", 0) if failure_config else 0
+        self._fail_fast = getattr(failure_config, "fail_fast", False) if failure_config else False
+        self._checkpoint_at_end = bool(getattr(checkpoint_config, "checkpoint_at_end", False)) and is_class_trainable
+        self._checkpoint_frequency = getattr(checkpoint_config, "checkpoint_frequency", 0) or 0
+        from tunesmith.tune.search.basic_variant import BasicVariantGenerator
+
+        default_pending = max(16, int(executor.total.get("CPU", 1))) if hasattr(executor, "total") else 16
+        self._max_pending = int(_env_float(
+            "TUNE_MAX_PENDING_TRIALS_PG",
+            default_pending if isinstance(search_alg, BasicVariantGenerator) else 1,
+        ))
+        self._state_period = _env_float("TUNE_GLOBAL_CHECKPOINT_S", -1.0)
+        self._last_state_write = 0.0
+        self._last_state_duration = 0.0
+        self._start_time = time.time()
+        self._time_budget_deadline = (
+            self._start_time + time_budget_s if time_budget_s else None
+        )
+        for trial in trials or []:
+            self._register_restored(trial)
+
+    # -- the facade used by schedulers, searchers and callbacks ---------------------------------
+    @property
+    def experiment_path(self) -> str:
+        return self._storage.experiment_local_path
+
+    def get_trials(self) -> list[Trial]:
+        return self._trials
+
+    def get_live_trials(self) -> list[Trial]:
+        return [t for t in self._trials if not t.is_finished()]
+
+    def first_trial_with_status(self, status: str) -> Trial | None:
+        for trial in self._by_status[status]:
+            if trial not in self._stopping:
+                return trial
+        return None
+
+    def _set_status(self, trial: Trial, status: str) -> None:
+        old = trial.status
+        self._by_status[old].pop(trial, None)
+        trial.set_status(status)
+        self._by_status[status][trial] = None
+        if status in (Trial.PENDING, Trial.PAUSED):
+            self._resources_changed = True
+
+    def pause_trial(self, trial: Trial, should_checkpoint: bool = True) -> None:
+        """Pauses a trial; with ``should_checkpoint`` it saves first and resumes from that checkpoint."""
+        if trial.status == Trial.PENDING:
+            self._set_status(trial, Trial.PAUSED)
+            return
+        if trial.status != Trial.RUNNING or trial in self._stopping:
+            return
+        self._stopping[trial] = "pause" if should_checkpoint else "pause_keep"
+        if self._is_class and not should_checkpoint:
+            self._executor.send(trial, (P.STOP, False))
+        else:
+            self._executor.send(trial, P.PAUSE)
+
+    def stop_trial(self, trial: Trial) -> None:
+        """Ends a trial: TERMINATED once its worker confirms."""
+        if trial.is_finished():
+            return
+        if trial.status == Trial.RUNNING:
+            if trial not in self._stopping or self._stopping[trial] != "stop":
+                self._stopping[trial] = "stop"
+                self._executor.send(trial, (P.STOP, self._checkpoint_at_end))
+            return
+        self._stopping.pop(trial, None)
+        self._set_status(trial, Trial.TERMINATED)
+        self._after_trial_end(trial)
+
+    def resume_trial(self, trial: Trial) -> None:
+        """Makes a PAUSED trial PENDING so that it is started again."""
+        if trial.status == Trial.PAUSED:
+            self._set_status(trial, Trial.PENDING)
+
+    def save_trial(self, trial: Trial) -> Checkpoint | None:
+        """Persists a checkpoint of a trial whose result is being processed now."""
+        if not self._is_class or trial.status != Trial.RUNNING or trial in self._stopping:
+            return trial.checkpoint
+        reply = self._executor.call(trial, P.SAVE)
+        name = reply[1]
+        if name:
+            self._register_checkpoint(trial, name, trial.last_result)
+        return trial.checkpoint
+
+    def update_trial_resources(self, trial: Trial, placement_group_factory) -> None:
+        """Gives a trial new resources; a running trial is paused and resumes with them."""
+        trial.placement_group_factory = to_pg_factory(placement_group_factory, trial.config)
+        if trial.status == Trial.RUNNING:
+            self.pause_trial(trial, should_checkpoint=True)
+        self._resources_changed = True
+
+    # -- trial creation ---------------------------------------------------------------------------
+    def _register_restored(self, trial: Trial) -> None:
+        self._trials.append(trial)
+        self._by_status[trial.status][trial] = None
+        index = int(trial.trial_id.rsplit("_", 1)[-1]) if "_" in trial.trial_id else len(self._trials)
+        self._next_index = max(self._next_index, index + 1)
+        self._id_prefix = trial.trial_id.rsplit("_", 1)[0] if "_" in trial.trial_id else self._id_prefix
+        for ckpt, metrics in trial.checkpoint_manager.checkpoints:
+            self._checkpoint_metrics[ckpt.path] = metrics
+            self._note_checkpoint_index(trial, os.path.basename(ckpt.path))
+        self._scheduler.on_trial_add(self, trial)
+
+    def _note_checkpoint_index(self, trial: Trial, name: str) -> None:
+        try:
+            index = int(name.rsplit("_", 1)[-1])
+        except ValueError:
+            return
+        if index + 1 > self._next_ckpt_index.get(trial, 0):
+            self._next_ckpt_index[trial] = index + 1
+
+    def make_trial(self, suggestion) -> Trial:
+        trial_id = f"{self._id_prefix}_{self._next_index:05d}"
+        pgf = to_pg_factory(self._resources_request, suggestion.config)
+        if not self._executor.can_ever_fit(pgf.required_resources):
+            raise ValueError(
+                f"Trial {trial_id} asks for {pgf.required_resources}, more than this machine has "
+                f"({self._executor.total}). Lower the request (tune.with_resources / resources_per_trial) "
+                "or make more available with tunesmith.init(num_cpus=..., num_gpus=..., resources=...)."
+            )
+        trial = Trial(
+            self._trainable_name,
+            config=suggestion.config,
+            trial_id=trial_id,
+            experiment_tag=suggestion.experiment_tag,
+            evaluated_params=suggestion.evaluated_params,
+            placement_group_factory=pgf,
+            stopping_criterion=self._stopping_criterion,
+            experiment_path=self._storage.experiment_local_path,
+            checkpoint_config=self._checkpoint_config,
+            max_failures=self._max_failures,
+            log_to_file=self._log_to_file,
+            trial_name_creator=self._trial_name_creator,
+            trial_dirname_creator=self._trial_dirname_creator,
+            experiment_dir_name=self._storage.experiment_dir_name,
+        )
+        self._next_index += 1
+        return trial
+
+    def add_trial(self, trial: Trial) -> None:
+        self._trials.append(trial)
+        self._by_status[trial.status][trial] = None
+        self._resources_changed = True
+        self._scheduler.on_trial_add(self, trial)
+
+    def _num_live(self) -> int:
+        s = self._by_status
+        return len(s[Trial.PENDING]) + len(s[Trial.RUNNING]) + len(s[Trial.PAUSED])
+
+    def _maybe_add_trials(self) -> None:
+        if self._search_finished or self._stop_all:
+            return
+        while len(self._by_status[Trial.PENDING]) < self._max_pending:
+            if self._max_concurrent and self._num_live() >= self._max_concurrent:
+                return
+            suggestion = self._search_alg.next_trial(f"{self._id_prefix}_{self._next_index:05d}")
+            if suggestion is None:
+                if self._search_alg.is_finished():
+                    self._search_finished = True
+                return
+            self.add_trial(self.make_trial(suggestion))
+
+    # -- starting trials ---------------------------------------------------------------------------
+    def _maybe_start_trials(self) -> None:
+        if not self._resources_changed or self._stop_all:
+            return
+        self._resources_changed = False
+        while True:
+            if self._max_concurrent and len(self._by_status[Trial.RUNNING]) >= self._max_concurrent:
+                return
+            trial = self._scheduler.choose_trial_to_run(self)
+            if trial is None or trial in self._stopping:
+                return
+            if not self._executor.has_resources(trial.placement_group_factory.required_resources):
+                return
+            self._start_trial(trial)
+
+    def _start_trial(self, trial: Trial) -> None:
+        restoring = trial.restore_checkpoint
+        metrics = self._checkpoint_metrics.get(restoring.path, {}) if restoring else {}
+        info = TrialInfo(
+            trial_id=trial.trial_id,
+            trial_name=str(trial),
+            trial_dir=trial.local_path,
+            experiment_name=self._storage.experiment_dir_name,
+            experiment_path=self._storage.experiment_local_path,
+            experiment_tag=trial.experiment_tag,
+            resources=trial.placement_group_factory,
+            experiment_id=self._experiment_id,
+        )
+        spec = P.TrialSpec(
+            trainable_key=self._trainable_key,
+            config=trial.config,
+            trial_info=info,
+            checkpoint_path=restoring.path if restoring else None,
+            start_iteration=int(metrics.get(TRAINING_ITERATION, 0) or 0),
+            start_time_total=float(metrics.get("time_total_s", 0.0) or 0.0),
+            checkpoint_index=self._next_ckpt_index.get(trial, 0),
+            checkpoint_frequency=self._checkpoint_frequency if self._is_class else 0,
+            chdir=self._chdir,
+            log_to_file=trial.log_to_file,
+            reuse=bool(self._reuse_actors),
+        )
+        was_paused = trial.status == Trial.PAUSED or restoring is not None
+        self._set_status(trial, Trial.RUNNING)
+        self._executor.start_trial(trial, spec, self._trainable_key, self._payload)
+        self._callbacks.on_trial_start(iteration=self._iteration, trials=self._trials, trial=trial)
+        if was_paused and restoring is not None:
+            self._callbacks.on_trial_restore(iteration=self._iteration, trials=self._trials, trial=trial)
+
+    # -- the loop -------------------------------------------------------------------------------------
+    def is_finished(self) -> bool:
+        if self._stop_all:
+            return not self._by_status[Trial.RUNNING]
+        return self._search_finished and self._num_live() == 0
+
+    def run(self) -> None:
+        """Runs the experiment; Ctrl+C stops it gracefully and keeps its state."""
+        self._callbacks.setup(
+            stop=self._stopper, num_samples=self._search_alg.total_samples,
+            total_num_samples=self._search_alg.total_samples,
+        )
+        self._storage.make_dirs()
+        interrupted = False
+        try:
+            while not self.is_finished():
+                self.step()
+        except KeyboardInterrupt:
+            interrupted = True
+            print("Stopping the experiment (Ctrl+C); its state is being saved...", flush=True)
+        finally:
+            self._shutdown(interrupted)
+        self.interrupted = interrupted
+        if self._raise_error is not None:
+            raise self._raise_error
+
+    def step(self) -> None:
+        self._iteration += 1
+        it = self._iteration
+        self._callbacks.on_step_begin(iteration=it, trials=self._trials)
+        self._maybe_add_trials()
+        self._maybe_start_trials()
+        if not self._by_status[Trial.RUNNING] and not self._stopping and not self._stop_all and self._num_live():
+            self._unstick()
+        now = time.time()
+        timeout = 0.5
+        if self._time_budget_deadline is not None:
+            timeout = max(0.0, min(timeout, self._time_budget_deadline - now))
+        events = self._executor.wait(timeout)
+        for trial, msg in events:
+            self._process_event(trial, msg)
+        if not events and not self._by_status[Trial.RUNNING] and not self._stopping:
+            time.sleep(0.01)  # nothing runs: wait for the searcher or a timer without spinning
+        self._callbacks.on_step_end(iteration=it, trials=self._trials)
+        now = time.time()
+        if self._reporter is not None and self._reporter.should_report(self._trials, done=False):
+            self._reporter.report(self._trials, False, *self._sys_info())
+        if self._time_budget_deadline is not None and now >= self._time_budget_deadline and not self._stop_all:
+            self._stop_experiment("time budget")
+        if self._stopper is not None and not self._stop_all and self._stopper.stop_all():
+            self._stop_experiment("stopper")
+        self._maybe_save_state(now)
+
+    def _unstick(self) -> None:
+        """Starts a waiting trial when nothing runs and the scheduler chose none.
+
+        With nothing running, no result can arrive to change a scheduler's mind,
+        so the first pending (then paused) trial is started rather than waiting forever.
+        """
+        trial = self.first_trial_with_status(Trial.PENDING) or self.first_trial_with_status(Trial.PAUSED)
+        if trial is not None and self._executor.has_resources(trial.placement_group_factory.required_resources):
+            self._start_trial(trial)
+
+    def _sys_info(self) -> tuple:
+        return (f"Resources requested: {self._used_resources_str()}",)
+
+    def _used_resources_str(self) -> str:
+        total = getattr(self._executor, "total", {})
+        avail = getattr(self._executor, "available", {})
+        parts = []
+        for key in ("CPU", "GPU"):
+            if total.get(key):
+                parts.append(f"{total[key] - avail.get(key, 0):g}/{total[key]:g} {key}s")
+        return ", ".join(parts)
+
+    def _stop_experiment(self, reason: str) -> None:
+        self._stop_all = True
+        self._search_alg.set_finished()
+        self._search_finished = True
+        for trial in list(self._trials):
+            if not trial.is_finished():
+                if trial.status != Trial.RUNNING:
+                    self._scheduler.on_trial_remove(self, trial)
+                self.stop_trial(trial)
+
+    # -- events ------------------------------------------------------------------------------------------
+    def _process_event(self, trial: Trial, msg: tuple) -> None:
+        kind = msg[0]
+        try:
+            if kind == P.RESULT:
+                if trial in self._stopping:
+                    return  # the worker will see the stop or pause next
+                self._on_result(trial, msg[1], msg[2])
+            elif kind == P.DONE:
+                self._on_done(trial, msg[1], msg[2])
+            elif kind == P.PAUSED:
+                self._on_paused(trial, msg[1])
+            elif kind == P.ERROR:
+                self._on_error(trial, msg[1], msg[2])
+        except _StopExperiment:
+            raise
+
+    def _fill_result(self, trial: Trial, result: dict, checkpoint_dir_name: str | None) -> dict:
+        result.setdefault(DONE, False)
+        result["trial_id"] = trial.trial_id
+        result["experiment_tag"] = trial.experiment_tag
+        result["date"] = time.strftime("%Y-%m-%d_%H-%M-%S")
+        if "timestamp" not in result:
+            result["timestamp"] = int(time.time())
+        result["hostname"] = self._hostname
+        result["node_ip"] = self._node_ip
+        result["pid"] = self._executor.worker_pid(trial)
+        result["config"] = trial.config
+        result[CHECKPOINT_DIR_NAME] = checkpoint_dir_name
+        return result
+
+    def _validate_metric(self, trial: Trial, result: dict) -> None:
+        missing = [m for m in (self._metric,) if m and m not in result]
+        if trial.num_results == 0:
+            missing += [k for k in self._stopping_criterion if k not in result]
+        if missing and not result.get(DONE):
+            reported = sorted(k for k in result if k not in ("config",))
+            raise ValueError(
+                f"Trial {trial} reported a result without the metric(s) {missing} that the experiment "
+                f"uses (TuneConfig metric / stop criteria). The result had: {reported}. Report the "
+                "metric, fix its name, or set TUNE_DISABLE_STRICT_METRIC_CHECKING=1."
+            )
+
+    def _on_result(self, trial: Trial, result: dict, checkpoint_dir_name: str | None) -> None:
+        result = self._fill_result(trial, result, checkpoint_dir_name)
+        if self._strict_metrics:
+            try:
+                self._validate_metric(trial, result)
+            except ValueError as exc:
+                self._raise_error = exc
+                self._stop_experiment("bad metric")
+                return
+        trial.update_last_result(result)
+        if checkpoint_dir_name:
+            self._register_checkpoint(trial, checkpoint_dir_name, result)
+
+        decision = TrialScheduler.CONTINUE
+        if result.get(DONE) or self._should_stop(trial, result):
+            decision = TrialScheduler.STOP
+        else:
+            decision = self._scheduler.on_trial_result(self, trial, result)
+            if decision == TrialScheduler.STOP:
+                self._scheduler_stopped.add(trial)
+        self._search_alg.on_trial_result(trial.trial_id, result)
+        self._callbacks.on_trial_result(iteration=self._iteration, trials=self._trials, trial=trial, result=result)
+
+        if trial in self._stopping or trial.status != Trial.RUNNING:
+            return  # the scheduler already paused or stopped it
+        if decision == TrialScheduler.CONTINUE:
+            self._executor.send(trial, P.CONTINUE)
+        elif decision == TrialScheduler.PAUSE:
+            self.pause_trial(trial, should_checkpoint=True)
+        elif decision == TrialScheduler.STOP:
+            self.stop_trial(trial)
+        # NOOP: the scheduler acts on the trial itself later.
+
+    def _should_stop(self, trial: Trial, result: dict) -> bool:
+        for key, value in trial.stopping_criterion.items():
+            if key in result and result[key] >= value:
+                return True
+        return self._stopper is not None and bool(self._stopper(trial.trial_id, result))
+
+    def _register_checkpoint(self, trial: Trial, name: str, metrics: dict) -> None:
+        path = os.path.join(trial.local_path, name)
+        checkpoint = Checkpoint(path)
+        self._checkpoint_metrics[path] = metrics
+        self._note_checkpoint_index(trial, name)
+        for removed in trial.checkpoint_manager.register(checkpoint, metrics):
+            self._checkpoint_metrics.pop(removed.path, None)
+        self._callbacks.on_trial_save(iteration=self._iteration, trials=self._trials, trial=trial)
+        self._callbacks.on_checkpoint(
+            iteration=self._iteration, trials=self._trials, trial=trial, checkpoint=checkpoint
+        )
+
+    def _on_done(self, trial: Trial, return_value: Any, checkpoint_dir_name: str | None) -> None:
+        if checkpoint_dir_name:
+            self._register_checkpoint(trial, checkpoint_dir_name, trial.last_result)
+        if return_value is not None:
+            trial.return_value = return_value
+        how = self._stopping.pop(trial, None)
+        self._executor.release_trial(trial, reuse=self._reuse_actors is not False)
+        self._resources_changed = True
+        if how in ("pause", "pause_keep"):
+            self._set_paused(trial, how)
+            return
+        self._set_status(trial, Trial.TERMINATED)
+        self._after_trial_end(trial)
+
+    def _after_trial_end(self, trial: Trial) -> None:
+        result = trial.last_result
+        if trial in self._scheduler_stopped:
+            self._scheduler_stopped.discard(trial)
+        else:
+            self._scheduler.on_trial_complete(self, trial, result)
+        self._search_alg.on_trial_complete(trial.trial_id, result=result)
+        self._callbacks.on_trial_complete(iteration=self._iteration, trials=self._trials, trial=trial)
+
+    def _on_paused(self, trial: Trial, checkpoint_dir_name: str | None) -> None:
+        if checkpoint_dir_name:
+            self._register_checkpoint(trial, checkpoint_dir_name, trial.last_result)
+        how = self._stopping.pop(trial, "pause")
+        self._executor.release_trial(trial, reuse=self._reuse_actors is not False)
+        self._resources_changed = True
+        if how == "stop":
+            self._set_status(trial, Trial.TERMINATED)
+            self._after_trial_end(trial)
+            return
+        self._set_paused(trial, how)
+
+    def _set_paused(self, trial: Trial, how: str) -> None:
+        if how == "pause":
+            if trial.checkpoint is None and getattr(self._scheduler, "_requires_checkpointing", False):
+                self._fail_trial(
+                    trial,
+                    f"{type(self._scheduler).__name__} paused trial {trial}, but the trial has no checkpoint to "
+                    "resume from. This scheduler needs a trainable that checkpoints: pass "
+                    "checkpoint=Checkpoint.from_directory(...) to train.report(), or implement "
+                    "save_checkpoint/load_checkpoint in a Trainable class.",
+                    None,
+                )
+                return
+            trial.restore_checkpoint = trial.checkpoint
+        self._set_status(trial, Trial.PAUSED)
+
+    def _on_error(self, trial: Trial, tb: str, exc_bytes: bytes | None) -> None:
+        self._stopping.pop(trial, None)
+        self._executor.release_trial(trial, reuse=self._reuse_actors is not False)
+        self._resources_changed = True
+        self._fail_trial(trial, tb, exc_bytes)
+
+    def _fail_trial(self, trial: Trial, tb: str, exc_bytes: bytes | None) -> None:
+        trial.num_failures += 1
+        self._write_error(trial, tb, exc_bytes)
+        retry = not self._stop_all and (
+            self._max_failures < 0 or trial.num_failures <= self._max_failures
+        )
+        if retry:
+            trial.restore_checkpoint = trial.checkpoint
+            self._set_status(trial, Trial.PENDING)
+            self._callbacks.on_trial_recover(iteration=self._iteration, trials=self._trials, trial=trial)
+            return
+        self._set_status(trial, Trial.ERROR)
+        self._scheduler_stopped.discard(trial)
+        self._scheduler.on_trial_error(self, trial)
+        self._search_alg.on_trial_complete(trial.trial_id, result=trial.last_result or None, error=True)
+        self._callbacks.on_trial_error(iteration=self._iteration, trials=self._trials, trial=trial)
+        if self._fail_fast:
+            if self._fail_fast == "raise":
+                self._raise_error = _load_exception(exc_bytes, tb)
+            self._stop_experiment("fail_fast")
+
+    def _write_error(self, trial: Trial, tb: str, exc_bytes: bytes | None) -> None:
+        os.makedirs(trial.local_path, exist_ok=True)
+        error_file = os.path.join(trial.local_path, EXPR_ERROR_FILE)
+        with open(error_file, "a") as f:
+            f.write(f"Failure # {trial.num_failures} (occurred at {time.strftime('%Y-%m-%d_%H-%M-%S')})\n")
+            f.write(tb if tb.endswith("\n") else tb + "\n")
+        trial.error_file = error_file
+        lines = [line for line in tb.strip().splitlines() if line.strip()]
+        trial.error_msg = lines[-1] if lines else tb
+        if exc_bytes is None:
+            import cloudpickle
+
+            from tunesmith.tune.error import TuneError
+
+            exc_bytes = cloudpickle.dumps(TuneError(tb))
+        pickle_file = os.path.join(trial.local_path, EXPR_ERROR_PICKLE_FILE)
+        write_bytes_atomic(pickle_file, exc_bytes)
+        trial.pickled_error_file = pickle_file
+
+    # -- experiment state ---------------------------------------------------------------------------------
+    def _maybe_save_state(self, now: float) -> None:
+        period = self._state_period
+        if period < 0:
+            # "auto": spend at most 5% of the time writing state, and write at least every 10 s.
+            period = min(10.0, max(1.0, 20 * self._last_state_duration))
+        if now - self._last_state_write >= period:
+            self.save_experiment_state()
+
+    def save_experiment_state(self) -> None:
+        start = time.time()
+        path = self._storage.experiment_local_path
+        os.makedirs(path, exist_ok=True)
+        state = {
+            "version": 1,
+            "experiment_name": self._storage.experiment_dir_name,
+            "timestamp": start,
+            "trainable_name": self._trainable_name,
+            "metric": self._metric,
+            "mode": self._mode,
+            "id_prefix": self._id_prefix,
+            "search_finished": self._search_finished,
+            "trials": [t.get_json_state() for t in self._trials],
+            **self._state_extra,
+        }
+        try:
+            self._search_alg.save_to_dir(path, session_str="tunesmith")
+        except Exception:
+            logger.warning("Could not save the search algorithm's state:\n%s", traceback.format_exc())
+        try:
+            self._scheduler.save(os.path.join(path, SCHEDULER_STATE_FILE))
+        except Exception:
+            logger.debug("Scheduler state not saved:\n%s", traceback.format_exc())
+        callback_state = self._callbacks.get_state()
+        if any(v is not None for v in callback_state.values()):
+            import cloudpickle
+
+            write_bytes_atomic(os.path.join(path, "callback_state.pkl"), cloudpickle.dumps(callback_state))
+        write_json_atomic(os.path.join(path, EXPERIMENT_STATE_FILE), state)
+        if self._storage.is_remote:
+            self._storage.sync_up()
+        end = time.time()
+        self._last_state_write = end
+        self._last_state_duration = end - start
+
+    # -- shutdown -------------------------------------------------------------------------------------------
+    def _shutdown(self, interrupted: bool) -> None:
+        if interrupted:
+            self._stop_all = True
+            self._search_finished = True
+        grace_deadline = time.time() + _env_float("TUNESMITH_STOP_GRACE_S", 5.0)
+        if self._by_status[Trial.RUNNING]:
+            for trial in list(self._by_status[Trial.RUNNING]):
+                if interrupted:
+                    # Interrupted trials keep their status-to-resume: they are restarted on restore.
+                    self._stopping[trial] = "pause"
+                    self._executor.send(trial, P.PAUSE)
+                else:
+                    self.stop_trial(trial)
+            try:
+                while self._by_status[Trial.RUNNING] and time.time() < grace_deadline:
+                    for trial, msg in self._executor.wait(0.2):
+                        if msg[0] == P.RESULT:
+                            continue
+                        self._process_event(trial, msg)
+            except KeyboardInterrupt:
+                pass
+            for trial in list(self._by_status[Trial.RUNNING]):
+                self._executor.kill_trial_worker(trial)
+                self._stopping.pop(trial, None)
+                self._executor.release_trial(trial, reuse=False)
+                if interrupted:
+                    trial.restore_checkpoint = trial.checkpoint
+                    self._set_status(trial, Trial.PAUSED)
+                else:
+                    self._set_status(trial, Trial.TERMINATED)
+                    self._after_trial_end(trial)
+        self._executor.shutdown()
+        try:
+            self.save_experiment_state()
+        finally:
+            if self._reporter is not None:
+                self._reporter.report(self._trials, True, *self._sys_info())
+            self._callbacks.on_experiment_end(trials=self._trials)
+            if self._storage.is_remote:
+                self._storage.sync_up()
+
+
+def _load_exception(exc_bytes: bytes | None, tb: str) -> BaseException:
+    from tunesmith.tune.error import TuneError
+
+    if exc_bytes:
+        import cloudpickle
+
+        try:
+            exc = cloudpickle.loads(exc_bytes)
+            if isinstance(exc, BaseException):
+                return exc
+        except Exception:
+            pass
+    return TuneError(tb)

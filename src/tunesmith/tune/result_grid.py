@@ -1,0 +1,163 @@
+"""``ResultGrid``: the results of all trials of a ``Tuner.fit()`` run."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Iterator
+
+from tunesmith.train._result import Result
+from tunesmith.tune.experiment.trial import Trial
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas
+    import pyarrow.fs
+
+    from tunesmith.tune.analysis.experiment_analysis import ExperimentAnalysis
+
+
+class ResultGrid:
+    """The :class:`~tunesmith.train.Result` of every trial of an experiment.
+
+    Returned by ``Tuner.fit()``; it holds one ``Result`` per trial, in trial
+    order, whatever the trial's status (a trial that did not finish gives its
+    latest result and checkpoint).
+
+    Args:
+        experiment_analysis: The experiment's :class:`ExperimentAnalysis`.
+
+    Example:
+        >>> from tunesmith import tune
+        >>> tuner = tune.Tuner(lambda config: {"score": config["x"]},  # doctest: +SKIP
+        ...                    param_space={"x": tune.grid_search([1, 2, 3])})
+        >>> results = tuner.fit()  # doctest: +SKIP
+        >>> for result in results:  # doctest: +SKIP
+        ...     print(result.config, result.metrics["score"], result.error)
+        >>> best = results.get_best_result(metric="score", mode="max")  # doctest: +SKIP
+        >>> best.config  # doctest: +SKIP
+        {'x': 3}
+    """
+
+    def __init__(self, experiment_analysis: "ExperimentAnalysis"):
+        self._experiment_analysis = experiment_analysis
+        self._results: dict[int, Result] = {}
+
+    # -- results ---------------------------------------------------------------
+    def _trial_to_result(self, trial: Trial) -> Result:
+        key = id(trial)
+        result = self._results.get(key)
+        if result is None:
+            result = Result._from_trial(trial, self._experiment_analysis._filetype)
+            self._results[key] = result
+        return result
+
+    def __len__(self) -> int:
+        return len(self._experiment_analysis.trials)
+
+    def __getitem__(self, i: int) -> Result:
+        """The result of the ``i``-th trial."""
+        trials = self._experiment_analysis.trials
+        if isinstance(i, slice):
+            return [self._trial_to_result(t) for t in trials[i]]
+        return self._trial_to_result(trials[i])
+
+    def __iter__(self) -> Iterator[Result]:
+        for trial in self._experiment_analysis.trials:
+            yield self._trial_to_result(trial)
+
+    def get_best_result(
+        self,
+        metric: str | None = None,
+        mode: str | None = None,
+        scope: str = "last",
+        filter_nan_and_inf: bool = True,
+    ) -> Result:
+        """The result of the best trial.
+
+        Args:
+            metric: Metric to compare on. Defaults to the ``metric`` of the Tuner's ``TuneConfig``.
+            mode: ``"min"`` or ``"max"``. Defaults to the ``mode`` of the Tuner's ``TuneConfig``.
+            scope: Which value of each trial is compared: ``"last"`` (its last
+                result), ``"avg"`` (the mean of all its results), ``"last-5-avg"``
+                / ``"last-10-avg"`` (the mean of its last 5 / 10 results) or
+                ``"all"`` (its best result by ``mode``).
+            filter_nan_and_inf: Never pick a trial whose score is NaN or infinite.
+
+        Raises:
+            ValueError: If no metric or mode is given and the Tuner set none.
+            RuntimeError: If no trial reported ``metric`` (with a finite value).
+        """
+        analysis = self._experiment_analysis
+        if not metric and not analysis.default_metric:
+            raise ValueError(
+                "No metric was given. Pass `metric` to `get_best_result`, or set `metric` in the "
+                "`TuneConfig` of your `Tuner`."
+            )
+        if not mode and not analysis.default_mode:
+            raise ValueError(
+                "No mode was given. Pass `mode='min'` or `mode='max'` to `get_best_result`, or set "
+                "`mode` in the `TuneConfig` of your `Tuner`."
+            )
+        best_trial = analysis.get_best_trial(
+            metric=metric, mode=mode, scope=scope, filter_nan_and_inf=filter_nan_and_inf
+        )
+        if best_trial is None:
+            name = metric or analysis.default_metric
+            message = f"No best trial found for the metric {name!r}: no trial reported this metric"
+            if filter_nan_and_inf:
+                message += (
+                    ", or every value reported for it is NaN or infinite. To consider such values, "
+                    "pass `filter_nan_and_inf=False`."
+                )
+            else:
+                message += "."
+            raise RuntimeError(message)
+        return self._trial_to_result(best_trial)
+
+    def get_dataframe(
+        self, filter_metric: str | None = None, filter_mode: str | None = None
+    ) -> "pandas.DataFrame":
+        """One row per trial with its reported results and config.
+
+        By default each row is the trial's last result. With ``filter_metric``
+        and ``filter_mode`` it is the trial's result where ``filter_metric`` was
+        best (``"max"``: highest, ``"min"``: lowest).
+
+        Args:
+            filter_metric: Metric to pick each trial's row by.
+            filter_mode: ``"min"`` or ``"max"``.
+
+        Returns:
+            A ``pandas.DataFrame`` with the result fields, ``config/<key>``
+            columns and the trial directory in ``logdir``.
+        """
+        return self._experiment_analysis.dataframe(metric=filter_metric, mode=filter_mode)
+
+    # -- summary ---------------------------------------------------------------
+    @property
+    def errors(self) -> list[BaseException]:
+        """The errors of the trials that failed."""
+        return [r.error for t, r in zip(self._experiment_analysis.trials, self) if t.status == Trial.ERROR and r.error]
+
+    @property
+    def num_errors(self) -> int:
+        """How many trials failed."""
+        return sum(1 for t in self._experiment_analysis.trials if t.status == Trial.ERROR)
+
+    @property
+    def num_terminated(self) -> int:
+        """How many trials finished without error."""
+        return sum(1 for t in self._experiment_analysis.trials if t.status == Trial.TERMINATED)
+
+    @property
+    def experiment_path(self) -> str:
+        """The experiment directory (a path on :attr:`filesystem`)."""
+        return self._experiment_analysis.experiment_path
+
+    @property
+    def filesystem(self) -> "pyarrow.fs.FileSystem":
+        """The ``pyarrow.fs.FileSystem`` the experiment lives on."""
+        return self._experiment_analysis.filesystem
+
+    def __repr__(self) -> str:
+        if not len(self):
+            return "ResultGrid<[]>"
+        body = ",\n".join(result._repr(indent=2) for result in self)
+        return f"ResultGrid<[\n{body}\n]>"

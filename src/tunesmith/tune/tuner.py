@@ -1,0 +1,161 @@
+"""``Tuner``: the entry point that runs an experiment and returns a ``ResultGrid``."""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from tunesmith.tune._run import ExperimentInput, load_tuner_file, run_experiment
+from tunesmith.tune.result import EXPERIMENT_STATE_FILE
+from tunesmith.tune.tune_config import TuneConfig
+from tunesmith.train._config import RunConfig
+
+
+class Tuner:
+    """Tunes a trainable over a search space.
+
+    Args:
+        trainable: A function ``f(config)``, a ``tune.Trainable`` subclass, a registered
+            name, or a trainer (``TorchTrainer`` ...).
+        param_space: The search space: constants, ``tune.uniform(...)`` and friends,
+            ``tune.grid_search([...])``, nested dicts and lists.
+        tune_config: A :class:`~tunesmith.tune.TuneConfig`.
+        run_config: A :class:`~tunesmith.tune.RunConfig`.
+
+    Example:
+        >>> from tunesmith import tune
+        >>> def objective(config):
+        ...     return {"score": (config["x"] - 3) ** 2}
+        >>> tuner = tune.Tuner(
+        ...     objective,
+        ...     param_space={"x": tune.uniform(0, 10)},
+        ...     tune_config=tune.TuneConfig(metric="score", mode="min", num_samples=8),
+        ...     run_config=tune.RunConfig(verbose=0),
+        ... )
+        >>> best = tuner.fit().get_best_result()  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        trainable: Any = None,
+        *,
+        param_space: dict | None = None,
+        tune_config: TuneConfig | None = None,
+        run_config: RunConfig | None = None,
+        _restore_path: str | None = None,
+        _restore_options: dict | None = None,
+    ):
+        if hasattr(trainable, "as_trainable") and param_space is None and hasattr(trainable, "_param_space_default"):
+            param_space = trainable._param_space_default()
+        self._input = ExperimentInput(
+            trainable=trainable,
+            param_space=param_space if param_space is not None else {},
+            tune_config=tune_config if tune_config is not None else TuneConfig(),
+            run_config=run_config if run_config is not None else _trainer_run_config(trainable),
+        )
+        self._restore_path = _restore_path
+        self._restore_options = _restore_options
+        self._result_grid = None
+        # Fail early on input that can be checked without running anything.
+        from tunesmith.tune._run import pickle_trainable, resolve_trainable
+
+        resolved, name = resolve_trainable(trainable)
+        pickle_trainable(resolved, name)
+
+    def fit(self):
+        """Runs the experiment and returns a :class:`~tunesmith.tune.ResultGrid`.
+
+        A trial that fails does not raise here: its error is in the ResultGrid.
+        """
+        from tunesmith.tune.result_grid import ResultGrid
+
+        analysis, _ = run_experiment(self._input, self._restore_path, self._restore_options)
+        self._restore_path = None
+        self._result_grid = ResultGrid(analysis)
+        return self._result_grid
+
+    def get_results(self):
+        """Returns the ResultGrid of the last ``fit()`` (or reads it back from a restored experiment)."""
+        if self._result_grid is not None:
+            return self._result_grid
+        if self._restore_path is not None:
+            from tunesmith.tune.analysis.experiment_analysis import ExperimentAnalysis
+            from tunesmith.tune.result_grid import ResultGrid
+
+            tc = self._input.tune_config
+            return ResultGrid(ExperimentAnalysis(
+                self._restore_path, default_metric=tc.metric, default_mode=tc.mode,
+                storage_filesystem=self._input.run_config.storage_filesystem,
+            ))
+        raise RuntimeError("No results yet: call Tuner.fit() first.")
+
+    @classmethod
+    def can_restore(cls, path: str | os.PathLike, storage_filesystem=None) -> bool:
+        """True if ``path`` holds an experiment that ``Tuner.restore`` can continue."""
+        path = os.fspath(path)
+        if storage_filesystem is not None or "://" in path:
+            import pyarrow.fs
+
+            fs, fs_path = (storage_filesystem, path) if storage_filesystem else pyarrow.fs.FileSystem.from_uri(path)
+            info = fs.get_file_info(os.path.join(fs_path, EXPERIMENT_STATE_FILE))
+            return info.type == pyarrow.fs.FileType.File
+        return os.path.isfile(os.path.join(os.path.expanduser(path), EXPERIMENT_STATE_FILE))
+
+    @classmethod
+    def restore(
+        cls,
+        path: str | os.PathLike,
+        trainable: Any,
+        resume_unfinished: bool = True,
+        resume_errored: bool = False,
+        restart_errored: bool = False,
+        param_space: dict | None = None,
+        storage_filesystem=None,
+        _resume_config=None,
+    ) -> "Tuner":
+        """Continues an interrupted experiment from its directory.
+
+        Finished trials are kept; unfinished ones resume from their latest
+        checkpoint; errored ones resume (``resume_errored``) or start over
+        (``restart_errored``) if asked.
+
+        Args:
+            path: The experiment directory.
+            trainable: The same trainable the experiment ran (it is not stored).
+            resume_unfinished: Resume trials that had not finished.
+            resume_errored: Resume errored trials from their latest checkpoint.
+            restart_errored: Start errored trials over from scratch.
+            param_space: The param space again, if it held objects that could not be saved.
+            storage_filesystem: The ``pyarrow.fs`` filesystem of ``path``.
+        """
+        path = os.path.abspath(os.path.expanduser(os.fspath(path))) if "://" not in os.fspath(path) else os.fspath(path)
+        if not cls.can_restore(path, storage_filesystem):
+            raise ValueError(
+                f"No experiment to restore at {path!r}: it has no {EXPERIMENT_STATE_FILE}. "
+                "Pass the experiment directory (<storage_path>/<name>)."
+            )
+        saved = load_tuner_file(path) if os.path.exists(os.path.join(path, "tuner.pkl")) else {}
+        tune_config = saved.get("tune_config") or TuneConfig()
+        run_config = saved.get("run_config") or RunConfig()
+        run_config.name = os.path.basename(path.rstrip("/"))
+        run_config.storage_path = os.path.dirname(path.rstrip("/"))
+        if storage_filesystem is not None:
+            run_config.storage_filesystem = storage_filesystem
+        tuner = cls(
+            trainable,
+            param_space=param_space if param_space is not None else saved.get("param_space"),
+            tune_config=tune_config,
+            run_config=run_config,
+            _restore_path=path,
+            _restore_options={
+                "resume_unfinished": resume_unfinished,
+                "resume_errored": resume_errored,
+                "restart_errored": restart_errored,
+            },
+        )
+        tuner._input.resources_per_trial = saved.get("resources_per_trial")
+        return tuner
+
+
+def _trainer_run_config(trainable) -> RunConfig:
+    rc = getattr(trainable, "run_config", None)
+    return rc if isinstance(rc, RunConfig) else RunConfig()
