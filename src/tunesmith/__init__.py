@@ -14,6 +14,21 @@ __version__ = "0.1.0"
 _SUBMODULES = ("tune", "train", "air")
 
 
+def init(num_cpus: float | None = None, num_gpus: float | None = None, resources: dict | None = None,
+         memory: float | None = None, **kwargs: Any) -> None:
+    """Sets the resources local runs hand out to trials, like ``ray.init``.
+
+    Args:
+        num_cpus: CPUs (default: all cores).
+        num_gpus: GPUs (default: those detected).
+        resources: Custom resources, e.g. ``{"license": 2}``.
+        memory: Bytes of memory.
+    """
+    from tunesmith._internal.resources import init as _init
+
+    _init(num_cpus=num_cpus, num_gpus=num_gpus, resources=resources, memory=memory, **kwargs)
+
+
 def __getattr__(name: str) -> Any:
     if name in _SUBMODULES:
         module = importlib.import_module(f"tunesmith.{name}")

@@ -189,11 +189,15 @@ class Result:
         return result
 
     @classmethod
-    def _from_trial(cls, trial, dataframe_filetype: str = "json") -> "Result":
-        """The result of a ``Trial``, without touching storage unless the trial errored."""
+    def _from_trial(cls, trial, dataframe_filetype: str = "json", storage_filesystem=None) -> "Result":
+        """The result of a ``Trial``, without touching storage unless the trial errored.
+
+        ``storage_filesystem`` is used when the trial does not name its own filesystem.
+        """
         from tunesmith.tune.analysis import _loading
 
-        storage = _loading.Storage(getattr(trial, "filesystem", None))
+        filesystem = getattr(trial, "filesystem", None)
+        storage = _loading.Storage(filesystem if filesystem is not None else storage_filesystem)
         path = trial.local_path
         error = None
         if trial.status == "ERROR" and path is not None:

@@ -44,7 +44,8 @@ class ResultGrid:
         key = id(trial)
         result = self._results.get(key)
         if result is None:
-            result = Result._from_trial(trial, self._experiment_analysis._filetype)
+            analysis = self._experiment_analysis
+            result = Result._from_trial(trial, analysis._filetype, analysis._storage.raw_filesystem)
             self._results[key] = result
         return result
 

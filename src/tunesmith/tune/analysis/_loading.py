@@ -136,9 +136,6 @@ class Storage:
     def read_text(self, path: str) -> str:
         return self.read_bytes(path).decode("utf-8")
 
-    def __getstate__(self):
-        return {"_filesystem": self._filesystem, "local": self.local}
-
 
 # -- experiment state ------------------------------------------------------
 
@@ -162,7 +159,7 @@ def read_json(storage: Storage, path: str) -> Any:
 
 def _rebase(path: str | None, trial_dir: str, trial_dirname: str, storage: Storage) -> str | None:
     """Moves ``path`` under ``trial_dir`` when it names a file directly in the trial's directory."""
-    if not path or "://" in path:
+    if not path:
         return path
     parent = path.rstrip("/\\")
     name = posixpath.basename(parent.replace("\\", "/"))

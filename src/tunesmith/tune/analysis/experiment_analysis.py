@@ -218,7 +218,12 @@ class ExperimentAnalysis:
                 continue
             if filter_nan_and_inf and _loading.is_nan_or_inf(score):
                 continue
-            if best_score is None or (score > best_score if mode == "max" else score < best_score):
+            # A NaN score (kept when not filtering) loses to every number.
+            if (
+                best_score is None
+                or (best_score != best_score and score == score)
+                or (score > best_score if mode == "max" else score < best_score)
+            ):
                 best_trial, best_score = trial, score
         if best_trial is None:
             logger.warning("Could not find a best trial: no trial reported metric %r.", metric)

@@ -119,11 +119,26 @@ def to_pg_factory(request: Any, config: dict | None = None) -> PlacementGroupFac
     if hasattr(request, "as_placement_group_factory"):
         return request.as_placement_group_factory()
     if callable(request):
-        return to_pg_factory(request(config or {}), config)
+        return to_pg_factory(request(_ConfigSpec(config or {})), config)
     raise TypeError(
         "A resource request must be a dict such as {'cpu': 2, 'gpu': 1}, a PlacementGroupFactory, "
         f"or a callable of the config returning one; got {type(request).__name__}."
     )
+
+
+class _ConfigSpec(dict):
+    """The argument of a resource callable: the config, readable as ``spec.config.x`` or ``spec["x"]``."""
+
+    @property
+    def config(self) -> "_ConfigSpec":
+        return self
+
+    def __getattr__(self, name: str):
+        try:
+            value = self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+        return _ConfigSpec(value) if isinstance(value, dict) else value
 
 
 ResourceRequest = "dict | PlacementGroupFactory | Callable[[dict], dict | PlacementGroupFactory]"

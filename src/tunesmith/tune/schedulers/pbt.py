@@ -1,0 +1,701 @@
+"""Population Based Training: ``PopulationBasedTraining`` and ``PopulationBasedTrainingReplay``."""
+from __future__ import annotations
+
+import copy
+import heapq
+import itertools
+import json
+import logging
+import math
+import os
+import random
+from bisect import bisect_left, insort
+from typing import TYPE_CHECKING, Any, Callable
+
+from tunesmith.tune.result import TRAINING_ITERATION
+from tunesmith.tune.schedulers._util import (
+    fill_search_properties,
+    is_default_searcher,
+    metric_sign,
+    require_metric_and_mode,
+    validate_mode,
+    validate_positive,
+)
+from tunesmith.tune.schedulers.trial_scheduler import FIFOScheduler, TrialScheduler
+
+if TYPE_CHECKING:
+    from tunesmith.tune.experiment.trial import Trial
+
+logger = logging.getLogger(__name__)
+
+_PENDING, _PAUSED = "PENDING", "PAUSED"
+
+
+# -- search space helpers -----------------------------------------------------------
+def _is_domain(value: Any) -> bool:
+    """A search-space object such as ``tune.uniform(0, 1)`` (anything with ``sample``)."""
+    return hasattr(value, "sample") and callable(getattr(value, "sample")) and not isinstance(value, type)
+
+
+def _categories(value: Any) -> list | None:
+    cats = getattr(value, "categories", None)
+    return list(cats) if isinstance(cats, (list, tuple)) else None
+
+
+def _sample_domain(domain: Any) -> Any:
+    value = domain.sample()
+    if isinstance(value, list) and len(value) == 1:
+        value = value[0]
+    return value
+
+
+def _clip_to_domain(domain: Any, value: Any) -> Any:
+    lower, upper = getattr(domain, "lower", None), getattr(domain, "upper", None)
+    is_int = type(domain).__name__ in ("Integer",) or (
+        isinstance(lower, int) and isinstance(upper, int) and not isinstance(lower, bool)
+    )
+    if isinstance(upper, (int, float)):
+        top = upper - 1 if is_int else upper
+        if value > top:
+            value = top
+    if isinstance(lower, (int, float)) and value < lower:
+        value = lower
+    return value
+
+
+def _validate_mutations(mutations: dict, owner: str, prefix: str = "") -> None:
+    for key, spec in mutations.items():
+        name = f"{prefix}{key}"
+        if isinstance(spec, dict):
+            _validate_mutations(spec, owner, prefix=f"{name}/")
+        elif isinstance(spec, (list, tuple)):
+            if not spec:
+                raise ValueError(f"{owner}: `hyperparam_mutations[{name!r}]` is an empty list.")
+        elif not (callable(spec) or _is_domain(spec)):
+            raise TypeError(
+                f"{owner}: `hyperparam_mutations[{name!r}]` must be a list or tuple of values, a dict, "
+                f"a callable or a search space such as tune.uniform(0, 1); got {type(spec).__name__}."
+            )
+
+
+def _sample_spec(spec: Any) -> Any:
+    if isinstance(spec, (list, tuple)):
+        return random.choice(list(spec))
+    cats = _categories(spec)
+    if cats is not None:
+        return random.choice(cats)
+    if _is_domain(spec):
+        return _sample_domain(spec)
+    return spec()
+
+
+def _fill_config(config: dict, key: str, spec: Any) -> None:
+    """Adds ``key`` to ``config`` by sampling ``spec`` (recursively for dicts)."""
+    if isinstance(spec, dict):
+        sub = config.setdefault(key, {})
+        for k, v in spec.items():
+            if k not in sub:
+                _fill_config(sub, k, v)
+        return
+    config[key] = _sample_spec(spec)
+
+
+def explore(
+    config: dict,
+    mutations: dict,
+    resample_probability: float,
+    perturbation_factors: tuple = (1.2, 0.8),
+    custom_explore_fn: Callable[[dict], dict] | None = None,
+) -> dict:
+    """Returns a perturbed copy of ``config``.
+
+    For each mutated key: a list value moves to a neighbouring entry (or is
+    resampled with ``resample_probability``, or when the current value is not in
+    the list); a search-space domain or callable is resampled with
+    ``resample_probability``, otherwise the value is multiplied by one of
+    ``perturbation_factors`` (kept inside the domain's bounds, integers stay
+    integers). ``custom_explore_fn`` then post-processes the new config.
+    """
+    new_config = copy.deepcopy(config)
+    for key, spec in mutations.items():
+        if isinstance(spec, dict):
+            new_config[key] = explore(config.get(key, {}), spec, resample_probability, perturbation_factors, None)
+            continue
+        cats = list(spec) if isinstance(spec, (list, tuple)) else _categories(spec)
+        if key not in config:
+            new_config[key] = _sample_spec(spec)
+        elif cats is not None:
+            if random.random() < resample_probability or config[key] not in cats:
+                new_config[key] = random.choice(cats)
+            else:
+                idx = cats.index(config[key]) + random.choice([-1, 1])
+                new_config[key] = cats[min(max(idx, 0), len(cats) - 1)]
+        elif random.random() < resample_probability:
+            new_config[key] = _sample_spec(spec)
+        else:
+            old = config[key]
+            value = old * random.choice(list(perturbation_factors))
+            if isinstance(old, int) and not isinstance(old, bool):
+                value = int(value)
+            if _is_domain(spec):
+                value = _clip_to_domain(spec, value)
+            new_config[key] = value
+    if custom_explore_fn is not None:
+        new_config = custom_explore_fn(new_config)
+        if not isinstance(new_config, dict):
+            raise ValueError(
+                f"custom_explore_fn must return the new config dict, got {type(new_config).__name__}."
+            )
+    return new_config
+
+
+def _format_value(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.5g}"
+    return str(value)
+
+
+def _flatten(config: dict, mutations: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, spec in mutations.items():
+        if key not in config:
+            continue
+        if isinstance(spec, dict) and isinstance(config[key], dict):
+            out.update(_flatten(config[key], spec, f"{prefix}{key}/"))
+        else:
+            out[f"{prefix}{key}"] = config[key]
+    return out
+
+
+def make_experiment_tag(orig_tag: str, config: dict, mutations: dict) -> str:
+    """``"<orig_tag>@perturbed[lr=0.001,alpha=0.5]"``."""
+    params = ",".join(f"{k}={_format_value(v)}" for k, v in _flatten(config, mutations).items())
+    return f"{orig_tag}@perturbed[{params}]"
+
+
+class _PBTTrialState:
+    __slots__ = (
+        "orig_tag",
+        "last_score",
+        "last_checkpoint",
+        "last_checkpoint_iter",
+        "last_perturbation_time",
+        "last_train_time",
+        "last_result",
+        "rank_key",
+    )
+
+    def __init__(self, trial: "Trial"):
+        self.orig_tag = trial.experiment_tag
+        self.last_score: float | None = None
+        self.last_checkpoint = None
+        self.last_checkpoint_iter = 0
+        self.last_perturbation_time = 0.0
+        self.last_train_time = 0.0
+        self.last_result: dict | None = None
+        self.rank_key: tuple[float, int] | None = None
+
+
+class PopulationBasedTraining(FIFOScheduler):
+    """Population Based Training (Jaderberg et al., 2017).
+
+    Every ``perturbation_interval`` units of ``time_attr``, a trial is ranked
+    against the population by its latest result. A trial in the top
+    ``quantile_fraction`` saves a checkpoint; a trial in the bottom quantile
+    copies ("exploits") the checkpoint and config of a random top trial, then
+    perturbs ("explores") the config by ``hyperparam_mutations`` and restarts
+    from the copied checkpoint. The trainable must save and restore checkpoints.
+
+    With ``synch=True`` every trial waits at the perturbation point until the
+    whole population has reached it, then all are ranked and perturbed at once.
+
+    Each exploit is appended to ``pbt_global.txt`` and to the receiving trial's
+    ``pbt_policy_<trial_id>.txt`` in the experiment directory (when
+    ``log_config``); :class:`PopulationBasedTrainingReplay` replays the latter.
+
+    Ranking keeps the population sorted, so deciding a trial's quantile costs
+    a binary search, not a pass over the population.
+
+    Args:
+        time_attr: The result field that measures training progress; it must increase.
+        metric: The result field to optimise. Taken from ``TuneConfig`` when None.
+        mode: ``"min"`` or ``"max"``. Taken from ``TuneConfig`` when None.
+        perturbation_interval: How much ``time_attr`` passes between perturbations.
+        burn_in_period: No perturbation before this much ``time_attr``.
+        hyperparam_mutations: Per hyperparameter, a list of allowed values, a
+            search-space domain (``tune.uniform(...)``), a callable returning a
+            value, or a dict of these for nested configs.
+        quantile_fraction: The fraction of the population in the top and bottom
+            quantiles, between 0 and 0.5.
+        resample_probability: Probability that a value is drawn anew instead of
+            perturbed.
+        perturbation_factors: Factors a continuous value is multiplied by.
+        custom_explore_fn: ``fn(config) -> config`` applied after the perturbation.
+        log_config: Write the policy logs.
+        require_attrs: Raise if a result lacks ``time_attr`` or ``metric``.
+        synch: Synchronous PBT.
+
+    Example:
+        >>> from tunesmith import tune
+        >>> from tunesmith.tune.schedulers import PopulationBasedTraining
+        >>> pbt = PopulationBasedTraining(
+        ...     time_attr="training_iteration", metric="loss", mode="min",
+        ...     perturbation_interval=2,
+        ...     hyperparam_mutations={"lr": [1e-3, 5e-4, 1e-4], "momentum": lambda: 0.9},
+        ... )
+    """
+
+    _requires_checkpointing = True
+
+    def __init__(
+        self,
+        time_attr: str = "time_total_s",
+        metric: str | None = None,
+        mode: str | None = None,
+        perturbation_interval: float = 60.0,
+        burn_in_period: float = 0.0,
+        hyperparam_mutations: dict | None = None,
+        quantile_fraction: float = 0.25,
+        resample_probability: float = 0.25,
+        perturbation_factors: tuple[float, float] = (1.2, 0.8),
+        custom_explore_fn: Callable[[dict], dict] | None = None,
+        log_config: bool = True,
+        require_attrs: bool = True,
+        synch: bool = False,
+    ):
+        owner = type(self).__name__
+        hyperparam_mutations = hyperparam_mutations or {}
+        if not isinstance(hyperparam_mutations, dict):
+            raise TypeError(f"{owner}: `hyperparam_mutations` must be a dict, got {type(hyperparam_mutations).__name__}.")
+        if not hyperparam_mutations and custom_explore_fn is None:
+            raise ValueError(f"{owner}: give `hyperparam_mutations` or `custom_explore_fn` (or both); got neither.")
+        _validate_mutations(hyperparam_mutations, owner)
+        if not isinstance(quantile_fraction, (int, float)) or not 0 <= quantile_fraction <= 0.5:
+            raise ValueError(f"{owner}: `quantile_fraction` must be between 0 and 0.5, got {quantile_fraction!r}.")
+        if not isinstance(resample_probability, (int, float)) or not 0 <= resample_probability <= 1:
+            raise ValueError(
+                f"{owner}: `resample_probability` must be between 0 and 1, got {resample_probability!r}."
+            )
+        validate_positive(perturbation_interval, "perturbation_interval", owner)
+        validate_positive(burn_in_period, "burn_in_period", owner, allow_zero=True)
+        factors = tuple(perturbation_factors) if isinstance(perturbation_factors, (list, tuple)) else ()
+        if not factors or not all(isinstance(f, (int, float)) and not isinstance(f, bool) for f in factors):
+            raise ValueError(
+                f"{owner}: `perturbation_factors` must be a non-empty tuple of numbers, got {perturbation_factors!r}."
+            )
+        if custom_explore_fn is not None and not callable(custom_explore_fn):
+            raise TypeError(f"{owner}: `custom_explore_fn` must be callable, got {type(custom_explore_fn).__name__}.")
+        validate_mode(mode, owner)
+        super().__init__(metric=metric, mode=mode)
+        self._time_attr = time_attr
+        self._perturbation_interval = perturbation_interval
+        self._burn_in_period = burn_in_period
+        self._hyperparam_mutations = hyperparam_mutations
+        self._quantile_fraction = quantile_fraction
+        self._resample_probability = resample_probability
+        self._perturbation_factors = factors
+        self._custom_explore_fn = custom_explore_fn
+        self._log_config = log_config
+        self._require_attrs = require_attrs
+        self._synch = synch
+        self._next_perturbation_sync = max(perturbation_interval, burn_in_period)
+        self._trial_state: dict[str, _PBTTrialState] = {}
+        self._trials: dict[str, "Trial"] = {}
+        # Population ranked by last score, ascending: (score, seq) keys.
+        self._ranked: list[tuple[float, int]] = []
+        self._rank_owner: dict[int, str] = {}
+        self._seq = itertools.count()
+        # Trials waiting to run, by least training time first (entries go stale lazily).
+        self._run_queue: list[tuple[float, int, str]] = []
+        self._num_checkpoints = 0
+        self._num_perturbations = 0
+
+    # -- setup -------------------------------------------------------------
+    def set_search_properties(self, metric: str | None, mode: str | None, **spec) -> bool:
+        """Takes metric and mode from ``TuneConfig``; raises ValueError if neither sets them."""
+        return fill_search_properties(self, metric, mode)
+
+    def _supports_search_alg(self, search_alg) -> bool:
+        return is_default_searcher(search_alg)
+
+    def on_trial_add(self, tune_controller, trial: "Trial") -> None:
+        require_metric_and_mode(self)
+        self._trial_state[trial.trial_id] = _PBTTrialState(trial)
+        self._trials[trial.trial_id] = trial
+        self._fill_missing(trial)
+        self._enqueue(trial)
+
+    def _fill_missing(self, trial: "Trial") -> None:
+        for key, spec in self._hyperparam_mutations.items():
+            if key not in trial.config or isinstance(spec, dict):
+                _fill_config(trial.config, key, spec)
+                if not isinstance(spec, dict):
+                    trial.evaluated_params[key] = trial.config[key]
+
+    # -- ranking -------------------------------------------------------------
+    def _set_score(self, trial_id: str, state: _PBTTrialState, score: float) -> None:
+        if state.rank_key is not None:
+            self._unrank(state)
+        if score != score:  # NaN never ranks
+            state.last_score = None
+            return
+        seq = next(self._seq)
+        key = (score, seq)
+        insort(self._ranked, key)
+        self._rank_owner[seq] = trial_id
+        state.rank_key = key
+        state.last_score = score
+
+    def _unrank(self, state: _PBTTrialState) -> None:
+        key = state.rank_key
+        if key is None:
+            return
+        idx = bisect_left(self._ranked, key)
+        if idx < len(self._ranked) and self._ranked[idx] == key:
+            del self._ranked[idx]
+        self._rank_owner.pop(key[1], None)
+        state.rank_key = None
+
+    def _quantile_size(self) -> int:
+        n = len(self._ranked)
+        if n <= 1:
+            return 0
+        k = int(math.ceil(n * self._quantile_fraction))
+        if k > n / 2:
+            k = int(math.floor(n / 2))
+        return k
+
+    def _quantile_of(self, state: _PBTTrialState, k: int) -> int:
+        """-1 for the bottom quantile, 1 for the top, 0 otherwise."""
+        if state.rank_key is None or k == 0:
+            return 0
+        rank = bisect_left(self._ranked, state.rank_key)
+        if rank < k:
+            return -1
+        if rank >= len(self._ranked) - k:
+            return 1
+        return 0
+
+    def _random_top_trial(self, k: int) -> "Trial":
+        n = len(self._ranked)
+        key = self._ranked[random.randrange(n - k, n)]
+        return self._trials[self._rank_owner[key[1]]]
+
+    # -- results ---------------------------------------------------------------
+    def on_trial_result(self, tune_controller, trial: "Trial", result: dict) -> str:
+        for attr in (self._time_attr, self._metric):
+            if attr not in result:
+                if self._require_attrs:
+                    raise RuntimeError(
+                        f"PopulationBasedTraining cannot find {attr!r} in the result of trial {trial}: "
+                        f"{sorted(result)}. Report it from your trainable, or pass require_attrs=False "
+                        "to skip such results."
+                    )
+                return TrialScheduler.CONTINUE
+        state = self._trial_state.get(trial.trial_id)
+        if state is None:
+            return TrialScheduler.CONTINUE
+        time = result[self._time_attr]
+        if time < self._burn_in_period:
+            return TrialScheduler.CONTINUE
+        if time - state.last_perturbation_time < self._perturbation_interval:
+            return TrialScheduler.CONTINUE
+        state.last_result = result
+        state.last_train_time = time
+        self._set_score(trial.trial_id, state, metric_sign(self._mode) * result[self._metric])
+
+        if not self._synch:
+            state.last_perturbation_time = time
+            k = self._quantile_size()
+            decision = TrialScheduler.CONTINUE
+            waiting = tune_controller.first_trial_with_status(_PENDING) or tune_controller.first_trial_with_status(
+                _PAUSED
+            )
+            if waiting is not None and waiting is not trial:
+                decision = TrialScheduler.PAUSE
+            self._checkpoint_or_exploit(tune_controller, trial, state, k, current=trial)
+            if trial.status == _PAUSED:
+                self._enqueue(trial)
+                return TrialScheduler.NOOP
+            if decision == TrialScheduler.PAUSE:
+                self._enqueue(trial)
+            return decision
+
+        # Synchronous mode: wait until every live trial has reached the sync point.
+        if self._someone_behind(trial):
+            self._enqueue(trial)
+            return TrialScheduler.PAUSE
+        self._perturb_population(tune_controller, trial, time)
+        if trial.status == _PAUSED:
+            self._enqueue(trial)
+            return TrialScheduler.NOOP
+        return TrialScheduler.CONTINUE
+
+    def _someone_behind(self, trial: "Trial") -> bool:
+        # Only checked when a trial reaches the sync point, once per interval per trial.
+        sync = self._next_perturbation_sync
+        for tid, state in self._trial_state.items():
+            if tid != trial.trial_id and state.last_train_time < sync:
+                return True
+        return False
+
+    def _perturb_population(self, tune_controller, current: "Trial", time: float) -> None:
+        k = self._quantile_size()
+        top, middle, bottom = [], [], []
+        for tid, state in self._trial_state.items():
+            q = self._quantile_of(state, k)
+            (top if q == 1 else bottom if q == -1 else middle).append(tid)
+        # Strong trials checkpoint before weak ones copy them.
+        for tid in top + middle + bottom:
+            state = self._trial_state[tid]
+            state.last_perturbation_time = state.last_train_time
+            self._checkpoint_or_exploit(tune_controller, self._trials[tid], state, k, current=current)
+        times = [s.last_train_time for s in self._trial_state.values()]
+        self._next_perturbation_sync = max(
+            self._next_perturbation_sync + self._perturbation_interval, max(times) if times else 0
+        )
+
+    def _checkpoint_or_exploit(self, tune_controller, trial: "Trial", state: _PBTTrialState, k: int, current) -> None:
+        quantile = self._quantile_of(state, k)
+        if quantile == 1:
+            if trial is current:
+                checkpoint = tune_controller.save_trial(trial)
+            else:
+                checkpoint = trial.restore_checkpoint or trial.checkpoint
+            state.last_checkpoint = checkpoint
+            state.last_checkpoint_iter = (state.last_result or {}).get(TRAINING_ITERATION, 0)
+            self._num_checkpoints += 1
+        else:
+            state.last_checkpoint = None
+        if quantile != -1:
+            return
+        donor = self._random_top_trial(k)
+        donor_state = self._trial_state[donor.trial_id]
+        checkpoint = donor_state.last_checkpoint
+        donor_iter = donor_state.last_checkpoint_iter
+        if checkpoint is None:
+            checkpoint = donor.checkpoint
+            donor_iter = donor.last_result.get(TRAINING_ITERATION, 0)
+        if checkpoint is None:
+            logger.warning(
+                "PopulationBasedTraining: trial %s has no checkpoint, so trial %s cannot copy it. "
+                "Save checkpoints from your trainable (train.report(..., checkpoint=...)).",
+                donor,
+                trial,
+            )
+            return
+        self._exploit(tune_controller, trial, state, donor, donor_state, checkpoint, donor_iter)
+
+    def _exploit(self, tune_controller, trial, state, donor, donor_state, checkpoint, donor_iter) -> None:
+        new_config = explore(
+            donor.config,
+            self._hyperparam_mutations,
+            self._resample_probability,
+            self._perturbation_factors,
+            self._custom_explore_fn,
+        )
+        logger.info(
+            "[exploit] trial %s copies trial %s; [explore] %s -> %s",
+            trial,
+            donor,
+            _flatten(donor.config, self._hyperparam_mutations),
+            _flatten(new_config, self._hyperparam_mutations),
+        )
+        if self._log_config:
+            self._log_policy(tune_controller, trial, state, donor, donor_state, new_config, donor_iter)
+        new_tag = make_experiment_tag(state.orig_tag, new_config, self._hyperparam_mutations)
+        if trial.status != _PAUSED:
+            tune_controller.pause_trial(trial, should_checkpoint=False)
+        trial.set_experiment_tag(new_tag)
+        trial.set_config(new_config)
+        trial.restore_checkpoint = checkpoint
+        self._num_perturbations += 1
+        state.last_perturbation_time = donor_state.last_perturbation_time
+        state.last_train_time = donor_state.last_train_time
+        self._unrank(state)
+        state.last_score = None
+
+    def _log_policy(self, tune_controller, trial, state, donor, donor_state, new_config, donor_iter) -> None:
+        from tunesmith.tune.utils.serialization import to_jsonable
+
+        exp_dir = trial.experiment_path or getattr(tune_controller, "experiment_path", None)
+        if not exp_dir or "://" in str(exp_dir):
+            return
+        trial_iter = (state.last_result or trial.last_result or {}).get(TRAINING_ITERATION, 0)
+        policy = [state.orig_tag, donor_state.orig_tag, trial_iter, donor_iter, donor.config, new_config]
+        line = json.dumps(to_jsonable(policy)) + "\n"
+        os.makedirs(exp_dir, exist_ok=True)
+        with open(os.path.join(exp_dir, "pbt_global.txt"), "a") as f:
+            f.write(line)
+        donor_path = os.path.join(exp_dir, f"pbt_policy_{donor.trial_id}.txt")
+        history = ""
+        if os.path.exists(donor_path):
+            with open(donor_path) as f:
+                history = f.read()
+        # The receiving trial's lineage becomes the donor's lineage plus this exploit.
+        tmp = os.path.join(exp_dir, f".pbt_policy_{trial.trial_id}.txt.tmp")
+        with open(tmp, "w") as f:
+            f.write(history + line)
+        os.replace(tmp, os.path.join(exp_dir, f"pbt_policy_{trial.trial_id}.txt"))
+
+    # -- scheduling ---------------------------------------------------------------
+    def _enqueue(self, trial: "Trial") -> None:
+        state = self._trial_state.get(trial.trial_id)
+        if state is not None:
+            heapq.heappush(self._run_queue, (state.last_train_time, next(self._seq), trial.trial_id))
+
+    def choose_trial_to_run(self, tune_controller) -> "Trial | None":
+        """The waiting trial with the least training time (in sync mode: behind the sync point)."""
+        queue = self._run_queue
+        while queue:
+            train_time, _, tid = queue[0]
+            trial = self._trials.get(tid)
+            state = self._trial_state.get(tid)
+            if trial is None or state is None or trial.status not in (_PENDING, _PAUSED) or (
+                train_time != state.last_train_time
+            ):
+                heapq.heappop(queue)
+                continue
+            if self._synch and state.last_train_time >= self._next_perturbation_sync:
+                break
+            return trial
+        pending = tune_controller.first_trial_with_status(_PENDING)
+        if pending is not None:
+            return pending
+        paused = tune_controller.first_trial_with_status(_PAUSED)
+        if paused is not None and not self._synch:
+            return paused
+        return None
+
+    def _forget(self, trial: "Trial") -> None:
+        state = self._trial_state.get(trial.trial_id)
+        if state is not None:
+            self._unrank(state)
+
+    def on_trial_complete(self, tune_controller, trial: "Trial", result: dict) -> None:
+        self._forget(trial)
+        self._drop_from_sync(trial)
+
+    def on_trial_error(self, tune_controller, trial: "Trial") -> None:
+        self._forget(trial)
+        self._drop_from_sync(trial)
+
+    def on_trial_remove(self, tune_controller, trial: "Trial") -> None:
+        self._forget(trial)
+        self._drop_from_sync(trial)
+
+    def _drop_from_sync(self, trial: "Trial") -> None:
+        # A finished trial no longer holds back the synchronous population.
+        state = self._trial_state.pop(trial.trial_id, None)
+        if state is not None and self._synch:
+            state.last_train_time = math.inf
+
+    def debug_string(self) -> str:
+        return "PopulationBasedTraining: {} checkpoints, {} perturbs".format(
+            self._num_checkpoints, self._num_perturbations
+        )
+
+
+def _read_policy(policy_file: str) -> list[list]:
+    rows = []
+    with open(policy_file) as f:
+        for lineno, line in enumerate(f, 1):
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                raise ValueError(f"Could not read PBT policy file {policy_file!r}: line {lineno} is not JSON.") from None
+            if not isinstance(row, list) or len(row) != 6:
+                raise ValueError(
+                    f"Could not read PBT policy file {policy_file!r}: line {lineno} is not a policy row "
+                    "[tag, donor_tag, iteration, donor_iteration, donor_config, new_config]."
+                )
+            rows.append(row)
+    return rows
+
+
+class PopulationBasedTrainingReplay(FIFOScheduler):
+    """Replays the hyperparameter schedule that one trial of a PBT run followed.
+
+    Reads the trial's ``pbt_policy_<trial_id>.txt``: the trial starts with the
+    config of its earliest ancestor and, at each recorded training iteration,
+    switches to the config that PBT gave it there (restarting from its own
+    checkpoint of that moment). The scheduler accepts exactly one trial.
+
+    Args:
+        policy_file: Path of a ``pbt_policy_<trial_id>.txt`` file.
+        experiment_dir: Alternatively, the PBT experiment directory ...
+        trial_id: ... and the id of the trial to replay.
+
+    Example:
+        >>> from tunesmith.tune.schedulers import PopulationBasedTrainingReplay
+        >>> replay = PopulationBasedTrainingReplay(  # doctest: +SKIP
+        ...     experiment_dir="~/tunesmith_results/pbt_experiment", trial_id="3a6f1_00001")
+    """
+
+    _requires_checkpointing = True
+
+    def __init__(self, policy_file: str | None = None, experiment_dir: str | None = None, trial_id: str | None = None):
+        super().__init__()
+        if policy_file is None:
+            if not experiment_dir or not trial_id:
+                raise ValueError(
+                    "PopulationBasedTrainingReplay needs `policy_file`, or both `experiment_dir` and `trial_id`; "
+                    f"got policy_file={policy_file!r}, experiment_dir={experiment_dir!r}, trial_id={trial_id!r}."
+                )
+            policy_file = os.path.join(os.path.expanduser(experiment_dir), f"pbt_policy_{trial_id}.txt")
+        policy_file = os.path.expanduser(policy_file)
+        if not os.path.exists(policy_file):
+            raise ValueError(f"PopulationBasedTrainingReplay: policy file {policy_file!r} does not exist.")
+        rows = _read_policy(policy_file)
+        if not rows:
+            raise ValueError(f"PopulationBasedTrainingReplay: policy file {policy_file!r} has no entries.")
+        self._policy_file = policy_file
+        self.experiment_tag = rows[-1][0]
+        self.config = rows[0][4]
+        self._policy = [(int(row[3]), row[5]) for row in rows]
+        self._policy_iter = iter(self._policy)
+        self._next_policy = next(self._policy_iter, None)
+        self._trial: "Trial | None" = None
+        self._num_perturbations = 0
+
+    def _supports_search_alg(self, search_alg) -> bool:
+        return is_default_searcher(search_alg)
+
+    def set_search_properties(self, metric: str | None, mode: str | None, **spec) -> bool:
+        return True
+
+    def on_trial_add(self, tune_controller, trial: "Trial") -> None:
+        if self._trial is not None and self._trial is not trial:
+            raise ValueError(
+                "PopulationBasedTrainingReplay replays one trial, but a second one was added "
+                f"({trial}). Run it with num_samples=1 and no grid search."
+            )
+        self._trial = trial
+        trial.set_config(copy.deepcopy(self.config))
+        trial.set_experiment_tag(self.experiment_tag)
+
+    def on_trial_result(self, tune_controller, trial: "Trial", result: dict) -> str:
+        if TRAINING_ITERATION not in result or self._next_policy is None:
+            return TrialScheduler.CONTINUE
+        step = result[TRAINING_ITERATION]
+        change_at, new_config = self._next_policy
+        if step < change_at:
+            return TrialScheduler.CONTINUE
+        checkpoint = tune_controller.save_trial(trial)
+        new_tag = make_experiment_tag(self.experiment_tag, new_config, new_config)
+        tune_controller.pause_trial(trial, should_checkpoint=False)
+        trial.set_experiment_tag(new_tag)
+        trial.set_config(copy.deepcopy(new_config))
+        trial.restore_checkpoint = checkpoint
+        self._num_perturbations += 1
+        self._next_policy = next(self._policy_iter, None)
+        return TrialScheduler.NOOP
+
+    def debug_string(self) -> str:
+        return f"PopulationBasedTraining replay: step {self._num_perturbations} of {len(self._policy)}"
+
+
+__all__ = ["PopulationBasedTraining", "PopulationBasedTrainingReplay", "explore"]

@@ -1,0 +1,92 @@
+"""``ConcurrencyLimiter``: caps how many suggested trials run at once."""
+from __future__ import annotations
+
+import numbers
+
+from tunesmith.tune.search.searcher import Searcher, _WrappingSearcher
+
+
+class ConcurrencyLimiter(_WrappingSearcher):
+    """Wraps a searcher so that at most ``max_concurrent`` of its trials run at once.
+
+    Useful for algorithms that learn little from many parallel trials (for
+    example sequential Bayesian optimisation). If the wrapped searcher limits
+    concurrency itself (its ``set_max_concurrency`` returns True) the limiter
+    just passes calls through.
+
+    Args:
+        searcher: The searcher to wrap.
+        max_concurrent: Maximum number of running trials (> 0).
+        batch: If True, wait until the whole batch of ``max_concurrent``
+            trials has completed, then report them all to the searcher and
+            start the next batch.
+
+    Example:
+        >>> from tunesmith import tune
+        >>> from tunesmith.tune.search import ConcurrencyLimiter
+        >>> from tunesmith.tune.search.optuna import OptunaSearch  # doctest: +SKIP
+        >>> algo = ConcurrencyLimiter(OptunaSearch(), max_concurrent=4)  # doctest: +SKIP
+        >>> tuner = tune.Tuner(train_fn, tune_config=tune.TuneConfig(search_alg=algo))  # doctest: +SKIP
+    """
+
+    def __init__(self, searcher: Searcher, max_concurrent: int, batch: bool = False):
+        if not isinstance(searcher, Searcher):
+            raise TypeError(
+                f"ConcurrencyLimiter: `searcher` must be a tune Searcher, got {type(searcher).__name__}."
+            )
+        _check_max_concurrent(max_concurrent)
+        self.searcher = searcher
+        self.max_concurrent = int(max_concurrent)
+        self.batch = bool(batch)
+        self.live_trials: set[str] = set()
+        self.num_unfinished_live_trials = 0
+        self.cached_results: dict[str, tuple[dict | None, bool]] = {}
+        self._limit_concurrency = True
+
+    def set_max_concurrency(self, max_concurrent: int) -> bool:
+        _check_max_concurrent(max_concurrent)
+        self.max_concurrent = int(max_concurrent)
+        return True
+
+    def set_search_properties(self, metric, mode, config, **spec) -> bool:
+        # A searcher that limits itself makes this wrapper a pass-through.
+        self._limit_concurrency = not self.searcher.set_max_concurrency(self.max_concurrent)
+        return self.searcher.set_search_properties(metric, mode, config, **spec)
+
+    def suggest(self, trial_id: str):
+        if not self._limit_concurrency:
+            return self.searcher.suggest(trial_id)
+        if len(self.live_trials) >= self.max_concurrent:
+            return None
+        suggestion = self.searcher.suggest(trial_id)
+        if suggestion is not None and suggestion != Searcher.FINISHED:
+            self.live_trials.add(trial_id)
+            self.num_unfinished_live_trials += 1
+        return suggestion
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        if not self._limit_concurrency:
+            self.searcher.on_trial_complete(trial_id, result=result, error=error)
+            return
+        if trial_id not in self.live_trials:
+            return
+        if not self.batch:
+            self.searcher.on_trial_complete(trial_id, result=result, error=error)
+            self.live_trials.discard(trial_id)
+            self.num_unfinished_live_trials -= 1
+            return
+        if trial_id in self.cached_results:
+            return
+        self.cached_results[trial_id] = (result, error)
+        self.num_unfinished_live_trials -= 1
+        if self.num_unfinished_live_trials <= 0:
+            cached, self.cached_results = self.cached_results, {}
+            for tid, (res, err) in cached.items():
+                self.searcher.on_trial_complete(tid, result=res, error=err)
+                self.live_trials.discard(tid)
+            self.num_unfinished_live_trials = 0
+
+
+def _check_max_concurrent(value) -> None:
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value <= 0:
+        raise ValueError(f"`max_concurrent` must be a positive integer, got {value!r}.")

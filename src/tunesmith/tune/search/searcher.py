@@ -1,0 +1,274 @@
+"""The ``Searcher`` base class: an algorithm that suggests one configuration at a time."""
+from __future__ import annotations
+
+import glob
+import logging
+import os
+import pickle
+from typing import Any
+
+import cloudpickle
+
+logger = logging.getLogger(__name__)
+
+UNRESOLVED_SEARCH_SPACE = (
+    "You passed a `{par}` parameter to {cls} that contains unresolved search space definitions. "
+    "{cls} takes fully configured search spaces only; to have Tune convert the space for you, "
+    "pass it as `param_space` to `tune.Tuner()` instead."
+)
+UNDEFINED_SEARCH_SPACE = (
+    "Trying to sample a configuration from {cls}, but no search space has been defined. Either pass "
+    "the `{space}` argument when instantiating the search algorithm, or pass a `param_space` to `tune.Tuner()`."
+)
+UNDEFINED_METRIC_MODE = (
+    "Trying to sample a configuration from {cls}, but the `metric` ({metric}) or `mode` ({mode}) "
+    "parameters have not been set. Either pass these arguments when instantiating the search "
+    "algorithm, or pass them to `tune.TuneConfig()`."
+)
+
+
+def _validate_mode(mode: str | None) -> None:
+    if mode is not None and mode not in ("min", "max"):
+        raise ValueError(f"`mode` must be 'min' or 'max', got {mode!r}.")
+
+
+def _atomic_dump(obj: Any, path: str) -> None:
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "wb") as f:
+        cloudpickle.dump(obj, f)
+    os.replace(tmp, path)
+
+
+def _load(path: str) -> Any:
+    with open(path, "rb") as f:
+        return pickle.load(f)
+
+
+def _newest(dirpath: str, pattern: str) -> str | None:
+    paths = glob.glob(os.path.join(glob.escape(dirpath), pattern))
+    return max(paths) if paths else None
+
+
+class Searcher:
+    """Base class of search algorithms that suggest one configuration per trial.
+
+    Subclasses implement :meth:`suggest` and :meth:`on_trial_complete` (and,
+    to learn from intermediate results, :meth:`on_trial_result`). Tune wraps
+    a searcher in a :class:`~tunesmith.tune.search.SearchGenerator`, which
+    merges the suggestions into the ``param_space`` and counts samples.
+
+    Args:
+        metric: The result key to optimise; may be set later through
+            ``TuneConfig(metric=...)``.
+        mode: ``"min"`` or ``"max"``.
+
+    Example:
+        >>> import random
+        >>> class RandomX(Searcher):
+        ...     def suggest(self, trial_id):
+        ...         return {"x": random.random()}
+        ...     def on_trial_complete(self, trial_id, result=None, error=False):
+        ...         pass
+        >>> 0 <= RandomX(metric="loss", mode="min").suggest("t1")["x"] < 1
+        True
+    """
+
+    FINISHED = "FINISHED"
+    CKPT_FILE_TMPL = "searcher-state-{}.pkl"
+    _metric: str | None = None
+    _mode: str | None = None
+
+    def __init__(self, metric: str | None = None, mode: str | None = None):
+        _validate_mode(mode)
+        self._metric = metric
+        self._mode = mode
+
+    @property
+    def metric(self) -> str | None:
+        """The result key this searcher optimises."""
+        return self._metric
+
+    @property
+    def mode(self) -> str | None:
+        """``"min"`` or ``"max"``."""
+        return self._mode
+
+    def set_search_properties(self, metric: str | None, mode: str | None, config: dict, **spec: Any) -> bool:
+        """Passes the metric, mode and ``param_space`` from the Tuner.
+
+        Returns True if the searcher took the search space from ``config``;
+        the default fills in a metric and mode the searcher does not have yet
+        and returns False (the searcher defines its own space).
+        """
+        _validate_mode(mode)
+        if self._metric is None and metric is not None:
+            self._metric = metric
+        if self._mode is None and mode is not None:
+            self._mode = mode
+        return False
+
+    def set_max_concurrency(self, max_concurrent: int) -> bool:
+        """Lets the searcher limit concurrency itself; True if it does.
+
+        The default returns False, and a
+        :class:`~tunesmith.tune.search.ConcurrencyLimiter` does the limiting.
+        """
+        return False
+
+    def suggest(self, trial_id: str) -> dict | None | str:
+        """Returns a configuration for a new trial.
+
+        Returns None when nothing can be suggested now (try again later) and
+        :attr:`Searcher.FINISHED` when the search is over.
+        """
+        raise NotImplementedError
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        """Called with every intermediate result of a trial."""
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        """Called once when a trial ends, with its last result or ``error=True``."""
+
+    def add_evaluated_point(
+        self,
+        parameters: dict,
+        value: float,
+        error: bool = False,
+        pruned: bool = False,
+        intermediate_values: list[float] | None = None,
+    ) -> None:
+        """Tells the searcher about a configuration evaluated outside this search."""
+        raise NotImplementedError(f"{type(self).__name__} does not support add_evaluated_point().")
+
+    def add_evaluated_trials(self, trials_or_analysis: Any, metric: str) -> None:
+        """Calls :meth:`add_evaluated_point` for each finished trial of a previous run.
+
+        Args:
+            trials_or_analysis: A Trial, a list of Trials, or an object with a
+                ``trials`` attribute (ExperimentAnalysis).
+            metric: The result key to read each trial's value from.
+        """
+        if hasattr(trials_or_analysis, "trials"):
+            trials = list(trials_or_analysis.trials)
+        elif isinstance(trials_or_analysis, (list, tuple)):
+            trials = list(trials_or_analysis)
+        else:
+            trials = [trials_or_analysis]
+        found = False
+        for trial in trials:
+            last = getattr(trial, "last_result", None) or {}
+            status = getattr(trial, "status", None)
+            if status not in ("TERMINATED", "ERROR"):
+                continue
+            if metric in last:
+                found = True
+            self.add_evaluated_point(
+                parameters=trial.config,
+                value=last.get(metric),
+                error=status == "ERROR",
+                pruned=bool(last.get("done") is False and status == "TERMINATED"),
+            )
+        if trials and not found:
+            raise ValueError(f"None of the given trials reported the metric {metric!r}.")
+
+    # ------------------------------------------------------------------ state
+
+    def get_state(self) -> dict:
+        """Returns the searcher's state; the default is a copy of its attributes."""
+        return dict(self.__dict__)
+
+    def set_state(self, state: dict) -> None:
+        """Restores a state from :meth:`get_state`."""
+        self.__dict__.update(state)
+
+    def save(self, checkpoint_path: str) -> None:
+        """Writes the searcher's state to ``checkpoint_path`` (atomically)."""
+        _atomic_dump(self.get_state(), checkpoint_path)
+
+    def restore(self, checkpoint_path: str) -> None:
+        """Restores the state written by :meth:`save`."""
+        self.set_state(_load(checkpoint_path))
+
+    def save_to_dir(self, checkpoint_dir: str, session_str: str = "default") -> None:
+        """Saves the state as ``searcher-state-<session_str>.pkl`` in ``checkpoint_dir``.
+
+        A searcher whose state cannot be pickled is skipped with a warning.
+        """
+        path = os.path.join(checkpoint_dir, self.CKPT_FILE_TMPL.format(session_str))
+        try:
+            self.save(path)
+        except NotImplementedError:
+            logger.warning("%s does not implement save(); its state is not saved.", type(self).__name__)
+        except (pickle.PicklingError, TypeError, AttributeError) as exc:
+            logger.warning("Could not save the state of %s: %s", type(self).__name__, exc)
+
+    def restore_from_dir(self, checkpoint_dir: str) -> None:
+        """Restores the newest state saved by :meth:`save_to_dir` in ``checkpoint_dir``."""
+        path = _newest(checkpoint_dir, self.CKPT_FILE_TMPL.format("*"))
+        if path is None:
+            raise RuntimeError(f"{type(self).__name__} found no saved state in {checkpoint_dir!r}.")
+        self.restore(path)
+
+    def has_checkpoint(self, checkpoint_dir: str) -> bool:
+        """Whether :meth:`save_to_dir` has written a state in ``checkpoint_dir``."""
+        return _newest(checkpoint_dir, self.CKPT_FILE_TMPL.format("*")) is not None
+
+
+class _WrappingSearcher(Searcher):
+    """A searcher that wraps another one and adds behaviour around it."""
+
+    searcher: Searcher
+
+    @property
+    def metric(self) -> str | None:
+        return self.searcher.metric
+
+    @property
+    def mode(self) -> str | None:
+        return self.searcher.mode
+
+    def set_search_properties(self, metric, mode, config, **spec) -> bool:
+        return self.searcher.set_search_properties(metric, mode, config, **spec)
+
+    def set_max_concurrency(self, max_concurrent: int) -> bool:
+        return self.searcher.set_max_concurrency(max_concurrent)
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        self.searcher.on_trial_result(trial_id, result)
+
+    def add_evaluated_point(self, *args, **kwargs) -> None:
+        self.searcher.add_evaluated_point(*args, **kwargs)
+
+    def _own_state(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "searcher"}
+
+    def get_state(self) -> dict:
+        return {"own": self._own_state(), "searcher": self.searcher.get_state()}
+
+    def set_state(self, state: dict) -> None:
+        self.__dict__.update(state["own"])
+        self.searcher.set_state(state["searcher"])
+
+    def save(self, checkpoint_path: str) -> None:
+        # The wrapped searcher may have its own file format: keep its bytes as written.
+        inner_path = f"{checkpoint_path}.inner-{os.getpid()}"
+        try:
+            self.searcher.save(inner_path)
+            with open(inner_path, "rb") as f:
+                inner = f.read()
+        finally:
+            if os.path.exists(inner_path):
+                os.remove(inner_path)
+        _atomic_dump({"own": self._own_state(), "searcher_bytes": inner}, checkpoint_path)
+
+    def restore(self, checkpoint_path: str) -> None:
+        state = _load(checkpoint_path)
+        self.__dict__.update(state["own"])
+        inner_path = f"{checkpoint_path}.inner-{os.getpid()}"
+        try:
+            with open(inner_path, "wb") as f:
+                f.write(state["searcher_bytes"])
+            self.searcher.restore(inner_path)
+        finally:
+            if os.path.exists(inner_path):
+                os.remove(inner_path)

@@ -1,0 +1,539 @@
+"""Resolving a ``param_space`` into concrete trial configurations.
+
+A param space is a nested structure of dicts and lists whose leaves are
+constants, :class:`~tunesmith.tune.search.sample.Domain` objects (sampled
+once per trial), ``tune.sample_from`` functions (called once per trial, after
+the values they read) and ``tune.grid_search`` markers (expanded into a
+cartesian product, the first grid parameter varying fastest).
+
+Example:
+    >>> from tunesmith import tune
+    >>> space = {"x": tune.grid_search([1, 2]), "y": tune.sample_from(lambda spec: spec.config.x * 10)}
+    >>> [config for _, config in generate_variants(space)]
+    [{'x': 1, 'y': 10}, {'x': 2, 'y': 20}]
+"""
+from __future__ import annotations
+
+import math
+import numbers
+import re
+from typing import Any, Iterator
+
+from tunesmith.tune.search.sample import Domain, Function, as_numpy_rng, is_grid_search
+
+Path = tuple
+
+__all__ = [
+    "GridPlan",
+    "apply_point",
+    "assign_value",
+    "count_variants",
+    "flatten_dict",
+    "flatten_resolved_vars",
+    "format_vars",
+    "generate_variants",
+    "get_value",
+    "has_unresolved_values",
+    "make_experiment_tag",
+    "make_spec",
+    "parse_spec_vars",
+    "resolve_config",
+    "unflatten_dict",
+]
+
+
+# ---------------------------------------------------------------------------
+# nested structure helpers
+
+
+def flatten_dict(dt: dict, delimiter: str = "/", prevent_delimiter: bool = False) -> dict:
+    """Flattens nested dicts into one level, joining keys with ``delimiter``.
+
+    Example:
+        >>> flatten_dict({"a": {"b": 1}, "c": 2})
+        {'a/b': 1, 'c': 2}
+    """
+    out: dict = {}
+
+    def walk(d: dict, prefix: str) -> None:
+        for key, value in d.items():
+            key = str(key)
+            if prevent_delimiter and delimiter in key:
+                raise ValueError(f"Found delimiter {delimiter!r} in key {key!r} while flattening; rename the key.")
+            name = f"{prefix}{delimiter}{key}" if prefix else key
+            if isinstance(value, dict) and value:
+                walk(value, name)
+            else:
+                out[name] = value
+
+    walk(dt, "")
+    return out
+
+
+def unflatten_dict(dt: dict, delimiter: str = "/") -> dict:
+    """Inverse of :func:`flatten_dict`.
+
+    Example:
+        >>> unflatten_dict({"a/b": 1, "c": 2})
+        {'a': {'b': 1}, 'c': 2}
+    """
+    out: dict = {}
+    for key, value in dt.items():
+        parts = str(key).split(delimiter) if isinstance(key, str) else [key]
+        node = out
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ValueError(f"Cannot unflatten {key!r}: {part!r} is both a value and a parent key.")
+            node = child
+        node[parts[-1]] = value
+    return out
+
+
+def get_value(config: Any, path: Path) -> Any:
+    node = config
+    for part in path:
+        node = node[part]
+    return node
+
+
+def assign_value(config: Any, path: Path, value: Any) -> None:
+    node = config
+    for part in path[:-1]:
+        node = node[part]
+    node[path[-1]] = value
+
+
+def _copy_structure(value: Any) -> Any:
+    """Copies the dicts and lists of a space; leaves (domains, objects) are shared."""
+    if isinstance(value, dict):
+        return {k: _copy_structure(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy_structure(v) for v in value]
+    return value
+
+
+def _walk(value: Any, path: Path = ()) -> Iterator[tuple[Path, str, Any]]:
+    """Yields ``(path, kind, value)`` for every grid, domain and function leaf."""
+    if is_grid_search(value):
+        yield path, "grid", value["grid_search"]
+    elif isinstance(value, Domain):
+        yield path, "function" if value.is_function() else "domain", value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from _walk(v, path + (k,))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _walk(v, path + (i,))
+
+
+def _walk_constants(value: Any, path: Path = ()) -> Iterator[tuple[Path, Any]]:
+    if is_grid_search(value) or isinstance(value, Domain):
+        return
+    if isinstance(value, dict) and value:
+        for k, v in value.items():
+            yield from _walk_constants(v, path + (k,))
+    elif isinstance(value, list) and value:
+        for i, v in enumerate(value):
+            yield from _walk_constants(v, path + (i,))
+    else:
+        yield path, value
+
+
+def parse_spec_vars(space: dict) -> tuple[list, list, list]:
+    """Splits a space into ``(resolved_vars, domain_vars, grid_vars)``.
+
+    Each is a list of ``(path, value)`` with ``path`` a tuple of keys (list
+    indices for lists). ``domain_vars`` holds the domains (sample_from
+    functions included); ``grid_vars`` the grid value lists.
+
+    Example:
+        >>> from tunesmith import tune
+        >>> parse_spec_vars({"a": 1, "b": tune.grid_search([1, 2])})
+        ([(('a',), 1)], [], [(('b',), [1, 2])])
+    """
+    resolved = list(_walk_constants(space))
+    domains: list = []
+    grids: list = []
+    for path, kind, value in _walk(space):
+        (grids if kind == "grid" else domains).append((path, value))
+    return resolved, domains, grids
+
+
+def has_unresolved_values(space: Any) -> bool:
+    """Whether ``space`` holds any domain, sample_from function or grid_search."""
+    return next(_walk(space), None) is not None
+
+
+# ---------------------------------------------------------------------------
+# sample_from's ``spec`` argument
+
+
+class _UnresolvedDependency(Exception):
+    def __init__(self, path: Path):
+        super().__init__(path)
+        self.path = path
+
+
+class _Unassigned:
+    """Stands in for a grid value not chosen yet."""
+
+    def __repr__(self) -> str:
+        return "<unassigned grid value>"
+
+
+_UNASSIGNED = _Unassigned()
+
+
+def _is_unresolved(value: Any) -> bool:
+    return value is _UNASSIGNED or isinstance(value, Domain) or is_grid_search(value)
+
+
+def _view(value: Any, path: Path) -> Any:
+    if _is_unresolved(value):
+        raise _UnresolvedDependency(path)
+    if isinstance(value, dict):
+        return _ConfigView(value, path)
+    if isinstance(value, list):
+        return _ListView(value, path)
+    return value
+
+
+class _ConfigView(dict):
+    """Read access to a partly resolved config, by key or attribute."""
+
+    def __init__(self, data: dict, path: Path):
+        super().__init__(data)
+        object.__setattr__(self, "_path", path)
+
+    def __getitem__(self, key):
+        return _view(dict.__getitem__(self, key), self._path + (key,))
+
+    def __getattr__(self, key):
+        if key.startswith("__"):
+            raise AttributeError(key)
+        if not dict.__contains__(self, key):
+            where = "/".join(map(str, self._path)) or "config"
+            raise AttributeError(f"{where} has no key {key!r}; its keys are {sorted(map(str, dict.keys(self)))}.")
+        return self[key]
+
+    def get(self, key, default=None):
+        return self[key] if dict.__contains__(self, key) else default
+
+    def values(self):
+        return [self[k] for k in dict.keys(self)]
+
+    def items(self):
+        return [(k, self[k]) for k in dict.keys(self)]
+
+
+class _ListView(list):
+    def __init__(self, data: list, path: Path):
+        super().__init__(data)
+        self._path = path
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        if index < 0:
+            index += len(self)
+        return _view(list.__getitem__(self, index), self._path + (index,))
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self)))
+
+
+class _Spec:
+    """The ``spec`` a sample_from function receives; ``spec.config`` is the trial config."""
+
+    def __init__(self, config: dict):
+        self._config = config
+
+    @property
+    def config(self) -> _ConfigView:
+        return _ConfigView(self._config, ())
+
+    def __getitem__(self, key: str) -> Any:
+        if key == "config":
+            return self.config
+        raise KeyError(key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.config if key == "config" else default
+
+
+def make_spec(config: dict) -> _Spec:
+    """Wraps ``config`` as the ``spec`` argument of a sample_from function."""
+    return _Spec(config)
+
+
+# ---------------------------------------------------------------------------
+# resolving one configuration
+
+
+def _path_str(path: Path) -> str:
+    return "/".join(map(str, path))
+
+
+def resolve_config(config: dict, random_state: Any = None, allow_pending: bool = False) -> dict[Path, Any]:
+    """Samples every domain and sample_from function of ``config`` in place.
+
+    Plain domains are sampled first, in the order they appear; sample_from
+    functions are then called in dependency order (a function reading a value
+    that is not resolved yet is retried after the others).
+
+    Args:
+        config: A space with grid values already chosen; modified in place.
+        random_state: Seed, numpy Generator or RandomState for the domains.
+        allow_pending: Leave functions that wait on unassigned values
+            unresolved instead of raising.
+
+    Returns:
+        ``{path: value}`` of every value that was sampled.
+
+    Raises:
+        ValueError: If sample_from functions depend on each other in a cycle.
+    """
+    rng = as_numpy_rng(random_state)
+    resolved: dict[Path, Any] = {}
+    functions: list[tuple[Path, Function]] = []
+    for path, kind, value in list(_walk(config)):
+        if kind == "grid":
+            raise ValueError(f"Unexpanded grid_search at {_path_str(path)!r}.")
+        if kind == "function":
+            functions.append((path, value))
+            continue
+        sampled = value.sample(random_state=rng)
+        assign_value(config, path, sampled)
+        resolved[path] = sampled
+    if not functions:
+        return resolved
+    spec = _Spec(config)
+    pending = functions
+    while pending:
+        blocked: list[tuple[Path, Function]] = []
+        waits: dict[Path, Path] = {}
+        for path, func in pending:
+            try:
+                value = func.sample(spec=spec, random_state=rng)
+            except _UnresolvedDependency as exc:
+                blocked.append((path, func))
+                waits[path] = exc.path
+                continue
+            assign_value(config, path, value)
+            resolved[path] = value
+        if len(blocked) == len(pending):
+            if allow_pending:
+                return resolved
+            detail = ", ".join(f"{_path_str(p)!r} needs {_path_str(waits[p])!r}" for p, _ in blocked)
+            raise ValueError(
+                f"Could not resolve tune.sample_from values: {detail}. These functions depend on each "
+                "other in a cycle; break the cycle so that one of them does not read the others."
+            )
+        pending = blocked
+    return resolved
+
+
+class GridPlan:
+    """The grid of a space: its grid parameters and how to build variant ``i``.
+
+    Args:
+        space: A param space (not modified).
+
+    Example:
+        >>> from tunesmith import tune
+        >>> plan = GridPlan({"x": tune.grid_search([1, 2]), "y": tune.grid_search(["a", "b"])})
+        >>> plan.size, plan.variant(1)[1]
+        (4, {'x': 2, 'y': 'a'})
+    """
+
+    def __init__(self, space: dict):
+        if not isinstance(space, dict):
+            raise ValueError(f"`param_space` must be a dict, got {type(space).__name__}.")
+        self.space = space
+        self.grid_vars: list[tuple[Path, list]] = [
+            (path, _expand_options(values, path)) for path, kind, values in _walk(space) if kind == "grid"
+        ]
+        self.size = math.prod(len(options) for _, options in self.grid_vars)
+
+    def _choices(self, index: int) -> list[tuple[Path, Any]]:
+        out = []
+        for path, options in self.grid_vars:
+            index, pick = divmod(index, len(options))
+            out.append((path, options[pick]))
+        return out
+
+    def constants(self, random_state: Any = None) -> dict[Path, Any]:
+        """Samples the values that do not depend on the grid (``constant_grid_search``)."""
+        config = _copy_structure(self.space)
+        for path, _ in self.grid_vars:
+            assign_value(config, path, _UNASSIGNED)
+        return resolve_config(config, random_state, allow_pending=True)
+
+    def variant(
+        self, index: int, random_state: Any = None, constants: dict[Path, Any] | None = None
+    ) -> tuple[dict[Path, Any], dict]:
+        """Returns ``(resolved_vars, config)`` for grid point ``index``."""
+        config = _copy_structure(self.space)
+        resolved: dict[Path, Any] = {}
+        for path, value in self._choices(index):
+            value = _copy_structure(value)
+            assign_value(config, path, value)
+            resolved[path] = value
+        for path, value in (constants or {}).items():
+            assign_value(config, path, value)
+            resolved[path] = value
+        resolved.update(resolve_config(config, random_state))
+        return resolved, config
+
+
+def _expand_options(values: list, path: Path) -> list:
+    """Grid options, with grid searches nested inside an option expanded into more options."""
+    options: list = []
+    for value in values:
+        if any(kind == "grid" for _, kind, _ in _walk(value)):
+            if not isinstance(value, (dict, list)):
+                raise ValueError(f"Invalid nested grid_search at {_path_str(path)!r}.")
+            wrapper = {"v": value}
+            inner = GridPlan(wrapper)
+            for i in range(inner.size):
+                config = _copy_structure(wrapper)
+                for p, v in inner._choices(i):
+                    assign_value(config, p, _copy_structure(v))
+                options.append(config["v"])
+        else:
+            options.append(value)
+    return options
+
+
+def count_variants(space: dict, num_samples: int = 1) -> int:
+    """How many configurations ``num_samples`` repetitions of ``space``'s grid give.
+
+    Example:
+        >>> from tunesmith import tune
+        >>> count_variants({"x": tune.grid_search([1, 2, 3]), "y": tune.grid_search([1, 2, 3])}, 5)
+        45
+    """
+    return GridPlan(space).size * num_samples
+
+
+def generate_variants(
+    space: dict, constant_grid_search: bool = False, random_state: Any = None
+) -> Iterator[tuple[dict[Path, Any], dict]]:
+    """Yields ``(resolved_vars, config)`` for every point of the grid, once.
+
+    Args:
+        space: The param space.
+        constant_grid_search: Sample the non-grid values once and keep them
+            for every grid point.
+        random_state: Seed, numpy Generator or RandomState.
+    """
+    rng = as_numpy_rng(random_state)
+    plan = GridPlan(space)
+    constants = plan.constants(rng) if constant_grid_search else None
+    for index in range(plan.size):
+        yield plan.variant(index, rng, constants)
+
+
+# ---------------------------------------------------------------------------
+# points to evaluate
+
+
+def apply_point(space: dict, point: dict) -> tuple[dict, dict[Path, Any]]:
+    """Returns a copy of ``space`` with the values of the (partial) ``point`` filled in.
+
+    Keys may be nested dicts or ``"a/b"`` paths. A value for a searched
+    parameter outside its domain is kept with a warning.
+
+    Returns:
+        ``(space, preset_vars)``: the new space and ``{path: value}`` of the
+        searched parameters the point set.
+
+    Raises:
+        ValueError: If the point names a key the space does not have.
+    """
+    import logging
+
+    if not isinstance(point, dict):
+        raise ValueError(f"Each entry of `points_to_evaluate` must be a dict, got {type(point).__name__} {point!r}.")
+    space = _copy_structure(space)
+    preset: dict[Path, Any] = {}
+
+    def update(node: dict, values: dict, prefix: Path) -> None:
+        for key, value in values.items():
+            if key not in node and isinstance(key, str) and "/" in key:
+                update(node, unflatten_dict({key: value}), prefix)
+                continue
+            path = prefix + (key,)
+            if key not in node:
+                raise ValueError(
+                    f"`points_to_evaluate` sets {_path_str(path)!r}, which is not a key of the param space "
+                    f"(keys here: {sorted(map(str, node))}). Add it to `param_space` or remove it from the point."
+                )
+            target = node[key]
+            if isinstance(value, dict) and isinstance(target, dict) and not is_grid_search(target):
+                update(target, value, path)
+                continue
+            if is_grid_search(target):
+                valid = any(value is v or _eq(value, v) for v in target["grid_search"])
+                preset[path] = value
+            elif isinstance(target, Domain):
+                valid = target.is_valid(value)
+                preset[path] = value
+            else:
+                valid = True
+            if not valid:
+                logging.getLogger(__name__).warning(
+                    "points_to_evaluate value %r for %r is outside its search space %s.",
+                    value, _path_str(path), target["grid_search"] if is_grid_search(target) else target.domain_str,
+                )
+            node[key] = value
+
+    update(space, point, ())
+    return space, preset
+
+
+def _eq(a: Any, b: Any) -> bool:
+    try:
+        return bool(a == b)
+    except Exception:
+        return False
+
+
+# ---------------------------------------------------------------------------
+# tags
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.+\-]+")
+
+
+def _clean_value(value: Any) -> str:
+    if isinstance(value, numbers.Real) and not isinstance(value, numbers.Integral):
+        return f"{float(value):.5}"
+    return _UNSAFE.sub("_", str(value)).strip("_")
+
+
+def format_vars(resolved_vars: dict) -> str:
+    """Formats sampled values as ``"k=v,k2=v2"`` (leaf key names, sorted by path).
+
+    Example:
+        >>> format_vars({("model", "width"): 13.88512, ("activation",): "tanh"})
+        'activation=tanh,width=13.885'
+    """
+
+    def key_tuple(k: Any) -> tuple:
+        return tuple(str(p) for p in k) if isinstance(k, tuple) else tuple(str(k).split("/"))
+
+    items = sorted(resolved_vars.items(), key=lambda kv: key_tuple(kv[0]))
+    return ",".join(f"{_clean_value(key_tuple(k)[-1])}={_clean_value(v)}" for k, v in items)
+
+
+def make_experiment_tag(index: int, resolved_vars: dict) -> str:
+    """Returns ``"<index>_<k>=<v>,..."``, or ``"<index>"`` with nothing sampled."""
+    formatted = format_vars(resolved_vars)
+    return f"{index}_{formatted}" if formatted else str(index)
+
+
+def flatten_resolved_vars(resolved_vars: dict[Path, Any]) -> dict[str, Any]:
+    """``{("a", "b"): 1}`` -> ``{"a/b": 1}``."""
+    return {_path_str(path): value for path, value in resolved_vars.items()}

@@ -1,0 +1,92 @@
+"""Mistakes a user can make up front get a clear error before any trial runs."""
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from tunesmith import tune
+
+
+def ok(config):
+    tune.report({"score": 1})
+
+
+def test_non_callable_trainable():
+    with pytest.raises(TypeError, match="trainable"):
+        tune.Tuner(42)
+
+
+def test_class_that_is_not_a_trainable():
+    class NotTrainable:
+        pass
+
+    with pytest.raises(TypeError, match="Trainable"):
+        tune.Tuner(NotTrainable)
+
+
+def test_unknown_mode():
+    with pytest.raises(ValueError, match="mode"):
+        tune.TuneConfig(metric="score", mode="maximum")
+
+
+def test_metric_and_mode_disagree_with_scheduler():
+    from tunesmith.tune.schedulers import ASHAScheduler
+
+    with pytest.raises(ValueError, match="differs"):
+        tune.Tuner(
+            ok,
+            tune_config=tune.TuneConfig(metric="score", mode="max", scheduler=ASHAScheduler(metric="loss", mode="min")),
+            run_config=tune.RunConfig(verbose=0),
+        ).fit()
+
+
+def test_invalid_domain():
+    with pytest.raises(ValueError, match="lower"):
+        tune.loguniform(0, 1)
+    with pytest.raises(ValueError):
+        tune.choice([])
+
+
+lock = threading.Lock()
+
+
+def uses_a_lock(config):
+    with lock:
+        tune.report({"score": 1})
+
+
+def test_unpicklable_trainable():
+    with pytest.raises(TypeError, match="serialis"):
+        tune.Tuner(uses_a_lock)
+
+
+def test_bad_num_samples_and_time_budget():
+    with pytest.raises(ValueError, match="num_samples"):
+        tune.TuneConfig(num_samples=0)
+    with pytest.raises(ValueError, match="time_budget_s"):
+        tune.TuneConfig(num_samples=-1)
+
+
+def test_checkpoint_frequency_on_function_trainable():
+    with pytest.raises(ValueError, match="class trainables"):
+        tune.Tuner(ok, run_config=tune.RunConfig(
+            verbose=0, checkpoint_config=tune.CheckpointConfig(checkpoint_frequency=1))).fit()
+
+
+def test_bad_stop_value():
+    with pytest.raises(ValueError, match="stop"):
+        tune.Tuner(ok, run_config=tune.RunConfig(verbose=0, stop={"score": "high"})).fit()
+
+
+def test_bad_log_to_file():
+    with pytest.raises(ValueError, match="log_to_file"):
+        tune.Tuner(ok, run_config=tune.RunConfig(verbose=0, log_to_file=123)).fit()
+
+
+def test_shared_config_classes():
+    from tunesmith import train
+
+    assert tune.RunConfig is train.RunConfig
+    assert tune.CheckpointConfig is train.CheckpointConfig
+    assert tune.Checkpoint is train.Checkpoint

@@ -1,0 +1,125 @@
+"""Class trainables (new and old API) through Tuner.fit() and tune.run()."""
+from __future__ import annotations
+
+import json
+import os
+
+from tunesmith import tune
+
+
+class Counter(tune.Trainable):
+    def setup(self, config):
+        self.value = config.get("start", 0)
+        self.setups = getattr(self, "setups", 0) + 1
+
+    def step(self):
+        self.value += 1
+        return {"value": self.value, "pid": os.getpid(), "setups": self.setups}
+
+    def save_checkpoint(self, checkpoint_dir):
+        with open(os.path.join(checkpoint_dir, "v.json"), "w") as f:
+            json.dump({"value": self.value}, f)
+
+    def load_checkpoint(self, checkpoint_dir):
+        with open(os.path.join(checkpoint_dir, "v.json")) as f:
+            self.value = json.load(f)["value"]
+
+
+class OldCounter(tune.Trainable):
+    def _setup(self, config):
+        self.value = 0
+
+    def _train(self):
+        self.value += 1
+        return {"value": self.value}
+
+    def _save(self, checkpoint_dir):
+        path = os.path.join(checkpoint_dir, "value.txt")
+        with open(path, "w") as f:
+            f.write(str(self.value))
+        return path
+
+    def _restore(self, checkpoint_path):
+        with open(checkpoint_path) as f:
+            self.value = int(f.read())
+
+
+def _fit(trainable, param_space=None, run_config=None, **tune_kwargs):
+    return tune.Tuner(
+        trainable, param_space=param_space or {}, tune_config=tune.TuneConfig(**tune_kwargs),
+        run_config=run_config or tune.RunConfig(verbose=0, stop={"training_iteration": 5}),
+    ).fit()
+
+
+def test_new_class_api_runs_to_the_stop_criterion():
+    grid = _fit(Counter, {"start": tune.grid_search([0, 10])})
+    assert sorted(r.metrics["value"] for r in grid) == [5, 15]
+    assert all(r.metrics["training_iteration"] == 5 for r in grid)
+
+
+def test_old_class_api_runs():
+    grid = _fit(OldCounter)
+    assert grid[0].metrics["value"] == 5
+
+
+def test_checkpoint_frequency_and_at_end():
+    rc = tune.RunConfig(
+        verbose=0, stop={"training_iteration": 5},
+        checkpoint_config=tune.CheckpointConfig(checkpoint_frequency=2, checkpoint_at_end=True),
+    )
+    grid = _fit(Counter, run_config=rc)
+    names = sorted(n for n in os.listdir(grid[0].path) if n.startswith("checkpoint_"))
+    assert names == ["checkpoint_000000", "checkpoint_000001", "checkpoint_000002"]
+    with open(os.path.join(grid[0].checkpoint.path, "v.json")) as f:
+        assert json.load(f) == {"value": 5}
+
+
+def test_num_to_keep_keeps_the_best_checkpoints():
+    rc = tune.RunConfig(
+        verbose=0, stop={"training_iteration": 6},
+        checkpoint_config=tune.CheckpointConfig(
+            checkpoint_frequency=1, num_to_keep=2,
+            checkpoint_score_attribute="value", checkpoint_score_order="min",
+        ),
+    )
+    grid = _fit(Counter, run_config=rc)
+    names = sorted(n for n in os.listdir(grid[0].path) if n.startswith("checkpoint_"))
+    # The best by "min value" is the first; the latest is always kept.
+    assert names == ["checkpoint_000000", "checkpoint_000005"]
+
+
+class Resettable(Counter):
+    def reset_config(self, new_config):
+        self.value = new_config.get("start", 0)
+        return True
+
+
+def test_reuse_actors_calls_reset_config():
+    from tunesmith import init
+
+    init(num_cpus=1)
+    grid = _fit(Resettable, {"start": tune.grid_search([0, 100, 200])}, reuse_actors=True)
+    assert sorted(r.metrics["value"] for r in grid) == [5, 105, 205]
+    assert len({r.metrics["pid"] for r in grid}) == 1
+    # setup ran once; later trials were reset, not rebuilt.
+    assert sorted(r.metrics["setups"] for r in grid) == [1, 1, 1]
+
+
+def test_tune_run_returns_experiment_analysis():
+    analysis = tune.run(
+        Counter, config={"start": tune.grid_search([0, 10, 20])}, stop={"training_iteration": 3},
+        metric="value", mode="max", verbose=0, checkpoint_freq=1,
+    )
+    assert analysis.best_config == {"start": 20}
+    assert analysis.best_result["value"] == 23
+    assert len(analysis.trials) == 3
+    assert analysis.get_best_checkpoint(analysis.best_trial, "value", "max") is not None
+    assert len(analysis.dataframe()) == 3
+
+
+def test_run_experiments_with_experiment_objects():
+    exp = tune.Experiment("exp_obj", run=Counter, stop={"training_iteration": 2}, config={"start": 1})
+    trials = tune.run_experiments(exp, verbose=0)
+    assert len(trials) == 1 and trials[0].last_result["value"] == 3
+    trials = tune.run_experiments({"exp_dict": {"run": OldCounter, "stop": {"training_iteration": 2}}}, verbose=0)
+    assert trials[0].last_result["value"] == 2

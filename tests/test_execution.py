@@ -1,0 +1,134 @@
+"""Local execution: parallelism, resources, worker reuse, pause and resume."""
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+import tunesmith
+from tunesmith import train, tune
+from tunesmith.tune.schedulers import FIFOScheduler, TrialScheduler
+
+
+def _fit(trainable, param_space=None, run_config=None, **tune_kwargs):
+    return tune.Tuner(
+        trainable,
+        param_space=param_space or {},
+        tune_config=tune.TuneConfig(**tune_kwargs),
+        run_config=run_config or tune.RunConfig(verbose=0),
+    ).fit()
+
+
+def sleeper(config):
+    start = time.time()
+    time.sleep(config.get("sleep", 0.5))
+    tune.report({"start": start, "end": time.time(), "pid": os.getpid(),
+                 "cuda": os.environ.get("CUDA_VISIBLE_DEVICES")})
+
+
+def _max_overlap(results) -> int:
+    events = []
+    for r in results:
+        events.append((r.metrics["start"], 1))
+        events.append((r.metrics["end"], -1))
+    current = best = 0
+    for _, delta in sorted(events):
+        current += delta
+        best = max(best, current)
+    return best
+
+
+def test_trials_run_in_parallel_up_to_the_cpus():
+    tunesmith.init(num_cpus=2)
+    grid = _fit(sleeper, {"i": tune.grid_search(list(range(4)))})
+    assert _max_overlap(grid) == 2
+
+
+def test_fractional_cpus_pack_more_trials():
+    tunesmith.init(num_cpus=1)
+    grid = _fit(tune.with_resources(sleeper, {"cpu": 0.5}), {"i": tune.grid_search(list(range(4)))})
+    assert _max_overlap(grid) == 2
+
+
+def test_max_concurrent_trials_limits_parallelism():
+    tunesmith.init(num_cpus=4)
+    grid = _fit(sleeper, {"sleep": 0.2, "i": tune.grid_search(list(range(4)))}, max_concurrent_trials=1)
+    assert _max_overlap(grid) == 1
+
+
+def test_custom_resources_serialise_trials():
+    tunesmith.init(num_cpus=4, resources={"license": 1})
+    grid = _fit(tune.with_resources(sleeper, {"cpu": 1, "license": 1}),
+                {"sleep": 0.2, "i": tune.grid_search(list(range(3)))})
+    assert _max_overlap(grid) == 1
+
+
+def test_gpus_are_handed_out_through_cuda_visible_devices():
+    tunesmith.init(num_cpus=4, num_gpus=2)
+    grid = _fit(tune.with_resources(sleeper, {"cpu": 1, "gpu": 1}), {"i": tune.grid_search(list(range(4)))})
+    assert sorted({r.metrics["cuda"] for r in grid}) == ["0", "1"]
+    assert _max_overlap(grid) == 2
+    cpu_only = _fit(sleeper, {"sleep": 0.0})
+    assert cpu_only[0].metrics["cuda"] == ""
+
+
+def test_workers_are_reused_across_trials():
+    tunesmith.init(num_cpus=2)
+    grid = _fit(sleeper, {"sleep": 0.0, "i": tune.grid_search(list(range(10)))})
+    pids = {r.metrics["pid"] for r in grid}
+    assert len(pids) <= 2
+
+
+def test_reuse_actors_false_starts_fresh_workers():
+    tunesmith.init(num_cpus=1)
+    grid = _fit(sleeper, {"sleep": 0.0, "i": tune.grid_search(list(range(3)))}, reuse_actors=False)
+    assert len({r.metrics["pid"] for r in grid}) == 3
+
+
+def test_resource_request_too_large_fails_before_any_trial():
+    tunesmith.init(num_cpus=2)
+    with pytest.raises(ValueError, match="asks for"):
+        _fit(tune.with_resources(sleeper, {"cpu": 64}))
+
+
+class PauseOnce(FIFOScheduler):
+    """Pauses every trial once, at iteration 2."""
+
+    def __init__(self):
+        super().__init__()
+        self.paused = set()
+
+    def on_trial_result(self, tune_controller, trial, result):
+        if result["training_iteration"] == 2 and trial.trial_id not in self.paused:
+            self.paused.add(trial.trial_id)
+            return TrialScheduler.PAUSE
+        return TrialScheduler.CONTINUE
+
+
+def counting_with_checkpoints(config):
+    import json
+    import tempfile
+
+    step = 0
+    ckpt = train.get_checkpoint()
+    if ckpt:
+        with ckpt.as_directory() as d:
+            with open(os.path.join(d, "s.json")) as f:
+                step = json.load(f)["step"]
+    while step < 4:
+        step += 1
+        d = tempfile.mkdtemp()
+        with open(os.path.join(d, "s.json"), "w") as f:
+            json.dump({"step": step}, f)
+        train.report({"step": step, "restored": ckpt is not None}, checkpoint=train.Checkpoint.from_directory(d))
+
+
+def test_paused_function_trials_resume_from_their_checkpoint():
+    grid = _fit(counting_with_checkpoints, {"i": tune.grid_search([0, 1])}, scheduler=PauseOnce())
+    for result in grid:
+        assert result.metrics["step"] == 4
+        assert result.metrics["training_iteration"] == 4  # counting went on, it did not restart
+        assert result.metrics["restored"] is True
+        df = result.metrics_dataframe
+        assert list(df["step"]) == [1, 2, 3, 4]

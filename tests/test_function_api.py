@@ -1,0 +1,220 @@
+"""Every form of the function API, run through Tuner.fit() in real worker processes."""
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from tunesmith import train, tune
+from tunesmith.air import session
+
+
+def _fit(trainable, param_space=None, **tune_kwargs):
+    run_config = tune_kwargs.pop("run_config", tune.RunConfig(verbose=0))
+    return tune.Tuner(
+        trainable,
+        param_space=param_space or {},
+        tune_config=tune.TuneConfig(**tune_kwargs),
+        run_config=run_config,
+    ).fit()
+
+
+def with_tune_report(config):
+    for i in range(3):
+        tune.report({"score": config["x"] * i})
+
+
+def with_train_report(config):
+    for i in range(3):
+        train.report({"score": config["x"] * i})
+
+
+def with_session_report(config):
+    for i in range(3):
+        session.report({"score": config["x"] * i})
+
+
+def with_keyword_report(config):
+    for i in range(3):
+        tune.report(score=config["x"] * i)
+
+
+def with_track_log(config):
+    for i in range(3):
+        tune.track.log(score=config["x"] * i)
+
+
+def with_reporter(config, reporter):
+    for i in range(3):
+        reporter(score=config["x"] * i)
+
+
+def with_yield(config):
+    for i in range(3):
+        yield {"score": config["x"] * i}
+
+
+@pytest.mark.parametrize(
+    "fn",
+    [with_tune_report, with_train_report, with_session_report, with_keyword_report, with_track_log,
+     with_reporter, with_yield],
+)
+def test_every_report_form_gives_the_same_results(fn):
+    grid = _fit(fn, {"x": tune.grid_search([1, 2])})
+    assert len(grid) == 2
+    by_x = {r.config["x"]: r.metrics for r in grid}
+    assert by_x[1]["score"] == 2 and by_x[2]["score"] == 4
+    assert by_x[2]["training_iteration"] == 3
+    assert grid.num_errors == 0 and grid.num_terminated == 2
+
+
+def test_returned_dict_is_the_final_result():
+    grid = _fit(lambda config: {"score": config["x"] + 1}, {"x": 41})
+    assert grid[0].metrics["score"] == 42
+    assert grid[0].metrics["training_iteration"] == 1
+
+
+def returns_value(config):
+    train.report({"score": 1})
+    return "finished-value"
+
+
+def test_non_dict_return_value_is_kept():
+    grid = _fit(returns_value)
+    assert grid[0].return_value == "finished-value"
+    assert grid[0].metrics["score"] == 1
+
+
+def test_auto_filled_metrics_are_present():
+    grid = _fit(with_tune_report, {"x": 1})
+    metrics = grid[0].metrics
+    for key in ("training_iteration", "time_this_iter_s", "time_total_s", "time_since_restore",
+                "iterations_since_restore", "timestamp", "date", "trial_id", "experiment_tag",
+                "hostname", "node_ip", "pid", "done", "config"):
+        assert key in metrics, key
+    assert metrics["pid"] != os.getpid()  # ran in a worker process
+    assert metrics["config"] == {"x": 1}
+
+
+def context_reporter(config):
+    ctx = train.get_context()
+    train.report({
+        "trial_dir": ctx.get_trial_dir(),
+        "trial_name": ctx.get_trial_name(),
+        "trial_id": ctx.get_trial_id(),
+        "experiment_name": ctx.get_experiment_name(),
+        "rank": ctx.get_world_rank(),
+        "size": ctx.get_world_size(),
+        "track_dir": tune.track.trial_dir(),
+        "track_name": tune.track.trial_name(),
+        "track_id": tune.track.trial_id(),
+        "cwd": os.getcwd(),
+    })
+
+
+def test_context_describes_the_trial():
+    grid = _fit(context_reporter, run_config=tune.RunConfig(name="ctx_exp", verbose=0))
+    m = grid[0].metrics
+    assert m["trial_dir"] == grid[0].path
+    assert m["trial_id"] == m["track_id"]
+    assert m["trial_name"] == m["track_name"]
+    assert m["experiment_name"] == "ctx_exp"
+    assert (m["rank"], m["size"]) == (0, 1)
+    assert os.path.realpath(m["cwd"]) == os.path.realpath(grid[0].path)
+
+
+def test_chdir_can_be_switched_off(monkeypatch):
+    monkeypatch.setenv("RAY_CHDIR_TO_TRIAL_DIR", "0")
+    grid = _fit(context_reporter)
+    assert os.path.realpath(grid[0].metrics["cwd"]) != os.path.realpath(grid[0].path)
+
+
+def checkpointing(config):
+    import tempfile
+
+    start = 0
+    ckpt = train.get_checkpoint()
+    if ckpt:
+        with ckpt.as_directory() as d:
+            with open(os.path.join(d, "state.json")) as f:
+                start = json.load(f)["step"] + 1
+    for step in range(start, 4):
+        d = tempfile.mkdtemp()
+        with open(os.path.join(d, "state.json"), "w") as f:
+            json.dump({"step": step}, f)
+        train.report({"step": step}, checkpoint=train.Checkpoint.from_directory(d))
+
+
+def test_reported_checkpoints_are_persisted_in_the_trial_dir():
+    grid = _fit(checkpointing)
+    result = grid[0]
+    names = sorted(n for n in os.listdir(result.path) if n.startswith("checkpoint_"))
+    assert names == ["checkpoint_000000", "checkpoint_000001", "checkpoint_000002", "checkpoint_000003"]
+    assert result.checkpoint.path == os.path.join(result.path, "checkpoint_000003")
+    with open(os.path.join(result.checkpoint.path, "state.json")) as f:
+        assert json.load(f) == {"step": 3}
+    assert [m["step"] for _, m in result.best_checkpoints] == [0, 1, 2, 3]
+
+
+def test_trial_files_are_written():
+    grid = _fit(with_tune_report, {"x": 2})
+    path = grid[0].path
+    for name in ("result.json", "progress.csv", "params.json", "params.pkl"):
+        assert os.path.exists(os.path.join(path, name)), name
+    with open(os.path.join(path, "result.json")) as f:
+        rows = [json.loads(line) for line in f]
+    assert [r["score"] for r in rows] == [0, 2, 4]
+    with open(os.path.join(path, "params.json")) as f:
+        assert json.load(f) == {"x": 2}
+    assert os.path.exists(os.path.join(os.path.dirname(path), "experiment_state.json"))
+
+
+def test_with_parameters_passes_large_objects():
+    import numpy as np
+
+    data = np.arange(100_000)
+
+    def trainable(config, data=None):
+        tune.report({"total": int(data.sum()) * config["k"]})
+
+    grid = _fit(tune.with_parameters(trainable, data=data), {"k": tune.grid_search([1, 2])})
+    assert sorted(r.metrics["total"] for r in grid) == [int(data.sum()), 2 * int(data.sum())]
+
+
+def test_registered_trainable_by_name():
+    tune.register_trainable("my_registered_fn", with_tune_report)
+    grid = _fit("my_registered_fn", {"x": 3})
+    assert grid[0].metrics["score"] == 6
+    assert "my_registered_fn" in os.path.basename(grid[0].path)
+
+
+def failing(config):
+    tune.report({"score": 1})
+    if config["fail"]:
+        raise RuntimeError("this trial fails on purpose")
+    tune.report({"score": 2})
+
+
+def test_failing_trial_keeps_traceback_and_others_finish():
+    grid = _fit(failing, {"fail": tune.grid_search([True, False])})
+    assert grid.num_errors == 1 and grid.num_terminated == 1
+    failed = [r for r in grid if r.error][0]
+    assert "this trial fails on purpose" in str(failed.error)
+    with open(os.path.join(failed.path, "error.txt")) as f:
+        text = f.read()
+    assert "RuntimeError: this trial fails on purpose" in text and "Traceback" in text
+    assert os.path.exists(os.path.join(failed.path, "error.pkl"))
+    ok = [r for r in grid if not r.error][0]
+    assert ok.metrics["score"] == 2
+
+
+def test_strict_metric_checking_names_reported_metrics():
+    with pytest.raises(ValueError, match=r"accuracy.*score"):
+        _fit(with_tune_report, {"x": 1}, metric="accuracy", mode="max")
+
+
+def test_strict_metric_checking_can_be_disabled(monkeypatch):
+    monkeypatch.setenv("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
+    grid = _fit(with_tune_report, {"x": 1}, metric="accuracy", mode="max")
+    assert grid[0].metrics["score"] == 2

@@ -1,0 +1,115 @@
+"""Stopping criteria through Tuner.fit()."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tunesmith import tune
+from tunesmith.tune.stopper import MaximumIterationStopper, Stopper
+
+
+def forever(config):
+    i = 0
+    while True:
+        i += 1
+        tune.report({"i": i, "score": config.get("rate", 1) * i})
+        time.sleep(config.get("sleep", 0))
+
+
+def _fit(trainable, param_space=None, stop=None, tune_kwargs=None, failure_config=None):
+    return tune.Tuner(
+        trainable, param_space=param_space or {}, tune_config=tune.TuneConfig(**(tune_kwargs or {})),
+        run_config=tune.RunConfig(verbose=0, stop=stop, failure_config=failure_config),
+    ).fit()
+
+
+def test_dict_stop_on_user_and_auto_filled_fields():
+    grid = _fit(forever, stop={"training_iteration": 7})
+    assert grid[0].metrics["i"] == 7
+    grid = _fit(forever, {"rate": 10}, stop={"score": 35})
+    assert grid[0].metrics["score"] == 40
+
+
+def test_function_stop():
+    grid = _fit(forever, stop=lambda trial_id, result: result["i"] >= 3)
+    assert grid[0].metrics["i"] == 3
+
+
+def test_stopper_object_and_stop_all():
+    class StopAllAfter(Stopper):
+        def __init__(self):
+            self.count = 0
+
+        def __call__(self, trial_id, result):
+            self.count += 1
+            return False
+
+        def stop_all(self):
+            return self.count >= 20
+
+    grid = _fit(forever, {"rate": tune.grid_search([1, 2])}, stop=StopAllAfter())
+    assert all(r.metrics["i"] < 100 for r in grid)
+    assert grid.num_terminated == 2
+
+
+def test_maximum_iteration_stopper():
+    grid = _fit(forever, stop=MaximumIterationStopper(max_iter=4))
+    assert grid[0].metrics["training_iteration"] == 4
+
+
+def test_time_budget_stops_the_experiment():
+    start = time.time()
+    grid = _fit(forever, {"sleep": 0.05}, tune_kwargs={"time_budget_s": 1.0, "num_samples": -1})
+    assert time.time() - start < 30
+    assert len(grid) >= 1
+    assert all(r.metrics.get("i", 0) >= 1 for r in grid if r.metrics)
+
+
+def broken(config):
+    tune.report({"x": 1})
+    if config["i"] == 0:
+        raise ValueError("first trial breaks")
+    time.sleep(2)
+    tune.report({"x": 2})
+
+
+def test_fail_fast_stops_everything():
+    from tunesmith.tune import FailureConfig
+
+    grid = _fit(broken, {"i": tune.grid_search([0, 1, 2, 3])},
+                tune_kwargs={"max_concurrent_trials": 1}, failure_config=FailureConfig(fail_fast=True))
+    assert grid.num_errors == 1
+    # The experiment stopped: later trials never got to their second report.
+    assert all(r.metrics.get("x") != 2 for r in grid)
+
+
+def test_fail_fast_raise_reraises_the_error():
+    from tunesmith.tune import FailureConfig
+
+    with pytest.raises(ValueError, match="first trial breaks"):
+        _fit(broken, {"i": 0}, failure_config=FailureConfig(fail_fast="raise"))
+
+
+flaky_marker = {"calls": 0}
+
+
+def flaky(config):
+    import os
+
+    path = os.path.join(config["dir"], "attempts")
+    with open(path, "a") as f:
+        f.write("x")
+    with open(path) as f:
+        attempts = len(f.read())
+    tune.report({"attempts": attempts})
+    if attempts < 3:
+        raise RuntimeError("flaky")
+
+
+def test_max_failures_retries_the_trial(tmp_path):
+    from tunesmith.tune import FailureConfig
+
+    grid = _fit(flaky, {"dir": str(tmp_path)}, failure_config=FailureConfig(max_failures=2))
+    assert grid.num_errors == 0
+    assert grid[0].metrics["attempts"] == 3
