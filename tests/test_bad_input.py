@@ -48,15 +48,13 @@ def test_invalid_domain():
         tune.choice([])
 
 
-lock = threading.Lock()
-
-
-def uses_a_lock(config):
-    with lock:
-        tune.report({"score": 1})
-
-
 def test_unpicklable_trainable():
+    lock = threading.Lock()
+
+    def uses_a_lock(config):
+        with lock:
+            tune.report({"score": 1})
+
     with pytest.raises(TypeError, match="serialis"):
         tune.Tuner(uses_a_lock)
 

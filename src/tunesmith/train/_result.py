@@ -216,6 +216,7 @@ class Result:
             path=path,
             best_checkpoints=list(trial.best_checkpoints),
             _storage_filesystem=storage.raw_filesystem,
+            return_value=getattr(trial, "return_value", None),
         )
         result._config = trial.config
         result._dataframe_filetype = dataframe_filetype

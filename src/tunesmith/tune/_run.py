@@ -107,7 +107,12 @@ def build_search_alg(tune_config: TuneConfig, param_space: dict):
         raise TypeError(
             f"TuneConfig(search_alg=...) must be a tune.search.Searcher or SearchAlgorithm, got {type(alg).__name__}."
         )
-    if not alg.set_search_properties(tune_config.metric, tune_config.mode, param_space):
+    accepted = alg.set_search_properties(tune_config.metric, tune_config.mode, param_space)
+    conflict = (tune_config.metric and alg.metric and alg.metric != tune_config.metric) or (
+        tune_config.mode and alg.mode and alg.mode != tune_config.mode
+    )
+    # A searcher built with its own space declines TuneConfig's; only a metric/mode clash is an error.
+    if not accepted and conflict:
         raise ValueError(
             f"The search algorithm {type(alg).__name__} already has a metric or mode "
             f"({alg.metric!r}, {alg.mode!r}) that differs from TuneConfig's ({tune_config.metric!r}, "

@@ -425,10 +425,3 @@ def as_score(value: Any) -> float | None:
 def is_nan_or_inf(value: float) -> bool:
     return math.isnan(value) or math.isinf(value)
 
-
-def validate_mode(mode: str | None, allow_none: bool = True, name: str = "mode") -> str | None:
-    if mode is None and allow_none:
-        return None
-    if mode not in ("min", "max"):
-        raise ValueError(f"`{name}` must be 'min' or 'max', got {mode!r}.")
-    return mode

@@ -99,7 +99,7 @@ class Trial:
         self.error_msg: str | None = None
         self.num_failures = 0
         self.start_time: float | None = None
-        self.saving_to = None
+        self.return_value = None
         self.custom_trial_name = trial_name_creator(self) if trial_name_creator else None
         dirname = trial_dirname_creator(self) if trial_dirname_creator else self._default_dirname()
         self.trial_dirname = sanitize_dirname(dirname)
@@ -166,9 +166,18 @@ class Trial:
     def update_last_result(self, result: dict[str, Any]) -> None:
         self.last_result = result
         self.num_results += 1
+        self._analyse(result, "")
+
+    def _analyse(self, result: dict, prefix: str) -> None:
         analysis = self.metric_analysis
         steps = self.metric_n_steps
         for metric, value in result.items():
+            if prefix:
+                metric = prefix + metric
+            if type(value) is dict:
+                if metric != "config":
+                    self._analyse(value, metric + "/")
+                continue
             if type(value) not in (int, float) or isinstance(value, bool):
                 # numpy scalars and bools are rare; keep the common path cheap.
                 try:

@@ -157,6 +157,9 @@ class MedianStoppingRule(FIFOScheduler):
             means.append(math.nan if mean is None else mean)
         if not means:
             return 0, math.nan
+        if any(m != m for m in means):
+            # A trial without results in [grace_period, time] has no running mean.
+            return len(means), math.nan
         means.sort()
         m = len(means)
         median = means[m // 2] if m % 2 else 0.5 * (means[m // 2 - 1] + means[m // 2])

@@ -183,6 +183,8 @@ class _PBTTrialState:
         "last_train_time",
         "last_result",
         "rank_key",
+        "finished",
+        "synced_at",
     )
 
     def __init__(self, trial: "Trial"):
@@ -194,6 +196,8 @@ class _PBTTrialState:
         self.last_train_time = 0.0
         self.last_result: dict | None = None
         self.rank_key: tuple[float, int] | None = None
+        self.finished = False
+        self.synced_at: float | None = None
 
 
 class PopulationBasedTraining(FIFOScheduler):
@@ -309,6 +313,9 @@ class PopulationBasedTraining(FIFOScheduler):
         self._run_queue: list[tuple[float, int, str]] = []
         self._num_checkpoints = 0
         self._num_perturbations = 0
+        # Synchronous mode: live trials, and how many of them reached the sync point.
+        self._num_live = 0
+        self._num_at_sync = 0
 
     # -- setup -------------------------------------------------------------
     def set_search_properties(self, metric: str | None, mode: str | None, **spec) -> bool:
@@ -322,6 +329,7 @@ class PopulationBasedTraining(FIFOScheduler):
         require_metric_and_mode(self)
         self._trial_state[trial.trial_id] = _PBTTrialState(trial)
         self._trials[trial.trial_id] = trial
+        self._num_live += 1
         self._fill_missing(trial)
         self._enqueue(trial)
 
@@ -395,6 +403,9 @@ class PopulationBasedTraining(FIFOScheduler):
         state = self._trial_state.get(trial.trial_id)
         if state is None:
             return TrialScheduler.CONTINUE
+        if state.finished:  # a failed trial that is retried
+            state.finished = False
+            self._num_live += 1
         time = result[self._time_attr]
         if time < self._burn_in_period:
             return TrialScheduler.CONTINUE
@@ -402,7 +413,9 @@ class PopulationBasedTraining(FIFOScheduler):
             return TrialScheduler.CONTINUE
         state.last_result = result
         state.last_train_time = time
-        self._set_score(trial.trial_id, state, metric_sign(self._mode) * result[self._metric])
+        score = metric_sign(self._mode) * result[self._metric]
+        self._set_score(trial.trial_id, state, score)
+        self._record_result(trial, time, score)
 
         if not self._synch:
             state.last_perturbation_time = time
@@ -422,7 +435,8 @@ class PopulationBasedTraining(FIFOScheduler):
             return decision
 
         # Synchronous mode: wait until every live trial has reached the sync point.
-        if self._someone_behind(trial):
+        self._mark_synced(state)
+        if self._num_at_sync < self._num_live:
             self._enqueue(trial)
             return TrialScheduler.PAUSE
         self._perturb_population(tune_controller, trial, time)
@@ -431,18 +445,18 @@ class PopulationBasedTraining(FIFOScheduler):
             return TrialScheduler.NOOP
         return TrialScheduler.CONTINUE
 
-    def _someone_behind(self, trial: "Trial") -> bool:
-        # Only checked when a trial reaches the sync point, once per interval per trial.
+    def _mark_synced(self, state: _PBTTrialState) -> None:
         sync = self._next_perturbation_sync
-        for tid, state in self._trial_state.items():
-            if tid != trial.trial_id and state.last_train_time < sync:
-                return True
-        return False
+        if not state.finished and state.last_train_time >= sync and state.synced_at != sync:
+            state.synced_at = sync
+            self._num_at_sync += 1
 
     def _perturb_population(self, tune_controller, current: "Trial", time: float) -> None:
         k = self._quantile_size()
         top, middle, bottom = [], [], []
         for tid, state in self._trial_state.items():
+            if state.finished:
+                continue
             q = self._quantile_of(state, k)
             (top if q == 1 else bottom if q == -1 else middle).append(tid)
         # Strong trials checkpoint before weak ones copy them.
@@ -450,10 +464,14 @@ class PopulationBasedTraining(FIFOScheduler):
             state = self._trial_state[tid]
             state.last_perturbation_time = state.last_train_time
             self._checkpoint_or_exploit(tune_controller, self._trials[tid], state, k, current=current)
-        times = [s.last_train_time for s in self._trial_state.values()]
+        live = [s for s in self._trial_state.values() if not s.finished]
         self._next_perturbation_sync = max(
-            self._next_perturbation_sync + self._perturbation_interval, max(times) if times else 0
+            self._next_perturbation_sync + self._perturbation_interval,
+            max((s.last_train_time for s in live), default=0),
         )
+        self._num_at_sync = 0
+        for state in live:
+            self._mark_synced(state)
 
     def _checkpoint_or_exploit(self, tune_controller, trial: "Trial", state: _PBTTrialState, k: int, current) -> None:
         quantile = self._quantile_of(state, k)
@@ -487,13 +505,7 @@ class PopulationBasedTraining(FIFOScheduler):
         self._exploit(tune_controller, trial, state, donor, donor_state, checkpoint, donor_iter)
 
     def _exploit(self, tune_controller, trial, state, donor, donor_state, checkpoint, donor_iter) -> None:
-        new_config = explore(
-            donor.config,
-            self._hyperparam_mutations,
-            self._resample_probability,
-            self._perturbation_factors,
-            self._custom_explore_fn,
-        )
+        new_config = self._explore_config(trial, donor, donor_state)
         logger.info(
             "[exploit] trial %s copies trial %s; [explore] %s -> %s",
             trial,
@@ -514,6 +526,20 @@ class PopulationBasedTraining(FIFOScheduler):
         state.last_train_time = donor_state.last_train_time
         self._unrank(state)
         state.last_score = None
+        self._enqueue(trial)
+
+    def _explore_config(self, trial: "Trial", donor: "Trial", donor_state: _PBTTrialState) -> dict:
+        """The recipient's new config: the donor's, perturbed."""
+        return explore(
+            donor.config,
+            self._hyperparam_mutations,
+            self._resample_probability,
+            self._perturbation_factors,
+            self._custom_explore_fn,
+        )
+
+    def _record_result(self, trial: "Trial", time: float, score: float) -> None:
+        """Called with each result that reaches a perturbation point (PB2 keeps them)."""
 
     def _log_policy(self, tune_controller, trial, state, donor, donor_state, new_config, donor_iter) -> None:
         from tunesmith.tune.utils.serialization import to_jsonable
@@ -551,7 +577,7 @@ class PopulationBasedTraining(FIFOScheduler):
             train_time, _, tid = queue[0]
             trial = self._trials.get(tid)
             state = self._trial_state.get(tid)
-            if trial is None or state is None or trial.status not in (_PENDING, _PAUSED) or (
+            if trial is None or state is None or state.finished or trial.status not in (_PENDING, _PAUSED) or (
                 train_time != state.last_train_time
             ):
                 heapq.heappop(queue)
@@ -567,28 +593,46 @@ class PopulationBasedTraining(FIFOScheduler):
             return paused
         return None
 
-    def _forget(self, trial: "Trial") -> None:
+    def _forget(self, tune_controller, trial: "Trial") -> None:
+        """A finished trial leaves the ranking and no longer holds back the population."""
         state = self._trial_state.get(trial.trial_id)
-        if state is not None:
-            self._unrank(state)
+        if state is None or state.finished:
+            return
+        self._unrank(state)
+        state.finished = True
+        self._num_live -= 1
+        if state.synced_at == self._next_perturbation_sync:
+            self._num_at_sync -= 1
+        if self._synch and self._num_live and self._num_at_sync >= self._num_live:
+            # Everyone left is waiting at the sync point: perturb them now.
+            self._perturb_population(tune_controller, None, self._next_perturbation_sync)
 
     def on_trial_complete(self, tune_controller, trial: "Trial", result: dict) -> None:
-        self._forget(trial)
-        self._drop_from_sync(trial)
+        self._forget(tune_controller, trial)
 
     def on_trial_error(self, tune_controller, trial: "Trial") -> None:
-        self._forget(trial)
-        self._drop_from_sync(trial)
+        self._forget(tune_controller, trial)
 
     def on_trial_remove(self, tune_controller, trial: "Trial") -> None:
-        self._forget(trial)
-        self._drop_from_sync(trial)
+        self._forget(tune_controller, trial)
 
-    def _drop_from_sync(self, trial: "Trial") -> None:
-        # A finished trial no longer holds back the synchronous population.
-        state = self._trial_state.pop(trial.trial_id, None)
-        if state is not None and self._synch:
-            state.last_train_time = math.inf
+    def save(self, checkpoint_path: str) -> None:
+        """Saves the state; cloudpickle keeps lambdas in ``hyperparam_mutations``."""
+        import cloudpickle
+
+        state = dict(self.__dict__)
+        state.pop("_seq", None)
+        with open(checkpoint_path, "wb") as f:
+            cloudpickle.dump(state, f)
+
+    def restore(self, checkpoint_path: str) -> None:
+        import pickle
+
+        with open(checkpoint_path, "rb") as f:
+            state = pickle.load(f)
+        self.__dict__.update(state)
+        used = [k[1] for k in self._ranked] + [e[1] for e in self._run_queue]
+        self._seq = itertools.count(max(used, default=-1) + 1)
 
     def debug_string(self) -> str:
         return "PopulationBasedTraining: {} checkpoints, {} perturbs".format(

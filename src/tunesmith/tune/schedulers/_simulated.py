@@ -1,0 +1,194 @@
+"""A simulated controller: runs schedulers on synthetic trials without any process.
+
+It implements the controller interface schedulers use (see
+:mod:`tunesmith.tune.schedulers.trial_scheduler`) and applies their decisions
+to in-memory trials whose "training" is a Python function. Checkpoints are
+in-memory snapshots, so pausing, cloning and resuming can be checked exactly.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Any, Callable
+
+from tunesmith.tune.experiment.trial import Trial
+from tunesmith.tune.schedulers.trial_scheduler import TrialScheduler
+
+
+class SimCheckpoint:
+    """An in-memory checkpoint: the trial's iteration and training state at save time."""
+
+    def __init__(self, trial_id: str, iteration: int, state: dict):
+        self.trial_id = trial_id
+        self.iteration = iteration
+        self.state = copy.deepcopy(state)
+        self.path = f"sim://{trial_id}/checkpoint_{iteration:06d}"
+
+    def __repr__(self) -> str:
+        return f"SimCheckpoint({self.trial_id}, iteration={self.iteration})"
+
+
+StepFn = Callable[[dict, dict, int], dict]
+
+
+class SimulatedController:
+    """Drives a scheduler over trials whose training step is ``step_fn(config, state, iteration)``.
+
+    ``step_fn`` mutates the trial's training ``state`` (a dict carried by
+    checkpoints) and returns the metrics of that iteration. A trial finishes on
+    its own after ``max_iterations``.
+
+    Args:
+        scheduler: The scheduler under test.
+        step_fn: One training iteration.
+        max_concurrent: How many trials run at once.
+        max_iterations: Iterations after which a trial ends by itself.
+        experiment_path: Directory for files schedulers write (policy logs).
+        total_resources: What ``total_resources`` reports to resource schedulers.
+
+    Example:
+        >>> from tunesmith.tune.schedulers import ASHAScheduler
+        >>> sim = SimulatedController(ASHAScheduler(metric="m", mode="max", max_t=4),
+        ...                           lambda cfg, st, it: {"m": cfg["x"]})
+        >>> _ = [sim.add_trial({"x": x}) for x in (1, 2)]
+        >>> sim.run()
+        >>> [t.status for t in sim.get_trials()]
+        ['TERMINATED', 'TERMINATED']
+    """
+
+    def __init__(
+        self,
+        scheduler: TrialScheduler,
+        step_fn: StepFn,
+        max_concurrent: int = 1_000_000,
+        max_iterations: int = 1_000_000,
+        experiment_path: str | None = None,
+        total_resources: dict[str, float] | None = None,
+    ):
+        self.scheduler = scheduler
+        self.step_fn = step_fn
+        self.max_concurrent = max_concurrent
+        self.max_iterations = max_iterations
+        self.experiment_path = experiment_path
+        self.total_resources = total_resources or {"CPU": 4.0, "GPU": 0.0}
+        self._trials: list[Trial] = []
+        self._iteration: dict[str, int] = {}
+        self._state: dict[str, dict] = {}
+        self._processing: Trial | None = None
+        # Everything that happened, in order: (event, trial_id, detail).
+        self.events: list[tuple[str, str, Any]] = []
+        self.decisions: dict[str, list[tuple[int, str]]] = {}
+        self.iterations_run = 0
+
+    # -- controller interface -------------------------------------------------
+    def get_trials(self) -> list[Trial]:
+        return list(self._trials)
+
+    def get_live_trials(self) -> list[Trial]:
+        return [t for t in self._trials if not t.is_finished()]
+
+    def first_trial_with_status(self, status: str) -> Trial | None:
+        for t in self._trials:
+            if t.status == status:
+                return t
+        return None
+
+    def save_trial(self, trial: Trial) -> SimCheckpoint:
+        ckpt = SimCheckpoint(trial.trial_id, self._iteration[trial.trial_id], self._state[trial.trial_id])
+        self.events.append(("save", trial.trial_id, ckpt.iteration))
+        return ckpt
+
+    def pause_trial(self, trial: Trial, should_checkpoint: bool = True) -> None:
+        if should_checkpoint and trial.status == Trial.RUNNING:
+            trial.restore_checkpoint = self.save_trial(trial)
+        trial.set_status(Trial.PAUSED)
+        self.events.append(("pause", trial.trial_id, self._iteration[trial.trial_id]))
+
+    def stop_trial(self, trial: Trial) -> None:
+        if trial.is_finished():
+            return
+        status = trial.status
+        trial.set_status(Trial.TERMINATED)
+        self.events.append(("stop", trial.trial_id, self._iteration[trial.trial_id]))
+        if status == Trial.RUNNING:
+            self.scheduler.on_trial_complete(self, trial, trial.last_result)
+        else:
+            self.scheduler.on_trial_remove(self, trial)
+
+    def resume_trial(self, trial: Trial) -> None:
+        if trial.status == Trial.PAUSED:
+            trial.set_status(Trial.PENDING)
+            self.events.append(("resume", trial.trial_id, self._iteration[trial.trial_id]))
+
+    def update_trial_resources(self, trial: Trial, placement_group_factory) -> None:
+        trial.placement_group_factory = placement_group_factory
+        self.events.append(("resources", trial.trial_id, placement_group_factory.required_resources))
+
+    # -- driving ----------------------------------------------------------------
+    def add_trial(self, config: dict, trial_id: str | None = None) -> Trial:
+        trial_id = trial_id or f"{len(self._trials):05d}"
+        trial = Trial("sim", dict(config), trial_id=trial_id, experiment_tag=str(len(self._trials)),
+                      experiment_path=self.experiment_path)
+        self._trials.append(trial)
+        self._iteration[trial_id] = 0
+        self._state[trial_id] = {}
+        self.scheduler.on_trial_add(self, trial)
+        return trial
+
+    def _start(self, trial: Trial) -> None:
+        ckpt = trial.restore_checkpoint
+        if isinstance(ckpt, SimCheckpoint):
+            self._iteration[trial.trial_id] = ckpt.iteration
+            self._state[trial.trial_id] = copy.deepcopy(ckpt.state)
+            self.events.append(("restore", trial.trial_id, (ckpt.trial_id, ckpt.iteration)))
+        trial.set_status(Trial.RUNNING)
+        self.events.append(("start", trial.trial_id, self._iteration[trial.trial_id]))
+
+    def _running(self) -> list[Trial]:
+        return [t for t in self._trials if t.status == Trial.RUNNING]
+
+    def _fill(self) -> None:
+        while len(self._running()) < self.max_concurrent:
+            trial = self.scheduler.choose_trial_to_run(self)
+            if trial is None:
+                return
+            if trial.status not in (Trial.PENDING, Trial.PAUSED):
+                raise AssertionError(f"scheduler chose {trial} in status {trial.status}")
+            self._start(trial)
+
+    def step(self, trial: Trial) -> str:
+        """Runs one iteration of a running trial and applies the scheduler's decision."""
+        tid = trial.trial_id
+        self._iteration[tid] += 1
+        it = self._iteration[tid]
+        self.iterations_run += 1
+        metrics = dict(self.step_fn(trial.config, self._state[tid], it))
+        metrics.setdefault("training_iteration", it)
+        metrics.setdefault("trial_id", tid)
+        done = it >= self.max_iterations
+        self._processing = trial
+        decision = self.scheduler.on_trial_result(self, trial, metrics)
+        self._processing = None
+        trial.update_last_result(metrics)
+        self.decisions.setdefault(tid, []).append((it, decision))
+        if decision == TrialScheduler.STOP or (done and trial.status == Trial.RUNNING):
+            trial.set_status(Trial.TERMINATED)
+            self.events.append(("complete", tid, it))
+            self.scheduler.on_trial_complete(self, trial, metrics)
+        elif decision == TrialScheduler.PAUSE:
+            self.pause_trial(trial, should_checkpoint=True)
+        return decision
+
+    def run(self, max_rounds: int = 100_000) -> None:
+        """Runs until no trial is running or runnable."""
+        for _ in range(max_rounds):
+            self._fill()
+            running = self._running()
+            if not running:
+                return
+            for trial in running:
+                if trial.status == Trial.RUNNING:
+                    self.step(trial)
+        raise AssertionError("simulation did not finish")
+
+    def iteration_of(self, trial: Trial) -> int:
+        return self._iteration[trial.trial_id]

@@ -1,0 +1,123 @@
+"""Synchronous HyperBand and HyperBandForBOHB on synthetic trials."""
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from tunesmith.tune.experiment.trial import Trial
+from tunesmith.tune.schedulers import HyperBandForBOHB, HyperBandScheduler
+from tunesmith.tune.schedulers._simulated import SimulatedController
+
+
+def _curve(config, state, it):
+    state["steps"] = state.get("steps", 0) + 1
+    return {"acc": config["q"] * it, "steps_in_state": state["steps"]}
+
+
+def test_bracket_sizes_follow_the_paper_for_r81_eta3():
+    hb = HyperBandScheduler(metric="acc", mode="max", max_t=81, reduction_factor=3)
+    # s_max = 4; n_0 = ceil(5/(s+1) * 3^s), r_0 = 81 * 3^-s
+    assert [hb.bracket_layout(s)[0] for s in range(5)] == [(5, 81), (8, 27), (15, 9), (34, 3), (81, 1)]
+    assert hb.bracket_layout(4) == [(81, 1), (27, 3), (9, 9), (3, 27), (1, 81)]
+    assert hb.bracket_layout(2) == [(15, 9), (5, 27), (2, 81)]
+
+
+def test_trials_fill_smaller_brackets_first_then_a_new_band():
+    hb = HyperBandScheduler(metric="acc", mode="max", max_t=81, reduction_factor=3)
+    sim = SimulatedController(hb, _curve)
+    for i in range(5 + 8 + 15 + 34 + 81 + 1):
+        sim.add_trial({"q": i})
+    band0 = hb._hyperbands[0]
+    assert [(b.n0, b.r0) for b in band0] == [(5, 81), (8, 27), (15, 9), (34, 3), (81, 1)]
+    assert [len(b._all) for b in band0] == [5, 8, 15, 34, 81]
+    assert len(hb._hyperbands) == 2 and len(hb._hyperbands[1][0]._all) == 1
+
+
+def test_per_rung_counts_and_survivors_in_a_simulated_run():
+    hb = HyperBandScheduler(metric="acc", mode="max", max_t=27, reduction_factor=3)
+    # s_max = 3: brackets (4 trials, r=27) and (6 trials, r=9 -> 2 trials to 27)
+    sim = SimulatedController(hb, _curve, max_concurrent=3, max_iterations=27)
+    qs = [0.3, 0.9, 0.1, 0.5, 0.2, 0.8, 0.4, 0.7, 0.6, 0.05]
+    trials = [sim.add_trial({"q": q}) for q in qs]
+    sim.run()
+    first, second = trials[:4], trials[4:]
+    assert [sim.iteration_of(t) for t in first] == [27] * 4
+    reached = {t.config["q"]: sim.iteration_of(t) for t in second}
+    # All 6 reach 9; the best ceil(6/3) = 2 continue to 27.
+    assert reached == {0.2: 9, 0.8: 27, 0.4: 9, 0.7: 27, 0.6: 9, 0.05: 9}
+    assert all(t.status == Trial.TERMINATED for t in trials)
+
+
+def test_paused_trials_resume_from_their_checkpoint():
+    hb = HyperBandScheduler(metric="acc", mode="max", max_t=9, reduction_factor=3)
+    # s_max = 2: first bracket (3 trials, r=9); second (5 trials, r=3 -> 2 to 9)
+    sim = SimulatedController(hb, _curve, max_concurrent=2, max_iterations=9)
+    trials = [sim.add_trial({"q": q}) for q in (1, 1, 1, 0.1, 0.9, 0.2, 0.8, 0.3)]
+    sim.run()
+    survivors = [t for t in trials[3:] if sim.iteration_of(t) == 9]
+    assert sorted(t.config["q"] for t in survivors) == [0.8, 0.9]
+    for t in survivors:
+        restores = [d for e, tid, d in sim.events if e == "restore" and tid == t.trial_id]
+        assert restores == [(t.trial_id, 3)]
+        # The training state came back with the checkpoint: 9 steps in all, not 6.
+        assert t.last_result["steps_in_state"] == 9
+        assert t.last_result["training_iteration"] == 9
+
+
+def test_removing_a_trial_lets_its_bracket_go_on():
+    hb = HyperBandScheduler(metric="acc", mode="max", max_t=9, reduction_factor=3)
+    sim = SimulatedController(hb, _curve, max_concurrent=8, max_iterations=9)
+    trials = [sim.add_trial({"q": q}) for q in (1, 1, 1, 0.1, 0.9, 0.2, 0.8, 0.3)]
+    # Run the second bracket until four of its trials wait at the rung.
+    sim._fill()
+    for _ in range(3):
+        for t in trials[3:7]:
+            if t.status == Trial.RUNNING:
+                sim.step(t)
+    assert [t.status for t in trials[3:7]] == [Trial.PAUSED] * 4
+    # The fifth fails: the bracket must not wait for it.
+    trials[7].set_status(Trial.ERROR)
+    hb.on_trial_error(sim, trials[7])
+    assert sorted(t.config["q"] for t in trials[3:7] if t.status == Trial.PENDING) == [0.8, 0.9]
+    assert sorted(t.config["q"] for t in trials[3:7] if t.status == Trial.TERMINATED) == [0.1, 0.2]
+
+
+def test_bohb_fills_the_largest_bracket_first_and_tells_the_searcher():
+    class TuneBOHB:
+        def __init__(self):
+            self.paused, self.unpaused = [], []
+
+        def on_pause(self, trial_id):
+            self.paused.append(trial_id)
+
+        def on_unpause(self, trial_id):
+            self.unpaused.append(trial_id)
+
+    bohb = HyperBandForBOHB(metric="acc", mode="max", max_t=9, reduction_factor=3)
+    sim = SimulatedController(bohb, _curve, max_concurrent=9, max_iterations=9)
+    sim.search_alg = TuneBOHB()
+    qs = [0.1 * i for i in range(1, 10)]
+    random.Random(3).shuffle(qs)
+    trials = [sim.add_trial({"q": q}) for q in qs]
+    assert [(b.n0, b.r0) for b in bohb._hyperbands[0]] == [(9, 1)]
+    sim.run()
+    its = sorted(sim.iteration_of(t) for t in trials)
+    assert its == [1] * 6 + [3] * 2 + [9]
+    best = max(trials, key=lambda t: t.config["q"])
+    assert sim.iteration_of(best) == 9
+    # All but the last trial to reach a rung wait there: 8 at rung 1, 2 at rung 3.
+    assert len(sim.search_alg.paused) == 8 + 2
+    resumed = [tid for e, tid, _ in sim.events if e == "resume"]
+    assert sim.search_alg.unpaused == resumed and set(resumed) <= set(sim.search_alg.paused)
+    assert bohb._supports_search_alg(sim.search_alg)
+
+
+def test_hyperband_requires_checkpointing_and_validates():
+    assert HyperBandScheduler._requires_checkpointing
+    with pytest.raises(ValueError, match="reduction_factor"):
+        HyperBandScheduler(reduction_factor=1)
+    with pytest.raises(ValueError, match="max_t"):
+        HyperBandScheduler(max_t=0)
+    with pytest.raises(ValueError, match="metric"):
+        HyperBandScheduler().on_trial_add(None, Trial("t", {}))
