@@ -84,8 +84,9 @@ def test_num_to_keep_keeps_the_best_checkpoints():
     )
     grid = _fit(Counter, run_config=rc)
     names = sorted(n for n in os.listdir(grid[0].path) if n.startswith("checkpoint_"))
-    # The best by "min value" is the first; the latest is always kept.
-    assert names == ["checkpoint_000000", "checkpoint_000005"]
+    # The two best by "min value" are the first two; the latest is kept besides them.
+    assert names == ["checkpoint_000000", "checkpoint_000001", "checkpoint_000005"]
+    assert [m["value"] for _, m in grid[0].best_checkpoints] == [6, 2, 1]
 
 
 class Resettable(Counter):

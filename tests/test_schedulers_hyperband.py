@@ -34,10 +34,11 @@ def test_trials_fill_smaller_brackets_first_then_a_new_band():
     assert len(hb._hyperbands) == 2 and len(hb._hyperbands[1][0]._all) == 1
 
 
-def test_per_rung_counts_and_survivors_in_a_simulated_run():
+@pytest.mark.parametrize("async_pause", [False, True])
+def test_per_rung_counts_and_survivors_in_a_simulated_run(async_pause):
     hb = HyperBandScheduler(metric="acc", mode="max", max_t=27, reduction_factor=3)
     # s_max = 3: brackets (4 trials, r=27) and (6 trials, r=9 -> 2 trials to 27)
-    sim = SimulatedController(hb, _curve, max_concurrent=3, max_iterations=27)
+    sim = SimulatedController(hb, _curve, max_concurrent=3, max_iterations=27, async_pause=async_pause)
     qs = [0.3, 0.9, 0.1, 0.5, 0.2, 0.8, 0.4, 0.7, 0.6, 0.05]
     trials = [sim.add_trial({"q": q}) for q in qs]
     sim.run()
@@ -49,10 +50,11 @@ def test_per_rung_counts_and_survivors_in_a_simulated_run():
     assert all(t.status == Trial.TERMINATED for t in trials)
 
 
-def test_paused_trials_resume_from_their_checkpoint():
+@pytest.mark.parametrize("async_pause", [False, True])
+def test_paused_trials_resume_from_their_checkpoint(async_pause):
     hb = HyperBandScheduler(metric="acc", mode="max", max_t=9, reduction_factor=3)
     # s_max = 2: first bracket (3 trials, r=9); second (5 trials, r=3 -> 2 to 9)
-    sim = SimulatedController(hb, _curve, max_concurrent=2, max_iterations=9)
+    sim = SimulatedController(hb, _curve, max_concurrent=2, max_iterations=9, async_pause=async_pause)
     trials = [sim.add_trial({"q": q}) for q in (1, 1, 1, 0.1, 0.9, 0.2, 0.8, 0.3)]
     sim.run()
     survivors = [t for t in trials[3:] if sim.iteration_of(t) == 9]
@@ -83,7 +85,8 @@ def test_removing_a_trial_lets_its_bracket_go_on():
     assert sorted(t.config["q"] for t in trials[3:7] if t.status == Trial.TERMINATED) == [0.1, 0.2]
 
 
-def test_bohb_fills_the_largest_bracket_first_and_tells_the_searcher():
+@pytest.mark.parametrize("async_pause", [False, True])
+def test_bohb_fills_the_largest_bracket_first_and_tells_the_searcher(async_pause):
     class TuneBOHB:
         def __init__(self):
             self.paused, self.unpaused = [], []
@@ -95,7 +98,7 @@ def test_bohb_fills_the_largest_bracket_first_and_tells_the_searcher():
             self.unpaused.append(trial_id)
 
     bohb = HyperBandForBOHB(metric="acc", mode="max", max_t=9, reduction_factor=3)
-    sim = SimulatedController(bohb, _curve, max_concurrent=9, max_iterations=9)
+    sim = SimulatedController(bohb, _curve, max_concurrent=9, max_iterations=9, async_pause=async_pause)
     sim.search_alg = TuneBOHB()
     qs = [0.1 * i for i in range(1, 10)]
     random.Random(3).shuffle(qs)
@@ -108,8 +111,9 @@ def test_bohb_fills_the_largest_bracket_first_and_tells_the_searcher():
     assert sim.iteration_of(best) == 9
     # All but the last trial to reach a rung wait there: 8 at rung 1, 2 at rung 3.
     assert len(sim.search_alg.paused) == 8 + 2
-    resumed = [tid for e, tid, _ in sim.events if e == "resume"]
-    assert sim.search_alg.unpaused == resumed and set(resumed) <= set(sim.search_alg.paused)
+    restarted = [tid for e, tid, _ in sim.events if e == "restore"]
+    assert sorted(sim.search_alg.unpaused) == sorted(restarted)
+    assert set(restarted) <= set(sim.search_alg.paused)
     assert bohb._supports_search_alg(sim.search_alg)
 
 

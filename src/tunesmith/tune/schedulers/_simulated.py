@@ -44,6 +44,10 @@ class SimulatedController:
         max_iterations: Iterations after which a trial ends by itself.
         experiment_path: Directory for files schedulers write (policy logs).
         total_resources: What ``total_resources`` reports to resource schedulers.
+        async_pause: Complete pauses one round later, as a real driver does: until
+            then the trial stays RUNNING and ``first_trial_with_status`` skips it.
+        checkpoint_every_result: Record a checkpoint with every result (as a function
+            trainable that passes ``checkpoint=`` to each report), so ``trial.checkpoint`` is set.
 
     Example:
         >>> from tunesmith.tune.schedulers import ASHAScheduler
@@ -63,6 +67,8 @@ class SimulatedController:
         max_iterations: int = 1_000_000,
         experiment_path: str | None = None,
         total_resources: dict[str, float] | None = None,
+        async_pause: bool = False,
+        checkpoint_every_result: bool = False,
     ):
         self.scheduler = scheduler
         self.step_fn = step_fn
@@ -74,6 +80,9 @@ class SimulatedController:
         self._iteration: dict[str, int] = {}
         self._state: dict[str, dict] = {}
         self._processing: Trial | None = None
+        self.async_pause = async_pause
+        self.checkpoint_every_result = checkpoint_every_result
+        self._pausing: dict[Trial, bool] = {}
         # Everything that happened, in order: (event, trial_id, detail).
         self.events: list[tuple[str, str, Any]] = []
         self.decisions: dict[str, list[tuple[int, str]]] = {}
@@ -88,7 +97,7 @@ class SimulatedController:
 
     def first_trial_with_status(self, status: str) -> Trial | None:
         for t in self._trials:
-            if t.status == status:
+            if t.status == status and t not in self._pausing:
                 return t
         return None
 
@@ -98,14 +107,32 @@ class SimulatedController:
         return ckpt
 
     def pause_trial(self, trial: Trial, should_checkpoint: bool = True) -> None:
-        if should_checkpoint and trial.status == Trial.RUNNING:
+        if trial.status == Trial.PENDING:
+            trial.set_status(Trial.PAUSED)
+            return
+        if trial.status != Trial.RUNNING or trial in self._pausing:
+            return
+        if self.async_pause:
+            self._pausing[trial] = should_checkpoint
+            return
+        self._complete_pause(trial, should_checkpoint)
+
+    def _complete_pause(self, trial: Trial, should_checkpoint: bool) -> None:
+        if should_checkpoint:
             trial.restore_checkpoint = self.save_trial(trial)
         trial.set_status(Trial.PAUSED)
         self.events.append(("pause", trial.trial_id, self._iteration[trial.trial_id]))
 
+    def _complete_pauses(self) -> None:
+        pausing, self._pausing = self._pausing, {}
+        for trial, should_checkpoint in pausing.items():
+            if trial.status == Trial.RUNNING:
+                self._complete_pause(trial, should_checkpoint)
+
     def stop_trial(self, trial: Trial) -> None:
         if trial.is_finished():
             return
+        self._pausing.pop(trial, None)
         status = trial.status
         trial.set_status(Trial.TERMINATED)
         self.events.append(("stop", trial.trial_id, self._iteration[trial.trial_id]))
@@ -144,7 +171,7 @@ class SimulatedController:
         self.events.append(("start", trial.trial_id, self._iteration[trial.trial_id]))
 
     def _running(self) -> list[Trial]:
-        return [t for t in self._trials if t.status == Trial.RUNNING]
+        return [t for t in self._trials if t.status == Trial.RUNNING and t not in self._pausing]
 
     def _fill(self) -> None:
         while len(self._running()) < self.max_concurrent:
@@ -164,13 +191,17 @@ class SimulatedController:
         metrics = dict(self.step_fn(trial.config, self._state[tid], it))
         metrics.setdefault("training_iteration", it)
         metrics.setdefault("trial_id", tid)
+        self.events.append(("result", tid, it))
         done = it >= self.max_iterations
+        if self.checkpoint_every_result:
+            ckpt = SimCheckpoint(tid, it, self._state[tid])
+            trial.checkpoint_manager.checkpoints = [(ckpt, metrics)]
         self._processing = trial
         decision = self.scheduler.on_trial_result(self, trial, metrics)
         self._processing = None
         trial.update_last_result(metrics)
         self.decisions.setdefault(tid, []).append((it, decision))
-        if decision == TrialScheduler.STOP or (done and trial.status == Trial.RUNNING):
+        if decision == TrialScheduler.STOP or (done and trial.status == Trial.RUNNING and trial not in self._pausing):
             trial.set_status(Trial.TERMINATED)
             self.events.append(("complete", tid, it))
             self.scheduler.on_trial_complete(self, trial, metrics)
@@ -181,12 +212,15 @@ class SimulatedController:
     def run(self, max_rounds: int = 100_000) -> None:
         """Runs until no trial is running or runnable."""
         for _ in range(max_rounds):
+            self._complete_pauses()
             self._fill()
             running = self._running()
             if not running:
+                if self._pausing:
+                    continue
                 return
             for trial in running:
-                if trial.status == Trial.RUNNING:
+                if trial.status == Trial.RUNNING and trial not in self._pausing:
                     self.step(trial)
         raise AssertionError("simulation did not finish")
 

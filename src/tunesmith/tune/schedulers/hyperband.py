@@ -53,6 +53,8 @@ class _Bracket:
         # Live trials still short of the current rung; empty means the rung is done.
         self._behind: set[str] = set()
         self._runnable: collections.deque["Trial"] = collections.deque()
+        # Kept trials whose pause was still in flight when the rung completed.
+        self._to_unpause: set[str] = set()
         self._completed_progress = 0.0
         self._total_work = self._calculate_total_work()
 
@@ -101,6 +103,7 @@ class _Bracket:
     def cleanup_trial(self, trial: "Trial") -> None:
         self._live.pop(trial.trial_id, None)
         self._behind.discard(trial.trial_id)
+        self._to_unpause.discard(trial.trial_id)
 
     # -- progress -----------------------------------------------------------
     def update_trial_stats(self, trial: "Trial", time: float, score: float | None) -> None:
@@ -145,16 +148,28 @@ class _Bracket:
         self._behind = {t.trial_id for t in good if self._last_time.get(t.trial_id, 0.0) < self._cumul_r}
         return good, bad
 
-    def mark_runnable(self, trial: "Trial") -> None:
+    def mark_runnable(self, trial: "Trial", pausing: bool = False) -> None:
+        if pausing:
+            self._to_unpause.add(trial.trial_id)
         self._runnable.append(trial)
 
+    def on_started(self, trial: "Trial") -> None:
+        self._to_unpause.discard(trial.trial_id)
+
     def next_pending(self) -> "Trial | None":
+        """The next trial of this bracket to start: pending, or paused and due to resume."""
         queue = self._runnable
-        while queue:
-            trial = queue[0]
-            if trial.status == _PENDING and trial.trial_id in self._live:
-                return trial
-            queue.popleft()
+        waiting = 0
+        while waiting < len(queue):
+            trial = queue[waiting]
+            tid = trial.trial_id
+            if tid in self._live:
+                if trial.status == _PENDING or (trial.status == _PAUSED and tid in self._to_unpause):
+                    return trial
+                if trial.status == _RUNNING and tid in self._to_unpause:
+                    waiting += 1  # its pause has not completed yet
+                    continue
+            del queue[waiting]
         return None
 
     def __repr__(self) -> str:
@@ -285,6 +300,7 @@ class HyperBandScheduler(FIFOScheduler):
         if info is None or self._time_attr not in result:
             return TrialScheduler.CONTINUE
         bracket = info[0]
+        bracket.on_started(trial)
         score = result.get(self._metric)
         if score is not None:
             score = metric_sign(self._mode) * score
@@ -317,7 +333,7 @@ class HyperBandScheduler(FIFOScheduler):
             return TrialScheduler.STOP
         good, bad = bracket.successive_halving()
         self._num_stopped += len(bad)
-        to_resume = []
+        to_resume, pausing = [], []
         for t in bad:
             self._trial_info.pop(t.trial_id, None)
             if t is current:
@@ -328,12 +344,18 @@ class HyperBandScheduler(FIFOScheduler):
                     action = TrialScheduler.CONTINUE
                 elif t.status == _PAUSED:
                     to_resume.append(t)
+                elif t.status == _RUNNING:
+                    pausing.append(t)
         for t in bad:
             if t is not current and not t.is_finished():
                 tune_controller.stop_trial(t)
         for t in to_resume:
             self._unpause_trial(tune_controller, t)
             bracket.mark_runnable(t)
+        for t in pausing:
+            # The driver is still pausing it; it is started once PAUSED.
+            self._unpause_trial(tune_controller, t)
+            bracket.mark_runnable(t, pausing=True)
         return action
 
     def _on_pause(self, tune_controller, trial: "Trial") -> None:

@@ -71,8 +71,10 @@ class _GP:
         if self.backend == "gpy":
             import GPy
 
-            other._model = GPy.models.GPRegression(X, y.reshape(-1, 1), self._model.kern.copy())
-            other._model.Gaussian_noise.variance = float(self._model.Gaussian_noise.variance)
+            import numpy as np
+
+            noise = float(np.asarray(self._model.Gaussian_noise.variance).ravel()[0])
+            other._model = GPy.models.GPRegression(X, y.reshape(-1, 1), self._model.kern.copy(), noise_var=noise)
         else:
             from sklearn.gaussian_process import GaussianProcessRegressor
 

@@ -426,9 +426,7 @@ class PopulationBasedTraining(FIFOScheduler):
             )
             if waiting is not None and waiting is not trial:
                 decision = TrialScheduler.PAUSE
-            self._checkpoint_or_exploit(tune_controller, trial, state, k, current=trial)
-            if trial.status == _PAUSED:
-                self._enqueue(trial)
+            if self._checkpoint_or_exploit(tune_controller, trial, state, k, current=trial):
                 return TrialScheduler.NOOP
             if decision == TrialScheduler.PAUSE:
                 self._enqueue(trial)
@@ -437,11 +435,17 @@ class PopulationBasedTraining(FIFOScheduler):
         # Synchronous mode: wait until every live trial has reached the sync point.
         self._mark_synced(state)
         if self._num_at_sync < self._num_live:
+            # Checkpoint now, so that the population can be ranked and cloned while it waits.
+            checkpoint = tune_controller.save_trial(trial) or trial.checkpoint
+            state.last_checkpoint = checkpoint
+            state.last_checkpoint_iter = result.get(TRAINING_ITERATION, 0)
             self._enqueue(trial)
-            return TrialScheduler.PAUSE
-        self._perturb_population(tune_controller, trial, time)
-        if trial.status == _PAUSED:
-            self._enqueue(trial)
+            if checkpoint is None:
+                return TrialScheduler.PAUSE
+            tune_controller.pause_trial(trial, should_checkpoint=False)
+            trial.restore_checkpoint = checkpoint
+            return TrialScheduler.NOOP
+        if self._perturb_population(tune_controller, trial, time):
             return TrialScheduler.NOOP
         return TrialScheduler.CONTINUE
 
@@ -451,7 +455,8 @@ class PopulationBasedTraining(FIFOScheduler):
             state.synced_at = sync
             self._num_at_sync += 1
 
-    def _perturb_population(self, tune_controller, current: "Trial", time: float) -> None:
+    def _perturb_population(self, tune_controller, current: "Trial | None", time: float) -> bool:
+        """Ranks and perturbs the whole population; True if ``current`` was exploited."""
         k = self._quantile_size()
         top, middle, bottom = [], [], []
         for tid, state in self._trial_state.items():
@@ -460,10 +465,13 @@ class PopulationBasedTraining(FIFOScheduler):
             q = self._quantile_of(state, k)
             (top if q == 1 else bottom if q == -1 else middle).append(tid)
         # Strong trials checkpoint before weak ones copy them.
+        exploited_current = False
         for tid in top + middle + bottom:
             state = self._trial_state[tid]
             state.last_perturbation_time = state.last_train_time
-            self._checkpoint_or_exploit(tune_controller, self._trials[tid], state, k, current=current)
+            trial = self._trials[tid]
+            if self._checkpoint_or_exploit(tune_controller, trial, state, k, current=current) and trial is current:
+                exploited_current = True
         live = [s for s in self._trial_state.values() if not s.finished]
         self._next_perturbation_sync = max(
             self._next_perturbation_sync + self._perturbation_interval,
@@ -472,21 +480,24 @@ class PopulationBasedTraining(FIFOScheduler):
         self._num_at_sync = 0
         for state in live:
             self._mark_synced(state)
+        return exploited_current
 
-    def _checkpoint_or_exploit(self, tune_controller, trial: "Trial", state: _PBTTrialState, k: int, current) -> None:
+    def _checkpoint_or_exploit(self, tune_controller, trial: "Trial", state: _PBTTrialState, k: int, current) -> bool:
+        """Checkpoints a top trial or makes a bottom trial copy a top one; True if it copied."""
         quantile = self._quantile_of(state, k)
         if quantile == 1:
             if trial is current:
-                checkpoint = tune_controller.save_trial(trial)
-            else:
-                checkpoint = trial.restore_checkpoint or trial.checkpoint
-            state.last_checkpoint = checkpoint
-            state.last_checkpoint_iter = (state.last_result or {}).get(TRAINING_ITERATION, 0)
+                state.last_checkpoint = tune_controller.save_trial(trial) or trial.checkpoint
+                state.last_checkpoint_iter = (state.last_result or {}).get(TRAINING_ITERATION, 0)
+            elif state.last_checkpoint is None:
+                # Waiting in synchronous mode: its checkpoint was taken when it arrived.
+                state.last_checkpoint = trial.restore_checkpoint or trial.checkpoint
+                state.last_checkpoint_iter = (state.last_result or {}).get(TRAINING_ITERATION, 0)
             self._num_checkpoints += 1
-        else:
+        elif not self._synch:
             state.last_checkpoint = None
         if quantile != -1:
-            return
+            return False
         donor = self._random_top_trial(k)
         donor_state = self._trial_state[donor.trial_id]
         checkpoint = donor_state.last_checkpoint
@@ -501,8 +512,9 @@ class PopulationBasedTraining(FIFOScheduler):
                 donor,
                 trial,
             )
-            return
+            return False
         self._exploit(tune_controller, trial, state, donor, donor_state, checkpoint, donor_iter)
+        return True
 
     def _exploit(self, tune_controller, trial, state, donor, donor_state, checkpoint, donor_iter) -> None:
         new_config = self._explore_config(trial, donor, donor_state)
@@ -516,11 +528,13 @@ class PopulationBasedTraining(FIFOScheduler):
         if self._log_config:
             self._log_policy(tune_controller, trial, state, donor, donor_state, new_config, donor_iter)
         new_tag = make_experiment_tag(state.orig_tag, new_config, self._hyperparam_mutations)
-        if trial.status != _PAUSED:
+        if trial.status == "RUNNING":
+            # A trial that waits in synchronous mode was already paused this way.
             tune_controller.pause_trial(trial, should_checkpoint=False)
         trial.set_experiment_tag(new_tag)
         trial.set_config(new_config)
         trial.restore_checkpoint = checkpoint
+        state.last_checkpoint = None
         self._num_perturbations += 1
         state.last_perturbation_time = donor_state.last_perturbation_time
         state.last_train_time = donor_state.last_train_time
@@ -573,18 +587,30 @@ class PopulationBasedTraining(FIFOScheduler):
     def choose_trial_to_run(self, tune_controller) -> "Trial | None":
         """The waiting trial with the least training time (in sync mode: behind the sync point)."""
         queue = self._run_queue
+        pausing = []  # entries of trials whose pause is still in flight
+        chosen = None
         while queue:
-            train_time, _, tid = queue[0]
+            entry = queue[0]
+            train_time, _, tid = entry
             trial = self._trials.get(tid)
             state = self._trial_state.get(tid)
-            if trial is None or state is None or state.finished or trial.status not in (_PENDING, _PAUSED) or (
-                train_time != state.last_train_time
-            ):
+            if trial is None or state is None or state.finished or train_time != state.last_train_time:
+                heapq.heappop(queue)
+                continue
+            if trial.status == "RUNNING":
+                pausing.append(heapq.heappop(queue))
+                continue
+            if trial.status not in (_PENDING, _PAUSED):
                 heapq.heappop(queue)
                 continue
             if self._synch and state.last_train_time >= self._next_perturbation_sync:
                 break
-            return trial
+            chosen = trial
+            break
+        for entry in pausing:
+            heapq.heappush(queue, entry)
+        if chosen is not None:
+            return chosen
         pending = tune_controller.first_trial_with_status(_PENDING)
         if pending is not None:
             return pending

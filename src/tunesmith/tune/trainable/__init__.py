@@ -1,0 +1,8 @@
+"""Class trainables and the wrappers around any trainable."""
+from __future__ import annotations
+
+from tunesmith.tune.trainable._trial_info import TrialInfo
+from tunesmith.tune.trainable.trainable import DurableTrainable, Trainable
+from tunesmith.tune.trainable.util import with_parameters, with_resources
+
+__all__ = ["DurableTrainable", "Trainable", "TrialInfo", "with_parameters", "with_resources"]

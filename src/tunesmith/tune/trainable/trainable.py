@@ -669,6 +669,7 @@ class DurableTrainable(Trainable):
         for _ in range(4):
             remote = self._remote_path(candidate)
             if fs.get_file_info(remote).type == pyarrow.fs.FileType.Directory:
+                os.makedirs(candidate, exist_ok=True)
                 pyarrow.fs.copy_files(remote, candidate, source_filesystem=fs,
                                       destination_filesystem=pyarrow.fs.LocalFileSystem())
                 return

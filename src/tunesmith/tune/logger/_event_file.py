@@ -1,0 +1,119 @@
+"""A small writer of TensorBoard event files (the TFRecord format of ``Event`` protos).
+
+Scalar events are encoded by hand: building protobuf objects for every result
+would dominate the cost of logging. The encoding follows tensorboard's
+``event.proto``/``summary.proto``; each record is framed with masked CRC32C
+checksums as TFRecord requires.
+"""
+from __future__ import annotations
+
+import itertools
+import os
+import socket
+import struct
+import time
+
+_pack_d = struct.Struct("<d").pack
+_pack_f = struct.Struct("<f").pack
+_pack_q = struct.Struct("<Q").pack
+_pack_i = struct.Struct("<I").pack
+
+
+def _make_table() -> tuple[int, ...]:
+    table = []
+    for n in range(256):
+        crc = n
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0x82F63B78 if crc & 1 else crc >> 1
+        table.append(crc)
+    return tuple(table)
+
+
+_TABLE = _make_table()
+
+
+def crc32c(data: bytes) -> int:
+    """CRC-32C (Castagnoli) of ``data``."""
+    table = _TABLE
+    crc = 0xFFFFFFFF
+    for byte in data:
+        crc = table[(crc ^ byte) & 0xFF] ^ (crc >> 8)
+    return crc ^ 0xFFFFFFFF
+
+
+try:  # a C implementation, when one is installed
+    from crc32c import crc32c as _native_crc32c  # type: ignore
+except Exception:
+    try:
+        from google_crc32c import value as _native_crc32c  # type: ignore
+    except Exception:
+        _native_crc32c = None
+
+
+def masked_crc32c(data: bytes) -> int:
+    crc = (_native_crc32c or crc32c)(data)
+    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+
+def varint(value: int) -> bytes:
+    value &= 0xFFFFFFFFFFFFFFFF  # int64 two's complement
+    out = bytearray()
+    while True:
+        bits = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(bits | 0x80)
+        else:
+            out.append(bits)
+            return bytes(out)
+
+
+def record(data: bytes) -> bytes:
+    """``data`` framed as one TFRecord."""
+    header = _pack_q(len(data))
+    return header + _pack_i(masked_crc32c(header)) + data + _pack_i(masked_crc32c(data))
+
+
+def event(summary: bytes, step: int | None = None, wall_time: float | None = None) -> bytes:
+    """A serialized ``Event`` holding a serialized ``Summary``."""
+    out = b"\x09" + _pack_d(time.time() if wall_time is None else wall_time)
+    if step:
+        out += b"\x10" + varint(int(step))
+    return out + b"\x2a" + varint(len(summary)) + summary
+
+
+_counter = itertools.count()
+
+
+def new_event_file_name() -> str:
+    return (
+        f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}"
+        f".{os.getpid()}.{next(_counter)}"
+    )
+
+
+class ScalarEncoder:
+    """Encodes a set of scalars into one ``Summary``, caching each tag's bytes."""
+
+    def __init__(self):
+        self._prefixes: dict[str, bytes] = {}
+
+    def summary(self, scalars: dict[str, float]) -> bytes:
+        prefixes = self._prefixes
+        parts = []
+        for tag, value in scalars.items():
+            prefix = prefixes.get(tag)
+            if prefix is None:
+                raw = tag.encode("utf-8")
+                inner = b"\x0a" + varint(len(raw)) + raw + b"\x15"
+                prefix = prefixes[tag] = b"\x0a" + varint(len(inner) + 4) + inner
+            try:
+                packed = _pack_f(value)
+            except OverflowError:
+                packed = _pack_f(float("inf") if value > 0 else float("-inf"))
+            parts.append(prefix + packed)
+        return b"".join(parts)
+
+    def file_version_event(self) -> bytes:
+        version = b"brain.Event:2"
+        return b"\x09" + _pack_d(time.time()) + b"\x1a" + varint(len(version)) + version

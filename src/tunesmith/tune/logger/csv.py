@@ -1,0 +1,104 @@
+"""CSV logging: one row per result in ``progress.csv``."""
+from __future__ import annotations
+
+import csv
+import io
+import os
+from typing import TYPE_CHECKING
+
+from tunesmith.tune.logger._util import OpenFiles, TrialFile, flatten
+from tunesmith.tune.logger.logger import Logger, _TrialWriterCallback
+from tunesmith.tune.result import CONFIG, EXPR_PROGRESS_FILE
+
+if TYPE_CHECKING:
+    from tunesmith.tune.experiment.trial import Trial
+
+
+def _existing_header(path: str) -> list[str] | None:
+    """The header of a non-empty CSV file at ``path``, or None."""
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            first = f.readline()
+    except OSError:
+        return None
+    if not first.strip():
+        return None
+    return next(csv.reader(io.StringIO(first)))
+
+
+class _CSVWriter:
+    def __init__(self, logdir: str, owner: OpenFiles | None = None):
+        self.file = TrialFile(os.path.join(logdir, EXPR_PROGRESS_FILE), owner=owner)
+        self.fieldnames: list[str] | None = None
+        self._csv = None
+        self._fh = None
+
+    def write(self, result: dict) -> None:
+        row = flatten(result, exclude=(CONFIG,))
+        if self.fieldnames is None:
+            header = _existing_header(self.file.path)
+            if header is None:
+                self.fieldnames = [str(k) for k in row]
+                self._writer().writerow(self.fieldnames)
+            else:
+                # A restored trial continues the file in the columns it already has.
+                self.fieldnames = header
+        get = row.get
+        self._writer().writerow([get(k, "") for k in self.fieldnames])
+        self.file.dirty = True
+
+    def _writer(self):
+        fh = self.file.fh or self.file.open()
+        if fh is not self._fh:
+            self._fh = fh
+            self._csv = csv.writer(fh)
+        return self._csv
+
+    def flush(self) -> None:
+        self.file.flush()
+
+    def close(self) -> None:
+        self.file.close()
+        self._fh = self._csv = None
+
+
+class CSVLoggerCallback(_TrialWriterCallback):
+    """Logs every result of a trial as one row of ``<trial dir>/progress.csv``.
+
+    Nested result fields become ``/``-joined columns; ``config`` is left out.
+    The columns are those of the trial's first result: keys that appear only
+    in later results are not written, and missing ones are left empty. Rows
+    are appended, so a restored trial continues its file with its header.
+
+    Args:
+        flush_period_s: Seconds between flushes of the buffered files.
+
+    Example:
+        >>> from tunesmith import tune
+        >>> from tunesmith.tune.logger import CSVLoggerCallback
+        >>> run_config = tune.RunConfig(callbacks=[CSVLoggerCallback()])
+    """
+
+    def _make_writer(self, trial: "Trial") -> _CSVWriter:
+        return _CSVWriter(trial.local_path, self._files)
+
+
+class CSVLogger(Logger):
+    """Legacy per-trial logger writing ``progress.csv``. Prefer :class:`CSVLoggerCallback`.
+
+    Example:
+        >>> from tunesmith.tune.logger import CSVLogger, LegacyLoggerCallback
+        >>> callback = LegacyLoggerCallback([CSVLogger])
+    """
+
+    def _init(self) -> None:
+        self._writer = _CSVWriter(self.logdir)
+
+    def on_result(self, result: dict) -> None:
+        self._writer.write(result)
+
+    def flush(self) -> None:
+        self._writer.flush()
+
+    def close(self) -> None:
+        self._writer.close()

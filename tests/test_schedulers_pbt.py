@@ -1,0 +1,244 @@
+"""PopulationBasedTraining and its replay on synthetic populations."""
+from __future__ import annotations
+
+import json
+import os
+import random
+
+import pytest
+
+from tunesmith import tune
+from tunesmith.tune.experiment.trial import Trial
+from tunesmith.tune.schedulers import PopulationBasedTraining, PopulationBasedTrainingReplay, TrialScheduler
+from tunesmith.tune.schedulers._simulated import SimulatedController
+from tunesmith.tune.schedulers.pbt import explore
+
+LRS = [1e-3, 5e-4, 1e-4, 5e-5, 1e-5]
+
+
+# -- explore ---------------------------------------------------------------------
+def test_list_values_move_to_a_neighbour_and_stay_in_the_list():
+    random.seed(0)
+    seen = set()
+    for _ in range(200):
+        new = explore({"lr": 1e-4}, {"lr": LRS}, resample_probability=0.0)
+        assert new["lr"] in (5e-4, 5e-5)
+        seen.add(new["lr"])
+    assert seen == {5e-4, 5e-5}
+    # At the ends the index is clamped.
+    assert {explore({"lr": 1e-3}, {"lr": LRS}, 0.0)["lr"] for _ in range(50)} <= {1e-3, 5e-4}
+    # A value outside the list is replaced by one from it.
+    assert explore({"lr": 0.3}, {"lr": LRS}, 0.0)["lr"] in LRS
+
+
+def test_continuous_values_are_multiplied_by_a_perturbation_factor():
+    random.seed(1)
+    seen = set()
+    for _ in range(100):
+        new = explore({"alpha": 0.5, "n": 10, "other": "x"}, {"alpha": lambda: 0.0, "n": lambda: 0},
+                      resample_probability=0.0, perturbation_factors=(1.5, 0.5))
+        assert new["alpha"] in (0.75, 0.25)
+        assert new["n"] in (15, 5) and isinstance(new["n"], int)
+        assert new["other"] == "x"
+        seen.add(new["alpha"])
+    assert seen == {0.75, 0.25}
+
+
+def test_search_space_domains_resample_inside_and_perturbations_are_clipped():
+    random.seed(2)
+    space = {"alpha": tune.uniform(0.1, 1.0), "act": tune.choice(["relu", "tanh", "gelu"])}
+    for _ in range(100):
+        new = explore({"alpha": 0.5, "act": "tanh"}, space, resample_probability=1.0)
+        assert 0.1 <= new["alpha"] <= 1.0
+        assert new["act"] in ("relu", "tanh", "gelu")
+    for _ in range(20):
+        new = explore({"alpha": 0.95, "act": "tanh"}, space, 0.0, perturbation_factors=(1.2,))
+        assert new["alpha"] == 1.0  # 1.14 is clipped to the domain
+        assert new["act"] in ("relu", "gelu")
+
+
+def test_nested_mutations_and_custom_explore_fn():
+    random.seed(3)
+
+    def clamp(config):
+        config["opt"]["lr"] = min(config["opt"]["lr"], 0.01)
+        return config
+
+    new = explore({"opt": {"lr": 0.01, "wd": 1}}, {"opt": {"lr": lambda: 0.0}}, 0.0, (2.0,), clamp)
+    assert new == {"opt": {"lr": 0.01, "wd": 1}}
+    new = explore({"opt": {"lr": 0.004, "wd": 1}}, {"opt": {"lr": lambda: 0.0}}, 0.0, (2.0,), clamp)
+    assert new == {"opt": {"lr": 0.008, "wd": 1}}
+
+
+# -- exploit -----------------------------------------------------------------------
+def _accumulate(config, state, it):
+    state["acc"] = state.get("acc", 0.0) + config["q"]
+    return {"acc": state["acc"]}
+
+
+def test_bottom_trial_clones_checkpoint_and_config_of_the_top_trial(tmp_path):
+    random.seed(0)
+    pbt = PopulationBasedTraining(
+        time_attr="training_iteration", metric="acc", mode="max", perturbation_interval=2,
+        quantile_fraction=0.25, resample_probability=0.0, hyperparam_mutations={"q": [0.1, 0.4, 0.7, 1.0]},
+    )
+    sim = SimulatedController(pbt, _accumulate, max_concurrent=4, max_iterations=4, experiment_path=str(tmp_path))
+    trials = [sim.add_trial({"q": q}) for q in (0.1, 0.4, 0.7, 1.0)]
+    for _ in range(4):
+        for t in trials:
+            if t.status == Trial.RUNNING or t.status == Trial.PENDING:
+                if t.status == Trial.PENDING:
+                    sim._start(t)
+                sim.step(t)
+    worst, best = trials[0], trials[3]
+    # At iteration 4 the worst trial (q=0.1) copies the best one's checkpoint from iteration 2.
+    assert worst.status == Trial.PAUSED
+    assert worst.restore_checkpoint.trial_id == best.trial_id
+    assert worst.restore_checkpoint.iteration == 2
+    assert worst.restore_checkpoint.state == {"acc": 2.0}
+    assert worst.config["q"] in (0.7, 1.0)
+    assert "@perturbed[q=" in worst.experiment_tag
+    assert sim.decisions[worst.trial_id][-1] == (4, TrialScheduler.NOOP)
+    # The other trials kept their configs.
+    assert [t.config["q"] for t in trials[1:]] == [0.4, 0.7, 1.0]
+    policy = [json.loads(line) for line in open(tmp_path / f"pbt_policy_{worst.trial_id}.txt")]
+    assert policy == [["0", "3", 4, 2, {"q": 1.0}, worst.config]]
+    assert len(open(tmp_path / "pbt_global.txt").read().splitlines()) == 1
+
+    # Restarted, it continues from the copied state and iteration.
+    sim._start(worst)
+    sim.step(worst)
+    assert worst.last_result["training_iteration"] == 3
+    assert worst.last_result["acc"] == pytest.approx(2.0 + worst.config["q"])
+
+
+@pytest.mark.parametrize("async_pause", [False, True])
+def test_population_improves_over_its_worst_members(async_pause):
+    random.seed(4)
+    pbt = PopulationBasedTraining(
+        time_attr="training_iteration", metric="acc", mode="max", perturbation_interval=3,
+        hyperparam_mutations={"q": [0.1, 0.4, 0.7, 1.0]},
+    )
+    sim = SimulatedController(pbt, _accumulate, max_concurrent=2, max_iterations=30, async_pause=async_pause)
+    trials = [sim.add_trial({"q": q}) for q in (0.1, 0.1, 0.4, 0.4, 0.7, 1.0, 0.1, 0.4)]
+    sim.run()
+    assert all(t.status == Trial.TERMINATED for t in trials)
+    assert pbt._num_perturbations > 0
+    # Every trial ends with more than a fixed q=0.4 trial could reach alone.
+    assert sorted(t.last_result["acc"] for t in trials)[len(trials) // 2] > 0.4 * 30
+
+
+@pytest.mark.parametrize("async_pause", [False, True])
+def test_synchronous_mode_waits_for_the_whole_population(async_pause):
+    random.seed(5)
+    pbt = PopulationBasedTraining(
+        time_attr="training_iteration", metric="acc", mode="max", perturbation_interval=2, synch=True,
+        hyperparam_mutations={"q": [0.1, 0.4, 0.7, 1.0]},
+    )
+    sim = SimulatedController(pbt, _accumulate, max_concurrent=2, max_iterations=6, async_pause=async_pause)
+    trials = [sim.add_trial({"q": q}) for q in (0.1, 0.4, 0.7, 1.0)]
+    sim.run()
+    # At each sync point, no trial goes past it before every trial has reached it.
+    results = [(tid, it) for e, tid, it in sim.events if e == "result"]
+    for sync in (2, 4):
+        last_at_sync = max(i for i, (tid, it) in enumerate(results) if it == sync)
+        first_after = min(i for i, (tid, it) in enumerate(results) if it == sync + 1)
+        assert last_at_sync < first_after
+        assert len({tid for tid, it in results[: first_after] if it == sync}) == 4
+    exploit_iters = [d for e, tid, d in sim.events if e == "restore"]
+    assert exploit_iters and all(d[1] % 2 == 0 for d in exploit_iters)
+    assert all(t.status == Trial.TERMINATED for t in trials)
+
+
+def test_missing_hyperparameters_are_sampled_on_add():
+    pbt = PopulationBasedTraining(
+        metric="acc", mode="max", hyperparam_mutations={"lr": LRS, "alpha": tune.uniform(0, 1)}
+    )
+    t = Trial("t", {"lr": 1e-4})
+    pbt.on_trial_add(None, t)
+    assert t.config["lr"] == 1e-4 and 0 <= t.config["alpha"] <= 1
+    assert t.evaluated_params["alpha"] == t.config["alpha"]
+
+
+def test_require_attrs():
+    pbt = PopulationBasedTraining(time_attr="training_iteration", metric="acc", mode="max",
+                                  hyperparam_mutations={"lr": LRS})
+    t = Trial("t", {"lr": 1e-4})
+    pbt.on_trial_add(None, t)
+    with pytest.raises(RuntimeError, match="'acc'.*require_attrs=False"):
+        pbt.on_trial_result(None, t, {"training_iteration": 1})
+    pbt = PopulationBasedTraining(time_attr="training_iteration", metric="acc", mode="max",
+                                  hyperparam_mutations={"lr": LRS}, require_attrs=False)
+    pbt.on_trial_add(None, t)
+    assert pbt.on_trial_result(None, t, {"training_iteration": 1}) == TrialScheduler.CONTINUE
+
+
+@pytest.mark.parametrize(
+    "kwargs, exc, message",
+    [
+        ({}, ValueError, "hyperparam_mutations"),
+        ({"hyperparam_mutations": {"lr": 3}}, TypeError, "lr"),
+        ({"hyperparam_mutations": {"lr": []}}, ValueError, "empty"),
+        ({"hyperparam_mutations": {"lr": LRS}, "quantile_fraction": 0.7}, ValueError, "quantile_fraction"),
+        ({"hyperparam_mutations": {"lr": LRS}, "perturbation_interval": 0}, ValueError, "perturbation_interval"),
+        ({"hyperparam_mutations": {"lr": LRS}, "resample_probability": 2}, ValueError, "resample_probability"),
+    ],
+)
+def test_invalid_arguments(kwargs, exc, message):
+    with pytest.raises(exc, match=message):
+        PopulationBasedTraining(**kwargs)
+
+
+# -- replay ------------------------------------------------------------------------
+def _write_policy(path, rows):
+    with open(path, "w") as f:
+        for row in rows:
+            f.write(json.dumps(row) + "\n")
+
+
+def test_replay_switches_configs_at_the_recorded_iterations(tmp_path):
+    rows = [
+        ["2", "5", 4, 3, {"q": 0.5}, {"q": 0.6}],
+        ["2", "5", 8, 6, {"q": 0.6}, {"q": 0.72}],
+    ]
+    _write_policy(tmp_path / "pbt_policy_00002.txt", rows)
+    replay = PopulationBasedTrainingReplay(experiment_dir=str(tmp_path), trial_id="00002")
+    sim = SimulatedController(replay, _accumulate, max_iterations=10)
+    t = sim.add_trial({"q": 0.1})
+    assert t.config == {"q": 0.5}
+    sim.run()
+    restores = [d for e, tid, d in sim.events if e == "restore"]
+    assert restores == [(t.trial_id, 3), (t.trial_id, 6)]
+    assert t.config == {"q": 0.72}
+    assert t.last_result["training_iteration"] == 10
+    # 3 steps at 0.5, 3 at 0.6, 4 at 0.72
+    assert t.last_result["acc"] == pytest.approx(3 * 0.5 + 3 * 0.6 + 4 * 0.72)
+    with pytest.raises(ValueError, match="one trial"):
+        sim.add_trial({"q": 0.1})
+
+
+@pytest.mark.parametrize("async_pause", [False, True])
+def test_replay_of_a_policy_written_by_pbt(tmp_path, async_pause):
+    random.seed(0)
+    pbt = PopulationBasedTraining(
+        time_attr="training_iteration", metric="acc", mode="max", perturbation_interval=2,
+        hyperparam_mutations={"q": [0.1, 0.4, 0.7, 1.0]},
+    )
+    sim = SimulatedController(pbt, _accumulate, max_concurrent=4, max_iterations=12, experiment_path=str(tmp_path),
+                              async_pause=async_pause)
+    for q in (0.1, 0.4, 0.7, 1.0):
+        sim.add_trial({"q": q})
+    sim.run()
+    files = sorted(p for p in os.listdir(tmp_path) if p.startswith("pbt_policy_"))
+    assert files
+    replay = PopulationBasedTrainingReplay(str(tmp_path / files[0]))
+    rows = [json.loads(line) for line in open(tmp_path / files[0])]
+    assert replay.config == rows[0][4]
+    assert [p[0] for p in replay._policy] == [r[3] for r in rows]
+
+
+def test_replay_errors():
+    with pytest.raises(ValueError, match="policy_file"):
+        PopulationBasedTrainingReplay()
+    with pytest.raises(ValueError, match="does not exist"):
+        PopulationBasedTrainingReplay("/nonexistent/pbt_policy_x.txt")

@@ -1,0 +1,81 @@
+"""ResourceChangingScheduler with DistributeResources and DistributeResourcesToTopJob."""
+from __future__ import annotations
+
+import pytest
+
+from tunesmith.tune.execution.placement_groups import PlacementGroupFactory
+from tunesmith.tune.experiment.trial import Trial
+from tunesmith.tune.schedulers import ASHAScheduler, FIFOScheduler, ResourceChangingScheduler, TrialScheduler
+from tunesmith.tune.schedulers._simulated import SimulatedController
+from tunesmith.tune.schedulers.resource_changing_scheduler import (
+    DistributeResources,
+    DistributeResourcesToTopJob,
+)
+
+
+def _curve(config, state, it):
+    state["n"] = state.get("n", 0) + 1
+    return {"acc": config["q"] * it}
+
+
+def test_free_cpus_are_shared_evenly_and_trials_restart_with_them():
+    rcs = ResourceChangingScheduler(FIFOScheduler(), DistributeResources())
+    sim = SimulatedController(rcs, _curve, max_concurrent=2, max_iterations=4, total_resources={"CPU": 8})
+    a, b = sim.add_trial({"q": 1}), sim.add_trial({"q": 2})
+    sim.run()
+    changed = [(tid, res) for e, tid, res in sim.events if e == "resources"]
+    assert changed == [(a.trial_id, {"CPU": 4.0}), (b.trial_id, {"CPU": 4.0})]
+    assert a.placement_group_factory.required_resources == {"CPU": 4.0}
+    assert rcs.base_trial_resources(a).required_resources == {"CPU": 1.0}
+    # The pause kept the training state: 4 iterations in all.
+    assert a.last_result["training_iteration"] == 4 and b.status == Trial.TERMINATED
+
+
+def test_add_bundles_limits_and_reserve():
+    policy = DistributeResources(add_bundles=True, increase_by={"CPU": 2}, increase_by_times=1,
+                                 reserve_resources={"CPU": 1})
+    rcs = ResourceChangingScheduler(FIFOScheduler(), policy)
+    sim = SimulatedController(rcs, _curve, total_resources={"CPU": 9})
+    t = sim.add_trial({"q": 1})
+    sim._fill()
+    pgf = policy(sim, t, {"training_iteration": 1, "acc": 1}, rcs)
+    assert pgf.bundles == [{"CPU": 1.0}, {"CPU": 2.0}]
+    assert policy(sim, t, {"training_iteration": 0}, rcs) is None
+
+
+def test_top_job_gets_every_free_resource():
+    policy = DistributeResourcesToTopJob(metric="acc", mode="max")
+    rcs = ResourceChangingScheduler(FIFOScheduler(), policy)
+    sim = SimulatedController(rcs, _curve, total_resources={"CPU": 8})
+    low, high = sim.add_trial({"q": 1}), sim.add_trial({"q": 3})
+    sim.max_iterations = 4
+    sim.run()
+    changes = [(tid, res["CPU"]) for e, tid, res in sim.events if e == "resources"]
+    # low is best until high reports; then high takes 8 - 1 CPUs and low goes back to 1.
+    assert changes == [(low.trial_id, 7.0), (high.trial_id, 7.0), (low.trial_id, 1.0)]
+    assert high.placement_group_factory.required_resources == {"CPU": 7.0}
+    assert low.placement_group_factory.required_resources == {"CPU": 1.0}
+
+
+def test_base_scheduler_decisions_win_and_properties_are_forwarded():
+    asha = ASHAScheduler(max_t=2, grace_period=1)
+    rcs = ResourceChangingScheduler(asha)
+    assert rcs.set_search_properties("acc", "max")
+    assert (asha.metric, asha.mode) == ("acc", "max") == (rcs.metric, rcs.mode)
+    sim = SimulatedController(rcs, _curve, total_resources={"CPU": 2})
+    t = sim.add_trial({"q": 1})
+    sim._fill()
+    sim.step(t)
+    assert sim.step(t) == TrialScheduler.STOP  # max_t reached: no resource change asked
+
+
+def test_allocation_function_may_return_a_dict_and_bad_types_are_rejected():
+    rcs = ResourceChangingScheduler(FIFOScheduler(), lambda ctrl, trial, result, sched: {"cpu": 3})
+    sim = SimulatedController(rcs, _curve)
+    t = sim.add_trial({"q": 1})
+    sim._fill()
+    assert sim.step(t) == TrialScheduler.PAUSE
+    sim._fill()
+    assert t.placement_group_factory == PlacementGroupFactory([{"CPU": 3}])
+    with pytest.raises(TypeError, match="TrialScheduler"):
+        ResourceChangingScheduler(base_scheduler="asha")
