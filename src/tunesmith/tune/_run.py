@@ -155,7 +155,7 @@ def build_callbacks(run_config: RunConfig, verbose: int, metric, mode) -> list:
         for cb in default_logger_callbacks():
             if not any(issubclass(p, type(cb)) for p in present):
                 callbacks.append(cb)
-    if verbose >= 2:
+    if verbose >= 1:
         from tunesmith.tune.progress_reporter import TrialProgressCallback
 
         callbacks.append(TrialProgressCallback(verbosity=verbose, metric=metric))

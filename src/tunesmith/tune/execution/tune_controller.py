@@ -419,7 +419,11 @@ class TuneController:
             self._start_trial(trial)
 
     def _sys_info(self) -> tuple:
-        return (f"Resources requested: {self._used_resources_str()}",)
+        return (
+            self._scheduler.debug_string(),
+            f"Resources requested: {self._used_resources_str()}",
+            f"Result logdir: {self._storage.experiment_path}",
+        )
 
     def _used_resources_str(self) -> str:
         total = getattr(self._executor, "total", {})
@@ -680,7 +684,7 @@ class TuneController:
         if interrupted:
             self._stop_all = True
             self._search_finished = True
-        grace_deadline = time.time() + _env_float("TUNESMITH_STOP_GRACE_S", 5.0)
+        grace_deadline = time.time() + _env_float("TUNE_FORCE_TRIAL_CLEANUP_S", 5.0)
         if self._by_status[Trial.RUNNING]:
             for trial in list(self._by_status[Trial.RUNNING]):
                 if interrupted:

@@ -203,9 +203,12 @@ class Trial:
             if value < entry["min"]:
                 entry["min"] = value
             entry["avg"] += (value - entry["avg"]) / n
+            windows = steps.get(metric)
+            if windows is None:  # restored from saved state, which keeps no windows
+                windows = steps[metric] = {"5": [entry["last"]], "10": [entry["last"]]}
             entry["last"] = value
             for k in ("5", "10"):
-                window = steps[metric][k]
+                window = windows[k]
                 window.append(value)
                 if len(window) > int(k):
                     del window[0]

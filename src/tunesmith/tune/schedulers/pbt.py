@@ -347,8 +347,9 @@ class PopulationBasedTraining(FIFOScheduler):
         if score != score:  # NaN never ranks
             state.last_score = None
             return
+        # Among equal scores the latest update ranks lowest, so a stalled trial is the one replaced.
         seq = next(self._seq)
-        key = (score, seq)
+        key = (score, -seq)
         insort(self._ranked, key)
         self._rank_owner[seq] = trial_id
         state.rank_key = key
@@ -361,7 +362,7 @@ class PopulationBasedTraining(FIFOScheduler):
         idx = bisect_left(self._ranked, key)
         if idx < len(self._ranked) and self._ranked[idx] == key:
             del self._ranked[idx]
-        self._rank_owner.pop(key[1], None)
+        self._rank_owner.pop(-key[1], None)
         state.rank_key = None
 
     def _quantile_size(self) -> int:
@@ -387,7 +388,7 @@ class PopulationBasedTraining(FIFOScheduler):
     def _random_top_trial(self, k: int) -> "Trial":
         n = len(self._ranked)
         key = self._ranked[random.randrange(n - k, n)]
-        return self._trials[self._rank_owner[key[1]]]
+        return self._trials[self._rank_owner[-key[1]]]
 
     # -- results ---------------------------------------------------------------
     def on_trial_result(self, tune_controller, trial: "Trial", result: dict) -> str:
@@ -433,6 +434,8 @@ class PopulationBasedTraining(FIFOScheduler):
             return decision
 
         # Synchronous mode: wait until every live trial has reached the sync point.
+        if time < self._next_perturbation_sync:
+            return TrialScheduler.CONTINUE
         self._mark_synced(state)
         if self._num_at_sync < self._num_live:
             # Checkpoint now, so that the population can be ranked and cloned while it waits.
@@ -657,7 +660,7 @@ class PopulationBasedTraining(FIFOScheduler):
         with open(checkpoint_path, "rb") as f:
             state = pickle.load(f)
         self.__dict__.update(state)
-        used = [k[1] for k in self._ranked] + [e[1] for e in self._run_queue]
+        used = [-k[1] for k in self._ranked] + [e[1] for e in self._run_queue]
         self._seq = itertools.count(max(used, default=-1) + 1)
 
     def debug_string(self) -> str:

@@ -24,6 +24,9 @@ def _total_resources(tune_controller) -> dict[str, float]:
             value = value()
         if isinstance(value, dict) and value:
             return {k: float(v) for k, v in value.items()}
+    executor_total = getattr(getattr(tune_controller, "_executor", None), "total", None)
+    if isinstance(executor_total, dict) and executor_total:
+        return {k: float(v) for k, v in executor_total.items()}
     return {"CPU": float(os.cpu_count() or 1), "GPU": 0.0}
 
 

@@ -1,0 +1,91 @@
+"""ASHA versus FIFO throughput: 2,000 trivial trials of 20 reports each.
+
+Prints the results per second each scheduler sustains through ``Tuner.fit()``
+and their ratio, then the cost of ASHA's decisions alone (no processes).
+Run: ``python benchmarks/bench_asha.py [num_trials]``.
+Each run happens in a fresh Python process.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+import time
+
+NUM_TRIALS = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
+REPORTS = 20
+
+WORKLOAD = textwrap.dedent("""
+    import json, sys, time
+    from tunesmith import tune
+    from tunesmith.tune.schedulers import ASHAScheduler
+
+    num_trials, reports, which = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+
+    def trivial(config):
+        for it in range(1, reports + 1):
+            tune.report({"score": config["q"] * it})
+
+    scheduler = ASHAScheduler(max_t=reports, grace_period=1, reduction_factor=4) if which == "asha" else None
+    t0 = time.perf_counter()
+    results = tune.Tuner(
+        trivial,
+        param_space={"q": tune.uniform(0, 1)},
+        tune_config=tune.TuneConfig(num_samples=num_trials, metric="score", mode="max", scheduler=scheduler),
+        run_config=tune.RunConfig(verbose=0),
+    ).fit()
+    elapsed = time.perf_counter() - t0
+    n = sum(r.metrics.get("training_iteration", 0) for r in results)
+    print(json.dumps({"results": n, "seconds": elapsed}))
+""")
+
+
+def run(which: str) -> dict:
+    out = subprocess.run(
+        [sys.executable, "-c", WORKLOAD, str(NUM_TRIALS), str(REPORTS), which],
+        check=True, capture_output=True, text=True,
+    ).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def decisions_only() -> float:
+    """Results per second through ASHA's on_trial_result alone."""
+    import random
+
+    from tunesmith.tune.experiment.trial import Trial
+    from tunesmith.tune.schedulers import ASHAScheduler
+
+    class _Controller:
+        def first_trial_with_status(self, status):
+            return None
+
+    asha = ASHAScheduler(metric="score", mode="max", max_t=REPORTS, grace_period=1, reduction_factor=4)
+    ctrl = _Controller()
+    trials = [Trial("bench", {"q": random.random()}, trial_id=f"{i:06d}") for i in range(NUM_TRIALS)]
+    for t in trials:
+        asha.on_trial_add(ctrl, t)
+    n = 0
+    t0 = time.perf_counter()
+    for t in trials:
+        for it in range(1, REPORTS + 1):
+            n += 1
+            if asha.on_trial_result(ctrl, t, {"training_iteration": it, "score": t.config["q"] * it}) == "STOP":
+                break
+    return n / (time.perf_counter() - t0)
+
+
+def main() -> None:
+    fifo = run("fifo")
+    asha = run("asha")
+    fifo_rate = fifo["results"] / fifo["seconds"]
+    asha_rate = asha["results"] / asha["seconds"]
+    print(f"fifo: {fifo['results']} results in {fifo['seconds']:.2f}s = {fifo_rate:,.0f} results/s")
+    print(f"asha: {asha['results']} results in {asha['seconds']:.2f}s = {asha_rate:,.0f} results/s")
+    print(f"asha/fifo results/s ratio: {asha_rate / fifo_rate:.2f}")
+    print(f"asha/fifo wall time ratio: {asha['seconds'] / fifo['seconds']:.2f}")
+    print(f"asha decisions alone: {decisions_only():,.0f} results/s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,248 @@
+"""Stoppers: decisions on synthetic results, and create_stopper's handling of every input kind."""
+from __future__ import annotations
+
+import datetime
+import pickle
+import time
+
+import pytest
+
+from tunesmith import tune
+from tunesmith.tune.stopper import (
+    CombinedStopper,
+    DictStopper,
+    ExperimentPlateauStopper,
+    FunctionStopper,
+    MaximumIterationStopper,
+    NoopStopper,
+    Stopper,
+    TimeoutStopper,
+    TrialPlateauStopper,
+    create_stopper,
+)
+
+
+def test_stopper_is_reachable_from_tune_namespace():
+    assert tune.Stopper is Stopper
+    assert tune.stopper.CombinedStopper is CombinedStopper
+
+
+def test_stopper_base_is_abstract():
+    with pytest.raises(TypeError):
+        Stopper()
+
+    class Never(Stopper):
+        def __call__(self, trial_id, result):
+            return False
+
+    assert Never().stop_all() is False
+
+
+def test_maximum_iteration_counts_per_trial():
+    stopper = MaximumIterationStopper(max_iter=3)
+    decisions_a = [stopper("a", {"x": i}) for i in range(4)]
+    assert decisions_a == [False, False, True, True]
+    assert stopper("b", {"x": 0}) is False
+    assert stopper.stop_all() is False
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.5, "3", True, None])
+def test_maximum_iteration_rejects_bad_max_iter(bad):
+    with pytest.raises(ValueError, match="max_iter"):
+        MaximumIterationStopper(max_iter=bad)
+
+
+def test_experiment_plateau_stops_when_top_values_agree():
+    stopper = ExperimentPlateauStopper("loss", std=0.01, top=3, mode="min")
+    assert stopper("a", {"loss": 5.0}) is False
+    assert stopper("b", {"loss": 1.0}) is False
+    # Top 3 are {1.0, 5.0, 1.0}: spread too large.
+    assert stopper("a", {"loss": 1.0}) is False
+    # Top 3 become {1.0, 1.0, 1.0}: plateau.
+    assert stopper("b", {"loss": 1.0}) is True
+    assert stopper.stop_all() is True
+
+
+def test_experiment_plateau_max_mode_keeps_largest_values():
+    stopper = ExperimentPlateauStopper("acc", std=0.001, top=2, mode="max")
+    assert stopper("a", {"acc": 0.9}) is False
+    assert stopper("a", {"acc": 0.1}) is False  # top 2 = {0.9, 0.1}
+    assert stopper("b", {"acc": 0.9}) is True  # top 2 = {0.9, 0.9}
+
+
+def test_experiment_plateau_patience_waits_extra_results():
+    stopper = ExperimentPlateauStopper("loss", top=2, patience=2)
+    decisions = [stopper("a", {"loss": 1.0}) for _ in range(5)]
+    assert decisions == [False, False, False, True, True]
+
+
+def test_experiment_plateau_ignores_results_without_metric():
+    stopper = ExperimentPlateauStopper("loss", top=2)
+    assert stopper("a", {"other": 1}) is False
+    assert stopper("a", {"loss": float("nan")}) is False
+    assert stopper.has_plateaued() is False
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"mode": "avg"}, "mode"),
+        ({"std": -1}, "std"),
+        ({"top": 1}, "top"),
+        ({"top": 2.5}, "top"),
+        ({"patience": -1}, "patience"),
+    ],
+)
+def test_experiment_plateau_validates_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        ExperimentPlateauStopper("loss", **kwargs)
+
+
+def test_trial_plateau_respects_grace_period_and_window():
+    stopper = TrialPlateauStopper("loss", std=0.01, num_results=3, grace_period=5)
+    values = [1.0, 0.5, 0.5, 0.5, 0.5, 0.5]
+    decisions = [stopper("a", {"loss": v}) for v in values]
+    # Plateau over the last 3 values from the 4th result on, but grace period is 5 results.
+    assert decisions == [False, False, False, False, True, True]
+
+
+def test_trial_plateau_is_per_trial_and_needs_small_std():
+    stopper = TrialPlateauStopper("loss", std=0.01, num_results=2, grace_period=0)
+    assert stopper("a", {"loss": 1.0}) is False
+    assert stopper("b", {"loss": 1.0}) is False
+    assert stopper("a", {"loss": 2.0}) is False  # std 0.5
+    assert stopper("b", {"loss": 1.001}) is True  # std 0.0005
+    assert stopper.stop_all() is False
+
+
+def test_trial_plateau_metric_threshold():
+    stopper = TrialPlateauStopper("loss", num_results=2, grace_period=0, metric_threshold=0.5, mode="min")
+    assert [stopper("a", {"loss": 0.8}) for _ in range(3)] == [False, False, False]
+    assert [stopper("b", {"loss": 0.2}) for _ in range(3)] == [False, True, True]
+    stopper = TrialPlateauStopper("acc", num_results=2, grace_period=0, metric_threshold=0.9, mode="max")
+    assert [stopper("a", {"acc": 0.5}) for _ in range(3)] == [False, False, False]
+    assert [stopper("b", {"acc": 0.95}) for _ in range(2)] == [False, True]
+
+
+def test_trial_plateau_validates_arguments():
+    with pytest.raises(ValueError, match="mode"):
+        TrialPlateauStopper("loss", metric_threshold=0.1)
+    with pytest.raises(ValueError, match="num_results"):
+        TrialPlateauStopper("loss", num_results=0)
+    with pytest.raises(ValueError, match="grace_period"):
+        TrialPlateauStopper("loss", grace_period=-2)
+    with pytest.raises(ValueError, match="mode"):
+        TrialPlateauStopper("loss", mode="best")
+    with pytest.raises(ValueError, match="std"):
+        TrialPlateauStopper("loss", std=-0.1)
+
+
+def test_timeout_stopper_stops_experiment_after_budget():
+    stopper = TimeoutStopper(0.05)
+    assert stopper.stop_all() is False
+    assert stopper("a", {"x": 1}) is False
+    time.sleep(0.1)
+    assert stopper.stop_all() is True
+
+
+def test_timeout_stopper_accepts_timedelta_and_keeps_spent_time_when_pickled():
+    stopper = TimeoutStopper(datetime.timedelta(hours=1))
+    assert stopper.stop_all() is False
+    restored = pickle.loads(pickle.dumps(stopper))
+    assert restored.stop_all() is False
+    assert restored._budget <= 3600
+
+    short = TimeoutStopper(0.05)
+    short.stop_all()
+    time.sleep(0.1)
+    assert pickle.loads(pickle.dumps(short)).stop_all() is True
+
+
+@pytest.mark.parametrize("bad, error", [(0, ValueError), (-5, ValueError), ("10", TypeError),
+                                        (datetime.timedelta(0), ValueError)])
+def test_timeout_stopper_rejects_bad_timeout(bad, error):
+    with pytest.raises(error, match="timeout"):
+        TimeoutStopper(bad)
+
+
+def test_combined_stopper_any_and_all_stoppers_see_every_result():
+    max_iter = MaximumIterationStopper(max_iter=2)
+    always = FunctionStopper(lambda trial_id, result: True)
+    combined = CombinedStopper(always, max_iter)
+    assert combined("a", {}) is True
+    assert combined("a", {}) is True
+    # The iteration stopper counted both results although the first stopper already decided.
+    assert max_iter("a", {}) is True
+    assert CombinedStopper(NoopStopper(), TimeoutStopper(1000)).stop_all() is False
+
+    class StopAll(NoopStopper):
+        def stop_all(self):
+            return True
+
+    assert CombinedStopper(NoopStopper(), StopAll()).stop_all() is True
+
+
+def test_combined_stopper_rejects_non_stoppers():
+    with pytest.raises(TypeError, match="argument 1"):
+        CombinedStopper(NoopStopper(), lambda t, r: True)
+
+
+def test_create_stopper_none_gives_noop():
+    stopper = create_stopper(None)
+    assert isinstance(stopper, NoopStopper)
+    assert stopper("a", {"training_iteration": 10**9}) is False
+
+
+def test_create_stopper_dict_thresholds():
+    stopper = create_stopper({"training_iteration": 10, "mean_accuracy": 0.8})
+    assert isinstance(stopper, DictStopper)
+    assert stopper("a", {"training_iteration": 9, "mean_accuracy": 0.5}) is False
+    assert stopper("a", {"training_iteration": 10, "mean_accuracy": 0.5}) is True
+    assert stopper("a", {"training_iteration": 1, "mean_accuracy": 0.8}) is True
+    # A missing key is ignored for that result, and reported by missing_keys().
+    assert stopper("a", {"training_iteration": 1}) is False
+    assert stopper.missing_keys({"training_iteration": 1}) == ["mean_accuracy"]
+
+
+def test_dict_stopper_nested_keys():
+    stopper = create_stopper({"eval/acc": 0.9})
+    assert stopper("a", {"eval": {"acc": 0.95}}) is True
+    assert stopper("a", {"eval": {"acc": 0.5}}) is False
+    assert stopper.missing_keys({"eval": {"acc": 0.5}}) == []
+
+
+def test_create_stopper_function():
+    seen = []
+
+    def stop(trial_id, result):
+        seen.append(trial_id)
+        return result["loss"] < 0.1
+
+    stopper = create_stopper(stop)
+    assert isinstance(stopper, FunctionStopper)
+    assert stopper("t1", {"loss": 0.5}) is False
+    assert stopper("t2", {"loss": 0.05}) is True
+    assert seen == ["t1", "t2"]
+    assert stopper.stop_all() is False
+
+
+def test_create_stopper_passes_stopper_through():
+    stopper = MaximumIterationStopper(3)
+    assert create_stopper(stopper) is stopper
+
+
+@pytest.mark.parametrize(
+    "bad, error, match",
+    [
+        (5, TypeError, "got int"),
+        ("training_iteration", TypeError, "got str"),
+        (MaximumIterationStopper, TypeError, "instance"),
+        ([MaximumIterationStopper(2), NoopStopper()], TypeError, "CombinedStopper"),
+        ({"training_iteration": "ten"}, ValueError, "must be a number"),
+        ({"done": True}, ValueError, "must be a number"),
+        (lambda result: True, TypeError, "two arguments"),
+    ],
+)
+def test_create_stopper_rejects_bad_input(bad, error, match):
+    with pytest.raises(error, match=match):
+        create_stopper(bad)
