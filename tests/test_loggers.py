@@ -25,6 +25,7 @@ from tunesmith.tune.logger import (
     default_logger_callbacks,
     pretty_print,
 )
+from tunesmith.tune.logger._util import wait_for_writes
 
 
 def make_trial(tmp_path, trial_id="t0001", config=None, params=None):
@@ -50,6 +51,7 @@ def run_trial(callbacks, trial, results, error=False):
         cbs.on_trial_error(iteration=len(results), trials=[trial], trial=trial)
     else:
         cbs.on_trial_complete(iteration=len(results), trials=[trial], trial=trial)
+    wait_for_writes()  # files are written in the background; a finished trial's are complete
     return cbs
 
 
@@ -98,6 +100,7 @@ def test_files_are_flushed_on_complete_and_error(tmp_path):
     cbs.on_step_end(iteration=0, trials=[ok, bad])
     cbs.on_trial_complete(iteration=1, trials=[ok, bad], trial=ok)
     cbs.on_trial_error(iteration=1, trials=[ok, bad], trial=bad)
+    wait_for_writes()
     for trial in (ok, bad):
         assert len(read_json_lines(os.path.join(trial.local_path, "result.json"))) == 1
         assert len(pd.read_csv(os.path.join(trial.local_path, "progress.csv"))) == 1
@@ -110,6 +113,7 @@ def test_buffered_results_reach_disk_after_the_flush_period(tmp_path):
     cbs.on_trial_start(iteration=0, trials=[trial], trial=trial)
     cbs.on_trial_result(iteration=0, trials=[trial], trial=trial, result=result(0, trial))
     cbs.on_step_end(iteration=0, trials=[trial])
+    wait_for_writes()
     # Still running, but the step end flushed what was buffered.
     assert len(read_json_lines(os.path.join(trial.local_path, "result.json"))) == 1
 
@@ -164,6 +168,7 @@ def test_paused_and_resumed_trial_keeps_one_file(tmp_path):
     callback.on_trial_start(iteration=1, trials=[trial], trial=trial)  # started again after a pause
     callback.on_trial_result(iteration=1, trials=[trial], trial=trial, result=result(1, trial))
     callback.on_trial_complete(iteration=2, trials=[trial], trial=trial)
+    wait_for_writes()
     with open(os.path.join(trial.local_path, "progress.csv")) as f:
         text = f.read()
     assert text.count("training_iteration") == 1
@@ -179,6 +184,7 @@ def test_many_open_trials_stay_below_the_open_file_cap(tmp_path):
     for step in range(3):
         for trial in trials:
             callback.on_trial_result(iteration=step, trials=trials, trial=trial, result=result(step, trial))
+        wait_for_writes()
         assert len(callback._files._open) <= 4
     callback.on_experiment_end(trials=trials)
     for trial in trials:
@@ -248,13 +254,13 @@ def test_tbx_event_file_grows_with_results(tmp_path):
     trial = make_trial(tmp_path)
     callback = TBXLoggerCallback(flush_period_s=0)
     callback.on_trial_start(iteration=0, trials=[trial], trial=trial)
-    (name,) = [n for n in os.listdir(trial.local_path) if "tfevents" in n]
-    path = os.path.join(trial.local_path, name)
     sizes = []
     for i in range(3):
         callback.on_trial_result(iteration=i, trials=[trial], trial=trial, result=result(i, trial))
         callback.on_step_end(iteration=i, trials=[trial])
-        sizes.append(os.path.getsize(path))
+        wait_for_writes()
+        (name,) = [n for n in os.listdir(trial.local_path) if "tfevents" in n]
+        sizes.append(os.path.getsize(os.path.join(trial.local_path, name)))
     assert sizes[0] < sizes[1] < sizes[2]
     callback.on_experiment_end(trials=[trial])
 

@@ -1,9 +1,11 @@
 """A trial: one configuration of the trainable and everything known about its run."""
 from __future__ import annotations
 
+import numbers
 import os
 import re
 import time
+from collections import deque
 from typing import Any, Callable
 
 from tunesmith.tune.execution.checkpoint_manager import CheckpointManager
@@ -89,8 +91,8 @@ class Trial:
         self.log_to_file = log_to_file
         self.status = Trial.PENDING
         self.last_result: dict[str, Any] = {}
-        self.metric_analysis: dict[str, dict[str, float]] = {}
-        self.metric_n_steps: dict[str, dict[str, list]] = {}
+        self._stats: dict[str, list] = {}
+        self._recent: dict[str, deque] = {}
         self.num_results = 0
         self.checkpoint_manager = CheckpointManager(checkpoint_config)
         self.restore_checkpoint: Checkpoint | None = None
@@ -169,50 +171,62 @@ class Trial:
         self._analyse(result, "")
 
     def _analyse(self, result: dict, prefix: str) -> None:
-        analysis = self.metric_analysis
-        steps = self.metric_n_steps
+        # Per numeric metric: [n, max, min, mean, last]; the last-5/10 windows come from
+        # self._recent (the last ten values of each metric) when they are asked for.
+        stats = self._stats
+        recent = self._recent
         for metric, value in result.items():
+            kind = type(value)
+            if kind is float or kind is int:
+                pass
+            elif kind is dict:
+                if metric != "config":
+                    self._analyse(value, f"{prefix}{metric}/")
+                continue
+            elif kind is bool or not isinstance(value, numbers.Real):
+                continue
+            else:
+                value = float(value)
             if prefix:
                 metric = prefix + metric
-            if type(value) is dict:
-                if metric != "config":
-                    self._analyse(value, metric + "/")
-                continue
-            if type(value) not in (int, float) or isinstance(value, bool):
-                # numpy scalars and bools are rare; keep the common path cheap.
-                try:
-                    import numbers
-
-                    if isinstance(value, bool) or not isinstance(value, numbers.Number):
-                        continue
-                    value = float(value)
-                except Exception:
-                    continue
-            entry = analysis.get(metric)
+            entry = stats.get(metric)
             if entry is None:
-                analysis[metric] = {
-                    "max": value, "min": value, "avg": value, "last": value,
-                    "last-5-avg": value, "last-10-avg": value, "_n": 1,
-                }
-                steps[metric] = {"5": [value], "10": [value]}
+                stats[metric] = [1, value, value, value, value]
+                recent[metric] = deque((value,), maxlen=10)
                 continue
-            n = entry["_n"] + 1
-            entry["_n"] = n
-            if value > entry["max"]:
-                entry["max"] = value
-            if value < entry["min"]:
-                entry["min"] = value
-            entry["avg"] += (value - entry["avg"]) / n
-            windows = steps.get(metric)
-            if windows is None:  # restored from saved state, which keeps no windows
-                windows = steps[metric] = {"5": [entry["last"]], "10": [entry["last"]]}
-            entry["last"] = value
-            for k in ("5", "10"):
-                window = windows[k]
-                window.append(value)
-                if len(window) > int(k):
-                    del window[0]
-                entry[f"last-{k}-avg"] = sum(window) / len(window)
+            n = entry[0] = entry[0] + 1
+            if value > entry[1]:
+                entry[1] = value
+            elif value < entry[2]:
+                entry[2] = value
+            entry[3] += (value - entry[3]) / n
+            entry[4] = value
+            recent[metric].append(value)
+
+    @property
+    def metric_analysis(self) -> dict[str, dict[str, float]]:
+        """Per numeric metric: max, min, avg, last, last-5-avg and last-10-avg over all results."""
+        out = {}
+        for metric, e in self._stats.items():
+            window = list(self._recent[metric])
+            last5 = window[-5:]
+            out[metric] = {
+                "max": e[1], "min": e[2], "avg": e[3], "last": e[4],
+                "last-5-avg": sum(last5) / len(last5), "last-10-avg": sum(window) / len(window), "_n": e[0],
+            }
+        return out
+
+    @metric_analysis.setter
+    def metric_analysis(self, analysis: dict[str, dict[str, float]]) -> None:
+        # Restored from saved state: the windows restart from the last value.
+        self._stats = {}
+        self._recent = {}
+        for metric, a in (analysis or {}).items():
+            try:
+                self._stats[metric] = [int(a.get("_n", 1)), a["max"], a["min"], a["avg"], a["last"]]
+                self._recent[metric] = deque((a["last"],), maxlen=10)
+            except (KeyError, TypeError):
+                continue
 
     @property
     def iteration(self) -> int:

@@ -4,9 +4,10 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
+import queue
+import threading
 import time
-from typing import Any
+from typing import Any, Callable
 
 from tunesmith.tune.utils.serialization import to_jsonable
 
@@ -48,55 +49,132 @@ def flatten(d: dict, delimiter: str = "/", exclude: tuple = ()) -> dict:
     return out
 
 
+class _Writer:
+    """One background thread that performs the loggers' file system calls in order.
+
+    Opening, writing, flushing and closing files happen here, so that the
+    driver's event loop never waits on the disk; :func:`wait_for_writes`
+    blocks until everything submitted so far is on disk (in the OS).
+    """
+
+    def __init__(self):
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def submit(self, fn: Callable, *args: Any) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            with self._lock:
+                if self._thread is None or not self._thread.is_alive():
+                    self._thread = threading.Thread(target=self._run, name="tunesmith-logger-io", daemon=True)
+                    self._thread.start()
+        self._queue.put((fn, args))
+
+    def _run(self) -> None:
+        while True:
+            fn, args = self._queue.get()
+            try:
+                fn(*args)
+            except Exception as exc:  # a failing write must not stop the others
+                logger.warning("Result logging failed in %s: %s", getattr(fn, "__qualname__", fn), exc)
+
+    def wait(self) -> None:
+        if self._thread is None:
+            return
+        done = threading.Event()
+        self.submit(done.set)
+        done.wait()
+
+
+_WRITER = _Writer()
+
+
+def wait_for_writes() -> None:
+    """Blocks until every result file write submitted so far has been performed."""
+    _WRITER.wait()
+
+
 def write_atomic(path: str, data: bytes) -> None:
     """Writes ``data`` to ``path`` through a temporary file and a rename."""
-    directory = os.path.dirname(path) or "."
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    tmp = f"{path}.tmp"
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
 
 
-def write_params(logdir: str, config: dict) -> None:
-    """Writes ``params.json`` and ``params.pkl`` for a trial's configuration."""
+def _write_params_files(logdir: str, text: bytes, pickled: bytes | None) -> None:
     from tunesmith.tune.result import EXPR_PARAM_FILE, EXPR_PARAM_PICKLE_FILE
 
     os.makedirs(logdir, exist_ok=True)
-    text = json.dumps(to_jsonable(config), indent=2, sort_keys=True)
-    write_atomic(os.path.join(logdir, EXPR_PARAM_FILE), text.encode("utf-8"))
+    write_atomic(os.path.join(logdir, EXPR_PARAM_FILE), text)
+    if pickled is not None:
+        write_atomic(os.path.join(logdir, EXPR_PARAM_PICKLE_FILE), pickled)
+
+
+def write_params(logdir: str, config: dict) -> None:
+    """Writes ``params.json`` and ``params.pkl`` for a trial's configuration (in the background)."""
+    text = json.dumps(to_jsonable(config), indent=2, sort_keys=True).encode("utf-8")
     try:
         import cloudpickle
 
-        data = cloudpickle.dumps(config)
+        pickled = cloudpickle.dumps(config)
     except Exception as exc:  # a config that cannot be pickled still gets its params.json
         logger.warning("Could not pickle the config of the trial in %s: %s", logdir, exc)
-        return
-    write_atomic(os.path.join(logdir, EXPR_PARAM_PICKLE_FILE), data)
+        pickled = None
+    _WRITER.submit(_write_params_files, logdir, text, pickled)
 
 
 class TrialFile:
-    """One append-only file of one trial, opened on first write and buffered by Python.
+    """One append-only file of one trial.
+
+    ``write`` only appends to an in-memory list in the driver's thread; the
+    list is handed to the logger I/O thread on ``flush`` (every
+    ``flush_period_s`` seconds, when it grows large, and at trial end), which
+    encodes it, opens the file if needed and writes it.
 
     Args:
         path: The file's path; its directory is created when the file opens.
         binary: Open in binary mode.
         owner: The :class:`OpenFiles` that flushes this file and caps open handles.
+        encoder: Turns a list of written items into the text (or bytes) to append,
+            in the I/O thread; by default the items are joined.
     """
 
-    def __init__(self, path: str, binary: bool = False, owner: "OpenFiles | None" = None):
+    _MAX_PENDING = 4096
+
+    def __init__(self, path: str, binary: bool = False, owner: "OpenFiles | None" = None,
+                 encoder: Callable[[list], Any] | None = None):
         self.path = path
         self._mode = "ab" if binary else "a"
         self._owner = owner
+        self._encoder = encoder
+        self._pending: list = []
         self.fh = None
-        self.dirty = False
 
+    # -- driver thread -------------------------------------------------------------
+    def write(self, item) -> None:
+        pending = self._pending
+        pending.append(item)
+        if len(pending) == 1:
+            if self._owner is not None:
+                self._owner.mark_dirty(self)
+        elif len(pending) >= self._MAX_PENDING:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._owner is not None:
+            self._owner.clear(self)
+        if self._pending:
+            items, self._pending = self._pending, []
+            _WRITER.submit(self._write_items, items, True)
+
+    def close(self) -> None:
+        if self._owner is not None:
+            self._owner.clear(self)
+        items, self._pending = self._pending, []
+        _WRITER.submit(self._close, items)
+
+    # -- I/O thread ------------------------------------------------------------------
     def open(self):
         os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
         if self._mode == "a":
@@ -107,17 +185,19 @@ class TrialFile:
             self._owner.register(self)
         return self.fh
 
-    def write(self, data) -> None:
+    def _write_items(self, items: list, flush: bool) -> None:
+        if self._encoder is not None:
+            data = self._encoder(items)
+        else:
+            data = (b"" if self._mode == "ab" else "").join(items)
         fh = self.fh or self.open()
         fh.write(data)
-        self.dirty = True
+        if flush:
+            fh.flush()
 
-    def flush(self) -> None:
-        if self.fh is not None and self.dirty:
-            self.fh.flush()
-        self.dirty = False
-
-    def close(self) -> None:
+    def _close(self, items: list | None = None) -> None:
+        if items:
+            self._write_items(items, False)
         if self._owner is not None:
             self._owner.forget(self)
         if self.fh is not None:
@@ -125,23 +205,29 @@ class TrialFile:
                 self.fh.close()
             finally:
                 self.fh = None
-        self.dirty = False
 
 
 class OpenFiles:
-    """Tracks a callback's open per-trial files: periodic flush and a cap on open handles."""
+    """A callback's per-trial files: which have unwritten items, periodic flush, a cap on open handles."""
 
     def __init__(self, flush_period_s: float = DEFAULT_FLUSH_PERIOD_S, max_open: int = MAX_OPEN_FILES):
         self.flush_period_s = flush_period_s
         self.max_open = max_open
-        self._open: dict[int, TrialFile] = {}
+        self._dirty: dict[int, TrialFile] = {}  # driver thread
+        self._open: dict[int, TrialFile] = {}  # I/O thread
         self._last_flush = time.monotonic()
+
+    def mark_dirty(self, trial_file: TrialFile) -> None:
+        self._dirty[id(trial_file)] = trial_file
+
+    def clear(self, trial_file: TrialFile) -> None:
+        self._dirty.pop(id(trial_file), None)
 
     def register(self, trial_file: TrialFile) -> None:
         self._open.pop(id(trial_file), None)
         self._open[id(trial_file)] = trial_file
         while len(self._open) > self.max_open:
-            next(iter(self._open.values())).close()
+            next(iter(self._open.values()))._close()
 
     def forget(self, trial_file: TrialFile) -> None:
         self._open.pop(id(trial_file), None)
@@ -153,9 +239,5 @@ class OpenFiles:
 
     def flush_all(self) -> None:
         self._last_flush = time.monotonic()
-        for trial_file in list(self._open.values()):
-            if trial_file.dirty:
-                try:
-                    trial_file.flush()
-                except OSError as exc:
-                    logger.warning("Could not flush %s: %s", trial_file.path, exc)
+        for trial_file in list(self._dirty.values()):
+            trial_file.flush()

@@ -28,38 +28,36 @@ def _existing_header(path: str) -> list[str] | None:
 
 class _CSVWriter:
     def __init__(self, logdir: str, owner: OpenFiles | None = None):
-        self.file = TrialFile(os.path.join(logdir, EXPR_PROGRESS_FILE), owner=owner)
+        self.file = TrialFile(os.path.join(logdir, EXPR_PROGRESS_FILE), owner=owner, encoder=self._encode)
         self.fieldnames: list[str] | None = None
-        self._csv = None
-        self._fh = None
 
     def write(self, result: dict) -> None:
-        row = flatten(result, exclude=(CONFIG,))
+        self.file.write(dict(result))
+
+    def _encode(self, rows: list[dict]) -> str:
+        # Runs in the I/O thread, after every earlier write to this path has landed.
+        rows = [flatten(r, exclude=(CONFIG,)) for r in rows]
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
         if self.fieldnames is None:
             header = _existing_header(self.file.path)
             if header is None:
-                self.fieldnames = [str(k) for k in row]
-                self._writer().writerow(self.fieldnames)
+                self.fieldnames = [str(k) for k in rows[0]]
+                writer.writerow(self.fieldnames)
             else:
                 # A restored trial continues the file in the columns it already has.
                 self.fieldnames = header
-        get = row.get
-        self._writer().writerow([get(k, "") for k in self.fieldnames])
-        self.file.dirty = True
-
-    def _writer(self):
-        fh = self.file.fh or self.file.open()
-        if fh is not self._fh:
-            self._fh = fh
-            self._csv = csv.writer(fh)
-        return self._csv
+        fields = self.fieldnames
+        for row in rows:
+            get = row.get
+            writer.writerow([get(k, "") for k in fields])
+        return buffer.getvalue()
 
     def flush(self) -> None:
         self.file.flush()
 
     def close(self) -> None:
         self.file.close()
-        self._fh = self._csv = None
 
 
 class CSVLoggerCallback(_TrialWriterCallback):

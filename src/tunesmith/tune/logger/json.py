@@ -12,12 +12,17 @@ if TYPE_CHECKING:
     from tunesmith.tune.experiment.trial import Trial
 
 
+def _encode_lines(results: list[dict]) -> str:
+    return "".join([dumps(r) + "\n" for r in results])
+
+
 class _JsonWriter:
     def __init__(self, logdir: str, owner: OpenFiles | None = None):
-        self.file = TrialFile(os.path.join(logdir, EXPR_RESULT_FILE), owner=owner)
+        self.file = TrialFile(os.path.join(logdir, EXPR_RESULT_FILE), owner=owner, encoder=_encode_lines)
 
     def write(self, result: dict) -> None:
-        self.file.write(dumps(result) + "\n")
+        # Encoded in the logger I/O thread; a shallow copy keeps later edits of the dict out.
+        self.file.write(dict(result))
 
     def flush(self) -> None:
         self.file.flush()

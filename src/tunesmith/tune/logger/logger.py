@@ -6,7 +6,7 @@ import math
 from typing import Any, Iterable, TYPE_CHECKING
 
 from tunesmith.tune.callback import Callback
-from tunesmith.tune.logger._util import OpenFiles, DEFAULT_FLUSH_PERIOD_S
+from tunesmith.tune.logger._util import DEFAULT_FLUSH_PERIOD_S, OpenFiles, wait_for_writes
 
 if TYPE_CHECKING:
     from tunesmith.tune.experiment.trial import Trial
@@ -118,10 +118,12 @@ class _TrialWriterCallback(LoggerCallback):
     def on_experiment_end(self, trials: list["Trial"], **info) -> None:
         for trial in list(self._writers):
             self._writers.pop(trial).close()
+        wait_for_writes()
 
     def flush(self) -> None:
         """Writes every buffered result to disk now."""
         self._files.flush_all()
+        wait_for_writes()
 
     def __getstate__(self) -> dict:
         # Open files are not picklable and belong to this process only.

@@ -43,39 +43,55 @@ def _scalars(result: dict) -> dict[str, float]:
 
 
 class _TBXWriter:
+    """Writes one trial's event file; results are encoded in the logger I/O thread."""
+
     def __init__(self, logdir: str, owner: OpenFiles | None = None):
-        self.file = TrialFile(os.path.join(logdir, _event_file.new_event_file_name()), binary=True, owner=owner)
+        self.file = TrialFile(os.path.join(logdir, _event_file.new_event_file_name()), binary=True,
+                              owner=owner, encoder=self._encode)
         self._encoder = _event_file.ScalarEncoder()
-        self.file.write(_event_file.record(self._encoder.file_version_event()))
+        self.file.write(("raw", _event_file.record(self._encoder.file_version_event())))
         self.last_scalars: dict[str, float] = {}
 
     def write(self, result: dict) -> None:
-        step = result.get(TIMESTEPS_TOTAL) or result.get(TRAINING_ITERATION) or 0
-        scalars = _scalars(result)
-        if not scalars:
-            return
-        summary = self._encoder.summary(scalars)
-        self.file.write(_event_file.record(_event_file.event(summary, step)))
-        self.last_scalars = scalars
+        self.file.write(("result", dict(result)))
 
     def write_hparams(self, params: dict) -> None:
-        """Writes the HParams plugin summaries for ``params`` against the last scalars."""
-        if not params or not self.last_scalars:
-            return
+        """Queues the HParams plugin summaries for ``params`` against the last scalars."""
+        if params:
+            self.file.write(("hparams", dict(params)))
+
+    def _encode(self, items: list) -> bytes:
+        out = []
+        for kind, payload in items:
+            if kind == "raw":
+                out.append(payload)
+            elif kind == "result":
+                step = payload.get(TIMESTEPS_TOTAL) or payload.get(TRAINING_ITERATION) or 0
+                scalars = _scalars(payload)
+                if scalars:
+                    summary = self._encoder.summary(scalars)
+                    out.append(_event_file.record(_event_file.event(summary, step)))
+                    self.last_scalars = scalars
+            else:
+                out.extend(self._hparams_records(payload))
+        return b"".join(out)
+
+    def _hparams_records(self, params: dict) -> list[bytes]:
+        if not self.last_scalars:
+            return []
         try:
             from tensorboardX.summary import hparams
         except ImportError:
-            return
+            return []
         flat = {k: v for k, v in flatten(params).items() if isinstance(v, _VALID_HPARAM_TYPES)}
         if not flat:
-            return
+            return []
         try:
             summaries = hparams(hparam_dict=flat, metric_dict=dict(self.last_scalars))
         except Exception as exc:
             logger.warning("Could not log hyperparameters to TensorBoard (%s): %s", self.file.path, exc)
-            return
-        for summary in summaries:
-            self.file.write(_event_file.record(_event_file.event(summary.SerializeToString())))
+            return []
+        return [_event_file.record(_event_file.event(summary.SerializeToString())) for summary in summaries]
 
     def flush(self) -> None:
         self.file.flush()
