@@ -132,3 +132,42 @@ def test_paused_function_trials_resume_from_their_checkpoint():
         assert result.metrics["restored"] is True
         df = result.metrics_dataframe
         assert list(df["step"]) == [1, 2, 3, 4]
+
+
+def test_resource_callable_receives_the_spec():
+    tunesmith.init(num_cpus=2)
+    request = tune.with_resources(sleeper, lambda spec: {"cpu": 2} if spec.config.big else {"cpu": 1})
+    grid = _fit(request, {"sleep": 0.3, "big": tune.grid_search([True, False, False])})
+    by_big = {}
+    for r in grid:
+        by_big.setdefault(r.config["big"], []).append(r)
+    big = by_big[True][0].metrics
+    # The 2-CPU trial ran alone; the two 1-CPU trials could share the machine.
+    for small in by_big[False]:
+        m = small.metrics
+        assert m["end"] <= big["start"] or m["start"] >= big["end"]
+
+
+def test_memory_is_a_resource():
+    tunesmith.init(num_cpus=4, memory=1000)
+    grid = _fit(tune.with_resources(sleeper, {"cpu": 1, "memory": 600}),
+                {"sleep": 0.2, "i": tune.grid_search([0, 1])})
+    assert _max_overlap(grid) == 1
+
+
+def test_imports_stay_light():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from tunesmith import tune, train\n"
+        "def f(config):\n"
+        "    tune.report({'x': 1})\n"
+        "grid = tune.Tuner(f, run_config=tune.RunConfig(verbose=0)).fit()\n"
+        "assert grid[0].metrics['x'] == 1\n"
+        "heavy = [m for m in ('pandas', 'torch', 'pyarrow.fs', 'tensorboardX', 'sklearn') if m in sys.modules]\n"
+        "print(heavy)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
