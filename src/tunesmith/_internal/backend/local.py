@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import os
+import select
 import socket
 import subprocess
 import sys
-from multiprocessing.connection import Connection, wait as wait_connections
+from multiprocessing.connection import Connection
 from typing import Any
 
 from tunesmith._internal import protocol as P
@@ -16,7 +17,7 @@ _EPS = 1e-9
 
 
 class _WorkerHandle:
-    __slots__ = ("proc", "conn", "loaded", "env_key", "trial", "pid")
+    __slots__ = ("proc", "conn", "loaded", "env_key", "trial", "pid", "fd")
 
     def __init__(self, proc: subprocess.Popen, conn: Connection, env_key: str):
         self.proc = proc
@@ -25,6 +26,7 @@ class _WorkerHandle:
         self.env_key = env_key
         self.trial = None
         self.pid = proc.pid
+        self.fd = conn.fileno()
 
 
 class LocalExecutor(ExecutorBackend):
@@ -46,6 +48,10 @@ class LocalExecutor(ExecutorBackend):
         self._by_conn: dict[Connection, _WorkerHandle] = {}
         self._assigned_gpus: dict[Any, list[tuple[str, float]]] = {}
         self._held: dict[Any, dict[str, float]] = {}
+        # Busy workers' sockets stay registered in one poll object; a selector per wait
+        # would cost more than handling the result itself.
+        self._poller = select.poll()
+        self._by_fd: dict[int, _WorkerHandle] = {}
         self._sys_path = os.pathsep.join(p for p in sys.path if p)
 
     # -- resources -------------------------------------------------------------------
@@ -116,7 +122,15 @@ class LocalExecutor(ExecutorBackend):
             self._forget(handle)
         return self._spawn(env_key)
 
+    def _unpoll(self, handle: _WorkerHandle) -> None:
+        if self._by_fd.pop(handle.fd, None) is not None:
+            try:
+                self._poller.unregister(handle.fd)
+            except (KeyError, ValueError):
+                pass
+
     def _forget(self, handle: _WorkerHandle) -> None:
+        self._unpoll(handle)
         self._by_conn.pop(handle.conn, None)
         try:
             handle.conn.close()
@@ -134,6 +148,8 @@ class LocalExecutor(ExecutorBackend):
         handle = self._checkout(env_key)
         handle.trial = trial
         self._by_trial[trial] = handle
+        self._by_fd[handle.fd] = handle
+        self._poller.register(handle.fd, select.POLLIN)
         try:
             if trainable_key not in handle.loaded:
                 handle.conn.send((P.LOAD, trainable_key, payload))
@@ -158,6 +174,7 @@ class LocalExecutor(ExecutorBackend):
         handle = self._by_trial.pop(trial, None)
         if handle is None:
             return
+        self._unpoll(handle)
         handle.trial = None
         if reuse and handle.proc.poll() is None and handle.conn in self._by_conn:
             self._idle.setdefault(handle.env_key, []).append(handle)
@@ -183,21 +200,21 @@ class LocalExecutor(ExecutorBackend):
             handle.proc.kill()
 
     def wait(self, timeout: float | None) -> list[tuple[Any, tuple]]:
-        busy = [h.conn for h in self._by_trial.values()]
-        if not busy:
+        if not self._by_fd:
             return []
-        ready = wait_connections(busy, timeout)
+        ready = self._poller.poll(None if timeout is None else max(0, int(timeout * 1000)))
         events = []
-        for conn in ready:
-            handle = self._by_conn.get(conn)
+        for fd, _ in ready:
+            handle = self._by_fd.get(fd)
             if handle is None or handle.trial is None:
                 continue
+            trial = handle.trial
             try:
-                msg = conn.recv()
+                msg = handle.conn.recv()
             except (EOFError, OSError):
                 msg = (P.ERROR, self._death_message(handle), None)
                 self._forget(handle)
-            events.append((handle.trial, msg))
+            events.append((trial, msg))
         return events
 
     def _death_message(self, handle: _WorkerHandle) -> str:

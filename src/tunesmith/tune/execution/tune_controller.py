@@ -137,6 +137,8 @@ class TuneController:
         self._strict_metrics = os.environ.get("TUNE_DISABLE_STRICT_METRIC_CHECKING", "0") != "1"
         self._iteration = 0
         self._resources_changed = True
+        self._date_second = -1
+        self._date_str = ""
         self._hostname = socket.gethostname()
         try:
             self._node_ip = socket.gethostbyname(self._hostname)
@@ -465,9 +467,13 @@ class TuneController:
         result.setdefault(DONE, False)
         result["trial_id"] = trial.trial_id
         result["experiment_tag"] = trial.experiment_tag
-        result["date"] = time.strftime("%Y-%m-%d_%H-%M-%S")
+        now = int(time.time())
+        if now != self._date_second:
+            self._date_second = now
+            self._date_str = time.strftime("%Y-%m-%d_%H-%M-%S", time.localtime(now))
+        result["date"] = self._date_str
         if "timestamp" not in result:
-            result["timestamp"] = int(time.time())
+            result["timestamp"] = now
         result["hostname"] = self._hostname
         result["node_ip"] = self._node_ip
         result["pid"] = self._executor.worker_pid(trial)
