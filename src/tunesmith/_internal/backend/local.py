@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 import select
 import socket
 import subprocess
@@ -14,6 +15,8 @@ from tunesmith._internal.backend.base import ExecutorBackend
 from tunesmith._internal.resources import detect_resources
 
 _EPS = 1e-9
+# The reply to nearly every result: pickled once.
+_CONTINUE_BYTES = pickle.dumps(P.CONTINUE)
 
 
 class _WorkerHandle:
@@ -164,7 +167,10 @@ class LocalExecutor(ExecutorBackend):
         if handle is None:
             return
         try:
-            handle.conn.send(message)
+            if message is P.CONTINUE:
+                handle.conn.send_bytes(_CONTINUE_BYTES)
+            else:
+                handle.conn.send(message)
         except OSError:
             pass
 

@@ -1,0 +1,64 @@
+"""Tuner.restore continues an experiment from its directory."""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+
+import pytest
+
+from tunesmith import train, tune
+
+
+def flaky_until_fixed(config):
+    with open(os.path.join(config["dir"], f"runs_{config['i']}"), "a") as f:
+        f.write("x")
+    step = 0
+    ckpt = train.get_checkpoint()
+    if ckpt:
+        with ckpt.as_directory() as d:
+            with open(os.path.join(d, "s.json")) as f:
+                step = json.load(f)["step"]
+    while step < 4:
+        step += 1
+        d = tempfile.mkdtemp()
+        with open(os.path.join(d, "s.json"), "w") as f:
+            json.dump({"step": step}, f)
+        train.report({"step": step}, checkpoint=train.Checkpoint.from_directory(d))
+        if config["i"] == 1 and step == 2 and not os.path.exists(os.path.join(config["dir"], "fixed")):
+            raise RuntimeError("not fixed yet")
+
+
+def _runs(tmp_path, i):
+    with open(tmp_path / f"runs_{i}") as f:
+        return len(f.read())
+
+
+@pytest.mark.parametrize("mode", ["resume_errored", "restart_errored"])
+def test_restore_reruns_only_errored_trials(tmp_path, mode):
+    storage = str(tmp_path / "storage")
+    space = {"dir": str(tmp_path), "i": tune.grid_search([0, 1])}
+    grid = tune.Tuner(flaky_until_fixed, param_space=space,
+                      run_config=tune.RunConfig(name="exp", storage_path=storage, verbose=0)).fit()
+    assert grid.num_errors == 1
+    (tmp_path / "fixed").touch()
+    path = os.path.join(storage, "exp")
+    assert tune.Tuner.can_restore(path)
+    restored = tune.Tuner.restore(path, trainable=flaky_until_fixed, **{mode: True}).fit()
+    assert restored.num_errors == 0 and len(restored) == 2
+    by_i = {r.config["i"]: r for r in restored}
+    assert by_i[1].metrics["step"] == 4
+    # The finished trial was not run again; the errored one ran once more.
+    assert _runs(tmp_path, 0) == 1 and _runs(tmp_path, 1) == 2
+    if mode == "resume_errored":
+        # It continued from its step-2 checkpoint: two more iterations, counting on.
+        assert by_i[1].metrics["training_iteration"] == 4
+        assert list(by_i[1].metrics_dataframe["step"]) == [1, 2, 3, 4]
+    else:
+        assert by_i[1].metrics["training_iteration"] == 4
+
+
+def test_restore_of_a_missing_experiment_is_a_clear_error(tmp_path):
+    assert not tune.Tuner.can_restore(str(tmp_path))
+    with pytest.raises(ValueError, match="experiment_state.json"):
+        tune.Tuner.restore(str(tmp_path), trainable=flaky_until_fixed)
