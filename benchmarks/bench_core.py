@@ -62,6 +62,8 @@ WORKLOADS = {
 def run(name: str, code: str) -> dict:
     with tempfile.TemporaryDirectory() as results:
         env = dict(os.environ, TUNE_RESULT_DIR=results)
+        # Run as an installed package does: with its compiled bytecode cached.
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
         t0 = time.perf_counter()
         out = subprocess.run([sys.executable, "-c", PRELUDE + code], env=env, capture_output=True, text=True)
         wall = time.perf_counter() - t0

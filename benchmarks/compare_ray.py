@@ -112,6 +112,8 @@ def run_one(python: str, code: str, timeout: float, extra_env: dict[str, str | N
     """
     with tempfile.TemporaryDirectory(prefix="bench_results_") as results:
         env = dict(os.environ, BENCH_STORAGE_PATH=results, TUNE_RESULT_DIR=results)
+        # Both libraries run as installed packages do: with their bytecode cached.
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
         for key, value in extra_env.items():
             if value is None:
                 env.pop(key, None)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import inspect
 import json
 import os
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -263,6 +264,10 @@ def run_experiment(inp: ExperimentInput, restore_path: str | None = None, restor
 
     request = resources_request(trainable, inp.resources_per_trial)
     executor = LocalExecutor()
+    trainable_key = f"{name}-{uuid.uuid4().hex[:8]}"
+    # Workers boot and load the trainable while the rest of the experiment is set up.
+    slots = int(executor.total.get("CPU", 1))
+    executor.prestart(min(slots, 8, tc.max_concurrent_trials or slots), trainable_key, payload)
     if not callable(request):
         pgf = to_pg_factory(request)
         if not executor.can_ever_fit(pgf.required_resources):
@@ -292,6 +297,7 @@ def run_experiment(inp: ExperimentInput, restore_path: str | None = None, restor
         trainable=trainable,
         trainable_name=name,
         trainable_payload=payload,
+        trainable_key=trainable_key,
         search_alg=search_alg,
         scheduler=scheduler,
         stopper=stopper,

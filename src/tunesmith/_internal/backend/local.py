@@ -116,6 +116,21 @@ class LocalExecutor(ExecutorBackend):
         self._by_conn[conn] = handle
         return handle
 
+    def prestart(self, count: int, trainable_key: str | None = None, payload: bytes | None = None) -> None:
+        """Starts ``count`` CPU workers now, so that they boot while the driver sets up.
+
+        With a trainable, it is sent along and loaded before the first trial arrives.
+        """
+        for _ in range(max(0, count) - sum(len(v) for v in self._idle.values())):
+            handle = self._spawn("")
+            if trainable_key is not None:
+                try:
+                    handle.conn.send((P.LOAD, trainable_key, payload))
+                    handle.loaded.add(trainable_key)
+                except OSError:
+                    pass
+            self._idle.setdefault("", []).append(handle)
+
     def _checkout(self, env_key: str) -> _WorkerHandle:
         idle = self._idle.get(env_key)
         while idle:

@@ -71,6 +71,7 @@ class TuneController:
         trainable: Any,
         trainable_name: str,
         trainable_payload: bytes,
+        trainable_key: str | None = None,
         search_alg,
         scheduler: TrialScheduler,
         stopper=None,
@@ -98,7 +99,7 @@ class TuneController:
         self._trainable = trainable
         self._trainable_name = trainable_name
         self._payload = trainable_payload
-        self._trainable_key = f"{trainable_name}-{uuid.uuid4().hex[:8]}"
+        self._trainable_key = trainable_key or f"{trainable_name}-{uuid.uuid4().hex[:8]}"
         self._search_alg = search_alg
         self._scheduler = scheduler
         self._stopper = stopper
