@@ -5,7 +5,7 @@ Each class is reachable from ``tunesmith.tune`` and ``tunesmith.train`` as the s
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 

@@ -1,7 +1,7 @@
 """Resource requests of a trial: ``PlacementGroupFactory`` and its normalisation."""
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 _STRATEGIES = ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD")
 

@@ -7,7 +7,6 @@ asked at the points described in DESIGN.md.
 from __future__ import annotations
 
 import logging
-import math
 import os
 import socket
 import time
@@ -43,10 +42,6 @@ def _env_float(name: str, default: float) -> float:
     if value in (None, "", "auto"):
         return default
     return float(value)
-
-
-class _StopExperiment(Exception):
-    pass
 
 
 class TuneController:
@@ -438,6 +433,7 @@ class TuneController:
         return ", ".join(parts)
 
     def _stop_experiment(self, reason: str) -> None:
+        logger.info("Stopping the experiment: %s.", reason)
         self._stop_all = True
         self._search_alg.set_finished()
         self._search_finished = True
@@ -450,19 +446,16 @@ class TuneController:
     # -- events ------------------------------------------------------------------------------------------
     def _process_event(self, trial: Trial, msg: tuple) -> None:
         kind = msg[0]
-        try:
-            if kind == P.RESULT:
-                if trial in self._stopping:
-                    return  # the worker will see the stop or pause next
-                self._on_result(trial, msg[1], msg[2])
-            elif kind == P.DONE:
-                self._on_done(trial, msg[1], msg[2])
-            elif kind == P.PAUSED:
-                self._on_paused(trial, msg[1])
-            elif kind == P.ERROR:
-                self._on_error(trial, msg[1], msg[2])
-        except _StopExperiment:
-            raise
+        if kind == P.RESULT:
+            if trial in self._stopping:
+                return  # the worker will see the stop or pause next
+            self._on_result(trial, msg[1], msg[2])
+        elif kind == P.DONE:
+            self._on_done(trial, msg[1], msg[2])
+        elif kind == P.PAUSED:
+            self._on_paused(trial, msg[1])
+        elif kind == P.ERROR:
+            self._on_error(trial, msg[1], msg[2])
 
     def _fill_result(self, trial: Trial, result: dict, checkpoint_dir_name: str | None) -> dict:
         result.setdefault(DONE, False)

@@ -17,7 +17,7 @@ up. It talks to the driver through a small controller interface:
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from tunesmith.tune.experiment.trial import Trial
