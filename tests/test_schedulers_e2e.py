@@ -6,6 +6,8 @@ import os
 import random
 import tempfile
 
+import pytest
+
 from tunesmith import train, tune
 from tunesmith.train import Checkpoint
 from tunesmith.tune.schedulers import ASHAScheduler, HyperBandScheduler, PopulationBasedTraining
@@ -136,3 +138,48 @@ def test_hyperband_pauses_at_rungs_and_resumes_from_checkpoints(tmp_path):
     assert reached == {1.0: 9, 0.9: 9, 0.8: 9, 0.1: 3, 0.7: 9, 0.2: 3, 0.6: 9, 0.3: 3}
     for r in results:
         assert r.metrics["training_iteration"] == r.metrics["step"]
+
+
+class _NoCheckpointClass(tune.Trainable):
+    def step(self):
+        return {"score": 1}
+
+
+def test_pbt_on_a_class_that_cannot_checkpoint_fails_up_front():
+    from tunesmith.tune.schedulers import PopulationBasedTraining
+
+    pbt = PopulationBasedTraining(metric="score", mode="max", hyperparam_mutations={"lr": [0.1, 0.2]})
+    with pytest.raises(ValueError, match="save_checkpoint"):
+        tune.Tuner(_NoCheckpointClass, param_space={"lr": 0.1},
+                   tune_config=tune.TuneConfig(scheduler=pbt, num_samples=2),
+                   run_config=tune.RunConfig(verbose=0)).fit()
+
+
+def _never_checkpoints(config):
+    for i in range(20):
+        tune.report({"score": config["q"] * i})
+
+
+def test_hyperband_on_a_function_without_checkpoints_says_why_it_failed():
+    from tunesmith.tune.schedulers import HyperBandScheduler
+
+    hb = HyperBandScheduler(metric="score", mode="max", max_t=9, reduction_factor=3)
+    grid = tune.Tuner(_never_checkpoints, param_space={"q": tune.grid_search([0.1 * i for i in range(1, 14)])},
+                      tune_config=tune.TuneConfig(scheduler=hb),
+                      run_config=tune.RunConfig(verbose=0)).fit()
+    assert grid.num_errors >= 1
+    assert any("no checkpoint to resume from" in str(r.error) for r in grid if r.error)
+
+
+def test_pbt_with_a_custom_searcher_is_refused():
+    from tunesmith.tune.schedulers import PopulationBasedTraining
+    from tunesmith.tune.search import Searcher
+
+    class FixedSearcher(Searcher):
+        def suggest(self, trial_id):
+            return {"lr": 0.1}
+
+    pbt = PopulationBasedTraining(metric="score", mode="max", hyperparam_mutations={"lr": [0.1, 0.2]})
+    with pytest.raises(ValueError, match="cannot be"):
+        tune.Tuner(_never_checkpoints, tune_config=tune.TuneConfig(scheduler=pbt, search_alg=FixedSearcher()),
+                   run_config=tune.RunConfig(verbose=0)).fit()
