@@ -218,3 +218,14 @@ def test_strict_metric_checking_can_be_disabled(monkeypatch):
     monkeypatch.setenv("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
     grid = _fit(with_tune_report, {"x": 1}, metric="accuracy", mode="max")
     assert grid[0].metrics["score"] == 2
+
+
+def test_error_traceback_shows_user_code_only(monkeypatch):
+    grid = _fit(failing, {"fail": True})
+    with open(os.path.join(grid[0].path, "error.txt")) as f:
+        text = f.read()
+    assert "in failing" in text and "_internal" not in text
+    monkeypatch.setenv("RAY_AIR_FULL_TRACEBACKS", "1")
+    grid = _fit(failing, {"fail": True})
+    with open(os.path.join(grid[0].path, "error.txt")) as f:
+        assert "_internal" in f.read()

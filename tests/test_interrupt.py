@@ -67,3 +67,24 @@ def test_ctrl_c_saves_state_and_restore_finishes(tmp_path):
     line = [ln for ln in done.stdout.splitlines() if ln.startswith("RESULT")][0]
     # Both trials reach step 30 and their iteration count continued across the restore.
     assert json.loads(line.split(" ", 1)[1]) == [[30, 30], [30, 30]]
+
+
+def test_sigint_handler_can_be_disabled(tmp_path):
+    script = tmp_path / "script.py"
+    script.write_text(SCRIPT)
+    storage = str(tmp_path / "storage")
+    env = dict(os.environ, TUNE_DISABLE_SIGINT_HANDLER="1")
+    proc = subprocess.Popen([sys.executable, str(script), "run", storage], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=env)
+    exp = os.path.join(storage, "interrupted")
+    deadline = time.time() + 60
+    while time.time() < deadline and not any(
+        d.startswith("checkpoint_000001") for _, dirs, _ in os.walk(exp) for d in dirs
+    ):
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=60)
+    # Execution stopped right away with the interrupt, without the graceful shutdown.
+    assert proc.returncode != 0
+    assert "KeyboardInterrupt" in out
+    assert "state is being saved" not in out

@@ -27,6 +27,22 @@ def _pickle_exception(exc: BaseException) -> bytes | None:
         return None
 
 
+_INTERNAL_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def format_user_traceback(exc: BaseException) -> str:
+    """The traceback of a trial's error, without the worker's own frames.
+
+    ``RAY_AIR_FULL_TRACEBACKS=1`` keeps every frame.
+    """
+    te = traceback.TracebackException(type(exc), exc, exc.__traceback__)
+    if os.environ.get("RAY_AIR_FULL_TRACEBACKS", "0") != "1":
+        user = [f for f in te.stack if not os.path.abspath(f.filename).startswith(_INTERNAL_DIR + os.sep)]
+        if user:
+            te.stack = traceback.StackSummary.from_list(user)
+    return "".join(te.format())
+
+
 def _is_class_trainable(obj: Any) -> bool:
     if not inspect.isclass(obj):
         return False
@@ -137,8 +153,7 @@ class Worker:
         self._cached_key = None
 
     def _send_error(self, exc: BaseException) -> None:
-        tb = traceback.format_exc()
-        self.conn.send((P.ERROR, tb, _pickle_exception(exc)))
+        self.conn.send((P.ERROR, format_user_traceback(exc), _pickle_exception(exc)))
 
     def _run_trial(self, spec: P.TrialSpec) -> None:
         trainable = self.trainables.get(spec.trainable_key)

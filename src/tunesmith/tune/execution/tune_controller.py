@@ -146,12 +146,17 @@ class TuneController:
         self._checkpoint_frequency = getattr(checkpoint_config, "checkpoint_frequency", 0) or 0
         from tunesmith.tune.search.basic_variant import BasicVariantGenerator
 
-        default_pending = max(16, int(executor.total.get("CPU", 1))) if hasattr(executor, "total") else 16
+        cpus = executor.total.get("CPU", 1) if hasattr(executor, "total") else 1
+        default_pending = max(200, int(cpus * 1.1))
         self._max_pending = int(_env_float(
             "TUNE_MAX_PENDING_TRIALS_PG",
             default_pending if isinstance(search_alg, BasicVariantGenerator) else 1,
         ))
         self._state_period = _env_float("TUNE_GLOBAL_CHECKPOINT_S", -1.0)
+        self._warn_threshold_s = _env_float("TUNE_WARN_THRESHOLD_S", 0.5)
+        self._warn_idle_s = _env_float("TUNE_WARN_INSUFFICENT_RESOURCE_THRESHOLD_S", 60.0)
+        self._last_running = time.time()
+        self._last_slow_warning = self._last_idle_warning = 0.0
         self._last_state_write = 0.0
         self._last_state_duration = 0.0
         self._start_time = time.time()
@@ -366,15 +371,21 @@ class TuneController:
             total_num_samples=self._search_alg.total_samples,
         )
         self._storage.make_dirs()
-        interrupted = False
+        interrupted = abort = False
         try:
             while not self.is_finished():
                 self.step()
         except KeyboardInterrupt:
+            if os.environ.get("TUNE_DISABLE_SIGINT_HANDLER", "0") == "1":
+                abort = True
+                raise
             interrupted = True
             print("Stopping the experiment (Ctrl+C); its state is being saved...", flush=True)
         finally:
-            self._shutdown(interrupted)
+            if abort:
+                self._executor.shutdown()
+            else:
+                self._shutdown(interrupted)
         self.interrupted = interrupted
         if self._raise_error is not None:
             raise self._raise_error
@@ -392,12 +403,14 @@ class TuneController:
         if self._time_budget_deadline is not None:
             timeout = max(0.0, min(timeout, self._time_budget_deadline - now))
         events = self._executor.wait(timeout)
+        busy_start = time.time()
         for trial, msg in events:
             self._process_event(trial, msg)
         if not events and not self._by_status[Trial.RUNNING] and not self._stopping:
             time.sleep(0.01)  # nothing runs: wait for the searcher or a timer without spinning
         self._callbacks.on_step_end(iteration=it, trials=self._trials)
         now = time.time()
+        self._warn_if_slow_or_stuck(now, now - busy_start)
         if self._reporter is not None and self._reporter.should_report(self._trials, done=False):
             self._reporter.report(self._trials, False, *self._sys_info())
         if self._time_budget_deadline is not None and now >= self._time_budget_deadline and not self._stop_all:
@@ -405,6 +418,27 @@ class TuneController:
         if self._stopper is not None and not self._stop_all and self._stopper.stop_all():
             self._stop_experiment("stopper")
         self._maybe_save_state(now)
+
+    def _warn_if_slow_or_stuck(self, now: float, busy_s: float) -> None:
+        if busy_s > self._warn_threshold_s and now - self._last_slow_warning > 60:
+            self._last_slow_warning = now
+            logger.warning(
+                "Processing trial events and callbacks took %.2f s in one turn of the event loop "
+                "(TUNE_WARN_THRESHOLD_S=%s). A slow callback or logger delays every trial.",
+                busy_s, self._warn_threshold_s,
+            )
+        if self._by_status[Trial.RUNNING] or not self._num_live():
+            self._last_running = now
+        elif now - self._last_running > self._warn_idle_s and now - self._last_idle_warning > self._warn_idle_s:
+            self._last_idle_warning = now
+            waiting = self.first_trial_with_status(Trial.PENDING) or self.first_trial_with_status(Trial.PAUSED)
+            logger.warning(
+                "No trial has been running for %.0f s. The next trial (%s) asks for %s; this machine has %s "
+                "available. Lower the request or make more resources available.",
+                now - self._last_running, waiting,
+                waiting.placement_group_factory.required_resources if waiting else {},
+                getattr(self._executor, "available", {}),
+            )
 
     def _unstick(self) -> None:
         """Starts a waiting trial when nothing runs and the scheduler chose none.
