@@ -5,6 +5,7 @@ import os
 import time
 
 import pytest
+from _trainables import report_step, restore_step
 
 import tunesmith
 from tunesmith import train, tune
@@ -107,21 +108,11 @@ class PauseOnce(FIFOScheduler):
 
 
 def counting_with_checkpoints(config):
-    import json
-    import tempfile
-
-    step = 0
-    ckpt = train.get_checkpoint()
-    if ckpt:
-        with ckpt.as_directory() as d:
-            with open(os.path.join(d, "s.json")) as f:
-                step = json.load(f)["step"]
+    step = restore_step()
+    restored = train.get_checkpoint() is not None
     while step < 4:
         step += 1
-        d = tempfile.mkdtemp()
-        with open(os.path.join(d, "s.json"), "w") as f:
-            json.dump({"step": step}, f)
-        train.report({"step": step, "restored": ckpt is not None}, checkpoint=train.Checkpoint.from_directory(d))
+        report_step(step, restored=restored)
 
 
 def test_paused_function_trials_resume_from_their_checkpoint():

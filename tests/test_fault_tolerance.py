@@ -1,28 +1,21 @@
 """A worker that dies is noticed at once, and a retried trial resumes from its checkpoint."""
 from __future__ import annotations
 
-import json
 import os
 import signal
-import tempfile
 import time
+
+from _trainables import report_step, restore_step
 
 from tunesmith import train, tune
 
 
 def dies_once(config):
-    step = 0
-    ckpt = train.get_checkpoint()
-    if ckpt:
-        with ckpt.as_directory() as d:
-            with open(os.path.join(d, "s.json")) as f:
-                step = json.load(f)["step"]
+    step = restore_step()
+    resumed = train.get_checkpoint() is not None
     while step < 6:
         step += 1
-        d = tempfile.mkdtemp()
-        with open(os.path.join(d, "s.json"), "w") as f:
-            json.dump({"step": step}, f)
-        train.report({"step": step, "resumed": ckpt is not None}, checkpoint=train.Checkpoint.from_directory(d))
+        report_step(step, resumed=resumed)
         marker = os.path.join(config["dir"], "killed")
         if step == 3 and not os.path.exists(marker):
             open(marker, "w").close()

@@ -36,7 +36,10 @@ def _flatten(d: dict, prefix: str = "") -> dict:
     return out
 
 
-def _table(rows: list[dict], columns: list[str]) -> str:
+def _table(rows: list[dict]) -> str:
+    columns: list[str] = []
+    for row in rows:
+        columns += [c for c in row if c not in columns]
     cells = [[str(r.get(c, "")) for c in columns] for r in rows]
     widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
     line = lambda values: " | ".join(v.ljust(w) for v, w in zip(values, widths))  # noqa: E731
@@ -60,10 +63,7 @@ def list_trials(args) -> int:
         rows.sort(key=lambda r: (r.get(args.sort) is None, r.get(args.sort)), reverse=args.desc)
     if args.limit:
         rows = rows[: args.limit]
-    columns: list[str] = []
-    for row in rows:
-        columns += [c for c in row if c not in columns]
-    print(_table(rows, columns) if rows else "No trials.")
+    print(_table(rows) if rows else "No trials.")
     return 0
 
 
@@ -79,10 +79,7 @@ def list_experiments(args) -> int:
             counts[t["status"]] = counts.get(t["status"], 0) + 1
         rows.append({"experiment": name, "trials": len(trials),
                      **{s.lower(): n for s, n in sorted(counts.items())}})
-    columns: list[str] = []
-    for row in rows:
-        columns += [c for c in row if c not in columns]
-    print(_table(rows, columns) if rows else "No experiments.")
+    print(_table(rows) if rows else "No experiments.")
     return 0
 
 
