@@ -171,6 +171,15 @@ class TuneController:
     def experiment_path(self) -> str:
         return self._storage.experiment_local_path
 
+    @property
+    def total_resources(self) -> dict[str, float]:
+        """What the backend can hand out to trials in all (CPU, GPU, memory, custom)."""
+        return dict(self._executor.total)
+
+    @property
+    def search_alg(self):
+        return self._search_alg
+
     def get_trials(self) -> list[Trial]:
         return self._trials
 

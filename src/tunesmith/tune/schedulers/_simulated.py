@@ -69,8 +69,10 @@ class SimulatedController:
         total_resources: dict[str, float] | None = None,
         async_pause: bool = False,
         checkpoint_every_result: bool = False,
+        search_alg=None,
     ):
         self.scheduler = scheduler
+        self.search_alg = search_alg
         self.step_fn = step_fn
         self.max_concurrent = max_concurrent
         self.max_iterations = max_iterations

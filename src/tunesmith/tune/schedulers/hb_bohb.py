@@ -11,7 +11,7 @@ if TYPE_CHECKING:
 
 
 def _searcher_of(tune_controller):
-    search_alg = getattr(tune_controller, "search_alg", None) or getattr(tune_controller, "_search_alg", None)
+    search_alg = tune_controller.search_alg
     return unwrap_searcher(search_alg) if search_alg is not None else None
 
 

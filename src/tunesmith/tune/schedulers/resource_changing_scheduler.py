@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import math
-import os
 from typing import TYPE_CHECKING, Any, Callable
 
 from tunesmith.tune.execution.placement_groups import PlacementGroupFactory, resource_dict_to_pg_factory
@@ -17,17 +16,8 @@ _FINISHED = ("TERMINATED", "ERROR")
 
 
 def _total_resources(tune_controller) -> dict[str, float]:
-    """The resources the executor has, from the controller when it says, else this machine's CPUs."""
-    for name in ("total_resources", "get_total_resources", "cluster_resources"):
-        value = getattr(tune_controller, name, None)
-        if callable(value):
-            value = value()
-        if isinstance(value, dict) and value:
-            return {k: float(v) for k, v in value.items()}
-    executor_total = getattr(getattr(tune_controller, "_executor", None), "total", None)
-    if isinstance(executor_total, dict) and executor_total:
-        return {k: float(v) for k, v in executor_total.items()}
-    return {"CPU": float(os.cpu_count() or 1), "GPU": 0.0}
+    """The resources the backend can hand out in all."""
+    return {k: float(v) for k, v in tune_controller.total_resources.items()}
 
 
 class DistributeResources:

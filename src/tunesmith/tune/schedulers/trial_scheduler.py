@@ -14,6 +14,8 @@ up. It talks to the driver through a small controller interface:
   result is being processed now (a function trainable returns its latest reported one).
 - ``controller.update_trial_resources(trial, placement_group_factory)``.
 - ``controller.experiment_path``: the experiment directory (for policy logs and state).
+- ``controller.total_resources``: what the backend can hand out in all.
+- ``controller.search_alg``: the experiment's search algorithm.
 """
 from __future__ import annotations
 
