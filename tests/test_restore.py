@@ -53,3 +53,38 @@ def test_restore_of_a_missing_experiment_is_a_clear_error(tmp_path):
     assert not tune.Tuner.can_restore(str(tmp_path))
     with pytest.raises(ValueError, match="experiment_state.json"):
         tune.Tuner.restore(str(tmp_path), trainable=flaky_until_fixed)
+
+
+class CountingCallback(tune.Callback):
+    """Counts results across restores and writes the count when the experiment ends."""
+
+    def __init__(self, out_file):
+        self.out_file = out_file
+        self.results = 0
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        self.results += 1
+
+    def on_experiment_end(self, trials, **info):
+        with open(self.out_file, "w") as f:
+            f.write(str(self.results))
+
+    def get_state(self):
+        return {"results": self.results}
+
+    def set_state(self, state):
+        self.results = state["results"]
+
+
+def test_callback_state_is_restored(tmp_path):
+    storage = str(tmp_path / "storage")
+    out = tmp_path / "count.txt"
+    space = {"dir": str(tmp_path), "i": tune.grid_search([0, 1])}
+    tune.Tuner(flaky_until_fixed, param_space=space,
+               run_config=tune.RunConfig(name="exp", storage_path=storage, verbose=0,
+                                         callbacks=[CountingCallback(str(out))])).fit()
+    assert out.read_text() == "6"  # 4 results of trial 0, 2 of trial 1 before it failed
+    (tmp_path / "fixed").touch()
+    tune.Tuner.restore(os.path.join(storage, "exp"), trainable=flaky_until_fixed, resume_errored=True).fit()
+    # The restored callback went on counting from where it was.
+    assert out.read_text() == "8"

@@ -321,6 +321,8 @@ def run_experiment(inp: ExperimentInput, restore_path: str | None = None, restor
         stopping_criterion=stopping_criterion,
         trials=trials,
     )
+    if restore_path is not None:
+        controller.restore_callback_state()
     controller.run()
     if getattr(controller, "interrupted", False):
         print(

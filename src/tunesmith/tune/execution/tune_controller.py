@@ -34,6 +34,7 @@ from tunesmith.train._checkpoint import Checkpoint
 
 logger = logging.getLogger(__name__)
 
+_CALLBACK_STATE_FILE = "callback_state.pkl"
 _STATUSES = (Trial.PENDING, Trial.RUNNING, Trial.PAUSED, Trial.TERMINATED, Trial.ERROR)
 
 
@@ -165,6 +166,15 @@ class TuneController:
         )
         for trial in trials or []:
             self._register_restored(trial)
+
+    def restore_callback_state(self) -> None:
+        """Gives callbacks back the state they had when the experiment was last saved."""
+        path = os.path.join(self._storage.experiment_local_path, _CALLBACK_STATE_FILE)
+        if os.path.exists(path):
+            import cloudpickle
+
+            with open(path, "rb") as f:
+                self._callbacks.set_state(cloudpickle.load(f))
 
     # -- the facade used by schedulers, searchers and callbacks ---------------------------------
     @property
@@ -714,7 +724,7 @@ class TuneController:
         if any(v is not None for v in callback_state.values()):
             import cloudpickle
 
-            write_bytes_atomic(os.path.join(path, "callback_state.pkl"), cloudpickle.dumps(callback_state))
+            write_bytes_atomic(os.path.join(path, _CALLBACK_STATE_FILE), cloudpickle.dumps(callback_state))
         write_json_atomic(os.path.join(path, EXPERIMENT_STATE_FILE), state)
         if self._storage.is_remote:
             self._storage.sync_up()
