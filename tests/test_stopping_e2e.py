@@ -114,3 +114,15 @@ def test_max_failures_retries_the_trial(tmp_path):
     grid = _fit(flaky, {"dir": str(tmp_path)}, failure_config=FailureConfig(max_failures=2))
     assert grid.num_errors == 0
     assert grid[0].metrics["attempts"] == 3
+
+
+def never_reports(config):
+    time.sleep(600)
+
+
+def test_trial_that_never_reports_is_terminated_after_the_grace_period(monkeypatch):
+    monkeypatch.setenv("TUNE_FORCE_TRIAL_CLEANUP_S", "1")
+    start = time.time()
+    grid = _fit(never_reports, tune_kwargs={"time_budget_s": 0.5})
+    assert time.time() - start < 20
+    assert grid.num_terminated == 1 and grid.num_errors == 0

@@ -155,6 +155,8 @@ class TuneController:
         ))
         self._state_period = _env_float("TUNE_GLOBAL_CHECKPOINT_S", -1.0)
         self._warn_threshold_s = _env_float("TUNE_WARN_THRESHOLD_S", 0.5)
+        self._cleanup_grace_s = _env_float("TUNE_FORCE_TRIAL_CLEANUP_S", 600.0)
+        self._stop_deadline = float("inf")
         self._warn_idle_s = _env_float("TUNE_WARN_INSUFFICENT_RESOURCE_THRESHOLD_S", 60.0)
         self._last_running = time.time()
         self._last_slow_warning = self._last_idle_warning = 0.0
@@ -380,7 +382,9 @@ class TuneController:
     # -- the loop -------------------------------------------------------------------------------------
     def is_finished(self) -> bool:
         if self._stop_all:
-            return not self._by_status[Trial.RUNNING]
+            # Running trials stop at their next result; one that does not report in time is
+            # terminated by force when the loop ends (TUNE_FORCE_TRIAL_CLEANUP_S).
+            return not self._by_status[Trial.RUNNING] or time.time() > self._stop_deadline
         return self._search_finished and self._num_live() == 0
 
     def run(self) -> None:
@@ -488,6 +492,7 @@ class TuneController:
     def _stop_experiment(self, reason: str) -> None:
         logger.info("Stopping the experiment: %s.", reason)
         self._stop_all = True
+        self._stop_deadline = time.time() + self._cleanup_grace_s
         self._search_alg.set_finished()
         self._search_finished = True
         for trial in list(self._trials):
@@ -737,7 +742,10 @@ class TuneController:
         if interrupted:
             self._stop_all = True
             self._search_finished = True
-        grace_deadline = time.time() + _env_float("TUNE_FORCE_TRIAL_CLEANUP_S", 5.0)
+        # After Ctrl+C, trials get a moment to pause at a result; then they are stopped and
+        # resume from their latest checkpoint on restore.
+        grace = min(self._cleanup_grace_s, 2.0) if interrupted else self._cleanup_grace_s
+        grace_deadline = min(time.time() + grace, self._stop_deadline)
         if self._by_status[Trial.RUNNING]:
             for trial in list(self._by_status[Trial.RUNNING]):
                 if interrupted:
