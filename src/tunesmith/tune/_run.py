@@ -240,89 +240,29 @@ def run_experiment(inp: ExperimentInput, restore_path: str | None = None, restor
     """Runs an experiment and returns ``(ExperimentAnalysis, controller)``."""
     from tunesmith._internal.backend.local import LocalExecutor
     from tunesmith.tune.analysis.experiment_analysis import ExperimentAnalysis
-    from tunesmith.tune.execution.placement_groups import to_pg_factory
-    from tunesmith.tune.execution.tune_controller import TuneController
 
     tc, rc = inp.tune_config, inp.run_config
     if not isinstance(tc, TuneConfig):
         raise TypeError(f"tune_config must be a tune.TuneConfig, got {type(tc).__name__}.")
     if not isinstance(rc, RunConfig):
         raise TypeError(f"run_config must be a tune.RunConfig, got {type(rc).__name__}.")
-    param_space = inp.param_space if inp.param_space is not None else {}
-    if not isinstance(param_space, dict):
-        raise TypeError(f"param_space must be a dict, got {type(param_space).__name__}.")
+    if inp.param_space is not None and not isinstance(inp.param_space, dict):
+        raise TypeError(f"param_space must be a dict, got {type(inp.param_space).__name__}.")
     _check_metric_mode(tc.metric, tc.mode, "TuneConfig")
     trainable, name = resolve_trainable(inp.trainable)
-    is_class = is_class_trainable(trainable)
     payload = pickle_trainable(trainable, name)
-    verbose = rc.verbose if rc.verbose is not None else inp.default_verbose
-    search_alg = build_search_alg(tc, param_space)
-    scheduler = build_scheduler(tc, search_alg)
-    stopping_criterion, stopper = _split_stop(rc.stop)
-    _validate_checkpointing(trainable, rc, is_class, scheduler)
-    log_to_file = _log_to_file(rc.log_to_file)
-
-    request = resources_request(trainable, inp.resources_per_trial)
     executor = LocalExecutor()
     trainable_key = f"{name}-{uuid.uuid4().hex[:8]}"
     # Workers boot and load the trainable while the rest of the experiment is set up.
     slots = int(executor.total.get("CPU", 1))
     executor.prestart(min(slots, 8, tc.max_concurrent_trials or slots), trainable_key, payload)
-    if not callable(request):
-        pgf = to_pg_factory(request)
-        if not executor.can_ever_fit(pgf.required_resources):
-            raise ValueError(
-                f"Each trial asks for {pgf.required_resources}, more than this machine has "
-                f"({ {k: v for k, v in executor.total.items() if k != 'memory'} }). Lower the request "
-                "(tune.with_resources / resources_per_trial) or declare more with "
-                "tunesmith.init(num_cpus=..., num_gpus=..., resources=...)."
-            )
-
-    trials = None
-    if restore_path is not None:
-        storage = StorageContext(os.path.dirname(restore_path.rstrip("/")), os.path.basename(restore_path.rstrip("/")),
-                                 rc.storage_filesystem)
-        trials = _restore_trials(storage, search_alg, scheduler, restore_options or {})
-    else:
-        storage = StorageContext(rc.storage_path, rc.name or default_experiment_name(name), rc.storage_filesystem)
-        search_alg.add_configurations(param_space, num_samples=tc.num_samples) if _accepts_num_samples(
-            search_alg) else search_alg.add_configurations(param_space)
-    storage.make_dirs()
-    _save_tuner_file(storage, inp, name)
-
-    callbacks = build_callbacks(rc, verbose, tc.metric, tc.mode)
-    reporter = build_reporter(rc, verbose, tc, search_alg.total_samples)
-    chdir = os.environ.get("RAY_CHDIR_TO_TRIAL_DIR", "1") != "0" and tc.chdir_to_trial_dir is not False
-    controller = TuneController(
-        trainable=trainable,
-        trainable_name=name,
-        trainable_payload=payload,
-        trainable_key=trainable_key,
-        search_alg=search_alg,
-        scheduler=scheduler,
-        stopper=stopper,
-        callbacks=callbacks,
-        reporter=reporter,
-        storage=storage,
-        executor=executor,
-        metric=tc.metric,
-        mode=tc.mode,
-        resources_request=request,
-        max_concurrent_trials=tc.max_concurrent_trials,
-        time_budget_s=tc.time_budget_s,
-        reuse_actors=tc.reuse_actors,
-        failure_config=rc.failure_config,
-        checkpoint_config=rc.checkpoint_config,
-        trial_name_creator=tc.trial_name_creator,
-        trial_dirname_creator=tc.trial_dirname_creator,
-        log_to_file=log_to_file,
-        chdir_to_trial_dir=chdir,
-        is_class_trainable=is_class,
-        stopping_criterion=stopping_criterion,
-        trials=trials,
-    )
-    if restore_path is not None:
-        controller.restore_callback_state()
+    try:
+        controller, storage = _build_controller(
+            inp, trainable, name, payload, trainable_key, executor, restore_path, restore_options or {}
+        )
+    except BaseException:
+        executor.shutdown()  # the prestarted workers
+        raise
     controller.run()
     if getattr(controller, "interrupted", False):
         print(
@@ -340,11 +280,80 @@ def run_experiment(inp: ExperimentInput, restore_path: str | None = None, restor
     return analysis, controller
 
 
-def _accepts_num_samples(search_alg) -> bool:
-    try:
-        return "num_samples" in inspect.signature(search_alg.add_configurations).parameters
-    except (TypeError, ValueError):
-        return False
+def _check_fits(request, executor) -> None:
+    from tunesmith.tune.execution.placement_groups import to_pg_factory
+
+    if callable(request):
+        return  # depends on each config; checked per trial
+    pgf = to_pg_factory(request)
+    if not executor.can_ever_fit(pgf.required_resources):
+        raise ValueError(
+            f"Each trial asks for {pgf.required_resources}, more than this machine has "
+            f"({ {k: v for k, v in executor.total.items() if k != 'memory'} }). Lower the request "
+            "(tune.with_resources / resources_per_trial) or declare more with "
+            "tunesmith.init(num_cpus=..., num_gpus=..., resources=...)."
+        )
+
+
+def _build_controller(inp: ExperimentInput, trainable, name: str, payload: bytes, trainable_key: str,
+                      executor, restore_path: str | None, restore_options: dict):
+    """Checks the rest of the input and assembles the driver; returns ``(controller, storage)``."""
+    from tunesmith.tune.execution.tune_controller import TuneController
+
+    tc, rc = inp.tune_config, inp.run_config
+    param_space = inp.param_space if inp.param_space is not None else {}
+    is_class = is_class_trainable(trainable)
+    verbose = rc.verbose if rc.verbose is not None else inp.default_verbose
+    search_alg = build_search_alg(tc, param_space)
+    scheduler = build_scheduler(tc, search_alg)
+    stopping_criterion, stopper = _split_stop(rc.stop)
+    _validate_checkpointing(trainable, rc, is_class, scheduler)
+    log_to_file = _log_to_file(rc.log_to_file)
+    request = resources_request(trainable, inp.resources_per_trial)
+    _check_fits(request, executor)
+
+    trials = None
+    if restore_path is not None:
+        path = restore_path.rstrip("/")
+        storage = StorageContext(os.path.dirname(path), os.path.basename(path), rc.storage_filesystem)
+        trials = _restore_trials(storage, search_alg, scheduler, restore_options)
+    else:
+        storage = StorageContext(rc.storage_path, rc.name or default_experiment_name(name), rc.storage_filesystem)
+        search_alg.add_configurations(param_space, num_samples=tc.num_samples)
+    storage.make_dirs()
+    _save_tuner_file(storage, inp, name)
+
+    controller = TuneController(
+        trainable=trainable,
+        trainable_name=name,
+        trainable_payload=payload,
+        trainable_key=trainable_key,
+        search_alg=search_alg,
+        scheduler=scheduler,
+        stopper=stopper,
+        callbacks=build_callbacks(rc, verbose, tc.metric, tc.mode),
+        reporter=build_reporter(rc, verbose, tc, search_alg.total_samples),
+        storage=storage,
+        executor=executor,
+        metric=tc.metric,
+        mode=tc.mode,
+        resources_request=request,
+        max_concurrent_trials=tc.max_concurrent_trials,
+        time_budget_s=tc.time_budget_s,
+        reuse_actors=tc.reuse_actors,
+        failure_config=rc.failure_config,
+        checkpoint_config=rc.checkpoint_config,
+        trial_name_creator=tc.trial_name_creator,
+        trial_dirname_creator=tc.trial_dirname_creator,
+        log_to_file=log_to_file,
+        chdir_to_trial_dir=os.environ.get("RAY_CHDIR_TO_TRIAL_DIR", "1") != "0" and tc.chdir_to_trial_dir is not False,
+        is_class_trainable=is_class,
+        stopping_criterion=stopping_criterion,
+        trials=trials,
+    )
+    if restore_path is not None:
+        controller.restore_callback_state()
+    return controller, storage
 
 
 def _save_tuner_file(storage: StorageContext, inp: ExperimentInput, name: str) -> None:

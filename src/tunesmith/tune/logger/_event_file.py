@@ -41,17 +41,26 @@ def crc32c(data: bytes) -> int:
     return crc ^ 0xFFFFFFFF
 
 
-try:  # a C implementation, when one is installed
-    from crc32c import crc32c as _native_crc32c  # type: ignore
-except Exception:
+def _find_crc32c():
+    """A C implementation when one is installed (looked up on first use: importing costs time)."""
     try:
-        from google_crc32c import value as _native_crc32c  # type: ignore
+        from crc32c import crc32c as native  # type: ignore
     except Exception:
-        _native_crc32c = None
+        try:
+            from google_crc32c import value as native  # type: ignore
+        except Exception:
+            native = crc32c
+    return native
+
+
+_crc32c_impl = None
 
 
 def masked_crc32c(data: bytes) -> int:
-    crc = (_native_crc32c or crc32c)(data)
+    global _crc32c_impl
+    if _crc32c_impl is None:
+        _crc32c_impl = _find_crc32c()
+    crc = _crc32c_impl(data)
     return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
 
 
