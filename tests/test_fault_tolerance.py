@@ -67,3 +67,55 @@ def test_error_that_cannot_be_pickled_keeps_its_traceback():
     grid = tune.Tuner(raises_unpicklable, run_config=tune.RunConfig(verbose=0)).fit()
     assert grid.num_errors == 1
     assert "an error holding a lock" in str(grid[0].error)
+
+
+DRIVER_SCRIPT = """
+import sys, time
+sys.path.insert(0, {tests_dir!r})
+from _trainables import report_step, restore_step
+from tunesmith import tune
+
+def slow(config):
+    step = restore_step()
+    while step < 20:
+        step += 1
+        report_step(step)
+        time.sleep(0.1)
+
+if sys.argv[1] == "run":
+    tune.Tuner(slow, param_space={{"i": tune.grid_search([0, 1])}},
+               run_config=tune.RunConfig(name="killed", storage_path=sys.argv[2], verbose=0)).fit()
+else:
+    grid = tune.Tuner.restore(sys.argv[2] + "/killed", trainable=slow).fit()
+    print("RESULT", sorted(r.metrics["step"] for r in grid), grid.num_errors)
+"""
+
+
+def test_killed_driver_takes_its_workers_along_and_restore_finishes(tmp_path):
+    import subprocess
+    import sys
+
+    import psutil
+
+    script = tmp_path / "driver.py"
+    script.write_text(DRIVER_SCRIPT.format(tests_dir=os.path.dirname(__file__)))
+    storage = str(tmp_path / "storage")
+    proc = subprocess.Popen([sys.executable, str(script), "run", storage])
+    state = os.path.join(storage, "killed", "experiment_state.json")
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        if os.path.exists(state) and any(
+            d.startswith("checkpoint_000005") for _, dirs, _ in os.walk(storage) for d in dirs
+        ):
+            break
+        time.sleep(0.1)
+    workers = psutil.Process(proc.pid).children()
+    assert workers
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    gone, alive = psutil.wait_procs(workers, timeout=10)
+    assert not alive  # no worker outlives the driver
+    done = subprocess.run([sys.executable, str(script), "restore", storage], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "RESULT [20, 20] 0" in done.stdout

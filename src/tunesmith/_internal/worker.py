@@ -302,7 +302,24 @@ def _call_function(fn, config: dict, checkpoint) -> Any:
     return value
 
 
+def _die_with_parent() -> None:
+    """On Linux, asks the kernel to kill this worker when the driver dies, even mid-trial."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() == 1:  # the driver died before the request took effect
+        os._exit(1)
+
+
 def main() -> None:
+    _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     fd = int(sys.argv[1])
     sys.path[:0] = [p for p in os.environ.get("TUNESMITH_DRIVER_SYS_PATH", "").split(os.pathsep) if p]
