@@ -183,3 +183,34 @@ def test_pbt_with_a_custom_searcher_is_refused():
     with pytest.raises(ValueError, match="cannot be"):
         tune.Tuner(_never_checkpoints, tune_config=tune.TuneConfig(scheduler=pbt, search_alg=FixedSearcher()),
                    run_config=tune.RunConfig(verbose=0)).fit()
+
+
+def _resource_reporter(config):
+    from _trainables import report_step, restore_step
+
+    step = restore_step()
+    while step < config["steps"]:
+        step += 1
+        import time
+
+        time.sleep(0.05)
+        report_step(step, cpus=tune.get_trial_resources().required_resources.get("CPU", 0))
+
+
+def test_resource_changing_scheduler_gives_freed_cpus_to_the_remaining_trial():
+    import tunesmith
+    from tunesmith.tune.schedulers import ResourceChangingScheduler
+
+    tunesmith.init(num_cpus=2)
+    scheduler = ResourceChangingScheduler()
+    grid = tune.Tuner(
+        _resource_reporter,
+        param_space={"steps": tune.grid_search([2, 30])},
+        tune_config=tune.TuneConfig(metric="step", mode="max", scheduler=scheduler),
+        run_config=tune.RunConfig(verbose=0),
+    ).fit()
+    long_trial = [r for r in grid if r.config["steps"] == 30][0]
+    cpus = list(long_trial.metrics_dataframe["cpus"])
+    assert cpus[0] == 1
+    assert cpus[-1] == 2  # after the short trial ended, it was restarted with both CPUs
+    assert long_trial.metrics["step"] == 30 and long_trial.metrics["training_iteration"] == 30
