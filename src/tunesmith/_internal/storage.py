@@ -84,9 +84,10 @@ class StorageContext:
 
 def write_json_atomic(path: str, data: Any) -> None:
     """Writes JSON to ``path`` through a temporary file and a rename."""
+    text = json.dumps(data, allow_nan=True)  # one-shot encoding runs in C; json.dump does not
     tmp = f"{path}.tmp{os.getpid()}"
     with open(tmp, "w") as f:
-        json.dump(data, f, allow_nan=True)
+        f.write(text)
     os.replace(tmp, path)
 
 
