@@ -124,3 +124,14 @@ def test_run_experiments_with_experiment_objects():
     assert len(trials) == 1 and trials[0].last_result["value"] == 3
     trials = tune.run_experiments({"exp_dict": {"run": OldCounter, "stop": {"training_iteration": 2}}}, verbose=0)
     assert trials[0].last_result["value"] == 2
+
+
+def test_tune_run_restore_starts_every_trial_from_a_checkpoint(tmp_path):
+    first = tune.run(Counter, config={"start": 0}, stop={"training_iteration": 3}, verbose=0,
+                     checkpoint_at_end=True)
+    checkpoint = first.trials[0].checkpoint.path
+    analysis = tune.run(Counter, config={"start": tune.grid_search([0, 50])}, stop={"training_iteration": 5},
+                        verbose=0, restore=checkpoint)
+    # Both trials loaded value 3 at iteration 3 and trained two more iterations.
+    assert sorted(t.last_result["value"] for t in analysis.trials) == [5, 5]
+    assert all(t.last_result["training_iteration"] == 5 for t in analysis.trials)

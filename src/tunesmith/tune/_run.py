@@ -28,6 +28,8 @@ class ExperimentInput:
     run_config: RunConfig = field(default_factory=RunConfig)
     resources_per_trial: Any = None
     default_verbose: int = 1
+    # tune.run(restore=...): a checkpoint every new trial starts from.
+    initial_checkpoint: str | None = None
 
 
 def resolve_trainable(trainable: Any) -> tuple[Any, str]:
@@ -350,6 +352,7 @@ def _build_controller(inp: ExperimentInput, trainable, name: str, payload: bytes
         is_class_trainable=is_class,
         stopping_criterion=stopping_criterion,
         trials=trials,
+        initial_checkpoint=inp.initial_checkpoint,
     )
     if restore_path is not None:
         controller.restore_callback_state()

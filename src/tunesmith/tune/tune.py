@@ -1,6 +1,7 @@
 """``tune.run`` and ``tune.run_experiments``: the older entry points, returning ``ExperimentAnalysis``."""
 from __future__ import annotations
 
+import os
 import warnings
 from typing import Any
 
@@ -96,11 +97,10 @@ def run(
     inp = ExperimentInput(
         trainable=run_or_experiment, param_space=config or {}, tune_config=tune_config,
         run_config=run_config, resources_per_trial=resources_per_trial, default_verbose=3,
+        initial_checkpoint=os.fspath(restore) if restore is not None else None,
     )
     restore_path = None
     if resume and name:
-        import os
-
         from tunesmith._internal.storage import default_storage_path
 
         candidate = os.path.join(storage_path or local_dir or default_storage_path(), name)

@@ -91,6 +91,7 @@ class TuneController:
         stopping_criterion: dict | None = None,
         trials: list[Trial] | None = None,
         experiment_state_extra: dict | None = None,
+        initial_checkpoint: str | None = None,
     ):
         self._trainable = trainable
         self._trainable_name = trainable_name
@@ -118,6 +119,7 @@ class TuneController:
         self._is_class = is_class_trainable
         self._stopping_criterion = stopping_criterion or {}
         self._state_extra = experiment_state_extra or {}
+        self._initial_checkpoint = initial_checkpoint
 
         self._experiment_id = uuid.uuid4().hex
         self._id_prefix = uuid.uuid4().hex[:5]
@@ -306,6 +308,8 @@ class TuneController:
             experiment_dir_name=self._storage.experiment_dir_name,
         )
         self._next_index += 1
+        if self._initial_checkpoint is not None:
+            trial.restore_checkpoint = Checkpoint(self._initial_checkpoint)
         return trial
 
     def add_trial(self, trial: Trial) -> None:
