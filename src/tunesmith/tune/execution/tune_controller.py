@@ -133,6 +133,7 @@ class TuneController:
         self._search_finished = False
         self._stop_all = False
         self._raise_error: BaseException | None = None
+        self.interrupted = False  # set when Ctrl+C ended the run
         self._strict_metrics = os.environ.get("TUNE_DISABLE_STRICT_METRIC_CHECKING", "0") != "1"
         self._iteration = 0
         self._resources_changed = True
