@@ -19,6 +19,7 @@ from collections import OrderedDict
 from typing import Any, Iterable, Mapping, Sequence, TYPE_CHECKING
 
 from tunesmith.tune.callback import Callback
+from tunesmith.tune.utils.nested import lookup as _lookup
 from tunesmith.tune.result import (
     AUTO_RESULT_KEYS,
     EPISODE_REWARD_MEAN,
@@ -52,20 +53,6 @@ _STATE_ORDER = (_RUNNING, _PAUSED, _PENDING, _TERMINATED, _ERROR)
 
 
 # -- small formatting helpers ---------------------------------------------------
-
-def _lookup(d: Mapping, key: str, default: Any = None) -> Any:
-    """``d[key]``, or the nested value for a ``"a/b"`` key."""
-    if key in d:
-        return d[key]
-    if "/" not in key:
-        return default
-    node: Any = d
-    for part in key.split("/"):
-        if not isinstance(node, Mapping) or part not in node:
-            return default
-        node = node[part]
-    return node
-
 
 def _truncate(text: str, max_len: int) -> str:
     if max_len and len(text) > max_len:

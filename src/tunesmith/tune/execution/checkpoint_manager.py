@@ -6,16 +6,13 @@ import shutil
 from typing import Any
 
 from tunesmith.train._checkpoint import Checkpoint
+from tunesmith.tune.utils.nested import lookup
 
 
 def _score(metrics: dict, attribute: str | None) -> float:
     if attribute is None:
         return 0.0
-    value = metrics
-    for part in attribute.split("/"):
-        if not isinstance(value, dict) or part not in value:
-            return float("nan")
-        value = value[part]
+    value = lookup(metrics, attribute)
     try:
         return float(value)
     except (TypeError, ValueError):

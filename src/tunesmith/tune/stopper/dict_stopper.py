@@ -5,19 +5,7 @@ import numbers
 from typing import Any
 
 from tunesmith.tune.stopper.stopper import Stopper
-
-
-def _lookup(result: dict, key: str) -> Any:
-    """``result[key]``, or the nested value for a ``"a/b"`` key; None if absent."""
-    value = result.get(key)
-    if value is not None or "/" not in key:
-        return value
-    node: Any = result
-    for part in key.split("/"):
-        if not isinstance(node, dict) or part not in node:
-            return None
-        node = node[part]
-    return node
+from tunesmith.tune.utils.nested import lookup as _lookup
 
 
 class DictStopper(Stopper):
