@@ -145,3 +145,26 @@ def test_result_grid_best_result_and_dataframe():
     assert grid.get_best_result(metric="lr", mode="min").config["lr"] == 0.1
     df = grid.get_dataframe()
     assert len(df) == 2 and "score" in df.columns
+
+
+def prints_to_both(config):
+    import sys
+
+    print(f"out line {config['i']}")
+    print(f"err line {config['i']}", file=sys.stderr)
+    tune.report({"score": 1})
+
+
+def test_worker_output_reaches_the_driver_with_a_prefix(capsys):
+    _fit(prints_to_both, param_space={"i": tune.grid_search([1, 2])})
+    captured = capsys.readouterr()
+    out_lines = [line for line in captured.out.splitlines() if "out line" in line]
+    err_lines = [line for line in captured.err.splitlines() if "err line" in line]
+    assert len(out_lines) == 2 and len(err_lines) == 2
+    assert all(line.startswith("(prints_to_both pid=") for line in out_lines + err_lines)
+
+
+def test_worker_output_forwarding_can_be_switched_off(monkeypatch, capsys):
+    monkeypatch.setenv("TUNESMITH_FORWARD_WORKER_OUTPUT", "0")
+    _fit(prints_to_both, param_space={"i": 1})
+    assert "out line" not in capsys.readouterr().out  # it went straight to the process's own stdout

@@ -11,6 +11,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from tunesmith._internal import protocol as P
+from tunesmith._internal.backend._output import OutputForwarder
 from tunesmith._internal.backend.base import ExecutorBackend
 from tunesmith._internal.resources import detect_resources
 
@@ -19,8 +20,13 @@ _EPS = 1e-9
 _CONTINUE_BYTES = pickle.dumps(P.CONTINUE)
 
 
+def _forward_output() -> bool:
+    """Worker output goes through the driver unless TUNESMITH_FORWARD_WORKER_OUTPUT=0."""
+    return os.environ.get("TUNESMITH_FORWARD_WORKER_OUTPUT", "1") != "0"
+
+
 class _WorkerHandle:
-    __slots__ = ("proc", "conn", "loaded", "env_key", "trial", "pid", "fd")
+    __slots__ = ("proc", "conn", "loaded", "env_key", "trial", "pid", "fd", "label")
 
     def __init__(self, proc: subprocess.Popen, conn: Connection, env_key: str):
         self.proc = proc
@@ -30,6 +36,7 @@ class _WorkerHandle:
         self.trial = None
         self.pid = proc.pid
         self.fd = conn.fileno()
+        self.label = f"pid={proc.pid}"
 
 
 class LocalExecutor(ExecutorBackend):
@@ -55,6 +62,7 @@ class LocalExecutor(ExecutorBackend):
         # would cost more than handling the result itself.
         self._poller = select.poll()
         self._by_fd: dict[int, _WorkerHandle] = {}
+        self._output = OutputForwarder(self._poller) if _forward_output() else None
         self._sys_path = os.pathsep.join(p for p in sys.path if p)
 
     # -- resources -------------------------------------------------------------------
@@ -104,16 +112,23 @@ class LocalExecutor(ExecutorBackend):
         env = dict(os.environ)
         env["TUNESMITH_DRIVER_SYS_PATH"] = self._sys_path
         env["CUDA_VISIBLE_DEVICES"] = env_key
+        pipe = subprocess.PIPE if self._output is not None else None
+        if pipe is not None:
+            env["PYTHONUNBUFFERED"] = "1"  # a user's print reaches the console when it happens
         try:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "tunesmith._internal.worker", str(child.fileno())],
-                pass_fds=(child.fileno(),), env=env, close_fds=True,
+                pass_fds=(child.fileno(),), env=env, close_fds=True, stdout=pipe, stderr=pipe,
             )
         finally:
             child.close()
         conn = Connection(parent.detach())
         handle = _WorkerHandle(proc, conn, env_key)
         self._by_conn[conn] = handle
+        if self._output is not None:
+            label = lambda: handle.label  # noqa: E731
+            self._output.add(proc.stdout.fileno(), False, label)
+            self._output.add(proc.stderr.fileno(), True, label)
         return handle
 
     def prestart(self, count: int, trainable_key: str | None = None, payload: bytes | None = None) -> None:
@@ -165,6 +180,7 @@ class LocalExecutor(ExecutorBackend):
         spec.env["CUDA_VISIBLE_DEVICES"] = env_key
         handle = self._checkout(env_key)
         handle.trial = trial
+        handle.label = f"{trial.trainable_name} pid={handle.pid}"
         self._by_trial[trial] = handle
         self._by_fd[handle.fd] = handle
         self._poller.register(handle.fd, select.POLLIN)
@@ -222,10 +238,17 @@ class LocalExecutor(ExecutorBackend):
 
     def wait(self, timeout: float | None) -> list[tuple[Any, tuple]]:
         if not self._by_fd:
+            if self._output:
+                for fd, _ in self._poller.poll(0):
+                    if fd in self._output:
+                        self._output.read(fd)
             return []
         ready = self._poller.poll(None if timeout is None else max(0, int(timeout * 1000)))
         events = []
         for fd, _ in ready:
+            if self._output is not None and fd in self._output:
+                self._output.read(fd)
+                continue
             handle = self._by_fd.get(fd)
             if handle is None or handle.trial is None:
                 continue
@@ -267,5 +290,7 @@ class LocalExecutor(ExecutorBackend):
                 handle.proc.kill()
                 handle.proc.wait()
             self._forget(handle)
+        if self._output is not None:
+            self._output.drain()
         self._idle.clear()
         self._by_trial.clear()

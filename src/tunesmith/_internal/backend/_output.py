@@ -1,0 +1,90 @@
+"""Forwards what worker processes print to the driver's console, one prefixed line at a time."""
+from __future__ import annotations
+
+import os
+import select
+import sys
+from typing import Callable
+
+
+class _Stream:
+    __slots__ = ("fd", "to_stderr", "label", "partial")
+
+    def __init__(self, fd: int, to_stderr: bool, label: Callable[[], str]):
+        self.fd = fd
+        self.to_stderr = to_stderr
+        self.label = label
+        self.partial = b""
+
+
+class OutputForwarder:
+    """Reads workers' stdout and stderr pipes and writes each line to ``sys.stdout``/``sys.stderr``.
+
+    Lines are prefixed ``(<trainable> pid=<pid>)`` as Ray prints them, and go
+    through the driver's Python streams, so they show in notebooks and in
+    captured output. The pipes share the executor's poll object; nothing is
+    read unless a worker printed something.
+    """
+
+    def __init__(self, poller: select.poll):
+        self._poller = poller
+        self._streams: dict[int, _Stream] = {}
+
+    def __contains__(self, fd: int) -> bool:
+        return fd in self._streams
+
+    def __bool__(self) -> bool:
+        return bool(self._streams)
+
+    def add(self, fd: int, to_stderr: bool, label: Callable[[], str]) -> None:
+        os.set_blocking(fd, False)
+        self._streams[fd] = _Stream(fd, to_stderr, label)
+        self._poller.register(fd, select.POLLIN)
+
+    def read(self, fd: int) -> None:
+        """Forwards what is ready on ``fd``; closes it at end of file."""
+        stream = self._streams[fd]
+        while True:
+            try:
+                data = os.read(fd, 65536)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            if not data:
+                self._close(stream)
+                return
+            lines = (stream.partial + data).split(b"\n")
+            stream.partial = lines.pop()
+            self._write(stream, lines)
+
+    def _write(self, stream: _Stream, lines: list[bytes]) -> None:
+        if not lines:
+            return
+        prefix = f"({stream.label()}) "
+        text = "".join(prefix + line.decode("utf-8", errors="replace") + "\n" for line in lines)
+        out = sys.stderr if stream.to_stderr else sys.stdout
+        try:
+            out.write(text)
+            out.flush()
+        except (OSError, ValueError):
+            pass
+
+    def _close(self, stream: _Stream) -> None:
+        if stream.partial:
+            self._write(stream, [stream.partial])
+            stream.partial = b""
+        self._streams.pop(stream.fd, None)
+        try:
+            self._poller.unregister(stream.fd)
+        except (KeyError, ValueError):
+            pass
+        try:
+            os.close(stream.fd)
+        except OSError:
+            pass
+
+    def drain(self) -> None:
+        """Forwards everything left in the pipes of workers that have exited."""
+        for fd in list(self._streams):
+            self.read(fd)
