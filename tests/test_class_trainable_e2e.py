@@ -135,3 +135,30 @@ def test_tune_run_restore_starts_every_trial_from_a_checkpoint(tmp_path):
     # Both trials loaded value 3 at iteration 3 and trained two more iterations.
     assert sorted(t.last_result["value"] for t in analysis.trials) == [5, 5]
     assert all(t.last_result["training_iteration"] == 5 for t in analysis.trials)
+
+
+class DurableCounter(tune.DurableTrainable):
+    def _setup(self, config):
+        self.value = 0
+
+    def _train(self):
+        self.value += 1
+        return {"value": self.value}
+
+    def _save(self, checkpoint_dir):
+        return {"value": self.value}
+
+    def _restore(self, checkpoint):
+        self.value = checkpoint["value"]
+
+
+def test_durable_trainable_runs_with_the_seed_call():
+    import warnings
+
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        analysis = tune.run(DurableCounter, sync_to_driver=False, stop={"training_iteration": 3},
+                            checkpoint_freq=1, verbose=0)
+    trial = analysis.trials[0]
+    assert trial.last_result["value"] == 3
+    assert trial.checkpoint is not None
