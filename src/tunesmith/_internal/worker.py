@@ -204,6 +204,7 @@ class Worker:
             path = instance.save(target)
             return os.path.basename(os.path.normpath(path))
 
+        instance = None
         try:
             instance = self._instance_for(cls, spec)
             if spec.checkpoint_path:
@@ -236,6 +237,11 @@ class Worker:
         except BaseException as exc:
             self._cached_instance = None
             self._send_error(exc)
+            if instance is not None:
+                try:
+                    instance.stop()  # give the trainable its cleanup even after a failure
+                except Exception:
+                    pass
 
     def _instance_for(self, cls, spec: P.TrialSpec):
         cached = self._cached_instance
