@@ -32,5 +32,9 @@ class ExecutorBackend:
     def worker_pid(self, trial) -> int | None:
         return None
 
+    def contended(self) -> bool:
+        """True when resources may free up without an event of this experiment (others share them)."""
+        return False
+
     def shutdown(self) -> None:
         raise NotImplementedError

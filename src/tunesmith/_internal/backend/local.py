@@ -13,6 +13,7 @@ from typing import Any
 from tunesmith._internal import protocol as P
 from tunesmith._internal.backend._output import OutputForwarder
 from tunesmith._internal.backend.base import ExecutorBackend
+from tunesmith._internal.machine_ledger import MachineLedger
 from tunesmith._internal.resources import detect_resources
 
 _EPS = 1e-9
@@ -63,6 +64,7 @@ class LocalExecutor(ExecutorBackend):
         self._poller = select.poll()
         self._by_fd: dict[int, _WorkerHandle] = {}
         self._output = OutputForwarder(self._poller) if _forward_output() else None
+        self._ledger = MachineLedger() if os.environ.get("TUNESMITH_SHARE_MACHINE", "1") != "0" else None
         self._sys_path = os.pathsep.join(p for p in sys.path if p)
 
     # -- resources -------------------------------------------------------------------
@@ -75,19 +77,55 @@ class LocalExecutor(ExecutorBackend):
             if value > 0 and avail.get(key, 0.0) + _EPS < value:
                 return False
         gpus = resources.get("GPU", 0.0)
+        if self._ledger is not None and self._ledger.others():
+            return self._reserve_shared(resources)
         if gpus and self._pick_gpus(gpus) is None:
             return False
         return True
 
+    def _reserve_shared(self, resources: dict[str, float]) -> bool:
+        """With other experiments on this machine: leave them what they hold, and a fair share."""
+        avail = self.available
+        own = {k: self.total.get(k, 0.0) - avail.get(k, 0.0) for k in self.total}
+        gpus = resources.get("GPU", 0.0)
+
+        def fits(others: dict[str, float], others_gpus: dict[str, float]) -> bool:
+            for key, value in resources.items():
+                if value > 0 and avail.get(key, 0.0) - others.get(key, 0.0) + _EPS < value:
+                    return False
+            if gpus and self._pick_gpus(gpus) is None:
+                return False
+            return not self._ledger.fair_share_exceeded(self.total, own, resources)
+
+        held_after = {k: own.get(k, 0.0) + resources.get(k, 0.0) for k in set(own) | set(resources)}
+        gpus_after = {g: 1.0 - free for g, free in self._gpu_free.items()}
+        return self._ledger.try_reserve(fits, held_after, gpus_after)
+
+    def contended(self) -> bool:
+        """True when other experiments share this machine (their usage changes without our events)."""
+        return self._ledger is not None and bool(self._ledger.others())
+
+    def _gpu_free_now(self) -> dict[str, float]:
+        if self._ledger is None or not self._ledger.others():
+            return self._gpu_free
+        _, others = self._ledger.held_by_others()
+        return {g: free - others.get(g, 0.0) for g, free in self._gpu_free.items()}
+
     def _pick_gpus(self, amount: float) -> list[tuple[str, float]] | None:
+        gpu_free = self._gpu_free_now()
         if amount >= 1:
-            whole = [g for g, free in self._gpu_free.items() if free >= 1 - _EPS]
+            whole = [g for g, free in gpu_free.items() if free >= 1 - _EPS]
             n = int(round(amount))
             return [(g, 1.0) for g in whole[:n]] if len(whole) >= n else None
-        for g, free in self._gpu_free.items():
+        for g, free in gpu_free.items():
             if free + _EPS >= amount:
                 return [(g, amount)]
         return None
+
+    def _report_usage(self) -> None:
+        if self._ledger is not None:
+            held = {k: self.total[k] - self.available.get(k, 0.0) for k in self.total}
+            self._ledger.update(held, {g: 1.0 - free for g, free in self._gpu_free.items()})
 
     def _acquire(self, trial, resources: dict[str, float]) -> str:
         for key, value in resources.items():
@@ -98,6 +136,7 @@ class LocalExecutor(ExecutorBackend):
         for g, amount in picked or []:
             self._gpu_free[g] -= amount
         self._assigned_gpus[trial] = picked or []
+        self._report_usage()
         return ",".join(g for g, _ in picked or [])
 
     def _release_resources(self, trial) -> None:
@@ -105,6 +144,7 @@ class LocalExecutor(ExecutorBackend):
             self.available[key] = self.available.get(key, 0.0) + value
         for g, amount in self._assigned_gpus.pop(trial, []):
             self._gpu_free[g] += amount
+        self._report_usage()
 
     # -- workers -------------------------------------------------------------------------
     def _spawn(self, env_key: str) -> _WorkerHandle:
@@ -292,5 +332,7 @@ class LocalExecutor(ExecutorBackend):
             self._forget(handle)
         if self._output is not None:
             self._output.drain()
+        if self._ledger is not None:
+            self._ledger.close()
         self._idle.clear()
         self._by_trial.clear()

@@ -338,7 +338,7 @@ class TuneController:
 
     # -- starting trials ---------------------------------------------------------------------------
     def _maybe_start_trials(self) -> None:
-        if not self._resources_changed or self._stop_all:
+        if self._stop_all or not (self._resources_changed or self._executor.contended()):
             return
         self._resources_changed = False
         while True:
@@ -461,8 +461,9 @@ class TuneController:
             self._last_idle_warning = now
             waiting = self.first_trial_with_status(Trial.PENDING) or self.first_trial_with_status(Trial.PAUSED)
             logger.warning(
-                "No trial has been running for %.0f s. The next trial (%s) asks for %s; this machine has %s "
-                "available. Lower the request or make more resources available.",
+                "No trial has been running for %.0f s. The next trial (%s) asks for %s; %s is free for this "
+                "experiment (other tunesmith experiments on this machine may hold the rest). Lower the "
+                "request or make more resources available.",
                 now - self._last_running, waiting,
                 waiting.placement_group_factory.required_resources if waiting else {},
                 getattr(self._executor, "available", {}),
