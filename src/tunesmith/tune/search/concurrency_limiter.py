@@ -22,11 +22,16 @@ class ConcurrencyLimiter(_WrappingSearcher):
             start the next batch.
 
     Example:
-        >>> from tunesmith import tune
-        >>> from tunesmith.tune.search import ConcurrencyLimiter
-        >>> from tunesmith.tune.search.optuna import OptunaSearch  # doctest: +SKIP
-        >>> algo = ConcurrencyLimiter(OptunaSearch(), max_concurrent=4)  # doctest: +SKIP
-        >>> tuner = tune.Tuner(train_fn, tune_config=tune.TuneConfig(search_alg=algo))  # doctest: +SKIP
+        >>> from tunesmith.tune.search import ConcurrencyLimiter, Searcher
+        >>> class Counting(Searcher):
+        ...     def suggest(self, trial_id):
+        ...         return {"x": 1}
+        >>> algo = ConcurrencyLimiter(Counting(), max_concurrent=2)
+        >>> [algo.suggest(t) is not None for t in ("a", "b", "c")]
+        [True, True, False]
+        >>> algo.on_trial_complete("a", {"x": 1})
+        >>> algo.suggest("c") is not None
+        True
     """
 
     def __init__(self, searcher: Searcher, max_concurrent: int, batch: bool = False):
