@@ -102,26 +102,28 @@ def write_atomic(path: str, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def _write_params_files(logdir: str, text: bytes, pickled: bytes | None) -> None:
+def _write_params_files(logdir: str, config: dict) -> None:
     from tunesmith.tune.result import EXPR_PARAM_FILE, EXPR_PARAM_PICKLE_FILE
 
     os.makedirs(logdir, exist_ok=True)
-    write_atomic(os.path.join(logdir, EXPR_PARAM_FILE), text)
-    if pickled is not None:
-        write_atomic(os.path.join(logdir, EXPR_PARAM_PICKLE_FILE), pickled)
-
-
-def write_params(logdir: str, config: dict) -> None:
-    """Writes ``params.json`` and ``params.pkl`` for a trial's configuration (in the background)."""
     text = json.dumps(to_jsonable(config), indent=2, sort_keys=True).encode("utf-8")
+    write_atomic(os.path.join(logdir, EXPR_PARAM_FILE), text)
     try:
         import cloudpickle
 
         pickled = cloudpickle.dumps(config)
     except Exception as exc:  # a config that cannot be pickled still gets its params.json
         logger.warning("Could not pickle the config of the trial in %s: %s", logdir, exc)
-        pickled = None
-    _WRITER.submit(_write_params_files, logdir, text, pickled)
+        return
+    write_atomic(os.path.join(logdir, EXPR_PARAM_PICKLE_FILE), pickled)
+
+
+def write_params(logdir: str, config: dict) -> None:
+    """Writes ``params.json`` and ``params.pkl`` for a trial's configuration, in the I/O thread.
+
+    The config is not copied: the driver replaces a trial's config rather than changing it.
+    """
+    _WRITER.submit(_write_params_files, logdir, config)
 
 
 class TrialFile:
