@@ -126,3 +126,13 @@ def test_trial_that_never_reports_is_terminated_after_the_grace_period(monkeypat
     grid = _fit(never_reports, tune_kwargs={"time_budget_s": 0.5})
     assert time.time() - start < 20
     assert grid.num_terminated == 1 and grid.num_errors == 0
+
+
+def test_result_buffering_keeps_decisions_exact(monkeypatch):
+    monkeypatch.setenv("TUNE_RESULT_BUFFER_LENGTH", "8")
+    grid = _fit(forever, {"rate": tune.grid_search([1, 2])}, stop={"training_iteration": 50})
+    for result in grid:
+        # The trial ran on ahead while results were in flight, but what the driver kept stops
+        # exactly at the stopping result.
+        assert result.metrics["training_iteration"] == 50
+        assert list(result.metrics_dataframe["i"]) == list(range(1, 51))

@@ -102,6 +102,8 @@ class _Session:
         self.checkpoint = checkpoint
         self.checkpoint_index = spec.checkpoint_index
         self._pending_checkpoint_dir: str | None = None
+        self._buffer_length = max(1, spec.result_buffer_length)
+        self._unanswered = 0
         self.context = context or TrainContext(trial_info)
         self.storage_filesystem = None
         if spec.storage_uri:
@@ -173,21 +175,24 @@ class _Session:
         result["time_since_restore"] = now - self._start
         result["iterations_since_restore"] = self.iterations_since_restore
         result["timestamp"] = int(now)
-        self._conn.send(("r", result, checkpoint_dir_name))
-        while True:
-            reply = self._conn.recv()
-            if reply == "c":
-                break
-            if reply == "s" or (type(reply) is tuple and reply[0] == "s"):
-                raise TrialStopped(pause=False)
-            if reply == "p":
-                raise TrialStopped(pause=True)
-            if reply == "save":
-                # A function trainable's checkpoint is the latest one it reported.
-                self._conn.send(("saved", os.path.basename(self.checkpoint.path) if self.checkpoint else None))
-                continue
-            raise RuntimeError(f"Unexpected message from the driver: {reply!r}")
+        conn = self._conn
+        conn.send(("r", result, checkpoint_dir_name))
+        self._unanswered += 1
+        # Wait for the driver's answer; with result buffering, go on while fewer than
+        # ``result_buffer_length`` results are unanswered and take the answers that arrived.
+        while self._unanswered >= self._buffer_length or (self._unanswered and conn.poll(0)):
+            self._answer(conn.recv())
         self._last = time.time()
+
+    def _answer(self, reply) -> None:
+        if reply == "c":
+            self._unanswered -= 1
+            return
+        if reply == "s" or (type(reply) is tuple and reply[0] == "s"):
+            raise TrialStopped(pause=False)
+        if reply == "p":
+            raise TrialStopped(pause=True)
+        raise RuntimeError(f"Unexpected message from the driver: {reply!r}")
 
 
 def _get_session() -> "_Session | None":

@@ -159,6 +159,7 @@ class TuneController:
         self._state_period = _env_float("TUNE_GLOBAL_CHECKPOINT_S", -1.0)
         self._warn_threshold_s = _env_float("TUNE_WARN_THRESHOLD_S", 0.5)
         self._cleanup_grace_s = _env_float("TUNE_FORCE_TRIAL_CLEANUP_S", 600.0)
+        self._result_buffer_length = max(1, int(_env_float("TUNE_RESULT_BUFFER_LENGTH", 1)))
         self._stop_deadline = float("inf")
         self._warn_idle_s = _env_float("TUNE_WARN_INSUFFICENT_RESOURCE_THRESHOLD_S", 60.0)
         self._last_running = time.time()
@@ -376,6 +377,7 @@ class TuneController:
             chdir=self._chdir,
             log_to_file=trial.log_to_file,
             reuse=bool(self._reuse_actors),
+            result_buffer_length=self._result_buffer_length,
         )
         was_paused = trial.status == Trial.PAUSED or restoring is not None
         self._set_status(trial, Trial.RUNNING)
