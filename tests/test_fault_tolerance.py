@@ -119,3 +119,57 @@ def test_killed_driver_takes_its_workers_along_and_restore_finishes(tmp_path):
                           timeout=120)
     assert done.returncode == 0, done.stderr
     assert "RESULT [20, 20] 0" in done.stdout
+
+
+class FlakyRestore(tune.Trainable):
+    """Fails once at iteration 3; its first attempt to load a checkpoint fails too."""
+
+    def setup(self, config):
+        self.value = 0
+        self.dir = config["dir"]
+        self.restored = False
+
+    def step(self):
+        self.value += 1
+        marker = os.path.join(self.dir, "step_failed")
+        if self.value == 3 and not os.path.exists(marker):
+            open(marker, "w").close()
+            raise RuntimeError("step fails once")
+        return {"value": self.value, "restored": self.restored}
+
+    def save_checkpoint(self, checkpoint_dir):
+        return {"value": self.value}
+
+    def load_checkpoint(self, checkpoint):
+        marker = os.path.join(self.dir, "load_failed")
+        if not os.path.exists(marker):
+            open(marker, "w").close()
+            raise OSError("checkpoint storage not reachable yet")
+        self.value = checkpoint["value"]
+        self.restored = True
+
+
+def _fit_flaky_restore(tmp_path):
+    return tune.Tuner(
+        FlakyRestore, param_space={"dir": str(tmp_path)},
+        run_config=tune.RunConfig(
+            verbose=0, stop={"training_iteration": 6},
+            failure_config=tune.FailureConfig(max_failures=1),
+            checkpoint_config=tune.CheckpointConfig(checkpoint_frequency=1),
+        ),
+    ).fit()
+
+
+def test_restore_is_retried_before_starting_over(tmp_path, monkeypatch):
+    monkeypatch.setenv("TUNE_RESTORE_RETRY_NUM", "1")
+    result = _fit_flaky_restore(tmp_path)[0]
+    assert result.error is None
+    assert result.metrics["restored"] is True
+    assert result.metrics["value"] == 6  # continued from the iteration-2 checkpoint
+
+
+def test_failed_restore_starts_the_trial_over(tmp_path):
+    result = _fit_flaky_restore(tmp_path)[0]
+    assert result.error is None
+    assert result.metrics["restored"] is False  # it started from scratch instead
+    assert result.metrics["value"] == 6

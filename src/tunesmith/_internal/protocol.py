@@ -17,7 +17,7 @@ worker -> driver
     SAVED(checkpoint_dir_name or None)
     DONE(return_value, checkpoint_dir_name or None)   the trial ended on its own or on STOP
     PAUSED(checkpoint_dir_name or None)
-    ERROR(traceback_text, pickled_exception or None)
+    ERROR(traceback_text, pickled_exception or None[, "restore"])  the last item when restoring failed
 """
 from __future__ import annotations
 
@@ -38,6 +38,7 @@ DONE = "done"
 PAUSED = "paused"
 ERROR = "error"
 READY = "ready"
+RESTORE_PHASE = "restore"
 
 
 @dataclass

@@ -152,8 +152,9 @@ class Worker:
         self._cached_instance = None
         self._cached_key = None
 
-    def _send_error(self, exc: BaseException) -> None:
-        self.conn.send((P.ERROR, format_user_traceback(exc), _pickle_exception(exc)))
+    def _send_error(self, exc: BaseException, phase: str | None = None) -> None:
+        message = (P.ERROR, format_user_traceback(exc), _pickle_exception(exc))
+        self.conn.send(message + (phase,) if phase else message)
 
     def _run_trial(self, spec: P.TrialSpec) -> None:
         trainable = self.trainables.get(spec.trainable_key)
@@ -208,7 +209,12 @@ class Worker:
         try:
             instance = self._instance_for(cls, spec)
             if spec.checkpoint_path:
-                instance.restore(spec.checkpoint_path)
+                try:
+                    instance.restore(spec.checkpoint_path)
+                except Exception as exc:
+                    self._send_error(exc, P.RESTORE_PHASE)
+                    instance.stop()
+                    return
             freq = spec.checkpoint_frequency
             while True:
                 result = instance.train()

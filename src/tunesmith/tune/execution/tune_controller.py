@@ -160,6 +160,8 @@ class TuneController:
         self._warn_threshold_s = _env_float("TUNE_WARN_THRESHOLD_S", 0.5)
         self._cleanup_grace_s = _env_float("TUNE_FORCE_TRIAL_CLEANUP_S", 600.0)
         self._result_buffer_length = max(1, int(_env_float("TUNE_RESULT_BUFFER_LENGTH", 1)))
+        self._restore_retry_num = int(_env_float("TUNE_RESTORE_RETRY_NUM", 0))
+        self._restore_retries: dict[Trial, int] = {}
         self._stop_deadline = float("inf")
         self._warn_idle_s = _env_float("TUNE_WARN_INSUFFICENT_RESOURCE_THRESHOLD_S", 60.0)
         self._last_running = time.time()
@@ -521,7 +523,10 @@ class TuneController:
         elif kind == P.PAUSED:
             self._on_paused(trial, msg[1])
         elif kind == P.ERROR:
-            self._on_error(trial, msg[1], msg[2])
+            if len(msg) > 3 and msg[3] == P.RESTORE_PHASE:
+                self._on_restore_error(trial, msg[1], msg[2])
+            else:
+                self._on_error(trial, msg[1], msg[2])
 
     def _fill_result(self, trial: Trial, result: dict, checkpoint_dir_name: str | None) -> dict:
         result.setdefault(DONE, False)
@@ -653,6 +658,23 @@ class TuneController:
                 return
             trial.restore_checkpoint = trial.checkpoint
         self._set_status(trial, Trial.PAUSED)
+
+    def _on_restore_error(self, trial: Trial, tb: str, exc_bytes: bytes | None) -> None:
+        """A trial could not load its checkpoint: retry (TUNE_RESTORE_RETRY_NUM), then start over."""
+        self._stopping.pop(trial, None)
+        self._executor.release_trial(trial, reuse=self._reuse_actors is not False)
+        self._resources_changed = True
+        retries = self._restore_retries.get(trial, 0)
+        if retries < self._restore_retry_num:
+            self._restore_retries[trial] = retries + 1
+            logger.warning("Trial %s could not restore its checkpoint; retrying (%d of %d).",
+                           trial, retries + 1, self._restore_retry_num)
+        else:
+            self._restore_retries.pop(trial, None)
+            logger.warning("Trial %s could not restore its checkpoint %s; it starts from scratch.\n%s",
+                           trial, trial.restore_checkpoint.path if trial.restore_checkpoint else None, tb)
+            trial.restore_checkpoint = None
+        self._set_status(trial, Trial.PENDING)
 
     def _on_error(self, trial: Trial, tb: str, exc_bytes: bytes | None) -> None:
         self._stopping.pop(trial, None)
