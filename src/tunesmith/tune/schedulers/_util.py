@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from tunesmith.tune.schedulers.trial_scheduler import TrialScheduler
+
 _MODES = ("min", "max")
 
 # Searchers that stand for "no search algorithm": the default variant generator.
@@ -44,14 +46,8 @@ def fill_search_properties(scheduler: Any, metric: str | None, mode: str | None)
     Raises ValueError when, afterwards, the scheduler still has no metric or mode.
     """
     validate_mode(mode, type(scheduler).__name__)
-    if scheduler._metric and metric and scheduler._metric != metric:
+    if not TrialScheduler.set_search_properties(scheduler, metric, mode):
         return False
-    if scheduler._mode and mode and scheduler._mode != mode:
-        return False
-    if metric:
-        scheduler._metric = metric
-    if mode:
-        scheduler._mode = mode
     require_metric_and_mode(scheduler)
     return True
 
