@@ -22,9 +22,10 @@ import inspect
 import math
 import numbers
 from decimal import Decimal
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = [
     "Domain",
@@ -69,6 +70,8 @@ def as_numpy_rng(random_state: RandomState = None) -> Any:
     reproducible), an int seeds a new ``numpy.random.Generator``, and a
     ``Generator`` or ``RandomState`` is used as given.
     """
+    import numpy as np  # imported when sampling, not with tunesmith.tune
+
     if random_state is None or random_state is np.random:
         return np.random
     if isinstance(random_state, (np.random.Generator, np.random.RandomState)):
@@ -83,6 +86,8 @@ def as_numpy_rng(random_state: RandomState = None) -> Any:
 
 def _integers(rng: Any, low: int, high: int, size: int) -> np.ndarray:
     """Integers in ``[low, high)`` from either numpy random API."""
+    import numpy as np  # imported when sampling, not with tunesmith.tune
+
     if isinstance(rng, np.random.Generator):
         return rng.integers(low, high, size=size)
     return rng.randint(low, high, size=size)
@@ -170,11 +175,17 @@ class LogUniform(BaseSampler):
         self.base = base
 
     def _draw(self, lower, upper, size, rng):
+        import numpy as np  # imported when sampling, not with tunesmith.tune
+
+
         log_base = math.log(self.base)
         low, high = math.log(lower) / log_base, math.log(upper) / log_base
         return np.power(self.base, rng.uniform(low, high, size=size))
 
     def sample(self, domain, spec=None, size=1, random_state=None):
+        import numpy as np  # imported when sampling, not with tunesmith.tune
+
+
         rng = as_numpy_rng(random_state)
         values = self._draw(domain.lower, domain.upper, size, rng)
         if isinstance(domain, Integer):
@@ -232,6 +243,9 @@ class Quantized(Sampler):
         return low, high
 
     def sample(self, domain, spec=None, size=1, random_state=None):
+        import numpy as np  # imported when sampling, not with tunesmith.tune
+
+
         rng = as_numpy_rng(random_state)
         q = self.q
         low, high = self._bounds(domain)
