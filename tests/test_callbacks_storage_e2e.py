@@ -168,3 +168,16 @@ def test_worker_output_forwarding_can_be_switched_off(monkeypatch, capsys):
     monkeypatch.setenv("TUNESMITH_FORWARD_WORKER_OUTPUT", "0")
     _fit(prints_to_both, param_space={"i": 1})
     assert "out line" not in capsys.readouterr().out  # it went straight to the process's own stdout
+
+
+def test_verbosity_levels(capsys):
+    _fit(verbose=0, param_space={"lr": 0.1})
+    out0 = capsys.readouterr().out
+    assert "== Status ==" not in out0 and "completed" not in out0
+    _fit(verbose=2, param_space={"lr": 0.1})
+    out2 = capsys.readouterr().out
+    assert "completed" in out2 and "== Status ==" in out2
+    _fit(verbose=3, param_space={"lr": 0.1})
+    out3 = capsys.readouterr().out
+    # Level 3 adds a line for each result.
+    assert out3.count("score") > out2.count("score")
