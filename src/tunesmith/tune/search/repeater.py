@@ -54,9 +54,13 @@ class Repeater(_WrappingSearcher):
             for example to seed each repeat differently.
 
     Example:
-        >>> from tunesmith.tune.search import Repeater
-        >>> from tunesmith.tune.search.optuna import OptunaSearch  # doctest: +SKIP
-        >>> algo = Repeater(OptunaSearch(metric="loss", mode="min"), repeat=3)  # doctest: +SKIP
+        >>> from tunesmith.tune.search import Repeater, Searcher
+        >>> class Fixed(Searcher):
+        ...     def suggest(self, trial_id):
+        ...         return {"lr": 0.1}
+        >>> algo = Repeater(Fixed(metric="loss", mode="min"), repeat=3)
+        >>> [algo.suggest(t) for t in ("a", "b", "c")]
+        [{'lr': 0.1, '__trial_index__': 0}, {'lr': 0.1, '__trial_index__': 1}, {'lr': 0.1, '__trial_index__': 2}]
     """
 
     def __init__(self, searcher: Searcher, repeat: int = 1, set_index: bool = True):
