@@ -19,6 +19,15 @@ class CheckpointConfig:
         checkpoint_score_order: ``"max"`` or ``"min"``.
         checkpoint_frequency: Save every this many iterations (class trainables only).
         checkpoint_at_end: Save when the trial ends (class trainables only).
+
+    Example:
+        >>> from tunesmith import tune
+        >>> cc = tune.CheckpointConfig(num_to_keep=2, checkpoint_score_attribute="loss",
+        ...                            checkpoint_score_order="min")
+        >>> tune.CheckpointConfig(num_to_keep=0)
+        Traceback (most recent call last):
+        ...
+        ValueError: CheckpointConfig(num_to_keep=0) must be None or a positive integer.
     """
 
     num_to_keep: int | None = None
@@ -49,6 +58,10 @@ class FailureConfig:
     Args:
         max_failures: Retries per trial from its latest checkpoint (-1: forever).
         fail_fast: Stop the whole experiment on the first error; ``"raise"`` re-raises it.
+
+    Example:
+        >>> from tunesmith import tune
+        >>> fc = tune.FailureConfig(max_failures=3)
     """
 
     max_failures: int = 0
@@ -68,6 +81,10 @@ class SyncConfig:
         sync_timeout: Seconds after which a sync is abandoned.
         sync_artifacts: Also sync files a trial writes into its working directory.
         sync_artifacts_on_checkpoint: Sync artifacts when a checkpoint is saved.
+
+    Example:
+        >>> from tunesmith import tune
+        >>> sc = tune.SyncConfig(sync_period=60)
     """
 
     sync_period: int = 300
@@ -89,6 +106,11 @@ class ScalingConfig:
         resources_per_worker: Resources of each worker, e.g. ``{"CPU": 2}``.
         trainer_resources: Resources of the trainer process itself.
         placement_strategy: Placement group strategy.
+
+    Example:
+        >>> from tunesmith import train
+        >>> train.ScalingConfig(num_workers=2, resources_per_worker={"CPU": 2}).as_placement_group_factory()
+        PlacementGroupFactory([{}, {'CPU': 2.0}, {'CPU': 2.0}], strategy='PACK')
     """
 
     num_workers: int = 1
@@ -138,6 +160,11 @@ class RunConfig:
         verbose: 0 silent, 1 status table, 2 plus brief results, 3 plus detailed results.
         log_to_file: True to capture each trial's stdout/stderr into its directory;
             a file name for both; or a ``(stdout, stderr)`` pair.
+
+    Example:
+        >>> from tunesmith import tune
+        >>> rc = tune.RunConfig(name="mnist_lr", stop={"training_iteration": 20}, verbose=1,
+        ...                     checkpoint_config=tune.CheckpointConfig(num_to_keep=1))
     """
 
     name: str | None = None

@@ -30,6 +30,14 @@ class TrialScheduler:
 
     Subclasses override ``on_trial_result`` and, when they need to choose which
     trial runs next, ``choose_trial_to_run``.
+
+    Example:
+        >>> from tunesmith.tune.schedulers import FIFOScheduler, TrialScheduler
+        >>> class StopBelow(FIFOScheduler):
+        ...     def on_trial_result(self, tune_controller, trial, result):
+        ...         return TrialScheduler.STOP if result["acc"] < 0.1 else TrialScheduler.CONTINUE
+        >>> StopBelow().on_trial_result(None, None, {"acc": 0.05})
+        'STOP'
     """
 
     CONTINUE = "CONTINUE"
@@ -111,7 +119,13 @@ class TrialScheduler:
 
 
 class FIFOScheduler(TrialScheduler):
-    """Runs trials in the order they were added and lets each run to its end."""
+    """Runs trials in the order they were added and lets each run to its end.
+
+    Example:
+        >>> from tunesmith.tune.schedulers import FIFOScheduler
+        >>> FIFOScheduler().on_trial_result(None, None, {"loss": 1.0})
+        'CONTINUE'
+    """
 
     def __init__(self, metric: str | None = None, mode: str | None = None):
         self._metric = metric
