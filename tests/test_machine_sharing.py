@@ -82,3 +82,14 @@ def test_ledger_ignores_dead_processes_and_reports_what_others_hold(tmp_path):
     assert not ours.fair_share_exceeded({"CPU": 4.0}, {}, {"CPU": 4.0})  # holding nothing: may start
     other.close()
     assert ours.held_by_others() == ({}, {})
+
+
+def test_entry_of_a_reused_pid_is_ignored(tmp_path):
+    import os
+
+    ours = MachineLedger(str(tmp_path))
+    # Our own pid, but written by a process that started at another time: a stale entry.
+    stale = {"pid": os.getpid(), "started": 12345.0, "held": {"CPU": 8}}
+    (tmp_path / f"exp-{os.getpid()}-stale.json").write_text(json.dumps(stale))
+    assert ours.held_by_others() == ({}, {})
+    ours.close()

@@ -31,14 +31,24 @@ def ledger_dir() -> str:
     return os.environ.get("TUNESMITH_LEDGER_DIR") or os.path.join(tempfile.gettempdir(), f"tunesmith-{uid}")
 
 
-def _alive(pid: int) -> bool:
+def _process_start(pid: int) -> float | None:
+    """When process ``pid`` started, or None if there is no such process."""
+    import psutil
+
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return psutil.Process(pid).create_time()
+    except (psutil.NoSuchProcess, psutil.ZombieProcess):
+        return None
+    except psutil.Error:
+        return -1.0  # exists but cannot be inspected: assume it is the one that wrote the entry
+
+
+def _alive(entry: dict) -> bool:
+    """True if the process that wrote ``entry`` still runs (a reused pid does not count)."""
+    started = _process_start(int(entry.get("pid", -1)))
+    if started is None:
         return False
-    except PermissionError:
-        return True
-    return True
+    return started < 0 or abs(started - float(entry.get("started", started))) < 1.0
 
 
 _RECORD = 512  # bytes; an entry is rewritten in place with one pwrite, padded with spaces
@@ -61,13 +71,15 @@ class MachineLedger:
         self._waiting = False
         self._seen_mtime = -1
         self._others: list[dict] = []
+        self._started = _process_start(os.getpid())
         self._write()
 
     # -- our entry --------------------------------------------------------------
     def _write(self) -> None:
         if self._fd is None:
             return
-        data = json.dumps({"pid": os.getpid(), "held": self._held, "gpus": self._gpus, "waiting": self._waiting})
+        data = json.dumps({"pid": os.getpid(), "started": self._started, "held": self._held,
+                           "gpus": self._gpus, "waiting": self._waiting})
         size = -(-len(data) // _RECORD) * _RECORD
         try:
             os.pwrite(self._fd, data.ljust(size).encode(), 0)
@@ -158,7 +170,7 @@ class MachineLedger:
                     entry = json.loads(f.read() or "null")
             except (OSError, ValueError):
                 continue
-            if not isinstance(entry, dict) or not _alive(int(entry.get("pid", -1))):
+            if not isinstance(entry, dict) or not _alive(entry):
                 try:
                     os.unlink(path)
                 except OSError:
