@@ -7,6 +7,7 @@ import select
 import socket
 import subprocess
 import sys
+import time
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -65,6 +66,8 @@ class LocalExecutor(ExecutorBackend):
         self._by_fd: dict[int, _WorkerHandle] = {}
         self._output = OutputForwarder(self._poller) if _forward_output() else None
         self._ledger = MachineLedger() if os.environ.get("TUNESMITH_SHARE_MACHINE", "1") != "0" else None
+        self._contended = False
+        self._contended_until = 0.0
         self._sys_path = os.pathsep.join(p for p in sys.path if p)
 
     # -- resources -------------------------------------------------------------------
@@ -102,8 +105,17 @@ class LocalExecutor(ExecutorBackend):
         return self._ledger.try_reserve(fits, held_after, gpus_after)
 
     def contended(self) -> bool:
-        """True when other experiments share this machine (their usage changes without our events)."""
-        return self._ledger is not None and bool(self._ledger.others())
+        """True when other experiments share this machine (their usage changes without our events).
+
+        Looked up at most every 0.1 s: the driver asks once per turn of its loop.
+        """
+        if self._ledger is None:
+            return False
+        now = time.monotonic()
+        if now >= self._contended_until:
+            self._contended = bool(self._ledger.others())
+            self._contended_until = now + 0.1
+        return self._contended
 
     def _gpu_free_now(self) -> dict[str, float]:
         if self._ledger is None or not self._ledger.others():
