@@ -183,10 +183,12 @@ class Trial:
                 if metric != "config":
                     self._analyse(value, f"{prefix}{metric}/")
                 continue
-            elif kind is bool or not isinstance(value, numbers.Real):
-                continue
+            elif kind is str or kind is bool or value is None:
+                continue  # the common non-numeric fields, without an abstract-class check
+            elif isinstance(value, numbers.Real):
+                value = float(value)  # numpy scalars and the like
             else:
-                value = float(value)
+                continue
             if prefix:
                 metric = prefix + metric
             entry = stats.get(metric)
