@@ -85,6 +85,7 @@ class TrainContext:
         return dict(self._metadata)
 
     def get_storage(self):
+        """Where the trial's files go: an object with ``trial_dir`` and ``experiment_path``."""
         return self._trial_info
 
 
