@@ -93,3 +93,12 @@ def test_entry_of_a_reused_pid_is_ignored(tmp_path):
     (tmp_path / f"exp-{os.getpid()}-stale.json").write_text(json.dumps(stale))
     assert ours.held_by_others() == ({}, {})
     ours.close()
+
+
+def test_experiment_runs_without_sharing_when_the_ledger_cannot_be_written(monkeypatch, caplog):
+    from tunesmith import tune
+
+    monkeypatch.setenv("TUNESMITH_LEDGER_DIR", "/proc/no-such-dir/ledger")
+    grid = tune.Tuner(lambda config: {"x": 1}, run_config=tune.RunConfig(verbose=0)).fit()
+    assert grid[0].metrics["x"] == 1
+    assert "without sharing the machine" in caplog.text

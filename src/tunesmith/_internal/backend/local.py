@@ -1,6 +1,7 @@
 """The local backend: a pool of worker processes on this machine."""
 from __future__ import annotations
 
+import logging
 import os
 import pickle
 import select
@@ -17,6 +18,8 @@ from tunesmith._internal.backend.base import ExecutorBackend
 from tunesmith._internal.machine_ledger import MachineLedger
 from tunesmith._internal.resources import detect_resources
 
+logger = logging.getLogger(__name__)
+
 _EPS = 1e-9
 # The reply to nearly every result: pickled once.
 _CONTINUE_BYTES = pickle.dumps(P.CONTINUE)
@@ -25,6 +28,17 @@ _CONTINUE_BYTES = pickle.dumps(P.CONTINUE)
 def _forward_output() -> bool:
     """Worker output goes through the driver unless TUNESMITH_FORWARD_WORKER_OUTPUT=0."""
     return os.environ.get("TUNESMITH_FORWARD_WORKER_OUTPUT", "1") != "0"
+
+
+def _open_ledger() -> MachineLedger | None:
+    """This experiment's entry in the machine ledger, unless sharing is off or impossible here."""
+    if os.environ.get("TUNESMITH_SHARE_MACHINE", "1") == "0":
+        return None
+    try:
+        return MachineLedger()
+    except OSError as exc:  # e.g. no writable temporary directory: run without sharing
+        logger.warning("Running without sharing the machine with other experiments: %s", exc)
+        return None
 
 
 class _WorkerHandle:
@@ -65,7 +79,7 @@ class LocalExecutor(ExecutorBackend):
         self._poller = select.poll()
         self._by_fd: dict[int, _WorkerHandle] = {}
         self._output = OutputForwarder(self._poller) if _forward_output() else None
-        self._ledger = MachineLedger() if os.environ.get("TUNESMITH_SHARE_MACHINE", "1") != "0" else None
+        self._ledger = _open_ledger()
         self._contended = False
         self._contended_until = 0.0
         self._sys_path = os.pathsep.join(p for p in sys.path if p)
