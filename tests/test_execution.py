@@ -162,3 +162,37 @@ def test_imports_stay_light():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+class HookRecorder(tune.Callback):
+    def __init__(self):
+        self.calls = []
+
+    def on_trial_restore(self, iteration, trials, trial, **info):
+        self.calls.append("restore")
+
+    def on_trial_save(self, iteration, trials, trial, **info):
+        self.calls.append("save")
+
+    def on_checkpoint(self, iteration, trials, trial, checkpoint, **info):
+        self.calls.append(("checkpoint", os.path.basename(checkpoint.path)))
+
+    def on_step_begin(self, iteration, trials, **info):
+        if "step" not in self.calls:
+            self.calls.append("step")
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self.calls.append("error")
+
+    def get_state(self):
+        return {"calls": len(self.calls)}
+
+
+def test_checkpoint_and_restore_hooks_are_called():
+    recorder = HookRecorder()
+    _fit(counting_with_checkpoints, {"i": 0}, scheduler=PauseOnce(),
+         run_config=tune.RunConfig(verbose=0, callbacks=[recorder]))
+    assert recorder.calls.count("restore") == 1  # resumed once after the pause
+    assert recorder.calls.count("save") == 4  # one per reported checkpoint
+    assert ("checkpoint", "checkpoint_000003") in recorder.calls
+    assert "step" in recorder.calls and "error" not in recorder.calls
