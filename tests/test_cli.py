@@ -1,6 +1,7 @@
 """The tunesmith command line reads experiments from disk."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -32,3 +33,18 @@ def test_list_trials_on_a_non_experiment_dir(tmp_path):
                           capture_output=True, text=True)
     assert proc.returncode != 0
     assert "not an experiment directory" in proc.stderr
+
+
+def test_rm_removes_trial_directories_only(storage, tmp_path):
+    grid = tune.Tuner(scored, param_space={"x": tune.grid_search([1, 2])},
+                      run_config=tune.RunConfig(name="rm_exp", storage_path=storage, verbose=0)).fit()
+    trial_dir = grid[0].path
+    proc = subprocess.run([sys.executable, "-m", "tunesmith.tune.cli", "rm", "-y", trial_dir],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0 and not os.path.exists(trial_dir)
+    stranger = tmp_path / "not_a_trial"
+    stranger.mkdir()
+    proc = subprocess.run([sys.executable, "-m", "tunesmith.tune.cli", "rm", "-y", str(stranger)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 1 and stranger.exists()
+    assert "neither a trial nor an experiment directory" in proc.stderr
