@@ -288,11 +288,20 @@ def _safe_value(value: Any) -> Any:
         return repr(value)
 
 
-def _call_function(fn, config: dict, checkpoint) -> Any:
-    """Calls a function trainable in whichever form it was written."""
-    from tunesmith._internal import session as S
+_CALL_FORMS: dict[Any, tuple[str, bool]] = {}
 
-    target = inspect.unwrap(fn)
+
+def _call_form(fn) -> tuple[str, bool]:
+    """How a function trainable is called (``"checkpoint_dir"``, ``"reporter"``, ``"none"``
+    or ``"config"``) and whether it is a generator; worked out once per function."""
+    try:
+        form = _CALL_FORMS.get(fn)
+    except TypeError:  # an unhashable callable object: work it out each time
+        form, fn_key = None, None
+    else:
+        fn_key = fn
+    if form is not None:
+        return form
     try:
         params = list(inspect.signature(fn).parameters.values())
     except (TypeError, ValueError):
@@ -300,14 +309,33 @@ def _call_function(fn, config: dict, checkpoint) -> Any:
     positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     names = [p.name for p in params]
     if "checkpoint_dir" in names:
-        value = fn(config, checkpoint_dir=checkpoint.path if checkpoint else None)
+        kind = "checkpoint_dir"
     elif "reporter" in names or len(positional) >= 2 and positional[1].default is inspect.Parameter.empty:
-        value = fn(config, S.StatusReporter())
+        kind = "reporter"
     elif not positional and not any(p.kind == p.VAR_POSITIONAL for p in params):
+        kind = "none"
+    else:
+        kind = "config"
+    form = (kind, inspect.isgeneratorfunction(inspect.unwrap(fn)))
+    if fn_key is not None:
+        _CALL_FORMS[fn_key] = form
+    return form
+
+
+def _call_function(fn, config: dict, checkpoint) -> Any:
+    """Calls a function trainable in whichever form it was written."""
+    from tunesmith._internal import session as S
+
+    kind, is_generator = _call_form(fn)
+    if kind == "checkpoint_dir":
+        value = fn(config, checkpoint_dir=checkpoint.path if checkpoint else None)
+    elif kind == "reporter":
+        value = fn(config, S.StatusReporter())
+    elif kind == "none":
         value = fn()
     else:
         value = fn(config)
-    if inspect.isgenerator(value) or inspect.isgeneratorfunction(target):
+    if is_generator or inspect.isgenerator(value):
         for item in value:
             S.report(item if isinstance(item, dict) else {"_metric": item})
         return None
