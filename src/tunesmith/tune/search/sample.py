@@ -119,6 +119,11 @@ def _check_int(func: str, name: str, value: Any) -> int:
     raise ValueError(f"{func}: `{name}` must be an integer, got {value!r}.")
 
 
+def _check_log_lower(name: str, lower: float) -> None:
+    if not lower > 0:
+        raise ValueError(f"{name}: `lower` must be > 0 for log sampling, got {lower!r}.")
+
+
 def _check_bounds(func: str, lower: float, upper: float) -> None:
     if not lower < upper:
         raise ValueError(f"{func}: `lower` must be less than `upper`, got lower={lower!r}, upper={upper!r}.")
@@ -361,8 +366,7 @@ class Float(Domain):
 
     def loguniform(self, base: float = 10) -> "Float":
         _check_base("loguniform", base)
-        if not self.lower > 0:
-            raise ValueError(f"loguniform: `lower` must be > 0 for log sampling, got {self.lower!r}.")
+        _check_log_lower("loguniform", self.lower)
         if not math.isfinite(self.upper):
             raise ValueError(f"loguniform: `upper` must be finite, got {self.upper!r}.")
         return self.set_sampler(LogUniform(base))
@@ -423,8 +427,7 @@ class Integer(Domain):
 
     def loguniform(self, base: float = 10) -> "Integer":
         _check_base("lograndint", base)
-        if not self.lower > 0:
-            raise ValueError(f"lograndint: `lower` must be > 0 for log sampling, got {self.lower!r}.")
+        _check_log_lower("lograndint", self.lower)
         return self.set_sampler(LogUniform(base))
 
     def quantized(self, q: int) -> "Integer":
@@ -600,8 +603,7 @@ def loguniform(lower: float, upper: float, base: float = 10) -> Float:
     """
     lower = _check_number("loguniform", "lower", lower)
     upper = _check_number("loguniform", "upper", upper)
-    if not lower > 0:
-        raise ValueError(f"loguniform: `lower` must be > 0 for log sampling, got {lower!r}.")
+    _check_log_lower("loguniform", lower)
     _check_bounds("loguniform", lower, upper)
     return Float(lower, upper).loguniform(base)
 
@@ -615,8 +617,7 @@ def qloguniform(lower: float, upper: float, q: float, base: float = 10) -> Float
     """
     lower = _check_number("qloguniform", "lower", lower)
     upper = _check_number("qloguniform", "upper", upper)
-    if not lower > 0:
-        raise ValueError(f"qloguniform: `lower` must be > 0 for log sampling, got {lower!r}.")
+    _check_log_lower("qloguniform", lower)
     _check_bounds("qloguniform", lower, upper)
     _check_q("qloguniform", q)
     return Float(lower, upper).loguniform(base).quantized(q)
@@ -683,8 +684,7 @@ def lograndint(lower: int, upper: int, base: float = 10) -> Integer:
     """
     lower = _check_int("lograndint", "lower", lower)
     upper = _check_int("lograndint", "upper", upper)
-    if not lower > 0:
-        raise ValueError(f"lograndint: `lower` must be > 0 for log sampling, got {lower!r}.")
+    _check_log_lower("lograndint", lower)
     _check_bounds("lograndint", lower, upper)
     return Integer(lower, upper).loguniform(base)
 
@@ -700,8 +700,7 @@ def qlograndint(lower: int, upper: int, q: int, base: float = 10) -> Integer:
     """
     lower = _check_int("qlograndint", "lower", lower)
     upper = _check_int("qlograndint", "upper", upper)
-    if not lower > 0:
-        raise ValueError(f"qlograndint: `lower` must be > 0 for log sampling, got {lower!r}.")
+    _check_log_lower("qlograndint", lower)
     _check_bounds("qlograndint", lower, upper)
     q = _check_int_q("qlograndint", q)
     if q == 1:
