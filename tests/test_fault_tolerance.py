@@ -168,8 +168,10 @@ def test_restore_is_retried_before_starting_over(tmp_path, monkeypatch):
     assert result.metrics["value"] == 6  # continued from the iteration-2 checkpoint
 
 
-def test_failed_restore_starts_the_trial_over(tmp_path):
+def test_failed_restore_falls_back_to_the_previous_checkpoint(tmp_path):
     result = _fit_flaky_restore(tmp_path)[0]
     assert result.error is None
-    assert result.metrics["restored"] is False  # it started from scratch instead
+    assert result.metrics["restored"] is True  # from the checkpoint before the one that failed to load
     assert result.metrics["value"] == 6
+    # The iterations after the fallback checkpoint ran again; each is in the logs once.
+    assert list(result.metrics_dataframe["training_iteration"]) == [1, 2, 3, 4, 5, 6]

@@ -12,6 +12,7 @@ import pytest
 
 from tunesmith.train import CheckpointConfig, Checkpoint, Result, TrainingFailedError
 from tunesmith.tune import ExperimentAnalysis, ResultGrid
+from tunesmith.tune.execution.checkpoint_manager import delete_checkpoints
 from tunesmith.tune.experiment.trial import Trial
 
 NAN = float("nan")
@@ -40,7 +41,10 @@ def build(root, trials=TRIALS, checkpoint_config=None, name="exp"):
                       "checkpoint_dir_name": ckpt_name, "config": config}
             if ckpt_name:
                 os.makedirs(os.path.join(trial.local_path, ckpt_name))
-                trial.checkpoint_manager.register(Checkpoint(os.path.join(trial.local_path, ckpt_name)), result)
+                removed = trial.checkpoint_manager.register(
+                    Checkpoint(os.path.join(trial.local_path, ckpt_name)), result
+                )
+                delete_checkpoints(removed)
             trial.update_last_result(result)
             lines.append(json.dumps(result))
         with open(os.path.join(trial.local_path, "result.json"), "w") as f:

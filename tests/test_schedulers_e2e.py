@@ -160,15 +160,23 @@ def _never_checkpoints(config):
         tune.report({"score": config["q"] * i})
 
 
-def test_hyperband_on_a_function_without_checkpoints_says_why_it_failed():
+def test_hyperband_restarts_paused_trials_without_checkpoints_from_scratch(caplog):
+    import logging
+
     from tunesmith.tune.schedulers import HyperBandScheduler
 
     hb = HyperBandScheduler(metric="score", mode="max", max_t=9, reduction_factor=3)
-    grid = tune.Tuner(_never_checkpoints, param_space={"q": tune.grid_search([0.1 * i for i in range(1, 14)])},
-                      tune_config=tune.TuneConfig(scheduler=hb),
-                      run_config=tune.RunConfig(verbose=0)).fit()
-    assert grid.num_errors >= 1
-    assert any("no checkpoint to resume from" in str(r.error) for r in grid if r.error)
+    with caplog.at_level(logging.WARNING, logger="tunesmith"):
+        grid = tune.Tuner(_never_checkpoints, param_space={"q": tune.grid_search([0.1 * i for i in range(1, 14)])},
+                          tune_config=tune.TuneConfig(scheduler=hb),
+                          run_config=tune.RunConfig(verbose=0)).fit()
+    assert grid.num_errors == 0
+    warnings = [r.getMessage() for r in caplog.records if "no checkpoint" in r.getMessage()]
+    assert len(warnings) == 1 and "start over from scratch" in warnings[0]
+    for result in grid:
+        # A trial that restarted has each iteration in its logs once: 1, 2, ..., n.
+        iterations = list(result.metrics_dataframe["training_iteration"])
+        assert iterations == list(range(1, len(iterations) + 1))
 
 
 def test_pbt_with_a_custom_searcher_is_refused():

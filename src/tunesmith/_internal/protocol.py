@@ -17,7 +17,10 @@ worker -> driver
     SAVED(checkpoint_dir_name or None)
     DONE(return_value, checkpoint_dir_name or None)   the trial ended on its own or on STOP
     PAUSED(checkpoint_dir_name or None)
-    ERROR(traceback_text, pickled_exception or None[, "restore"])  the last item when restoring failed
+    ERROR(traceback_text, pickled_exception or None[, "restore" | "startup"])
+                               "restore": loading the checkpoint failed; "startup": the
+                               process died before it ran any of the trial's code
+    READY                      once per process, when it starts its first trial
 """
 from __future__ import annotations
 
@@ -39,6 +42,7 @@ PAUSED = "paused"
 ERROR = "error"
 READY = "ready"
 RESTORE_PHASE = "restore"
+STARTUP_PHASE = "startup"
 
 
 @dataclass

@@ -118,6 +118,7 @@ class Worker:
         # A class trainable instance kept for reuse by the next trial (reset_config).
         self._cached_instance = None
         self._cached_key: str | None = None
+        self._ready_sent = False
 
     def serve(self) -> None:
         conn = self.conn
@@ -157,6 +158,10 @@ class Worker:
         self.conn.send(message + (phase,) if phase else message)
 
     def _run_trial(self, spec: P.TrialSpec) -> None:
+        if not self._ready_sent:
+            # Once per process: from here on a death is the trial's, not the process start's.
+            self._ready_sent = True
+            self.conn.send((P.READY,))
         trainable = self.trainables.get(spec.trainable_key)
         if isinstance(trainable, _LoadFailure):
             self.conn.send((P.ERROR, trainable.traceback, _pickle_exception(trainable.exc)))

@@ -65,6 +65,10 @@ class Callback:
         """Restores the state returned by :meth:`get_state`."""
 
 
+class CallbackError(RuntimeError):
+    """A user callback raised: the message names the callback and the hook."""
+
+
 class CallbackList(Callback):
     """Calls a list of callbacks in order."""
 
@@ -79,7 +83,7 @@ class CallbackList(Callback):
         ):
             base = getattr(Callback, name)
             self._active[name] = [
-                getattr(cb, name) for cb in self._callbacks
+                (cb, getattr(cb, name)) for cb in self._callbacks
                 if getattr(type(cb), name, base) is not base or not isinstance(cb, Callback)
             ]
 
@@ -90,8 +94,24 @@ class CallbackList(Callback):
         return len(self._callbacks)
 
     def _call(self, name: str, **kwargs) -> None:
-        for hook in self._active[name]:
-            hook(**kwargs)
+        for cb, hook in self._active[name]:
+            try:
+                hook(**kwargs)
+            except CallbackError:
+                raise
+            except Exception as exc:
+                raise CallbackError(
+                    f"The callback {type(cb).__name__} raised {type(exc).__name__} in {name}(): {exc}. "
+                    "The experiment was stopped and its state saved; fix the callback and resume with "
+                    "Tuner.restore(...)."
+                ) from exc
+
+    def rollback_trial(self, trial, rows: int) -> None:
+        """Cuts the trial's result logs back to their first ``rows`` rows (it resumes from there)."""
+        for cb in self._callbacks:
+            rollback = getattr(cb, "_rollback_trial", None)
+            if rollback is not None:
+                rollback(trial, rows)
 
     def setup(self, **info):
         self._call("setup", **info)

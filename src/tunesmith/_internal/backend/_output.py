@@ -8,10 +8,11 @@ from typing import Callable
 
 
 class _Stream:
-    __slots__ = ("fd", "to_stderr", "label", "partial")
+    __slots__ = ("fd", "file", "to_stderr", "label", "partial")
 
-    def __init__(self, fd: int, to_stderr: bool, label: Callable[[], str]):
-        self.fd = fd
+    def __init__(self, file, to_stderr: bool, label: Callable[[], str]):
+        self.file = file
+        self.fd = file.fileno()
         self.to_stderr = to_stderr
         self.label = label
         self.partial = b""
@@ -36,9 +37,16 @@ class OutputForwarder:
     def __bool__(self) -> bool:
         return bool(self._streams)
 
-    def add(self, fd: int, to_stderr: bool, label: Callable[[], str]) -> None:
+    def add(self, file, to_stderr: bool, label: Callable[[], str]) -> None:
+        """Forwards the pipe ``file`` (a worker's ``proc.stdout``/``proc.stderr``) until its end.
+
+        The file object, not just its descriptor, is kept and closed here: closing
+        the bare descriptor would leave the object to close the same number again
+        later, when it may already belong to another file (a trial's results).
+        """
+        fd = file.fileno()
         os.set_blocking(fd, False)
-        self._streams[fd] = _Stream(fd, to_stderr, label)
+        self._streams[fd] = _Stream(file, to_stderr, label)
         self._poller.register(fd, select.POLLIN)
 
     def read(self, fd: int) -> None:
@@ -80,7 +88,7 @@ class OutputForwarder:
         except (KeyError, ValueError):
             pass
         try:
-            os.close(stream.fd)
+            stream.file.close()
         except OSError:
             pass
 

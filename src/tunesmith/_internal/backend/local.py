@@ -30,6 +30,39 @@ def _forward_output() -> bool:
     return os.environ.get("TUNESMITH_FORWARD_WORKER_OUTPUT", "1") != "0"
 
 
+# Descriptors the driver keeps per worker process: its socket and its stdout and stderr pipes.
+_FDS_PER_WORKER = 3
+# Descriptors left for everything else: result files (capped separately), state files, imports.
+_FDS_RESERVED = 64
+
+
+def raise_fd_limit() -> int:
+    """Raises this process's soft limit on open files to the hard limit; returns the soft limit."""
+    try:
+        import resource
+    except ImportError:
+        return 1 << 16
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 16)
+    if soft != resource.RLIM_INFINITY and soft < want:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+            soft = want
+        except (ValueError, OSError):
+            pass
+    return soft if soft != resource.RLIM_INFINITY else 1 << 16
+
+
+def worker_limit() -> int:
+    """How many worker processes may run at once within the file-descriptor limit.
+
+    A third of what is left after a reserve goes to the loggers' open result
+    files (see ``logger._util.max_open_files``); the rest to workers.
+    """
+    limit = raise_fd_limit()
+    return max(1, (limit - _FDS_RESERVED - (limit - _FDS_RESERVED) // 3) // _FDS_PER_WORKER)
+
+
 def _open_ledger() -> MachineLedger | None:
     """This experiment's entry in the machine ledger, unless sharing is off or impossible here."""
     if os.environ.get("TUNESMITH_SHARE_MACHINE", "1") == "0":
@@ -42,7 +75,7 @@ def _open_ledger() -> MachineLedger | None:
 
 
 class _WorkerHandle:
-    __slots__ = ("proc", "conn", "loaded", "env_key", "trial", "pid", "fd", "label")
+    __slots__ = ("proc", "conn", "loaded", "env_key", "trial", "pid", "fd", "label", "ready")
 
     def __init__(self, proc: subprocess.Popen, conn: Connection, env_key: str):
         self.proc = proc
@@ -53,6 +86,7 @@ class _WorkerHandle:
         self.pid = proc.pid
         self.fd = conn.fileno()
         self.label = f"pid={proc.pid}"
+        self.ready = False  # set when the process starts running its first trial
 
 
 class LocalExecutor(ExecutorBackend):
@@ -83,12 +117,15 @@ class LocalExecutor(ExecutorBackend):
         self._contended = False
         self._contended_until = 0.0
         self._sys_path = os.pathsep.join(p for p in sys.path if p)
+        self.max_workers = worker_limit()
 
     # -- resources -------------------------------------------------------------------
     def can_ever_fit(self, resources: dict[str, float]) -> bool:
         return all(self.total.get(k, 0.0) + _EPS >= v for k, v in resources.items() if v > 0)
 
     def has_resources(self, resources: dict[str, float]) -> bool:
+        if len(self._by_trial) >= self.max_workers:
+            return False  # each worker holds descriptors in this process: stay within the limit
         avail = self.available
         for key, value in resources.items():
             if value > 0 and avail.get(key, 0.0) + _EPS < value:
@@ -193,8 +230,8 @@ class LocalExecutor(ExecutorBackend):
         self._by_conn[conn] = handle
         if self._output is not None:
             label = lambda: handle.label  # noqa: E731
-            self._output.add(proc.stdout.fileno(), False, label)
-            self._output.add(proc.stderr.fileno(), True, label)
+            self._output.add(proc.stdout, False, label)
+            self._output.add(proc.stderr, True, label)
         return handle
 
     def prestart(self, count: int, trainable_key: str | None = None, payload: bytes | None = None) -> None:
@@ -219,6 +256,12 @@ class LocalExecutor(ExecutorBackend):
             if handle.proc.poll() is None:
                 return handle
             self._forget(handle)
+        if len(self._by_conn) >= self.max_workers:
+            # At the descriptor budget: an idle worker of other devices makes room.
+            for handles in self._idle.values():
+                if handles:
+                    self._stop_worker(handles.pop())
+                    break
         return self._spawn(env_key)
 
     def _unpoll(self, handle: _WorkerHandle) -> None:
@@ -323,7 +366,13 @@ class LocalExecutor(ExecutorBackend):
                 msg = handle.conn.recv()
             except (EOFError, OSError):
                 msg = (P.ERROR, self._death_message(handle), None)
+                if not handle.ready:
+                    msg += (P.STARTUP_PHASE,)
                 self._forget(handle)
+            else:
+                if msg[0] == P.READY:
+                    handle.ready = True
+                    continue
             events.append((trial, msg))
         return events
 

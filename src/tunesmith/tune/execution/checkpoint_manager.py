@@ -51,7 +51,12 @@ class CheckpointManager:
         return sorted(self.checkpoints, key=self._key)
 
     def register(self, checkpoint: Checkpoint, metrics: dict[str, Any]) -> list[Checkpoint]:
-        """Adds a checkpoint; deletes and returns those that fall out of ``num_to_keep``."""
+        """Adds a checkpoint; returns those that fall out of ``num_to_keep``.
+
+        They are not deleted here: the caller deletes them (:func:`delete_checkpoints`)
+        once the experiment state that no longer names them is written, so the
+        saved state never points at a checkpoint that is gone.
+        """
         self.checkpoints = [c for c in self.checkpoints if c[0].path != checkpoint.path]
         self.checkpoints.append((checkpoint, metrics))
         if self.num_to_keep is None or len(self.checkpoints) <= self.num_to_keep:
@@ -62,15 +67,23 @@ class CheckpointManager:
         keep.add(id(latest))
         removed = [c for c in self.checkpoints if id(c) not in keep]
         self.checkpoints = [c for c in self.checkpoints if id(c) in keep]
-        for ckpt, _ in removed:
-            _delete(ckpt)
         return [c for c, _ in removed]
+
+    def drop(self, path: str) -> None:
+        """Forgets the checkpoint at ``path`` (it is missing or cannot be loaded)."""
+        self.checkpoints = [c for c in self.checkpoints if c[0].path != path]
 
     def get_state(self) -> list[dict[str, Any]]:
         return [{"path": c.path, "metrics": m} for c, m in self.checkpoints]
 
     def set_state(self, state: list[dict[str, Any]], filesystem=None) -> None:
         self.checkpoints = [(Checkpoint(s["path"], filesystem), s["metrics"]) for s in state]
+
+
+def delete_checkpoints(checkpoints: list[Checkpoint]) -> None:
+    """Deletes checkpoint directories that no saved state names any more."""
+    for checkpoint in checkpoints:
+        _delete(checkpoint)
 
 
 def _delete(checkpoint: Checkpoint) -> None:

@@ -16,7 +16,10 @@ from typing import Any
 
 from tunesmith._internal import protocol as P
 from tunesmith._internal.storage import StorageContext, write_bytes_atomic, write_json_atomic
-from tunesmith.tune.callback import Callback, CallbackList
+from tunesmith.tune.callback import Callback, CallbackError, CallbackList
+from tunesmith.tune.execution.checkpoint_manager import delete_checkpoints
+from tunesmith.tune.logger._util import _write_params_files
+from tunesmith.tune.logger._util import write_error as _write_error
 from tunesmith.tune.execution.placement_groups import to_pg_factory
 from tunesmith.tune.experiment.trial import Trial
 from tunesmith.tune.result import (
@@ -162,6 +165,10 @@ class TuneController:
         self._result_buffer_length = max(1, int(_env_float("TUNE_RESULT_BUFFER_LENGTH", 1)))
         self._restore_retry_num = int(_env_float("TUNE_RESTORE_RETRY_NUM", 0))
         self._restore_retries: dict[Trial, int] = {}
+        self._startup_retries: dict[Trial, int] = {}
+        # Checkpoints that fell out of num_to_keep: deleted once a saved state no longer names them.
+        self._pending_deletes: list[Checkpoint] = []
+        self._warned_no_checkpoint = False
         self._stop_deadline = float("inf")
         self._warn_idle_s = _env_float("TUNE_WARN_INSUFFICENT_RESOURCE_THRESHOLD_S", 60.0)
         self._last_running = time.time()
@@ -262,7 +269,9 @@ class TuneController:
     def update_trial_resources(self, trial: Trial, placement_group_factory) -> None:
         """Gives a trial new resources; a running trial is paused and resumes with them."""
         trial.placement_group_factory = to_pg_factory(placement_group_factory, trial.config)
-        if trial.status == Trial.RUNNING:
+        if trial.status == Trial.RUNNING and (self._is_class or trial.checkpoint is not None):
+            # A function trial that never checkpointed would lose all its progress: it keeps
+            # running and takes the new resources when it next starts.
             self.pause_trial(trial, should_checkpoint=True)
         self._resources_changed = True
 
@@ -382,6 +391,11 @@ class TuneController:
             result_buffer_length=self._result_buffer_length,
         )
         was_paused = trial.status == Trial.PAUSED or restoring is not None
+        self._rollback(trial)
+        if not trial.dir_created and trial.local_path is not None:
+            # The trial's directory and params.json exist before any callback hears of the trial.
+            _write_params_files(trial.local_path, trial.config)
+            trial.dir_created = True
         self._set_status(trial, Trial.RUNNING)
         self._executor.start_trial(trial, spec, self._trainable_key, self._payload)
         self._callbacks.on_trial_start(iteration=self._iteration, trials=self._trials, trial=trial)
@@ -397,13 +411,15 @@ class TuneController:
         return self._search_finished and self._num_live() == 0
 
     def run(self) -> None:
-        """Runs the experiment; Ctrl+C stops it gracefully and keeps its state."""
+        """Runs the experiment; Ctrl+C (or SIGUSR1) stops it gracefully and keeps its state."""
         self._callbacks.setup(
             stop=self._stopper, num_samples=self._search_alg.total_samples,
             total_num_samples=self._search_alg.total_samples,
         )
         self._storage.make_dirs()
         interrupted = abort = False
+        callback_error: CallbackError | None = None
+        restore_signals = _install_stop_signal()
         try:
             while not self.is_finished():
                 self.step()
@@ -413,14 +429,42 @@ class TuneController:
                 raise
             interrupted = True
             print("Stopping the experiment (Ctrl+C); its state is being saved...", flush=True)
+        except CallbackError as exc:
+            # The run ends now; running trials resume from their checkpoints on restore.
+            callback_error = exc
+            interrupted = True
+            self._cleanup_grace_s = 0.0
         finally:
+            restore_signals()
             if abort:
                 self._executor.shutdown()
             else:
-                self._shutdown(interrupted)
-        self.interrupted = interrupted
+                self._shutdown_keeping_state(interrupted)
+        self.interrupted = interrupted and callback_error is None
+        if callback_error is not None:
+            raise callback_error
         if self._raise_error is not None:
             raise self._raise_error
+
+    def _shutdown_keeping_state(self, interrupted: bool) -> None:
+        """Shuts down; a second Ctrl+C only hurries it, so the saved state stays consistent."""
+        import signal
+        import threading
+
+        if threading.current_thread() is not threading.main_thread():
+            self._shutdown(interrupted)
+            return
+
+        def hurry(signum, frame):
+            self._cleanup_grace_s = 0.0
+            self._stop_deadline = 0.0
+            print("Stopping now; the experiment's state is being saved...", flush=True)
+
+        previous = signal.signal(signal.SIGINT, hurry)
+        try:
+            self._shutdown(interrupted)
+        finally:
+            signal.signal(signal.SIGINT, previous)
 
     def step(self) -> None:
         self._iteration += 1
@@ -449,6 +493,8 @@ class TuneController:
             self._stop_experiment("time budget")
         if self._stopper is not None and not self._stop_all and self._stopper.stop_all():
             self._stop_experiment("stopper")
+        if _write_error() is not None and self._raise_error is None:
+            self._on_write_error(_write_error())
         self._maybe_save_state(now)
 
     def _warn_if_slow_or_stuck(self, now: float, busy_s: float) -> None:
@@ -525,6 +571,8 @@ class TuneController:
         elif kind == P.ERROR:
             if len(msg) > 3 and msg[3] == P.RESTORE_PHASE:
                 self._on_restore_error(trial, msg[1], msg[2])
+            elif len(msg) > 3 and msg[3] == P.STARTUP_PHASE:
+                self._on_startup_error(trial, msg[1], msg[2])
             else:
                 self._on_error(trial, msg[1], msg[2])
 
@@ -602,8 +650,10 @@ class TuneController:
         checkpoint = Checkpoint(path)
         self._checkpoint_metrics[path] = metrics
         self._note_checkpoint_index(trial, name)
+        trial.checkpoint_rows[path] = trial.num_results
         for removed in trial.checkpoint_manager.register(checkpoint, metrics):
-            self._checkpoint_metrics.pop(removed.path, None)
+            trial.checkpoint_rows.pop(removed.path, None)
+            self._pending_deletes.append(removed)
         self._callbacks.on_trial_save(iteration=self._iteration, trials=self._trials, trial=trial)
         self._callbacks.on_checkpoint(
             iteration=self._iteration, trials=self._trials, trial=trial, checkpoint=checkpoint
@@ -646,21 +696,49 @@ class TuneController:
 
     def _set_paused(self, trial: Trial, how: str) -> None:
         if how == "pause":
-            if trial.checkpoint is None and getattr(self._scheduler, "_requires_checkpointing", False):
-                self._fail_trial(
-                    trial,
-                    f"{type(self._scheduler).__name__} paused trial {trial}, but the trial has no checkpoint to "
-                    "resume from. This scheduler needs a trainable that checkpoints: pass "
-                    "checkpoint=Checkpoint.from_directory(...) to train.report(), or implement "
-                    "save_checkpoint/load_checkpoint in a Trainable class.",
-                    None,
+            if trial.checkpoint is None and not self._warned_no_checkpoint:
+                self._warned_no_checkpoint = True
+                logger.warning(
+                    "%s paused trial %s, which has no checkpoint: it will start over from scratch when it "
+                    "resumes, and so will every trial paused without a checkpoint. To keep progress across "
+                    "pauses, pass checkpoint=Checkpoint.from_directory(...) to train.report() (and load it "
+                    "with train.get_checkpoint()), or implement save_checkpoint/load_checkpoint in a "
+                    "Trainable class.",
+                    type(self._scheduler).__name__, trial,
                 )
-                return
             trial.restore_checkpoint = trial.checkpoint
         self._set_status(trial, Trial.PAUSED)
 
+    def _rollback(self, trial: Trial) -> None:
+        """Cuts the trial's logs back to its restore checkpoint: the iterations after it run again.
+
+        Called as the trial starts, so a trial that is paused and then never resumed keeps
+        its logs. A checkpoint of another trial (PBT's exploit) starts a new stretch of
+        rows, so nothing is cut for it.
+        """
+        rows = trial.rows_at(trial.restore_checkpoint)
+        if rows is not None and rows < trial.num_results:
+            trial.num_results = rows
+            self._callbacks.rollback_trial(trial, rows)
+
+    def _on_startup_error(self, trial: Trial, tb: str, exc_bytes: bytes | None) -> None:
+        """The worker died before it ran any of the trial's code: try again, not counted as a failure."""
+        self._stopping.pop(trial, None)
+        self._executor.release_trial(trial, reuse=False)
+        self._resources_changed = True
+        tries = self._startup_retries.get(trial, 0) + 1
+        self._startup_retries[trial] = tries
+        if tries > 3:
+            self._fail_trial(trial, tb + "The worker process died while starting, 3 times in a row.\n", exc_bytes)
+            return
+        logger.warning("The worker process for trial %s died while starting; starting it again.", trial)
+        self._set_status(trial, Trial.PENDING)
+
     def _on_restore_error(self, trial: Trial, tb: str, exc_bytes: bytes | None) -> None:
-        """A trial could not load its checkpoint: retry (TUNE_RESTORE_RETRY_NUM), then start over."""
+        """A trial could not load its checkpoint: retry it (TUNE_RESTORE_RETRY_NUM), then fall back.
+
+        The fallback is the trial's previous checkpoint, and from scratch when none is left.
+        """
         self._stopping.pop(trial, None)
         self._executor.release_trial(trial, reuse=self._reuse_actors is not False)
         self._resources_changed = True
@@ -671,9 +749,17 @@ class TuneController:
                            trial, retries + 1, self._restore_retry_num)
         else:
             self._restore_retries.pop(trial, None)
-            logger.warning("Trial %s could not restore its checkpoint %s; it starts from scratch.\n%s",
-                           trial, trial.restore_checkpoint.path if trial.restore_checkpoint else None, tb)
-            trial.restore_checkpoint = None
+            bad = trial.restore_checkpoint
+            if bad is not None:
+                trial.checkpoint_manager.drop(bad.path)
+            fallback = trial.checkpoint
+            logger.warning(
+                "Trial %s could not restore its checkpoint %s; it %s.\n%s",
+                trial, bad.path if bad else None,
+                f"falls back to the previous checkpoint {fallback.path}" if fallback else "starts from scratch",
+                tb,
+            )
+            trial.restore_checkpoint = fallback
         self._set_status(trial, Trial.PENDING)
 
     def _on_error(self, trial: Trial, tb: str, exc_bytes: bytes | None) -> None:
@@ -732,11 +818,23 @@ class TuneController:
             self.save_experiment_state()
 
     def save_experiment_state(self) -> None:
+        """Commits the experiment to storage: result rows first, then the state that names checkpoints.
+
+        The order is the durability contract: every result row the state implies
+        is written before the state, and checkpoints that the new state no longer
+        names are deleted only after it is written.
+        """
+        from tunesmith.tune.logger._util import ResultWriteError, commit_results
+
         start = time.time()
         path = self._storage.experiment_local_path
         os.makedirs(path, exist_ok=True)
+        try:
+            commit_results()
+        except ResultWriteError as exc:
+            self._on_write_error(exc)
         state = {
-            "version": 1,
+            "version": 2,
             "experiment_name": self._storage.experiment_dir_name,
             "timestamp": start,
             "trainable_name": self._trainable_name,
@@ -751,21 +849,52 @@ class TuneController:
             self._search_alg.save_to_dir(path, session_str="tunesmith")
         except Exception:
             logger.warning("Could not save the search algorithm's state:\n%s", traceback.format_exc())
-        try:
-            self._scheduler.save(os.path.join(path, SCHEDULER_STATE_FILE))
-        except Exception:
-            logger.debug("Scheduler state not saved:\n%s", traceback.format_exc())
+        self._save_scheduler_state(os.path.join(path, SCHEDULER_STATE_FILE))
         callback_state = self._callbacks.get_state()
         if any(v is not None for v in callback_state.values()):
             import cloudpickle
 
             write_bytes_atomic(os.path.join(path, _CALLBACK_STATE_FILE), cloudpickle.dumps(callback_state))
         write_json_atomic(os.path.join(path, EXPERIMENT_STATE_FILE), state)
+        self._delete_dropped_checkpoints()
         if self._storage.is_remote:
             self._storage.sync_up()
         end = time.time()
         self._last_state_write = end
         self._last_state_duration = end - start
+
+    def _save_scheduler_state(self, path: str) -> None:
+        get_state = getattr(self._scheduler, "get_state", None)
+        try:
+            if get_state is not None:
+                import cloudpickle
+
+                write_bytes_atomic(path, cloudpickle.dumps({"class": type(self._scheduler).__name__,
+                                                            "state": get_state()}))
+            else:
+                self._scheduler.save(path)
+        except Exception:
+            logger.warning("Could not save the scheduler's state:\n%s", traceback.format_exc())
+
+    def _delete_dropped_checkpoints(self) -> None:
+        if not self._pending_deletes:
+            return
+        # A checkpoint some trial is about to start from (PBT's exploit) stays until it has.
+        wanted = {t.restore_checkpoint.path for t in self._trials
+                  if t.restore_checkpoint is not None and not t.is_finished()}
+        keep = [c for c in self._pending_deletes if c.path in wanted]
+        delete = [c for c in self._pending_deletes if c.path not in wanted]
+        self._pending_deletes = keep
+        for checkpoint in delete:
+            self._checkpoint_metrics.pop(checkpoint.path, None)
+        delete_checkpoints(delete)
+
+    def _on_write_error(self, exc: BaseException) -> None:
+        """A result row could not be written: the run ends with the error instead of losing rows."""
+        if self._raise_error is None:
+            self._raise_error = exc
+        if not self._stop_all:
+            self._stop_experiment("a result could not be written")
 
     # -- shutdown -------------------------------------------------------------------------------------------
     def _shutdown(self, interrupted: bool) -> None:
@@ -785,13 +914,13 @@ class TuneController:
                 else:
                     self.stop_trial(trial)
             try:
-                while self._by_status[Trial.RUNNING] and time.time() < grace_deadline:
-                    for trial, msg in self._executor.wait(0.2):
+                while self._by_status[Trial.RUNNING] and time.time() < min(grace_deadline, self._stop_deadline):
+                    for trial, msg in self._executor.wait(0.1):
                         if msg[0] == P.RESULT:
                             continue
                         self._process_event(trial, msg)
-            except KeyboardInterrupt:
-                pass
+            except (KeyboardInterrupt, CallbackError) as exc:
+                logger.warning("Stopping the remaining trials at once: %s", exc)
             for trial in list(self._by_status[Trial.RUNNING]):
                 self._executor.kill_trial_worker(trial)
                 self._stopping.pop(trial, None)
@@ -811,6 +940,21 @@ class TuneController:
             self._callbacks.on_experiment_end(trials=self._trials)
             if self._storage.is_remote:
                 self._storage.sync_up()
+
+
+def _install_stop_signal():
+    """SIGUSR1 stops the experiment as Ctrl+C does; returns what undoes it."""
+    import signal
+    import threading
+
+    if not hasattr(signal, "SIGUSR1") or threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGUSR1, stop)
+    return lambda: signal.signal(signal.SIGUSR1, previous)
 
 
 def _load_exception(exc_bytes: bytes | None, tb: str) -> BaseException:

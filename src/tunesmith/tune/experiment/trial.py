@@ -107,6 +107,10 @@ class Trial:
         self.trial_dirname = sanitize_dirname(dirname)
         # Offset of iteration counters when the trial restarts from a checkpoint.
         self.restored_iteration = 0
+        # Result rows logged when each checkpoint was taken (by checkpoint path): a trial that
+        # resumes from a checkpoint has its logs cut back to that many rows.
+        self.checkpoint_rows: dict[str, int] = {}
+        self.dir_created = False
 
     # -- names and paths -------------------------------------------------
     def _default_dirname(self) -> str:
@@ -234,11 +238,48 @@ class Trial:
     def iteration(self) -> int:
         return self.last_result.get(TRAINING_ITERATION, 0)
 
+    def rows_at(self, checkpoint: Checkpoint | None) -> int | None:
+        """How many result rows the trial had logged when ``checkpoint`` was taken.
+
+        0 for no checkpoint (a start from scratch); None for a checkpoint the trial did
+        not take itself (another trial's, or one given by the user).
+        """
+        if checkpoint is None:
+            return 0
+        return self.checkpoint_rows.get(checkpoint.path)
+
     # -- persistence ---------------------------------------------------------
+    def _relative(self, path: str | None) -> str | None:
+        """``path`` relative to the experiment directory when it lies inside it."""
+        if not path or not self.experiment_path:
+            return path
+        base = self.experiment_path.rstrip("/\\")
+        if path.startswith(base + "/") or path.startswith(base + os.sep):
+            return path[len(base) + 1:]
+        return path
+
+    def _absolute(self, path: str | None) -> str | None:
+        if not path or not self.experiment_path or "://" in path or os.path.isabs(path):
+            return path
+        base = self.experiment_path.rstrip("/\\")
+        if path.startswith(base + "/"):
+            return path  # already under the experiment directory (a path on a remote filesystem)
+        return f"{base}/{path}" if "/" in base and os.sep != "/" else os.path.join(base, path)
+
     def get_json_state(self) -> dict[str, Any]:
-        """The trial as JSON-safe data for the experiment state file."""
+        """The trial as JSON-safe data for the experiment state file.
+
+        Paths inside the experiment directory are stored relative to it, so a
+        moved or copied experiment restores from its own files.
+        """
         from tunesmith.tune.utils.serialization import to_jsonable
 
+        rel = self._relative
+        checkpoints = [
+            {"path": rel(entry["path"]), "metrics": entry["metrics"], "rows": self.checkpoint_rows.get(entry["path"], 0)}
+            for entry in self.checkpoint_manager.get_state()
+        ]
+        restore = self.restore_checkpoint
         return {
             "trial_id": self.trial_id,
             "trainable_name": self.trainable_name,
@@ -250,11 +291,15 @@ class Trial:
             "custom_trial_name": self.custom_trial_name,
             "last_result": to_jsonable(self.last_result),
             "metric_analysis": to_jsonable(self.metric_analysis),
-            "checkpoints": to_jsonable(self.checkpoint_manager.get_state()),
-            "restore_checkpoint": self.restore_checkpoint.path if self.restore_checkpoint else None,
+            "checkpoints": to_jsonable(checkpoints),
+            "restore_checkpoint": rel(restore.path) if restore else None,
+            "restore_checkpoint_rows": self.rows_at(restore),
             "resources": self.placement_group_factory.bundles,
-            "error_file": self.error_file,
-            "pickled_error_file": self.pickled_error_file,
+            "error_file": rel(self.error_file),
+            "pickled_error_file": rel(self.pickled_error_file),
+            "num_results": self.num_results,
+            "max_failures": self.max_failures,
+            "log_to_file": list(self.log_to_file),
             "error_msg": self.error_msg,
             "num_failures": self.num_failures,
             "stopping_criterion": to_jsonable(self.stopping_criterion),
@@ -263,7 +308,22 @@ class Trial:
         }
 
     @classmethod
-    def from_json_state(cls, state: dict[str, Any], experiment_path: str | None = None, filesystem=None) -> "Trial":
+    def from_json_state(cls, state: dict[str, Any], experiment_path: str | None = None, filesystem=None,
+                        checkpoint_config=None) -> "Trial":
+        """Rebuilds a trial from :meth:`get_json_state` data.
+
+        Raises:
+            ValueError: The state names a trial directory that is not one plain
+                directory name (it could lead outside the experiment directory).
+        """
+        dirname = state["trial_dirname"]
+        if not isinstance(dirname, str) or sanitize_dirname(dirname, max_len=255) != dirname:
+            raise ValueError(
+                f"The saved state of trial {state.get('trial_id')!r} names the trial directory {dirname!r}, "
+                "which is not a plain directory name inside the experiment; the state file was changed "
+                "or is corrupt."
+            )
+        log_to_file = state.get("log_to_file") or (None, None)
         trial = cls(
             state["trainable_name"],
             config=state.get("config") or {},
@@ -274,17 +334,27 @@ class Trial:
             stopping_criterion=state.get("stopping_criterion"),
             experiment_path=experiment_path,
             filesystem=filesystem,
+            checkpoint_config=checkpoint_config,
+            max_failures=int(state.get("max_failures", 0) or 0),
+            log_to_file=tuple(log_to_file),
         )
-        trial.trial_dirname = state["trial_dirname"]
+        trial.trial_dirname = dirname
         trial.custom_trial_name = state.get("custom_trial_name")
         trial.status = state["status"]
         trial.last_result = state.get("last_result") or {}
         trial.metric_analysis = state.get("metric_analysis") or {}
-        trial.checkpoint_manager.set_state(state.get("checkpoints") or [], filesystem)
+        absolute = trial._absolute
+        entries = [dict(e, path=absolute(e["path"])) for e in state.get("checkpoints") or []]
+        trial.checkpoint_manager.set_state(entries, filesystem)
+        trial.checkpoint_rows = {e["path"]: int(e.get("rows", 0) or 0) for e in entries}
         if state.get("restore_checkpoint"):
-            trial.restore_checkpoint = Checkpoint(state["restore_checkpoint"], filesystem)
-        trial.error_file = state.get("error_file")
-        trial.pickled_error_file = state.get("pickled_error_file")
+            path = absolute(state["restore_checkpoint"])
+            trial.restore_checkpoint = Checkpoint(path, filesystem)
+            if state.get("restore_checkpoint_rows") is not None:
+                trial.checkpoint_rows.setdefault(path, int(state["restore_checkpoint_rows"]))
+        trial.num_results = int(state.get("num_results", 0) or 0)
+        trial.error_file = absolute(state.get("error_file"))
+        trial.pickled_error_file = absolute(state.get("pickled_error_file"))
         trial.error_msg = state.get("error_msg")
         trial.num_failures = state.get("num_failures", 0)
         trial.restored_iteration = state.get("restored_iteration", 0)

@@ -19,6 +19,23 @@ DEFAULT_FLUSH_PERIOD_S = 2.0
 # (and reopened in append mode when they are written again), to stay below the process's fd limit.
 MAX_OPEN_FILES = 256
 
+
+def max_open_files() -> int:
+    """Open files one logger callback may keep: a share of the process's descriptor limit.
+
+    The three default loggers together take at most a third of what is left after
+    a reserve; the worker processes' pipes get the rest (``backend.local.worker_limit``).
+    """
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    except (ImportError, ValueError, OSError):
+        return MAX_OPEN_FILES
+    if soft == getattr(resource, "RLIM_INFINITY", -1):
+        return MAX_OPEN_FILES
+    return max(4, min(MAX_OPEN_FILES, (soft - 64) // 3 // 3))
+
 # One encoder, reused: numpy scalars, arrays and checkpoints are turned into JSON by ``default``;
 # NaN and infinity are written as Python's json writes them.
 _ENCODER = json.JSONEncoder(default=to_jsonable, allow_nan=True)
@@ -61,6 +78,9 @@ class _Writer:
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        # The first write that failed (a row that did not reach its file); the driver
+        # ends the run with it rather than carrying on with incomplete logs.
+        self.error: BaseException | None = None
 
     def submit(self, fn: Callable, *args: Any) -> None:
         if self._thread is None or not self._thread.is_alive():
@@ -75,8 +95,13 @@ class _Writer:
             fn, args = self._queue.get()
             try:
                 fn(*args)
-            except Exception as exc:  # a failing write must not stop the others
-                logger.warning("Result logging failed in %s: %s", getattr(fn, "__qualname__", fn), exc)
+            except Exception as exc:  # recorded; the driver fails the run with it
+                where = getattr(getattr(fn, "__self__", None), "path", None)
+                logger.error("Writing results%s failed: %s", f" to {where}" if where else "", exc)
+                if self.error is None:
+                    self.error = ResultWriteError(
+                        f"Writing results{f' to {where}' if where else ''} failed: {type(exc).__name__}: {exc}"
+                    )
 
     def wait(self) -> None:
         if self._thread is None:
@@ -86,12 +111,103 @@ class _Writer:
         done.wait()
 
 
+class ResultWriteError(OSError):
+    """A result row could not be written to its file."""
+
+
 _WRITER = _Writer()
+# Every per-trial file with rows not yet handed to the I/O thread (driver thread only).
+_DIRTY: dict[int, "TrialFile"] = {}
 
 
 def wait_for_writes() -> None:
     """Blocks until every result file write submitted so far has been performed."""
     _WRITER.wait()
+
+
+def write_error() -> BaseException | None:
+    """The first failed result write of this process, if any."""
+    return _WRITER.error
+
+
+def commit_results() -> None:
+    """Writes every buffered result row of every logger to its file, and waits until it is there.
+
+    The driver calls this before it saves the experiment state, so that the
+    rows a saved state implies are on storage (the durability contract).
+
+    Raises:
+        ResultWriteError: A row could not be written.
+    """
+    for trial_file in list(_DIRTY.values()):
+        trial_file.flush()
+    _WRITER.wait()
+    if _WRITER.error is not None:
+        raise _WRITER.error
+
+
+def cut_result_lines(path: str, rows: int) -> None:
+    """Keeps the first ``rows`` complete JSON lines of ``path`` (a ``result.json``).
+
+    A line cut short by a crash is dropped with everything after it.
+    """
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        return
+    kept: list[bytes] = []
+    for line in data.split(b"\n"):
+        if len(kept) >= rows:
+            break
+        if not line.strip():
+            continue
+        try:
+            json.loads(line)
+        except ValueError:
+            break
+        kept.append(line + b"\n")
+    new = b"".join(kept)
+    if new != data:
+        write_atomic(path, new)
+
+
+def cut_csv_rows(path: str, rows: int) -> None:
+    """Keeps the header and the first ``rows`` records of ``path`` (a ``progress.csv``)."""
+    import csv
+    import io
+
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            text = f.read()
+    except FileNotFoundError:
+        return
+    records = list(csv.reader(io.StringIO(text)))
+    if not records:
+        return
+    header, body = records[0], records[1:]
+    # A record cut short by a crash has fewer fields than the header.
+    complete = []
+    for record in body:
+        if len(record) != len(header):
+            break
+        complete.append(record)
+    kept = complete[:rows]
+    if rows == 0:
+        new = ""
+    else:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(header)
+        writer.writerows(kept)
+        new = buffer.getvalue()
+    if new != text:
+        write_atomic(path, new.encode("utf-8"))
+
+
+def submit(fn: Callable, *args: Any) -> None:
+    """Runs ``fn(*args)`` in the logger I/O thread, after every write submitted before it."""
+    _WRITER.submit(fn, *args)
 
 
 def write_atomic(path: str, data: bytes) -> None:
@@ -158,12 +274,14 @@ class TrialFile:
         pending = self._pending
         pending.append(item)
         if len(pending) == 1:
+            _DIRTY[id(self)] = self
             if self._owner is not None:
                 self._owner.mark_dirty(self)
         elif len(pending) >= self._MAX_PENDING:
             self.flush()
 
     def flush(self) -> None:
+        _DIRTY.pop(id(self), None)
         if self._owner is not None:
             self._owner.clear(self)
         if self._pending:
@@ -171,6 +289,7 @@ class TrialFile:
             _WRITER.submit(self._write_items, items, True)
 
     def close(self) -> None:
+        _DIRTY.pop(id(self), None)
         if self._owner is not None:
             self._owner.clear(self)
         items, self._pending = self._pending, []
@@ -212,9 +331,9 @@ class TrialFile:
 class OpenFiles:
     """A callback's per-trial files: which have unwritten items, periodic flush, a cap on open handles."""
 
-    def __init__(self, flush_period_s: float = DEFAULT_FLUSH_PERIOD_S, max_open: int = MAX_OPEN_FILES):
+    def __init__(self, flush_period_s: float = DEFAULT_FLUSH_PERIOD_S, max_open: int | None = None):
         self.flush_period_s = flush_period_s
-        self.max_open = max_open
+        self.max_open = max_open if max_open is not None else max_open_files()
         self._dirty: dict[int, TrialFile] = {}  # driver thread
         self._open: dict[int, TrialFile] = {}  # I/O thread
         self._last_flush = time.monotonic()

@@ -6,7 +6,7 @@ import io
 import os
 from typing import TYPE_CHECKING
 
-from tunesmith.tune.logger._util import OpenFiles, TrialFile, flatten
+from tunesmith.tune.logger._util import cut_csv_rows, OpenFiles, TrialFile, flatten
 from tunesmith.tune.logger.logger import Logger, _TrialWriterCallback
 from tunesmith.tune.result import CONFIG, EXPR_PROGRESS_FILE
 
@@ -76,6 +76,9 @@ class CSVLoggerCallback(_TrialWriterCallback):
         >>> from tunesmith.tune.logger import CSVLoggerCallback
         >>> run_config = tune.RunConfig(callbacks=[CSVLoggerCallback()])
     """
+
+    _rollback_file = EXPR_PROGRESS_FILE
+    _rollback_cut = staticmethod(cut_csv_rows)
 
     def _make_writer(self, trial: "Trial") -> _CSVWriter:
         return _CSVWriter(trial.local_path, self._files)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-from tunesmith.tune.logger._util import OpenFiles, TrialFile, dumps, write_params
+from tunesmith.tune.logger._util import cut_result_lines, OpenFiles, TrialFile, dumps, write_params
 from tunesmith.tune.logger.logger import Logger, _TrialWriterCallback
 from tunesmith.tune.result import EXPR_RESULT_FILE
 
@@ -47,6 +47,9 @@ class JsonLoggerCallback(_TrialWriterCallback):
         >>> from tunesmith.tune.logger import JsonLoggerCallback
         >>> run_config = tune.RunConfig(callbacks=[JsonLoggerCallback()])
     """
+
+    _rollback_file = EXPR_RESULT_FILE
+    _rollback_cut = staticmethod(cut_result_lines)
 
     def _make_writer(self, trial: "Trial") -> _JsonWriter:
         return _JsonWriter(trial.local_path, self._files)

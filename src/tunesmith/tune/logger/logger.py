@@ -112,6 +112,23 @@ class _TrialWriterCallback(LoggerCallback):
         if writer is not None:
             writer.close()
 
+    # The file a rollback cuts, and how (None: the format cannot be cut).
+    _rollback_file: str | None = None
+    _rollback_cut = None
+
+    def _rollback_trial(self, trial: "Trial", rows: int) -> None:
+        """Cuts the trial's file back to ``rows`` results; its next writer appends from there."""
+        writer = self._writers.pop(trial, None)
+        if writer is not None:
+            writer.close()
+        if self._rollback_file is None or trial.local_path is None:
+            return
+        import os
+
+        from tunesmith.tune.logger._util import submit
+
+        submit(type(self)._rollback_cut, os.path.join(trial.local_path, self._rollback_file), rows)
+
     def on_step_end(self, iteration: int, trials: list["Trial"], **info) -> None:
         self._files.maybe_flush()
 
@@ -262,6 +279,18 @@ class LegacyLoggerCallback(LoggerCallback):
     def log_trial_end(self, trial: "Trial", failed: bool = False) -> None:
         for lg in self._trial_loggers.pop(trial, []):
             lg.close()
+
+    def _rollback_trial(self, trial: "Trial", rows: int) -> None:
+        import os
+
+        from tunesmith.tune.logger._util import cut_csv_rows, cut_result_lines, submit
+        from tunesmith.tune.result import EXPR_PROGRESS_FILE, EXPR_RESULT_FILE
+
+        for lg in self._trial_loggers.pop(trial, []):
+            lg.close()
+        if trial.local_path is not None:
+            submit(cut_result_lines, os.path.join(trial.local_path, EXPR_RESULT_FILE), rows)
+            submit(cut_csv_rows, os.path.join(trial.local_path, EXPR_PROGRESS_FILE), rows)
 
     def on_experiment_end(self, trials: list["Trial"], **info) -> None:
         for trial in list(self._trial_loggers):
