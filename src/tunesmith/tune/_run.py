@@ -12,6 +12,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from tunesmith._internal.experiment_lock import ExperimentLock
 from tunesmith._internal.storage import StorageContext, default_experiment_name
 from tunesmith.tune.result import EXPERIMENT_STATE_FILE, TUNER_FILE
 from tunesmith.tune.tune_config import TuneConfig
@@ -30,6 +31,8 @@ class ExperimentInput:
     default_verbose: int = 1
     # tune.run(restore=...): a checkpoint every new trial starts from.
     initial_checkpoint: str | None = None
+    # The experiment directory's name, fixed when a Tuner is constructed.
+    experiment_name: str | None = None
 
 
 def resolve_trainable(trainable: Any) -> tuple[Any, str]:
@@ -265,7 +268,12 @@ def run_experiment(inp: ExperimentInput, restore_path: str | None = None, restor
     except BaseException:
         executor.shutdown()  # the prestarted workers
         raise
-    controller.run()
+    try:
+        controller.run()
+    finally:
+        lock = getattr(controller, "experiment_lock", None)
+        if lock is not None:
+            lock.release()
     if getattr(controller, "interrupted", False):
         print(
             f"The experiment was interrupted; its state is saved. Resume it with "
@@ -315,15 +323,27 @@ def _build_controller(inp: ExperimentInput, trainable, name: str, payload: bytes
     _check_fits(request, executor)
 
     trials = None
+    scheduler_restored = False
     if restore_path is not None:
         path = restore_path.rstrip("/")
         storage = StorageContext(os.path.dirname(path), os.path.basename(path), rc.storage_filesystem)
-        trials = _restore_trials(storage, search_alg, scheduler, restore_options)
     else:
-        storage = StorageContext(rc.storage_path, rc.name or default_experiment_name(name), rc.storage_filesystem)
-        search_alg.add_configurations(param_space, num_samples=tc.num_samples)
+        storage = experiment_storage(inp, name)
     storage.make_dirs()
-    _save_tuner_file(storage, inp, name)
+    lock = ExperimentLock(storage.experiment_local_path) if not storage.is_remote else _NoLock()
+    try:
+        if restore_path is not None and os.path.exists(
+            os.path.join(storage.experiment_local_path, EXPERIMENT_STATE_FILE)
+        ):
+            trials, scheduler_restored = _restore_trials(
+                storage, search_alg, scheduler, restore_options, rc.checkpoint_config
+            )
+        else:  # a new run, or a Tuner that was built but never ran
+            search_alg.add_configurations(param_space, num_samples=tc.num_samples)
+        _save_tuner_file(storage, inp, name)
+    except BaseException:
+        lock.release()
+        raise
 
     controller = TuneController(
         trainable=trainable,
@@ -352,11 +372,31 @@ def _build_controller(inp: ExperimentInput, trainable, name: str, payload: bytes
         is_class_trainable=is_class,
         stopping_criterion=stopping_criterion,
         trials=trials,
+        scheduler_restored=scheduler_restored,
         initial_checkpoint=inp.initial_checkpoint,
     )
+    controller.experiment_lock = lock
     if restore_path is not None:
         controller.restore_callback_state()
     return controller, storage
+
+
+class _NoLock:
+    def release(self) -> None:
+        pass
+
+
+def experiment_storage(inp: ExperimentInput, trainable_name: str) -> StorageContext:
+    """Where a new run of ``inp`` writes: ``<storage_path>/<name>``."""
+    rc = inp.run_config
+    name = inp.experiment_name or rc.name or default_experiment_name(trainable_name)
+    return StorageContext(rc.storage_path, name, rc.storage_filesystem)
+
+
+def save_tuner_file(storage: StorageContext, inp: ExperimentInput, name: str) -> None:
+    """Writes the tuner file (what ``Tuner.restore`` rebuilds the run from) into the experiment directory."""
+    storage.make_dirs()
+    _save_tuner_file(storage, inp, name)
 
 
 def _save_tuner_file(storage: StorageContext, inp: ExperimentInput, name: str) -> None:
@@ -381,27 +421,122 @@ def load_tuner_file(path: str) -> dict:
         return cloudpickle.load(f)
 
 
-def _restore_trials(storage: StorageContext, search_alg, scheduler, options: dict):
+def read_experiment_state(path: str) -> dict:
+    """The experiment state saved in directory ``path``.
+
+    Raises:
+        ValueError: The state file is missing, cut short or not an experiment state;
+            the message names the file.
+    """
+    state_file = os.path.join(path, EXPERIMENT_STATE_FILE)
+    try:
+        with open(state_file, encoding="utf-8") as f:
+            state = json.load(f)
+    except FileNotFoundError:
+        raise ValueError(f"No experiment to restore: {state_file} does not exist.") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValueError(
+            f"The experiment state file {state_file} cannot be read ({exc}); it is cut short or "
+            "corrupt, so this experiment cannot be restored."
+        ) from exc
+    if not isinstance(state, dict) or not isinstance(state.get("trials"), list):
+        raise ValueError(f"{state_file} is not a tunesmith experiment state (it has no list of trials).")
+    return state
+
+
+def _load_params(trial, params_file: str) -> None:
+    """Replaces the trial's JSON-safe config with the pickled original, when it can be read."""
+    import logging
+
+    import cloudpickle
+
+    if not os.path.exists(params_file):
+        return
+    try:
+        with open(params_file, "rb") as f:
+            config = cloudpickle.load(f)
+        if not isinstance(config, dict):
+            raise TypeError(f"it holds a {type(config).__name__}, not a dict")
+    except Exception as exc:
+        logging.getLogger(__name__).warning(
+            "Could not read %s (%s); trial %s resumes with the config saved in the experiment state, "
+            "where values that are not JSON were stored as text.", params_file, exc, trial,
+        )
+        return
+    trial.config = config
+
+
+def _drop_missing_checkpoints(trial) -> None:
+    import logging
+
+    for checkpoint, _ in list(trial.checkpoint_manager.checkpoints):
+        if checkpoint._local and not os.path.isdir(checkpoint.path):
+            trial.checkpoint_manager.drop(checkpoint.path)
+            logging.getLogger(__name__).warning(
+                "Checkpoint %s of trial %s is missing; the trial resumes from %s.", checkpoint.path, trial,
+                trial.checkpoint.path if trial.checkpoint else "scratch (no checkpoint is left)",
+            )
+
+
+def _cut_logs(trial, rows: int) -> None:
+    from tunesmith.tune.logger._util import cut_csv_rows, cut_result_lines
+    from tunesmith.tune.result import EXPR_PROGRESS_FILE, EXPR_RESULT_FILE
+
+    cut_result_lines(os.path.join(trial.local_path, EXPR_RESULT_FILE), rows)
+    cut_csv_rows(os.path.join(trial.local_path, EXPR_PROGRESS_FILE), rows)
+    trial.num_results = rows
+
+
+def _remove_uncommitted(path: str, trials: list) -> None:
+    """Removes what was written after the saved state: unknown trial dirs and checkpoints."""
+    import shutil
+
+    known = {t.trial_dirname: t for t in trials}
+    for entry in os.scandir(path):
+        if not entry.is_dir(follow_symlinks=False):
+            continue
+        trial = known.get(entry.name)
+        if trial is None:
+            if os.path.exists(os.path.join(entry.path, "params.json")):
+                shutil.rmtree(entry.path, ignore_errors=True)  # a trial the saved state never had
+            continue
+        named = {c.path for c, _ in trial.checkpoint_manager.checkpoints}
+        if trial.restore_checkpoint is not None:
+            named.add(trial.restore_checkpoint.path)
+        for sub in os.scandir(entry.path):
+            if sub.name.startswith("checkpoint_") and sub.is_dir(follow_symlinks=False) and sub.path not in named:
+                shutil.rmtree(sub.path, ignore_errors=True)
+
+
+def _restore_trials(storage: StorageContext, search_alg, scheduler, options: dict, checkpoint_config=None):
+    """Rebuilds the trials of a saved experiment and the search and scheduler state.
+
+    Returns ``(trials, scheduler_restored)``; with ``scheduler_restored`` the scheduler
+    already knows the trials and must not be told of them again.
+    """
     from tunesmith.tune.experiment.trial import Trial
-    from tunesmith.tune.result import SCHEDULER_STATE_FILE
 
     path = storage.experiment_local_path
-    with open(os.path.join(path, EXPERIMENT_STATE_FILE)) as f:
-        state = json.load(f)
-    params_by_id = {}
+    state = read_experiment_state(path)
+    state_file = os.path.join(path, EXPERIMENT_STATE_FILE)
     trials = []
     for tstate in state["trials"]:
-        trial = Trial.from_json_state(tstate, experiment_path=path)
-        params_file = os.path.join(trial.local_path, "params.pkl")
-        if os.path.exists(params_file):
-            import cloudpickle
-
-            with open(params_file, "rb") as f:
-                trial.config = cloudpickle.load(f)
-        params_by_id[trial.trial_id] = trial.config
+        try:
+            trial = Trial.from_json_state(tstate, experiment_path=path, checkpoint_config=checkpoint_config)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"{state_file}: a trial's saved state cannot be read: {exc}") from exc
+        trial.dir_created = True
+        _load_params(trial, os.path.join(trial.local_path, "params.pkl"))
+        _drop_missing_checkpoints(trial)
         if trial.status in (Trial.RUNNING, Trial.PAUSED, Trial.PENDING):
             if options.get("resume_unfinished", True):
-                trial.restore_checkpoint = trial.checkpoint
+                # A paused trial keeps the checkpoint chosen for it (PBT); a running one
+                # resumes from its latest.
+                chosen = trial.restore_checkpoint
+                if trial.status == Trial.RUNNING or chosen is None or (
+                    chosen._local and not os.path.isdir(chosen.path)
+                ):
+                    trial.restore_checkpoint = trial.checkpoint
                 trial.status = Trial.PENDING
             else:
                 trial.status = Trial.TERMINATED
@@ -409,20 +544,46 @@ def _restore_trials(storage: StorageContext, search_alg, scheduler, options: dic
             if options.get("restart_errored"):
                 trial.restore_checkpoint = None
                 trial.checkpoint_manager.checkpoints = []
+                trial.checkpoint_rows = {}
                 trial.status = Trial.PENDING
                 trial.last_result = {}
             elif options.get("resume_errored"):
                 trial.restore_checkpoint = trial.checkpoint
                 trial.status = Trial.PENDING
+        if trial.status == Trial.PENDING and not storage.is_remote:
+            rows = trial.rows_at(trial.restore_checkpoint)
+            _cut_logs(trial, trial.num_results if rows is None else rows)
         trials.append(trial)
+    if not storage.is_remote:
+        _remove_uncommitted(path, trials)
     if search_alg.has_checkpoint(path):
         search_alg.restore_from_dir(path)
     else:
         search_alg.set_finished()
+    return trials, _restore_scheduler(path, scheduler, trials)
+
+
+def _restore_scheduler(path: str, scheduler, trials: list) -> bool:
+    """Gives the scheduler its saved state; True when it was linked to the restored trials."""
+    import cloudpickle
+
+    from tunesmith.tune.result import SCHEDULER_STATE_FILE
+
     sched_file = os.path.join(path, SCHEDULER_STATE_FILE)
-    if os.path.exists(sched_file):
-        try:
-            scheduler.restore(sched_file)
-        except Exception:
-            pass
-    return trials
+    if not os.path.exists(sched_file):
+        return False
+    try:
+        with open(sched_file, "rb") as f:
+            saved = cloudpickle.load(f)
+        if isinstance(saved, dict) and set(saved) == {"class", "state"}:
+            if saved["class"] != type(scheduler).__name__:
+                raise ValueError(
+                    f"it holds the state of a {saved['class']}, but the experiment now has a "
+                    f"{type(scheduler).__name__}; pass the same scheduler as the original run"
+                )
+            scheduler.set_state(saved["state"], {t.trial_id: t for t in trials})
+            return True
+        scheduler.restore(sched_file)
+        return False
+    except Exception as exc:
+        raise ValueError(f"The scheduler state {sched_file} cannot be restored: {exc}") from exc

@@ -5,7 +5,7 @@ import os
 from typing import Any
 
 from tunesmith.tune._run import ExperimentInput, load_tuner_file, run_experiment
-from tunesmith.tune.result import EXPERIMENT_STATE_FILE
+from tunesmith.tune.result import EXPERIMENT_STATE_FILE, TUNER_FILE
 from tunesmith.tune.tune_config import TuneConfig
 from tunesmith.train._config import RunConfig
 
@@ -60,6 +60,18 @@ class Tuner:
 
         resolved, name = resolve_trainable(trainable)
         pickle_trainable(resolved, name)
+        if _restore_path is None:
+            # As Ray does: the tuner file is written now, so Tuner.can_restore(path) holds even
+            # if the process dies before the first trial starts.
+            from tunesmith._internal.storage import default_experiment_name
+            from tunesmith.tune._run import experiment_storage, save_tuner_file
+
+            rc = self._input.run_config
+            self._input.experiment_name = rc.name or default_experiment_name(name)
+            try:
+                save_tuner_file(experiment_storage(self._input, name), self._input, name)
+            except OSError:
+                pass  # storage that cannot be written yet fails with a clear error in fit()
 
     def fit(self):
         """Runs the experiment and returns a :class:`~tunesmith.tune.ResultGrid`.
@@ -90,7 +102,11 @@ class Tuner:
 
     @classmethod
     def can_restore(cls, path: str | os.PathLike, storage_filesystem=None) -> bool:
-        """True if ``path`` holds an experiment that ``Tuner.restore`` can continue."""
+        """True if ``path`` holds an experiment that ``Tuner.restore`` can continue.
+
+        That is a directory with the tuner file (written when the Tuner was built)
+        and, once the run has saved one, a readable experiment state.
+        """
         path = os.fspath(path)
         if storage_filesystem is not None or "://" in path:
             import pyarrow.fs
@@ -98,7 +114,17 @@ class Tuner:
             fs, fs_path = (storage_filesystem, path) if storage_filesystem else pyarrow.fs.FileSystem.from_uri(path)
             info = fs.get_file_info(os.path.join(fs_path, EXPERIMENT_STATE_FILE))
             return info.type == pyarrow.fs.FileType.File
-        return os.path.isfile(os.path.join(os.path.expanduser(path), EXPERIMENT_STATE_FILE))
+        path = os.path.expanduser(path)
+        state_file = os.path.join(path, EXPERIMENT_STATE_FILE)
+        if not os.path.isfile(state_file):
+            return os.path.isfile(os.path.join(path, TUNER_FILE))
+        from tunesmith.tune._run import read_experiment_state
+
+        try:
+            read_experiment_state(path)
+        except ValueError:
+            return False
+        return True
 
     @classmethod
     def restore(
@@ -129,11 +155,18 @@ class Tuner:
         """
         path = os.path.abspath(os.path.expanduser(os.fspath(path))) if "://" not in os.fspath(path) else os.fspath(path)
         if not cls.can_restore(path, storage_filesystem):
+            if "://" not in path and storage_filesystem is None and os.path.isfile(
+                os.path.join(path, EXPERIMENT_STATE_FILE)
+            ):
+                from tunesmith.tune._run import read_experiment_state
+
+                read_experiment_state(path)  # raises with the file and what is wrong with it
             raise ValueError(
                 f"No experiment to restore at {path!r}: it has no {EXPERIMENT_STATE_FILE}. "
                 "Pass the experiment directory (<storage_path>/<name>)."
             )
-        saved = load_tuner_file(path) if os.path.exists(os.path.join(path, "tuner.pkl")) else {}
+        saved = _read_tuner_file(path)
+        _check_same_experiment(saved, trainable, param_space, path)
         tune_config = saved.get("tune_config") or TuneConfig()
         run_config = saved.get("run_config") or RunConfig()
         run_config.name = os.path.basename(path.rstrip("/"))
@@ -154,6 +187,50 @@ class Tuner:
         )
         tuner._input.resources_per_trial = saved.get("resources_per_trial")
         return tuner
+
+
+def _read_tuner_file(path: str) -> dict:
+    if not os.path.exists(os.path.join(path, TUNER_FILE)):
+        return {}
+    try:
+        saved = load_tuner_file(path)
+    except Exception as exc:
+        raise ValueError(f"The tuner file {os.path.join(path, TUNER_FILE)} cannot be read: {exc}") from exc
+    return saved if isinstance(saved, dict) else {}
+
+
+def _space_keys(space: Any, prefix: str = "") -> set[str]:
+    if not isinstance(space, dict):
+        return set()
+    keys = set()
+    for key, value in space.items():
+        name = f"{prefix}{key}"
+        keys.add(name)
+        keys |= _space_keys(value, name + "/")
+    return keys
+
+
+def _check_same_experiment(saved: dict, trainable: Any, param_space: dict | None, path: str) -> None:
+    """Restoring needs the original trainable and search space (values may be re-specified)."""
+    from tunesmith.tune._run import resolve_trainable
+
+    original = saved.get("trainable_name")
+    if original is not None and trainable is not None and not isinstance(trainable, str):
+        name = resolve_trainable(trainable)[1]
+        if name != original:
+            raise ValueError(
+                f"The experiment at {path} ran the trainable {original!r}, but Tuner.restore was given "
+                f"{name!r}. Pass the same trainable (it may be redefined, but under the same name)."
+            )
+    if param_space is not None and isinstance(saved.get("param_space"), dict):
+        before, after = _space_keys(saved["param_space"]), _space_keys(param_space)
+        if before != after:
+            added, removed = sorted(after - before), sorted(before - after)
+            raise ValueError(
+                f"Tuner.restore(param_space=...) must have the keys of the original search space. "
+                f"Added: {added or 'none'}; removed: {removed or 'none'}. Pass the param space again only "
+                "to re-specify values that could not be saved."
+            )
 
 
 def _trainer_run_config(trainable) -> RunConfig:

@@ -95,6 +95,7 @@ class TuneController:
         trials: list[Trial] | None = None,
         experiment_state_extra: dict | None = None,
         initial_checkpoint: str | None = None,
+        scheduler_restored: bool = False,
     ):
         self._trainable = trainable
         self._trainable_name = trainable_name
@@ -179,6 +180,7 @@ class TuneController:
         self._time_budget_deadline = (
             self._start_time + time_budget_s if time_budget_s else None
         )
+        self._scheduler_restored = scheduler_restored
         for trial in trials or []:
             self._register_restored(trial)
 
@@ -285,7 +287,8 @@ class TuneController:
         for ckpt, metrics in trial.checkpoint_manager.checkpoints:
             self._checkpoint_metrics[ckpt.path] = metrics
             self._note_checkpoint_index(trial, os.path.basename(ckpt.path))
-        self._scheduler.on_trial_add(self, trial)
+        if not self._scheduler_restored and not trial.is_finished():
+            self._scheduler.on_trial_add(self, trial)
 
     def _note_checkpoint_index(self, trial: Trial, name: str) -> None:
         try:

@@ -1,0 +1,69 @@
+"""One driver per experiment directory at a time.
+
+Two runs with the same name and storage path would overwrite each other's
+experiment state and lose trials. The driver holds an exclusive advisory
+lock on a file in the experiment directory for as long as it runs; the lock
+goes away with the process, however it ends, so a crashed run never blocks
+its own restore.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+
+LOCK_FILE = ".tunesmith.lock"
+
+
+class ExperimentInUseError(RuntimeError):
+    """Another running process owns the experiment directory."""
+
+
+class ExperimentLock:
+    """An exclusive lock on an experiment directory, taken at construction.
+
+    Args:
+        directory: The experiment directory (local).
+
+    Raises:
+        ExperimentInUseError: Another live process holds the lock; the message names it.
+    """
+
+    def __init__(self, directory: str):
+        self.path = os.path.join(directory, LOCK_FILE)
+        self._fd: int | None = None
+        try:
+            import fcntl
+        except ImportError:  # no advisory locks on this platform
+            return
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = _read_holder(fd)
+            os.close(fd)
+            raise ExperimentInUseError(
+                f"The experiment directory {directory} is in use by another run ({holder}). Two runs "
+                "writing one experiment would overwrite each other's state: give this run another "
+                "RunConfig(name=...), or wait until that run ends and continue it with "
+                "Tuner.restore(...)."
+            ) from None
+        record = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()})
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, record.encode(), 0)
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing drops the lock
+            self._fd = None
+
+
+def _read_holder(fd: int) -> str:
+    try:
+        info = json.loads(os.pread(fd, 4096, 0) or b"{}")
+        since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(info["since"])))
+        return f"pid {info['pid']} on {info['host']}, running since {since}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "a process that is still running"
