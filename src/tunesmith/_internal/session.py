@@ -8,6 +8,7 @@ Tune's function API does.
 from __future__ import annotations
 
 import contextlib
+import numbers
 import os
 import shutil
 import time
@@ -221,6 +222,11 @@ def report(metrics: dict | float | None = None, *, checkpoint: Checkpoint | None
     if metrics is None:
         metrics = kwargs
     elif not isinstance(metrics, dict):
+        if isinstance(metrics, (str, bytes)) or not isinstance(metrics, numbers.Number):
+            raise TypeError(
+                f"report() takes a dict of metrics, such as report({{'loss': 0.1}}), or a single number; "
+                f"got {type(metrics).__name__} {metrics!r}."
+            )
         metrics = {"_metric": metrics, **kwargs}
     elif kwargs:
         metrics = {**metrics, **kwargs}

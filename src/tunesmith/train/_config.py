@@ -68,6 +68,11 @@ class FailureConfig:
     fail_fast: bool | str = False
 
     def __post_init__(self):
+        if isinstance(self.max_failures, bool) or not isinstance(self.max_failures, int) or self.max_failures < -1:
+            raise ValueError(
+                f"FailureConfig(max_failures={self.max_failures!r}) must be an integer: 0 for no retries, "
+                "N for N retries per trial, or -1 to retry forever."
+            )
         if self.fail_fast not in (True, False, "raise"):
             raise ValueError(f"FailureConfig(fail_fast={self.fail_fast!r}) must be True, False or 'raise'.")
 

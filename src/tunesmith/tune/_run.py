@@ -196,12 +196,25 @@ def _log_to_file(value) -> tuple:
     if not value:
         return (None, None)
     if isinstance(value, str):
-        return (value, value)
+        return (_log_file_name(value), _log_file_name(value))
     if isinstance(value, (tuple, list)) and len(value) == 2:
-        return tuple(value)
+        return tuple(_log_file_name(v) if v else None for v in value)
     raise ValueError(
         f"RunConfig(log_to_file={value!r}) must be True, a file name, or a (stdout, stderr) pair of file names."
     )
+
+
+def _log_file_name(name: str) -> str:
+    """A ``log_to_file`` name: a file inside the trial directory."""
+    if not isinstance(name, str):
+        raise ValueError(f"RunConfig(log_to_file=...): file names must be strings, got {name!r}.")
+    normalized = os.path.normpath(name)
+    if os.path.isabs(name) or normalized == ".." or normalized.startswith(".." + os.sep) or normalized == ".":
+        raise ValueError(
+            f"RunConfig(log_to_file={name!r}): the output goes to a file inside each trial's directory; "
+            "give a relative file name such as 'stdout.txt' (no absolute path, no '..')."
+        )
+    return name
 
 
 def _split_stop(stop):
@@ -210,9 +223,10 @@ def _split_stop(stop):
         return {}, None
     if isinstance(stop, dict):
         for key, value in stop.items():
-            if not isinstance(value, (int, float)) or isinstance(value, bool):
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or value != value:
                 raise ValueError(
-                    f"RunConfig(stop={{{key!r}: {value!r}}}): each stop threshold must be a number."
+                    f"RunConfig(stop={{{key!r}: {value!r}}}): each stop threshold must be a number "
+                    "(not NaN): a trial stops once its result reaches it."
                 )
         return dict(stop), None
     from tunesmith.tune.stopper import create_stopper

@@ -181,6 +181,7 @@ class TuneController:
             self._start_time + time_budget_s if time_budget_s else None
         )
         self._scheduler_restored = scheduler_restored
+        self._dirnames: dict[str, str] = {t.trial_dirname: t.trial_id for t in trials or []}
         for trial in trials or []:
             self._register_restored(trial)
 
@@ -324,6 +325,15 @@ class TuneController:
             experiment_dir_name=self._storage.experiment_dir_name,
         )
         self._next_index += 1
+        if self._trial_dirname_creator is not None:
+            owner = self._dirnames.get(trial.trial_dirname)
+            if owner is not None:
+                raise ValueError(
+                    f"trial_dirname_creator gave trials {owner} and {trial_id} the same directory name "
+                    f"{trial.trial_dirname!r}; their files would mix. Make the name unique per trial, "
+                    "for example by including trial.trial_id."
+                )
+            self._dirnames[trial.trial_dirname] = trial_id
         if self._initial_checkpoint is not None:
             trial.restore_checkpoint = Checkpoint(self._initial_checkpoint)
         return trial

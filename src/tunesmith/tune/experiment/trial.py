@@ -324,6 +324,12 @@ class Trial:
                 "or is corrupt."
             )
         log_to_file = state.get("log_to_file") or (None, None)
+        for name in log_to_file:
+            if name and (os.path.isabs(name) or ".." in name.replace("\\", "/").split("/")):
+                raise ValueError(
+                    f"The saved state of trial {state.get('trial_id')!r} sends its output to {name!r}, "
+                    "outside the trial directory; the state file was changed or is corrupt."
+                )
         trial = cls(
             state["trainable_name"],
             config=state.get("config") or {},

@@ -1,0 +1,426 @@
+"""Nothing lost: worker and driver crashes, restore, corrupt files and bad input.
+
+The checks read what a user reads: every trial's ``result.json`` and
+``progress.csv`` hold iterations 1..N exactly once and only the trial's own
+rows, whatever was killed on the way. Tests marked ``long`` run the same
+checks at a larger scale (``.ci/run`` runs them).
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import psutil
+import pytest
+
+from tunesmith import train, tune
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DRIVER = os.path.join(HERE, "_crash_driver.py")
+sys.path.insert(0, HERE)
+
+from _crash_driver import counting  # noqa: E402
+
+
+# -- what a user reads back ------------------------------------------------------------
+def trial_dirs(exp_dir: str) -> list[str]:
+    return sorted(
+        os.path.join(exp_dir, d) for d in os.listdir(exp_dir)
+        if os.path.isfile(os.path.join(exp_dir, d, "params.json"))
+    )
+
+
+def assert_each_iteration_once(exp_dir: str, iters: int, trials: int) -> None:
+    dirs = trial_dirs(exp_dir)
+    assert len(dirs) == trials, os.listdir(exp_dir)
+    for d in dirs:
+        with open(os.path.join(d, "params.json")) as f:
+            owner = json.load(f)["id"]
+        with open(os.path.join(d, "result.json")) as f:
+            rows = [json.loads(line) for line in f if line.strip()]
+        assert [r["training_iteration"] for r in rows] == list(range(1, iters + 1)), d
+        assert all(r["step"] == r["training_iteration"] and r["owner"] == owner for r in rows), d
+        with open(os.path.join(d, "progress.csv"), newline="") as f:
+            table = list(csv.DictReader(f))
+        assert [int(r["training_iteration"]) for r in table] == list(range(1, iters + 1)), d
+        assert {r["owner"] for r in table} == {str(owner)}, d
+
+
+def _workers() -> list[psutil.Process]:
+    out = []
+    for child in psutil.Process().children(recursive=True):
+        try:
+            if "tunesmith._internal.worker" in " ".join(child.cmdline()):
+                out.append(child)
+        except psutil.Error:
+            pass
+    return out
+
+
+class WorkerKiller(threading.Thread):
+    """SIGKILLs a random worker of this process every so often, ``kills`` times in all."""
+
+    def __init__(self, kills: int, seed: int, interval=(0.05, 0.4)):
+        super().__init__(daemon=True)
+        self.kills, self.rng, self.interval = kills, random.Random(seed), interval
+        self.done = threading.Event()
+        self.killed = 0
+
+    def run(self) -> None:
+        while self.killed < self.kills and not self.done.wait(self.rng.uniform(*self.interval)):
+            workers = _workers()
+            if workers:
+                try:
+                    self.rng.choice(workers).kill()
+                    self.killed += 1
+                except psutil.Error:
+                    pass
+
+
+def _space(trials: int, iters: int, sleep: float = 0.01, every: int = 3) -> dict:
+    return {"id": tune.grid_search(list(range(trials))), "iters": iters, "sleep": sleep, "every": every}
+
+
+def _run_with_worker_kills(tmp_path, trials, iters, kills, seed, cpus_per_trial=1, num_cpus=None):
+    import tunesmith
+
+    if num_cpus:
+        tunesmith.init(num_cpus=num_cpus)
+    trainable = counting if cpus_per_trial == 1 else tune.with_resources(counting, {"cpu": cpus_per_trial})
+    killer = WorkerKiller(kills, seed)
+    tuner = tune.Tuner(
+        trainable, param_space=_space(trials, iters),
+        run_config=tune.RunConfig(name="kills", storage_path=str(tmp_path), verbose=0,
+                                  failure_config=tune.FailureConfig(max_failures=-1)),
+    )
+    killer.start()
+    try:
+        grid = tuner.fit()
+    finally:
+        killer.done.set()
+        killer.join()
+    assert grid.num_errors == 0
+    assert killer.killed > 0
+    assert_each_iteration_once(str(tmp_path / "kills"), iters, trials)
+
+
+def test_random_worker_kills_lose_and_duplicate_nothing(tmp_path):
+    _run_with_worker_kills(tmp_path, trials=6, iters=30, kills=8, seed=1)
+
+
+@pytest.mark.long
+@pytest.mark.parametrize("cpus_per_trial", [1, 2])
+def test_random_worker_kills_at_scale(tmp_path, cpus_per_trial):
+    _run_with_worker_kills(tmp_path, trials=20, iters=30, kills=30, seed=cpus_per_trial,
+                           cpus_per_trial=cpus_per_trial, num_cpus=4)
+
+
+# -- the driver dies ---------------------------------------------------------------------
+def _start_driver(storage: str, name: str, mode: str, opts: dict) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, DRIVER, mode, storage, name, json.dumps(opts)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+
+
+def _rows_on_disk(exp_dir: str) -> int:
+    total = 0
+    for d in trial_dirs(exp_dir) if os.path.isdir(exp_dir) else []:
+        try:
+            with open(os.path.join(d, "result.json"), "rb") as f:
+                total += f.read().count(b"\n")
+        except OSError:
+            pass
+    return total
+
+
+def _saved_checkpoints(exp_dir: str) -> int:
+    """The most checkpoints any trial has in the saved experiment state."""
+    try:
+        with open(os.path.join(exp_dir, "experiment_state.json")) as f:
+            state = json.load(f)
+    except (OSError, ValueError):
+        return -1
+    return max((len(t["checkpoints"]) for t in state["trials"]), default=0)
+
+
+def _kill_driver_after(proc: subprocess.Popen, exp_dir: str, rows: int, timeout: float = 120,
+                       checkpoints: int = 0) -> None:
+    """SIGKILLs the driver once ``rows`` result rows are on disk and a state is saved.
+
+    With ``checkpoints``, the saved state must also name that many checkpoints of one trial.
+    """
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        if _rows_on_disk(exp_dir) >= rows and _saved_checkpoints(exp_dir) >= checkpoints:
+            break
+        time.sleep(0.02)
+    proc.kill()
+    proc.communicate()
+
+
+def _finish(storage: str, name: str, opts: dict) -> str:
+    proc = _start_driver(storage, name, "restore", opts)
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out
+    return out
+
+
+def _kill_and_restore(tmp_path, opts: dict, kill_at_rows: list[int]) -> str:
+    storage, name = str(tmp_path / "storage"), "crash"
+    exp_dir = os.path.join(storage, name)
+    proc = _start_driver(storage, name, "run", opts)
+    _kill_driver_after(proc, exp_dir, kill_at_rows[0])
+    for rows in kill_at_rows[1:]:  # restore, and kill it again
+        proc = _start_driver(storage, name, "restore", opts)
+        _kill_driver_after(proc, exp_dir, rows)
+    _finish(storage, name, opts)
+    assert_each_iteration_once(exp_dir, opts["iters"], opts["trials"])
+    return exp_dir
+
+
+def test_driver_sigkill_then_restore_loses_and_duplicates_nothing(tmp_path):
+    _kill_and_restore(tmp_path, {"trials": 3, "iters": 30, "sleep": 0.02, "every": 4}, [20, 55])
+
+
+def test_driver_sigkill_with_num_to_keep_restores_from_kept_checkpoints(tmp_path):
+    exp_dir = _kill_and_restore(
+        tmp_path, {"trials": 3, "iters": 30, "sleep": 0.02, "every": 2, "num_to_keep": 2}, [25, 60]
+    )
+    for d in trial_dirs(exp_dir):
+        assert len([c for c in os.listdir(d) if c.startswith("checkpoint_")]) <= 3, os.listdir(d)
+
+
+@pytest.mark.long
+@pytest.mark.parametrize("moments", [[1], [10, 40], [35, 70, 100], [110]])
+@pytest.mark.parametrize("num_to_keep", [None, 2])
+def test_driver_sigkill_at_many_moments(tmp_path, moments, num_to_keep):
+    _kill_and_restore(
+        tmp_path, {"trials": 4, "iters": 30, "sleep": 0.01, "every": 3, "num_to_keep": num_to_keep}, moments
+    )
+
+
+def _results_text(exp_dir: str) -> dict[str, str]:
+    out = {}
+    for d in trial_dirs(exp_dir):
+        path = os.path.join(d, "result.json")
+        out[d] = open(path).read() if os.path.exists(path) else ""
+    return out
+
+
+def test_moved_and_copied_experiments_restore_from_their_own_files(tmp_path):
+    storage, name = str(tmp_path / "storage"), "crash"
+    opts = {"trials": 2, "iters": 20, "sleep": 0.03, "every": 2}
+    proc = _start_driver(storage, name, "run", opts)
+    _kill_driver_after(proc, os.path.join(storage, name), 15)
+    moved_storage = str(tmp_path / "elsewhere")
+    os.makedirs(moved_storage)
+    shutil.move(os.path.join(storage, name), os.path.join(moved_storage, name))
+    copy_storage = str(tmp_path / "copy")
+    shutil.copytree(moved_storage, copy_storage)
+    before = _results_text(os.path.join(moved_storage, name))
+
+    _finish(copy_storage, name, opts)
+    assert_each_iteration_once(os.path.join(copy_storage, name), 20, 2)
+    # Restoring the copy left the moved original as it was.
+    after = _results_text(os.path.join(moved_storage, name))
+    assert after == before
+    _finish(moved_storage, name, opts)
+    assert_each_iteration_once(os.path.join(moved_storage, name), 20, 2)
+    with open(os.path.join(moved_storage, name, "experiment_state.json")) as f:
+        state = f.read()
+    assert str(tmp_path / "storage") not in state  # paths are relative to the experiment
+
+
+# -- limits --------------------------------------------------------------------------------
+DESCRIPTOR_SCRIPT = """
+import json, os, resource, sys
+sys.path.insert(0, {here!r})
+resource.setrlimit(resource.RLIMIT_NOFILE, ({limit}, {limit}))
+import tunesmith
+from tunesmith import tune
+from _crash_driver import counting
+tunesmith.init(num_cpus={trials})
+grid = tune.Tuner(
+    tune.with_resources(counting, {{"cpu": 1}}),
+    param_space={{"id": tune.grid_search(list(range({trials}))), "iters": 5, "sleep": 0.2, "every": 5}},
+    run_config=tune.RunConfig(name="fds", storage_path={storage!r}, verbose=0),
+).fit()
+print("ERRORS", grid.num_errors)
+"""
+
+
+def _run_under_descriptor_limit(tmp_path, limit: int, trials: int) -> None:
+    storage = str(tmp_path / "storage")
+    script = tmp_path / "fds.py"
+    script.write_text(DESCRIPTOR_SCRIPT.format(here=HERE, limit=limit, trials=trials, storage=storage))
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "ERRORS 0" in proc.stdout
+    assert "Too many open files" not in proc.stderr
+    assert_each_iteration_once(os.path.join(storage, "fds"), 5, trials)
+
+
+def test_more_trials_than_descriptors_allow_lose_nothing(tmp_path):
+    _run_under_descriptor_limit(tmp_path, limit=128, trials=24)
+
+
+@pytest.mark.long
+def test_200_trials_under_a_1024_descriptor_limit(tmp_path):
+    _run_under_descriptor_limit(tmp_path, limit=1024, trials=200)
+
+
+# -- damaged experiment directories -----------------------------------------------------------
+def _interrupted_experiment(tmp_path, opts=None) -> tuple[str, str, dict]:
+    storage, name = str(tmp_path / "storage"), "crash"
+    opts = opts or {"trials": 2, "iters": 30, "sleep": 0.05, "every": 2}
+    proc = _start_driver(storage, name, "run", opts)
+    _kill_driver_after(proc, os.path.join(storage, name), 16, checkpoints=2)
+    return storage, name, opts
+
+
+def test_a_truncated_state_file_cannot_be_restored_and_the_error_names_it(tmp_path):
+    storage, name, _ = _interrupted_experiment(tmp_path)
+    exp_dir = os.path.join(storage, name)
+    state_file = os.path.join(exp_dir, "experiment_state.json")
+    with open(state_file, "r+") as f:
+        f.truncate(len(f.read()) // 2)
+    assert tune.Tuner.can_restore(exp_dir) is False
+    with pytest.raises(ValueError, match="experiment_state.json"):
+        tune.Tuner.restore(exp_dir, trainable=counting)
+
+
+def test_a_bad_params_pickle_does_not_block_the_restore(tmp_path, caplog):
+    storage, name, opts = _interrupted_experiment(tmp_path)
+    exp_dir = os.path.join(storage, name)
+    with open(os.path.join(trial_dirs(exp_dir)[0], "params.pkl"), "wb") as f:
+        f.write(b"not a pickle")
+    grid = tune.Tuner.restore(exp_dir, trainable=counting).fit()
+    assert grid.num_errors == 0
+    assert "params.pkl" in caplog.text
+    assert_each_iteration_once(exp_dir, opts["iters"], opts["trials"])
+
+
+def test_a_deleted_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, caplog):
+    storage, name, opts = _interrupted_experiment(tmp_path)
+    exp_dir = os.path.join(storage, name)
+    with open(os.path.join(exp_dir, "experiment_state.json")) as f:
+        state = json.load(f)
+    victim = next(t for t in state["trials"] if len(t["checkpoints"]) >= 2)
+    shutil.rmtree(os.path.join(exp_dir, victim["checkpoints"][-1]["path"]))
+    grid = tune.Tuner.restore(exp_dir, trainable=counting).fit()
+    assert grid.num_errors == 0
+    assert "is missing" in caplog.text
+    assert_each_iteration_once(exp_dir, opts["iters"], opts["trials"])
+
+
+def test_a_result_line_cut_by_a_crash_does_not_swallow_the_next_row(tmp_path):
+    storage, name, opts = _interrupted_experiment(tmp_path)
+    exp_dir = os.path.join(storage, name)
+    path = os.path.join(trial_dirs(exp_dir)[0], "result.json")
+    with open(path, "a") as f:
+        f.write('{"training_iteration": 99, "ste')  # a write cut short
+    grid = tune.Tuner.restore(exp_dir, trainable=counting).fit()
+    assert grid.num_errors == 0
+    assert_each_iteration_once(exp_dir, opts["iters"], opts["trials"])
+
+
+def test_a_crafted_trial_directory_in_the_state_cannot_lead_outside(tmp_path):
+    storage, name, _ = _interrupted_experiment(tmp_path)
+    exp_dir = os.path.join(storage, name)
+    state_file = os.path.join(exp_dir, "experiment_state.json")
+    with open(state_file) as f:
+        state = json.load(f)
+    state["trials"][0]["trial_dirname"] = "../../escaped"
+    with open(state_file, "w") as f:
+        json.dump(state, f)
+    with pytest.raises(ValueError, match="not a plain directory name"):
+        tune.Tuner.restore(exp_dir, trainable=counting).fit()
+    assert not os.path.exists(tmp_path / "escaped")
+
+
+# -- one experiment directory, one driver --------------------------------------------------------
+def test_a_second_run_with_the_same_name_fails_naming_the_first(tmp_path):
+    storage, name = str(tmp_path / "storage"), "same"
+    first = _start_driver(storage, name, "run", {"trials": 2, "iters": 400, "sleep": 0.05, "every": 50})
+    try:
+        exp_dir = os.path.join(storage, name)
+        deadline = time.time() + 60
+        while not os.path.exists(os.path.join(exp_dir, ".tunesmith.lock")) and time.time() < deadline:
+            time.sleep(0.02)
+        while _rows_on_disk(exp_dir) < 1 and time.time() < deadline:
+            time.sleep(0.02)
+        with pytest.raises(RuntimeError, match=f"in use by another run \\(pid {first.pid}"):
+            tune.Tuner(counting, param_space=_space(2, 3),
+                       run_config=tune.RunConfig(name=name, storage_path=storage, verbose=0)).fit()
+    finally:
+        first.kill()
+        first.communicate()
+    # Once the first run is gone (even killed), its experiment can be continued.
+    assert tune.Tuner.can_restore(os.path.join(storage, name))
+
+
+# -- bad input ------------------------------------------------------------------------------------
+def test_failure_config_takes_only_integer_retries():
+    with pytest.raises(ValueError, match="max_failures='3'"):
+        tune.FailureConfig(max_failures="3")
+    with pytest.raises(ValueError, match="-1 to retry forever"):
+        tune.FailureConfig(max_failures=-2)
+
+
+def test_a_nan_stop_threshold_is_refused():
+    with pytest.raises(ValueError, match="not NaN"):
+        tune.Tuner(counting, param_space=_space(1, 3),
+                   run_config=tune.RunConfig(stop={"step": float("nan")}, verbose=0)).fit()
+
+
+def _reports_text(config):
+    train.report("hello")
+
+
+def test_reporting_a_string_fails_the_trial_with_a_clear_error():
+    grid = tune.Tuner(_reports_text, run_config=tune.RunConfig(verbose=0)).fit()
+    assert "report() takes a dict of metrics" in str(grid[0].error)
+
+
+def test_log_to_file_stays_inside_the_trial_directory():
+    with pytest.raises(ValueError, match="inside each trial's directory"):
+        tune.Tuner(counting, param_space=_space(1, 3),
+                   run_config=tune.RunConfig(log_to_file="../../out.txt", verbose=0)).fit()
+
+
+def test_trial_dirname_creator_collisions_are_an_error():
+    with pytest.raises(ValueError, match="same directory name 'same'"):
+        tune.Tuner(counting, param_space=_space(2, 3),
+                   tune_config=tune.TuneConfig(trial_dirname_creator=lambda trial: "same"),
+                   run_config=tune.RunConfig(verbose=0)).fit()
+
+
+WRITE_FAILURE_SCRIPT = """
+import resource, signal, sys
+sys.path.insert(0, {here!r})
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG instead
+resource.setrlimit(resource.RLIMIT_FSIZE, (6000, 6000))
+from tunesmith import tune
+from _crash_driver import counting
+tune.Tuner(counting, param_space={{"id": 0, "iters": 200, "sleep": 0.0, "every": 1000}},
+           run_config=tune.RunConfig(name="writes", storage_path={storage!r}, verbose=0)).fit()
+"""
+
+
+def test_a_failing_result_write_fails_the_run_loudly(tmp_path):
+    script = tmp_path / "writes.py"
+    script.write_text(WRITE_FAILURE_SCRIPT.format(here=HERE, storage=str(tmp_path)))
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    last_line = proc.stderr.strip().splitlines()[-1]
+    assert "ResultWriteError" in last_line and "File too large" in last_line, proc.stderr
+    assert "result.json" in last_line or "progress.csv" in last_line
