@@ -1,0 +1,150 @@
+"""Callbacks that fail, signals, and what Tuner.restore checks (Ray's behaviour or better)."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tunesmith import tune
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DRIVER = os.path.join(HERE, "_crash_driver.py")
+sys.path.insert(0, HERE)
+
+from _crash_driver import counting  # noqa: E402
+
+
+def _space(trials: int, iters: int, sleep: float = 0.01, every: int = 3) -> dict:
+    return {"id": tune.grid_search(list(range(trials))), "iters": iters, "sleep": sleep, "every": every}
+
+
+def test_the_seed_logger_callback_finds_the_trial_directory_at_trial_start(tmp_path):
+    from tunesmith.tune.logger import LoggerCallback
+
+    class CustomLoggerCallback(LoggerCallback):
+        """The seed's example: a file per trial, opened when the trial starts."""
+
+        def __init__(self, filename: str = "log.txt"):
+            self._trial_files = {}
+            self._filename = filename
+
+        def log_trial_start(self, trial):
+            trial_logfile = os.path.join(trial.logdir, self._filename)
+            self._trial_files[trial] = open(trial_logfile, "at")
+
+        def log_trial_result(self, iteration, trial, result):
+            if trial in self._trial_files:
+                self._trial_files[trial].write(json.dumps(result["step"]) + "\n")
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            if trial in self._trial_files:
+                self._trial_files[trial].close()
+                del self._trial_files[trial]
+
+    seen = []
+
+    class SeesParams(tune.Callback):
+        def on_trial_start(self, iteration, trials, trial, **info):
+            seen.append(os.path.exists(os.path.join(trial.local_path, "params.json")))
+
+    grid = tune.Tuner(counting, param_space=_space(2, 3),
+                      run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0,
+                                                callbacks=[SeesParams(), CustomLoggerCallback()])).fit()
+    assert grid.num_errors == 0 and seen == [True, True]
+    for result in grid:
+        with open(os.path.join(result.path, "log.txt")) as f:
+            assert f.read().split() == ["1", "2", "3"]
+
+
+class _FailsOnThirdResult(tune.Callback):
+    def __init__(self):
+        self.results = 0
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        self.results += 1
+        if self.results == 3:
+            raise RuntimeError("tracker is down")
+
+
+def test_a_failing_callback_ends_the_run_at_once_and_it_can_be_restored(tmp_path):
+    storage = str(tmp_path)
+    tuner = tune.Tuner(counting, param_space=_space(2, 2000, sleep=0.01, every=5),
+                       run_config=tune.RunConfig(name="cb", storage_path=storage, verbose=0,
+                                                 callbacks=[_FailsOnThirdResult()]))
+    with pytest.raises(RuntimeError, match=r"_FailsOnThirdResult raised RuntimeError in on_trial_result\(\)"):
+        tuner.fit()
+    exp_dir = os.path.join(storage, "cb")
+    with open(os.path.join(exp_dir, "experiment_state.json")) as f:
+        trials = json.load(f)["trials"]
+    # The run ended without waiting for the trials (2,000 steps each) to finish.
+    assert {t["status"] for t in trials} == {"PAUSED"}
+    assert all(t["last_result"].get("step", 0) < 2000 for t in trials)
+    assert tune.Tuner.can_restore(exp_dir)
+
+
+def _signal_driver(tmp_path, signals: list[int]) -> dict:
+    storage, name = str(tmp_path / "storage"), "sig"
+    opts = {"trials": 2, "iters": 2000, "sleep": 0.02, "every": 5}
+    proc = subprocess.Popen([sys.executable, DRIVER, "run", storage, name, json.dumps(opts)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    exp_dir = os.path.join(storage, name)
+    deadline = time.time() + 60
+    while time.time() < deadline and not os.path.exists(os.path.join(exp_dir, "experiment_state.json")):
+        time.sleep(0.02)
+    for sig in signals:
+        proc.send_signal(sig)
+        time.sleep(0.05)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out
+    with open(os.path.join(exp_dir, "experiment_state.json")) as f:
+        return json.load(f)
+
+
+def test_sigusr1_stops_the_experiment_gracefully(tmp_path):
+    state = _signal_driver(tmp_path, [signal.SIGUSR1])
+    assert {t["status"] for t in state["trials"]} == {"PAUSED"}
+
+
+def test_a_second_ctrl_c_still_leaves_a_consistent_state(tmp_path):
+    state = _signal_driver(tmp_path, [signal.SIGINT, signal.SIGINT])
+    assert "RUNNING" not in {t["status"] for t in state["trials"]}
+
+
+# -- Tuner.restore ----------------------------------------------------------------------------
+def _finished(tmp_path) -> str:
+    tune.Tuner(counting, param_space=_space(2, 3),
+               run_config=tune.RunConfig(name="done", storage_path=str(tmp_path), verbose=0)).fit()
+    return os.path.join(str(tmp_path), "done")
+
+
+def test_restore_with_a_param_space_of_other_keys_is_an_error(tmp_path):
+    path = _finished(tmp_path)
+    with pytest.raises(ValueError, match=r"Added: \['extra'\]"):
+        tune.Tuner.restore(path, trainable=counting, param_space={**_space(2, 3), "extra": 1})
+    with pytest.raises(ValueError, match=r"removed: \['sleep'\]"):
+        tune.Tuner.restore(path, trainable=counting,
+                           param_space={"id": tune.grid_search([0, 1]), "iters": 3, "every": 3})
+
+
+def test_restore_with_another_trainable_is_an_error(tmp_path):
+    path = _finished(tmp_path)
+
+    def other(config):
+        pass
+
+    with pytest.raises(ValueError, match="ran the trainable 'counting'"):
+        tune.Tuner.restore(path, trainable=other)
+
+
+def test_can_restore_once_a_tuner_is_constructed(tmp_path):
+    tune.Tuner(counting, param_space=_space(1, 3),
+               run_config=tune.RunConfig(name="built", storage_path=str(tmp_path), verbose=0))
+    path = os.path.join(str(tmp_path), "built")
+    assert tune.Tuner.can_restore(path)
+    grid = tune.Tuner.restore(path, trainable=counting).fit()
+    assert [r.metrics["step"] for r in grid] == [3]
