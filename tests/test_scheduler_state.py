@@ -82,6 +82,7 @@ def _restore(sim: SimulatedController, fresh: TrialScheduler, through_json: bool
 def _run_both(sim: SimulatedController, other: SimulatedController, seed: int = 0) -> None:
     """Runs the original and the restored controller from the same point with the same seed."""
     start = len(sim.events)
+    decided = {tid: len(d) for tid, d in sim.decisions.items()}
     random.seed(seed)
     np.random.seed(seed)
     sim.run()
@@ -89,6 +90,9 @@ def _run_both(sim: SimulatedController, other: SimulatedController, seed: int = 
     np.random.seed(seed)
     other.run()
     assert sim.events[start:] == other.events
+    assert _decisions_after(sim, decided) == {tid: other.decisions.get(tid, []) for tid in sim.decisions}
+    # The progress output's summary line (stop and perturbation counts) goes on from the same numbers.
+    assert sim.scheduler.debug_string() == other.scheduler.debug_string()
     assert [(t.trial_id, t.status, t.last_result.get("training_iteration")) for t in sim.get_trials()] == [
         (t.trial_id, t.status, t.last_result.get("training_iteration")) for t in other.get_trials()
     ]
@@ -252,24 +256,26 @@ def test_hyperband_processes_a_bracket_whose_trial_ended_before_the_restore():
 
 
 # -- MedianStoppingRule -----------------------------------------------------------------------
-@pytest.mark.parametrize("time_attr", ["training_iteration", "t"])
-def test_median_stopping_restored_mid_run_makes_the_same_decisions(time_attr):
+@pytest.mark.parametrize("time_attr, hard_stop, min_time_slice", [
+    ("training_iteration", True, 0), ("t", True, 0), ("training_iteration", False, 2)])
+def test_median_stopping_restored_mid_run_makes_the_same_decisions(time_attr, hard_stop, min_time_slice):
     def make():
         return MedianStoppingRule(time_attr=time_attr, metric="acc", mode="max", grace_period=2,
-                                  min_samples_required=2)
+                                  min_samples_required=2, hard_stop=hard_stop, min_time_slice=min_time_slice)
 
     sim = SimulatedController(make(), _curve, max_concurrent=3, max_iterations=10)
     for q in QUALITIES:
         sim.add_trial({"q": q})
     assert not sim.advance(15)
-    assert any(t.status == Trial.TERMINATED for t in sim.get_trials())
+    assert any(d in (TrialScheduler.STOP, TrialScheduler.PAUSE) for ds in sim.decisions.values() for _, d in ds)
     other = _restore(sim, make())
     _run_both(sim, other)
 
 
-def test_median_stopping_uses_the_results_from_before_the_restore():
+@pytest.mark.parametrize("time_attr", ["training_iteration", "t"])
+def test_median_stopping_uses_the_results_from_before_the_restore(time_attr):
     def make():
-        return MedianStoppingRule(time_attr="training_iteration", metric="acc", mode="max", grace_period=1,
+        return MedianStoppingRule(time_attr=time_attr, metric="acc", mode="max", grace_period=1,
                                   min_samples_required=3)
 
     sim = SimulatedController(make(), _curve, max_iterations=6)
@@ -280,7 +286,7 @@ def test_median_stopping_uses_the_results_from_before_the_restore():
     other = _restore(sim, make())
     weak = other.add_trial({"q": 0.2})
     other.run()
-    assert other.decisions[weak.trial_id][-1] == (2, TrialScheduler.STOP)
+    assert other.decisions[weak.trial_id][-1][1] == TrialScheduler.STOP and other.iteration_of(weak) <= 2
     # A scheduler without the old results lets it run: too few samples.
     blank = SimulatedController(make(), _curve, max_iterations=6)
     alone = blank.add_trial({"q": 0.2})
@@ -322,21 +328,24 @@ def test_pbt_does_not_count_trials_that_ended_before_the_restore_as_live(tmp_pat
     def step(config, state, it):
         return _accumulate(config, state, it)
 
-    sim = SimulatedController(_pbt(synch=True), step, max_concurrent=6, max_iterations=16,
+    sim = SimulatedController(_pbt(synch=True), step, max_concurrent=6, max_iterations=15,
                               checkpoint_every_result=True, experiment_path=str(tmp_path))
     trials = [sim.add_trial({"q": q}) for q in (0.1, 0.2, 0.4, 0.7, 1.0, 0.4)]
     assert not sim.advance(5)
-    # Two trials end (stopped by the user, a stopper, an error).
-    sim.stop_trial(trials[2])
-    sim.stop_trial(trials[5])
+    sim.stop_trial(trials[2])  # ended, and the scheduler was told
     assert not sim.advance(1)
     fresh = _pbt(synch=True)
-    other = _restore(sim, fresh, through_json=False, as_restored=True)
+    state = sim.scheduler.get_state()
+    other = sim.fork(fresh, as_restored=True)
+    # This one ended after the scheduler's state was written: its restored status decides.
+    other.get_trials()[5].set_status(Trial.ERROR)
+    fresh.set_state(state, {t.trial_id: t for t in other.get_trials()})
     assert fresh._num_live == 4
     assert sorted(fresh._trials) == sorted(t.trial_id for t in trials)
     before = fresh._num_perturbations
     other.run()
-    assert all(t.status == Trial.TERMINATED for t in other.get_trials())
+    assert [other.iteration_of(t) for t in other.get_trials() if t.status == Trial.TERMINATED
+            and t.trial_id != trials[2].trial_id] == [15] * 4
     assert fresh._num_perturbations >= before + 4  # sync points 8, 10, 12, 14 at least
     # Every sync point after the restore was reached by all four live trials before any went past it.
     results = [(tid, it) for e, tid, it in other.events if e == "result"]
@@ -348,6 +357,24 @@ def test_pbt_does_not_count_trials_that_ended_before_the_restore_as_live(tmp_pat
     policy = [json.loads(line) for line in open(tmp_path / "pbt_global.txt")]
     ended_tags = {trials[2].experiment_tag, trials[5].experiment_tag}
     assert all(row[1] not in ended_tags for row in policy if row[2] > 6)
+
+
+def test_pbt_counts_an_errored_trial_that_is_resumed_as_live():
+    random.seed(9)
+    sim = SimulatedController(_pbt(), _accumulate, max_concurrent=4, max_iterations=10, checkpoint_every_result=True)
+    trials = [sim.add_trial({"q": q}) for q in (0.1, 0.4, 0.7, 1.0)]
+    assert not sim.advance(3)
+    trials[3].set_status(Trial.ERROR)
+    sim.scheduler.on_trial_error(sim, trials[3])
+    fresh = _pbt()
+    state = sim.scheduler.get_state()
+    assert state["trials"][trials[3].trial_id]["finished"]
+    other = sim.fork(fresh, as_restored=True)
+    other.get_trials()[3].set_status(Trial.PENDING)  # Tuner.restore(..., resume_errored=True)
+    fresh.set_state(state, {t.trial_id: t for t in other.get_trials()})
+    assert fresh._num_live == 4
+    other.run()
+    assert other.iteration_of(other.get_trials()[3]) == 10
 
 
 def test_pbt_restore_before_the_trials_exist_links_them_as_they_are_added(tmp_path):
@@ -362,6 +389,9 @@ def test_pbt_restore_before_the_trials_exist_links_them_as_they_are_added(tmp_pa
     sim.scheduler.save(path)
     fresh = _pbt(synch=True)
     fresh.restore(path)
+    # Pickled meanwhile (the run's settings file), it is the plain scheduler again.
+    copy = cloudpickle.loads(cloudpickle.dumps(fresh))
+    assert "on_trial_add" not in vars(copy) and not hasattr(copy, "_pending_restore")
     other = sim.fork(fresh, as_restored=True)
     for t in other.get_trials():
         fresh.on_trial_add(other, t)  # collected, not added as new trials
@@ -455,6 +485,8 @@ def test_pbt_replay_goes_on_with_the_next_policy_change(tmp_path):
     assert other.get_trials()[0].config == {"q": 0.5}
     other.run()
     sim.run()
+    tid = sim.get_trials()[0].trial_id
+    assert other.decisions[tid] == sim.decisions[tid][3:]
     assert other.get_trials()[0].config == sim.get_trials()[0].config == {"q": 0.9}
     assert other.get_trials()[0].last_result["acc"] == pytest.approx(sim.get_trials()[0].last_result["acc"])
 
@@ -468,17 +500,20 @@ def test_resource_changing_scheduler_restores_base_state_and_base_resources():
             resources_allocation_function=DistributeResources(add_bundles=False),
         )
 
-    sim = SimulatedController(make(), _curve, max_concurrent=4, total_resources={"CPU": 8.0},
+    sim = SimulatedController(make(), _curve, max_concurrent=4, total_resources={"CPU": 16.0},
                               checkpoint_every_result=True)
-    for q in (0.2, 0.9, 0.5, 0.7):
+    for q in QUALITIES[:8]:
         sim.add_trial({"q": q})
-    assert not sim.advance(4)
+    assert not sim.advance(5)
     assert any(e == "resources" for e, _, _ in sim.events)
     fresh = make()
     other = _restore(sim, fresh)
     # Base resources are the ones the trials were created with, not their current ones.
     assert all(fresh.base_trial_resources(t).required_resources == {"CPU": 1.0} for t in other.get_trials())
     _run_both(sim, other)
+    # After the restore, the base scheduler stopped trials at its rungs and resources moved on.
+    assert any(d == TrialScheduler.STOP and it < 12 for ds in other.decisions.values() for it, d in ds)
+    assert any(e == "resources" for e, _, _ in other.events)
 
 
 def test_state_drops_ids_of_trials_that_are_not_restored():

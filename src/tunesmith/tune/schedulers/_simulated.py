@@ -238,8 +238,8 @@ class SimulatedController:
 
         Training goes on exactly where this controller stands. With ``as_restored``, the
         trials look as after an experiment restore instead: unfinished ones are PENDING and
-        start again from their ``restore_checkpoint`` or else their latest checkpoint (from
-        scratch without one).
+        start again from the checkpoint a paused trial was to resume from, or else their
+        latest checkpoint (from scratch without one).
         """
         other = SimulatedController(
             scheduler,
@@ -271,7 +271,10 @@ class SimulatedController:
             other._iteration[tid] = self._iteration[tid]
             other._state[tid] = copy.deepcopy(self._state[tid])
             if as_restored and not trial.is_finished():
-                trial.restore_checkpoint = old.restore_checkpoint or old.checkpoint
+                # A trial waiting to start resumes from the checkpoint it was given (a PBT
+                # donor's); a running one from its latest.
+                waiting = old.status in (Trial.PAUSED, Trial.PENDING) and old not in self._pausing
+                trial.restore_checkpoint = (old.restore_checkpoint if waiting else None) or old.checkpoint
                 trial.status = Trial.PENDING
                 if trial.restore_checkpoint is None:
                     other._iteration[tid] = 0
