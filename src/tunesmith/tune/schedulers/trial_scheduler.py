@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
-from tunesmith.tune.schedulers._state import as_trial_dict, load_state_file
+from tunesmith.tune.schedulers._state import load_state_file
 
 if TYPE_CHECKING:
     from tunesmith.tune.experiment.trial import Trial
@@ -188,9 +188,9 @@ class TrialScheduler:
             >>> old = FIFOScheduler(metric="loss", mode="min")
             >>> FIFOScheduler(metric="loss", mode="min").set_state(old.get_state(), {})
         """
-        self.__dict__.pop(_PENDING, None)
-        for name in _LINKING_HOOKS + ("on_trial_add",):
-            self.__dict__.pop(name, None)
+        if self.__dict__.pop(_PENDING, None) is not None:
+            for name in _LINKING_HOOKS + ("on_trial_add",):
+                self.__dict__.pop(name, None)
         self._check_state(state)
 
     def _check_state(self, state: Any) -> None:
@@ -204,7 +204,7 @@ class TrialScheduler:
         if state["scheduler"] != name:
             raise ValueError(
                 f"{name}: the scheduler state was written by {state['scheduler']}, not {name}. "
-                f"Restore with the same scheduler class the experiment ran with."
+                "Restore with the same scheduler class the experiment ran with."
             )
         if state["version"] != self._STATE_VERSION:
             raise ValueError(
