@@ -213,18 +213,77 @@ class SimulatedController:
 
     def run(self, max_rounds: int = 100_000) -> None:
         """Runs until no trial is running or runnable."""
-        for _ in range(max_rounds):
+        if not self.advance(max_rounds):
+            raise AssertionError("simulation did not finish")
+
+    def advance(self, rounds: int) -> bool:
+        """Runs at most ``rounds`` rounds (each running trial steps once); True once finished."""
+        for _ in range(rounds):
             self._complete_pauses()
             self._fill()
             running = self._running()
             if not running:
                 if self._pausing:
                     continue
-                return
+                return True
             for trial in running:
                 if trial.status == Trial.RUNNING and trial not in self._pausing:
                     self.step(trial)
-        raise AssertionError("simulation did not finish")
+        return False
+
+    def fork(self, scheduler: TrialScheduler, as_restored: bool = False) -> "SimulatedController":
+        """A controller over fresh ``Trial`` objects with this one's ids, configs, statuses,
+        results and checkpoints, driving ``scheduler``, which is not told of them: give them to
+        it with ``scheduler.set_state(state, {t.trial_id: t for t in fork.get_trials()})``.
+
+        Training goes on exactly where this controller stands. With ``as_restored``, the
+        trials look as after an experiment restore instead: unfinished ones are PENDING and
+        start again from the checkpoint a paused trial was to resume from, or else their
+        latest checkpoint (from scratch without one).
+        """
+        other = SimulatedController(
+            scheduler,
+            self.step_fn,
+            max_concurrent=self.max_concurrent,
+            max_iterations=self.max_iterations,
+            experiment_path=self.experiment_path,
+            total_resources=dict(self.total_resources),
+            async_pause=self.async_pause,
+            checkpoint_every_result=self.checkpoint_every_result,
+            search_alg=self.search_alg,
+        )
+        by_old: dict[Trial, Trial] = {}
+        for old in self._trials:
+            trial = Trial(
+                old.trainable_name,
+                copy.deepcopy(old.config),
+                trial_id=old.trial_id,
+                experiment_tag=old.experiment_tag,
+                evaluated_params=copy.deepcopy(old.evaluated_params),
+                placement_group_factory=old.placement_group_factory,
+                experiment_path=old.experiment_path,
+            )
+            trial.status = old.status
+            trial.last_result = copy.deepcopy(old.last_result)
+            trial.checkpoint_manager.checkpoints = list(old.checkpoint_manager.checkpoints)
+            trial.restore_checkpoint = old.restore_checkpoint
+            tid = trial.trial_id
+            other._iteration[tid] = self._iteration[tid]
+            other._state[tid] = copy.deepcopy(self._state[tid])
+            if as_restored and not trial.is_finished():
+                # A trial waiting to start resumes from the checkpoint it was given (a PBT
+                # donor's); a running one from its latest.
+                waiting = old.status in (Trial.PAUSED, Trial.PENDING) and old not in self._pausing
+                trial.restore_checkpoint = (old.restore_checkpoint if waiting else None) or old.checkpoint
+                trial.status = Trial.PENDING
+                if trial.restore_checkpoint is None:
+                    other._iteration[tid] = 0
+                    other._state[tid] = {}
+            other._trials.append(trial)
+            by_old[old] = trial
+        if not as_restored:
+            other._pausing = {by_old[t]: ckpt for t, ckpt in self._pausing.items()}
+        return other
 
     def iteration_of(self, trial: Trial) -> int:
         return self._iteration[trial.trial_id]

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import math
 from bisect import insort
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from tunesmith.tune.schedulers._state import as_trial_dict, is_finished
 from tunesmith.tune.schedulers._util import (
     fill_search_properties,
     metric_sign,
@@ -183,6 +184,58 @@ class AsyncHyperBandScheduler(FIFOScheduler):
 
     def on_trial_remove(self, tune_controller, trial: "Trial") -> None:
         self._trial_info.pop(trial.trial_id, None)
+
+    # -- state ------------------------------------------------------------------
+    def _state_settings(self) -> dict[str, Any]:
+        return {
+            **super()._state_settings(),
+            "time_attr": self._time_attr,
+            "max_t": self._max_t,
+            "grace_period": self._grace_period,
+            "reduction_factor": self._reduction_factor,
+            "brackets": len(self._brackets),
+            "stop_last_trials": self._stop_last_trials,
+        }
+
+    def get_state(self) -> dict:
+        """Rung records per bracket, each live trial's bracket and the stop count (plain data)."""
+        state = super().get_state()
+        index = {id(b): i for i, b in enumerate(self._brackets)}
+        state["brackets"] = [
+            [
+                {"milestone": rung.milestone, "values": list(rung.values), "trial_ids": sorted(rung.trial_ids)}
+                for rung in bracket.rungs
+            ]
+            for bracket in self._brackets
+        ]
+        state["trial_brackets"] = {tid: index[id(b)] for tid, b in self._trial_info.items()}
+        state["num_stopped"] = self._num_stopped
+        return state
+
+    def set_state(self, state: dict, trials) -> None:
+        """Restores the rungs (recorded values are kept) and links live trials to their brackets."""
+        super().set_state(state, trials)
+        trials = as_trial_dict(trials)
+        saved = state["brackets"]
+        for bracket, rungs in zip(self._brackets, saved):
+            if [r["milestone"] for r in rungs] != [r.milestone for r in bracket.rungs]:
+                raise ValueError(
+                    f"{type(self).__name__}: the saved rungs {[r['milestone'] for r in rungs]} do not match this "
+                    f"scheduler's {[r.milestone for r in bracket.rungs]}. Restore with the settings the "
+                    "experiment ran with."
+                )
+            for rung, data in zip(bracket.rungs, rungs):
+                rung.values = [float(v) for v in data["values"]]
+                rung.trial_ids = {tid for tid in data["trial_ids"] if tid in trials}
+        self._trial_info = {}
+        for tid, idx in state["trial_brackets"].items():
+            trial = trials.get(tid)
+            if trial is not None and not is_finished(trial):
+                self._trial_info[tid] = self._brackets[idx]
+        self._num_stopped = int(state["num_stopped"])
+        for tid, trial in trials.items():
+            if tid not in self._trial_info and tid not in state["trial_brackets"] and not is_finished(trial):
+                self.on_trial_add(None, trial)
 
     def debug_string(self) -> str:
         sign = metric_sign(self._mode)

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import collections
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from tunesmith.tune.schedulers._state import as_trial_dict, is_finished
 from tunesmith.tune.schedulers._util import (
     fill_search_properties,
     metric_sign,
@@ -47,7 +48,7 @@ class _Bracket:
         self._s = s
         self.stop_last_trials = stop_last_trials
         self._live: dict[str, "Trial"] = {}
-        self._all: list["Trial"] = []
+        self._all: list[str] = []  # ids of every trial ever added
         self._last_time: dict[str, float] = {}
         self._last_score: dict[str, float] = {}
         # Live trials still short of the current rung; empty means the rung is done.
@@ -87,7 +88,7 @@ class _Bracket:
     # -- membership -------------------------------------------------------
     def add_trial(self, trial: "Trial") -> None:
         self._live[trial.trial_id] = trial
-        self._all.append(trial)
+        self._all.append(trial.trial_id)
         self._behind.add(trial.trial_id)
         self._runnable.append(trial)
 
@@ -172,6 +173,55 @@ class _Bracket:
             del queue[waiting]
         return None
 
+    # -- state -----------------------------------------------------------------
+    def get_state(self) -> dict:
+        return {
+            "s": self._s,
+            "n": self._n,
+            "r": self._r,
+            "cumul_r": self._cumul_r,
+            "halves": self._halves,
+            "live": list(self._live),
+            "all": list(self._all),
+            "last_time": dict(self._last_time),
+            "last_score": dict(self._last_score),
+            "behind": sorted(self._behind),
+            "runnable": [t.trial_id for t in self._runnable],
+            "to_unpause": sorted(self._to_unpause),
+            "completed_progress": self._completed_progress,
+        }
+
+    def set_state(self, state: dict, trials: dict[str, "Trial"]) -> bool:
+        """Restores the bracket over ``trials``; True when a live trial left it (it needs processing)."""
+        self._n, self._r, self._cumul_r = state["n"], state["r"], state["cumul_r"]
+        self._halves = state["halves"]
+        self._all = list(state["all"])
+        self._last_time = {k: v for k, v in state["last_time"].items() if k in trials}
+        self._last_score = {k: v for k, v in state["last_score"].items() if k in trials}
+        self._completed_progress = state["completed_progress"]
+        self._live = {}
+        left = False
+        for tid in state["live"]:
+            trial = trials.get(tid)
+            if trial is None or is_finished(trial):
+                left = True
+            else:
+                self._live[tid] = trial
+        self._behind = {tid for tid in state["behind"] if tid in self._live}
+        self._to_unpause = {tid for tid in state["to_unpause"] if tid in self._live}
+        # A restored trial may be PENDING where it was RUNNING or PAUSED: only trials that
+        # are short of the current rung (or due to resume) may be started.
+        self._runnable = collections.deque()
+        queued = set()
+        for tid in list(state["runnable"]) + list(self._live):
+            trial = self._live.get(tid)
+            if trial is None or tid in queued:
+                continue
+            if tid in self._to_unpause or self.continue_trial(trial):
+                self._runnable.append(trial)
+                queued.add(tid)
+        return left
+
     def __repr__(self) -> str:
         status: dict[str, int] = {}
         for t in self._live.values():
@@ -210,6 +260,8 @@ class HyperBandScheduler(FIFOScheduler):
     """
 
     _requires_checkpointing = True
+    # Brackets that restored trials left, processed at the next choose_trial_to_run.
+    _to_process: "list[_Bracket] | tuple" = ()
 
     def __init__(
         self,
@@ -237,6 +289,7 @@ class HyperBandScheduler(FIFOScheduler):
         self._state: dict = {"bracket": None, "band_idx": 0}
         self._trial_info: dict[str, tuple[_Bracket, int]] = {}
         self._num_stopped = 0
+        self._to_process: list[_Bracket] = []
 
     # -- layout -------------------------------------------------------------
     def _get_n0(self, s: int) -> int:
@@ -342,7 +395,8 @@ class HyperBandScheduler(FIFOScheduler):
             if bracket.continue_trial(t):
                 if t is current:
                     action = TrialScheduler.CONTINUE
-                elif t.status == _PAUSED:
+                elif t.status in (_PAUSED, _PENDING):
+                    # PENDING: restored while it waited at the rung.
                     to_resume.append(t)
                 elif t.status == _RUNNING:
                     pausing.append(t)
@@ -394,6 +448,12 @@ class HyperBandScheduler(FIFOScheduler):
             yield from brackets
 
     def choose_trial_to_run(self, tune_controller, allow_recurse: bool = True) -> "Trial | None":
+        if self._to_process:
+            # Brackets that restored trials left: their rung may be complete now.
+            to_process, self._to_process = self._to_process, []
+            for bracket in to_process:
+                if bracket.current_trials() and not bracket.finished():
+                    self._process_bracket(tune_controller, bracket)
         for bracket in self._brackets_by_progress():
             trial = bracket.next_pending()
             if trial is not None:
@@ -415,6 +475,73 @@ class HyperBandScheduler(FIFOScheduler):
                 if bracket is not None:
                     out += f"\n  {bracket}"
         return out
+
+    # -- state ----------------------------------------------------------------------
+    def _state_settings(self) -> dict[str, Any]:
+        return {
+            **super()._state_settings(),
+            "time_attr": self._time_attr,
+            "max_t": self._max_t_attr,
+            "reduction_factor": self._eta,
+            "stop_last_trials": self._stop_last_trials,
+        }
+
+    def get_state(self) -> dict:
+        """Every band's brackets (trials by id), the bracket being filled and the stop count."""
+        state = super().get_state()
+        where: dict[int, list[int]] = {}
+        bands = []
+        for i, band in enumerate(self._hyperbands):
+            saved_band = []
+            for j, bracket in enumerate(band):
+                if bracket is None:
+                    saved_band.append(None)
+                    continue
+                where[id(bracket)] = [i, j]
+                saved_band.append(bracket.get_state())
+            bands.append(saved_band)
+        state["bands"] = bands
+        current = self._state["bracket"]
+        state["current_bracket"] = where.get(id(current)) if current is not None else None
+        state["band_idx"] = self._state["band_idx"]
+        state["trial_brackets"] = {tid: where[id(b)] for tid, (b, _) in self._trial_info.items()}
+        state["num_stopped"] = self._num_stopped
+        return state
+
+    def set_state(self, state: dict, trials) -> None:
+        """Rebuilds the bands over the restored trials; brackets that finished trials left are
+        processed at the next ``choose_trial_to_run`` (their rung may be complete)."""
+        super().set_state(state, trials)
+        trials = as_trial_dict(trials)
+        self._hyperbands = []
+        self._to_process = []
+        for band in state["bands"]:
+            rebuilt: list[_Bracket | None] = []
+            for saved in band:
+                if saved is None:
+                    rebuilt.append(None)
+                    continue
+                bracket = self._create_bracket(saved["s"])
+                if bracket.set_state(saved, trials):
+                    self._to_process.append(bracket)
+                rebuilt.append(bracket)
+            self._hyperbands.append(rebuilt)
+        if not self._hyperbands:
+            self._hyperbands = [[]]
+        current = state["current_bracket"]
+        self._state = {
+            "bracket": self._hyperbands[current[0]][current[1]] if current is not None else None,
+            "band_idx": state["band_idx"],
+        }
+        self._trial_info = {}
+        for tid, (i, j) in state["trial_brackets"].items():
+            bracket = self._hyperbands[i][j]
+            if tid in bracket._live:
+                self._trial_info[tid] = (bracket, i)
+        self._num_stopped = int(state["num_stopped"])
+        for tid, trial in trials.items():
+            if tid not in self._trial_info and not is_finished(trial) and tid not in state["trial_brackets"]:
+                self.on_trial_add(None, trial)
 
     def state(self) -> dict:
         """The number of brackets and rounds created so far."""

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left, bisect_right, insort
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from tunesmith.tune.schedulers._state import as_trial_dict
 from tunesmith.tune.schedulers._util import (
     fill_search_properties,
     metric_sign,
@@ -199,6 +200,53 @@ class MedianStoppingRule(FIFOScheduler):
     def on_trial_complete(self, tune_controller, trial: "Trial", result: dict) -> None:
         if result and self._time_attr in result and self._metric in result:
             self._record(trial.trial_id, result[self._time_attr], metric_sign(self._mode) * result[self._metric])
+
+    # -- state ------------------------------------------------------------------
+    def _state_settings(self) -> dict[str, Any]:
+        return {
+            **super()._state_settings(),
+            "time_attr": self._time_attr,
+            "grace_period": self._grace_period,
+        }
+
+    def get_state(self) -> dict:
+        """Every trial's results since the grace period (as running sums), stops and pauses."""
+        state = super().get_state()
+        state["records"] = {
+            tid: {
+                "times": list(rec.times),
+                "prefix": list(rec.prefix),
+                "last_time": None if rec.last_time == -math.inf else rec.last_time,
+                "best": None if rec.best == -math.inf else rec.best,
+            }
+            for tid, rec in self._records.items()
+        }
+        state["stopped_trials"] = sorted(self._stopped_trials)
+        state["last_pause"] = dict(self._last_pause)
+        # Pairs, not a dict: JSON would turn the integer times into strings.
+        state["buckets"] = (
+            None if self._buckets is None else [[t, list(values)] for t, values in sorted(self._buckets.items())]
+        )
+        return state
+
+    def set_state(self, state: dict, trials) -> None:
+        """Restores the results of every trial still in the experiment (finished ones count too)."""
+        super().set_state(state, trials)
+        trials = as_trial_dict(trials)
+        self._records = {}
+        for tid, data in state["records"].items():
+            if tid not in trials:
+                continue
+            rec = _TrialRecord()
+            rec.times = list(data["times"])
+            rec.prefix = list(data["prefix"])
+            rec.last_time = -math.inf if data["last_time"] is None else data["last_time"]
+            rec.best = -math.inf if data["best"] is None else data["best"]
+            self._records[tid] = rec
+        self._stopped_trials = {tid for tid in state["stopped_trials"] if tid in trials}
+        self._last_pause = {tid: t for tid, t in state["last_pause"].items() if tid in trials}
+        buckets = state["buckets"]
+        self._buckets = None if buckets is None else {int(t): list(values) for t, values in buckets}
 
     def debug_string(self) -> str:
         return f"Using MedianStoppingRule: num_stopped={len(self._stopped_trials)}."

@@ -313,6 +313,25 @@ class PB2(PopulationBasedTraining):
             new_config = self._custom_explore_fn(new_config)
         return new_config
 
+    # -- state ----------------------------------------------------------------------
+    def _state_settings(self) -> dict[str, Any]:
+        bounds = {k: [lo, hi] for k, (lo, hi) in self._hyperparam_bounds.items()}
+        return {**super()._state_settings(), "hyperparam_bounds": bounds}
+
+    def get_state(self) -> dict:
+        """PBT's state plus the observations the Gaussian process is fitted to."""
+        state = super().get_state()
+        state["data"] = [[tid, t, r, list(hp)] for tid, t, r, hp in self._data]
+        state["recent"] = [[t, list(hp)] for t, hp in self._recent]
+        return state
+
+    def set_state(self, state: dict, trials) -> None:
+        """Restores the population as PBT does; the observations are kept whole (they are the
+        model's data, also from trials that ended)."""
+        super().set_state(state, trials)
+        self._data = [(tid, float(t), float(r), tuple(hp)) for tid, t, r, hp in state["data"]]
+        self._recent = [(float(t), tuple(hp)) for t, hp in state["recent"]]
+
     def debug_string(self) -> str:
         return "PB2: {} checkpoints, {} perturbs".format(self._num_checkpoints, self._num_perturbations)
 

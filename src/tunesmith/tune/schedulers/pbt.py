@@ -13,6 +13,7 @@ from bisect import bisect_left, insort
 from typing import TYPE_CHECKING, Any, Callable
 
 from tunesmith.tune.result import TRAINING_ITERATION
+from tunesmith.tune.schedulers._state import CheckpointResolver, as_trial_dict, checkpoint_ref, is_finished
 from tunesmith.tune.schedulers._util import (
     fill_search_properties,
     is_default_searcher,
@@ -250,6 +251,8 @@ class PopulationBasedTraining(FIFOScheduler):
     """
 
     _requires_checkpointing = True
+    # Set by set_state when the restored population all waits at the sync point.
+    _perturb_on_next_choice = False
 
     def __init__(
         self,
@@ -589,6 +592,10 @@ class PopulationBasedTraining(FIFOScheduler):
 
     def choose_trial_to_run(self, tune_controller) -> "Trial | None":
         """The waiting trial with the least training time (in sync mode: behind the sync point)."""
+        if self._perturb_on_next_choice:
+            self._perturb_on_next_choice = False
+            if self._synch and self._num_live and self._num_at_sync >= self._num_live:
+                self._perturb_population(tune_controller, None, self._next_perturbation_sync)
         queue = self._run_queue
         pausing = []  # entries of trials whose pause is still in flight
         chosen = None
@@ -615,12 +622,20 @@ class PopulationBasedTraining(FIFOScheduler):
         if chosen is not None:
             return chosen
         pending = tune_controller.first_trial_with_status(_PENDING)
-        if pending is not None:
+        if pending is not None and not self._waits_at_sync(pending):
             return pending
         paused = tune_controller.first_trial_with_status(_PAUSED)
         if paused is not None and not self._synch:
             return paused
         return None
+
+    def _waits_at_sync(self, trial: "Trial") -> bool:
+        """In synchronous mode: whether the trial has reached the sync point (a restored
+        trial waits there as PENDING, not PAUSED)."""
+        if not self._synch:
+            return False
+        state = self._trial_state.get(trial.trial_id)
+        return state is not None and not state.finished and state.last_train_time >= self._next_perturbation_sync
 
     def _forget(self, tune_controller, trial: "Trial") -> None:
         """A finished trial leaves the ranking and no longer holds back the population."""
@@ -645,23 +660,106 @@ class PopulationBasedTraining(FIFOScheduler):
     def on_trial_remove(self, tune_controller, trial: "Trial") -> None:
         self._forget(tune_controller, trial)
 
-    def save(self, checkpoint_path: str) -> None:
-        """Saves the state; cloudpickle keeps lambdas in ``hyperparam_mutations``."""
-        import cloudpickle
+    # -- state ----------------------------------------------------------------------
+    def _state_settings(self) -> dict[str, Any]:
+        return {**super()._state_settings(), "time_attr": self._time_attr, "synch": self._synch}
 
-        state = dict(self.__dict__)
-        state.pop("_seq", None)
-        with open(checkpoint_path, "wb") as f:
-            cloudpickle.dump(state, f)
+    def _experiment_path(self) -> str | None:
+        for trial in self._trials.values():
+            if trial.experiment_path:
+                return trial.experiment_path
+        return None
 
-    def restore(self, checkpoint_path: str) -> None:
-        import pickle
+    def get_state(self) -> dict:
+        """Per trial: original tag, last score, rank, checkpoint (by path), perturbation times;
+        plus the run queue, counters and the synchronous-mode sync point. Plain data."""
+        state = super().get_state()
+        exp_dir = self._experiment_path()
+        trials = {}
+        for tid, st in self._trial_state.items():
+            trials[tid] = {
+                "orig_tag": st.orig_tag,
+                "last_score": st.last_score,
+                "last_checkpoint": checkpoint_ref(st.last_checkpoint, exp_dir),
+                "last_checkpoint_iter": st.last_checkpoint_iter,
+                "last_perturbation_time": st.last_perturbation_time,
+                "last_train_time": st.last_train_time,
+                "last_result": st.last_result,
+                "rank_seq": None if st.rank_key is None else -st.rank_key[1],
+                "finished": st.finished,
+                "synced_at": st.synced_at,
+            }
+        state["trials"] = trials
+        state["run_queue"] = [[t, seq, tid] for t, seq, tid in self._run_queue]
+        state["next_perturbation_sync"] = self._next_perturbation_sync
+        state["num_checkpoints"] = self._num_checkpoints
+        state["num_perturbations"] = self._num_perturbations
+        return state
 
-        with open(checkpoint_path, "rb") as f:
-            state = pickle.load(f)
-        self.__dict__.update(state)
-        used = [-k[1] for k in self._ranked] + [e[1] for e in self._run_queue]
-        self._seq = itertools.count(max(used, default=-1) + 1)
+    def set_state(self, state: dict, trials) -> None:
+        """Rebuilds the population over the restored trials.
+
+        A trial counts as live exactly when its restored status is unfinished, so
+        trials that ended before the restore neither rank nor hold back a
+        synchronous sync point. Remembered checkpoints are found among the
+        restored trials' checkpoints by their path in the experiment.
+        """
+        super().set_state(state, trials)
+        trials = as_trial_dict(trials)
+        resolver = CheckpointResolver(trials)
+        self._trial_state = {}
+        self._trials = {}
+        self._ranked = []
+        self._rank_owner = {}
+        used = [-1]
+        for tid, data in state["trials"].items():
+            trial = trials.get(tid)
+            if trial is None:
+                continue
+            st = _PBTTrialState(trial)
+            st.orig_tag = data["orig_tag"]
+            st.last_score = data["last_score"]
+            st.last_checkpoint = resolver.resolve(data["last_checkpoint"])
+            st.last_checkpoint_iter = data["last_checkpoint_iter"]
+            st.last_perturbation_time = data["last_perturbation_time"]
+            st.last_train_time = data["last_train_time"]
+            st.last_result = data["last_result"]
+            st.synced_at = data["synced_at"]
+            st.finished = is_finished(trial)
+            seq = data["rank_seq"]
+            if seq is not None:
+                used.append(seq)
+                if not st.finished and st.last_score is not None:
+                    st.rank_key = (st.last_score, -seq)
+                    self._ranked.append(st.rank_key)
+                    self._rank_owner[seq] = tid
+            self._trial_state[tid] = st
+            self._trials[tid] = trial
+        self._ranked.sort()
+        queue = []
+        for train_time, seq, tid in state["run_queue"]:
+            used.append(seq)
+            if tid in self._trial_state:
+                queue.append((train_time, seq, tid))
+        self._seq = itertools.count(max(used) + 1)
+        self._run_queue = queue
+        heapq.heapify(self._run_queue)
+        self._next_perturbation_sync = state["next_perturbation_sync"]
+        self._num_checkpoints = int(state["num_checkpoints"])
+        self._num_perturbations = int(state["num_perturbations"])
+        live = [st for st in self._trial_state.values() if not st.finished]
+        self._num_live = len(live)
+        self._num_at_sync = sum(1 for st in live if st.synced_at == self._next_perturbation_sync)
+        # Restored trials may all be PENDING: each live one needs a current entry in the queue.
+        queued = {tid for t, _, tid in self._run_queue if t == self._trial_state[tid].last_train_time}
+        for tid, st in self._trial_state.items():
+            if not st.finished and tid not in queued:
+                self._enqueue(self._trials[tid])
+        for tid, trial in trials.items():
+            if tid not in self._trial_state and not is_finished(trial):
+                self.on_trial_add(None, trial)
+        # Everyone still live may already wait at the sync point (the others ended).
+        self._perturb_on_next_choice = bool(self._synch and self._num_live and self._num_at_sync >= self._num_live)
 
     def debug_string(self) -> str:
         return "PopulationBasedTraining: {} checkpoints, {} perturbs".format(
@@ -766,6 +864,31 @@ class PopulationBasedTrainingReplay(FIFOScheduler):
         self._num_perturbations += 1
         self._next_policy = next(self._policy_iter, None)
         return TrialScheduler.NOOP
+
+    # -- state ----------------------------------------------------------------------
+    def _state_settings(self) -> dict[str, Any]:
+        return {**super()._state_settings(), "policy_length": len(self._policy)}
+
+    def get_state(self) -> dict:
+        """How many policy changes were applied, and the replayed trial's id."""
+        state = super().get_state()
+        state["num_perturbations"] = self._num_perturbations
+        state["trial_id"] = self._trial.trial_id if self._trial is not None else None
+        return state
+
+    def set_state(self, state: dict, trials) -> None:
+        """Goes on with the next policy change; the restored trial keeps its current config."""
+        super().set_state(state, trials)
+        trials = as_trial_dict(trials)
+        done = int(state["num_perturbations"])
+        self._num_perturbations = done
+        self._policy_iter = iter(self._policy[done:])
+        self._next_policy = next(self._policy_iter, None)
+        self._trial = trials.get(state["trial_id"]) if state["trial_id"] is not None else None
+        if self._trial is None:
+            for trial in trials.values():
+                if not is_finished(trial):
+                    self.on_trial_add(None, trial)
 
     def debug_string(self) -> str:
         return f"PopulationBasedTraining replay: step {self._num_perturbations} of {len(self._policy)}"

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from tunesmith.tune.execution.placement_groups import PlacementGroupFactory, resource_dict_to_pg_factory
 from tunesmith.tune.result import TRAINING_ITERATION
+from tunesmith.tune.schedulers._state import as_trial_dict, is_finished
 from tunesmith.tune.schedulers._util import metric_sign, validate_mode
 from tunesmith.tune.schedulers.trial_scheduler import FIFOScheduler, TrialScheduler
 
@@ -272,7 +273,7 @@ class ResourceChangingScheduler(TrialScheduler):
             if trial.status == "RUNNING":
                 continue
             del self._trials_to_reallocate[tid]
-            if trial.status != "PAUSED":
+            if trial.status not in ("PAUSED", "PENDING"):  # PENDING: restored while it was paused
                 continue
             if new != trial.placement_group_factory:
                 tune_controller.update_trial_resources(trial, new)
@@ -287,22 +288,41 @@ class ResourceChangingScheduler(TrialScheduler):
     def debug_string(self) -> str:
         return f"(ResourceChangingScheduler) {self._base_scheduler.debug_string()}"
 
-    def save(self, checkpoint_path: str) -> None:
-        import cloudpickle
+    # -- state ----------------------------------------------------------------------
+    def get_state(self) -> dict:
+        """The base scheduler's state, each trial's base resources and pending reallocations."""
+        state = super().get_state()
+        state["base"] = self._base_scheduler.get_state()
+        state["base_trial_resources"] = {tid: _pgf_state(pgf) for tid, pgf in self._base_trial_resources.items()}
+        state["trials_to_reallocate"] = {tid: _pgf_state(new) for tid, (_, new) in self._trials_to_reallocate.items()}
+        state["reallocated_trial_ids"] = sorted(self._reallocated_trial_ids)
+        return state
 
-        with open(checkpoint_path, "wb") as f:
-            cloudpickle.dump(
-                {"base": self._base_scheduler.__dict__, "own": {k: v for k, v in self.__dict__.items() if k != "_base_scheduler"}},
-                f,
-            )
+    def set_state(self, state: dict, trials) -> None:
+        """Restores the base scheduler with the same trials, then the resource bookkeeping."""
+        super().set_state(state, trials)
+        trials = as_trial_dict(trials)
+        self._base_scheduler.set_state(state["base"], trials)
+        self._base_trial_resources = {
+            tid: _pgf_from_state(data) for tid, data in state["base_trial_resources"].items() if tid in trials
+        }
+        self._trials_to_reallocate = {
+            tid: (trials[tid], _pgf_from_state(data))
+            for tid, data in state["trials_to_reallocate"].items()
+            if tid in trials and not is_finished(trials[tid])
+        }
+        self._reallocated_trial_ids = {tid for tid in state["reallocated_trial_ids"] if tid in trials}
+        for tid, trial in trials.items():
+            if tid not in self._base_trial_resources and not is_finished(trial):
+                self._base_trial_resources[tid] = trial.placement_group_factory
 
-    def restore(self, checkpoint_path: str) -> None:
-        import pickle
 
-        with open(checkpoint_path, "rb") as f:
-            state = pickle.load(f)
-        self._base_scheduler.__dict__.update(state["base"])
-        self.__dict__.update(state["own"])
+def _pgf_state(pgf: PlacementGroupFactory) -> dict:
+    return {"bundles": pgf.bundles, "strategy": pgf.strategy}
+
+
+def _pgf_from_state(data: dict) -> PlacementGroupFactory:
+    return PlacementGroupFactory(data["bundles"], strategy=data["strategy"])
 
 
 __all__ = ["ResourceChangingScheduler", "DistributeResources", "DistributeResourcesToTopJob"]

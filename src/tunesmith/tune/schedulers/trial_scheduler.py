@@ -19,10 +19,24 @@ up. It talks to the driver through a small controller interface:
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
+
+from tunesmith.tune.schedulers._state import load_state_file
 
 if TYPE_CHECKING:
     from tunesmith.tune.experiment.trial import Trial
+
+# Hooks that, while a state read by ``restore(path)`` waits for its trials, link it first.
+_LINKING_HOOKS = (
+    "on_trial_result",
+    "on_trial_complete",
+    "on_trial_error",
+    "on_trial_remove",
+    "choose_trial_to_run",
+    "debug_string",
+    "get_state",
+)
+_PENDING = "_pending_restore"
 
 
 class TrialScheduler:
@@ -30,6 +44,35 @@ class TrialScheduler:
 
     Subclasses override ``on_trial_result`` and, when they need to choose which
     trial runs next, ``choose_trial_to_run``.
+
+    State for experiment restore: :meth:`get_state` returns the scheduler's
+    bookkeeping as plain data (trials by ``trial_id`` only; no ``Trial`` objects,
+    no controller, no user callables, which come from the scheduler object the
+    user passes again), with the scheduler's class name, a state ``version`` and
+    the settings the state depends on. :meth:`set_state` rebuilds the
+    bookkeeping from such a state and links the ids to the restored ``Trial``
+    objects. Subclasses that keep bookkeeping override both and call ``super()``.
+
+    The contract with the controller on restore:
+
+    1. The controller creates every restored ``Trial`` first (with its restored
+       ``status``, ``config``, ``last_result`` and checkpoints).
+    2. If a saved scheduler state exists, it calls ``set_state(state, trials)``
+       with ``{trial_id: trial}`` of all restored trials, finished ones
+       included, and does *not* call ``on_trial_add`` for them. ``set_state``
+       counts TERMINATED/ERROR trials as finished (never live), drops per-trial
+       bookkeeping of ids missing from ``trials`` (aggregate statistics such as
+       ASHA's rung cut-offs stay), and adds unfinished trials the state does not
+       know as ``on_trial_add`` would.
+    3. Without a saved state it calls ``on_trial_add`` for each restored
+       unfinished trial.
+    4. Trials created afterwards get ``on_trial_add`` as usual.
+
+    ``save(path)`` writes ``get_state()``; ``restore(path, trials)`` reads it
+    and calls ``set_state``. ``restore(path)`` without trials may come before
+    the trials exist: the state is kept, the trials then given to
+    ``on_trial_add`` are collected, and the state is linked to them at the
+    first other call (a result, a choice of trial, ``get_state``, ...).
 
     Example:
         >>> from tunesmith.tune.schedulers import FIFOScheduler, TrialScheduler
@@ -48,6 +91,8 @@ class TrialScheduler:
     _metric: str | None = None
     _mode: str | None = None
     _supports_buffered_results = True
+    # Bumped when the layout of get_state() changes, so an old state is detected.
+    _STATE_VERSION = 1
     # Whether the scheduler pauses trials and restarts them from checkpoints
     # (the "Need Checkpointing?" column of the compatibility matrix).
     _requires_checkpointing = False
@@ -103,19 +148,154 @@ class TrialScheduler:
         """A one-line summary shown in the progress output."""
         return ""
 
+    # -- state ---------------------------------------------------------------------
+    def _state_settings(self) -> dict[str, Any]:
+        """Settings the saved bookkeeping depends on; a state made with other values is refused."""
+        return {"metric": self.metric, "mode": self.mode}
+
+    def get_state(self) -> dict:
+        """The scheduler's bookkeeping as plain data (trials by id), for experiment restore.
+
+        Returns:
+            A dict with ``scheduler`` (the class name), ``version`` and ``settings``;
+            subclasses add their bookkeeping.
+
+        Example:
+            >>> from tunesmith.tune.schedulers import FIFOScheduler
+            >>> FIFOScheduler(metric="loss", mode="min").get_state()["scheduler"]
+            'FIFOScheduler'
+        """
+        return {
+            "scheduler": type(self).__name__,
+            "version": self._STATE_VERSION,
+            "settings": dict(self._state_settings()),
+        }
+
+    def set_state(self, state: dict, trials: "Mapping[str, Trial] | Iterable[Trial]") -> None:
+        """Rebuilds the bookkeeping from :meth:`get_state`'s output, linked to the restored trials.
+
+        Args:
+            state: What :meth:`get_state` returned (possibly after a round trip through a file).
+            trials: ``{trial_id: Trial}`` (or an iterable of trials) of every restored trial,
+                finished ones included. See the class docstring for the full contract.
+
+        Raises:
+            ValueError: When ``state`` was written by another scheduler class, another state
+                version, or with settings this scheduler does not have.
+
+        Example:
+            >>> from tunesmith.tune.schedulers import FIFOScheduler
+            >>> old = FIFOScheduler(metric="loss", mode="min")
+            >>> FIFOScheduler(metric="loss", mode="min").set_state(old.get_state(), {})
+        """
+        if self.__dict__.pop(_PENDING, None) is not None:
+            for name in _LINKING_HOOKS + ("on_trial_add",):
+                self.__dict__.pop(name, None)
+        self._check_state(state)
+
+    def _check_state(self, state: Any) -> None:
+        name = type(self).__name__
+        if not isinstance(state, dict) or "scheduler" not in state or "version" not in state:
+            raise ValueError(
+                f"{name}: the given scheduler state is not one written by {name}.get_state()/save() "
+                f"(got {type(state).__name__} without 'scheduler' and 'version' keys). States written "
+                "before schedulers saved their state explicitly cannot be restored; start the scheduler fresh."
+            )
+        if state["scheduler"] != name:
+            raise ValueError(
+                f"{name}: the scheduler state was written by {state['scheduler']}, not {name}. "
+                "Restore with the same scheduler class the experiment ran with."
+            )
+        if state["version"] != self._STATE_VERSION:
+            raise ValueError(
+                f"{name}: the scheduler state has version {state['version']!r}, this {name} reads "
+                f"version {self._STATE_VERSION}. It was written by another tunesmith release; "
+                "restore it with that release."
+            )
+        saved = state.get("settings") or {}
+        current = self._state_settings()
+        for key, value in saved.items():
+            mine = current.get(key)
+            if value is not None and mine is not None and _differs(value, mine):
+                raise ValueError(
+                    f"{name}: the scheduler state was made with {key}={value!r}, but this scheduler has "
+                    f"{key}={mine!r}. Restore with the settings the experiment ran with."
+                )
+
     def save(self, checkpoint_path: str) -> None:
-        """Saves the scheduler's state to a file (for experiment restore)."""
-        import pickle
+        """Writes :meth:`get_state` to ``checkpoint_path`` (atomically), for experiment restore."""
+        import cloudpickle
 
-        with open(checkpoint_path, "wb") as f:
-            pickle.dump(self.__dict__, f)
+        from tunesmith._internal.storage import write_bytes_atomic
 
-    def restore(self, checkpoint_path: str) -> None:
-        """Restores the state written by :meth:`save`."""
-        import pickle
+        write_bytes_atomic(checkpoint_path, cloudpickle.dumps(self.get_state()))
 
-        with open(checkpoint_path, "rb") as f:
-            self.__dict__.update(pickle.load(f))
+    def restore(
+        self,
+        checkpoint_path: str,
+        trials: "Mapping[str, Trial] | Iterable[Trial] | None" = None,
+    ) -> None:
+        """Reads the state written by :meth:`save`.
+
+        Args:
+            checkpoint_path: The file :meth:`save` wrote.
+            trials: The restored trials; the state is linked to them at once. Without
+                them the state is kept until the trials arrive (see the class docstring).
+
+        Raises:
+            ValueError: When the file cannot be read or holds another scheduler's state;
+                the message names the file.
+        """
+        name = type(self).__name__
+        state = load_state_file(checkpoint_path, name)
+        try:
+            self._check_state(state)
+        except ValueError as exc:
+            raise ValueError(f"{exc} (scheduler state file {checkpoint_path!r})") from None
+        if trials is not None:
+            self.set_state(state, trials)
+            return
+        self._defer_restore(state)
+
+    def _defer_restore(self, state: dict) -> None:
+        """Keeps ``state`` until the trials are known; see the class docstring."""
+        collected: dict[str, "Trial"] = {}
+        self.__dict__[_PENDING] = (state, collected)
+
+        def collect(tune_controller, trial: "Trial") -> None:
+            collected[trial.trial_id] = trial
+
+        def linking(hook: str):
+            def call(*args, **kwargs):
+                self._link_pending_restore()
+                return getattr(self, hook)(*args, **kwargs)
+
+            return call
+
+        self.__dict__["on_trial_add"] = collect
+        for hook in _LINKING_HOOKS:
+            self.__dict__[hook] = linking(hook)
+
+    def _link_pending_restore(self) -> None:
+        pending = self.__dict__.get(_PENDING)
+        if pending is not None:
+            state, collected = pending
+            self.set_state(state, collected)
+
+    def __getstate__(self) -> dict:
+        # A restore waiting for its trials is not part of the scheduler's configuration.
+        data = dict(self.__dict__)
+        if _PENDING in data:
+            del data[_PENDING]
+            for name in _LINKING_HOOKS + ("on_trial_add",):
+                data.pop(name, None)
+        return data
+
+
+def _differs(saved: Any, current: Any) -> bool:
+    if isinstance(saved, (list, tuple)) and isinstance(current, (list, tuple)):
+        return len(saved) != len(current) or any(_differs(a, b) for a, b in zip(saved, current))
+    return saved != current
 
 
 class FIFOScheduler(TrialScheduler):
