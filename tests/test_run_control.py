@@ -148,3 +148,80 @@ def test_can_restore_once_a_tuner_is_constructed(tmp_path):
     assert tune.Tuner.can_restore(path)
     grid = tune.Tuner.restore(path, trainable=counting).fit()
     assert [r.metrics["step"] for r in grid] == [3]
+
+
+# -- schedulers that pause trials which never checkpoint -------------------------------------------
+def _never_checkpoints(config):
+    for i in range(12):
+        tune.report({"score": config["lr"] * (i + 1)})
+
+
+def test_pbt_restarts_trials_without_checkpoints_from_scratch(caplog):
+    import logging
+
+    from tunesmith.tune.schedulers import PopulationBasedTraining
+
+    pbt = PopulationBasedTraining(metric="score", mode="max", perturbation_interval=3,
+                                  hyperparam_mutations={"lr": [0.1, 0.5, 1.0]})
+    with caplog.at_level(logging.WARNING, logger="tunesmith"):
+        grid = tune.Tuner(_never_checkpoints, param_space={"lr": tune.grid_search([0.1, 0.5, 1.0, 0.2])},
+                          tune_config=tune.TuneConfig(scheduler=pbt),
+                          run_config=tune.RunConfig(verbose=0)).fit()
+    assert grid.num_errors == 0
+    for result in grid:
+        iterations = list(result.metrics_dataframe["training_iteration"])
+        assert iterations == list(range(1, len(iterations) + 1))
+    assert sum("no checkpoint" in r.getMessage() for r in caplog.records) <= 1
+
+
+def test_resource_changing_scheduler_leaves_a_trial_that_cannot_checkpoint_running():
+    import tunesmith
+    from tunesmith.tune.schedulers import ResourceChangingScheduler
+
+    tunesmith.init(num_cpus=2)
+    scheduler = ResourceChangingScheduler(
+        resources_allocation_function=lambda controller, trial, result, sched: {"CPU": 2}
+    )
+    grid = tune.Tuner(_never_checkpoints, param_space={"lr": 0.5},
+                      tune_config=tune.TuneConfig(scheduler=scheduler, metric="score", mode="max"),
+                      run_config=tune.RunConfig(verbose=0)).fit()
+    result = grid[0]
+    assert result.error is None
+    # It ran once from start to end: never paused, so never restarted.
+    assert list(result.metrics_dataframe["training_iteration"]) == list(range(1, 13))
+    assert result.metrics["iterations_since_restore"] == 12
+
+
+# -- a worker that dies while it starts ---------------------------------------------------------
+def test_a_worker_killed_while_starting_is_not_counted_as_a_trial_failure(tmp_path, monkeypatch):
+    import threading
+
+    import psutil
+
+    monkeypatch.setenv("SLOW_IMPORT_MARKER", str(tmp_path / "slow"))
+    from _slow_import_trainable import quick
+
+    killed = threading.Event()
+
+    def kill_while_importing():
+        marker = str(tmp_path / "slow")
+        deadline = time.time() + 60
+        while time.time() < deadline and not killed.is_set():
+            if os.path.exists(marker):  # a worker is inside the slow import now
+                pid = int(open(marker).read() or 0)
+                os.remove(marker)
+                try:
+                    psutil.Process(pid).kill()
+                    killed.set()
+                except psutil.Error:
+                    pass
+            time.sleep(0.01)
+
+    killer = threading.Thread(target=kill_while_importing, daemon=True)
+    killer.start()
+    grid = tune.Tuner(quick, run_config=tune.RunConfig(
+        verbose=0, failure_config=tune.FailureConfig(max_failures=0))).fit()
+    killer.join(timeout=60)
+    assert killed.is_set()
+    assert grid[0].error is None
+    assert grid[0].metrics["done"] is True
