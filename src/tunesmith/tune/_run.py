@@ -578,26 +578,23 @@ def _restore_trials(storage: StorageContext, search_alg, scheduler, options: dic
 
 
 def _restore_scheduler(path: str, scheduler, trials: list) -> bool:
-    """Gives the scheduler its saved state; True when it was linked to the restored trials."""
-    import cloudpickle
+    """Gives the scheduler its saved state; True when it was linked to the restored trials.
+
+    Raises:
+        ValueError: The state cannot be read or is another scheduler's; the message names the file.
+    """
+    import inspect
 
     from tunesmith.tune.result import SCHEDULER_STATE_FILE
 
     sched_file = os.path.join(path, SCHEDULER_STATE_FILE)
     if not os.path.exists(sched_file):
         return False
-    try:
-        with open(sched_file, "rb") as f:
-            saved = cloudpickle.load(f)
-        if isinstance(saved, dict) and set(saved) == {"class", "state"}:
-            if saved["class"] != type(scheduler).__name__:
-                raise ValueError(
-                    f"it holds the state of a {saved['class']}, but the experiment now has a "
-                    f"{type(scheduler).__name__}; pass the same scheduler as the original run"
-                )
-            scheduler.set_state(saved["state"], {t.trial_id: t for t in trials})
-            return True
+    if "trials" in inspect.signature(scheduler.restore).parameters:
+        scheduler.restore(sched_file, trials={t.trial_id: t for t in trials})
+        return True
+    try:  # a user scheduler with Ray's one-argument restore(); it learns of the trials by on_trial_add
         scheduler.restore(sched_file)
-        return False
     except Exception as exc:
         raise ValueError(f"The scheduler state {sched_file} cannot be restored: {exc}") from exc
+    return False

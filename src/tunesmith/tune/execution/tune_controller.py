@@ -877,15 +877,8 @@ class TuneController:
         self._last_state_duration = end - start
 
     def _save_scheduler_state(self, path: str) -> None:
-        get_state = getattr(self._scheduler, "get_state", None)
         try:
-            if get_state is not None:
-                import cloudpickle
-
-                write_bytes_atomic(path, cloudpickle.dumps({"class": type(self._scheduler).__name__,
-                                                            "state": get_state()}))
-            else:
-                self._scheduler.save(path)
+            self._scheduler.save(path)
         except Exception:
             logger.warning("Could not save the scheduler's state:\n%s", traceback.format_exc())
 
