@@ -111,6 +111,7 @@ class _TrialWriterCallback(LoggerCallback):
         writer = self._writers.pop(trial, None)
         if writer is not None:
             writer.close()
+            wait_for_writes()  # the trial's file is complete on disk when its end has been logged
 
     def on_step_end(self, iteration: int, trials: list["Trial"], **info) -> None:
         self._files.maybe_flush()
