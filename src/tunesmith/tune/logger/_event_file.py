@@ -147,8 +147,9 @@ def _varint_field(number: int, value: int) -> bytes:
     return varint(number << 3) + varint(value) if value else b""
 
 
-def _text(number: int, text: str) -> bytes:
-    return _field(number, text.encode("utf-8"))
+def _text(number: int, text) -> bytes:
+    # Runs in the logger I/O thread: an unencodable name must not lose the file's other records.
+    return _field(number, str(text).encode("utf-8", "replace"))
 
 
 def _hparams_summary(tag: str, plugin_data: bytes) -> bytes:
