@@ -32,13 +32,11 @@ from tunesmith.tune.result import (
 )
 from tunesmith.tune.schedulers.trial_scheduler import TrialScheduler
 from tunesmith.tune.trainable._trial_info import TrialInfo
-from tunesmith.tune.utils.nested import lookup
 from tunesmith.train._checkpoint import Checkpoint
 
 logger = logging.getLogger(__name__)
 
 _CALLBACK_STATE_FILE = "callback_state.pkl"
-_MISSING = object()
 _STATUSES = (Trial.PENDING, Trial.RUNNING, Trial.PAUSED, Trial.TERMINATED, Trial.ERROR)
 
 
@@ -572,7 +570,7 @@ class TuneController:
     def _validate_metric(self, trial: Trial, result: dict) -> None:
         if self._required is None:
             self._required = self._required_metrics()
-        missing = [f"{m!r} ({who})" for m, who in self._required if lookup(result, m, _MISSING) is _MISSING]
+        missing = [f"{m!r} ({who})" for m, who in self._required if m not in result]
         if trial.num_results == 0:
             missing += [f"{k!r} (stop criteria)" for k in self._stopping_criterion if k not in result]
         if missing and not result.get(DONE):
