@@ -75,6 +75,22 @@ def test_list_trials_filter_sort_output_and_result_columns(storage, tmp_path):
     assert table == [["name"], ["cli_opts"]]
 
 
+def test_seed_cli_examples(storage, tmp_path):
+    grid = tune.Tuner(scored, param_space={"x": tune.grid_search([1, 2])},
+                      run_config=tune.RunConfig(name="cli_seed", storage_path=storage, verbose=0)).fit()
+    # $ tune list-trials [EXPERIMENT_DIR] --output note.csv
+    proc = subprocess.run([sys.executable, "-m", "tunesmith.tune.cli", "list-trials", grid.experiment_path,
+                           "--output", "note.csv"], capture_output=True, text=True, check=True, cwd=tmp_path)
+    assert "Output saved at: note.csv" in proc.stdout
+    with open(tmp_path / "note.csv") as f:
+        header = f.readline().strip().split(",")
+    assert header[:3] == ["trainable_name", "experiment_tag", "trial_id"]
+    # $ tune list-trials [EXPERIMENT_DIR] --filter "trial_id == 7b99a28a"
+    trial_id = grid[1].metrics["trial_id"]
+    table = _table(_cli("list-trials", grid.experiment_path, "--filter", f"trial_id == {trial_id}").stdout)
+    assert len(table) == 2 and table[1][2] == trial_id and table[1][1] == "1_x=2"
+
+
 def test_add_note(storage, tmp_path):
     grid = tune.Tuner(scored, param_space={"x": 1},
                       run_config=tune.RunConfig(name="cli_note", storage_path=storage, verbose=0)).fit()
