@@ -23,6 +23,16 @@ WORKLOADS = {
             tune.report({"score": 1})
         tune.Tuner(trivial, run_config=tune.RunConfig(verbose=0)).fit()
     """),
+    # With a sampled parameter the TensorBoard logger writes HParams at the trial's end;
+    # that must not import tensorboardX (and with it torch, when installed).
+    "one_trial_hparams_whole_process": textwrap.dedent("""
+        from tunesmith import tune
+        def trivial(config):
+            tune.report({"score": config["lr"]})
+        tune.Tuner(trivial, param_space={"lr": tune.uniform(0, 1)}, run_config=tune.RunConfig(verbose=0)).fit()
+        print(json.dumps({"imported_torch": int("torch" in sys.modules),
+                          "imported_tensorboardX": int("tensorboardX" in sys.modules)}))
+    """),
     "200_trivial_trials": textwrap.dedent("""
         t0 = time.perf_counter()
         from tunesmith import tune

@@ -84,9 +84,15 @@ def test_num_to_keep_keeps_the_best_checkpoints():
     )
     grid = _fit(Counter, run_config=rc)
     names = sorted(n for n in os.listdir(grid[0].path) if n.startswith("checkpoint_"))
-    # The two best by "min value" are the first two; the latest is kept besides them.
+    # The two best by "min value" are the first two; the latest stays on disk for a restore,
+    # but only the ranked ones are listed as the best (as in Ray).
     assert names == ["checkpoint_000000", "checkpoint_000001", "checkpoint_000005"]
-    assert [m["value"] for _, m in grid[0].best_checkpoints] == [6, 2, 1]
+    assert [m["value"] for _, m in grid[0].best_checkpoints] == [2, 1]
+    assert os.path.basename(grid[0].checkpoint.path) == "checkpoint_000005"
+    # Read back from disk, without the CheckpointConfig, the listing is the same.
+    analysis = tune.ExperimentAnalysis(grid.experiment_path)
+    assert sorted(v for _, v in analysis.get_trial_checkpoints_paths(analysis.trials[0], "value")) == [1, 2]
+    assert os.path.basename(analysis.get_last_checkpoint(analysis.trials[0]).path) == "checkpoint_000005"
 
 
 class Resettable(Counter):

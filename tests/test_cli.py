@@ -12,20 +12,102 @@ def scored(config):
     tune.report({"score": config["x"] * 10})
 
 
+def _cli(*args, check=True, env=None):
+    return subprocess.run([sys.executable, "-m", "tunesmith.tune.cli", *args], capture_output=True, text=True,
+                          check=check, env=env)
+
+
+def _table(out: str) -> list[list[str]]:
+    """The cells of a printed table, header first."""
+    rows = [line for line in out.splitlines() if line.startswith("| ")]
+    return [[cell.strip() for cell in line.strip("|").split("|")] for line in rows]
+
+
 def test_list_trials_and_experiments(storage):
     grid = tune.Tuner(scored, param_space={"x": tune.grid_search([1, 2, 3])},
                       run_config=tune.RunConfig(name="cli_exp", storage_path=storage, verbose=0)).fit()
-    out = subprocess.run([sys.executable, "-m", "tunesmith.tune.cli", "list-trials", grid.experiment_path,
-                          "--columns", "score", "--sort", "score", "--desc"],
-                         capture_output=True, text=True, check=True).stdout
-    lines = out.strip().splitlines()
-    assert "status" in lines[0] and "score" in lines[0]
-    assert len(lines) == 2 + 3
-    assert "30" in lines[2] and "10" in lines[-1]
-    assert all("TERMINATED" in line for line in lines[2:])
-    out = subprocess.run([sys.executable, "-m", "tunesmith.tune.cli", "list-experiments", storage],
-                         capture_output=True, text=True, check=True).stdout
-    assert "cli_exp" in out and "3" in out
+    # --columns selects the columns shown (it does not add to the default ones)
+    table = _table(_cli("list-trials", grid.experiment_path, "--columns", "trial_id,score",
+                        "--sort", "score", "--desc").stdout)
+    assert table[0] == ["trial_id", "score"]
+    assert [row[1] for row in table[1:]] == ["30", "20", "10"]
+    # the default columns: trial information, the config, the default result keys
+    table = _table(_cli("list-trials", grid.experiment_path).stdout)
+    assert table[0][:5] == ["trainable_name", "experiment_tag", "trial_id", "status", "last_update_time"]
+    assert "config/x" in table[0] and "training_iteration" in table[0] and "score" not in table[0]
+    assert all(row[3] == "TERMINATED" for row in table[1:]) and len(table) == 4
+    table = _table(_cli("list-experiments", storage).stdout)
+    assert table[0][:2] == ["name", "total_trials"] and table[1][:2] == ["cli_exp", "3"]
+
+
+def test_list_trials_filter_sort_output_and_result_columns(storage, tmp_path):
+    import pandas as pd
+
+    grid = tune.Tuner(scored, param_space={"x": tune.grid_search([1, 2, 3, 4])},
+                      run_config=tune.RunConfig(name="cli_opts", storage_path=storage, verbose=0)).fit()
+    path = grid.experiment_path
+    # Ray's `--desc True` form, a filter on a numeric column, several sort keys, a limit
+    out_csv = tmp_path / "trials.csv"
+    proc = _cli("ls", path, "--columns", "trial_id,config/x,score", "--filter", "score >= 20",
+                "--sort", "config/x,score", "--desc", "True", "--limit", "2", "--output", str(out_csv))
+    table = _table(proc.stdout)
+    assert [row[1:] for row in table[1:]] == [["4", "40"], ["3", "30"]]
+    assert f"Output saved at: {out_csv}" in proc.stdout
+    frame = pd.read_csv(out_csv)
+    assert list(frame.columns) == ["trial_id", "config/x", "score"] and list(frame["score"]) == [40, 30]
+    # --result-columns replaces the default result columns; a string filter compares text
+    table = _table(_cli("ls", path, "--result-columns", "score", "--filter", "status == TERMINATED").stdout)
+    assert table[0][-1] == "score" and "training_iteration" not in table[0] and len(table) == 5
+    out_pkl = tmp_path / "trials.pkl"
+    _cli("ls", path, "--columns", "score", "--filter", "score!=20", "--output", str(out_pkl))
+    assert sorted(pd.read_pickle(out_pkl)["score"]) == [10, 30, 40]
+    # a filter is parsed, never evaluated; bad input names the problem
+    marker = tmp_path / "evaluated"
+    proc = _cli("ls", path, "--filter", f"score == __import__('os').mkdir({str(marker)!r})", check=False)
+    assert proc.returncode != 0 and "holds numbers" in proc.stderr and not marker.exists()
+    proc = _cli("ls", path, "--filter", "score ~= 3", check=False)
+    assert proc.returncode != 0 and "<column> <operator> <value>" in proc.stderr
+    proc = _cli("ls", path, "--columns", "nope", check=False)
+    assert proc.returncode != 0 and "no column 'nope'" in proc.stderr and "score" in proc.stderr
+    proc = _cli("ls", path, "--output", str(tmp_path / "trials.xlsx"), check=False)
+    assert proc.returncode != 0 and "unsupported file type" in proc.stderr
+    table = _table(_cli("lsx", storage, "--columns", "name", "--filter", "total_trials > 3").stdout)
+    assert table == [["name"], ["cli_opts"]]
+
+
+def test_seed_cli_examples(storage, tmp_path):
+    grid = tune.Tuner(scored, param_space={"x": tune.grid_search([1, 2])},
+                      run_config=tune.RunConfig(name="cli_seed", storage_path=storage, verbose=0)).fit()
+    # $ tune list-trials [EXPERIMENT_DIR] --output note.csv
+    proc = subprocess.run([sys.executable, "-m", "tunesmith.tune.cli", "list-trials", grid.experiment_path,
+                           "--output", "note.csv"], capture_output=True, text=True, check=True, cwd=tmp_path)
+    assert "Output saved at: note.csv" in proc.stdout
+    with open(tmp_path / "note.csv") as f:
+        header = f.readline().strip().split(",")
+    assert header[:3] == ["trainable_name", "experiment_tag", "trial_id"]
+    # $ tune list-trials [EXPERIMENT_DIR] --filter "trial_id == 7b99a28a"
+    trial_id = grid[1].metrics["trial_id"]
+    table = _table(_cli("list-trials", grid.experiment_path, "--filter", f"trial_id == {trial_id}").stdout)
+    assert len(table) == 2 and table[1][2] == trial_id and table[1][1] == "1_x=2"
+
+
+def test_add_note(storage, tmp_path):
+    grid = tune.Tuner(scored, param_space={"x": 1},
+                      run_config=tune.RunConfig(name="cli_note", storage_path=storage, verbose=0)).fit()
+    proc = _cli("add-note", grid.experiment_path, "-m", "lr too high")
+    note = os.path.join(grid.experiment_path, "note.txt")
+    assert f"Note created at: {note}" in proc.stdout
+    # without -m, $EDITOR is opened on the note (here a script that appends a line)
+    editor = tmp_path / "editor.sh"
+    editor.write_text('#!/bin/sh\necho "second thought" >> "$1"\n')
+    editor.chmod(0o755)
+    proc = _cli("add-note", grid.experiment_path, env={**os.environ, "EDITOR": str(editor)})
+    assert f"Note updated at: {note}" in proc.stdout
+    with open(note) as f:
+        assert f.read() == "lr too high\nsecond thought\n"
+    proc = _cli("add-note", grid.experiment_path, "--filename", "../escape.txt", "-m", "x", check=False)
+    assert proc.returncode != 0 and "plain file name" in proc.stderr
+    assert not os.path.exists(os.path.join(storage, "escape.txt"))
 
 
 def test_list_trials_on_a_non_experiment_dir(tmp_path):

@@ -202,18 +202,21 @@ def test_results_and_configs(experiment):
     assert list(df["loss"]) == [4.0, 3.0, 8.0]
     assert "config/lr" in df.columns
     configs = analysis.get_all_configs()
+    # keyed by trial id (Ray >= 2.7); the trial's path is accepted as a key too
+    assert set(configs) == {"00000", "00001", "00002"}
+    assert configs["00000"] == {"lr": 0.1, "net": {"width": 8}}
     assert configs[analysis.trials[0].local_path] == {"lr": 0.1, "net": {"width": 8}}
     prefixed = analysis.get_all_configs(prefix=True)
-    assert prefixed[analysis.trials[0].local_path] == {"config/lr": 0.1, "config/net/width": 8}
+    assert prefixed["00000"] == {"config/lr": 0.1, "config/net/width": 8}
 
 
 def test_trial_dataframes_and_dataframe(experiment):
     analysis = ExperimentAnalysis(experiment[0])
     frames = analysis.trial_dataframes
-    assert set(frames) == {t.local_path for t in analysis.trials}
-    assert list(frames[analysis.trials[0].local_path]["loss"]) == [5.0, 3.0, 2.0, 4.0]
-    # a trial id is accepted as a key too
-    assert list(frames["00002"]["loss"]) == [9.0, 8.0]
+    assert set(frames) == {"00000", "00001", "00002"}
+    assert list(frames["00000"]["loss"]) == [5.0, 3.0, 2.0, 4.0]
+    # a trial's path is accepted as a key too
+    assert list(frames[analysis.trials[2].local_path]["loss"]) == [9.0, 8.0]
 
     last = analysis.dataframe()
     assert list(last["loss"]) == [4.0, 3.0, 8.0]

@@ -130,7 +130,7 @@ def test_domain_builder_methods_like_ray():
         (lambda: tune.uniform(2, 1), r"uniform: `lower` must be less than `upper`.*lower=2, upper=1"),
         (lambda: tune.uniform("a", 1), r"uniform: `lower` must be a number, got 'a'"),
         (lambda: tune.quniform(0, 1, 0), r"quniform: `q` must be > 0, got 0"),
-        (lambda: tune.quniform(0.1, 0.2, 1), r"no multiple of `q`=1"),
+        (lambda: tune.quniform(0.1, 0.2, 1), r"lower bound 0.1 is not divisible by the quantization factor q=1"),
         (lambda: tune.qloguniform(0, 1, 0.1), r"qloguniform: `lower` must be > 0"),
         (lambda: tune.randn(0, 0), r"randn: `sd` must be > 0, got 0"),
         (lambda: tune.randn(0, -1), r"randn: `sd` must be > 0, got -1"),

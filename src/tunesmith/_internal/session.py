@@ -99,6 +99,9 @@ class _Session:
         self.config = spec.config
         self.iteration = spec.start_iteration
         self.iterations_since_restore = 0
+        self.timesteps_total: float | None = None
+        self.episodes_total: float | None = None
+        self.timesteps_since_restore = 0
         self._time_offset = spec.start_time_total
         self._start = self._last = time.time()
         self.checkpoint = checkpoint
@@ -171,7 +174,22 @@ class _Session:
         self.iteration += 1
         self.iterations_since_restore += 1
         result = dict(metrics)
-        result["training_iteration"] = self.iteration
+        # As in the class API: a user's training_iteration and totals are kept, and the
+        # *_this_iter counts add up into timesteps_total / episodes_total.
+        if "training_iteration" not in result:
+            result["training_iteration"] = self.iteration
+        steps = result.get("timesteps_this_iter")
+        if steps is not None:
+            self.timesteps_total = (self.timesteps_total or 0) + steps
+            self.timesteps_since_restore += steps
+        if self.timesteps_total is not None and "timesteps_total" not in result:
+            result["timesteps_total"] = self.timesteps_total
+        episodes = result.get("episodes_this_iter")
+        if episodes is not None:
+            self.episodes_total = (self.episodes_total or 0) + episodes
+        if self.episodes_total is not None and "episodes_total" not in result:
+            result["episodes_total"] = self.episodes_total
+        result["timesteps_since_restore"] = self.timesteps_since_restore
         result["time_this_iter_s"] = now - self._last
         result["time_total_s"] = self._time_offset + now - self._start
         result["time_since_restore"] = now - self._start

@@ -20,9 +20,36 @@ def date_str() -> str:
 
 
 def default_experiment_name(trainable_name: str) -> str:
+    from tunesmith.tune.experiment.trial import sanitize_dirname
+
     if os.environ.get("TUNE_DISABLE_DATED_SUBDIR", "0") == "1":
-        return trainable_name
-    return f"{trainable_name}_{date_str()}"
+        return sanitize_dirname(trainable_name, max_len=255)
+    return sanitize_dirname(f"{trainable_name}_{date_str()}", max_len=255)
+
+
+def check_experiment_name(name: str) -> str:
+    """Returns a user's experiment name as given; raises if it would leave the storage path.
+
+    Any character a file name may hold is kept (``trainable_type='function'`` stays
+    as it is); an absolute path, ``..``, an empty name or a NUL byte is refused.
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"RunConfig(name=...) must be a string, got {type(name).__name__} ({name!r}).")
+    parts = name.replace("\\", "/").split("/")
+    if (
+        not name.strip()
+        or "\x00" in name
+        or os.path.isabs(name)
+        or name.startswith(("/", "\\"))
+        or any(part in ("..", ".") for part in parts)
+        or not all(parts)
+    ):
+        raise ValueError(
+            f"RunConfig(name={name!r}): an experiment name must be a directory name inside the "
+            "storage path: not empty, not absolute, without '.' or '..' components. To write "
+            "elsewhere, set RunConfig(storage_path=...) instead."
+        )
+    return name
 
 
 class StorageContext:
@@ -34,10 +61,8 @@ class StorageContext:
     """
 
     def __init__(self, storage_path: str | None, experiment_dir_name: str, storage_filesystem=None):
-        from tunesmith.tune.experiment.trial import sanitize_dirname
-
         storage_path = os.fspath(storage_path) if storage_path is not None else default_storage_path()
-        self.experiment_dir_name = sanitize_dirname(experiment_dir_name, max_len=255)
+        self.experiment_dir_name = check_experiment_name(experiment_dir_name)
         if storage_filesystem is None and "://" in storage_path and not storage_path.startswith("file://"):
             import pyarrow.fs
 

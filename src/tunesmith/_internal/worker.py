@@ -6,6 +6,7 @@ where ``fd`` is its end of a socket pair to the driver.
 from __future__ import annotations
 
 import inspect
+import numbers
 import os
 import signal
 import sys
@@ -185,6 +186,10 @@ class Worker:
             if isinstance(value, dict):
                 sess.report(value)
                 value = None
+            elif isinstance(value, numbers.Number) and not isinstance(value, bool):
+                from tunesmith.tune.result import DEFAULT_METRIC
+
+                sess.report({DEFAULT_METRIC: value})  # a returned number is the trial's metric
             self.conn.send((P.DONE, _safe_value(value), None))
         except S.TrialStopped as stopped:
             if stopped.pause:

@@ -90,7 +90,10 @@ class Result:
         error: The run's error, a :class:`TrainingFailedError`, if it failed.
         path: The run's directory on storage (a local path, or a path on ``_storage_filesystem``).
         metrics_dataframe: All reported results; read from storage on first access when not given.
-        best_checkpoints: ``(checkpoint, metrics)`` for every kept checkpoint.
+        best_checkpoints: ``(checkpoint, metrics)`` of the checkpoints that
+            ``CheckpointConfig(num_to_keep=...)`` keeps by its ranking (all of them
+            without ``num_to_keep``); a latest checkpoint kept only for restore is
+            :attr:`checkpoint`, not one of these.
         _storage_filesystem: The ``pyarrow.fs.FileSystem`` that ``path`` lives on (None: local).
         return_value: What the training function returned, if anything.
 

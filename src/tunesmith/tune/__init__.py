@@ -74,6 +74,8 @@ _LAZY = {
     "analysis": f"{_T}.analysis:",
     "progress_reporter": f"{_T}.progress_reporter:",
     "result": f"{_T}.result:",
+    "resources": f"{_T}.resources:",
+    "function_runner": f"{_T}.function_runner:",
 }
 
 __all__ = sorted(_LAZY)

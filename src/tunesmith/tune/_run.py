@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tunesmith._internal.experiment_lock import ExperimentLock
-from tunesmith._internal.storage import StorageContext, default_experiment_name
+from tunesmith._internal.storage import StorageContext, check_experiment_name, default_experiment_name
 from tunesmith.tune.result import EXPERIMENT_STATE_FILE, TUNER_FILE
 from tunesmith.tune.tune_config import TuneConfig
 from tunesmith.train._config import RunConfig
@@ -268,6 +268,8 @@ def run_experiment(inp: ExperimentInput, restore_path: str | None = None, restor
     if inp.param_space is not None and not isinstance(inp.param_space, dict):
         raise TypeError(f"param_space must be a dict, got {type(inp.param_space).__name__}.")
     _check_metric_mode(tc.metric, tc.mode, "TuneConfig")
+    if rc.name:
+        check_experiment_name(rc.name)  # before any worker starts
     trainable, name = resolve_trainable(inp.trainable)
     payload = pickle_trainable(trainable, name)
     executor = LocalExecutor()

@@ -81,11 +81,15 @@ class ResultGrid:
                 ``"all"`` (its best result by ``mode``).
             filter_nan_and_inf: Never pick a trial whose score is NaN or infinite.
 
+        With a single trial, that trial's result is returned whatever the metric and mode.
+
         Raises:
             ValueError: If no metric or mode is given and the Tuner set none.
             RuntimeError: If no trial reported ``metric`` (with a finite value).
         """
         analysis = self._experiment_analysis
+        if len(analysis.trials) == 1:
+            return self._trial_to_result(analysis.trials[0])
         if not metric and not analysis.default_metric:
             raise ValueError(
                 "No metric was given. Pass `metric` to `get_best_result`, or set `metric` in the "

@@ -20,18 +20,18 @@ SCOPES = ("last", "avg", "last-5-avg", "last-10-avg", "all")
 _FILETYPES = ("json", "csv")
 
 
-class _TrialDataFrames(dict):
-    """``{trial path: DataFrame}``; a trial id is accepted as a key too."""
+class _ByTrialId(dict):
+    """``{trial id: value}``, as Ray 2.7 and later key them; a trial's path is accepted as a key too."""
 
-    def __init__(self, data: dict, ids: dict[str, str]):
+    def __init__(self, data: dict, ids_by_path: dict[str, str]):
         super().__init__(data)
-        self._ids = ids
+        self._ids = ids_by_path
 
     def __missing__(self, key):
-        path = self._ids.get(key)
-        if path is None or path == key:
+        trial_id = self._ids.get(key) if isinstance(key, str) else None
+        if trial_id is None or trial_id == key:
             raise KeyError(key)
-        return self[path]
+        return self[trial_id]
 
     def get(self, key, default=None):
         try:
@@ -40,7 +40,8 @@ class _TrialDataFrames(dict):
             return default
 
     def __contains__(self, key) -> bool:
-        return dict.__contains__(self, key) or dict.__contains__(self, self._ids.get(key, key))
+        return dict.__contains__(self, key) or (isinstance(key, str) and dict.__contains__(self, self._ids.get(key)))
+
 
 
 class ExperimentAnalysis:
@@ -88,7 +89,7 @@ class ExperimentAnalysis:
             self._state_file = None
         self._state: dict[str, Any] | None = None
         self._filetype = "json"
-        self._trial_dataframes: _TrialDataFrames | None = None
+        self._trial_dataframes: _ByTrialId | None = None
 
         if trials is None:
             state = self._read_state(required=True)
@@ -279,7 +280,7 @@ class ExperimentAnalysis:
     def best_dataframe(self) -> "pandas.DataFrame":
         """All results of :attr:`best_trial` as a dataframe."""
         self._require_defaults("best_dataframe", "get_best_trial(metric, mode)")
-        return self.trial_dataframes[self.best_trial.local_path]
+        return self.trial_dataframes[self.best_trial.trial_id]
 
     @property
     def best_result(self) -> dict:
@@ -314,11 +315,19 @@ class ExperimentAnalysis:
             return pd.DataFrame()
         return pd.DataFrame.from_records(rows, index=TRIAL_ID)
 
+    def _ids_by_path(self) -> dict[str, str]:
+        return {t.local_path: t.trial_id for t in self.trials}
+
     def get_all_configs(self, prefix: bool = False) -> dict[str, dict]:
-        """``{trial path: config}``; with ``prefix=True`` the config is flattened as ``config/<key>``."""
+        """``{trial id: config}``; with ``prefix=True`` the config is flattened as ``config/<key>``.
+
+        A trial's directory is accepted as a key too (older Ray releases keyed by it).
+        """
         if prefix:
-            return {t.local_path: _loading.flatten_dict({CONFIG: t.config}) for t in self.trials}
-        return {t.local_path: t.config for t in self.trials}
+            configs = {t.trial_id: _loading.flatten_dict({CONFIG: t.config}) for t in self.trials}
+        else:
+            configs = {t.trial_id: t.config for t in self.trials}
+        return _ByTrialId(configs, self._ids_by_path())
 
     # -- dataframes --------------------------------------------------------------
     def set_filetype(self, file_type: str | None = None) -> bool:
@@ -332,27 +341,30 @@ class ExperimentAnalysis:
         return True
 
     def fetch_trial_dataframes(self) -> dict[str, "pandas.DataFrame"]:
-        """Reads every trial's results from storage; returns ``{trial path: DataFrame}``."""
+        """Reads every trial's results from storage; returns ``{trial id: DataFrame}``.
+
+        A trial's directory is accepted as a key too (older Ray releases keyed by it).
+        """
         frames: dict[str, Any] = {}
         failures = []
         for trial in self.trials:
             path = trial.local_path
             try:
                 storage = _loading.Storage(trial.filesystem) if trial.filesystem is not None else self._storage
-                frames[path] = _loading.load_dataframe(storage, path, filetype=self._filetype)
+                frames[trial.trial_id] = _loading.load_dataframe(storage, path, filetype=self._filetype)
             except Exception as exc:  # one unreadable trial must not hide the others
                 import pandas as pd
 
                 failures.append(f"- {trial}: {exc!r}")
-                frames[path] = pd.DataFrame()
+                frames[trial.trial_id] = pd.DataFrame()
         if failures:
             logger.warning("Failed to read the results of %d trial(s):\n%s", len(failures), "\n".join(failures))
-        self._trial_dataframes = _TrialDataFrames(frames, {t.trial_id: t.local_path for t in self.trials})
+        self._trial_dataframes = _ByTrialId(frames, self._ids_by_path())
         return self._trial_dataframes
 
     @property
     def trial_dataframes(self) -> dict[str, "pandas.DataFrame"]:
-        """``{trial path: DataFrame of all its results}``; read on first access."""
+        """``{trial id: DataFrame of all its results}``; read on first access (a trial's path works as a key too)."""
         if self._trial_dataframes is None:
             self.fetch_trial_dataframes()
         return self._trial_dataframes
@@ -382,7 +394,7 @@ class ExperimentAnalysis:
         for trial in self.trials:
             row = None
             if frames is not None:
-                row = _best_row(frames.get(trial.local_path), metric, mode)
+                row = _best_row(frames.get(trial.trial_id), metric, mode)
             if row is None:
                 row = _loading.flatten_dict(_with_trial_id(trial), delimiter)
             row.update(_loading.flatten_dict({CONFIG: trial.config}))
@@ -391,10 +403,13 @@ class ExperimentAnalysis:
         return pd.DataFrame(rows)
 
     # -- checkpoints -----------------------------------------------------------
-    def _checkpoints_with_metric(self, trial: Trial, metric: str) -> list[tuple[Checkpoint, Any]]:
+    def _checkpoints_with_metric(
+        self, trial: Trial, metric: str, all_kept: bool = False
+    ) -> list[tuple[Checkpoint, Any]]:
+        checkpoints = trial.checkpoint_manager.checkpoints if all_kept else trial.best_checkpoints
         return [
             (checkpoint, _loading.lookup_metric(metrics, metric, None))
-            for checkpoint, metrics in trial.best_checkpoints
+            for checkpoint, metrics in checkpoints
         ]
 
     def get_trial_checkpoints_paths(self, trial: Trial | str, metric: str | None = None) -> list[tuple[str, Any]]:
@@ -421,11 +436,14 @@ class ExperimentAnalysis:
         Returns:
             The checkpoint, or None when the trial has no checkpoint with ``metric``.
         """
+        return self._best_checkpoint(trial, metric, mode, all_kept=False)
+
+    def _best_checkpoint(self, trial, metric, mode, all_kept: bool) -> Checkpoint | None:
         metric = metric or self.default_metric or TRAINING_ITERATION
         mode = self._validate_mode(mode)
         trial = self._trial(trial)
         scored = []
-        for checkpoint, value in self._checkpoints_with_metric(trial, metric):
+        for checkpoint, value in self._checkpoints_with_metric(trial, metric, all_kept):
             score = _loading.as_score(value)
             if score is not None and score == score:
                 scored.append((score, checkpoint))
@@ -445,7 +463,8 @@ class ExperimentAnalysis:
         trial = self._trial(trial) if trial is not None else self.get_best_trial(metric, mode)
         if trial is None:
             return None
-        return self.get_best_checkpoint(trial, TRAINING_ITERATION, "max")
+        # The latest checkpoint counts here even when num_to_keep did not rank it among the best.
+        return self._best_checkpoint(trial, TRAINING_ITERATION, "max", all_kept=True)
 
     # -- experiment metadata ---------------------------------------------------
     def stats(self) -> dict[str, Any]:

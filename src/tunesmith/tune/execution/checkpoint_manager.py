@@ -32,6 +32,8 @@ class CheckpointManager:
         self.score_attribute = getattr(checkpoint_config, "checkpoint_score_attribute", None)
         self.score_order = getattr(checkpoint_config, "checkpoint_score_order", "max") or "max"
         self.checkpoints: list[tuple[Checkpoint, dict[str, Any]]] = []
+        # Path of a latest checkpoint kept only for restore, when read back from saved state.
+        self._latest_only: str | None = None
 
     @property
     def latest_checkpoint(self) -> Checkpoint | None:
@@ -43,12 +45,25 @@ class CheckpointManager:
             return -math.inf
         return score if self.score_order == "max" else -score
 
-    @property
-    def best_checkpoints(self) -> list[tuple[Checkpoint, dict[str, Any]]]:
-        """Checkpoints ordered worst to best (oldest to newest without a score attribute)."""
+    def _ranked(self) -> list[tuple[Checkpoint, dict[str, Any]]]:
+        """Kept checkpoints ordered worst to best (oldest to newest without a score attribute)."""
         if self.score_attribute is None:
             return list(self.checkpoints)
         return sorted(self.checkpoints, key=self._key)
+
+    @property
+    def best_checkpoints(self) -> list[tuple[Checkpoint, dict[str, Any]]]:
+        """The checkpoints kept by the ``num_to_keep`` ranking, worst to best.
+
+        The latest checkpoint stays on disk for a restore even when it ranks
+        lower, as in Ray, but it is not listed among the best.
+        """
+        ranked = self._ranked()
+        if self.num_to_keep is not None:
+            return ranked[-self.num_to_keep:]
+        if self._latest_only is not None:  # read back from saved state, without the CheckpointConfig
+            return [c for c in ranked if _name(c[0].path) != self._latest_only]
+        return ranked
 
     def register(self, checkpoint: Checkpoint, metrics: dict[str, Any]) -> list[Checkpoint]:
         """Adds a checkpoint; returns those that fall out of ``num_to_keep``.
@@ -62,7 +77,7 @@ class CheckpointManager:
         if self.num_to_keep is None or len(self.checkpoints) <= self.num_to_keep:
             return []
         latest = self.checkpoints[-1]
-        ranked = self.best_checkpoints
+        ranked = self._ranked()
         keep = set(id(c) for c in ranked[-self.num_to_keep:])
         keep.add(id(latest))
         removed = [c for c in self.checkpoints if id(c) not in keep]
@@ -74,10 +89,23 @@ class CheckpointManager:
         self.checkpoints = [c for c in self.checkpoints if c[0].path != path]
 
     def get_state(self) -> list[dict[str, Any]]:
-        return [{"path": c.path, "metrics": m} for c, m in self.checkpoints]
+        best = {id(item) for item in self.best_checkpoints}
+        state = []
+        for item in self.checkpoints:
+            entry = {"path": item[0].path, "metrics": item[1]}
+            if id(item) not in best:
+                entry["latest_only"] = True
+            state.append(entry)
+        return state
 
     def set_state(self, state: list[dict[str, Any]], filesystem=None) -> None:
         self.checkpoints = [(Checkpoint(s["path"], filesystem), s["metrics"]) for s in state]
+        self._latest_only = next((_name(s["path"]) for s in state if s.get("latest_only")), None)
+
+
+def _name(path: str) -> str:
+    """A checkpoint's directory name, which stays the same when the experiment moves."""
+    return path.rstrip("/").replace("\\", "/").rsplit("/", 1)[-1]
 
 
 def delete_checkpoints(checkpoints: list[Checkpoint]) -> None:

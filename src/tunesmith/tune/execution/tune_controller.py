@@ -24,7 +24,9 @@ from tunesmith.tune.execution.placement_groups import to_pg_factory
 from tunesmith.tune.experiment.trial import Trial
 from tunesmith.tune.result import (
     CHECKPOINT_DIR_NAME,
+    DEFAULT_METRIC,
     DONE,
+    EXPERIMENT_ID,
     EXPERIMENT_STATE_FILE,
     EXPR_ERROR_FILE,
     EXPR_ERROR_PICKLE_FILE,
@@ -139,6 +141,7 @@ class TuneController:
         self._raise_error: BaseException | None = None
         self.interrupted = False  # set when Ctrl+C ended the run
         self._strict_metrics = os.environ.get("TUNE_DISABLE_STRICT_METRIC_CHECKING", "0") != "1"
+        self._required: list[tuple[str, str]] | None = None  # metrics every result must have
         self._iteration = 0
         self._resources_changed = True
         self._date_second = -1
@@ -285,6 +288,8 @@ class TuneController:
         index = int(trial.trial_id.rsplit("_", 1)[-1]) if "_" in trial.trial_id else len(self._trials)
         self._next_index = max(self._next_index, index + 1)
         self._id_prefix = trial.trial_id.rsplit("_", 1)[0] if "_" in trial.trial_id else self._id_prefix
+        if self._trials[0] is trial and trial.last_result.get(EXPERIMENT_ID):
+            self._experiment_id = trial.last_result[EXPERIMENT_ID]  # the id outlives a restore
         for ckpt, metrics in trial.checkpoint_manager.checkpoints:
             self._checkpoint_metrics[ckpt.path] = metrics
             self._note_checkpoint_index(trial, os.path.basename(ckpt.path))
@@ -303,10 +308,13 @@ class TuneController:
         trial_id = f"{self._id_prefix}_{self._next_index:05d}"
         pgf = to_pg_factory(self._resources_request, suggestion.config)
         if not self._executor.can_ever_fit(pgf.required_resources):
+            resource_help = getattr(self._trainable, "resource_help", None)
+            hint = resource_help(suggestion.config) if callable(resource_help) else ""
             raise ValueError(
                 f"Trial {trial_id} asks for {pgf.required_resources}, more than this machine has "
                 f"({self._executor.total}). Lower the request (tune.with_resources / resources_per_trial) "
                 "or make more available with tunesmith.init(num_cpus=..., num_gpus=..., resources=...)."
+                + (f" {hint}" if hint else "")
             )
         trial = Trial(
             self._trainable_name,
@@ -592,6 +600,7 @@ class TuneController:
     def _fill_result(self, trial: Trial, result: dict, checkpoint_dir_name: str | None) -> dict:
         result.setdefault(DONE, False)
         result["trial_id"] = trial.trial_id
+        result.setdefault(EXPERIMENT_ID, self._experiment_id)
         result["experiment_tag"] = trial.experiment_tag
         now = int(time.time())
         if now != self._date_second:
@@ -607,16 +616,30 @@ class TuneController:
         result[CHECKPOINT_DIR_NAME] = checkpoint_dir_name
         return result
 
+    def _required_metrics(self) -> list[tuple[str, str]]:
+        """``(metric, who asks for it)`` for TuneConfig's metric, the scheduler's and the searcher's."""
+        required: list[tuple[str, str]] = []
+        if self._metric:
+            required.append((self._metric, "TuneConfig(metric=...)"))
+        for owner in (self._scheduler, self._search_alg):
+            metrics = getattr(owner, "metric", None)
+            for m in [metrics] if isinstance(metrics, str) else list(metrics or ()):
+                if m and m != DEFAULT_METRIC and all(m != r for r, _ in required):
+                    required.append((m, type(getattr(owner, "searcher", owner)).__name__))
+        return required
+
     def _validate_metric(self, trial: Trial, result: dict) -> None:
-        missing = [m for m in (self._metric,) if m and m not in result]
+        if self._required is None:
+            self._required = self._required_metrics()
+        missing = [f"{m!r} ({who})" for m, who in self._required if m not in result]
         if trial.num_results == 0:
-            missing += [k for k in self._stopping_criterion if k not in result]
+            missing += [f"{k!r} (stop criteria)" for k in self._stopping_criterion if k not in result]
         if missing and not result.get(DONE):
             reported = sorted(k for k in result if k not in ("config",))
             raise ValueError(
-                f"Trial {trial} reported a result without the metric(s) {missing} that the experiment "
-                f"uses (TuneConfig metric / stop criteria). The result had: {reported}. Report the "
-                "metric, fix its name, or set TUNE_DISABLE_STRICT_METRIC_CHECKING=1."
+                f"Trial {trial} reported a result without the metric(s) {', '.join(missing)} that the "
+                f"experiment uses. The result had: {reported}. Report the metric, fix its name, or set "
+                "TUNE_DISABLE_STRICT_METRIC_CHECKING=1."
             )
 
     def _on_result(self, trial: Trial, result: dict, checkpoint_dir_name: str | None) -> None:
@@ -644,6 +667,9 @@ class TuneController:
 
         if trial in self._stopping or trial.status != Trial.RUNNING:
             return  # the scheduler already paused or stopped it
+        if trial._checkpoint_requested:  # Trial.checkpoint_now()
+            trial._checkpoint_requested = False
+            self.save_trial(trial)
         if decision == TrialScheduler.CONTINUE:
             self._executor.send(trial, P.CONTINUE)
         elif decision == TrialScheduler.PAUSE:

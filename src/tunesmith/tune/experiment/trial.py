@@ -58,6 +58,9 @@ class Trial:
     TERMINATED = "TERMINATED"
     ERROR = "ERROR"
 
+    # Set by checkpoint_now(); the driver saves the trial before it goes on past a result.
+    _checkpoint_requested = False
+
     def __init__(
         self,
         trainable_name: str,
@@ -155,6 +158,17 @@ class Trial:
 
     def set_experiment_tag(self, experiment_tag: str) -> None:
         self.experiment_tag = experiment_tag
+
+    def checkpoint_now(self) -> None:
+        """Asks for a checkpoint of this trial at its next step, e.g. from a callback.
+
+        Called from ``Callback.on_trial_result``, the trial saves before it
+        continues past that result; from any other hook, at its next result.
+        A class trainable saves through ``save_checkpoint``; a function
+        trainable cannot be saved from outside, so its latest reported
+        checkpoint stays the one to resume from.
+        """
+        self._checkpoint_requested = True
 
     @property
     def resources(self) -> dict[str, float]:

@@ -126,3 +126,75 @@ class ScalarEncoder:
     def file_version_event(self) -> bytes:
         version = b"brain.Event:2"
         return b"\x09" + _pack_d(time.time()) + b"\x1a" + varint(len(version)) + version
+
+
+# -- HParams plugin summaries -------------------------------------------------------------------
+# Encoded by hand like the scalars: tensorboardX's own helper imports its whole package (and
+# torch, when installed) on first use, seconds added to every run. The messages follow
+# tensorboard's plugins/hparams/{plugin_data,api}.proto and google/protobuf/struct.proto.
+
+_HPARAMS_PLUGIN = b"hparams"
+_DATA_TYPE_STRING, _DATA_TYPE_BOOL, _DATA_TYPE_FLOAT64 = 1, 2, 3
+_STATUS_SUCCESS = 1
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    """A length-delimited field (string, bytes or message)."""
+    return varint(number << 3 | 2) + varint(len(payload)) + payload
+
+
+def _varint_field(number: int, value: int) -> bytes:
+    return varint(number << 3) + varint(value) if value else b""
+
+
+def _text(number: int, text) -> bytes:
+    # Runs in the logger I/O thread: an unencodable name must not lose the file's other records.
+    return _field(number, str(text).encode("utf-8", "replace"))
+
+
+def _hparams_summary(tag: str, plugin_data: bytes) -> bytes:
+    """A ``Summary`` with one value that carries only HParams plugin metadata."""
+    plugin = _field(1, _HPARAMS_PLUGIN) + _field(2, plugin_data)  # SummaryMetadata.PluginData
+    metadata = _field(1, plugin)  # SummaryMetadata
+    value = _text(1, tag) + _field(9, metadata)  # Summary.Value
+    return _field(1, value)
+
+
+def hparams_summaries(hparams: dict, metric_tags) -> list[bytes]:
+    """The experiment, session-start and session-end summaries of TensorBoard's HParams view.
+
+    The same three summaries as ``tensorboardX.summary.hparams(hparams, metrics)``:
+    strings, bools and numbers are logged with their values, a callable by its
+    name, any other value by its name only; None values are left out.
+
+    Args:
+        hparams: Flat ``{name: value}`` of the trial's hyperparameters.
+        metric_tags: The scalar tags to show as metrics next to them.
+
+    Returns:
+        Serialized ``Summary`` messages: experiment, session start info, session end info.
+    """
+    infos = []
+    values = []
+    for name, value in hparams.items():
+        if value is None:
+            continue
+        kind = 0
+        encoded = None
+        if isinstance(value, str):
+            kind, encoded = _DATA_TYPE_STRING, _text(3, value)
+        elif isinstance(value, bool):
+            kind, encoded = _DATA_TYPE_BOOL, b"\x20" + varint(int(value))
+        elif isinstance(value, (int, float)):
+            kind, encoded = _DATA_TYPE_FLOAT64, b"\x11" + _pack_d(float(value))
+        elif callable(value):
+            kind, encoded = _DATA_TYPE_STRING, _text(3, getattr(value, "__name__", str(value)))
+        infos.append(_field(4, _text(1, name) + _varint_field(4, kind)))  # Experiment.hparam_infos
+        if encoded is not None:
+            entry = _text(1, name) + _field(2, encoded)  # map<string, google.protobuf.Value> entry
+            values.append(_field(1, entry))
+    infos += [_field(5, _field(1, _text(2, tag))) for tag in metric_tags]  # Experiment.metric_infos
+    experiment = _hparams_summary("_hparams_/experiment", _field(2, b"".join(infos)))
+    start = _hparams_summary("_hparams_/session_start_info", _field(3, b"".join(values)))
+    end = _hparams_summary("_hparams_/session_end_info", _field(4, _varint_field(1, _STATUS_SUCCESS)))
+    return [experiment, start, end]

@@ -6,7 +6,7 @@ import io
 import os
 from typing import TYPE_CHECKING
 
-from tunesmith.tune.logger._util import cut_csv_rows, OpenFiles, TrialFile, flatten
+from tunesmith.tune.logger._util import OpenFiles, TrialFile, cut_csv_rows, flatten, wait_for_writes
 from tunesmith.tune.logger.logger import Logger, _TrialWriterCallback
 from tunesmith.tune.result import CONFIG, EXPR_PROGRESS_FILE
 
@@ -102,4 +102,6 @@ class CSVLogger(Logger):
         self._writer.flush()
 
     def close(self) -> None:
+        """Writes what is buffered and closes the file; it is complete on disk when this returns."""
         self._writer.close()
+        wait_for_writes()

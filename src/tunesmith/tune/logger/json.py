@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-from tunesmith.tune.logger._util import cut_result_lines, OpenFiles, TrialFile, dumps, write_params
+from tunesmith.tune.logger._util import OpenFiles, TrialFile, cut_result_lines, dumps, wait_for_writes, write_params
 from tunesmith.tune.logger.logger import Logger, _TrialWriterCallback
 from tunesmith.tune.result import EXPR_RESULT_FILE
 
@@ -85,4 +85,6 @@ class JsonLogger(Logger):
         self._writer.flush()
 
     def close(self) -> None:
+        """Writes what is buffered and closes the file; it is complete on disk when this returns."""
         self._writer.close()
+        wait_for_writes()

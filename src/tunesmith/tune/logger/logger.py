@@ -111,6 +111,7 @@ class _TrialWriterCallback(LoggerCallback):
         writer = self._writers.pop(trial, None)
         if writer is not None:
             writer.close()
+            wait_for_writes()  # the trial's file is complete on disk when its end has been logged
 
     # The file a rollback cuts, and how (None: the format cannot be cut).
     _rollback_file: str | None = None

@@ -1,21 +1,18 @@
 """TensorBoard logging: scalars per result and hyperparameters at the end of each trial."""
 from __future__ import annotations
 
-import logging
 import math
 import numbers
 import os
 from typing import Any, TYPE_CHECKING
 
 from tunesmith.tune.logger import _event_file
-from tunesmith.tune.logger._util import OpenFiles, TrialFile, flatten
+from tunesmith.tune.logger._util import OpenFiles, TrialFile, flatten, wait_for_writes
 from tunesmith.tune.logger.logger import Logger, _TrialWriterCallback
 from tunesmith.tune.result import CONFIG, PID, TIME_TOTAL_S, TIMESTAMP, TIMESTEPS_TOTAL, TRAINING_ITERATION
 
 if TYPE_CHECKING:
     from tunesmith.tune.experiment.trial import Trial
-
-logger = logging.getLogger(__name__)
 
 TAG_PREFIX = "ray/tune/"
 # Fields that are not plotted: the config, identifiers, and the x axes themselves.
@@ -79,19 +76,16 @@ class _TBXWriter:
     def _hparams_records(self, params: dict) -> list[bytes]:
         if not self.last_scalars:
             return []
-        try:
-            from tensorboardX.summary import hparams
-        except ImportError:
-            return []
-        flat = {k: v for k, v in flatten(params).items() if isinstance(v, _VALID_HPARAM_TYPES)}
+        flat = {}
+        for key, value in flatten(params).items():
+            if isinstance(value, _VALID_HPARAM_TYPES):
+                flat[key] = value
+            elif isinstance(value, numbers.Number) and hasattr(value, "item"):
+                flat[key] = value.item()  # numpy scalars
         if not flat:
             return []
-        try:
-            summaries = hparams(hparam_dict=flat, metric_dict=dict(self.last_scalars))
-        except Exception as exc:
-            logger.warning("Could not log hyperparameters to TensorBoard (%s): %s", self.file.path, exc)
-            return []
-        return [_event_file.record(_event_file.event(summary.SerializeToString())) for summary in summaries]
+        summaries = _event_file.hparams_summaries(flat, self.last_scalars)
+        return [_event_file.record(_event_file.event(summary)) for summary in summaries]
 
     def flush(self) -> None:
         self.file.flush()
@@ -107,8 +101,8 @@ class TBXLoggerCallback(_TrialWriterCallback):
     scalar tagged ``ray/tune/<field>``, at the step ``timesteps_total`` when a
     result has it and ``training_iteration`` otherwise. When a trial ends,
     its sampled hyperparameters and last metrics are logged for TensorBoard's
-    HParams view (this part needs tensorboardX). View them with
-    ``tensorboard --logdir <experiment dir>``.
+    HParams view. View them with ``tensorboard --logdir <experiment dir>``.
+    Neither part imports tensorboardX (or torch).
 
     Args:
         flush_period_s: Seconds between flushes of the buffered files.
@@ -155,3 +149,4 @@ class TBXLogger(Logger):
         params = getattr(self.trial, "evaluated_params", None) if self.trial is not None else None
         self._writer.write_hparams(params or {})
         self._writer.close()
+        wait_for_writes()

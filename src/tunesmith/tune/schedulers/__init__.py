@@ -25,8 +25,10 @@ from tunesmith.tune.schedulers.trial_scheduler import FIFOScheduler, TrialSchedu
 _SCHEDULERS: dict[str, type] = {
     "fifo": FIFOScheduler,
     "async_hyperband": AsyncHyperBandScheduler,
+    "asynchyperband": AsyncHyperBandScheduler,
     "asha": ASHAScheduler,
     "median_stopping_rule": MedianStoppingRule,
+    "medianstopping": MedianStoppingRule,
     "hyperband": HyperBandScheduler,
     "hb_bohb": HyperBandForBOHB,
     "pbt": PopulationBasedTraining,
@@ -40,9 +42,10 @@ def create_scheduler(scheduler: str, **kwargs: Any) -> TrialScheduler:
     """Creates a scheduler from its name, for configs and command lines.
 
     Args:
-        scheduler: One of ``"fifo"``, ``"async_hyperband"``, ``"asha"``,
-            ``"median_stopping_rule"``, ``"hyperband"``, ``"hb_bohb"``, ``"pbt"``,
-            ``"pbt_replay"``, ``"pb2"``, ``"resource_changing"`` (case-insensitive).
+        scheduler: One of ``"fifo"``, ``"async_hyperband"`` (or ``"asynchyperband"``),
+            ``"asha"``, ``"median_stopping_rule"`` (or ``"medianstopping"``),
+            ``"hyperband"``, ``"hb_bohb"``, ``"pbt"``, ``"pbt_replay"``, ``"pb2"``,
+            ``"resource_changing"`` (case-insensitive).
         **kwargs: Passed to the scheduler's constructor.
 
     Example:

@@ -7,7 +7,7 @@ import os
 from typing import Any
 
 from tunesmith.tune.search.sample import as_numpy_rng
-from tunesmith.tune.search.search_algorithm import SearchAlgorithm, TrialSuggestion
+from tunesmith.tune.search.search_algorithm import SearchAlgorithm, TrialSuggestion, as_experiments, new_trial_id
 from tunesmith.tune.search.searcher import _atomic_dump, _load, _newest
 from tunesmith.tune.search.variant_generator import (
     GridPlan,
@@ -141,7 +141,16 @@ class BasicVariantGenerator(SearchAlgorithm):
         return self._total_samples
 
     def add_configurations(self, param_space: dict, num_samples: int = 1, **spec: Any) -> None:
-        """Adds ``param_space``, sampled ``num_samples`` times (``-1``: without end)."""
+        """Adds ``param_space``, sampled ``num_samples`` times (``-1``: without end).
+
+        ``param_space`` may also be an ``Experiment`` or a list of them: each
+        adds its ``config``, sampled its ``num_samples`` times.
+        """
+        experiments = as_experiments(param_space)
+        if experiments is not None:
+            for experiment in experiments:
+                self.add_configurations(experiment.config, num_samples=experiment.num_samples)
+            return
         if self._restored and self._streams:
             # The restored state already holds this experiment and its progress.
             return
@@ -166,9 +175,11 @@ class BasicVariantGenerator(SearchAlgorithm):
         self._total_samples = None if total is None or self._total_samples is None else self._total_samples + total
         self._finished = False
 
-    def next_trial(self, trial_id: str) -> TrialSuggestion | None:
+    def next_trial(self, trial_id: str | None = None) -> TrialSuggestion | None:
         if self.max_concurrent and len(self._live_trials) >= self.max_concurrent:
             return None
+        if trial_id is None:
+            trial_id = new_trial_id()
         for stream in self._streams:
             if stream.exhausted():
                 continue
@@ -180,6 +191,7 @@ class BasicVariantGenerator(SearchAlgorithm):
                 config=config,
                 evaluated_params=flatten_resolved_vars(resolved),
                 experiment_tag=make_experiment_tag(self._counter, resolved),
+                trial_id=trial_id,
             )
             self._counter += 1
             self._live_trials.add(trial_id)

@@ -46,17 +46,14 @@ class ConcurrencyLimiter(_WrappingSearcher):
         self.live_trials: set[str] = set()
         self.num_unfinished_live_trials = 0
         self.cached_results: dict[str, tuple[dict | None, bool]] = {}
-        self._limit_concurrency = True
+        # A searcher that limits concurrency itself makes this wrapper a pass-through.
+        self._limit_concurrency = not self.searcher.set_max_concurrency(self.max_concurrent)
 
     def set_max_concurrency(self, max_concurrent: int) -> bool:
         _check_max_concurrent(max_concurrent)
         self.max_concurrent = int(max_concurrent)
-        return True
-
-    def set_search_properties(self, metric, mode, config, **spec) -> bool:
-        # A searcher that limits itself makes this wrapper a pass-through.
         self._limit_concurrency = not self.searcher.set_max_concurrency(self.max_concurrent)
-        return self.searcher.set_search_properties(metric, mode, config, **spec)
+        return True
 
     def suggest(self, trial_id: str):
         if not self._limit_concurrency:

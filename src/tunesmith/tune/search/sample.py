@@ -384,10 +384,12 @@ class Float(Domain):
         _check_number("quantized", "q", q)
         if not q > 0:
             raise ValueError(f"quantized: `q` must be > 0, got {q!r}.")
-        if math.isfinite(self.lower) and math.isfinite(self.upper):
-            if math.ceil(self.lower / q) > math.floor(self.upper / q):
+        # As Ray does: a bound that is not a multiple of q could be rounded out of the domain.
+        for name, bound in (("lower", self.lower), ("upper", self.upper)):
+            if math.isfinite(bound) and not math.isclose(bound / q, round(bound / q)):
                 raise ValueError(
-                    f"quantized: no multiple of `q`={q!r} lies in [lower={self.lower!r}, upper={self.upper!r}]."
+                    f"quantized: the {name} bound {bound!r} is not divisible by the quantization "
+                    f"factor q={q!r}. Choose bounds that are multiples of q."
                 )
         inner = self.get_sampler()
         return self.set_sampler(Quantized(inner, q), allow_override=True)
@@ -513,9 +515,10 @@ class _FunctionSampler(BaseSampler):
 class Function(Domain):
     """Values computed by a user function, called once per trial.
 
-    The function takes either no argument or one ``spec`` argument whose
-    ``spec.config`` gives (attribute or item) access to the trial's other,
-    already resolved values.
+    The function takes either no argument or one argument that gives
+    (attribute or item) access to the trial's other, already resolved values:
+    directly (``config["x"]``, ``config.x``) or through the older
+    ``spec.config.x``.
 
     Args:
         func: The function.
@@ -719,13 +722,18 @@ def choice(categories: Sequence) -> Categorical:
 
 
 def sample_from(func: Callable) -> Function:
-    """A value computed by ``func(spec)`` for every trial.
+    """A value computed by ``func(config)`` for every trial.
 
-    ``spec.config`` holds the trial's other values, so one parameter can
-    depend on another:
+    The argument holds the trial's other values, so one parameter can depend
+    on another; it reads as the config (``config["a"]``) and as the older
+    ``spec`` (``spec.config.a``).
 
     Example:
-        >>> space = {"a": uniform(0, 1), "b": sample_from(lambda spec: spec.config.a * 2)}
+        >>> space = {
+        ...     "a": uniform(0, 1),
+        ...     "b": sample_from(lambda config: config["a"] * 2),
+        ...     "c": sample_from(lambda spec: spec.config.a * 3),
+        ... }
     """
     return Function(func)
 

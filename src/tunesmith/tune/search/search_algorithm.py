@@ -14,11 +14,32 @@ class TrialSuggestion:
         evaluated_params: The sampled parameters, flattened with ``/`` (used in
             directory names and the progress table).
         experiment_tag: ``"<index>_<param>=<value>,..."`` as Ray writes it.
+        trial_id: The id the suggestion was made for (made up when ``next_trial()``
+            was called without one); pass it to ``on_trial_complete``.
     """
 
     config: dict[str, Any]
     evaluated_params: dict[str, Any] = field(default_factory=dict)
     experiment_tag: str = ""
+    trial_id: str | None = None
+
+
+def new_trial_id() -> str:
+    """An id for a suggestion asked for without one (``next_trial()``), as Ray's trials have."""
+    import uuid
+
+    return uuid.uuid4().hex[:8]
+
+
+def as_experiments(value: Any) -> list | None:
+    """The ``Experiment`` objects in ``value`` (one, or a list of them), or None for a param space."""
+    from tunesmith.tune.experiment.experiment import Experiment
+
+    if isinstance(value, Experiment):
+        return [value]
+    if isinstance(value, (list, tuple)) and value and all(isinstance(v, Experiment) for v in value):
+        return list(value)
+    return None
 
 
 class SearchAlgorithm:
@@ -48,11 +69,18 @@ class SearchAlgorithm:
         return True
 
     def add_configurations(self, param_space: dict, num_samples: int = 1, **spec) -> None:
-        """Tells the algorithm the search space and how many samples to draw."""
+        """Tells the algorithm the search space and how many samples to draw.
+
+        ``param_space`` may also be an ``Experiment`` (or a list of them), whose
+        config and ``num_samples`` are used.
+        """
         raise NotImplementedError
 
-    def next_trial(self, trial_id: str) -> TrialSuggestion | None:
-        """Returns a configuration for trial ``trial_id``, or None if none is ready now."""
+    def next_trial(self, trial_id: str | None = None) -> TrialSuggestion | None:
+        """Returns a configuration for trial ``trial_id``, or None if none is ready now.
+
+        Without ``trial_id``, an id is made up and returned as ``suggestion.trial_id``.
+        """
         raise NotImplementedError
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:

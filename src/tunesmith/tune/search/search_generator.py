@@ -7,7 +7,7 @@ import os
 import warnings
 from typing import Any
 
-from tunesmith.tune.search.search_algorithm import SearchAlgorithm, TrialSuggestion
+from tunesmith.tune.search.search_algorithm import SearchAlgorithm, TrialSuggestion, as_experiments, new_trial_id
 from tunesmith.tune.search.searcher import Searcher, _atomic_dump, _load, _newest
 from tunesmith.tune.search.variant_generator import (
     _copy_structure,
@@ -94,6 +94,13 @@ class SearchGenerator(SearchAlgorithm):
         return self._space_taken
 
     def add_configurations(self, param_space: dict, num_samples: int = 1, **spec: Any) -> None:
+        experiments = as_experiments(param_space)
+        if experiments is not None:
+            if len(experiments) != 1:
+                raise ValueError(
+                    f"SearchGenerator runs one experiment at a time; got {len(experiments)} Experiments."
+                )
+            param_space, num_samples = experiments[0].config, experiments[0].num_samples
         if param_space is None:
             param_space = {}
         if not isinstance(param_space, dict):
@@ -128,9 +135,11 @@ class SearchGenerator(SearchAlgorithm):
     def is_finished(self) -> bool:
         return self._finished or (self._total_samples is not None and self._counter >= self._total_samples)
 
-    def next_trial(self, trial_id: str) -> TrialSuggestion | None:
+    def next_trial(self, trial_id: str | None = None) -> TrialSuggestion | None:
         if self.is_finished():
             return None
+        if trial_id is None:
+            trial_id = new_trial_id()
         suggestion = self.searcher.suggest(trial_id)
         if suggestion == Searcher.FINISHED:
             self._finished = True
@@ -149,6 +158,7 @@ class SearchGenerator(SearchAlgorithm):
             config=config,
             evaluated_params=flatten_dict(suggestion),
             experiment_tag=make_experiment_tag(self._counter, flatten_dict(config)),
+            trial_id=trial_id,
         )
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import numbers
 import re
+from collections.abc import Mapping
 from typing import Any, Iterator
 
 from tunesmith.tune.search.sample import Domain, Function, as_numpy_rng, is_grid_search
@@ -243,23 +244,52 @@ class _ListView(list):
         return (self[i] for i in range(len(self)))
 
 
-class _Spec:
-    """The ``spec`` a sample_from function receives; ``spec.config`` is the trial config."""
+class _Spec(Mapping):
+    """The argument a sample_from function receives.
+
+    It reads as the trial's config (``config["x"]``, ``config.x``), as current
+    Ray passes it, and as the older ``spec`` (``spec.config.x``,
+    ``spec["config"]["x"]``). A config key named ``config`` wins over the
+    older form.
+    """
 
     def __init__(self, config: dict):
         self._config = config
 
-    @property
-    def config(self) -> _ConfigView:
+    def _view(self) -> _ConfigView:
+        # A fresh view each time: the config fills in as the other functions resolve.
         return _ConfigView(self._config, ())
 
-    def __getitem__(self, key: str) -> Any:
-        if key == "config":
-            return self.config
-        raise KeyError(key)
+    @property
+    def config(self) -> _ConfigView:
+        if "config" in self._config:
+            return self._view()["config"]
+        return self._view()
 
-    def get(self, key: str, default: Any = None) -> Any:
-        return self.config if key == "config" else default
+    def __getitem__(self, key: Any) -> Any:
+        if key == "config" and key not in self._config:
+            return self._view()
+        return self._view()[key]
+
+    def __getattr__(self, key: str) -> Any:
+        if key.startswith("_"):
+            raise AttributeError(key)
+        return getattr(self._view(), key)
+
+    def __iter__(self):
+        return iter(self._config)
+
+    def __len__(self) -> int:
+        return len(self._config)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._config
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        return self[key] if key in self._config or key == "config" else default
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._config!r})"
 
 
 def make_spec(config: dict) -> _Spec:

@@ -221,13 +221,27 @@ class Trainable:
     def default_resource_request(cls, config: dict[str, Any]):
         """Resources a trial of this class needs for ``config``; None means the default (1 CPU).
 
-        May return a dict such as ``{"cpu": 2, "gpu": 1}`` or a ``PlacementGroupFactory``.
+        May return a :class:`tunesmith.tune.resources.Resources`, a dict such as
+        ``{"cpu": 2, "gpu": 1}`` or a ``PlacementGroupFactory``.
+
+        Example:
+            >>> from tunesmith import tune
+            >>> from tunesmith.tune.resources import Resources
+            >>> class Distributed(tune.Trainable):
+            ...     @classmethod
+            ...     def default_resource_request(cls, config):
+            ...         return Resources(cpu=1, gpu=0, extra_cpu=config["workers"])
+            >>> Distributed.default_resource_request({"workers": 3}).cpu_total()
+            4
         """
         return None
 
     @classmethod
     def resource_help(cls, config: dict[str, Any]) -> str:
-        """A help string for configuring this trainable's resources."""
+        """A help string for configuring this trainable's resources.
+
+        It is added to the error raised when a trial asks for more than the machine has.
+        """
         return ""
 
     def update_resources(self, resources) -> None:
@@ -266,7 +280,7 @@ class Trainable:
             self._episodes_total = (self._episodes_total or 0) + episodes
         if self._timesteps_total is not None:
             result.setdefault(TIMESTEPS_TOTAL, self._timesteps_total)
-            result[TIMESTEPS_SINCE_RESTORE] = self._timesteps_since_restore
+        result[TIMESTEPS_SINCE_RESTORE] = self._timesteps_since_restore
         if self._episodes_total is not None:
             result.setdefault(EPISODES_TOTAL, self._episodes_total)
         result.setdefault(TRAINING_ITERATION, self._iteration)
