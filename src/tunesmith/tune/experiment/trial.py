@@ -290,7 +290,7 @@ class Trial:
 
         rel = self._relative
         checkpoints = [
-            {"path": rel(entry["path"]), "metrics": entry["metrics"], "rows": self.checkpoint_rows.get(entry["path"], 0)}
+            dict(entry, path=rel(entry["path"]), rows=self.checkpoint_rows.get(entry["path"], 0))
             for entry in self.checkpoint_manager.get_state()
         ]
         restore = self.restore_checkpoint
