@@ -30,13 +30,13 @@ def _forward_output() -> bool:
     return os.environ.get("TUNESMITH_FORWARD_WORKER_OUTPUT", "1") != "0"
 
 
-def _open_ledger() -> MachineLedger | None:
+def _open_ledger(total: dict[str, float]) -> MachineLedger | None:
     """This experiment's entry in the machine ledger, unless sharing is off or impossible here."""
     if os.environ.get("TUNESMITH_SHARE_MACHINE", "1") == "0":
         return None
     try:
-        return MachineLedger()
-    except OSError as exc:  # e.g. no writable temporary directory: run without sharing
+        return MachineLedger(total=total)
+    except OSError as exc:  # no writable or no private ledger directory: run without sharing
         logger.warning("Running without sharing the machine with other experiments: %s", exc)
         return None
 
@@ -79,7 +79,7 @@ class LocalExecutor(ExecutorBackend):
         self._poller = select.poll()
         self._by_fd: dict[int, _WorkerHandle] = {}
         self._output = OutputForwarder(self._poller) if _forward_output() else None
-        self._ledger = _open_ledger()
+        self._ledger = _open_ledger(self.total)
         self._contended = False
         self._contended_until = 0.0
         self._sys_path = os.pathsep.join(p for p in sys.path if p)
@@ -90,33 +90,34 @@ class LocalExecutor(ExecutorBackend):
 
     def has_resources(self, resources: dict[str, float]) -> bool:
         avail = self.available
+        ledger = self._ledger
         for key, value in resources.items():
             if value > 0 and avail.get(key, 0.0) + _EPS < value:
+                if ledger is not None:
+                    ledger.stop_waiting()  # our own trials hold what it needs: we wait for no one
                 return False
-        gpus = resources.get("GPU", 0.0)
-        if self._ledger is not None and self._ledger.others():
+        if ledger is not None and not ledger.alone():
             return self._reserve_shared(resources)
+        gpus = resources.get("GPU", 0.0)
         if gpus and self._pick_gpus(gpus) is None:
             return False
         return True
 
     def _reserve_shared(self, resources: dict[str, float]) -> bool:
-        """With other experiments on this machine: leave them what they hold, and a fair share."""
-        avail = self.available
-        own = {k: self.total.get(k, 0.0) - avail.get(k, 0.0) for k in self.total}
+        """With other experiments on this machine: the ledger's rule decides (see machine_ledger)."""
+        own = {k: self.total.get(k, 0.0) - self.available.get(k, 0.0) for k in self.total}
         gpus = resources.get("GPU", 0.0)
 
-        def fits(others: dict[str, float], others_gpus: dict[str, float]) -> bool:
-            for key, value in resources.items():
-                if value > 0 and avail.get(key, 0.0) - others.get(key, 0.0) + _EPS < value:
-                    return False
-            if gpus and self._pick_gpus(gpus) is None:
-                return False
-            return not self._ledger.fair_share_exceeded(self.total, own, resources)
+        def place() -> dict[str, float] | None:
+            picked = self._pick_gpus(gpus)
+            if picked is None:
+                return None
+            after = {g: 1.0 - free for g, free in self._gpu_free.items()}
+            for g, amount in picked:
+                after[g] = after.get(g, 0.0) + amount
+            return after
 
-        held_after = {k: own.get(k, 0.0) + resources.get(k, 0.0) for k in set(own) | set(resources)}
-        gpus_after = {g: 1.0 - free for g, free in self._gpu_free.items()}
-        return self._ledger.try_reserve(fits, held_after, gpus_after)
+        return self._ledger.try_start(resources, own, place)
 
     def contended(self) -> bool:
         """True when other experiments share this machine (their usage changes without our events).
@@ -127,12 +128,20 @@ class LocalExecutor(ExecutorBackend):
             return False
         now = time.monotonic()
         if now >= self._contended_until:
-            self._contended = bool(self._ledger.others())
+            self._contended = not self._ledger.alone()
             self._contended_until = now + 0.1
         return self._contended
 
+    def sharing_summary(self) -> str:
+        """What the other tunesmith experiments on this machine hold and wait for, in one sentence."""
+        if self._ledger is None:
+            if os.environ.get("TUNESMITH_SHARE_MACHINE", "1") == "0":
+                return "Machine sharing is off (TUNESMITH_SHARE_MACHINE=0)."
+            return "This experiment does not share the machine (the ledger could not be used)."
+        return self._ledger.summary()
+
     def _gpu_free_now(self) -> dict[str, float]:
-        if self._ledger is None or not self._ledger.others():
+        if self._ledger is None or self._ledger.alone():
             return self._gpu_free
         _, others = self._ledger.held_by_others()
         return {g: free - others.get(g, 0.0) for g, free in self._gpu_free.items()}
