@@ -90,7 +90,7 @@ _EPS = 1e-9
 WAIT_TTL_S = 3.0  # a wait not refreshed for this long no longer counts
 ALIVE_RECHECK_S = 1.0  # how long a liveness check of another entry is trusted
 _RECORD = 512  # bytes; an entry is rewritten in place with one pwrite, padded with spaces
-_PREFIX, _SUFFIX = "exp-", ".json"
+_PREFIX, _SUFFIX, _WAKE = "exp-", ".json", ".wake"
 
 
 class LedgerDirectoryError(OSError):
@@ -295,7 +295,7 @@ class MachineLedger:
 
     def __init__(self, directory: str | None = None, total: dict[str, float] | None = None, *,
                  clock: Callable[[], float] = time.time, alive: Callable[[Entry], bool] = process_alive,
-                 name: str | None = None):
+                 name: str | None = None, wakeable: bool = False):
         self.directory = directory or ledger_dir()
         ensure_private_directory(self.directory)
         self._clock = clock
@@ -312,7 +312,47 @@ class MachineLedger:
         self._others: list[Entry] = []
         self._alive_checked: dict[str, tuple[float, bool]] = {}
         self._parsed: dict[str, tuple[str, Entry]] = {}  # entries read before, by name, with their text
+        self._wake_fds: tuple[int, int] | None = None
+        if wakeable and hasattr(os, "mkfifo"):
+            self._open_wake_fifo()
         self._write()
+
+    def _open_wake_fifo(self) -> None:
+        path = os.path.join(self.directory, self.name + _WAKE)
+        try:
+            os.mkfifo(path, 0o600)
+            read_fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | _NOFOLLOW)
+            # A writer of our own keeps the FIFO from signalling end-of-file when wakers close it.
+            self._wake_fds = (read_fd, os.open(path, os.O_WRONLY | os.O_NONBLOCK | _NOFOLLOW))
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+
+    @property
+    def wake_fd(self) -> int | None:
+        """Readable when another experiment freed resources (with ``wakeable=True``); see :meth:`drain_wakes`."""
+        return self._wake_fds[0] if self._wake_fds else None
+
+    def drain_wakes(self) -> None:
+        """Empties the wake FIFO, so that it is readable again only at the next wake."""
+        if self._wake_fds:
+            with contextlib.suppress(OSError):
+                while os.read(self._wake_fds[0], 4096):
+                    pass
+
+    def _wake_others(self) -> None:
+        """Tells the other experiments (as last listed: no reads here) that resources were freed."""
+        for name in self._names:
+            try:
+                fd = os.open(os.path.join(self.directory, name + _WAKE), os.O_WRONLY | os.O_NONBLOCK | _NOFOLLOW)
+            except OSError:  # not wakeable, gone, or no reader
+                continue
+            try:
+                os.write(fd, b".")
+            except OSError:  # full: a wake is already pending
+                pass
+            finally:
+                os.close(fd)
 
     # -- our entry --------------------------------------------------------------------------
     def _write(self) -> None:
@@ -340,14 +380,19 @@ class MachineLedger:
         """Records what our trials hold now (after a trial started or ended)."""
         held, gpus = _positive(held), _positive(gpus)
         if held != self._entry.held or gpus != self._entry.gpus:
+            freed = any(v > held.get(k, 0.0) + _EPS for k, v in self._entry.held.items())
             self._entry.held, self._entry.gpus = held, gpus
             self._write()
+            if freed and self._names:
+                self._wake_others()
 
     def stop_waiting(self) -> None:
         """Clears our wait: we no longer want a trial started, or cannot start one with our own totals."""
         if self._entry.wait_request is not None:
             self._entry.wait_request = None
             self._write()
+            if self._names:
+                self._wake_others()  # those that left room for our request may use it
 
     def try_start(self, request: dict[str, float], held: dict[str, float],
                   place: Callable[[], Optional[dict[str, float]]] | None = None) -> bool:
@@ -364,6 +409,7 @@ class MachineLedger:
         """
         request = _positive(request)
         held = _positive(held)
+        self.drain_wakes()
         with self._locked():
             now = self._clock()
             others = self._read_others(now)
@@ -410,15 +456,15 @@ class MachineLedger:
 
     def close(self) -> None:
         """Removes our entry: what our trials held is free for the others."""
-        for attr in ("_fd", "_lock_fd"):
-            fd = getattr(self, attr)
+        for fd in (self._fd, self._lock_fd, *(self._wake_fds or ())):
             if fd is not None:
                 os.close(fd)
-                setattr(self, attr, None)
-        try:
-            os.unlink(self._path)
-        except OSError:
-            pass
+        self._fd = self._lock_fd = self._wake_fds = None
+        for path in (self._path, self._path[:-len(_SUFFIX)] + _WAKE):
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+        if self._names:
+            self._wake_others()
 
     # -- the others -------------------------------------------------------------------------
     def _other_names(self) -> list[str]:
@@ -483,10 +529,9 @@ class MachineLedger:
             elif self._is_alive(entry, now):
                 entries.append(entry)
                 continue
-            try:
-                os.unlink(path)
-            except OSError:
-                pass
+            for dead in (path, os.path.join(self.directory, name + _WAKE)):
+                with contextlib.suppress(OSError):
+                    os.unlink(dead)
             self._alive_checked.pop(name, None)
             self._parsed.pop(name, None)
         if len(self._parsed) > len(entries):  # forget entries that are gone
@@ -526,6 +571,51 @@ class MachineLedger:
             parts.append(text)
         return (f"{len(others)} other tunesmith experiment(s) on this machine hold {_fmt(held)} "
                 f"({'; '.join(parts)}; ledger: {self.directory}).")
+
+
+class WakePoller:
+    """A ``select.poll`` object that also watches a ledger's wake FIFO, and hides it from its caller.
+
+    A driver blocked in ``poll`` with trials running returns early when another
+    experiment frees resources, so a waiting experiment asks again at once; the
+    FIFO is drained here, so it never keeps ``poll`` from blocking.
+
+    Args:
+        poller: The ``select.poll`` object to wrap; file descriptors registered with
+            either stay registered with both.
+        ledger: The ledger whose :attr:`MachineLedger.wake_fd` to watch.
+    """
+
+    def __init__(self, poller, ledger: MachineLedger):
+        import select
+
+        self._poller = poller
+        self._ledger = ledger
+        self._wake_fd = ledger.wake_fd
+        poller.register(self._wake_fd, select.POLLIN)
+
+    def register(self, fd, eventmask: int | None = None) -> None:
+        if eventmask is None:
+            self._poller.register(fd)
+        else:
+            self._poller.register(fd, eventmask)
+
+    def modify(self, fd, eventmask: int) -> None:
+        self._poller.modify(fd, eventmask)
+
+    def unregister(self, fd) -> None:
+        self._poller.unregister(fd)
+
+    def poll(self, timeout=None) -> list[tuple[int, int]]:
+        ready = self._poller.poll(timeout)
+        for i, (fd, _) in enumerate(ready):
+            if fd == self._wake_fd:
+                if self._ledger.wake_fd is None:  # the ledger was closed
+                    self._poller.unregister(fd)
+                    self._wake_fd = None
+                self._ledger.drain_wakes()
+                return ready[:i] + ready[i + 1:]
+        return ready
 
 
 def _read(path: str) -> str:

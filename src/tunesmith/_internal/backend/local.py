@@ -15,7 +15,7 @@ from typing import Any
 from tunesmith._internal import protocol as P
 from tunesmith._internal.backend._output import OutputForwarder
 from tunesmith._internal.backend.base import ExecutorBackend
-from tunesmith._internal.machine_ledger import MachineLedger
+from tunesmith._internal.machine_ledger import MachineLedger, WakePoller
 from tunesmith._internal.resources import detect_resources
 
 logger = logging.getLogger(__name__)
@@ -35,7 +35,7 @@ def _open_ledger(total: dict[str, float]) -> MachineLedger | None:
     if os.environ.get("TUNESMITH_SHARE_MACHINE", "1") == "0":
         return None
     try:
-        return MachineLedger(total=total)
+        return MachineLedger(total=total, wakeable=True)
     except OSError as exc:  # no writable or no private ledger directory: run without sharing
         logger.warning("Running without sharing the machine with other experiments: %s", exc)
         return None
@@ -117,6 +117,9 @@ class LocalExecutor(ExecutorBackend):
                 after[g] = after.get(g, 0.0) + amount
             return after
 
+        if self._ledger.wake_fd is not None and not isinstance(self._poller, WakePoller):
+            # From now on a wait for results also ends when another experiment frees resources.
+            self._poller = WakePoller(self._poller, self._ledger)
         return self._ledger.try_start(resources, own, place)
 
     def contended(self) -> bool:
