@@ -99,10 +99,34 @@ def test_experiments_holding_nothing_do_not_block_each_other(tmp_path):
     # The third holds least and waits: it gets the next free CPU, even though the first asks again first.
     ledgers[0].update({}, {})
     assert not ledgers[0].try_start({"CPU": 1.0}, held={})
+    assert "it goes first" in ledgers[0].summary()
     assert ledgers[2].try_start({"CPU": 1.0}, held={})
     assert not ledgers[2].waiting and ledgers[0].waiting
     for ledger in ledgers:
         ledger.close()
+
+
+def test_a_waiting_experiment_is_woken_when_another_frees_resources(tmp_path):
+    import select
+
+    from tunesmith._internal.machine_ledger import WakePoller
+
+    d = str(tmp_path / "ledger")
+    waiter = MachineLedger(d, total={"CPU": 1.0}, wakeable=True)
+    holder = MachineLedger(d, total={"CPU": 1.0})
+    assert holder.try_start({"CPU": 1.0}, held={})
+    assert not waiter.try_start({"CPU": 1.0}, held={})
+    raw = select.poll()
+    poller = WakePoller(raw, waiter)
+    assert poller.poll(0) == [] and raw.poll(0) == []
+    holder.update({}, {})  # the holder's trial ends
+    assert raw.poll(0) == [(waiter.wake_fd, select.POLLIN)]
+    assert poller.poll(0) == []  # the wake ends a wait, is drained, and is not an event
+    assert raw.poll(0) == []
+    assert waiter.try_start({"CPU": 1.0}, held={})
+    holder.close()
+    waiter.close()
+    assert os.listdir(d) == ["ledger.lock"]
 
 
 def test_ledger_reclaims_dead_processes_and_reports_what_others_hold(tmp_path):

@@ -63,11 +63,16 @@ No experiment starves either: while ``M`` waits, every other start leaves
 ``M``'s request free, and the experiments ahead of ``M`` change only when
 their share falls below ``M``'s.
 
+An experiment that frees resources (a trial ends, it stops waiting, it exits)
+writes a byte to the others' ``.wake`` FIFOs, so a driver blocked on its
+trials' results (:class:`WakePoller`) asks again at once rather than at its
+next timeout.
+
 Cost when an experiment runs alone: one ``stat`` of the directory per check
 (its modification time changes when another experiment appears or leaves) and
-one ``pwrite`` of the entry when its holdings change. A newcomer may briefly
-see an old entry of an experiment that was alone: that is at most one trial
-too many, until the next check.
+one ``pwrite`` of the entry when its holdings change; no lock, no reads, no
+wakes. A newcomer may briefly see an old entry of an experiment that was
+alone: that is at most one trial too many, until the next check.
 
 The directory (``TUNESMITH_LEDGER_DIR``, default ``<tmp>/tunesmith-<uid>``)
 is created with mode 0700; an existing one is used only if it is a real
@@ -568,6 +573,8 @@ class MachineLedger:
             text = f"pid {entry.pid} holds {_fmt(entry.held)}"
             if entry.waiting(now):
                 text += f" and has waited {now - entry.wait_since:.0f} s for {_fmt(entry.wait_request or {})}"
+                if self._entry.waiting(now) and entry.priority() < self._entry.priority():
+                    text += " (it holds a smaller share or waited longer: it goes first)"
             parts.append(text)
         return (f"{len(others)} other tunesmith experiment(s) on this machine hold {_fmt(held)} "
                 f"({'; '.join(parts)}; ledger: {self.directory}).")
