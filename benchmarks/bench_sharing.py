@@ -2,12 +2,13 @@
 
 Each experiment is a fresh Python process running ``Tuner.fit()`` with 1-CPU trials
 of ``time.sleep`` on 2 CPUs (``tunesmith.init(num_cpus=2)``); all share one
-machine ledger directory. For 3 and for 5 experiments, the script measures the
+machine ledger directory (a fresh private one). For 3 and for 5 experiments, the script measures the
 wall time of running them one after another and of starting them all at once,
 side by side in one run, and prints the ratio (goal: at most 1.15) and the
 load average.
 
-Run: ``python benchmarks/bench_sharing.py [TRIALS_PER_EXPERIMENT] [SLEEP_S]``.
+Run: ``python benchmarks/bench_sharing.py [TRIALS_PER_EXPERIMENT] [SLEEP_S] [CPUS]``
+(default 8 trials of 0.5 s on 2 CPUs).
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ SCRIPT = textwrap.dedent("""
     import sys, time
     import tunesmith
     from tunesmith import tune
-    tunesmith.init(num_cpus=2)
+    tunesmith.init(num_cpus=float(sys.argv[3]))
     SLEEP_S = float(sys.argv[2])
 
     def sleepy(config):
@@ -35,8 +36,8 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
-def _start(script: str, env: dict, trials: int, sleep_s: float) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, script, str(trials), str(sleep_s)], env=env,
+def _start(script: str, env: dict, trials: int, sleep_s: float, cpus: int) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, script, str(trials), str(sleep_s), str(cpus)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -46,7 +47,7 @@ def _finish(proc: subprocess.Popen) -> None:
         raise RuntimeError(f"an experiment failed:\n{out}\n{err}")
 
 
-def measure(count: int, trials: int, sleep_s: float, workdir: str) -> tuple[float, float]:
+def measure(count: int, trials: int, sleep_s: float, cpus: int, workdir: str) -> tuple[float, float]:
     """Wall times of ``count`` experiments one after another, and all at once."""
     script = os.path.join(workdir, "experiment.py")
     with open(script, "w") as f:
@@ -56,10 +57,10 @@ def measure(count: int, trials: int, sleep_s: float, workdir: str) -> tuple[floa
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     t0 = time.perf_counter()
     for _ in range(count):
-        _finish(_start(script, env, trials, sleep_s))
+        _finish(_start(script, env, trials, sleep_s, cpus))
     sequential = time.perf_counter() - t0
     t0 = time.perf_counter()
-    procs = [_start(script, env, trials, sleep_s) for _ in range(count)]
+    procs = [_start(script, env, trials, sleep_s, cpus) for _ in range(count)]
     for proc in procs:
         _finish(proc)
     concurrent = time.perf_counter() - t0
@@ -69,11 +70,12 @@ def measure(count: int, trials: int, sleep_s: float, workdir: str) -> tuple[floa
 def main() -> None:
     trials = int(sys.argv[1]) if len(sys.argv) > 1 else 8
     sleep_s = float(sys.argv[2]) if len(sys.argv) > 2 else 0.5
-    print(f"{trials} trials of time.sleep({sleep_s}) per experiment, 1 CPU each, on 2 CPUs")
+    cpus = int(sys.argv[3]) if len(sys.argv) > 3 else 2
+    print(f"{trials} trials of time.sleep({sleep_s}) per experiment, 1 CPU each, on {cpus} CPUs")
     with tempfile.TemporaryDirectory() as workdir:
         for count in (3, 5):
-            sequential, concurrent = measure(count, trials, sleep_s, workdir)
-            ideal = count * trials * sleep_s / 2
+            sequential, concurrent = measure(count, trials, sleep_s, cpus, workdir)
+            ideal = count * trials * sleep_s / cpus
             print(f"{count} experiments: one after another {sequential:.2f} s, all at once {concurrent:.2f} s, "
                   f"ratio {concurrent / sequential:.3f} (goal <= 1.15; trial time alone {ideal:.1f} s)")
     load = os.getloadavg() if hasattr(os, "getloadavg") else ()
