@@ -97,9 +97,14 @@ class Experiment:
         if not self.fits_locally(request):
             self.ledger.stop_waiting()
             return False
+        claim = {k: v + request.get(k, 0.0) for k, v in self.held.items()}
+        self.ledger.update(claim, {g: 1.0 - f for g, f in self.gpu_free.items()})
         if not self.ledger.alone():
             return self.ledger.try_start(request, self.held, self._place)
-        return not request.get("GPU") or self._pick_gpus(request["GPU"]) is not None
+        if request.get("GPU") and self._pick_gpus(request["GPU"]) is None:
+            self._report()
+            return False
+        return True
 
     def ask(self) -> None:
         """One turn of the driver's loop: start trials while they may start."""

@@ -11,9 +11,12 @@ Who may start a trial, and when
 An experiment that wants to start a trial first checks its own bookkeeping: the
 request must fit in its totals minus what its own trials hold. If it does not,
 the experiment is not waiting for anyone else and records no wait. If it does,
-and the experiment is the only one on the machine, it starts the trial (no lock,
-no reads). Otherwise, under an exclusive lock on the directory, it reads every
-entry and starts the trial only if
+it writes its holdings with the trial included to its entry, then looks for
+other entries; if there are none, it starts the trial (no lock, no reads). A
+newcomer that reads the entry after that look sees the trial, so nothing is
+overcommitted. Otherwise, under an exclusive lock on the directory, it reads
+every entry (the claim just written is replaced by the decision) and starts
+the trial only if
 
 1. the request fits in what nobody holds (its totals minus what all entries
    hold, per resource kind), and
@@ -71,8 +74,7 @@ next timeout.
 Cost when an experiment runs alone: one ``stat`` of the directory per check
 (its modification time changes when another experiment appears or leaves) and
 one ``pwrite`` of the entry when its holdings change; no lock, no reads, no
-wakes. A newcomer may briefly see an old entry of an experiment that was
-alone: that is at most one trial too many, until the next check.
+wakes.
 
 The directory (``TUNESMITH_LEDGER_DIR``, default ``<tmp>/tunesmith-<uid>``)
 is created with mode 0700; an existing one is used only if it is a real
@@ -383,7 +385,8 @@ class MachineLedger:
 
     def update(self, held: dict[str, float], gpus: dict[str, float]) -> None:
         """Records what our trials hold now (after a trial started or ended)."""
-        held, gpus = _positive(held), _positive(gpus)
+        held = {k: v for k, v in held.items() if v > _EPS}
+        gpus = {g: v for g, v in gpus.items() if v > _EPS}
         if held != self._entry.held or gpus != self._entry.gpus:
             freed = any(v > held.get(k, 0.0) + _EPS for k, v in self._entry.held.items())
             self._entry.held, self._entry.gpus = held, gpus

@@ -96,10 +96,16 @@ class LocalExecutor(ExecutorBackend):
                 if ledger is not None:
                     ledger.stop_waiting()  # our own trials hold what it needs: we wait for no one
                 return False
-        if ledger is not None and not ledger.alone():
-            return self._reserve_shared(resources)
+        if ledger is not None:
+            # Our entry shows the trial before we look for others: a newcomer that reads it
+            # after we found ourselves alone counts the trial.
+            held = {k: self.total[k] - avail.get(k, 0.0) + resources.get(k, 0.0) for k in self.total}
+            ledger.update(held, {g: 1.0 - free for g, free in self._gpu_free.items()})
+            if not ledger.alone():
+                return self._reserve_shared(resources)
         gpus = resources.get("GPU", 0.0)
         if gpus and self._pick_gpus(gpus) is None:
+            self._report_usage()  # withdraw the claim
             return False
         return True
 
