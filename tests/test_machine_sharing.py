@@ -1,10 +1,16 @@
-"""Two experiments running at once on one machine share its CPUs instead of overcommitting them."""
+"""Experiments running at the same time on one machine share its CPUs: none overcommits, none hangs."""
 from __future__ import annotations
 
 import json
+import logging
+import os
+import stat
 import subprocess
 import sys
 import textwrap
+import threading
+
+import pytest
 
 from tunesmith._internal.machine_ledger import MachineLedger
 
@@ -15,14 +21,16 @@ SCRIPT = textwrap.dedent(
     from tunesmith import tune
 
     tunesmith.init(num_cpus=2)
+    SLEEP_S = float(sys.argv[3])
 
     def sleeper(config):
         start = time.time()
-        time.sleep(0.6)
+        time.sleep(SLEEP_S)
         tune.report({"start": start, "end": time.time()})
 
-    grid = tune.Tuner(sleeper, param_space={"i": tune.grid_search(list(range(4)))},
+    grid = tune.Tuner(sleeper, param_space={"i": tune.grid_search(list(range(int(sys.argv[2]))))},
                       run_config=tune.RunConfig(verbose=0, storage_path=sys.argv[1])).fit()
+    assert not grid.errors, grid.errors
     print("SPANS", json.dumps([[r.metrics["start"], r.metrics["end"]] for r in grid]))
     """
 )
@@ -37,24 +45,35 @@ def _max_overlap(spans):
     return best
 
 
-def test_concurrent_experiments_share_the_cpus(tmp_path):
+def _run_at_once(tmp_path, count: int, trials: int, sleep_s: float) -> list[list[list[float]]]:
+    """Starts ``count`` experiment scripts at once on one ledger; returns each one's trial spans."""
     script = tmp_path / "exp.py"
     script.write_text(SCRIPT)
-    env = {"TUNESMITH_LEDGER_DIR": str(tmp_path / "ledger")}
-    import os
-
-    env = dict(os.environ, **env)
+    env = dict(os.environ, TUNESMITH_LEDGER_DIR=str(tmp_path / "ledger"))
     procs = [
-        subprocess.Popen([sys.executable, str(script), str(tmp_path / f"r{i}")], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True, env=env)
-        for i in range(2)
+        subprocess.Popen([sys.executable, str(script), str(tmp_path / f"r{i}"), str(trials), str(sleep_s)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        for i in range(count)
     ]
     spans = []
-    for proc in procs:
-        out, err = proc.communicate(timeout=120)
-        assert proc.returncode == 0, err
-        line = [ln for ln in out.splitlines() if ln.startswith("SPANS")][0]
-        spans.append(json.loads(line.split(" ", 1)[1]))
+    try:
+        for proc in procs:
+            out, err = proc.communicate(timeout=240)
+            assert proc.returncode == 0, err
+            line = [ln for ln in out.splitlines() if ln.startswith("SPANS")][0]
+            spans.append(json.loads(line.split(" ", 1)[1]))
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    # Each experiment removed its entry when it ended.
+    assert [n for n in os.listdir(tmp_path / "ledger") if n.startswith("exp-")] == []
+    return spans
+
+
+def test_concurrent_experiments_share_the_cpus(tmp_path):
+    spans = _run_at_once(tmp_path, 2, 4, 0.6)
     # Never more than the 2 CPUs' worth of trials across both experiments...
     assert _max_overlap(spans[0] + spans[1]) <= 2
     # ...and neither waited for the other to finish: their runs interleaved.
@@ -63,42 +82,166 @@ def test_concurrent_experiments_share_the_cpus(tmp_path):
     assert max(first_start) < min(last_end)
 
 
-def test_ledger_ignores_dead_processes_and_reports_what_others_hold(tmp_path):
-    ours = MachineLedger(str(tmp_path))
-    other = MachineLedger(str(tmp_path))
+@pytest.mark.parametrize("count", [3, 5])
+def test_more_experiments_than_cpus_all_finish(tmp_path, count):
+    # With 1-CPU trials on 2 CPUs, three experiments started at once used to wait for each other forever.
+    spans = _run_at_once(tmp_path, count, 3, 0.2)
+    assert [len(s) for s in spans] == [3] * count
+    assert _max_overlap([span for exp in spans for span in exp]) <= 2
+
+
+def test_experiments_holding_nothing_do_not_block_each_other(tmp_path):
+    ledgers = [MachineLedger(str(tmp_path / "ledger"), total={"CPU": 2.0}) for _ in range(3)]
+    # Each holds {"CPU": 0.0}, i.e. nothing: the first two asks start, the third waits.
+    results = [ledger.try_start({"CPU": 1.0}, held={"CPU": 0.0, "memory": 0.0}) for ledger in ledgers]
+    assert results == [True, True, False]
+    assert ledgers[2].waiting
+    # The third holds least and waits: it gets the next free CPU, even though the first asks again first.
+    ledgers[0].update({}, {})
+    assert not ledgers[0].try_start({"CPU": 1.0}, held={})
+    assert "it goes first" in ledgers[0].summary()
+    assert ledgers[2].try_start({"CPU": 1.0}, held={})
+    assert not ledgers[2].waiting and ledgers[0].waiting
+    for ledger in ledgers:
+        ledger.close()
+
+
+def test_a_waiting_experiment_is_woken_when_another_frees_resources(tmp_path):
+    import select
+
+    from tunesmith._internal.machine_ledger import WakePoller
+
+    d = str(tmp_path / "ledger")
+    waiter = MachineLedger(d, total={"CPU": 1.0}, wakeable=True)
+    holder = MachineLedger(d, total={"CPU": 1.0})
+    assert holder.try_start({"CPU": 1.0}, held={})
+    assert not waiter.try_start({"CPU": 1.0}, held={})
+    raw = select.poll()
+    poller = WakePoller(raw, waiter)
+    assert poller.poll(0) == [] and raw.poll(0) == []
+    holder.update({}, {})  # the holder's trial ends
+    assert raw.poll(0) == [(waiter.wake_fd, select.POLLIN)]
+    assert poller.poll(0) == []  # the wake ends a wait, is drained, and is not an event
+    assert raw.poll(0) == []
+    assert waiter.try_start({"CPU": 1.0}, held={})
+    holder.close()
+    waiter.close()
+    assert os.listdir(d) == ["ledger.lock"]
+
+
+def test_ledger_reclaims_dead_processes_and_reports_what_others_hold(tmp_path):
+    d = tmp_path / "ledger"
+    ours = MachineLedger(str(d), total={"CPU": 4.0})
+    other = MachineLedger(str(d), total={"CPU": 4.0})
     other.update({"CPU": 2.0}, {"0": 0.5})
-    ours.refresh()  # usage is read afresh (under the lock) before each reservation
+    ours.others()
     assert ours.held_by_others() == ({"CPU": 2.0}, {"0": 0.5})
-    # A file left by a process that no longer exists is dropped.
-    (tmp_path / "exp-999999-dead.json").write_text(json.dumps({"pid": 999999, "held": {"CPU": 8}}))
-    assert ours.held_by_others()[0] == {"CPU": 2.0}
-    assert not (tmp_path / "exp-999999-dead.json").exists()
-    # While another experiment waits, one holding its share does not grow past it.
-    other.update({}, {})
-    other.set_waiting(True)
-    ours.refresh()
-    assert ours.fair_share_exceeded({"CPU": 4.0}, {"CPU": 2.0}, {"CPU": 1.0})
-    assert not ours.fair_share_exceeded({"CPU": 4.0}, {"CPU": 1.0}, {"CPU": 1.0})
-    assert not ours.fair_share_exceeded({"CPU": 4.0}, {}, {"CPU": 4.0})  # holding nothing: may start
+    # A file left by a process that no longer exists is dropped, and what it claimed is free.
+    dead = d / "exp-999999-dead.json"
+    dead.write_text(json.dumps({"pid": 999999, "held": {"CPU": 2}, "total": {"CPU": 4.0}}))
+    assert ours.try_start({"CPU": 2.0}, held={})
+    assert not dead.exists()
+    assert "pid" in ours.summary() and "{'CPU': 2.0}" in ours.summary()
     other.close()
-    assert ours.held_by_others() == ({}, {})
+    assert ours.others() == [] and ours.held_by_others() == ({}, {})
+    assert ours.summary() == "No other tunesmith experiment shares this machine."
+    ours.close()
 
 
 def test_entry_of_a_reused_pid_is_ignored(tmp_path):
-    import os
-
-    ours = MachineLedger(str(tmp_path))
+    ours = MachineLedger(str(tmp_path / "ledger"))
     # Our own pid, but written by a process that started at another time: a stale entry.
     stale = {"pid": os.getpid(), "started": 12345.0, "held": {"CPU": 8}}
-    (tmp_path / f"exp-{os.getpid()}-stale.json").write_text(json.dumps(stale))
+    (tmp_path / "ledger" / f"exp-{os.getpid()}-stale.json").write_text(json.dumps(stale))
+    assert ours.others() == []
     assert ours.held_by_others() == ({}, {})
     ours.close()
 
 
-def test_experiment_runs_without_sharing_when_the_ledger_cannot_be_written(monkeypatch, caplog):
+def test_ledger_directory_and_entries_are_private(tmp_path):
+    d = tmp_path / "fresh" / "ledger"
+    ledger = MachineLedger(str(d), total={"CPU": 1.0})
+    assert stat.S_IMODE(os.stat(d).st_mode) == 0o700
+    entry = d / (ledger.name + ".json")
+    assert stat.S_IMODE(os.stat(entry).st_mode) == 0o600
+    ledger.try_start({"CPU": 1.0}, held={})  # takes the lock
+    assert stat.S_IMODE(os.stat(d / "ledger.lock").st_mode) == 0o600
+    ledger.close()
+
+
+def _run_one_experiment(caplog) -> str:
     from tunesmith import tune
 
+    with caplog.at_level(logging.WARNING):
+        grid = tune.Tuner(lambda config: {"x": 1}, run_config=tune.RunConfig(verbose=0)).fit()
+    assert grid[0].metrics["x"] == 1  # the experiment still runs, without sharing
+    return caplog.text
+
+
+def test_ledger_directory_open_to_others_is_refused(tmp_path, monkeypatch, caplog):
+    d = tmp_path / "shared"
+    d.mkdir()
+    os.chmod(d, 0o755)
+    monkeypatch.setenv("TUNESMITH_LEDGER_DIR", str(d))
+    text = _run_one_experiment(caplog)
+    assert "without sharing the machine" in text
+    assert f"{d} has mode 0755" in text and f"chmod 700 {d}" in text
+    assert os.listdir(d) == []  # nothing was written there
+
+
+def test_ledger_directory_that_is_a_symlink_is_refused(tmp_path, monkeypatch, caplog):
+    target = tmp_path / "target"
+    target.mkdir(mode=0o700)
+    link = tmp_path / "link"
+    link.symlink_to(target)
+    monkeypatch.setenv("TUNESMITH_LEDGER_DIR", str(link))
+    text = _run_one_experiment(caplog)
+    assert f"{link} is a symbolic link" in text and "TUNESMITH_LEDGER_DIR" in text
+    assert os.listdir(target) == []
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="giving a directory away needs root")
+def test_ledger_directory_of_another_user_is_refused(tmp_path, monkeypatch, caplog):
+    d = tmp_path / "theirs"
+    d.mkdir(mode=0o700)
+    os.chown(d, 65534, 65534)
+    monkeypatch.setenv("TUNESMITH_LEDGER_DIR", str(d))
+    text = _run_one_experiment(caplog)
+    assert f"{d} belongs to uid 65534" in text
+    assert os.listdir(d) == []
+
+
+def test_experiment_runs_without_sharing_when_the_ledger_cannot_be_written(monkeypatch, caplog):
     monkeypatch.setenv("TUNESMITH_LEDGER_DIR", "/proc/no-such-dir/ledger")
-    grid = tune.Tuner(lambda config: {"x": 1}, run_config=tune.RunConfig(verbose=0)).fit()
-    assert grid[0].metrics["x"] == 1
-    assert "without sharing the machine" in caplog.text
+    assert "without sharing the machine" in _run_one_experiment(caplog)
+
+
+def test_idle_warning_says_what_the_other_experiments_hold(tmp_path, monkeypatch):
+    import tunesmith
+    from tunesmith import tune
+
+    tunesmith.init(num_cpus=2)
+    monkeypatch.setenv("TUNE_WARN_INSUFFICENT_RESOURCE_THRESHOLD_S", "0.2")
+    # Another experiment (an entry of this process) holds both CPUs.
+    other = MachineLedger(str(tmp_path / "ledger"), total={"CPU": 2.0})
+    assert other.try_start({"CPU": 2.0}, held={})
+    warned = threading.Event()
+    messages = []
+
+    class Handler(logging.Handler):
+        def emit(self, record):
+            if "No trial has been running" in record.getMessage():
+                messages.append(record.getMessage())
+                other.close()  # the other experiment ends: its CPUs are free
+                warned.set()
+
+    handler = Handler(logging.WARNING)
+    logging.getLogger("tunesmith").addHandler(handler)
+    try:
+        grid = tune.Tuner(lambda config: {"x": 1}, run_config=tune.RunConfig(verbose=0)).fit()
+    finally:
+        logging.getLogger("tunesmith").removeHandler(handler)
+        other.close()
+    assert warned.is_set() and grid[0].metrics["x"] == 1
+    assert f"1 other tunesmith experiment(s) on this machine hold {{'CPU': 2.0}} (pid {os.getpid()} holds" \
+        in messages[0]

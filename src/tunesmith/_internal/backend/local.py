@@ -15,7 +15,7 @@ from typing import Any
 from tunesmith._internal import protocol as P
 from tunesmith._internal.backend._output import OutputForwarder
 from tunesmith._internal.backend.base import ExecutorBackend
-from tunesmith._internal.machine_ledger import MachineLedger
+from tunesmith._internal.machine_ledger import MachineLedger, WakePoller
 from tunesmith._internal.resources import detect_resources
 
 logger = logging.getLogger(__name__)
@@ -63,13 +63,13 @@ def worker_limit() -> int:
     return max(1, (limit - _FDS_RESERVED - (limit - _FDS_RESERVED) // 3) // _FDS_PER_WORKER)
 
 
-def _open_ledger() -> MachineLedger | None:
+def _open_ledger(total: dict[str, float]) -> MachineLedger | None:
     """This experiment's entry in the machine ledger, unless sharing is off or impossible here."""
     if os.environ.get("TUNESMITH_SHARE_MACHINE", "1") == "0":
         return None
     try:
-        return MachineLedger()
-    except OSError as exc:  # e.g. no writable temporary directory: run without sharing
+        return MachineLedger(total=total, wakeable=True)
+    except OSError as exc:  # no writable or no private ledger directory: run without sharing
         logger.warning("Running without sharing the machine with other experiments: %s", exc)
         return None
 
@@ -113,7 +113,7 @@ class LocalExecutor(ExecutorBackend):
         self._poller = select.poll()
         self._by_fd: dict[int, _WorkerHandle] = {}
         self._output = OutputForwarder(self._poller) if _forward_output() else None
-        self._ledger = _open_ledger()
+        self._ledger = _open_ledger(self.total)
         self._contended = False
         self._contended_until = 0.0
         self._sys_path = os.pathsep.join(p for p in sys.path if p)
@@ -127,33 +127,43 @@ class LocalExecutor(ExecutorBackend):
         if len(self._by_trial) >= self.max_workers:
             return False  # each worker holds descriptors in this process: stay within the limit
         avail = self.available
+        ledger = self._ledger
         for key, value in resources.items():
             if value > 0 and avail.get(key, 0.0) + _EPS < value:
+                if ledger is not None:
+                    ledger.stop_waiting()  # our own trials hold what it needs: we wait for no one
                 return False
+        if ledger is not None:
+            # Our entry shows the trial before we look for others: a newcomer that reads it
+            # after we found ourselves alone counts the trial.
+            held = {k: self.total[k] - avail.get(k, 0.0) + resources.get(k, 0.0) for k in self.total}
+            ledger.update(held, {g: 1.0 - free for g, free in self._gpu_free.items()})
+            if not ledger.alone():
+                return self._reserve_shared(resources)
         gpus = resources.get("GPU", 0.0)
-        if self._ledger is not None and self._ledger.others():
-            return self._reserve_shared(resources)
         if gpus and self._pick_gpus(gpus) is None:
+            self._report_usage()  # withdraw the claim
             return False
         return True
 
     def _reserve_shared(self, resources: dict[str, float]) -> bool:
-        """With other experiments on this machine: leave them what they hold, and a fair share."""
-        avail = self.available
-        own = {k: self.total.get(k, 0.0) - avail.get(k, 0.0) for k in self.total}
+        """With other experiments on this machine: the ledger's rule decides (see machine_ledger)."""
+        own = {k: self.total.get(k, 0.0) - self.available.get(k, 0.0) for k in self.total}
         gpus = resources.get("GPU", 0.0)
 
-        def fits(others: dict[str, float], others_gpus: dict[str, float]) -> bool:
-            for key, value in resources.items():
-                if value > 0 and avail.get(key, 0.0) - others.get(key, 0.0) + _EPS < value:
-                    return False
-            if gpus and self._pick_gpus(gpus) is None:
-                return False
-            return not self._ledger.fair_share_exceeded(self.total, own, resources)
+        def place() -> dict[str, float] | None:
+            picked = self._pick_gpus(gpus)
+            if picked is None:
+                return None
+            after = {g: 1.0 - free for g, free in self._gpu_free.items()}
+            for g, amount in picked:
+                after[g] = after.get(g, 0.0) + amount
+            return after
 
-        held_after = {k: own.get(k, 0.0) + resources.get(k, 0.0) for k in set(own) | set(resources)}
-        gpus_after = {g: 1.0 - free for g, free in self._gpu_free.items()}
-        return self._ledger.try_reserve(fits, held_after, gpus_after)
+        if self._ledger.wake_fd is not None and not isinstance(self._poller, WakePoller):
+            # From now on a wait for results also ends when another experiment frees resources.
+            self._poller = WakePoller(self._poller, self._ledger)
+        return self._ledger.try_start(resources, own, place)
 
     def contended(self) -> bool:
         """True when other experiments share this machine (their usage changes without our events).
@@ -164,12 +174,20 @@ class LocalExecutor(ExecutorBackend):
             return False
         now = time.monotonic()
         if now >= self._contended_until:
-            self._contended = bool(self._ledger.others())
+            self._contended = not self._ledger.alone()
             self._contended_until = now + 0.1
         return self._contended
 
+    def sharing_summary(self) -> str:
+        """What the other tunesmith experiments on this machine hold and wait for, in one sentence."""
+        if self._ledger is None:
+            if os.environ.get("TUNESMITH_SHARE_MACHINE", "1") == "0":
+                return "Machine sharing is off (TUNESMITH_SHARE_MACHINE=0)."
+            return "This experiment does not share the machine (the ledger could not be used)."
+        return self._ledger.summary()
+
     def _gpu_free_now(self) -> dict[str, float]:
-        if self._ledger is None or not self._ledger.others():
+        if self._ledger is None or self._ledger.alone():
             return self._gpu_free
         _, others = self._ledger.held_by_others()
         return {g: free - others.get(g, 0.0) for g, free in self._gpu_free.items()}

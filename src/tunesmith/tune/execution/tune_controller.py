@@ -531,13 +531,14 @@ class TuneController:
         elif now - self._last_running > self._warn_idle_s and now - self._last_idle_warning > self._warn_idle_s:
             self._last_idle_warning = now
             waiting = self.first_trial_with_status(Trial.PENDING) or self.first_trial_with_status(Trial.PAUSED)
+            sharing = getattr(self._executor, "sharing_summary", None)
             logger.warning(
-                "No trial has been running for %.0f s. The next trial (%s) asks for %s; %s is free for this "
-                "experiment (other tunesmith experiments on this machine may hold the rest). Lower the "
-                "request or make more resources available.",
+                "No trial has been running for %.0f s. The next trial (%s) asks for %s; this experiment's "
+                "own trials leave %s of its resources unused. %s Lower the request or make more resources "
+                "available.",
                 now - self._last_running, waiting,
                 waiting.placement_group_factory.required_resources if waiting else {},
-                getattr(self._executor, "available", {}),
+                getattr(self._executor, "available", {}), sharing() if sharing is not None else "",
             )
 
     def _unstick(self) -> None:
