@@ -424,3 +424,52 @@ def test_a_failing_result_write_fails_the_run_loudly(tmp_path):
     last_line = proc.stderr.strip().splitlines()[-1]
     assert "ResultWriteError" in last_line and "File too large" in last_line, proc.stderr
     assert "result.json" in last_line or "progress.csv" in last_line
+
+
+def _prints_steps(config):
+    step = 0
+    checkpoint = train.get_checkpoint()
+    if checkpoint:
+        with checkpoint.as_directory() as d:
+            step = int(open(os.path.join(d, "s")).read())
+    while step < 6:
+        step += 1
+        print(f"step {step}", flush=True)
+        d = __import__("tempfile").mkdtemp()
+        open(os.path.join(d, "s"), "w").write(str(step))
+        train.report({"step": step}, checkpoint=train.Checkpoint.from_directory(d))
+
+
+class _InterruptAfter(tune.Callback):
+    """Presses Ctrl+C once, after ``results`` results (``marker`` says it has)."""
+
+    def __init__(self, results: int, marker: str):
+        self.left, self.marker = results, marker
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        self.left -= 1
+        if self.left == 0 and not os.path.exists(self.marker):
+            open(self.marker, "w").close()
+            raise KeyboardInterrupt
+
+
+def test_restored_trials_keep_their_settings(tmp_path):
+    run_config = tune.RunConfig(
+        name="settings", storage_path=str(tmp_path), verbose=0, log_to_file=("out.txt", "err.txt"),
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=1), callbacks=[_InterruptAfter(3, str(tmp_path / "pressed"))],
+        failure_config=tune.FailureConfig(max_failures=2),
+    )
+    tune.Tuner(tune.with_resources(_prints_steps, {"cpu": 0.5}), run_config=run_config).fit()
+    exp_dir = os.path.join(str(tmp_path), "settings")
+    grid = tune.Tuner.restore(exp_dir, trainable=tune.with_resources(_prints_steps, {"cpu": 0.5})).fit()
+    result = grid[0]
+    assert result.error is None and result.metrics["step"] == 6
+    assert list(result.metrics_dataframe["step"]) == [1, 2, 3, 4, 5, 6]
+    with open(os.path.join(result.path, "out.txt")) as f:
+        printed = [line.strip() for line in f if line.startswith("step")]
+    assert printed[-1] == "step 6" and "step 1" in printed  # both runs wrote to the trial's file
+    assert len([d for d in os.listdir(result.path) if d.startswith("checkpoint_")]) == 1  # num_to_keep=1
+    with open(os.path.join(exp_dir, "experiment_state.json")) as f:
+        state = json.load(f)["trials"][0]
+    assert state["status"] == "TERMINATED"
+    assert state["resources"] == [{"CPU": 0.5}] and state["max_failures"] == 2
