@@ -86,6 +86,9 @@ class CallbackList(Callback):
                 (cb, getattr(cb, name)) for cb in self._callbacks
                 if getattr(type(cb), name, base) is not base or not isinstance(cb, Callback)
             ]
+        # Result loggers hear of a result first: once the driver has taken a result in, its
+        # row is on its way to disk even if a later callback fails.
+        self._active["on_trial_result"].sort(key=lambda item: not getattr(item[0], "_logs_results", False))
 
     def __iter__(self):
         return iter(self._callbacks)

@@ -184,6 +184,7 @@ class TuneController:
             self._start_time + time_budget_s if time_budget_s else None
         )
         self._scheduler_restored = scheduler_restored
+        self._stop_requested = False
         self._dirnames: dict[str, str] = {t.trial_dirname: t.trial_id for t in trials or []}
         for trial in trials or []:
             self._register_restored(trial)
@@ -440,7 +441,7 @@ class TuneController:
         self._storage.make_dirs()
         interrupted = abort = False
         callback_error: CallbackError | None = None
-        restore_signals = _install_stop_signal()
+        restore_signals = self._install_stop_signals()
         try:
             while not self.is_finished():
                 self.step()
@@ -487,7 +488,46 @@ class TuneController:
         finally:
             signal.signal(signal.SIGINT, previous)
 
+    def _install_stop_signals(self):
+        """Ctrl+C and SIGUSR1 stop the run between events, never in the middle of one.
+
+        A result is logged, its checkpoint registered and the scheduler asked as one
+        unit; the signal only sets a flag that the loop checks. A second Ctrl+C while
+        the first waits (a driver stuck in user code) interrupts at once.
+        Returns what restores the previous handlers.
+        """
+        import signal
+        import threading
+
+        if threading.current_thread() is not threading.main_thread():
+            return lambda: None
+        self._stop_requested = False
+
+        def request_stop(signum, frame):
+            if self._stop_requested and signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            self._stop_requested = True
+
+        previous = {}
+        wanted = [signal.SIGUSR1] if hasattr(signal, "SIGUSR1") else []
+        if os.environ.get("TUNE_DISABLE_SIGINT_HANDLER", "0") != "1":
+            wanted.append(signal.SIGINT)
+        for sig in wanted:
+            previous[sig] = signal.signal(sig, request_stop)
+
+        def restore():
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+        return restore
+
+    def _check_stop_request(self) -> None:
+        if self._stop_requested:
+            self._stop_requested = False
+            raise KeyboardInterrupt
+
     def step(self) -> None:
+        self._check_stop_request()
         self._iteration += 1
         it = self._iteration
         self._callbacks.on_step_begin(iteration=it, trials=self._trials)
@@ -973,21 +1013,6 @@ class TuneController:
             self._callbacks.on_experiment_end(trials=self._trials)
             if self._storage.is_remote:
                 self._storage.sync_up()
-
-
-def _install_stop_signal():
-    """SIGUSR1 stops the experiment as Ctrl+C does; returns what undoes it."""
-    import signal
-    import threading
-
-    if not hasattr(signal, "SIGUSR1") or threading.current_thread() is not threading.main_thread():
-        return lambda: None
-
-    def stop(signum, frame):
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGUSR1, stop)
-    return lambda: signal.signal(signal.SIGUSR1, previous)
 
 
 def _load_exception(exc_bytes: bytes | None, tb: str) -> BaseException:

@@ -36,6 +36,8 @@ class LoggerCallback(Callback):
         ...         self._files.pop(trial).close()
     """
 
+    _logs_results = True  # heard first of each result (see CallbackList)
+
     def log_trial_start(self, trial: "Trial") -> None:
         """Called when a trial starts (again, after a pause or a failure)."""
 
