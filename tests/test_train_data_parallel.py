@@ -474,3 +474,70 @@ def test_pbt_pauses_trainer_trials_and_clones_the_better_one(tmp_path):
     # The slow trial was paused, restarted from the fast trial's checkpoint, and went on from there.
     assert df["restored"].iloc[-1]
     assert low.metrics["value"] > 1.0 > 6 * 0.01
+
+
+# -- report is not a barrier; stalls and orphans ---------------------------------------------------------------------------
+def rank0_runs_ahead(config):
+    rank = train.get_context().get_world_rank()
+    if rank == 1:
+        time.sleep(1.0)
+    for step in range(5):
+        train.report({"step": step, "at": time.time()})
+
+
+def test_report_is_not_a_barrier(tmp_path):
+    result = DataParallelTrainer(rank0_runs_ahead, scaling_config=ScalingConfig(num_workers=2),
+                                 run_config=quiet(storage_path=str(tmp_path))).fit()
+    df = result.metrics_dataframe
+    assert list(df["step"]) == [0, 1, 2, 3, 4]
+    # Rank 0 made its five reports without waiting for rank 1, which started a second later.
+    assert df["at"].iloc[-1] - df["at"].iloc[0] < 0.5
+    assert df["time_total_s"].iloc[0] > 0.9  # iteration 1 was recorded once rank 1 reported too
+
+
+def rank1_stalls(config):
+    if train.get_context().get_world_rank() == 0:
+        train.report({"x": 1})
+        return
+    time.sleep(120)
+
+
+def test_a_worker_that_stalls_after_another_returned_times_out(tmp_path, monkeypatch):
+    monkeypatch.setenv("TUNESMITH_TRAIN_UNEVEN_REPORT_TIMEOUT_S", "1")
+    start = time.time()
+    with pytest.raises(TrainingFailedError, match="made no report for 1 s") as info:
+        DataParallelTrainer(rank1_stalls, scaling_config=ScalingConfig(num_workers=2),
+                            run_config=quiet(storage_path=str(tmp_path))).fit()
+    assert time.time() - start < 30
+    assert "rank 0: 1 reports (returned), rank 1: 0 reports (running)" in str(info.value)
+
+
+def kills_its_supervisor(config):
+    rank = train.get_context().get_world_rank()
+    Path(config["dir"], f"worker_{rank}").write_text(str(os.getpid()))
+    if rank == 1:
+        while not os.path.exists(os.path.join(config["dir"], "worker_0")):
+            time.sleep(0.01)
+        os.kill(os.getppid(), signal.SIGKILL)
+    time.sleep(120)
+
+
+def test_workers_die_with_their_supervising_process(tmp_path):
+    import psutil
+
+    with pytest.raises(TrainingFailedError, match="killed by signal 9"):
+        DataParallelTrainer(kills_its_supervisor, train_loop_config={"dir": str(tmp_path)},
+                            scaling_config=ScalingConfig(num_workers=2),
+                            run_config=quiet(storage_path=str(tmp_path))).fit()
+    for rank in (0, 1):
+        pid = int(Path(tmp_path, f"worker_{rank}").read_text())
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            try:
+                if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                    break
+            except psutil.NoSuchProcess:
+                break
+            time.sleep(0.05)
+        else:
+            raise AssertionError(f"worker {rank} (pid {pid}) outlived its supervising process")

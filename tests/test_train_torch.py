@@ -244,3 +244,26 @@ def test_torch_config_and_helpers_outside_a_worker():
     assert isinstance(model, torch.nn.Linear)  # one process: not wrapped
     with pytest.raises(ValueError, match="parallel_strategy"):
         prepare_model(torch.nn.Linear(1, 1), parallel_strategy="zero3")
+
+
+def test_the_driver_imports_no_torch(tmp_path):
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from tunesmith import train\n"
+        "from tunesmith.train.torch import TorchTrainer, TorchConfig, prepare_model, get_device\n"
+        "def loop():\n"
+        "    import torch\n"
+        "    train.report({'loss': torch.tensor(1.5), 'vec': torch.arange(3)})\n"
+        "trainer = TorchTrainer(loop, scaling_config=train.ScalingConfig(num_workers=2),\n"
+        f"                       run_config=train.RunConfig(verbose=0, storage_path={str(tmp_path)!r}))\n"
+        "assert 'torch' not in sys.modules\n"
+        "result = trainer.fit()\n"
+        "print(result.metrics['loss'], result.metrics['vec'], 'torch' in sys.modules)\n"
+    )
+    env = dict(os.environ, TUNESMITH_SHARE_MACHINE="0")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "1.5 [0, 1, 2] False"

@@ -83,8 +83,13 @@ class TorchBackend(Backend):
     def on_group_start(self, group: GroupInfo) -> dict[str, str]:
         global _groups_started
         # Imported here, before the workers are forked, so that each worker has it already.
-        import torch.distributed  # noqa: F401
-        import torch.nn.parallel  # noqa: F401
+        try:
+            import torch.distributed  # noqa: F401
+            import torch.nn.parallel  # noqa: F401
+        except ImportError as exc:
+            raise ImportError(
+                f"TorchTrainer needs PyTorch ({exc}); install it with pip install 'tunesmith[torch]'."
+            ) from exc
 
         if group.world_size > 1 and _groups_started:
             # DistributedDataParallel imports torch._dynamo when it is first built (seconds). The
