@@ -202,6 +202,9 @@ def compare(variants: dict[str, tuple[str, str, dict]], repeat: int, timeout: fl
     medians = {name: median_figures(r) for name, r in runs.items()}
     for name, figures in medians.items():
         show(name + ":", figures)
+        if "error" not in figures:
+            for failed in (r for r in runs[name] if "error" in r):
+                show(f"  ({name}, one run)", failed)
     return medians
 
 

@@ -331,12 +331,14 @@ def sums_its_shard(config):
 
 def test_each_worker_gets_its_share_of_the_datasets(tmp_path):
     grid = tune.Tuner(
-        DataParallelTrainer(sums_its_shard, scaling_config=ScalingConfig(num_workers=2),
-                            datasets={"train": list(range(10))}),
-        param_space={"train_loop_config": {"x": tune.grid_search([1])}},
+        DataParallelTrainer(sums_its_shard, datasets={"train": list(range(10))}),
+        # The scaling config as a dict of its fields can hold search spaces.
+        param_space={"scaling_config": {"num_workers": tune.grid_search([1, 2])}},
         run_config=quiet(storage_path=str(tmp_path)),
     ).fit()
-    result = grid[0]
+    by_workers = {r.config["scaling_config"]["num_workers"]: r for r in grid}
+    assert by_workers[1].metrics["items"] == list(range(10))
+    result = by_workers[2]
     assert result.metrics["items"] == [0, 2, 4, 6, 8] and result.metrics["again"] is True
     assert result.return_value == [0, 2, 4, 6, 8]
 

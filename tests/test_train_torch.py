@@ -8,13 +8,12 @@ import tempfile
 from pathlib import Path
 
 import pytest
+import torch
 
-torch = pytest.importorskip("torch")
-
-import tunesmith  # noqa: E402
-from tunesmith import train, tune  # noqa: E402
-from tunesmith.train import Checkpoint, ScalingConfig, TrainingFailedError  # noqa: E402
-from tunesmith.train.torch import (  # noqa: E402
+import tunesmith
+from tunesmith import train, tune
+from tunesmith.train import Checkpoint, ScalingConfig, TrainingFailedError
+from tunesmith.train.torch import (
     TorchConfig,
     TorchTrainer,
     get_device,
