@@ -90,18 +90,24 @@ def test_fit_merges_reports_and_checkpoints_of_all_workers(tmp_path):
 
 
 def test_result_from_path_reads_a_finished_run_back(tmp_path):
+    keep_two = train.CheckpointConfig(num_to_keep=2, checkpoint_score_attribute="loss", checkpoint_score_order="max")
     result = DataParallelTrainer(
-        loop_with_context, train_loop_config={"steps": 2}, scaling_config=ScalingConfig(num_workers=2),
-        run_config=quiet(storage_path=str(tmp_path)),
+        loop_with_context, train_loop_config={"steps": 4}, scaling_config=ScalingConfig(num_workers=2),
+        run_config=quiet(storage_path=str(tmp_path), checkpoint_config=keep_two),
     ).fit()
+    # CheckpointConfig decides which merged checkpoints stay: the two best by loss, and the latest.
+    kept = sorted(os.path.basename(c.path) for c, _ in result.best_checkpoints)
+    assert kept == ["checkpoint_000000", "checkpoint_000001", "checkpoint_000003"]
+    assert sorted(n for n in os.listdir(result.path) if n.startswith("checkpoint_")) == kept
+    assert result.get_best_checkpoint("loss", "max").path.endswith("checkpoint_000000")
     restored = Result.from_path(result.path)
-    assert restored.metrics["training_iteration"] == 2 and restored.metrics["rank"] == 0
+    assert restored.metrics["training_iteration"] == 4 and restored.metrics["rank"] == 0
     assert restored.checkpoint.path == result.checkpoint.path
-    assert [c.path for c, _ in restored.best_checkpoints] == [c.path for c, _ in result.best_checkpoints]
-    assert [m["step"] for _, m in restored.best_checkpoints] == [0, 1]
-    assert list(restored.metrics_dataframe["loss"]) == [10, 9]
+    assert sorted(c.path for c, _ in restored.best_checkpoints) == sorted(c.path for c, _ in result.best_checkpoints)
+    assert list(restored.metrics_dataframe["loss"]) == [10, 9, 8, 7]
     assert restored.error is None
-    assert restored.get_best_checkpoint("loss", "min").path == result.checkpoint.path
+    assert restored.get_best_checkpoint("loss", "max").path == result.get_best_checkpoint("loss", "max").path
+    assert restored.return_value is None  # the return value lives with the run, not on storage
 
 
 # -- the seed's "Inspecting Training Results" examples --------------------------------------------------------------

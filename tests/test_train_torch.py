@@ -188,16 +188,15 @@ def test_tuner_with_asha_stops_bad_torch_trainer_trials_early(tmp_path):
     tunesmith.init(num_cpus=2)  # one 2-worker trial at a time: the order below is the order they run
     grid = tune.Tuner(
         TorchTrainer(fits_a_line, scaling_config=ScalingConfig(num_workers=2)),
-        param_space={"train_loop_config": {"lr": tune.grid_search([0.1, 1e-4, 1e-5])}},
+        param_space={"train_loop_config": {"lr": tune.grid_search([0.1, 1e-4])}},
         tune_config=tune.TuneConfig(
             metric="loss", mode="min", scheduler=ASHAScheduler(max_t=8, grace_period=1, reduction_factor=2)
         ),
         run_config=quiet(tmp_path),
     ).fit()
-    assert grid.num_errors == 0 and grid.num_terminated == 3
+    assert grid.num_errors == 0 and grid.num_terminated == 2
     iterations = {r.config["train_loop_config"]["lr"]: r.metrics["training_iteration"] for r in grid}
-    assert iterations[0.1] == 8
-    assert iterations[1e-4] < 8 and iterations[1e-5] < 8
+    assert iterations == {0.1: 8, 1e-4: 2}  # stopped at the second rung, behind the first trial
     assert all(r.metrics["world_size"] == 2 for r in grid)
     assert grid.get_best_result().config["train_loop_config"]["lr"] == 0.1
 

@@ -26,7 +26,7 @@ _PARAM_SPACE_KEYS = ("train_loop_config", "scaling_config", "datasets", "metadat
 
 def _uneven_report_timeout_s() -> float:
     """Seconds a worker may go without reporting once another finished with more reports."""
-    return float(os.environ.get("TUNESMITH_TRAIN_UNEVEN_REPORT_TIMEOUT_S", "120"))
+    return float(os.environ.get("TUNESMITH_TRAIN_UNEVEN_REPORT_TIMEOUT_S", "300"))
 
 
 def resolve_config(trainer, config: dict | None):
