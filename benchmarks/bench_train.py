@@ -231,7 +231,8 @@ def main(argv: list[str] | None = None) -> int:
         version = subprocess.run([args.ray_python, "-c", "import ray; print(ray.__version__)"],
                                  capture_output=True, text=True)
         print(f"ray python: {args.ray_python} (ray {version.stdout.strip() or 'not importable'})")
-    print(f"cpus: {os.cpu_count()}, repeat: {args.repeat} (medians)", flush=True)
+    print(f"cpus: {os.cpu_count()}, repeat: {args.repeat} (medians), load average at start: "
+          f"{os.getloadavg()[0]:.1f}", flush=True)
     ours_env = {"TUNESMITH_SHARE_MACHINE": "0"}
     ray_env = {"RAY_AIR_NEW_OUTPUT": "0"}
     failed = False
@@ -259,6 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     ours, hand = medians["tunesmith TorchTrainer"], medians["by hand, mp.spawn"]
     print(f"  TorchTrainer / mp.spawn: whole process {ratio(ours, hand, 'whole_process_s')}, "
           f"training call {ratio(ours, hand, 'inner_s')}", flush=True)
+    print(f"\nload average at the end: {os.getloadavg()[0]:.1f} (other work on this machine slows every figure)")
     return 1 if failed else 0
 
 
