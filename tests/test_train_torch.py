@@ -62,7 +62,8 @@ def ddp_regression(config):
     return {"weight": model.module.weight.detach().clone(), "info": info}
 
 
-def test_two_worker_ddp_regression_learns_with_identical_models(tmp_path):
+def test_two_worker_ddp_regression_learns_with_identical_models(tmp_path, monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)  # then each worker uses one thread per CPU it has
     result = TorchTrainer(
         ddp_regression, train_loop_config={"lr": 0.05, "epochs": 6},
         scaling_config=ScalingConfig(num_workers=2), run_config=quiet(tmp_path),
