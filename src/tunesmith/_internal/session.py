@@ -306,10 +306,13 @@ def get_local_rank() -> int:
 
 
 def get_dataset_shard(name: str | None = None):
-    """Dataset shards need Ray Data; a local run has none."""
+    """This worker's share of a trainer's ``datasets[name]``; a Tune trial has none."""
+    shard = getattr(_session, "get_dataset_shard", None)
+    if shard is not None:
+        return shard(name)
     raise RuntimeError(
-        "get_dataset_shard() needs Ray Data and the Ray backend; pass your data to the training "
-        "function with tune.with_parameters(...) instead."
+        "get_dataset_shard() works in the workers of a trainer given datasets={...} "
+        "(DataParallelTrainer, TorchTrainer); pass data to a Tune function with tune.with_parameters(...)."
     )
 
 

@@ -18,6 +18,11 @@ _LAZY = {
     "FailureConfig": "tunesmith.train._config:FailureConfig",
     "SyncConfig": "tunesmith.train._config:SyncConfig",
     "ScalingConfig": "tunesmith.train._config:ScalingConfig",
+    "DataParallelTrainer": "tunesmith.train.data_parallel_trainer:DataParallelTrainer",
+    "BaseTrainer": "tunesmith.train.base_trainer:BaseTrainer",
+    "BackendConfig": "tunesmith.train.backend:BackendConfig",
+    "WorkerGroupError": "tunesmith.train.exceptions:WorkerGroupError",
+    "torch": "tunesmith.train.torch:",
 }
 
 __all__ = sorted(_LAZY)

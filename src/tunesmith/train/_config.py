@@ -105,17 +105,30 @@ class SyncConfig:
 class ScalingConfig:
     """How many training workers a trainer starts and with what resources.
 
+    The group is placed as one unit: a trial starts when the sum of the
+    trainer's and all workers' resources is free, never with part of its workers.
+
     Args:
         num_workers: Number of training workers.
-        use_gpu: Give each worker one GPU.
-        resources_per_worker: Resources of each worker, e.g. ``{"CPU": 2}``.
-        trainer_resources: Resources of the trainer process itself.
-        placement_strategy: Placement group strategy.
+        use_gpu: Give each worker one GPU (through ``CUDA_VISIBLE_DEVICES``).
+        resources_per_worker: Resources of each worker, e.g. ``{"CPU": 2}``
+            (default one CPU, plus one GPU with ``use_gpu``).
+        trainer_resources: Resources of the process that supervises the
+            workers (default none: it only waits on them).
+        placement_strategy: ``"PACK"``, ``"SPREAD"``, ``"STRICT_PACK"`` or
+            ``"STRICT_SPREAD"``; on one machine every strategy but
+            ``STRICT_SPREAD`` places the whole group here.
 
     Example:
         >>> from tunesmith import train
         >>> train.ScalingConfig(num_workers=2, resources_per_worker={"CPU": 2}).as_placement_group_factory()
         PlacementGroupFactory([{}, {'CPU': 2.0}, {'CPU': 2.0}], strategy='PACK')
+        >>> train.ScalingConfig(num_workers=2, use_gpu=True).total_resources
+        {'CPU': 2.0, 'GPU': 2.0}
+        >>> train.ScalingConfig(num_workers=0)
+        Traceback (most recent call last):
+        ...
+        ValueError: ScalingConfig(num_workers=0) must be a positive integer.
     """
 
     num_workers: int = 1
@@ -125,26 +138,81 @@ class ScalingConfig:
     placement_strategy: str = "PACK"
 
     def __post_init__(self):
-        if not isinstance(self.num_workers, int) or self.num_workers < 1:
+        if isinstance(self.num_workers, bool) or not isinstance(self.num_workers, int) or self.num_workers < 1:
             raise ValueError(f"ScalingConfig(num_workers={self.num_workers!r}) must be a positive integer.")
+        if not isinstance(self.use_gpu, bool):
+            raise ValueError(f"ScalingConfig(use_gpu={self.use_gpu!r}) must be True or False.")
+        if self.placement_strategy not in ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"):
+            raise ValueError(
+                f"ScalingConfig(placement_strategy={self.placement_strategy!r}) must be one of "
+                "'PACK', 'SPREAD', 'STRICT_PACK', 'STRICT_SPREAD'."
+            )
+        for field_name in ("resources_per_worker", "trainer_resources"):
+            value = getattr(self, field_name)
+            if value is None:
+                continue
+            if not isinstance(value, dict):
+                raise ValueError(f"ScalingConfig({field_name}={value!r}) must be a dict such as {{'CPU': 1}}.")
+            for key, amount in value.items():
+                if isinstance(amount, bool) or not isinstance(amount, (int, float)) or amount < 0:
+                    raise ValueError(
+                        f"ScalingConfig({field_name}={value!r}): {key!r} must be a non-negative number."
+                    )
+        gpus = _canonical_resources(self.resources_per_worker or {}).get("GPU")
+        if gpus and not self.use_gpu:
+            raise ValueError(
+                f"ScalingConfig(resources_per_worker={self.resources_per_worker!r}) asks for GPUs but "
+                "use_gpu is False. Set use_gpu=True, or remove 'GPU' from resources_per_worker."
+            )
+        if self.use_gpu and gpus == 0:
+            raise ValueError(
+                "ScalingConfig(use_gpu=True) with resources_per_worker={'GPU': 0} gives the workers no GPU. "
+                "Set use_gpu=False, or give each worker a GPU amount above 0."
+            )
+        if self.placement_strategy == "STRICT_SPREAD" and self.num_workers > 1:
+            raise ValueError(
+                f"ScalingConfig(placement_strategy='STRICT_SPREAD') puts each of the {self.num_workers} "
+                "workers on its own node, which one machine can never do. Use 'PACK' or 'SPREAD'."
+            )
 
     @property
     def _resources_per_worker_not_none(self) -> dict[str, float]:
-        res = dict(self.resources_per_worker or {})
-        res = {("CPU" if k == "cpu" else "GPU" if k == "gpu" else k): v for k, v in res.items()}
+        res = _canonical_resources(self.resources_per_worker or {})
         res.setdefault("CPU", 1)
         if self.use_gpu:
             res.setdefault("GPU", 1)
         return res
 
+    @property
+    def _trainer_resources_not_none(self) -> dict[str, float]:
+        return _canonical_resources(self.trainer_resources or {"CPU": 0})
+
+    @property
+    def num_cpus_per_worker(self) -> float:
+        """CPUs of each worker."""
+        return self._resources_per_worker_not_none.get("CPU", 0)
+
+    @property
+    def num_gpus_per_worker(self) -> float:
+        """GPUs of each worker."""
+        return self._resources_per_worker_not_none.get("GPU", 0)
+
+    @property
+    def total_resources(self) -> dict[str, float]:
+        """What the whole group holds: the trainer's resources plus every worker's."""
+        return self.as_placement_group_factory().required_resources
+
     def as_placement_group_factory(self):
         from tunesmith.tune.execution.placement_groups import PlacementGroupFactory
 
-        trainer = dict(self.trainer_resources or {"CPU": 0})
         return PlacementGroupFactory(
-            [trainer] + [self._resources_per_worker_not_none] * self.num_workers,
+            [self._trainer_resources_not_none] + [self._resources_per_worker_not_none] * self.num_workers,
             strategy=self.placement_strategy,
         )
+
+
+def _canonical_resources(resources: dict) -> dict[str, float]:
+    return {("CPU" if k == "cpu" else "GPU" if k == "gpu" else k): v for k, v in resources.items()}
 
 
 @dataclass

@@ -1,0 +1,62 @@
+"""Checkpoints of a worker group: staged by each worker, merged into one ``checkpoint_00000N``.
+
+A worker that passes a checkpoint to ``train.report`` copies its files itself
+into ``<trial dir>/.group_staging/<run>/iter_<k>/rank_<r>`` before ``report``
+returns (the user's temporary directory may be gone right after). Once every
+worker has reported iteration ``k``, the supervising process moves the staged
+files into the trial's next checkpoint directory (renames only, no copy); for
+same-named files the lowest rank wins, so rank 0's files are kept.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+
+STAGING_DIRNAME = ".group_staging"
+
+
+def staged_path(staging_dir: str, iteration: int, rank: int) -> str:
+    """Where worker ``rank`` stages the checkpoint of its ``iteration``-th report."""
+    return os.path.join(staging_dir, f"iter_{iteration:06d}", f"rank_{rank}")
+
+
+def stage(checkpoint, target: str) -> None:
+    """Copies a checkpoint's files into ``target`` (which must not exist yet)."""
+    parent = os.path.dirname(target)
+    os.makedirs(parent, exist_ok=True)
+    if checkpoint._local:
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.copytree(checkpoint.path, target, symlinks=True)
+    else:
+        checkpoint.to_directory(target)
+
+
+def merge(sources: list[str], target: str, tmp: str) -> None:
+    """Moves the staged directories ``sources`` (lowest rank first) into ``target``.
+
+    The directory appears complete or not at all: it is assembled at ``tmp``
+    (on the same filesystem, outside the ``checkpoint_*`` names) and renamed.
+    Where two sources hold the same file, the first one's is kept.
+    """
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.rename(sources[0], tmp)
+    for source in sources[1:]:
+        _move_missing(source, tmp)
+    if os.path.lexists(target):  # left by a run that died before the driver saw it
+        shutil.rmtree(target, ignore_errors=True)
+    os.rename(tmp, target)
+
+
+def _move_missing(source: str, target: str) -> None:
+    for name in os.listdir(source):
+        src = os.path.join(source, name)
+        dst = os.path.join(target, name)
+        if not os.path.lexists(dst):
+            os.rename(src, dst)
+        elif os.path.isdir(src) and not os.path.islink(src) and os.path.isdir(dst) and not os.path.islink(dst):
+            _move_missing(src, dst)
+        # else: the lower rank's file stays
+
+
+def drop_iteration(staging_dir: str, iteration: int) -> None:
+    shutil.rmtree(os.path.join(staging_dir, f"iter_{iteration:06d}"), ignore_errors=True)

@@ -1,0 +1,74 @@
+"""Each worker's share of a trainer's ``datasets``: what ``train.get_dataset_shard(name)`` returns."""
+from __future__ import annotations
+
+import itertools
+from typing import Any, Iterator
+
+
+def shard(data: Any, rank: int, world_size: int) -> Any:
+    """Returns worker ``rank``'s share of ``data``: every ``world_size``-th item from ``rank`` on.
+
+    Sliceable sequences (lists, tuples, ranges, numpy arrays) and pandas
+    objects keep their type; other indexable datasets (a ``torch`` ``Dataset``)
+    become a :class:`ShardView`; any other iterable becomes a
+    :class:`IterableShard` that can be iterated again and again (one pass per epoch).
+
+    Example:
+        >>> shard(list(range(10)), 1, 3)
+        [1, 4, 7]
+        >>> list(shard(iter("abcdef"), 0, 2))
+        ['a', 'c', 'e']
+    """
+    if world_size == 1:
+        return data
+    if hasattr(data, "iloc"):  # pandas DataFrame / Series
+        return data.iloc[rank::world_size]
+    if isinstance(data, (list, tuple, range, str, bytes)) or type(data).__name__ == "ndarray":
+        return data[rank::world_size]
+    if hasattr(data, "__len__") and hasattr(data, "__getitem__"):
+        return ShardView(data, rank, world_size)
+    if hasattr(data, "__iter__"):
+        return IterableShard(data, rank, world_size)
+    raise TypeError(
+        f"A trainer's dataset must be iterable (a list, an array, a DataFrame, a torch Dataset, ...); "
+        f"got {type(data).__name__}."
+    )
+
+
+class ShardView:
+    """Items ``rank, rank + world_size, ...`` of an indexable dataset, without copying it.
+
+    Example:
+        >>> view = ShardView({0: "a", 1: "b", 2: "c"}, 0, 2)
+        >>> len(view), list(view)
+        (2, ['a', 'c'])
+    """
+
+    def __init__(self, data: Any, rank: int, world_size: int):
+        self.dataset = data
+        self.indices = range(rank, len(data), world_size)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> Any:
+        return self.dataset[self.indices[i]]
+
+    def __iter__(self) -> Iterator[Any]:
+        for i in self.indices:
+            yield self.dataset[i]
+
+
+class IterableShard:
+    """Every ``world_size``-th item of an iterable, from ``rank`` on; iterating again starts over.
+
+    An iterator (which can be read once) is read once in all.
+    """
+
+    def __init__(self, data: Any, rank: int, world_size: int):
+        self.dataset = data
+        self.rank = rank
+        self.world_size = world_size
+
+    def __iter__(self) -> Iterator[Any]:
+        return itertools.islice(iter(self.dataset), self.rank, None, self.world_size)

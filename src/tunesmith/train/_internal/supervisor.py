@@ -1,0 +1,411 @@
+"""A trainer as one Tune trial: the trial's process starts, watches and merges a worker group.
+
+:class:`TrainerTrainable` is the function trainable a trainer hands to Tune.
+Its call runs in the trial's worker process, with the trial's session: it
+starts one process per training worker (``ScalingConfig.num_workers``), lets
+the backend wire them together, and turns their ``train.report`` calls into
+one result per iteration (rank 0's metrics, every rank's checkpoint files
+merged). It ends the group when a worker fails, when the workers disagree on
+how often they reported, or when the driver stops or pauses the trial.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import time
+import uuid
+from multiprocessing.connection import wait
+from typing import Any
+
+from tunesmith.train._internal import checkpoints
+from tunesmith.train._internal.group_worker import DONE, ERROR, REPORT, WorkerSpec, recv
+from tunesmith.train._internal.worker_group import WorkerGroup, start_method
+
+_PARAM_SPACE_KEYS = ("train_loop_config", "scaling_config", "datasets", "metadata")
+
+
+def _uneven_report_timeout_s() -> float:
+    """Seconds a worker may go without reporting once another finished with more reports."""
+    return float(os.environ.get("TUNESMITH_TRAIN_UNEVEN_REPORT_TIMEOUT_S", "300"))
+
+
+def resolve_config(trainer, config: dict | None):
+    """The trainer's settings for one trial: its own, overridden by the trial's config.
+
+    Returns ``(train_loop_config, scaling_config, datasets, metadata)``.
+    """
+    from tunesmith.train._config import ScalingConfig
+
+    config = dict(config or {})
+    unknown = sorted(k for k in config if k not in _PARAM_SPACE_KEYS)
+    if unknown:
+        raise ValueError(
+            f"The param_space of a {type(trainer).__name__} may hold {list(_PARAM_SPACE_KEYS)}; it had "
+            f"{unknown}. Put the training function's hyperparameters under 'train_loop_config', e.g. "
+            "param_space={'train_loop_config': {'lr': tune.loguniform(1e-4, 1e-1)}}."
+        )
+    loop_config = dict(trainer.train_loop_config or {})
+    override = config.get("train_loop_config")
+    if override is not None:
+        if not isinstance(override, dict):
+            raise TypeError(f"param_space['train_loop_config'] must be a dict, got {type(override).__name__}.")
+        loop_config.update(override)
+    scaling = config.get("scaling_config", trainer.scaling_config)
+    if isinstance(scaling, dict):
+        scaling = ScalingConfig(**scaling)
+    if not isinstance(scaling, ScalingConfig):
+        raise TypeError(
+            f"scaling_config must be a tunesmith.train.ScalingConfig, got {type(scaling).__name__}."
+        )
+    datasets = config.get("datasets", trainer.datasets)
+    metadata = config.get("metadata", trainer.metadata)
+    return loop_config, scaling, datasets, metadata
+
+
+class ReturnValue:
+    """Rank 0's return value, as the bytes that worker pickled; unpickling it gives the value itself.
+
+    So the value reaches the Result as it was returned (a dict is not taken
+    for a last result), and tensors in it travel as plain pickled data.
+    """
+
+    __slots__ = ("payload",)
+
+    def __init__(self, payload: bytes):
+        self.payload = payload
+
+    def __reduce__(self):
+        import pickle
+
+        return (pickle.loads, (self.payload,))
+
+
+class TrainerTrainable:
+    """The function trainable of a trainer; its name is the trainer's class name (``TorchTrainer``).
+
+    Args:
+        trainer: A ``DataParallelTrainer`` (or subclass).
+    """
+
+    def __init__(self, trainer):
+        self.trainer = trainer
+        self.__name__ = type(trainer).__name__
+        self.__qualname__ = self.__name__
+
+    @property
+    def _tunesmith_resources(self):
+        """The trial's resources: the sum of the group's bundles (``ScalingConfig``), per config."""
+        return self._resources_for
+
+    def _resources_for(self, config) -> Any:
+        _, scaling, _, _ = resolve_config(self.trainer, dict(config or {}))
+        return scaling.as_placement_group_factory()
+
+    def __call__(self, config: dict) -> Any:
+        from tunesmith.train._result import TrainingFailedError
+
+        try:
+            payload = run_trainer(self.trainer, config)
+        except TrainingFailedError as exc:
+            # The workers' tracebacks are in the message; the supervisor's frames would only add noise.
+            raise exc.with_traceback(None) from exc.__cause__
+        return ReturnValue(payload) if payload is not None else None
+
+    def __repr__(self) -> str:
+        return f"<trainable of {self.trainer!r}>"
+
+
+def run_trainer(trainer, config: dict) -> bytes | None:
+    """Runs one trial of ``trainer`` inside a Tune trial's process.
+
+    Returns rank 0's return value as pickled bytes (None when it returned None).
+    """
+    from tunesmith._internal import session as S
+    from tunesmith.train.backend import GroupInfo
+
+    sess = S._get_session()
+    if sess is None:
+        raise RuntimeError(f"{type(trainer).__name__} runs through trainer.fit() or a Tuner, not by calling it.")
+    loop_config, scaling, datasets, metadata = resolve_config(trainer, config)
+    checkpoint = sess.checkpoint
+    if checkpoint is None and trainer.resume_from_checkpoint is not None:
+        checkpoint = trainer.resume_from_checkpoint
+        _continue_count_from(sess, checkpoint)
+
+    n = scaling.num_workers
+    per_worker = scaling._resources_per_worker_not_none
+    backend = trainer._backend_config._make_backend()
+    gpu_ids = _assign_gpus(scaling, per_worker.get("GPU", 0.0))
+    group_info = GroupInfo(world_size=n, use_gpu=scaling.use_gpu, gpu_ids=gpu_ids,
+                           resources_per_worker=per_worker)
+    env = dict(backend.on_group_start(group_info) or {})
+    share = os.environ.get("TRAIN_ENABLE_SHARE_CUDA_VISIBLE_DEVICES")
+    share = backend.share_cuda_visible_devices if share is None else share == "1"
+    all_gpus = [g for ids in gpu_ids for g in ids]
+    all_gpus = list(dict.fromkeys(all_gpus))
+
+    trial_dir = sess.trial_info.trial_dir
+    staging_root = os.path.join(trial_dir, checkpoints.STAGING_DIRNAME)
+    shutil.rmtree(staging_root, ignore_errors=True)  # left by a group that was killed
+    staging = os.path.join(staging_root, uuid.uuid4().hex[:8])
+    specs = []
+    for rank in range(n):
+        worker_env = dict(env)
+        worker_env["CUDA_VISIBLE_DEVICES"] = ",".join(all_gpus if share and gpu_ids[rank] else gpu_ids[rank])
+        specs.append(WorkerSpec(
+            fn=trainer.train_loop_per_worker, takes_config=trainer._takes_config, config=loop_config,
+            rank=rank, world_size=n, local_rank=rank, local_world_size=n, node_rank=0,
+            trial_info=sess.trial_info, checkpoint=checkpoint, staging_dir=staging, backend=backend,
+            env=worker_env, metadata=dict(metadata or {}), datasets=datasets, gpu_ids=gpu_ids[rank],
+            parent_pid=os.getpid(),
+        ))
+    driver_conn = getattr(sess, "_conn", None)
+    inherited = (driver_conn.fileno(),) if driver_conn is not None else ()
+    group = WorkerGroup(specs, start_method(backend), inherited_fds=inherited)
+    ok = False
+    try:
+        group.start()
+        value = _GroupRun(sess, group, staging, metadata).run()
+        ok = True
+        return value
+    finally:
+        group.shutdown(kill=not ok)
+        shutil.rmtree(staging_root, ignore_errors=True)
+
+
+def _assign_gpus(scaling, per_worker: float) -> list[list[str]]:
+    """The GPU ids of each worker, from the GPUs the trial was given (``CUDA_VISIBLE_DEVICES``)."""
+    n = scaling.num_workers
+    if not per_worker:
+        return [[] for _ in range(n)]
+    visible = [g.strip() for g in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if g.strip()]
+    needed = n * per_worker
+    if len(visible) + 1e-9 < (needed if per_worker >= 1 else -(-needed // 1)):
+        raise RuntimeError(
+            f"The trial was given GPUs {visible} but its {n} workers need {needed:g} "
+            f"(ScalingConfig(use_gpu=True, resources_per_worker={scaling.resources_per_worker})). "
+            "Declare the GPUs with tunesmith.init(num_gpus=...) or lower the request."
+        )
+    if per_worker >= 1:
+        k = int(round(per_worker))
+        return [visible[r * k:(r + 1) * k] for r in range(n)]
+    return [[visible[int(r * per_worker + 1e-9)]] for r in range(n)]
+
+
+def _continue_count_from(sess, checkpoint) -> None:
+    """A run resumed from a checkpoint of an earlier run goes on counting iterations from it."""
+    from tunesmith.tune.analysis import _loading
+    from tunesmith.tune.result import TRAINING_ITERATION
+
+    if getattr(sess, "iteration", 0) or not getattr(checkpoint, "_local", False):
+        return
+    trial_dir = os.path.dirname(os.path.normpath(checkpoint.path))
+    try:
+        rows = _loading.read_result_rows(_loading.Storage(None), trial_dir)
+    except OSError:
+        return
+    if not rows:
+        return
+    metrics = _loading.pair_checkpoint_metrics([os.path.basename(os.path.normpath(checkpoint.path))], rows)[0]
+    iteration = metrics.get(TRAINING_ITERATION)
+    if isinstance(iteration, int) and iteration > 0:
+        sess.iteration = iteration
+
+
+class _GroupRun:
+    """Watches a started group to its end, reporting one result per iteration to the trial's session."""
+
+    def __init__(self, sess, group: WorkerGroup, staging: str, metadata: dict | None):
+        self.sess = sess
+        self.group = group
+        self.staging = staging
+        self.metadata = metadata
+        self.n = len(group.handles)
+        self.counts = [0] * self.n
+        self.finished: dict[int, int] = {}  # rank -> its number of reports when it returned
+        self.pending: dict[int, dict[int, tuple[dict, bool]]] = {}
+        self.next_iteration = 1
+        self.last_event = time.monotonic()
+
+    def run(self) -> bytes | None:
+        by_conn = {h.conn: h for h in self.group.handles}
+        driver = getattr(self.sess, "_conn", None)
+        answer = getattr(self.sess, "_answer", None)
+        if answer is None:
+            driver = None
+        value = None
+        while len(self.finished) < self.n:
+            watched = [h.conn for h in self.group.handles if h.rank not in self.finished]
+            if driver is not None:
+                watched.append(driver)
+            ready = wait(watched, self._timeout())
+            if not ready:
+                self._check_stalled()
+                continue
+            for conn in ready:
+                if conn is driver:
+                    answer(driver.recv())  # a stop or pause raises TrialStopped
+                    continue
+                handle = by_conn[conn]
+                try:
+                    msg = recv(conn)
+                except (EOFError, OSError):
+                    self._fail({handle.rank: self._death(handle)})
+                self.last_event = time.monotonic()
+                kind = msg[0]
+                if kind == REPORT:
+                    self._on_report(handle.rank, msg[1], msg[2])
+                elif kind == DONE:
+                    self.finished[handle.rank] = self.counts[handle.rank]
+                    if handle.rank == 0:
+                        value = msg[1]
+                    self._check_counts()
+                elif kind == ERROR:
+                    self._fail({handle.rank: _worker_error(handle, msg)})
+        return value
+
+    # -- reports --------------------------------------------------------------------------
+    def _on_report(self, rank: int, metrics: dict, staged: bool) -> None:
+        self.counts[rank] += 1
+        self.pending.setdefault(self.counts[rank], {})[rank] = (metrics, staged)
+        self._check_counts()
+        while len(self.pending.get(self.next_iteration, ())) == self.n:
+            self._emit(self.next_iteration)
+            self.next_iteration += 1
+
+    def _emit(self, iteration: int) -> None:
+        from tunesmith.train._checkpoint import Checkpoint
+
+        entries = self.pending.pop(iteration)
+        metrics = entries[0][0]
+        ranks = sorted(r for r, (_, staged) in entries.items() if staged)
+        if not ranks:
+            self.sess.report(metrics)
+            return
+        sources = [checkpoints.staged_path(self.staging, iteration, r) for r in ranks]
+        remote = getattr(self.sess, "storage_filesystem", None) is not None
+        target = os.path.join(self.staging, f"merged_{iteration:06d}") if remote else self._next_checkpoint_dir()
+        checkpoints.merge(sources, target, os.path.join(self.staging, f"merging_{iteration:06d}"))
+        checkpoints.drop_iteration(self.staging, iteration)
+        checkpoint = Checkpoint(target)
+        if self.metadata:
+            checkpoint.update_metadata(self.metadata)
+        self.sess.report(metrics, checkpoint=checkpoint)
+        if remote:
+            shutil.rmtree(target, ignore_errors=True)
+
+    def _next_checkpoint_dir(self) -> str:
+        from tunesmith.tune.result import CHECKPOINT_DIR_FORMAT
+
+        nxt = getattr(self.sess, "_next_checkpoint_dir", None)
+        if nxt is not None:
+            return nxt()
+        return os.path.join(self.sess.trial_info.trial_dir, CHECKPOINT_DIR_FORMAT.format(self.sess.checkpoint_index))
+
+    # -- uneven reports ----------------------------------------------------------------------
+    def _check_counts(self) -> None:
+        for rank, count in self.finished.items():
+            if any(c > count for c in self.counts):
+                self._uneven(f"rank {rank} returned after {count} reports while others reported more")
+        if len(self.finished) == self.n and len(set(self.counts)) > 1:
+            self._uneven("the workers returned after different numbers of reports")
+
+    def _timeout(self) -> float | None:
+        if not self.finished:
+            return None
+        most = max(self.finished.values())
+        if all(self.counts[r] >= most for r in range(self.n) if r not in self.finished):
+            return None
+        return max(0.0, self.last_event + _uneven_report_timeout_s() - time.monotonic())
+
+    def _check_stalled(self) -> None:
+        if self._timeout() == 0.0:
+            self._uneven(
+                f"a worker returned and the others made no report for {_uneven_report_timeout_s():g} s "
+                "(TUNESMITH_TRAIN_UNEVEN_REPORT_TIMEOUT_S)"
+            )
+
+    def _uneven(self, what: str) -> None:
+        from tunesmith.train._result import TrainingFailedError
+
+        states = ", ".join(
+            f"rank {r}: {self.counts[r]} reports ({'returned' if r in self.finished else 'running'})"
+            for r in range(self.n)
+        )
+        raise TrainingFailedError(
+            f"The training workers called train.report() a different number of times: {what}. "
+            f"{states}. Every worker must call train.report() the same number of times (each call is one "
+            "training iteration); report from every rank, passing checkpoint=None where a rank has none."
+        )
+
+    # -- failures ------------------------------------------------------------------------------
+    def _death(self, handle) -> tuple[BaseException, str, float, bool]:
+        from tunesmith.train.exceptions import WorkerDiedError
+
+        seen = time.time()
+        code = handle.wait(timeout=5.0)
+        if code is None:
+            handle.kill()
+            code = handle.wait()
+        if code is not None and code < 0:
+            import signal
+
+            try:
+                name = signal.Signals(-code).name
+            except ValueError:
+                name = "?"
+            how = f"was killed by signal {-code} ({name})"
+        else:
+            how = f"exited with code {code}"
+        text = f"Training worker rank {handle.rank} (pid {handle.pid}) {how} before it finished."
+        return WorkerDiedError(text), text, seen, True
+
+    def _fail(self, failures: dict[int, tuple[BaseException, str, float, bool]]) -> None:
+        """Ends the group with a ``WorkerGroupError`` naming every worker that failed."""
+        from tunesmith.train.exceptions import WorkerGroupError
+
+        # Errors that other workers sent already (often caused by the first failure) are named too.
+        for handle in self.group.handles:
+            if handle.rank in failures or handle.rank in self.finished:
+                continue
+            try:
+                while handle.conn.poll(0):
+                    msg = recv(handle.conn)
+                    if msg[0] == ERROR:
+                        failures[handle.rank] = _worker_error(handle, msg)
+                        break
+            except (EOFError, OSError):
+                failures[handle.rank] = self._death(handle)
+        self.group.shutdown(kill=True)
+        # A worker that died is the cause; otherwise the error raised first.
+        primary = min(failures, key=lambda r: (not failures[r][3], failures[r][2], r))
+        exc, tb, _, _ = failures[primary]
+        others = [r for r in sorted(failures) if r != primary]
+        message = f"Training worker rank {primary} failed: {type(exc).__name__}: {exc}"
+        if failures[primary][3]:
+            message = str(exc)
+        if others:
+            message += "\nOther workers that failed: " + "; ".join(
+                f"rank {r}: {type(failures[r][0]).__name__}: {failures[r][0]}" for r in others
+            )
+        if tb and not failures[primary][3]:
+            message += f"\n\nOriginal traceback (rank {primary}):\n{tb.rstrip()}"
+        raise WorkerGroupError(
+            message, {r: f[0] for r, f in failures.items()}, original_error=exc, traceback_str=tb
+        )
+
+
+def _worker_error(handle, msg) -> tuple[BaseException, str, float, bool]:
+    _, tb, exc_bytes, when = msg
+    exc = None
+    if exc_bytes is not None:
+        try:
+            import cloudpickle
+
+            exc = cloudpickle.loads(exc_bytes)
+        except Exception:
+            exc = None
+    if not isinstance(exc, BaseException):
+        lines = [line for line in tb.strip().splitlines() if line.strip()]
+        exc = RuntimeError(lines[-1] if lines else "a training worker failed")
+    return exc, tb, when, False

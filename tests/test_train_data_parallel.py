@@ -1,0 +1,551 @@
+"""DataParallelTrainer end to end: worker groups of real processes, their reports, checkpoints and errors."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+import tunesmith
+from tunesmith import train, tune
+from tunesmith.train import (
+    Checkpoint,
+    DataParallelTrainer,
+    Result,
+    ScalingConfig,
+    TrainingFailedError,
+    WorkerGroupError,
+)
+
+
+def quiet(**kw) -> train.RunConfig:
+    return train.RunConfig(verbose=0, **kw)
+
+
+# -- results, return value, context ------------------------------------------------------------------
+def loop_with_context(config):
+    ctx = train.get_context()
+    rank = ctx.get_world_rank()
+    for step in range(config["steps"]):
+        with tempfile.TemporaryDirectory() as d:
+            info = {
+                "world_rank": rank, "world_size": ctx.get_world_size(), "local_rank": ctx.get_local_rank(),
+                "local_world_size": ctx.get_local_world_size(), "node_rank": ctx.get_node_rank(),
+                "trial_name": ctx.get_trial_name(), "experiment_name": ctx.get_experiment_name(),
+                "trial_dir": ctx.get_storage().trial_dir, "metadata": ctx.get_metadata(),
+                "pid": os.getpid(),
+            }
+            Path(d, f"rank_{rank}.json").write_text(json.dumps(info))
+            Path(d, "shared.txt").write_text(f"written by rank {rank}")
+            os.makedirs(os.path.join(d, "sub"))
+            Path(d, "sub", "shared.txt").write_text(f"rank {rank}")
+            train.report({"step": step, "rank": rank, "loss": 10 - step}, checkpoint=Checkpoint.from_directory(d))
+    # A dict is a return value, not a last result.
+    return {"rank": rank, "steps": config["steps"]}
+
+
+def test_fit_merges_reports_and_checkpoints_of_all_workers(tmp_path):
+    trainer = DataParallelTrainer(
+        loop_with_context,
+        train_loop_config={"steps": 3},
+        scaling_config=ScalingConfig(num_workers=2),
+        run_config=quiet(storage_path=str(tmp_path), name="ctx"),
+        metadata={"owner": "me"},
+    )
+    result = trainer.fit()
+    assert isinstance(result, Result) and result.error is None
+    # One result per round of reports, with rank 0's metrics.
+    assert result.metrics["training_iteration"] == 3
+    assert result.metrics["rank"] == 0 and result.metrics["step"] == 2
+    assert list(result.metrics_dataframe["step"]) == [0, 1, 2]
+    assert result.return_value == {"rank": 0, "steps": 3}
+    # Every round's checkpoints are merged into one directory; rank 0 wins same-named files.
+    names = sorted(os.listdir(result.path))
+    assert [n for n in names if n.startswith("checkpoint_")] == [
+        "checkpoint_000000", "checkpoint_000001", "checkpoint_000002"]
+    assert not any(n.startswith(".") for n in names)  # the staging area is gone
+    ckpt = result.checkpoint
+    assert os.path.basename(ckpt.path) == "checkpoint_000002"
+    files = sorted(os.listdir(ckpt.path))
+    assert {"rank_0.json", "rank_1.json", "shared.txt", "sub"} <= set(files)
+    assert Path(ckpt.path, "shared.txt").read_text() == "written by rank 0"
+    assert Path(ckpt.path, "sub", "shared.txt").read_text() == "rank 0"
+    assert ckpt.get_metadata() == {"owner": "me"}
+    infos = [json.loads(Path(ckpt.path, f"rank_{r}.json").read_text()) for r in (0, 1)]
+    for rank, info in enumerate(infos):
+        assert info["world_rank"] == rank and info["local_rank"] == rank
+        assert info["world_size"] == 2 and info["local_world_size"] == 2 and info["node_rank"] == 0
+        assert info["trial_name"].startswith("DataParallelTrainer_")
+        assert info["experiment_name"] == "ctx"
+        assert info["trial_dir"] == result.path
+        assert info["metadata"] == {"owner": "me"}
+    assert infos[0]["pid"] != infos[1]["pid"]  # two processes
+    # Ray's layout: <storage>/<name>/<Trainer>_<id>_00000_0_...
+    assert os.path.dirname(result.path) == str(tmp_path / "ctx")
+    assert os.path.basename(result.path).startswith("DataParallelTrainer_")
+
+
+def test_result_from_path_reads_a_finished_run_back(tmp_path):
+    keep_two = train.CheckpointConfig(num_to_keep=2, checkpoint_score_attribute="loss", checkpoint_score_order="max")
+    result = DataParallelTrainer(
+        loop_with_context, train_loop_config={"steps": 4}, scaling_config=ScalingConfig(num_workers=2),
+        run_config=quiet(storage_path=str(tmp_path), checkpoint_config=keep_two),
+    ).fit()
+    # CheckpointConfig decides which merged checkpoints stay: the two best by loss, and the latest.
+    kept = sorted(os.path.basename(c.path) for c, _ in result.best_checkpoints)
+    assert kept == ["checkpoint_000000", "checkpoint_000001", "checkpoint_000003"]
+    assert sorted(n for n in os.listdir(result.path) if n.startswith("checkpoint_")) == kept
+    assert result.get_best_checkpoint("loss", "max").path.endswith("checkpoint_000000")
+    restored = Result.from_path(result.path)
+    assert restored.metrics["training_iteration"] == 4 and restored.metrics["rank"] == 0
+    assert restored.checkpoint.path == result.checkpoint.path
+    assert sorted(c.path for c, _ in restored.best_checkpoints) == sorted(c.path for c, _ in result.best_checkpoints)
+    assert list(restored.metrics_dataframe["loss"]) == [10, 9, 8, 7]
+    assert restored.error is None
+    assert restored.get_best_checkpoint("loss", "max").path == result.get_best_checkpoint("loss", "max").path
+    assert restored.return_value is None  # the return value lives with the run, not on storage
+
+
+# -- the seed's "Inspecting Training Results" examples --------------------------------------------------------------
+def seed_train_fn(config):
+    for i in range(3):
+        with tempfile.TemporaryDirectory() as temp_checkpoint_dir:
+            Path(temp_checkpoint_dir).joinpath("model.pt").touch()
+            train.report({"loss": i}, checkpoint=train.Checkpoint.from_directory(temp_checkpoint_dir))
+
+
+def seed_error_train_fn(config):
+    raise RuntimeError("Simulated training error")
+
+
+def test_seed_examples_of_inspecting_results_run_unchanged(tmp_path, capsys):
+    import pyarrow
+
+    trainer = DataParallelTrainer(
+        seed_train_fn, scaling_config=train.ScalingConfig(num_workers=2),
+        run_config=train.RunConfig(storage_path=str(tmp_path), verbose=0),
+    )
+    # __result_metrics_start__
+    result = trainer.fit()
+    print("Observed metrics:", result.metrics)
+    # __result_dataframe_start__
+    df = result.metrics_dataframe
+    print("Minimum loss", min(df["loss"]))
+    # __result_checkpoint_start__
+    print("Last checkpoint:", result.checkpoint)
+    with result.checkpoint.as_directory() as tmpdir:
+        assert os.listdir(tmpdir) == ["model.pt"]
+    # __result_best_checkpoint_start__
+    for checkpoint, metrics in result.best_checkpoints:
+        print("Loss", metrics["loss"], "checkpoint", checkpoint)
+    best_checkpoint = min(result.best_checkpoints, key=lambda checkpoint: checkpoint[1]["loss"])[0]
+    with best_checkpoint.as_directory() as tmpdir:
+        assert os.path.basename(tmpdir) == "checkpoint_000000"
+    # __result_path_start__
+    result_path: str = result.path
+    result_filesystem: pyarrow.fs.FileSystem = result.filesystem
+    print(f"Results location (fs, path) = ({result_filesystem}, {result_path})")
+    # __result_restore_start__
+    restored_result = Result.from_path(result_path)
+    print("Restored loss", result.metrics["loss"])
+    assert restored_result.metrics["loss"] == 2
+    # __result_error_start__ (the older form)
+    if result.error:
+        raise AssertionError("no error expected")
+
+    out = capsys.readouterr().out
+    assert "Minimum loss 0" in out and "Restored loss 2" in out
+    assert out.count("Loss ") == 3 and str(tmp_path) in out
+
+    # __result_error_start__ (the newer form)
+    trainer = DataParallelTrainer(
+        seed_error_train_fn, scaling_config=train.ScalingConfig(num_workers=1),
+        run_config=train.RunConfig(storage_path=str(tmp_path), verbose=0),
+    )
+    with pytest.raises(train.TrainingFailedError) as info:
+        trainer.fit()
+    e = info.value
+    assert isinstance(e, train.WorkerGroupError)
+    assert isinstance(e.worker_failures[0], RuntimeError)
+    assert str(e.worker_failures[0]) == "Simulated training error"
+
+
+# -- failures -------------------------------------------------------------------------------------------------------
+def rank1_raises(config):
+    train.report({"x": 1})
+    if train.get_context().get_world_rank() == 1:
+        raise ValueError("bad batch on rank 1")
+    time.sleep(60)  # rank 0 would go on: the group must be ended, not waited for
+    train.report({"x": 2})
+
+
+def test_a_worker_error_ends_the_group_and_fit_raises_it(tmp_path):
+    start = time.time()
+    with pytest.raises(WorkerGroupError) as info:
+        DataParallelTrainer(
+            rank1_raises, scaling_config=ScalingConfig(num_workers=2), run_config=quiet(storage_path=str(tmp_path)),
+        ).fit()
+    assert time.time() - start < 30
+    err = info.value
+    assert isinstance(err, TrainingFailedError)
+    assert isinstance(err.original_error, ValueError) and err.__cause__ is err.original_error
+    assert set(err.worker_failures) == {1}
+    assert "rank 1" in str(err) and "bad batch on rank 1" in str(err)
+    assert "in rank1_raises" in str(err)  # the worker's own traceback
+    # The Tuner view of the same failure: the error is on the Result, fit() does not raise.
+    grid = tune.Tuner(
+        DataParallelTrainer(rank1_raises, scaling_config=ScalingConfig(num_workers=2)),
+        run_config=quiet(storage_path=str(tmp_path)),
+    ).fit()
+    result = grid[0]
+    assert isinstance(result.error, WorkerGroupError) and result.return_value is None
+    assert result.metrics["training_iteration"] == 1
+    assert "bad batch on rank 1" in Path(result.path, "error.txt").read_text()
+
+
+def uneven_at_the_end(config):
+    rank = train.get_context().get_world_rank()
+    for step in range(3 if rank == 0 else 2):
+        train.report({"step": step})
+
+
+def rank1_reports_on(config):
+    rank = train.get_context().get_world_rank()
+    step = 0
+    while rank == 1 or step < 2:
+        train.report({"step": step})
+        step += 1
+        time.sleep(0.01)
+
+
+@pytest.mark.parametrize("loop, expected", [
+    (uneven_at_the_end, ["rank 0: 3 reports", "rank 1: 2 reports (returned)"]),
+    (rank1_reports_on, ["rank 0 returned after 2 reports", "rank 0: 2 reports (returned)", "(running)"]),
+])
+def test_workers_that_report_a_different_number_of_times_fail_clearly(tmp_path, loop, expected):
+    start = time.time()
+    with pytest.raises(TrainingFailedError) as info:
+        DataParallelTrainer(loop, scaling_config=ScalingConfig(num_workers=2),
+                            run_config=quiet(storage_path=str(tmp_path))).fit()
+    assert time.time() - start < 30  # Ray would hang here
+    message = str(info.value)
+    assert "different number of times" in message
+    for part in expected:
+        assert part in message
+
+
+def checkpoints_then_dies_once(config):
+    ctx = train.get_context()
+    start = 0
+    checkpoint = train.get_checkpoint()
+    if checkpoint:
+        with checkpoint.as_directory() as d:
+            start = json.loads(Path(d, "state.json").read_text())["epoch"] + 1
+    for epoch in range(start, 5):
+        marker = os.path.join(config["dir"], "killed")
+        if epoch == 3 and ctx.get_world_rank() == 1 and not os.path.exists(marker):
+            Path(marker).touch()
+            os.kill(os.getpid(), signal.SIGKILL)
+        with tempfile.TemporaryDirectory() as d:
+            Path(d, "state.json").write_text(json.dumps({"epoch": epoch}))
+            train.report({"epoch": epoch, "resumed_at": start, "worker_pid": os.getpid()},
+                         checkpoint=Checkpoint.from_directory(d) if ctx.get_world_rank() == 0 else None)
+
+
+def test_a_killed_worker_restarts_the_group_from_the_latest_checkpoint(tmp_path):
+    result = DataParallelTrainer(
+        checkpoints_then_dies_once, train_loop_config={"dir": str(tmp_path)},
+        scaling_config=ScalingConfig(num_workers=2),
+        run_config=quiet(storage_path=str(tmp_path), failure_config=train.FailureConfig(max_failures=1)),
+    ).fit()
+    df = result.metrics_dataframe
+    # The second group resumed from the latest checkpoint the first one completed (the ranks do
+    # not run in lock-step, so that may be any epoch before 3): every epoch appears once.
+    assert list(df["epoch"]) == [0, 1, 2, 3, 4]
+    resumed = int(df["resumed_at"].iloc[-1])
+    assert 1 <= resumed <= 3
+    assert list(df["resumed_at"]) == [0] * resumed + [resumed] * (5 - resumed)
+    assert list(df["training_iteration"]) == [1, 2, 3, 4, 5]  # the count goes on
+    assert df["worker_pid"].iloc[resumed - 1] != df["worker_pid"].iloc[resumed]  # a new group
+    assert result.metrics["training_iteration"] == 5
+    assert "rank 1" in Path(result.path, "error.txt").read_text()
+    assert "killed by signal 9" in Path(result.path, "error.txt").read_text()
+
+
+def test_a_killed_worker_without_retries_fails_the_run(tmp_path):
+    with pytest.raises(WorkerGroupError, match="killed by signal 9"):
+        DataParallelTrainer(
+            checkpoints_then_dies_once, train_loop_config={"dir": str(tmp_path)},
+            scaling_config=ScalingConfig(num_workers=2), run_config=quiet(storage_path=str(tmp_path)),
+        ).fit()
+
+
+# -- resuming, stopping -------------------------------------------------------------------------------------------------
+def counts_from_checkpoint(config):
+    checkpoint = train.get_checkpoint()
+    start = 0
+    if checkpoint:
+        with checkpoint.as_directory() as d:
+            start = int(Path(d, "n").read_text()) + 1
+    for n in range(start, start + 2):
+        with tempfile.TemporaryDirectory() as d:
+            Path(d, "n").write_text(str(n))
+            train.report({"n": n, "had_checkpoint": checkpoint is not None}, checkpoint=Checkpoint.from_directory(d))
+
+
+def test_resume_from_checkpoint_starts_every_rank_from_it_and_counts_on(tmp_path):
+    first = DataParallelTrainer(counts_from_checkpoint, scaling_config=ScalingConfig(num_workers=2),
+                                run_config=quiet(storage_path=str(tmp_path))).fit()
+    assert first.metrics["n"] == 1 and first.metrics["training_iteration"] == 2
+    second = DataParallelTrainer(
+        counts_from_checkpoint, scaling_config=ScalingConfig(num_workers=2),
+        run_config=quiet(storage_path=str(tmp_path)), resume_from_checkpoint=first.checkpoint,
+    ).fit()
+    assert list(second.metrics_dataframe["n"]) == [2, 3]
+    assert second.metrics["had_checkpoint"] is True
+    assert list(second.metrics_dataframe["training_iteration"]) == [3, 4]
+    # Rank 1 got the checkpoint too: its files were merged from the same starting point.
+    assert Path(second.checkpoint.path, "n").read_text() == "3"
+
+
+def reports_forever():  # no config argument
+    step = 0
+    while True:
+        train.report({"step": step})
+        step += 1
+
+
+def test_stop_criteria_end_the_group(tmp_path):
+    result = DataParallelTrainer(
+        reports_forever, scaling_config=ScalingConfig(num_workers=2),
+        run_config=quiet(storage_path=str(tmp_path), stop={"training_iteration": 4}),
+    ).fit()
+    assert result.metrics["training_iteration"] == 4 and result.error is None
+
+
+# -- datasets --------------------------------------------------------------------------------------------------------
+def sums_its_shard(config):
+    shard = train.get_dataset_shard("train")
+    items = list(shard)
+    train.report({"items": items, "again": list(shard) == items, "rank": train.get_context().get_world_rank()})
+    return items
+
+
+def test_each_worker_gets_its_share_of_the_datasets(tmp_path):
+    grid = tune.Tuner(
+        DataParallelTrainer(sums_its_shard, datasets={"train": list(range(10))}),
+        # The scaling config as a dict of its fields can hold search spaces.
+        param_space={"scaling_config": {"num_workers": tune.grid_search([1, 2])}},
+        run_config=quiet(storage_path=str(tmp_path)),
+    ).fit()
+    by_workers = {r.config["scaling_config"]["num_workers"]: r for r in grid}
+    assert by_workers[1].metrics["items"] == list(range(10))
+    result = by_workers[2]
+    assert result.metrics["items"] == [0, 2, 4, 6, 8] and result.metrics["again"] is True
+    assert result.return_value == [0, 2, 4, 6, 8]
+
+
+# -- scaling -----------------------------------------------------------------------------------------------------------
+def records_its_span(config):
+    start = time.time()
+    time.sleep(0.3)
+    train.report({"start": start, "end": time.time(), "world_size": train.get_context().get_world_size()})
+
+
+def test_tuner_runs_each_trial_as_a_whole_group(tmp_path):
+    tunesmith.init(num_cpus=3)
+    grid = tune.Tuner(
+        DataParallelTrainer(records_its_span, scaling_config=ScalingConfig(num_workers=1)),
+        param_space={
+            "scaling_config": ScalingConfig(num_workers=2),
+            "train_loop_config": {"i": tune.grid_search([0, 1, 2])},
+        },
+        run_config=quiet(storage_path=str(tmp_path)),
+    ).fit()
+    assert grid.num_errors == 0 and len(grid) == 3
+    assert all(r.metrics["world_size"] == 2 for r in grid)
+    # 2 + 2 CPUs never fit in 3: the trials ran one after another, never with part of a group.
+    spans = sorted((r.metrics["start"], r.metrics["end"]) for r in grid)
+    for (_, end), (start, _) in zip(spans, spans[1:]):
+        assert start >= end
+
+
+def test_a_group_the_machine_can_never_hold_is_an_error_before_anything_starts(tmp_path):
+    tunesmith.init(num_cpus=2)
+    trainer = DataParallelTrainer(records_its_span, scaling_config=ScalingConfig(num_workers=3),
+                                  run_config=quiet(storage_path=str(tmp_path)))
+    with pytest.raises(ValueError, match="num_workers=3"):
+        trainer.fit()
+    trainer = DataParallelTrainer(records_its_span, scaling_config=ScalingConfig(num_workers=1, use_gpu=True),
+                                  run_config=quiet(storage_path=str(tmp_path)))
+    with pytest.raises(ValueError, match="0 GPUs"):
+        trainer.fit()
+    assert not os.path.exists(tmp_path) or os.listdir(tmp_path) == []
+    with pytest.raises(ValueError, match="use_gpu is False"):
+        ScalingConfig(num_workers=2, resources_per_worker={"GPU": 1})
+    with pytest.raises(ValueError, match="STRICT_SPREAD"):
+        ScalingConfig(num_workers=2, placement_strategy="STRICT_SPREAD")
+
+
+def test_declared_gpus_are_given_one_per_worker(tmp_path):
+    tunesmith.init(num_cpus=2, num_gpus=2)
+    result = DataParallelTrainer(
+        loop_with_gpu_files, scaling_config=ScalingConfig(num_workers=2, use_gpu=True),
+        run_config=quiet(storage_path=str(tmp_path)),
+    ).fit()
+    seen = {r: Path(result.checkpoint.path, f"gpus_{r}").read_text() for r in (0, 1)}
+    assert seen == {0: "0", 1: "1"}
+    result = DataParallelTrainer(
+        loop_with_gpu_files, scaling_config=ScalingConfig(num_workers=1),
+        run_config=quiet(storage_path=str(tmp_path)),
+    ).fit()
+    assert Path(result.checkpoint.path, "gpus_0").read_text() == ""
+
+
+def loop_with_gpu_files(config):
+    rank = train.get_context().get_world_rank()
+    with tempfile.TemporaryDirectory() as d:
+        Path(d, f"gpus_{rank}").write_text(os.environ["CUDA_VISIBLE_DEVICES"])
+        train.report({"x": 1}, checkpoint=Checkpoint.from_directory(d))
+
+
+# -- bad input, worker start methods ------------------------------------------------------------------------------------------
+def two_args(config, extra):
+    pass
+
+
+def test_bad_trainer_input_is_rejected_with_the_field_and_the_fix(tmp_path):
+    with pytest.raises(ValueError, match="no argument or one"):
+        DataParallelTrainer(two_args)
+    with pytest.raises(TypeError, match="scaling_config"):
+        DataParallelTrainer(records_its_span, scaling_config={"num_workers": 2})
+    with pytest.raises(TypeError, match="datasets"):
+        DataParallelTrainer(records_its_span, datasets=[1, 2])
+    with pytest.raises(ValueError, match="train_loop_config"):
+        tune.Tuner(DataParallelTrainer(records_its_span), param_space={"lr": 0.1},
+                   run_config=quiet(storage_path=str(tmp_path))).fit()
+    with pytest.raises(ValueError, match="with_resources"):
+        tune.with_resources(DataParallelTrainer(records_its_span), {"cpu": 2})
+
+
+def test_workers_started_as_fresh_processes(tmp_path, monkeypatch):
+    monkeypatch.setenv("TUNESMITH_TRAIN_WORKER_START", "spawn")
+    result = DataParallelTrainer(
+        loop_with_context, train_loop_config={"steps": 2}, scaling_config=ScalingConfig(num_workers=2),
+        run_config=quiet(storage_path=str(tmp_path)),
+    ).fit()
+    assert result.metrics["training_iteration"] == 2 and result.return_value == {"rank": 0, "steps": 2}
+    info = json.loads(Path(result.checkpoint.path, "rank_1.json").read_text())
+    assert info["world_rank"] == 1
+
+
+# -- schedulers pause and resume trainer trials ----------------------------------------------------------------------
+def climbs_by_lr(config):
+    value = 0.0
+    checkpoint = train.get_checkpoint()
+    if checkpoint:
+        with checkpoint.as_directory() as d:
+            value = float(Path(d, "value").read_text())
+    while True:
+        value += config["lr"]
+        with tempfile.TemporaryDirectory() as d:
+            Path(d, "value").write_text(repr(value))
+            train.report({"value": value, "restored": checkpoint is not None}, checkpoint=Checkpoint.from_directory(d))
+
+
+def test_pbt_pauses_trainer_trials_and_clones_the_better_one(tmp_path):
+    import random
+
+    from tunesmith.tune.schedulers import PopulationBasedTraining
+
+    random.seed(0)
+    tunesmith.init(num_cpus=2)
+    pbt = PopulationBasedTraining(
+        time_attr="training_iteration", perturbation_interval=2, synch=True, quantile_fraction=0.5,
+        resample_probability=0.0, hyperparam_mutations={"train_loop_config": {"lr": [0.01, 0.02, 1.0, 2.0]}},
+    )
+    grid = tune.Tuner(
+        DataParallelTrainer(climbs_by_lr, scaling_config=ScalingConfig(num_workers=1)),
+        param_space={"train_loop_config": {"lr": tune.grid_search([0.01, 1.0])}},
+        tune_config=tune.TuneConfig(metric="value", mode="max", scheduler=pbt),
+        run_config=quiet(storage_path=str(tmp_path), stop={"training_iteration": 6}),
+    ).fit()
+    assert grid.num_errors == 0
+    results = sorted(grid, key=lambda r: r.metrics["value"])
+    low = results[0]
+    df = low.metrics_dataframe
+    assert list(df["training_iteration"]) == [1, 2, 3, 4, 5, 6]
+    # The slow trial was paused, restarted from the fast trial's checkpoint, and went on from there.
+    assert df["restored"].iloc[-1]
+    assert low.metrics["value"] > 1.0 > 6 * 0.01
+
+
+# -- report is not a barrier; stalls and orphans ---------------------------------------------------------------------------
+def rank0_runs_ahead(config):
+    rank = train.get_context().get_world_rank()
+    if rank == 1:
+        time.sleep(1.0)
+    for step in range(5):
+        train.report({"step": step, "at": time.time()})
+
+
+def test_report_is_not_a_barrier(tmp_path):
+    result = DataParallelTrainer(rank0_runs_ahead, scaling_config=ScalingConfig(num_workers=2),
+                                 run_config=quiet(storage_path=str(tmp_path))).fit()
+    df = result.metrics_dataframe
+    assert list(df["step"]) == [0, 1, 2, 3, 4]
+    # Rank 0 made its five reports without waiting for rank 1, which started a second later.
+    assert df["at"].iloc[-1] - df["at"].iloc[0] < 0.5
+    assert df["time_total_s"].iloc[0] > 0.9  # iteration 1 was recorded once rank 1 reported too
+
+
+def rank1_stalls(config):
+    if train.get_context().get_world_rank() == 0:
+        train.report({"x": 1})
+        return
+    time.sleep(120)
+
+
+def test_a_worker_that_stalls_after_another_returned_times_out(tmp_path, monkeypatch):
+    monkeypatch.setenv("TUNESMITH_TRAIN_UNEVEN_REPORT_TIMEOUT_S", "1")
+    start = time.time()
+    with pytest.raises(TrainingFailedError, match="made no report for 1 s") as info:
+        DataParallelTrainer(rank1_stalls, scaling_config=ScalingConfig(num_workers=2),
+                            run_config=quiet(storage_path=str(tmp_path))).fit()
+    assert time.time() - start < 30
+    assert "rank 0: 1 reports (returned), rank 1: 0 reports (running)" in str(info.value)
+
+
+def kills_its_supervisor(config):
+    rank = train.get_context().get_world_rank()
+    Path(config["dir"], f"worker_{rank}").write_text(str(os.getpid()))
+    if rank == 1:
+        while not os.path.exists(os.path.join(config["dir"], "worker_0")):
+            time.sleep(0.01)
+        os.kill(os.getppid(), signal.SIGKILL)
+    time.sleep(120)
+
+
+def test_workers_die_with_their_supervising_process(tmp_path):
+    import psutil
+
+    with pytest.raises(TrainingFailedError, match="killed by signal 9"):
+        DataParallelTrainer(kills_its_supervisor, train_loop_config={"dir": str(tmp_path)},
+                            scaling_config=ScalingConfig(num_workers=2),
+                            run_config=quiet(storage_path=str(tmp_path))).fit()
+    for rank in (0, 1):
+        pid = int(Path(tmp_path, f"worker_{rank}").read_text())
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            try:
+                if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                    break
+            except psutil.NoSuchProcess:
+                break
+            time.sleep(0.05)
+        else:
+            raise AssertionError(f"worker {rank} (pid {pid}) outlived its supervising process")

@@ -1,0 +1,268 @@
+"""TorchTrainer with real torch.distributed (gloo on CPU): DDP, checkpoints, failures, tuning."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import tempfile
+from pathlib import Path
+
+import pytest
+import torch
+
+import tunesmith
+from tunesmith import train, tune
+from tunesmith.train import Checkpoint, ScalingConfig, TrainingFailedError
+from tunesmith.train.torch import (
+    TorchConfig,
+    TorchTrainer,
+    get_device,
+    prepare_data_loader,
+    prepare_model,
+)
+
+
+def quiet(tmp_path, **kw) -> train.RunConfig:
+    return train.RunConfig(verbose=0, storage_path=str(tmp_path), **kw)
+
+
+# -- DDP regression ------------------------------------------------------------------------------------------------
+def ddp_regression(config):
+    import torch.distributed as dist
+    from torch.utils.data import DataLoader, TensorDataset
+
+    rank = train.get_context().get_world_rank()
+    torch.manual_seed(0)  # the same data on every rank
+    x = torch.randn(512, 4)
+    y = x @ torch.tensor([2.0, -1.0, 0.5, 3.0]) + 1.0
+    loader = prepare_data_loader(DataLoader(TensorDataset(x, y, torch.arange(512)), batch_size=32, shuffle=True))
+    torch.manual_seed(100 + rank)  # different initial weights: DDP starts every rank from rank 0's
+    model = prepare_model(torch.nn.Linear(4, 1))
+    optimizer = torch.optim.SGD(model.parameters(), lr=config["lr"])
+    seen = []
+    for epoch in range(config["epochs"]):
+        loader.sampler.set_epoch(epoch)
+        total = 0.0
+        for xb, yb, index in loader:
+            if epoch == 0:
+                seen += index.tolist()
+            loss = ((model(xb).squeeze(-1) - yb) ** 2).mean()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            total += loss.item()
+        with tempfile.TemporaryDirectory() as d:
+            torch.save(model.module.state_dict(), os.path.join(d, f"params_rank{rank}.pt"))
+            Path(d, f"seen_rank{rank}.json").write_text(json.dumps(seen))
+            train.report({"loss": total / len(loader), "batches": len(loader)}, checkpoint=Checkpoint.from_directory(d))
+    info = {
+        "backend": dist.get_backend(), "device": str(get_device()), "threads": torch.get_num_threads(),
+        "wrapped": type(model).__name__,
+    }
+    return {"weight": model.module.weight.detach().clone(), "info": info}
+
+
+def test_two_worker_ddp_regression_learns_with_identical_models(tmp_path, monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)  # then each worker uses one thread per CPU it has
+    result = TorchTrainer(
+        ddp_regression, train_loop_config={"lr": 0.05, "epochs": 6},
+        scaling_config=ScalingConfig(num_workers=2), run_config=quiet(tmp_path),
+    ).fit()
+    losses = list(result.metrics_dataframe["loss"])
+    assert len(losses) == 6 and losses[-1] < losses[0] / 20
+    assert result.metrics["batches"] == 8  # each worker reads half of the 16 batches
+    ckpt = result.checkpoint.path
+    params = [torch.load(os.path.join(ckpt, f"params_rank{r}.pt")) for r in (0, 1)]
+    for name in params[0]:
+        assert torch.equal(params[0][name], params[1][name]), name
+    assert torch.allclose(params[0]["weight"], torch.tensor([[2.0, -1.0, 0.5, 3.0]]), atol=0.1)
+    seen = [json.loads(Path(ckpt, f"seen_rank{r}.json").read_text()) for r in (0, 1)]
+    assert not set(seen[0]) & set(seen[1]) and sorted(seen[0] + seen[1]) == list(range(512))
+    value = result.return_value
+    assert torch.equal(value["weight"], params[0]["weight"])
+    assert value["info"] == {"backend": "gloo", "device": "cpu", "threads": 1,
+                             "wrapped": "DistributedDataParallel"}
+
+
+# -- the seed's train.report example (rank-0 checkpoint) --------------------------------------------------------------------
+def train_func(config):
+    start_epoch = 0
+    checkpoint = train.get_checkpoint()
+    if checkpoint:
+        with checkpoint.as_directory() as checkpoint_dir:
+            # Load back training state
+            start_epoch = torch.load(os.path.join(checkpoint_dir, "state.pt"))["epoch"] + 1
+
+    for epoch in range(start_epoch, config.get("num_epochs", 10)):
+        # Do training...
+
+        metrics = {"loss": 1.0 / (epoch + 1), "epoch": epoch}
+
+        with tempfile.TemporaryDirectory() as temp_checkpoint_dir:
+            # Save the checkpoint...
+            torch.save({"epoch": epoch}, os.path.join(temp_checkpoint_dir, "state.pt"))
+
+            checkpoint = Checkpoint.from_directory(temp_checkpoint_dir)
+
+            # Example: Only the rank 0 worker uploads the checkpoint.
+            if tunesmith.train.get_context().get_world_rank() == 0:
+                train.report(metrics, checkpoint=checkpoint)
+            else:
+                train.report(metrics, checkpoint=None)
+
+
+def test_seed_report_example_with_a_rank0_checkpoint(tmp_path):
+    trainer = TorchTrainer(
+        train_func, scaling_config=train.ScalingConfig(num_workers=2), run_config=quiet(tmp_path)
+    )
+    result = trainer.fit()
+    assert result.metrics["training_iteration"] == 10 and result.metrics["epoch"] == 9
+    names = sorted(n for n in os.listdir(result.path) if n.startswith("checkpoint_"))
+    assert names == [f"checkpoint_{i:06d}" for i in range(10)]
+    assert os.listdir(result.checkpoint.path) == ["state.pt"]
+    assert len(result.best_checkpoints) == 10
+    # get_checkpoint() hands the checkpoint to every rank when training resumes from it.
+    resumed = TorchTrainer(
+        train_func, train_loop_config={"num_epochs": 12}, scaling_config=train.ScalingConfig(num_workers=2),
+        run_config=quiet(tmp_path), resume_from_checkpoint=result.checkpoint,
+    ).fit()
+    assert list(resumed.metrics_dataframe["epoch"]) == [10, 11]
+    assert list(resumed.metrics_dataframe["training_iteration"]) == [11, 12]
+
+
+# -- a worker killed mid-run ----------------------------------------------------------------------------------------
+def allreduce_and_die_once(config):
+    import torch.distributed as dist
+
+    rank = train.get_context().get_world_rank()
+    start = 0
+    checkpoint = train.get_checkpoint()
+    if checkpoint:
+        with checkpoint.as_directory() as d:
+            start = torch.load(os.path.join(d, "state.pt"))["epoch"] + 1
+    for epoch in range(start, 5):
+        marker = os.path.join(config["dir"], "killed")
+        if epoch == 3 and rank == 1 and not os.path.exists(marker):
+            Path(marker).touch()
+            os.kill(os.getpid(), signal.SIGKILL)
+        total = torch.tensor([float(epoch)])
+        dist.all_reduce(total)
+        with tempfile.TemporaryDirectory() as d:
+            torch.save({"epoch": epoch}, os.path.join(d, "state.pt"))
+            train.report({"epoch": epoch, "sum": total.item(), "start": start},
+                         checkpoint=Checkpoint.from_directory(d) if rank == 0 else None)
+
+
+def test_sigkill_of_one_worker_restarts_the_group_from_the_checkpoint(tmp_path):
+    result = TorchTrainer(
+        allreduce_and_die_once, train_loop_config={"dir": str(tmp_path)},
+        scaling_config=ScalingConfig(num_workers=2),
+        run_config=quiet(tmp_path, failure_config=train.FailureConfig(max_failures=1)),
+    ).fit()
+    df = result.metrics_dataframe
+    assert list(df["epoch"]) == [0, 1, 2, 3, 4]  # every epoch once, none repeated or lost
+    assert list(df["sum"]) == [0.0, 2.0, 4.0, 6.0, 8.0]  # a working process group after the restart
+    assert list(df["training_iteration"]) == [1, 2, 3, 4, 5]
+    assert df["start"].iloc[-1] > 0  # the second group started from a checkpoint
+    error = Path(result.path, "error.txt").read_text()
+    assert "rank 1" in error and "killed by signal 9" in error
+
+
+# -- tuning ------------------------------------------------------------------------------------------------------------
+def fits_a_line(config):
+    torch.manual_seed(0)
+    x = torch.randn(64, 2)
+    y = x.sum(1, keepdim=True)
+    model = prepare_model(torch.nn.Linear(2, 1))
+    optimizer = torch.optim.SGD(model.parameters(), lr=config["lr"])
+    for _ in range(8):
+        loss = ((model(x) - y) ** 2).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        train.report({"loss": loss.item(), "world_size": train.get_context().get_world_size()})
+
+
+def test_tuner_with_asha_stops_bad_torch_trainer_trials_early(tmp_path):
+    from tunesmith.tune.schedulers import ASHAScheduler
+
+    tunesmith.init(num_cpus=2)  # one 2-worker trial at a time: the order below is the order they run
+    grid = tune.Tuner(
+        TorchTrainer(fits_a_line, scaling_config=ScalingConfig(num_workers=2)),
+        param_space={"train_loop_config": {"lr": tune.grid_search([0.1, 1e-4])}},
+        tune_config=tune.TuneConfig(
+            metric="loss", mode="min", scheduler=ASHAScheduler(max_t=8, grace_period=1, reduction_factor=2)
+        ),
+        run_config=quiet(tmp_path),
+    ).fit()
+    assert grid.num_errors == 0 and grid.num_terminated == 2
+    iterations = {r.config["train_loop_config"]["lr"]: r.metrics["training_iteration"] for r in grid}
+    assert iterations == {0.1: 8, 1e-4: 2}  # stopped at the second rung, behind the first trial
+    assert all(r.metrics["world_size"] == 2 for r in grid)
+    assert grid.get_best_result().config["train_loop_config"]["lr"] == 0.1
+
+
+# -- GPUs (declared; this machine has none) ---------------------------------------------------------------------------------
+def records_devices(config):
+    import torch.distributed as dist
+
+    rank = train.get_context().get_world_rank()
+    with tempfile.TemporaryDirectory() as d:
+        Path(d, f"rank{rank}.json").write_text(json.dumps({
+            "visible": os.environ["CUDA_VISIBLE_DEVICES"], "device": str(get_device()),
+            "backend": dist.get_backend(),
+        }))
+        train.report({"x": 1}, checkpoint=Checkpoint.from_directory(d))
+
+
+def test_use_gpu_hands_out_declared_gpus_and_asks_for_nccl(tmp_path):
+    tunesmith.init(num_cpus=2, num_gpus=2)
+    # The GPU backend is nccl, which this CPU build of torch does not have: the run fails saying so.
+    with pytest.raises(TrainingFailedError) as info:
+        TorchTrainer(records_devices, scaling_config=ScalingConfig(num_workers=2, use_gpu=True),
+                     run_config=quiet(tmp_path)).fit()
+    assert "NCCL" in str(info.value)
+    # With gloo, the workers see the group's GPUs in CUDA_VISIBLE_DEVICES (torch uses its own by
+    # index); without CUDA, get_device() is the CPU.
+    result = TorchTrainer(
+        records_devices, torch_config=TorchConfig(backend="gloo"),
+        scaling_config=ScalingConfig(num_workers=2, use_gpu=True), run_config=quiet(tmp_path),
+    ).fit()
+    seen = [json.loads(Path(result.checkpoint.path, f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert seen == [{"visible": "0,1", "device": "cpu", "backend": "gloo"}] * 2
+
+
+def test_torch_config_and_helpers_outside_a_worker():
+    assert TorchConfig().backend is None and TorchConfig().timeout_s == 1800
+    with pytest.raises(ValueError, match="timeout_s"):
+        TorchConfig(timeout_s=0)
+    with pytest.raises(TypeError, match="torch_config"):
+        TorchTrainer(fits_a_line, torch_config={"backend": "gloo"})
+    assert get_device() == torch.device("cpu")
+    model = prepare_model(torch.nn.Linear(1, 1))
+    assert isinstance(model, torch.nn.Linear)  # one process: not wrapped
+    with pytest.raises(ValueError, match="parallel_strategy"):
+        prepare_model(torch.nn.Linear(1, 1), parallel_strategy="zero3")
+
+
+def test_the_driver_imports_no_torch(tmp_path):
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from tunesmith import train\n"
+        "from tunesmith.train.torch import TorchTrainer, TorchConfig, prepare_model, get_device\n"
+        "def loop():\n"
+        "    import torch\n"
+        "    train.report({'loss': torch.tensor(1.5), 'vec': torch.arange(3)})\n"
+        "trainer = TorchTrainer(loop, scaling_config=train.ScalingConfig(num_workers=2),\n"
+        f"                       run_config=train.RunConfig(verbose=0, storage_path={str(tmp_path)!r}))\n"
+        "assert 'torch' not in sys.modules\n"
+        "result = trainer.fit()\n"
+        "print(result.metrics['loss'], result.metrics['vec'], 'torch' in sys.modules)\n"
+    )
+    env = dict(os.environ, TUNESMITH_SHARE_MACHINE="0")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "1.5 [0, 1, 2] False"
