@@ -95,10 +95,13 @@ def test_result_from_path_reads_a_finished_run_back(tmp_path):
         loop_with_context, train_loop_config={"steps": 4}, scaling_config=ScalingConfig(num_workers=2),
         run_config=quiet(storage_path=str(tmp_path), checkpoint_config=keep_two),
     ).fit()
-    # CheckpointConfig decides which merged checkpoints stay: the two best by loss, and the latest.
-    kept = sorted(os.path.basename(c.path) for c, _ in result.best_checkpoints)
-    assert kept == ["checkpoint_000000", "checkpoint_000001", "checkpoint_000003"]
-    assert sorted(n for n in os.listdir(result.path) if n.startswith("checkpoint_")) == kept
+    # CheckpointConfig decides which merged checkpoints stay: the two best by loss are listed,
+    # and the latest stays on disk as the checkpoint to resume from.
+    best = sorted(os.path.basename(c.path) for c, _ in result.best_checkpoints)
+    assert best == ["checkpoint_000000", "checkpoint_000001"]
+    on_disk = sorted(n for n in os.listdir(result.path) if n.startswith("checkpoint_"))
+    assert on_disk == ["checkpoint_000000", "checkpoint_000001", "checkpoint_000003"]
+    assert os.path.basename(result.checkpoint.path) == "checkpoint_000003"
     assert result.get_best_checkpoint("loss", "max").path.endswith("checkpoint_000000")
     restored = Result.from_path(result.path)
     assert restored.metrics["training_iteration"] == 4 and restored.metrics["rank"] == 0

@@ -177,6 +177,11 @@ class Result:
             indexed = [(_loading.checkpoint_index(n), i) for i, n in enumerate(ckpt_names)]
             numbered = [(idx, i) for idx, i in indexed if idx is not None]
             latest = best_checkpoints[max(numbered)[1] if numbered else -1][0]
+            latest_only = _latest_only_checkpoint(storage, fs_path)
+            if latest_only is not None:
+                # Kept on disk to resume from, not ranked among the best (CheckpointConfig).
+                best_checkpoints = [c for c in best_checkpoints if c[0].path.rstrip("/").rsplit("/", 1)[-1]
+                                    != latest_only]
 
         error = _loading.read_error(storage, fs_path)
         result = cls(
@@ -381,3 +386,22 @@ def _rows_from_csv(storage, trial_dir: str) -> list[dict[str, Any]]:
                     row[key] = number
         rows.append(row)
     return rows
+
+
+def _latest_only_checkpoint(storage, trial_path: str) -> str | None:
+    """The checkpoint the experiment state marks as kept only to resume from, if it says so."""
+    import json
+
+    from tunesmith.tune.result import EXPERIMENT_STATE_FILE
+
+    parent, _, dirname = trial_path.rstrip("/").rpartition("/")
+    try:
+        state = json.loads(storage.read_text(storage.join(parent, EXPERIMENT_STATE_FILE)))
+    except (OSError, ValueError):
+        return None
+    for trial in state.get("trials") or []:
+        if isinstance(trial, dict) and trial.get("trial_dirname") == dirname:
+            for entry in trial.get("checkpoints") or []:
+                if isinstance(entry, dict) and entry.get("latest_only"):
+                    return str(entry.get("path", "")).rstrip("/").replace("\\", "/").rsplit("/", 1)[-1]
+    return None
