@@ -261,8 +261,33 @@ class _GroupRun:
                         value = msg[1]
                     self._check_counts()
                 elif kind == ERROR:
+                    self._take_reports_in_flight(handle)
                     self._fail({handle.rank: _worker_error(handle, msg)})
         return value
+
+    def _take_reports_in_flight(self, failed) -> None:
+        """Before a failure ends the group, completes the rounds whose other reports are on their way.
+
+        Reports are not a barrier, so the failing rank's last report may be complete
+        before the other ranks' reports of that round have been read; waiting a moment
+        for them keeps that iteration (up to 1 s, only while a round is incomplete).
+        """
+        deadline = time.monotonic() + 1.0
+        others = {h.conn: h for h in self.group.handles if h is not failed and h.rank not in self.finished}
+        while self.pending and others and time.monotonic() < deadline:
+            ready = wait(list(others), max(0.0, deadline - time.monotonic()))
+            if not ready:
+                return
+            for conn in ready:
+                try:
+                    msg = recv(conn)
+                except (EOFError, OSError):
+                    others.pop(conn)
+                    continue
+                if msg[0] != REPORT:
+                    others.pop(conn)
+                    continue
+                self._on_report(others[conn].rank, msg[1], msg[2])
 
     # -- reports --------------------------------------------------------------------------
     def _on_report(self, rank: int, metrics: dict, staged: bool) -> None:
