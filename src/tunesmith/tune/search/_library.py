@@ -531,6 +531,12 @@ class LibrarySearcher(Searcher):
             live = _Live(self._num_suggested, handle, encoded)
         else:
             asked = self._ask(trial_id)
+            while asked is None and self._deterministic and self._num_told < self._num_suggested:
+                # The library waits for results: hand it the next one in suggestion order, when it is in.
+                if self._num_told not in self._finished_buffer:
+                    return None
+                self._flush(self._num_told + 1)
+                asked = self._ask(trial_id)
             if asked is None or isinstance(asked, str):
                 return asked  # not now, or Searcher.FINISHED
             handle, raw = asked
@@ -603,6 +609,13 @@ class LibrarySearcher(Searcher):
             self.add_evaluated_point(result["config"], value)
         except Exception as exc:  # noqa: BLE001 - a foreign config must not stop the run
             logger.debug("%s: could not add the result of an unknown trial: %s", self._name, exc)
+
+    def _flush_all(self) -> None:
+        """Tells the library every held-back result, in suggestion order."""
+        for index in sorted(self._finished_buffer):
+            trial_id, live, result, error = self._finished_buffer.pop(index)
+            self._tell_live(trial_id, live, result, error)
+        self._num_told = self._num_suggested
 
     def _flush(self, upto: int) -> None:
         while self._num_told < upto and self._num_told in self._finished_buffer:

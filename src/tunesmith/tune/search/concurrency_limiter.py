@@ -54,8 +54,10 @@ class ConcurrencyLimiter(_WrappingSearcher):
         return True
 
     def set_search_properties(self, metric, mode, config, **spec) -> bool:
-        # A searcher that limits itself makes this wrapper a pass-through.
-        self._limit_concurrency = not self.searcher.set_max_concurrency(self.max_concurrent)
+        # A searcher that limits itself makes this wrapper a pass-through, unless results
+        # must be held back for whole batches.
+        if not self.batch:
+            self._limit_concurrency = not self.searcher.set_max_concurrency(self.max_concurrent)
         return self.searcher.set_search_properties(metric, mode, config, **spec)
 
     def suggest(self, trial_id: str):
@@ -86,7 +88,8 @@ class ConcurrencyLimiter(_WrappingSearcher):
         self.num_unfinished_live_trials -= 1
         if self.num_unfinished_live_trials <= 0:
             cached, self.cached_results = self.cached_results, {}
-            for tid, (res, err) in cached.items():
+            # In suggestion order (trial ids count up), so a seeded searcher sees the same sequence every run.
+            for tid, (res, err) in sorted(cached.items()):
                 self.searcher.on_trial_complete(tid, result=res, error=err)
                 self.live_trials.discard(tid)
             self.num_unfinished_live_trials = 0

@@ -179,9 +179,9 @@ class Searcher:
             >>> from tunesmith import tune
             >>> from tunesmith.tune.search.optuna import OptunaSearch
             >>> first = tune.Tuner(lambda c: {"loss": c["x"] ** 2}, param_space={"x": tune.uniform(-1, 1)},
-            ...     tune_config=tune.TuneConfig(num_samples=3), run_config=tune.RunConfig(verbose=0)).fit()
+            ...     tune_config=tune.TuneConfig(num_samples=3)).fit()  # doctest: +SKIP
             >>> searcher = OptunaSearch(metric="loss", mode="min")
-            >>> searcher.add_evaluated_trials(first)
+            >>> searcher.add_evaluated_trials(first)  # doctest: +SKIP
         """
         metric = metric if metric is not None else self.metric
         if not isinstance(metric, str):

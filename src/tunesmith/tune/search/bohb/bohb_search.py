@@ -79,6 +79,7 @@ class TuneBOHB(LibrarySearcher):
         self.paused: set[str] = set()
         self._budget_seen: set[str] = set()
         self._warned_no_budget = False
+        self._ever_paused = False
         super().__init__(
             space=space, metric=metric, mode=mode, points_to_evaluate=points_to_evaluate, seed=seed,
             max_concurrent=max_concurrent,
@@ -123,8 +124,9 @@ class TuneBOHB(LibrarySearcher):
     # -- library ----------------------------------------------------------------------
     @property
     def _deterministic(self) -> bool:
-        # HyperBand pauses trials until their rung fills, so results cannot wait for suggestion order.
-        return False
+        # HyperBand pauses trials until their rung fills, so once a trial was paused results
+        # cannot wait for suggestion order any more.
+        return super()._deterministic and not self._ever_paused
 
     def set_max_concurrency(self, max_concurrent: int) -> bool:
         self._max_concurrent = int(max_concurrent)
@@ -225,6 +227,9 @@ class TuneBOHB(LibrarySearcher):
     # -- HyperBandForBOHB hooks ------------------------------------------------------------
     def on_pause(self, trial_id: str) -> None:
         """Called by HyperBandForBOHB when a trial waits at a rung."""
+        if not self._ever_paused:
+            self._ever_paused = True
+            self._flush_all()
         self.paused.add(trial_id)
         self.running.discard(trial_id)
 

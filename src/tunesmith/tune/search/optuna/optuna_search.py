@@ -43,10 +43,15 @@ class OptunaSearch(LibrarySearcher):
         ...     objective,
         ...     param_space={"x": tune.uniform(-5, 5)},
         ...     tune_config=tune.TuneConfig(search_alg=OptunaSearch(seed=0), metric="loss", mode="min", num_samples=4),
-        ...     run_config=tune.RunConfig(verbose=0),
         ... )
-        >>> best = tuner.fit().get_best_result()
-        >>> -5 <= best.config["x"] <= 5
+        >>> best = tuner.fit().get_best_result()  # doctest: +SKIP
+
+        The searcher on its own:
+
+        >>> algo = OptunaSearch({"x": tune.uniform(-5, 5)}, metric="loss", mode="min", seed=0)
+        >>> config = algo.suggest("t1")
+        >>> algo.on_trial_complete("t1", objective(config))
+        >>> -5 <= algo.suggest("t2")["x"] <= 5
         True
     """
 

@@ -164,12 +164,9 @@ class ZOOptSearch(LibrarySearcher):
 
     def _tell(self, trial_id, handle, params, value, error, intermediate) -> None:
         if value is None:
-            # ZOOpt needs every suggestion completed; a failed one counts as the worst seen value.
-            value = self._worst()
-            if value is None:
-                self._optimizer.live_num -= 1
-                return
-            loss = value
+            # ZOOpt needs every suggestion completed; a failed one counts as the worst value seen.
+            worst = self._worst()
+            loss = math.inf if worst is None else worst
         else:
             loss = self._sign() * value
         self._complete(handle, loss)
