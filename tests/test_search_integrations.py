@@ -53,7 +53,15 @@ def make(name: str, seed: int | None = None, **kwargs):
 
 
 def observations(searcher) -> int:
-    """How many finished evaluations the library itself holds."""
+    """How many finished evaluations the searcher holds: told to the library or waiting for their turn.
+
+    A seeded searcher that knows its concurrency hands results to the library in suggestion
+    order; the ones still waiting are part of its saved state.
+    """
+    return _told(searcher) + len(searcher._finished_buffer)
+
+
+def _told(searcher) -> int:
     name = type(searcher).__name__
     if name == "OptunaSearch":
         return sum(1 for t in searcher._study.trials if t.state.name == "COMPLETE")

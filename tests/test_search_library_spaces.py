@@ -297,11 +297,12 @@ def test_bohb_with_hyperband_for_bohb_and_configspace(tmp_path):
 
     cs = CS.ConfigurationSpace(seed=0)
     cs.add([CS.UniformFloatHyperparameter("x", -3, 3), CS.CategoricalHyperparameter("opt", ["sgd", "adam"])])
-    searcher = TuneBOHB(cs, metric="loss", mode="min", seed=0, bohb_config={"min_points_in_model": 3})
+    searcher = TuneBOHB(cs, seed=0, bohb_config={"min_points_in_model": 3})
     scheduler = HyperBandForBOHB(time_attr="training_iteration", max_t=9, reduction_factor=3)
     grid = tune.Tuner(
         bohb_trainable,
-        tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=12),
+        tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=12, metric="loss",
+                                    mode="min"),
         run_config=run_config(tmp_path, "bohb"),
     ).fit()
     assert len(grid) == 12 and grid.num_errors == 0

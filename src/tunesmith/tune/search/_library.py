@@ -356,6 +356,7 @@ class LibrarySearcher(Searcher):
         self._num_told = 0
         self._finished_buffer: dict[int, tuple[str, _Live, dict | None, bool]] = {}
         self._pending_evaluations: list[tuple] = []
+        self._last_suggested = False
         if space is not None:
             self._take_space(space)
 
@@ -454,12 +455,18 @@ class LibrarySearcher(Searcher):
         metrics or modes.
         """
         self._validate_metric_mode(metric, mode)
+        self._last_suggested = False  # a new run asks for configurations again
         for what, mine, theirs in (("metric", self._metric, metric), ("mode", self._mode, mode)):
             if mine is not None and theirs is not None and mine != theirs:
                 raise ValueError(
                     f"{self._name} was created with {what}={mine!r}, but TuneConfig has {what}={theirs!r}. "
                     f"Set `{what}` in one place only (on the searcher or in tune.TuneConfig)."
                 )
+        if self._params is not None and isinstance(config, dict) and has_unresolved_values(config):
+            # A searcher restored from a checkpoint already has this space: taking it again is fine.
+            if self._same_space(config):
+                self._maybe_build()
+                return True
         if self._ready and self._has_space:
             return False
         if self._metric is None and metric is not None:
@@ -474,6 +481,14 @@ class LibrarySearcher(Searcher):
         self._take_space(config)
         self._maybe_build()
         return True
+
+    def _same_space(self, config: dict) -> bool:
+        try:
+            other = parse_space(config, self._name, allow_normal=self._allow_normal,
+                                allow_object_choices=self._allow_object_choices)
+        except ValueError:
+            return False
+        return [(p.name, repr(p.domain)) for p in other] == [(p.name, repr(p.domain)) for p in self._params]
 
     def set_max_concurrency(self, max_concurrent: int) -> bool:
         """The searcher limits concurrency itself (and, when seeded, orders results by it)."""
@@ -502,7 +517,12 @@ class LibrarySearcher(Searcher):
 
     @property
     def _deterministic(self) -> bool:
-        return self._seed is not None and self._max_concurrent > 0
+        return self._seed is not None and self._max_concurrent > 0 and not self._last_suggested
+
+    def _on_last_suggestion(self) -> None:
+        """No configuration will be asked for in this run: results need not wait for their turn."""
+        self._last_suggested = True
+        self._flush_all()
 
     def suggest(self, trial_id: str) -> dict | None:
         if not self._has_space:

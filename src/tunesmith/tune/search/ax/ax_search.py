@@ -14,7 +14,9 @@ def _ax_parameter(p: Param) -> dict:
         values = p.choices()
         if len(values) == 1:
             return {"name": p.name, "type": "fixed", "value": values[0]}
-        return {"name": p.name, "type": "choice", "values": values, "is_ordered": False, "sort_values": False}
+        numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+        # Ax wants numeric choices sorted; string ones keep the user's order.
+        return {"name": p.name, "type": "choice", "values": values, "is_ordered": False, "sort_values": numeric}
     value_type = "int" if p.kind == "int" else "float"
     low, high = (int(p.low), int(p.high)) if value_type == "int" else (float(p.low), float(p.high))
     if low == high:

@@ -1,9 +1,10 @@
 """``HEBOSearch``: Huawei's HEBO (heteroscedastic evolutionary Bayesian optimisation) as a Tune searcher."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 from tunesmith.tune.search._library import GlobalRandomState, LibrarySearcher, Param, parse_space
 
@@ -19,6 +20,33 @@ def _hebo_parameter(p: Param) -> dict:
     if p.kind == "int":
         return {"name": p.name, "type": "int", "lb": int(p.low), "ub": int(p.high)}
     return {"name": p.name, "type": "num", "lb": float(p.low), "ub": float(p.high)}
+
+
+@contextlib.contextmanager
+def _seeded_default_rng(active: bool) -> Iterator[None]:
+    """Seeds the generators pymoo creates without a seed from the (private) global NumPy state.
+
+    HEBO runs pymoo's evolutionary search without a seed, and pymoo >= 0.6.1 then
+    draws one from the operating system, so a seeded HEBO would not repeat itself.
+    Only while HEBO suggests (in the driver's thread), ``numpy.random.default_rng()``
+    without a seed takes one from the global generator, which
+    ``GlobalRandomState`` has set from the searcher's seed.
+    """
+    import numpy as np
+
+    if not active:
+        yield
+        return
+    original = np.random.default_rng
+
+    def default_rng(seed=None):
+        return original(np.random.randint(0, 2**31 - 1) if seed is None else seed)
+
+    np.random.default_rng = default_rng
+    try:
+        yield
+    finally:
+        np.random.default_rng = original
 
 
 class HEBOSearch(LibrarySearcher):
@@ -105,7 +133,7 @@ class HEBOSearch(LibrarySearcher):
     @property
     def _deterministic(self) -> bool:
         # Batches are proposed together; order results by suggestion when seeded.
-        return self._seed is not None
+        return self._seed is not None and not self._last_suggested
 
     def _build(self) -> None:
         from hebo.design_space.design_space import DesignSpace
@@ -144,7 +172,7 @@ class HEBOSearch(LibrarySearcher):
         if not self._batch:
             import torch
 
-            with self._rng.active(), torch.random.fork_rng(devices=[]):
+            with self._rng.active(), torch.random.fork_rng(devices=[]), _seeded_default_rng(self._seed is not None):
                 if self._seed is not None:
                     torch.manual_seed(self._seed + self._num_batches)
                 frame = self._opt.suggest(n_suggestions=max(1, self._max_concurrent))
