@@ -54,7 +54,9 @@ class HEBOSearch(LibrarySearcher):
 
     HEBO proposes a batch of ``max_concurrent`` configurations at a time
     (its MACE acquisition is built for batches); the batch is handed out one
-    trial at a time and a new one is computed when it is used up. The Tune
+    trial at a time and a new one is computed when it is used up. With a
+    seed, the next batch waits for every result before it, so the same seed
+    gives the same configurations. The Tune
     space is converted to a ``hebo`` ``DesignSpace``; a ``DesignSpace`` is
     accepted as ``space`` too.
 
@@ -67,7 +69,7 @@ class HEBOSearch(LibrarySearcher):
         evaluated_rewards: Metric values of ``points_to_evaluate`` that were
             already evaluated; they are observed, not run.
         random_state_seed: Seeds HEBO's sampling (NumPy and torch generators,
-            kept apart from the global ones).
+            reseeded from it before each batch).
         max_concurrent: Trials running at once, and the batch size.
         **kwargs: Passed to ``hebo.optimizers.hebo.HEBO`` (``rand_sample``,
             ``model_name``, ...).
@@ -169,6 +171,8 @@ class HEBOSearch(LibrarySearcher):
         return out
 
     def _ask(self, trial_id: str):
+        if not self._batch and self._deterministic and self._num_told < self._num_suggested:
+            return None  # a seeded run computes the next batch from all results before it
         if not self._batch:
             import torch
 

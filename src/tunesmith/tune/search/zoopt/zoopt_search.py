@@ -29,8 +29,9 @@ class ZOOptSearch(LibrarySearcher):
     searched in log space, ``choice`` as a grid dimension); ZOOpt's own
     ``dim_dict`` (``{name: (ValueType.CONTINUOUS, [low, high], precision)}``)
     is accepted too. ZOOpt draws from the global NumPy and ``random``
-    generators; this searcher keeps its own generator state, so a seed makes
-    it reproducible without touching the user's global random state.
+    generators; with a seed, this searcher reseeds them from its own
+    generator before each call into ZOOpt, so the same seed gives the same
+    configurations.
 
     Args:
         algo: ``"asracos"`` (asynchronous) or ``"sracos"``.
@@ -152,8 +153,16 @@ class ZOOptSearch(LibrarySearcher):
                 # The initial sample completed before ZOOpt closed it: open the next phase.
                 opt.semaphore = 1
                 solution = opt.suggest()
-        if isinstance(solution, str) and solution == "FINISHED":
-            return Searcher.FINISHED
+            if isinstance(solution, str) and solution == "FINISHED":
+                # RACOS's model region holds no unseen point; rather than end before
+                # `num_samples`, explore: a distinct point from the whole space.
+                solution, distinct = opt.distinct_sample(
+                    opt.get_objective().get_dim(), opt._positive_data + opt._negative_data
+                )
+                if not distinct:
+                    return Searcher.FINISHED
+                opt.live_num += 1
+                opt.init_num += 1
         if solution is None:
             return None
         return solution, self._from_x(list(solution.get_x()))

@@ -1,0 +1,377 @@
+"""Search quality and wrapper overhead of the search integrations.
+
+For every searcher, on Branin (2-D, minimum 0.397887) and Hartmann-6 (6-D,
+minimum -3.32237), with 60 trials and 5 seeds, this prints:
+
+* the median over the seeds of the best value found, next to random search's
+  (tunesmith's ``BasicVariantGenerator``), and whether it is better;
+* the per-trial time of tunesmith's wrapper (the driver's path:
+  ``SearchGenerator.next_trial`` -> ``Searcher.suggest``, then
+  ``on_trial_result`` and ``on_trial_complete``) next to the library's own
+  ask/tell loop on the same problem with the same seed, and the difference;
+* the latency of one ``suggest`` after 50 and after 500 completed trials
+  (given through ``add_evaluated_point``), flagging libraries whose
+  suggestions grow slow with the history.
+
+The objective is evaluated in-process (it costs microseconds), so the times
+are the search's own. Results are cached per measurement in a JSON file
+(``--cache``), so an interrupted run goes on where it stopped.
+
+Run: ``python benchmarks/bench_search.py [--searchers optuna,hyperopt,...] [--seeds 5] [--trials 60]``.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import math
+import os
+import statistics
+import sys
+import time
+import warnings
+
+import numpy as np
+
+warnings.filterwarnings("ignore")
+logging.disable(logging.WARNING)
+
+ALL = ["random", "optuna", "hyperopt", "bayesopt", "nevergrad", "zoopt", "bohb", "ax", "hebo"]
+METRIC = "value"
+
+
+# ------------------------------------------------------------------------------------- problems
+
+def branin(x1: float, x2: float) -> float:
+    a, b, c, r, s, t = 1.0, 5.1 / (4 * math.pi**2), 5 / math.pi, 6.0, 10.0, 1 / (8 * math.pi)
+    return a * (x2 - b * x1**2 + c * x1 - r) ** 2 + s * (1 - t) * math.cos(x1) + s
+
+
+_H_ALPHA = np.array([1.0, 1.2, 3.0, 3.2])
+_H_A = np.array([[10, 3, 17, 3.5, 1.7, 8], [0.05, 10, 17, 0.1, 8, 14], [3, 3.5, 1.7, 10, 17, 8],
+                 [17, 8, 0.05, 10, 0.1, 14]])
+_H_P = 1e-4 * np.array([[1312, 1696, 5569, 124, 8283, 5886], [2329, 4135, 8307, 3736, 1004, 9991],
+                        [2348, 1451, 3522, 2883, 3047, 6650], [4047, 8828, 8732, 5743, 1091, 381]])
+
+
+def hartmann6(*x: float) -> float:
+    x = np.asarray(x)
+    return float(-np.sum(_H_ALPHA * np.exp(-np.sum(_H_A * (x - _H_P) ** 2, axis=1))))
+
+
+PROBLEMS = {
+    "branin": {"names": ["x1", "x2"], "bounds": [(-5.0, 10.0), (0.0, 15.0)], "f": branin, "optimum": 0.397887},
+    "hartmann6": {"names": [f"x{i}" for i in range(1, 7)], "bounds": [(0.0, 1.0)] * 6, "f": hartmann6,
+                  "optimum": -3.32237},
+}
+
+
+def tune_space(problem: dict) -> dict:
+    from tunesmith import tune
+
+    return {n: tune.uniform(lo, hi) for n, (lo, hi) in zip(problem["names"], problem["bounds"])}
+
+
+def evaluate(problem: dict, config: dict) -> float:
+    return problem["f"](*[config[n] for n in problem["names"]])
+
+
+# ------------------------------------------------------------------------------------- searchers
+
+def make_searcher(name: str, seed: int, trials: int):
+    if name == "optuna":
+        from tunesmith.tune.search.optuna import OptunaSearch
+
+        return OptunaSearch(seed=seed)
+    if name == "hyperopt":
+        from tunesmith.tune.search.hyperopt import HyperOptSearch
+
+        return HyperOptSearch(random_state_seed=seed)
+    if name == "bayesopt":
+        from tunesmith.tune.search.bayesopt import BayesOptSearch
+
+        return BayesOptSearch(random_state=seed)
+    if name == "nevergrad":
+        from tunesmith.tune.search.nevergrad import NevergradSearch
+
+        return NevergradSearch(optimizer_kwargs={"budget": trials}, seed=seed)
+    if name == "zoopt":
+        from tunesmith.tune.search.zoopt import ZOOptSearch
+
+        return ZOOptSearch(budget=trials, seed=seed)
+    if name == "bohb":
+        from tunesmith.tune.search.bohb import TuneBOHB
+
+        return TuneBOHB(seed=seed)
+    if name == "ax":
+        from tunesmith.tune.search.ax import AxSearch
+
+        return AxSearch(seed=seed)
+    if name == "hebo":
+        from tunesmith.tune.search.hebo import HEBOSearch
+
+        return HEBOSearch(random_state_seed=seed)
+    raise ValueError(name)
+
+
+def run_wrapper(name: str, problem: dict, seed: int, trials: int) -> dict:
+    """``trials`` trials through the driver's search path; returns best value and seconds per trial."""
+    from tunesmith.tune.search.basic_variant import BasicVariantGenerator
+    from tunesmith.tune.search.search_generator import SearchGenerator
+
+    space = tune_space(problem)
+    start = time.perf_counter()
+    if name == "random":
+        gen = BasicVariantGenerator(random_state=seed)
+    else:
+        gen = SearchGenerator(make_searcher(name, seed, trials))
+    gen.set_search_properties(METRIC, "min", space)
+    gen.add_configurations(space, num_samples=trials)
+    best = math.inf
+    eval_s = 0.0
+    for i in range(trials):
+        suggestion = gen.next_trial(f"t_{i:05d}")
+        if suggestion is None:
+            break
+        t0 = time.perf_counter()
+        value = evaluate(problem, suggestion.config)
+        eval_s += time.perf_counter() - t0
+        best = min(best, value)
+        result = {METRIC: value, "training_iteration": 1, "config": suggestion.config}
+        gen.on_trial_result(f"t_{i:05d}", result)
+        gen.on_trial_complete(f"t_{i:05d}", result)
+    elapsed = time.perf_counter() - start - eval_s
+    return {"best": best, "per_trial_s": elapsed / max(1, i + 1), "trials": i + 1}
+
+
+def run_bare(name: str, problem: dict, seed: int, trials: int) -> dict:
+    """The library's own loop on the same problem; returns best value and seconds per trial."""
+    names, bounds, f = problem["names"], problem["bounds"], problem["f"]
+    best = math.inf
+    eval_s = 0.0
+
+    def objective(values: dict) -> float:
+        nonlocal best, eval_s
+        t0 = time.perf_counter()
+        y = f(*[values[n] for n in names])
+        eval_s += time.perf_counter() - t0
+        best = min(best, y)
+        return y
+
+    start = time.perf_counter()
+    if name == "optuna":
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        dists = {n: optuna.distributions.FloatDistribution(lo, hi) for n, (lo, hi) in zip(names, bounds)}
+        study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=seed))
+        for _ in range(trials):
+            trial = study.ask(dists)
+            study.tell(trial, objective(trial.params))
+    elif name == "hyperopt":
+        from hyperopt import Trials, fmin, hp, tpe
+
+        space = {n: hp.uniform(n, lo, hi) for n, (lo, hi) in zip(names, bounds)}
+        fmin(objective, space, algo=tpe.suggest, max_evals=trials, trials=Trials(),
+             rstate=np.random.default_rng(seed), show_progressbar=False)
+    elif name == "bayesopt":
+        from bayes_opt import BayesianOptimization, UtilityFunction
+
+        opt = BayesianOptimization(f=None, pbounds=dict(zip(names, bounds)), random_state=seed, verbose=0,
+                                   allow_duplicate_points=True)
+        utility = UtilityFunction(kind="ucb", kappa=2.576, xi=0.0)
+        for i in range(trials):
+            x = opt.space.array_to_params(opt.space.random_sample()) if i < 10 else opt.suggest(utility)
+            opt.register(params=x, target=-objective(x))
+    elif name == "nevergrad":
+        import nevergrad as ng
+
+        param = ng.p.Dict(**{n: ng.p.Scalar(lower=lo, upper=hi) for n, (lo, hi) in zip(names, bounds)})
+        param.random_state = np.random.RandomState(seed)
+        opt = ng.optimizers.NGOpt(parametrization=param, budget=trials)
+        for _ in range(trials):
+            cand = opt.ask()
+            opt.tell(cand, objective(cand.value))
+    elif name == "zoopt":
+        import zoopt
+
+        dim = zoopt.Dimension2([(zoopt.ValueType.CONTINUOUS, [lo, hi], 1e-10) for lo, hi in bounds])
+        obj = zoopt.Objective(lambda sol: objective(dict(zip(names, sol.get_x()))), dim)
+        zoopt.Opt.min(obj, zoopt.Parameter(budget=trials, seed=seed))
+    elif name == "bohb":
+        import ConfigSpace as CS
+        from hpbandster.optimizers.config_generators.bohb import BOHB
+
+        cs = CS.ConfigurationSpace(seed=seed)
+        cs.add([CS.UniformFloatHyperparameter(n, lo, hi) for n, (lo, hi) in zip(names, bounds)])
+        np.random.seed(seed)
+        gen = BOHB(cs)
+
+        class Job:
+            def __init__(self, config, loss):
+                self.kwargs = {"budget": 1.0, "config": config}
+                self.result = {"loss": loss}
+                self.exception = None
+
+        for _ in range(trials):
+            config, _info = gen.get_config(None)
+            gen.new_result(Job(config, objective(config)))
+    elif name == "ax":
+        from ax.service.ax_client import AxClient
+        from ax.service.utils.instantiation import ObjectiveProperties
+
+        client = AxClient(random_seed=seed, verbose_logging=False)
+        client.create_experiment(
+            parameters=[{"name": n, "type": "range", "bounds": [lo, hi], "value_type": "float"}
+                        for n, (lo, hi) in zip(names, bounds)],
+            objectives={METRIC: ObjectiveProperties(minimize=True)})
+        for _ in range(trials):
+            params, index = client.get_next_trial()
+            client.complete_trial(index, raw_data={METRIC: (objective(params), None)})
+    elif name == "hebo":
+        import pandas as pd
+        import torch
+        from hebo.design_space.design_space import DesignSpace
+        from hebo.optimizers.hebo import HEBO
+
+        space = DesignSpace().parse([{"name": n, "type": "num", "lb": lo, "ub": hi} for n, (lo, hi) in zip(names, bounds)])
+        np.random.seed(seed)
+        torch.manual_seed(seed)
+        opt = HEBO(space, scramble_seed=seed)
+        done = 0
+        while done < trials:
+            batch = opt.suggest(n_suggestions=min(8, trials - done))
+            ys = np.array([[objective(row)] for row in batch.to_dict("records")])
+            opt.observe(pd.DataFrame(batch), ys)
+            done += len(ys)
+    elif name == "random":
+        rng = np.random.default_rng(seed)
+        for _ in range(trials):
+            objective({n: rng.uniform(lo, hi) for n, (lo, hi) in zip(names, bounds)})
+    else:
+        raise ValueError(name)
+    elapsed = time.perf_counter() - start - eval_s
+    return {"best": best, "per_trial_s": elapsed / trials}
+
+
+def overhead(name: str, problem: dict, trials: int, reps: int) -> dict:
+    """Per-trial seconds of the wrapper and of the bare library, same seed, warmed up and interleaved.
+
+    Both loops run once untimed (imports, first-call costs), then ``reps``
+    times each, alternating; the fastest run of each counts.
+    """
+    quiet = open(os.devnull, "w")
+    with contextlib.redirect_stdout(quiet):
+        run_bare(name, problem, 0, min(trials, 12))
+        run_wrapper(name, problem, 0, min(trials, 12))
+        wrapper, bare = [], []
+        for _ in range(reps):
+            bare.append(run_bare(name, problem, 0, trials)["per_trial_s"])
+            wrapper.append(run_wrapper(name, problem, 0, trials)["per_trial_s"])
+    return {"wrapper_s": min(wrapper), "bare_s": min(bare)}
+
+
+def suggest_latency(name: str, history: int, reps: int) -> float:
+    """Seconds for one suggest (and its completion) after ``history`` completed trials on Hartmann-6."""
+    problem = PROBLEMS["hartmann6"]
+    searcher = make_searcher(name, 0, history + reps + 1)
+    space = tune_space(problem)
+    searcher.set_search_properties(METRIC, "min", space)
+    rng = np.random.default_rng(0)
+    for _ in range(history):
+        config = {n: float(rng.uniform(lo, hi)) for n, (lo, hi) in zip(problem["names"], problem["bounds"])}
+        searcher.add_evaluated_point(config, evaluate(problem, config))
+    times = []
+    for i in range(reps):
+        t0 = time.perf_counter()
+        config = searcher.suggest(f"lat_{i}")
+        times.append(time.perf_counter() - t0)
+        if isinstance(config, dict):
+            searcher.on_trial_complete(f"lat_{i}", {METRIC: evaluate(problem, config), "config": config})
+    return statistics.median(times)
+
+
+# ------------------------------------------------------------------------------------------ main
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--searchers", default=",".join(ALL))
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--trials", type=int, default=60)
+    parser.add_argument("--cache", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), ".bench_search.json"))
+    parser.add_argument("--no-latency", action="store_true")
+    args = parser.parse_args()
+    names = [n for n in args.searchers.split(",") if n]
+    cache: dict = {}
+    if os.path.exists(args.cache):
+        with open(args.cache) as fh:
+            cache = json.load(fh)
+
+    def cached(key: str, fn):
+        if key not in cache:
+            cache[key] = fn()
+            with open(args.cache, "w") as fh:
+                json.dump(cache, fh, indent=1)
+        return cache[key]
+
+    # Random search first: every other searcher is compared with it.
+    order = ["random"] + [n for n in names if n != "random"]
+    rows = []
+    for name in order:
+        for pname, problem in PROBLEMS.items():
+            runs = [cached(f"wrap/{name}/{pname}/{seed}/{args.trials}",
+                           lambda s=seed: run_wrapper(name, problem, s, args.trials)) for seed in range(args.seeds)]
+            median = statistics.median(r["best"] for r in runs)
+            if name == "random":
+                wrap_t = bare_t = float("nan")  # no library to compare with
+            else:
+                reps = 1 if name in ("ax", "hebo", "bayesopt") else 3
+                timing = cached(f"overhead/{name}/{pname}/{args.trials}/{reps}",
+                                lambda: overhead(name, problem, args.trials, reps))
+                wrap_t, bare_t = timing["wrapper_s"], timing["bare_s"]
+            rows.append((name, pname, median, wrap_t, bare_t))
+            print(f"{name:10s} {pname:10s} median best {median:10.4f}  wrapper {wrap_t * 1e3:9.2f} ms/trial  "
+                  f"library {bare_t * 1e3:9.2f} ms/trial", flush=True)
+
+    random_median = {p: m for n, p, m, _, _ in rows if n == "random"}
+    print()
+    print(f"Median best value over {args.seeds} seeds, {args.trials} trials (lower is better):")
+    print(f"| searcher | Branin (opt 0.3979) | Hartmann-6 (opt -3.3224) | beats random on both | "
+          f"wrapper ms/trial (Branin, Hartmann-6) | library ms/trial | wrapper overhead |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for name in order:
+        mine = {p: (m, w, b) for n, p, m, w, b in rows if n == name}
+        beats = all(mine[p][0] < random_median[p] for p in PROBLEMS) if name != "random" else None
+        if name == "random":
+            print(f"| random | {mine['branin'][0]:.4f} | {mine['hartmann6'][0]:.4f} | - | - | - | - |")
+            continue
+        overheads = [(mine[p][1] - mine[p][2]) / mine[p][2] * 100 if mine[p][2] > 0 else float("nan") for p in PROBLEMS]
+        extra_ms = [(mine[p][1] - mine[p][2]) * 1e3 for p in PROBLEMS]
+        print(
+            f"| {name} | {mine['branin'][0]:.4f} | {mine['hartmann6'][0]:.4f} | "
+            f"{'-' if beats is None else ('yes' if beats else 'NO')} | "
+            f"{mine['branin'][1] * 1e3:.2f}, {mine['hartmann6'][1] * 1e3:.2f} | "
+            f"{mine['branin'][2] * 1e3:.2f}, {mine['hartmann6'][2] * 1e3:.2f} | "
+            f"{overheads[0]:+.1f}%, {overheads[1]:+.1f}% ({extra_ms[0]:+.2f}, {extra_ms[1]:+.2f} ms) |"
+        )
+
+    if args.no_latency:
+        return
+    print()
+    print("Suggest latency on Hartmann-6 after N completed trials:")
+    print("| searcher | 50 trials | 500 trials | growth |")
+    print("| --- | --- | --- | --- |")
+    for name in order:
+        if name == "random":
+            continue
+        slow = name in ("ax", "hebo", "bayesopt")
+        lat50 = cached(f"lat/{name}/50", lambda: suggest_latency(name, 50, 1 if slow else 5))
+        lat500 = cached(f"lat/{name}/500", lambda: suggest_latency(name, 500, 1 if slow else 5))
+        note = " (grows with the history: limit concurrency or warm-start history)" if lat500 > 0.5 else ""
+        print(f"| {name} | {lat50 * 1e3:.1f} ms | {lat500 * 1e3:.1f} ms | x{lat500 / max(lat50, 1e-9):.1f}{note} |",
+              flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
