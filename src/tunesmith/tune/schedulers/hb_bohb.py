@@ -23,8 +23,10 @@ class HyperBandForBOHB(HyperBandScheduler):
     there is no pipelining or straggler mitigation. When a trial is paused at a
     rung or resumed, the search algorithm hears of it through its optional
     ``on_pause(trial_id)`` / ``on_unpause(trial_id)`` methods, which is how
-    ``TuneBOHB`` learns which budgets are complete. Standalone it behaves like
-    HyperBand with the classic bracket order.
+    ``TuneBOHB`` learns which budgets are complete, and the result that
+    completes a rung carries ``result["hyperband_info"]["budget"]`` (the
+    rung's budget), which ``TuneBOHB`` fits its model on. Standalone it behaves
+    like HyperBand with the classic bracket order.
 
     Args:
         time_attr: The result field that measures training progress.
