@@ -316,7 +316,8 @@ def test_warm_start_from_an_earlier_experiment(tmp_path, name, earlier_experimen
     searcher.add_evaluated_trials(earlier_experiment, metric="loss")  # a path; ResultGrid and analysis work too
     grid = tune.Tuner(
         far, param_space=FAR_SPACE,
-        tune_config=tune.TuneConfig(search_alg=searcher, metric="loss", mode="min", num_samples=6),
+        tune_config=tune.TuneConfig(search_alg=searcher, metric="loss", mode="min", num_samples=6,
+                                    max_concurrent_trials=2),  # seeded and ordered: the same every run
         run_config=run_config(tmp_path, "warm"),
     ).fit()
     assert observations(searcher) == 30 + 6

