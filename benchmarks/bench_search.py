@@ -145,21 +145,13 @@ def run_wrapper(name: str, problem: dict, seed: int, trials: int) -> dict:
     return {"best": best, "per_trial_s": elapsed / max(1, i + 1), "trials": i + 1}
 
 
-def run_bare(name: str, problem: dict, seed: int, trials: int) -> dict:
-    """The library's own loop on the same problem; returns best value and seconds per trial."""
+def bare_steps(name: str, problem: dict, seed: int, trials: int):
+    """The library's own ask/tell loop on the same problem, one trial per ``next()``; yields the value."""
     names, bounds, f = problem["names"], problem["bounds"], problem["f"]
-    best = math.inf
-    eval_s = 0.0
 
     def objective(values: dict) -> float:
-        nonlocal best, eval_s
-        t0 = time.perf_counter()
-        y = f(*[values[n] for n in names])
-        eval_s += time.perf_counter() - t0
-        best = min(best, y)
-        return y
+        return f(*[values[n] for n in names])
 
-    start = time.perf_counter()
     if name == "optuna":
         import optuna
 
@@ -168,13 +160,28 @@ def run_bare(name: str, problem: dict, seed: int, trials: int) -> dict:
         study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=seed))
         for _ in range(trials):
             trial = study.ask(dists)
-            study.tell(trial, objective(trial.params))
+            y = objective(trial.params)
+            study.tell(trial, y)
+            yield y
     elif name == "hyperopt":
-        from hyperopt import Trials, fmin, hp, tpe
+        import hyperopt as hpo
 
-        space = {n: hp.uniform(n, lo, hi) for n, (lo, hi) in zip(names, bounds)}
-        fmin(objective, space, algo=tpe.suggest, max_evals=trials, trials=Trials(),
-             rstate=np.random.default_rng(seed), show_progressbar=False)
+        space = {n: hpo.hp.uniform(n, lo, hi) for n, (lo, hi) in zip(names, bounds)}
+        domain = hpo.base.Domain(lambda c: c, space)
+        hp_trials = hpo.Trials()
+        rng = np.random.default_rng(seed)
+        for _ in range(trials):
+            ids = hp_trials.new_trial_ids(1)
+            hp_trials.refresh()
+            docs = hpo.tpe.suggest(ids, domain, hp_trials, int(rng.integers(2**31 - 1)))
+            hp_trials.insert_trial_docs(docs)
+            hp_trials.refresh()
+            doc = hp_trials._dynamic_trials[-1]
+            y = objective({n: doc["misc"]["vals"][n][0] for n in names})
+            doc["state"] = hpo.base.JOB_STATE_DONE
+            doc["result"] = {"loss": y, "status": hpo.STATUS_OK}
+            hp_trials.refresh()
+            yield y
     elif name == "bayesopt":
         from bayes_opt import BayesianOptimization, UtilityFunction
 
@@ -183,7 +190,9 @@ def run_bare(name: str, problem: dict, seed: int, trials: int) -> dict:
         utility = UtilityFunction(kind="ucb", kappa=2.576, xi=0.0)
         for i in range(trials):
             x = opt.space.array_to_params(opt.space.random_sample()) if i < 10 else opt.suggest(utility)
-            opt.register(params=x, target=-objective(x))
+            y = objective(x)
+            opt.register(params=x, target=-y)
+            yield y
     elif name == "nevergrad":
         import nevergrad as ng
 
@@ -192,13 +201,26 @@ def run_bare(name: str, problem: dict, seed: int, trials: int) -> dict:
         opt = ng.optimizers.NGOpt(parametrization=param, budget=trials)
         for _ in range(trials):
             cand = opt.ask()
-            opt.tell(cand, objective(cand.value))
+            y = objective(cand.value)
+            opt.tell(cand, y)
+            yield y
     elif name == "zoopt":
         import zoopt
+        from zoopt.algos.opt_algorithms.racos.sracos import SRacosTune
 
         dim = zoopt.Dimension2([(zoopt.ValueType.CONTINUOUS, [lo, hi], 1e-10) for lo, hi in bounds])
-        obj = zoopt.Objective(lambda sol: objective(dict(zip(names, sol.get_x()))), dim)
-        zoopt.Opt.min(obj, zoopt.Parameter(budget=trials, seed=seed))
+        np.random.seed(seed)
+        opt = SRacosTune(dimension=dim, parameter=zoopt.Parameter(budget=trials), parallel_num=1)
+        done = 0
+        while done < trials:
+            sol = opt.suggest()
+            if sol is None:
+                opt.semaphore = 1
+                continue
+            y = objective(dict(zip(names, sol.get_x())))
+            opt.complete(sol, y)
+            done += 1
+            yield y
     elif name == "bohb":
         import ConfigSpace as CS
         from hpbandster.optimizers.config_generators.bohb import BOHB
@@ -216,7 +238,9 @@ def run_bare(name: str, problem: dict, seed: int, trials: int) -> dict:
 
         for _ in range(trials):
             config, _info = gen.get_config(None)
-            gen.new_result(Job(config, objective(config)))
+            y = objective(config)
+            gen.new_result(Job(config, y))
+            yield y
     elif name == "ax":
         from ax.service.ax_client import AxClient
         from ax.service.utils.instantiation import ObjectiveProperties
@@ -228,7 +252,9 @@ def run_bare(name: str, problem: dict, seed: int, trials: int) -> dict:
             objectives={METRIC: ObjectiveProperties(minimize=True)})
         for _ in range(trials):
             params, index = client.get_next_trial()
-            client.complete_trial(index, raw_data={METRIC: (objective(params), None)})
+            y = objective(params)
+            client.complete_trial(index, raw_data={METRIC: (y, None)})
+            yield y
     elif name == "hebo":
         import pandas as pd
         import torch
@@ -241,35 +267,56 @@ def run_bare(name: str, problem: dict, seed: int, trials: int) -> dict:
         opt = HEBO(space, scramble_seed=seed)
         done = 0
         while done < trials:
-            batch = opt.suggest(n_suggestions=min(8, trials - done))
-            ys = np.array([[objective(row)] for row in batch.to_dict("records")])
-            opt.observe(pd.DataFrame(batch), ys)
-            done += len(ys)
-    elif name == "random":
-        rng = np.random.default_rng(seed)
-        for _ in range(trials):
-            objective({n: rng.uniform(lo, hi) for n, (lo, hi) in zip(names, bounds)})
+            batch = opt.suggest(n_suggestions=min(8, trials - done)).to_dict("records")
+            ys = []
+            for row in batch:  # handed out one trial at a time, observed as a batch
+                ys.append(objective(row))
+                done += 1
+                yield ys[-1]
+            opt.observe(pd.DataFrame(batch), np.array([[y] for y in ys]))
     else:
         raise ValueError(name)
-    elapsed = time.perf_counter() - start - eval_s
-    return {"best": best, "per_trial_s": elapsed / trials}
 
 
-def overhead(name: str, problem: dict, trials: int, reps: int) -> dict:
-    """Per-trial seconds of the wrapper and of the bare library, same seed, warmed up and interleaved.
+def wrapper_steps(name: str, problem: dict, seed: int, trials: int):
+    """The same trials through tunesmith's driver path, one per ``next()``; yields the value."""
+    from tunesmith.tune.search.search_generator import SearchGenerator
 
-    Both loops run once untimed (imports, first-call costs), then ``reps``
-    times each, alternating; the fastest run of each counts.
+    space = tune_space(problem)
+    gen = SearchGenerator(make_searcher(name, seed, trials))
+    gen.set_search_properties(METRIC, "min", space)
+    gen.add_configurations(space, num_samples=trials)
+    for i in range(trials):
+        suggestion = gen.next_trial(f"t_{i:05d}")
+        value = evaluate(problem, suggestion.config)
+        result = {METRIC: value, "training_iteration": 1, "config": suggestion.config}
+        gen.on_trial_result(f"t_{i:05d}", result)
+        gen.on_trial_complete(f"t_{i:05d}", result)
+        yield value
+
+
+def overhead(name: str, problem: dict, trials: int) -> dict:
+    """Per-trial seconds of the wrapper and of the bare library, run in lockstep.
+
+    The two loops (same seed) advance one trial each in turn, so a busy
+    machine slows both alike. A short run of each comes first, untimed, to
+    pay imports and first-call costs.
     """
-    quiet = open(os.devnull, "w")
-    with contextlib.redirect_stdout(quiet):
-        run_bare(name, problem, 0, min(trials, 12))
-        run_wrapper(name, problem, 0, min(trials, 12))
-        wrapper, bare = [], []
-        for _ in range(reps):
-            bare.append(run_bare(name, problem, 0, trials)["per_trial_s"])
-            wrapper.append(run_wrapper(name, problem, 0, trials)["per_trial_s"])
-    return {"wrapper_s": min(wrapper), "bare_s": min(bare)}
+    with contextlib.redirect_stdout(open(os.devnull, "w")):
+        for warm in (bare_steps(name, problem, 0, 12), wrapper_steps(name, problem, 0, 12)):
+            for _ in warm:
+                pass
+        bare, wrap = bare_steps(name, problem, 0, trials), wrapper_steps(name, problem, 0, trials)
+        bare_s = wrap_s = 0.0
+        for _ in range(trials):
+            t0 = time.perf_counter()
+            next(bare)
+            t1 = time.perf_counter()
+            next(wrap)
+            t2 = time.perf_counter()
+            bare_s += t1 - t0
+            wrap_s += t2 - t1
+    return {"wrapper_s": wrap_s / trials, "bare_s": bare_s / trials}
 
 
 def suggest_latency(name: str, history: int, reps: int) -> float:
@@ -301,6 +348,9 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=60)
     parser.add_argument("--cache", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), ".bench_search.json"))
     parser.add_argument("--no-latency", action="store_true")
+    parser.add_argument("--no-overhead", action="store_true")
+    parser.add_argument("--table-only", action="store_true",
+                        help="print the tables from the cache only, with the seeds measured so far")
     args = parser.parse_args()
     names = [n for n in args.searchers.split(",") if n]
     cache: dict = {}
@@ -310,6 +360,8 @@ def main() -> None:
 
     def cached(key: str, fn):
         if key not in cache:
+            if args.table_only:
+                return None
             cache[key] = fn()
             with open(args.cache, "w") as fh:
                 json.dump(cache, fh, indent=1)
@@ -318,39 +370,40 @@ def main() -> None:
     # Random search first: every other searcher is compared with it.
     order = ["random"] + [n for n in names if n != "random"]
     rows = []
+    nan = float("nan")
     for name in order:
         for pname, problem in PROBLEMS.items():
             runs = [cached(f"wrap/{name}/{pname}/{seed}/{args.trials}",
                            lambda s=seed: run_wrapper(name, problem, s, args.trials)) for seed in range(args.seeds)]
-            median = statistics.median(r["best"] for r in runs)
-            if name == "random":
-                wrap_t = bare_t = float("nan")  # no library to compare with
-            else:
-                reps = 1 if name in ("ax", "hebo", "bayesopt") else 3
-                timing = cached(f"overhead/{name}/{pname}/{args.trials}/{reps}",
-                                lambda: overhead(name, problem, args.trials, reps))
-                wrap_t, bare_t = timing["wrapper_s"], timing["bare_s"]
-            rows.append((name, pname, median, wrap_t, bare_t))
-            print(f"{name:10s} {pname:10s} median best {median:10.4f}  wrapper {wrap_t * 1e3:9.2f} ms/trial  "
-                  f"library {bare_t * 1e3:9.2f} ms/trial", flush=True)
+            runs = [r for r in runs if r is not None]
+            median = statistics.median(r["best"] for r in runs) if runs else nan
+            timing = None
+            if name != "random" and not args.no_overhead:  # random search has no library to compare with
+                timing = cached(f"lockstep/{name}/{pname}/{args.trials}", lambda: overhead(name, problem, args.trials))
+            wrap_t, bare_t = (timing["wrapper_s"], timing["bare_s"]) if timing else (nan, nan)
+            rows.append((name, pname, median, wrap_t, bare_t, len(runs)))
+            print(f"{name:10s} {pname:10s} median best {median:10.4f} ({len(runs)} seeds)  wrapper "
+                  f"{wrap_t * 1e3:9.2f} ms/trial  library {bare_t * 1e3:9.2f} ms/trial", flush=True)
 
-    random_median = {p: m for n, p, m, _, _ in rows if n == "random"}
+    random_median = {p: m for n, p, m, *_ in rows if n == "random"}
     print()
-    print(f"Median best value over {args.seeds} seeds, {args.trials} trials (lower is better):")
-    print(f"| searcher | Branin (opt 0.3979) | Hartmann-6 (opt -3.3224) | beats random on both | "
-          f"wrapper ms/trial (Branin, Hartmann-6) | library ms/trial | wrapper overhead |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+    print(f"Median best value over the seeds, {args.trials} trials (lower is better); per-trial time of the "
+          "wrapper and of the library's own loop, run in lockstep:")
+    print("| searcher | seeds | Branin (opt 0.3979) | Hartmann-6 (opt -3.3224) | beats random on both | "
+          "wrapper ms/trial (Branin, Hartmann-6) | library ms/trial | wrapper overhead |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for name in order:
-        mine = {p: (m, w, b) for n, p, m, w, b in rows if n == name}
-        beats = all(mine[p][0] < random_median[p] for p in PROBLEMS) if name != "random" else None
+        mine = {p: (m, w, b, k) for n, p, m, w, b, k in rows if n == name}
+        seeds = min(v[3] for v in mine.values())
         if name == "random":
-            print(f"| random | {mine['branin'][0]:.4f} | {mine['hartmann6'][0]:.4f} | - | - | - | - |")
+            print(f"| random | {seeds} | {mine['branin'][0]:.4f} | {mine['hartmann6'][0]:.4f} | - | - | - | - |")
             continue
-        overheads = [(mine[p][1] - mine[p][2]) / mine[p][2] * 100 if mine[p][2] > 0 else float("nan") for p in PROBLEMS]
+        beats = all(mine[p][0] < random_median[p] for p in PROBLEMS)
+        overheads = [(mine[p][1] - mine[p][2]) / mine[p][2] * 100 for p in PROBLEMS]
         extra_ms = [(mine[p][1] - mine[p][2]) * 1e3 for p in PROBLEMS]
         print(
-            f"| {name} | {mine['branin'][0]:.4f} | {mine['hartmann6'][0]:.4f} | "
-            f"{'-' if beats is None else ('yes' if beats else 'NO')} | "
+            f"| {name} | {seeds} | {mine['branin'][0]:.4f} | {mine['hartmann6'][0]:.4f} | "
+            f"{'yes' if beats else 'NO'} | "
             f"{mine['branin'][1] * 1e3:.2f}, {mine['hartmann6'][1] * 1e3:.2f} | "
             f"{mine['branin'][2] * 1e3:.2f}, {mine['hartmann6'][2] * 1e3:.2f} | "
             f"{overheads[0]:+.1f}%, {overheads[1]:+.1f}% ({extra_ms[0]:+.2f}, {extra_ms[1]:+.2f} ms) |"
@@ -359,7 +412,7 @@ def main() -> None:
     if args.no_latency:
         return
     print()
-    print("Suggest latency on Hartmann-6 after N completed trials:")
+    print("Suggest latency on Hartmann-6 after N completed trials (given with add_evaluated_point):")
     print("| searcher | 50 trials | 500 trials | growth |")
     print("| --- | --- | --- | --- |")
     for name in order:
@@ -368,7 +421,10 @@ def main() -> None:
         slow = name in ("ax", "hebo", "bayesopt")
         lat50 = cached(f"lat/{name}/50", lambda: suggest_latency(name, 50, 1 if slow else 5))
         lat500 = cached(f"lat/{name}/500", lambda: suggest_latency(name, 500, 1 if slow else 5))
-        note = " (grows with the history: limit concurrency or warm-start history)" if lat500 > 0.5 else ""
+        if lat50 is None or lat500 is None:
+            print(f"| {name} | not measured | not measured | |")
+            continue
+        note = " SLOW: grows with the history; keep concurrency low" if lat500 > 0.5 else ""
         print(f"| {name} | {lat50 * 1e3:.1f} ms | {lat500 * 1e3:.1f} ms | x{lat500 / max(lat50, 1e-9):.1f}{note} |",
               flush=True)
 

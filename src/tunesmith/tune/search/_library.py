@@ -285,8 +285,9 @@ def _finite_number(value: Any) -> bool:
 class LibrarySearcher(Searcher):
     """Base of the searchers that wrap an optimisation library.
 
-    Subclasses set ``_library`` (the name in error messages and the extra to
-    install) and implement the hooks below. The base class converts the Tune
+    Subclasses set ``_extra`` and ``_pip_name`` (what an ImportError tells the
+    user to install) and implement the hooks below (``_build``, ``_ask``,
+    ``_tell``, ``_observe``; the space hooks for the library's own format). The base class converts the Tune
     space, checks metric and mode, feeds ``points_to_evaluate``,
     ``evaluated_rewards`` and warm-start points, limits concurrency, and in a
     seeded run with a known concurrency tells the library the results in
@@ -394,7 +395,10 @@ class LibrarySearcher(Searcher):
                 space, self._name, allow_normal=self._allow_normal, allow_object_choices=self._allow_object_choices
             )
             if not self._params:
-                raise ValueError(f"{self._name}: the search space {space!r} has no parameter to search.")
+                raise ValueError(
+                    f"{self._name}: the search space {space!r} has no parameter to search. Give the Tuner a "
+                    "`param_space` with tune.uniform/randint/choice/... domains, or pass a `space` to the searcher."
+                )
             self._check_params(self._params)
         elif self._is_native_space(space):
             self._native_space = self._check_native_space(space)

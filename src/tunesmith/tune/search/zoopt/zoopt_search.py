@@ -19,6 +19,10 @@ def _dimension(p: Param) -> tuple:
         return (ValueType.CONTINUOUS, [math.log(p.low), math.log(p.high)], 1e-10)
     if p.kind == "int" and p.q is None:
         return (ValueType.DISCRETE, [int(p.low), int(p.high)], True)
+    if p.q is not None:
+        # The multiples of q, by index: RACOS keeps some coordinates of good points exactly, and
+        # two continuous values that round to one multiple would repeat a configuration.
+        return (ValueType.DISCRETE, [round(p.low / p.q), round(p.high / p.q)], True)
     return (ValueType.CONTINUOUS, [float(p.low), float(p.high)], 1e-10)
 
 
@@ -134,7 +138,15 @@ class ZOOptSearch(LibrarySearcher):
         values = dict(zip(self._dim_keys, x))
         if self._params is None:
             return values
-        return {p.name: (math.exp(values[p.name]) if p.log else values[p.name]) for p in self._params}
+        out = {}
+        for p in self._params:
+            v = values[p.name]
+            if p.log:
+                v = math.exp(v)
+            elif p.q is not None:
+                v = v * p.q
+            out[p.name] = v
+        return out
 
     def _to_x(self, params: dict) -> list:
         if self._params is None:
@@ -142,7 +154,11 @@ class ZOOptSearch(LibrarySearcher):
         out = []
         for p in self._params:
             v = p.encode(p.decode(params[p.name]))
-            out.append(math.log(v) if p.log else v)
+            if p.log:
+                v = math.log(v)
+            elif p.q is not None:
+                v = int(round(v / p.q))
+            out.append(v)
         return out
 
     def _ask(self, trial_id: str):
