@@ -134,7 +134,7 @@ def test_add_evaluated_trials_feeds_finished_trials():
         "loss",
     )
     assert recorder.points == [({"x": 1}, 0.5, False), ({"x": 2}, None, True)]
-    with pytest.raises(ValueError, match="reported the metric 'acc'"):
+    with pytest.raises(ValueError, match="finished with the metric 'acc'"):
         recorder.add_evaluated_trials([FakeTrial({"x": 1}, "TERMINATED", {"loss": 1})], "acc")
 
 

@@ -23,8 +23,10 @@ class HyperBandForBOHB(HyperBandScheduler):
     there is no pipelining or straggler mitigation. When a trial is paused at a
     rung or resumed, the search algorithm hears of it through its optional
     ``on_pause(trial_id)`` / ``on_unpause(trial_id)`` methods, which is how
-    ``TuneBOHB`` learns which budgets are complete. Standalone it behaves like
-    HyperBand with the classic bracket order.
+    ``TuneBOHB`` learns which budgets are complete, and the result that
+    completes a rung carries ``result["hyperband_info"]["budget"]`` (the
+    rung's budget), which ``TuneBOHB`` fits its model on. Standalone it behaves
+    like HyperBand with the classic bracket order.
 
     Args:
         time_attr: The result field that measures training progress.
@@ -45,6 +47,17 @@ class HyperBandForBOHB(HyperBandScheduler):
 
     def _supports_search_alg(self, search_alg) -> bool:
         return is_default_searcher(search_alg) or "TuneBOHB" in class_names(unwrap_searcher(search_alg))
+
+    def on_trial_result(self, tune_controller, trial: "Trial", result: dict) -> str:
+        # Like Ray, mark the result that completes a rung with the rung's budget, so that
+        # TuneBOHB can fit its model per budget.
+        info = self._trial_info.get(trial.trial_id)
+        budget = info[0]._cumul_r if info is not None else None
+        decision = super().on_trial_result(tune_controller, trial, result)
+        result["hyperband_info"] = {}
+        if budget is not None and result.get(self._time_attr, -1) >= budget:
+            result["hyperband_info"]["budget"] = budget
+        return decision
 
     def _next_bracket_index(self, cur_band: list) -> int:
         # Largest bracket first, as in the original HyperBand.

@@ -50,12 +50,29 @@ _LAZY = {
     "sample": f"{_S}.sample:",
     "variant_generator": f"{_S}.variant_generator:",
     "basic_variant": f"{_S}.basic_variant:",
+    # integrations: the subpackage imports nothing until its searcher is built
+    "optuna": f"{_S}.optuna:",
+    "hyperopt": f"{_S}.hyperopt:",
+    "bayesopt": f"{_S}.bayesopt:",
+    "bohb": f"{_S}.bohb:",
+    "nevergrad": f"{_S}.nevergrad:",
+    "zoopt": f"{_S}.zoopt:",
+    "ax": f"{_S}.ax:",
+    "hebo": f"{_S}.hebo:",
 }
 
 # name -> "module:Class"; integrations register here and are imported only when asked for.
 SEARCH_ALG_IMPORT: dict[str, str] = {
     "variant_generator": f"{_S}.basic_variant:BasicVariantGenerator",
     "random": f"{_S}.basic_variant:BasicVariantGenerator",
+    "ax": f"{_S}.ax.ax_search:AxSearch",
+    "hyperopt": f"{_S}.hyperopt.hyperopt_search:HyperOptSearch",
+    "bayesopt": f"{_S}.bayesopt.bayesopt_search:BayesOptSearch",
+    "bohb": f"{_S}.bohb.bohb_search:TuneBOHB",
+    "nevergrad": f"{_S}.nevergrad.nevergrad_search:NevergradSearch",
+    "optuna": f"{_S}.optuna.optuna_search:OptunaSearch",
+    "zoopt": f"{_S}.zoopt.zoopt_search:ZOOptSearch",
+    "hebo": f"{_S}.hebo.hebo_search:HEBOSearch",
 }
 
 __all__ = sorted(set(_LAZY) | {"create_searcher", "SEARCH_ALG_IMPORT"})

@@ -46,14 +46,21 @@ class ConcurrencyLimiter(_WrappingSearcher):
         self.live_trials: set[str] = set()
         self.num_unfinished_live_trials = 0
         self.cached_results: dict[str, tuple[dict | None, bool]] = {}
-        # A searcher that limits concurrency itself makes this wrapper a pass-through.
-        self._limit_concurrency = not self.searcher.set_max_concurrency(self.max_concurrent)
+        # A searcher that limits concurrency itself makes this wrapper a pass-through (not in
+        # batch mode, where results are held back for whole batches).
+        self._limit_concurrency = self.batch or not self.searcher.set_max_concurrency(self.max_concurrent)
 
     def set_max_concurrency(self, max_concurrent: int) -> bool:
         _check_max_concurrent(max_concurrent)
         self.max_concurrent = int(max_concurrent)
-        self._limit_concurrency = not self.searcher.set_max_concurrency(self.max_concurrent)
+        self._limit_concurrency = self.batch or not self.searcher.set_max_concurrency(self.max_concurrent)
         return True
+
+    def set_search_properties(self, metric, mode, config, **spec) -> bool:
+        # A searcher that limits itself makes this wrapper a pass-through, unless results
+        # must be held back for whole batches.
+        self._limit_concurrency = self.batch or not self.searcher.set_max_concurrency(self.max_concurrent)
+        return self.searcher.set_search_properties(metric, mode, config, **spec)
 
     def suggest(self, trial_id: str):
         if not self._limit_concurrency:
@@ -83,7 +90,8 @@ class ConcurrencyLimiter(_WrappingSearcher):
         self.num_unfinished_live_trials -= 1
         if self.num_unfinished_live_trials <= 0:
             cached, self.cached_results = self.cached_results, {}
-            for tid, (res, err) in cached.items():
+            # In suggestion order (trial ids count up), so a seeded searcher sees the same sequence every run.
+            for tid, (res, err) in sorted(cached.items()):
                 self.searcher.on_trial_complete(tid, result=res, error=err)
                 self.live_trials.discard(tid)
             self.num_unfinished_live_trials = 0

@@ -154,6 +154,8 @@ class SearchGenerator(SearchAlgorithm):
         config = _merge(_copy_structure(self._space), _copy_structure(suggestion))
         resolve_config(config)
         self._counter += 1
+        if self.is_finished():
+            _tell_last_suggestion(self.searcher)
         return TrialSuggestion(
             config=config,
             evaluated_params=flatten_dict(suggestion),
@@ -188,6 +190,18 @@ class SearchGenerator(SearchAlgorithm):
 
     def has_checkpoint(self, dirpath: str) -> bool:
         return _newest(dirpath, self.CKPT_FILE_TMPL.format("*")) is not None and self.searcher.has_checkpoint(dirpath)
+
+
+def _tell_last_suggestion(searcher: Searcher) -> None:
+    """Lets a searcher (inside any wrappers) know that no more configurations will be asked for."""
+    for _ in range(8):
+        hook = getattr(searcher, "_on_last_suggestion", None)
+        if hook is not None:
+            hook()
+        inner = getattr(searcher, "searcher", None)
+        if inner is None or inner is searcher:
+            return
+        searcher = inner
 
 
 def _check_no_grid(space: Any, searcher: Searcher) -> None:

@@ -44,6 +44,27 @@ def _load(path: str) -> Any:
         return pickle.load(f)
 
 
+def _trials_of(source: Any) -> list:
+    """The Trials of a ResultGrid, ExperimentAnalysis, experiment path, Trial or list of Trials."""
+    if isinstance(source, (str, os.PathLike)):
+        from tunesmith.tune.analysis.experiment_analysis import ExperimentAnalysis
+
+        source = ExperimentAnalysis(os.fspath(source))
+    analysis = getattr(source, "_experiment_analysis", None)
+    if analysis is not None:  # a ResultGrid
+        source = analysis
+    if hasattr(source, "trials") and not isinstance(source, (list, tuple)):
+        return list(source.trials)
+    if isinstance(source, (list, tuple)):
+        return list(source)
+    if hasattr(source, "last_result") and hasattr(source, "config"):
+        return [source]
+    raise TypeError(
+        "Expected a ResultGrid, an ExperimentAnalysis, an experiment path, a Trial or a list of Trials, "
+        f"got {type(source).__name__}."
+    )
+
+
 def _newest(dirpath: str, pattern: str) -> str | None:
     paths = glob.glob(os.path.join(glob.escape(dirpath), pattern))
     return max(paths) if paths else None
@@ -140,36 +161,48 @@ class Searcher:
         """Tells the searcher about a configuration evaluated outside this search."""
         raise NotImplementedError(f"{type(self).__name__} does not support add_evaluated_point().")
 
-    def add_evaluated_trials(self, trials_or_analysis: Any, metric: str) -> None:
-        """Calls :meth:`add_evaluated_point` for each finished trial of a previous run.
+    def add_evaluated_trials(self, trials_or_analysis: Any, metric: str | None = None) -> None:
+        """Warm-starts the searcher with the finished trials of an earlier run.
+
+        Calls :meth:`add_evaluated_point` for every trial that ended
+        (``TERMINATED`` with ``metric`` in its last result, or ``ERROR``), so
+        a new search starts from what an earlier experiment learned.
 
         Args:
-            trials_or_analysis: A Trial, a list of Trials, or an object with a
-                ``trials`` attribute (ExperimentAnalysis).
-            metric: The result key to read each trial's value from.
+            trials_or_analysis: A ``ResultGrid`` (what ``Tuner.fit()``
+                returns), an ``ExperimentAnalysis``, the path of an
+                experiment directory, a ``Trial`` or a list of Trials.
+            metric: The result key to read each trial's value from; defaults
+                to the searcher's metric.
+
+        Example:
+            >>> from tunesmith import tune
+            >>> from tunesmith.tune.search.optuna import OptunaSearch
+            >>> first = tune.Tuner(lambda c: {"loss": c["x"] ** 2}, param_space={"x": tune.uniform(-1, 1)},
+            ...     tune_config=tune.TuneConfig(num_samples=3)).fit()  # doctest: +SKIP
+            >>> searcher = OptunaSearch(metric="loss", mode="min")
+            >>> searcher.add_evaluated_trials(first)  # doctest: +SKIP
         """
-        if hasattr(trials_or_analysis, "trials"):
-            trials = list(trials_or_analysis.trials)
-        elif isinstance(trials_or_analysis, (list, tuple)):
-            trials = list(trials_or_analysis)
-        else:
-            trials = [trials_or_analysis]
+        metric = metric if metric is not None else self.metric
+        if not isinstance(metric, str):
+            raise ValueError(
+                f"{type(self).__name__}.add_evaluated_trials: pass the `metric` to read from the trials "
+                f"(the searcher has metric={self.metric!r})."
+            )
+        trials = _trials_of(trials_or_analysis)
         found = False
         for trial in trials:
             last = getattr(trial, "last_result", None) or {}
             status = getattr(trial, "status", None)
-            if status not in ("TERMINATED", "ERROR"):
-                continue
-            if metric in last:
+            if status == "TERMINATED" and metric in last:
                 found = True
-            self.add_evaluated_point(
-                parameters=trial.config,
-                value=last.get(metric),
-                error=status == "ERROR",
-                pruned=bool(last.get("done") is False and status == "TERMINATED"),
-            )
+                self.add_evaluated_point(parameters=trial.config, value=last[metric])
+            elif status == "ERROR":
+                self.add_evaluated_point(parameters=trial.config, value=None, error=True)
         if trials and not found:
-            raise ValueError(f"None of the given trials reported the metric {metric!r}.")
+            raise ValueError(
+                f"None of the {len(trials)} given trials finished with the metric {metric!r}; check the metric name."
+            )
 
     # ------------------------------------------------------------------ state
 

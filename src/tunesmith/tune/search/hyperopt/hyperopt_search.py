@@ -1,0 +1,227 @@
+"""``HyperOptSearch``: HyperOpt's Tree-structured Parzen Estimators as a Tune searcher."""
+from __future__ import annotations
+
+import copy
+import functools
+import math
+from typing import Any, Sequence
+
+from tunesmith.tune.search._library import LibrarySearcher, Param, parse_space
+
+
+def _identity(config: Any) -> Any:
+    return config
+
+
+class HyperOptSearch(LibrarySearcher):
+    """Searches with `HyperOpt <http://hyperopt.github.io/hyperopt>`_'s TPE.
+
+    The Tune search space is converted to ``hp.*`` expressions; a HyperOpt
+    space (a dict of ``hp.*`` expressions, conditional ``hp.choice`` spaces
+    included) is accepted too. For a HyperOpt space, ``points_to_evaluate``
+    follow HyperOpt's convention: a ``hp.choice`` is given by its index.
+
+    Args:
+        space: A Tune search space or a HyperOpt space. None takes the
+            Tuner's ``param_space``.
+        metric: The result key to optimise.
+        mode: ``"min"`` or ``"max"``.
+        points_to_evaluate: Configurations to run first.
+        n_initial_points: Random configurations before TPE takes over.
+        random_state_seed: Seeds the search.
+        gamma: TPE's quantile that splits good from bad configurations.
+
+    Example:
+        >>> from tunesmith import tune
+        >>> from tunesmith.tune.search.hyperopt import HyperOptSearch
+        >>> algo = HyperOptSearch(
+        ...     {"x": tune.uniform(0, 1)}, metric="loss", mode="min", random_state_seed=0, n_initial_points=2
+        ... )
+        >>> config = algo.suggest("t1")
+        >>> algo.on_trial_complete("t1", {"loss": config["x"]})
+        >>> 0 <= algo.suggest("t2")["x"] <= 1
+        True
+    """
+
+    _extra = "hyperopt"
+    _pip_name = "hyperopt"
+    _allow_normal = True
+
+    def __init__(
+        self,
+        space: dict | None = None,
+        metric: str | None = None,
+        mode: str | None = None,
+        points_to_evaluate: Sequence[dict] | None = None,
+        n_initial_points: int = 20,
+        random_state_seed: int | None = None,
+        gamma: float = 0.25,
+    ):
+        self._require("hyperopt")
+        if not isinstance(n_initial_points, int) or n_initial_points < 0:
+            raise ValueError(f"HyperOptSearch: `n_initial_points` must be an integer >= 0, got {n_initial_points!r}.")
+        if not (isinstance(gamma, (int, float)) and 0 < gamma < 1):
+            raise ValueError(f"HyperOptSearch: `gamma` must be between 0 and 1, got {gamma!r}.")
+        self._n_initial_points = n_initial_points
+        self._gamma = float(gamma)
+        self._trials = None
+        self._domain = None
+        self._rng = None
+        super().__init__(
+            space=space, metric=metric, mode=mode, points_to_evaluate=points_to_evaluate, seed=random_state_seed
+        )
+
+    # -- spaces ---------------------------------------------------------------------
+    def _is_native_space(self, space: Any) -> bool:
+        from hyperopt.pyll import Apply
+
+        def has_apply(value: Any) -> bool:
+            if isinstance(value, Apply):
+                return True
+            if isinstance(value, dict):
+                return any(has_apply(v) for v in value.values())
+            if isinstance(value, (list, tuple)):
+                return any(has_apply(v) for v in value)
+            return False
+
+        return isinstance(space, dict) and has_apply(space)
+
+    def _native_space_description(self) -> str:
+        return "a dict of hyperopt `hp.*` expressions"
+
+    @staticmethod
+    def _expression(p: Param) -> Any:
+        from hyperopt import hp
+
+        if p.kind == "categorical":
+            return hp.choice(p.name, p.choices())
+        if p.is_normal:
+            if p.q is not None:
+                return hp.qnormal(p.name, p.mean, p.sd, p.q)
+            return hp.normal(p.name, p.mean, p.sd)
+        if p.log:
+            low, high = math.log(p.low), math.log(p.high)
+            if p.q is not None or p.kind == "int":
+                return hp.qloguniform(p.name, low, high, p.q or 1)
+            return hp.loguniform(p.name, low, high)
+        if p.q is not None or p.kind == "int":
+            return hp.quniform(p.name, p.low, p.high, p.q or 1)
+        return hp.uniform(p.name, p.low, p.high)
+
+    @staticmethod
+    def convert_search_space(spec: dict) -> dict:
+        """Converts a Tune search space into a dict of ``hp.*`` expressions (flat ``/`` names).
+
+        Example:
+            >>> from tunesmith import tune
+            >>> space = HyperOptSearch.convert_search_space({"lr": tune.loguniform(1e-4, 1e-1)})
+            >>> sorted(space)
+            ['lr']
+        """
+        return {p.name: HyperOptSearch._expression(p) for p in parse_space(spec, "HyperOptSearch", allow_normal=True)}
+
+    # -- library ----------------------------------------------------------------------
+    def _build(self) -> None:
+        import hyperopt as hpo
+        import numpy as np
+
+        if self._params is not None:
+            space = {p.name: self._expression(p) for p in self._params}
+        else:
+            space = self._native_space
+        self._domain = hpo.base.Domain(_identity, space)
+        self._trials = hpo.Trials()
+        self._rng = np.random.default_rng(self._seed)
+        self._algo = functools.partial(hpo.tpe.suggest, n_startup_jobs=self._n_initial_points, gamma=self._gamma)
+
+    def _config_from_vals(self, doc: dict) -> dict:
+        import hyperopt as hpo
+
+        vals = doc["misc"]["vals"]
+        if self._params is not None:
+            raw = {}
+            for p in self._params:
+                value = vals[p.name][0]
+                raw[p.name] = p.choices()[int(value)] if p.kind == "categorical" else value
+            return raw
+        config = hpo.base.spec_from_misc(doc["misc"])
+        ctrl = hpo.base.Ctrl(self._trials, current_trial=doc)
+        memo = self._domain.memo_from_config(config)
+        hpo.utils.use_obj_for_literal_in_memo(self._domain.expr, ctrl, hpo.base.Ctrl, memo)
+        return copy.deepcopy(
+            hpo.pyll.rec_eval(self._domain.expr, memo=memo, print_node_on_error=False)
+        )
+
+    def _ask(self, trial_id: str):
+        trials = self._trials
+        new_ids = trials.new_trial_ids(1)
+        trials.refresh()
+        docs = self._algo(new_ids, self._domain, trials, int(self._rng.integers(2**31 - 1)))
+        trials.insert_trial_docs(docs)
+        trials.refresh()
+        doc = trials._dynamic_trials[-1]
+        return doc["tid"], self._config_from_vals(doc)
+
+    def _vals_of(self, params: dict) -> dict:
+        if self._params is not None:
+            return {p.name: [p.choices().index(params[p.name]) if p.kind == "categorical" else params[p.name]]
+                    for p in self._params}
+        # A HyperOpt space: values as HyperOpt stores them (choice indices); inactive ones are empty.
+        return {name: ([params[name]] if name in params else []) for name in self._domain.params}
+
+    def _insert(self, vals: dict) -> int:
+        import hyperopt as hpo
+
+        trials = self._trials
+        tid = trials.new_trial_ids(1)[0]
+        misc = {
+            "tid": tid,
+            "cmd": self._domain.cmd,
+            "workdir": self._domain.workdir,
+            "idxs": {k: ([tid] if v else []) for k, v in vals.items()},
+            "vals": vals,
+        }
+        docs = trials.new_trial_docs([tid], [None], [{"status": hpo.STATUS_NEW}], [misc])
+        trials.insert_trial_docs(docs)
+        trials.refresh()
+        return tid
+
+    def _doc(self, tid: int) -> dict:
+        for doc in reversed(self._trials._dynamic_trials):
+            if doc["tid"] == tid:
+                return doc
+        raise KeyError(tid)
+
+    def _ask_point(self, trial_id: str, point: dict):
+        tid = self._insert(self._vals_of(point))
+        if self._params is None:
+            config = self._config_from_vals(self._doc(tid))
+            point.clear()
+            point.update(config)
+        return tid
+
+    def _finish(self, tid: int, value: Any, error: bool) -> None:
+        import hyperopt as hpo
+
+        doc = self._doc(tid)
+        doc["refresh_time"] = hpo.utils.coarse_utcnow()
+        if value is None:
+            doc["state"] = hpo.base.JOB_STATE_ERROR
+            doc["misc"]["error"] = ("TuneError", "the trial failed" if error else "the trial reported no metric")
+        else:
+            doc["state"] = hpo.base.JOB_STATE_DONE
+            doc["result"] = {"loss": self._sign() * value, "status": hpo.STATUS_OK}
+        self._trials.refresh()
+
+    def _tell(self, trial_id, handle, params, value, error, intermediate) -> None:
+        self._finish(handle, value, error)
+
+    def _observe(self, params, value, error, pruned, intermediate) -> None:
+        if self._params is None:
+            raise TypeError(
+                "HyperOptSearch adds evaluated points to a Tune search space only: a HyperOpt space's "
+                "configurations cannot be mapped back to HyperOpt's values in general. Pass the space as "
+                "`param_space` (tune.uniform/choice/...) to warm-start."
+            )
+        tid = self._insert(self._vals_of(params))
+        self._finish(tid, None if error else value, error)

@@ -1,0 +1,412 @@
+"""The eight search library integrations, each through ``Tuner.fit()`` with the real library.
+
+Every integration gets the same checks: every domain type converts and comes
+back exactly, unsupported domains fail before any trial, ``points_to_evaluate``
+run first, a seed reproduces the configurations with two trials at once, an
+interrupted search continues after ``Tuner.restore`` without repeating a
+configuration or losing an observation, a warm start from an earlier
+experiment steers the search, failed trials and ``ConcurrencyLimiter(batch=True)``
+do not stop it, and a missing library names the extra to install. Ax and
+HEBO fit a model per suggestion and run under the ``slow_search`` marker.
+"""
+from __future__ import annotations
+
+import math
+import os
+import statistics
+import sys
+
+import pytest
+
+from tunesmith import tune
+from tunesmith.tune.search import ConcurrencyLimiter, create_searcher
+from tunesmith.tune.search.sample import Quantized
+
+SLOW = {"ax", "hebo"}
+ALL = ["optuna", "hyperopt", "bayesopt", "nevergrad", "zoopt", "bohb", "ax", "hebo"]
+MODULES = {
+    "optuna": "optuna",
+    "hyperopt": "hyperopt",
+    "bayesopt": "bayes_opt",
+    "nevergrad": "nevergrad",
+    "zoopt": "zoopt",
+    "bohb": "hpbandster",
+    "ax": "ax",
+    "hebo": "hebo",
+}
+
+
+def _params(names=ALL):
+    return [pytest.param(n, marks=[pytest.mark.slow_search] if n in SLOW else []) for n in names]
+
+
+def make(name: str, seed: int | None = None, **kwargs):
+    """A searcher of the integration ``name``, seeded under the argument name it uses."""
+    seed_arg = {"hyperopt": "random_state_seed", "bayesopt": "random_state", "hebo": "random_state_seed"}.get(
+        name, "seed"
+    )
+    extra = {"zoopt": {"budget": 60}, "hyperopt": {"n_initial_points": 4}, "bayesopt": {"random_search_steps": 4}}
+    args = {**extra.get(name, {}), **kwargs}
+    if seed is not None:
+        args[seed_arg] = seed
+    return create_searcher(name, **args)
+
+
+def observations(searcher) -> int:
+    """How many finished evaluations the searcher holds: told to the library or waiting for their turn.
+
+    A seeded searcher that knows its concurrency hands results to the library in suggestion
+    order; the ones still waiting are part of its saved state.
+    """
+    return _told(searcher) + len(searcher._finished_buffer)
+
+
+def _told(searcher) -> int:
+    name = type(searcher).__name__
+    if name == "OptunaSearch":
+        return sum(1 for t in searcher._study.trials if t.state.name == "COMPLETE")
+    if name == "HyperOptSearch":
+        return sum(1 for d in searcher._trials.trials if d["state"] == 2)  # JOB_STATE_DONE
+    if name == "BayesOptSearch":
+        return len(searcher._optimizer.space)
+    if name == "NevergradSearch":
+        return searcher._opt.num_tell
+    if name == "ZOOptSearch":
+        return searcher._optimizer.complete_num
+    if name == "TuneBOHB":
+        return sum(len(v) for v in searcher._bohber.losses.values())
+    if name == "AxSearch":
+        return sum(1 for t in searcher._client().experiment.trials.values() if t.status.is_completed)
+    if name == "HEBOSearch":
+        return int(searcher._opt.y.shape[0])
+    raise AssertionError(name)
+
+
+def run_config(tmp_path, name, **kwargs):
+    return tune.RunConfig(name=name, storage_path=str(tmp_path / "storage"), verbose=0, **kwargs)
+
+
+# ---------------------------------------------------------------------------------- every domain
+
+SPACE = {
+    "opt": {
+        "lr": tune.qloguniform(1e-4, 1e-1, 5e-5),
+        "wd": tune.loguniform(1e-6, 1e-2),
+        "momentum": tune.uniform(0.5, 0.99),
+        "frac": tune.quniform(0.0, 1.0, 0.25),
+    },
+    "layers": tune.randint(1, 4),
+    "width": tune.qrandint(16, 128, 16),
+    "batch": tune.lograndint(8, 257),
+    "heads": tune.qlograndint(2, 32, 2),
+    "act": tune.choice(["relu", "tanh"]),
+    "arch": tune.choice([{"depth": 2}, {"depth": 3}]),
+    "flag": tune.choice([True, False]),
+    "seed": 7,
+    "nested": {"const": "x"},
+}
+POINT = {
+    "opt": {"lr": 0.00125, "wd": 1e-4, "momentum": 0.9, "frac": 0.5},
+    "layers": 2,
+    "width": 64,
+    "batch": 32,
+    "heads": 8,
+    "act": "tanh",
+    "arch": {"depth": 3},
+    "flag": False,
+}
+
+
+def score(config):
+    return {
+        "loss": (config["opt"]["momentum"] - 0.9) ** 2 + config["layers"] + config["opt"]["frac"]
+        + (config["act"] == "relu") + config["arch"]["depth"] * 0.1 + math.log(config["batch"]) * 0.01
+    }
+
+
+def _check_value(path, domain, value):
+    assert domain.is_valid(value), (path, domain, value)
+    sampler = domain.get_sampler()
+    if isinstance(sampler, Quantized):
+        k = value / sampler.q
+        assert abs(k - round(k)) < 1e-9, (path, value, sampler.q)
+    if isinstance(domain, tune.search.Integer):
+        assert type(value) is int, (path, value)
+    if isinstance(domain, tune.search.Float):
+        assert type(value) is float, (path, value)
+
+
+def check_config(config):
+    for key in ("lr", "wd", "momentum", "frac"):
+        _check_value(("opt", key), SPACE["opt"][key], config["opt"][key])
+    for key in ("layers", "width", "batch", "heads", "act", "arch", "flag"):
+        _check_value((key,), SPACE[key], config[key])
+    assert config["seed"] == 7 and config["nested"] == {"const": "x"}
+
+
+@pytest.mark.parametrize("name", _params())
+def test_every_domain_type_round_trips_and_points_run_first(tmp_path, name):
+    searcher = make(name, seed=1, points_to_evaluate=[POINT])
+    grid = tune.Tuner(
+        score, param_space=SPACE,
+        tune_config=tune.TuneConfig(search_alg=searcher, metric="loss", mode="min", num_samples=5),
+        run_config=run_config(tmp_path, "domains"),
+    ).fit()
+    assert len(grid) == 5 and grid.num_errors == 0
+    results = sorted(grid, key=lambda r: r.metrics["trial_id"])
+    first = results[0].config
+    assert {k: first[k] for k in POINT} == POINT
+    for result in results:
+        check_config(result.config)
+    # Many more suggestions straight from the searcher: every one is in its domain.
+    for i in range(12):
+        config = searcher.suggest(f"extra_{i}")
+        if not isinstance(config, dict):
+            break
+        merged = {**config, "seed": 7, "nested": {"const": "x"}}
+        check_config(merged)
+        searcher.on_trial_complete(f"extra_{i}", {"loss": score(merged)["loss"], "config": merged})
+
+
+def _space_with(domain):
+    return {"x": tune.uniform(0, 1), "bad": domain}
+
+
+@pytest.mark.parametrize("name", _params())
+def test_unsupported_domains_fail_before_any_trial(tmp_path, name):
+    def never(config):  # pragma: no cover - must not run
+        raise AssertionError("no trial may start")
+
+    cases = [
+        (tune.grid_search([1, 2]), "grid_search"),
+        (tune.sample_from(lambda spec: 1), "sample_from"),
+    ]
+    if name != "hyperopt":
+        cases.append((tune.randn(0, 1), "normal"))
+    searcher_cls = type(make(name, seed=0)).__name__
+    for domain, what in cases:
+        with pytest.raises(ValueError) as info:
+            tune.Tuner(
+                never, param_space={"model": _space_with(domain)},
+                tune_config=tune.TuneConfig(search_alg=make(name, seed=0), metric="loss", mode="min", num_samples=2),
+                run_config=run_config(tmp_path, f"bad_{what}"),
+            ).fit()
+        message = str(info.value)
+        assert "model/bad" in message and searcher_cls in message, message
+        assert what in message.replace("grid search", "grid_search").replace("randn", "normal"), message
+    started = [d for _, dirs, _ in os.walk(tmp_path) for d in dirs if d.startswith("never_")]
+    assert started == []  # no trial directory was made
+
+
+# ------------------------------------------------------------------------------ reproducibility
+
+def quadratic(config):
+    return {"loss": (config["x"] - 0.3) ** 2 + (config["y"] - 0.6) ** 2 + 0.1 * config["k"]}
+
+
+SMALL_SPACE = {"x": tune.uniform(0, 1), "y": tune.quniform(0, 1, 0.05), "k": tune.randint(0, 3), "c": 1}
+
+
+def _configs(grid):
+    return [
+        {k: r.config[k] for k in ("x", "y", "k")} for r in sorted(grid, key=lambda r: r.metrics["trial_id"])
+    ]
+
+
+@pytest.mark.parametrize("name", _params())
+def test_same_seed_same_configs_with_two_trials_at_once(tmp_path, name):
+    runs = []
+    for attempt in range(2):
+        grid = tune.Tuner(
+            quadratic, param_space=SMALL_SPACE,
+            tune_config=tune.TuneConfig(search_alg=make(name, seed=3), metric="loss", mode="min", num_samples=8,
+                                        max_concurrent_trials=2),
+            run_config=run_config(tmp_path, f"repro_{attempt}"),
+        ).fit()
+        assert len(grid) == 8 and grid.num_errors == 0
+        runs.append(_configs(grid))
+    assert runs[0] == runs[1]
+    assert len({tuple(sorted(c.items())) for c in runs[0]}) > 1
+
+
+# -------------------------------------------------------------------------------- save / restore
+
+class InterruptAfter(tune.Callback):
+    """Acts like Ctrl+C once ``count`` trials have completed (only the first time)."""
+
+    def __init__(self, count: int, marker: str):
+        self.count = count
+        self.marker = marker
+        self.completed = 0
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self.completed += 1
+        if self.completed >= self.count and not os.path.exists(self.marker):
+            open(self.marker, "w").close()
+            raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("name", _params())
+def test_interrupted_search_continues_after_tuner_restore(tmp_path, name):
+    searcher = make(name, seed=5)
+    marker = str(tmp_path / "interrupted")
+    tune.Tuner(
+        quadratic, param_space=SMALL_SPACE,
+        tune_config=tune.TuneConfig(search_alg=searcher, metric="loss", mode="min", num_samples=9),
+        run_config=run_config(tmp_path, "resumable", callbacks=[InterruptAfter(4, marker)]),
+    ).fit()
+    path = str(tmp_path / "storage" / "resumable")
+    assert os.path.exists(marker)
+    # The searcher's state is in the experiment directory.
+    saved = make(name)
+    saved.restore_from_dir(path)
+    assert 4 <= observations(saved) < 9
+    grid = tune.Tuner.restore(path, trainable=quadratic).fit()
+    assert len(grid) == 9 and grid.num_errors == 0
+    configs = _configs(grid)
+    assert len({tuple(sorted(c.items())) for c in configs}) == 9, "a configuration was suggested twice"
+    final = make(name)
+    final.restore_from_dir(path)
+    assert observations(final) == 9, "an observation was lost or counted twice"
+
+
+@pytest.mark.parametrize("name", _params())
+def test_save_and_restore_continue_the_same_sequence(tmp_path, name):
+    searcher = make(name, seed=2)
+    searcher.set_search_properties("loss", "min", SMALL_SPACE)
+    for i in range(5):
+        config = searcher.suggest(f"t{i}")
+        searcher.on_trial_complete(f"t{i}", quadratic({**config, "c": 1}))
+    path = str(tmp_path / "searcher.pkl")
+    searcher.save(path)
+    restored = make(name)
+    restored.restore(path)
+    assert observations(restored) == observations(searcher) == 5
+    if name in ("optuna", "hyperopt", "nevergrad", "bayesopt", "zoopt", "hebo"):
+        # The library's random state travelled with it: the next suggestions are the same.
+        assert restored.suggest("t5") == searcher.suggest("t5")
+
+
+# ------------------------------------------------------------------------------------ warm start
+
+FAR_SPACE = {"x": tune.uniform(0, 100), "y": tune.uniform(0, 100)}
+
+
+def far(config):
+    return {"loss": (config["x"] - 15) ** 2 + (config["y"] - 80) ** 2}
+
+
+@pytest.fixture(scope="module")
+def earlier_experiment(tmp_path_factory):
+    """A finished random search over FAR_SPACE, as a user would have it on disk."""
+    storage = tmp_path_factory.mktemp("earlier")
+    tune.Tuner(
+        far, param_space=FAR_SPACE,
+        tune_config=tune.TuneConfig(search_alg=tune.search.BasicVariantGenerator(random_state=0), num_samples=30),
+        run_config=tune.RunConfig(name="random", storage_path=str(storage), verbose=0),
+    ).fit()
+    return str(storage / "random")
+
+
+@pytest.mark.parametrize("name", _params())
+def test_warm_start_from_an_earlier_experiment(tmp_path, name, earlier_experiment):
+    earlier = tune.ExperimentAnalysis(earlier_experiment)
+    earlier_losses = [t.last_result["loss"] for t in earlier.trials]
+    searcher = make(name, seed=0)
+    searcher.add_evaluated_trials(earlier_experiment, metric="loss")  # a path; ResultGrid and analysis work too
+    grid = tune.Tuner(
+        far, param_space=FAR_SPACE,
+        tune_config=tune.TuneConfig(search_alg=searcher, metric="loss", mode="min", num_samples=6,
+                                    max_concurrent_trials=2),  # seeded and ordered: the same every run
+        run_config=run_config(tmp_path, "warm"),
+    ).fit()
+    assert observations(searcher) == 30 + 6
+    new_losses = [r.metrics["loss"] for r in grid]
+    # Starting from the earlier results, the search looks where they were good.
+    assert statistics.median(new_losses) < statistics.median(earlier_losses)
+
+
+# ------------------------------------------------------------------ failures and batch limiting
+
+def sometimes_fails(config):
+    if config["k"] == 1:
+        raise RuntimeError("this configuration fails")
+    return quadratic(config)
+
+
+@pytest.mark.parametrize("name", _params())
+def test_failed_trials_and_batch_concurrency_limiter(tmp_path, name):
+    searcher = make(name, seed=4)
+    limited = ConcurrencyLimiter(searcher, max_concurrent=2, batch=True)
+    grid = tune.Tuner(
+        sometimes_fails, param_space=SMALL_SPACE,
+        tune_config=tune.TuneConfig(search_alg=limited, metric="loss", mode="min", num_samples=8),
+        run_config=run_config(tmp_path, "failing"),
+    ).fit()
+    assert len(grid) == 8
+    failed = [r for r in grid if r.error is not None]
+    assert all(r.config["k"] == 1 for r in failed)
+    assert grid.num_terminated == 8 - len(failed)
+    # Finished trials reached the library; failed ones are not counted as results.
+    assert observations(searcher) >= grid.num_terminated - (1 if name == "bohb" else 0)
+
+
+# ------------------------------------------------------------------------ names, errors, imports
+
+def test_create_searcher_knows_every_name():
+    from tunesmith.tune.search import SEARCH_ALG_IMPORT
+
+    assert set(SEARCH_ALG_IMPORT) == {
+        "variant_generator", "random", "ax", "hyperopt", "bayesopt", "bohb", "nevergrad", "optuna", "zoopt", "hebo",
+    }
+    expected = {
+        "optuna": "OptunaSearch", "hyperopt": "HyperOptSearch", "bayesopt": "BayesOptSearch", "bohb": "TuneBOHB",
+        "nevergrad": "NevergradSearch", "zoopt": "ZOOptSearch", "ax": "AxSearch", "hebo": "HEBOSearch",
+    }
+    for key, cls in expected.items():
+        searcher = create_searcher(key, metric="loss", mode="min", budget=10)
+        assert type(searcher).__name__ == cls
+        assert type(searcher).__module__.startswith(f"tunesmith.tune.search.{key}")
+
+
+def test_importing_tunesmith_imports_no_search_library():
+    import subprocess
+
+    code = (
+        "import sys, tunesmith\nfrom tunesmith import tune\nimport tunesmith.tune.search.optuna, "
+        "tunesmith.tune.search.ax, tunesmith.tune.search.hebo\n"
+        "print(sorted(m for m in ('optuna','hyperopt','bayes_opt','nevergrad','zoopt','hpbandster','ax','hebo',"
+        "'torch') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_a_missing_library_names_the_extra_to_install(monkeypatch, name):
+    monkeypatch.setitem(sys.modules, MODULES[name], None)
+    if name == "bohb":
+        monkeypatch.setitem(sys.modules, "hpbandster.optimizers.config_generators.bohb", None)
+    if name == "ax":
+        monkeypatch.setitem(sys.modules, "ax.service.ax_client", None)
+    if name == "hebo":
+        monkeypatch.setitem(sys.modules, "hebo.optimizers.hebo", None)
+    with pytest.raises(ImportError, match=rf"tunesmith\[{name}\]"):
+        create_searcher(name, metric="loss", mode="min", budget=10)
+
+
+@pytest.mark.parametrize("name", _params(["optuna", "hyperopt", "nevergrad"]))
+def test_metric_and_mode_from_tune_config_or_searcher_and_a_clash_is_an_error(tmp_path, name):
+    with pytest.raises(ValueError, match="metric='acc'.*metric='loss'|Set `metric` in one place"):
+        tune.Tuner(
+            quadratic, param_space=SMALL_SPACE,
+            tune_config=tune.TuneConfig(search_alg=make(name, metric="acc", mode="max"), metric="loss", mode="min"),
+            run_config=run_config(tmp_path, "clash"),
+        ).fit()
+    # Set on the searcher only: the Tuner runs with it.
+    grid = tune.Tuner(
+        quadratic, param_space=SMALL_SPACE,
+        tune_config=tune.TuneConfig(search_alg=make(name, seed=0, metric="loss", mode="min"), num_samples=3),
+        run_config=run_config(tmp_path, "searcher_metric"),
+    ).fit()
+    assert grid.get_best_result(metric="loss", mode="min").metrics["loss"] == min(r.metrics["loss"] for r in grid)
