@@ -3,6 +3,7 @@
     tunesmith list-trials EXPERIMENT_DIR [--sort COL] [--columns a,b] [--limit N] [--desc]
     tunesmith list-experiments RESULTS_DIR
     tunesmith rm TRIAL_DIR...
+    tunesmith report EXPERIMENT_DIR [-o report.html] [--metric M --mode min|max]
 
 ``ls``/``lsx`` are accepted as the older spellings of the first two.
 """
@@ -96,6 +97,18 @@ def remove(args) -> int:
     return 0
 
 
+def report(args) -> int:
+    from tunesmith.tune.analysis.html_report import write_html_report
+
+    try:
+        path = write_html_report(args.experiment_dir, args.output, metric=args.metric, mode=args.mode)
+    except ValueError as exc:
+        print(f"tunesmith report: {exc}", file=sys.stderr)
+        return 2
+    print(f"Wrote {path}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tunesmith", description="Inspect tunesmith experiments.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -113,6 +126,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("paths", nargs="+")
     p.add_argument("-y", "--yes", action="store_true", help="Do not ask for confirmation.")
     p.set_defaults(func=remove)
+    p = sub.add_parser("report", help="Write a self-contained HTML report of an experiment.")
+    p.add_argument("experiment_dir")
+    p.add_argument("-o", "--output", help="Where to write it (default: EXPERIMENT_DIR/report.html).")
+    p.add_argument("--metric", help="Metric to rank and plot (default: the experiment's).")
+    p.add_argument("--mode", choices=["min", "max"], help="Whether lower or higher is better.")
+    p.set_defaults(func=report)
     args = parser.parse_args(argv)
     return args.func(args)
 
