@@ -19,6 +19,7 @@ must not leak into the user's own process.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import logging
 import math
 import numbers
@@ -44,7 +45,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 # The helper yields the CPU to the experiment: it catches up when trials wait.
-_NICENESS = 10
+_NICENESS = int(os.environ.get("TUNESMITH_TRACKER_NICENESS", "10"))
 # Seconds after which a driver waiting for the helper at the end says so.
 _WAIT_NOTICE_S = 3.0
 
@@ -199,12 +200,14 @@ class TrackerLoggerCallback(LoggerCallback):
         self._sendq: queue.SimpleQueue | None = None
         self._sender: threading.Thread | None = None
         self._dead = False
+        self._initialized = False
         self._last_flush = time.monotonic()
         self._open: dict[str, Any] = {}  # trial id -> trial, for runs not ended yet
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        for key in ("_outbox", "_proc", "_conn", "_sendq", "_sender", "_dead", "_last_flush", "_open"):
+        for key in ("_outbox", "_proc", "_conn", "_sendq", "_sender", "_dead", "_initialized", "_last_flush",
+                    "_open"):
             state.pop(key, None)
         return state
 
@@ -227,11 +230,25 @@ class TrackerLoggerCallback(LoggerCallback):
             experiment_tag=trial.experiment_tag,
         )
 
+    def setup(self, stop=None, num_samples: int | None = None, total_num_samples: int | None = None,
+              **info) -> None:
+        # Start the helper now: it imports the library (seconds for some) while the first trials start.
+        if self._proc is None and not self._dead:
+            self._start_helper()
+
     def log_trial_start(self, trial: "Trial") -> None:
         if self._dead:
             return
         if self._proc is None:
-            self._start_helper(trial)
+            self._start_helper()
+        if not self._initialized:
+            self._initialized = True
+            experiment = ExperimentRecord(
+                path=trial.experiment_path,
+                name=getattr(trial, "experiment_dir_name", None)
+                or (os.path.basename(trial.experiment_path) if trial.experiment_path else None),
+            )
+            self._outbox.append(("init", self._make_backend(), experiment))
         self._open[trial.trial_id] = trial
         self._outbox.append(("start", self._record(trial)))
 
@@ -273,7 +290,7 @@ class TrackerLoggerCallback(LoggerCallback):
         self._wait_for_helper()
 
     # -- the helper process ---------------------------------------------------------------------
-    def _start_helper(self, trial: "Trial") -> None:
+    def _start_helper(self) -> None:
         parent, child = socket.socketpair()
         env = dict(os.environ)
         env["TUNESMITH_DRIVER_SYS_PATH"] = os.pathsep.join(p for p in sys.path if p)
@@ -293,13 +310,9 @@ class TrackerLoggerCallback(LoggerCallback):
         self._sender = threading.Thread(target=self._send_loop, name=f"tunesmith-{self._library}-sender",
                                         daemon=True)
         self._sender.start()
-        experiment = ExperimentRecord(
-            path=trial.experiment_path,
-            name=getattr(trial, "experiment_dir_name", None)
-            or (os.path.basename(trial.experiment_path) if trial.experiment_path else None),
-        )
-        self._outbox.append(("init", self._make_backend(), experiment))
-        self._flush()  # the helper imports the library while the first trial starts
+        if self._module:
+            self._outbox.append(("preload", self._module))
+            self._flush()
 
     def _send_loop(self) -> None:
         sendq, conn = self._sendq, self._conn
@@ -438,7 +451,12 @@ class _Helper:
         if kind == "result":
             self.pending.setdefault(op[1], []).append(op[2])
             return False
-        if kind == "init":
+        if kind == "preload":
+            try:
+                importlib.import_module(op[1])
+            except Exception:
+                pass  # setup reports it
+        elif kind == "init":
             self.backend = op[1]
             try:
                 self.backend.setup(op[2])

@@ -46,6 +46,33 @@ def _params(config: dict) -> dict[str, str]:
     return out
 
 
+def _prepare_store(tracking_uri: str | None) -> None:
+    """Creates a new SQLite store's tables under a file lock.
+
+    MLflow migrates a new SQLite database when a process first opens it; the
+    tracker helper and several trials opening the same new database at once
+    would run the migrations side by side and fail.
+    """
+    if not tracking_uri or not str(tracking_uri).startswith("sqlite:///"):
+        return
+    path = str(tracking_uri)[len("sqlite:///"):].split("?", 1)[0]
+    if not path or path == ":memory:":
+        return
+    import fcntl
+    import hashlib
+    import tempfile
+
+    from mlflow import MlflowClient
+
+    key = hashlib.sha1(os.path.abspath(path).encode()).hexdigest()[:16]
+    with open(os.path.join(tempfile.gettempdir(), f"tunesmith-mlflow-{key}.lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            MlflowClient(tracking_uri=tracking_uri).search_experiments(max_results=1)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def _resolve_experiment(client, name: str | None, experiment_id: str | None, create: bool,
                         artifact_location: str | None = None) -> str:
     """The id of the MLflow experiment to log to, creating it when allowed."""
@@ -94,8 +121,10 @@ class _MLflowBackend(TrackerBackend):
         os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
         if self.tracking_token:
             os.environ["MLFLOW_TRACKING_TOKEN"] = self.tracking_token
+        import mlflow
         from mlflow import MlflowClient
 
+        _prepare_store(self.tracking_uri or mlflow.get_tracking_uri())
         self._client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.registry_uri)
         env_id = os.environ.get("MLFLOW_EXPERIMENT_ID") if not self.experiment_name else None
         name = self.experiment_name or os.environ.get("MLFLOW_EXPERIMENT_NAME") or experiment.name or "Default"
@@ -296,6 +325,7 @@ def setup_mlflow(
         mlflow.set_tracking_uri(tracking_uri)
     if registry_uri:
         mlflow.set_registry_uri(registry_uri)
+    _prepare_store(mlflow.get_tracking_uri())
     client = mlflow.MlflowClient()
     defaulted = not (experiment_id or experiment_name or os.environ.get("MLFLOW_EXPERIMENT_NAME")
                      or os.environ.get("MLFLOW_EXPERIMENT_ID"))
