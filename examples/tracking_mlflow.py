@@ -38,7 +38,7 @@ def main() -> None:
     results = tune.Tuner(
         train_fn,
         param_space={"lr": tune.loguniform(1e-4, 1e-1), "momentum": tune.uniform(0.5, 0.99)},
-        tune_config=tune.TuneConfig(metric="loss", mode="min", num_samples=6),
+        tune_config=tune.TuneConfig(metric="loss", mode="min", num_samples=4),
         run_config=tune.RunConfig(
             name="mlflow_example", storage_path=os.path.join(workdir, "results"), verbose=1,
             callbacks=[MLflowLoggerCallback(experiment_name="tunesmith-example",
