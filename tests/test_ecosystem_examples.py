@@ -1,6 +1,7 @@
 """The tracker and framework examples run as a newcomer runs them, each in its own process."""
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -21,7 +22,8 @@ EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__
     ("tune_lightning.py", "lightning", "the best model, loaded from its checkpoint"),
 ])
 def test_example_runs(script, module, expected, tmp_path):
-    pytest.importorskip(module)
+    if importlib.util.find_spec(module) is None:
+        pytest.skip(f"{module} is not installed")
     env = dict(os.environ, TUNE_RESULT_DIR=str(tmp_path), TUNESMITH_LEDGER_DIR=str(tmp_path / "ledger"),
                TMPDIR=str(tmp_path))
     out = subprocess.run([sys.executable, os.path.join(EXAMPLES, script)], capture_output=True, text=True,

@@ -6,6 +6,7 @@ and reads back what the library recorded.
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 import tempfile
 
@@ -206,7 +207,8 @@ def test_aim_logger_callback_local_repo(storage, tmp_path):
 # -- Comet ---------------------------------------------------------------------------------------
 
 def test_comet_logger_callback_offline_archives(storage):
-    pytest.importorskip("comet_ml")
+    if importlib.util.find_spec("comet_ml") is None:  # not imported here: comet_ml patches other libraries
+        pytest.skip("comet_ml is not installed")
     from _tracker_readers import comet_archives
 
     from tunesmith.tune.logger.comet import CometLoggerCallback
@@ -233,8 +235,6 @@ def test_comet_logger_callback_offline_archives(storage):
 # -- the helper process ------------------------------------------------------------------------
 
 def test_tracker_callbacks_need_their_library(monkeypatch):
-    import importlib.util
-
     from tunesmith.tune.logger.mlflow import MLflowLoggerCallback
 
     real = importlib.util.find_spec
@@ -294,3 +294,26 @@ def test_a_stuck_tracker_does_not_hold_up_the_experiment(storage, tmp_path):
         mine = [r for r in records if r.get("trial") == trial_id]
         assert mine[0]["event"] == "start" and mine[-1] == {"event": "end", "trial": trial_id, "status": "FINISHED"}
         assert [r["iteration"] for r in mine if r["event"] == "result"] == list(range(1, 201))
+
+
+def test_tensorboard_logger_does_not_pull_in_comet(tmp_path):
+    """tensorboardX imports comet_ml when installed; the TensorBoard logger keeps it out of the driver."""
+    if importlib.util.find_spec("comet_ml") is None or importlib.util.find_spec("tensorboardX") is None:
+        pytest.skip("needs comet_ml and tensorboardX installed")
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\nfrom tunesmith import tune\n"
+        "def f(config):\n    tune.report({'loss': config['x']})\n"
+        "tune.Tuner(f, param_space={'x': tune.grid_search([1, 2])},"
+        " run_config=tune.RunConfig(storage_path=sys.argv[1], verbose=0)).fit()\n"
+        "import tensorboardX.summary\n"
+        "print('tensorboardX' in sys.modules, 'comet_ml' in sys.modules)"
+    )
+    env = dict(os.environ, TUNESMITH_LEDGER_DIR=str(tmp_path / "ledger"))
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, env=env,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["True", "False"]
+    assert len(list(tmp_path.glob("*/f_*/events.out.tfevents.*"))) == 2

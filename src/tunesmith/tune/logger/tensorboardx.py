@@ -42,6 +42,38 @@ def _scalars(result: dict) -> dict[str, float]:
     return out
 
 
+class _HideCometML:
+    """An import hook under which ``import comet_ml`` fails."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name == "comet_ml" or name.startswith("comet_ml."):
+            raise ImportError("comet_ml is not imported by tunesmith's TensorBoard logger")
+        return None
+
+
+def _tbx_hparams():
+    """``tensorboardX.summary.hparams``, imported without comet_ml.
+
+    tensorboardX imports comet_ml whenever it is installed, for a Comet
+    writer this logger never uses; that import takes seconds and patches
+    other libraries. It is hidden while tensorboardX is first imported
+    (unless comet_ml is already loaded).
+    """
+    import sys
+
+    if "tensorboardX.summary" in sys.modules or "comet_ml" in sys.modules:
+        from tensorboardX.summary import hparams
+
+        return hparams
+    hook = _HideCometML()
+    sys.meta_path.insert(0, hook)
+    try:
+        from tensorboardX.summary import hparams
+    finally:
+        sys.meta_path.remove(hook)
+    return hparams
+
+
 class _TBXWriter:
     """Writes one trial's event file; results are encoded in the logger I/O thread."""
 
@@ -80,7 +112,7 @@ class _TBXWriter:
         if not self.last_scalars:
             return []
         try:
-            from tensorboardX.summary import hparams
+            hparams = _tbx_hparams()
         except ImportError:
             return []
         flat = {k: v for k, v in flatten(params).items() if isinstance(v, _VALID_HPARAM_TYPES)}
