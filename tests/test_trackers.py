@@ -121,6 +121,47 @@ def test_setup_mlflow_in_trials_file_store(storage, tmp_path, monkeypatch):
         assert run.info.status == ("FINISHED" if x < 1.5 else "FAILED")
 
 
+def _flaky(config):
+    start = 0
+    checkpoint = train.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as directory:
+            start = int(open(os.path.join(directory, "next")).read())
+    for i in range(start, 5):
+        if i == 3 and not os.path.exists(config["fixed"]):
+            raise RuntimeError("flaky")
+        directory = tempfile.mkdtemp()
+        with open(os.path.join(directory, "next"), "w") as f:
+            f.write(str(i + 1))
+        tune.report({"loss": 1.0 / (i + 1)}, checkpoint=train.Checkpoint.from_directory(directory))
+
+
+def test_mlflow_run_continues_when_the_experiment_is_restored(storage, tmp_path):
+    pytest.importorskip("mlflow")
+    from mlflow import MlflowClient
+
+    from tunesmith.tune.logger.mlflow import MLflowLoggerCallback
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    fixed = tmp_path / "fixed"
+    tune.Tuner(_flaky, param_space={"fixed": str(fixed)},
+               run_config=tune.RunConfig(storage_path=storage, name="exp", verbose=0,
+                                         callbacks=[MLflowLoggerCallback(tracking_uri=uri)])).fit()
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name("exp")
+    (run,) = client.search_runs([experiment.experiment_id])
+    assert run.info.status == "FAILED"
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "loss")] == [1, 2, 3]
+
+    fixed.touch()
+    results = tune.Tuner.restore(os.path.join(storage, "exp"), _flaky, resume_errored=True).fit()
+    assert results.num_errors == 0 and results[0].metrics["training_iteration"] == 5
+    (again,) = client.search_runs([experiment.experiment_id])
+    assert again.info.run_id == run.info.run_id and again.info.status == "FINISHED"
+    history = client.get_metric_history(run.info.run_id, "loss")
+    assert sorted((m.step, m.value) for m in history) == [(i, 1.0 / i) for i in range(1, 6)]
+
+
 # -- Weights & Biases ------------------------------------------------------------------------
 
 def test_wandb_logger_callback_offline(storage):
