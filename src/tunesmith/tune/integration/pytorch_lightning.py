@@ -43,6 +43,14 @@ class TuneCallback(_Base):
 
     Args:
         on: An event name (``"validation_end"``, ``"train_epoch_end"``, ...) or a list of them.
+
+    Example:
+        >>> from tunesmith import tune
+        >>> from tunesmith.tune.integration.pytorch_lightning import TuneCallback
+        >>> class ReportEpoch(TuneCallback):
+        ...     def _handle(self, trainer, pl_module):
+        ...         tune.report({"epoch": trainer.current_epoch})
+        >>> callback = ReportEpoch(on="train_epoch_end")
     """
 
     def __init__(self, on: str | Sequence[str] = "validation_end"):

@@ -3,8 +3,8 @@
 A tracker library is slow next to the driver: a call may write a database
 row, a file per metric or a network request, and its import alone takes a
 second. So a :class:`TrackerLoggerCallback` does nothing in the driver but
-append each event to a list; every ``flush_period_s`` the list is pickled and
-handed to a sender thread, which writes it to a helper process (``python -m
+append each event to a list; every ``flush_period_s`` the list is handed to a
+sender thread, which pickles it and writes it to a helper process (``python -m
 tunesmith.tune.logger._tracker``). That process runs at a lower CPU priority,
 imports the library and replays the events in order through a
 :class:`TrackerBackend`, batching the results of each trial. When the
@@ -257,10 +257,10 @@ class TrackerLoggerCallback(LoggerCallback):
             return
         if trial.trial_id not in self._open:
             self.log_trial_start(trial)
-        row = dict(result)
-        row.pop("config", None)
+        # The result itself: the driver does not change a result once reported. Its config
+        # (one object per trial) is pickled once per batch and dropped in the helper.
         outbox = self._outbox
-        outbox.append(("result", trial.trial_id, row))
+        outbox.append(("result", trial.trial_id, result))
         if len(outbox) >= self._MAX_QUEUED:
             self._flush()
 
@@ -315,11 +315,16 @@ class TrackerLoggerCallback(LoggerCallback):
             self._flush()
 
     def _send_loop(self) -> None:
+        # Pickling happens here, largely while the driver waits for its workers.
         sendq, conn = self._sendq, self._conn
         while True:
-            data = sendq.get()
-            if data is None:
+            ops = sendq.get()
+            if ops is None:
                 return
+            try:
+                data = pickle.dumps(ops, protocol=pickle.HIGHEST_PROTOCOL)
+            except Exception:
+                data = pickle.dumps([_picklable(op) for op in ops], protocol=pickle.HIGHEST_PROTOCOL)
             try:
                 conn.send_bytes(data)
             except OSError:
@@ -332,11 +337,7 @@ class TrackerLoggerCallback(LoggerCallback):
         ops, self._outbox = self._outbox, []
         if self._sendq is None:
             return
-        try:
-            data = pickle.dumps(ops, protocol=pickle.HIGHEST_PROTOCOL)
-        except Exception:
-            data = pickle.dumps([_picklable(op) for op in ops], protocol=pickle.HIGHEST_PROTOCOL)
-        self._sendq.put(data)
+        self._sendq.put(ops)
         self._read_messages()
 
     def _read_messages(self, timeout: float = 0.0) -> bool:
@@ -399,11 +400,16 @@ class TrackerLoggerCallback(LoggerCallback):
 
 
 def _picklable(op: tuple) -> tuple:
+    """``op`` with a result that pickle refused (an exotic value) turned into plain data."""
     if op[0] == "result":
         from tunesmith.tune.utils.serialization import to_jsonable
 
-        return (op[0], op[1], to_jsonable(op[2]))
-    return op
+        return (op[0], op[1], to_jsonable({k: v for k, v in op[2].items() if k != "config"}))
+    try:
+        pickle.dumps(op)
+        return op
+    except Exception:
+        return ("skipped",)
 
 
 # -- the helper process ---------------------------------------------------------------------
@@ -449,7 +455,10 @@ class _Helper:
     def handle(self, op: tuple) -> bool:
         kind = op[0]
         if kind == "result":
-            self.pending.setdefault(op[1], []).append(op[2])
+            result = op[2]
+            if "config" in result:
+                result = {k: v for k, v in result.items() if k != "config"}
+            self.pending.setdefault(op[1], []).append(result)
             return False
         if kind == "preload":
             try:
