@@ -151,3 +151,20 @@ def test_result_grid_report_and_cli_errors(experiment, tmp_path):
                              capture_output=True, text=True, timeout=60)
     assert missing.returncode == 2
     assert "not an experiment directory" in missing.stderr
+
+
+def test_result_grid_report_from_another_filesystem(experiment, tmp_path):
+    """An experiment on a pyarrow filesystem other than the local one (as on S3) is read through it."""
+    import pyarrow.fs
+
+    from tunesmith.tune import ExperimentAnalysis, ResultGrid
+
+    root, name = os.path.split(experiment.experiment_path)
+    fs = pyarrow.fs.SubTreeFileSystem(root, pyarrow.fs.LocalFileSystem())
+    grid = ResultGrid(ExperimentAnalysis(name, storage_filesystem=fs, default_metric="loss", default_mode="min"))
+    with pytest.raises(ValueError, match="local path"):
+        grid.report()
+    path = grid.report(str(tmp_path / "remote.html"))
+    text = open(path).read()
+    assert experiment.get_best_result().metrics["trial_id"] in text
+    assert text.count('"status":"ERROR"') == experiment.num_errors

@@ -184,10 +184,10 @@ class ResultGrid:
         # On remote storage: copy what the report reads (no checkpoints) to a local directory.
         import tempfile
 
+        if path is None:
+            raise ValueError("The experiment is on remote storage: pass a local path to ResultGrid.report(path).")
         with tempfile.TemporaryDirectory() as local:
             _copy_report_inputs(analysis, local)
-            if path is None:
-                raise ValueError("The experiment is on remote storage: pass a local path to ResultGrid.report(path).")
             return write_html_report(local, path, metric=metric, mode=mode)
 
     def __repr__(self) -> str:
