@@ -5,7 +5,8 @@ row, a file per metric or a network request, and its import alone takes a
 second. So a :class:`TrackerLoggerCallback` does nothing in the driver but
 append each event to a list; every ``flush_period_s`` the list is handed to a
 sender thread, which pickles it and writes it to a helper process (``python -m
-tunesmith.tune.logger._tracker``). That process runs at a lower CPU priority,
+tunesmith.tune.logger._tracker``). That process runs at a lower CPU priority
+(niceness 10, ``TUNESMITH_TRACKER_NICENESS`` to change it),
 imports the library and replays the events in order through a
 :class:`TrackerBackend`, batching the results of each trial. When the
 experiment ends, the driver waits until the helper has recorded everything,
