@@ -35,6 +35,11 @@ def main() -> None:
     workdir = tempfile.mkdtemp(prefix="tunesmith-mlflow-")
     tracking_uri = f"sqlite:///{os.path.join(workdir, 'mlflow.db')}"
     os.environ["MLFLOW_TRACKING_URI"] = tracking_uri
+    from mlflow import MlflowClient
+
+    # The runs' artifacts (save_artifact=True) go next to the database, not to ./mlruns.
+    client = MlflowClient(tracking_uri=tracking_uri)
+    client.create_experiment("tunesmith-example", artifact_location=os.path.join(workdir, "artifacts"))
     results = tune.Tuner(
         train_fn,
         param_space={"lr": tune.loguniform(1e-4, 1e-1), "momentum": tune.uniform(0.5, 0.99)},
@@ -47,9 +52,6 @@ def main() -> None:
     ).fit()
     print("best config:", results.get_best_result().config)
 
-    from mlflow import MlflowClient
-
-    client = MlflowClient(tracking_uri=tracking_uri)
     experiment = client.get_experiment_by_name("tunesmith-example")
     for run in client.search_runs([experiment.experiment_id], order_by=["metrics.loss ASC"]):
         print(f"  {run.info.run_name}: {run.info.status}, loss={run.data.metrics['loss']:.4f}, "

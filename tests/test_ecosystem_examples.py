@@ -27,7 +27,7 @@ def test_example_runs(script, module, expected, tmp_path):
     env = dict(os.environ, TUNE_RESULT_DIR=str(tmp_path), TUNESMITH_LEDGER_DIR=str(tmp_path / "ledger"),
                TMPDIR=str(tmp_path))
     out = subprocess.run([sys.executable, os.path.join(EXAMPLES, script)], capture_output=True, text=True,
-                         env=env, timeout=600)
+                         env=env, cwd=tmp_path, timeout=600)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "best config:" in out.stdout
     assert expected in out.stdout

@@ -53,11 +53,13 @@ def test_mlflow_logger_callback_sqlite(storage, tmp_path):
     from tunesmith.tune.logger.mlflow import MLflowLoggerCallback
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri)
+    # Artifacts go where the experiment says (MLflow's default is ./mlruns in the working directory).
+    client.create_experiment("tracked", artifact_location=(tmp_path / "artifacts").as_uri())
     callback = MLflowLoggerCallback(tracking_uri=uri, experiment_name="tracked", tags={"team": "search"},
                                     save_artifact=True)
     _, trials = _fit(storage, callback)
 
-    client = MlflowClient(tracking_uri=uri)
     experiment = client.get_experiment_by_name("tracked")
     runs = {r.data.tags["trial_id"]: r for r in client.search_runs([experiment.experiment_id])}
     assert set(runs) == set(trials)
@@ -78,6 +80,7 @@ def test_mlflow_logger_callback_sqlite(storage, tmp_path):
         assert {"checkpoint_000000", "params.json", "progress.csv"} <= artifacts
         weights = client.list_artifacts(run.info.run_id, "checkpoint_000000")
         assert [a.path for a in weights] == ["checkpoint_000000/weights.txt"]
+        assert run.info.artifact_uri.startswith((tmp_path / "artifacts").as_uri())
 
 
 def _mlflow_trainable(config):
