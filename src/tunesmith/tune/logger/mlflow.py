@@ -5,10 +5,11 @@ mlflow until a run is logged.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import time
-from typing import Any, TYPE_CHECKING
+from typing import Any, Iterator, TYPE_CHECKING
 
 from tunesmith.tune.logger._tracker import (
     FAILED,
@@ -46,29 +47,42 @@ def _params(config: dict) -> dict[str, str]:
     return out
 
 
-def _prepare_store(tracking_uri: str | None) -> None:
-    """Creates a new SQLite store's tables under a file lock.
+def _local_store_path(tracking_uri: str | None) -> str | None:
+    """The local database or directory behind a ``sqlite:///`` or file tracking URI, else None."""
+    uri = str(tracking_uri or "")
+    if uri.startswith("sqlite:///"):
+        path = uri[len("sqlite:///"):].split("?", 1)[0]
+        return None if not path or path == ":memory:" else os.path.abspath(path)
+    if uri.startswith("file:"):
+        from urllib.parse import unquote, urlparse
 
-    MLflow migrates a new SQLite database when a process first opens it; the
-    tracker helper and several trials opening the same new database at once
-    would run the migrations side by side and fail.
+        return os.path.abspath(unquote(urlparse(uri).path))
+    if uri and "://" not in uri:
+        return os.path.abspath(uri)
+    return None
+
+
+@contextlib.contextmanager
+def _store_lock(tracking_uri: str | None) -> Iterator[None]:
+    """Serialises setting up a local store among processes (the tracker helper and the trials).
+
+    MLflow migrates a new SQLite database when a process first opens it, and
+    checks an experiment name before creating it; processes doing either at
+    the same time would fail, or create two experiments of one name.
     """
-    if not tracking_uri or not str(tracking_uri).startswith("sqlite:///"):
-        return
-    path = str(tracking_uri)[len("sqlite:///"):].split("?", 1)[0]
-    if not path or path == ":memory:":
+    path = _local_store_path(tracking_uri)
+    if path is None:
+        yield
         return
     import fcntl
     import hashlib
     import tempfile
 
-    from mlflow import MlflowClient
-
-    key = hashlib.sha1(os.path.abspath(path).encode()).hexdigest()[:16]
+    key = hashlib.sha1(path.encode()).hexdigest()[:16]
     with open(os.path.join(tempfile.gettempdir(), f"tunesmith-mlflow-{key}.lock"), "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
-            MlflowClient(tracking_uri=tracking_uri).search_experiments(max_results=1)
+            yield
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
@@ -80,22 +94,23 @@ def _resolve_experiment(client, name: str | None, experiment_id: str | None, cre
         if client.get_experiment(experiment_id) is None:
             raise ValueError(f"There is no MLflow experiment with experiment_id={experiment_id!r}.")
         return experiment_id
-    found = client.get_experiment_by_name(name)
-    if found is not None:
-        return found.experiment_id
-    if not create:
-        raise ValueError(
-            f"There is no MLflow experiment named {name!r}. Create it, or pass "
-            "create_experiment_if_not_exists=True."
-        )
-    try:
-        return client.create_experiment(name, artifact_location=artifact_location)
-    except Exception:
-        # Another process created it at the same time.
+    with _store_lock(client.tracking_uri):
         found = client.get_experiment_by_name(name)
-        if found is None:
-            raise
-        return found.experiment_id
+        if found is not None:
+            return found.experiment_id
+        if not create:
+            raise ValueError(
+                f"There is no MLflow experiment named {name!r}. Create it, or pass "
+                "create_experiment_if_not_exists=True."
+            )
+        try:
+            return client.create_experiment(name, artifact_location=artifact_location)
+        except Exception:
+            # Another process (outside this lock) created it at the same time.
+            found = client.get_experiment_by_name(name)
+            if found is None:
+                raise
+            return found.experiment_id
 
 
 def _find_run(client, experiment_id: str, trial_id: str):
@@ -124,8 +139,10 @@ class _MLflowBackend(TrackerBackend):
         import mlflow
         from mlflow import MlflowClient
 
-        _prepare_store(self.tracking_uri or mlflow.get_tracking_uri())
-        self._client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.registry_uri)
+        uri = self.tracking_uri or mlflow.get_tracking_uri()
+        with _store_lock(uri):  # a new SQLite store is created here
+            self._client = MlflowClient(tracking_uri=uri, registry_uri=self.registry_uri)
+            self._client.search_experiments(max_results=1)
         env_id = os.environ.get("MLFLOW_EXPERIMENT_ID") if not self.experiment_name else None
         name = self.experiment_name or os.environ.get("MLFLOW_EXPERIMENT_NAME") or experiment.name or "Default"
         self._experiment_id = _resolve_experiment(self._client, name, env_id, create=True)
@@ -325,8 +342,9 @@ def setup_mlflow(
         mlflow.set_tracking_uri(tracking_uri)
     if registry_uri:
         mlflow.set_registry_uri(registry_uri)
-    _prepare_store(mlflow.get_tracking_uri())
-    client = mlflow.MlflowClient()
+    with _store_lock(mlflow.get_tracking_uri()):  # a new SQLite store is created here
+        client = mlflow.MlflowClient()
+        client.search_experiments(max_results=1)
     defaulted = not (experiment_id or experiment_name or os.environ.get("MLFLOW_EXPERIMENT_NAME")
                      or os.environ.get("MLFLOW_EXPERIMENT_ID"))
     name = experiment_name or os.environ.get("MLFLOW_EXPERIMENT_NAME") or context.get_experiment_name() or "Default"
