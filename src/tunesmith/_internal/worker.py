@@ -15,6 +15,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from tunesmith._internal import protocol as P
+from tunesmith._internal import trial_hooks
 
 
 def _pickle_exception(exc: BaseException) -> bytes | None:
@@ -155,6 +156,7 @@ class Worker:
         self._cached_key = None
 
     def _send_error(self, exc: BaseException, phase: str | None = None) -> None:
+        trial_hooks.run_trial_end_hooks(trial_hooks.FAILED)
         message = (P.ERROR, format_user_traceback(exc), _pickle_exception(exc))
         self.conn.send(message + (phase,) if phase else message)
 
@@ -190,11 +192,14 @@ class Worker:
                 from tunesmith.tune.result import DEFAULT_METRIC
 
                 sess.report({DEFAULT_METRIC: value})  # a returned number is the trial's metric
+            trial_hooks.run_trial_end_hooks(trial_hooks.FINISHED)
             self.conn.send((P.DONE, _safe_value(value), None))
         except S.TrialStopped as stopped:
             if stopped.pause:
+                trial_hooks.run_trial_end_hooks(trial_hooks.PAUSED)
                 self.conn.send((P.PAUSED, None))
             else:
+                trial_hooks.run_trial_end_hooks(trial_hooks.FINISHED)
                 self.conn.send((P.DONE, None, None))
         except BaseException as exc:
             self._send_error(exc)
@@ -242,11 +247,13 @@ class Worker:
                     if reply == P.PAUSE:
                         name = save()
                         self._finish_instance(instance, spec, keep=False)
+                        trial_hooks.run_trial_end_hooks(trial_hooks.PAUSED)
                         conn.send((P.PAUSED, name))
                         return
                     if type(reply) is tuple and reply[0] == P.STOP:
                         name = save() if reply[1] else None
                         self._finish_instance(instance, spec, keep=spec.reuse)
+                        trial_hooks.run_trial_end_hooks(trial_hooks.FINISHED)
                         conn.send((P.DONE, None, name))
                         return
                     raise RuntimeError(f"Unexpected message from the driver: {reply!r}")

@@ -6,6 +6,7 @@
                           [--limit N] [--output FILE]
     tunesmith add-note PATH [--filename note.txt] [--message TEXT]
     tunesmith rm PATH...
+    tunesmith report EXPERIMENT_DIR [-o report.html] [--metric M --mode min|max]
 
 ``ls`` and ``lsx`` are the short names of the first two. Everything is read
 from the experiment's JSON files: nothing is unpickled, and a ``--filter`` is
@@ -378,6 +379,18 @@ def remove(args) -> int:
     return 0
 
 
+def report(args) -> int:
+    from tunesmith.tune.analysis.html_report import write_html_report
+
+    try:
+        path = write_html_report(args.experiment_dir, args.output, metric=args.metric, mode=args.mode)
+    except ValueError as exc:
+        print(f"tunesmith report: {exc}", file=sys.stderr)
+        return 2
+    print(f"Wrote {path}")
+    return 0
+
+
 def _table_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sort", help="Comma-separated columns to sort by.")
     p.add_argument("--desc", action="store_true", help="Sort in descending order (Ray's `--desc True` works too).")
@@ -429,6 +442,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+")
     p.add_argument("-y", "--yes", action="store_true", help="Do not ask for confirmation.")
     p.set_defaults(func=remove)
+    p = sub.add_parser("report", help="Write a self-contained HTML report of an experiment.")
+    p.add_argument("experiment_dir")
+    p.add_argument("-o", "--output", help="Where to write it (default: EXPERIMENT_DIR/report.html).")
+    p.add_argument("--metric", help="Metric to rank and plot (default: the experiment's).")
+    p.add_argument("--mode", choices=["min", "max"], help="Whether lower or higher is better.")
+    p.set_defaults(func=report)
     return parser
 
 

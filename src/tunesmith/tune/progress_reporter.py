@@ -173,6 +173,116 @@ def _check_int(name: str, value: Any, minimum: int, allow_none: bool = False) ->
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
 
 
+# -- redrawing the table in place on a terminal -----------------------------------
+
+def _redraw_in_place(stream: Any) -> bool:
+    """Whether reports replace the previous one: on a terminal, unless TUNESMITH_REDRAW=0."""
+    if os.environ.get("TUNESMITH_REDRAW", "1") == "0" or os.environ.get("TERM") == "dumb":
+        return False
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
+def _screen_rows(text: str, columns: int) -> int:
+    """How many terminal rows ``text`` (ending with a newline) takes at ``columns`` wide."""
+    columns = max(1, columns)
+    return sum(max(1, -(-len(line) // columns)) for line in text.split("\n")[:-1])
+
+
+class _StreamProxy:
+    """Stands in for ``sys.stdout``/``sys.stderr`` while a live table is on the terminal."""
+
+    def __init__(self, stream: Any, live: "_LiveTable"):
+        self._stream = stream
+        self._live = live
+
+    def write(self, text: str) -> int:
+        if not text:
+            return 0
+        with self._live.lock:
+            self._live.before_other_output()
+            n = self._stream.write(text)
+            self._live.after_other_output(text)
+        return n
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+class _LiveTable:
+    """Keeps the latest status table at the bottom of the terminal, redrawn in place.
+
+    Drawing a table first erases the previous one (cursor up over its rows,
+    clear to the end of the screen). Anything else printed meanwhile, through
+    ``sys.stdout`` or ``sys.stderr`` (trial output, progress lines, warnings),
+    erases the table first and is printed where it was; the reporter then
+    draws the table again below it.
+    """
+
+    def __init__(self):
+        import threading
+
+        self.lock = threading.RLock()
+        self._out = sys.stdout
+        self._rows = 0
+        self._at_line_start = True
+        self._erased_at: float | None = None
+        self._proxies: list[tuple[str, _StreamProxy]] = []
+        for name in ("stdout", "stderr"):
+            stream = getattr(sys, name)
+            if name == "stdout" or _redraw_in_place(stream):
+                proxy = _StreamProxy(stream, self)
+                setattr(sys, name, proxy)
+                self._proxies.append((name, proxy))
+
+    def _erase(self) -> None:
+        if self._rows:
+            self._out.write(f"\x1b[{self._rows}F\x1b[J")
+            self._rows = 0
+
+    def before_other_output(self) -> None:
+        if self._rows:
+            self._erase()
+            self._out.flush()
+            self._erased_at = time.monotonic()
+
+    def after_other_output(self, text: str) -> None:
+        self._at_line_start = text.endswith("\n")
+
+    def wants_redraw(self) -> bool:
+        erased = self._erased_at
+        return erased is not None and self._at_line_start and time.monotonic() - erased >= 0.2
+
+    def draw(self, text: str) -> None:
+        import shutil
+
+        with self.lock:
+            self._erase()
+            if not self._at_line_start:
+                self._out.write("\n")
+            try:  # the terminal's own size: COLUMNS/LINES in the environment may be stale
+                size = os.get_terminal_size(self._out.fileno())
+            except (AttributeError, ValueError, OSError):
+                size = shutil.get_terminal_size()
+            self._out.write(text)
+            self._out.flush()
+            rows = _screen_rows(text, size.columns)
+            # A table taller than the screen cannot be erased whole: it stays, and the next follows it.
+            self._rows = rows if rows < size.lines else 0
+            self._at_line_start = True
+            self._erased_at = None
+
+    def close(self) -> None:
+        with self.lock:
+            self._rows = 0
+            for name, proxy in self._proxies:
+                if getattr(sys, name) is proxy:
+                    setattr(sys, name, proxy._stream)
+            self._proxies = []
+
+
 # -- reporters --------------------------------------------------------------------
 
 class ProgressReporter:
@@ -532,6 +642,11 @@ class CLIReporter(TuneReporterBase):
     trials with their parameters and latest metrics, and a table of errored
     trials with their error files.
 
+    On a terminal each report replaces the previous one in place, and
+    anything else printed meanwhile (trial output, progress lines) appears
+    above the table; when stdout is not a terminal (a file, a pipe, CI
+    logs) or ``TUNESMITH_REDRAW=0``, every report is printed after the last.
+
     Args:
         metric_columns: Result fields to show (list, or dict field -> header).
         parameter_columns: Config fields to show (list, or dict field -> header).
@@ -553,9 +668,34 @@ class CLIReporter(TuneReporterBase):
         >>> run_config = tune.RunConfig(progress_reporter=reporter)
     """
 
+    _live: "_LiveTable | None" = None
+
+    def should_report(self, trials: list["Trial"], done: bool = False) -> bool:
+        live = self._live
+        if live is not None and live.wants_redraw():
+            # Other output scrolled the table away: put it back below that output.
+            self._last_report_time = time.time()
+            return True
+        return super().should_report(trials, done)
+
     def report(self, trials: list["Trial"], done: bool, *sys_info: str) -> None:
-        sys.stdout.write(self._progress_str(trials, done, *sys_info))
-        sys.stdout.flush()
+        text = self._progress_str(trials, done, *sys_info)
+        live = self._live
+        if live is None and _redraw_in_place(sys.stdout):
+            live = self._live = _LiveTable()
+        if live is None:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+            return
+        live.draw(text)
+        if done:
+            live.close()
+            self._live = None
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state.pop("_live", None)
+        return state
 
 
 def _ipython_shell():
@@ -574,34 +714,52 @@ def _in_notebook() -> bool:
 
 
 class JupyterNotebookReporter(TuneReporterBase):
-    """Shows the status table in a Jupyter notebook, replacing the previous one.
+    """Shows the status table in a Jupyter notebook, updating one output in place.
 
-    Without IPython it prints the same text as :class:`CLIReporter`.
+    The first report adds an output to the running cell; each later report
+    replaces that output's content (a display handle), so the cell shows one
+    live table while trial output accumulates below it. With
+    ``overwrite=False`` every report adds a new output instead. Outside a
+    notebook it prints the same text as :class:`CLIReporter`.
 
     Args:
-        overwrite: Clear the cell's previous output before each report.
+        overwrite: Update the table in place (True) or add a new one per report.
         **kwargs: The arguments of :class:`CLIReporter`.
 
     Example:
         >>> from tunesmith import tune
         >>> reporter = tune.JupyterNotebookReporter(overwrite=True, max_progress_rows=10)
+        >>> run_config = tune.RunConfig(progress_reporter=reporter)
     """
 
     def __init__(self, overwrite: bool = True, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self._overwrite = bool(overwrite)
+        self._handle = None
+
+    def setup(self, start_time: float | None = None, total_samples: int | None = None,
+              metric: str | None = None, mode: str | None = None, **kwargs: Any) -> None:
+        super().setup(start_time=start_time, total_samples=total_samples, metric=metric, mode=mode, **kwargs)
+        self._handle = None  # a new experiment gets its own output
 
     def report(self, trials: list["Trial"], done: bool, *sys_info: str) -> None:
         text = self._progress_str(trials, done, *sys_info)
-        try:
-            from IPython.display import HTML, clear_output, display
-        except ImportError:
+        if _ipython_shell() is None:
             sys.stdout.write(text)
             sys.stdout.flush()
             return
-        if self._overwrite:
-            clear_output(wait=True)
-        display(HTML(f"<pre>{html.escape(text)}</pre>"))
+        from IPython.display import display
+
+        bundle = {"text/plain": text, "text/html": f"<pre>{html.escape(text)}</pre>"}
+        if self._overwrite and self._handle is not None:
+            self._handle.update(bundle, raw=True)
+        else:
+            self._handle = display(bundle, raw=True, display_id=True)
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_handle"] = None
+        return state
 
 
 def detect_reporter(verbose: int = 1, metric: str | None = None, mode: str | None = None,

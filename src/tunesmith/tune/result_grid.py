@@ -161,8 +161,64 @@ class ResultGrid:
         """The ``pyarrow.fs.FileSystem`` the experiment lives on."""
         return self._experiment_analysis.filesystem
 
+    def report(self, path: str | None = None, metric: str | None = None, mode: str | None = None) -> str:
+        """Writes a self-contained HTML report of the experiment and returns its path.
+
+        The page shows the best trial and its config, the learning curves of
+        the metric, config against final metric (parallel coordinates), the
+        scheduler's early stops and the errors; it opens offline. The same
+        as ``tunesmith report <experiment dir>``.
+
+        Args:
+            path: Where to write the file (a directory gets ``report.html``);
+                ``<experiment dir>/report.html`` by default.
+            metric: Metric to rank and plot; the Tuner's ``TuneConfig`` metric by default.
+            mode: ``"min"`` or ``"max"``; the ``TuneConfig`` mode by default.
+
+        Returns:
+            The path of the written report.
+        """
+        from tunesmith.tune.analysis.html_report import write_html_report
+
+        analysis = self._experiment_analysis
+        metric = metric or analysis.default_metric
+        mode = mode or analysis.default_mode
+        if analysis._storage.local:
+            return write_html_report(analysis.experiment_path, path, metric=metric, mode=mode)
+        # On remote storage: copy what the report reads (no checkpoints) to a local directory.
+        import tempfile
+
+        if path is None:
+            raise ValueError("The experiment is on remote storage: pass a local path to ResultGrid.report(path).")
+        with tempfile.TemporaryDirectory() as local:
+            _copy_report_inputs(analysis, local)
+            return write_html_report(local, path, metric=metric, mode=mode)
+
     def __repr__(self) -> str:
         if not len(self):
             return "ResultGrid<[]>"
         body = ",\n".join(result._repr(indent=2) for result in self)
         return f"ResultGrid<[\n{body}\n]>"
+
+
+def _copy_report_inputs(analysis, local_dir: str) -> None:
+    """Copies an experiment's state file and each trial's result and error files to ``local_dir``."""
+    import os
+
+    import pyarrow.fs
+
+    from tunesmith.tune.result import EXPERIMENT_STATE_FILE, EXPR_ERROR_FILE, EXPR_RESULT_FILE
+
+    fs = analysis.filesystem
+    root = analysis.experiment_path.rstrip("/")
+    wanted = {EXPERIMENT_STATE_FILE, EXPR_RESULT_FILE, EXPR_ERROR_FILE}
+    for info in fs.get_file_info(pyarrow.fs.FileSelector(root, recursive=True)):
+        if info.type != pyarrow.fs.FileType.File or info.base_name not in wanted:
+            continue
+        rel = info.path[len(root):].lstrip("/")
+        if rel.count("/") > 1:
+            continue  # only the experiment's own files and its trials' (not inside checkpoints)
+        target = os.path.join(local_dir, *rel.split("/"))
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        with fs.open_input_stream(info.path) as src, open(target, "wb") as dst:
+            dst.write(src.read())

@@ -703,6 +703,7 @@ class TuneController:
             decision = self._scheduler.on_trial_result(self, trial, result)
             if decision == TrialScheduler.STOP:
                 self._scheduler_stopped.add(trial)
+                trial.scheduler_stop_iteration = result.get(TRAINING_ITERATION)
         self._search_alg.on_trial_result(trial.trial_id, result)
         self._callbacks.on_trial_result(iteration=self._iteration, trials=self._trials, trial=trial, result=result)
 

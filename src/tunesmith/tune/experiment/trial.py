@@ -114,6 +114,8 @@ class Trial:
         # resumes from a checkpoint has its logs cut back to that many rows.
         self.checkpoint_rows: dict[str, int] = {}
         self.dir_created = False
+        # The iteration at which the scheduler stopped the trial early, if it did.
+        self.scheduler_stop_iteration: int | None = None
 
     # -- names and paths -------------------------------------------------
     def _default_dirname(self) -> str:
@@ -319,6 +321,7 @@ class Trial:
             "stopping_criterion": to_jsonable(self.stopping_criterion),
             "restored_iteration": self.restored_iteration,
             "start_time": self.start_time,
+            "scheduler_stop_iteration": self.scheduler_stop_iteration,
         }
 
     @classmethod
@@ -379,4 +382,5 @@ class Trial:
         trial.num_failures = state.get("num_failures", 0)
         trial.restored_iteration = state.get("restored_iteration", 0)
         trial.start_time = state.get("start_time")
+        trial.scheduler_stop_iteration = state.get("scheduler_stop_iteration")
         return trial

@@ -1,0 +1,1 @@
+"""``tunesmith.air.integrations``: the tracker integrations under Ray AIR's import paths."""

@@ -1,0 +1,170 @@
+"""The HTML report of an experiment: written by the CLI and ``ResultGrid.report``, checked in Chromium."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from tunesmith import tune
+from tunesmith.tune.schedulers import ASHAScheduler
+
+NUM_TRIALS = 1000
+
+
+def _objective(config):
+    for i in range(1, 7):
+        if config["lr"] > 0.08:
+            raise ValueError(f"lr {config['lr']:.4f} diverged")
+        tune.report({"loss": (config["lr"] - 0.03) ** 2 * 100 + 1.0 / i + 0.01 * config["layers"]})
+
+
+@pytest.fixture(scope="module")
+def experiment(tmp_path_factory):
+    """A real experiment of a thousand trials: ASHA stops most early, some fail."""
+    storage = tmp_path_factory.mktemp("report")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("TUNESMITH_LEDGER_DIR", str(storage / "ledger"))
+    try:
+        results = tune.Tuner(
+            _objective,
+            param_space={"lr": tune.loguniform(1e-3, 1e-1), "layers": tune.randint(1, 5),
+                         "act": tune.choice(["relu", "tanh"])},
+            tune_config=tune.TuneConfig(metric="loss", mode="min", num_samples=NUM_TRIALS,
+                                        scheduler=ASHAScheduler(max_t=6, grace_period=1)),
+            run_config=tune.RunConfig(storage_path=str(storage), name="big", verbose=0),
+        ).fit()
+    finally:
+        mp.undo()
+    return results
+
+
+def _chromium() -> str | None:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+def test_report_data_matches_the_run(experiment):
+    from tunesmith.tune.analysis.html_report import collect_report_data
+
+    data = collect_report_data(experiment.experiment_path)
+    assert data["metric"] == "loss" and data["mode"] == "min" and not data["mode_guessed"]
+    assert len(data["trials"]) == NUM_TRIALS
+    best = experiment.get_best_result()
+    assert data["trials"][data["best"]]["id"] == best.metrics["trial_id"]
+    assert data["trials"][data["best"]]["final"] == best.metrics["loss"]
+    stopped = errored = 0
+    by_dir = {t["dir"]: t for t in data["trials"]}
+    for result in experiment:
+        trial = by_dir[os.path.basename(result.path)]
+        if result.error is not None:
+            errored += 1
+            assert trial["status"] == "ERROR" and not trial["curve"]
+            assert "diverged" in trial["error"]["traceback"]
+            assert "ValueError" in trial["error"]["message"]
+            continue
+        if trial["stopped_at"] is not None:
+            stopped += 1
+            # ASHA's decision came with the trial's last result.
+            assert trial["stopped_at"] == result.metrics["training_iteration"] < 6
+        assert [p[1] for p in trial["curve"]][-1] == result.metrics["loss"]
+    assert stopped > NUM_TRIALS // 2 and errored == experiment.num_errors > 0
+
+
+def test_report_in_headless_chromium(experiment, tmp_path, record_property):
+    browser = _chromium()
+    if browser is None:
+        pytest.skip("Chromium is not installed (.ci/run installs Debian's chromium package)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+
+    out = tmp_path / "report.html"
+    cli = subprocess.run([sys.executable, "-m", "tunesmith.tune.cli", "report", experiment.experiment_path,
+                          "-o", str(out)], capture_output=True, text=True, timeout=120)
+    assert cli.returncode == 0, cli.stderr
+    assert cli.stdout.strip() == f"Wrote {out}"
+    page_html = out.read_text()
+    # Self-contained: nothing is fetched (the SVG namespace is a name, not a fetch).
+    assert not re.search(r"""(src|href)\s*=\s*["'](?!#)""", page_html)
+    assert not re.search(r"https?://(?!www\.w3\.org/2000/svg)", page_html)
+
+    data = json.loads(re.search(r'<script type="application/json" id="report-data">(.*?)</script>',
+                                page_html, re.S).group(1).replace("<\\/", "</"))
+    with_curves = sum(1 for t in data["trials"] if t["curve"])
+    best = experiment.get_best_result()
+
+    problems, requests = [], []
+    with sync_api.sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=browser, args=["--no-sandbox"])
+        try:
+            page = chromium.new_page(viewport={"width": 1280, "height": 1000})
+            page.on("console", lambda m: problems.append(f"{m.type}: {m.text}") if m.type in ("error", "warning") else None)
+            page.on("pageerror", lambda e: problems.append(f"pageerror: {e}"))
+            page.on("request", lambda r: requests.append(r.url))
+            page.goto(out.as_uri())
+            page.wait_for_selector("body[data-ready='1']", timeout=60_000)
+
+            assert problems == []
+            assert requests == [out.as_uri()]
+            assert page.locator("#curve-lines path").count() == with_curves
+            assert page.locator("#pc-lines path").count() == with_curves
+            # The plots have ink: their lines span most of the drawing area.
+            for selector in ("#curve-lines", "#pc-lines"):
+                box = page.locator(selector).bounding_box()
+                assert box["width"] > 600 and box["height"] > 150, (selector, box)
+            assert page.locator("#best-name").inner_text() == f"_objective_{best.metrics['trial_id']}"
+            assert float(page.locator("#best-value").inner_text()) == pytest.approx(best.metrics["loss"], rel=1e-4)
+            assert page.locator("#best-config tr").count() == 1 + 3
+            assert page.locator("#errors details").count() == experiment.num_errors
+            assert "diverged" in page.locator("#errors pre").first.inner_text()
+            assert page.locator("#sched-bars rect").count() >= 1
+            assert "trials early" in page.locator("#sched").inner_text()
+            assert page.locator("#trials tbody tr").count() == 500  # first page of a thousand
+            page.locator("#trials-note a").click()
+            assert page.locator("#trials tbody tr").count() == NUM_TRIALS
+
+            shots = os.environ.get("TUNESMITH_TEST_ARTIFACTS") or str(tmp_path)
+            os.makedirs(shots, exist_ok=True)
+            shot = os.path.join(shots, "experiment_report.png")
+            page.evaluate("window.scrollTo(0, 0)")
+            page.screenshot(path=shot, full_page=True)
+            record_property("screenshot", shot)
+            print(f"screenshot of the report: {shot}")
+            assert os.path.getsize(shot) > 50_000
+        finally:
+            chromium.close()
+
+
+def test_result_grid_report_and_cli_errors(experiment, tmp_path):
+    path = experiment.report(str(tmp_path))
+    assert path == str(tmp_path / "report.html")
+    text = open(path).read()
+    assert experiment.get_best_result().metrics["trial_id"] in text
+
+    missing = subprocess.run([sys.executable, "-m", "tunesmith.tune.cli", "report", str(tmp_path)],
+                             capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 2
+    assert "not an experiment directory" in missing.stderr
+
+
+def test_result_grid_report_from_another_filesystem(experiment, tmp_path):
+    """An experiment on a pyarrow filesystem other than the local one (as on S3) is read through it."""
+    import pyarrow.fs
+
+    from tunesmith.tune import ExperimentAnalysis, ResultGrid
+
+    root, name = os.path.split(experiment.experiment_path)
+    fs = pyarrow.fs.SubTreeFileSystem(root, pyarrow.fs.LocalFileSystem())
+    grid = ResultGrid(ExperimentAnalysis(name, storage_filesystem=fs, default_metric="loss", default_mode="min"))
+    with pytest.raises(ValueError, match="local path"):
+        grid.report()
+    path = grid.report(str(tmp_path / "remote.html"))
+    text = open(path).read()
+    assert experiment.get_best_result().metrics["trial_id"] in text
+    assert text.count('"status":"ERROR"') == experiment.num_errors

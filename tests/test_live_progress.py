@@ -1,0 +1,128 @@
+"""Progress output as a person sees it: a terminal under tmux, a file, and a Jupyter notebook."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+
+import pytest
+
+# Four trials that report slowly enough for several status reports, and print a line each.
+_SCRIPT = textwrap.dedent("""
+    import sys, time, threading
+    from tunesmith import tune
+
+    def train_fn(config):
+        print(f"hello from trial x={config['x']}")
+        for i in range(6):
+            time.sleep(0.15)
+            tune.report({"loss": config["x"] / (i + 1)})
+
+    tune.Tuner(
+        train_fn,
+        param_space={"x": tune.grid_search([1, 2, 3, 4])},
+        tune_config=tune.TuneConfig(metric="loss", mode="min"),
+        run_config=tune.RunConfig(storage_path=sys.argv[1], name="live", verbose=1,
+                                  progress_reporter=tune.CLIReporter(max_report_frequency=0.3)),
+    ).fit()
+    print("ALL DONE")
+""")
+
+
+def _write_script(tmp_path) -> str:
+    path = tmp_path / "live_script.py"
+    path.write_text(_SCRIPT)
+    return str(path)
+
+
+def test_console_table_redraws_in_place_on_a_terminal(tmp_path):
+    if shutil.which("tmux") is None:
+        pytest.skip("tmux is not installed (.ci/run installs it)")
+    script = _write_script(tmp_path)
+    session = f"tunesmith-{uuid.uuid4().hex[:8]}"
+    done = tmp_path / "exit_code"
+    env_prefix = f"TUNE_RESULT_DIR={tmp_path} TUNESMITH_LEDGER_DIR={tmp_path / 'ledger'}"
+    command = f"{env_prefix} {sys.executable} {script} {tmp_path / 'storage'}; echo $? > {done}; sleep 60"
+    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "200", "-y", "60", command], check=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not done.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert done.exists(), "the experiment did not finish under tmux"
+        screen = subprocess.run(["tmux", "capture-pane", "-p", "-J", "-S", "-", "-t", session],
+                                capture_output=True, text=True, check=True).stdout
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+    assert done.read_text().strip() == "0", screen
+    lines = screen.splitlines()
+    # Several reports were drawn, each over the last: one table is left, at the bottom.
+    assert screen.count("== Status ==") == 1, screen
+    assert "Number of trials: 4/4 (4 TERMINATED)" in screen
+    # The trials' own output is above the table, none of it erased.
+    hello = [i for i, line in enumerate(lines) if "hello from trial" in line]
+    assert len(hello) == 4
+    assert max(hello) < lines.index("== Status ==") < lines.index("ALL DONE")
+
+
+def test_console_prints_every_report_when_not_a_terminal(tmp_path):
+    script = _write_script(tmp_path)
+    env = dict(os.environ, TUNE_RESULT_DIR=str(tmp_path), TUNESMITH_LEDGER_DIR=str(tmp_path / "ledger"))
+    out = subprocess.run([sys.executable, script, str(tmp_path / "storage")], capture_output=True, text=True,
+                         env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.count("== Status ==") >= 2
+    assert "\x1b[" not in out.stdout  # no cursor movement in a file
+    assert out.stdout.count("hello from trial") == 4
+
+
+def test_notebook_reporter_updates_one_output_in_place(tmp_path):
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    pytest.importorskip("ipykernel")
+
+    code = textwrap.dedent(f"""
+        import time
+        from tunesmith import tune
+
+        def train_fn(config):
+            for i in range(5):
+                time.sleep(0.1)
+                tune.report({{"loss": config["x"] / (i + 1)}})
+
+        reporter = tune.JupyterNotebookReporter(max_report_frequency=0.2)
+        results = tune.Tuner(
+            train_fn,
+            param_space={{"x": tune.grid_search([1, 2, 3])}},
+            tune_config=tune.TuneConfig(metric="loss", mode="min"),
+            run_config=tune.RunConfig(storage_path={str(tmp_path / "storage")!r}, name="nb",
+                                      progress_reporter=reporter),
+        ).fit()
+        print("best", results.get_best_result().config)
+    """)
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)])
+
+    class CountingClient(nbclient.NotebookClient):
+        messages: list = []
+
+        def process_message(self, msg, cell, cell_index):
+            self.messages.append(msg["msg_type"])
+            return super().process_message(msg, cell, cell_index)
+
+    env = dict(os.environ, TUNE_RESULT_DIR=str(tmp_path), TUNESMITH_LEDGER_DIR=str(tmp_path / "ledger"))
+    client = CountingClient(notebook, timeout=180, kernel_name="python3",
+                            resources={"metadata": {"path": str(tmp_path)}})
+    client.execute(env=env)
+
+    outputs = notebook.cells[0].outputs
+    tables = [o for o in outputs if o["output_type"] == "display_data"]
+    # One table output, updated again and again rather than added each time.
+    assert len(tables) == 1, outputs
+    assert client.messages.count("update_display_data") >= 2
+    assert "Number of trials: 3/3 (3 TERMINATED)" in tables[0]["data"]["text/plain"]
+    assert "<pre>" in tables[0]["data"]["text/html"]
+    printed = "".join(o.get("text", "") for o in outputs if o["output_type"] == "stream")
+    assert "best {'x': 1}" in printed

@@ -1,0 +1,363 @@
+"""The experiment-tracker loggers against the real libraries, in their local or offline modes.
+
+Each test runs a small experiment through ``Tuner.fit()`` (two trials, the
+second fails at its third iteration, both report a checkpoint at the first)
+and reads back what the library recorded.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import tempfile
+
+import pytest
+
+from tunesmith import train, tune
+
+
+def _trainable(config):
+    for i in range(3):
+        if config["x"] > 1.5 and i == 2:
+            raise RuntimeError("diverged")
+        checkpoint = None
+        if i == 0:
+            directory = tempfile.mkdtemp()
+            with open(os.path.join(directory, "weights.txt"), "w") as f:
+                f.write(str(config["x"]))
+            checkpoint = train.Checkpoint.from_directory(directory)
+        tune.report({"loss": config["x"] / (i + 1), "info": {"acc": i / 10}}, checkpoint=checkpoint)
+
+
+def _fit(storage, callback, trainable=_trainable, name="exp"):
+    tuner = tune.Tuner(
+        trainable,
+        param_space={"x": tune.grid_search([1.0, 2.0]), "opt": {"lr": 0.1}},
+        run_config=tune.RunConfig(storage_path=storage, name=name, verbose=0,
+                                  callbacks=[callback] if callback else []),
+    )
+    results = tuner.fit()
+    # trial id -> (trial name, x, trial directory)
+    trials = {}
+    for result in results:
+        trial_id = result.metrics["trial_id"]
+        trials[trial_id] = (f"{trainable.__name__}_{trial_id}", result.config["x"], result.path)
+    return results, trials
+
+
+# -- MLflow --------------------------------------------------------------------------------
+
+def test_mlflow_logger_callback_sqlite(storage, tmp_path):
+    pytest.importorskip("mlflow")
+    from mlflow import MlflowClient
+
+    from tunesmith.tune.logger.mlflow import MLflowLoggerCallback
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri)
+    # Artifacts go where the experiment says (MLflow's default is ./mlruns in the working directory).
+    client.create_experiment("tracked", artifact_location=(tmp_path / "artifacts").as_uri())
+    callback = MLflowLoggerCallback(tracking_uri=uri, experiment_name="tracked", tags={"team": "search"},
+                                    save_artifact=True)
+    _, trials = _fit(storage, callback)
+
+    experiment = client.get_experiment_by_name("tracked")
+    runs = {r.data.tags["trial_id"]: r for r in client.search_runs([experiment.experiment_id])}
+    assert set(runs) == set(trials)
+    for trial_id, run in runs.items():
+        name, x, _ = trials[trial_id]
+        assert run.info.run_name == name
+        assert run.data.tags["team"] == "search"
+        assert run.data.tags["trial_name"] == name
+        assert run.data.params == {"x": str(x), "opt/lr": "0.1"}
+        history = client.get_metric_history(run.info.run_id, "loss")
+        expected = [(1, x), (2, x / 2), (3, x / 3)] if x < 1.5 else [(1, x), (2, x / 2)]
+        assert sorted((m.step, m.value) for m in history) == expected
+        acc = client.get_metric_history(run.info.run_id, "info/acc")
+        assert sorted(m.step for m in acc) == [s for s, _ in expected]
+        assert "pid" not in run.data.metrics and "time_total_s" in run.data.metrics
+        assert run.info.status == ("FINISHED" if x < 1.5 else "FAILED")
+        artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+        assert {"checkpoint_000000", "params.json", "progress.csv"} <= artifacts
+        weights = client.list_artifacts(run.info.run_id, "checkpoint_000000")
+        assert [a.path for a in weights] == ["checkpoint_000000/weights.txt"]
+        assert run.info.artifact_uri.startswith((tmp_path / "artifacts").as_uri())
+
+
+def _mlflow_trainable(config):
+    from tunesmith.tune.logger.mlflow import setup_mlflow
+
+    mlflow = setup_mlflow(config, tracking_uri=config["uri"], experiment_name="inside",
+                          create_experiment_if_not_exists=True, tags={"src": "trial"})
+    for i in range(3):
+        if config["x"] > 1.5 and i == 2:
+            raise RuntimeError("diverged")
+        mlflow.log_metric("inner_loss", config["x"] / (i + 1), step=i)
+        tune.report({"loss": config["x"] / (i + 1)})
+
+
+def test_setup_mlflow_in_trials_file_store(storage, tmp_path, monkeypatch):
+    pytest.importorskip("mlflow")
+    from mlflow import MlflowClient
+
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    uri = (tmp_path / "mlruns").as_uri()
+    tuner = tune.Tuner(
+        _mlflow_trainable,
+        param_space={"x": tune.grid_search([1.0, 2.0]), "uri": uri},
+        run_config=tune.RunConfig(storage_path=storage, name="exp", verbose=0),
+    )
+    results = tuner.fit()
+    names = {r.metrics["trial_id"]: r.config["x"] for r in results}
+
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name("inside")
+    runs = client.search_runs([experiment.experiment_id])
+    assert {r.data.tags["trial_id"] for r in runs} == set(names)
+    for run in runs:
+        x = names[run.data.tags["trial_id"]]
+        assert run.data.tags["src"] == "trial"
+        assert run.info.run_name.endswith(run.data.tags["trial_id"])
+        assert run.data.params["x"] == str(x) and run.data.params["uri"] == uri
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, "inner_loss")]
+        assert sorted(steps) == ([0, 1, 2] if x < 1.5 else [0, 1])
+        # The worker process outlives the trial: the run is closed with the trial's outcome.
+        assert run.info.status == ("FINISHED" if x < 1.5 else "FAILED")
+
+
+def _flaky(config):
+    start = 0
+    checkpoint = train.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as directory:
+            start = int(open(os.path.join(directory, "next")).read())
+    for i in range(start, 5):
+        if i == 3 and not os.path.exists(config["fixed"]):
+            raise RuntimeError("flaky")
+        directory = tempfile.mkdtemp()
+        with open(os.path.join(directory, "next"), "w") as f:
+            f.write(str(i + 1))
+        tune.report({"loss": 1.0 / (i + 1)}, checkpoint=train.Checkpoint.from_directory(directory))
+
+
+def test_mlflow_run_continues_when_the_experiment_is_restored(storage, tmp_path):
+    pytest.importorskip("mlflow")
+    from mlflow import MlflowClient
+
+    from tunesmith.tune.logger.mlflow import MLflowLoggerCallback
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    fixed = tmp_path / "fixed"
+    tune.Tuner(_flaky, param_space={"fixed": str(fixed)},
+               run_config=tune.RunConfig(storage_path=storage, name="exp", verbose=0,
+                                         callbacks=[MLflowLoggerCallback(tracking_uri=uri)])).fit()
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name("exp")
+    (run,) = client.search_runs([experiment.experiment_id])
+    assert run.info.status == "FAILED"
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "loss")] == [1, 2, 3]
+
+    fixed.touch()
+    results = tune.Tuner.restore(os.path.join(storage, "exp"), _flaky, resume_errored=True).fit()
+    assert results.num_errors == 0 and results[0].metrics["training_iteration"] == 5
+    (again,) = client.search_runs([experiment.experiment_id])
+    assert again.info.run_id == run.info.run_id and again.info.status == "FINISHED"
+    history = client.get_metric_history(run.info.run_id, "loss")
+    assert sorted((m.step, m.value) for m in history) == [(i, 1.0 / i) for i in range(1, 6)]
+
+
+# -- Weights & Biases ------------------------------------------------------------------------
+
+def test_wandb_logger_callback_offline(storage):
+    pytest.importorskip("wandb")
+    from _tracker_readers import wandb_run
+
+    from tunesmith.tune.logger.wandb import WandbLoggerCallback
+
+    callback = WandbLoggerCallback(project="proj", group="grp", mode="offline", upload_checkpoints=True,
+                                   tags=["nightly"], excludes=["info"])
+    _, trials = _fit(storage, callback)
+    for trial_id, (name, x, path) in trials.items():
+        run = wandb_run(path)
+        assert (run["id"], run["name"], run["project"], run["group"]) == (trial_id, name, "proj", "grp")
+        assert run["tags"] == ["nightly"]
+        assert run["config"]["x"] == x and run["config"]["opt"] == {"lr": 0.1}
+        assert run["config"]["trial_id"] == trial_id
+        losses = [(row["_step"], row["loss"]) for row in run["history"] if "loss" in row]
+        expected = [(1, x), (2, x / 2), (3, x / 3)] if x < 1.5 else [(1, x), (2, x / 2)]
+        assert losses == expected
+        assert not any("info/acc" in row for row in run["history"])  # excluded
+        assert not any("pid" in row for row in run["history"])  # config-like fields stay out of history
+        assert run["artifacts"] and run["artifacts"][0]["type"] == "model"
+        assert run["artifacts"][0]["files"] == ["weights.txt"]
+        assert run["exit_code"] == (0 if x < 1.5 else 1)
+
+
+def _wandb_trainable(config):
+    from tunesmith.tune.logger.wandb import setup_wandb
+
+    run = setup_wandb(config, project="inside", mode="offline")
+    for i in range(3):
+        if config["x"] > 1.5 and i == 2:
+            raise RuntimeError("diverged")
+        run.log({"inner": config["x"] * i})
+        tune.report({"loss": config["x"] / (i + 1)})
+
+
+def test_setup_wandb_in_trials_offline(storage):
+    pytest.importorskip("wandb")
+    from _tracker_readers import wandb_run
+
+    results = tune.Tuner(
+        _wandb_trainable,
+        param_space={"x": tune.grid_search([1.0, 2.0])},
+        run_config=tune.RunConfig(storage_path=storage, name="exp", verbose=0),
+    ).fit()
+    for result in results:
+        x = result.config["x"]
+        run = wandb_run(result.path)
+        assert run["id"] == result.metrics["trial_id"] and run["project"] == "inside" and run["group"] == "exp"
+        assert run["config"]["x"] == x
+        assert [row["inner"] for row in run["history"] if "inner" in row] == ([0, x, 2 * x] if x < 1.5 else [0, x])
+        assert run["exit_code"] == (0 if x < 1.5 else 1)
+
+
+# -- Aim -----------------------------------------------------------------------------------------
+
+def test_aim_logger_callback_local_repo(storage, tmp_path):
+    pytest.importorskip("aim")
+    from aim import Repo
+
+    from tunesmith.tune.logger.aim import AimLoggerCallback
+
+    repo_path = str(tmp_path / "aim")
+    _, trials = _fit(storage, AimLoggerCallback(repo=repo_path, experiment_name="aimexp"))
+    runs = {run["trial_id"]: run for run in Repo.from_path(repo_path).iter_runs()}
+    assert set(runs) == set(trials)
+    for trial_id, run in runs.items():
+        name, x, path = trials[trial_id]
+        assert run.name == name and run.experiment == "aimexp"
+        assert run["hparams"] == {"x": x, "opt": {"lr": 0.1}}
+        assert run["trial_log_dir"] == path
+        assert run["trial_status"] == ("FINISHED" if x < 1.5 else "FAILED")
+        metrics = {m.name: m for m in run.metrics()}
+        assert {"ray/tune/loss", "ray/tune/info/acc"} <= set(metrics)
+        assert "ray/tune/pid" not in metrics
+        loss = metrics["ray/tune/loss"]
+        points = [(step, columns[0]) for step, columns in loss.data.items()]  # (value, epoch, time)
+        expected = [(1, x), (2, x / 2), (3, x / 3)] if x < 1.5 else [(1, x), (2, x / 2)]
+        assert points == expected
+
+
+# -- Comet ---------------------------------------------------------------------------------------
+
+def test_comet_logger_callback_offline_archives(storage):
+    if importlib.util.find_spec("comet_ml") is None:  # not imported here: comet_ml patches other libraries
+        pytest.skip("comet_ml is not installed")
+    from _tracker_readers import comet_archives
+
+    from tunesmith.tune.logger.comet import CometLoggerCallback
+
+    callback = CometLoggerCallback(online=False, tags=["nightly"], save_checkpoints=True, project_name="proj")
+    _, trials = _fit(storage, callback)
+    archives = {a["others"]["trial_id"]: a for a in comet_archives(os.path.join(storage, "exp", "comet"))}
+    assert set(archives) == set(trials)
+    for trial_id, archive in archives.items():
+        name, x, _ = trials[trial_id]
+        assert archive["others"]["Name"] == name
+        assert archive["meta"]["project_name"] == "proj" and archive["meta"]["tags"] == ["nightly"]
+        assert archive["params"]["x"] == x and archive["params"]["opt|lr"] == 0.1
+        losses = [(m["step"], m["metricValue"]) for m in archive["metrics"] if m["metricName"] == "loss"]
+        expected = [(1, x), (2, x / 2), (3, x / 3)] if x < 1.5 else [(1, x), (2, x / 2)]
+        assert losses == expected
+        assert "pid" in archive["system"] and "hostname" in archive["system"]
+        assert archive["others"]["trial_status"] == ("FINISHED" if x < 1.5 else "FAILED")
+        models = [f for f in archive["files"] if f["additional_params"]["type"] == "model-element"]
+        assert [m["additional_params"]["groupingName"] for m in models] == ["checkpoint_000000"]
+        assert models[0]["file_path"] in archive["zip_names"]
+
+
+# -- the helper process ------------------------------------------------------------------------
+
+def test_tracker_callbacks_need_their_library(monkeypatch):
+    from tunesmith.tune.logger.mlflow import MLflowLoggerCallback
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "mlflow" else real(name, *a))
+    with pytest.raises(ImportError, match="pip install mlflow"):
+        MLflowLoggerCallback()
+
+
+def test_import_tunesmith_does_not_import_trackers():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, tunesmith\nfrom tunesmith import tune\n"
+        "from tunesmith.tune.logger.mlflow import MLflowLoggerCallback\n"
+        "from tunesmith.tune.logger.wandb import WandbLoggerCallback\n"
+        "from tunesmith.tune.logger.aim import AimLoggerCallback\n"
+        "from tunesmith.tune.logger.comet import CometLoggerCallback\n"
+        "print(sorted(m for m in ('mlflow', 'wandb', 'aim', 'comet_ml') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def _many_results(config):
+    for i in range(200):
+        tune.report({"score": i})
+
+
+def test_a_stuck_tracker_does_not_hold_up_the_experiment(storage, tmp_path):
+    """The tracker is held until every trial has finished: the experiment must get there alone."""
+    import json
+
+    from _gated_tracker import GatedLoggerCallback
+
+    out, gate = str(tmp_path / "recorded.jsonl"), str(tmp_path / "gate")
+    seen_at_release = []
+
+    class OpenGate(tune.Callback):
+        def on_experiment_end(self, trials, **info):
+            seen_at_release.append(sum(t.last_result.get("training_iteration", 0) for t in trials))
+            seen_at_release.append(open(out).read().count('"result"') if os.path.exists(out) else 0)
+            open(gate, "w").close()
+
+    results = tune.Tuner(
+        _many_results, param_space={"i": tune.grid_search([0, 1, 2])},
+        run_config=tune.RunConfig(storage_path=storage, name="exp", verbose=0,
+                                  callbacks=[OpenGate(), GatedLoggerCallback(out, gate)]),
+    ).fit()
+    # Every result reached the driver while the tracker had recorded none of them.
+    assert seen_at_release == [600, 0]
+    # And once released, the tracker recorded all of them, in order, then ended each run.
+    records = [json.loads(line) for line in open(out)]
+    assert not any(r["event"] == "gate timed out" for r in records)
+    for result in results:
+        trial_id = result.metrics["trial_id"]
+        mine = [r for r in records if r.get("trial") == trial_id]
+        assert mine[0]["event"] == "start" and mine[-1] == {"event": "end", "trial": trial_id, "status": "FINISHED"}
+        assert [r["iteration"] for r in mine if r["event"] == "result"] == list(range(1, 201))
+
+
+def test_tensorboard_logger_does_not_pull_in_comet(tmp_path):
+    """tensorboardX imports comet_ml when installed; the TensorBoard logger keeps it out of the driver."""
+    if importlib.util.find_spec("comet_ml") is None or importlib.util.find_spec("tensorboardX") is None:
+        pytest.skip("needs comet_ml and tensorboardX installed")
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\nfrom tunesmith import tune\n"
+        "def f(config):\n    tune.report({'loss': config['x']})\n"
+        "tune.Tuner(f, param_space={'x': tune.grid_search([1, 2])},"
+        " run_config=tune.RunConfig(storage_path=sys.argv[1], verbose=0)).fit()\n"
+        "import tensorboardX.summary\n"
+        "print('tensorboardX' in sys.modules, 'comet_ml' in sys.modules)"
+    )
+    env = dict(os.environ, TUNESMITH_LEDGER_DIR=str(tmp_path / "ledger"))
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, env=env,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["True", "False"]
+    assert len(list(tmp_path.glob("*/f_*/events.out.tfevents.*"))) == 2
