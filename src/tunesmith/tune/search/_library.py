@@ -47,14 +47,14 @@ logger = logging.getLogger(__name__)
 _PRIMITIVES = (str, int, float, bool)
 
 
-def import_library(module: str, searcher: str, extra: str, pip_name: str) -> Any:
+def import_library(module: str, searcher: str, extra: str, pip_name: str, hint: str = "") -> Any:
     """Imports ``module`` or raises an ImportError that names the extra to install."""
     try:
         return importlib.import_module(module)
     except ImportError as exc:
+        how = hint or f"`pip install 'tunesmith[{extra}]'` (or `pip install {pip_name}`)"
         raise ImportError(
-            f"{searcher} needs the `{pip_name}` library, which could not be imported ({exc}). "
-            f"Install it with `pip install 'tunesmith[{extra}]'` (or `pip install {pip_name}`)."
+            f"{searcher} needs the `{pip_name}` library, which could not be imported ({exc}). Install it with {how}."
         ) from exc
 
 
@@ -307,6 +307,8 @@ class LibrarySearcher(Searcher):
 
     _extra: str = ""
     _pip_name: str = ""
+    #: How to install the library, where ``pip install 'tunesmith[<extra>]'`` is not enough.
+    _install_hint: str = ""
     #: Whether the library can sample normal (``tune.randn``) domains.
     _allow_normal = False
     #: Whether categories may be arbitrary objects (the library then holds indices).
@@ -717,7 +719,7 @@ class LibrarySearcher(Searcher):
         return -1.0 if (mode or self._mode) == "max" else 1.0
 
     def _require(self, module: str) -> Any:
-        return import_library(module, self._name, self._extra, self._pip_name)
+        return import_library(module, self._name, self._extra, self._pip_name, self._install_hint)
 
 
 class GlobalRandomState:

@@ -84,6 +84,8 @@ class HEBOSearch(LibrarySearcher):
 
     _extra = "hebo"
     _pip_name = "HEBO"
+    # HEBO's metadata pins numpy<1.25 and pymoo==0.6.0; the extra brings what it imports.
+    _install_hint = "`pip install 'tunesmith[hebo]' && pip install --no-deps HEBO==0.3.6`"
 
     def __init__(
         self,
