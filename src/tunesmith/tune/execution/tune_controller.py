@@ -484,7 +484,6 @@ class TuneController:
             "mode": cfg.mode,
             "id_prefix": self._id_prefix,
             "search_finished": self._run.search_finished,
-            "trials": [t.get_json_state() for t in self._table.trials],
             **(cfg.experiment_state_extra or {}),
         }
 
