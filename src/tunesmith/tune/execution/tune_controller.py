@@ -530,7 +530,7 @@ class TuneController:
         try:
             self.save_experiment_state()
         finally:
-            if self._reporter is not None:
+            if self._reporter is not None and self._reporter.should_report(table.trials, done=True):
                 self._reporter.report(table.trials, True, *self._sys_info())
             self._callbacks.on_experiment_end(trials=table.trials)
             if self._storage.is_remote:
