@@ -15,9 +15,10 @@ tmpfs (/dev/shm) where there is one, so that the disk of this shared machine
 does not swamp the controller's own cost.
 
 Prints, for 1,000, 3,000 and 10,000 trials (or the counts given): real seconds,
-virtual hours, real seconds per virtual hour, results, and results/s of
-controller bookkeeping (results over real seconds), then the growth of real
-time per result from the smallest to the largest run (1.0 is linear growth).
+virtual hours, real seconds per virtual hour, results, results/s end to end,
+and results/s of controller bookkeeping alone (the real time spent inside the
+simulated backend's own methods subtracted), then the growth of real time per
+result from the smallest to the largest run (1.00 is linear growth).
 
 Run: ``python benchmarks/bench_simulated.py [N ...] [--profile]``.
 """
@@ -48,10 +49,31 @@ def run_once(num_trials: int, root: str, profile: bool = False) -> dict:
     def curve(config, iteration):
         return {"acc": config["q"] * (1.0 - 0.95 ** iteration)}
 
+    class TimedBackend(SimulatedBackend):
+        """Counts the real time spent inside the simulated backend (the simulation, not the controller)."""
+
+        spent = 0.0
+
+        def wait(self, timeout):
+            t = time.perf_counter()
+            events = super().wait(timeout)
+            self.spent += time.perf_counter() - t
+            return events
+
+        def send(self, trial, message):
+            t = time.perf_counter()
+            super().send(trial, message)
+            self.spent += time.perf_counter() - t
+
+        def start_trial(self, trial, spec, trainable_key, payload):
+            t = time.perf_counter()
+            super().start_trial(trial, spec, trainable_key, payload)
+            self.spent += time.perf_counter() - t
+
     script = ScriptedTrainable(curve, iterations=MAX_T, seconds=lambda config, i: config["s"], checkpoint_every=10)
     search = BasicVariantGenerator(random_state=0)
     search.add_configurations({"q": tune.uniform(0, 1), "s": tune.choice([10, 20, 30, 60])}, num_samples=num_trials)
-    backend = SimulatedBackend(script, total_resources={"CPU": CPUS}, record=False)
+    backend = TimedBackend(script, total_resources={"CPU": CPUS}, record=False)
     scheduler = ASHAScheduler(metric="acc", mode="max", max_t=MAX_T, grace_period=10, reduction_factor=3)
     storage = StorageContext(root, f"sim_{num_trials}")
     controller = TuneController(ControllerConfig(
@@ -72,7 +94,10 @@ def run_once(num_trials: int, root: str, profile: bool = False) -> dict:
     trials = controller.get_trials()
     assert len(trials) == num_trials and all(t.status == "TERMINATED" for t in trials)
     virtual_h = backend.time() / 3600
+    controller_s = real_s - backend.spent
     return {
+        "controller_s": controller_s,
+        "controller_results_per_s": backend.results / controller_s,
         "trials": num_trials,
         "results": backend.results,
         "real_s": real_s,
@@ -92,7 +117,8 @@ def main() -> None:
     print(f"Simulated backend: {CPUS} virtual CPUs, ASHA(max_t={MAX_T}, grace_period=10, reduction_factor=3), "
           f"BasicVariantGenerator; result loggers OFF; experiment directory on {base or 'the default temp dir'}; "
           f"state snapshots by the default rule (TUNE_GLOBAL_CHECKPOINT_S="
-          f"{os.environ.get('TUNE_GLOBAL_CHECKPOINT_S', 'auto')}).")
+          f"{os.environ.get('TUNE_GLOBAL_CHECKPOINT_S', 'auto')}); {os.cpu_count()} CPUs here, load average "
+          f"{os.getloadavg()[0]:.1f} at the start.")
     rows = []
     try:
         for n in counts:
@@ -101,7 +127,9 @@ def main() -> None:
             print(
                 f"{row['trials']:>6} trials: {row['results']:>8} results in {row['real_s']:7.2f} s real "
                 f"for {row['virtual_h']:6.2f} virtual h -> {row['real_s_per_virtual_h']:6.2f} real s per virtual h, "
-                f"{row['results_per_s']:9,.0f} results/s ({row['us_per_result']:.1f} us per result)",
+                f"{row['results_per_s']:9,.0f} results/s ({row['us_per_result']:.1f} us per result); "
+                f"controller alone (less {row['real_s'] - row['controller_s']:.2f} s inside the simulated backend): "
+                f"{row['controller_results_per_s']:9,.0f} results/s",
                 flush=True,
             )
     finally:
@@ -115,8 +143,9 @@ def main() -> None:
             "(1.00 is linear growth)"
         )
     best = rows[-1]
-    print(f"goal: >= 50,000 results/s at {best['trials']} trials: "
-          f"{'met' if best['results_per_s'] >= 50_000 else 'NOT met'} ({best['results_per_s']:,.0f})")
+    rate = best["controller_results_per_s"]
+    print(f"goal: >= 50,000 results/s of controller bookkeeping at {best['trials']} trials: "
+          f"{'met' if rate >= 50_000 else 'NOT met'} ({rate:,.0f}; {best['results_per_s']:,.0f} with the simulation)")
 
 
 if __name__ == "__main__":

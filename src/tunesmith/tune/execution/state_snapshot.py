@@ -96,25 +96,24 @@ class StateSnapshotter:
             self.save()
 
     def _encode(self, fields: dict[str, Any], trials: list) -> str:
-        """The state file's text: ``fields`` plus ``"trials"``, each trial encoded once while it is finished.
+        """The state file's text: ``fields`` plus ``"trials"``, each trial re-encoded only when it changed.
 
-        A finished trial's state does not change unless its status, results, failures,
-        checkpoints or config do (a restore with ``resume_errored``, for one); those make
-        up the cache key, so a snapshot costs O(live trials) and not O(all trials).
+        A trial's saved state changes only with its status, results, failures,
+        checkpoints, config, resources or error; those make up the cache key (by
+        identity where the controller replaces an object rather than changing it), so a
+        snapshot costs O(trials that changed) encodings and not O(all trials).
         """
         cache, fresh = self._cache, {}
         parts = []
         for trial in trials:
-            if trial.is_finished():
-                key = (trial.status, trial.num_results, trial.num_failures, len(trial.checkpoint_manager.checkpoints),
-                       id(trial.restore_checkpoint), id(trial.last_result), id(trial.config), trial.error_file)
-                hit = cache.get(trial)
-                if hit is None or hit[0] != key:
-                    hit = (key, json.dumps(trial.get_json_state(), allow_nan=True))
-                fresh[trial] = hit
-                parts.append(hit[1])
-            else:
-                parts.append(json.dumps(trial.get_json_state(), allow_nan=True))
+            key = (trial.status, trial.num_results, trial.num_failures, len(trial.checkpoint_manager.checkpoints),
+                   id(trial.restore_checkpoint), id(trial.last_result), id(trial.config), id(trial.evaluated_params),
+                   id(trial.placement_group_factory), trial.error_file, trial.trial_dirname)
+            hit = cache.get(trial)
+            if hit is None or hit[0] != key:
+                hit = (key, json.dumps(trial.get_json_state(), allow_nan=True))
+            fresh[trial] = hit
+            parts.append(hit[1])
         self._cache = fresh
         head = json.dumps(fields, allow_nan=True)
         return f'{head[:-1]}{", " if fields else ""}"trials": [{", ".join(parts)}]}}'
