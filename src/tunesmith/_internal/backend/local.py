@@ -13,6 +13,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from tunesmith._internal import protocol as P
+from tunesmith._internal.backend._forkserver import ForkedProcess, ForkServer, fork_server_enabled
 from tunesmith._internal.backend._output import OutputForwarder
 from tunesmith._internal.backend.base import ExecutorBackend
 from tunesmith._internal.machine_ledger import MachineLedger, WakePoller
@@ -118,6 +119,10 @@ class LocalExecutor(ExecutorBackend):
         self._contended_until = 0.0
         self._sys_path = os.pathsep.join(p for p in sys.path if p)
         self.max_workers = worker_limit()
+        # Workers are forked from a preloaded process where that is safe (see _forkserver);
+        # None: not started yet, False: workers are spawned.
+        self._fork_server: ForkServer | None | bool = None
+        self._retired_servers: list[ForkServer] = []
 
     # -- resources -------------------------------------------------------------------
     def can_ever_fit(self, resources: dict[str, float]) -> bool:
@@ -228,7 +233,51 @@ class LocalExecutor(ExecutorBackend):
         self._report_usage()
 
     # -- workers -------------------------------------------------------------------------
-    def _spawn(self, env_key: str) -> _WorkerHandle:
+    def _fork_server_for(self, trainable_key: str | None, payload: bytes | None) -> ForkServer | None:
+        """The fork server, started on first use, with the trainable loaded; None where workers are spawned."""
+        server = self._fork_server
+        if server is False:
+            return None
+        if server is None:
+            if not fork_server_enabled():
+                self._fork_server = False
+                return None
+            server = self._fork_server = ForkServer(self._sys_path)
+        if trainable_key is not None and not server.ready(trainable_key, payload):
+            self._fork_server = False
+            self._retired_servers.append(server)
+            return None
+        return server if server.usable else None
+
+    def _fork(self, server: ForkServer, env_key: str) -> _WorkerHandle | None:
+        parent, child = socket.socketpair()
+        pipes = (os.pipe(), os.pipe()) if self._output is not None else None
+        try:
+            pid = server.fork(child, env_key, (pipes[0][1], pipes[1][1]) if pipes else None)
+        finally:
+            child.close()
+            if pipes:
+                os.close(pipes[0][1])
+                os.close(pipes[1][1])
+        if pid is None:
+            parent.close()
+            if pipes:
+                os.close(pipes[0][0])
+                os.close(pipes[1][0])
+            self._fork_server = False
+            self._retired_servers.append(server)
+            return None
+        out = open(pipes[0][0], "rb", buffering=0) if pipes else None
+        err = open(pipes[1][0], "rb", buffering=0) if pipes else None
+        return self._register(ForkedProcess(server, pid, out, err), Connection(parent.detach()), env_key)
+
+    def _spawn(self, env_key: str, trainable_key: str | None = None, payload: bytes | None = None) -> _WorkerHandle:
+        server = self._fork_server_for(trainable_key, payload)
+        if server is not None:
+            handle = self._fork(server, env_key)
+            if handle is not None:
+                handle.loaded.update(server.loaded_keys())
+                return handle
         parent, child = socket.socketpair()
         env = dict(os.environ)
         env["TUNESMITH_DRIVER_SYS_PATH"] = self._sys_path
@@ -243,7 +292,9 @@ class LocalExecutor(ExecutorBackend):
             )
         finally:
             child.close()
-        conn = Connection(parent.detach())
+        return self._register(proc, Connection(parent.detach()), env_key)
+
+    def _register(self, proc, conn: Connection, env_key: str) -> _WorkerHandle:
         handle = _WorkerHandle(proc, conn, env_key)
         self._by_conn[conn] = handle
         if self._output is not None:
@@ -257,6 +308,12 @@ class LocalExecutor(ExecutorBackend):
 
         With a trainable, it is sent along and loaded before the first trial arrives.
         """
+        if trainable_key is not None and self._fork_server is None and fork_server_enabled():
+            # One process boots and loads the trainable; workers are forked from it on demand.
+            self._fork_server = ForkServer(self._sys_path)
+        if isinstance(self._fork_server, ForkServer):
+            self._fork_server.send_load(trainable_key, payload)
+            return
         for _ in range(max(0, count) - sum(len(v) for v in self._idle.values())):
             handle = self._spawn("")
             if trainable_key is not None:
@@ -267,7 +324,7 @@ class LocalExecutor(ExecutorBackend):
                     pass
             self._idle.setdefault("", []).append(handle)
 
-    def _checkout(self, env_key: str) -> _WorkerHandle:
+    def _checkout(self, env_key: str, trainable_key: str | None = None, payload: bytes | None = None) -> _WorkerHandle:
         idle = self._idle.get(env_key)
         while idle:
             handle = idle.pop()
@@ -280,7 +337,7 @@ class LocalExecutor(ExecutorBackend):
                 if handles:
                     self._stop_worker(handles.pop())
                     break
-        return self._spawn(env_key)
+        return self._spawn(env_key, trainable_key, payload)
 
     def _unpoll(self, handle: _WorkerHandle) -> None:
         if self._by_fd.pop(handle.fd, None) is not None:
@@ -305,7 +362,7 @@ class LocalExecutor(ExecutorBackend):
     def start_trial(self, trial, spec: P.TrialSpec, trainable_key: str, payload: bytes) -> None:
         env_key = self._acquire(trial, trial.placement_group_factory.required_resources)
         spec.env["CUDA_VISIBLE_DEVICES"] = env_key
-        handle = self._checkout(env_key)
+        handle = self._checkout(env_key, trainable_key, payload)
         handle.trial = trial
         handle.label = f"{trial.trainable_name} pid={handle.pid}"
         self._by_trial[trial] = handle
@@ -423,6 +480,12 @@ class LocalExecutor(ExecutorBackend):
                 handle.proc.kill()
                 handle.proc.wait()
             self._forget(handle)
+        servers = self._retired_servers + ([self._fork_server] if isinstance(self._fork_server, ForkServer) else [])
+        for server in servers:
+            server.close()
+        self._retired_servers = []
+        if isinstance(self._fork_server, ForkServer):
+            self._fork_server = None
         if self._output is not None:
             self._output.drain()
         if self._ledger is not None:
