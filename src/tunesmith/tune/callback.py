@@ -97,7 +97,12 @@ class CallbackList(Callback):
         return len(self._callbacks)
 
     def _call(self, name: str, **kwargs) -> None:
+        ends = name in ("on_trial_complete", "on_trial_error")
         for cb, hook in self._active[name]:
+            if ends and not getattr(cb, "_logs_results", False):
+                from tunesmith.tune.logger._util import wait_for_ended_trials
+
+                wait_for_ended_trials()  # the result files of an ended trial are complete for it
             try:
                 hook(**kwargs)
             except CallbackError:

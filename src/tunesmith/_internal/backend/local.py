@@ -115,6 +115,7 @@ class LocalExecutor(ExecutorBackend):
         self._by_fd: dict[int, _WorkerHandle] = {}
         self._output = OutputForwarder(self._poller) if _forward_output() else None
         self._ledger = _open_ledger(self.total)
+        self._ledger_dirty = False
         self._contended = False
         self._contended_until = 0.0
         self._sys_path = os.pathsep.join(p for p in sys.path if p)
@@ -230,7 +231,9 @@ class LocalExecutor(ExecutorBackend):
             self.available[key] = self.available.get(key, 0.0) + value
         for g, amount in self._assigned_gpus.pop(trial, []):
             self._gpu_free[g] += amount
-        self._report_usage()
+        # Written before the next wait: a trial that starts in the same turn in the freed
+        # resources leaves the entry as it was, and nothing is written at all.
+        self._ledger_dirty = self._ledger is not None
 
     # -- workers -------------------------------------------------------------------------
     def _fork_server_for(self, trainable_key: str | None, payload: bytes | None) -> ForkServer | None:
@@ -421,6 +424,9 @@ class LocalExecutor(ExecutorBackend):
             handle.proc.kill()
 
     def wait(self, timeout: float | None) -> list[tuple[Any, tuple]]:
+        if self._ledger_dirty:
+            self._ledger_dirty = False
+            self._report_usage()
         if not self._by_fd:
             if self._output:
                 for fd, _ in self._poller.poll(0):

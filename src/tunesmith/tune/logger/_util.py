@@ -122,7 +122,30 @@ _DIRTY: dict[int, "TrialFile"] = {}
 
 def wait_for_writes() -> None:
     """Blocks until every result file write submitted so far has been performed."""
+    global _ENDED_UNWAITED
+    _ENDED_UNWAITED = False
     _WRITER.wait()
+
+
+# True while a trial's files were closed (its end logged) and nobody has waited for them yet.
+_ENDED_UNWAITED = False
+
+
+def note_trial_files_closed() -> None:
+    """Records that a logger closed a trial's files at its end (see :func:`wait_for_ended_trials`)."""
+    global _ENDED_UNWAITED
+    _ENDED_UNWAITED = True
+
+
+def wait_for_ended_trials() -> None:
+    """Blocks until the files of every trial whose end was logged are complete on disk.
+
+    Loggers do not wait themselves at each trial end (with thousands of short trials
+    that wait would dominate); the callback list calls this before a callback that is
+    not a result logger hears of a trial's end, so such a callback reads complete files.
+    """
+    if _ENDED_UNWAITED:
+        wait_for_writes()
 
 
 def write_error() -> BaseException | None:
@@ -218,9 +241,20 @@ def write_atomic(path: str, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+# The config object whose params files each trial directory holds (driver thread), so that a
+# logger at trial start does not write the same files again.
+_PARAMS_WRITTEN: dict[str, Any] = {}
+
+
+def params_written(logdir: str, config: dict) -> bool:
+    """True when ``params.json``/``params.pkl`` in ``logdir`` were written for this very config object."""
+    return _PARAMS_WRITTEN.get(logdir) is config
+
+
 def _write_params_files(logdir: str, config: dict) -> None:
     from tunesmith.tune.result import EXPR_PARAM_FILE, EXPR_PARAM_PICKLE_FILE
 
+    _PARAMS_WRITTEN[logdir] = config
     os.makedirs(logdir, exist_ok=True)
     text = json.dumps(to_jsonable(config), indent=2, sort_keys=True).encode("utf-8")
     write_atomic(os.path.join(logdir, EXPR_PARAM_FILE), text)
@@ -239,6 +273,7 @@ def write_params(logdir: str, config: dict) -> None:
 
     The config is not copied: the driver replaces a trial's config rather than changing it.
     """
+    _PARAMS_WRITTEN[logdir] = config
     _WRITER.submit(_write_params_files, logdir, config)
 
 
@@ -297,14 +332,19 @@ class TrialFile:
 
     # -- I/O thread ------------------------------------------------------------------
     def open(self):
-        os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
-        if self._mode == "a":
-            self.fh = open(self.path, "a", encoding="utf-8", newline="", buffering=1 << 16)
-        else:
-            self.fh = open(self.path, "ab", buffering=1 << 16)
+        try:
+            self.fh = self._open()
+        except FileNotFoundError:  # the trial directory does not exist yet
+            os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+            self.fh = self._open()
         if self._owner is not None:
             self._owner.register(self)
         return self.fh
+
+    def _open(self):
+        if self._mode == "a":
+            return open(self.path, "a", encoding="utf-8", newline="", buffering=1 << 16)
+        return open(self.path, "ab", buffering=1 << 16)
 
     def _write_items(self, items: list, flush: bool) -> None:
         if self._encoder is not None:
