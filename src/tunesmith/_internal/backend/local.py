@@ -6,6 +6,7 @@ import os
 import pickle
 import select
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -76,7 +77,8 @@ def _open_ledger(total: dict[str, float]) -> MachineLedger | None:
 
 
 class _WorkerHandle:
-    __slots__ = ("proc", "conn", "loaded", "env_key", "trial", "pid", "fd", "label", "ready")
+    __slots__ = ("proc", "conn", "loaded", "env_key", "trial", "pid", "fd", "label", "ready",
+                 "rbuf", "owed", "expect")
 
     def __init__(self, proc: subprocess.Popen, conn: Connection, env_key: str):
         self.proc = proc
@@ -88,6 +90,54 @@ class _WorkerHandle:
         self.fd = conn.fileno()
         self.label = f"pid={proc.pid}"
         self.ready = False  # set when the process starts running its first trial
+        self.rbuf = b""  # bytes read from the socket that do not make a whole message yet
+        self.owed = 0  # CONTINUE answers decided but not sent yet (sent as one message)
+        self.expect = 0  # results of this worker handed to the driver in the last wait()
+
+    def read_messages(self, block: bool = False) -> list:
+        """The messages that arrived, read with as few system calls as possible.
+
+        The framing is ``multiprocessing.connection``'s (the worker sends with
+        ``Connection.send``): a 4-byte big-endian length (or -1 and an 8-byte one),
+        then the pickle. One ``read`` takes whatever is there, which with a pipelined
+        worker is many results at once.
+
+        Raises:
+            EOFError: The worker closed its end (it exited) and no whole message is left.
+        """
+        buf = self.rbuf
+        messages: list = []
+        while True:
+            pos, end = 0, len(buf)
+            while end - pos >= 4:
+                size = _HEADER.unpack_from(buf, pos)[0]
+                start = pos + 4
+                if size == -1:
+                    if end - pos < 12:
+                        break
+                    size = _HEADER_LONG.unpack_from(buf, start)[0]
+                    start += 8
+                if end - start < size:
+                    break
+                messages.append(pickle.loads(buf[start:start + size]))
+                pos = start + size
+            buf = buf[pos:]
+            if messages or (not block and pos == 0 and buf and not self._readable()):
+                self.rbuf = buf
+                return messages
+            data = os.read(self.fd, 1 << 16)
+            if not data:
+                self.rbuf = buf
+                raise EOFError
+            buf += data
+            block = block or not messages
+
+    def _readable(self) -> bool:
+        return bool(select.select([self.fd], [], [], 0)[0])
+
+
+_HEADER = struct.Struct("!i")
+_HEADER_LONG = struct.Struct("!Q")
 
 
 class LocalExecutor(ExecutorBackend):
@@ -116,10 +166,12 @@ class LocalExecutor(ExecutorBackend):
         self._output = OutputForwarder(self._poller) if _forward_output() else None
         self._ledger = _open_ledger(self.total)
         self._ledger_dirty = False
+        self._owing: set[_WorkerHandle] = set()  # workers owed CONTINUE answers
         self._contended = False
         self._contended_until = 0.0
         self._sys_path = os.pathsep.join(p for p in sys.path if p)
         self.max_workers = worker_limit()
+        P.result_pipeline_s()  # a bad TUNESMITH_RESULT_PIPELINE_S fails here, before any trial
         # Workers are forked from a preloaded process where that is safe (see _forkserver);
         # None: not started yet, False: workers are spawned.
         self._fork_server: ForkServer | None | bool = None
@@ -384,11 +436,31 @@ class LocalExecutor(ExecutorBackend):
         handle = self._by_trial.get(trial)
         if handle is None:
             return
-        try:
-            if message is P.CONTINUE:
-                handle.conn.send_bytes(_CONTINUE_BYTES)
+        if message is P.CONTINUE:
+            # A pipelined worker's results come several at a time: their answers go back as
+            # one message once the driver has answered all of them (or at the next wait).
+            handle.owed += 1
+            if handle.owed >= handle.expect:
+                self._pay(handle)
             else:
-                handle.conn.send(message)
+                self._owing.add(handle)
+            return
+        if handle.owed:
+            self._pay(handle)
+        try:
+            handle.conn.send(message)
+        except OSError:
+            pass
+
+    def _pay(self, handle: _WorkerHandle) -> None:
+        """Sends the CONTINUE answers owed to a worker, as one message."""
+        owed, handle.owed = handle.owed, 0
+        self._owing.discard(handle)
+        try:
+            if owed == 1:
+                handle.conn.send_bytes(_CONTINUE_BYTES)
+            elif owed > 1:
+                handle.conn.send((P.CONTINUE, owed))
         except OSError:
             pass
 
@@ -400,6 +472,8 @@ class LocalExecutor(ExecutorBackend):
             return
         self._unpoll(handle)
         handle.trial = None
+        handle.owed = handle.expect = 0  # the trial is over: nothing is waiting for these
+        self._owing.discard(handle)
         if reuse and handle.proc.poll() is None and handle.conn in self._by_conn:
             self._idle.setdefault(handle.env_key, []).append(handle)
         else:
@@ -415,8 +489,10 @@ class LocalExecutor(ExecutorBackend):
     def call(self, trial, message: Any) -> Any:
         """Sends a message to a trial's worker and waits for its reply (the worker must be waiting)."""
         handle = self._by_trial[trial]
+        if handle.owed:
+            self._pay(handle)
         handle.conn.send(message)
-        return handle.conn.recv()
+        return handle.read_messages(block=True)[0]
 
     def kill_trial_worker(self, trial) -> None:
         handle = self._by_trial.get(trial)
@@ -427,6 +503,8 @@ class LocalExecutor(ExecutorBackend):
         if self._ledger_dirty:
             self._ledger_dirty = False
             self._report_usage()
+        for handle in list(self._owing):
+            self._pay(handle)
         if not self._by_fd:
             if self._output:
                 for fd, _ in self._poller.poll(0):
@@ -444,17 +522,24 @@ class LocalExecutor(ExecutorBackend):
                 continue
             trial = handle.trial
             try:
-                msg = handle.conn.recv()
+                messages = handle.read_messages()
             except (EOFError, OSError):
                 msg = (P.ERROR, self._death_message(handle), None)
                 if not handle.ready:
                     msg += (P.STARTUP_PHASE,)
                 self._forget(handle)
-            else:
-                if msg[0] == P.READY:
+                events.append((trial, msg))
+                continue
+            results = 0
+            for msg in messages:
+                kind = msg[0]
+                if kind == P.RESULT:
+                    results += 1
+                elif kind == P.READY:
                     handle.ready = True
                     continue
-            events.append((trial, msg))
+                events.append((trial, msg))
+            handle.expect = results
         return events
 
     def _death_message(self, handle: _WorkerHandle) -> str:

@@ -213,9 +213,14 @@ class Trial:
                 metric = prefix + metric
             entry = stats.get(metric)
             if entry is None:
+                # The window is made at the second value (until then it is the last value): with
+                # thousands of one-result trials the windows would cost more than the trials.
                 stats[metric] = [1, value, value, value, value]
-                recent[metric] = deque((value,), maxlen=10)
                 continue
+            window = recent.get(metric)
+            if window is None:
+                window = recent[metric] = deque((entry[4],), maxlen=10)
+            window.append(value)
             n = entry[0] = entry[0] + 1
             if value > entry[1]:
                 entry[1] = value
@@ -223,14 +228,13 @@ class Trial:
                 entry[2] = value
             entry[3] += (value - entry[3]) / n
             entry[4] = value
-            recent[metric].append(value)
 
     @property
     def metric_analysis(self) -> dict[str, dict[str, float]]:
         """Per numeric metric: max, min, avg, last, last-5-avg and last-10-avg over all results."""
         out = {}
         for metric, e in self._stats.items():
-            window = list(self._recent[metric])
+            window = list(self._recent.get(metric) or (e[4],))
             last5 = window[-5:]
             out[metric] = {
                 "max": e[1], "min": e[2], "avg": e[3], "last": e[4],
@@ -246,7 +250,6 @@ class Trial:
         for metric, a in (analysis or {}).items():
             try:
                 self._stats[metric] = [int(a.get("_n", 1)), a["max"], a["min"], a["avg"], a["last"]]
-                self._recent[metric] = deque((a["last"],), maxlen=10)
             except (KeyError, TypeError):
                 continue
 
