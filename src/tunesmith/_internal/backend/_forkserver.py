@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -95,6 +96,7 @@ class ForkServer:
             ctl_child.close()
             fd_child.close()
         self._ctl = Connection(ctl_parent.detach())
+        self._fd = self._ctl.fileno()
         self._fd_sock = fd_parent
         self._exited: dict[int, int] = {}
         self._loaded: dict[str, str | None] = {}  # key -> why forking is unsafe (None: safe)
@@ -122,9 +124,10 @@ class ForkServer:
         if self.dead_reason is not None:
             return
         try:
-            if self._ctl.poll(timeout):
+            # select() on the one descriptor: Connection.poll builds a selector on every call.
+            if select.select([self._fd], [], [], max(0.0, timeout))[0]:
                 self._handle(self._ctl.recv())
-                while self._ctl.poll(0):
+                while select.select([self._fd], [], [], 0)[0]:
                     self._handle(self._ctl.recv())
         except (EOFError, OSError):
             self._mark_dead("the fork server exited")

@@ -293,13 +293,24 @@ class Trial:
         """
         from tunesmith.tune.utils.serialization import to_jsonable
 
+        key = None
+        if self.status in (Trial.TERMINATED, Trial.ERROR):
+            # A finished trial's state is the same snapshot after snapshot: kept, not rebuilt
+            # (with thousands of trials, rebuilding it dominated each save).
+            restore = self.restore_checkpoint
+            key = (self.status, self.num_results, self.num_failures, id(self.last_result), id(self.config),
+                   self.error_file, self.error_msg, restore.path if restore else None,
+                   len(self.checkpoint_rows), self.scheduler_stop_iteration, self.restored_iteration)
+            cached = self.__dict__.get("_json_state")
+            if cached is not None and cached[0] == key:
+                return cached[1]
         rel = self._relative
         checkpoints = [
             dict(entry, path=rel(entry["path"]), rows=self.checkpoint_rows.get(entry["path"], 0))
             for entry in self.checkpoint_manager.get_state()
         ]
         restore = self.restore_checkpoint
-        return {
+        state = {
             "trial_id": self.trial_id,
             "trainable_name": self.trainable_name,
             "config": to_jsonable(self.config),
@@ -326,6 +337,9 @@ class Trial:
             "start_time": self.start_time,
             "scheduler_stop_iteration": self.scheduler_stop_iteration,
         }
+        if key is not None:
+            self._json_state = (key, state)
+        return state
 
     @classmethod
     def from_json_state(cls, state: dict[str, Any], experiment_path: str | None = None, filesystem=None,

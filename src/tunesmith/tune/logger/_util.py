@@ -132,20 +132,22 @@ _ENDED_UNWAITED = False
 
 
 def note_trial_files_closed() -> None:
-    """Records that a logger closed a trial's files at its end (see :func:`wait_for_ended_trials`)."""
+    """Records that a trial's files were handed to the I/O thread (see :func:`wait_for_trial_files`)."""
     global _ENDED_UNWAITED
     _ENDED_UNWAITED = True
 
 
-def wait_for_ended_trials() -> None:
-    """Blocks until the files of every trial whose end was logged are complete on disk.
+def wait_for_trial_files() -> None:
+    """Blocks until the files of trials that started or ended so far are on disk.
 
-    Loggers do not wait themselves at each trial end (with thousands of short trials
-    that wait would dominate); the callback list calls this before a callback that is
-    not a result logger hears of a trial's end, so such a callback reads complete files.
+    Neither the driver nor the loggers wait for a trial's directory, params files
+    or closed result files (with thousands of short trials those waits would
+    dominate); the callback list calls this before a callback that is not a result
+    logger hears of a trial's start or end, so such a callback finds them complete.
     """
     if _ENDED_UNWAITED:
         wait_for_writes()
+
 
 
 def write_error() -> BaseException | None:
@@ -274,6 +276,7 @@ def write_params(logdir: str, config: dict) -> None:
     The config is not copied: the driver replaces a trial's config rather than changing it.
     """
     _PARAMS_WRITTEN[logdir] = config
+    note_trial_files_closed()
     _WRITER.submit(_write_params_files, logdir, config)
 
 
