@@ -188,7 +188,14 @@ class Trial:
     def update_last_result(self, result: dict[str, Any]) -> None:
         self.last_result = result
         self.num_results += 1
+        if self.__dict__.get("_frozen_analysis") is not None:
+            self._thaw_analysis()
         self._analyse(result, "")
+
+    def _thaw_analysis(self) -> None:
+        """A finished trial runs again: its statistics continue from the kept analysis."""
+        frozen = self.__dict__.pop("_frozen_analysis")
+        self.metric_analysis = frozen
 
     def _analyse(self, result: dict, prefix: str) -> None:
         # Per numeric metric: [n, max, min, mean, last]; the last-5/10 windows come from
@@ -232,6 +239,9 @@ class Trial:
     @property
     def metric_analysis(self) -> dict[str, dict[str, float]]:
         """Per numeric metric: max, min, avg, last, last-5-avg and last-10-avg over all results."""
+        frozen = self.__dict__.get("_frozen_analysis")
+        if frozen is not None:
+            return {metric: dict(a) for metric, a in frozen.items()}
         out = {}
         for metric, e in self._stats.items():
             window = list(self._recent.get(metric) or (e[4],))
@@ -245,6 +255,7 @@ class Trial:
     @metric_analysis.setter
     def metric_analysis(self, analysis: dict[str, dict[str, float]]) -> None:
         # Restored from saved state: the windows restart from the last value.
+        self.__dict__.pop("_frozen_analysis", None)
         self._stats = {}
         self._recent = {}
         for metric, a in (analysis or {}).items():
@@ -339,6 +350,10 @@ class Trial:
         }
         if key is not None:
             self._json_state = (key, state)
+            # The statistics of a finished trial are kept once, in the saved form; the live
+            # ones (a list and a window per metric) are dropped until the trial runs again.
+            self._frozen_analysis = state["metric_analysis"]
+            self._stats, self._recent = {}, {}
         return state
 
     @classmethod
