@@ -118,6 +118,7 @@ class _Session:
         self._pipeline_s = result_pipeline_s()
         self._in_flight: deque = deque()
         self._in_flight_s = 0.0
+        self._poller = None
         self.context = context or TrainContext(trial_info)
         self.storage_filesystem = None
         if spec.storage_uri:
@@ -219,7 +220,7 @@ class _Session:
             self._in_flight.append(took)
             self._in_flight_s += took
             while self._unanswered and (self._in_flight_s >= pipeline or self._unanswered >= _MAX_IN_FLIGHT
-                                        or conn.poll(0)):
+                                        or self._answer_waiting()):
                 self._answer(conn.recv())
         elif pipeline > 0:
             self._in_flight.append(took)
@@ -231,6 +232,16 @@ class _Session:
             while self._unanswered >= self._buffer_length or (self._unanswered and conn.poll(0)):
                 self._answer(conn.recv())
         self._last = time.time()
+
+    def _answer_waiting(self) -> bool:
+        """Whether an answer from the driver can be read now (``Connection.poll`` builds a selector per call)."""
+        poller = self._poller
+        if poller is None:
+            import select
+
+            poller = self._poller = select.poll()
+            poller.register(self._conn.fileno(), select.POLLIN)
+        return bool(poller.poll(0))
 
     def _drain(self) -> None:
         """Waits for the driver's answers to every result sent so far."""
