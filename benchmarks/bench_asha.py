@@ -10,17 +10,19 @@ every trial reports the same score, so ASHA keeps every trial and handles the
 same 40,000 results as FIFO: the ratio of their results/s is the cost of
 ASHA's per-result decisions in a real run.
 Run: ``python benchmarks/bench_asha.py [num_trials]``.
-Each run happens in a fresh Python process.
+Each run happens in a fresh Python process, in its own results directory and
+machine-sharing ledger, and is checked on disk afterwards (every trial
+TERMINATED, as many result rows as results counted).
 """
 from __future__ import annotations
 
-import json
 import os
-import subprocess
 import sys
-import tempfile
 import textwrap
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _guard import BenchmarkCheckFailed, check_experiment, load, with_workload  # noqa: E402
 
 NUM_TRIALS = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
 REPORTS = 20
@@ -30,7 +32,7 @@ WORKLOAD = textwrap.dedent("""
     from tunesmith import tune
     from tunesmith.tune.schedulers import ASHAScheduler
 
-    num_trials, reports, which = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+    storage, num_trials, reports, which = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 
     def trivial(config):
         for it in range(1, reports + 1):
@@ -46,7 +48,7 @@ WORKLOAD = textwrap.dedent("""
         flat if which == "asha_no_stops" else trivial,
         param_space={"q": tune.uniform(0, 1)},
         tune_config=tune.TuneConfig(num_samples=num_trials, metric="score", mode="max", scheduler=scheduler),
-        run_config=tune.RunConfig(verbose=0),
+        run_config=tune.RunConfig(storage_path=storage, name="b", verbose=0),
     ).fit()
     elapsed = time.perf_counter() - t0
     n = sum(r.metrics.get("training_iteration", 0) for r in results)
@@ -55,14 +57,13 @@ WORKLOAD = textwrap.dedent("""
 
 
 def run(which: str) -> dict:
-    with tempfile.TemporaryDirectory() as results:
-        env = dict(os.environ, TUNE_RESULT_DIR=results)
-        env.pop("PYTHONDONTWRITEBYTECODE", None)
-        out = subprocess.run(
-            [sys.executable, "-c", WORKLOAD, str(NUM_TRIALS), str(REPORTS), which],
-            check=True, capture_output=True, text=True, env=env,
-        ).stdout
-    return json.loads(out.strip().splitlines()[-1])
+    def check(storage: str, figures: dict) -> None:
+        # Every trial TERMINATED, and as many rows on disk as the results counted.
+        rows = check_experiment(storage, NUM_TRIALS, None)
+        if rows != figures["results"]:
+            raise BenchmarkCheckFailed(f"{rows} rows on disk, {figures['results']} results counted")
+
+    return with_workload(WORKLOAD, [NUM_TRIALS, REPORTS, which], check)
 
 
 def decisions_only() -> float:
@@ -92,6 +93,7 @@ def decisions_only() -> float:
 
 
 def main() -> None:
+    print(f"cpus: {os.cpu_count()}; {load()}", flush=True)
     fifo = run("fifo")
     asha = run("asha")
     flat = run("asha_no_stops")
@@ -105,6 +107,7 @@ def main() -> None:
     print(f"asha/fifo results/s ratio: {asha_rate / fifo_rate:.2f}")
     print(f"asha/fifo wall time ratio: {asha['seconds'] / fifo['seconds']:.2f}")
     print(f"asha decisions alone: {decisions_only():,.0f} results/s")
+    print(load())
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ worker -> driver
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,3 +67,31 @@ class TrialSpec:
     # Function trainables go on without waiting for the driver's answer while fewer than
     # this many results are unanswered (TUNE_RESULT_BUFFER_LENGTH; 1 waits for each).
     result_buffer_length: int = 1
+
+
+PIPELINE_ENV = "TUNESMITH_RESULT_PIPELINE_S"
+_DEFAULT_PIPELINE_S = 0.002
+
+
+def result_pipeline_s() -> float:
+    """Seconds of a trial's own iterations that may run ahead of the driver's decisions.
+
+    ``report()`` hands a result to the driver and waits for its answer (continue,
+    stop, pause). For a trial whose iterations take less than this budget the
+    round trip would cost more than the iteration itself, so such a trial goes on
+    while its unanswered results took less than the budget together, and takes the
+    answers as they come; a result that comes after a stop or pause decision is
+    dropped by the driver, so what is logged still ends at the deciding result.
+    An iteration that takes longer, and every checkpoint, waits for the answer as
+    before. ``TUNESMITH_RESULT_PIPELINE_S=0`` turns this off, and so does setting
+    ``TUNE_RESULT_BUFFER_LENGTH`` (whose own rule then applies).
+    """
+    if "TUNE_RESULT_BUFFER_LENGTH" in os.environ:
+        return 0.0
+    try:
+        return max(0.0, float(os.environ.get(PIPELINE_ENV, _DEFAULT_PIPELINE_S)))
+    except ValueError:
+        raise ValueError(
+            f"{PIPELINE_ENV} must be a number of seconds (0 turns pipelining off), got "
+            f"{os.environ[PIPELINE_ENV]!r}."
+        ) from None

@@ -13,12 +13,17 @@ import os
 import shutil
 import time
 import warnings
+from collections import deque
 from typing import Any, Iterator
 
+from tunesmith._internal.protocol import result_pipeline_s
 from tunesmith.tune.result import CHECKPOINT_DIR_FORMAT
 from tunesmith.train._checkpoint import Checkpoint
 
 _session: "_Session | None" = None
+
+# At most this many results of one trial are unanswered while it is pipelined.
+_MAX_IN_FLIGHT = 256
 
 
 class TrialStopped(BaseException):
@@ -109,6 +114,11 @@ class _Session:
         self._pending_checkpoint_dir: str | None = None
         self._buffer_length = max(1, spec.result_buffer_length)
         self._unanswered = 0
+        # Pipelining (see ``_pipeline_budget``): iteration times of the unanswered results.
+        self._pipeline_s = result_pipeline_s()
+        self._in_flight: deque = deque()
+        self._in_flight_s = 0.0
+        self._poller = None
         self.context = context or TrainContext(trial_info)
         self.storage_filesystem = None
         if spec.storage_uri:
@@ -163,6 +173,10 @@ class _Session:
     # -- results ------------------------------------------------------------------
     def report(self, metrics: dict, checkpoint: Checkpoint | None = None) -> None:
         now = time.time()
+        if self._unanswered and (checkpoint is not None or self._pending_checkpoint_dir is not None):
+            # A checkpoint is persisted only after the driver answered every earlier result:
+            # none is written after a stop or pause was decided.
+            self._drain()
         checkpoint_dir_name = None
         if checkpoint is not None:
             checkpoint_dir_name = self._persist(checkpoint)
@@ -198,15 +212,57 @@ class _Session:
         conn = self._conn
         conn.send(("r", result, checkpoint_dir_name))
         self._unanswered += 1
-        # Wait for the driver's answer; with result buffering, go on while fewer than
-        # ``result_buffer_length`` results are unanswered and take the answers that arrived.
-        while self._unanswered >= self._buffer_length or (self._unanswered and conn.poll(0)):
-            self._answer(conn.recv())
+        pipeline = self._pipeline_s
+        took = now - self._last
+        if pipeline > 0 and checkpoint_dir_name is None and took < pipeline:
+            # A short iteration: go on while the unanswered results took less than the budget
+            # together (and not too many are unanswered); take the answers that arrived.
+            self._in_flight.append(took)
+            self._in_flight_s += took
+            while self._unanswered and (self._in_flight_s >= pipeline or self._unanswered >= _MAX_IN_FLIGHT
+                                        or self._answer_waiting()):
+                self._answer(conn.recv())
+        elif pipeline > 0:
+            self._in_flight.append(took)
+            self._in_flight_s += took
+            self._drain()  # a long iteration (or a checkpoint): wait for the decision, as without pipelining
+        else:
+            # Wait for the driver's answer; with result buffering, go on while fewer than
+            # ``result_buffer_length`` results are unanswered and take the answers that arrived.
+            while self._unanswered >= self._buffer_length or (self._unanswered and conn.poll(0)):
+                self._answer(conn.recv())
         self._last = time.time()
+
+    def _answer_waiting(self) -> bool:
+        """Whether an answer from the driver can be read now (``Connection.poll`` builds a selector per call)."""
+        poller = self._poller
+        if poller is None:
+            import select
+
+            poller = self._poller = select.poll()
+            poller.register(self._conn.fileno(), select.POLLIN)
+        return bool(poller.poll(0))
+
+    def _drain(self) -> None:
+        """Waits for the driver's answers to every result sent so far."""
+        conn = self._conn
+        while self._unanswered:
+            self._answer(conn.recv())
+
+    def _answered(self, count: int) -> None:
+        self._unanswered -= count
+        in_flight = self._in_flight
+        for _ in range(min(count, len(in_flight))):
+            self._in_flight_s -= in_flight.popleft()
+        if not in_flight:
+            self._in_flight_s = 0.0
 
     def _answer(self, reply) -> None:
         if reply == "c":
-            self._unanswered -= 1
+            self._answered(1)
+            return
+        if type(reply) is tuple and reply[0] == "c":  # answers to several results at once
+            self._answered(reply[1])
             return
         if reply == "s" or (type(reply) is tuple and reply[0] == "s"):
             raise TrialStopped(pause=False)

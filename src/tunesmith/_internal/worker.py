@@ -1,7 +1,10 @@
 """The worker process: hosts one trainable at a time and runs trials the driver sends it.
 
 Started by the local executor as ``python -m tunesmith._internal.worker <fd>``,
-where ``fd`` is its end of a socket pair to the driver.
+where ``fd`` is its end of a socket pair to the driver, or forked from a fork
+server (``python -m tunesmith._internal.worker --fork-server <ctl> <fds>``): a
+warm process that has imported tunesmith and loaded the trainable, so that a
+new worker costs a ``fork()`` rather than a fresh interpreter.
 """
 from __future__ import annotations
 
@@ -114,9 +117,9 @@ class _TrialEnvironment:
 class Worker:
     """The loop of one worker process."""
 
-    def __init__(self, conn: Connection):
+    def __init__(self, conn: Connection, trainables: dict[str, Any] | None = None):
         self.conn = conn
-        self.trainables: dict[str, Any] = {}
+        self.trainables: dict[str, Any] = dict(trainables or {})
         # A class trainable instance kept for reuse by the next trial (reset_config).
         self._cached_instance = None
         self._cached_key: str | None = None
@@ -375,12 +378,176 @@ def _die_with_parent() -> None:
         os._exit(1)
 
 
+# -- the fork server ----------------------------------------------------------------------
+# driver -> server over the control connection; the descriptors of a FORK travel first, as
+# one datagram on the descriptor socket (the child's socket, its stdout and stderr pipes).
+FS_LOAD = "load"        # (FS_LOAD, key, payload): load a trainable now; children inherit it
+FS_FORK = "fork"        # (FS_FORK, cuda_visible_devices, has_pipes): fork one worker
+# server -> driver
+FS_LOADED = "loaded"    # (FS_LOADED, key, unsafe_reason or None)
+FS_FORKED = "forked"    # (FS_FORKED, pid)
+FS_EXITED = "exited"    # (FS_EXITED, pid, returncode as Popen gives it: -signal when killed)
+
+
+def fork_unsafe_reason() -> str | None:
+    """Why forking workers from this process would be unsafe, or None when it is safe.
+
+    A forked child gets only the forking thread, so a process that runs other Python
+    threads (which may hold locks) or has initialised CUDA (whose driver state does
+    not survive ``fork()``) must not be forked: workers are spawned instead.
+    """
+    import threading
+
+    others = [t.name for t in threading.enumerate() if t is not threading.current_thread()]
+    if others:
+        return f"the trainable started threads while it was loaded ({', '.join(sorted(others))})"
+    torch = sys.modules.get("torch")
+    cuda = getattr(torch, "cuda", None)
+    try:
+        if cuda is not None and cuda.is_initialized():
+            return "the trainable initialised CUDA while it was loaded"
+    except Exception:
+        pass
+    return None
+
+
+def _preload() -> None:
+    """Imports what every trial needs, once, in the fork server."""
+    import cloudpickle  # noqa: F401
+
+    from tunesmith._internal import session  # noqa: F401
+    from tunesmith.train import _checkpoint  # noqa: F401
+    from tunesmith.tune.trainable import trainable  # noqa: F401
+
+
+def _exit_code(status: int) -> int:
+    if os.WIFSIGNALED(status):
+        return -os.WTERMSIG(status)
+    return os.WEXITSTATUS(status) if os.WIFEXITED(status) else 1
+
+
+def _run_forked_child(ctl: Connection, fd_sock, wake_r: int, wake_w: int, fds: list[int],
+                      env_key: str, has_pipes: bool, trainables: dict[str, Any]) -> None:
+    """The first moments of a forked worker: its own descriptors, environment and seeds."""
+    code = 0
+    try:
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        ctl.close()
+        fd_sock.close()
+        os.close(wake_r)
+        os.close(wake_w)
+        sock_fd = fds[0]
+        if has_pipes:
+            os.dup2(fds[1], 1)
+            os.dup2(fds[2], 2)
+            os.close(fds[1])
+            os.close(fds[2])
+            # As PYTHONUNBUFFERED does for a spawned worker: a print reaches the console at once.
+            for stream in (sys.stdout, sys.stderr):
+                try:
+                    stream.reconfigure(line_buffering=True, write_through=True)
+                except (AttributeError, ValueError):
+                    pass
+        else:
+            os.close(fds[1])
+            os.close(fds[2])
+        os.environ["CUDA_VISIBLE_DEVICES"] = env_key
+        _die_with_parent()  # the fork server; it dies with the driver
+        if "numpy" in sys.modules:  # every worker draws its own numbers, as a spawned one would
+            try:
+                sys.modules["numpy"].random.seed()
+            except Exception:
+                pass
+        Worker(Connection(sock_fd), trainables).serve()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    except BaseException:
+        traceback.print_exc()
+        code = 1
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
+
+
+def serve_forks(ctl: Connection, fd_sock) -> None:
+    """The fork server's loop: loads trainables, forks workers, reports their exits."""
+    import select
+
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_r, False)
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda *_: None)  # wakes the select below through the pipe
+    trainables: dict[str, Any] = {}
+    children: set[int] = set()
+
+    def reap() -> None:
+        while children:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            children.discard(pid)
+            ctl.send((FS_EXITED, pid, _exit_code(status)))
+
+    try:
+        while True:
+            try:
+                ready, _, _ = select.select([ctl.fileno(), wake_r], [], [])
+            except InterruptedError:
+                continue
+            if wake_r in ready:
+                try:
+                    while os.read(wake_r, 512):
+                        pass
+                except BlockingIOError:
+                    pass
+                reap()
+            if ctl.fileno() not in ready:
+                continue
+            msg = ctl.recv()
+            if msg[0] == FS_LOAD:
+                try:
+                    import cloudpickle
+
+                    trainables[msg[1]] = cloudpickle.loads(msg[2])
+                except BaseException as exc:  # reported when a trial of this trainable starts
+                    trainables[msg[1]] = _LoadFailure(exc, traceback.format_exc())
+                ctl.send((FS_LOADED, msg[1], fork_unsafe_reason()))
+            elif msg[0] == FS_FORK:
+                import socket
+
+                _, fds, _, _ = socket.recv_fds(fd_sock, 1, 3)
+                pid = os.fork()
+                if pid == 0:
+                    _run_forked_child(ctl, fd_sock, wake_r, wake_w, fds, msg[1], msg[2], trainables)
+                for fd in fds:
+                    os.close(fd)
+                children.add(pid)
+                ctl.send((FS_FORKED, pid))
+                reap()
+    except (EOFError, OSError):
+        pass  # the driver is gone or closed us: the children die with this process
+
+
 def main() -> None:
     _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    fd = int(sys.argv[1])
     sys.path[:0] = [p for p in os.environ.get("TUNESMITH_DRIVER_SYS_PATH", "").split(os.pathsep) if p]
-    Worker(Connection(fd)).serve()
+    if sys.argv[1] == "--fork-server":
+        import socket
+
+        _preload()
+        fd_sock = socket.socket(fileno=int(sys.argv[3]))
+        serve_forks(Connection(int(sys.argv[2])), fd_sock)
+        return
+    Worker(Connection(int(sys.argv[1]))).serve()
 
 
 if __name__ == "__main__":

@@ -69,6 +69,10 @@ class CallbackError(RuntimeError):
     """A user callback raised: the message names the callback and the hook."""
 
 
+# Hooks before which a callback that is not a result logger finds the trial's files written.
+_FILE_HOOKS = frozenset(("on_trial_start", "on_trial_restore", "on_trial_complete", "on_trial_error"))
+
+
 class CallbackList(Callback):
     """Calls a list of callbacks in order."""
 
@@ -97,7 +101,12 @@ class CallbackList(Callback):
         return len(self._callbacks)
 
     def _call(self, name: str, **kwargs) -> None:
+        files = name in _FILE_HOOKS
         for cb, hook in self._active[name]:
+            if files and not getattr(cb, "_logs_results", False):
+                from tunesmith.tune.logger._util import wait_for_trial_files
+
+                wait_for_trial_files()  # the trial's directory and files are complete for it
             try:
                 hook(**kwargs)
             except CallbackError:

@@ -7,6 +7,7 @@ import os
 import pickle
 import select
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -14,6 +15,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from tunesmith._internal import protocol as P
+from tunesmith._internal.backend._forkserver import ForkedProcess, ForkServer, fork_server_enabled
 from tunesmith._internal.backend._output import OutputForwarder
 from tunesmith._internal.backend.base import ExecutorBackend, TrialEvent
 from tunesmith._internal.machine_ledger import MachineLedger, WakePoller
@@ -76,7 +78,8 @@ def _open_ledger(total: dict[str, float]) -> MachineLedger | None:
 
 
 class _WorkerHandle:
-    __slots__ = ("proc", "conn", "loaded", "env_key", "trial", "pid", "fd", "label", "ready")
+    __slots__ = ("proc", "conn", "loaded", "env_key", "trial", "pid", "fd", "label", "ready",
+                 "rbuf", "owed", "expect")
 
     def __init__(self, proc: subprocess.Popen, conn: Connection, env_key: str):
         self.proc = proc
@@ -88,6 +91,54 @@ class _WorkerHandle:
         self.fd = conn.fileno()
         self.label = f"pid={proc.pid}"
         self.ready = False  # set when the process starts running its first trial
+        self.rbuf = b""  # bytes read from the socket that do not make a whole message yet
+        self.owed = 0  # CONTINUE answers decided but not sent yet (sent as one message)
+        self.expect = 0  # results of this worker handed to the driver in the last wait()
+
+    def read_messages(self, block: bool = False) -> list:
+        """The messages that arrived, read with as few system calls as possible.
+
+        The framing is ``multiprocessing.connection``'s (the worker sends with
+        ``Connection.send``): a 4-byte big-endian length (or -1 and an 8-byte one),
+        then the pickle. One ``read`` takes whatever is there, which with a pipelined
+        worker is many results at once.
+
+        Raises:
+            EOFError: The worker closed its end (it exited) and no whole message is left.
+        """
+        buf = self.rbuf
+        messages: list = []
+        while True:
+            pos, end = 0, len(buf)
+            while end - pos >= 4:
+                size = _HEADER.unpack_from(buf, pos)[0]
+                start = pos + 4
+                if size == -1:
+                    if end - pos < 12:
+                        break
+                    size = _HEADER_LONG.unpack_from(buf, start)[0]
+                    start += 8
+                if end - start < size:
+                    break
+                messages.append(pickle.loads(buf[start:start + size]))
+                pos = start + size
+            buf = buf[pos:]
+            if messages or (not block and pos == 0 and buf and not self._readable()):
+                self.rbuf = buf
+                return messages
+            data = os.read(self.fd, 1 << 16)
+            if not data:
+                self.rbuf = buf
+                raise EOFError
+            buf += data
+            block = block or not messages
+
+    def _readable(self) -> bool:
+        return bool(select.select([self.fd], [], [], 0)[0])
+
+
+_HEADER = struct.Struct("!i")
+_HEADER_LONG = struct.Struct("!Q")
 
 
 class LocalExecutor(ExecutorBackend):
@@ -115,10 +166,17 @@ class LocalExecutor(ExecutorBackend):
         self._by_fd: dict[int, _WorkerHandle] = {}
         self._output = OutputForwarder(self._poller) if _forward_output() else None
         self._ledger = _open_ledger(self.total)
+        self._ledger_dirty = False
+        self._owing: set[_WorkerHandle] = set()  # workers owed CONTINUE answers
         self._contended = False
         self._contended_until = 0.0
         self._sys_path = os.pathsep.join(p for p in sys.path if p)
         self.max_workers = worker_limit()
+        P.result_pipeline_s()  # a bad TUNESMITH_RESULT_PIPELINE_S fails here, before any trial
+        # Workers are forked from a preloaded process where that is safe (see _forkserver);
+        # None: not started yet, False: workers are spawned.
+        self._fork_server: ForkServer | None | bool = None
+        self._retired_servers: list[ForkServer] = []
 
     # -- resources -------------------------------------------------------------------
     def can_ever_fit(self, resources: dict[str, float]) -> bool:
@@ -226,10 +284,56 @@ class LocalExecutor(ExecutorBackend):
             self.available[key] = self.available.get(key, 0.0) + value
         for g, amount in self._assigned_gpus.pop(trial, []):
             self._gpu_free[g] += amount
-        self._report_usage()
+        # Written before the next wait: a trial that starts in the same turn in the freed
+        # resources leaves the entry as it was, and nothing is written at all.
+        self._ledger_dirty = self._ledger is not None
 
     # -- workers -------------------------------------------------------------------------
-    def _spawn(self, env_key: str) -> _WorkerHandle:
+    def _fork_server_for(self, trainable_key: str | None, payload: bytes | None) -> ForkServer | None:
+        """The fork server, started on first use, with the trainable loaded; None where workers are spawned."""
+        server = self._fork_server
+        if server is False:
+            return None
+        if server is None:
+            if not fork_server_enabled():
+                self._fork_server = False
+                return None
+            server = self._fork_server = ForkServer(self._sys_path)
+        if trainable_key is not None and not server.ready(trainable_key, payload):
+            self._fork_server = False
+            self._retired_servers.append(server)
+            return None
+        return server if server.usable else None
+
+    def _fork(self, server: ForkServer, env_key: str) -> _WorkerHandle | None:
+        parent, child = socket.socketpair()
+        pipes = (os.pipe(), os.pipe()) if self._output is not None else None
+        try:
+            pid = server.fork(child, env_key, (pipes[0][1], pipes[1][1]) if pipes else None)
+        finally:
+            child.close()
+            if pipes:
+                os.close(pipes[0][1])
+                os.close(pipes[1][1])
+        if pid is None:
+            parent.close()
+            if pipes:
+                os.close(pipes[0][0])
+                os.close(pipes[1][0])
+            self._fork_server = False
+            self._retired_servers.append(server)
+            return None
+        out = open(pipes[0][0], "rb", buffering=0) if pipes else None
+        err = open(pipes[1][0], "rb", buffering=0) if pipes else None
+        return self._register(ForkedProcess(server, pid, out, err), Connection(parent.detach()), env_key)
+
+    def _spawn(self, env_key: str, trainable_key: str | None = None, payload: bytes | None = None) -> _WorkerHandle:
+        server = self._fork_server_for(trainable_key, payload)
+        if server is not None:
+            handle = self._fork(server, env_key)
+            if handle is not None:
+                handle.loaded.update(server.loaded_keys())
+                return handle
         parent, child = socket.socketpair()
         env = dict(os.environ)
         env["TUNESMITH_DRIVER_SYS_PATH"] = self._sys_path
@@ -244,7 +348,9 @@ class LocalExecutor(ExecutorBackend):
             )
         finally:
             child.close()
-        conn = Connection(parent.detach())
+        return self._register(proc, Connection(parent.detach()), env_key)
+
+    def _register(self, proc, conn: Connection, env_key: str) -> _WorkerHandle:
         handle = _WorkerHandle(proc, conn, env_key)
         self._by_conn[conn] = handle
         if self._output is not None:
@@ -258,6 +364,12 @@ class LocalExecutor(ExecutorBackend):
 
         With a trainable, it is sent along and loaded before the first trial arrives.
         """
+        if trainable_key is not None and self._fork_server is None and fork_server_enabled():
+            # One process boots and loads the trainable; workers are forked from it on demand.
+            self._fork_server = ForkServer(self._sys_path)
+        if isinstance(self._fork_server, ForkServer):
+            self._fork_server.send_load(trainable_key, payload)
+            return
         for _ in range(max(0, count) - sum(len(v) for v in self._idle.values())):
             handle = self._spawn("")
             if trainable_key is not None:
@@ -268,7 +380,7 @@ class LocalExecutor(ExecutorBackend):
                     pass
             self._idle.setdefault("", []).append(handle)
 
-    def _checkout(self, env_key: str) -> _WorkerHandle:
+    def _checkout(self, env_key: str, trainable_key: str | None = None, payload: bytes | None = None) -> _WorkerHandle:
         idle = self._idle.get(env_key)
         while idle:
             handle = idle.pop()
@@ -281,7 +393,7 @@ class LocalExecutor(ExecutorBackend):
                 if handles:
                     self._stop_worker(handles.pop())
                     break
-        return self._spawn(env_key)
+        return self._spawn(env_key, trainable_key, payload)
 
     def _unpoll(self, handle: _WorkerHandle) -> None:
         if self._by_fd.pop(handle.fd, None) is not None:
@@ -306,7 +418,7 @@ class LocalExecutor(ExecutorBackend):
     def start_trial(self, trial, spec: P.TrialSpec, trainable_key: str, payload: bytes) -> None:
         env_key = self._acquire(trial, trial.placement_group_factory.required_resources)
         spec.env["CUDA_VISIBLE_DEVICES"] = env_key
-        handle = self._checkout(env_key)
+        handle = self._checkout(env_key, trainable_key, payload)
         handle.trial = trial
         handle.label = f"{trial.trainable_name} pid={handle.pid}"
         self._by_trial[trial] = handle
@@ -325,11 +437,31 @@ class LocalExecutor(ExecutorBackend):
         handle = self._by_trial.get(trial)
         if handle is None:
             return
-        try:
-            if message is P.CONTINUE:
-                handle.conn.send_bytes(_CONTINUE_BYTES)
+        if message is P.CONTINUE:
+            # A pipelined worker's results come several at a time: their answers go back as
+            # one message once the driver has answered all of them (or at the next wait).
+            handle.owed += 1
+            if handle.owed >= handle.expect:
+                self._pay(handle)
             else:
-                handle.conn.send(message)
+                self._owing.add(handle)
+            return
+        if handle.owed:
+            self._pay(handle)
+        try:
+            handle.conn.send(message)
+        except OSError:
+            pass
+
+    def _pay(self, handle: _WorkerHandle) -> None:
+        """Sends the CONTINUE answers owed to a worker, as one message."""
+        owed, handle.owed = handle.owed, 0
+        self._owing.discard(handle)
+        try:
+            if owed == 1:
+                handle.conn.send_bytes(_CONTINUE_BYTES)
+            elif owed > 1:
+                handle.conn.send((P.CONTINUE, owed))
         except OSError:
             pass
 
@@ -341,6 +473,8 @@ class LocalExecutor(ExecutorBackend):
             return
         self._unpoll(handle)
         handle.trial = None
+        handle.owed = handle.expect = 0  # the trial is over: nothing is waiting for these
+        self._owing.discard(handle)
         if reuse and handle.proc.poll() is None and handle.conn in self._by_conn:
             self._idle.setdefault(handle.env_key, []).append(handle)
         else:
@@ -356,8 +490,10 @@ class LocalExecutor(ExecutorBackend):
     def call(self, trial, message: Any) -> Any:
         """Sends a message to a trial's worker and waits for its reply (the worker must be waiting)."""
         handle = self._by_trial[trial]
+        if handle.owed:
+            self._pay(handle)
         handle.conn.send(message)
-        return handle.conn.recv()
+        return handle.read_messages(block=True)[0]
 
     def kill_trial_worker(self, trial) -> None:
         handle = self._by_trial.get(trial)
@@ -365,6 +501,11 @@ class LocalExecutor(ExecutorBackend):
             handle.proc.kill()
 
     def wait(self, timeout: float | None) -> list[TrialEvent]:
+        if self._ledger_dirty:
+            self._ledger_dirty = False
+            self._report_usage()
+        for handle in list(self._owing):
+            self._pay(handle)
         # With no trial running this still blocks (on workers' output and the ledger's wake
         # FIFO, if any) until the controller's next timer, so the controller never spins.
         ready = self._poller.poll(None if timeout is None else max(0, math.ceil(timeout * 1000)))
@@ -378,17 +519,24 @@ class LocalExecutor(ExecutorBackend):
                 continue
             trial = handle.trial
             try:
-                msg = handle.conn.recv()
+                messages = handle.read_messages()
             except (EOFError, OSError):
                 msg = (P.ERROR, self._death_message(handle), None)
                 if not handle.ready:
                     msg += (P.STARTUP_PHASE,)
                 self._forget(handle)
-            else:
-                if msg[0] == P.READY:
+                events.append(TrialEvent(trial, msg))
+                continue
+            results = 0
+            for msg in messages:
+                kind = msg[0]
+                if kind == P.RESULT:
+                    results += 1
+                elif kind == P.READY:
                     handle.ready = True
                     continue
-            events.append(TrialEvent(trial, msg))
+                events.append(TrialEvent(trial, msg))
+            handle.expect = results
         return events
 
     def _death_message(self, handle: _WorkerHandle) -> str:
@@ -420,6 +568,12 @@ class LocalExecutor(ExecutorBackend):
                 handle.proc.kill()
                 handle.proc.wait()
             self._forget(handle)
+        servers = self._retired_servers + ([self._fork_server] if isinstance(self._fork_server, ForkServer) else [])
+        for server in servers:
+            server.close()
+        self._retired_servers = []
+        if isinstance(self._fork_server, ForkServer):
+            self._fork_server = None
         if self._output is not None:
             self._output.drain()
         if self._ledger is not None:

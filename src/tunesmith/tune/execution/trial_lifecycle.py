@@ -27,7 +27,7 @@ from tunesmith.tune.execution.error_writer import load_exception, write_trial_er
 from tunesmith.tune.execution.placement_groups import to_pg_factory
 from tunesmith.tune.execution.trial_table import PAUSE, PAUSE_KEEP, STOP, TrialTable
 from tunesmith.tune.experiment.trial import Trial
-from tunesmith.tune.logger._util import _write_params_files
+from tunesmith.tune.logger._util import write_params
 from tunesmith.tune.result import CHECKPOINT_DIR_NAME, DEFAULT_METRIC, DONE, EXPERIMENT_ID, TRAINING_ITERATION
 from tunesmith.tune.schedulers.trial_scheduler import TrialScheduler
 from tunesmith.tune.trainable._trial_info import TrialInfo
@@ -221,8 +221,11 @@ class TrialLifecycle:
         was_paused = trial.status == Trial.PAUSED or restoring is not None
         self._rollback(trial)
         if not trial.dir_created and trial.local_path is not None:
-            # The trial's directory and params.json exist before any callback hears of the trial.
-            _write_params_files(trial.local_path, trial.config)
+            # The trial's directory and params files are made in the loggers' I/O thread, off
+            # this loop; they exist before a callback other than a result logger hears of the
+            # trial (CallbackList waits for them) and before any state naming the trial is saved
+            # (the save commits the I/O thread's work first).
+            write_params(trial.local_path, trial.config)
             trial.dir_created = True
         self._table.set_status(trial, Trial.RUNNING)
         self._backend.start_trial(trial, spec, self.trainable_key, cfg.trainable_payload)

@@ -188,7 +188,14 @@ class Trial:
     def update_last_result(self, result: dict[str, Any]) -> None:
         self.last_result = result
         self.num_results += 1
+        if self.__dict__.get("_frozen_analysis") is not None:
+            self._thaw_analysis()
         self._analyse(result, "")
+
+    def _thaw_analysis(self) -> None:
+        """A finished trial runs again: its statistics continue from the kept analysis."""
+        frozen = self.__dict__.pop("_frozen_analysis")
+        self.metric_analysis = frozen
 
     def _analyse(self, result: dict, prefix: str) -> None:
         # Per numeric metric: [n, max, min, mean, last]; the last-5/10 windows come from
@@ -213,9 +220,14 @@ class Trial:
                 metric = prefix + metric
             entry = stats.get(metric)
             if entry is None:
+                # The window is made at the second value (until then it is the last value): with
+                # thousands of one-result trials the windows would cost more than the trials.
                 stats[metric] = [1, value, value, value, value]
-                recent[metric] = deque((value,), maxlen=10)
                 continue
+            window = recent.get(metric)
+            if window is None:
+                window = recent[metric] = deque((entry[4],), maxlen=10)
+            window.append(value)
             n = entry[0] = entry[0] + 1
             if value > entry[1]:
                 entry[1] = value
@@ -223,14 +235,16 @@ class Trial:
                 entry[2] = value
             entry[3] += (value - entry[3]) / n
             entry[4] = value
-            recent[metric].append(value)
 
     @property
     def metric_analysis(self) -> dict[str, dict[str, float]]:
         """Per numeric metric: max, min, avg, last, last-5-avg and last-10-avg over all results."""
+        frozen = self.__dict__.get("_frozen_analysis")
+        if frozen is not None:
+            return {metric: dict(a) for metric, a in frozen.items()}
         out = {}
         for metric, e in self._stats.items():
-            window = list(self._recent[metric])
+            window = list(self._recent.get(metric) or (e[4],))
             last5 = window[-5:]
             out[metric] = {
                 "max": e[1], "min": e[2], "avg": e[3], "last": e[4],
@@ -241,12 +255,12 @@ class Trial:
     @metric_analysis.setter
     def metric_analysis(self, analysis: dict[str, dict[str, float]]) -> None:
         # Restored from saved state: the windows restart from the last value.
+        self.__dict__.pop("_frozen_analysis", None)
         self._stats = {}
         self._recent = {}
         for metric, a in (analysis or {}).items():
             try:
                 self._stats[metric] = [int(a.get("_n", 1)), a["max"], a["min"], a["avg"], a["last"]]
-                self._recent[metric] = deque((a["last"],), maxlen=10)
             except (KeyError, TypeError):
                 continue
 
@@ -290,13 +304,24 @@ class Trial:
         """
         from tunesmith.tune.utils.serialization import to_jsonable
 
+        key = None
+        if self.status in (Trial.TERMINATED, Trial.ERROR):
+            # A finished trial's state is the same snapshot after snapshot: kept, not rebuilt
+            # (with thousands of trials, rebuilding it dominated each save).
+            restore = self.restore_checkpoint
+            key = (self.status, self.num_results, self.num_failures, id(self.last_result), id(self.config),
+                   self.error_file, self.error_msg, restore.path if restore else None,
+                   len(self.checkpoint_rows), self.scheduler_stop_iteration, self.restored_iteration)
+            cached = self.__dict__.get("_json_state")
+            if cached is not None and cached[0] == key:
+                return cached[1]
         rel = self._relative
         checkpoints = [
             dict(entry, path=rel(entry["path"]), rows=self.checkpoint_rows.get(entry["path"], 0))
             for entry in self.checkpoint_manager.get_state()
         ]
         restore = self.restore_checkpoint
-        return {
+        state = {
             "trial_id": self.trial_id,
             "trainable_name": self.trainable_name,
             "config": to_jsonable(self.config),
@@ -323,6 +348,13 @@ class Trial:
             "start_time": self.start_time,
             "scheduler_stop_iteration": self.scheduler_stop_iteration,
         }
+        if key is not None:
+            self._json_state = (key, state)
+            # The statistics of a finished trial are kept once, in the saved form; the live
+            # ones (a list and a window per metric) are dropped until the trial runs again.
+            self._frozen_analysis = state["metric_analysis"]
+            self._stats, self._recent = {}, {}
+        return state
 
     @classmethod
     def from_json_state(cls, state: dict[str, Any], experiment_path: str | None = None, filesystem=None,

@@ -92,13 +92,15 @@ def event(summary: bytes, step: int | None = None, wall_time: float | None = Non
 
 
 _counter = itertools.count()
+_hostname: tuple[int, str] | None = None  # (pid, name): looked up once per process
 
 
 def new_event_file_name() -> str:
-    return (
-        f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}"
-        f".{os.getpid()}.{next(_counter)}"
-    )
+    global _hostname
+    pid = os.getpid()
+    if _hostname is None or _hostname[0] != pid:
+        _hostname = (pid, socket.gethostname())
+    return f"events.out.tfevents.{int(time.time()):010d}.{_hostname[1]}.{pid}.{next(_counter)}"
 
 
 class ScalarEncoder:

@@ -122,7 +122,32 @@ _DIRTY: dict[int, "TrialFile"] = {}
 
 def wait_for_writes() -> None:
     """Blocks until every result file write submitted so far has been performed."""
+    global _ENDED_UNWAITED
+    _ENDED_UNWAITED = False
     _WRITER.wait()
+
+
+# True while a trial's files were closed (its end logged) and nobody has waited for them yet.
+_ENDED_UNWAITED = False
+
+
+def note_trial_files_closed() -> None:
+    """Records that a trial's files were handed to the I/O thread (see :func:`wait_for_trial_files`)."""
+    global _ENDED_UNWAITED
+    _ENDED_UNWAITED = True
+
+
+def wait_for_trial_files() -> None:
+    """Blocks until the files of trials that started or ended so far are on disk.
+
+    Neither the driver nor the loggers wait for a trial's directory, params files
+    or closed result files (with thousands of short trials those waits would
+    dominate); the callback list calls this before a callback that is not a result
+    logger hears of a trial's start or end, so such a callback finds them complete.
+    """
+    if _ENDED_UNWAITED:
+        wait_for_writes()
+
 
 
 def write_error() -> BaseException | None:
@@ -218,9 +243,20 @@ def write_atomic(path: str, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+# The config object whose params files each trial directory holds (driver thread), so that a
+# logger at trial start does not write the same files again.
+_PARAMS_WRITTEN: dict[str, Any] = {}
+
+
+def params_written(logdir: str, config: dict) -> bool:
+    """True when ``params.json``/``params.pkl`` in ``logdir`` were written for this very config object."""
+    return _PARAMS_WRITTEN.get(logdir) is config
+
+
 def _write_params_files(logdir: str, config: dict) -> None:
     from tunesmith.tune.result import EXPR_PARAM_FILE, EXPR_PARAM_PICKLE_FILE
 
+    _PARAMS_WRITTEN[logdir] = config
     os.makedirs(logdir, exist_ok=True)
     text = json.dumps(to_jsonable(config), indent=2, sort_keys=True).encode("utf-8")
     write_atomic(os.path.join(logdir, EXPR_PARAM_FILE), text)
@@ -239,6 +275,8 @@ def write_params(logdir: str, config: dict) -> None:
 
     The config is not copied: the driver replaces a trial's config rather than changing it.
     """
+    _PARAMS_WRITTEN[logdir] = config
+    note_trial_files_closed()
     _WRITER.submit(_write_params_files, logdir, config)
 
 
@@ -297,14 +335,19 @@ class TrialFile:
 
     # -- I/O thread ------------------------------------------------------------------
     def open(self):
-        os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
-        if self._mode == "a":
-            self.fh = open(self.path, "a", encoding="utf-8", newline="", buffering=1 << 16)
-        else:
-            self.fh = open(self.path, "ab", buffering=1 << 16)
+        try:
+            self.fh = self._open()
+        except FileNotFoundError:  # the trial directory does not exist yet
+            os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+            self.fh = self._open()
         if self._owner is not None:
             self._owner.register(self)
         return self.fh
+
+    def _open(self):
+        if self._mode == "a":
+            return open(self.path, "a", encoding="utf-8", newline="", buffering=1 << 16)
+        return open(self.path, "ab", buffering=1 << 16)
 
     def _write_items(self, items: list, flush: bool) -> None:
         if self._encoder is not None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-from tunesmith.tune.logger._util import OpenFiles, TrialFile, cut_result_lines, dumps, wait_for_writes, write_params
+from tunesmith.tune.logger._util import OpenFiles, TrialFile, cut_result_lines, dumps, params_written, wait_for_writes, write_params
 from tunesmith.tune.logger.logger import Logger, _TrialWriterCallback
 from tunesmith.tune.result import EXPR_RESULT_FILE
 
@@ -55,7 +55,7 @@ class JsonLoggerCallback(_TrialWriterCallback):
         return _JsonWriter(trial.local_path, self._files)
 
     def log_trial_start(self, trial: "Trial") -> None:
-        if trial.local_path is not None:
+        if trial.local_path is not None and not params_written(trial.local_path, trial.config):
             write_params(trial.local_path, trial.config)
         super().log_trial_start(trial)
 

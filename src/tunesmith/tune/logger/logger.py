@@ -6,7 +6,7 @@ import math
 from typing import Any, Iterable, TYPE_CHECKING
 
 from tunesmith.tune.callback import Callback
-from tunesmith.tune.logger._util import DEFAULT_FLUSH_PERIOD_S, OpenFiles, wait_for_writes
+from tunesmith.tune.logger._util import DEFAULT_FLUSH_PERIOD_S, OpenFiles, note_trial_files_closed, wait_for_writes
 
 if TYPE_CHECKING:
     from tunesmith.tune.experiment.trial import Trial
@@ -113,7 +113,9 @@ class _TrialWriterCallback(LoggerCallback):
         writer = self._writers.pop(trial, None)
         if writer is not None:
             writer.close()
-            wait_for_writes()  # the trial's file is complete on disk when its end has been logged
+            # Complete on disk before any other callback hears of the trial's end (CallbackList
+            # waits then); the loggers themselves do not wait for it, trial after trial.
+            note_trial_files_closed()
 
     # The file a rollback cuts, and how (None: the format cannot be cut).
     _rollback_file: str | None = None

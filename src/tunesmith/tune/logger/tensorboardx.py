@@ -46,15 +46,25 @@ class _TBXWriter:
         self.file = TrialFile(os.path.join(logdir, _event_file.new_event_file_name()), binary=True,
                               owner=owner, encoder=self._encode)
         self._encoder = _event_file.ScalarEncoder()
-        self.file.write(("raw", _event_file.record(self._encoder.file_version_event())))
+        # The file's first record, queued with the first item: a file with nothing queued is not
+        # flushed ahead of the trial's other result files.
+        self._header: bytes | None = _event_file.record(self._encoder.file_version_event())
         self.last_scalars: dict[str, float] = {}
 
+    def _write_header(self) -> None:
+        if self._header is not None:
+            self.file.write(("raw", self._header))
+            self._header = None
+
     def write(self, result: dict) -> None:
+        if self._header is not None:
+            self._write_header()
         self.file.write(("result", dict(result)))
 
     def write_hparams(self, params: dict) -> None:
         """Queues the HParams plugin summaries for ``params`` against the last scalars."""
         if params:
+            self._write_header()
             self.file.write(("hparams", dict(params)))
 
     def _encode(self, items: list) -> bytes:
@@ -91,6 +101,7 @@ class _TBXWriter:
         self.file.flush()
 
     def close(self) -> None:
+        self._write_header()
         self.file.close()
 
 

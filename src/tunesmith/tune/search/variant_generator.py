@@ -114,6 +114,20 @@ def _copy_structure(value: Any) -> Any:
     return value
 
 
+def _copy_space(value: Any) -> Any:
+    """Like ``_copy_structure``, but a grid is not copied: each variant replaces it with one value.
+
+    (Copying a grid of N values for each of its N variants would cost O(N^2).)
+    """
+    if isinstance(value, dict):
+        if is_grid_search(value):
+            return value
+        return {k: _copy_space(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy_space(v) for v in value]
+    return value
+
+
 def _walk(value: Any, path: Path = ()) -> Iterator[tuple[Path, str, Any]]:
     """Yields ``(path, kind, value)`` for every grid, domain and function leaf."""
     if is_grid_search(value):
@@ -395,7 +409,7 @@ class GridPlan:
 
     def constants(self, random_state: Any = None) -> dict[Path, Any]:
         """Samples the values that do not depend on the grid (``constant_grid_search``)."""
-        config = _copy_structure(self.space)
+        config = _copy_space(self.space)
         for path, _ in self.grid_vars:
             assign_value(config, path, _UNASSIGNED)
         return resolve_config(config, random_state, allow_pending=True)
@@ -404,7 +418,7 @@ class GridPlan:
         self, index: int, random_state: Any = None, constants: dict[Path, Any] | None = None
     ) -> tuple[dict[Path, Any], dict]:
         """Returns ``(resolved_vars, config)`` for grid point ``index``."""
-        config = _copy_structure(self.space)
+        config = _copy_space(self.space)
         resolved: dict[Path, Any] = {}
         for path, value in self._choices(index):
             value = _copy_structure(value)

@@ -1,0 +1,113 @@
+"""What every benchmark here does around its figures, so that a figure cannot lie.
+
+- :func:`isolated_env`: each workload runs in a fresh Python process with its
+  own results directory and its own machine-sharing ledger
+  (``TUNESMITH_LEDGER_DIR``), so that another tunesmith experiment on the
+  machine neither waits for it nor makes it wait.
+- :func:`check_experiment`: after a run, the rows on disk (``result.json``
+  lines and ``progress.csv`` records of every trial) and the trial statuses in
+  ``experiment_state.json`` are counted; a run that lost a result or left a
+  trial unfinished stops the benchmark instead of printing a figure.
+- :func:`load`: the load average, printed next to the figures, since the
+  machine these run on is shared.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+
+def load() -> str:
+    one, five, _ = os.getloadavg()
+    return f"load average {one:.2f} (5 min {five:.2f})"
+
+
+def isolated_env(tmp: str, src: str | None = None) -> dict[str, str]:
+    """Environment of one workload process: results and ledger under ``tmp``; ``src`` first on the path."""
+    ledger = os.path.join(tmp, "ledger")
+    os.makedirs(ledger, mode=0o700, exist_ok=True)
+    env = dict(os.environ, TUNE_RESULT_DIR=os.path.join(tmp, "results"), TUNESMITH_LEDGER_DIR=ledger)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # run as an installed package does: bytecode cached
+    if src is not None:
+        env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return env
+
+
+def with_workload(code: str, args: list[str], check, src: str | None = None, timeout: float = 900) -> dict:
+    """Runs ``code`` (``sys.argv[1]`` is a fresh storage path, then ``args``) and ``check(storage, figures)``.
+
+    ``check`` raises if what the workload claims did not happen on disk.
+    """
+    with tempfile.TemporaryDirectory(prefix="tunesmith-bench-") as tmp:
+        storage = os.path.join(tmp, "storage")
+        env = isolated_env(tmp, src)
+        t0 = time.perf_counter()
+        out = subprocess.run([sys.executable, "-c", code, storage, *map(str, args)], env=env,
+                             capture_output=True, text=True, timeout=timeout)
+        wall = time.perf_counter() - t0
+        if out.returncode != 0:
+            raise RuntimeError(f"the workload failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
+        figures: dict = {}
+        for line in out.stdout.splitlines():
+            if line.startswith("{"):
+                figures.update(json.loads(line))
+        figures["whole_process_s"] = wall
+        check(storage, figures)
+    return figures
+
+
+class BenchmarkCheckFailed(AssertionError):
+    """What a workload claims did not happen: its figure would be wrong."""
+
+
+def check_experiment(storage: str, trials: int, rows: int | None = None, name: str = "b",
+                     statuses: tuple[str, ...] = ("TERMINATED",)) -> int:
+    """Checks an experiment on disk: ``trials`` trials, all in ``statuses``, ``rows`` result rows in all.
+
+    Both ``result.json`` and ``progress.csv`` are counted (when ``rows`` is None they
+    must agree with each other and with the trials' last ``training_iteration``).
+    Returns the number of rows.
+    """
+    exp = os.path.join(storage, name)
+    with open(os.path.join(exp, "experiment_state.json")) as f:
+        state = json.load(f)
+    found = state["trials"]
+    if len(found) != trials:
+        raise BenchmarkCheckFailed(f"{len(found)} trials in the experiment state, expected {trials}")
+    bad = [t["status"] for t in found if t["status"] not in statuses]
+    if bad:
+        raise BenchmarkCheckFailed(f"{len(bad)} trials ended {sorted(set(bad))}, expected {statuses}")
+    json_rows = csv_rows = iterations = 0
+    for trial in found:
+        last = trial.get("last_result") or {}
+        iterations += int(last.get("training_iteration", 0) or 0)
+    for entry in os.scandir(exp):
+        if not entry.is_dir():
+            continue
+        result = os.path.join(entry.path, "result.json")
+        if os.path.exists(result):
+            with open(result, "rb") as f:
+                json_rows += sum(1 for line in f if line.strip())
+        progress = os.path.join(entry.path, "progress.csv")
+        if os.path.exists(progress):
+            with open(progress, newline="") as f:
+                csv_rows += max(0, sum(1 for _ in csv.reader(f)) - 1)
+    expected = iterations if rows is None else rows
+    if not (json_rows == csv_rows == expected):
+        raise BenchmarkCheckFailed(
+            f"rows on disk: result.json {json_rows}, progress.csv {csv_rows}; expected {expected}"
+        )
+    return json_rows
+
+
+def baseline_src(rev: str, into: str) -> str:
+    """Extracts ``src/`` of revision ``rev`` into ``into`` (no checkout, no worktree); returns its path."""
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    archive = subprocess.run(["git", "-C", repo, "archive", rev, "src"], check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", into], input=archive, check=True)
+    return os.path.join(into, "src")
