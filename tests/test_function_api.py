@@ -229,3 +229,29 @@ def test_error_traceback_shows_user_code_only(monkeypatch):
     grid = _fit(failing, {"fail": True})
     with open(os.path.join(grid[0].path, "error.txt")) as f:
         assert "_internal" in f.read()
+
+
+def _reports_tensors(config):
+    import torch
+
+    from tunesmith import train
+
+    for i in range(3):
+        train.report({"loss": torch.tensor(1.0 / (i + 1)), "weights": torch.arange(3) * i})
+
+
+def test_metrics_that_are_tensors_arrive_as_numbers(tmp_path):
+    """A loss reported as a PyTorch tensor is read by the driver, logged and compared as a number."""
+    pytest.importorskip("torch")
+    import numpy as np
+
+    results = tune.Tuner(
+        _reports_tensors,
+        tune_config=tune.TuneConfig(metric="loss", mode="min"),
+        run_config=tune.RunConfig(storage_path=str(tmp_path), name="tensors", verbose=0),
+    ).fit()
+    assert not results.errors
+    result = results.get_best_result()
+    assert isinstance(result.metrics["loss"], float) and result.metrics["loss"] == pytest.approx(1 / 3)
+    np.testing.assert_array_equal(result.metrics["weights"], [0, 2, 4])
+    assert list(result.metrics_dataframe["loss"]) == pytest.approx([1.0, 0.5, 1 / 3])

@@ -25,7 +25,9 @@ worker -> driver
 from __future__ import annotations
 
 import os
+import pickle as _pickle
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection as _Connection
 from typing import Any
 
 LOAD = "load"
@@ -95,3 +97,36 @@ def result_pipeline_s() -> float:
             f"{PIPELINE_ENV} must be a number of seconds (0 turns pipelining off), got "
             f"{os.environ[PIPELINE_ENV]!r}."
         ) from None
+
+
+class PlainConnection(_Connection):
+    """A worker's end of the pipe: messages are pickled with the standard pickler.
+
+    ``Connection.send`` uses multiprocessing's ``ForkingPickler``, to which
+    libraries add reducers that hand objects over as shared memory (PyTorch
+    sends a tensor's storage as a file descriptor through a per-process
+    resource sharer). The driver is not the process such reducers expect, so
+    a result holding a tensor could not be read there. Plain pickle sends the
+    values themselves; the driver reads them with ``recv`` as before.
+    """
+
+    def send(self, obj: Any) -> None:
+        self._check_closed()
+        self._check_writable()
+        self._send_bytes(_pickle.dumps(obj, protocol=_pickle.HIGHEST_PROTOCOL))
+
+
+def plain_metrics(result: dict) -> dict:
+    """Turns one-element tensors among ``result``'s values into Python numbers, in place.
+
+    Loggers, schedulers and the progress table then see numbers, as they do for
+    ``float`` metrics; larger tensors become numpy arrays (no PyTorch needed to
+    read them). Called only once PyTorch is imported in the worker.
+    """
+    for key, value in result.items():
+        if type(value).__module__.startswith("torch") and hasattr(value, "detach"):
+            value = value.detach().cpu()
+            result[key] = value.item() if value.numel() == 1 else value.numpy()
+        elif isinstance(value, dict):
+            plain_metrics(value)
+    return result

@@ -11,12 +11,13 @@ import contextlib
 import numbers
 import os
 import shutil
+import sys
 import time
 import warnings
 from collections import deque
 from typing import Any, Iterator
 
-from tunesmith._internal.protocol import result_pipeline_s
+from tunesmith._internal.protocol import plain_metrics, result_pipeline_s
 from tunesmith.tune.result import CHECKPOINT_DIR_FORMAT
 from tunesmith.train._checkpoint import Checkpoint
 
@@ -209,6 +210,8 @@ class _Session:
         result["time_since_restore"] = now - self._start
         result["iterations_since_restore"] = self.iterations_since_restore
         result["timestamp"] = int(now)
+        if "torch" in sys.modules:
+            plain_metrics(result)
         conn = self._conn
         conn.send(("r", result, checkpoint_dir_name))
         self._unanswered += 1

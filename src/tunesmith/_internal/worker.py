@@ -239,6 +239,8 @@ class Worker:
                 name = None
                 if result.get("should_checkpoint") or (freq and instance.iteration % freq == 0):
                     name = save()
+                if "torch" in sys.modules:
+                    P.plain_metrics(result)
                 conn.send((P.RESULT, result, name))
                 while True:
                     reply = conn.recv()
@@ -459,7 +461,7 @@ def _run_forked_child(ctl: Connection, fd_sock, wake_r: int, wake_w: int, fds: l
                 sys.modules["numpy"].random.seed()
             except Exception:
                 pass
-        Worker(Connection(sock_fd), trainables).serve()
+        Worker(P.PlainConnection(sock_fd), trainables).serve()
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 1
     except BaseException:
@@ -547,7 +549,7 @@ def main() -> None:
         fd_sock = socket.socket(fileno=int(sys.argv[3]))
         serve_forks(Connection(int(sys.argv[2])), fd_sock)
         return
-    Worker(Connection(int(sys.argv[1]))).serve()
+    Worker(P.PlainConnection(int(sys.argv[1]))).serve()
 
 
 if __name__ == "__main__":
