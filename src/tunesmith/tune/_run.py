@@ -257,6 +257,7 @@ def _validate_checkpointing(trainable, run_config: RunConfig, is_class: bool, sc
 
 def run_experiment(inp: ExperimentInput, restore_path: str | None = None, restore_options: dict | None = None):
     """Runs an experiment and returns ``(ExperimentAnalysis, controller)``."""
+    from tunesmith._internal.backend._address import cluster_address
     from tunesmith._internal.backend.local import LocalExecutor
     from tunesmith.tune.analysis.experiment_analysis import ExperimentAnalysis
 
@@ -272,7 +273,13 @@ def run_experiment(inp: ExperimentInput, restore_path: str | None = None, restor
         check_experiment_name(rc.name)  # before any worker starts
     trainable, name = resolve_trainable(inp.trainable)
     payload = pickle_trainable(trainable, name)
-    executor = LocalExecutor()
+    address = cluster_address()
+    if address is not None:  # tunesmith.init(address=...), TUNESMITH_ADDRESS or RAY_ADDRESS
+        from tunesmith._internal.backend.ray_backend import RayExecutor
+
+        executor = RayExecutor(address)
+    else:
+        executor = LocalExecutor()
     trainable_key = f"{name}-{uuid.uuid4().hex[:8]}"
     # Workers boot and load the trainable while the rest of the experiment is set up.
     slots = int(executor.total.get("CPU", 1))
@@ -284,6 +291,13 @@ def run_experiment(inp: ExperimentInput, restore_path: str | None = None, restor
     except BaseException:
         executor.shutdown()  # the prestarted workers
         raise
+    if address is not None:
+        try:
+            executor.check_storage(storage)  # every node must see the experiment directory
+        except BaseException:
+            controller.experiment_lock.release()
+            executor.shutdown()
+            raise
     try:
         controller.run()
     finally:

@@ -151,6 +151,8 @@ class TuneController:
             self._node_ip = socket.gethostbyname(self._hostname)
         except OSError:
             self._node_ip = "127.0.0.1"
+        # Backends whose trials run on other machines say where each one runs.
+        self._worker_location = getattr(executor, "worker_location", None)
         self._max_failures = getattr(failure_config, "max_failures", 0) if failure_config else 0
         self._fail_fast = getattr(failure_config, "fail_fast", False) if failure_config else False
         self._checkpoint_at_end = bool(getattr(checkpoint_config, "checkpoint_at_end", False)) and is_class_trainable
@@ -650,8 +652,8 @@ class TuneController:
         result["date"] = self._date_str
         if "timestamp" not in result:
             result["timestamp"] = now
-        result["hostname"] = self._hostname
-        result["node_ip"] = self._node_ip
+        where = self._worker_location(trial) if self._worker_location is not None else None
+        result["hostname"], result["node_ip"] = where or (self._hostname, self._node_ip)
         result["pid"] = self._executor.worker_pid(trial)
         result["config"] = trial.config
         result[CHECKPOINT_DIR_NAME] = checkpoint_dir_name
