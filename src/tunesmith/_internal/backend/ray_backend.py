@@ -96,7 +96,7 @@ class _Slot:
     """One actor and its placement group."""
 
     __slots__ = ("id", "actor", "pg", "pgf", "serve_ref", "conn", "fd", "pid", "node_id", "node_ip",
-                 "hostname", "loaded", "trial", "outbox", "ready", "closing", "dead")
+                 "hostname", "loaded", "trial", "outbox", "ready", "closing", "dead", "placed", "ready_ref")
 
     def __init__(self, slot_id: int, pgf):
         self.id = slot_id
@@ -116,6 +116,8 @@ class _Slot:
         self.ready = False
         self.closing = False
         self.dead = False
+        self.placed = False  # its placement group is ready
+        self.ready_ref = None
 
 
 class RayExecutor(ExecutorBackend):
@@ -151,6 +153,9 @@ class RayExecutor(ExecutorBackend):
         self._by_fd: dict[int, _Slot] = {}
         self._idle: dict[Any, list[_Slot]] = {}
         self._connecting = 0  # slots with a trial whose actor has not dialled back yet
+        # Slots with a trial whose placement group waits for room on some node: idle slots
+        # may be what it waits for, so none is kept while there are any.
+        self._unplaced = 0
         self.total = cluster_total(ray)
         self._used: dict[str, float] = {}
         self._totals_checked = time.monotonic()
@@ -235,6 +240,11 @@ class RayExecutor(ExecutorBackend):
         self._hold(pgf, 1.0)
         with self._lock:
             self._watched[slot.serve_ref] = slot
+            if slot.pg is not None:
+                slot.ready_ref = slot.pg.ready()
+                self._watched[slot.ready_ref] = slot
+            else:
+                slot.placed = True
         return slot
 
     def _take_idle(self, pgf) -> _Slot | None:
@@ -280,6 +290,7 @@ class RayExecutor(ExecutorBackend):
         self._slots.pop(slot.id, None)
         with self._lock:
             self._watched.pop(slot.serve_ref, None)
+            self._watched.pop(slot.ready_ref, None)
         self._kill(slot)
         if slot.pg is not None:
             try:
@@ -343,6 +354,8 @@ class RayExecutor(ExecutorBackend):
             self._poll(slot)
         else:
             self._connecting += 1
+        if not slot.placed:
+            self._unplaced += 1
 
     def send(self, trial, message: Any) -> None:
         slot = self._by_trial.get(trial)
@@ -362,9 +375,12 @@ class RayExecutor(ExecutorBackend):
             return
         if slot.conn is None and not slot.dead:
             self._connecting -= 1
+        if not slot.placed and not slot.dead:
+            self._unplaced -= 1
         self._unpoll(slot)
         slot.trial = None
-        if reuse and not slot.dead and not slot.closing and (slot.conn is not None or not slot.outbox):
+        if reuse and not self._unplaced and not slot.dead and not slot.closing and (
+                slot.conn is not None or not slot.outbox):
             self._idle.setdefault(slot.pgf, []).append(slot)
         else:
             self._retire(slot)
@@ -416,6 +432,11 @@ class RayExecutor(ExecutorBackend):
                 slot.ready = True
                 continue
             events.append((trial, msg))
+        if self._unplaced and self._idle:
+            # A trial waits for room that idle slots may hold: give them back.
+            for slots in self._idle.values():
+                while slots:
+                    self._retire(slots.pop())
         return events
 
     def _accept(self) -> None:
@@ -464,6 +485,8 @@ class RayExecutor(ExecutorBackend):
         slot.dead = True
         if slot.conn is None:
             self._connecting -= 1
+        if not slot.placed:
+            self._unplaced -= 1
         self._unpoll(slot)
         self._close_conn(slot)
         self._by_trial.pop(trial, None)
@@ -484,7 +507,13 @@ class RayExecutor(ExecutorBackend):
             pass
         with self._lock:
             ended, self._ended = self._ended, []
-        for slot in ended:
+        for ref, slot in ended:
+            if ref is slot.ready_ref:
+                if not slot.placed and not slot.dead:
+                    slot.placed = True
+                    if slot.trial is not None:
+                        self._unplaced -= 1
+                continue
             if slot.trial is not None and not slot.dead:
                 error = None
                 try:
@@ -522,7 +551,7 @@ class RayExecutor(ExecutorBackend):
                 for ref in ready:
                     slot = self._watched.pop(ref, None)
                     if slot is not None:
-                        self._ended.append(slot)
+                        self._ended.append((ref, slot))
             try:
                 os.write(self._wake_w, b"x")
             except (BlockingIOError, OSError):
