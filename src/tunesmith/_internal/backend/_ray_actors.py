@@ -64,6 +64,23 @@ def listen(host: str) -> socket.socket:
     return listener
 
 
+def user_sys_path() -> list[str]:
+    """The entries of this process's ``sys.path`` that hold the user's own modules.
+
+    The interpreter's and its installed packages' directories are left out: the
+    nodes have their own installation, which may live elsewhere.
+    """
+    prefixes = tuple({os.path.realpath(p) + os.sep for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)})
+    keep = []
+    for path in sys.path:
+        if not path or "site-packages" in path or "dist-packages" in path:
+            continue
+        if (os.path.realpath(path) + os.sep).startswith(prefixes):
+            continue
+        keep.append(os.path.abspath(path))
+    return keep
+
+
 def _add_sys_path(paths: list[str]) -> None:
     for path in reversed(paths):
         if path not in sys.path:

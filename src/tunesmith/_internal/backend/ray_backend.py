@@ -159,7 +159,7 @@ class RayExecutor(ExecutorBackend):
         self.total = cluster_total(ray)
         self._used: dict[str, float] = {}
         self._totals_checked = time.monotonic()
-        self._sys_path = [p for p in sys.path if p]
+        self._sys_path = A.user_sys_path()
         self._trial_actor = ray.remote(A.TrialActor)
         # The watcher: serve calls that ended (an actor exited or died), handed to the driver's loop.
         self._lock = threading.Lock()

@@ -97,7 +97,7 @@ class RayWorkerGroup:
         pg = ray.util.get_current_placement_group()
         offset = int(os.environ.get(A.BUNDLE_OFFSET_ENV, "0"))
         cls = ray.remote(A.GroupWorkerActor)
-        sys_path = [p for p in __import__("sys").path if p]
+        sys_path = A.user_sys_path()
         for spec in self.specs:
             options = actor_options(self.resources)
             if pg is not None:
