@@ -257,8 +257,6 @@ def _validate_checkpointing(trainable, run_config: RunConfig, is_class: bool, sc
 
 def run_experiment(inp: ExperimentInput, restore_path: str | None = None, restore_options: dict | None = None):
     """Runs an experiment and returns ``(ExperimentAnalysis, controller)``."""
-    from tunesmith._internal.backend._address import cluster_address
-    from tunesmith._internal.backend.local import LocalExecutor
     from tunesmith.tune.analysis.experiment_analysis import ExperimentAnalysis
 
     tc, rc = inp.tune_config, inp.run_config
@@ -273,13 +271,7 @@ def run_experiment(inp: ExperimentInput, restore_path: str | None = None, restor
         check_experiment_name(rc.name)  # before any worker starts
     trainable, name = resolve_trainable(inp.trainable)
     payload = pickle_trainable(trainable, name)
-    address = cluster_address()
-    if address is not None:  # tunesmith.init(address=...), TUNESMITH_ADDRESS or RAY_ADDRESS
-        from tunesmith._internal.backend.ray_backend import RayExecutor
-
-        executor = RayExecutor(address)
-    else:
-        executor = LocalExecutor()
+    executor = make_backend()
     trainable_key = f"{name}-{uuid.uuid4().hex[:8]}"
     # Workers boot and load the trainable while the rest of the experiment is set up.
     slots = int(executor.total.get("CPU", 1))
@@ -291,7 +283,7 @@ def run_experiment(inp: ExperimentInput, restore_path: str | None = None, restor
     except BaseException:
         executor.shutdown()  # the prestarted workers
         raise
-    if address is not None:
+    if hasattr(executor, "check_storage"):
         try:
             executor.check_storage(storage)  # every node must see the experiment directory
         except BaseException:
@@ -320,6 +312,24 @@ def run_experiment(inp: ExperimentInput, restore_path: str | None = None, restor
     return analysis, controller
 
 
+def make_backend():
+    """The backend this process runs trials on: the local worker pool unless configured otherwise.
+
+    The one place a backend is chosen: ``tunesmith.init(address=...)``, ``TUNESMITH_ADDRESS``
+    or ``RAY_ADDRESS`` pick the Ray backend (only then is Ray imported).
+    """
+    from tunesmith._internal.backend._address import cluster_address
+
+    address = cluster_address()
+    if address is not None:
+        from tunesmith._internal.backend.ray_backend import RayExecutor
+
+        return RayExecutor(address)
+    from tunesmith._internal.backend.local import LocalExecutor
+
+    return LocalExecutor()
+
+
 def _check_fits(request, executor) -> None:
     from tunesmith.tune.execution.placement_groups import to_pg_factory
 
@@ -338,6 +348,7 @@ def _check_fits(request, executor) -> None:
 def _build_controller(inp: ExperimentInput, trainable, name: str, payload: bytes, trainable_key: str,
                       executor, restore_path: str | None, restore_options: dict):
     """Checks the rest of the input and assembles the driver; returns ``(controller, storage)``."""
+    from tunesmith.tune.execution.controller_config import ControllerConfig
     from tunesmith.tune.execution.tune_controller import TuneController
 
     tc, rc = inp.tune_config, inp.run_config
@@ -375,7 +386,7 @@ def _build_controller(inp: ExperimentInput, trainable, name: str, payload: bytes
         lock.release()
         raise
 
-    controller = TuneController(
+    controller = TuneController(ControllerConfig(
         trainable=trainable,
         trainable_name=name,
         trainable_payload=payload,
@@ -404,7 +415,7 @@ def _build_controller(inp: ExperimentInput, trainable, name: str, payload: bytes
         trials=trials,
         scheduler_restored=scheduler_restored,
         initial_checkpoint=inp.initial_checkpoint,
-    )
+    ))
     controller.experiment_lock = lock
     if restore_path is not None:
         controller.restore_callback_state()

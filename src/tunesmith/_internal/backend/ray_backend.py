@@ -26,7 +26,6 @@ import os
 import pickle
 import secrets
 import select
-import sys
 import threading
 import time
 import uuid
@@ -34,7 +33,7 @@ from typing import Any
 
 from tunesmith._internal import protocol as P
 from tunesmith._internal.backend import _ray_actors as A
-from tunesmith._internal.backend.base import ExecutorBackend
+from tunesmith._internal.backend.base import ExecutorBackend, TrialEvent, WorkerLocation
 
 logger = logging.getLogger(__name__)
 
@@ -394,12 +393,12 @@ class RayExecutor(ExecutorBackend):
         slot = self._by_trial.get(trial)
         return slot.pid if slot is not None else None
 
-    def worker_location(self, trial) -> tuple[str, str] | None:
-        """``(hostname, node_ip)`` of the node that runs the trial (None until its actor has started)."""
+    def worker_location(self, trial) -> WorkerLocation:
+        """The node that runs the trial and its actor's pid (the driver's host until the actor started)."""
         slot = self._by_trial.get(trial)
         if slot is None or not slot.node_ip:
-            return None
-        return slot.hostname, slot.node_ip
+            return super().worker_location(trial)
+        return WorkerLocation(slot.hostname, slot.node_ip, slot.pid)
 
     def trial_node_id(self, trial) -> str | None:
         """The Ray node id of the trial's actor (None until it has started)."""
@@ -407,11 +406,9 @@ class RayExecutor(ExecutorBackend):
         return slot.node_id or None if slot is not None else None
 
     # -- events ------------------------------------------------------------------------------------
-    def wait(self, timeout: float | None) -> list[tuple[Any, tuple]]:
-        if not self._by_fd and not self._connecting:
-            timeout = 0.0
+    def wait(self, timeout: float | None) -> list[TrialEvent]:
         ms = None if timeout is None else max(0, int(timeout * 1000))
-        events: list[tuple[Any, tuple]] = []
+        events: list[TrialEvent] = []
         for fd, _ in self._poller.poll(ms):
             if fd == self._wake_r:
                 self._take_ended(events)
@@ -426,12 +423,12 @@ class RayExecutor(ExecutorBackend):
             try:
                 msg = slot.conn.recv()
             except (EOFError, OSError):
-                events.append((trial, self._death(slot, None)))
+                events.append(TrialEvent(trial, self._death(slot, None)))
                 continue
             if msg[0] == P.READY:
                 slot.ready = True
                 continue
-            events.append((trial, msg))
+            events.append(TrialEvent(trial, msg))
         if self._unplaced and self._idle:
             # A trial waits for room that idle slots may hold: give them back.
             for slots in self._idle.values():
@@ -520,7 +517,7 @@ class RayExecutor(ExecutorBackend):
                     self._ray.get(slot.serve_ref)
                 except Exception as exc:
                     error = exc
-                events.append((slot.trial, self._death(slot, error)))
+                events.append(TrialEvent(slot.trial, self._death(slot, error)))
             elif not slot.dead:
                 slot.dead = True
                 if not slot.closing:  # an idle actor died
@@ -586,7 +583,16 @@ class RayExecutor(ExecutorBackend):
                 .remote(path, fs)
                 for n in nodes
             ]
-            seen = ray.get(refs, timeout=float(os.environ.get("TUNESMITH_STORAGE_CHECK_TIMEOUT_S", "120")))
+            timeout = float(os.environ.get("TUNESMITH_STORAGE_CHECK_TIMEOUT_S", "120"))
+            ray.wait(refs, num_returns=len(refs), timeout=timeout)
+            seen = []
+            for ref in refs:
+                try:
+                    seen.append(ray.get(ref, timeout=0))
+                except ray.exceptions.TaskUnschedulableError:
+                    seen.append(True)  # the node left the cluster since it was listed
+                except ray.exceptions.GetTimeoutError:
+                    seen.append(False)
         finally:
             try:
                 if fs is not None:
@@ -600,13 +606,16 @@ class RayExecutor(ExecutorBackend):
             where = ", ".join(f"{n.get('NodeManagerAddress')} ({n['NodeID'][:12]})" for n in missing)
             raise RuntimeError(
                 f"The storage path {storage.experiment_path!r} is not shared with every node of the Ray "
-                f"cluster: node(s) {where} cannot see a file the driver wrote there. On a multi-node "
+                f"cluster: node(s) {where} cannot see a file the driver wrote there (or did not answer within "
+                "TUNESMITH_STORAGE_CHECK_TIMEOUT_S). On a multi-node "
                 "cluster, set RunConfig(storage_path=...) to a URI (s3://bucket/path, gs://...) or to a "
                 "network filesystem mounted at the same path on every node."
             )
 
     # -- shutdown ----------------------------------------------------------------------------------
     def shutdown(self) -> None:
+        if self._closing.is_set():
+            return
         slots = list(self._slots.values())
         for slot in slots:
             if slot.trial is not None:
