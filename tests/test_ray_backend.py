@@ -212,7 +212,8 @@ def test_a_node_killed_mid_run_and_every_trial_still_finishes(cluster, tmp_path)
         assert result.metrics["node"] != victim.node_id
         # It went on from its latest checkpoint: every step once, none lost, none repeated.
         assert sorted(df["step"]) == list(range(1, 13))
-        assert result.metrics["resumed_from"] >= 3
+    # The node died after one of its trials had checkpointed step 3 (others may have been behind).
+    assert max(r.metrics["resumed_from"] for r in moved) >= 3
     assert {r.metrics["node"] for r in grid} <= {_node_id(cluster, k) for k in ("head", "n1", "n2")}
 
 
