@@ -105,6 +105,7 @@ class LocalCluster:
         self.env = dict(os.environ)
         self.env["PYTHONPATH"] = pythonpath
         self.env["RAY_USAGE_STATS_ENABLED"] = "0"
+        self.env["RAY_AUTH_MODE"] = "disabled"  # a throwaway cluster on this machine
         self.env.pop("RAY_ADDRESS", None)
         port = 20000 + os.getpid() % 20000
         out = _ray_cli(ray_python, "start", "--head", f"--port={port}", f"--num-cpus={cpus}",
@@ -176,6 +177,7 @@ def main() -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "TUNESMITH_ADDRESS", "TUNE_RESULT_DIR")}
     env["BENCH_ADDRESS"] = cluster.address
     env["RAY_USAGE_STATS_ENABLED"] = "0"
+    env["RAY_AUTH_MODE"] = "disabled"
     print(f"cluster: {args.nodes} nodes x {args.cpus_per_node} CPUs at {cluster.address}; "
           f"machine: {os.cpu_count()} cores; python {sys.version.split()[0]}", flush=True)
     rows = []
