@@ -41,6 +41,7 @@ _EPS = 1e-9
 _CONTINUE_BYTES = pickle.dumps(P.CONTINUE)
 # Resource names of Ray's own that trials do not ask for and the driver does not show.
 _HIDDEN = ("object_store_memory",)
+_PLACEMENT_PATIENCE_S = 1.0
 
 
 def import_ray():
@@ -95,7 +96,8 @@ class _Slot:
     """One actor and its placement group."""
 
     __slots__ = ("id", "actor", "pg", "pgf", "serve_ref", "conn", "fd", "pid", "node_id", "node_ip",
-                 "hostname", "loaded", "trial", "outbox", "ready", "closing", "dead", "placed", "ready_ref")
+                 "hostname", "loaded", "trial", "outbox", "ready", "closing", "dead", "placed", "ready_ref",
+                 "assigned_at")
 
     def __init__(self, slot_id: int, pgf):
         self.id = slot_id
@@ -117,6 +119,7 @@ class _Slot:
         self.dead = False
         self.placed = False  # its placement group is ready
         self.ready_ref = None
+        self.assigned_at = 0.0  # when its current trial was given to it
 
 
 class RayExecutor(ExecutorBackend):
@@ -152,8 +155,9 @@ class RayExecutor(ExecutorBackend):
         self._by_fd: dict[int, _Slot] = {}
         self._idle: dict[Any, list[_Slot]] = {}
         self._connecting = 0  # slots with a trial whose actor has not dialled back yet
-        # Slots with a trial whose placement group waits for room on some node: idle slots
-        # may be what it waits for, so none is kept while there are any.
+        # Slots with a trial whose placement group is not placed yet. One that waits longer
+        # than _PLACEMENT_PATIENCE_S may be waiting for room that idle slots hold: then no
+        # slot is kept idle (a placement group is usually placed within milliseconds).
         self._unplaced = 0
         self.total = cluster_total(ray)
         self._used: dict[str, float] = {}
@@ -344,6 +348,7 @@ class RayExecutor(ExecutorBackend):
         pgf = trial.placement_group_factory
         slot = self._take_idle(pgf) or self._new_slot(pgf)
         slot.trial = trial
+        slot.assigned_at = time.monotonic()
         self._by_trial[trial] = slot
         if trainable_key not in slot.loaded:
             self._send(slot, (P.LOAD, trainable_key, payload))
@@ -378,11 +383,18 @@ class RayExecutor(ExecutorBackend):
             self._unplaced -= 1
         self._unpoll(slot)
         slot.trial = None
-        if reuse and not self._unplaced and not slot.dead and not slot.closing and (
+        if reuse and not self._starved() and not slot.dead and not slot.closing and (
                 slot.conn is not None or not slot.outbox):
             self._idle.setdefault(slot.pgf, []).append(slot)
         else:
             self._retire(slot)
+
+    def _starved(self) -> bool:
+        """True when a trial has waited for its placement group longer than _PLACEMENT_PATIENCE_S."""
+        if not self._unplaced:
+            return False
+        limit = time.monotonic() - _PLACEMENT_PATIENCE_S
+        return any(not s.placed and s.assigned_at < limit for s in self._by_trial.values())
 
     def kill_trial_worker(self, trial) -> None:
         slot = self._by_trial.get(trial)
@@ -429,7 +441,7 @@ class RayExecutor(ExecutorBackend):
                 slot.ready = True
                 continue
             events.append(TrialEvent(trial, msg))
-        if self._unplaced and self._idle:
+        if self._idle and self._starved():
             # A trial waits for room that idle slots may hold: give them back.
             for slots in self._idle.values():
                 while slots:
