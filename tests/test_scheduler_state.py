@@ -1,9 +1,10 @@
 """Scheduler state through get_state/set_state: a restored scheduler decides as the original would.
 
-Each scheduler is driven on synthetic trials, its state taken mid-run, and a
-fresh scheduler restored from it over fresh ``Trial`` objects with the same
-ids. Both then run on from the same point (same random seed) and must make
-the same decisions.
+Each scheduler is driven on synthetic trials by the real ``TuneController`` on
+the simulated backend (virtual time, no processes), its state taken mid-run,
+and a fresh scheduler restored from it over fresh ``Trial`` objects with the
+same ids. Both then run on from the same point (same random seed) and must
+make the same decisions.
 """
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ from tunesmith.tune.schedulers import (
     ResourceChangingScheduler,
     TrialScheduler,
 )
-from tunesmith.tune.schedulers._simulated import SimulatedController
+from tunesmith._internal.backend.simulated import SimulatedExperiment
 from tunesmith.tune.schedulers.resource_changing_scheduler import DistributeResources
 
 
@@ -65,8 +66,8 @@ def _assert_plain(state: dict) -> None:
     cloudpickle.loads(cloudpickle.dumps(state))
 
 
-def _restore(sim: SimulatedController, fresh: TrialScheduler, through_json: bool = True,
-             as_restored: bool = False) -> SimulatedController:
+def _restore(sim: SimulatedExperiment, fresh: TrialScheduler, through_json: bool = True,
+             as_restored: bool = False) -> SimulatedExperiment:
     """Takes the state of ``sim``'s scheduler and restores ``fresh`` from it over new trials."""
     state = sim.scheduler.get_state()
     _assert_plain(state)
@@ -79,7 +80,7 @@ def _restore(sim: SimulatedController, fresh: TrialScheduler, through_json: bool
     return other
 
 
-def _run_both(sim: SimulatedController, other: SimulatedController, seed: int = 0) -> None:
+def _run_both(sim: SimulatedExperiment, other: SimulatedExperiment, seed: int = 0) -> None:
     """Runs the original and the restored controller from the same point with the same seed."""
     start = len(sim.events)
     decided = {tid: len(d) for tid, d in sim.decisions.items()}
@@ -98,7 +99,7 @@ def _run_both(sim: SimulatedController, other: SimulatedController, seed: int = 
     ]
 
 
-def _decisions_after(sim: SimulatedController, start: dict[str, int]) -> dict[str, list]:
+def _decisions_after(sim: SimulatedExperiment, start: dict[str, int]) -> dict[str, list]:
     return {tid: d[start.get(tid, 0):] for tid, d in sim.decisions.items()}
 
 
@@ -151,7 +152,7 @@ def test_asha_restored_mid_run_stops_the_same_trials(brackets):
                                        reduction_factor=3, brackets=brackets)
 
     np.random.seed(1)
-    sim = SimulatedController(make(), _curve, max_concurrent=4)
+    sim = SimulatedExperiment(make(), _curve, max_concurrent=4)
     for q in QUALITIES:
         sim.add_trial({"q": q})
     assert not sim.advance(12)
@@ -167,7 +168,7 @@ def test_asha_restored_mid_run_stops_the_same_trials(brackets):
 
 def test_asha_state_keeps_rung_records_of_trials_that_ended():
     asha = AsyncHyperBandScheduler(metric="acc", mode="max", max_t=9, grace_period=1, reduction_factor=3)
-    sim = SimulatedController(asha, _curve, max_concurrent=3)
+    sim = SimulatedExperiment(asha, _curve, max_concurrent=3)
     for q in (0.9, 0.8, 0.7):
         sim.add_trial({"q": q})
     sim.run()
@@ -178,7 +179,7 @@ def test_asha_state_keeps_rung_records_of_trials_that_ended():
     other.run()
     assert other.decisions[late.trial_id] == [(1, TrialScheduler.STOP)]
     # Without the state, the same trial would have been the first at its rung and gone on.
-    blank = SimulatedController(
+    blank = SimulatedExperiment(
         AsyncHyperBandScheduler(metric="acc", mode="max", max_t=9, grace_period=1, reduction_factor=3), _curve)
     alone = blank.add_trial({"q": 0.1})
     blank.run()
@@ -191,7 +192,7 @@ def test_hyperband_brackets_continue_after_restore(cls):
     def make():
         return cls(metric="acc", mode="max", max_t=9, reduction_factor=3)
 
-    sim = SimulatedController(make(), _curve, max_concurrent=4, checkpoint_every_result=True)
+    sim = SimulatedExperiment(make(), _curve, max_concurrent=4, checkpoint_every_result=True)
     for q in QUALITIES + [0.5, 0.6, 0.15, 0.25, 0.95]:
         sim.add_trial({"q": q})
     assert not sim.advance(10)
@@ -210,7 +211,7 @@ def test_hyperband_after_a_restore_with_every_trial_pending_halves_the_same_way(
     def make():
         return cls(metric="acc", mode="max", max_t=9, reduction_factor=3)
 
-    sim = SimulatedController(make(), _curve, max_concurrent=4, checkpoint_every_result=True)
+    sim = SimulatedExperiment(make(), _curve, max_concurrent=4, checkpoint_every_result=True)
     for q in QUALITIES + [0.5, 0.6, 0.15, 0.25, 0.95]:
         sim.add_trial({"q": q})
     assert not sim.advance(10)
@@ -232,7 +233,7 @@ def test_hyperband_processes_a_bracket_whose_trial_ended_before_the_restore():
     def make():
         return HyperBandScheduler(metric="acc", mode="max", max_t=9, reduction_factor=3)
 
-    sim = SimulatedController(make(), _curve, max_concurrent=3, checkpoint_every_result=True)
+    sim = SimulatedExperiment(make(), _curve, max_concurrent=3, checkpoint_every_result=True)
     trials = [sim.add_trial({"q": q}) for q in (0.9, 0.5, 0.1)]  # the first bracket (s=0) takes 3
     trials += [sim.add_trial({"q": q}) for q in (0.8, 0.6, 0.4, 0.2, 0.3)]  # s=1 takes 5
     assert not sim.advance(12)
@@ -263,7 +264,7 @@ def test_median_stopping_restored_mid_run_makes_the_same_decisions(time_attr, ha
         return MedianStoppingRule(time_attr=time_attr, metric="acc", mode="max", grace_period=2,
                                   min_samples_required=2, hard_stop=hard_stop, min_time_slice=min_time_slice)
 
-    sim = SimulatedController(make(), _curve, max_concurrent=3, max_iterations=10)
+    sim = SimulatedExperiment(make(), _curve, max_concurrent=3, max_iterations=10)
     for q in QUALITIES:
         sim.add_trial({"q": q})
     assert not sim.advance(15)
@@ -278,7 +279,7 @@ def test_median_stopping_uses_the_results_from_before_the_restore(time_attr):
         return MedianStoppingRule(time_attr=time_attr, metric="acc", mode="max", grace_period=1,
                                   min_samples_required=3)
 
-    sim = SimulatedController(make(), _curve, max_iterations=6)
+    sim = SimulatedExperiment(make(), _curve, max_iterations=6)
     for q in (0.9, 0.8, 0.7):
         sim.add_trial({"q": q})
     sim.run()
@@ -288,7 +289,7 @@ def test_median_stopping_uses_the_results_from_before_the_restore(time_attr):
     other.run()
     assert other.decisions[weak.trial_id][-1][1] == TrialScheduler.STOP and other.iteration_of(weak) <= 2
     # A scheduler without the old results lets it run: too few samples.
-    blank = SimulatedController(make(), _curve, max_iterations=6)
+    blank = SimulatedExperiment(make(), _curve, max_iterations=6)
     alone = blank.add_trial({"q": 0.2})
     blank.run()
     assert blank.iteration_of(alone) == 6
@@ -303,11 +304,10 @@ def _pbt(synch=False, **kw):
 
 
 @pytest.mark.parametrize("synch", [False, True])
-@pytest.mark.parametrize("async_pause", [False, True])
-def test_pbt_restored_mid_run_perturbs_the_same_way(synch, async_pause):
+def test_pbt_restored_mid_run_perturbs_the_same_way(synch):
     random.seed(3)
-    sim = SimulatedController(_pbt(synch), _accumulate, max_concurrent=3, max_iterations=12,
-                              async_pause=async_pause, checkpoint_every_result=True)
+    sim = SimulatedExperiment(_pbt(synch), _accumulate, max_concurrent=3, max_iterations=12,
+                              checkpoint_every_result=True)
     for q in (0.1, 0.1, 0.2, 0.4, 0.7, 1.0):
         sim.add_trial({"q": q})
     assert not sim.advance(12)
@@ -328,7 +328,7 @@ def test_pbt_does_not_count_trials_that_ended_before_the_restore_as_live(tmp_pat
     def step(config, state, it):
         return _accumulate(config, state, it)
 
-    sim = SimulatedController(_pbt(synch=True), step, max_concurrent=6, max_iterations=15,
+    sim = SimulatedExperiment(_pbt(synch=True), step, max_concurrent=6, max_iterations=15,
                               checkpoint_every_result=True, experiment_path=str(tmp_path))
     trials = [sim.add_trial({"q": q}) for q in (0.1, 0.2, 0.4, 0.7, 1.0, 0.4)]
     assert not sim.advance(5)
@@ -361,7 +361,7 @@ def test_pbt_does_not_count_trials_that_ended_before_the_restore_as_live(tmp_pat
 
 def test_pbt_counts_an_errored_trial_that_is_resumed_as_live():
     random.seed(9)
-    sim = SimulatedController(_pbt(), _accumulate, max_concurrent=4, max_iterations=10, checkpoint_every_result=True)
+    sim = SimulatedExperiment(_pbt(), _accumulate, max_concurrent=4, max_iterations=10, checkpoint_every_result=True)
     trials = [sim.add_trial({"q": q}) for q in (0.1, 0.4, 0.7, 1.0)]
     assert not sim.advance(3)
     trials[3].set_status(Trial.ERROR)
@@ -380,11 +380,13 @@ def test_pbt_counts_an_errored_trial_that_is_resumed_as_live():
 def test_pbt_restore_before_the_trials_exist_links_them_as_they_are_added(tmp_path):
     """The order the driver uses today: restore(path), then on_trial_add for each trial."""
     random.seed(6)
-    sim = SimulatedController(_pbt(synch=True), _accumulate, max_concurrent=4, max_iterations=10,
+    sim = SimulatedExperiment(_pbt(synch=True), _accumulate, max_concurrent=4, max_iterations=10,
                               checkpoint_every_result=True)
     trials = [sim.add_trial({"q": q}) for q in (0.1, 0.4, 0.7, 1.0)]
     assert not sim.advance(3)
     sim.stop_trial(trials[0])
+    assert not sim.advance(1)  # the trial stops at its next result
+    assert trials[0].status == Trial.TERMINATED
     path = str(tmp_path / "scheduler_state.pkl")
     sim.scheduler.save(path)
     fresh = _pbt(synch=True)
@@ -454,7 +456,7 @@ def test_pb2_restored_mid_run_explores_the_same_way():
                    hyperparam_bounds={"q": [0.1, 1.0]})
 
     random.seed(7)
-    sim = SimulatedController(make(), _accumulate, max_concurrent=4, max_iterations=8,
+    sim = SimulatedExperiment(make(), _accumulate, max_concurrent=4, max_iterations=8,
                               checkpoint_every_result=True)
     for q in (0.1, 0.3, 0.6, 0.9):
         sim.add_trial({"q": q})
@@ -475,7 +477,7 @@ def test_pbt_replay_goes_on_with_the_next_policy_change(tmp_path):
     rows = [["0_q=0.1", "3", 2, 2, {"q": 0.1}, {"q": 0.5}], ["0_q=0.1", "2", 4, 4, {"q": 0.5}, {"q": 0.9}]]
     policy.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
-    sim = SimulatedController(PopulationBasedTrainingReplay(str(policy)), _accumulate, max_iterations=6,
+    sim = SimulatedExperiment(PopulationBasedTrainingReplay(str(policy)), _accumulate, max_iterations=6,
                               checkpoint_every_result=True)
     sim.add_trial({"q": 0.3})
     assert not sim.advance(3)
@@ -500,7 +502,7 @@ def test_resource_changing_scheduler_restores_base_state_and_base_resources():
             resources_allocation_function=DistributeResources(add_bundles=False),
         )
 
-    sim = SimulatedController(make(), _curve, max_concurrent=4, total_resources={"CPU": 16.0},
+    sim = SimulatedExperiment(make(), _curve, max_concurrent=4, total_resources={"CPU": 16.0},
                               checkpoint_every_result=True)
     for q in QUALITIES[:8]:
         sim.add_trial({"q": q})
@@ -518,7 +520,7 @@ def test_resource_changing_scheduler_restores_base_state_and_base_resources():
 
 def test_state_drops_ids_of_trials_that_are_not_restored():
     asha = AsyncHyperBandScheduler(metric="acc", mode="max", max_t=9, grace_period=1, reduction_factor=3)
-    sim = SimulatedController(asha, _curve, max_concurrent=4)
+    sim = SimulatedExperiment(asha, _curve, max_concurrent=4)
     trials = [sim.add_trial({"q": q}) for q in (0.9, 0.5, 0.3, 0.1)]
     assert not sim.advance(2)
     state = asha.get_state()

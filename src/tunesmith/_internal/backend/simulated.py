@@ -137,8 +137,9 @@ class SimulatedBackend(ExecutorBackend):
 
     Attributes:
         log: ``(event, trial_id, detail)`` in order: ``start`` (iteration), ``restore``
-            ((checkpoint's trial id, iteration)), ``result`` (iteration), ``pause``,
-            ``stop``, ``save``, ``error``, ``kill`` (iteration).
+            ((checkpoint's trial id, iteration)), ``resources`` (what a trial restarts with,
+            when it changed), ``result`` (iteration), ``pause``, ``stop``, ``save``, ``error``,
+            ``kill`` (iteration).
         answers: Per trial id, ``(iteration, answer)`` for each result: the controller's
             ``"CONTINUE"``, ``"PAUSE"`` or ``"STOP"``.
         results: How many results were delivered.
@@ -173,6 +174,11 @@ class SimulatedBackend(ExecutorBackend):
         self.log: list[tuple[str, str, Any]] = []
         self.answers: dict[str, list[tuple[int, str]]] = {}
         self.results = 0
+        # Per trial id, the iteration it has trained to (kept after the trial ends).
+        self.iterations: dict[str, int] = {}
+        self._resources_of: dict[str, dict[str, float]] = {}
+        # When set, wait() never moves the clock past it (SimulatedExperiment.advance).
+        self.horizon = float("inf")
 
     # -- clock and resources ----------------------------------------------------------
     def time(self) -> float:
@@ -217,7 +223,12 @@ class SimulatedBackend(ExecutorBackend):
             if self.record:
                 self.log.append(("restore", run.tid, (ckpt.trial_id, ckpt.iteration)))
         if self.record:
+            before = self._resources_of.get(run.tid)
+            if before is not None and before != resources:
+                self.log.append(("resources", run.tid, resources))
+            self._resources_of[run.tid] = resources
             self.log.append(("start", run.tid, run.iteration))
+        self.iterations[run.tid] = run.iteration
         self._runs[trial] = run
         self._schedule_next(run, self._startup_s)
 
@@ -316,6 +327,7 @@ class SimulatedBackend(ExecutorBackend):
         metrics = script.metrics(run.config, run.state, it)
         dt = script.duration(run.config, it)
         run.iteration = it
+        self.iterations[run.tid] = it
         run.since_restore += 1
         run.time_total += dt
         run.time_since_restore += dt
@@ -339,11 +351,23 @@ class SimulatedBackend(ExecutorBackend):
             self._control(run, control)
         return (P.RESULT, metrics, name)
 
+    def next_event_time(self) -> float:
+        """When the next event is due (infinity when none is scheduled)."""
+        heap = self._heap
+        while heap and heap[0][2].gen != heap[0][3]:
+            heapq.heappop(heap)
+        return heap[0][0] if heap else float("inf")
+
+    def advance_to(self, when: float) -> None:
+        """Moves the clock forward to ``when`` (never back)."""
+        self._now = max(self._now, when)
+
     def wait(self, timeout: float | None) -> list[TrialEvent]:
         heap = self._heap
         while heap and heap[0][2].gen != heap[0][3]:
             heapq.heappop(heap)
         deadline = float("inf") if timeout is None else self._now + max(0.0, timeout)
+        deadline = min(deadline, max(self._now, self.horizon))
         if not heap or heap[0][0] > deadline:
             if deadline != float("inf"):
                 self._now = max(self._now, deadline)
@@ -359,6 +383,35 @@ class SimulatedBackend(ExecutorBackend):
             events.append(TrialEvent(run.trial, self._deliver(run, message)))
         return events
 
+    def fork(self, trials: dict, keep_running: bool = True) -> "SimulatedBackend":
+        """A backend at this one's time with its checkpoints, for the new ``Trial`` objects ``trials``
+        (old trial -> new); with ``keep_running`` running trials go on exactly where they stand."""
+        other = SimulatedBackend(self.script, total_resources=self.total, start_time=self._now,
+                                 startup_s=self._startup_s, record=self.record)
+        other.checkpoints = dict(self.checkpoints)
+        other.iterations = dict(self.iterations)
+        other._resources_of = dict(self._resources_of)
+        seq = next(self._seq)
+        other._seq = itertools.count(seq + 1)
+        if not keep_running:
+            return other
+        runs: dict[int, _Run] = {}
+        for old_trial, run in self._runs.items():
+            new_trial = trials[old_trial]
+            copied = copy.copy(run)
+            copied.trial = new_trial
+            copied.state = copy.deepcopy(run.state)
+            copied.gen = 0
+            runs[id(run)] = copied
+            other._runs[new_trial] = copied
+            other._held[new_trial] = dict(self._held.get(old_trial, {}))
+        other.available = dict(self.available)
+        for when, order, run, gen, message in self._heap:
+            if run.gen == gen and id(run) in runs:
+                other._heap.append((when, order, runs[id(run)], 0, message))
+        heapq.heapify(other._heap)
+        return other
+
     def shutdown(self) -> None:
         for run in self._runs.values():
             run.gen += 1
@@ -366,3 +419,261 @@ class SimulatedBackend(ExecutorBackend):
         self._heap.clear()
         self.available = dict(self.total)
         self._held.clear()
+
+
+class _NoMoreTrials:
+    """The search algorithm of a :class:`SimulatedExperiment`: trials are added by hand."""
+
+    total_samples = 0
+
+    def next_trial(self, trial_id: str):
+        return None
+
+    def is_finished(self) -> bool:
+        return True
+
+    def set_finished(self) -> None:
+        pass
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        pass
+
+    def on_trial_complete(self, trial_id: str, result=None, error: bool = False) -> None:
+        pass
+
+    def save_to_dir(self, path: str, session_str: str = "") -> None:
+        pass
+
+
+class SimulatedExperiment:
+    """Drives a scheduler through the real ``TuneController`` on a :class:`SimulatedBackend`.
+
+    Trials are added by hand and train with ``step_fn`` (one virtual second per
+    iteration), so the scheduler's decisions, pauses, checkpoints and restores are
+    the controller's own. Between calls of :meth:`advance` the experiment can be
+    inspected and forked as after an experiment restore.
+
+    Args:
+        scheduler: The scheduler under test.
+        step_fn: ``step_fn(config, state, iteration)`` gives an iteration's metrics (see
+            :class:`ScriptedTrainable`).
+        max_concurrent: How many trials run at once.
+        max_iterations: Iterations after which a trial ends by itself.
+        experiment_path: The experiment directory (a new temporary one when None).
+        total_resources: What the backend has (64 CPUs when None).
+        checkpoint_every_result: Every result carries a checkpoint.
+        search_alg: Returned by :attr:`search_alg` to schedulers that ask for it.
+        class_like: Trials also checkpoint on pause and on ``save_trial``, as ``Trainable``
+            classes do (the controller runs them as class trainables).
+
+    Attributes:
+        events: ``(event, trial_id, detail)`` in order (:attr:`SimulatedBackend.log`).
+        decisions: Per trial id, ``(iteration, "CONTINUE" | "PAUSE" | "STOP")`` for each
+            result: the answer the controller gave the trial.
+
+    Example:
+        >>> from tunesmith.tune.schedulers import ASHAScheduler
+        >>> sim = SimulatedExperiment(ASHAScheduler(metric="m", mode="max", max_t=4),
+        ...                           lambda cfg, st, it: {"m": cfg["x"]})
+        >>> _ = [sim.add_trial({"x": x}) for x in (1, 2)]
+        >>> sim.run()
+        >>> [t.status for t in sim.get_trials()]
+        ['TERMINATED', 'TERMINATED']
+    """
+
+    def __init__(
+        self,
+        scheduler,
+        step_fn: Callable[..., dict],
+        max_concurrent: int = 1_000_000,
+        max_iterations: int = 1_000_000,
+        experiment_path: str | None = None,
+        total_resources: dict[str, float] | None = None,
+        checkpoint_every_result: bool = False,
+        search_alg=None,
+        class_like: bool = True,
+        _backend: SimulatedBackend | None = None,
+    ):
+        import tempfile
+
+        self.scheduler = scheduler
+        self.step_fn = step_fn
+        self.max_concurrent = max_concurrent
+        self.max_iterations = max_iterations
+        if experiment_path is None:
+            import shutil
+            import weakref
+
+            experiment_path = tempfile.mkdtemp(prefix="tunesmith_sim_")
+            weakref.finalize(self, shutil.rmtree, experiment_path, True)
+        self.experiment_path = experiment_path
+        self.total_resources = dict(total_resources or {"CPU": 64.0, "GPU": 0.0})
+        self.checkpoint_every_result = checkpoint_every_result
+        self.class_like = class_like
+        self._search_alg = search_alg
+        self.script = ScriptedTrainable(step_fn, iterations=max_iterations, seconds=1.0,
+                                        checkpoint_every=1 if checkpoint_every_result else 0, class_like=class_like)
+        self.backend = _backend or SimulatedBackend(self.script, total_resources=self.total_resources)
+        self._trials: list = []
+        self._controller = None
+        self._stopping: dict = {}  # carried into the controller when it is built (fork)
+        self._status_order: dict[str, list] = {}
+
+    # -- what schedulers see before the controller exists ---------------------------------------------
+    @property
+    def controller(self):
+        """The ``TuneController``; built at the first :meth:`advance` with the trials as they are then."""
+        if self._controller is None:
+            from tunesmith._internal.storage import StorageContext
+            from tunesmith.tune.execution.controller_config import ControllerConfig
+            from tunesmith.tune.execution.tune_controller import TuneController
+
+            path = self.experiment_path.rstrip("/")
+            storage = StorageContext(os.path.dirname(path), os.path.basename(path))
+            self._controller = TuneController(ControllerConfig(
+                trainable=self.script, trainable_name="sim", trainable_payload=b"", search_alg=_NoMoreTrials(),
+                scheduler=self.scheduler, storage=storage, executor=self.backend,
+                max_concurrent_trials=self.max_concurrent if self.max_concurrent < 1_000_000 else None,
+                is_class_trainable=self.class_like, trials=list(self._trials), scheduler_restored=True,
+            ))
+            table = self._controller._table
+            for trial, how in self._stopping.items():
+                table.stopping[trial] = how
+            for status, order in self._status_order.items():
+                # Trials wait in the order they reached their status, as in the experiment forked.
+                bucket = table.by_status[status]
+                ordered = {t: None for t in order if t in bucket}
+                ordered.update(bucket)
+                table.by_status[status] = ordered
+            self._controller._run.search_finished = True
+        return self._controller
+
+    @property
+    def search_alg(self):
+        return self._search_alg
+
+    @property
+    def events(self) -> list[tuple[str, str, Any]]:
+        return self.backend.log
+
+    @property
+    def decisions(self) -> dict[str, list[tuple[int, str]]]:
+        return self.backend.answers
+
+    @property
+    def iterations_run(self) -> int:
+        return self.backend.results
+
+    def get_trials(self) -> list:
+        return list(self._trials)
+
+    def get_live_trials(self) -> list:
+        return [t for t in self._trials if not t.is_finished()]
+
+    def first_trial_with_status(self, status: str):
+        if self._controller is not None:
+            return self._controller.first_trial_with_status(status)
+        for t in self._trials:
+            if t.status == status and t not in self._stopping:
+                return t
+        return None
+
+    def __getattr__(self, name: str):
+        if name in ("pause_trial", "stop_trial", "resume_trial", "save_trial", "update_trial_resources"):
+            return getattr(self.controller, name)
+        raise AttributeError(name)
+
+    def iteration_of(self, trial) -> int:
+        """The iteration the trial has trained to (where a restore left it, before it ran again)."""
+        return self.backend.iterations.get(trial.trial_id, 0)
+
+    # -- driving -----------------------------------------------------------------------------------
+    def add_trial(self, config: dict, trial_id: str | None = None):
+        from tunesmith.tune.experiment.trial import Trial
+
+        trial_id = trial_id or f"{len(self._trials):05d}"
+        trial = Trial("sim", dict(config), trial_id=trial_id, experiment_tag=str(len(self._trials)),
+                      experiment_path=self.experiment_path)
+        self._trials.append(trial)
+        self.backend.iterations.setdefault(trial_id, 0)
+        if self._controller is None:
+            self.scheduler.on_trial_add(self, trial)
+        else:
+            self._controller.add_trial(trial)
+        return trial
+
+    def _finished(self) -> bool:
+        table = self.controller._table
+        return table.num_live() == 0 and not table.stopping
+
+    def advance(self, rounds: int) -> bool:
+        """Runs ``rounds`` virtual seconds (each running trial trains one iteration a second).
+
+        Returns True once no trial is running or waiting to run.
+        """
+        controller, backend = self.controller, self.backend
+        target = backend.time() + rounds
+        backend.horizon = target
+        try:
+            while not self._finished():
+                if backend.next_event_time() > target and not controller._table.resources_changed:
+                    backend.advance_to(target)
+                    return False
+                controller.step()
+            return True
+        finally:
+            backend.horizon = float("inf")
+
+    def run(self, max_rounds: int = 100_000) -> None:
+        """Runs until no trial is running or waiting to run."""
+        if not self.advance(max_rounds):
+            raise AssertionError("simulation did not finish")
+
+    def fork(self, scheduler, as_restored: bool = False) -> "SimulatedExperiment":
+        """An experiment over fresh ``Trial`` objects with this one's ids, configs, statuses,
+        results and checkpoints, driving ``scheduler``, which is not told of them: give them to
+        it with ``scheduler.set_state(state, {t.trial_id: t for t in fork.get_trials()})``.
+
+        Training goes on exactly where this experiment stands (running trials keep running,
+        pauses asked for complete). With ``as_restored``, the trials come back as
+        ``Tuner.restore`` brings them: unfinished ones PENDING, to start from the checkpoint a
+        paused trial was to resume from, or else their latest (from scratch without one).
+        """
+        from tunesmith.tune.experiment.trial import Trial
+
+        stopping = self._controller._table.stopping if self._controller is not None else self._stopping
+        by_old: dict = {}
+        trials = []
+        for old in self._trials:
+            trial = Trial.from_json_state(old.get_json_state(), experiment_path=self.experiment_path)
+            trial.config = copy.deepcopy(old.config)
+            trial.evaluated_params = copy.deepcopy(old.evaluated_params)
+            trial.last_result = copy.deepcopy(old.last_result)
+            trial.placement_group_factory = old.placement_group_factory
+            trial.dir_created = old.dir_created
+            if as_restored and not trial.is_finished():
+                waiting = old.status in (Trial.PAUSED, Trial.PENDING) and old not in stopping
+                trial.restore_checkpoint = (trial.restore_checkpoint if waiting else None) or trial.checkpoint
+                trial.status = Trial.PENDING
+            by_old[old] = trial
+            trials.append(trial)
+        backend = self.backend.fork(by_old, keep_running=not as_restored)
+        if as_restored:
+            for trial in trials:
+                if not trial.is_finished():
+                    ckpt = backend.checkpoints.get(trial.restore_checkpoint.path) if trial.restore_checkpoint else None
+                    backend.iterations[trial.trial_id] = ckpt.iteration if ckpt else 0
+        other = SimulatedExperiment(
+            scheduler, self.step_fn, max_concurrent=self.max_concurrent, max_iterations=self.max_iterations,
+            experiment_path=self.experiment_path, total_resources=self.total_resources,
+            checkpoint_every_result=self.checkpoint_every_result, search_alg=self._search_alg,
+            class_like=self.class_like, _backend=backend,
+        )
+        other._trials = trials
+        if not as_restored:
+            other._stopping = {by_old[t]: how for t, how in stopping.items()}
+            if self._controller is not None:
+                other._status_order = {
+                    status: [by_old[t] for t in bucket] for status, bucket in self._controller._table.by_status.items()
+                }
+        return other

@@ -1,13 +1,14 @@
 """Commits the experiment's state to storage, in the order the durability contract needs."""
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
 import traceback
 from typing import Any, Callable
 
-from tunesmith._internal.storage import write_bytes_atomic, write_json_atomic
+from tunesmith._internal.storage import write_bytes_atomic
 from tunesmith.tune.execution.checkpoint_book import CheckpointBook
 from tunesmith.tune.result import EXPERIMENT_STATE_FILE, SCHEDULER_STATE_FILE
 
@@ -36,8 +37,8 @@ class StateSnapshotter:
         scheduler: Saved with ``save``.
         callbacks: A ``CallbackList``; its ``get_state()`` is pickled when not all None.
         checkpoints: Whose dropped checkpoints are deleted after the state is written.
-        describe: Returns the experiment state dict (trials included).
-        trials: Returns all trials (for checkpoints still wanted by one).
+        describe: Returns the experiment state dict, without its trials.
+        trials: Returns all trials; each one's ``get_json_state()`` goes into the state.
         on_write_error: Called with the error when a result row could not be written.
         period: ``TUNE_GLOBAL_CHECKPOINT_S`` (negative: auto).
 
@@ -48,7 +49,7 @@ class StateSnapshotter:
         >>> from tunesmith.tune.schedulers import FIFOScheduler
         >>> from tunesmith.tune.search.basic_variant import BasicVariantGenerator
         >>> snap = StateSnapshotter(StorageContext(tempfile.mkdtemp(), "exp"), BasicVariantGenerator(),
-        ...     FIFOScheduler(), CallbackList([]), CheckpointBook(), lambda: {"trials": []}, list, print)
+        ...     FIFOScheduler(), CallbackList([]), CheckpointBook(), lambda: {"version": 2}, list, print)
         >>> snap.save()
         >>> os.path.exists(os.path.join(snap.path, EXPERIMENT_STATE_FILE))
         True
@@ -77,6 +78,7 @@ class StateSnapshotter:
         self._period = period
         self.last_write = 0.0
         self.last_duration = 0.0
+        self._cache: dict[Any, tuple[tuple, str]] = {}
 
     @property
     def path(self) -> str:
@@ -93,6 +95,29 @@ class StateSnapshotter:
         if self.due_in() <= 0:
             self.save()
 
+    def _encode(self, fields: dict[str, Any], trials: list) -> str:
+        """The state file's text: ``fields`` plus ``"trials"``, each trial re-encoded only when it changed.
+
+        A trial's saved state changes only with its status, results, failures,
+        checkpoints, config, resources or error; those make up the cache key (by
+        identity where the controller replaces an object rather than changing it), so a
+        snapshot costs O(trials that changed) encodings and not O(all trials).
+        """
+        cache, fresh = self._cache, {}
+        parts = []
+        for trial in trials:
+            key = (trial.status, trial.num_results, trial.num_failures, len(trial.checkpoint_manager.checkpoints),
+                   id(trial.restore_checkpoint), id(trial.last_result), id(trial.config), id(trial.evaluated_params),
+                   id(trial.placement_group_factory), trial.error_file, trial.trial_dirname)
+            hit = cache.get(trial)
+            if hit is None or hit[0] != key:
+                hit = (key, json.dumps(trial.get_json_state(), allow_nan=True))
+            fresh[trial] = hit
+            parts.append(hit[1])
+        self._cache = fresh
+        head = json.dumps(fields, allow_nan=True)
+        return f'{head[:-1]}{", " if fields else ""}"trials": [{", ".join(parts)}]}}'
+
     def save(self) -> None:
         """Commits the experiment to storage: result rows first, then the state that names checkpoints."""
         from tunesmith.tune.logger._util import ResultWriteError, commit_results
@@ -104,7 +129,8 @@ class StateSnapshotter:
             commit_results()
         except ResultWriteError as exc:
             self._on_write_error(exc)
-        state = self._describe()
+        trials = self._trials()
+        text = self._encode(self._describe(), trials)
         try:
             self._search_alg.save_to_dir(path, session_str="tunesmith")
         except Exception:
@@ -118,8 +144,8 @@ class StateSnapshotter:
             import cloudpickle
 
             write_bytes_atomic(os.path.join(path, CALLBACK_STATE_FILE), cloudpickle.dumps(callback_state))
-        write_json_atomic(os.path.join(path, EXPERIMENT_STATE_FILE), state)
-        self._checkpoints.delete_dropped(self._trials())
+        write_bytes_atomic(os.path.join(path, EXPERIMENT_STATE_FILE), text.encode())
+        self._checkpoints.delete_dropped(trials)
         if self._storage.is_remote:
             self._storage.sync_up()
         end = time.time()

@@ -361,11 +361,12 @@ class TuneController:
     def _next_timeout(self, now: float) -> float:
         """Seconds until the loop's next timer: the housekeeping tick, a deadline or the next snapshot."""
         timeout = min(HOUSEKEEPING_S, self._snapshot.due_in())
-        if self._time_budget_deadline is not None:
-            timeout = min(timeout, self._time_budget_deadline - now)
         run, table = self._run, self._table
         if run.stop_all:
+            # Past the time budget the trials are stopping: the next timer is their deadline.
             timeout = min(timeout, run.stop_deadline - now)
+        elif self._time_budget_deadline is not None:
+            timeout = min(timeout, self._time_budget_deadline - now)
         if not table.count(Trial.RUNNING) and not table.stopping:
             # No trial event can come: only the searcher or other experiments can change things.
             if self._searcher_waiting:
@@ -484,7 +485,6 @@ class TuneController:
             "mode": cfg.mode,
             "id_prefix": self._id_prefix,
             "search_finished": self._run.search_finished,
-            "trials": [t.get_json_state() for t in self._table.trials],
             **(cfg.experiment_state_extra or {}),
         }
 

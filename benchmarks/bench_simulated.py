@@ -1,0 +1,157 @@
+"""The controller alone, at scale, under the simulated backend (virtual time, no processes).
+
+N trials of up to 100 iterations each, with ASHA, on 1,000 virtual CPUs, run
+by the real ``TuneController``: the searcher (BasicVariantGenerator), the
+scheduler (ASHA), the trial state machine, checkpoint bookkeeping and the
+periodic experiment-state snapshots are the real ones. Each trial's
+iteration "takes" 10 to 60 virtual seconds (by its config) and reports an
+accuracy that rises with its quality ``q``; every 10th result carries a
+(simulated, in-memory) checkpoint.
+
+Result logging to disk is OFF here (no JSON/CSV/TensorBoard loggers, the
+default callbacks of ``Tuner.fit()``); the controller still writes each trial's
+directory and params files and the experiment state, into a directory on
+tmpfs (/dev/shm) where there is one, so that the disk of this shared machine
+does not swamp the controller's own cost.
+
+Prints, for 1,000, 3,000 and 10,000 trials (or the counts given): results,
+virtual hours, wall-clock and CPU seconds (each per virtual hour), results/s
+end to end, and results/s of controller bookkeeping alone (results over the
+process's CPU time less the CPU time spent inside the simulated backend's own
+methods), then the growth of CPU time per result from the smallest to the
+largest run (1.00 is linear growth). CPU time is the figure to compare on a
+shared machine: the wall clock there also counts other processes' turns.
+
+Run: ``python benchmarks/bench_simulated.py [N ...] [--profile]``.
+"""
+from __future__ import annotations
+
+import cProfile
+import gc
+import os
+import pstats
+import shutil
+import sys
+import tempfile
+import time
+
+CPUS = 1000
+MAX_T = 100
+
+
+def run_once(num_trials: int, root: str, profile: bool = False) -> dict:
+    from tunesmith import tune
+    from tunesmith._internal.backend.simulated import ScriptedTrainable, SimulatedBackend
+    from tunesmith._internal.storage import StorageContext
+    from tunesmith.tune.execution.controller_config import ControllerConfig
+    from tunesmith.tune.execution.tune_controller import TuneController
+    from tunesmith.tune.schedulers import ASHAScheduler
+    from tunesmith.tune.search.basic_variant import BasicVariantGenerator
+
+    def curve(config, iteration):
+        return {"acc": config["q"] * (1.0 - 0.95 ** iteration)}
+
+    class TimedBackend(SimulatedBackend):
+        """Counts the real time spent inside the simulated backend (the simulation, not the controller)."""
+
+        spent = 0.0
+
+        def wait(self, timeout):
+            t = time.process_time()
+            events = super().wait(timeout)
+            self.spent += time.process_time() - t
+            return events
+
+        def send(self, trial, message):
+            t = time.process_time()
+            super().send(trial, message)
+            self.spent += time.process_time() - t
+
+        def start_trial(self, trial, spec, trainable_key, payload):
+            t = time.process_time()
+            super().start_trial(trial, spec, trainable_key, payload)
+            self.spent += time.process_time() - t
+
+    script = ScriptedTrainable(curve, iterations=MAX_T, seconds=lambda config, i: config["s"], checkpoint_every=10)
+    search = BasicVariantGenerator(random_state=0)
+    search.add_configurations({"q": tune.uniform(0, 1), "s": tune.choice([10, 20, 30, 60])}, num_samples=num_trials)
+    backend = TimedBackend(script, total_resources={"CPU": CPUS}, record=False)
+    scheduler = ASHAScheduler(metric="acc", mode="max", max_t=MAX_T, grace_period=10, reduction_factor=3)
+    storage = StorageContext(root, f"sim_{num_trials}")
+    controller = TuneController(ControllerConfig(
+        trainable=script, trainable_name="sim", trainable_payload=b"", search_alg=search,
+        scheduler=scheduler, storage=storage, executor=backend, metric="acc", mode="max",
+    ))
+    gc.collect()
+    profiler = cProfile.Profile() if profile else None
+    start, start_cpu = time.perf_counter(), time.process_time()
+    if profiler:
+        profiler.enable()
+    controller.run()
+    if profiler:
+        profiler.disable()
+    real_s = time.perf_counter() - start
+    cpu_s = time.process_time() - start_cpu
+    if profiler:
+        pstats.Stats(profiler).sort_stats(os.environ.get("BENCH_SORT", "tottime")).print_stats(int(os.environ.get("BENCH_TOP", "25")))
+    trials = controller.get_trials()
+    assert len(trials) == num_trials and all(t.status == "TERMINATED" for t in trials)
+    virtual_h = backend.time() / 3600
+    controller_s = cpu_s - backend.spent
+    return {
+        "cpu_s": cpu_s,
+        "controller_s": controller_s,
+        "controller_results_per_s": backend.results / controller_s,
+        "trials": num_trials,
+        "results": backend.results,
+        "real_s": real_s,
+        "virtual_h": virtual_h,
+        "real_s_per_virtual_h": real_s / virtual_h,
+        "cpu_s_per_virtual_h": cpu_s / virtual_h,
+        "results_per_s": backend.results / real_s,
+        "us_per_result": 1e6 * cpu_s / backend.results,
+    }
+
+
+def main() -> None:
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    profile = "--profile" in sys.argv
+    counts = [int(a) for a in args] or [1000, 3000, 10000]
+    base = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+    root = tempfile.mkdtemp(prefix="tunesmith_bench_sim_", dir=base)
+    print(f"Simulated backend: {CPUS} virtual CPUs, ASHA(max_t={MAX_T}, grace_period=10, reduction_factor=3), "
+          f"BasicVariantGenerator; result loggers OFF; experiment directory on {base or 'the default temp dir'}; "
+          f"state snapshots by the default rule (TUNE_GLOBAL_CHECKPOINT_S="
+          f"{os.environ.get('TUNE_GLOBAL_CHECKPOINT_S', 'auto')}); {os.cpu_count()} CPUs here, load average "
+          f"{os.getloadavg()[0]:.1f} at the start.")
+    rows = []
+    try:
+        for n in counts:
+            row = run_once(n, root, profile)
+            rows.append(row)
+            print(
+                f"{row['trials']:>6} trials: {row['results']:>7} results, {row['virtual_h']:5.2f} virtual h; "
+                f"{row['real_s']:6.2f} s wall ({row['real_s_per_virtual_h']:5.2f} s per virtual h, "
+                f"{row['results_per_s']:7,.0f} results/s), {row['cpu_s']:6.2f} s CPU ({row['cpu_s_per_virtual_h']:5.2f} "
+                f"s per virtual h); controller alone, less {row['cpu_s'] - row['controller_s']:.2f} s CPU in the "
+                f"simulated backend: {row['controller_results_per_s']:7,.0f} results/s",
+                flush=True,
+            )
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    if len(rows) > 1:
+        first, last = rows[0], rows[-1]
+        growth = last["us_per_result"] / first["us_per_result"]
+        print(
+            f"growth: {last['trials'] / first['trials']:.0f}x the trials, {last['results'] / first['results']:.1f}x "
+            f"the results took {last['cpu_s'] / first['cpu_s']:.1f}x the CPU time; CPU time per result x{growth:.2f} "
+            "(1.00 is linear growth)"
+        )
+    best = rows[-1]
+    rate = best["controller_results_per_s"]
+    print(f"goal: >= 50,000 results/s of controller bookkeeping at {best['trials']} trials: "
+          f"{'met' if rate >= 50_000 else 'NOT met'} ({rate:,.0f}; {best['results_per_s']:,.0f} with the simulation)")
+
+
+if __name__ == "__main__":
+    main()
