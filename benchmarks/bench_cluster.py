@@ -1,7 +1,7 @@
 """tunesmith's Ray backend against Ray Tune, side by side on one local multi-node Ray cluster.
 
-Starts a Ray cluster of ``--nodes`` nodes on this machine (``ray start``
-processes of the Ray installation at ``--ray-python``, which has ``ray[tune]``),
+Starts a Ray cluster of ``--nodes`` nodes on this machine (``ray.cluster_utils.Cluster``
+of the Ray installation at ``--ray-python``, which has ``ray[tune]``),
 then runs each workload twice, in fresh driver processes connected to that
 cluster: once with tunesmith (``tunesmith.init(address=...)``, run by this
 interpreter) and once with Ray Tune (run by ``--ray-python``). The cluster's
@@ -71,11 +71,6 @@ WORKLOADS = {
 }
 
 
-def _ray_cli(ray_python: str, *args: str, env: dict) -> subprocess.CompletedProcess:
-    code = "import sys; from ray.scripts.scripts import main; sys.argv[0] = 'ray'; main()"
-    return subprocess.run([ray_python, "-c", code, *args], env=env, capture_output=True, text=True, timeout=300)
-
-
 def _overlay(ray_python: str, cache: str) -> str:
     """A directory with what tunesmith needs and the Ray Tune installation lacks (cloudpickle, psutil).
 
@@ -97,41 +92,54 @@ def _overlay(ray_python: str, cache: str) -> str:
     return target
 
 
+_CLUSTER_SCRIPT = textwrap.dedent("""
+    import json, sys
+    from ray.cluster_utils import Cluster
+    nodes, cpus = int(sys.argv[1]), int(sys.argv[2])
+    c = Cluster(initialize_head=True, head_node_args={
+        "num_cpus": cpus, "num_gpus": 0, "resources": {"node0": 1}, "include_dashboard": False})
+    for i in range(1, nodes):
+        c.add_node(num_cpus=cpus, num_gpus=0, resources={f"node{i}": 1})
+    c.wait_for_nodes()
+    print("ADDRESS", c.address, flush=True)
+    sys.stdin.read()  # runs until the benchmark closes our stdin
+    c.shutdown()
+""")
+
+
 class LocalCluster:
-    """``ray start`` processes on this machine: a head and ``nodes - 1`` workers, ``cpus`` CPUs each."""
+    """A head and ``nodes - 1`` worker nodes on this machine, ``cpus`` CPUs each.
+
+    Started by a helper process of the Ray installation at ``ray_python``
+    (``ray.cluster_utils.Cluster``), which shuts down exactly the processes it
+    started when :meth:`stop` closes its input.
+    """
 
     def __init__(self, ray_python: str, nodes: int, cpus: int, pythonpath: str):
-        self.ray_python = ray_python
-        self.env = dict(os.environ)
-        self.env["PYTHONPATH"] = pythonpath
-        self.env["RAY_USAGE_STATS_ENABLED"] = "0"
-        self.env["RAY_AUTH_MODE"] = "disabled"  # a throwaway cluster on this machine
-        self.env.pop("RAY_ADDRESS", None)
-        port = 20000 + os.getpid() % 20000
-        out = _ray_cli(ray_python, "start", "--head", f"--port={port}", f"--num-cpus={cpus}",
-                       "--num-gpus=0", "--include-dashboard=false", "--disable-usage-stats",
-                       "--resources", json.dumps({"node0": 1}), env=self.env)
-        if out.returncode != 0:
-            raise RuntimeError(f"ray start --head failed:\n{out.stdout}\n{out.stderr}")
+        env = dict(os.environ)
+        env["PYTHONPATH"] = pythonpath
+        env["RAY_USAGE_STATS_ENABLED"] = "0"
+        env["RAY_AUTH_MODE"] = "disabled"  # a throwaway cluster on this machine
+        env.pop("RAY_ADDRESS", None)
+        self.proc = subprocess.Popen([ray_python, "-c", _CLUSTER_SCRIPT, str(nodes), str(cpus)], env=env,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         self.address = None
-        for line in (out.stdout + out.stderr).splitlines():
-            if "ray start --address=" in line:
-                self.address = line.split("--address=")[1].strip().strip("'\"")
+        for line in self.proc.stdout:
+            if line.startswith("ADDRESS "):
+                self.address = line.split()[1]
                 break
         if self.address is None:
-            import socket
-
-            self.address = f"{socket.gethostbyname(socket.gethostname())}:{port}"
-        for i in range(1, nodes):
-            out = _ray_cli(ray_python, "start", f"--address={self.address}", f"--num-cpus={cpus}", "--num-gpus=0",
-                           "--resources", json.dumps({f"node{i}": 1}), "--disable-usage-stats", env=self.env)
-            if out.returncode != 0:
-                self.stop()
-                raise RuntimeError(f"ray start --address failed:\n{out.stdout}\n{out.stderr}")
+            self.stop()
+            raise RuntimeError("The local Ray cluster did not start (see its output above).")
         self.cpus = nodes * cpus
 
     def stop(self) -> None:
-        _ray_cli(self.ray_python, "stop", "--force", env=self.env)
+        try:
+            self.proc.stdin.close()
+            self.proc.wait(timeout=120)
+        except (OSError, subprocess.TimeoutExpired):
+            self.proc.kill()
+            self.proc.wait()
 
 
 def run_workload(python: str, backend: str, workload: str, params: dict, env: dict) -> dict:
