@@ -16,30 +16,51 @@ _SUBMODULES = ("tune", "train", "air")
 
 def init(address: str | None = None, *, num_cpus: float | None = None, num_gpus: float | None = None,
          resources: dict | None = None, memory: float | None = None, **kwargs: Any) -> None:
-    """Sets the resources local runs hand out to trials, like ``ray.init``.
+    """Chooses where trials run, like ``ray.init``: this machine, or a Ray cluster.
+
+    Without an address (and without ``TUNESMITH_ADDRESS`` / ``RAY_ADDRESS`` in the
+    environment) trials run in worker processes on this machine and Ray is never
+    imported. With one, ``Tuner.fit()`` runs each trial as a Ray actor on that
+    cluster (install Ray with ``pip install 'tunesmith[ray]'``); the script is
+    otherwise unchanged.
 
     Args:
-        address: Only ``None`` or ``"local"``: trials run on this machine. Connecting
-            to a cluster is not supported yet, so any other address is an error
-            rather than being ignored.
-        num_cpus: CPUs (default: all cores).
-        num_gpus: GPUs (default: those detected).
-        resources: Custom resources, e.g. ``{"license": 2}``.
-        memory: Bytes of memory.
+        address: ``None`` (the environment decides, else this machine), ``"local"``
+            (this machine, whatever the environment says), ``"auto"`` (the Ray
+            cluster this machine belongs to), ``"ray://host:10001"`` (Ray Client)
+            or ``"host:port"`` of a Ray head node.
+        num_cpus: CPUs local runs hand out (default: all cores).
+        num_gpus: GPUs local runs hand out (default: those detected).
+        resources: Custom resources of local runs, e.g. ``{"license": 2}``.
+        memory: Bytes of memory local runs hand out.
+
+    A cluster's nodes declare their own resources (``ray start --num-cpus ...
+    --resources ...``), so ``num_cpus``, ``num_gpus``, ``resources`` and ``memory``
+    only apply to local runs.
 
     Example:
         >>> import tunesmith
-        >>> tunesmith.init(address="ray://head:10001")  # doctest: +ELLIPSIS
+        >>> tunesmith.init(num_cpus=2)  # trials run here, on at most 2 CPUs
+        >>> tunesmith.init(address="ray://head:10001", num_cpus=2)  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        ValueError: tunesmith.init(address='ray://head:10001'): tunesmith does not connect to a cluster yet; ...
+        ValueError: tunesmith.init(address='ray://head:10001', num_cpus=...): ...
+        >>> tunesmith.init()  # back to the default
     """
-    if address not in (None, "local"):
-        raise ValueError(
-            f"tunesmith.init(address={address!r}): tunesmith does not connect to a cluster yet; "
-            "trials run on this machine. Remove the `address` argument (or pass address='local'), "
-            "and set what this machine offers with num_cpus=..., num_gpus=..., resources=...."
-        )
+    from tunesmith._internal.backend import _address
+
+    if address is not None:
+        address = _address.check_address(address)
+    if address not in (None, _address.LOCAL):
+        given = [name for name, value in (("num_cpus", num_cpus), ("num_gpus", num_gpus),
+                                          ("resources", resources), ("memory", memory)) if value is not None]
+        if given:
+            raise ValueError(
+                f"tunesmith.init(address={address!r}, {', '.join(f'{g}=...' for g in given)}): the nodes of a "
+                "Ray cluster declare their resources themselves (ray start --num-cpus ... --resources ...); "
+                "pass only the address, or drop it to run on this machine with these resources."
+            )
+    _address.set_address(address)
     from tunesmith._internal.resources import init as _init
 
     _init(num_cpus=num_cpus, num_gpus=num_gpus, resources=resources, memory=memory, **kwargs)

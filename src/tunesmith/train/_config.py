@@ -169,10 +169,13 @@ class ScalingConfig:
                 "ScalingConfig(use_gpu=True) with resources_per_worker={'GPU': 0} gives the workers no GPU. "
                 "Set use_gpu=False, or give each worker a GPU amount above 0."
             )
-        if self.placement_strategy == "STRICT_SPREAD" and self.num_workers > 1:
+        from tunesmith._internal.backend._address import cluster_address
+
+        if self.placement_strategy == "STRICT_SPREAD" and self.num_workers > 1 and cluster_address() is None:
             raise ValueError(
                 f"ScalingConfig(placement_strategy='STRICT_SPREAD') puts each of the {self.num_workers} "
-                "workers on its own node, which one machine can never do. Use 'PACK' or 'SPREAD'."
+                "workers on its own node, which one machine can never do. Use 'PACK' or 'SPREAD', or run on a "
+                "Ray cluster (tunesmith.init(address=...))."
             )
 
     @property

@@ -283,6 +283,13 @@ def run_experiment(inp: ExperimentInput, restore_path: str | None = None, restor
     except BaseException:
         executor.shutdown()  # the prestarted workers
         raise
+    if hasattr(executor, "check_storage"):
+        try:
+            executor.check_storage(storage)  # every node must see the experiment directory
+        except BaseException:
+            controller.experiment_lock.release()
+            executor.shutdown()
+            raise
     try:
         controller.run()
     finally:
@@ -308,8 +315,16 @@ def run_experiment(inp: ExperimentInput, restore_path: str | None = None, restor
 def make_backend():
     """The backend this process runs trials on: the local worker pool unless configured otherwise.
 
-    The one place a backend is chosen (``tunesmith.init(address=...)`` picks another here).
+    The one place a backend is chosen: ``tunesmith.init(address=...)``, ``TUNESMITH_ADDRESS``
+    or ``RAY_ADDRESS`` pick the Ray backend (only then is Ray imported).
     """
+    from tunesmith._internal.backend._address import cluster_address
+
+    address = cluster_address()
+    if address is not None:
+        from tunesmith._internal.backend.ray_backend import RayExecutor
+
+        return RayExecutor(address)
     from tunesmith._internal.backend.local import LocalExecutor
 
     return LocalExecutor()

@@ -135,7 +135,10 @@ def run_trainer(trainer, config: dict) -> bytes | None:
     n = scaling.num_workers
     per_worker = scaling._resources_per_worker_not_none
     backend = trainer._backend_config._make_backend()
-    gpu_ids = _assign_gpus(scaling, per_worker.get("GPU", 0.0))
+    from tunesmith._internal.backend.ray_group import on_ray
+
+    ray_group = on_ray()  # on a Ray cluster each worker gets its GPUs from its own bundle
+    gpu_ids = [[] for _ in range(n)] if ray_group else _assign_gpus(scaling, per_worker.get("GPU", 0.0))
     group_info = GroupInfo(world_size=n, use_gpu=scaling.use_gpu, gpu_ids=gpu_ids,
                            resources_per_worker=per_worker)
     env = dict(backend.on_group_start(group_info) or {})
@@ -161,7 +164,12 @@ def run_trainer(trainer, config: dict) -> bytes | None:
         ))
     driver_conn = getattr(sess, "_conn", None)
     inherited = (driver_conn.fileno(),) if driver_conn is not None else ()
-    group = WorkerGroup(specs, start_method(backend), inherited_fds=inherited)
+    if ray_group:
+        from tunesmith._internal.backend.ray_group import RayWorkerGroup
+
+        group = RayWorkerGroup(specs, per_worker)
+    else:
+        group = WorkerGroup(specs, start_method(backend), inherited_fds=inherited)
     ok = False
     try:
         group.start()

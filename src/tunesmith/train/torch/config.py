@@ -131,7 +131,8 @@ class TorchBackend(Backend):
         if self.config.init_method == "env":
             init_method = "env://"
         else:
-            init_method = f"tcp://127.0.0.1:{self.port}"
+            # MASTER_ADDR/MASTER_PORT: rank 0's node on a cluster, this machine otherwise.
+            init_method = f"tcp://{os.environ.get('MASTER_ADDR', '127.0.0.1')}:{os.environ.get('MASTER_PORT', self.port)}"
         dist.init_process_group(
             backend=self.dist_backend,
             init_method=init_method,

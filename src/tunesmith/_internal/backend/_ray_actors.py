@@ -1,0 +1,174 @@
+"""What runs inside Ray actors: a trial's worker runtime, and a trainer's training workers.
+
+These classes are plain Python; the Ray backend wraps them with ``ray.remote``.
+Each actor dials back to the process that created it (the driver for a trial
+actor, the trial for a training worker) over TCP, authenticates with a shared
+key, and from then on speaks the same protocol as a local worker process over
+its socket pair, so the trial runs in exactly the same worker code.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import socket
+import sys
+from multiprocessing.connection import Connection, answer_challenge, deliver_challenge
+
+# Set in a trial actor: the index shift of the trial's placement group bundles (-1 when the
+# trial's own bundle is empty and therefore not part of the group), read by a trainer's
+# worker group to put its workers into the bundles after the trial's own.
+BUNDLE_OFFSET_ENV = "TUNESMITH_RAY_BUNDLE_OFFSET"
+
+
+def dial(address: tuple[str, int], authkey: bytes, timeout: float = 60.0) -> Connection:
+    """Connects to a listening tunesmith process and authenticates both ways."""
+    sock = socket.create_connection(address, timeout=timeout)
+    sock.settimeout(None)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    conn = Connection(sock.detach())
+    answer_challenge(conn, authkey)
+    deliver_challenge(conn, authkey)
+    return conn
+
+
+def accept(listener: socket.socket, authkey: bytes, timeout: float = 10.0) -> Connection | None:
+    """Accepts one connection and authenticates it; None when it does not authenticate in time."""
+    import struct
+
+    try:
+        sock, _ = listener.accept()
+    except (BlockingIOError, InterruptedError):
+        return None
+    sock.setblocking(True)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    # A peer that connects and says nothing must not hold up the caller.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", int(timeout), 0))
+    conn = Connection(sock.detach())
+    try:
+        deliver_challenge(conn, authkey)
+        answer_challenge(conn, authkey)
+    except Exception:
+        conn.close()
+        return None
+    sock = socket.socket(fileno=os.dup(conn.fileno()))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", 0, 0))
+    sock.close()
+    return conn
+
+
+def listen(host: str) -> socket.socket:
+    """A listening TCP socket on ``host`` (the node's address), on a free port."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind((host, 0))
+    listener.listen(256)
+    return listener
+
+
+def user_sys_path() -> list[str]:
+    """The entries of this process's ``sys.path`` that hold the user's own modules.
+
+    The interpreter's and its installed packages' directories are left out: the
+    nodes have their own installation, which may live elsewhere.
+    """
+    prefixes = tuple({os.path.realpath(p) + os.sep for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)})
+    keep = []
+    for path in sys.path:
+        if not path or "site-packages" in path or "dist-packages" in path:
+            continue
+        if (os.path.realpath(path) + os.sep).startswith(prefixes):
+            continue
+        keep.append(os.path.abspath(path))
+    return keep
+
+
+def _add_sys_path(paths: list[str]) -> None:
+    for path in reversed(paths):
+        if path not in sys.path:
+            sys.path.insert(0, path)
+
+
+def _where() -> tuple[str, str, str]:
+    """``(node_id, node_ip, hostname)`` of this actor."""
+    import ray
+
+    return ray.get_runtime_context().get_node_id(), ray.util.get_node_ip_address(), socket.gethostname()
+
+
+class TrialActor:
+    """A Ray actor that hosts the worker runtime (``tunesmith._internal.worker.Worker``).
+
+    Args:
+        driver: ``(host, port)`` the driver listens on.
+        authkey: The experiment's connection key.
+        slot_id: Which of the driver's slots this actor is.
+        sys_path: The driver's ``sys.path``, so trainables defined in the user's modules import.
+        bundle_offset: See ``BUNDLE_OFFSET_ENV``.
+    """
+
+    def __init__(self, driver: tuple[str, int], authkey: bytes, slot_id: int, sys_path: list[str],
+                 bundle_offset: int):
+        self._driver = driver
+        self._authkey = authkey
+        self._slot_id = slot_id
+        os.environ[BUNDLE_OFFSET_ENV] = str(bundle_offset)
+        _add_sys_path(sys_path)
+
+    def serve(self) -> int:
+        """Runs trials the driver sends until it says EXIT or goes away; returns this process's pid."""
+        import signal
+
+        from tunesmith._internal.worker import Worker
+
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        conn = dial(self._driver, self._authkey)
+        conn.send((self._slot_id, os.getpid()) + _where())
+        try:
+            Worker(conn).serve()
+        finally:
+            conn.close()
+        return os.getpid()
+
+
+class GroupWorkerActor:
+    """A Ray actor that runs one training worker of a trainer's worker group."""
+
+    def __init__(self, sys_path: list[str]):
+        _add_sys_path(sys_path)
+
+    def info(self) -> tuple[str, str, int, int]:
+        """``(node_id, node_ip, pid, free_port)``: where this worker runs, and a port rank 0 may offer."""
+        node_id, ip, _ = _where()
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind((ip, 0))
+            port = s.getsockname()[1]
+        return node_id, ip, os.getpid(), port
+
+    def run(self, payload: bytes, address: tuple[str, int], authkey: bytes) -> int:
+        """Runs the training worker described by ``payload`` (a pickled ``WorkerSpec``)."""
+        import cloudpickle
+        import ray
+
+        from tunesmith.train._internal.group_worker import run_worker
+
+        spec = cloudpickle.loads(payload)
+        gpus = [str(g) for g in ray.get_gpu_ids()]
+        spec.gpu_ids = gpus
+        spec.env.pop("CUDA_VISIBLE_DEVICES", None)  # Ray set this worker's own
+        conn = dial(address, authkey)
+        conn.send_bytes(pickle.dumps(spec.rank))
+        try:
+            return run_worker(spec, conn)
+        finally:
+            try:
+                conn.close()
+            except OSError:
+                pass
+
+
+def check_marker(path: str, filesystem=None) -> bool:
+    """True when this node sees the storage marker at ``path`` (on ``filesystem`` if given)."""
+    if filesystem is None:
+        return os.path.exists(path)
+    import pyarrow.fs
+
+    return filesystem.get_file_info(path).type != pyarrow.fs.FileType.NotFound

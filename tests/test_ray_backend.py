@@ -1,0 +1,352 @@
+"""The Ray backend on a real local Ray cluster of 3 nodes (``ray.cluster_utils.Cluster``).
+
+Trials run as Ray actors through ``Tuner.fit()``; what a user sees is checked
+in the results and in Ray's own actor and placement group tables.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+ray = pytest.importorskip("ray")
+
+import tunesmith  # noqa: E402
+from tunesmith import train, tune  # noqa: E402
+from tunesmith.train import Checkpoint  # noqa: E402
+
+pytestmark = [pytest.mark.ray_cluster, pytest.mark.timeout(600)]
+
+NODE_CPUS = 2
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    from ray.cluster_utils import Cluster
+
+    os.environ.pop("RAY_ADDRESS", None)
+    c = Cluster(initialize_head=True, head_node_args={
+        "num_cpus": NODE_CPUS, "resources": {"head": 1}, "include_dashboard": False,
+    })
+    nodes = {"head": c.head_node}
+    for name in ("n1", "n2"):
+        nodes[name] = c.add_node(num_cpus=NODE_CPUS, resources={name: 1})
+    c.wait_for_nodes()
+    tunesmith.init(address=c.address)
+    c.named = nodes
+    try:
+        yield c
+    finally:
+        tunesmith.init()
+        ray.shutdown()
+        c.shutdown()
+
+
+def _node_id(cluster, name):
+    return cluster.named[name].node_id
+
+
+def _actors(class_name):
+    """Ray's actor table (from the GCS; the state API would need the dashboard): ``(node_id, pid, start)``."""
+    from ray._private import state
+
+    return [
+        (a["Address"]["NodeID"], a["Pid"], a["StartTime"])
+        for a in state.actors().values() if a["ActorClassName"] == class_name
+    ]
+
+
+def _wait_for(predicate, timeout=120.0):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not met in time")
+        time.sleep(0.05)
+
+
+# -- trials spread over the nodes ------------------------------------------------------------------------
+def meet_then_report(config):
+    """Each trial waits until all of its siblings run, so that the three run at once."""
+    import ray as _ray
+
+    here = config["dir"]
+    open(os.path.join(here, f"{config['i']}.started"), "w").close()
+    deadline = time.time() + 120
+    while len([f for f in os.listdir(here) if f.endswith(".started")]) < config["n"] and time.time() < deadline:
+        time.sleep(0.05)
+    tune.report({"node": _ray.get_runtime_context().get_node_id(), "pid": os.getpid()})
+
+
+def test_trials_spread_over_nodes_as_ray_actors(cluster, tmp_path):
+    meet = tmp_path / "meet"
+    meet.mkdir()
+    trainable = tune.with_resources(meet_then_report, {"cpu": NODE_CPUS})  # one trial fills a node
+    grid = tune.Tuner(
+        trainable,
+        param_space={"i": tune.grid_search([0, 1, 2]), "n": 3, "dir": str(meet)},
+        tune_config=tune.TuneConfig(reuse_actors=False),
+        run_config=tune.RunConfig(storage_path=str(tmp_path / "results"), verbose=0),
+    ).fit()
+    assert not grid.errors
+    results = [r.metrics for r in grid]
+    nodes = {r["node"] for r in results}
+    assert nodes == {_node_id(cluster, n) for n in ("head", "n1", "n2")}
+    ips = {n["NodeID"]: n["NodeManagerAddress"] for n in ray.nodes()}
+    for r in results:
+        assert r["node_ip"] == ips[r["node"]]
+        assert r["hostname"] == socket.gethostname()
+    # Ray's actor table shows the trial actors on those nodes, with the pids the results name.
+    actors = {(node, pid) for node, pid, _ in _actors("TrialActor")}
+    assert {(r["node"], r["pid"]) for r in results} <= actors
+
+
+def where_am_i(config):
+    import ray as _ray
+
+    pg = _ray.util.get_current_placement_group()
+    table = _ray.util.placement_group_table(pg)
+    tune.report({
+        "node": _ray.get_runtime_context().get_node_id(),
+        "strategy": table["strategy"],
+        "bundles": json.dumps([table["bundles"][i] for i in sorted(table["bundles"])]),
+        "bundle_nodes": json.dumps([table["bundles_to_node_id"][i] for i in sorted(table["bundles_to_node_id"])]),
+        "cuda": os.environ.get("CUDA_VISIBLE_DEVICES", "unset"),
+    })
+
+
+@pytest.mark.parametrize("strategy", ["STRICT_SPREAD", "STRICT_PACK"])
+def test_placement_groups_are_honoured(cluster, tmp_path, strategy):
+    pgf = tune.PlacementGroupFactory([{"CPU": 1}, {"CPU": 1, "n1": 0.5}], strategy=strategy)
+    grid = tune.Tuner(
+        tune.with_resources(where_am_i, pgf), param_space={"x": tune.grid_search([1, 2])},
+        run_config=tune.RunConfig(storage_path=str(tmp_path / "results"), verbose=0),
+    ).fit()
+    assert not grid.errors
+    for result in grid:
+        m = result.metrics
+        assert m["strategy"] == strategy
+        assert json.loads(m["bundles"]) == [{"CPU": 1.0}, {"CPU": 1.0, "n1": 0.5}]
+        bundle_nodes = json.loads(m["bundle_nodes"])
+        assert bundle_nodes[1] == _node_id(cluster, "n1")  # the custom resource lives on n1 only
+        assert m["node"] == bundle_nodes[0]  # the trial's actor sits in the first bundle
+        if strategy == "STRICT_SPREAD":
+            assert bundle_nodes[0] != bundle_nodes[1]
+        else:
+            assert bundle_nodes[0] == bundle_nodes[1]
+
+
+def test_custom_resources_pin_trials_and_actors_are_reused(cluster, tmp_path):
+    def on_n2(config):
+        import ray as _ray
+
+        tune.report({"node": _ray.get_runtime_context().get_node_id(), "pid": os.getpid()})
+
+    grid = tune.Tuner(
+        tune.with_resources(on_n2, {"cpu": 1, "custom_resources": {"n2": 1}}),
+        param_space={"x": tune.grid_search(list(range(4)))},
+        run_config=tune.RunConfig(storage_path=str(tmp_path / "results"), verbose=0),
+    ).fit()
+    assert not grid.errors
+    metrics = [r.metrics for r in grid]
+    assert {m["node"] for m in metrics} == {_node_id(cluster, "n2")}
+    assert len({m["pid"] for m in metrics}) == 1  # n2 holds one such trial at a time: one actor ran all four
+
+
+# -- a node dies mid-run ---------------------------------------------------------------------------------------
+def checkpointing_trial(config):
+    import ray as _ray
+
+    start = 0
+    checkpoint = train.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as d:
+            start = json.load(open(os.path.join(d, "state.json")))["step"]
+    node = _ray.get_runtime_context().get_node_id()
+    for step in range(start + 1, config["steps"] + 1):
+        time.sleep(0.2)
+        d = os.path.join(config["scratch"], f"{train.get_context().get_trial_id()}_{step}_{os.getpid()}")
+        os.makedirs(d)
+        json.dump({"step": step}, open(os.path.join(d, "state.json"), "w"))
+        tune.report({"step": step, "node": node, "resumed_from": start}, checkpoint=Checkpoint.from_directory(d))
+        if step >= 3:
+            open(os.path.join(config["scratch"], f"{node}.{train.get_context().get_trial_id()}.past3"), "a").close()
+
+
+def test_a_node_killed_mid_run_and_every_trial_still_finishes(cluster, tmp_path):
+    victim = cluster.add_node(num_cpus=NODE_CPUS, resources={"victim": 1})
+    cluster.wait_for_nodes()
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    n = 4 * NODE_CPUS  # every CPU of the four nodes runs a trial
+
+    def kill_when_its_trials_checkpointed():
+        past = lambda: [f for f in os.listdir(scratch) if f.startswith(victim.node_id) and f.endswith(".past3")]  # noqa: E731
+        _wait_for(lambda: len(past()) >= 1, timeout=300)
+        cluster.remove_node(victim, allow_graceful=False)
+
+    killer = threading.Thread(target=kill_when_its_trials_checkpointed, daemon=True)
+    killer.start()
+    start = time.monotonic()
+    grid = tune.Tuner(
+        checkpointing_trial,
+        param_space={"x": tune.grid_search(list(range(n))), "steps": 12, "scratch": str(scratch)},
+        run_config=tune.RunConfig(
+            storage_path=str(tmp_path / "results"), verbose=0, failure_config=tune.FailureConfig(max_failures=3),
+        ),
+    ).fit()
+    killer.join(timeout=5)
+    assert not killer.is_alive()
+    assert time.monotonic() - start < 300
+    assert not grid.errors
+    assert all(r.metrics["step"] == 12 for r in grid)
+    moved = [r for r in grid if r.metrics["resumed_from"] > 0]
+    assert moved, "no trial was retried after its node died"
+    for result in moved:
+        df = result.metrics_dataframe
+        assert result.metrics["node"] != victim.node_id
+        # It went on from its latest checkpoint: every step once, none lost, none repeated.
+        assert sorted(df["step"]) == list(range(1, 13))
+    # The node died after one of its trials had checkpointed step 3 (others may have been behind).
+    assert max(r.metrics["resumed_from"] for r in moved) >= 3
+    assert {r.metrics["node"] for r in grid} <= {_node_id(cluster, k) for k in ("head", "n1", "n2")}
+
+
+# -- a TorchTrainer over two nodes -------------------------------------------------------------------------
+def allreduce_loop(config):
+    import ray as _ray
+    import torch
+    import torch.distributed as dist
+
+    ctx = train.get_context()
+    rank = ctx.get_world_rank()
+    where = {
+        "node": _ray.get_runtime_context().get_node_id(), "pid": os.getpid(), "node_rank": ctx.get_node_rank(),
+        "pg": _ray.util.get_current_placement_group().id.hex(),
+    }
+    with open(os.path.join(config["scratch"], f"rank{rank}.json"), "w") as f:
+        json.dump(where, f)
+    for step in range(2):
+        t = torch.tensor([float(rank + 1)])
+        dist.all_reduce(t)
+        train.report({"sum": t.item(), "world": dist.get_world_size(), "step": step})
+
+
+def test_torch_trainer_with_two_workers_on_two_nodes(cluster, tmp_path):
+    pytest.importorskip("torch")
+    from tunesmith.train import ScalingConfig
+    from tunesmith.train.torch import TorchTrainer
+
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    trainer = TorchTrainer(
+        allreduce_loop, train_loop_config={"scratch": str(scratch)},
+        scaling_config=ScalingConfig(num_workers=2, resources_per_worker={"CPU": 1},
+                                     placement_strategy="STRICT_SPREAD"),
+        run_config=train.RunConfig(storage_path=str(tmp_path / "results"), verbose=0),
+    )
+    result = trainer.fit()
+    assert result.error is None
+    assert result.metrics["sum"] == 3.0 and result.metrics["world"] == 2  # ranks 0 and 1 joined one group
+    assert len(result.metrics_dataframe) == 2
+    ranks = [json.load(open(scratch / f"rank{r}.json")) for r in (0, 1)]
+    # One actor per worker, on two nodes (STRICT_SPREAD), in the trial's one placement group.
+    assert ranks[0]["node"] != ranks[1]["node"]
+    assert sorted(r["node_rank"] for r in ranks) == [0, 1]
+    assert ranks[0]["pg"] == ranks[1]["pg"]
+    assert {(r["node"], r["pid"]) for r in ranks} <= {(n, p) for n, p, _ in _actors("GroupWorkerActor")}
+
+
+# -- Tuner.restore on the cluster -------------------------------------------------------------------------
+def fails_once(config):
+    start = 0
+    checkpoint = train.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as d:
+            start = json.load(open(os.path.join(d, "state.json")))["step"]
+    for step in range(start + 1, 7):
+        d = os.path.join(config["scratch"], f"{train.get_context().get_trial_id()}_{step}_{time.time_ns()}")
+        os.makedirs(d)
+        json.dump({"step": step}, open(os.path.join(d, "state.json"), "w"))
+        tune.report({"step": step}, checkpoint=Checkpoint.from_directory(d))
+        if step == 3 and os.path.exists(config["fail_flag"]):
+            raise RuntimeError("failing on purpose at step 3")
+
+
+def test_tuner_restore_on_the_cluster(cluster, tmp_path):
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    flag = tmp_path / "fail"
+    flag.touch()
+    storage = str(tmp_path / "results")
+    space = {"x": tune.grid_search([0, 1, 2]), "scratch": str(scratch), "fail_flag": str(flag)}
+    grid = tune.Tuner(
+        fails_once, param_space=space,
+        run_config=tune.RunConfig(name="restore_me", storage_path=storage, verbose=0),
+    ).fit()
+    assert len(grid.errors) == 3
+    flag.unlink()
+    path = os.path.join(storage, "restore_me")
+    assert tune.Tuner.can_restore(path)
+    grid = tune.Tuner.restore(path, trainable=fails_once, resume_errored=True).fit()
+    assert not grid.errors
+    for result in grid:
+        assert result.metrics["step"] == 6
+        assert sorted(result.metrics_dataframe["step"]) == [1, 2, 3, 4, 5, 6]
+
+
+# -- storage every node must see ------------------------------------------------------------------------------
+def test_storage_that_the_nodes_do_not_share_fails_up_front(cluster, tmp_path):
+    import fsspec
+    import pyarrow.fs
+
+    # fsspec's memory filesystem lives in one process: the nodes' processes cannot see it.
+    fs = pyarrow.fs.PyFileSystem(pyarrow.fs.FSSpecHandler(fsspec.filesystem("memory")))
+    ran = tmp_path / "ran"
+    ran.mkdir()
+
+    def touch(config):
+        open(os.path.join(str(ran), "x"), "w").close()
+        tune.report({"x": 1})
+
+    with pytest.raises(RuntimeError, match="not shared with every node of the Ray cluster"):
+        tune.Tuner(touch, run_config=tune.RunConfig(
+            storage_path="/unshared", storage_filesystem=fs, name="exp", verbose=0)).fit()
+    assert not os.listdir(ran)  # no trial ran
+
+
+# -- choosing the backend --------------------------------------------------------------------------------------
+_SCRIPT = """
+import sys
+from tunesmith import tune
+def f(config):
+    tune.report({"ray_in_trial": "ray" in sys.modules})
+grid = tune.Tuner(f, run_config=tune.RunConfig(storage_path=sys.argv[1], verbose=0)).fit()
+print("RESULT", grid[0].metrics["ray_in_trial"], "ray" in sys.modules, grid[0].metrics["pid"])
+"""
+
+
+def _run_script(tmp_path, env_extra):
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "TUNESMITH_ADDRESS")}
+    env.update(env_extra)
+    out = subprocess.run([sys.executable, "-c", _SCRIPT, str(tmp_path / "results")], env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    line = [x for x in out.stdout.splitlines() if x.startswith("RESULT")][-1]
+    return line.split()[1:]
+
+
+def test_the_environment_picks_the_ray_backend_and_without_it_nothing_imports_ray(cluster, tmp_path):
+    in_trial, in_driver, _ = _run_script(tmp_path, {"RAY_ADDRESS": cluster.address})
+    assert (in_trial, in_driver) == ("True", "True")  # the trial ran inside a Ray actor
+    in_trial, in_driver, _ = _run_script(tmp_path, {"TUNESMITH_ADDRESS": cluster.address})
+    assert (in_trial, in_driver) == ("True", "True")
+    in_trial, in_driver, _ = _run_script(tmp_path, {"RAY_ADDRESS": cluster.address, "TUNESMITH_ADDRESS": "local"})
+    assert (in_trial, in_driver) == ("False", "False")
+    in_trial, in_driver, _ = _run_script(tmp_path, {})
+    assert (in_trial, in_driver) == ("False", "False")
