@@ -14,6 +14,8 @@ import socket
 import sys
 from multiprocessing.connection import Connection, answer_challenge, deliver_challenge
 
+from tunesmith._internal.protocol import PlainConnection
+
 # Set in a trial actor: the index shift of the trial's placement group bundles (-1 when the
 # trial's own bundle is empty and therefore not part of the group), read by a trainer's
 # worker group to put its workers into the bundles after the trial's own.
@@ -25,7 +27,7 @@ def dial(address: tuple[str, int], authkey: bytes, timeout: float = 60.0) -> Con
     sock = socket.create_connection(address, timeout=timeout)
     sock.settimeout(None)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    conn = Connection(sock.detach())
+    conn = PlainConnection(sock.detach())
     answer_challenge(conn, authkey)
     deliver_challenge(conn, authkey)
     return conn
