@@ -125,7 +125,8 @@ class ZOOptSearch(LibrarySearcher):
         import zoopt
         from zoopt.algos.opt_algorithms.racos.sracos import SRacosTune
 
-        self._rng = GlobalRandomState(self._seed)
+        # ZOOpt draws from numpy.random only (never the `random` module).
+        self._rng = GlobalRandomState(self._seed, python_random=False)
         dims = self._dims()
         self._dim_keys = list(dims)
         dimension = zoopt.Dimension2([dims[k] for k in self._dim_keys])
@@ -163,29 +164,32 @@ class ZOOptSearch(LibrarySearcher):
 
     def _ask(self, trial_id: str):
         opt = self._optimizer
-        with self._rng.active():
+        # Keyed by the suggestions made so far: asks that return nothing (the driver asks
+        # while ZOOpt waits for results) draw nothing and do not move the seed on.
+        self._rng.reseed()
+        solution = opt.suggest()
+        if solution is None and opt.semaphore == 0 and opt.complete_num >= opt._parameter.get_train_size():
+            # The initial sample completed before ZOOpt closed it: open the next phase.
+            opt.semaphore = 1
             solution = opt.suggest()
-            if solution is None and opt.semaphore == 0 and opt.complete_num >= opt._parameter.get_train_size():
-                # The initial sample completed before ZOOpt closed it: open the next phase.
-                opt.semaphore = 1
-                solution = opt.suggest()
-            if isinstance(solution, str) and solution == "FINISHED":
-                # RACOS's model region holds no unseen point; rather than end before
-                # `num_samples`, explore: a distinct point from the whole space.
-                solution, distinct = opt.distinct_sample(
-                    opt.get_objective().get_dim(), opt._positive_data + opt._negative_data
-                )
-                if not distinct:
-                    return Searcher.FINISHED
-                opt.live_num += 1
-                opt.init_num += 1
         if solution is None:
             return None
-        return solution, self._from_x(list(solution.get_x()))
+        if isinstance(solution, str):  # "FINISHED"
+            # RACOS's model region holds no unseen point; rather than end before
+            # `num_samples`, explore: a distinct point from the whole space.
+            solution, distinct = opt.distinct_sample(
+                opt.get_objective().get_dim(), opt._positive_data + opt._negative_data
+            )
+            if not distinct:
+                return Searcher.FINISHED
+            opt.live_num += 1
+            opt.init_num += 1
+        self._rng.advance()
+        return solution, self._from_x(solution.get_x())
 
     def _complete(self, solution: Any, loss: float) -> None:
-        with self._rng.active():
-            self._optimizer.complete(solution, loss)
+        # No reseeding: completing a solution draws no random numbers (RACOS replaces the worst).
+        self._optimizer.complete(solution, loss)
 
     def _tell(self, trial_id, handle, params, value, error, intermediate) -> None:
         if value is None:
