@@ -450,3 +450,23 @@ def test_metric_and_mode_from_tune_config_or_searcher_and_a_clash_is_an_error(tm
         run_config=run_config(tmp_path, "searcher_metric"),
     ).fit()
     assert grid.get_best_result(metric="loss", mode="min").metrics["loss"] == min(r.metrics["loss"] for r in grid)
+
+
+# ----------------------------------------------------------------------------- library quirks
+
+def test_nevergrad_ngopt_keeps_going_once_it_switches_to_its_meta_model(tmp_path):
+    # NGOpt with a budget of 200 on two parameters switches to a meta-model after about a dozen
+    # trials; nevergrad 1.0.12's meta-model calls float() on a one-element array, which NumPy 2.4
+    # refuses. The searcher must run all trials through it.
+    from tunesmith.tune.search.nevergrad import NevergradSearch
+
+    searcher = NevergradSearch(optimizer_kwargs={"budget": 200}, seed=0)
+    grid = tune.Tuner(
+        lambda config: {"loss": (config["x"] - 0.3) ** 2 + (config["y"] - 0.6) ** 2},
+        param_space={"x": tune.uniform(0, 1), "y": tune.uniform(0, 1)},
+        tune_config=tune.TuneConfig(search_alg=searcher, metric="loss", mode="min", num_samples=24),
+        run_config=run_config(tmp_path, "ngopt"),
+    ).fit()
+    assert len(grid) == 24 and grid.num_errors == 0
+    assert "MetaModel" in searcher._opt.optim.name  # the meta-model was in use, not a fallback
+    assert grid.get_best_result().metrics["loss"] < 0.05
