@@ -137,6 +137,12 @@ def numeric_items(d: dict, exclude: Iterable[str] = (), finite_only: bool = Fals
     skip = set(exclude)
     out: dict[str, float] = {}
     for key, value in flatten_dict(d).items():
+        kind = type(value)
+        if kind is float or kind is int:  # the common cases, without the abstract-class check
+            if key in skip or (finite_only and kind is float and not math.isfinite(value)):
+                continue
+            out[key] = value
+            continue
         if key in skip or isinstance(value, bool) or not isinstance(value, numbers.Real):
             continue
         if not isinstance(value, (int, float)):
