@@ -374,6 +374,13 @@ class TrackerLoggerCallback(LoggerCallback):
 
     def _wait_for_helper(self) -> None:
         start = time.monotonic()
+        # The trials are over: the helper no longer yields the CPU to them. Its niceness goes
+        # back to the driver's where the system allows it (raising a priority may need privileges);
+        # otherwise, on a busy machine, the driver would wait on a helper starved by other processes.
+        try:
+            os.setpriority(os.PRIO_PROCESS, self._proc.pid, os.getpriority(os.PRIO_PROCESS, 0))
+        except (AttributeError, OSError):
+            pass
         noticed = False
         try:
             while not self._dead:
