@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import json
 import logging
 import math
@@ -38,6 +39,8 @@ warnings.filterwarnings("ignore")
 logging.disable(logging.WARNING)
 
 ALL = ["random", "optuna", "hyperopt", "bayesopt", "nevergrad", "zoopt", "bohb", "ax", "hebo"]
+#: Libraries that take seconds a trial: one lockstep run each, one suggestion per latency figure.
+SLOW = ("ax", "hebo", "bayesopt")
 METRIC = "value"
 
 
@@ -146,7 +149,10 @@ def run_wrapper(name: str, problem: dict, seed: int, trials: int) -> dict:
 
 
 def bare_steps(name: str, problem: dict, seed: int, trials: int):
-    """The library's own ask/tell loop on the same problem, one trial per ``next()``; yields the value."""
+    """The library's own ask/tell loop on the same problem.
+
+    The first ``next()`` sets the library up (yields None); each further one runs a trial and yields its value.
+    """
     names, bounds, f = problem["names"], problem["bounds"], problem["f"]
 
     def objective(values: dict) -> float:
@@ -158,6 +164,7 @@ def bare_steps(name: str, problem: dict, seed: int, trials: int):
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         dists = {n: optuna.distributions.FloatDistribution(lo, hi) for n, (lo, hi) in zip(names, bounds)}
         study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=seed))
+        yield None  # set-up done: the trials follow
         for _ in range(trials):
             trial = study.ask(dists)
             y = objective(trial.params)
@@ -170,6 +177,7 @@ def bare_steps(name: str, problem: dict, seed: int, trials: int):
         domain = hpo.base.Domain(lambda c: c, space)
         hp_trials = hpo.Trials()
         rng = np.random.default_rng(seed)
+        yield None  # set-up done: the trials follow
         for _ in range(trials):
             ids = hp_trials.new_trial_ids(1)
             hp_trials.refresh()
@@ -188,6 +196,7 @@ def bare_steps(name: str, problem: dict, seed: int, trials: int):
         opt = BayesianOptimization(f=None, pbounds=dict(zip(names, bounds)), random_state=seed, verbose=0,
                                    allow_duplicate_points=True)
         utility = UtilityFunction(kind="ucb", kappa=2.576, xi=0.0)
+        yield None  # set-up done: the trials follow
         for i in range(trials):
             x = opt.space.array_to_params(opt.space.random_sample()) if i < 10 else opt.suggest(utility)
             y = objective(x)
@@ -199,6 +208,7 @@ def bare_steps(name: str, problem: dict, seed: int, trials: int):
         param = ng.p.Dict(**{n: ng.p.Scalar(lower=lo, upper=hi) for n, (lo, hi) in zip(names, bounds)})
         param.random_state = np.random.RandomState(seed)
         opt = ng.optimizers.NGOpt(parametrization=param, budget=trials)
+        yield None  # set-up done: the trials follow
         for _ in range(trials):
             cand = opt.ask()
             y = objective(cand.value)
@@ -211,6 +221,7 @@ def bare_steps(name: str, problem: dict, seed: int, trials: int):
         dim = zoopt.Dimension2([(zoopt.ValueType.CONTINUOUS, [lo, hi], 1e-10) for lo, hi in bounds])
         np.random.seed(seed)
         opt = SRacosTune(dimension=dim, parameter=zoopt.Parameter(budget=trials), parallel_num=1)
+        yield None  # set-up done: the trials follow
         done = 0
         while done < trials:
             sol = opt.suggest()
@@ -236,6 +247,7 @@ def bare_steps(name: str, problem: dict, seed: int, trials: int):
                 self.result = {"loss": loss}
                 self.exception = None
 
+        yield None  # set-up done: the trials follow
         for _ in range(trials):
             config, _info = gen.get_config(None)
             y = objective(config)
@@ -250,6 +262,7 @@ def bare_steps(name: str, problem: dict, seed: int, trials: int):
             parameters=[{"name": n, "type": "range", "bounds": [lo, hi], "value_type": "float"}
                         for n, (lo, hi) in zip(names, bounds)],
             objectives={METRIC: ObjectiveProperties(minimize=True)})
+        yield None  # set-up done: the trials follow
         for _ in range(trials):
             params, index = client.get_next_trial()
             y = objective(params)
@@ -265,6 +278,7 @@ def bare_steps(name: str, problem: dict, seed: int, trials: int):
         np.random.seed(seed)
         torch.manual_seed(seed)
         opt = HEBO(space, scramble_seed=seed)
+        yield None  # set-up done: the trials follow
         done = 0
         while done < trials:
             batch = opt.suggest(n_suggestions=min(8, trials - done)).to_dict("records")
@@ -278,64 +292,113 @@ def bare_steps(name: str, problem: dict, seed: int, trials: int):
         raise ValueError(name)
 
 
-def wrapper_steps(name: str, problem: dict, seed: int, trials: int):
-    """The same trials through tunesmith's driver path, one per ``next()``; yields the value."""
+def searcher_steps(name: str, problem: dict, seed: int, trials: int):
+    """The same trials through the searcher's API (the wrapper around the library), as the driver calls it.
+
+    ``suggest``, then ``on_trial_result`` and ``on_trial_complete`` with the result. The first
+    ``next()`` builds the searcher and sets it up (yields None); each further one yields a value.
+    """
+    searcher = make_searcher(name, seed, trials)
+    space = tune_space(problem)
+    searcher.set_search_properties(METRIC, "min", space)
+    searcher._maybe_build()  # what the first suggest would do: part of the set-up, not of a trial
+    trial_ids = [f"t_{i:05d}" for i in range(trials)]  # the driver names trials whatever the searcher
+    names, f = problem["names"], problem["f"]
+
+    def objective(values: dict) -> float:  # as in bare_steps
+        return f(*[values[n] for n in names])
+
+    yield None
+    for trial_id in trial_ids:
+        config = searcher.suggest(trial_id)
+        value = objective(config)
+        result = {METRIC: value, "training_iteration": 1, "config": config}
+        searcher.on_trial_result(trial_id, result)
+        searcher.on_trial_complete(trial_id, result)
+        yield value
+
+
+def driver_steps(name: str, problem: dict, seed: int, trials: int):
+    """The same trials through the driver's whole search path: ``SearchGenerator`` around the searcher.
+
+    Besides the searcher, each trial's suggestion is merged into the ``param_space`` (constants and
+    nesting kept, anything left sampled) and tagged, as for every search algorithm.
+    """
     from tunesmith.tune.search.search_generator import SearchGenerator
 
     space = tune_space(problem)
     gen = SearchGenerator(make_searcher(name, seed, trials))
     gen.set_search_properties(METRIC, "min", space)
     gen.add_configurations(space, num_samples=trials)
-    for i in range(trials):
-        suggestion = gen.next_trial(f"t_{i:05d}")
+    gen.searcher._maybe_build()
+    trial_ids = [f"t_{i:05d}" for i in range(trials)]
+    yield None
+    for trial_id in trial_ids:
+        suggestion = gen.next_trial(trial_id)
         value = evaluate(problem, suggestion.config)
         result = {METRIC: value, "training_iteration": 1, "config": suggestion.config}
-        gen.on_trial_result(f"t_{i:05d}", result)
-        gen.on_trial_complete(f"t_{i:05d}", result)
+        gen.on_trial_result(trial_id, result)
+        gen.on_trial_complete(trial_id, result)
         yield value
 
 
-def overhead(name: str, problem: dict, trials: int) -> dict:
-    """Per-trial seconds of the wrapper and of the bare library, run in lockstep.
+SIDES = {"library": bare_steps, "wrapper": searcher_steps, "driver": driver_steps}
 
-    The two loops (same seed) advance one trial each in turn, so a busy
-    machine slows both alike. A short run of each comes first, untimed, to
-    pay imports and first-call costs. Libraries that take under 50 ms a
-    trial run three rounds (their times are small and noisy), the others one.
+
+def overhead(name: str, problem: dict, trials: int, seeds: int, slow: bool) -> dict:
+    """Per-trial CPU seconds of the library's own loop, the wrapper and the driver's path, in lockstep.
+
+    Every run uses one seed on all three sides (seeds 0 .. ``seeds`` - 1 in turn), so they solve the
+    same problem with the same number of evaluations; where the wrapper draws the library's random
+    numbers as the bare loop does, they even make the same suggestions. The three loops advance one
+    trial each in turn, the order rotating from trial to trial, and each trial is timed with the
+    process's CPU clock (``time.process_time``: every thread of this process, none of the other
+    processes that share the machine), so a busy machine slows neither side more than the other.
+    Before each timed step the youngest generation of Python's garbage collector is emptied
+    (untimed), so a collection inside a step is one that the step's own allocations set off, not
+    the other side's. The set-up (building the optimiser, converting the space) is timed apart. Returns the
+    medians over the runs: ``seeds`` runs for libraries slower than 20 ms a trial (``slow``: one
+    run, for the ones that take seconds), three per seed for the others. A short untimed run of each
+    side comes first, to pay imports and first-call costs.
     """
-    bare_s = wrap_s = 0.0
-    runs = 0
     with contextlib.redirect_stdout(open(os.devnull, "w")):
-        for warm in (bare_steps(name, problem, 0, 12), wrapper_steps(name, problem, 0, 12)):
-            for _ in warm:
+        for side in SIDES.values():
+            for _ in side(name, problem, 0, 12):
                 pass
-        while runs < 3:
-            bare, wrap = bare_steps(name, problem, 0, trials), wrapper_steps(name, problem, 0, trials)
-            for _ in range(trials):
-                t0 = time.perf_counter()
-                next(bare)
-                t1 = time.perf_counter()
-                next(wrap)
-                t2 = time.perf_counter()
-                bare_s += t1 - t0
-                wrap_s += t2 - t1
-            runs += 1
-            if bare_s / (runs * trials) > 0.05:
-                break
-    return {"wrapper_s": wrap_s / (runs * trials), "bare_s": bare_s / (runs * trials), "rounds": runs}
+        per_trial: dict = {k: [] for k in SIDES}
+        setup: dict = {k: [] for k in SIDES}
+        runs = 1 if slow else seeds
+        r = 0
+        while r < runs:
+            seed = r % seeds
+            gens = {k: side(name, problem, seed, trials) for k, side in SIDES.items()}
+            for k, gen in gens.items():
+                t0 = time.process_time()
+                next(gen)
+                setup[k].append(time.process_time() - t0)
+            spent = dict.fromkeys(SIDES, 0.0)
+            order = list(SIDES)
+            for i in range(trials):
+                for k in order[i % 3:] + order[: i % 3]:
+                    gc.collect(0)  # untimed: a garbage collection in the step is paid by what the step allocated
+                    t0 = time.process_time()
+                    next(gens[k])
+                    spent[k] += time.process_time() - t0
+            for k in SIDES:
+                per_trial[k].append(spent[k] / trials)
+            r += 1
+            if r == runs and not slow and runs == seeds and statistics.median(per_trial["library"]) < 0.02:
+                runs = 3 * seeds  # fast libraries: more runs, their figures are small and noisy
+    out = {f"{k}_s": statistics.median(v) for k, v in per_trial.items()}
+    out.update({f"{k}_setup_s": statistics.median(v) for k, v in setup.items()})
+    out["runs"] = r
+    return out
 
 
 def suggest_latency(name: str, history: int, reps: int) -> float:
     """Seconds for one suggest (and its completion) after ``history`` completed trials on Hartmann-6."""
     problem = PROBLEMS["hartmann6"]
-    if name == "nevergrad":
-        # NGOpt picks a meta-model optimiser for this budget, whose prediction step fails
-        # under NumPy 2 (nevergrad 1.0.12): measure the default (1+1) strategy instead.
-        from tunesmith.tune.search.nevergrad import NevergradSearch
-
-        searcher = NevergradSearch(seed=0)
-    else:
-        searcher = make_searcher(name, 0, history + reps + 1)
+    searcher = make_searcher(name, 0, history + reps + 1)
     space = tune_space(problem)
     searcher.set_search_properties(METRIC, "min", space)
     rng = np.random.default_rng(0)
@@ -392,59 +455,81 @@ def main() -> None:
             median = statistics.median(r["best"] for r in runs) if runs else nan
             timing = None
             if name != "random" and not args.no_overhead:  # random search has no library to compare with
-                timing = cached(f"lockstep/{name}/{pname}/{args.trials}", lambda: overhead(name, problem, args.trials))
-            wrap_t, bare_t = (timing["wrapper_s"], timing["bare_s"]) if timing else (nan, nan)
-            rows.append((name, pname, median, wrap_t, bare_t, len(runs)))
-            print(f"{name:10s} {pname:10s} median best {median:10.4f} ({len(runs)} seeds)  wrapper "
-                  f"{wrap_t * 1e3:9.2f} ms/trial  library {bare_t * 1e3:9.2f} ms/trial", flush=True)
+                timing = cached(f"cpu-lockstep/{name}/{pname}/{args.trials}/{args.seeds}",
+                                lambda: overhead(name, problem, args.trials, args.seeds, name in SLOW))
+            rows.append((name, pname, median, timing, len(runs)))
+            if timing:
+                print(f"{name:10s} {pname:10s} median best {median:10.4f} ({len(runs)} seeds)  library "
+                      f"{timing['library_s'] * 1e3:9.3f} ms/trial  wrapper {timing['wrapper_s'] * 1e3:9.3f}  "
+                      f"driver path {timing['driver_s'] * 1e3:9.3f} ({timing['runs']} runs)", flush=True)
+            else:
+                print(f"{name:10s} {pname:10s} median best {median:10.4f} ({len(runs)} seeds)", flush=True)
 
     random_median = {p: m for n, p, m, *_ in rows if n == "random"}
     print()
-    print(f"Median best value over the seeds, {args.trials} trials (lower is better); per-trial time of the "
-          "wrapper and of the library's own loop, run in lockstep:")
+    print(f"Median best value over the seeds, {args.trials} trials (lower is better). CPU time per trial "
+          "(process_time, medians of lockstep runs, set-up excluded) of the library's own ask/tell loop and "
+          "of the wrapper (the searcher's suggest/on_trial_result/on_trial_complete around the same library); "
+          "the driver's search path (SearchGenerator: merging the suggestion into param_space, the trial's "
+          "tag) adds the same for every search algorithm:")
     print("| searcher | seeds | Branin (opt 0.3979) | Hartmann-6 (opt -3.3224) | beats random on both | "
-          "wrapper ms/trial (Branin, Hartmann-6) | library ms/trial | wrapper overhead |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+          "library ms/trial (Branin, Hartmann-6) | wrapper ms/trial | wrapper overhead (goal <= 10%) | "
+          "driver path, us/trial more | lockstep runs |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for name in order:
-        mine = {p: (m, w, b, k) for n, p, m, w, b, k in rows if n == name}
-        seeds = min(v[3] for v in mine.values())
+        mine = {p: (m, t, k) for n, p, m, t, k in rows if n == name}
+        seeds = min(v[2] for v in mine.values())
+        values = f"{mine['branin'][0]:.4f} | {mine['hartmann6'][0]:.4f}"
         if name == "random":
-            print(f"| random | {seeds} | {mine['branin'][0]:.4f} | {mine['hartmann6'][0]:.4f} | - | - | - | - |")
+            print(f"| random | {seeds} | {values} | - | - | - | - | - | - |")
             continue
-        beats = all(mine[p][0] < random_median[p] for p in PROBLEMS)
-        overheads = [(mine[p][1] - mine[p][2]) / mine[p][2] * 100 for p in PROBLEMS]
-        extra_ms = [(mine[p][1] - mine[p][2]) * 1e3 for p in PROBLEMS]
+        beats = "yes" if all(mine[p][0] < random_median[p] for p in PROBLEMS) else "NO"
+        timings = [mine[p][1] for p in PROBLEMS]
+        if any(t is None for t in timings):
+            print(f"| {name} | {seeds} | {values} | {beats} | not measured | | | | |")
+            continue
+
+        def pair(fmt, fn):
+            return ", ".join(fmt.format(fn(t)) for t in timings)
+
         print(
-            f"| {name} | {seeds} | {mine['branin'][0]:.4f} | {mine['hartmann6'][0]:.4f} | "
-            f"{'yes' if beats else 'NO'} | "
-            f"{mine['branin'][1] * 1e3:.2f}, {mine['hartmann6'][1] * 1e3:.2f} | "
-            f"{mine['branin'][2] * 1e3:.2f}, {mine['hartmann6'][2] * 1e3:.2f} | "
-            f"{overheads[0]:+.1f}%, {overheads[1]:+.1f}% ({extra_ms[0]:+.2f}, {extra_ms[1]:+.2f} ms) |"
+            f"| {name} | {seeds} | {values} | {beats} | "
+            f"{pair('{:.3f}', lambda t: t['library_s'] * 1e3)} | {pair('{:.3f}', lambda t: t['wrapper_s'] * 1e3)} | "
+            f"{pair('{:+.1f}%', lambda t: (t['wrapper_s'] / t['library_s'] - 1) * 100)} | "
+            f"{pair('{:+.0f}', lambda t: (t['driver_s'] - t['wrapper_s']) * 1e6)} | "
+            f"{pair('{}', lambda t: t['runs'])} |"
         )
+    print()
+    print("One-time set-up, ms (library's own, wrapper's; Branin then Hartmann-6):")
+    for name in order:
+        timings = [t for n, p, m, t, k in rows if n == name and t]
+        if timings:
+            print(f"  {name:10s} " + "; ".join(
+                f"{t['library_setup_s'] * 1e3:.1f}, {t['wrapper_setup_s'] * 1e3:.1f}" for t in timings))
 
     if args.no_latency:
         return
     print()
-    print("Suggest latency on Hartmann-6 after N completed trials (given with add_evaluated_point):")
-    print("| searcher | 50 trials | 500 trials | growth |")
-    print("| --- | --- | --- | --- |")
+    print("Suggest latency on Hartmann-6 after N completed trials (given with add_evaluated_point; wall-clock "
+          "seconds of one suggest, what the driver waits; median of 5, or 1 for the searchers that take seconds):")
+    print("| searcher | 50 trials | 500 trials | growth | note |")
+    print("| --- | --- | --- | --- | --- |")
     for name in order:
         if name == "random":
             continue
-        slow = name in ("ax", "hebo", "bayesopt")
+        slow = name in SLOW
         lat50 = cached(f"lat/{name}/50", lambda: suggest_latency(name, 50, 1 if slow else 5))
         lat500 = cached(f"lat/{name}/500", lambda: suggest_latency(name, 500, 1 if slow else 5))
         if lat50 is None or lat500 is None:
-            print(f"| {name} | not measured | not measured | |")
+            print(f"| {name} | {'not measured' if lat50 is None else f'{lat50 * 1e3:.1f} ms'} | not measured | | |")
             continue
         notes = []
-        if lat500 > 0.5:
-            notes.append("slow: over 0.5 s per suggestion, the driver waits on it; keep concurrency low")
-        if lat500 > 2 * lat50:
+        if lat500 > 1.5 * lat50:
             notes.append("grows with the history")
-        note = (" " + "; ".join(notes)) if notes else ""
-        print(f"| {name} | {lat50 * 1e3:.1f} ms | {lat500 * 1e3:.1f} ms | x{lat500 / max(lat50, 1e-9):.1f}{note} |",
-              flush=True)
+        if lat500 > 0.5:
+            notes.append("slow: over 0.5 s per suggestion, the driver waits on it; keep trials long next to it")
+        print(f"| {name} | {lat50 * 1e3:.1f} ms | {lat500 * 1e3:.1f} ms | x{lat500 / max(lat50, 1e-9):.1f} | "
+              f"{'; '.join(notes)} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """What tracker logging costs the experiment: result throughput with and without MLflow, side by side.
 
-Prints one line per workload and then the ratios. Run:
-``python benchmarks/bench_trackers.py [ROUNDS]`` (default 1 round; with more,
-the workloads alternate and each figure is the median).
+Prints one line per workload and then the ratios, with the load average before and after. Run:
+``python benchmarks/bench_trackers.py [ROUNDS] [WORKLOADS] [STORES]`` (default 1 round; with more,
+the workloads alternate and each figure is the median; WORKLOADS and STORES are comma-separated
+subsets, e.g. ``1 4x5000 none,sqlite``).
 
 Workloads (each in a fresh Python process, default loggers on, ``verbose=0``):
 
@@ -108,23 +109,29 @@ def run_once(reports: int, work_s: float, store: str) -> dict:
 
 def main() -> None:
     rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 1
+    workloads = {k: v for k, v in WORKLOADS.items() if len(sys.argv) <= 2 or k in sys.argv[2].split(",")}
+    stores = [s for s in STORES if len(sys.argv) <= 3 or s in sys.argv[3].split(",")]
+    if "none" not in stores:
+        stores.insert(0, "none")  # every ratio is against it
+    print("load average before (1, 5, 15 min): %.2f, %.2f, %.2f" % os.getloadavg(), flush=True)
     figures: dict[tuple[str, str], list[dict]] = {}
     for _ in range(rounds):
-        for name, (reports, work_s) in WORKLOADS.items():
-            for store in STORES:
+        for name, (reports, work_s) in workloads.items():
+            for store in stores:
                 figures.setdefault((name, store), []).append(run_once(reports, work_s, store))
     med = {key: {k: statistics.median(run[k] for run in runs) for k in runs[0]} for key, runs in figures.items()}
     for (name, store), f in med.items():
         print(f"{name} mlflow={store}: experiment {f['experiment_s']:.2f} s "
               f"({f['experiment_results_per_s']:,.0f} results/s), fit() {f['fit_s']:.2f} s "
               f"({f['fit_results_per_s']:,.0f} results/s)", flush=True)
-    for name in WORKLOADS:
+    for name in workloads:
         base = med[(name, "none")]
-        for store in STORES[1:]:
+        for store in stores[1:]:
             f = med[(name, store)]
             print(f"{name} mlflow={store}/none results/s ratio: experiment "
                   f"{f['experiment_results_per_s'] / base['experiment_results_per_s']:.2f}, "
                   f"fit() {f['fit_results_per_s'] / base['fit_results_per_s']:.2f}")
+    print("load average after (1, 5, 15 min): %.2f, %.2f, %.2f" % os.getloadavg())
     print(f"({rounds} round(s), {time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} CPUs)")
 
 

@@ -83,6 +83,62 @@ def test_mlflow_logger_callback_sqlite(storage, tmp_path):
         assert run.info.artifact_uri.startswith((tmp_path / "artifacts").as_uri())
 
 
+def _odd_values_trainable(config):
+    values = [1.5, float("nan"), float("inf"), -float("inf"), 2, 0.25]
+    for i, v in enumerate(values):
+        tune.report({"loss": v, "nested": {"v": -v}, "flag": True, "name": "x"})
+
+
+def test_mlflow_holds_what_log_batch_would_record(storage, tmp_path):
+    # Results reach a SQL store in bulk; what MLflow then holds (histories, latest values,
+    # NaN and infinities) must be what its own log_batch records for the same values.
+    pytest.importorskip("mlflow")
+    import json
+    import math
+
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric
+
+    from tunesmith.tune.logger.mlflow import MLflowLoggerCallback
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri)
+    client.create_experiment("odd", artifact_location=(tmp_path / "artifacts").as_uri())
+    grid = tune.Tuner(_odd_values_trainable, run_config=tune.RunConfig(
+        storage_path=storage, name="odd", verbose=0,
+        callbacks=[MLflowLoggerCallback(tracking_uri=uri, experiment_name="odd")])).fit()
+    (run,) = client.search_runs([client.get_experiment_by_name("odd").experiment_id])
+    rows = [json.loads(line) for line in open(os.path.join(grid[0].path, "result.json"))]
+    assert len(rows) == 6
+
+    # The same values through MLflow's own path, into a reference run of the same store.
+    skip = {"pid", "timestamp", "done", "should_checkpoint", "flag"}
+    metrics = []
+    for row in rows:
+        row = {**{k: v for k, v in row.items() if k != "nested"}, "nested/v": row["nested"]["v"]}
+        for key, value in row.items():
+            if key in skip or isinstance(value, bool) or not isinstance(value, (int, float)):
+                continue
+            if value is None:
+                continue
+            metrics.append(Metric(key, float(value), int(row["timestamp"] * 1000), int(row["training_iteration"])))
+    reference = client.create_run(run.info.experiment_id).info.run_id
+    client.log_batch(reference, metrics=metrics)
+    expected = client.get_run(reference).data.metrics
+
+    def same(a, b):
+        return (math.isnan(a) and math.isnan(b)) or a == b
+
+    assert set(run.data.metrics) == set(expected)
+    assert all(same(run.data.metrics[k], expected[k]) for k in expected)
+    for key in expected:
+        got = sorted((m.step, m.timestamp, str(m.value)) for m in client.get_metric_history(run.info.run_id, key))
+        want = sorted((m.step, m.timestamp, str(m.value)) for m in client.get_metric_history(reference, key))
+        assert got == want, key
+    loss = sorted(client.get_metric_history(run.info.run_id, "loss"), key=lambda m: m.step)
+    assert [str(m.value) for m in loss][:2] == ["1.5", "nan"] and loss[2].value > 1e308 and loss[3].value < -1e308
+
+
 def _mlflow_trainable(config):
     from tunesmith.tune.logger.mlflow import setup_mlflow
 

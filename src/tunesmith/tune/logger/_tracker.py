@@ -137,6 +137,12 @@ def numeric_items(d: dict, exclude: Iterable[str] = (), finite_only: bool = Fals
     skip = set(exclude)
     out: dict[str, float] = {}
     for key, value in flatten_dict(d).items():
+        kind = type(value)
+        if kind is float or kind is int:  # the common cases, without the abstract-class check
+            if key in skip or (finite_only and kind is float and not math.isfinite(value)):
+                continue
+            out[key] = value
+            continue
         if key in skip or isinstance(value, bool) or not isinstance(value, numbers.Real):
             continue
         if not isinstance(value, (int, float)):
@@ -368,6 +374,13 @@ class TrackerLoggerCallback(LoggerCallback):
 
     def _wait_for_helper(self) -> None:
         start = time.monotonic()
+        # The trials are over: the helper no longer yields the CPU to them. Its niceness goes
+        # back to the driver's where the system allows it (raising a priority may need privileges);
+        # otherwise, on a busy machine, the driver would wait on a helper starved by other processes.
+        try:
+            os.setpriority(os.PRIO_PROCESS, self._proc.pid, os.getpriority(os.PRIO_PROCESS, 0))
+        except (AttributeError, OSError):
+            pass
         noticed = False
         try:
             while not self._dead:

@@ -18,7 +18,7 @@ from tunesmith.tune.search.variant_generator import (
     resolve_config,
     unflatten_dict,
 )
-from tunesmith.tune.search.sample import is_grid_search
+from tunesmith.tune.search.sample import Domain, is_grid_search
 
 logger = logging.getLogger(__name__)
 
@@ -113,6 +113,8 @@ class SearchGenerator(SearchAlgorithm):
                 "place only: either pass it to the search algorithm or as `param_space`."
             )
         self._space = param_space
+        # "a/b" names of the space's domains: a suggestion that sets all of them leaves nothing to sample.
+        self._searched = {"/".join(map(str, path)) for path, _, _ in _walk(param_space)}
         if self._restored:
             # Counter and totals come from the restored state.
             return
@@ -152,13 +154,20 @@ class SearchGenerator(SearchAlgorithm):
                 f"got {type(suggestion).__name__}."
             )
         config = _merge(_copy_structure(self._space), _copy_structure(suggestion))
-        resolve_config(config)
+        evaluated = flatten_dict(suggestion)
+        searched = self.__dict__.get("_searched")
+        if (
+            searched is None
+            or not searched <= evaluated.keys()
+            or any(isinstance(v, (Domain, list)) for v in evaluated.values())
+        ):
+            resolve_config(config)  # the searcher left part of the space to sample (or returned domains)
         self._counter += 1
         if self.is_finished():
             _tell_last_suggestion(self.searcher)
         return TrialSuggestion(
             config=config,
-            evaluated_params=flatten_dict(suggestion),
+            evaluated_params=evaluated,
             experiment_tag=make_experiment_tag(self._counter, flatten_dict(config)),
             trial_id=trial_id,
         )
@@ -170,7 +179,7 @@ class SearchGenerator(SearchAlgorithm):
         self.searcher.on_trial_complete(trial_id, result=result, error=error)
 
     def get_state(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if k not in ("searcher", "_space", "_restored")}
+        return {k: v for k, v in self.__dict__.items() if k not in ("searcher", "_space", "_searched", "_restored")}
 
     def set_state(self, state: dict) -> None:
         self.__dict__.update(state)

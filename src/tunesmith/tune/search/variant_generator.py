@@ -552,9 +552,32 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9_.+\-]+")
 
 
 def _clean_value(value: Any) -> str:
+    kind = type(value)
+    if kind is float:  # the common cases first, without the abstract-class checks
+        return f"{value:.5}"
+    if kind is int or kind is bool:
+        return str(value)  # digits, "-", "True", "False": nothing to clean
+    if kind is str:
+        return _clean_str(value)
     if isinstance(value, numbers.Real) and not isinstance(value, numbers.Integral):
         return f"{float(value):.5}"
     return _UNSAFE.sub("_", str(value)).strip("_")
+
+
+def _clean_str(value: str) -> str:
+    cleaned = _CLEAN_STR_CACHE.get(value)
+    if cleaned is None:
+        cleaned = _UNSAFE.sub("_", value).strip("_")
+        if len(_CLEAN_STR_CACHE) < 4096:  # key names and categories repeat from trial to trial
+            _CLEAN_STR_CACHE[value] = cleaned
+    return cleaned
+
+
+_CLEAN_STR_CACHE: dict[str, str] = {}
+
+
+def _key_tuple(key: Any) -> tuple:
+    return tuple(str(p) for p in key) if isinstance(key, tuple) else tuple(str(key).split("/"))
 
 
 def format_vars(resolved_vars: dict) -> str:
@@ -564,12 +587,12 @@ def format_vars(resolved_vars: dict) -> str:
         >>> format_vars({("model", "width"): 13.88512, ("activation",): "tanh"})
         'activation=tanh,width=13.885'
     """
+    items = sorted(((_key_tuple(k), v) for k, v in resolved_vars.items()), key=_first)
+    return ",".join(f"{_clean_value(path[-1])}={_clean_value(v)}" for path, v in items)
 
-    def key_tuple(k: Any) -> tuple:
-        return tuple(str(p) for p in k) if isinstance(k, tuple) else tuple(str(k).split("/"))
 
-    items = sorted(resolved_vars.items(), key=lambda kv: key_tuple(kv[0]))
-    return ",".join(f"{_clean_value(key_tuple(k)[-1])}={_clean_value(v)}" for k, v in items)
+def _first(item: tuple) -> Any:
+    return item[0]
 
 
 def make_experiment_tag(index: int, resolved_vars: dict) -> str:

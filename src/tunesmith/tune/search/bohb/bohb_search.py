@@ -58,6 +58,7 @@ class TuneBOHB(LibrarySearcher):
     """
 
     _extra = "bohb"
+    _uses_intermediate = True
     _pip_name = "hpbandster ConfigSpace"
 
     def __init__(

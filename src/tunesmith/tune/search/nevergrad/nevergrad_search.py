@@ -9,6 +9,32 @@ from tunesmith.tune.search._library import LibrarySearcher, Param, parse_space
 logger = logging.getLogger(__name__)
 
 
+def _allow_one_element_arrays_in_metamodel() -> None:
+    """Lets Nevergrad's meta-model turn its one-element predictions into floats under NumPy 2.4.
+
+    ``nevergrad.optimization.metamodel`` (1.0.12) minimises ``float(model.predict(x))``,
+    where ``predict`` returns an array of one element. NumPy deprecated ``float()`` of an
+    array with dimensions in 1.25, and the NumPy 2.4 installed with tunesmith raises
+    ``TypeError: only 0-dimensional arrays can be converted to Python scalars``, which
+    Nevergrad does not catch: ``NGOpt`` fails as soon as it switches to its meta-model
+    (after a dozen trials for a budget of 200 on two parameters). This gives that module
+    a ``float`` that takes the one element out first, as older NumPy did; everything else
+    goes to the built-in ``float`` unchanged.
+    """
+    import numpy as np
+    from nevergrad.optimization import metamodel
+
+    if "float" in vars(metamodel):
+        return
+
+    def one_element_float(value: Any = 0.0) -> float:
+        if isinstance(value, np.ndarray) and value.size == 1:
+            value = value.reshape(())
+        return float(value)
+
+    metamodel.float = one_element_float
+
+
 class NevergradSearch(LibrarySearcher):
     """Searches with a `Nevergrad <https://facebookresearch.github.io/nevergrad/>`_ optimiser.
 
@@ -55,6 +81,7 @@ class NevergradSearch(LibrarySearcher):
         seed: int | None = None,
     ):
         ng = self._require("nevergrad")
+        _allow_one_element_arrays_in_metamodel()
         self._optimizer_kwargs = dict(optimizer_kwargs or {})
         self._opt = None
         self._opt_factory = None

@@ -56,6 +56,7 @@ class OptunaSearch(LibrarySearcher):
     """
 
     _extra = "optuna"
+    _uses_intermediate = True
     _pip_name = "optuna"
     _multi_objective = True
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 from typing import Any, Sequence
 
-from tunesmith.tune.search._library import GlobalRandomState, LibrarySearcher, Param, parse_space
+from tunesmith.tune.search._library import _NUMPY_VIEWS, LibrarySearcher, Param, parse_space, private_numpy_random
 from tunesmith.tune.search.searcher import Searcher
 
 _ALGOS = ("sracos", "asracos")
@@ -32,10 +32,11 @@ class ZOOptSearch(LibrarySearcher):
     The Tune search space is converted to a ``zoopt.Dimension2`` (log domains
     searched in log space, ``choice`` as a grid dimension); ZOOpt's own
     ``dim_dict`` (``{name: (ValueType.CONTINUOUS, [low, high], precision)}``)
-    is accepted too. ZOOpt draws from the global NumPy and ``random``
-    generators; with a seed, this searcher reseeds them from its own
-    generator before each call into ZOOpt, so the same seed gives the same
-    configurations.
+    is accepted too. ZOOpt draws from NumPy's global generator; with a seed,
+    ZOOpt's modules draw from this searcher's own ``numpy.random.RandomState``
+    while it calls them (see :func:`private_numpy_random`), so the same seed
+    gives the same configurations whatever else uses the global generator,
+    and the global generator is left alone.
 
     Args:
         algo: ``"asracos"`` (asynchronous) or ``"sracos"``.
@@ -60,6 +61,7 @@ class ZOOptSearch(LibrarySearcher):
     """
 
     _extra = "zoopt"
+    _x_as_is = False  # set by _build: ZOOpt's values are the parameters' values (no log or quantized domain)
     _pip_name = "zoopt"
     _allow_object_choices = True
 
@@ -122,25 +124,39 @@ class ZOOptSearch(LibrarySearcher):
         return dict(self._native_space)
 
     def _build(self) -> None:
+        import numpy as np
         import zoopt
         from zoopt.algos.opt_algorithms.racos.sracos import SRacosTune
 
-        self._rng = GlobalRandomState(self._seed)
+        private_numpy_random("zoopt")  # ZOOpt's modules are all imported now
+        self._rng = None if self._seed is None else np.random.RandomState(self._seed)
         dims = self._dims()
         self._dim_keys = list(dims)
+        # Without log or quantized domains ZOOpt's values are the parameters' values.
+        self._x_as_is = self._params is not None and all(not p.log and p.q is None for p in self._params)
         dimension = zoopt.Dimension2([dims[k] for k in self._dim_keys])
         parallel_num = max(self._parallel_num, self._max_concurrent)
         parameter = zoopt.Parameter(budget=self._budget, **self._kwargs)
-        with self._rng.active():
-            self._optimizer = SRacosTune(dimension=dimension, parameter=parameter, parallel_num=parallel_num)
+        self._optimizer = self._call(lambda: SRacosTune(dimension=dimension, parameter=parameter, parallel_num=parallel_num))
+
+    def _call(self, func: Any, *args: Any) -> Any:
+        """Calls into ZOOpt, which draws from the searcher's own generator when it has a seed."""
+        rng = self._rng
+        if rng is None:
+            return func(*args)
+        # A restored searcher's process may not have switched ZOOpt's modules over yet.
+        view = _NUMPY_VIEWS.get("zoopt") or private_numpy_random("zoopt")
+        view.random = rng
+        try:
+            return func(*args)
+        finally:
+            view.random = view.global_random
 
     def _from_x(self, x: list) -> dict:
-        values = dict(zip(self._dim_keys, x))
-        if self._params is None:
-            return values
+        if self._x_as_is or self._params is None:
+            return dict(zip(self._dim_keys, x))
         out = {}
-        for p in self._params:
-            v = values[p.name]
+        for p, v in zip(self._params, x):  # the dimensions are in the order of the parameters
             if p.log:
                 v = math.exp(v)
             elif p.q is not None:
@@ -163,29 +179,29 @@ class ZOOptSearch(LibrarySearcher):
 
     def _ask(self, trial_id: str):
         opt = self._optimizer
-        with self._rng.active():
-            solution = opt.suggest()
-            if solution is None and opt.semaphore == 0 and opt.complete_num >= opt._parameter.get_train_size():
-                # The initial sample completed before ZOOpt closed it: open the next phase.
-                opt.semaphore = 1
-                solution = opt.suggest()
-            if isinstance(solution, str) and solution == "FINISHED":
-                # RACOS's model region holds no unseen point; rather than end before
-                # `num_samples`, explore: a distinct point from the whole space.
-                solution, distinct = opt.distinct_sample(
-                    opt.get_objective().get_dim(), opt._positive_data + opt._negative_data
-                )
-                if not distinct:
-                    return Searcher.FINISHED
-                opt.live_num += 1
-                opt.init_num += 1
+        solution = self._call(opt.suggest)
+        if solution is None and opt.semaphore == 0 and opt.complete_num >= opt._parameter.get_train_size():
+            # The initial sample completed before ZOOpt closed it: open the next phase.
+            opt.semaphore = 1
+            solution = self._call(opt.suggest)
         if solution is None:
             return None
-        return solution, self._from_x(list(solution.get_x()))
+        if isinstance(solution, str):  # "FINISHED"
+            # RACOS's model region holds no unseen point; rather than end before
+            # `num_samples`, explore: a distinct point from the whole space.
+            solution, distinct = self._call(
+                opt.distinct_sample, opt.get_objective().get_dim(), opt._positive_data + opt._negative_data
+            )
+            if not distinct:
+                return Searcher.FINISHED
+            opt.live_num += 1
+            opt.init_num += 1
+        return solution, self._from_x(solution.get_x())
 
     def _complete(self, solution: Any, loss: float) -> None:
-        with self._rng.active():
-            self._optimizer.complete(solution, loss)
+        # Not through _call: completing draws no random numbers (SRacosTune replaces the worst
+        # solution, strategy "WR"), and this runs once a trial.
+        self._optimizer.complete(solution, loss)
 
     def _tell(self, trial_id, handle, params, value, error, intermediate) -> None:
         if value is None:
@@ -193,7 +209,7 @@ class ZOOptSearch(LibrarySearcher):
             worst = self._worst()
             loss = math.inf if worst is None else worst
         else:
-            loss = self._sign() * value
+            loss = -value if self._mode == "max" else value
         self._complete(handle, loss)
 
     def _worst(self) -> float | None:
