@@ -333,6 +333,7 @@ class TuneController:
             trial_dirname_creator=self._trial_dirname_creator,
             experiment_dir_name=self._storage.experiment_dir_name,
         )
+        trial.storage_path = self._storage.remote_experiment_path
         self._next_index += 1
         if self._trial_dirname_creator is not None:
             owner = self._dirnames.get(trial.trial_dirname)
@@ -411,6 +412,7 @@ class TuneController:
             log_to_file=trial.log_to_file,
             reuse=bool(self._reuse_actors),
             result_buffer_length=self._result_buffer_length,
+            storage=self._storage.remote_target(),
         )
         was_paused = trial.status == Trial.PAUSED or restoring is not None
         self._rollback(trial)
@@ -727,8 +729,8 @@ class TuneController:
         return self._stopper is not None and bool(self._stopper(trial.trial_id, result))
 
     def _register_checkpoint(self, trial: Trial, name: str, metrics: dict) -> None:
-        path = os.path.join(trial.local_path, name)
-        checkpoint = Checkpoint(path)
+        path = self._storage.checkpoint_path(trial.trial_dirname, name, trial.local_path)
+        checkpoint = Checkpoint(path, self._storage.storage_filesystem)
         self._checkpoint_metrics[path] = metrics
         self._note_checkpoint_index(trial, name)
         trial.checkpoint_rows[path] = trial.num_results
@@ -937,12 +939,30 @@ class TuneController:
 
             write_bytes_atomic(os.path.join(path, _CALLBACK_STATE_FILE), cloudpickle.dumps(callback_state))
         write_json_atomic(os.path.join(path, EXPERIMENT_STATE_FILE), state)
-        self._delete_dropped_checkpoints()
-        if self._storage.is_remote:
-            self._storage.sync_up()
+        self._sync_and_delete_dropped()
         end = time.time()
         self._last_state_write = end
         self._last_state_duration = end - start
+
+    def _sync_and_delete_dropped(self, force: bool = False) -> None:
+        """Local storage: deletes dropped checkpoints now. Remote: every ``sync_period``, uploads
+        what changed, then deletes the checkpoints the uploaded state no longer names."""
+        storage = self._storage
+        if not storage.is_remote:
+            self._delete_dropped_checkpoints()
+            return
+        if not (force or storage.sync_due()):
+            return
+        from tunesmith._internal.storage import StorageError
+
+        try:
+            storage.sync()
+        except StorageError as exc:
+            if force:
+                raise
+            self._on_write_error(exc)
+            return
+        self._delete_dropped_checkpoints()
 
     def _save_scheduler_state(self, path: str) -> None:
         try:
@@ -1013,7 +1033,10 @@ class TuneController:
                 self._reporter.report(self._trials, True, *self._sys_info())
             self._callbacks.on_experiment_end(trials=self._trials)
             if self._storage.is_remote:
-                self._storage.sync_up()
+                from tunesmith._internal.storage import StorageError
+
+                if not isinstance(self._raise_error, StorageError):
+                    self._sync_and_delete_dropped(force=True)  # everything, at the end
 
 
 def _load_exception(exc_bytes: bytes | None, tb: str) -> BaseException:
