@@ -140,3 +140,164 @@ def test_custom_storage_filesystem_with_a_path(s3, bucket):
     restored = train.Result.from_path(result.path, storage_filesystem=fs)
     assert restored.metrics["step"] == 3
     assert tune.Tuner.can_restore(f"{bucket}/sub-path/custom-fs", storage_filesystem=fs)
+
+
+def _driver(s3, storage_path: str, name: str, staging: str, opts: dict, mode: str = "run"):
+    import subprocess
+    import sys
+
+    env = dict(os.environ, **s3.env(), TUNESMITH_STAGING_DIR=staging)
+    script = os.path.join(os.path.dirname(__file__), "_crash_driver.py")
+    return subprocess.Popen([sys.executable, script, mode, storage_path, name, json.dumps(opts)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _wait_for(predicate, timeout: float, what: str) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def _steps_in_bucket(s3, bucket: str, prefix: str) -> dict[str, list[int]]:
+    out = {}
+    for key in s3.keys(bucket, prefix):
+        if key.endswith("/result.json") and key.count("/") == prefix.count("/") + 1:
+            rows = [json.loads(line) for line in s3.read(bucket, key).decode().splitlines() if line.strip()]
+            assert len({r["owner"] for r in rows}) <= 1, f"{key} holds rows of another trial"
+            out[key.split("/")[-2]] = [r["step"] for r in rows]
+    return out
+
+
+def test_driver_sigkill_with_state_only_in_the_bucket_restores_on_an_empty_local_disk(s3, bucket, tmp_path):
+    """The driver is SIGKILLed mid-run; its staging directory is deleted; Tuner.restore(uri) from another
+    staging directory finishes the run, and every trial's log in the bucket holds each iteration once."""
+    import shutil
+    import signal
+
+    from _crash_driver import counting
+
+    first_staging = str(tmp_path / "first")
+    opts = {"trials": 3, "iters": 40, "sleep": 0.05, "every": 3, "sync_period": 0.5, "num_to_keep": 2}
+    storage_path = f"s3://{bucket}/runs"
+    proc = _driver(s3, storage_path, "killed", first_staging, opts)
+    prefix = "runs/killed/"
+
+    def some_progress_synced() -> bool:
+        keys = s3.keys(bucket, prefix)
+        if proc.poll() is not None:
+            raise AssertionError(f"the driver ended before it was killed:\n{proc.stdout.read()}")
+        return any(k.endswith("experiment_state.json") for k in keys) and sum(
+            "/checkpoint_" in k for k in keys) >= 3
+
+    _wait_for(some_progress_synced, 120, "the first checkpoints and state in the bucket")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    shutil.rmtree(first_staging)  # nothing of the run is left on local disk
+
+    uri = f"{storage_path}/killed"
+    assert tune.Tuner.can_restore(uri)
+    tuner = tune.Tuner.restore(uri, trainable=counting, resume_errored=True)
+    grid = tuner.fit()
+    assert not grid.errors
+    assert sorted(r.metrics["step"] for r in grid) == [40, 40, 40]
+    # They resumed from checkpoints fetched from the bucket, not from scratch.
+    assert all(r.metrics["iterations_since_restore"] < 40 for r in grid)
+    steps = _steps_in_bucket(s3, bucket, prefix)
+    assert len(steps) == 3
+    for trial, logged in steps.items():
+        assert logged == list(range(1, 41)), trial
+    for result in grid:
+        assert result.path.startswith(f"{bucket}/runs/killed/")
+        assert list(result.metrics_dataframe["step"]) == list(range(1, 41))
+        with result.checkpoint.as_directory() as d:
+            assert json.load(open(os.path.join(d, "state.json")))["step"] == 39
+    # num_to_keep=2: no more than two checkpoints per trial are left in the bucket.
+    for trial in steps:
+        names = {k.split("/")[3] for k in s3.keys(bucket, f"{prefix}{trial}/checkpoint_")}
+        assert len(names) <= 2 and f"checkpoint_{12:06d}" in names, names
+
+
+def test_server_stopped_mid_run_then_back_loses_nothing(s3, bucket):
+    """The S3 server stops answering (SIGSTOP) for a while mid-run: uploads wait and retry, and the
+    run ends complete once it is back."""
+    import threading
+
+    fs = s3.filesystem(connect_timeout=1, request_timeout=1)
+    prefix = "outage/exp/"
+    paused = threading.Event()
+
+    def outage():
+        _wait_for(lambda: any("/checkpoint_" in k for k in s3.keys(bucket, prefix)), 120, "a first checkpoint")
+        s3.pause()
+        paused.set()
+        threading.Event().wait(3.0)  # the outage lasts 3 s
+        s3.resume()
+
+    from _crash_driver import counting
+
+    thread = threading.Thread(target=outage, daemon=True)
+    thread.start()
+    try:
+        grid = tune.Tuner(
+            counting,
+            param_space={"id": tune.grid_search([0, 1]), "iters": 30, "sleep": 0.05, "every": 2},
+            run_config=train.RunConfig(name="exp", storage_path=f"{bucket}/outage", storage_filesystem=fs,
+                                       sync_config=tune.SyncConfig(sync_period=0.2, sync_timeout=60),
+                                       verbose=0),
+        ).fit()
+    finally:
+        thread.join(60)
+        s3.resume()
+    assert paused.is_set()
+    assert not grid.errors
+    steps = _steps_in_bucket(s3, bucket, prefix)
+    assert sorted(steps.values()) == [list(range(1, 31))] * 2
+    for result in grid:
+        with result.checkpoint.as_directory() as d:
+            assert json.load(open(os.path.join(d, "state.json")))["step"] == 30
+
+
+def test_store_that_stays_down_fails_loudly_and_restore_loses_nothing(s3, bucket, tmp_path, monkeypatch):
+    """When uploads keep failing for sync_timeout, the run ends with an error naming the store and
+    path; once the store is back, Tuner.restore finishes the run with every iteration once."""
+    import threading
+
+    from _crash_driver import counting
+    from tunesmith._internal.storage import StorageError
+
+    fs = s3.filesystem(connect_timeout=1, request_timeout=1)
+    prefix = "down/exp/"
+
+    def outage():
+        _wait_for(lambda: any("/checkpoint_" in k for k in s3.keys(bucket, prefix)), 120, "a first checkpoint")
+        s3.pause()
+
+    thread = threading.Thread(target=outage, daemon=True)
+    thread.start()
+    space = {"id": tune.grid_search([0, 1]), "iters": 60, "sleep": 0.05, "every": 2}
+    try:
+        with pytest.raises(StorageError) as info:
+            tune.Tuner(
+                counting, param_space=space,
+                run_config=train.RunConfig(name="exp", storage_path=f"{bucket}/down", storage_filesystem=fs,
+                                           sync_config=tune.SyncConfig(sync_period=0.2, sync_timeout=3),
+                                           verbose=0),
+            ).fit()
+    finally:
+        thread.join(60)
+        s3.resume()
+    message = str(info.value)
+    assert f"s3://{bucket}/down/exp/" in message and "S3FileSystem" in message and "sync_timeout" in message
+
+    monkeypatch.setenv("TUNESMITH_STAGING_DIR", str(tmp_path / "second"))
+    uri = f"{bucket}/down/exp"
+    assert tune.Tuner.can_restore(uri, storage_filesystem=fs)
+    grid = tune.Tuner.restore(uri, trainable=counting, storage_filesystem=fs, resume_errored=True).fit()
+    assert not grid.errors
+    assert [r.metrics["step"] for r in grid] == [60, 60]
+    steps = _steps_in_bucket(s3, bucket, prefix)
+    assert sorted(steps.values()) == [list(range(1, 61))] * 2

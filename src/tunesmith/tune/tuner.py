@@ -153,7 +153,9 @@ class Tuner:
             param_space: The param space again, if it held objects that could not be saved.
             storage_filesystem: The ``pyarrow.fs`` filesystem of ``path``.
         """
-        path = os.path.abspath(os.path.expanduser(os.fspath(path))) if "://" not in os.fspath(path) else os.fspath(path)
+        path = os.fspath(path)
+        if "://" not in path and (storage_filesystem is None or type(storage_filesystem).__name__ == "LocalFileSystem"):
+            path = os.path.abspath(os.path.expanduser(path))
         if not cls.can_restore(path, storage_filesystem):
             if "://" not in path and storage_filesystem is None and os.path.isfile(
                 os.path.join(path, EXPERIMENT_STATE_FILE)
