@@ -897,7 +897,7 @@ class TuneController:
         if period < 0:
             # "auto": spend at most 5% of the time writing state, and write at least every 10 s.
             period = min(10.0, max(1.0, 20 * self._last_state_duration))
-        if now - self._last_state_write >= period:
+        if now - self._last_state_write >= period or self._storage.sync_due():
             self.save_experiment_state()
 
     def save_experiment_state(self) -> None:
@@ -939,30 +939,36 @@ class TuneController:
 
             write_bytes_atomic(os.path.join(path, _CALLBACK_STATE_FILE), cloudpickle.dumps(callback_state))
         write_json_atomic(os.path.join(path, EXPERIMENT_STATE_FILE), state)
-        self._sync_and_delete_dropped()
+        synced_s = self._sync_and_delete_dropped()
         end = time.time()
         self._last_state_write = end
-        self._last_state_duration = end - start
+        # Uploads keep their own period (SyncConfig.sync_period), outside the 5% rule of state writes.
+        self._last_state_duration = end - start - synced_s
 
-    def _sync_and_delete_dropped(self, force: bool = False) -> None:
+    def _sync_and_delete_dropped(self, force: bool = False) -> float:
         """Local storage: deletes dropped checkpoints now. Remote: every ``sync_period``, uploads
-        what changed, then deletes the checkpoints the uploaded state no longer names."""
+        what changed, then deletes the checkpoints the uploaded state no longer names.
+
+        Returns the seconds spent uploading.
+        """
         storage = self._storage
         if not storage.is_remote:
             self._delete_dropped_checkpoints()
-            return
+            return 0.0
         if not (force or storage.sync_due()):
-            return
+            return 0.0
         from tunesmith._internal.storage import StorageError
 
+        start = time.time()
         try:
             storage.sync()
         except StorageError as exc:
             if force:
                 raise
             self._on_write_error(exc)
-            return
+            return time.time() - start
         self._delete_dropped_checkpoints()
+        return time.time() - start
 
     def _save_scheduler_state(self, path: str) -> None:
         try:
