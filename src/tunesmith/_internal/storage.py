@@ -116,11 +116,31 @@ def resolve_storage(path: str | os.PathLike, filesystem=None) -> tuple[Any, str]
     if "://" in path:
         import pyarrow.fs
 
-        filesystem, fs_path = pyarrow.fs.FileSystem.from_uri(path)
+        filesystem, fs_path = _filesystem_from_uri(path)
         if isinstance(filesystem, pyarrow.fs.LocalFileSystem):
             return None, os.path.abspath(fs_path)
         return filesystem, fs_path.rstrip("/") or fs_path
     return None, os.path.abspath(os.path.expanduser(path))
+
+
+_FILESYSTEMS: dict[tuple[str, str], Any] = {}
+
+
+def _filesystem_from_uri(uri: str):
+    """``pyarrow.fs.FileSystem.from_uri``, with one filesystem kept per scheme, bucket and options
+    (resolving one asks the store for the bucket's region)."""
+    import pyarrow.fs
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(uri)
+    key = (f"{parts.scheme}://{parts.netloc}?{parts.query}", os.environ.get("AWS_ENDPOINT_URL", ""))
+    filesystem = _FILESYSTEMS.get(key)
+    if filesystem is None:
+        filesystem, fs_path = pyarrow.fs.FileSystem.from_uri(uri)
+        if not isinstance(filesystem, pyarrow.fs.LocalFileSystem):
+            _FILESYSTEMS[key] = filesystem
+        return filesystem, fs_path
+    return filesystem, f"{parts.netloc}{parts.path}"
 
 
 def storage_uri(filesystem, path: str) -> str:
@@ -407,15 +427,29 @@ class StorageContext:
         for rel, stamp in self._scan():
             if self._uploaded.get(rel) != stamp:
                 changed.append((rel, stamp))
-        changed.sort(key=lambda item: (_is_state_file(item[0]), item[0]))
         fs, base = self.storage_filesystem, self.experiment_fs_path
-        for rel, stamp in changed:
+
+        def one(item) -> None:
+            rel, stamp = item
             local = os.path.join(self.experiment_local_path, *rel.split("/"))
             try:
                 self.bytes_uploaded += upload_file(local, fs, f"{base}/{rel}", self.sync_timeout)
             except FileNotFoundError:
-                continue  # replaced or removed since the scan; the next sync takes the new one
+                return  # replaced or removed since the scan; the next sync takes the new one
             self._uploaded[rel] = stamp
+
+        files = [item for item in changed if not _is_state_file(item[0])]
+        if len(files) > 1:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(max_workers=min(8, len(files))) as pool:
+                list(pool.map(one, files))  # re-raises the first failure
+        else:
+            for item in files:
+                one(item)
+        for item in changed:  # the state last, once everything it names is there
+            if _is_state_file(item[0]):
+                one(item)
         self._last_sync = time.monotonic()
         return len(changed)
 
