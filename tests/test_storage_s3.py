@@ -392,3 +392,71 @@ print(json.dumps({{"path": result.path, "ckpt": result.checkpoint.path,
     assert open(os.path.join(info["ckpt"], "s.txt")).read() == "2"
     assert info["fs_modules"] == []
     assert not os.path.exists(tmp_path / "staging")
+
+
+def _group_loop(config):
+    from pathlib import Path
+
+    start = 0
+    checkpoint = train.get_checkpoint()
+    if checkpoint:
+        with checkpoint.as_directory() as d:
+            start = json.loads(Path(d, "state.json").read_text())["epoch"] + 1
+    for epoch in range(start, 3):
+        with tempfile.TemporaryDirectory() as d:
+            rank = train.get_context().get_world_rank()
+            Path(d, f"rank{rank}.txt").write_text(str(epoch))
+            if rank == 0:
+                Path(d, "state.json").write_text(json.dumps({"epoch": epoch}))
+            train.report({"epoch": epoch}, checkpoint=train.Checkpoint.from_directory(d))
+
+
+def test_data_parallel_trainer_checkpoints_go_to_the_bucket(s3, bucket):
+    """A 2-worker trainer's merged checkpoints are uploaded from its process, and read back."""
+    from tunesmith.train import ScalingConfig
+    from tunesmith.train.data_parallel_trainer import DataParallelTrainer
+
+    result = DataParallelTrainer(
+        _group_loop, scaling_config=ScalingConfig(num_workers=2),
+        run_config=train.RunConfig(name="dp", storage_path=f"s3://{bucket}/t", verbose=0),
+    ).fit()
+    assert result.error is None and result.metrics["epoch"] == 2
+    trial = result.path.rsplit("/", 1)[1]
+    keys = s3.keys(bucket, f"t/dp/{trial}/checkpoint_000002/")
+    assert [k.rsplit("/", 1)[1] for k in keys] == ["rank0.txt", "rank1.txt", "state.json"]
+    assert not [k for k in s3.keys(bucket, "t/dp/") if ".group_staging" in k]
+    with result.checkpoint.as_directory() as d:
+        assert sorted(os.listdir(d)) == ["rank0.txt", "rank1.txt", "state.json"]
+
+
+def _old_api(config, checkpoint_dir=None):
+    step = 0
+    if checkpoint_dir:
+        assert os.path.isdir(checkpoint_dir)  # a local copy of the checkpoint in the bucket
+        with open(os.path.join(checkpoint_dir, "step")) as f:
+            step = int(f.read())
+    while step < 3:
+        step += 1
+        with tune.checkpoint_dir(step=step) as d:
+            with open(os.path.join(d, "step"), "w") as f:
+                f.write(str(step))
+        tune.report(step=step, resumed=bool(checkpoint_dir))
+        if step == 2 and not os.path.exists(config["marker"]):
+            open(config["marker"], "w").close()
+            raise RuntimeError("fails once")
+
+
+def test_checkpoint_dir_api_uploads_and_restores(s3, bucket, tmp_path):
+    """The older ``checkpoint_dir`` API: the directory is uploaded at report, and the retried trial
+    gets a local copy of its checkpoint from the bucket."""
+    grid = tune.Tuner(_old_api, param_space={"marker": str(tmp_path / "failed")}, run_config=train.RunConfig(
+        name="old", storage_path=f"s3://{bucket}/o", verbose=0,
+        failure_config=train.FailureConfig(max_failures=1))).fit()
+    result = grid[0]
+    assert result.error is None
+    assert result.metrics["step"] == 3 and result.metrics["resumed"] is True
+    assert list(result.metrics_dataframe["step"]) == [1, 2, 3]
+    trial = result.path.rsplit("/", 1)[1]
+    names = sorted({k.split("/")[3] for k in s3.keys(bucket, f"o/old/{trial}/checkpoint_")})
+    assert names == ["checkpoint_000000", "checkpoint_000001", "checkpoint_000002"]
+    assert s3.read(bucket, f"o/old/{trial}/checkpoint_000002/step") == b"3"
