@@ -123,6 +123,19 @@ def _run(storage: str, args, env: dict) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def _server_ceiling(server, bucket: str, mb: int) -> float:
+    """MB/s one pyarrow client reaches putting checkpoint-sized objects to the server (no tunesmith)."""
+    fs = server.filesystem()
+    data = os.urandom(mb * 1024 * 1024)
+    start = time.perf_counter()
+    for i in range(3):
+        with fs.open_output_stream(f"{bucket}/ceiling/{i}") as f:
+            f.write(data)
+    elapsed = time.perf_counter() - start
+    fs.delete_dir(f"{bucket}/ceiling")
+    return 3 * mb / elapsed
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--trials", type=int, default=8)
@@ -140,6 +153,7 @@ def main() -> None:
         bucket = server.create_bucket()
         env = dict(os.environ, **server.env(), TUNESMITH_STAGING_DIR=os.path.join(tmp, "staging"))
         env["AWS_ENDPOINT_URL"] = f"http://127.0.0.1:{relay.port}"
+        ceiling = _server_ceiling(server, bucket, args.ckpt_mb)
         load_before = os.getloadavg()
         local = _run(os.path.join(tmp, "local"), args, env)
         s3 = _run(f"s3://{bucket}/bench", args, env)
@@ -151,6 +165,9 @@ def main() -> None:
                      for o in page.get("Contents", []))
         print(f"{args.trials} trials, a {args.ckpt_mb} MB checkpoint every {args.every:g} s for {args.duration:g} s "
               f"(num_to_keep=2, sync_period=5)")
+        demand = args.trials * args.ckpt_mb / args.every
+        print(f"checkpoint bytes the trials ask to store: {demand:.1f} MB/s; one client putting "
+              f"{args.ckpt_mb} MB objects through pyarrow to this server: {ceiling:.1f} MB/s")
         print(f"load average before / after: {load_before[0]:.2f} / {load_after[0]:.2f} ({os.cpu_count()} CPUs)")
         print(f"{'storage':<10}{'wall s':>10}{'results':>10}")
         print(f"{'local':<10}{local['wall_s']:>10.2f}{local['results']:>10}")
