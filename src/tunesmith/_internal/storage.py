@@ -409,6 +409,12 @@ class StorageContext:
     def sync_due(self) -> bool:
         return self.is_remote and time.monotonic() - self._last_sync >= self.sync_period
 
+    def sync_due_in(self) -> float:
+        """Seconds until the next upload is due (infinite for local storage)."""
+        if not self.is_remote:
+            return float("inf")
+        return self._last_sync + self.sync_period - time.monotonic()
+
     def sync(self) -> int:
         """Uploads the files of the staging directory that changed since the last sync.
 

@@ -257,7 +257,6 @@ def _validate_checkpointing(trainable, run_config: RunConfig, is_class: bool, sc
 
 def run_experiment(inp: ExperimentInput, restore_path: str | None = None, restore_options: dict | None = None):
     """Runs an experiment and returns ``(ExperimentAnalysis, controller)``."""
-    from tunesmith._internal.backend.local import LocalExecutor
     from tunesmith.tune.analysis.experiment_analysis import ExperimentAnalysis
 
     tc, rc = inp.tune_config, inp.run_config
@@ -272,7 +271,7 @@ def run_experiment(inp: ExperimentInput, restore_path: str | None = None, restor
         check_experiment_name(rc.name)  # before any worker starts
     trainable, name = resolve_trainable(inp.trainable)
     payload = pickle_trainable(trainable, name)
-    executor = LocalExecutor()
+    executor = make_backend()
     trainable_key = f"{name}-{uuid.uuid4().hex[:8]}"
     # Workers boot and load the trainable while the rest of the experiment is set up.
     slots = int(executor.total.get("CPU", 1))
@@ -321,6 +320,16 @@ def _rebase_to_store(trial, storage: StorageContext) -> None:
     trial.pickled_error_file = trial._absolute(pickled_error_file)
 
 
+def make_backend():
+    """The backend this process runs trials on: the local worker pool unless configured otherwise.
+
+    The one place a backend is chosen (``tunesmith.init(address=...)`` picks another here).
+    """
+    from tunesmith._internal.backend.local import LocalExecutor
+
+    return LocalExecutor()
+
+
 def _check_fits(request, executor) -> None:
     from tunesmith.tune.execution.placement_groups import to_pg_factory
 
@@ -339,6 +348,7 @@ def _check_fits(request, executor) -> None:
 def _build_controller(inp: ExperimentInput, trainable, name: str, payload: bytes, trainable_key: str,
                       executor, restore_path: str | None, restore_options: dict):
     """Checks the rest of the input and assembles the driver; returns ``(controller, storage)``."""
+    from tunesmith.tune.execution.controller_config import ControllerConfig
     from tunesmith.tune.execution.tune_controller import TuneController
 
     tc, rc = inp.tune_config, inp.run_config
@@ -378,7 +388,7 @@ def _build_controller(inp: ExperimentInput, trainable, name: str, payload: bytes
         lock.release()
         raise
 
-    controller = TuneController(
+    controller = TuneController(ControllerConfig(
         trainable=trainable,
         trainable_name=name,
         trainable_payload=payload,
@@ -407,7 +417,7 @@ def _build_controller(inp: ExperimentInput, trainable, name: str, payload: bytes
         trials=trials,
         scheduler_restored=scheduler_restored,
         initial_checkpoint=inp.initial_checkpoint,
-    )
+    ))
     controller.experiment_lock = lock
     if restore_path is not None:
         controller.restore_callback_state()

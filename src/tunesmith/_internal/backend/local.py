@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import pickle
 import select
@@ -14,7 +15,7 @@ from typing import Any
 
 from tunesmith._internal import protocol as P
 from tunesmith._internal.backend._output import OutputForwarder
-from tunesmith._internal.backend.base import ExecutorBackend
+from tunesmith._internal.backend.base import ExecutorBackend, TrialEvent
 from tunesmith._internal.machine_ledger import MachineLedger, WakePoller
 from tunesmith._internal.resources import detect_resources
 
@@ -363,14 +364,10 @@ class LocalExecutor(ExecutorBackend):
         if handle is not None and handle.proc.poll() is None:
             handle.proc.kill()
 
-    def wait(self, timeout: float | None) -> list[tuple[Any, tuple]]:
-        if not self._by_fd:
-            if self._output:
-                for fd, _ in self._poller.poll(0):
-                    if fd in self._output:
-                        self._output.read(fd)
-            return []
-        ready = self._poller.poll(None if timeout is None else max(0, int(timeout * 1000)))
+    def wait(self, timeout: float | None) -> list[TrialEvent]:
+        # With no trial running this still blocks (on workers' output and the ledger's wake
+        # FIFO, if any) until the controller's next timer, so the controller never spins.
+        ready = self._poller.poll(None if timeout is None else max(0, math.ceil(timeout * 1000)))
         events = []
         for fd, _ in ready:
             if self._output is not None and fd in self._output:
@@ -391,7 +388,7 @@ class LocalExecutor(ExecutorBackend):
                 if msg[0] == P.READY:
                     handle.ready = True
                     continue
-            events.append((trial, msg))
+            events.append(TrialEvent(trial, msg))
         return events
 
     def _death_message(self, handle: _WorkerHandle) -> str:

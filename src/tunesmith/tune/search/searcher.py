@@ -237,6 +237,7 @@ class Searcher:
 
     def restore_from_dir(self, checkpoint_dir: str) -> None:
         """Restores the newest state saved by :meth:`save_to_dir` in ``checkpoint_dir``."""
+        checkpoint_dir = os.path.expanduser(os.fspath(checkpoint_dir))
         path = _newest(checkpoint_dir, self.CKPT_FILE_TMPL.format("*"))
         if path is None:
             raise RuntimeError(f"{type(self).__name__} found no saved state in {checkpoint_dir!r}.")
@@ -244,7 +245,7 @@ class Searcher:
 
     def has_checkpoint(self, checkpoint_dir: str) -> bool:
         """Whether :meth:`save_to_dir` has written a state in ``checkpoint_dir``."""
-        return _newest(checkpoint_dir, self.CKPT_FILE_TMPL.format("*")) is not None
+        return _newest(os.path.expanduser(os.fspath(checkpoint_dir)), self.CKPT_FILE_TMPL.format("*")) is not None
 
 
 class _WrappingSearcher(Searcher):

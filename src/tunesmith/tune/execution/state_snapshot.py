@@ -1,0 +1,166 @@
+"""Commits the experiment's state to storage, in the order the durability contract needs."""
+from __future__ import annotations
+
+import logging
+import os
+import time
+import traceback
+from typing import Any, Callable
+
+from tunesmith._internal.storage import write_bytes_atomic, write_json_atomic
+from tunesmith.tune.execution.checkpoint_book import CheckpointBook
+from tunesmith.tune.result import EXPERIMENT_STATE_FILE, SCHEDULER_STATE_FILE
+
+logger = logging.getLogger(__name__)
+
+CALLBACK_STATE_FILE = "callback_state.pkl"
+
+
+class StateSnapshotter:
+    """Writes ``experiment_state.json`` and the searcher's, scheduler's and callbacks' state.
+
+    One :meth:`save` commits, in this order: buffered result rows, the searcher,
+    scheduler and callback states, the experiment state (which names
+    checkpoints), then deletes checkpoints the new state no longer names. On
+    remote storage the deletion waits for an upload of that state: every
+    ``SyncConfig.sync_period`` seconds the save uploads what changed (the state
+    last), then deletes. :meth:`due_in` says when the next periodic save is
+    due: every ``period`` seconds, or with a negative period ("auto") at most 5%
+    of the time and at least every 10 s, or when an upload is due.
+
+    The period is wall-clock time whatever the backend's clock: it bounds the
+    work lost in a crash and the share of the driver's time spent saving, both
+    real (under a simulated backend, virtual hours pass in real seconds).
+
+    Args:
+        storage: The experiment's ``StorageContext``.
+        search_alg: Saved with ``save_to_dir``.
+        scheduler: Saved with ``save``.
+        callbacks: A ``CallbackList``; its ``get_state()`` is pickled when not all None.
+        checkpoints: Whose dropped checkpoints are deleted after the state is written.
+        describe: Returns the experiment state dict (trials included).
+        trials: Returns all trials (for checkpoints still wanted by one).
+        on_write_error: Called with the error when a result row could not be written.
+        period: ``TUNE_GLOBAL_CHECKPOINT_S`` (negative: auto).
+
+    Example:
+        >>> import tempfile
+        >>> from tunesmith._internal.storage import StorageContext
+        >>> from tunesmith.tune.callback import CallbackList
+        >>> from tunesmith.tune.schedulers import FIFOScheduler
+        >>> from tunesmith.tune.search.basic_variant import BasicVariantGenerator
+        >>> snap = StateSnapshotter(StorageContext(tempfile.mkdtemp(), "exp"), BasicVariantGenerator(),
+        ...     FIFOScheduler(), CallbackList([]), CheckpointBook(), lambda: {"trials": []}, list, print)
+        >>> snap.save()
+        >>> os.path.exists(os.path.join(snap.path, EXPERIMENT_STATE_FILE))
+        True
+    """
+
+    def __init__(
+        self,
+        storage,
+        search_alg,
+        scheduler,
+        callbacks,
+        checkpoints: CheckpointBook,
+        describe: Callable[[], dict[str, Any]],
+        trials: Callable[[], list],
+        on_write_error: Callable[[BaseException], None],
+        period: float = -1.0,
+    ):
+        self._storage = storage
+        self._search_alg = search_alg
+        self._scheduler = scheduler
+        self._callbacks = callbacks
+        self._checkpoints = checkpoints
+        self._describe = describe
+        self._trials = trials
+        self._on_write_error = on_write_error
+        self._period = period
+        self.last_write = 0.0
+        self.last_duration = 0.0
+        self.upload_failed = False
+
+    @property
+    def path(self) -> str:
+        return self._storage.experiment_local_path
+
+    def due_in(self) -> float:
+        """Wall-clock seconds until the next periodic save is due (0 or less: now)."""
+        period = self._period
+        if period < 0:
+            period = min(10.0, max(1.0, 20 * self.last_duration))
+        due = self.last_write + period - time.time()
+        if self._storage.is_remote:
+            due = min(due, self._storage.sync_due_in())
+        return due
+
+    def maybe_save(self) -> None:
+        if self.due_in() <= 0:
+            self.save()
+
+    def save(self) -> None:
+        """Commits the experiment to storage: result rows first, then the state that names checkpoints."""
+        from tunesmith.tune.logger._util import ResultWriteError, commit_results
+
+        start = time.time()
+        path = self.path
+        os.makedirs(path, exist_ok=True)
+        try:
+            commit_results()
+        except ResultWriteError as exc:
+            self._on_write_error(exc)
+        state = self._describe()
+        try:
+            self._search_alg.save_to_dir(path, session_str="tunesmith")
+        except Exception:
+            logger.warning("Could not save the search algorithm's state:\n%s", traceback.format_exc())
+        try:
+            self._scheduler.save(os.path.join(path, SCHEDULER_STATE_FILE))
+        except Exception:
+            logger.warning("Could not save the scheduler's state:\n%s", traceback.format_exc())
+        callback_state = self._callbacks.get_state()
+        if any(v is not None for v in callback_state.values()):
+            import cloudpickle
+
+            write_bytes_atomic(os.path.join(path, CALLBACK_STATE_FILE), cloudpickle.dumps(callback_state))
+        write_json_atomic(os.path.join(path, EXPERIMENT_STATE_FILE), state)
+        synced_s = self._sync_and_delete_dropped()
+        end = time.time()
+        self.last_write = end
+        # Uploads keep their own period (SyncConfig.sync_period), outside the 5% rule of state writes.
+        self.last_duration = end - start - synced_s
+
+    def final_sync(self) -> None:
+        """Uploads everything that changed, at the end of the run (remote storage).
+
+        Raises:
+            StorageError: The store kept refusing an upload for ``sync_timeout`` seconds.
+        """
+        if self._storage.is_remote and not self.upload_failed:
+            self._sync_and_delete_dropped(force=True)
+
+    def _sync_and_delete_dropped(self, force: bool = False) -> float:
+        """Deletes dropped checkpoints once the store holds a state that no longer names them.
+
+        Returns the seconds spent uploading.
+        """
+        storage = self._storage
+        if not storage.is_remote:
+            self._checkpoints.delete_dropped(self._trials())
+            return 0.0
+        if not (force or storage.sync_due()):
+            return 0.0
+        from tunesmith._internal.storage import StorageError
+
+        start = time.time()
+        try:
+            storage.sync()
+        except StorageError as exc:
+            if force:
+                raise
+            self.upload_failed = True
+            self._on_write_error(exc)  # the run ends with this error
+            return time.time() - start
+        self._checkpoints.delete_dropped(self._trials())
+        return time.time() - start

@@ -1,0 +1,504 @@
+"""The trial state machine: what happens to a trial on each event and on each request.
+
+::
+
+    PENDING --start--> RUNNING --DONE / stop--> TERMINATED
+       ^                 |  |
+       |                 |  +--ERROR--> ERROR (or PENDING again under FailureConfig)
+       +--resume-- PAUSED <--PAUSED / pause--+
+
+A request to stop or pause a RUNNING trial is sent to its worker and recorded
+in ``TrialTable.stopping``; the transition happens when the worker confirms
+(``P.DONE`` / ``P.PAUSED``). Schedulers, searchers and callbacks are told at
+each step, in the order the seeds describe.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from tunesmith._internal import protocol as P
+from tunesmith.train._checkpoint import Checkpoint
+from tunesmith.tune.execution.checkpoint_book import CheckpointBook
+from tunesmith.tune.execution.controller_config import ControllerConfig, LoopSettings
+from tunesmith.tune.execution.error_writer import load_exception, write_trial_error
+from tunesmith.tune.execution.placement_groups import to_pg_factory
+from tunesmith.tune.execution.trial_table import PAUSE, PAUSE_KEEP, STOP, TrialTable
+from tunesmith.tune.experiment.trial import Trial
+from tunesmith.tune.logger._util import _write_params_files
+from tunesmith.tune.result import CHECKPOINT_DIR_NAME, DEFAULT_METRIC, DONE, EXPERIMENT_ID, TRAINING_ITERATION
+from tunesmith.tune.schedulers.trial_scheduler import TrialScheduler
+from tunesmith.tune.trainable._trial_info import TrialInfo
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class RunStatus:
+    """What the loop and the trial state machine share about the run as a whole.
+
+    Args:
+        iteration: The loop's turn, passed to callbacks.
+        stop_all: The experiment is stopping (time budget, stopper, fail_fast, Ctrl+C).
+        stop_deadline: When trials still running are ended by force, once stopping.
+        search_finished: The searcher will give no more trials.
+        raise_error: What ``fit()`` raises once the run has ended.
+    """
+
+    iteration: int = 0
+    stop_all: bool = False
+    stop_deadline: float = float("inf")
+    search_finished: bool = False
+    raise_error: BaseException | None = None
+
+
+class TrialLifecycle:
+    """Starts trials, applies their events, and carries out what schedulers ask of them.
+
+    Args:
+        config: The controller's configuration.
+        settings: Its ``TUNE_*`` settings.
+        table: The trials by status.
+        checkpoints: The checkpoint bookkeeping.
+        callbacks: A ``CallbackList``.
+        run: The state shared with the loop.
+        facade: What schedulers and searchers are handed as "the controller".
+        experiment_id: Goes into every result.
+        clock: The backend's clock.
+    """
+
+    def __init__(
+        self,
+        config: ControllerConfig,
+        settings: LoopSettings,
+        table: TrialTable,
+        checkpoints: CheckpointBook,
+        callbacks,
+        run: RunStatus,
+        facade: Any,
+        experiment_id: str,
+        trainable_key: str,
+        clock: Callable[[], float] = time.time,
+    ):
+        self._cfg = config
+        self._settings = settings
+        self._table = table
+        self._book = checkpoints
+        self._callbacks = callbacks
+        self._run = run
+        self._facade = facade
+        self._backend = config.executor
+        self._scheduler = config.scheduler
+        self._search_alg = config.search_alg
+        self._stopper = config.stopper
+        self._storage = config.storage
+        self._clock = clock
+        self.experiment_id = experiment_id
+        self.trainable_key = trainable_key
+        self._is_class = config.is_class_trainable
+        self._stopping_criterion = config.stopping_criterion or {}
+        failure_config = config.failure_config
+        self._max_failures = getattr(failure_config, "max_failures", 0) if failure_config else 0
+        self._fail_fast = getattr(failure_config, "fail_fast", False) if failure_config else False
+        self._checkpoint_at_end = (
+            bool(getattr(config.checkpoint_config, "checkpoint_at_end", False)) and self._is_class
+        )
+        self._checkpoint_frequency = getattr(config.checkpoint_config, "checkpoint_frequency", 0) or 0
+        self._reuse = config.reuse_actors is not False
+        self._scheduler_stopped: set[Trial] = set()
+        self._restore_retries: dict[Trial, int] = {}
+        self._startup_retries: dict[Trial, int] = {}
+        self._warned_no_checkpoint = False
+        self._required: list[tuple[str, str]] | None = None  # metrics every result must have
+        self._date_second = -1
+        self._date_str = ""
+
+    # -- requests (from schedulers, the loop and the user) ------------------------------------------
+    def pause_trial(self, trial: Trial, should_checkpoint: bool = True) -> None:
+        """Pauses a trial; with ``should_checkpoint`` it saves first and resumes from that checkpoint."""
+        if trial.status == Trial.PENDING:
+            self._table.set_status(trial, Trial.PAUSED)
+            return
+        if trial.status != Trial.RUNNING or trial in self._table.stopping:
+            return
+        self._table.stopping[trial] = PAUSE if should_checkpoint else PAUSE_KEEP
+        if self._is_class and not should_checkpoint:
+            self._backend.send(trial, (P.STOP, False))
+        else:
+            self._backend.send(trial, P.PAUSE)
+
+    def stop_trial(self, trial: Trial) -> None:
+        """Ends a trial: TERMINATED once its worker confirms."""
+        if trial.is_finished():
+            return
+        stopping = self._table.stopping
+        if trial.status == Trial.RUNNING:
+            if stopping.get(trial) != STOP:
+                stopping[trial] = STOP
+                self._backend.send(trial, (P.STOP, self._checkpoint_at_end))
+            return
+        stopping.pop(trial, None)
+        self._table.set_status(trial, Trial.TERMINATED)
+        self._after_trial_end(trial)
+
+    def resume_trial(self, trial: Trial) -> None:
+        """Makes a PAUSED trial PENDING so that it is started again."""
+        if trial.status == Trial.PAUSED:
+            self._table.set_status(trial, Trial.PENDING)
+
+    def save_trial(self, trial: Trial) -> Checkpoint | None:
+        """Persists a checkpoint of a trial whose result is being processed now."""
+        if not self._is_class or trial.status != Trial.RUNNING or trial in self._table.stopping:
+            return trial.checkpoint
+        reply = self._backend.call(trial, P.SAVE)
+        name = reply[1]
+        if name:
+            self._register_checkpoint(trial, name, trial.last_result)
+        return trial.checkpoint
+
+    def update_trial_resources(self, trial: Trial, placement_group_factory) -> None:
+        """Gives a trial new resources; a running trial is paused and resumes with them."""
+        trial.placement_group_factory = to_pg_factory(placement_group_factory, trial.config)
+        if trial.status == Trial.RUNNING and (self._is_class or trial.checkpoint is not None):
+            # A function trial that never checkpointed would lose all its progress: it keeps
+            # running and takes the new resources when it next starts.
+            self.pause_trial(trial, should_checkpoint=True)
+        self._table.resources_changed = True
+
+    def stop_experiment(self, reason: str) -> None:
+        """Stops every trial and the searcher; running trials get ``TUNE_FORCE_TRIAL_CLEANUP_S``."""
+        logger.info("Stopping the experiment: %s.", reason)
+        run = self._run
+        run.stop_all = True
+        run.stop_deadline = self._clock() + self._settings.cleanup_grace_s
+        self._search_alg.set_finished()
+        run.search_finished = True
+        for trial in list(self._table.trials):
+            if not trial.is_finished():
+                if trial.status != Trial.RUNNING:
+                    self._scheduler.on_trial_remove(self._facade, trial)
+                self.stop_trial(trial)
+
+    def on_write_error(self, exc: BaseException) -> None:
+        """A result row could not be written: the run ends with the error instead of losing rows."""
+        if self._run.raise_error is None:
+            self._run.raise_error = exc
+        if not self._run.stop_all:
+            self.stop_experiment("a result could not be written")
+
+    # -- starting -----------------------------------------------------------------------------------
+    def start_trial(self, trial: Trial) -> None:
+        """Starts a PENDING or PAUSED trial on the backend (from its restore checkpoint, if any)."""
+        cfg = self._cfg
+        restoring = trial.restore_checkpoint
+        metrics = self._book.metrics_of(restoring)
+        info = TrialInfo(
+            trial_id=trial.trial_id,
+            trial_name=str(trial),
+            trial_dir=trial.local_path,
+            experiment_name=self._storage.experiment_dir_name,
+            experiment_path=self._storage.experiment_local_path,
+            experiment_tag=trial.experiment_tag,
+            resources=trial.placement_group_factory,
+            experiment_id=self.experiment_id,
+        )
+        spec = P.TrialSpec(
+            trainable_key=self.trainable_key,
+            config=trial.config,
+            trial_info=info,
+            checkpoint_path=restoring.path if restoring else None,
+            start_iteration=int(metrics.get(TRAINING_ITERATION, 0) or 0),
+            start_time_total=float(metrics.get("time_total_s", 0.0) or 0.0),
+            checkpoint_index=self._book.next_index(trial),
+            checkpoint_frequency=self._checkpoint_frequency if self._is_class else 0,
+            chdir=cfg.chdir_to_trial_dir,
+            log_to_file=trial.log_to_file,
+            reuse=bool(cfg.reuse_actors),
+            result_buffer_length=self._settings.result_buffer_length,
+            storage=self._storage.remote_target(),
+        )
+        was_paused = trial.status == Trial.PAUSED or restoring is not None
+        self._rollback(trial)
+        if not trial.dir_created and trial.local_path is not None:
+            # The trial's directory and params.json exist before any callback hears of the trial.
+            _write_params_files(trial.local_path, trial.config)
+            trial.dir_created = True
+        self._table.set_status(trial, Trial.RUNNING)
+        self._backend.start_trial(trial, spec, self.trainable_key, cfg.trainable_payload)
+        it, trials = self._run.iteration, self._table.trials
+        self._callbacks.on_trial_start(iteration=it, trials=trials, trial=trial)
+        if was_paused and restoring is not None:
+            self._callbacks.on_trial_restore(iteration=it, trials=trials, trial=trial)
+
+    def _rollback(self, trial: Trial) -> None:
+        """Cuts the trial's logs back to its restore checkpoint: the iterations after it run again.
+
+        Called as the trial starts, so a trial that is paused and then never resumed keeps
+        its logs. A checkpoint of another trial (PBT's exploit) starts a new stretch of
+        rows, so nothing is cut for it.
+        """
+        rows = trial.rows_at(trial.restore_checkpoint)
+        if rows is not None and rows < trial.num_results:
+            trial.num_results = rows
+            self._callbacks.rollback_trial(trial, rows)
+
+    # -- events -------------------------------------------------------------------------------------
+    def process_event(self, trial: Trial, msg: tuple) -> None:
+        """Applies one protocol message from a trial's worker."""
+        kind = msg[0]
+        if kind == P.RESULT:
+            if trial in self._table.stopping:
+                return  # the worker will see the stop or pause next
+            self._on_result(trial, msg[1], msg[2])
+        elif kind == P.DONE:
+            self._on_done(trial, msg[1], msg[2])
+        elif kind == P.PAUSED:
+            self._on_paused(trial, msg[1])
+        elif kind == P.ERROR:
+            if len(msg) > 3 and msg[3] == P.RESTORE_PHASE:
+                self._on_restore_error(trial, msg[1], msg[2])
+            elif len(msg) > 3 and msg[3] == P.STARTUP_PHASE:
+                self._on_startup_error(trial, msg[1], msg[2])
+            else:
+                self._on_error(trial, msg[1], msg[2])
+
+    def _fill_result(self, trial: Trial, result: dict, checkpoint_dir_name: str | None) -> dict:
+        result.setdefault(DONE, False)
+        result["trial_id"] = trial.trial_id
+        result.setdefault(EXPERIMENT_ID, self.experiment_id)
+        result["experiment_tag"] = trial.experiment_tag
+        now = int(self._clock())
+        if now != self._date_second:
+            self._date_second = now
+            self._date_str = time.strftime("%Y-%m-%d_%H-%M-%S", time.localtime(now))
+        result["date"] = self._date_str
+        if "timestamp" not in result:
+            result["timestamp"] = now
+        where = self._backend.worker_location(trial)
+        result["hostname"] = where.hostname
+        result["node_ip"] = where.node_ip
+        result["pid"] = where.pid
+        result["config"] = trial.config
+        result[CHECKPOINT_DIR_NAME] = checkpoint_dir_name
+        return result
+
+    def _required_metrics(self) -> list[tuple[str, str]]:
+        """``(metric, who asks for it)`` for TuneConfig's metric, the scheduler's and the searcher's."""
+        required: list[tuple[str, str]] = []
+        if self._cfg.metric:
+            required.append((self._cfg.metric, "TuneConfig(metric=...)"))
+        for owner in (self._scheduler, self._search_alg):
+            metrics = getattr(owner, "metric", None)
+            for m in [metrics] if isinstance(metrics, str) else list(metrics or ()):
+                if m and m != DEFAULT_METRIC and all(m != r for r, _ in required):
+                    required.append((m, type(getattr(owner, "searcher", owner)).__name__))
+        return required
+
+    def _validate_metric(self, trial: Trial, result: dict) -> None:
+        if self._required is None:
+            self._required = self._required_metrics()
+        missing = [f"{m!r} ({who})" for m, who in self._required if m not in result]
+        if trial.num_results == 0:
+            missing += [f"{k!r} (stop criteria)" for k in self._stopping_criterion if k not in result]
+        if missing and not result.get(DONE):
+            reported = sorted(k for k in result if k not in ("config",))
+            raise ValueError(
+                f"Trial {trial} reported a result without the metric(s) {', '.join(missing)} that the "
+                f"experiment uses. The result had: {reported}. Report the metric, fix its name, or set "
+                "TUNE_DISABLE_STRICT_METRIC_CHECKING=1."
+            )
+
+    def _on_result(self, trial: Trial, result: dict, checkpoint_dir_name: str | None) -> None:
+        result = self._fill_result(trial, result, checkpoint_dir_name)
+        if self._settings.strict_metrics:
+            try:
+                self._validate_metric(trial, result)
+            except ValueError as exc:
+                self._run.raise_error = exc
+                self.stop_experiment("bad metric")
+                return
+        trial.update_last_result(result)
+        if checkpoint_dir_name:
+            self._register_checkpoint(trial, checkpoint_dir_name, result)
+
+        decision = TrialScheduler.CONTINUE
+        if result.get(DONE) or self._should_stop(trial, result):
+            decision = TrialScheduler.STOP
+        else:
+            decision = self._scheduler.on_trial_result(self._facade, trial, result)
+            if decision == TrialScheduler.STOP:
+                self._scheduler_stopped.add(trial)
+                trial.scheduler_stop_iteration = result.get(TRAINING_ITERATION)
+        self._search_alg.on_trial_result(trial.trial_id, result)
+        self._callbacks.on_trial_result(
+            iteration=self._run.iteration, trials=self._table.trials, trial=trial, result=result
+        )
+
+        if trial in self._table.stopping or trial.status != Trial.RUNNING:
+            return  # the scheduler already paused or stopped it
+        if trial._checkpoint_requested:  # Trial.checkpoint_now()
+            trial._checkpoint_requested = False
+            self.save_trial(trial)
+        if decision == TrialScheduler.CONTINUE:
+            self._backend.send(trial, P.CONTINUE)
+        elif decision == TrialScheduler.PAUSE:
+            self.pause_trial(trial, should_checkpoint=True)
+        elif decision == TrialScheduler.STOP:
+            self.stop_trial(trial)
+        # NOOP: the scheduler acts on the trial itself later.
+
+    def _should_stop(self, trial: Trial, result: dict) -> bool:
+        for key, value in trial.stopping_criterion.items():
+            if key in result and result[key] >= value:
+                return True
+        return self._stopper is not None and bool(self._stopper(trial.trial_id, result))
+
+    def _register_checkpoint(self, trial: Trial, name: str, metrics: dict) -> None:
+        checkpoint = self._book.register(trial, name, metrics)
+        it, trials = self._run.iteration, self._table.trials
+        self._callbacks.on_trial_save(iteration=it, trials=trials, trial=trial)
+        self._callbacks.on_checkpoint(iteration=it, trials=trials, trial=trial, checkpoint=checkpoint)
+
+    def _release(self, trial: Trial, reuse: bool) -> None:
+        self._backend.release_trial(trial, reuse=reuse)
+        self._table.resources_changed = True
+
+    def _on_done(self, trial: Trial, return_value: Any, checkpoint_dir_name: str | None) -> None:
+        if checkpoint_dir_name:
+            self._register_checkpoint(trial, checkpoint_dir_name, trial.last_result)
+        if return_value is not None:
+            trial.return_value = return_value
+        how = self._table.stopping.pop(trial, None)
+        self._release(trial, self._reuse)
+        if how in (PAUSE, PAUSE_KEEP):
+            self._set_paused(trial, how)
+            return
+        self._table.set_status(trial, Trial.TERMINATED)
+        self._after_trial_end(trial)
+
+    def _after_trial_end(self, trial: Trial) -> None:
+        result = trial.last_result
+        if trial in self._scheduler_stopped:
+            self._scheduler_stopped.discard(trial)
+        else:
+            self._scheduler.on_trial_complete(self._facade, trial, result)
+        self._search_alg.on_trial_complete(trial.trial_id, result=result)
+        self._callbacks.on_trial_complete(iteration=self._run.iteration, trials=self._table.trials, trial=trial)
+
+    def _on_paused(self, trial: Trial, checkpoint_dir_name: str | None) -> None:
+        if checkpoint_dir_name:
+            self._register_checkpoint(trial, checkpoint_dir_name, trial.last_result)
+        how = self._table.stopping.pop(trial, PAUSE)
+        self._release(trial, self._reuse)
+        if how == STOP:
+            self._table.set_status(trial, Trial.TERMINATED)
+            self._after_trial_end(trial)
+            return
+        self._set_paused(trial, how)
+
+    def _set_paused(self, trial: Trial, how: str) -> None:
+        if how == PAUSE:
+            if trial.checkpoint is None and not self._warned_no_checkpoint:
+                self._warned_no_checkpoint = True
+                logger.warning(
+                    "%s paused trial %s, which has no checkpoint: it will start over from scratch when it "
+                    "resumes, and so will every trial paused without a checkpoint. To keep progress across "
+                    "pauses, pass checkpoint=Checkpoint.from_directory(...) to train.report() (and load it "
+                    "with train.get_checkpoint()), or implement save_checkpoint/load_checkpoint in a "
+                    "Trainable class.",
+                    type(self._scheduler).__name__, trial,
+                )
+            trial.restore_checkpoint = trial.checkpoint
+        self._table.set_status(trial, Trial.PAUSED)
+
+    def _on_startup_error(self, trial: Trial, tb: str, exc_bytes: bytes | None) -> None:
+        """The worker died before it ran any of the trial's code: try again, not counted as a failure."""
+        self._table.stopping.pop(trial, None)
+        self._release(trial, False)
+        tries = self._startup_retries.get(trial, 0) + 1
+        self._startup_retries[trial] = tries
+        if tries > 3:
+            self.fail_trial(trial, tb + "The worker process died while starting, 3 times in a row.\n", exc_bytes)
+            return
+        logger.warning("The worker process for trial %s died while starting; starting it again.", trial)
+        self._table.set_status(trial, Trial.PENDING)
+
+    def _on_restore_error(self, trial: Trial, tb: str, exc_bytes: bytes | None) -> None:
+        """A trial could not load its checkpoint: retry it (TUNE_RESTORE_RETRY_NUM), then fall back.
+
+        The fallback is the trial's previous checkpoint, and from scratch when none is left.
+        """
+        self._table.stopping.pop(trial, None)
+        self._release(trial, self._reuse)
+        retries = self._restore_retries.get(trial, 0)
+        retry_num = self._settings.restore_retry_num
+        if retries < retry_num:
+            self._restore_retries[trial] = retries + 1
+            logger.warning("Trial %s could not restore its checkpoint; retrying (%d of %d).",
+                           trial, retries + 1, retry_num)
+        else:
+            self._restore_retries.pop(trial, None)
+            bad = trial.restore_checkpoint
+            if bad is not None:
+                trial.checkpoint_manager.drop(bad.path)
+            fallback = trial.checkpoint
+            logger.warning(
+                "Trial %s could not restore its checkpoint %s; it %s.\n%s",
+                trial, bad.path if bad else None,
+                f"falls back to the previous checkpoint {fallback.path}" if fallback else "starts from scratch",
+                tb,
+            )
+            trial.restore_checkpoint = fallback
+        self._table.set_status(trial, Trial.PENDING)
+
+    def _on_error(self, trial: Trial, tb: str, exc_bytes: bytes | None) -> None:
+        self._table.stopping.pop(trial, None)
+        self._release(trial, self._reuse)
+        self.fail_trial(trial, tb, exc_bytes)
+
+    def fail_trial(self, trial: Trial, tb: str, exc_bytes: bytes | None) -> None:
+        """Records a failure: the trial is retried under ``FailureConfig`` or ends in ERROR."""
+        trial.num_failures += 1
+        write_trial_error(trial, tb, exc_bytes)
+        retry = not self._run.stop_all and (
+            self._max_failures < 0 or trial.num_failures <= self._max_failures
+        )
+        it, trials = self._run.iteration, self._table.trials
+        if retry:
+            trial.restore_checkpoint = trial.checkpoint
+            self._table.set_status(trial, Trial.PENDING)
+            self._callbacks.on_trial_recover(iteration=it, trials=trials, trial=trial)
+            return
+        self._table.set_status(trial, Trial.ERROR)
+        self._scheduler_stopped.discard(trial)
+        self._scheduler.on_trial_error(self._facade, trial)
+        self._search_alg.on_trial_complete(trial.trial_id, result=trial.last_result or None, error=True)
+        self._callbacks.on_trial_error(iteration=it, trials=trials, trial=trial)
+        if self._fail_fast:
+            if self._fail_fast == "raise":
+                self._run.raise_error = load_exception(exc_bytes, tb)
+            self.stop_experiment("fail_fast")
+
+    # -- ending by force ----------------------------------------------------------------------------
+    def end_by_force(self, trial: Trial, interrupted: bool) -> None:
+        """Kills a RUNNING trial that did not stop in time.
+
+        After an interruption it is PAUSED (it resumes from its latest checkpoint on
+        restore); otherwise TERMINATED.
+        """
+        self._backend.kill_trial_worker(trial)
+        self._table.stopping.pop(trial, None)
+        self._backend.release_trial(trial, reuse=False)
+        if interrupted:
+            trial.restore_checkpoint = trial.checkpoint
+            self._table.set_status(trial, Trial.PAUSED)
+        else:
+            self._table.set_status(trial, Trial.TERMINATED)
+            self._after_trial_end(trial)
+
+    def request_pause_for_interrupt(self, trial: Trial) -> None:
+        """Asks a RUNNING trial to pause at its next result (Ctrl+C: it resumes on restore)."""
+        self._table.stopping[trial] = PAUSE
+        self._backend.send(trial, P.PAUSE)
