@@ -16,11 +16,13 @@ _DICT_FILE = "dict_checkpoint.pkl"
 
 def _resolve_filesystem(path: str | os.PathLike, filesystem=None):
     """Returns ``(filesystem, fs_path)`` for a local path or a URI such as ``s3://bucket/key``."""
-    from tunesmith._internal.storage import resolve_storage
-
     path = os.fspath(path)
     if filesystem is not None and not _is_local(filesystem):
         return filesystem, path[path.index("://") + 3:] if "://" in path else path
+    if "://" not in path:  # the common case stays free of imports
+        return None, os.path.abspath(os.path.expanduser(path))
+    from tunesmith._internal.storage import resolve_storage
+
     return resolve_storage(path, None)
 
 
