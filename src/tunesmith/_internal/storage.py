@@ -296,7 +296,11 @@ def download_dir(filesystem, fs_path: str, local_dir: str, timeout: float,
 
 def delete_dir(filesystem, fs_path: str, timeout: float) -> None:
     """Deletes a directory (every object under a prefix) on remote storage; a missing one is fine."""
+    import pyarrow.fs
+
     def delete():
+        if filesystem.get_file_info(fs_path).type == pyarrow.fs.FileType.NotFound:
+            return  # (some stores answer a delete of nothing with an error that is not "not found")
         try:
             filesystem.delete_dir(fs_path)
         except FileNotFoundError:
