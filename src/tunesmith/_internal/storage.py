@@ -68,7 +68,18 @@ def check_experiment_name(name: str) -> str:
 
 
 class StorageError(OSError):
-    """Remote storage kept refusing an upload, download or delete; the message names the store and path."""
+    """Remote storage kept refusing an upload, download or delete; the message names the store and path.
+
+    Example:
+        >>> import pyarrow.fs
+        >>> def refused():
+        ...     raise OSError("connection refused")
+        >>> try:
+        ...     with_retries(refused, "upload to", pyarrow.fs.LocalFileSystem(), "/b/k", timeout=0)
+        ... except StorageError as exc:
+        ...     print(str(exc)[:43])
+        Could not upload to /b/k on LocalFileSystem
+    """
 
 
 # Object stores put a whole object in one request, so a write there is atomic by itself.
@@ -324,6 +335,11 @@ class RemoteTarget:
         filesystem: The store's ``pyarrow.fs.FileSystem`` (pickled to the worker).
         experiment_path: The experiment directory on it.
         timeout: Seconds an upload is retried before it fails (``SyncConfig.sync_timeout``).
+
+    Example:
+        >>> import pyarrow.fs
+        >>> RemoteTarget(pyarrow.fs.LocalFileSystem(), "/bucket/exp").trial_path("trial_1")
+        '/bucket/exp/trial_1'
     """
 
     filesystem: Any
@@ -350,6 +366,12 @@ class StorageContext:
         storage_filesystem: Optional ``pyarrow.fs.FileSystem`` of ``storage_path``.
         sync_config: The run's ``SyncConfig`` (period, timeout, artifacts).
         trial_output_names: Extra trial file names always uploaded (``log_to_file`` outputs).
+
+    Example:
+        >>> import os, tempfile
+        >>> ctx = StorageContext(tempfile.mkdtemp(), "exp")
+        >>> ctx.is_remote, ctx.experiment_local_path == ctx.experiment_fs_path, ctx.sync()
+        (False, True, 0)
     """
 
     def __init__(self, storage_path: str | None, experiment_dir_name: str, storage_filesystem=None,
