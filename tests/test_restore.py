@@ -88,3 +88,68 @@ def test_callback_state_is_restored(tmp_path):
     tune.Tuner.restore(os.path.join(storage, "exp"), trainable=flaky_until_fixed, resume_errored=True).fit()
     # The restored callback went on counting from where it was.
     assert out.read_text() == "8"
+
+
+_UNFINISHED_SCRIPT = r"""
+import os, signal, sys, time
+from tunesmith import train, tune
+from tunesmith.tune.search import ConcurrencyLimiter
+from tunesmith.tune.search.optuna import OptunaSearch
+
+storage, phase = sys.argv[1], sys.argv[2]
+
+
+def slow(config):
+    for i in range(40):
+        time.sleep(0.05)
+        train.report({"loss": config["x"] + 1.0 / (i + 1)})
+
+
+class InterruptOnce(tune.Callback):
+    # Restore brings the run's callbacks back: a marker file keeps this to the first run.
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        marker = os.path.join(storage, "interrupted")
+        if result["training_iteration"] == 2 and not os.path.exists(marker):
+            open(marker, "w").close()
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+if phase == "run":
+    searcher = ConcurrencyLimiter(OptunaSearch(seed=0), max_concurrent=2)
+    tuner = tune.Tuner(
+        slow, param_space={"x": tune.uniform(0, 1)},
+        tune_config=tune.TuneConfig(search_alg=searcher, metric="loss", mode="min", num_samples=5),
+        run_config=tune.RunConfig(name="exp", storage_path=storage, verbose=0, callbacks=[InterruptOnce()]),
+    )
+else:
+    tuner = tune.Tuner.restore(os.path.join(storage, "exp"), trainable=slow, resume_unfinished=False)
+grid = tuner.fit()
+print("TRIALS", len(grid), sorted(r.metrics.get("training_iteration", 0) for r in grid), flush=True)
+"""
+
+
+def test_restore_without_resuming_unfinished_trials_frees_the_searchers_slots(tmp_path):
+    """Trials that restore does not resume are over for the searcher too.
+
+    A ConcurrencyLimiter that still counted them as running would suggest
+    nothing more, and the rest of the search would never run.
+    """
+    import subprocess
+    import sys
+
+    script = tmp_path / "unfinished.py"
+    script.write_text(_UNFINISHED_SCRIPT)
+    storage = str(tmp_path / "storage")
+    first = subprocess.run([sys.executable, str(script), storage, "run"], capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "TRIALS" in first.stdout
+    before = int(first.stdout.split("TRIALS ")[1].split()[0])
+    assert before < 5  # interrupted with trials left to suggest
+    second = subprocess.run([sys.executable, str(script), storage, "restore"], capture_output=True, text=True,
+                            timeout=300)
+    assert second.returncode == 0, second.stderr[-3000:]
+    line = second.stdout.split("TRIALS ")[1]
+    assert int(line.split()[0]) == 5
+    iterations = eval(line.split(" ", 1)[1])  # the sorted list printed by the script
+    # The trials interrupted at their second iteration stay there; the rest ran to the end.
+    assert iterations.count(40) >= 5 - before

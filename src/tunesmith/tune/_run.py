@@ -616,6 +616,7 @@ def _restore_trials(storage: StorageContext, search_alg, scheduler, options: dic
     state = read_experiment_state(path)
     state_file = os.path.join(path, EXPERIMENT_STATE_FILE)
     trials = []
+    ended_unfinished = []
     for tstate in state["trials"]:
         try:
             trial = Trial.from_json_state(
@@ -637,6 +638,7 @@ def _restore_trials(storage: StorageContext, search_alg, scheduler, options: dic
                 trial.status = Trial.PENDING
             else:
                 trial.status = Trial.TERMINATED
+                ended_unfinished.append(trial)
         elif trial.status == Trial.ERROR:
             if options.get("restart_errored"):
                 trial.restore_checkpoint = None
@@ -656,6 +658,10 @@ def _restore_trials(storage: StorageContext, search_alg, scheduler, options: dic
     _remove_uncommitted(path, trials)
     if search_alg.has_checkpoint(path):
         search_alg.restore_from_dir(path)
+        # Trials not resumed are over: a searcher (or ConcurrencyLimiter) that still
+        # counted them as live would wait for them forever.
+        for trial in ended_unfinished:
+            search_alg.on_trial_complete(trial.trial_id, result=trial.last_result or None)
     else:
         search_alg.set_finished()
     return trials, _restore_scheduler(path, scheduler, trials)
