@@ -273,9 +273,13 @@ def test_store_that_stays_down_fails_loudly_and_restore_loses_nothing(s3, bucket
     import threading
 
     from _crash_driver import counting
+    import pyarrow.fs
+
     from tunesmith._internal.storage import StorageError
 
-    fs = s3.filesystem(connect_timeout=1, request_timeout=1)
+    # One try per request: tunesmith's own retries and sync_timeout decide how long an outage is ridden out.
+    fs = s3.filesystem(connect_timeout=1, request_timeout=1,
+                       retry_strategy=pyarrow.fs.AwsStandardS3RetryStrategy(max_attempts=1))
     prefix = "down/exp/"
 
     def outage():
