@@ -59,6 +59,7 @@ def main() -> None:
                 name=name, storage_path=storage, verbose=0,
                 failure_config=tune.FailureConfig(max_failures=opts.get("max_failures", 0)),
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=opts.get("num_to_keep")),
+                sync_config=tune.SyncConfig(sync_period=opts.get("sync_period", 300)),
             ),
         )
     else:

@@ -66,6 +66,8 @@ class TrialSpec:
     log_to_file: tuple = (None, None)
     reuse: bool = True
     storage_uri: str | None = None
+    # Remote storage (a ``storage.RemoteTarget``) the worker uploads checkpoints to; None for local.
+    storage: Any = None
     # Function trainables go on without waiting for the driver's answer while fewer than
     # this many results are unanswered (TUNE_RESULT_BUFFER_LENGTH; 1 waits for each).
     result_buffer_length: int = 1

@@ -121,11 +121,9 @@ class _Session:
         self._in_flight_s = 0.0
         self._poller = None
         self.context = context or TrainContext(trial_info)
-        self.storage_filesystem = None
-        if spec.storage_uri:
-            import pyarrow.fs
-
-            self.storage_filesystem, _ = pyarrow.fs.FileSystem.from_uri(spec.storage_uri)
+        # Remote storage: checkpoints are uploaded from here, never through the driver.
+        self.remote = getattr(spec, "storage", None)
+        self.storage_filesystem = self.remote.filesystem if self.remote is not None else None
 
     # -- checkpoints ------------------------------------------------------------
     def _next_checkpoint_dir(self) -> str:
@@ -143,25 +141,22 @@ class _Session:
                 )
         target = self._next_checkpoint_dir()
         self.checkpoint_index += 1
-        if self.storage_filesystem is not None:
-            import pyarrow.fs
-
+        if self.remote is not None:
+            name = os.path.basename(target)
             with checkpoint.as_directory() as local:
-                pyarrow.fs.copy_files(local, target, source_filesystem=pyarrow.fs.LocalFileSystem(),
-                                      destination_filesystem=self.storage_filesystem)
-            self.checkpoint = Checkpoint(target, self.storage_filesystem)
-        else:
-            if os.path.abspath(checkpoint.path) != target:
-                # A directory left by a run that died before the driver saw it is stale.
-                shutil.rmtree(target, ignore_errors=True)
-                tmp = target + ".tmp"
-                shutil.rmtree(tmp, ignore_errors=True)
-                if checkpoint._local:
-                    shutil.copytree(checkpoint.path, tmp)
-                else:
-                    checkpoint.to_directory(tmp)
-                os.replace(tmp, target)
-            self.checkpoint = Checkpoint(target)
+                self.checkpoint = upload_checkpoint(self.remote, self.trial_info, local, name)
+            return name
+        if os.path.abspath(checkpoint.path) != target:
+            # A directory left by a run that died before the driver saw it is stale.
+            shutil.rmtree(target, ignore_errors=True)
+            tmp = target + ".tmp"
+            shutil.rmtree(tmp, ignore_errors=True)
+            if checkpoint._local:
+                shutil.copytree(checkpoint.path, tmp)
+            else:
+                checkpoint.to_directory(tmp)
+            os.replace(tmp, target)
+        self.checkpoint = Checkpoint(target)
         return os.path.basename(target)
 
     @contextlib.contextmanager
@@ -182,8 +177,13 @@ class _Session:
         if checkpoint is not None:
             checkpoint_dir_name = self._persist(checkpoint)
         elif self._pending_checkpoint_dir is not None:
-            checkpoint_dir_name = os.path.basename(self._pending_checkpoint_dir)
-            self.checkpoint = Checkpoint(self._pending_checkpoint_dir)
+            pending = self._pending_checkpoint_dir
+            checkpoint_dir_name = os.path.basename(pending)
+            if self.remote is not None:
+                self.checkpoint = upload_checkpoint(self.remote, self.trial_info, pending, checkpoint_dir_name)
+                shutil.rmtree(pending, ignore_errors=True)
+            else:
+                self.checkpoint = Checkpoint(pending)
             self.checkpoint_index += 1
             self._pending_checkpoint_dir = None
         self.iteration += 1
@@ -272,6 +272,25 @@ class _Session:
         if reply == "p":
             raise TrialStopped(pause=True)
         raise RuntimeError(f"Unexpected message from the driver: {reply!r}")
+
+
+def upload_checkpoint(remote, trial_info, local_dir: str, name: str) -> Checkpoint:
+    """Uploads a checkpoint directory from this process straight to the experiment's store.
+
+    The upload is complete before the checkpoint is reported, so no saved state
+    ever names a checkpoint the store does not hold. Files left under the same
+    name by a run that died before reporting it are removed first.
+
+    Raises:
+        StorageError: The store kept refusing the upload for ``sync_timeout`` seconds.
+    """
+    from tunesmith._internal.storage import delete_dir, upload_dir
+
+    dirname = os.path.basename(os.path.normpath(trial_info.trial_dir))
+    target = f"{remote.trial_path(dirname)}/{name}"
+    delete_dir(remote.filesystem, target, remote.timeout)
+    upload_dir(local_dir, remote.filesystem, target, remote.timeout)
+    return Checkpoint(target, remote.filesystem)
 
 
 def _get_session() -> "_Session | None":

@@ -1,13 +1,28 @@
-"""Where an experiment's files go: a local directory or any ``pyarrow.fs`` filesystem."""
+"""Where an experiment's files go: a local directory or any ``pyarrow.fs`` filesystem.
+
+This is the one storage layer of tunesmith. Local paths (and NFS mounts) are
+used in place with ``os`` calls and never import pyarrow. Remote storage
+(``s3://``, ``gs://``, any URI pyarrow resolves, or a user's
+``storage_filesystem``) goes through ``pyarrow.fs``: workers upload their own
+checkpoints (:class:`RemoteTarget`), the driver uploads its files from a local
+staging directory when they change (:meth:`StorageContext.sync`), and results,
+checkpoints and restores read back from the store. Every transfer is retried
+with backoff and fails with a :class:`StorageError` naming the store and path.
+"""
 from __future__ import annotations
 
 import json
+import logging
 import os
+import posixpath
 import tempfile
 import time
-from typing import Any
+import uuid
+from dataclasses import dataclass
+from typing import Any, Callable
 
 DEFAULT_STORAGE_DIRNAME = "tunesmith_results"
+_STAGING_DIRNAME = "tunesmith_staging"
 
 
 def default_storage_path() -> str:
@@ -52,59 +67,498 @@ def check_experiment_name(name: str) -> str:
     return name
 
 
+class StorageError(OSError):
+    """Remote storage kept refusing an upload, download or delete; the message names the store and path.
+
+    Example:
+        >>> import pyarrow.fs
+        >>> def refused():
+        ...     raise OSError("connection refused")
+        >>> try:
+        ...     with_retries(refused, "upload to", pyarrow.fs.LocalFileSystem(), "/b/k", timeout=0)
+        ... except StorageError as exc:
+        ...     print(str(exc)[:43])
+        Could not upload to /b/k on LocalFileSystem
+    """
+
+
+# Object stores put a whole object in one request, so a write there is atomic by itself.
+_OBJECT_STORES = frozenset({"s3", "gcs", "abfs"})
+# Files of the experiment directory the driver never uploads.
+_NEVER_SYNCED = (".tunesmith.lock",)
+# Files of a trial directory that are its results (uploaded without sync_artifacts).
+_TRIAL_OUTPUTS = frozenset({
+    "result.json", "progress.csv", "params.json", "params.pkl", "error.txt", "error.pkl",
+})
+_TRIAL_OUTPUT_PREFIXES = ("events.out.tfevents",)
+# Staging directory of a group trainer's checkpoints before they are merged (train/_internal).
+_GROUP_STAGING = ".group_staging"
+
+_logger = logging.getLogger(__name__)
+
+
+def _is_local_filesystem(filesystem) -> bool:
+    if filesystem is None:
+        return True
+    import pyarrow.fs
+
+    return isinstance(filesystem, pyarrow.fs.LocalFileSystem)
+
+
+def resolve_storage(path: str | os.PathLike, filesystem=None) -> tuple[Any, str]:
+    """Returns ``(filesystem, path on it)``; the filesystem is None for a local path.
+
+    Local paths (and a ``LocalFileSystem``) never import pyarrow: they are used
+    in place, with ``os`` calls. A URI (``s3://``, ``gs://``, any scheme pyarrow
+    resolves) gives its filesystem; with ``filesystem`` given, ``path`` is a path
+    on it (a URI's scheme is dropped).
+    """
+    path = os.fspath(path)
+    if filesystem is not None:
+        if _is_local_filesystem(filesystem):
+            if path.startswith("file://"):
+                path = path[len("file://"):]
+            return None, os.path.abspath(os.path.expanduser(path))
+        if "://" in path:
+            path = path.split("://", 1)[1]
+        return filesystem, path.rstrip("/") or path
+    if path.startswith("file://"):
+        return None, os.path.abspath(os.path.expanduser(path[len("file://"):]))
+    if "://" in path:
+        import pyarrow.fs
+
+        filesystem, fs_path = _filesystem_from_uri(path)
+        if isinstance(filesystem, pyarrow.fs.LocalFileSystem):
+            return None, os.path.abspath(fs_path)
+        return filesystem, fs_path.rstrip("/") or fs_path
+    return None, os.path.abspath(os.path.expanduser(path))
+
+
+_FILESYSTEMS: dict[tuple[str, str], Any] = {}
+
+
+def _filesystem_from_uri(uri: str):
+    """``pyarrow.fs.FileSystem.from_uri``, with one filesystem kept per scheme, bucket and options
+    (resolving one asks the store for the bucket's region)."""
+    import pyarrow.fs
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(uri)
+    key = (f"{parts.scheme}://{parts.netloc}?{parts.query}", os.environ.get("AWS_ENDPOINT_URL", ""))
+    filesystem = _FILESYSTEMS.get(key)
+    if filesystem is None:
+        filesystem, fs_path = pyarrow.fs.FileSystem.from_uri(uri)
+        if not isinstance(filesystem, pyarrow.fs.LocalFileSystem):
+            _FILESYSTEMS[key] = filesystem
+        return filesystem, fs_path
+    return filesystem, f"{parts.netloc}{parts.path}"
+
+
+def storage_uri(filesystem, path: str) -> str:
+    """``path`` on ``filesystem`` as a URI where the filesystem has a scheme (``s3://bucket/key``)."""
+    if filesystem is None:
+        return path
+    scheme = {"s3": "s3", "gcs": "gs", "hdfs": "hdfs", "abfs": "abfs"}.get(getattr(filesystem, "type_name", ""), "")
+    return f"{scheme}://{path}" if scheme else path
+
+
+def _store_name(filesystem) -> str:
+    return f"{type(filesystem).__name__} ({getattr(filesystem, 'type_name', '?')})"
+
+
+def with_retries(action: Callable[[], Any], what: str, filesystem, path: str, timeout: float) -> Any:
+    """Runs ``action`` until it succeeds, retrying ``OSError`` with exponential backoff.
+
+    Raises:
+        StorageError: It kept failing for ``timeout`` seconds; the message names
+            the store, the path and the last error.
+    """
+    deadline = time.monotonic() + max(0.0, timeout)
+    delay = 0.2
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            return action()
+        except FileNotFoundError:
+            raise
+        except OSError as exc:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise StorageError(
+                    f"Could not {what} {storage_uri(filesystem, path)} on {_store_name(filesystem)}: "
+                    f"{attempt} attempts over {timeout:.0f} s failed; the last error was: {exc}. "
+                    "Check that the store is reachable and writable (endpoint, bucket, credentials "
+                    "of RunConfig(storage_path=..., storage_filesystem=...)), or allow a longer outage "
+                    "with SyncConfig(sync_timeout=...)."
+                ) from exc
+            if attempt == 1:
+                _logger.warning("Could not %s %s (%s); retrying for up to %.0f s.",
+                                what, storage_uri(filesystem, path), exc, remaining)
+            time.sleep(min(delay, remaining))
+            delay = min(delay * 2, 5.0)
+
+
+def _ensure_parent(filesystem, fs_path: str) -> None:
+    if filesystem.type_name not in _OBJECT_STORES:  # object stores have no directories to create
+        parent = posixpath.dirname(fs_path)
+        if parent:
+            filesystem.create_dir(parent, recursive=True)
+
+
+def put_file(filesystem, fs_path: str, data: bytes) -> None:
+    """Writes ``data`` to ``fs_path``: one object put on object stores, temporary name and move elsewhere."""
+    _ensure_parent(filesystem, fs_path)
+    if filesystem.type_name in _OBJECT_STORES:
+        with filesystem.open_output_stream(fs_path) as out:
+            out.write(data)
+        return
+    tmp = f"{fs_path}.tmp{os.getpid()}"
+    with filesystem.open_output_stream(tmp) as out:
+        out.write(data)
+    filesystem.move(tmp, fs_path)
+
+
+def upload_file(local_path: str, filesystem, fs_path: str, timeout: float) -> int:
+    """Uploads one local file (retrying); returns the number of bytes sent."""
+    with open(local_path, "rb") as f:
+        data = f.read()
+    with_retries(lambda: put_file(filesystem, fs_path, data), "upload to", filesystem, fs_path, timeout)
+    return len(data)
+
+
+def _local_files(local_dir: str) -> list[str]:
+    """Paths relative to ``local_dir`` of every file under it (``/``-separated)."""
+    out = []
+    for root, _, files in os.walk(local_dir):
+        rel_root = os.path.relpath(root, local_dir)
+        for name in files:
+            rel = name if rel_root == "." else os.path.join(rel_root, name)
+            out.append(rel.replace(os.sep, "/"))
+    return out
+
+
+def upload_dir(local_dir: str, filesystem, fs_path: str, timeout: float) -> int:
+    """Uploads every file under ``local_dir`` to ``fs_path`` (retrying each); returns the bytes sent."""
+    files = _local_files(local_dir)
+
+    def one(rel: str) -> int:
+        return upload_file(os.path.join(local_dir, *rel.split("/")), filesystem, f"{fs_path}/{rel}", timeout)
+
+    if len(files) <= 2:
+        return sum(one(rel) for rel in files)
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=min(8, len(files))) as pool:
+        return sum(pool.map(one, files))
+
+
+def list_files(filesystem, fs_path: str, timeout: float) -> list[str]:
+    """Paths relative to ``fs_path`` of every file under it; empty if it does not exist."""
+    import pyarrow.fs
+
+    def listing():
+        selector = pyarrow.fs.FileSelector(fs_path, recursive=True, allow_not_found=True)
+        return filesystem.get_file_info(selector)
+
+    base = fs_path.rstrip("/") + "/"
+    infos = with_retries(listing, "list", filesystem, fs_path, timeout)
+    return [i.path[len(base):] for i in infos if i.type == pyarrow.fs.FileType.File and i.path.startswith(base)]
+
+
+def download_file(filesystem, fs_path: str, local_path: str, timeout: float) -> None:
+    def get():
+        with filesystem.open_input_stream(fs_path) as f:
+            return f.read()
+
+    data = with_retries(get, "download", filesystem, fs_path, timeout)
+    os.makedirs(os.path.dirname(local_path) or ".", exist_ok=True)
+    write_bytes_atomic(local_path, data)
+
+
+def download_dir(filesystem, fs_path: str, local_dir: str, timeout: float,
+                 skip: Callable[[str], bool] | None = None) -> list[str]:
+    """Downloads every file under ``fs_path`` into ``local_dir``; returns the relative paths fetched.
+
+    Raises:
+        FileNotFoundError: Nothing is stored under ``fs_path``.
+    """
+    files = [rel for rel in list_files(filesystem, fs_path, timeout) if not (skip and skip(rel))]
+    if not files:
+        import pyarrow.fs
+
+        if filesystem.get_file_info(fs_path).type != pyarrow.fs.FileType.Directory:
+            raise FileNotFoundError(f"Nothing is stored at {storage_uri(filesystem, fs_path)}.")
+    os.makedirs(local_dir, exist_ok=True)
+
+    def one(rel: str) -> None:
+        download_file(filesystem, f"{fs_path}/{rel}", os.path.join(local_dir, *rel.split("/")), timeout)
+
+    if len(files) <= 2:
+        for rel in files:
+            one(rel)
+    else:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=min(8, len(files))) as pool:
+            list(pool.map(one, files))
+    return files
+
+
+def delete_dir(filesystem, fs_path: str, timeout: float) -> None:
+    """Deletes a directory (every object under a prefix) on remote storage; a missing one is fine."""
+    import pyarrow.fs
+
+    def delete():
+        if filesystem.get_file_info(fs_path).type == pyarrow.fs.FileType.NotFound:
+            return  # (some stores answer a delete of nothing with an error that is not "not found")
+        try:
+            filesystem.delete_dir(fs_path)
+        except FileNotFoundError:
+            pass
+
+    with_retries(delete, "delete", filesystem, fs_path, timeout)
+
+
+def path_exists(filesystem, fs_path: str, timeout: float = 60.0) -> bool:
+    import pyarrow.fs
+
+    info = with_retries(lambda: filesystem.get_file_info(fs_path), "look up", filesystem, fs_path, timeout)
+    return info.type != pyarrow.fs.FileType.NotFound
+
+
+@dataclass
+class RemoteTarget:
+    """What a worker needs to persist checkpoints straight to remote storage.
+
+    Attributes:
+        filesystem: The store's ``pyarrow.fs.FileSystem`` (pickled to the worker).
+        experiment_path: The experiment directory on it.
+        timeout: Seconds an upload is retried before it fails (``SyncConfig.sync_timeout``).
+
+    Example:
+        >>> import pyarrow.fs
+        >>> RemoteTarget(pyarrow.fs.LocalFileSystem(), "/bucket/exp").trial_path("trial_1")
+        '/bucket/exp/trial_1'
+    """
+
+    filesystem: Any
+    experiment_path: str
+    timeout: float = 1800.0
+
+    def trial_path(self, trial_dirname: str) -> str:
+        return f"{self.experiment_path}/{trial_dirname}"
+
+
 class StorageContext:
     """The experiment directory on storage, and the local directory the driver writes into.
 
-    For local storage both are the same directory. For a remote filesystem the
-    driver writes into a local staging directory and uploads it with
-    :meth:`sync_up`.
+    For local storage (and NFS) both are one directory and nothing is copied.
+    For remote storage (``s3://``, ``gs://``, a user ``storage_filesystem``) the
+    driver writes its files into a local staging directory and uploads what
+    changed every ``SyncConfig.sync_period`` seconds and at the end (:meth:`sync`);
+    workers upload their checkpoints themselves (:class:`RemoteTarget`).
+
+    Args:
+        storage_path: Local directory, URI, or path on ``storage_filesystem``
+            (``~/tunesmith_results`` when None).
+        experiment_dir_name: The experiment's directory name.
+        storage_filesystem: Optional ``pyarrow.fs.FileSystem`` of ``storage_path``.
+        sync_config: The run's ``SyncConfig`` (period, timeout, artifacts).
+        trial_output_names: Extra trial file names always uploaded (``log_to_file`` outputs).
+
+    Example:
+        >>> import os, tempfile
+        >>> ctx = StorageContext(tempfile.mkdtemp(), "exp")
+        >>> ctx.is_remote, ctx.experiment_local_path == ctx.experiment_fs_path, ctx.sync()
+        (False, True, 0)
     """
 
-    def __init__(self, storage_path: str | None, experiment_dir_name: str, storage_filesystem=None):
+    def __init__(self, storage_path: str | None, experiment_dir_name: str, storage_filesystem=None,
+                 sync_config=None, trial_output_names: tuple[str, ...] = ()):
         storage_path = os.fspath(storage_path) if storage_path is not None else default_storage_path()
         self.experiment_dir_name = check_experiment_name(experiment_dir_name)
-        if storage_filesystem is None and "://" in storage_path and not storage_path.startswith("file://"):
-            import pyarrow.fs
-
-            storage_filesystem, storage_path = pyarrow.fs.FileSystem.from_uri(storage_path)
-        elif storage_path.startswith("file://"):
-            storage_path = storage_path[len("file://"):]
-        self.storage_filesystem = storage_filesystem
-        self.is_remote = storage_filesystem is not None and type(storage_filesystem).__name__ != "LocalFileSystem"
-        if not self.is_remote:
-            storage_path = os.path.abspath(os.path.expanduser(storage_path))
+        filesystem, storage_path = resolve_storage(storage_path, storage_filesystem)
+        self.storage_filesystem = filesystem
+        self.is_remote = filesystem is not None
         self.storage_path = storage_path
-        self.experiment_fs_path = os.path.join(storage_path, self.experiment_dir_name).replace("\\", "/")
         if self.is_remote:
+            self.experiment_fs_path = f"{storage_path.rstrip('/')}/{self.experiment_dir_name}"
+            # One staging directory per run: two drivers never share one.
             self.experiment_local_path = os.path.join(
-                tempfile.gettempdir(), "tunesmith_staging", self.experiment_dir_name
+                os.environ.get("TUNESMITH_STAGING_DIR") or os.path.join(tempfile.gettempdir(), _STAGING_DIRNAME),
+                f"{self.experiment_dir_name.replace('/', '_')}-{uuid.uuid4().hex[:8]}",
             )
         else:
+            self.experiment_fs_path = os.path.join(storage_path, self.experiment_dir_name)
             self.experiment_local_path = self.experiment_fs_path
+        self.sync_period = float(getattr(sync_config, "sync_period", 300) if sync_config is not None else 300)
+        self.sync_timeout = float(getattr(sync_config, "sync_timeout", 1800) if sync_config is not None else 1800)
+        self.sync_artifacts = bool(getattr(sync_config, "sync_artifacts", False)) if sync_config is not None else False
+        self._trial_outputs = _TRIAL_OUTPUTS | {n for n in trial_output_names if n}
+        self._uploaded: dict[str, tuple[int, int]] = {}
+        self._last_sync = time.monotonic()
+        self.bytes_uploaded = 0
 
     @property
     def experiment_path(self) -> str:
         """The experiment directory as users see it (a URI for remote storage)."""
-        if self.is_remote:
-            scheme = {"S3FileSystem": "s3", "GcsFileSystem": "gs"}.get(type(self.storage_filesystem).__name__, "")
-            return f"{scheme}://{self.experiment_fs_path}" if scheme else self.experiment_fs_path
-        return self.experiment_fs_path
+        return storage_uri(self.storage_filesystem, self.experiment_fs_path)
+
+    @property
+    def remote_experiment_path(self) -> str | None:
+        """The experiment directory on the remote store (None for local storage)."""
+        return self.experiment_fs_path if self.is_remote else None
+
+    def remote_target(self) -> RemoteTarget | None:
+        """What workers need to upload checkpoints (None for local storage)."""
+        if not self.is_remote:
+            return None
+        return RemoteTarget(self.storage_filesystem, self.experiment_fs_path, self.sync_timeout)
 
     def make_dirs(self) -> None:
         os.makedirs(self.experiment_local_path, exist_ok=True)
-        if self.is_remote:
-            self.storage_filesystem.create_dir(self.experiment_fs_path, recursive=True)
 
-    def sync_up(self) -> None:
-        """Uploads the local experiment directory to remote storage."""
+    def upload_now(self, name: str, timeout: float | None = None) -> None:
+        """Uploads one file of the experiment directory at once (the tuner file, when a Tuner is built)."""
         if not self.is_remote:
             return
-        import pyarrow.fs
-
-        pyarrow.fs.copy_files(
-            self.experiment_local_path, self.experiment_fs_path,
-            source_filesystem=pyarrow.fs.LocalFileSystem(), destination_filesystem=self.storage_filesystem,
+        local = os.path.join(self.experiment_local_path, name)
+        st = os.stat(local)
+        self.bytes_uploaded += upload_file(
+            local, self.storage_filesystem, f"{self.experiment_fs_path}/{name}",
+            self.sync_timeout if timeout is None else timeout,
         )
+        self._uploaded[name] = (st.st_mtime_ns, st.st_size)
+
+    # -- the driver's uploads ---------------------------------------------------
+    def sync_due(self) -> bool:
+        return self.is_remote and time.monotonic() - self._last_sync >= self.sync_period
+
+    def sync_due_in(self) -> float:
+        """Seconds until the next upload is due (infinite for local storage)."""
+        if not self.is_remote:
+            return float("inf")
+        return self._last_sync + self.sync_period - time.monotonic()
+
+    def sync(self) -> int:
+        """Uploads the files of the staging directory that changed since the last sync.
+
+        Result logs and other files go first and the experiment state last, so the
+        state on the store never names rows or files that are not there. Trial
+        checkpoints are not touched (workers upload them); a trial's other files
+        go up only with ``SyncConfig(sync_artifacts=True)``, except its results,
+        errors and ``log_to_file`` outputs. Returns the number of files uploaded.
+
+        Raises:
+            StorageError: An upload kept failing for ``sync_timeout`` seconds.
+        """
+        if not self.is_remote:
+            return 0
+        changed = []
+        for rel, stamp in self._scan():
+            if self._uploaded.get(rel) != stamp:
+                changed.append((rel, stamp))
+        fs, base = self.storage_filesystem, self.experiment_fs_path
+
+        def one(item) -> None:
+            rel, stamp = item
+            local = os.path.join(self.experiment_local_path, *rel.split("/"))
+            try:
+                self.bytes_uploaded += upload_file(local, fs, f"{base}/{rel}", self.sync_timeout)
+            except FileNotFoundError:
+                return  # replaced or removed since the scan; the next sync takes the new one
+            self._uploaded[rel] = stamp
+
+        files = [item for item in changed if not _is_state_file(item[0])]
+        if len(files) > 1:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(max_workers=min(8, len(files))) as pool:
+                list(pool.map(one, files))  # re-raises the first failure
+        else:
+            for item in files:
+                one(item)
+        for item in changed:  # the state last, once everything it names is there
+            if _is_state_file(item[0]):
+                one(item)
+        self._last_sync = time.monotonic()
+        return len(changed)
+
+    def _scan(self) -> list[tuple[str, tuple[int, int]]]:
+        """``(relative path, (mtime_ns, size))`` of each file the driver uploads."""
+        out = []
+        root = self.experiment_local_path
+        try:
+            top = list(os.scandir(root))
+        except FileNotFoundError:
+            return out
+        for entry in top:
+            if entry.is_file(follow_symlinks=False):
+                if entry.name not in _NEVER_SYNCED and ".tmp" not in entry.name:
+                    st = entry.stat()
+                    out.append((entry.name, (st.st_mtime_ns, st.st_size)))
+            elif entry.is_dir(follow_symlinks=False):
+                out.extend(self._scan_trial(entry.path, entry.name))
+        return out
+
+    def _scan_trial(self, path: str, dirname: str):
+        for root, dirs, files in os.walk(path):
+            rel_root = os.path.relpath(root, path)
+            if rel_root == ".":
+                # Checkpoints are the workers' uploads; a group's staging is not a result.
+                dirs[:] = [d for d in dirs if not d.startswith("checkpoint_") and d != _GROUP_STAGING]
+                if not self.sync_artifacts:
+                    dirs[:] = []
+            for name in files:
+                if ".tmp" in name:
+                    continue
+                if rel_root == "." and not self.sync_artifacts and not (
+                    name in self._trial_outputs or name.startswith(_TRIAL_OUTPUT_PREFIXES)
+                ):
+                    continue
+                full = os.path.join(root, name)
+                try:
+                    st = os.stat(full)
+                except FileNotFoundError:
+                    continue
+                rel = name if rel_root == "." else f"{rel_root.replace(os.sep, '/')}/{name}"
+                yield f"{dirname}/{rel}", (st.st_mtime_ns, st.st_size)
+
+    # -- restore ---------------------------------------------------------------------
+    def download_experiment(self) -> list[str]:
+        """Fetches the experiment's files (not its checkpoints) from the store into the staging directory.
+
+        What is fetched counts as uploaded, so the next sync sends only what changes after.
+        """
+        if not self.is_remote:
+            return []
+
+        def skip(rel: str) -> bool:
+            parts = rel.split("/")
+            return len(parts) > 2 and (parts[1].startswith("checkpoint_") or parts[1] == _GROUP_STAGING)
+
+        os.makedirs(self.experiment_local_path, exist_ok=True)
+        try:
+            files = download_dir(self.storage_filesystem, self.experiment_fs_path, self.experiment_local_path,
+                                 self.sync_timeout, skip=skip)
+        except FileNotFoundError:
+            return []
+        for rel in files:
+            st = os.stat(os.path.join(self.experiment_local_path, *rel.split("/")))
+            self._uploaded[rel] = (st.st_mtime_ns, st.st_size)
+        return files
+
+    def checkpoint_path(self, trial_dirname: str, name: str, local_trial_dir: str) -> str:
+        """Where checkpoint ``name`` of a trial lives: on the store for remote storage."""
+        if self.is_remote:
+            return f"{self.experiment_fs_path}/{trial_dirname}/{name}"
+        return os.path.join(local_trial_dir, name)
+
+
+def _is_state_file(rel: str) -> bool:
+    return "/" not in rel and rel.startswith("experiment_state")
+
 
 
 def write_json_atomic(path: str, data: Any) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import inspect
 import numbers
 import os
+import shutil
 import signal
 import sys
 import traceback
@@ -183,7 +184,7 @@ class Worker:
         from tunesmith._internal import session as S
         from tunesmith.train._checkpoint import Checkpoint
 
-        checkpoint = Checkpoint(spec.checkpoint_path) if spec.checkpoint_path else None
+        checkpoint = _start_checkpoint(spec)
         sess = S._Session(self.conn, spec, spec.trial_info, checkpoint)
         S._set_session(sess)
         try:
@@ -221,14 +222,20 @@ class Worker:
             target = os.path.join(spec.trial_info.trial_dir, CHECKPOINT_DIR_FORMAT.format(index))
             index += 1
             path = instance.save(target)
-            return os.path.basename(os.path.normpath(path))
+            name = os.path.basename(os.path.normpath(path))
+            if spec.storage is not None:  # straight to remote storage, then the local copy goes
+                from tunesmith._internal.session import upload_checkpoint
+
+                upload_checkpoint(spec.storage, spec.trial_info, path, name)
+                shutil.rmtree(path, ignore_errors=True)
+            return name
 
         instance = None
         try:
             instance = self._instance_for(cls, spec)
             if spec.checkpoint_path:
                 try:
-                    instance.restore(spec.checkpoint_path)
+                    instance.restore(_start_checkpoint(spec) if spec.storage is not None else spec.checkpoint_path)
                 except Exception as exc:
                     self._send_error(exc, P.RESTORE_PHASE)
                     instance.stop()
@@ -292,6 +299,18 @@ class Worker:
             instance.stop()
 
 
+def _start_checkpoint(spec: P.TrialSpec):
+    """The checkpoint a trial starts from, on the experiment's store (None for none)."""
+    if not spec.checkpoint_path:
+        return None
+    from tunesmith.train._checkpoint import Checkpoint
+
+    remote = spec.storage
+    if remote is not None and not os.path.isabs(spec.checkpoint_path):
+        return Checkpoint(spec.checkpoint_path, remote.filesystem)
+    return Checkpoint(spec.checkpoint_path)
+
+
 class _LoadFailure:
     def __init__(self, exc: BaseException, tb: str):
         self.exc = exc
@@ -350,7 +369,11 @@ def _call_function(fn, config: dict, checkpoint) -> Any:
 
     kind, is_generator = _call_form(fn)
     if kind == "checkpoint_dir":
-        value = fn(config, checkpoint_dir=checkpoint.path if checkpoint else None)
+        if checkpoint is not None and not checkpoint._local:
+            # The older API hands over a local directory: fetch a remote checkpoint first.
+            value = fn(config, checkpoint_dir=checkpoint.to_directory())
+        else:
+            value = fn(config, checkpoint_dir=checkpoint.path if checkpoint else None)
     elif kind == "reporter":
         value = fn(config, S.StatusReporter())
     elif kind == "none":

@@ -17,13 +17,21 @@ _DICT_FILE = "dict_checkpoint.pkl"
 def _resolve_filesystem(path: str | os.PathLike, filesystem=None):
     """Returns ``(filesystem, fs_path)`` for a local path or a URI such as ``s3://bucket/key``."""
     path = os.fspath(path)
-    if filesystem is not None:
-        return filesystem, path
-    if "://" not in path:
+    if filesystem is not None and not _is_local(filesystem):
+        return filesystem, path[path.index("://") + 3:] if "://" in path else path
+    if "://" not in path:  # the common case stays free of imports
         return None, os.path.abspath(os.path.expanduser(path))
-    import pyarrow.fs
+    from tunesmith._internal.storage import resolve_storage
 
-    return pyarrow.fs.FileSystem.from_uri(path)
+    return resolve_storage(path, None)
+
+
+def _download_timeout() -> float:
+    """Seconds a checkpoint download is retried (``TUNESMITH_STORAGE_TIMEOUT_S``, default 300)."""
+    try:
+        return float(os.environ.get("TUNESMITH_STORAGE_TIMEOUT_S", "300"))
+    except ValueError:
+        return 300.0
 
 
 def _is_local(filesystem) -> bool:
@@ -107,12 +115,9 @@ class Checkpoint:
             if os.path.abspath(target) != os.path.abspath(self.path):
                 shutil.copytree(self.path, target, dirs_exist_ok=True)
         else:
-            import pyarrow.fs
+            from tunesmith._internal.storage import download_dir
 
-            pyarrow.fs.copy_files(
-                self.path, target, source_filesystem=self.filesystem,
-                destination_filesystem=pyarrow.fs.LocalFileSystem(),
-            )
+            download_dir(self.filesystem, self.path.rstrip("/"), target, timeout=_download_timeout())
         return target
 
     @contextlib.contextmanager

@@ -302,14 +302,29 @@ def run_experiment(inp: ExperimentInput, restore_path: str | None = None, restor
             f"Tuner.restore({storage.experiment_path!r}, trainable=...).",
             flush=True,
         )
+    trials = controller.get_trials()
+    if storage.is_remote:
+        # Results read back from the store: Result.path and checkpoints are storage locations.
+        for trial in trials:
+            _rebase_to_store(trial, storage)
     analysis = ExperimentAnalysis(
-        storage.experiment_path,
-        trials=controller.get_trials(),
+        storage.experiment_fs_path,
+        trials=trials,
         default_metric=tc.metric,
         default_mode=tc.mode,
         storage_filesystem=storage.storage_filesystem if storage.is_remote else None,
     )
     return analysis, controller
+
+
+def _rebase_to_store(trial, storage: StorageContext) -> None:
+    """Points a finished run's trial at its files on the remote store instead of the staging directory."""
+    error_file = trial._relative(trial.error_file)
+    pickled_error_file = trial._relative(trial.pickled_error_file)
+    trial.experiment_path = storage.experiment_fs_path
+    trial.filesystem = storage.storage_filesystem
+    trial.error_file = trial._absolute(error_file)
+    trial.pickled_error_file = trial._absolute(pickled_error_file)
 
 
 def make_backend():
@@ -367,7 +382,9 @@ def _build_controller(inp: ExperimentInput, trainable, name: str, payload: bytes
     scheduler_restored = False
     if restore_path is not None:
         path = restore_path.rstrip("/")
-        storage = StorageContext(os.path.dirname(path), os.path.basename(path), rc.storage_filesystem)
+        storage = StorageContext(os.path.dirname(path), os.path.basename(path), rc.storage_filesystem,
+                                 sync_config=rc.sync_config, trial_output_names=log_to_file)
+        storage.download_experiment()  # state and logs, not checkpoints: those stay on the store
     else:
         storage = experiment_storage(inp, name)
     storage.make_dirs()
@@ -431,16 +448,21 @@ def experiment_storage(inp: ExperimentInput, trainable_name: str) -> StorageCont
     """Where a new run of ``inp`` writes: ``<storage_path>/<name>``."""
     rc = inp.run_config
     name = inp.experiment_name or rc.name or default_experiment_name(trainable_name)
-    return StorageContext(rc.storage_path, name, rc.storage_filesystem)
+    return StorageContext(rc.storage_path, name, rc.storage_filesystem, sync_config=rc.sync_config,
+                          trial_output_names=_log_to_file(rc.log_to_file))
 
 
 def save_tuner_file(storage: StorageContext, inp: ExperimentInput, name: str) -> None:
-    """Writes the tuner file (what ``Tuner.restore`` rebuilds the run from) into the experiment directory."""
+    """Writes the tuner file (what ``Tuner.restore`` rebuilds the run from) into the experiment directory.
+
+    On remote storage it is uploaded at once, with one try (pyarrow's own retries).
+    """
     storage.make_dirs()
-    _save_tuner_file(storage, inp, name)
+    _save_tuner_file(storage, inp, name, upload_timeout=0.0)
 
 
-def _save_tuner_file(storage: StorageContext, inp: ExperimentInput, name: str) -> None:
+def _save_tuner_file(storage: StorageContext, inp: ExperimentInput, name: str,
+                     upload_timeout: float | None = None) -> None:
     """Keeps the run's settings next to its results so ``Tuner.restore`` can rebuild it."""
     import cloudpickle
 
@@ -453,13 +475,21 @@ def _save_tuner_file(storage: StorageContext, inp: ExperimentInput, name: str) -
     except Exception:
         payload = cloudpickle.dumps({"param_space": inp.param_space, "trainable_name": name})
     write_bytes_atomic(os.path.join(storage.experiment_local_path, TUNER_FILE), payload)
+    storage.upload_now(TUNER_FILE, timeout=upload_timeout)
 
 
-def load_tuner_file(path: str) -> dict:
+def load_tuner_file(path: str, storage_filesystem=None) -> dict:
+    """Reads the tuner file of the experiment directory ``path`` (local, a URI, or a path on ``storage_filesystem``)."""
     import cloudpickle
 
-    with open(os.path.join(path, TUNER_FILE), "rb") as f:
-        return cloudpickle.load(f)
+    from tunesmith._internal.storage import resolve_storage
+
+    fs, fs_path = resolve_storage(path, storage_filesystem)
+    if fs is None:
+        with open(os.path.join(fs_path, TUNER_FILE), "rb") as f:
+            return cloudpickle.load(f)
+    with fs.open_input_stream(f"{fs_path}/{TUNER_FILE}") as f:
+        return cloudpickle.loads(f.read())
 
 
 def read_experiment_state(path: str) -> dict:
@@ -507,11 +537,19 @@ def _load_params(trial, params_file: str) -> None:
     trial.config = config
 
 
+def _checkpoint_missing(checkpoint) -> bool:
+    if checkpoint._local:
+        return not os.path.isdir(checkpoint.path)
+    from tunesmith._internal.storage import path_exists
+
+    return not path_exists(checkpoint.filesystem, checkpoint.path)
+
+
 def _drop_missing_checkpoints(trial) -> None:
     import logging
 
     for checkpoint, _ in list(trial.checkpoint_manager.checkpoints):
-        if checkpoint._local and not os.path.isdir(checkpoint.path):
+        if _checkpoint_missing(checkpoint):
             trial.checkpoint_manager.drop(checkpoint.path)
             logging.getLogger(__name__).warning(
                 "Checkpoint %s of trial %s is missing; the trial resumes from %s.", checkpoint.path, trial,
@@ -526,6 +564,38 @@ def _cut_logs(trial, rows: int) -> None:
     cut_result_lines(os.path.join(trial.local_path, EXPR_RESULT_FILE), rows)
     cut_csv_rows(os.path.join(trial.local_path, EXPR_PROGRESS_FILE), rows)
     trial.num_results = rows
+
+
+def _remove_uncommitted_remote(storage: StorageContext, trials: list) -> None:
+    """``_remove_uncommitted`` on the remote store: trial dirs and checkpoints the saved state does not know."""
+    import pyarrow.fs
+
+    from tunesmith._internal.storage import delete_dir, with_retries
+
+    fs, base, timeout = storage.storage_filesystem, storage.experiment_fs_path, storage.sync_timeout
+
+    def listdir(path: str):
+        selector = pyarrow.fs.FileSelector(path, allow_not_found=True)
+        infos = with_retries(lambda: fs.get_file_info(selector), "list", fs, path, timeout)
+        return [(i.base_name, i.type) for i in infos]
+
+    known = {t.trial_dirname: t for t in trials}
+    for name, kind in listdir(base):
+        if kind != pyarrow.fs.FileType.Directory:
+            continue
+        trial = known.get(name)
+        entries = listdir(f"{base}/{name}")
+        if trial is None:
+            if any(n == "params.json" for n, _ in entries):
+                delete_dir(fs, f"{base}/{name}", timeout)  # a trial the saved state never had
+            continue
+        named = {c.path for c, _ in trial.checkpoint_manager.checkpoints}
+        if trial.restore_checkpoint is not None:
+            named.add(trial.restore_checkpoint.path)
+        for sub, sub_kind in entries:
+            path = f"{base}/{name}/{sub}"
+            if sub.startswith("checkpoint_") and sub_kind == pyarrow.fs.FileType.Directory and path not in named:
+                delete_dir(fs, path, timeout)
 
 
 def _remove_uncommitted(path: str, trials: list) -> None:
@@ -564,7 +634,10 @@ def _restore_trials(storage: StorageContext, search_alg, scheduler, options: dic
     ended_unfinished = []
     for tstate in state["trials"]:
         try:
-            trial = Trial.from_json_state(tstate, experiment_path=path, checkpoint_config=checkpoint_config)
+            trial = Trial.from_json_state(
+                tstate, experiment_path=path, checkpoint_config=checkpoint_config,
+                storage_path=storage.remote_experiment_path, checkpoint_filesystem=storage.storage_filesystem,
+            )
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{state_file}: a trial's saved state cannot be read: {exc}") from exc
         trial.dir_created = True
@@ -575,9 +648,7 @@ def _restore_trials(storage: StorageContext, search_alg, scheduler, options: dic
                 # A paused trial keeps the checkpoint chosen for it (PBT); a running one
                 # resumes from its latest.
                 chosen = trial.restore_checkpoint
-                if trial.status == Trial.RUNNING or chosen is None or (
-                    chosen._local and not os.path.isdir(chosen.path)
-                ):
+                if trial.status == Trial.RUNNING or chosen is None or _checkpoint_missing(chosen):
                     trial.restore_checkpoint = trial.checkpoint
                 trial.status = Trial.PENDING
             else:
@@ -593,12 +664,13 @@ def _restore_trials(storage: StorageContext, search_alg, scheduler, options: dic
             elif options.get("resume_errored"):
                 trial.restore_checkpoint = trial.checkpoint
                 trial.status = Trial.PENDING
-        if trial.status == Trial.PENDING and not storage.is_remote:
+        if trial.status == Trial.PENDING:
             rows = trial.rows_at(trial.restore_checkpoint)
             _cut_logs(trial, trial.num_results if rows is None else rows)
         trials.append(trial)
-    if not storage.is_remote:
-        _remove_uncommitted(path, trials)
+    if storage.is_remote:
+        _remove_uncommitted_remote(storage, trials)
+    _remove_uncommitted(path, trials)
     if search_alg.has_checkpoint(path):
         search_alg.restore_from_dir(path)
         # Trials not resumed are over: a searcher (or ConcurrencyLimiter) that still

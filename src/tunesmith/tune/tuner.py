@@ -107,14 +107,14 @@ class Tuner:
         That is a directory with the tuner file (written when the Tuner was built)
         and, once the run has saved one, a readable experiment state.
         """
-        path = os.fspath(path)
-        if storage_filesystem is not None or "://" in path:
+        from tunesmith._internal.storage import resolve_storage
+
+        fs, path = resolve_storage(path, storage_filesystem)
+        if fs is not None:
             import pyarrow.fs
 
-            fs, fs_path = (storage_filesystem, path) if storage_filesystem else pyarrow.fs.FileSystem.from_uri(path)
-            info = fs.get_file_info(os.path.join(fs_path, EXPERIMENT_STATE_FILE))
-            return info.type == pyarrow.fs.FileType.File
-        path = os.path.expanduser(path)
+            infos = fs.get_file_info([f"{path}/{EXPERIMENT_STATE_FILE}", f"{path}/{TUNER_FILE}"])
+            return any(info.type == pyarrow.fs.FileType.File for info in infos)
         state_file = os.path.join(path, EXPERIMENT_STATE_FILE)
         if not os.path.isfile(state_file):
             return os.path.isfile(os.path.join(path, TUNER_FILE))
@@ -153,7 +153,9 @@ class Tuner:
             param_space: The param space again, if it held objects that could not be saved.
             storage_filesystem: The ``pyarrow.fs`` filesystem of ``path``.
         """
-        path = os.path.abspath(os.path.expanduser(os.fspath(path))) if "://" not in os.fspath(path) else os.fspath(path)
+        path = os.fspath(path)
+        if "://" not in path and (storage_filesystem is None or type(storage_filesystem).__name__ == "LocalFileSystem"):
+            path = os.path.abspath(os.path.expanduser(path))
         if not cls.can_restore(path, storage_filesystem):
             if "://" not in path and storage_filesystem is None and os.path.isfile(
                 os.path.join(path, EXPERIMENT_STATE_FILE)
@@ -165,7 +167,7 @@ class Tuner:
                 f"No experiment to restore at {path!r}: it has no {EXPERIMENT_STATE_FILE}. "
                 "Pass the experiment directory (<storage_path>/<name>)."
             )
-        saved = _read_tuner_file(path)
+        saved = _read_tuner_file(path, storage_filesystem)
         _check_same_experiment(saved, trainable, param_space, path)
         tune_config = saved.get("tune_config") or TuneConfig()
         run_config = saved.get("run_config") or RunConfig()
@@ -189,13 +191,16 @@ class Tuner:
         return tuner
 
 
-def _read_tuner_file(path: str) -> dict:
-    if not os.path.exists(os.path.join(path, TUNER_FILE)):
+def _read_tuner_file(path: str, storage_filesystem=None) -> dict:
+    remote = storage_filesystem is not None or "://" in path
+    if not remote and not os.path.exists(os.path.join(path, TUNER_FILE)):
         return {}
     try:
-        saved = load_tuner_file(path)
+        saved = load_tuner_file(path, storage_filesystem)
+    except FileNotFoundError:
+        return {}
     except Exception as exc:
-        raise ValueError(f"The tuner file {os.path.join(path, TUNER_FILE)} cannot be read: {exc}") from exc
+        raise ValueError(f"The tuner file {path.rstrip('/')}/{TUNER_FILE} cannot be read: {exc}") from exc
     return saved if isinstance(saved, dict) else {}
 
 

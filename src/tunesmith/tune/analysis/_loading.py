@@ -57,11 +57,9 @@ class Storage:
     @classmethod
     def resolve(cls, path: str | os.PathLike, filesystem=None) -> tuple["Storage", str]:
         """Returns the storage and the path on it for a local path, a URI or a path on ``filesystem``."""
-        path = os.fspath(path)
-        if filesystem is None and "://" in path:
-            import pyarrow.fs
+        from tunesmith._internal.storage import resolve_storage
 
-            filesystem, path = pyarrow.fs.FileSystem.from_uri(path)
+        filesystem, path = resolve_storage(path, filesystem)
         storage = cls(filesystem)
         if storage.local:
             path = os.path.abspath(os.path.expanduser(path))

@@ -26,7 +26,9 @@ class CheckpointBook:
         (1, 1)
     """
 
-    def __init__(self) -> None:
+    def __init__(self, storage=None) -> None:
+        # The experiment's StorageContext: on remote storage, checkpoints live on the store.
+        self._storage = storage
         self._metrics: dict[str, dict] = {}
         self._next_index: dict[Trial, int] = {}
         self.pending_deletes: list[Checkpoint] = []
@@ -61,8 +63,13 @@ class CheckpointBook:
         The trial's checkpoint manager may drop older checkpoints: they wait in
         :attr:`pending_deletes`.
         """
-        path = os.path.join(trial.local_path, name)
-        checkpoint = Checkpoint(path)
+        storage = self._storage
+        if storage is not None and storage.is_remote:
+            path = storage.checkpoint_path(trial.trial_dirname, name, trial.local_path)
+            checkpoint = Checkpoint(path, storage.storage_filesystem)
+        else:
+            path = os.path.join(trial.local_path, name)
+            checkpoint = Checkpoint(path)
         self._metrics[path] = metrics
         self._note_index(trial, name)
         trial.checkpoint_rows[path] = trial.num_results

@@ -22,10 +22,12 @@ class StateSnapshotter:
 
     One :meth:`save` commits, in this order: buffered result rows, the searcher,
     scheduler and callback states, the experiment state (which names
-    checkpoints), then deletes checkpoints the new state no longer names, then
-    syncs to remote storage. :meth:`due_in` says when the next periodic save is
+    checkpoints), then deletes checkpoints the new state no longer names. On
+    remote storage the deletion waits for an upload of that state: every
+    ``SyncConfig.sync_period`` seconds the save uploads what changed (the state
+    last), then deletes. :meth:`due_in` says when the next periodic save is
     due: every ``period`` seconds, or with a negative period ("auto") at most 5%
-    of the time and at least every 10 s.
+    of the time and at least every 10 s, or when an upload is due.
 
     The period is wall-clock time whatever the backend's clock: it bounds the
     work lost in a crash and the share of the driver's time spent saving, both
@@ -79,6 +81,7 @@ class StateSnapshotter:
         self.last_write = 0.0
         self.last_duration = 0.0
         self._cache: dict[Any, tuple[tuple, str]] = {}
+        self.upload_failed = False
 
     @property
     def path(self) -> str:
@@ -89,7 +92,10 @@ class StateSnapshotter:
         period = self._period
         if period < 0:
             period = min(10.0, max(1.0, 20 * self.last_duration))
-        return self.last_write + period - time.time()
+        due = self.last_write + period - time.time()
+        if self._storage.is_remote:
+            due = min(due, self._storage.sync_due_in())
+        return due
 
     def maybe_save(self) -> None:
         if self.due_in() <= 0:
@@ -145,9 +151,42 @@ class StateSnapshotter:
 
             write_bytes_atomic(os.path.join(path, CALLBACK_STATE_FILE), cloudpickle.dumps(callback_state))
         write_bytes_atomic(os.path.join(path, EXPERIMENT_STATE_FILE), text.encode())
-        self._checkpoints.delete_dropped(trials)
-        if self._storage.is_remote:
-            self._storage.sync_up()
+        synced_s = self._sync_and_delete_dropped()
         end = time.time()
         self.last_write = end
-        self.last_duration = end - start
+        # Uploads keep their own period (SyncConfig.sync_period), outside the 5% rule of state writes.
+        self.last_duration = end - start - synced_s
+
+    def final_sync(self) -> None:
+        """Uploads everything that changed, at the end of the run (remote storage).
+
+        Raises:
+            StorageError: The store kept refusing an upload for ``sync_timeout`` seconds.
+        """
+        if self._storage.is_remote and not self.upload_failed:
+            self._sync_and_delete_dropped(force=True)
+
+    def _sync_and_delete_dropped(self, force: bool = False) -> float:
+        """Deletes dropped checkpoints once the store holds a state that no longer names them.
+
+        Returns the seconds spent uploading.
+        """
+        storage = self._storage
+        if not storage.is_remote:
+            self._checkpoints.delete_dropped(self._trials())
+            return 0.0
+        if not (force or storage.sync_due()):
+            return 0.0
+        from tunesmith._internal.storage import StorageError
+
+        start = time.time()
+        try:
+            storage.sync()
+        except StorageError as exc:
+            if force:
+                raise
+            self.upload_failed = True
+            self._on_write_error(exc)  # the run ends with this error
+            return time.time() - start
+        self._checkpoints.delete_dropped(self._trials())
+        return time.time() - start

@@ -217,6 +217,7 @@ class TrialLifecycle:
             log_to_file=trial.log_to_file,
             reuse=bool(cfg.reuse_actors),
             result_buffer_length=self._settings.result_buffer_length,
+            storage=self._storage.remote_target(),
         )
         was_paused = trial.status == Trial.PAUSED or restoring is not None
         self._rollback(trial)

@@ -100,7 +100,7 @@ class TuneController:
         self._trainable_key = config.trainable_key or f"{config.trainable_name}-{uuid.uuid4().hex[:8]}"
 
         self._table = TrialTable()
-        self._checkpoints = CheckpointBook()
+        self._checkpoints = CheckpointBook(self._storage)
         self._run = RunStatus()
         self._lifecycle = TrialLifecycle(
             config, self._settings, self._table, self._checkpoints, self._callbacks, self._run,
@@ -220,6 +220,7 @@ class TuneController:
             trial_dirname_creator=cfg.trial_dirname_creator,
             experiment_dir_name=self._storage.experiment_dir_name,
         )
+        trial.storage_path = self._storage.remote_experiment_path
         self._next_index += 1
         if cfg.trial_dirname_creator is not None:
             owner = self._dirnames.get(trial.trial_dirname)
@@ -533,5 +534,4 @@ class TuneController:
             if self._reporter is not None and self._reporter.should_report(table.trials, done=True):
                 self._reporter.report(table.trials, True, *self._sys_info())
             self._callbacks.on_experiment_end(trials=table.trials)
-            if self._storage.is_remote:
-                self._storage.sync_up()
+            self._snapshot.final_sync()  # everything, at the end (remote storage)

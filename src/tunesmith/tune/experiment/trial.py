@@ -89,6 +89,9 @@ class Trial:
         self.experiment_path = experiment_path
         self.experiment_dir_name = experiment_dir_name
         self.filesystem = filesystem
+        # The experiment directory on remote storage, where the trial's checkpoints live
+        # while the driver writes its other files locally (None: all in experiment_path).
+        self.storage_path: str | None = None
         self.checkpoint_config = checkpoint_config
         self.max_failures = max_failures
         self.log_to_file = log_to_file
@@ -281,6 +284,10 @@ class Trial:
     # -- persistence ---------------------------------------------------------
     def _relative(self, path: str | None) -> str | None:
         """``path`` relative to the experiment directory when it lies inside it."""
+        if path and self.storage_path:
+            base = self.storage_path.rstrip("/")
+            if path.startswith(base + "/"):
+                return path[len(base) + 1:]
         if not path or not self.experiment_path:
             return path
         base = self.experiment_path.rstrip("/\\")
@@ -356,10 +363,20 @@ class Trial:
             self._stats, self._recent = {}, {}
         return state
 
+    def _checkpoint_absolute(self, path: str | None) -> str | None:
+        if path and self.storage_path and "://" not in path and not os.path.isabs(path):
+            base = self.storage_path.rstrip("/")
+            return path if path.startswith(base + "/") else f"{base}/{path}"
+        return self._absolute(path)
+
     @classmethod
     def from_json_state(cls, state: dict[str, Any], experiment_path: str | None = None, filesystem=None,
-                        checkpoint_config=None) -> "Trial":
+                        checkpoint_config=None, storage_path: str | None = None,
+                        checkpoint_filesystem=None) -> "Trial":
         """Rebuilds a trial from :meth:`get_json_state` data.
+
+        ``storage_path`` and ``checkpoint_filesystem`` place the checkpoints on remote
+        storage while the trial's other files are read from ``experiment_path``.
 
         Raises:
             ValueError: The state names a trial directory that is not one plain
@@ -398,13 +415,17 @@ class Trial:
         trial.status = state["status"]
         trial.last_result = state.get("last_result") or {}
         trial.metric_analysis = state.get("metric_analysis") or {}
+        trial.storage_path = storage_path
+        if checkpoint_filesystem is None:
+            checkpoint_filesystem = filesystem
         absolute = trial._absolute
-        entries = [dict(e, path=absolute(e["path"])) for e in state.get("checkpoints") or []]
-        trial.checkpoint_manager.set_state(entries, filesystem)
+        ckpt_absolute = trial._checkpoint_absolute
+        entries = [dict(e, path=ckpt_absolute(e["path"])) for e in state.get("checkpoints") or []]
+        trial.checkpoint_manager.set_state(entries, checkpoint_filesystem)
         trial.checkpoint_rows = {e["path"]: int(e.get("rows", 0) or 0) for e in entries}
         if state.get("restore_checkpoint"):
-            path = absolute(state["restore_checkpoint"])
-            trial.restore_checkpoint = Checkpoint(path, filesystem)
+            path = ckpt_absolute(state["restore_checkpoint"])
+            trial.restore_checkpoint = Checkpoint(path, checkpoint_filesystem)
             if state.get("restore_checkpoint_rows") is not None:
                 trial.checkpoint_rows.setdefault(path, int(state["restore_checkpoint_rows"]))
         trial.num_results = int(state.get("num_results", 0) or 0)

@@ -643,11 +643,10 @@ class DurableTrainable(Trainable):
         if self._remote is None:
             import pyarrow.fs
 
-            uri = self.remote_checkpoint_dir
-            if "://" in uri:
-                self._remote = pyarrow.fs.FileSystem.from_uri(uri)
-            else:
-                self._remote = (pyarrow.fs.LocalFileSystem(), os.path.abspath(os.path.expanduser(uri)))
+            from tunesmith._internal.storage import resolve_storage
+
+            fs, base = resolve_storage(self.remote_checkpoint_dir)
+            self._remote = (fs if fs is not None else pyarrow.fs.LocalFileSystem(), base)
         return self._remote
 
     def _remote_path(self, local_checkpoint_dir: str) -> str:
@@ -657,13 +656,11 @@ class DurableTrainable(Trainable):
     def save(self, checkpoint_dir: str | None = None) -> str:
         path = super().save(checkpoint_dir)
         if self.storage_client is not None:
-            import pyarrow.fs
+            from tunesmith._internal.storage import upload_dir
+            from tunesmith.train._checkpoint import _download_timeout
 
             fs, _ = self.storage_client
-            remote = self._remote_path(path)
-            fs.create_dir(remote, recursive=True)
-            pyarrow.fs.copy_files(path, remote, source_filesystem=pyarrow.fs.LocalFileSystem(),
-                                  destination_filesystem=fs)
+            upload_dir(path, fs, self._remote_path(path), timeout=_download_timeout())
         return path
 
     def restore(self, checkpoint_path) -> None:
@@ -683,9 +680,10 @@ class DurableTrainable(Trainable):
         for _ in range(4):
             remote = self._remote_path(candidate)
             if fs.get_file_info(remote).type == pyarrow.fs.FileType.Directory:
-                os.makedirs(candidate, exist_ok=True)
-                pyarrow.fs.copy_files(remote, candidate, source_filesystem=fs,
-                                      destination_filesystem=pyarrow.fs.LocalFileSystem())
+                from tunesmith._internal.storage import download_dir
+                from tunesmith.train._checkpoint import _download_timeout
+
+                download_dir(fs, remote, candidate, timeout=_download_timeout())
                 return
             if candidate == os.path.dirname(candidate):
                 break

@@ -1,0 +1,115 @@
+"""The storage layer: local fast path, a custom pyarrow filesystem end to end, incremental uploads, retries."""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+
+import pytest
+
+from tunesmith import train, tune
+from tunesmith._internal.storage import StorageContext, StorageError, resolve_storage, with_retries
+
+
+def test_local_paths_resolve_without_a_filesystem(tmp_path):
+    assert resolve_storage(str(tmp_path)) == (None, str(tmp_path))
+    assert resolve_storage(f"file://{tmp_path}") == (None, str(tmp_path))
+    import pyarrow.fs
+
+    assert resolve_storage(str(tmp_path), pyarrow.fs.LocalFileSystem()) == (None, str(tmp_path))
+    ctx = StorageContext(str(tmp_path), "exp")
+    assert not ctx.is_remote and ctx.experiment_local_path == ctx.experiment_fs_path == str(tmp_path / "exp")
+    assert ctx.remote_target() is None and ctx.sync() == 0
+
+
+def _subtree(root) -> "pyarrow.fs.SubTreeFileSystem":
+    import pyarrow.fs
+
+    os.makedirs(root, exist_ok=True)
+    return pyarrow.fs.SubTreeFileSystem(str(root), pyarrow.fs.LocalFileSystem())
+
+
+def test_sync_uploads_only_what_changed(tmp_path, monkeypatch):
+    monkeypatch.setenv("TUNESMITH_STAGING_DIR", str(tmp_path / "staging"))
+    fs = _subtree(tmp_path / "store")
+    ctx = StorageContext("runs", "exp", fs, sync_config=tune.SyncConfig(sync_period=0))
+    assert ctx.is_remote and ctx.experiment_path == "runs/exp"
+    local = ctx.experiment_local_path
+    os.makedirs(os.path.join(local, "trial_1", "checkpoint_000000"))
+    files = {
+        "experiment_state.json": "{}", "tuner.pkl": "x", "trial_1/result.json": "{}\n",
+        "trial_1/progress.csv": "a\n1\n", "trial_1/artifact.txt": "not synced",
+        "trial_1/checkpoint_000000/w": "the worker's upload",
+    }
+    for rel, text in files.items():
+        with open(os.path.join(local, rel), "w") as f:
+            f.write(text)
+    assert ctx.sync() == 4
+    stored = tmp_path / "store" / "runs" / "exp"
+    assert sorted(str(p.relative_to(stored)) for p in stored.rglob("*") if p.is_file()) == [
+        "experiment_state.json", "trial_1/progress.csv", "trial_1/result.json", "tuner.pkl",
+    ]
+    assert ctx.sync() == 0  # nothing changed
+    with open(os.path.join(local, "trial_1", "result.json"), "a") as f:
+        f.write("{}\n")
+    assert ctx.sync() == 1
+    assert (stored / "trial_1" / "result.json").read_text() == "{}\n{}\n"
+
+
+def test_retries_then_a_loud_error_naming_store_and_path(tmp_path):
+    fs = _subtree(tmp_path)
+    calls = []
+
+    def flaky():
+        calls.append(1)
+        if len(calls) < 3:
+            raise OSError("connection refused")
+        return "ok"
+
+    assert with_retries(flaky, "upload to", fs, "b/key", timeout=30) == "ok" and len(calls) == 3
+
+    def broken():
+        raise OSError("connection refused")
+
+    with pytest.raises(StorageError) as info:
+        with_retries(broken, "upload to", fs, "b/key", timeout=0.5)
+    assert "b/key" in str(info.value) and "SubTreeFileSystem" in str(info.value)
+    assert "connection refused" in str(info.value) and "sync_timeout" in str(info.value)
+
+
+def _trainable(config):
+    step = 0
+    checkpoint = train.get_checkpoint()
+    if checkpoint:
+        with checkpoint.as_directory() as d:
+            step = json.load(open(os.path.join(d, "s.json")))["step"]
+    while step < 4:
+        step += 1
+        d = tempfile.mkdtemp()
+        json.dump({"step": step}, open(os.path.join(d, "s.json"), "w"))
+        train.report({"step": step}, checkpoint=train.Checkpoint.from_directory(d))
+        if step == 2 and config.get("stop_at_2"):
+            return
+
+
+def test_custom_filesystem_end_to_end(tmp_path, monkeypatch):
+    """A user storage_filesystem that is not S3 (a pyarrow SubTreeFileSystem): results, checkpoints,
+    ExperimentAnalysis and restore all go through it."""
+    monkeypatch.setenv("TUNESMITH_STAGING_DIR", str(tmp_path / "staging"))
+    fs = _subtree(tmp_path / "store")
+    grid = tune.Tuner(_trainable, param_space={"x": tune.grid_search([1, 2])},
+                      run_config=train.RunConfig(name="exp", storage_path="root", storage_filesystem=fs,
+                                                 verbose=0)).fit()
+    assert not grid.errors
+    stored = tmp_path / "store" / "root" / "exp"
+    for result in grid:
+        assert result.path.startswith("root/exp/") and result.filesystem is fs
+        assert result.checkpoint.path == f"{result.path}/checkpoint_000003"
+        trial = stored / result.path.rsplit("/", 1)[1]
+        assert sorted(p.name for p in trial.iterdir() if p.name.startswith("checkpoint_")) == [
+            f"checkpoint_{i:06d}" for i in range(4)]
+        assert len((trial / "result.json").read_text().splitlines()) == 4
+    analysis = tune.ExperimentAnalysis("root/exp", storage_filesystem=fs)
+    assert sorted(t.last_result["step"] for t in analysis.trials) == [4, 4]
+    assert tune.Tuner.can_restore("root/exp", storage_filesystem=fs)
+    assert not tune.Tuner.can_restore("root/nothing", storage_filesystem=fs)
