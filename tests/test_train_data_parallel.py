@@ -251,12 +251,19 @@ def checkpoints_then_dies_once(config):
     for epoch in range(start, 5):
         marker = os.path.join(config["dir"], "killed")
         if epoch == 3 and ctx.get_world_rank() == 1 and not os.path.exists(marker):
+            # report() is no barrier, so rank 0 may lag behind on a loaded machine: wait
+            # until it has reported the checkpoint of epoch 2, then die.
+            deadline = time.time() + 120
+            while not os.path.exists(os.path.join(config["dir"], "rank0_reported_2")) and time.time() < deadline:
+                time.sleep(0.01)
             Path(marker).touch()
             os.kill(os.getpid(), signal.SIGKILL)
         with tempfile.TemporaryDirectory() as d:
             Path(d, "state.json").write_text(json.dumps({"epoch": epoch}))
             train.report({"epoch": epoch, "resumed_at": start, "worker_pid": os.getpid()},
                          checkpoint=Checkpoint.from_directory(d) if ctx.get_world_rank() == 0 else None)
+        if epoch == 2 and ctx.get_world_rank() == 0:
+            Path(config["dir"], "rank0_reported_2").touch()
 
 
 def test_a_killed_worker_restarts_the_group_from_the_latest_checkpoint(tmp_path):
