@@ -21,6 +21,12 @@ from tunesmith.train._internal import checkpoints
 from tunesmith.train._internal.group_worker import DONE, ERROR, REPORT, WorkerSpec, recv
 from tunesmith.train._internal.worker_group import WorkerGroup, start_method
 
+# When a worker reports an error, how long the others get to show that one of them died first (a
+# collective operation fails in every rank once a peer is killed; the killed rank is the cause).
+_DEATH_GRACE_S = 1.0
+# Messages read from one worker while its group fails (a worker that keeps reporting cannot hold it up).
+_MAX_DRAINED = 1000
+
 _PARAM_SPACE_KEYS = ("train_loop_config", "scaling_config", "datasets", "metadata")
 
 
@@ -398,17 +404,23 @@ class _GroupRun:
         from tunesmith.train.exceptions import WorkerGroupError
 
         # Errors that other workers sent already (often caused by the first failure) are named too.
+        # Unless a death is known, a dying peer gets a moment for its end to show: the kernel may
+        # still be closing its connections when another rank's collective call has failed already.
+        grace_end = time.monotonic() + (0.0 if any(f[3] for f in failures.values()) else _DEATH_GRACE_S)
         for handle in self.group.handles:
             if handle.rank in failures or handle.rank in self.finished:
                 continue
             try:
-                while handle.conn.poll(0):
+                for _ in range(_MAX_DRAINED):
+                    if not handle.conn.poll(max(0.0, grace_end - time.monotonic())):
+                        break
                     msg = recv(handle.conn)
                     if msg[0] == ERROR:
                         failures[handle.rank] = _worker_error(handle, msg)
                         break
             except (EOFError, OSError):
                 failures[handle.rank] = self._death(handle)
+                grace_end = time.monotonic()  # the cause is known
         self.group.shutdown(kill=True)
         # A worker that died is the cause; otherwise the error raised first.
         primary = min(failures, key=lambda r: (not failures[r][3], failures[r][2], r))
