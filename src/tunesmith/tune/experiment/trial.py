@@ -65,7 +65,7 @@ class Trial:
     __slots__ = (
         "trainable_name", "config", "trial_id", "experiment_tag", "evaluated_params", "placement_group_factory",
         "stopping_criterion", "experiment_path", "experiment_dir_name", "filesystem", "storage_path",
-        "checkpoint_config", "max_failures", "log_to_file", "status", "last_result", "_stats", "_recent",
+        "checkpoint_config", "max_failures", "log_to_file", "status", "last_result", "_stats",
         "num_results", "checkpoint_manager", "restore_checkpoint", "error_file", "pickled_error_file",
         "error_msg", "num_failures", "start_time", "return_value", "custom_trial_name", "trial_dirname",
         "restored_iteration", "checkpoint_rows", "dir_created", "scheduler_stop_iteration",
@@ -115,7 +115,6 @@ class Trial:
         self.status = Trial.PENDING
         self.last_result: dict[str, Any] = {}
         self._stats: dict[str, list] = {}
-        self._recent: dict[str, deque] = {}
         self.num_results = 0
         self.checkpoint_manager = CheckpointManager(checkpoint_config)
         self.restore_checkpoint: Checkpoint | None = None
@@ -217,10 +216,10 @@ class Trial:
         self.metric_analysis = self.metric_analysis
 
     def _analyse(self, result: dict, prefix: str) -> None:
-        # Per numeric metric: [n, max, min, mean, last]; the last-5/10 windows come from
-        # self._recent (the last ten values of each metric) when they are asked for.
+        # Per numeric metric: [n, max, min, mean, last, window]; the window (a deque of the
+        # last ten values, for the last-5/10 averages) is made at the second value: with
+        # thousands of one-result trials the windows would cost more than the trials.
         stats = self._stats
-        recent = self._recent
         for metric, value in result.items():
             kind = type(value)
             if kind is float or kind is int:
@@ -239,20 +238,18 @@ class Trial:
                 metric = prefix + metric
             entry = stats.get(metric)
             if entry is None:
-                # The window is made at the second value (until then it is the last value): with
-                # thousands of one-result trials the windows would cost more than the trials.
-                stats[metric] = [1, value, value, value, value]
+                stats[metric] = [1, value, value, value, value, None]
                 continue
-            window = recent.get(metric)
-            if window is None:
-                window = recent[metric] = deque((entry[4],), maxlen=10)
-            window.append(value)
             n = entry[0] = entry[0] + 1
             if value > entry[1]:
                 entry[1] = value
             elif value < entry[2]:
                 entry[2] = value
             entry[3] += (value - entry[3]) / n
+            window = entry[5]
+            if window is None:
+                window = entry[5] = deque((entry[4],), maxlen=10)
+            window.append(value)
             entry[4] = value
 
     @property
@@ -263,7 +260,7 @@ class Trial:
             return json.loads(self._json_state[1])["metric_analysis"]
         out = {}
         for metric, e in self._stats.items():
-            window = list(self._recent.get(metric) or (e[4],))
+            window = list(e[5] or (e[4],))
             last5 = window[-5:]
             out[metric] = {
                 "max": e[1], "min": e[2], "avg": e[3], "last": e[4],
@@ -277,10 +274,9 @@ class Trial:
         self._frozen = False
         self._json_state = None
         self._stats = {}
-        self._recent = {}
         for metric, a in (analysis or {}).items():
             try:
-                self._stats[metric] = [int(a.get("_n", 1)), a["max"], a["min"], a["avg"], a["last"]]
+                self._stats[metric] = [int(a.get("_n", 1)), a["max"], a["min"], a["avg"], a["last"], None]
             except (KeyError, TypeError):
                 continue
 
@@ -347,7 +343,7 @@ class Trial:
         text = json.dumps(self._build_state(), allow_nan=True)
         self._json_state = (key, text)
         self._frozen = True
-        self._stats, self._recent = {}, {}
+        self._stats = {}
         return text
 
     def _finished_key(self) -> tuple | None:
