@@ -10,12 +10,19 @@
   trial unfinished stops the benchmark instead of printing a figure.
 - :func:`load`: the load average, printed next to the figures, since the
   machine these run on is shared.
+- A workload's files are deleted when the script ends, not right after the
+  workload: ext4 skips recently freed inodes when it creates files, so a run
+  that starts just after thousands of files were deleted pays several times
+  the system time per created file (the per-trial workload writes six files
+  per trial), and in an alternating A/B run every run after the first did.
 """
 from __future__ import annotations
 
+import atexit
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -43,21 +50,22 @@ def with_workload(code: str, args: list[str], check, src: str | None = None, tim
 
     ``check`` raises if what the workload claims did not happen on disk.
     """
-    with tempfile.TemporaryDirectory(prefix="tunesmith-bench-") as tmp:
-        storage = os.path.join(tmp, "storage")
-        env = isolated_env(tmp, src)
-        t0 = time.perf_counter()
-        out = subprocess.run([sys.executable, "-c", code, storage, *map(str, args)], env=env,
-                             capture_output=True, text=True, timeout=timeout)
-        wall = time.perf_counter() - t0
-        if out.returncode != 0:
-            raise RuntimeError(f"the workload failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
-        figures: dict = {}
-        for line in out.stdout.splitlines():
-            if line.startswith("{"):
-                figures.update(json.loads(line))
-        figures["whole_process_s"] = wall
-        check(storage, figures)
+    tmp = tempfile.mkdtemp(prefix="tunesmith-bench-")
+    atexit.register(shutil.rmtree, tmp, True)  # at the end of the script (see the module docstring)
+    storage = os.path.join(tmp, "storage")
+    env = isolated_env(tmp, src)
+    t0 = time.perf_counter()
+    out = subprocess.run([sys.executable, "-c", code, storage, *map(str, args)], env=env,
+                         capture_output=True, text=True, timeout=timeout)
+    wall = time.perf_counter() - t0
+    if out.returncode != 0:
+        raise RuntimeError(f"the workload failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
+    figures: dict = {}
+    for line in out.stdout.splitlines():
+        if line.startswith("{"):
+            figures.update(json.loads(line))
+    figures["whole_process_s"] = wall
+    check(storage, figures)
     return figures
 
 

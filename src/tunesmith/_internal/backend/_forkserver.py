@@ -17,6 +17,7 @@ dies, workers are spawned as fresh interpreters, and the reason is logged.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import select
 import signal
@@ -97,6 +98,9 @@ class ForkServer:
             fd_child.close()
         self._ctl = Connection(ctl_parent.detach())
         self._fd = self._ctl.fileno()
+        # One poll object for the control socket: a worker's poll() asks it twice per trial.
+        self._poller = select.poll()
+        self._poller.register(self._fd, select.POLLIN)
         self._fd_sock = fd_parent
         self._exited: dict[int, int] = {}
         self._loaded: dict[str, str | None] = {}  # key -> why forking is unsafe (None: safe)
@@ -124,10 +128,11 @@ class ForkServer:
         if self.dead_reason is not None:
             return
         try:
-            # select() on the one descriptor: Connection.poll builds a selector on every call.
-            if select.select([self._fd], [], [], max(0.0, timeout))[0]:
+            # A kept poll object on the one descriptor: Connection.poll builds a selector per call.
+            poll = self._poller.poll
+            if poll(math.ceil(max(0.0, timeout) * 1000)):
                 self._handle(self._ctl.recv())
-                while select.select([self._fd], [], [], 0)[0]:
+                while poll(0):
                     self._handle(self._ctl.recv())
         except (EOFError, OSError):
             self._mark_dead("the fork server exited")

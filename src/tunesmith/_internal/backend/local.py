@@ -77,9 +77,13 @@ def _open_ledger(total: dict[str, float]) -> MachineLedger | None:
         return None
 
 
+# A trial's last message from its worker.
+_ENDING = frozenset((P.DONE, P.PAUSED, P.ERROR))
+
+
 class _WorkerHandle:
     __slots__ = ("proc", "conn", "loaded", "env_key", "trial", "pid", "fd", "label", "ready",
-                 "rbuf", "owed", "expect")
+                 "rbuf", "owed", "expect", "ended")
 
     def __init__(self, proc: subprocess.Popen, conn: Connection, env_key: str):
         self.proc = proc
@@ -94,6 +98,9 @@ class _WorkerHandle:
         self.rbuf = b""  # bytes read from the socket that do not make a whole message yet
         self.owed = 0  # CONTINUE answers decided but not sent yet (sent as one message)
         self.expect = 0  # results of this worker handed to the driver in the last wait()
+        # The trial's last message (DONE, PAUSED, ERROR) has arrived: the worker reads nothing
+        # more for this trial, so answers to its results are not sent.
+        self.ended = False
 
     def read_messages(self, block: bool = False) -> list:
         """The messages that arrived, read with as few system calls as possible.
@@ -420,6 +427,7 @@ class LocalExecutor(ExecutorBackend):
         spec.env["CUDA_VISIBLE_DEVICES"] = env_key
         handle = self._checkout(env_key, trainable_key, payload)
         handle.trial = trial
+        handle.ended = False
         handle.label = f"{trial.trainable_name} pid={handle.pid}"
         self._by_trial[trial] = handle
         self._by_fd[handle.fd] = handle
@@ -435,7 +443,9 @@ class LocalExecutor(ExecutorBackend):
 
     def send(self, trial, message: Any) -> None:
         handle = self._by_trial.get(trial)
-        if handle is None:
+        if handle is None or handle.ended:
+            # An ended trial's worker is back in its loop: an answer would only wake it up (a
+            # pipelined trial's last results usually arrive together with its DONE).
             return
         if message is P.CONTINUE:
             # A pipelined worker's results come several at a time: their answers go back as
@@ -535,6 +545,8 @@ class LocalExecutor(ExecutorBackend):
                 elif kind == P.READY:
                     handle.ready = True
                     continue
+                elif kind in _ENDING:
+                    handle.ended = True
                 events.append(TrialEvent(trial, msg))
             handle.expect = results
         return events

@@ -17,6 +17,14 @@ logger = logging.getLogger(__name__)
 CALLBACK_STATE_FILE = "callback_state.pkl"
 
 
+def _write_text_atomic(path: str, pieces: list[str]) -> None:
+    """Writes the concatenation of ``pieces`` to ``path`` atomically (temporary name, then rename)."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8", newline="") as f:
+        f.writelines(pieces)
+    os.replace(tmp, path)
+
+
 class StateSnapshotter:
     """Writes ``experiment_state.json`` and the searcher's, scheduler's and callbacks' state.
 
@@ -101,13 +109,15 @@ class StateSnapshotter:
         if self.due_in() <= 0:
             self.save()
 
-    def _encode(self, fields: dict[str, Any], trials: list) -> str:
-        """The state file's text: ``fields`` plus ``"trials"``, each trial re-encoded only when it changed.
+    def _encode(self, fields: dict[str, Any], trials: list) -> list[str]:
+        """The state file's text in pieces: ``fields`` plus ``"trials"``, each trial re-encoded only when it changed.
 
         A trial's saved state changes only with its status, results, failures,
         checkpoints, config, resources or error; those make up the cache key (by
         identity where the controller replaces an object rather than changing it), so a
-        snapshot costs O(trials that changed) encodings and not O(all trials).
+        snapshot costs O(trials that changed) encodings and not O(all trials). The pieces
+        are written one after the other: the whole text is never held at once (with
+        10,000 trials it is tens of megabytes).
         """
         cache, fresh = self._cache, {}
         parts = []
@@ -117,12 +127,14 @@ class StateSnapshotter:
                    id(trial.placement_group_factory), trial.error_file, trial.trial_dirname)
             hit = cache.get(trial)
             if hit is None or hit[0] != key:
-                hit = (key, json.dumps(trial.get_json_state(), allow_nan=True))
+                hit = (key, trial.get_json_text())
             fresh[trial] = hit
+            if parts:
+                parts.append(", ")
             parts.append(hit[1])
         self._cache = fresh
         head = json.dumps(fields, allow_nan=True)
-        return f'{head[:-1]}{", " if fields else ""}"trials": [{", ".join(parts)}]}}'
+        return [f'{head[:-1]}{", " if fields else ""}"trials": [', *parts, "]}"]
 
     def save(self) -> None:
         """Commits the experiment to storage: result rows first, then the state that names checkpoints."""
@@ -150,7 +162,7 @@ class StateSnapshotter:
             import cloudpickle
 
             write_bytes_atomic(os.path.join(path, CALLBACK_STATE_FILE), cloudpickle.dumps(callback_state))
-        write_bytes_atomic(os.path.join(path, EXPERIMENT_STATE_FILE), text.encode())
+        _write_text_atomic(os.path.join(path, EXPERIMENT_STATE_FILE), text)
         synced_s = self._sync_and_delete_dropped()
         end = time.time()
         self.last_write = end

@@ -1,6 +1,7 @@
 """A trial: one configuration of the trainable and everything known about its run."""
 from __future__ import annotations
 
+import json
 import numbers
 import os
 import re
@@ -58,8 +59,18 @@ class Trial:
     TERMINATED = "TERMINATED"
     ERROR = "ERROR"
 
-    # Set by checkpoint_now(); the driver saves the trial before it goes on past a result.
-    _checkpoint_requested = False
+    # Attributes live in slots, not in a per-trial dict: with thousands of trials the dict (over
+    # thirty keys, more than Python shares between instances) was the largest part of a trial.
+    # ``__dict__`` stays for attributes that callers add themselves.
+    __slots__ = (
+        "trainable_name", "config", "trial_id", "experiment_tag", "evaluated_params", "placement_group_factory",
+        "stopping_criterion", "experiment_path", "experiment_dir_name", "filesystem", "storage_path",
+        "checkpoint_config", "max_failures", "log_to_file", "status", "last_result", "_stats",
+        "num_results", "checkpoint_manager", "restore_checkpoint", "error_file", "pickled_error_file",
+        "error_msg", "num_failures", "start_time", "return_value", "custom_trial_name", "trial_dirname",
+        "restored_iteration", "checkpoint_rows", "dir_created", "scheduler_stop_iteration",
+        "_checkpoint_requested", "_json_state", "_frozen", "__dict__", "__weakref__",
+    )
 
     def __init__(
         self,
@@ -79,6 +90,12 @@ class Trial:
         experiment_dir_name: str | None = None,
         filesystem=None,
     ):
+        # Set by checkpoint_now(); the driver saves the trial before it goes on past a result.
+        self._checkpoint_requested = False
+        # A finished trial's saved state as (cache key, JSON text), kept between snapshots.
+        self._json_state: tuple[tuple, str] | None = None
+        # Whether the statistics are frozen into _json_state (a finished trial's).
+        self._frozen = False
         self.trainable_name = trainable_name
         self.config = config if config is not None else {}
         self.trial_id = trial_id or "00000"
@@ -98,7 +115,6 @@ class Trial:
         self.status = Trial.PENDING
         self.last_result: dict[str, Any] = {}
         self._stats: dict[str, list] = {}
-        self._recent: dict[str, deque] = {}
         self.num_results = 0
         self.checkpoint_manager = CheckpointManager(checkpoint_config)
         self.restore_checkpoint: Checkpoint | None = None
@@ -191,20 +207,19 @@ class Trial:
     def update_last_result(self, result: dict[str, Any]) -> None:
         self.last_result = result
         self.num_results += 1
-        if self.__dict__.get("_frozen_analysis") is not None:
+        if self._frozen:
             self._thaw_analysis()
         self._analyse(result, "")
 
     def _thaw_analysis(self) -> None:
         """A finished trial runs again: its statistics continue from the kept analysis."""
-        frozen = self.__dict__.pop("_frozen_analysis")
-        self.metric_analysis = frozen
+        self.metric_analysis = self.metric_analysis
 
     def _analyse(self, result: dict, prefix: str) -> None:
-        # Per numeric metric: [n, max, min, mean, last]; the last-5/10 windows come from
-        # self._recent (the last ten values of each metric) when they are asked for.
+        # Per numeric metric: [n, max, min, mean, last, window]; the window (a deque of the
+        # last ten values, for the last-5/10 averages) is made at the second value: with
+        # thousands of one-result trials the windows would cost more than the trials.
         stats = self._stats
-        recent = self._recent
         for metric, value in result.items():
             kind = type(value)
             if kind is float or kind is int:
@@ -223,31 +238,29 @@ class Trial:
                 metric = prefix + metric
             entry = stats.get(metric)
             if entry is None:
-                # The window is made at the second value (until then it is the last value): with
-                # thousands of one-result trials the windows would cost more than the trials.
-                stats[metric] = [1, value, value, value, value]
+                stats[metric] = [1, value, value, value, value, None]
                 continue
-            window = recent.get(metric)
-            if window is None:
-                window = recent[metric] = deque((entry[4],), maxlen=10)
-            window.append(value)
             n = entry[0] = entry[0] + 1
             if value > entry[1]:
                 entry[1] = value
             elif value < entry[2]:
                 entry[2] = value
             entry[3] += (value - entry[3]) / n
+            window = entry[5]
+            if window is None:
+                window = entry[5] = deque((entry[4],), maxlen=10)
+            window.append(value)
             entry[4] = value
 
     @property
     def metric_analysis(self) -> dict[str, dict[str, float]]:
         """Per numeric metric: max, min, avg, last, last-5-avg and last-10-avg over all results."""
-        frozen = self.__dict__.get("_frozen_analysis")
-        if frozen is not None:
-            return {metric: dict(a) for metric, a in frozen.items()}
+        if self._frozen:
+            # A finished trial keeps its statistics only in its saved state.
+            return json.loads(self._json_state[1])["metric_analysis"]
         out = {}
         for metric, e in self._stats.items():
-            window = list(self._recent.get(metric) or (e[4],))
+            window = list(e[5] or (e[4],))
             last5 = window[-5:]
             out[metric] = {
                 "max": e[1], "min": e[2], "avg": e[3], "last": e[4],
@@ -258,12 +271,12 @@ class Trial:
     @metric_analysis.setter
     def metric_analysis(self, analysis: dict[str, dict[str, float]]) -> None:
         # Restored from saved state: the windows restart from the last value.
-        self.__dict__.pop("_frozen_analysis", None)
+        self._frozen = False
+        self._json_state = None
         self._stats = {}
-        self._recent = {}
         for metric, a in (analysis or {}).items():
             try:
-                self._stats[metric] = [int(a.get("_n", 1)), a["max"], a["min"], a["avg"], a["last"]]
+                self._stats[metric] = [int(a.get("_n", 1)), a["max"], a["min"], a["avg"], a["last"], None]
             except (KeyError, TypeError):
                 continue
 
@@ -309,26 +322,49 @@ class Trial:
         Paths inside the experiment directory are stored relative to it, so a
         moved or copied experiment restores from its own files.
         """
+        if self._finished_key() is not None:
+            return json.loads(self.get_json_text())
+        return self._build_state()
+
+    def get_json_text(self) -> str:
+        """:meth:`get_json_state` encoded as JSON text (``NaN`` and infinities allowed).
+
+        A finished trial's text is the same snapshot after snapshot: it is kept, not
+        rebuilt, and it is the only copy of the trial's statistics until the trial runs
+        again (with thousands of trials, rebuilding it dominated each save and keeping it
+        as dicts dominated the driver's memory).
+        """
+        key = self._finished_key()
+        if key is None:
+            return json.dumps(self._build_state(), allow_nan=True)
+        cached = self._json_state
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        text = json.dumps(self._build_state(), allow_nan=True)
+        self._json_state = (key, text)
+        self._frozen = True
+        self._stats = {}
+        return text
+
+    def _finished_key(self) -> tuple | None:
+        """What a finished trial's saved state depends on; None while it is not finished."""
+        if self.status not in (Trial.TERMINATED, Trial.ERROR):
+            return None
+        restore = self.restore_checkpoint
+        return (self.status, self.num_results, self.num_failures, id(self.last_result), id(self.config),
+                self.error_file, self.error_msg, restore.path if restore else None,
+                len(self.checkpoint_rows), self.scheduler_stop_iteration, self.restored_iteration)
+
+    def _build_state(self) -> dict[str, Any]:
         from tunesmith.tune.utils.serialization import to_jsonable
 
-        key = None
-        if self.status in (Trial.TERMINATED, Trial.ERROR):
-            # A finished trial's state is the same snapshot after snapshot: kept, not rebuilt
-            # (with thousands of trials, rebuilding it dominated each save).
-            restore = self.restore_checkpoint
-            key = (self.status, self.num_results, self.num_failures, id(self.last_result), id(self.config),
-                   self.error_file, self.error_msg, restore.path if restore else None,
-                   len(self.checkpoint_rows), self.scheduler_stop_iteration, self.restored_iteration)
-            cached = self.__dict__.get("_json_state")
-            if cached is not None and cached[0] == key:
-                return cached[1]
         rel = self._relative
         checkpoints = [
             dict(entry, path=rel(entry["path"]), rows=self.checkpoint_rows.get(entry["path"], 0))
             for entry in self.checkpoint_manager.get_state()
         ]
         restore = self.restore_checkpoint
-        state = {
+        return {
             "trial_id": self.trial_id,
             "trainable_name": self.trainable_name,
             "config": to_jsonable(self.config),
@@ -355,13 +391,6 @@ class Trial:
             "start_time": self.start_time,
             "scheduler_stop_iteration": self.scheduler_stop_iteration,
         }
-        if key is not None:
-            self._json_state = (key, state)
-            # The statistics of a finished trial are kept once, in the saved form; the live
-            # ones (a list and a window per metric) are dropped until the trial runs again.
-            self._frozen_analysis = state["metric_analysis"]
-            self._stats, self._recent = {}, {}
-        return state
 
     def _checkpoint_absolute(self, path: str | None) -> str | None:
         if path and self.storage_path and "://" not in path and not os.path.isabs(path):

@@ -64,7 +64,12 @@ def masked_crc32c(data: bytes) -> int:
     return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
 
 
+_SMALL_VARINTS = tuple(bytes((i,)) for i in range(0x80))
+
+
 def varint(value: int) -> bytes:
+    if 0 <= value < 0x80:
+        return _SMALL_VARINTS[value]  # field keys and most lengths: one byte
     value &= 0xFFFFFFFFFFFFFFFF  # int64 two's complement
     out = bytearray()
     while True:

@@ -55,15 +55,23 @@ def flatten(d: dict, delimiter: str = "/", exclude: tuple = ()) -> dict:
     for key, value in d.items():
         if key in exclude:
             continue
-        if type(value) is dict and value:
-            for sub_key, sub_value in flatten(value, delimiter).items():
-                out[f"{key}{delimiter}{sub_key}"] = sub_value
+        kind = type(value)
+        if kind is dict:
+            if value:
+                for sub_key, sub_value in flatten(value, delimiter).items():
+                    out[f"{key}{delimiter}{sub_key}"] = sub_value
+                continue
+        elif kind in _LEAF_TYPES:
+            pass  # the common values, without an isinstance check each
         elif isinstance(value, dict) and value:
             for sub_key, sub_value in flatten(dict(value), delimiter).items():
                 out[f"{key}{delimiter}{sub_key}"] = sub_value
-        else:
-            out[key] = value
+            continue
+        out[key] = value
     return out
+
+
+_LEAF_TYPES = frozenset((float, int, str, bool, type(None), list, tuple))
 
 
 class _Writer:

@@ -29,7 +29,7 @@ def _scalars(result: dict) -> dict[str, float]:
                 continue
         elif kind is int:
             pass
-        elif kind is bool or not isinstance(value, numbers.Real):
+        elif kind is str or kind is bool or value is None or not isinstance(value, numbers.Real):
             continue
         else:
             value = float(value)
