@@ -641,7 +641,7 @@ class SimulatedExperiment:
         return table.num_live() == 0 and not table.stopping
 
     def advance(self, rounds: int) -> bool:
-        """Runs ``rounds`` virtual seconds (each running trial trains one iteration a second).
+        """Runs ``rounds`` virtual seconds (each running trial trains an iteration in ``seconds``).
 
         Returns True once no trial is running or waiting to run.
         """
