@@ -255,6 +255,19 @@ def _validate_checkpointing(trainable, run_config: RunConfig, is_class: bool, sc
             )
 
 
+def _known_trial_count(inp) -> int | None:
+    """How many trials a new run of the default search makes (its grid times ``num_samples``), else None."""
+    tc = inp.tune_config
+    if tc.search_alg is not None or tc.num_samples is None or tc.num_samples < 1:
+        return None
+    try:
+        from tunesmith.tune.search.variant_generator import count_variants
+
+        return count_variants(inp.param_space or {}, tc.num_samples)
+    except Exception:  # noqa: BLE001 - an unusual space: no bound
+        return None
+
+
 def run_experiment(inp: ExperimentInput, restore_path: str | None = None, restore_options: dict | None = None):
     """Runs an experiment and returns ``(ExperimentAnalysis, controller)``."""
     from tunesmith.tune.analysis.experiment_analysis import ExperimentAnalysis
@@ -275,7 +288,8 @@ def run_experiment(inp: ExperimentInput, restore_path: str | None = None, restor
     trainable_key = f"{name}-{uuid.uuid4().hex[:8]}"
     # Workers boot and load the trainable while the rest of the experiment is set up.
     slots = int(executor.total.get("CPU", 1))
-    executor.prestart(min(slots, 8, tc.max_concurrent_trials or slots), trainable_key, payload)
+    executor.prestart(min(slots, executor.max_prestart, tc.max_concurrent_trials or slots,
+                          _known_trial_count(inp) or slots), trainable_key, payload)
     try:
         controller, storage = _build_controller(
             inp, trainable, name, payload, trainable_key, executor, restore_path, restore_options or {}

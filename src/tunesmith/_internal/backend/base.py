@@ -129,6 +129,11 @@ class ExecutorBackend(abc.ABC):
         return ""
 
     # -- trials ------------------------------------------------------------------------
+    #: How many workers the run asks :meth:`prestart` for at most. Locally, workers past the
+    #: first few are forked in milliseconds when needed; a remote worker (a Ray actor) takes
+    #: seconds to boot, so such a backend boots one per CPU at once.
+    max_prestart: int = 8
+
     def prestart(self, count: int, trainable_key: str | None = None, payload: bytes | None = None) -> None:
         """Optionally gets ``count`` workers ready before the first trial (a hint; may do nothing).
 

@@ -329,6 +329,8 @@ class RayExecutor(ExecutorBackend):
             self._by_fd[slot.fd] = slot
             self._poller.register(slot.fd, select.POLLIN)
 
+    max_prestart = 64
+
     def prestart(self, count: int, trainable_key: str | None = None, payload: bytes | None = None) -> None:
         """Starts ``count`` one-CPU actors now (with the trainable loaded), so that they boot early."""
         from tunesmith.tune.execution.placement_groups import PlacementGroupFactory

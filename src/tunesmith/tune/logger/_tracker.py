@@ -5,10 +5,11 @@ row, a file per metric or a network request, and its import alone takes a
 second. So a :class:`TrackerLoggerCallback` does nothing in the driver but
 append each event to a list; every ``flush_period_s`` the list is handed to a
 sender thread, which pickles it and writes it to a helper process (``python -m
-tunesmith.tune.logger._tracker``). That process runs at a lower CPU priority
-(niceness 10, ``TUNESMITH_TRACKER_NICENESS`` to change it),
-imports the library and replays the events in order through a
-:class:`TrackerBackend`, batching the results of each trial. When the
+tunesmith.tune.logger._tracker``). That process imports the library and sets
+it up (for MLflow's default SQLite store, creating the database takes seconds)
+at the driver's priority, then lowers its own (niceness 10,
+``TUNESMITH_TRACKER_NICENESS`` to change it) and replays the events in order
+through a :class:`TrackerBackend`, batching the results of each trial. When the
 experiment ends, the driver waits until the helper has recorded everything,
 so that what ``Tuner.fit()`` returns is also in the tracker.
 
@@ -487,6 +488,7 @@ class _Helper:
                 self.warn(f"{self.backend.library} could not be set up, so nothing is logged to it: {exc!r}\n"
                           f"{traceback.format_exc()}")
                 self.backend = None
+            _lower_priority()
         elif kind == "start":
             record: TrialRecord = op[1]
             self.flush(record.trial_id)
@@ -539,14 +541,30 @@ class _Helper:
             self.flush_all()
 
 
-def main() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C is the driver's to handle
+def _lower_priority() -> None:
+    """Yields the CPU to the trials once the library is set up (its import and store are a fixed cost,
+    paid fastest at once; the results' replay is what can wait for the trials)."""
     try:
         os.nice(_NICENESS)
     except (AttributeError, OSError):
         pass
+
+
+def main() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C is the driver's to handle
     sys.path[:0] = [p for p in os.environ.get("TUNESMITH_DRIVER_SYS_PATH", "").split(os.pathsep) if p]
     _Helper(Connection(int(sys.argv[1]))).serve()
+    # Everything is recorded. The libraries' exit handlers run, but not the interpreter's teardown of
+    # their thousands of modules and objects (seconds for MLflow's), which the driver would wait for.
+    import atexit
+
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(0)
 
 
 if __name__ == "__main__":
