@@ -21,6 +21,11 @@ process's CPU time less the CPU time spent inside the simulated backend's own
 methods), then the growth of CPU time per result from the smallest to the
 largest run (1.00 is linear growth). CPU time is the figure to compare on a
 shared machine: the wall clock there also counts other processes' turns.
+A second line per run says where the controller's CPU time went: experiment
+state snapshots, garbage collection (in the driver's thread), the logger I/O
+thread (trial directories and params files; Linux only) and the rest (the
+per-result path, trial creation and start). A small warm-up run comes first,
+so that one-time costs (lazy imports) are not counted in the first row.
 
 Run: ``python benchmarks/bench_simulated.py [N ...] [--profile]``.
 """
@@ -52,25 +57,29 @@ def run_once(num_trials: int, root: str, profile: bool = False) -> dict:
         return {"acc": config["q"] * (1.0 - 0.95 ** iteration)}
 
     class TimedBackend(SimulatedBackend):
-        """Counts the real time spent inside the simulated backend (the simulation, not the controller)."""
+        """Counts the CPU time spent inside the simulated backend (the simulation, not the controller).
+
+        The driver thread's own CPU time (``thread_time``): the process's would also count what
+        the logger I/O thread does meanwhile, and take it off the controller's figure.
+        """
 
         spent = 0.0
 
         def wait(self, timeout):
-            t = time.process_time()
+            t = time.thread_time()
             events = super().wait(timeout)
-            self.spent += time.process_time() - t
+            self.spent += time.thread_time() - t
             return events
 
         def send(self, trial, message):
-            t = time.process_time()
+            t = time.thread_time()
             super().send(trial, message)
-            self.spent += time.process_time() - t
+            self.spent += time.thread_time() - t
 
         def start_trial(self, trial, spec, trainable_key, payload):
-            t = time.process_time()
+            t = time.thread_time()
             super().start_trial(trial, spec, trainable_key, payload)
-            self.spent += time.process_time() - t
+            self.spent += time.thread_time() - t
 
     script = ScriptedTrainable(curve, iterations=MAX_T, seconds=lambda config, i: config["s"], checkpoint_every=10)
     search = BasicVariantGenerator(random_state=0)
@@ -82,16 +91,48 @@ def run_once(num_trials: int, root: str, profile: bool = False) -> dict:
         trainable=script, trainable_name="sim", trainable_payload=b"", search_alg=search,
         scheduler=scheduler, storage=storage, executor=backend, metric="acc", mode="max",
     ))
+    # Where the time goes: the snapshotter's saves (the loop's and the final one) ...
+    snapshot = controller._snapshot
+    save = snapshot.save
+    snapshot_s = [0.0]
+
+    def timed_save():
+        t = time.thread_time()  # the driver's own; what the I/O thread does meanwhile is counted apart
+        try:
+            save()
+        finally:
+            snapshot_s[0] += time.thread_time() - t
+
+    snapshot.save = timed_save
+    # ... garbage collection in this thread ...
+    import threading
+
+    gc_s, gc_start = [0.0], [0.0]
+    main = threading.main_thread()
+
+    def on_gc(phase, info):
+        if threading.current_thread() is main:
+            if phase == "start":
+                gc_start[0] = time.thread_time()
+            else:
+                gc_s[0] += time.thread_time() - gc_start[0]
+
     gc.collect()
+    gc.callbacks.append(on_gc)
+    io_start = _io_thread_cpu()
     profiler = cProfile.Profile() if profile else None
     start, start_cpu = time.perf_counter(), time.process_time()
-    if profiler:
-        profiler.enable()
-    controller.run()
-    if profiler:
-        profiler.disable()
+    try:
+        if profiler:
+            profiler.enable()
+        controller.run()
+        if profiler:
+            profiler.disable()
+    finally:
+        gc.callbacks.remove(on_gc)
     real_s = time.perf_counter() - start
     cpu_s = time.process_time() - start_cpu
+    io_end = _io_thread_cpu()
     if profiler:
         pstats.Stats(profiler).sort_stats(os.environ.get("BENCH_SORT", "tottime")).print_stats(int(os.environ.get("BENCH_TOP", "25")))
     trials = controller.get_trials()
@@ -110,7 +151,25 @@ def run_once(num_trials: int, root: str, profile: bool = False) -> dict:
         "cpu_s_per_virtual_h": cpu_s / virtual_h,
         "results_per_s": backend.results / real_s,
         "us_per_result": 1e6 * cpu_s / backend.results,
+        "snapshot_s": snapshot_s[0],
+        "gc_s": gc_s[0],
+        "io_s": None if io_end is None or io_start is None else io_end - io_start,
     }
+
+
+def _io_thread_cpu() -> float | None:
+    """CPU seconds the logger I/O thread has used so far (0 before it exists; None off Linux)."""
+    import threading
+
+    for thread in threading.enumerate():
+        if thread.name == "tunesmith-logger-io":
+            try:
+                with open(f"/proc/self/task/{thread.native_id}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                return None
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return 0.0 if os.path.isdir("/proc/self/task") else None
 
 
 def main() -> None:
@@ -126,6 +185,7 @@ def main() -> None:
           f"{os.getloadavg()[0]:.1f} at the start.")
     rows = []
     try:
+        run_once(50, root)  # warm-up: lazy imports and first-use costs are not counted below
         for n in counts:
             row = run_once(n, root, profile)
             rows.append(row)
@@ -135,6 +195,14 @@ def main() -> None:
                 f"{row['results_per_s']:7,.0f} results/s), {row['cpu_s']:6.2f} s CPU ({row['cpu_s_per_virtual_h']:5.2f} "
                 f"s per virtual h); controller alone, less {row['cpu_s'] - row['controller_s']:.2f} s CPU in the "
                 f"simulated backend: {row['controller_results_per_s']:7,.0f} results/s",
+                flush=True,
+            )
+            io = "n/a" if row["io_s"] is None else f"{row['io_s']:.2f} s"
+            rest = row["controller_s"] - row["snapshot_s"] - (row["io_s"] or 0.0)
+            print(
+                f"        controller CPU {row['controller_s']:.2f} s: state snapshots {row['snapshot_s']:.2f} s, "
+                f"logger I/O thread {io}, the rest {rest:.2f} s ({1e6 * rest / row['results']:.1f} us per result; "
+                f"garbage collection {row['gc_s']:.2f} s of all)",
                 flush=True,
             )
     finally:

@@ -1,4 +1,5 @@
-"""ASHA: rung cut-offs and stopping decisions on synthetic results."""
+"""ASHA: rung cut-offs and stopping decisions on synthetic results, and a run of the real controller
+on the simulated backend."""
 from __future__ import annotations
 
 import random
@@ -6,9 +7,9 @@ import random
 import numpy as np
 import pytest
 
+from tunesmith._internal.backend.simulated import SimulatedExperiment
 from tunesmith.tune.experiment.trial import Trial
 from tunesmith.tune.schedulers import ASHAScheduler, AsyncHyperBandScheduler, FIFOScheduler, TrialScheduler
-from tunesmith.tune.schedulers._simulated import SimulatedController
 
 C, S = TrialScheduler.CONTINUE, TrialScheduler.STOP
 
@@ -114,11 +115,11 @@ def test_simulated_run_finds_best_and_spends_fewer_iterations_than_fifo():
 
     configs = [{"q": q} for q in np.linspace(0.1, 1.0, 27)]
     random.Random(1).shuffle(configs)
-    asha_sim = SimulatedController(
+    asha_sim = SimulatedExperiment(
         ASHAScheduler(metric="acc", mode="max", max_t=27, grace_period=1, reduction_factor=3),
         curve, max_concurrent=4, max_iterations=27,
     )
-    fifo_sim = SimulatedController(FIFOScheduler(), curve, max_concurrent=4, max_iterations=27)
+    fifo_sim = SimulatedExperiment(FIFOScheduler(), curve, max_concurrent=4, max_iterations=27)
     for c in configs:
         asha_sim.add_trial(c)
         fifo_sim.add_trial(c)

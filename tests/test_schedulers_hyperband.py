@@ -1,13 +1,14 @@
-"""Synchronous HyperBand and HyperBandForBOHB on synthetic trials."""
+"""Synchronous HyperBand and HyperBandForBOHB on synthetic trials, run by the real controller on the
+simulated backend (virtual time, no processes)."""
 from __future__ import annotations
 
 import random
 
 import pytest
 
+from tunesmith._internal.backend.simulated import SimulatedExperiment
 from tunesmith.tune.experiment.trial import Trial
 from tunesmith.tune.schedulers import HyperBandForBOHB, HyperBandScheduler
-from tunesmith.tune.schedulers._simulated import SimulatedController
 
 
 def _curve(config, state, it):
@@ -25,7 +26,7 @@ def test_bracket_sizes_follow_the_paper_for_r81_eta3():
 
 def test_trials_fill_smaller_brackets_first_then_a_new_band():
     hb = HyperBandScheduler(metric="acc", mode="max", max_t=81, reduction_factor=3)
-    sim = SimulatedController(hb, _curve)
+    sim = SimulatedExperiment(hb, _curve)
     for i in range(5 + 8 + 15 + 34 + 81 + 1):
         sim.add_trial({"q": i})
     band0 = hb._hyperbands[0]
@@ -34,11 +35,10 @@ def test_trials_fill_smaller_brackets_first_then_a_new_band():
     assert len(hb._hyperbands) == 2 and len(hb._hyperbands[1][0]._all) == 1
 
 
-@pytest.mark.parametrize("async_pause", [False, True])
-def test_per_rung_counts_and_survivors_in_a_simulated_run(async_pause):
+def test_per_rung_counts_and_survivors_in_a_simulated_run():
     hb = HyperBandScheduler(metric="acc", mode="max", max_t=27, reduction_factor=3)
     # s_max = 3: brackets (4 trials, r=27) and (6 trials, r=9 -> 2 trials to 27)
-    sim = SimulatedController(hb, _curve, max_concurrent=3, max_iterations=27, async_pause=async_pause)
+    sim = SimulatedExperiment(hb, _curve, max_concurrent=3, max_iterations=27)
     qs = [0.3, 0.9, 0.1, 0.5, 0.2, 0.8, 0.4, 0.7, 0.6, 0.05]
     trials = [sim.add_trial({"q": q}) for q in qs]
     sim.run()
@@ -50,11 +50,10 @@ def test_per_rung_counts_and_survivors_in_a_simulated_run(async_pause):
     assert all(t.status == Trial.TERMINATED for t in trials)
 
 
-@pytest.mark.parametrize("async_pause", [False, True])
-def test_paused_trials_resume_from_their_checkpoint(async_pause):
+def test_paused_trials_resume_from_their_checkpoint():
     hb = HyperBandScheduler(metric="acc", mode="max", max_t=9, reduction_factor=3)
     # s_max = 2: first bracket (3 trials, r=9); second (5 trials, r=3 -> 2 to 9)
-    sim = SimulatedController(hb, _curve, max_concurrent=2, max_iterations=9, async_pause=async_pause)
+    sim = SimulatedExperiment(hb, _curve, max_concurrent=2, max_iterations=9)
     trials = [sim.add_trial({"q": q}) for q in (1, 1, 1, 0.1, 0.9, 0.2, 0.8, 0.3)]
     sim.run()
     survivors = [t for t in trials[3:] if sim.iteration_of(t) == 9]
@@ -69,24 +68,31 @@ def test_paused_trials_resume_from_their_checkpoint(async_pause):
 
 def test_removing_a_trial_lets_its_bracket_go_on():
     hb = HyperBandScheduler(metric="acc", mode="max", max_t=9, reduction_factor=3)
-    sim = SimulatedController(hb, _curve, max_concurrent=8, max_iterations=9)
-    trials = [sim.add_trial({"q": q}) for q in (1, 1, 1, 0.1, 0.9, 0.2, 0.8, 0.3)]
-    # Run the second bracket until four of its trials wait at the rung.
-    sim._fill()
-    for _ in range(3):
-        for t in trials[3:7]:
-            if t.status == Trial.RUNNING:
-                sim.step(t)
+    # The first bracket's trials (and the second bracket's fifth) are slow: by virtual second 3.5
+    # the second bracket's first four trials have reached its rung (r=3) and wait there.
+    slow = {0, 1, 2, 7}
+    sim = SimulatedExperiment(hb, _curve, max_concurrent=8, max_iterations=9,
+                              seconds=lambda config, it: 100.0 if config["i"] in slow else 1.0,
+                              fail_at=lambda config, it: config["i"] == 7)
+    qs = (1, 1, 1, 0.1, 0.9, 0.2, 0.8, 0.3)
+    trials = [sim.add_trial({"q": q, "i": i}) for i, q in enumerate(qs)]
+    assert not sim.advance(3.5)
     assert [t.status for t in trials[3:7]] == [Trial.PAUSED] * 4
-    # The fifth fails: the bracket must not wait for it.
-    trials[7].set_status(Trial.ERROR)
-    hb.on_trial_error(sim, trials[7])
-    assert sorted(t.config["q"] for t in trials[3:7] if t.status == Trial.PENDING) == [0.8, 0.9]
+    assert [sim.iteration_of(t) for t in trials[3:7]] == [3] * 4
+    assert all(t.status == Trial.RUNNING and sim.iteration_of(t) == 0 for t in trials[:3] + trials[7:])
+    # The fifth fails (at virtual second 100): the bracket must not wait for it.
+    assert not sim.advance(100)
+    assert trials[7].status == Trial.ERROR
+    # The best two of the four went on from their rung's checkpoint; the other two ended there.
+    restarted = {t.config["q"] for t in trials[3:7] if ("start", t.trial_id, 3) in sim.events}
+    assert sorted(restarted) == [0.8, 0.9]
     assert sorted(t.config["q"] for t in trials[3:7] if t.status == Trial.TERMINATED) == [0.1, 0.2]
+    sim.run()
+    assert sorted(t.config["q"] for t in trials[3:7] if sim.iteration_of(t) == 9) == [0.8, 0.9]
+    assert [sim.iteration_of(t) for t in trials[3:7] if t.config["q"] in (0.1, 0.2)] == [3, 3]
 
 
-@pytest.mark.parametrize("async_pause", [False, True])
-def test_bohb_fills_the_largest_bracket_first_and_tells_the_searcher(async_pause):
+def test_bohb_fills_the_largest_bracket_first_and_tells_the_searcher():
     class TuneBOHB:
         def __init__(self):
             self.paused, self.unpaused = [], []
@@ -98,8 +104,7 @@ def test_bohb_fills_the_largest_bracket_first_and_tells_the_searcher(async_pause
             self.unpaused.append(trial_id)
 
     bohb = HyperBandForBOHB(metric="acc", mode="max", max_t=9, reduction_factor=3)
-    sim = SimulatedController(bohb, _curve, max_concurrent=9, max_iterations=9, async_pause=async_pause)
-    sim.search_alg = TuneBOHB()
+    sim = SimulatedExperiment(bohb, _curve, max_concurrent=9, max_iterations=9, search_alg=TuneBOHB())
     qs = [0.1 * i for i in range(1, 10)]
     random.Random(3).shuffle(qs)
     trials = [sim.add_trial({"q": q}) for q in qs]

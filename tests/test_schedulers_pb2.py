@@ -7,10 +7,10 @@ import random
 import numpy as np
 import pytest
 
+from tunesmith._internal.backend.simulated import SimulatedExperiment
 from tunesmith.tune.experiment.trial import Trial
 from tunesmith.tune.schedulers import PB2
 from tunesmith.tune.schedulers import pb2 as pb2_module
-from tunesmith.tune.schedulers._simulated import SimulatedController
 
 
 def _accumulate(config, state, it):
@@ -40,7 +40,9 @@ def test_pb2_run_picks_configs_inside_the_bounds():
     bounds = {"lr": [1e-1, 1e-4], "layers": [1, 4]}
     pb2 = PB2(time_attr="training_iteration", metric="reward", mode="max", perturbation_interval=2,
               hyperparam_bounds=bounds)
-    sim = SimulatedController(pb2, _accumulate, max_concurrent=4, max_iterations=16)
+    # 10 iterations: a trial that takes a donor's checkpoint passes perturbation points again, and
+    # each perturbation fits a GP (seven here).
+    sim = SimulatedExperiment(pb2, _accumulate, max_concurrent=4, max_iterations=10)
     trials = [sim.add_trial({"lr": lr}) for lr in (1e-4, 1e-3, 0.05, 0.09)]
     # "layers" was missing: sampled as an integer inside its bounds.
     assert all(isinstance(t.config["layers"], int) and 1 <= t.config["layers"] <= 4 for t in trials)

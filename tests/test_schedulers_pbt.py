@@ -1,4 +1,5 @@
-"""PopulationBasedTraining and its replay on synthetic populations."""
+"""PopulationBasedTraining and its replay on synthetic populations, run by the real controller on the
+simulated backend."""
 from __future__ import annotations
 
 import json
@@ -8,9 +9,9 @@ import random
 import pytest
 
 from tunesmith import tune
+from tunesmith._internal.backend.simulated import SimulatedExperiment
 from tunesmith.tune.experiment.trial import Trial
 from tunesmith.tune.schedulers import PopulationBasedTraining, PopulationBasedTrainingReplay, TrialScheduler
-from tunesmith.tune.schedulers._simulated import SimulatedController
 from tunesmith.tune.schedulers.pbt import explore
 
 LRS = [1e-3, 5e-4, 1e-4, 5e-5, 1e-5]
@@ -82,23 +83,24 @@ def test_bottom_trial_clones_checkpoint_and_config_of_the_top_trial(tmp_path):
         time_attr="training_iteration", metric="acc", mode="max", perturbation_interval=2,
         quantile_fraction=0.25, resample_probability=0.0, hyperparam_mutations={"q": [0.1, 0.4, 0.7, 1.0]},
     )
-    sim = SimulatedController(pbt, _accumulate, max_concurrent=4, max_iterations=4, experiment_path=str(tmp_path))
+    sim = SimulatedExperiment(pbt, _accumulate, max_concurrent=4, max_iterations=4, experiment_path=str(tmp_path))
     trials = [sim.add_trial({"q": q}) for q in (0.1, 0.4, 0.7, 1.0)]
-    for _ in range(4):
-        for t in trials:
-            if t.status == Trial.RUNNING or t.status == Trial.PENDING:
-                if t.status == Trial.PENDING:
-                    sim._start(t)
-                sim.step(t)
+    # The four train in step, one iteration a virtual second; at second 4 the worst trial (q=0.1)
+    # reports first, while the others still stand at iteration 3.
+    assert not sim.advance(4)
     worst, best = trials[0], trials[3]
-    # At iteration 4 the worst trial (q=0.1) copies the best one's checkpoint from iteration 2.
-    assert worst.status == Trial.PAUSED
-    assert worst.restore_checkpoint.trial_id == best.trial_id
-    assert worst.restore_checkpoint.iteration == 2
-    assert worst.restore_checkpoint.state == {"acc": 2.0}
+    # At iteration 4 the worst trial copies the best one's checkpoint from iteration 2: it was paused
+    # without a checkpoint of its own (its worker told to stop, as for a Trainable class) and restarts
+    # from the copied one at once.
+    assert sim.decisions[worst.trial_id] == [(1, "CONTINUE"), (2, "CONTINUE"), (3, "CONTINUE"), (4, "STOP")]
+    assert [e for e in sim.events if e[1] == worst.trial_id][-3:] == [
+        ("stop", worst.trial_id, 4), ("restore", worst.trial_id, (best.trial_id, 2)), ("start", worst.trial_id, 2),
+    ]
+    assert worst.status == Trial.RUNNING
+    restored = sim.backend.checkpoints[worst.restore_checkpoint.path]
+    assert (restored.trial_id, restored.iteration, restored.state) == (best.trial_id, 2, {"acc": 2.0})
     assert worst.config["q"] in (0.7, 1.0)
     assert "@perturbed[q=" in worst.experiment_tag
-    assert sim.decisions[worst.trial_id][-1] == (4, TrialScheduler.NOOP)
     # The other trials kept their configs.
     assert [t.config["q"] for t in trials[1:]] == [0.4, 0.7, 1.0]
     policy = [json.loads(line) for line in open(tmp_path / f"pbt_policy_{worst.trial_id}.txt")]
@@ -106,20 +108,18 @@ def test_bottom_trial_clones_checkpoint_and_config_of_the_top_trial(tmp_path):
     assert len(open(tmp_path / "pbt_global.txt").read().splitlines()) == 1
 
     # Restarted, it continues from the copied state and iteration.
-    sim._start(worst)
-    sim.step(worst)
+    assert not sim.advance(1)
     assert worst.last_result["training_iteration"] == 3
     assert worst.last_result["acc"] == pytest.approx(2.0 + worst.config["q"])
 
 
-@pytest.mark.parametrize("async_pause", [False, True])
-def test_population_improves_over_its_worst_members(async_pause):
+def test_population_improves_over_its_worst_members():
     random.seed(4)
     pbt = PopulationBasedTraining(
         time_attr="training_iteration", metric="acc", mode="max", perturbation_interval=3,
         hyperparam_mutations={"q": [0.1, 0.4, 0.7, 1.0]},
     )
-    sim = SimulatedController(pbt, _accumulate, max_concurrent=2, max_iterations=30, async_pause=async_pause)
+    sim = SimulatedExperiment(pbt, _accumulate, max_concurrent=2, max_iterations=30)
     trials = [sim.add_trial({"q": q}) for q in (0.1, 0.1, 0.4, 0.4, 0.7, 1.0, 0.1, 0.4)]
     sim.run()
     assert all(t.status == Trial.TERMINATED for t in trials)
@@ -128,14 +128,13 @@ def test_population_improves_over_its_worst_members(async_pause):
     assert sorted(t.last_result["acc"] for t in trials)[len(trials) // 2] > 0.4 * 30
 
 
-@pytest.mark.parametrize("async_pause", [False, True])
-def test_synchronous_mode_waits_for_the_whole_population(async_pause):
+def test_synchronous_mode_waits_for_the_whole_population():
     random.seed(5)
     pbt = PopulationBasedTraining(
         time_attr="training_iteration", metric="acc", mode="max", perturbation_interval=2, synch=True,
         hyperparam_mutations={"q": [0.1, 0.4, 0.7, 1.0]},
     )
-    sim = SimulatedController(pbt, _accumulate, max_concurrent=2, max_iterations=6, async_pause=async_pause)
+    sim = SimulatedExperiment(pbt, _accumulate, max_concurrent=2, max_iterations=6)
     trials = [sim.add_trial({"q": q}) for q in (0.1, 0.4, 0.7, 1.0)]
     sim.run()
     # At each sync point, no trial goes past it before every trial has reached it.
@@ -203,7 +202,7 @@ def test_replay_switches_configs_at_the_recorded_iterations(tmp_path):
     ]
     _write_policy(tmp_path / "pbt_policy_00002.txt", rows)
     replay = PopulationBasedTrainingReplay(experiment_dir=str(tmp_path), trial_id="00002")
-    sim = SimulatedController(replay, _accumulate, max_iterations=10)
+    sim = SimulatedExperiment(replay, _accumulate, max_iterations=10)
     t = sim.add_trial({"q": 0.1})
     assert t.config == {"q": 0.5}
     sim.run()
@@ -217,15 +216,13 @@ def test_replay_switches_configs_at_the_recorded_iterations(tmp_path):
         sim.add_trial({"q": 0.1})
 
 
-@pytest.mark.parametrize("async_pause", [False, True])
-def test_replay_of_a_policy_written_by_pbt(tmp_path, async_pause):
+def test_replay_of_a_policy_written_by_pbt(tmp_path):
     random.seed(0)
     pbt = PopulationBasedTraining(
         time_attr="training_iteration", metric="acc", mode="max", perturbation_interval=2,
         hyperparam_mutations={"q": [0.1, 0.4, 0.7, 1.0]},
     )
-    sim = SimulatedController(pbt, _accumulate, max_concurrent=4, max_iterations=12, experiment_path=str(tmp_path),
-                              async_pause=async_pause)
+    sim = SimulatedExperiment(pbt, _accumulate, max_concurrent=4, max_iterations=12, experiment_path=str(tmp_path))
     for q in (0.1, 0.4, 0.7, 1.0):
         sim.add_trial({"q": q})
     sim.run()

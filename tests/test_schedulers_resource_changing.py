@@ -1,12 +1,13 @@
-"""ResourceChangingScheduler with DistributeResources and DistributeResourcesToTopJob."""
+"""ResourceChangingScheduler with DistributeResources and DistributeResourcesToTopJob, run by the real
+controller on the simulated backend."""
 from __future__ import annotations
 
 import pytest
 
+from tunesmith._internal.backend.simulated import SimulatedExperiment
 from tunesmith.tune.execution.placement_groups import PlacementGroupFactory
 from tunesmith.tune.experiment.trial import Trial
 from tunesmith.tune.schedulers import ASHAScheduler, FIFOScheduler, ResourceChangingScheduler, TrialScheduler
-from tunesmith.tune.schedulers._simulated import SimulatedController
 from tunesmith.tune.schedulers.resource_changing_scheduler import (
     DistributeResources,
     DistributeResourcesToTopJob,
@@ -20,7 +21,7 @@ def _curve(config, state, it):
 
 def test_free_cpus_are_shared_evenly_and_trials_restart_with_them():
     rcs = ResourceChangingScheduler(FIFOScheduler(), DistributeResources())
-    sim = SimulatedController(rcs, _curve, max_concurrent=2, max_iterations=4, total_resources={"CPU": 8})
+    sim = SimulatedExperiment(rcs, _curve, max_concurrent=2, max_iterations=4, total_resources={"CPU": 8})
     a, b = sim.add_trial({"q": 1}), sim.add_trial({"q": 2})
     sim.run()
     changed = [(tid, res) for e, tid, res in sim.events if e == "resources"]
@@ -35,25 +36,26 @@ def test_add_bundles_limits_and_reserve():
     policy = DistributeResources(add_bundles=True, increase_by={"CPU": 2}, increase_by_times=1,
                                  reserve_resources={"CPU": 1})
     rcs = ResourceChangingScheduler(FIFOScheduler(), policy)
-    sim = SimulatedController(rcs, _curve, total_resources={"CPU": 9})
+    sim = SimulatedExperiment(rcs, _curve, total_resources={"CPU": 9})
     t = sim.add_trial({"q": 1})
-    sim._fill()
-    pgf = policy(sim, t, {"training_iteration": 1, "acc": 1}, rcs)
+    assert not sim.advance(0)  # the trial starts
+    assert t.status == Trial.RUNNING
+    pgf = policy(sim.controller, t, {"training_iteration": 1, "acc": 1}, rcs)
     assert pgf.bundles == [{"CPU": 1.0}, {"CPU": 2.0}]
-    assert policy(sim, t, {"training_iteration": 0}, rcs) is None
+    assert policy(sim.controller, t, {"training_iteration": 0}, rcs) is None
 
 
 def test_top_job_gets_every_free_resource():
     policy = DistributeResourcesToTopJob(metric="acc", mode="max")
     rcs = ResourceChangingScheduler(FIFOScheduler(), policy)
-    sim = SimulatedController(rcs, _curve, total_resources={"CPU": 8})
+    sim = SimulatedExperiment(rcs, _curve, total_resources={"CPU": 8}, max_iterations=4)
     low, high = sim.add_trial({"q": 1}), sim.add_trial({"q": 3})
-    sim.max_iterations = 4
     sim.run()
     changes = [(tid, res["CPU"]) for e, tid, res in sim.events if e == "resources"]
-    # low is best until high reports; then high takes 8 - 1 CPUs and low goes back to 1.
-    assert changes == [(low.trial_id, 7.0), (high.trial_id, 7.0), (low.trial_id, 1.0)]
-    assert high.placement_group_factory.required_resources == {"CPU": 7.0}
+    # low is best until high reports; then high takes 8 - 1 CPUs and low goes back to 1; at its
+    # last result, with low ending, high is given all 8.
+    assert changes == [(low.trial_id, 7.0), (high.trial_id, 7.0), (low.trial_id, 1.0), (high.trial_id, 8.0)]
+    assert high.placement_group_factory.required_resources == {"CPU": 8.0}
     assert low.placement_group_factory.required_resources == {"CPU": 1.0}
 
 
@@ -62,20 +64,23 @@ def test_base_scheduler_decisions_win_and_properties_are_forwarded():
     rcs = ResourceChangingScheduler(asha)
     assert rcs.set_search_properties("acc", "max")
     assert (asha.metric, asha.mode) == ("acc", "max") == (rcs.metric, rcs.mode)
-    sim = SimulatedController(rcs, _curve, total_resources={"CPU": 2})
+    sim = SimulatedExperiment(rcs, _curve, total_resources={"CPU": 2})
     t = sim.add_trial({"q": 1})
-    sim._fill()
-    sim.step(t)
-    assert sim.step(t) == TrialScheduler.STOP  # max_t reached: no resource change asked
+    sim.run()
+    # The first result gives the lone trial both CPUs; at the second max_t is reached: stopped, with
+    # no resource change asked.
+    assert sim.decisions[t.trial_id] == [(1, TrialScheduler.PAUSE), (2, TrialScheduler.STOP)]
+    assert [e for e in sim.events if e[0] == "resources"] == [("resources", t.trial_id, {"CPU": 2.0})]
+    assert t.status == Trial.TERMINATED and t.last_result["training_iteration"] == 2
 
 
 def test_allocation_function_may_return_a_dict_and_bad_types_are_rejected():
     rcs = ResourceChangingScheduler(FIFOScheduler(), lambda ctrl, trial, result, sched: {"cpu": 3})
-    sim = SimulatedController(rcs, _curve)
+    sim = SimulatedExperiment(rcs, _curve)
     t = sim.add_trial({"q": 1})
-    sim._fill()
-    assert sim.step(t) == TrialScheduler.PAUSE
-    sim._fill()
+    assert not sim.advance(1)  # the first result: paused to restart with 3 CPUs
+    assert sim.decisions[t.trial_id] == [(1, TrialScheduler.PAUSE)]
     assert t.placement_group_factory == PlacementGroupFactory([{"CPU": 3}])
+    assert sim.events[-2:] == [("resources", t.trial_id, {"CPU": 3.0}), ("start", t.trial_id, 1)]
     with pytest.raises(TypeError, match="TrialScheduler"):
         ResourceChangingScheduler(base_scheduler="asha")

@@ -97,6 +97,10 @@ class CallbackList(Callback):
     def __iter__(self):
         return iter(self._callbacks)
 
+    def has(self, name: str) -> bool:
+        """Whether some callback implements hook ``name`` (the driver skips building its arguments if not)."""
+        return bool(self._active.get(name, True))
+
     def __len__(self) -> int:
         return len(self._callbacks)
 

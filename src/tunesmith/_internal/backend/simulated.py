@@ -421,10 +421,35 @@ class SimulatedBackend(ExecutorBackend):
         self._held.clear()
 
 
+def _remove_after_writes(path: str) -> None:
+    """Removes a temporary experiment directory once the loggers' I/O thread wrote what it had for it.
+
+    The trials' params files are written in that thread: removing the directory under it would
+    make a write fail, and a failed write fails every later run of the process.
+    """
+    import shutil
+
+    from tunesmith.tune.logger import _util
+
+    writer = _util._WRITER
+    thread = writer._thread
+    if thread is not None and thread.is_alive():
+        writer._queue.put((shutil.rmtree, (path, True)))  # after the writes queued before it
+    else:
+        shutil.rmtree(path, True)
+
+
 class _NoMoreTrials:
-    """The search algorithm of a :class:`SimulatedExperiment`: trials are added by hand."""
+    """The search algorithm of a :class:`SimulatedExperiment`: trials are added by hand.
+
+    ``searcher`` is what schedulers find behind it (as behind a ``SearchGenerator``), e.g. a
+    searcher that BOHB tells of pauses.
+    """
 
     total_samples = 0
+
+    def __init__(self, searcher=None):
+        self.searcher = searcher
 
     def next_trial(self, trial_id: str):
         return None
@@ -465,6 +490,10 @@ class SimulatedExperiment:
         search_alg: Returned by :attr:`search_alg` to schedulers that ask for it.
         class_like: Trials also checkpoint on pause and on ``save_trial``, as ``Trainable``
             classes do (the controller runs them as class trainables).
+        seconds: Virtual seconds one iteration takes: a number or ``seconds(config, iteration)``
+            (trials of different speeds report in a chosen order).
+        fail_at: ``fail_at(config, iteration)`` true makes that iteration fail (see
+            :class:`ScriptedTrainable`).
 
     Attributes:
         events: ``(event, trial_id, detail)`` in order (:attr:`SimulatedBackend.log`).
@@ -492,6 +521,8 @@ class SimulatedExperiment:
         checkpoint_every_result: bool = False,
         search_alg=None,
         class_like: bool = True,
+        seconds: float | Callable[[dict, int], float] = 1.0,
+        fail_at: Callable[[dict, int], bool] | None = None,
         _backend: SimulatedBackend | None = None,
     ):
         import tempfile
@@ -501,18 +532,20 @@ class SimulatedExperiment:
         self.max_concurrent = max_concurrent
         self.max_iterations = max_iterations
         if experiment_path is None:
-            import shutil
             import weakref
 
             experiment_path = tempfile.mkdtemp(prefix="tunesmith_sim_")
-            weakref.finalize(self, shutil.rmtree, experiment_path, True)
+            weakref.finalize(self, _remove_after_writes, experiment_path)
         self.experiment_path = experiment_path
         self.total_resources = dict(total_resources or {"CPU": 64.0, "GPU": 0.0})
         self.checkpoint_every_result = checkpoint_every_result
         self.class_like = class_like
         self._search_alg = search_alg
-        self.script = ScriptedTrainable(step_fn, iterations=max_iterations, seconds=1.0,
-                                        checkpoint_every=1 if checkpoint_every_result else 0, class_like=class_like)
+        self.seconds = seconds
+        self.fail_at = fail_at
+        self.script = ScriptedTrainable(step_fn, iterations=max_iterations, seconds=seconds,
+                                        checkpoint_every=1 if checkpoint_every_result else 0, class_like=class_like,
+                                        fail_at=fail_at)
         self.backend = _backend or SimulatedBackend(self.script, total_resources=self.total_resources)
         self._trials: list = []
         self._controller = None
@@ -531,7 +564,8 @@ class SimulatedExperiment:
             path = self.experiment_path.rstrip("/")
             storage = StorageContext(os.path.dirname(path), os.path.basename(path))
             self._controller = TuneController(ControllerConfig(
-                trainable=self.script, trainable_name="sim", trainable_payload=b"", search_alg=_NoMoreTrials(),
+                trainable=self.script, trainable_name="sim", trainable_payload=b"",
+                search_alg=_NoMoreTrials(self._search_alg),
                 scheduler=self.scheduler, storage=storage, executor=self.backend,
                 max_concurrent_trials=self.max_concurrent if self.max_concurrent < 1_000_000 else None,
                 is_class_trainable=self.class_like, trials=list(self._trials), scheduler_restored=True,
@@ -607,7 +641,7 @@ class SimulatedExperiment:
         return table.num_live() == 0 and not table.stopping
 
     def advance(self, rounds: int) -> bool:
-        """Runs ``rounds`` virtual seconds (each running trial trains one iteration a second).
+        """Runs ``rounds`` virtual seconds (each running trial trains an iteration in ``seconds``).
 
         Returns True once no trial is running or waiting to run.
         """
@@ -667,7 +701,7 @@ class SimulatedExperiment:
             scheduler, self.step_fn, max_concurrent=self.max_concurrent, max_iterations=self.max_iterations,
             experiment_path=self.experiment_path, total_resources=self.total_resources,
             checkpoint_every_result=self.checkpoint_every_result, search_alg=self._search_alg,
-            class_like=self.class_like, _backend=backend,
+            class_like=self.class_like, seconds=self.seconds, fail_at=self.fail_at, _backend=backend,
         )
         other._trials = trials
         if not as_restored:

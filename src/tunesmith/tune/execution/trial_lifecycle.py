@@ -34,6 +34,10 @@ from tunesmith.tune.trainable._trial_info import TrialInfo
 
 logger = logging.getLogger(__name__)
 
+RUNNING = Trial.RUNNING
+CONTINUE_DECISION = TrialScheduler.CONTINUE
+STOP_DECISION = TrialScheduler.STOP
+
 
 @dataclass
 class RunStatus:
@@ -90,6 +94,7 @@ class TrialLifecycle:
         self._run = run
         self._facade = facade
         self._backend = config.executor
+        self._worker_location = self._backend.worker_location
         self._scheduler = config.scheduler
         self._search_alg = config.search_alg
         self._stopper = config.stopper
@@ -112,6 +117,10 @@ class TrialLifecycle:
         self._startup_retries: dict[Trial, int] = {}
         self._warned_no_checkpoint = False
         self._required: list[tuple[str, str]] | None = None  # metrics every result must have
+        self._required_names: tuple[str, ...] = ()
+        # Per-result hooks that nobody implements are not called (the result path is hot).
+        has = getattr(callbacks, "has", None)
+        self._result_callbacks = has("on_trial_result") if has is not None else True
         self._date_second = -1
         self._date_str = ""
 
@@ -268,9 +277,11 @@ class TrialLifecycle:
                 self._on_error(trial, msg[1], msg[2])
 
     def _fill_result(self, trial: Trial, result: dict, checkpoint_dir_name: str | None) -> dict:
-        result.setdefault(DONE, False)
+        if DONE not in result:
+            result[DONE] = False
         result["trial_id"] = trial.trial_id
-        result.setdefault(EXPERIMENT_ID, self.experiment_id)
+        if EXPERIMENT_ID not in result:
+            result[EXPERIMENT_ID] = self.experiment_id
         result["experiment_tag"] = trial.experiment_tag
         now = int(self._clock())
         if now != self._date_second:
@@ -279,7 +290,7 @@ class TrialLifecycle:
         result["date"] = self._date_str
         if "timestamp" not in result:
             result["timestamp"] = now
-        where = self._backend.worker_location(trial)
+        where = self._worker_location(trial)
         result["hostname"] = where.hostname
         result["node_ip"] = where.node_ip
         result["pid"] = where.pid
@@ -302,6 +313,14 @@ class TrialLifecycle:
     def _validate_metric(self, trial: Trial, result: dict) -> None:
         if self._required is None:
             self._required = self._required_metrics()
+            self._required_names = tuple(m for m, _ in self._required)
+        if trial.num_results:
+            # The common case, without building the list of what is missing.
+            for name in self._required_names:
+                if name not in result:
+                    break
+            else:
+                return
         missing = [f"{m!r} ({who})" for m, who in self._required if m not in result]
         if trial.num_results == 0:
             missing += [f"{k!r} (stop criteria)" for k in self._stopping_criterion if k not in result]
@@ -326,25 +345,26 @@ class TrialLifecycle:
         if checkpoint_dir_name:
             self._register_checkpoint(trial, checkpoint_dir_name, result)
 
-        decision = TrialScheduler.CONTINUE
-        if result.get(DONE) or self._should_stop(trial, result):
+        if result[DONE] or ((trial.stopping_criterion or self._stopper is not None)
+                            and self._should_stop(trial, result)):
             decision = TrialScheduler.STOP
         else:
             decision = self._scheduler.on_trial_result(self._facade, trial, result)
-            if decision == TrialScheduler.STOP:
+            if decision == STOP_DECISION:
                 self._scheduler_stopped.add(trial)
                 trial.scheduler_stop_iteration = result.get(TRAINING_ITERATION)
         self._search_alg.on_trial_result(trial.trial_id, result)
-        self._callbacks.on_trial_result(
-            iteration=self._run.iteration, trials=self._table.trials, trial=trial, result=result
-        )
+        if self._result_callbacks:
+            self._callbacks.on_trial_result(
+                iteration=self._run.iteration, trials=self._table.trials, trial=trial, result=result
+            )
 
-        if trial in self._table.stopping or trial.status != Trial.RUNNING:
+        if trial in self._table.stopping or trial.status != RUNNING:
             return  # the scheduler already paused or stopped it
         if trial._checkpoint_requested:  # Trial.checkpoint_now()
             trial._checkpoint_requested = False
             self.save_trial(trial)
-        if decision == TrialScheduler.CONTINUE:
+        if decision == CONTINUE_DECISION:
             self._backend.send(trial, P.CONTINUE)
         elif decision == TrialScheduler.PAUSE:
             self.pause_trial(trial, should_checkpoint=True)

@@ -92,6 +92,7 @@ class TuneController:
         self._storage = config.storage
         self._reporter = config.reporter
         self._callbacks = CallbackList(config.callbacks or [])
+        self._step_hooks = (self._callbacks.has("on_step_begin"), self._callbacks.has("on_step_end"))
         self._settings = LoopSettings.from_env(
             cpus=getattr(self._backend, "total", {}).get("CPU", 1),
             basic_variant=isinstance(config.search_alg, BasicVariantGenerator),
@@ -335,7 +336,8 @@ class TuneController:
         run, table = self._run, self._table
         run.iteration += 1
         it = run.iteration
-        self._callbacks.on_step_begin(iteration=it, trials=table.trials)
+        if self._step_hooks[0]:
+            self._callbacks.on_step_begin(iteration=it, trials=table.trials)
         self._maybe_add_trials()
         self._maybe_start_trials()
         if not table.count(Trial.RUNNING) and not table.stopping and not run.stop_all and table.num_live():
@@ -345,7 +347,8 @@ class TuneController:
         process = self._lifecycle.process_event
         for trial, msg in events:
             process(trial, msg)
-        self._callbacks.on_step_end(iteration=it, trials=table.trials)
+        if self._step_hooks[1]:
+            self._callbacks.on_step_end(iteration=it, trials=table.trials)
         busy_s = time.perf_counter() - busy_start
         now = self._clock()
         self._warn_if_slow_or_stuck(now, busy_s)

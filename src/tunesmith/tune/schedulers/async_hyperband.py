@@ -59,7 +59,10 @@ class _Bracket:
 
     def on_result(self, trial_id: str, cur_iter: float, cur_rew: float) -> str:
         action = TrialScheduler.CONTINUE
-        for rung in self.rungs:
+        rungs = self.rungs
+        if rungs and cur_iter < rungs[-1].milestone:
+            rungs = ()  # short of the first rung (most results early in a trial): nothing to judge
+        for rung in rungs:
             if cur_iter < rung.milestone or trial_id in rung.trial_ids:
                 continue
             cutoff = rung.cutoff(self.reduction_factor)

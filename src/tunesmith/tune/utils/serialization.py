@@ -6,6 +6,10 @@ import numbers
 from typing import Any
 
 
+# Values JSON takes as they are (exact types: subclasses go the long way, as before).
+_PLAIN = frozenset((str, int, float, bool, type(None)))
+
+
 def to_jsonable(value: Any) -> Any:
     """Returns ``value`` with every part JSON serialisable.
 
@@ -13,6 +17,20 @@ def to_jsonable(value: Any) -> Any:
     stay floats (Python's json writes them as ``NaN``/``Infinity``); anything
     else unknown becomes its ``repr``.
     """
+    # Results, configs and checkpoint metrics are plain dicts of plain values: those are
+    # copied without a call per value (experiment-state snapshots convert thousands of them).
+    kind = type(value)
+    if kind in _PLAIN:
+        return value
+    if kind is dict:
+        return {(k if type(k) is str else str(k)): (v if type(v) in _PLAIN else to_jsonable(v))
+                for k, v in value.items()}
+    if kind is list or kind is tuple:
+        return [v if type(v) in _PLAIN else to_jsonable(v) for v in value]
+    return _other_to_jsonable(value)
+
+
+def _other_to_jsonable(value: Any) -> Any:
     if value is None or isinstance(value, (str, bool, int)):
         return value
     if isinstance(value, float):
