@@ -426,6 +426,34 @@ def test_a_failing_result_write_fails_the_run_loudly(tmp_path):
     assert "result.json" in last_line or "progress.csv" in last_line
 
 
+LATER_RUN_SCRIPT = """
+import resource, signal, sys
+sys.path.insert(0, {here!r})
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+from tunesmith import tune
+from _crash_driver import counting
+resource.setrlimit(resource.RLIMIT_FSIZE, (6000, resource.RLIM_INFINITY))
+try:
+    tune.Tuner(counting, param_space={{"id": 0, "iters": 200, "sleep": 0.0, "every": 1000}},
+               run_config=tune.RunConfig(name="full", storage_path={storage!r}, verbose=0)).fit()
+except OSError as exc:
+    print("FIRST", type(exc).__name__)
+resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+grid = tune.Tuner(counting, param_space={{"id": 1, "iters": 5, "sleep": 0.0, "every": 1000}},
+                  run_config=tune.RunConfig(name="later", storage_path={storage!r}, verbose=0)).fit()
+print("SECOND", grid[0].metrics["training_iteration"], grid.num_errors)
+"""
+
+
+def test_a_later_experiment_in_the_same_process_runs_after_a_failed_write(tmp_path):
+    script = tmp_path / "later.py"
+    script.write_text(LATER_RUN_SCRIPT.format(here=HERE, storage=str(tmp_path)))
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "FIRST ResultWriteError" in proc.stdout, proc.stdout + proc.stderr
+    assert "SECOND 5 0" in proc.stdout, proc.stdout + proc.stderr
+
+
 def _prints_steps(config):
     step = 0
     checkpoint = train.get_checkpoint()

@@ -35,6 +35,7 @@ from tunesmith.tune.execution.state_snapshot import CALLBACK_STATE_FILE, StateSn
 from tunesmith.tune.execution.trial_lifecycle import RunStatus, TrialLifecycle
 from tunesmith.tune.execution.trial_table import TrialTable
 from tunesmith.tune.experiment.trial import Trial
+from tunesmith.tune.logger._util import clear_write_error as _clear_write_error
 from tunesmith.tune.logger._util import write_error as _write_error
 from tunesmith.tune.result import EXPERIMENT_ID
 
@@ -296,6 +297,7 @@ class TuneController:
 
     def run(self) -> None:
         """Runs the experiment; Ctrl+C (or SIGUSR1) stops it gracefully and keeps its state."""
+        _clear_write_error()  # an earlier experiment's failed write in this process is not this one's
         self._callbacks.setup(
             stop=self._stopper, num_samples=self._search_alg.total_samples,
             total_num_samples=self._search_alg.total_samples,

@@ -159,8 +159,14 @@ def wait_for_trial_files() -> None:
 
 
 def write_error() -> BaseException | None:
-    """The first failed result write of this process, if any."""
+    """The first failed result write of this experiment, if any."""
     return _WRITER.error
+
+
+def clear_write_error() -> None:
+    """Forgets an earlier experiment's failed write once its writes are done (a new run starts clean)."""
+    _WRITER.wait()
+    _WRITER.error = None
 
 
 def commit_results() -> None:
