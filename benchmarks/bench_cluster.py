@@ -18,6 +18,13 @@ Workloads:
   (after the job's Ray worker processes started), and the overhead of the rest of ``fit()``
   over the same ideal, which is the bookkeeping proper.
 
+Before the bookkeeping workload, a fresh Ray driver (``--ray-python``, Ray core
+only) times how long the cluster takes to start one plain one-CPU actor per CPU
+and hear back from all of them: Ray's own floor for any first trial. On a small
+machine that hosts many virtual CPUs this floor is most of the overhead (all the
+actor processes start at once on the machine's few cores), so the bookkeeping
+overhead is also printed beyond it: ``fit()`` less the floor, over the ideal.
+
 The load average of this machine is printed next to each figure.
 
 Run::
@@ -44,6 +51,24 @@ BACKENDS = {
     "tunesmith": "from tunesmith import tune\nimport tunesmith\ntunesmith.init(address=os.environ['BENCH_ADDRESS'])\n",
     "ray_tune": "from ray import tune\nimport ray\nray.init(address=os.environ['BENCH_ADDRESS'], log_to_driver=False)\n",
 }
+
+FLOOR_SCRIPT = textwrap.dedent("""
+    import json, os, sys, time
+    import ray
+    ray.init(address=os.environ["BENCH_ADDRESS"], log_to_driver=False)
+    cpus = int(sys.argv[1])
+    @ray.remote(num_cpus=1)
+    class Plain:
+        def ping(self):
+            return os.getpid()
+    t0 = time.perf_counter()
+    pending = [a.ping.remote() for a in [Plain.remote() for _ in range(cpus)]]
+    times = []
+    while pending:
+        done, pending = ray.wait(pending, num_returns=1)
+        times.append(time.perf_counter() - t0)
+    print("BENCH", json.dumps({"first_actor_s": times[0], "all_actors_s": times[-1]}))
+""")
 
 RUN_CONFIG = 'tune.RunConfig(verbose=0, storage_path=os.environ["BENCH_STORAGE_PATH"])'
 
@@ -172,6 +197,16 @@ def run_workload(python: str, backend: str, workload: str, params: dict, env: di
     return figures
 
 
+def ray_floor(ray_python: str, cpus: int, env: dict) -> dict:
+    """Seconds for ``cpus`` plain one-CPU Ray actors to start and answer, in a fresh driver."""
+    out = subprocess.run([ray_python, "-c", FLOOR_SCRIPT, str(cpus)], env=env, capture_output=True, text=True,
+                         timeout=600)
+    lines = [line for line in out.stdout.splitlines() if line.startswith("BENCH ")]
+    if out.returncode != 0 or not lines:
+        raise RuntimeError(f"the Ray floor measurement failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
+    return json.loads(lines[-1][6:])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ray-python", default="/work/ray-venv/bin/python",
@@ -201,10 +236,18 @@ def main() -> None:
             params = {"n": args.trivial} if workload == "trivial" else {
                 "n": args.sleep_trials, "sleep_s": args.sleep_s, "cpus": cluster.cpus}
             results = {}
+            floor = None
+            if workload == "bookkeeping":
+                floor = ray_floor(args.ray_python, cluster.cpus, env)
+                print(f"ray floor: {json.dumps({k: round(v, 3) for k, v in floor.items()})}", flush=True)
             for backend, python in (("tunesmith", sys.executable), ("ray_tune", args.ray_python)):
                 if backend == "ray_tune" and args.skip_ray:
                     continue
                 figures = run_workload(python, backend, workload, params, env)
+                if floor is not None:
+                    figures["ray_floor_s"] = floor["all_actors_s"]
+                    figures["overhead_beyond_floor_pct"] = 100 * (
+                        (figures["fit_s"] - floor["all_actors_s"]) / figures["ideal_s"] - 1)
                 results[backend] = figures
                 print(f"{workload} {backend}: {json.dumps({k: round(v, 3) for k, v in figures.items()})}", flush=True)
             rows.append((workload, params, results))
@@ -226,7 +269,9 @@ def main() -> None:
             name = f"{params['n']} x {params['sleep_s']:g} s on {params['cpus']} CPUs (fit s, over ideal)"
             def cell(r: dict) -> str:
                 return (f"{r['fit_s']:.1f} s, {r['overhead_pct']:+.1f}% (first trial began at "
-                        f"{r['first_trial_began_s']:.1f} s; {r['overhead_after_first_pct']:+.1f}% after it)")
+                        f"{r['first_trial_began_s']:.1f} s; {r['overhead_after_first_pct']:+.1f}% after it; "
+                        f"{r['overhead_beyond_floor_pct']:+.1f}% beyond Ray's {r['ray_floor_s']:.1f} s "
+                        "to start one actor per CPU)")
 
             a = cell(ts)
             b = cell(rt) if rt else "-"

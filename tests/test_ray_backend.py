@@ -104,6 +104,9 @@ def test_trials_spread_over_nodes_as_ray_actors(cluster, tmp_path):
     # Ray's actor table shows the trial actors on those nodes, with the pids the results name.
     actors = {(node, pid) for node, pid, _ in _actors("TrialActor")}
     assert {(r["node"], r["pid"]) for r in results} <= actors
+    # The storage marker each actor looked for is gone with the run.
+    experiment = os.path.dirname(grid[0].path)
+    assert not [f for f in os.listdir(experiment) if f.startswith(".tunesmith_storage_check")]
 
 
 def where_am_i(config):
@@ -318,6 +321,24 @@ def test_storage_that_the_nodes_do_not_share_fails_up_front(cluster, tmp_path):
         tune.Tuner(touch, run_config=tune.RunConfig(
             storage_path="/unshared", storage_filesystem=fs, name="exp", verbose=0)).fit()
     assert not os.listdir(ran)  # no trial ran
+
+
+def test_a_node_that_misses_the_marker_says_why(tmp_path):
+    from tunesmith._internal.backend import _ray_actors as A
+
+    marker = tmp_path / ".marker"
+    assert A.marker_seen(None) is None
+    assert A.marker_seen((str(marker), None)) == "it cannot see a file the driver wrote there"
+    marker.touch()
+    assert A.marker_seen((str(marker), None)) is None
+
+    class Unreachable:
+        def get_file_info(self, path):
+            raise OSError("no route to host")
+
+    assert A.marker_seen(("bucket/x", Unreachable())) == "looking for it failed: OSError: no route to host"
+    error = A.storage_not_shared("/data/exp", "node 10.0.0.2 (abc): it cannot see a file the driver wrote there")
+    assert "'/data/exp' is not shared with every node of the Ray cluster: node 10.0.0.2" in str(error)
 
 
 # -- choosing the backend --------------------------------------------------------------------------------------

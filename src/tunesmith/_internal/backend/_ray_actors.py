@@ -21,6 +21,11 @@ from tunesmith._internal.protocol import PlainConnection
 # worker group to put its workers into the bundles after the trial's own.
 BUNDLE_OFFSET_ENV = "TUNESMITH_RAY_BUNDLE_OFFSET"
 
+# Set in a trial actor once the driver has told it where the experiment's storage marker is:
+# ``(path, filesystem)``, or None when the run asked for no check. A trainer's worker group
+# has each of its workers look for the marker too, since they may run on other nodes.
+storage_marker: tuple[str, object] | None = None
+
 
 def dial(address: tuple[str, int], authkey: bytes, timeout: float = 60.0) -> Connection:
     """Connects to a listening tunesmith process and authenticates both ways."""
@@ -124,6 +129,11 @@ class TrialActor:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         conn = dial(self._driver, self._authkey)
         conn.send((self._slot_id, os.getpid()) + _where())
+        # The driver's first word: the storage marker this node must see before it runs a trial.
+        global storage_marker
+        _, path, filesystem = conn.recv()
+        storage_marker = None if path is None else (path, filesystem)
+        conn.send(marker_seen(storage_marker))
         try:
             Worker(conn).serve()
         finally:
@@ -137,13 +147,14 @@ class GroupWorkerActor:
     def __init__(self, sys_path: list[str]):
         _add_sys_path(sys_path)
 
-    def info(self) -> tuple[str, str, int, int]:
-        """``(node_id, node_ip, pid, free_port)``: where this worker runs, and a port rank 0 may offer."""
+    def info(self, marker: tuple[str, object] | None = None) -> tuple[str, str, int, int, str | None]:
+        """``(node_id, node_ip, pid, free_port, storage_problem)``: where this worker runs, a port
+        rank 0 may offer, and why this node does not see the storage ``marker`` (None when it does)."""
         node_id, ip, _ = _where()
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
             s.bind((ip, 0))
             port = s.getsockname()[1]
-        return node_id, ip, os.getpid(), port
+        return node_id, ip, os.getpid(), port, marker_seen(marker)
 
     def run(self, payload: bytes, address: tuple[str, int], authkey: bytes) -> int:
         """Runs the training worker described by ``payload`` (a pickled ``WorkerSpec``)."""
@@ -167,10 +178,28 @@ class GroupWorkerActor:
                 pass
 
 
-def check_marker(path: str, filesystem=None) -> bool:
-    """True when this node sees the storage marker at ``path`` (on ``filesystem`` if given)."""
-    if filesystem is None:
-        return os.path.exists(path)
-    import pyarrow.fs
+def storage_not_shared(experiment_path: str, where: str) -> RuntimeError:
+    """The error of a run whose storage some node of the cluster does not see."""
+    return RuntimeError(
+        f"The storage path {experiment_path!r} is not shared with every node of the Ray cluster: "
+        f"{where}. On a multi-node cluster, set RunConfig(storage_path=...) to a URI (s3://bucket/path, "
+        "gs://...) or to a network filesystem mounted at the same path on every node."
+    )
 
-    return filesystem.get_file_info(path).type != pyarrow.fs.FileType.NotFound
+
+def marker_seen(marker: tuple[str, object] | None) -> str | None:
+    """None when this node sees the storage ``marker`` ``(path, filesystem)`` (or there is none to
+    see); otherwise why not."""
+    if marker is None:
+        return None
+    path, filesystem = marker
+    try:
+        if filesystem is None:
+            found = os.path.exists(path)
+        else:
+            import pyarrow.fs
+
+            found = filesystem.get_file_info(path).type != pyarrow.fs.FileType.NotFound
+    except Exception as exc:  # the filesystem itself fails here (no credentials, no route)
+        return f"looking for it failed: {type(exc).__name__}: {exc}"
+    return None if found else "it cannot see a file the driver wrote there"

@@ -97,7 +97,7 @@ class _Slot:
 
     __slots__ = ("id", "actor", "pg", "pgf", "serve_ref", "conn", "fd", "pid", "node_id", "node_ip",
                  "hostname", "loaded", "trial", "outbox", "ready", "closing", "dead", "placed", "ready_ref",
-                 "assigned_at")
+                 "assigned_at", "verified")
 
     def __init__(self, slot_id: int, pgf):
         self.id = slot_id
@@ -118,6 +118,7 @@ class _Slot:
         self.closing = False
         self.dead = False
         self.placed = False  # its placement group is ready
+        self.verified = False  # its node sees the experiment's storage (it gets messages only then)
         self.ready_ref = None
         self.assigned_at = 0.0  # when its current trial was given to it
 
@@ -163,6 +164,10 @@ class RayExecutor(ExecutorBackend):
         self._used: dict[str, float] = {}
         self._totals_checked = time.monotonic()
         self._sys_path = A.user_sys_path()
+        # The storage marker every actor looks for before it runs a trial (see check_storage).
+        self._marker: tuple[str, Any] | None = None
+        self._marker_dir = ""
+        self._storage_failed = False
         self._trial_actor = ray.remote(A.TrialActor)
         # The watcher: serve calls that ended (an actor exited or died), handed to the driver's loop.
         self._lock = threading.Lock()
@@ -259,7 +264,7 @@ class RayExecutor(ExecutorBackend):
         return None
 
     def _send(self, slot: _Slot, message: Any) -> None:
-        if slot.conn is None:
+        if not slot.verified:
             slot.outbox.append(message)
             return
         try:
@@ -383,7 +388,8 @@ class RayExecutor(ExecutorBackend):
             self._connecting -= 1
         if not slot.placed and not slot.dead:
             self._unplaced -= 1
-        self._unpoll(slot)
+        if slot.verified:
+            self._unpoll(slot)  # an unverified slot stays polled until its storage answer comes
         slot.trial = None
         if reuse and not self._starved() and not slot.dead and not slot.closing and (
                 slot.conn is not None or not slot.outbox):
@@ -431,6 +437,9 @@ class RayExecutor(ExecutorBackend):
                 self._accept()
                 continue
             slot = self._by_fd.get(fd)
+            if slot is not None and not slot.verified:
+                self._verify(slot, events)
+                continue
             if slot is None or slot.trial is None:
                 continue
             trial = slot.trial
@@ -470,12 +479,38 @@ class RayExecutor(ExecutorBackend):
                 continue
             slot.conn, slot.fd, slot.pid = conn, conn.fileno(), pid
             slot.node_id, slot.node_ip, slot.hostname = node_id, node_ip, hostname
-            outbox, slot.outbox = slot.outbox, []
-            for message in outbox:
-                self._send(slot, message)
+            marker = self._marker or (None, None)
+            try:
+                conn.send(("storage",) + marker)
+            except OSError:
+                pass  # the actor is gone: its socket or the watcher reports it
             if slot.trial is not None:
                 self._connecting -= 1
-                self._poll(slot)
+            self._poll(slot)  # for its storage answer; the outbox waits for it
+
+    def _verify(self, slot: _Slot, events: list) -> None:
+        """Reads an actor's answer about the storage marker; sends its outbox when its node sees it."""
+        try:
+            problem = slot.conn.recv()
+        except (EOFError, OSError) as exc:
+            if slot.trial is not None:
+                events.append(TrialEvent(slot.trial, self._death(slot, None)))
+            else:
+                self._unpoll(slot)
+                self._close_conn(slot)  # the watcher reports the idle actor's end
+            return
+        if problem is not None:
+            self._retire(slot)
+            if not self._storage_failed:
+                self._storage_failed = True
+                raise A.storage_not_shared(self._marker_dir, f"node {slot.node_ip} ({slot.node_id[:12]}): {problem}")
+            return
+        slot.verified = True
+        outbox, slot.outbox = slot.outbox, []
+        for message in outbox:
+            self._send(slot, message)
+        if slot.trial is None:
+            self._unpoll(slot)
 
     def _death(self, slot: _Slot, error: BaseException | None) -> tuple:
         """The ERROR message for a trial whose actor died; forgets the slot."""
@@ -570,14 +605,13 @@ class RayExecutor(ExecutorBackend):
 
     # -- storage -----------------------------------------------------------------------------------
     def check_storage(self, storage) -> None:
-        """Fails up front unless every alive node sees the experiment's storage.
+        """Makes every actor prove that its node sees the experiment's storage before it runs a trial.
 
-        The driver writes a marker file into the experiment directory; a task on each
-        node looks for it.
+        The driver writes a marker file into the experiment directory; each actor, when it
+        dials back, looks for it and gets no trial unless it sees it (a trainer's workers look
+        too). A node that does not see it fails the run with an error that says so. The check
+        costs no process of its own: it rides on the actors' start.
         """
-        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-        ray = self._ray
         name = f".tunesmith_storage_check_{uuid.uuid4().hex[:12]}"
         fs = storage.storage_filesystem if storage.is_remote else None
         if fs is not None:
@@ -589,42 +623,21 @@ class RayExecutor(ExecutorBackend):
             path = os.path.join(storage.experiment_local_path, name)
             with open(path, "w") as f:
                 f.write("tunesmith")
+        self._marker = (path, fs)
+        self._marker_dir = storage.experiment_path
+
+    def _remove_marker(self) -> None:
+        if self._marker is None:
+            return
+        path, fs = self._marker
+        self._marker = None
         try:
-            nodes = [n for n in ray.nodes() if n.get("Alive")]
-            check = ray.remote(A.check_marker)
-            refs = [
-                check.options(num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))
-                .remote(path, fs)
-                for n in nodes
-            ]
-            timeout = float(os.environ.get("TUNESMITH_STORAGE_CHECK_TIMEOUT_S", "120"))
-            ray.wait(refs, num_returns=len(refs), timeout=timeout)
-            seen = []
-            for ref in refs:
-                try:
-                    seen.append(ray.get(ref, timeout=0))
-                except ray.exceptions.TaskUnschedulableError:
-                    seen.append(True)  # the node left the cluster since it was listed
-                except ray.exceptions.GetTimeoutError:
-                    seen.append(False)
-        finally:
-            try:
-                if fs is not None:
-                    fs.delete_file(path)
-                else:
-                    os.remove(path)
-            except OSError:
-                pass
-        missing = [n for n, ok in zip(nodes, seen) if not ok]
-        if missing:
-            where = ", ".join(f"{n.get('NodeManagerAddress')} ({n['NodeID'][:12]})" for n in missing)
-            raise RuntimeError(
-                f"The storage path {storage.experiment_path!r} is not shared with every node of the Ray "
-                f"cluster: node(s) {where} cannot see a file the driver wrote there (or did not answer within "
-                "TUNESMITH_STORAGE_CHECK_TIMEOUT_S). On a multi-node "
-                "cluster, set RunConfig(storage_path=...) to a URI (s3://bucket/path, gs://...) or to a "
-                "network filesystem mounted at the same path on every node."
-            )
+            if fs is not None:
+                fs.delete_file(path)
+            else:
+                os.remove(path)
+        except OSError:
+            pass
 
     # -- shutdown ----------------------------------------------------------------------------------
     def shutdown(self) -> None:
@@ -662,3 +675,4 @@ class RayExecutor(ExecutorBackend):
                 os.close(fd)
             except OSError:
                 pass
+        self._remove_marker()

@@ -107,11 +107,16 @@ class RayWorkerGroup:
                 )
             self._actors.append(cls.options(max_restarts=0, **options).remote(sys_path))
         timeout = float(os.environ.get("TUNESMITH_RAY_GROUP_START_TIMEOUT_S", "600"))
-        infos = ray.get([a.info.remote() for a in self._actors], timeout=timeout)
+        marker = A.storage_marker
+        infos = ray.get([a.info.remote(marker) for a in self._actors], timeout=timeout)
+        for rank, info in enumerate(infos):
+            if info[4] is not None:
+                raise A.storage_not_shared(
+                    os.path.dirname(marker[0]), f"node {info[1]} ({info[0][:12]}) of rank {rank}: {info[4]}")
 
         # Ranks on the same node get local ranks; nodes are numbered in the order of their first rank.
         nodes: dict[str, list[int]] = {}
-        for rank, (node_id, _, _, _) in enumerate(infos):
+        for rank, (node_id, *_) in enumerate(infos):
             nodes.setdefault(node_id, []).append(rank)
         node_rank = {node: i for i, node in enumerate(nodes)}
         master_ip, master_port = infos[0][1], infos[0][3]
@@ -119,7 +124,7 @@ class RayWorkerGroup:
         authkey = secrets.token_bytes(32)
         refs = []
         try:
-            for spec, actor, (node_id, _, _, _) in zip(self.specs, self._actors, infos):
+            for spec, actor, (node_id, *_) in zip(self.specs, self._actors, infos):
                 peers = nodes[node_id]
                 spec.local_rank = peers.index(spec.rank)
                 spec.local_world_size = len(peers)
