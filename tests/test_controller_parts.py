@@ -99,3 +99,33 @@ def test_error_writer_appends_failures_and_keeps_the_exception(tmp_path):
     with open(trial.pickled_error_file, "rb") as f:
         assert isinstance(load_exception(f.read(), ""), KeyError)
     assert type(load_exception(b"not a pickle", "the text")).__name__ == "TuneError"
+
+
+def _one_result(config):
+    from tunesmith import tune
+
+    tune.report({"x": 1})
+
+
+def test_the_driver_collects_garbage_less_often_only_while_an_experiment_runs(tmp_path):
+    import gc
+
+    from tunesmith import tune
+    from tunesmith.tune.execution.tune_controller import _GC_YOUNG_THRESHOLD
+
+    seen = []
+
+    class Look(tune.Callback):
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            seen.append(gc.get_threshold())
+
+    saved = gc.get_threshold()
+    try:
+        for mine in ((700, 10, 10), (50_000, 10, 10)):
+            gc.set_threshold(*mine)
+            tune.Tuner(_one_result, run_config=tune.RunConfig(
+                storage_path=str(tmp_path), verbose=0, callbacks=[Look()])).fit()
+            assert seen.pop() == (max(mine[0], _GC_YOUNG_THRESHOLD), 10, 10)
+            assert gc.get_threshold() == mine  # the user's own setting comes back
+    finally:
+        gc.set_threshold(*saved)

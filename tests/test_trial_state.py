@@ -52,3 +52,31 @@ def test_trial_pickles_and_restores_from_its_saved_state():
     restored = Trial.from_json_state(json.loads(trial.get_json_text()), experiment_path="/tmp/exp")
     assert restored.metric_analysis["loss"]["max"] == 4.0
     assert restored.num_results == 2 and restored.trial_dirname == trial.trial_dirname
+
+
+def test_statistics_gathered_in_batches_equal_those_of_one_result_at_a_time():
+    import math
+    import random
+
+    import numpy as np
+
+    rng = random.Random(1)
+    for case in range(200):
+        one_by_one, batched = Trial("f", config={}), Trial("f", config={})
+        for i in range(rng.randint(1, 60)):
+            result = {
+                "loss": rng.choice([1, 2.5, float("nan"), -3]) if case % 3 else rng.random(),
+                "mixed": rng.choice([None, 1.0, "x", True, np.float32(2.0)]) if case % 5 == 0 else i,
+                "nested": {"x": float(i)}, "note": "n", "config": {"a": 1},
+            }
+            if case % 7 == 0 and i % 5 == 0:
+                result["sometimes"] = i  # results with different fields
+            one_by_one.update_last_result(result)
+            one_by_one._fold()
+            batched.update_last_result(result)
+        a, b = one_by_one.metric_analysis, batched.metric_analysis
+        assert a.keys() == b.keys() and "note" not in a and "nested/x" in a and "config" not in a
+        for metric in a:
+            for stat, x in a[metric].items():
+                y = b[metric][stat]
+                assert x == y or (math.isnan(x) and math.isnan(y)) or math.isclose(x, y), (case, metric, stat)

@@ -20,8 +20,11 @@ in DESIGN.md.
 """
 from __future__ import annotations
 
+import contextlib
+import gc
 import logging
 import os
+import threading
 import time
 import uuid
 
@@ -48,6 +51,35 @@ HOUSEKEEPING_S = 0.5
 SEARCHER_RETRY_S = 0.01
 # Other experiments free resources without an event of ours: ask again at least this often.
 CONTENDED_RETRY_S = 0.1
+
+
+# While experiments run, the driver's garbage collector looks at its young objects every
+# _GC_YOUNG_THRESHOLD container allocations instead of Python's 700: the controller keeps every
+# trial's results and statistics alive, so with thousands of trials the default made a
+# full collection (all of them) frequent, about a tenth of the driver's time.
+_GC_YOUNG_THRESHOLD = 20_000
+_gc_lock = threading.Lock()
+_gc_users = 0
+_gc_saved: tuple[int, ...] = ()
+
+
+@contextlib.contextmanager
+def _fewer_collections():
+    """Raises the young generation's collection threshold for as long as any experiment runs."""
+    global _gc_users, _gc_saved
+    with _gc_lock:
+        if _gc_users == 0:
+            _gc_saved = gc.get_threshold()
+            if 0 < _gc_saved[0] < _GC_YOUNG_THRESHOLD:
+                gc.set_threshold(_GC_YOUNG_THRESHOLD, *_gc_saved[1:])
+        _gc_users += 1
+    try:
+        yield
+    finally:
+        with _gc_lock:
+            _gc_users -= 1
+            if _gc_users == 0 and gc.get_threshold()[0] == _GC_YOUNG_THRESHOLD != _gc_saved[0]:
+                gc.set_threshold(*_gc_saved)  # unless someone set their own meanwhile
 
 
 class TuneController:
@@ -307,8 +339,9 @@ class TuneController:
         callback_error: CallbackError | None = None
         restore_signals = self._install_stop_signals()
         try:
-            while not self.is_finished():
-                self.step()
+            with _fewer_collections():
+                while not self.is_finished():
+                    self.step()
         except KeyboardInterrupt:
             if os.environ.get("TUNE_DISABLE_SIGINT_HANDLER", "0") == "1":
                 abort = True

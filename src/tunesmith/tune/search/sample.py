@@ -84,13 +84,15 @@ def as_numpy_rng(random_state: RandomState = None) -> Any:
     )
 
 
-def _integers(rng: Any, low: int, high: int, size: int) -> np.ndarray:
-    """Integers in ``[low, high)`` from either numpy random API."""
+def _integers(rng: Any, low: int, high: int, size: int) -> Any:
+    """Integers in ``[low, high)`` from either numpy random API (a list or an array of ``size``)."""
     import numpy as np  # imported when sampling, not with tunesmith.tune
 
+    # One value is drawn as a scalar: the same draw from the stream, without an array (numpy's
+    # sized integer draw costs several times the scalar one; a trial's config samples one).
     if isinstance(rng, np.random.Generator):
-        return rng.integers(low, high, size=size)
-    return rng.randint(low, high, size=size)
+        return [rng.integers(low, high)] if size == 1 else rng.integers(low, high, size=size)
+    return [rng.randint(low, high)] if size == 1 else rng.randint(low, high, size=size)
 
 
 # ---------------------------------------------------------------------------
@@ -170,6 +172,8 @@ class Uniform(BaseSampler):
             return [domain.categories[int(i)] for i in idx]
         if isinstance(domain, Integer):
             return _integers(rng, domain.lower, domain.upper, size)
+        if size == 1:
+            return [rng.uniform(domain.lower, domain.upper)]
         return rng.uniform(domain.lower, domain.upper, size=size)
 
 
@@ -256,7 +260,7 @@ class Quantized(Sampler):
         low, high = self._bounds(domain)
         if isinstance(domain, Integer) and isinstance(self.sampler, Uniform):
             # Every multiple of q in [lower, upper] equally likely.
-            return _integers(rng, int(low), int(high) + 1, size) * int(q)
+            return [int(k) * int(q) for k in _integers(rng, int(low), int(high) + 1, size)]
         if isinstance(self.sampler, LogUniform):
             values = self.sampler._draw(domain.lower, domain.upper, size, rng)
         else:
