@@ -267,6 +267,9 @@ def params_written(logdir: str, config: dict) -> bool:
     return _PARAMS_WRITTEN.get(logdir) is config
 
 
+_SCALARS = frozenset((str, int, float, bool, type(None)))
+
+
 def _write_params_files(logdir: str, config: dict) -> None:
     from tunesmith.tune.result import EXPR_PARAM_FILE, EXPR_PARAM_PICKLE_FILE
 
@@ -275,9 +278,13 @@ def _write_params_files(logdir: str, config: dict) -> None:
     text = json.dumps(to_jsonable(config), indent=2, sort_keys=True).encode("utf-8")
     write_atomic(os.path.join(logdir, EXPR_PARAM_FILE), text)
     try:
+        import pickle
+
         import cloudpickle
 
-        pickled = cloudpickle.dumps(config)
+        # Plain data pickles the same either way; the standard pickler is quicker to start.
+        plain = type(config) is dict and all(type(k) is str and type(v) in _SCALARS for k, v in config.items())
+        pickled = pickle.dumps(config, protocol=cloudpickle.DEFAULT_PROTOCOL) if plain else cloudpickle.dumps(config)
     except Exception as exc:  # a config that cannot be pickled still gets its params.json
         logger.warning("Could not pickle the config of the trial in %s: %s", logdir, exc)
         return
