@@ -94,7 +94,7 @@ def run_once(num_trials: int, root: str, profile: bool = False) -> dict:
     # Where the time goes: the snapshotter's saves (the loop's and the final one) ...
     snapshot = controller._snapshot
     save = snapshot.save
-    snapshot_s = [0.0]
+    snapshot_s = [0.0, 0]
 
     def timed_save():
         t = time.thread_time()  # the driver's own; what the I/O thread does meanwhile is counted apart
@@ -102,6 +102,7 @@ def run_once(num_trials: int, root: str, profile: bool = False) -> dict:
             save()
         finally:
             snapshot_s[0] += time.thread_time() - t
+            snapshot_s[1] += 1
 
     snapshot.save = timed_save
     # ... garbage collection in this thread ...
@@ -152,6 +153,7 @@ def run_once(num_trials: int, root: str, profile: bool = False) -> dict:
         "results_per_s": backend.results / real_s,
         "us_per_result": 1e6 * cpu_s / backend.results,
         "snapshot_s": snapshot_s[0],
+        "snapshots": snapshot_s[1],
         "gc_s": gc_s[0],
         "io_s": None if io_end is None or io_start is None else io_end - io_start,
     }
@@ -200,7 +202,8 @@ def main() -> None:
             io = "n/a" if row["io_s"] is None else f"{row['io_s']:.2f} s"
             rest = row["controller_s"] - row["snapshot_s"] - (row["io_s"] or 0.0)
             print(
-                f"        controller CPU {row['controller_s']:.2f} s: state snapshots {row['snapshot_s']:.2f} s, "
+                f"        controller CPU {row['controller_s']:.2f} s: state snapshots {row['snapshot_s']:.2f} s "
+                f"({row['snapshots']}), "
                 f"logger I/O thread {io}, the rest {rest:.2f} s ({1e6 * rest / row['results']:.1f} us per result; "
                 f"garbage collection {row['gc_s']:.2f} s of all)",
                 flush=True,

@@ -17,6 +17,9 @@ from tunesmith.tune.result import TRAINING_ITERATION
 # Results a running trial holds before they go into its statistics (Trial._fold).
 _FOLD_BATCH = 16
 _SKIPPED = frozenset((str, bool, type(None)))
+# Fields the controller sets in every result to text (or the config): never statistics.
+_NOT_METRICS = frozenset(("config", "trial_id", "experiment_tag", "date", "hostname", "node_ip",
+                          "checkpoint_dir_name"))
 _PLAIN_NUMBERS = frozenset((int, float))
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.,=+\-\[\]]")
 
@@ -244,7 +247,7 @@ class Trial:
             return
         stats = self._stats
         for metric in keys:
-            if metric == "config":
+            if metric in _NOT_METRICS:
                 continue
             values = [r[metric] for r in pending]
             kinds = set(map(type, values))
@@ -274,6 +277,8 @@ class Trial:
         # This runs for every field of every result: the common types are tested first.
         stats = self._stats
         for metric, value in result.items():
+            if not prefix and metric in _NOT_METRICS:
+                continue
             kind = type(value)
             if kind is not float and kind is not int:
                 if kind is str or value is None or kind is bool:
