@@ -20,6 +20,7 @@ from typing import Any
 
 from tunesmith._internal import protocol as P
 from tunesmith._internal import trial_hooks
+from tunesmith._internal.fsutil import ensure_dir
 
 
 def _pickle_exception(exc: BaseException) -> bytes | None:
@@ -73,7 +74,7 @@ class _TrialEnvironment:
             self._saved_env[key] = os.environ.get(key)
             os.environ[key] = value
         trial_dir = spec.trial_info.trial_dir
-        os.makedirs(trial_dir, exist_ok=True)
+        ensure_dir(trial_dir)
         if spec.chdir:
             self._saved_cwd = os.getcwd()
             os.chdir(trial_dir)

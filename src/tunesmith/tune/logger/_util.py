@@ -9,6 +9,7 @@ import threading
 import time
 from typing import Any, Callable
 
+from tunesmith._internal.fsutil import ensure_dir
 from tunesmith.tune.utils.serialization import to_jsonable
 
 logger = logging.getLogger(__name__)
@@ -274,7 +275,7 @@ def _write_params_files(logdir: str, config: dict) -> None:
     from tunesmith.tune.result import EXPR_PARAM_FILE, EXPR_PARAM_PICKLE_FILE
 
     _PARAMS_WRITTEN[logdir] = config
-    os.makedirs(logdir, exist_ok=True)
+    ensure_dir(logdir)
     text = json.dumps(to_jsonable(config), indent=2, sort_keys=True).encode("utf-8")
     write_atomic(os.path.join(logdir, EXPR_PARAM_FILE), text)
     try:
@@ -359,7 +360,7 @@ class TrialFile:
         try:
             self.fh = self._open()
         except FileNotFoundError:  # the trial directory does not exist yet
-            os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+            ensure_dir(os.path.dirname(self.path) or ".")
             self.fh = self._open()
         if self._owner is not None:
             self._owner.register(self)
@@ -371,11 +372,11 @@ class TrialFile:
         return open(self.path, "ab", buffering=1 << 16)
 
     def _write_items(self, items: list, flush: bool) -> None:
+        fh = self.fh or self.open()  # first, so that an encoder can ask whether the file is empty
         if self._encoder is not None:
             data = self._encoder(items)
         else:
             data = (b"" if self._mode == "ab" else "").join(items)
-        fh = self.fh or self.open()
         fh.write(data)
         if flush:
             fh.flush()

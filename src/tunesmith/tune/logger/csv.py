@@ -40,7 +40,9 @@ class _CSVWriter:
         buffer = io.StringIO()
         writer = csv.writer(buffer)
         if self.fieldnames is None:
-            header = _existing_header(self.file.path)
+            # The file is open (for appending) by now: only a non-empty one can have a header.
+            fh = self.file.fh
+            header = None if fh is not None and fh.tell() == 0 else _existing_header(self.file.path)
             if header is None:
                 self.fieldnames = [str(k) for k in rows[0]]
                 writer.writerow(self.fieldnames)
