@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -36,6 +37,8 @@ def counting(config):
                 json.dump({"step": step}, f)
             saved = train.Checkpoint.from_directory(d)
         train.report({"step": step, "owner": config["id"]}, checkpoint=saved)
+        if saved is not None:
+            shutil.rmtree(saved.path, ignore_errors=True)  # report() copied it
 
 
 def main() -> None:

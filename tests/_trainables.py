@@ -22,7 +22,7 @@ def restore_step() -> int:
 
 def report_step(step: int, **metrics) -> None:
     """Reports ``step`` and ``metrics`` with a checkpoint that holds the step."""
-    d = tempfile.mkdtemp()
-    with open(os.path.join(d, STATE_FILE), "w") as f:
-        json.dump({"step": step}, f)
-    train.report({"step": step, **metrics}, checkpoint=train.Checkpoint.from_directory(d))
+    with tempfile.TemporaryDirectory() as d:
+        with open(os.path.join(d, STATE_FILE), "w") as f:
+            json.dump({"step": step}, f)
+        train.report({"step": step, **metrics}, checkpoint=train.Checkpoint.from_directory(d))

@@ -463,9 +463,9 @@ def _prints_steps(config):
     while step < 6:
         step += 1
         print(f"step {step}", flush=True)
-        d = __import__("tempfile").mkdtemp()
-        open(os.path.join(d, "s"), "w").write(str(step))
-        train.report({"step": step}, checkpoint=train.Checkpoint.from_directory(d))
+        with __import__("tempfile").TemporaryDirectory() as d:
+            open(os.path.join(d, "s"), "w").write(str(step))
+            train.report({"step": step}, checkpoint=train.Checkpoint.from_directory(d))
 
 
 class _InterruptAfter(tune.Callback):

@@ -140,10 +140,10 @@ def checkpointing(config):
             with open(os.path.join(d, "state.json")) as f:
                 start = json.load(f)["step"] + 1
     for step in range(start, 4):
-        d = tempfile.mkdtemp()
-        with open(os.path.join(d, "state.json"), "w") as f:
-            json.dump({"step": step}, f)
-        train.report({"step": step}, checkpoint=train.Checkpoint.from_directory(d))
+        with tempfile.TemporaryDirectory() as d:
+            with open(os.path.join(d, "state.json"), "w") as f:
+                json.dump({"step": step}, f)
+            train.report({"step": step}, checkpoint=train.Checkpoint.from_directory(d))
 
 
 def test_reported_checkpoints_are_persisted_in_the_trial_dir():

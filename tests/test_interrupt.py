@@ -22,9 +22,9 @@ SCRIPT = textwrap.dedent(
                 step = json.load(open(os.path.join(d, "s.json")))["step"]
         while step < 30:
             step += 1
-            d = tempfile.mkdtemp()
-            json.dump({"step": step}, open(os.path.join(d, "s.json"), "w"))
-            train.report({"step": step}, checkpoint=train.Checkpoint.from_directory(d))
+            with tempfile.TemporaryDirectory() as d:
+                json.dump({"step": step}, open(os.path.join(d, "s.json"), "w"))
+                train.report({"step": step}, checkpoint=train.Checkpoint.from_directory(d))
             time.sleep(0.1)
 
     if sys.argv[1] == "run":

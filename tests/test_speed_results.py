@@ -33,6 +33,8 @@ def counting(config):
             d = tempfile.mkdtemp()
             ckpt = train.Checkpoint.from_directory(d)
         train.report({"step": i + 1}, checkpoint=ckpt)
+        if ckpt is not None:
+            os.rmdir(ckpt.path)  # report() copied it
 
 
 def _fit(tmp_path, stop=None, **config):

@@ -85,9 +85,9 @@ def _trainable(config):
             step = json.load(open(os.path.join(d, "s.json")))["step"]
     while step < 4:
         step += 1
-        d = tempfile.mkdtemp()
-        json.dump({"step": step}, open(os.path.join(d, "s.json"), "w"))
-        train.report({"step": step}, checkpoint=train.Checkpoint.from_directory(d))
+        with tempfile.TemporaryDirectory() as d:
+            json.dump({"step": step}, open(os.path.join(d, "s.json"), "w"))
+            train.report({"step": step}, checkpoint=train.Checkpoint.from_directory(d))
         if step == 2 and config.get("stop_at_2"):
             return
 

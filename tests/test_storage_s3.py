@@ -44,17 +44,17 @@ def my_trainable(config):
                 step = json.load(f)["step"]
     while step < config["iters"]:
         step += 1
-        d = tempfile.mkdtemp()
-        with open(os.path.join(d, "state.json"), "w") as f:
-            json.dump({"step": step, "lr": config["lr"]}, f)
-        train.report({"step": step, "max-auc": config["lr"] * step}, checkpoint=train.Checkpoint.from_directory(d))
+        with tempfile.TemporaryDirectory() as d:
+            with open(os.path.join(d, "state.json"), "w") as f:
+                json.dump({"step": step, "lr": config["lr"]}, f)
+            train.report({"step": step, "max-auc": config["lr"] * step}, checkpoint=train.Checkpoint.from_directory(d))
 
 
 def _trial_dirs(keys: list[str], prefix: str) -> set[str]:
     return {k[len(prefix):].split("/")[0] for k in keys if k.count("/") > prefix.count("/")}
 
 
-def test_seed_cloud_storage_example(s3, bucket):
+def test_seed_cloud_storage_example(s3, bucket, tmp_path):
     """Seed 004's "Running Tune with cloud storage": checkpoints land at s3://bucket/path/my-tune-exp/<trial>/checkpoint_*."""
     tuner = tune.Tuner(
         my_trainable,
@@ -107,7 +107,7 @@ def test_seed_cloud_storage_example(s3, bucket):
         assert len(result.best_checkpoints) == 5
     best = results.get_best_result(metric="max-auc", mode="max")
     assert best.config["lr"] == 0.2
-    local = best.checkpoint.to_directory(os.path.join(tempfile.mkdtemp(), "ckpt"))
+    local = best.checkpoint.to_directory(str(tmp_path / "ckpt"))
     assert json.load(open(os.path.join(local, "state.json"))) == {"step": 7, "lr": 0.2}
 
     uri = f"s3://{bucket}/path/my-tune-exp"
@@ -390,9 +390,9 @@ from tunesmith import train, tune
 
 def trainable(config):
     for step in range(3):
-        d = tempfile.mkdtemp()
-        open(os.path.join(d, "s.txt"), "w").write(str(step))
-        train.report({{"step": step}}, checkpoint=train.Checkpoint.from_directory(d))
+        with tempfile.TemporaryDirectory() as d:
+            open(os.path.join(d, "s.txt"), "w").write(str(step))
+            train.report({{"step": step}}, checkpoint=train.Checkpoint.from_directory(d))
 
 tuner = tune.Tuner(trainable, run_config=train.RunConfig(
     name="experiment_name", storage_path={str(tmp_path / "shared" / "storage")!r}, verbose=0))

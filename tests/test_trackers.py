@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 import tempfile
 
 import pytest
@@ -26,6 +27,8 @@ def _trainable(config):
                 f.write(str(config["x"]))
             checkpoint = train.Checkpoint.from_directory(directory)
         tune.report({"loss": config["x"] / (i + 1), "info": {"acc": i / 10}}, checkpoint=checkpoint)
+        if checkpoint is not None:
+            shutil.rmtree(checkpoint.path)  # report() copied it
 
 
 def _fit(storage, callback, trainable=_trainable, name="exp"):
@@ -189,10 +192,10 @@ def _flaky(config):
     for i in range(start, 5):
         if i == 3 and not os.path.exists(config["fixed"]):
             raise RuntimeError("flaky")
-        directory = tempfile.mkdtemp()
-        with open(os.path.join(directory, "next"), "w") as f:
-            f.write(str(i + 1))
-        tune.report({"loss": 1.0 / (i + 1)}, checkpoint=train.Checkpoint.from_directory(directory))
+        with tempfile.TemporaryDirectory() as directory:
+            with open(os.path.join(directory, "next"), "w") as f:
+                f.write(str(i + 1))
+            tune.report({"loss": 1.0 / (i + 1)}, checkpoint=train.Checkpoint.from_directory(directory))
 
 
 def test_mlflow_run_continues_when_the_experiment_is_restored(storage, tmp_path):
