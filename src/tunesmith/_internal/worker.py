@@ -20,6 +20,7 @@ from typing import Any
 
 from tunesmith._internal import protocol as P
 from tunesmith._internal import trial_hooks
+from tunesmith._internal.exit import flush_and_exit
 from tunesmith._internal.fsutil import ensure_dir
 
 
@@ -492,11 +493,7 @@ def _run_forked_child(ctl: Connection, fd_sock, wake_r: int, wake_w: int, fds: l
         traceback.print_exc()
         code = 1
     finally:
-        try:
-            sys.stdout.flush()
-            sys.stderr.flush()
-        finally:
-            os._exit(code)
+        flush_and_exit(code)
 
 
 def serve_forks(ctl: Connection, fd_sock) -> None:

@@ -16,6 +16,7 @@ import subprocess
 import sys
 from multiprocessing.connection import Connection
 
+from tunesmith._internal.exit import flush_and_exit
 from tunesmith.train._internal.group_worker import WorkerSpec, die_with_parent, run_worker
 
 
@@ -131,11 +132,7 @@ class WorkerGroup:
                 except BaseException:
                     pass
             finally:
-                try:
-                    sys.stdout.flush()
-                    sys.stderr.flush()
-                finally:
-                    os._exit(code)
+                flush_and_exit(code)
         child.close()
         return WorkerHandle(spec.rank, pid, Connection(parent.detach()))
 

@@ -558,13 +558,10 @@ def main() -> None:
     # their thousands of modules and objects (seconds for MLflow's), which the driver would wait for.
     import atexit
 
+    from tunesmith._internal.exit import flush_and_exit
+
     atexit._run_exitfuncs()
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):
-            pass
-    os._exit(0)
+    flush_and_exit(0)
 
 
 if __name__ == "__main__":
