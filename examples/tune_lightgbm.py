@@ -47,7 +47,8 @@ def main() -> None:
         run_config=tune.RunConfig(name="lightgbm_example", verbose=1),
     ).fit()
     best = results.get_best_result()
-    print(f"best config: {best.config}, eval logloss {best.metrics['loss']:.4f}, error {best.metrics['error']:.3f}")
+    print(f"best config: {best.config}, eval logloss {best.metrics['loss']:.4f}, error {best.metrics['error']:.3f} "
+          f"after {best.metrics['training_iteration']} rounds")
 
     model = TuneReportCheckpointCallback.get_model(best.checkpoint)
     _, _, x_val, y_val = make_data()

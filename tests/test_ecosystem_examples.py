@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import subprocess
 import sys
 
@@ -17,8 +18,8 @@ EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__
     ("tracking_wandb.py", "wandb", "4 offline W&B runs"),
     ("tracking_aim.py", "aim", "FINISHED, 10 loss values"),
     ("tracking_comet.py", "comet_ml", "4 offline Comet experiments"),
-    ("tune_xgboost.py", "xgboost", "the best booster, loaded from its checkpoint: 50 rounds"),
-    ("tune_lightgbm.py", "lightgbm", "the best model, loaded from its checkpoint: 50 rounds"),
+    ("tune_xgboost.py", "xgboost", "the best booster, loaded from its checkpoint: {rounds} rounds"),
+    ("tune_lightgbm.py", "lightgbm", "the best model, loaded from its checkpoint: {rounds} rounds"),
     ("tune_lightning.py", "lightning", "the best model, loaded from its checkpoint"),
 ])
 def test_example_runs(script, module, expected, tmp_path):
@@ -30,4 +31,10 @@ def test_example_runs(script, module, expected, tmp_path):
                          env=env, cwd=tmp_path, timeout=600)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "best config:" in out.stdout
+    if "{rounds}" in expected:
+        # The best trial ran all 50 rounds or was stopped by ASHA at a rung (its checkpoints come every 10
+        # rounds and at the end): the model loaded from its checkpoint has the rounds its result says.
+        rounds = int(re.search(r"after (\d+) rounds", out.stdout).group(1))
+        assert rounds in (10, 40, 50)
+        expected = expected.format(rounds=rounds)
     assert expected in out.stdout
