@@ -492,7 +492,7 @@ class RayExecutor(ExecutorBackend):
         """Reads an actor's answer about the storage marker; sends its outbox when its node sees it."""
         try:
             problem = slot.conn.recv()
-        except (EOFError, OSError) as exc:
+        except (EOFError, OSError):
             if slot.trial is not None:
                 events.append(TrialEvent(slot.trial, self._death(slot, None)))
             else:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import pickle
 import queue
 import threading
 import time
@@ -279,8 +280,6 @@ def _write_params_files(logdir: str, config: dict) -> None:
     text = json.dumps(to_jsonable(config), indent=2, sort_keys=True).encode("utf-8")
     write_atomic(os.path.join(logdir, EXPR_PARAM_FILE), text)
     try:
-        import pickle
-
         import cloudpickle
 
         # Plain data pickles the same either way; the standard pickler is quicker to start.
