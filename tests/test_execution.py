@@ -146,22 +146,25 @@ def test_memory_is_a_resource():
     assert _max_overlap(grid) == 1
 
 
-def test_imports_stay_light():
+@pytest.mark.parametrize("space, sampled", [("{}", False), ("{'i': tune.grid_search([1, 2])}", False),
+                                            ("{'i': tune.uniform(0, 1)}", True)])
+def test_imports_stay_light(tmp_path, space, sampled):
     import subprocess
     import sys
 
+    # numpy is imported by the driver only when a value is sampled (a grid alone needs none).
     code = (
         "import sys\n"
         "from tunesmith import tune, train\n"
         "def f(config):\n"
         "    tune.report({'x': 1})\n"
-        "grid = tune.Tuner(f, run_config=tune.RunConfig(verbose=0)).fit()\n"
-        "assert grid[0].metrics['x'] == 1\n"
-        "heavy = [m for m in ('pandas', 'torch', 'pyarrow.fs', 'tensorboardX', 'sklearn') if m in sys.modules]\n"
+        f"grid = tune.Tuner(f, param_space={space}, run_config=tune.RunConfig(storage_path={str(tmp_path)!r}, verbose=0)).fit()\n"
+        "assert grid[0].metrics['x'] == 1 and not grid.errors\n"
+        "heavy = [m for m in ('pandas', 'torch', 'pyarrow.fs', 'tensorboardX', 'sklearn', 'numpy') if m in sys.modules]\n"
         "print(heavy)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]", out.stdout + out.stderr
+    assert out.stdout.strip() == ("['numpy']" if sampled else "[]"), out.stdout + out.stderr
 
 
 class HookRecorder(tune.Callback):

@@ -6,7 +6,7 @@ import numbers
 import os
 from typing import Any
 
-from tunesmith.tune.search.sample import as_numpy_rng
+from tunesmith.tune.search.sample import LazyRandomState
 from tunesmith.tune.search.search_algorithm import SearchAlgorithm, TrialSuggestion, as_experiments, new_trial_id
 from tunesmith.tune.search.searcher import _atomic_dump, _load, _newest
 from tunesmith.tune.search.variant_generator import (
@@ -127,7 +127,7 @@ class BasicVariantGenerator(SearchAlgorithm):
         self._points_to_evaluate = [dict(p) for p in points_to_evaluate]
         self.max_concurrent = int(max_concurrent)
         self._constant_grid_search = bool(constant_grid_search)
-        self._rng = as_numpy_rng(random_state)
+        self._rng = LazyRandomState(random_state)
         self._streams: list[_VariantStream] = []
         self._counter = 0
         self._total_samples: int | None = 0

@@ -63,6 +63,26 @@ RandomState = Any  # int, numpy Generator, numpy RandomState or None
 # random number generators
 
 
+class LazyRandomState:
+    """A random source made on first use, so that a space of grid values alone never imports numpy.
+
+    ``as_numpy_rng`` accepts it like the ``random_state`` it wraps; the source
+    it makes is kept, so a seeded stream continues across calls.
+    """
+
+    def __init__(self, random_state: RandomState = None):
+        seed_like = isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool)
+        if random_state is not None and not seed_like:
+            as_numpy_rng(random_state)  # raises now for a bad seed
+        self.random_state = random_state
+        self._rng: Any = None
+
+    def get(self) -> Any:
+        if self._rng is None:
+            self._rng = as_numpy_rng(self.random_state)
+        return self._rng
+
+
 def as_numpy_rng(random_state: RandomState = None) -> Any:
     """Returns a numpy random source for ``random_state``.
 
@@ -70,6 +90,8 @@ def as_numpy_rng(random_state: RandomState = None) -> Any:
     reproducible), an int seeds a new ``numpy.random.Generator``, and a
     ``Generator`` or ``RandomState`` is used as given.
     """
+    if isinstance(random_state, LazyRandomState):
+        return random_state.get()
     import numpy as np  # imported when sampling, not with tunesmith.tune
 
     if random_state is None or random_state is np.random:

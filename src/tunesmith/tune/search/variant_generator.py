@@ -20,7 +20,7 @@ import re
 from collections.abc import Mapping
 from typing import Any, Iterator
 
-from tunesmith.tune.search.sample import Domain, Function, as_numpy_rng, is_grid_search
+from tunesmith.tune.search.sample import Domain, Function, LazyRandomState, as_numpy_rng, is_grid_search
 
 Path = tuple
 
@@ -338,10 +338,13 @@ def resolve_config(config: dict, random_state: Any = None, allow_pending: bool =
     Raises:
         ValueError: If sample_from functions depend on each other in a cycle.
     """
-    rng = as_numpy_rng(random_state)
+    leaves = list(_walk(config))
     resolved: dict[Path, Any] = {}
+    if not leaves:
+        return resolved  # nothing to sample: numpy is not needed
+    rng = as_numpy_rng(random_state)
     functions: list[tuple[Path, Function]] = []
-    for path, kind, value in list(_walk(config)):
+    for path, kind, value in leaves:
         if kind == "grid":
             raise ValueError(f"Unexpanded grid_search at {_path_str(path)!r}.")
         if kind == "function":
@@ -472,7 +475,7 @@ def generate_variants(
             for every grid point.
         random_state: Seed, numpy Generator or RandomState.
     """
-    rng = as_numpy_rng(random_state)
+    rng = LazyRandomState(random_state)
     plan = GridPlan(space)
     constants = plan.constants(rng) if constant_grid_search else None
     for index in range(plan.size):
