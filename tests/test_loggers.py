@@ -146,6 +146,47 @@ def test_csv_header_is_stable_when_later_results_change_keys(tmp_path):
     assert list(df["info/grad_norm"]) == [0.0, 1.0, 2.0]
 
 
+def test_csv_rows_read_back_as_reported(tmp_path):
+    # Flat results of every plain kind, text the csv module must quote among them.
+    import csv
+
+    trial = make_trial(tmp_path)
+    texts = ["plain", "a,b", 'say "hi"', "two\nlines", "cr\rhere", "", " lead", "é"]
+    results = []
+    for i, text in enumerate(texts):
+        results.append({"n": i, "x": [0.5, float("nan"), float("inf"), -1e-300, 10**30][i % 5],
+                        "flag": i % 2 == 0, "none": None, "text": text, "config": trial.config})
+    results.append({"text": "only text"})  # the other columns left empty
+    run_trial([CSVLoggerCallback()], trial, results)
+    with open(os.path.join(trial.local_path, "progress.csv"), newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["n", "x", "flag", "none", "text"]
+    expected = [[str(r["n"]), str(r["x"]), str(r["flag"]), "", r["text"]] for r in results[:-1]]
+    assert rows[1:-1] == expected
+    assert rows[-1] == ["", "", "", "", "only text"]
+
+
+def test_tbx_logger_plots_every_number_of_flat_results(tmp_path):
+    pytest.importorskip("tensorboardX")
+    trial = make_trial(tmp_path)
+    results = [{"loss": 0.25 * i, "count": i, "huge": 10**40, "tiny": -1e300, "flag": True, "name": "x",
+                "nan": float("nan"), "pid": 7, "training_iteration": i + 1, "config": trial.config}
+               for i in range(2)]
+    run_trial([TBXLoggerCallback()], trial, results)
+    (name,) = [n for n in os.listdir(trial.local_path) if "tfevents" in n]
+    scalars = {}
+    for ev in _read_events(os.path.join(trial.local_path, name)):
+        for value in ev.summary.value:
+            if value.HasField("simple_value"):
+                scalars.setdefault(value.tag, []).append((ev.step, value.simple_value))
+    assert scalars == {
+        "ray/tune/loss": [(1, 0.0), (2, 0.25)],
+        "ray/tune/count": [(1, 0.0), (2, 1.0)],
+        "ray/tune/huge": [(1, math.inf), (2, math.inf)],  # beyond float32: written as infinity
+        "ray/tune/tiny": [(1, -math.inf), (2, -math.inf)],
+    }
+
+
 def test_restored_trial_appends_to_its_files(tmp_path):
     trial = make_trial(tmp_path)
     run_trial([JsonLoggerCallback(), CSVLoggerCallback()], trial, [result(i, trial) for i in range(2)])

@@ -113,6 +113,7 @@ class ScalarEncoder:
 
     def __init__(self):
         self._prefixes: dict[str, bytes] = {}
+        self._by_key: dict = {}  # plain_summary's prefixes by result key (b"" for an excluded key)
 
     def summary(self, scalars: dict[str, float]) -> bytes:
         prefixes = self._prefixes
@@ -125,9 +126,41 @@ class ScalarEncoder:
                 prefix = prefixes[tag] = b"\x0a" + varint(len(inner) + 4) + inner
             try:
                 packed = _pack_f(value)
-            except OverflowError:
+            except (OverflowError, struct.error):  # beyond float32 (a float, or an int too large)
                 packed = _pack_f(float("inf") if value > 0 else float("-inf"))
             parts.append(prefix + packed)
+        return b"".join(parts)
+
+    def plain_summary(self, result: dict, exclude: frozenset, tag_prefix: str) -> bytes | None:
+        """``summary`` of a flat result's int and float fields (NaN and the ``exclude`` keys left
+        out, text, flags and None skipped), tagged ``tag_prefix + key``; None when a field is
+        anything else (a nested dict, a numpy value), for the caller's general path. One encoder
+        is always called with the same ``exclude`` and ``tag_prefix``."""
+        prefixes = self._by_key
+        parts = []
+        for key, value in result.items():
+            kind = type(value)
+            if kind is float:
+                if value != value:
+                    continue
+            elif kind is not int:
+                if kind is str or kind is bool or value is None or key in exclude:
+                    continue
+                return None
+            prefix = prefixes.get(key)
+            if prefix is None:
+                if key in exclude:
+                    prefix = prefixes[key] = b""
+                else:
+                    raw = (tag_prefix + str(key)).encode("utf-8")
+                    inner = b"\x0a" + varint(len(raw)) + raw + b"\x15"
+                    prefix = prefixes[key] = b"\x0a" + varint(len(inner) + 4) + inner
+            if not prefix:
+                continue  # an excluded key
+            try:
+                parts.append(prefix + _pack_f(value))
+            except (OverflowError, struct.error):  # beyond float32 (a float, or an int too large)
+                parts.append(prefix + _pack_f(float("inf") if value > 0 else float("-inf")))
         return b"".join(parts)
 
     def file_version_event(self) -> bytes:

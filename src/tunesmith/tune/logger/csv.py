@@ -26,6 +26,32 @@ def _existing_header(path: str) -> list[str] | None:
     return next(csv.reader(io.StringIO(first)))
 
 
+_MISSING = object()
+
+
+def _plain_line(values: list) -> str | None:
+    """The line ``csv.writer`` writes for ``values`` when each is a number, a flag, None or text
+    it leaves unquoted; None for anything else (the caller then lets the csv module write it)."""
+    out = []
+    for value in values:
+        kind = type(value)
+        if kind is str:
+            if "," in value or '"' in value or "\n" in value or "\r" in value:
+                return None
+            out.append(value)
+        elif kind is float or kind is int:
+            out.append(repr(value))  # what str() gives, as the csv module writes them
+        elif kind is bool:
+            out.append("True" if value else "False")
+        elif value is None:
+            out.append("")
+        else:
+            return None
+    if len(out) == 1 and not out[0]:
+        return None  # a lone empty field is quoted
+    return ",".join(out) + "\r\n"
+
+
 class _CSVWriter:
     def __init__(self, logdir: str, owner: OpenFiles | None = None):
         self.file = TrialFile(os.path.join(logdir, EXPR_PROGRESS_FILE), owner=owner, encoder=self._encode)
@@ -36,7 +62,6 @@ class _CSVWriter:
 
     def _encode(self, rows: list[dict]) -> str:
         # Runs in the I/O thread, after every earlier write to this path has landed.
-        rows = [flatten(r, exclude=(CONFIG,)) for r in rows]
         buffer = io.StringIO()
         writer = csv.writer(buffer)
         if self.fieldnames is None:
@@ -44,16 +69,24 @@ class _CSVWriter:
             fh = self.file.fh
             header = None if fh is not None and fh.tell() == 0 else _existing_header(self.file.path)
             if header is None:
-                self.fieldnames = [str(k) for k in rows[0]]
+                self.fieldnames = [str(k) for k in flatten(rows[0], exclude=(CONFIG,))]
                 writer.writerow(self.fieldnames)
             else:
                 # A restored trial continues the file in the columns it already has.
                 self.fieldnames = header
         fields = self.fieldnames
+        lines = [buffer.getvalue()]
         for row in rows:
             get = row.get
-            writer.writerow([get(k, "") for k in fields])
-        return buffer.getvalue()
+            line = _plain_line([get(k, _MISSING) for k in fields])
+            if line is None:  # nested or missing fields, or values the csv module must quote
+                flat = flatten(row, exclude=(CONFIG,)).get
+                buffer.seek(0)
+                buffer.truncate()
+                writer.writerow([flat(k, "") for k in fields])
+                line = buffer.getvalue()
+            lines.append(line)
+        return "".join(lines)
 
     def flush(self) -> None:
         self.file.flush()

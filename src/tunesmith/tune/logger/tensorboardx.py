@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 TAG_PREFIX = "ray/tune/"
 # Fields that are not plotted: the config, identifiers, and the x axes themselves.
 _EXCLUDE = (CONFIG, PID, TIMESTAMP, TIME_TOTAL_S, TRAINING_ITERATION)
+_EXCLUDED = frozenset(_EXCLUDE)
 _VALID_HPARAM_TYPES = (str, bool, int, float, list, type(None))
 
 
@@ -49,7 +50,7 @@ class _TBXWriter:
         # The file's first record, queued with the first item: a file with nothing queued is not
         # flushed ahead of the trial's other result files.
         self._header: bytes | None = _event_file.record(self._encoder.file_version_event())
-        self.last_scalars: dict[str, float] = {}
+        self._last_plotted: dict | None = None  # the last result with scalars, for the HParams summaries
 
     def _write_header(self) -> None:
         if self._header is not None:
@@ -74,17 +75,18 @@ class _TBXWriter:
                 out.append(payload)
             elif kind == "result":
                 step = payload.get(TIMESTEPS_TOTAL) or payload.get(TRAINING_ITERATION) or 0
-                scalars = _scalars(payload)
-                if scalars:
-                    summary = self._encoder.summary(scalars)
+                summary = self._encoder.plain_summary(payload, _EXCLUDED, TAG_PREFIX)
+                if summary is None:  # nested fields or numpy values
+                    summary = self._encoder.summary(_scalars(payload))
+                if summary:
                     out.append(_event_file.record(_event_file.event(summary, step)))
-                    self.last_scalars = scalars
+                    self._last_plotted = payload
             else:
                 out.extend(self._hparams_records(payload))
         return b"".join(out)
 
     def _hparams_records(self, params: dict) -> list[bytes]:
-        if not self.last_scalars:
+        if self._last_plotted is None:
             return []
         flat = {}
         for key, value in flatten(params).items():
@@ -94,7 +96,7 @@ class _TBXWriter:
                 flat[key] = value.item()  # numpy scalars
         if not flat:
             return []
-        summaries = _event_file.hparams_summaries(flat, self.last_scalars)
+        summaries = _event_file.hparams_summaries(flat, _scalars(self._last_plotted))
         return [_event_file.record(_event_file.event(summary)) for summary in summaries]
 
     def flush(self) -> None:
