@@ -43,11 +43,23 @@ def max_open_files() -> int:
 _ENCODER = json.JSONEncoder(default=to_jsonable, allow_nan=True)
 
 
+try:
+    # The C encoder made once (``JSONEncoder.encode`` makes one per call), without the
+    # circular-reference bookkeeping: a circular result fails with RecursionError instead.
+    from json.encoder import c_make_encoder, encode_basestring_ascii
+
+    _C_ENCODE = c_make_encoder(None, to_jsonable, encode_basestring_ascii, None, ": ", ", ", False, False, True)
+except (ImportError, TypeError):  # an interpreter without the C accelerator
+    _C_ENCODE = None
+
+
 def dumps(value: Any) -> str:
     """JSON text of ``value``; falls back to a full conversion when the fast path fails."""
     try:
+        if _C_ENCODE is not None:
+            return "".join(_C_ENCODE(value, 0))
         return _ENCODER.encode(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError):
         return json.dumps(to_jsonable(value))
 
 
