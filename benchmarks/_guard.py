@@ -90,10 +90,18 @@ def check_experiment(storage: str, trials: int, rows: int | None = None, name: s
     bad = [t["status"] for t in found if t["status"] not in statuses]
     if bad:
         raise BenchmarkCheckFailed(f"{len(bad)} trials ended {sorted(set(bad))}, expected {statuses}")
-    json_rows = csv_rows = iterations = 0
+    iterations = 0
     for trial in found:
         last = trial.get("last_result") or {}
         iterations += int(last.get("training_iteration", 0) or 0)
+    return check_rows(storage, iterations if rows is None else rows, name)
+
+
+def check_rows(storage: str, expected: int, name: str = "b") -> int:
+    """Checks that the trial directories of experiment ``name`` hold ``expected`` rows in all, in both
+    ``result.json`` and ``progress.csv``; returns the number of rows."""
+    exp = os.path.join(storage, name)
+    json_rows = csv_rows = 0
     for entry in os.scandir(exp):
         if not entry.is_dir():
             continue
@@ -105,7 +113,6 @@ def check_experiment(storage: str, trials: int, rows: int | None = None, name: s
         if os.path.exists(progress):
             with open(progress, newline="") as f:
                 csv_rows += max(0, sum(1 for _ in csv.reader(f)) - 1)
-    expected = iterations if rows is None else rows
     if not (json_rows == csv_rows == expected):
         raise BenchmarkCheckFailed(
             f"rows on disk: result.json {json_rows}, progress.csv {csv_rows}; expected {expected}"

@@ -31,7 +31,7 @@ import tempfile
 import textwrap
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _guard import BenchmarkCheckFailed, baseline_src, check_experiment, load, with_workload  # noqa: E402
+from _guard import BenchmarkCheckFailed, baseline_src, check_experiment, check_rows, load, with_workload  # noqa: E402
 
 TRIVIAL = textwrap.dedent("""
     import json, sys, time
@@ -86,6 +86,49 @@ REPORTS = textwrap.dedent("""
                run_config=tune.RunConfig(storage_path=sys.argv[1], name="b", verbose=0)).fit()
     el = time.perf_counter() - t0
     print(json.dumps({"inner_s": el, "results_per_s": trials * reports / el}))
+""")
+
+# The three default loggers alone, in this process, on the rows the 4 x N workload logs (built
+# before the clock starts): what logging costs the driver per result with no trial, worker or
+# controller, so the results/s of the whole run can be read against it.
+LOGGERS_ALONE = textwrap.dedent("""
+    import json, os, sys, time
+    from tunesmith.tune.callback import CallbackList
+    from tunesmith.tune.experiment.trial import Trial
+    from tunesmith.tune.logger import CSVLoggerCallback, JsonLoggerCallback, TBXLoggerCallback
+    from tunesmith.tune.logger._util import wait_for_writes
+    trials, reports = int(sys.argv[2]), int(sys.argv[3])
+    exp = os.path.join(sys.argv[1], "b")
+    ts = [Trial("many", {"i": i}, trial_id=f"bench_{i:05d}", experiment_path=exp, evaluated_params={"i": i},
+                experiment_tag=f"{i}_i={i}") for i in range(trials)]
+    start = time.time()
+    rows = []
+    for i in range(reports):
+        for t in ts:
+            now = start + 0.0001 * i
+            rows.append((t, {"score": i, "loss": 1.0 / (i + 1), "training_iteration": i + 1,
+                             "timesteps_since_restore": 0, "time_this_iter_s": 7.3e-05 + i * 1e-9,
+                             "time_total_s": now - start + 0.000617, "time_since_restore": now - start + 0.000617,
+                             "iterations_since_restore": i + 1, "timestamp": int(now), "done": False,
+                             "trial_id": t.trial_id, "experiment_id": "9b6ce33b50fe43d38c951bd3bd633da6",
+                             "experiment_tag": t.experiment_tag, "date": "2026-12-06_16-32-10", "hostname": "vm",
+                             "node_ip": "127.0.0.1", "pid": 25190 + int(t.config["i"]), "config": t.config,
+                             "checkpoint_dir_name": None}))
+    cbs = CallbackList([JsonLoggerCallback(), CSVLoggerCallback(), TBXLoggerCallback()])
+    t0, c0 = time.perf_counter(), time.process_time()
+    for t in ts:
+        cbs.on_trial_start(iteration=0, trials=ts, trial=t)
+    for n, (t, r) in enumerate(rows):
+        cbs.on_trial_result(iteration=n, trials=ts, trial=t, result=r)
+        if n % 256 == 255:
+            cbs.on_step_end(iteration=n, trials=ts)
+    for t in ts:
+        cbs.on_trial_complete(iteration=len(rows), trials=ts, trial=t)
+    cbs.on_experiment_end(trials=ts)
+    wait_for_writes()
+    el, cpu = time.perf_counter() - t0, time.process_time() - c0
+    print(json.dumps({"inner_s": el, "results_per_s": len(rows) / el, "cpu_us_per_result": 1e6 * cpu / len(rows),
+                      "results_per_cpu_s": len(rows) / cpu}))
 """)
 
 # The seed's "many results" benchmark, scaled to this machine: N concurrent trials on 2 CPUs,
@@ -148,6 +191,10 @@ def _trials_check(n: int, reports: int = 1):
     return lambda storage, fig: check_experiment(storage, n, n * reports)
 
 
+def _rows_check(n: int):
+    return lambda storage, fig: check_rows(storage, n)
+
+
 def _optuna_check(n: int):
     def check(storage, fig):
         if fig.get("complete") != n:
@@ -180,6 +227,7 @@ def workloads(ci: bool) -> dict[str, tuple[str, list, object, bool, str]]:
         f"{trivial}_trivial_trials": (TRIVIAL, [trivial], _trials_check(trivial), True, "whole_process_s"),
         f"optuna_{trivial}_trials_in_process": (OPTUNA, [trivial], _optuna_check(trivial), False, "whole_process_s"),
         f"4x{reports}_reports": (REPORTS, [4, reports], _trials_check(4, reports), True, "results_per_s"),
+        f"loggers_alone_4x{reports}": (LOGGERS_ALONE, [4, reports], _rows_check(4 * reports), True, "results_per_s"),
         f"optuna_4x{reports}_trial_report": (OPTUNA_REPORTS, [4, reports], _optuna_reports_check(4 * reports),
                                              False, "results_per_s"),
         f"{many}x{many_reports}_reports_10_per_s_on_2_cpus": (
