@@ -318,6 +318,34 @@ def test_default_logger_callbacks():
     assert all(isinstance(cb, LoggerCallback) for cb in default_logger_callbacks())
 
 
+def test_result_hooks_of_loggers_and_their_errors(tmp_path):
+    from tunesmith.tune.callback import CallbackError
+
+    trial = make_trial(tmp_path)
+    seen = []
+
+    class Logs(LoggerCallback):
+        def log_trial_result(self, iteration, trial, result):
+            seen.append(("logs", iteration, result["training_iteration"]))
+
+    class Overrides(LoggerCallback):
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            seen.append(("overrides", info.get("extra")))
+
+    patched = Logs()
+    patched.on_trial_result = lambda **info: seen.append(("patched", info["iteration"]))
+    cbs = CallbackList([Logs(), Overrides(), patched])
+    cbs.on_trial_result(iteration=3, trials=[trial], trial=trial, result=result(0, trial), extra="x")
+    assert seen == [("logs", 3, 1), ("overrides", "x"), ("patched", 3)]
+
+    class Fails(LoggerCallback):
+        def log_trial_result(self, iteration, trial, result):
+            raise RuntimeError("disk full")
+
+    with pytest.raises(CallbackError, match=r"Fails raised RuntimeError in on_trial_result\(\): disk full"):
+        CallbackList([Fails()]).on_trial_result(iteration=0, trials=[trial], trial=trial, result=result(0, trial))
+
+
 def test_custom_logger_callback_hooks(tmp_path):
     events = []
 
