@@ -73,14 +73,6 @@ class CallbackError(RuntimeError):
 _FILE_HOOKS = frozenset(("on_trial_start", "on_trial_restore", "on_trial_complete", "on_trial_error"))
 
 
-def _callback_error(cb: Any, hook: str, exc: Exception) -> CallbackError:
-    return CallbackError(
-        f"The callback {type(cb).__name__} raised {type(exc).__name__} in {hook}(): {exc}. "
-        "The experiment was stopped and its state saved; fix the callback and resume with "
-        "Tuner.restore(...)."
-    )
-
-
 class CallbackList(Callback):
     """Calls a list of callbacks in order."""
 
@@ -101,15 +93,6 @@ class CallbackList(Callback):
         # Result loggers hear of a result first: once the driver has taken a result in, its
         # row is on its way to disk even if a later callback fails.
         self._active["on_trial_result"].sort(key=lambda item: not getattr(item[0], "_logs_results", False))
-        # A logger whose result hook is LoggerCallback's own is called at log_trial_result directly
-        # (that hook only forwards to it): two calls fewer per logger and result.
-        from tunesmith.tune.logger.logger import LoggerCallback
-
-        forward = LoggerCallback.on_trial_result
-        self._result_calls = []
-        for cb, hook in self._active["on_trial_result"]:
-            direct = getattr(hook, "__func__", None) is forward
-            self._result_calls.append((cb, cb.log_trial_result if direct else hook, direct))
 
     def __iter__(self):
         return iter(self._callbacks)
@@ -133,7 +116,11 @@ class CallbackList(Callback):
             except CallbackError:
                 raise
             except Exception as exc:
-                raise _callback_error(cb, name, exc) from exc
+                raise CallbackError(
+                    f"The callback {type(cb).__name__} raised {type(exc).__name__} in {name}(): {exc}. "
+                    "The experiment was stopped and its state saved; fix the callback and resume with "
+                    "Tuner.restore(...)."
+                ) from exc
 
     def rollback_trial(self, trial, rows: int) -> None:
         """Cuts the trial's result logs back to their first ``rows`` rows (it resumes from there)."""
@@ -161,21 +148,7 @@ class CallbackList(Callback):
         self._call("on_trial_save", **info)
 
     def on_trial_result(self, **info):
-        try:
-            iteration, trial, result = info["iteration"], info["trial"], info["result"]
-        except KeyError:
-            self._call("on_trial_result", **info)  # the hooks say what is missing
-            return
-        for cb, fn, direct in self._result_calls:
-            try:
-                if direct:
-                    fn(iteration, trial, result)
-                else:
-                    fn(**info)
-            except CallbackError:
-                raise
-            except Exception as exc:
-                raise _callback_error(cb, "on_trial_result", exc) from exc
+        self._call("on_trial_result", **info)
 
     def on_trial_complete(self, **info):
         self._call("on_trial_complete", **info)
