@@ -91,3 +91,45 @@ def test_a_bad_pipelining_setting_is_an_error_naming_it(tmp_path, monkeypatch):
     monkeypatch.setenv("TUNESMITH_RESULT_PIPELINE_S", "fast")
     with pytest.raises(ValueError, match="TUNESMITH_RESULT_PIPELINE_S must be a number of seconds"):
         _fit(tmp_path, n=3)
+
+
+def _ran_here(config):
+    # Counts in the trial's own directory how many iterations the trainable ran.
+    for i in range(config["n"]):
+        with open("ran.txt", "a") as f:
+            f.write(f"{i + 1}\n")
+        tune.report({"score": config["q"] * (i + 1)})
+
+
+def test_asha_stops_pipelined_trials_at_its_rungs_without_running_ahead(tmp_path):
+    # Trivial iterations are pipelined, but ASHA decides only at its rungs (1, 4, 16) and at
+    # max_t: a trial waits for the answer there, so one stopped at a rung ran no iteration past it.
+    from tunesmith.tune.schedulers import ASHAScheduler
+
+    asha = ASHAScheduler(max_t=20, grace_period=1, reduction_factor=4)
+    grid = tune.Tuner(_ran_here, param_space={"n": 20, "q": tune.uniform(0, 1)},
+                      tune_config=tune.TuneConfig(num_samples=24, metric="score", mode="max", scheduler=asha),
+                      run_config=tune.RunConfig(verbose=0, storage_path=str(tmp_path), name="asha")).fit()
+    assert not grid.errors
+    last = [r.metrics["training_iteration"] for r in grid]
+    assert any(it < 20 for it in last) and set(last) <= {1, 4, 16, 20}
+    for result in grid:
+        with open(os.path.join(result.path, "ran.txt")) as f:
+            ran = len(f.read().split())
+        assert ran == result.metrics["training_iteration"], (ran, result.metrics["training_iteration"])
+        assert _rows(result.path) == (list(range(1, ran + 1)), list(range(1, ran + 1)))
+
+
+def test_decision_points_of_asha_and_of_other_schedulers():
+    from tunesmith.tune.experiment.trial import Trial
+    from tunesmith.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    trial = Trial("f", {}, trial_id="t1")
+    asha = ASHAScheduler(metric="m", mode="max", max_t=100, grace_period=10, reduction_factor=3)
+    asha.on_trial_add(None, trial)
+    assert asha.decision_points(trial) == ("training_iteration", (10, 30, 90, 100))
+    keep = ASHAScheduler(metric="m", mode="max", time_attr="epoch", max_t=9, grace_period=1,
+                         reduction_factor=3, stop_last_trials=False)
+    keep.on_trial_add(None, trial)
+    assert keep.decision_points(trial) == ("epoch", (1, 3, 9))
+    assert FIFOScheduler().decision_points(trial) is None

@@ -71,6 +71,9 @@ class TrialSpec:
     # Function trainables go on without waiting for the driver's answer while fewer than
     # this many results are unanswered (TUNE_RESULT_BUFFER_LENGTH; 1 waits for each).
     result_buffer_length: int = 1
+    # ``(result field, increasing values)`` where the scheduler may stop or pause the trial: a
+    # pipelined trial waits for the answer to a result that reaches the next one (None: nowhere).
+    decision_points: tuple | None = None
 
 
 PIPELINE_ENV = "TUNESMITH_RESULT_PIPELINE_S"

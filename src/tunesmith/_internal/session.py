@@ -120,6 +120,11 @@ class _Session:
         self._in_flight: deque = deque()
         self._in_flight_s = 0.0
         self._poller = None
+        # Where the scheduler may stop or pause the trial (``TrialScheduler.decision_points``):
+        # a pipelined result that reaches the next point waits for the driver's answer.
+        points = getattr(spec, "decision_points", None)
+        self._points_field, self._points = points if points else (None, ())
+        self._next_point = 0
         self.context = context or TrainContext(trial_info)
         # Remote storage: checkpoints are uploaded from here, never through the driver.
         self.remote = getattr(spec, "storage", None)
@@ -217,7 +222,8 @@ class _Session:
         self._unanswered += 1
         pipeline = self._pipeline_s
         took = now - self._last
-        if pipeline > 0 and checkpoint_dir_name is None and took < pipeline:
+        if (pipeline > 0 and not (self._points and self._at_decision_point(result))
+                and checkpoint_dir_name is None and took < pipeline):
             # A short iteration: go on while the unanswered results took less than the budget
             # together (and not too many are unanswered); take the answers that arrived.
             self._in_flight.append(took)
@@ -235,6 +241,23 @@ class _Session:
             while self._unanswered >= self._buffer_length or (self._unanswered and conn.poll(0)):
                 self._answer(conn.recv())
         self._last = time.time()
+
+    def _at_decision_point(self, result: dict) -> bool:
+        """Whether ``result`` reaches the scheduler's next decision point (and moves past it)."""
+        points = self._points
+        i = self._next_point
+        if i >= len(points):
+            return False
+        value = result.get(self._points_field)
+        try:
+            if value is None or value < points[i]:
+                return False
+            while i < len(points) and value >= points[i]:
+                i += 1
+        except TypeError:  # not a number: the scheduler cannot judge it either
+            return False
+        self._next_point = i
+        return True
 
     def _answer_waiting(self) -> bool:
         """Whether an answer from the driver can be read now (``Connection.poll`` builds a selector per call)."""

@@ -227,6 +227,7 @@ class TrialLifecycle:
             reuse=bool(cfg.reuse_actors),
             result_buffer_length=self._settings.result_buffer_length,
             storage=self._storage.remote_target(),
+            decision_points=self._decision_points(trial),
         )
         was_paused = trial.status == Trial.PAUSED or restoring is not None
         self._rollback(trial)
@@ -275,6 +276,17 @@ class TrialLifecycle:
                 self._on_startup_error(trial, msg[1], msg[2])
             else:
                 self._on_error(trial, msg[1], msg[2])
+
+    def _decision_points(self, trial: Trial) -> tuple | None:
+        """The scheduler's decision points for the trial, when it names them (a custom one may not)."""
+        points = getattr(self._scheduler, "decision_points", None)
+        if points is None:
+            return None
+        try:
+            return points(trial)
+        except Exception:  # a scheduler's hint is never worth failing a trial for
+            logger.debug("decision_points of %s failed", type(self._scheduler).__name__, exc_info=True)
+            return None
 
     def _fill_result(self, trial: Trial, result: dict, checkpoint_dir_name: str | None) -> dict:
         if DONE not in result:

@@ -177,6 +177,16 @@ class AsyncHyperBandScheduler(FIFOScheduler):
             self._num_stopped += 1
         return action
 
+    def decision_points(self, trial: "Trial") -> tuple[str, tuple[float, ...]] | None:
+        """The rungs of the trial's bracket and ``max_t``: ASHA decides nowhere else."""
+        bracket = self._trial_info.get(trial.trial_id)
+        if bracket is None:
+            return None
+        points = {rung.milestone for rung in bracket.rungs}
+        if self._stop_last_trials:
+            points.add(self._max_t)
+        return self._time_attr, tuple(sorted(points))
+
     def on_trial_complete(self, tune_controller, trial: "Trial", result: dict) -> None:
         bracket = self._trial_info.pop(trial.trial_id, None)
         if bracket is not None and result and self._time_attr in result and self._metric in result:

@@ -137,6 +137,17 @@ class TrialScheduler:
     def on_trial_complete(self, tune_controller, trial: "Trial", result: dict) -> None:
         """Called when a trial has finished (its last result is ``result``)."""
 
+    def decision_points(self, trial: "Trial") -> "tuple[str, tuple[float, ...]] | None":
+        """Where this scheduler may stop or pause ``trial``: ``(result field, increasing values)``.
+
+        A trial whose iterations are short runs ahead of the driver's answers (its
+        results are pipelined); a result whose field reaches the next of these values
+        waits for the answer instead, so a trial stopped there runs no further
+        iteration. None (the default) means any result may be decided on: the trial
+        keeps running ahead, and results after a stop are dropped.
+        """
+        return None
+
     def on_trial_remove(self, tune_controller, trial: "Trial") -> None:
         """Called when a trial is stopped by someone other than the scheduler."""
 
