@@ -57,12 +57,20 @@ def test_every_result_of_fast_trials_reaches_disk_in_order(tmp_path):
 
 
 def test_a_stop_decided_on_a_pipelined_result_ends_the_logs_there(tmp_path):
-    grid = _fit(tmp_path, stop={"training_iteration": 5}, n=100000)
+    # A stop function names no decision point: the trial runs ahead of the decision, by at
+    # most the pipelining budget's worth of iterations, and what it sent after it is dropped.
+    grid = _fit(tmp_path, stop=lambda trial_id, result: result["training_iteration"] >= 5, n=100000)
     result = grid[0]
     assert result.metrics["training_iteration"] == 5
     assert _rows(result.path) == ([1, 2, 3, 4, 5], [1, 2, 3, 4, 5])
-    # The trial ran ahead by at most the pipelining budget's worth of iterations, not to the end.
     assert 5 <= _ran(tmp_path) < 5 + 257
+
+
+def test_a_stop_criterion_is_a_decision_point_the_trial_does_not_run_past(tmp_path):
+    grid = _fit(tmp_path, stop={"training_iteration": 5, "step": 1000}, n=100000)
+    assert grid[0].metrics["training_iteration"] == 5
+    assert _rows(grid[0].path) == ([1, 2, 3, 4, 5], [1, 2, 3, 4, 5])
+    assert _ran(tmp_path) == 5
 
 
 def test_slow_iterations_wait_for_each_decision(tmp_path):

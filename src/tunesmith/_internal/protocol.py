@@ -71,9 +71,10 @@ class TrialSpec:
     # Function trainables go on without waiting for the driver's answer while fewer than
     # this many results are unanswered (TUNE_RESULT_BUFFER_LENGTH; 1 waits for each).
     result_buffer_length: int = 1
-    # ``(result field, increasing values)`` where the scheduler may stop or pause the trial: a
-    # pipelined trial waits for the answer to a result that reaches the next one (None: nowhere).
-    decision_points: tuple | None = None
+    # ``{result field: increasing values}`` where the trial may be stopped or paused (the
+    # scheduler's decision points, the stop criteria): a pipelined trial waits for the answer
+    # to a result that reaches the next of them (None: no such point is known).
+    decision_points: dict | None = None
 
 
 PIPELINE_ENV = "TUNESMITH_RESULT_PIPELINE_S"

@@ -120,11 +120,10 @@ class _Session:
         self._in_flight: deque = deque()
         self._in_flight_s = 0.0
         self._poller = None
-        # Where the scheduler may stop or pause the trial (``TrialScheduler.decision_points``):
-        # a pipelined result that reaches the next point waits for the driver's answer.
-        points = getattr(spec, "decision_points", None)
-        self._points_field, self._points = points if points else (None, ())
-        self._next_point = 0
+        # Where the trial may be stopped or paused (``TrialSpec.decision_points``): a pipelined
+        # result that reaches the next point of a field waits for the driver's answer.
+        self._points = {field: [tuple(values), 0]
+                        for field, values in (getattr(spec, "decision_points", None) or {}).items() if values}
         self.context = context or TrainContext(trial_info)
         # Remote storage: checkpoints are uploaded from here, never through the driver.
         self.remote = getattr(spec, "storage", None)
@@ -243,21 +242,23 @@ class _Session:
         self._last = time.time()
 
     def _at_decision_point(self, result: dict) -> bool:
-        """Whether ``result`` reaches the scheduler's next decision point (and moves past it)."""
-        points = self._points
-        i = self._next_point
-        if i >= len(points):
-            return False
-        value = result.get(self._points_field)
-        try:
-            if value is None or value < points[i]:
-                return False
-            while i < len(points) and value >= points[i]:
-                i += 1
-        except TypeError:  # not a number: the scheduler cannot judge it either
-            return False
-        self._next_point = i
-        return True
+        """Whether ``result`` reaches the next decision point of a field (and moves past it)."""
+        reached = False
+        for field, entry in self._points.items():
+            values, i = entry
+            if i >= len(values):
+                continue
+            value = result.get(field)
+            try:
+                if value is None or value < values[i]:
+                    continue
+                while i < len(values) and value >= values[i]:
+                    i += 1
+            except TypeError:  # not a number: nothing can be decided on it either
+                continue
+            entry[1] = i
+            reached = True
+        return reached
 
     def _answer_waiting(self) -> bool:
         """Whether an answer from the driver can be read now (``Connection.poll`` builds a selector per call)."""

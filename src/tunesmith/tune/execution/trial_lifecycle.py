@@ -277,16 +277,24 @@ class TrialLifecycle:
             else:
                 self._on_error(trial, msg[1], msg[2])
 
-    def _decision_points(self, trial: Trial) -> tuple | None:
-        """The scheduler's decision points for the trial, when it names them (a custom one may not)."""
-        points = getattr(self._scheduler, "decision_points", None)
-        if points is None:
-            return None
+    def _decision_points(self, trial: Trial) -> dict[str, tuple] | None:
+        """``{result field: increasing values}`` where the trial may be stopped or paused: the
+        scheduler's decision points, when it names them (a custom one may not), and the
+        trial's stop criteria (``RunConfig(stop={...})`` as a dict; a Stopper object names none)."""
+        points: dict[str, set] = {}
+        for key, value in (trial.stopping_criterion or {}).items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                points.setdefault(key, set()).add(value)
+        named = getattr(self._scheduler, "decision_points", None)
         try:
-            return points(trial)
+            hint = named(trial) if named is not None else None
         except Exception:  # a scheduler's hint is never worth failing a trial for
             logger.debug("decision_points of %s failed", type(self._scheduler).__name__, exc_info=True)
-            return None
+            hint = None
+        if hint is not None:
+            field, values = hint
+            points.setdefault(field, set()).update(values)
+        return {field: tuple(sorted(values)) for field, values in points.items()} or None
 
     def _fill_result(self, trial: Trial, result: dict, checkpoint_dir_name: str | None) -> dict:
         if DONE not in result:
