@@ -141,3 +141,12 @@ def test_decision_points_of_asha_and_of_other_schedulers():
     keep.on_trial_add(None, trial)
     assert keep.decision_points(trial) == ("epoch", (1, 3, 9))
     assert FIFOScheduler().decision_points(trial) is None
+
+    from tunesmith.tune.schedulers import HyperBandScheduler
+
+    hb = HyperBandScheduler(metric="m", mode="max", max_t=9, reduction_factor=3)
+    hb.on_trial_add(None, trial)
+    field, (milestone,) = hb.decision_points(trial)
+    assert field == "training_iteration" and milestone == hb._trial_info["t1"][0]._cumul_r
+    assert hb.on_trial_result(None, trial, {"training_iteration": milestone - 1, "m": 1.0}) == "CONTINUE"
+    assert hb.on_trial_result(None, trial, {"training_iteration": milestone, "m": 1.0}) != "CONTINUE"

@@ -348,6 +348,13 @@ class HyperBandScheduler(FIFOScheduler):
         cur_bracket.add_trial(trial)
         self._trial_info[trial.trial_id] = (cur_bracket, self._state["band_idx"])
 
+    def decision_points(self, trial: "Trial") -> tuple[str, tuple[float, ...]] | None:
+        """The milestone of the trial's bracket this round: it runs on until it reaches it."""
+        info = self._trial_info.get(trial.trial_id)
+        if info is None:
+            return None
+        return self._time_attr, (info[0]._cumul_r,)
+
     def on_trial_result(self, tune_controller, trial: "Trial", result: dict) -> str:
         info = self._trial_info.get(trial.trial_id)
         if info is None or self._time_attr not in result:
