@@ -239,7 +239,11 @@ class _LiveTable:
 
     def _erase(self) -> None:
         if self._rows:
-            self._out.write(f"\x1b[{self._rows}F\x1b[J")
+            # Up to the table's first row, then each row cleared on its own: clearing to the end
+            # of the screen from its top-left corner counts as clearing the whole screen, which
+            # tmux (scroll-on-clear) answers by moving the table into the scrollback.
+            n = self._rows
+            self._out.write(f"\x1b[{n}F" + "\x1b[2K\x1b[1E" * n + f"\x1b[{n}F")
             self._rows = 0
 
     def before_other_output(self) -> None:
