@@ -108,6 +108,20 @@ def new_event_file_name() -> str:
     return f"events.out.tfevents.{int(time.time()):010d}.{_hostname[1]}.{pid}.{next(_counter)}"
 
 
+def _value_prefix(tag: str) -> bytes:
+    """A ``Summary.Value`` with ``tag``, up to its ``simple_value`` (4 bytes follow)."""
+    raw = tag.encode("utf-8")
+    inner = b"\x0a" + varint(len(raw)) + raw + b"\x15"
+    return b"\x0a" + varint(len(inner) + 4) + inner
+
+
+def _pack_scalar(value: float) -> bytes:
+    try:
+        return _pack_f(value)
+    except (OverflowError, struct.error):  # beyond float32 (a float, or an int too large)
+        return _pack_f(float("inf") if value > 0 else float("-inf"))
+
+
 class ScalarEncoder:
     """Encodes a set of scalars into one ``Summary``, caching each tag's bytes."""
 
@@ -121,14 +135,8 @@ class ScalarEncoder:
         for tag, value in scalars.items():
             prefix = prefixes.get(tag)
             if prefix is None:
-                raw = tag.encode("utf-8")
-                inner = b"\x0a" + varint(len(raw)) + raw + b"\x15"
-                prefix = prefixes[tag] = b"\x0a" + varint(len(inner) + 4) + inner
-            try:
-                packed = _pack_f(value)
-            except (OverflowError, struct.error):  # beyond float32 (a float, or an int too large)
-                packed = _pack_f(float("inf") if value > 0 else float("-inf"))
-            parts.append(prefix + packed)
+                prefix = prefixes[tag] = _value_prefix(tag)
+            parts.append(prefix + _pack_scalar(value))
         return b"".join(parts)
 
     def plain_summary(self, result: dict, exclude: frozenset, tag_prefix: str) -> bytes | None:
@@ -152,15 +160,10 @@ class ScalarEncoder:
                 if key in exclude:
                     prefix = prefixes[key] = b""
                 else:
-                    raw = (tag_prefix + str(key)).encode("utf-8")
-                    inner = b"\x0a" + varint(len(raw)) + raw + b"\x15"
-                    prefix = prefixes[key] = b"\x0a" + varint(len(inner) + 4) + inner
+                    prefix = prefixes[key] = _value_prefix(tag_prefix + str(key))
             if not prefix:
                 continue  # an excluded key
-            try:
-                parts.append(prefix + _pack_f(value))
-            except (OverflowError, struct.error):  # beyond float32 (a float, or an int too large)
-                parts.append(prefix + _pack_f(float("inf") if value > 0 else float("-inf")))
+            parts.append(prefix + _pack_scalar(value))
         return b"".join(parts)
 
     def file_version_event(self) -> bytes:
