@@ -454,6 +454,57 @@ def test_a_later_experiment_in_the_same_process_runs_after_a_failed_write(tmp_pa
     assert "SECOND 5 0" in proc.stdout, proc.stdout + proc.stderr
 
 
+def _reports_until_flag(config):
+    open(config["started"], "w").close()
+    i = 0
+    deadline = time.monotonic() + 120
+    while not os.path.exists(config["flag"]) and time.monotonic() < deadline:
+        i += 1
+        train.report({"i": i})
+        time.sleep(0.01)
+    for _ in range(3):
+        i += 1
+        train.report({"i": i})
+
+
+def test_experiments_in_two_threads_keep_their_failed_writes_apart(tmp_path):
+    """One experiment's failed write fails that experiment alone, even when another runs beside it."""
+    from tunesmith.tune.logger._util import ResultWriteError
+
+    started, flag = tmp_path / "b-started", tmp_path / "a-done"
+    outcome: dict = {}
+
+    def run_b():
+        outcome["b"] = tune.Tuner(
+            _reports_until_flag, param_space={"started": str(started), "flag": str(flag)},
+            run_config=tune.RunConfig(name="b", storage_path=str(tmp_path), verbose=0),
+        ).fit()
+
+    thread_b = threading.Thread(target=run_b)
+    thread_b.start()
+    try:
+        deadline = time.monotonic() + 120
+        while not started.exists() and thread_b.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert started.exists(), "the other experiment's trial never started"
+        # A's only trial cannot write its progress.csv: a directory is in the way.
+        (tmp_path / "a" / "t0" / "progress.csv").mkdir(parents=True)
+        with pytest.raises(ResultWriteError, match="progress.csv"):
+            tune.Tuner(counting, param_space={"id": 0, "iters": 5, "sleep": 0.0, "every": 1000},
+                       tune_config=tune.TuneConfig(trial_dirname_creator=lambda trial: "t0"),
+                       run_config=tune.RunConfig(name="a", storage_path=str(tmp_path), verbose=0)).fit()
+        assert thread_b.is_alive(), "the other experiment ended while A failed"
+    finally:
+        flag.touch()
+        thread_b.join(timeout=300)
+    grid = outcome["b"]
+    assert grid.num_errors == 0
+    last = grid[0].metrics["i"]
+    with open(os.path.join(grid[0].path, "progress.csv"), newline="") as f:
+        rows = [int(row["i"]) for row in csv.DictReader(f)]
+    assert rows == list(range(1, last + 1))
+
+
 def _prints_steps(config):
     step = 0
     checkpoint = train.get_checkpoint()

@@ -425,18 +425,13 @@ def _remove_after_writes(path: str) -> None:
     """Removes a temporary experiment directory once the loggers' I/O thread wrote what it had for it.
 
     The trials' params files are written in that thread: removing the directory under it would
-    make a write fail, and a failed write fails every later run of the process.
+    make a write fail, and a failed write fails the experiment that made it.
     """
     import shutil
 
     from tunesmith.tune.logger import _util
 
-    writer = _util._WRITER
-    thread = writer._thread
-    if thread is not None and thread.is_alive():
-        writer._queue.put((shutil.rmtree, (path, True)))  # after the writes queued before it
-    else:
-        shutil.rmtree(path, True)
+    _util._WRITER.submit(None, shutil.rmtree, path, True)  # after the writes queued before it
 
 
 class _NoMoreTrials:
@@ -645,15 +640,18 @@ class SimulatedExperiment:
 
         Returns True once no trial is running or waiting to run.
         """
+        from tunesmith.tune.logger._util import run_scope
+
         controller, backend = self.controller, self.backend
         target = backend.time() + rounds
         backend.horizon = target
         try:
-            while not self._finished():
-                if backend.next_event_time() > target and not controller._table.resources_changed:
-                    backend.advance_to(target)
-                    return False
-                controller.step()
+            with run_scope(controller.write_scope):
+                while not self._finished():
+                    if backend.next_event_time() > target and not controller._table.resources_changed:
+                        backend.advance_to(target)
+                        return False
+                    controller.step()
             return True
         finally:
             backend.horizon = float("inf")

@@ -38,7 +38,7 @@ from tunesmith.tune.execution.state_snapshot import CALLBACK_STATE_FILE, StateSn
 from tunesmith.tune.execution.trial_lifecycle import RunStatus, TrialLifecycle
 from tunesmith.tune.execution.trial_table import TrialTable
 from tunesmith.tune.experiment.trial import Trial
-from tunesmith.tune.logger._util import clear_write_error as _clear_write_error
+from tunesmith.tune.logger._util import WriteScope, run_scope
 from tunesmith.tune.logger._util import write_error as _write_error
 from tunesmith.tune.result import EXPERIMENT_ID
 
@@ -133,6 +133,9 @@ class TuneController:
         self._max_concurrent = config.max_concurrent_trials or 0
         self._trainable_key = config.trainable_key or f"{config.trainable_name}-{uuid.uuid4().hex[:8]}"
 
+        # This experiment's result writes and its first failed one: run() makes it the
+        # thread's, so that experiments in threads of one process keep their errors apart.
+        self.write_scope = WriteScope()
         self._table = TrialTable()
         self._checkpoints = CheckpointBook(self._storage)
         self._run = RunStatus()
@@ -329,7 +332,10 @@ class TuneController:
 
     def run(self) -> None:
         """Runs the experiment; Ctrl+C (or SIGUSR1) stops it gracefully and keeps its state."""
-        _clear_write_error()  # an earlier experiment's failed write in this process is not this one's
+        with run_scope(self.write_scope):
+            self._run_loop()
+
+    def _run_loop(self) -> None:
         self._callbacks.setup(
             stop=self._stopper, num_samples=self._search_alg.total_samples,
             total_num_samples=self._search_alg.total_samples,

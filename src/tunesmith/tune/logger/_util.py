@@ -88,40 +88,80 @@ def flatten(d: dict, delimiter: str = "/", exclude: tuple = ()) -> dict:
 _LEAF_TYPES = frozenset((float, int, str, bool, type(None), list, tuple))
 
 
+class WriteScope:
+    """One experiment's result writes: its files with rows not yet handed to the I/O thread, and
+    the first of its writes that failed.
+
+    Each run of the controller has its own (see :func:`run_scope`), so that experiments run in
+    threads of one process neither flush each other's files nor fail with each other's errors.
+    """
+
+    __slots__ = ("dirty", "error")
+
+    def __init__(self):
+        self.dirty: dict[int, "TrialFile"] = {}  # touched by the experiment's driver thread only
+        # Set by the I/O thread; the driver ends the run with it rather than carrying on with
+        # incomplete logs.
+        self.error: BaseException | None = None
+
+
+_LOCAL = threading.local()
+# Writes made outside a controller run (a logger driven by hand).
+_PROCESS_SCOPE = WriteScope()
+
+
+def current_scope() -> WriteScope:
+    """The write scope of the experiment that runs in this thread."""
+    return getattr(_LOCAL, "scope", None) or _PROCESS_SCOPE
+
+
+class run_scope:
+    """Makes ``scope`` this thread's write scope for the duration of a ``with`` block."""
+
+    def __init__(self, scope: WriteScope):
+        self._scope = scope
+
+    def __enter__(self) -> WriteScope:
+        self._previous = getattr(_LOCAL, "scope", None)
+        _LOCAL.scope = self._scope
+        return self._scope
+
+    def __exit__(self, *exc_info) -> None:
+        _LOCAL.scope = self._previous
+
+
 class _Writer:
     """One background thread that performs the loggers' file system calls in order.
 
     Opening, writing, flushing and closing files happen here, so that the
     driver's event loop never waits on the disk; :func:`wait_for_writes`
-    blocks until everything submitted so far is on disk (in the OS).
+    blocks until everything submitted so far is on disk (in the OS). A call
+    that fails records its error in the scope it was submitted with.
     """
 
     def __init__(self):
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
-        # The first write that failed (a row that did not reach its file); the driver
-        # ends the run with it rather than carrying on with incomplete logs.
-        self.error: BaseException | None = None
 
-    def submit(self, fn: Callable, *args: Any) -> None:
+    def submit(self, scope: WriteScope | None, fn: Callable, *args: Any) -> None:
         if self._thread is None or not self._thread.is_alive():
             with self._lock:
                 if self._thread is None or not self._thread.is_alive():
                     self._thread = threading.Thread(target=self._run, name="tunesmith-logger-io", daemon=True)
                     self._thread.start()
-        self._queue.put((fn, args))
+        self._queue.put((scope, fn, args))
 
     def _run(self) -> None:
         while True:
-            fn, args = self._queue.get()
+            scope, fn, args = self._queue.get()
             try:
                 fn(*args)
-            except Exception as exc:  # recorded; the driver fails the run with it
+            except Exception as exc:  # recorded; the driver of its experiment fails the run with it
                 where = getattr(getattr(fn, "__self__", None), "path", None)
                 logger.error("Writing results%s failed: %s", f" to {where}" if where else "", exc)
-                if self.error is None:
-                    self.error = ResultWriteError(
+                if scope is not None and scope.error is None:
+                    scope.error = ResultWriteError(
                         f"Writing results{f' to {where}' if where else ''} failed: {type(exc).__name__}: {exc}"
                     )
 
@@ -129,7 +169,7 @@ class _Writer:
         if self._thread is None:
             return
         done = threading.Event()
-        self.submit(done.set)
+        self.submit(None, done.set)
         done.wait()
 
 
@@ -138,8 +178,6 @@ class ResultWriteError(OSError):
 
 
 _WRITER = _Writer()
-# Every per-trial file with rows not yet handed to the I/O thread (driver thread only).
-_DIRTY: dict[int, "TrialFile"] = {}
 
 
 def wait_for_writes() -> None:
@@ -171,32 +209,26 @@ def wait_for_trial_files() -> None:
         wait_for_writes()
 
 
-
 def write_error() -> BaseException | None:
-    """The first failed result write of this experiment, if any."""
-    return _WRITER.error
-
-
-def clear_write_error() -> None:
-    """Forgets an earlier experiment's failed write once its writes are done (a new run starts clean)."""
-    _WRITER.wait()
-    _WRITER.error = None
+    """The first failed result write of the experiment running in this thread, if any."""
+    return current_scope().error
 
 
 def commit_results() -> None:
-    """Writes every buffered result row of every logger to its file, and waits until it is there.
+    """Writes every buffered result row of this thread's experiment to its file, and waits until it is there.
 
     The driver calls this before it saves the experiment state, so that the
     rows a saved state implies are on storage (the durability contract).
 
     Raises:
-        ResultWriteError: A row could not be written.
+        ResultWriteError: A row of this experiment could not be written.
     """
-    for trial_file in list(_DIRTY.values()):
+    scope = current_scope()
+    for trial_file in list(scope.dirty.values()):
         trial_file.flush()
     _WRITER.wait()
-    if _WRITER.error is not None:
-        raise _WRITER.error
+    if scope.error is not None:
+        raise scope.error
 
 
 def cut_result_lines(path: str, rows: int) -> None:
@@ -259,8 +291,11 @@ def cut_csv_rows(path: str, rows: int) -> None:
 
 
 def submit(fn: Callable, *args: Any) -> None:
-    """Runs ``fn(*args)`` in the logger I/O thread, after every write submitted before it."""
-    _WRITER.submit(fn, *args)
+    """Runs ``fn(*args)`` in the logger I/O thread, after every write submitted before it.
+
+    An error it raises fails the experiment running in this thread.
+    """
+    _WRITER.submit(current_scope(), fn, *args)
 
 
 def write_atomic(path: str, data: bytes) -> None:
@@ -310,7 +345,7 @@ def write_params(logdir: str, config: dict) -> None:
     """
     _PARAMS_WRITTEN[logdir] = config
     note_trial_files_closed()
-    _WRITER.submit(_write_params_files, logdir, config)
+    _WRITER.submit(current_scope(), _write_params_files, logdir, config)
 
 
 class TrialFile:
@@ -339,32 +374,35 @@ class TrialFile:
         self._encoder = encoder
         self._pending: list = []
         self.fh = None
+        # The experiment whose files these are: the one running in the thread that made it.
+        self._scope = scope = current_scope()
+        self._dirty = scope.dirty
 
     # -- driver thread -------------------------------------------------------------
     def write(self, item) -> None:
         pending = self._pending
         pending.append(item)
         if len(pending) == 1:
-            _DIRTY[id(self)] = self
+            self._dirty[id(self)] = self
             if self._owner is not None:
                 self._owner.mark_dirty(self)
         elif len(pending) >= self._MAX_PENDING:
             self.flush()
 
     def flush(self) -> None:
-        _DIRTY.pop(id(self), None)
+        self._dirty.pop(id(self), None)
         if self._owner is not None:
             self._owner.clear(self)
         if self._pending:
             items, self._pending = self._pending, []
-            _WRITER.submit(self._write_items, items, True)
+            _WRITER.submit(self._scope, self._write_items, items, True)
 
     def close(self) -> None:
-        _DIRTY.pop(id(self), None)
+        self._dirty.pop(id(self), None)
         if self._owner is not None:
             self._owner.clear(self)
         items, self._pending = self._pending, []
-        _WRITER.submit(self._close, items)
+        _WRITER.submit(self._scope, self._close, items)
 
     # -- I/O thread ------------------------------------------------------------------
     def open(self):
