@@ -301,9 +301,15 @@ def submit(fn: Callable, *args: Any) -> None:
 def write_atomic(path: str, data: bytes) -> None:
     """Writes ``data`` to ``path`` through a temporary file and a rename."""
     tmp = f"{path}.tmp"
-    with open(tmp, "wb") as f:
-        f.write(data)
+    fd = os.open(tmp, _REPLACE, 0o666)
+    try:
+        _write_all(fd, data)
+    finally:
+        os.close(fd)
     os.replace(tmp, path)
+
+
+_REPLACE = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
 
 
 # The config object whose params files each trial directory holds (driver thread), so that a
@@ -323,9 +329,12 @@ def _write_params_files(logdir: str, config: dict) -> None:
     from tunesmith.tune.result import EXPR_PARAM_FILE, EXPR_PARAM_PICKLE_FILE
 
     _PARAMS_WRITTEN[logdir] = config
-    ensure_dir(logdir)
     text = json.dumps(to_jsonable(config), indent=2, sort_keys=True).encode("utf-8")
-    write_atomic(os.path.join(logdir, EXPR_PARAM_FILE), text)
+    try:
+        write_atomic(os.path.join(logdir, EXPR_PARAM_FILE), text)
+    except FileNotFoundError:  # the trial's directory is not there yet (its worker makes it too)
+        ensure_dir(logdir)
+        write_atomic(os.path.join(logdir, EXPR_PARAM_FILE), text)
     try:
         import cloudpickle
 
@@ -369,11 +378,12 @@ class TrialFile:
     def __init__(self, path: str, binary: bool = False, owner: "OpenFiles | None" = None,
                  encoder: Callable[[list], Any] | None = None):
         self.path = path
-        self._mode = "ab" if binary else "a"
+        self._binary = binary
         self._owner = owner
         self._encoder = encoder
         self._pending: list = []
-        self.fh = None
+        self.fd: int | None = None  # open in the I/O thread
+        self.was_empty = True  # whether the file had no bytes when it was opened (I/O thread)
         # The experiment whose files these are: the one running in the thread that made it.
         self._scope = scope = current_scope()
         self._dirty = scope.dirty
@@ -395,7 +405,7 @@ class TrialFile:
             self._owner.clear(self)
         if self._pending:
             items, self._pending = self._pending, []
-            _WRITER.submit(self._scope, self._write_items, items, True)
+            _WRITER.submit(self._scope, self._write_items, items)
 
     def close(self) -> None:
         self._dirty.pop(id(self), None)
@@ -405,41 +415,60 @@ class TrialFile:
         _WRITER.submit(self._scope, self._close, items)
 
     # -- I/O thread ------------------------------------------------------------------
-    def open(self):
+    # Plain descriptors rather than Python file objects: each call releases the GIL, and opening
+    # a file object adds a stat, a terminal check and seeks to the open and the write.
+    def open(self) -> int:
         try:
-            self.fh = self._open()
+            fd = self._open()
         except FileNotFoundError:  # the trial directory does not exist yet
             ensure_dir(os.path.dirname(self.path) or ".")
-            self.fh = self._open()
+            fd = self._open()
+        self.fd = fd
         if self._owner is not None:
             self._owner.register(self)
-        return self.fh
+        return fd
 
-    def _open(self):
-        if self._mode == "a":
-            return open(self.path, "a", encoding="utf-8", newline="", buffering=1 << 16)
-        return open(self.path, "ab", buffering=1 << 16)
+    def _open(self) -> int:
+        try:
+            fd = os.open(self.path, _CREATE_NEW, 0o666)
+        except FileExistsError:  # a restored trial's file, or one closed to spare descriptors
+            fd = os.open(self.path, _APPEND, 0o666)
+            self.was_empty = os.fstat(fd).st_size == 0
+        else:
+            self.was_empty = True
+        return fd
 
-    def _write_items(self, items: list, flush: bool) -> None:
-        fh = self.fh or self.open()  # first, so that an encoder can ask whether the file is empty
+    def _write_items(self, items: list) -> None:
+        fd = self.fd if self.fd is not None else self.open()  # first: an encoder may ask was_empty
         if self._encoder is not None:
             data = self._encoder(items)
         else:
-            data = (b"" if self._mode == "ab" else "").join(items)
-        fh.write(data)
-        if flush:
-            fh.flush()
+            data = (b"" if self._binary else "").join(items)
+        _write_all(fd, data if self._binary else data.encode("utf-8"))
 
     def _close(self, items: list | None = None) -> None:
         if items:
-            self._write_items(items, False)
+            self._write_items(items)
         if self._owner is not None:
             self._owner.forget(self)
-        if self.fh is not None:
+        if self.fd is not None:
             try:
-                self.fh.close()
+                os.close(self.fd)
             finally:
-                self.fh = None
+                self.fd = None
+
+
+_APPEND = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+_CREATE_NEW = _APPEND | os.O_EXCL
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """Writes all of ``data`` to the descriptor (a write may take only part of it)."""
+    written = os.write(fd, data)
+    if written < len(data):
+        view = memoryview(data)[written:]
+        while view:
+            view = view[os.write(fd, view):]
 
 
 class OpenFiles:

@@ -66,8 +66,7 @@ class _CSVWriter:
         writer = csv.writer(buffer)
         if self.fieldnames is None:
             # The file is open (for appending) by now: only a non-empty one can have a header.
-            fh = self.file.fh
-            header = None if fh is not None and fh.tell() == 0 else _existing_header(self.file.path)
+            header = None if self.file.was_empty else _existing_header(self.file.path)
             if header is None:
                 self.fieldnames = [str(k) for k in flatten(rows[0], exclude=(CONFIG,))]
                 writer.writerow(self.fieldnames)
