@@ -86,6 +86,27 @@ def test_snapshot_reencodes_exactly_the_trials_that_changed(tmp_path):
     assert state["trials"][2]["config"] == {"x": 99}
 
 
+def test_auto_snapshot_period_keeps_saving_near_five_percent_of_the_time(tmp_path):
+    snap = StateSnapshotter(
+        StorageContext(str(tmp_path), "exp"), BasicVariantGenerator(), FIFOScheduler(), CallbackList([]),
+        CheckpointBook(), describe=lambda: {"version": 2}, trials=list, on_write_error=print,
+    )
+    snap.save()
+    # The period is twenty times the last save's duration, and at least a second.
+    for duration, period in [(0.001, 1.0), (0.2, 4.0), (2.0, 40.0)]:
+        snap.last_duration = duration
+        due = snap.due_in()
+        assert period - 0.5 < due <= period, (duration, due)
+    # A fixed TUNE_GLOBAL_CHECKPOINT_S is kept as it is.
+    fixed = StateSnapshotter(
+        StorageContext(str(tmp_path), "exp2"), BasicVariantGenerator(), FIFOScheduler(), CallbackList([]),
+        CheckpointBook(), describe=lambda: {"version": 2}, trials=list, on_write_error=print, period=60.0,
+    )
+    fixed.save()
+    fixed.last_duration = 2.0
+    assert 59.5 < fixed.due_in() <= 60.0
+
+
 def test_error_writer_appends_failures_and_keeps_the_exception(tmp_path):
     trial = _trial(tmp_path, 0)
     import cloudpickle

@@ -34,8 +34,9 @@ class StateSnapshotter:
     remote storage the deletion waits for an upload of that state: every
     ``SyncConfig.sync_period`` seconds the save uploads what changed (the state
     last), then deletes. :meth:`due_in` says when the next periodic save is
-    due: every ``period`` seconds, or with a negative period ("auto") at most 5%
-    of the time and at least every 10 s, or when an upload is due.
+    due: every ``period`` seconds, or with a negative period ("auto") spaced so
+    that saving takes about 5% of the driver's time (twenty times the last save's
+    duration, and at least a second apart), or when an upload is due.
 
     The period is wall-clock time whatever the backend's clock: it bounds the
     work lost in a crash and the share of the driver's time spent saving, both
@@ -99,7 +100,7 @@ class StateSnapshotter:
         """Wall-clock seconds until the next periodic save is due (0 or less: now)."""
         period = self._period
         if period < 0:
-            period = min(10.0, max(1.0, 20 * self.last_duration))
+            period = max(1.0, 20 * self.last_duration)
         due = self.last_write + period - time.time()
         if self._storage.is_remote:
             due = min(due, self._storage.sync_due_in())
