@@ -9,7 +9,12 @@
   ``experiment_state.json`` are counted; a run that lost a result or left a
   trial unfinished stops the benchmark instead of printing a figure.
 - :func:`load`: the load average, printed next to the figures, since the
-  machine these run on is shared.
+  machine these run on is shared; :func:`machine` adds how fast this machine is
+  right now at plain Python and at creating files where the workloads write.
+  On a shared virtual machine both swing (a fixed loop by up to 3x between
+  runs; creating a file from about 15 to 200 microseconds, with the state of
+  the file system's block groups), so figures from different runs compare only
+  together with these.
 - A workload's files are deleted when the script ends, not right after the
   workload: ext4 skips recently freed inodes when it creates files, so a run
   that starts just after thousands of files were deleted pays several times
@@ -32,6 +37,39 @@ import time
 def load() -> str:
     one, five, _ = os.getloadavg()
     return f"load average {one:.2f} (5 min {five:.2f})"
+
+
+def cpu_probe() -> float:
+    """Milliseconds a fixed pure-Python loop takes (best of three): the host's speed right now."""
+    best = float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        total = 0
+        for i in range(300_000):
+            total += i * i % 7
+        best = min(best, time.perf_counter() - start)
+    return best * 1e3
+
+
+def fs_probe(files: int = 200) -> float:
+    """Microseconds to create and write one small file in a fresh directory under the temp dir."""
+    where = tempfile.mkdtemp(prefix="tunesmith-bench-probe-")
+    atexit.register(shutil.rmtree, where, True)  # at the end of the script (see the module docstring)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+    start = time.perf_counter()
+    for i in range(files):
+        fd = os.open(os.path.join(where, f"f{i}"), flags, 0o644)
+        os.write(fd, b"x" * 64)
+        os.close(fd)
+    return (time.perf_counter() - start) / files * 1e6
+
+
+def machine(files: bool = True) -> str:
+    """The load average, :func:`cpu_probe` and (with ``files``) :func:`fs_probe`, as one line."""
+    text = f"{load()}; python loop {cpu_probe():.0f} ms"
+    if files:
+        text += f"; file creation {fs_probe():.0f} us"
+    return text
 
 
 def isolated_env(tmp: str, src: str | None = None) -> dict[str, str]:

@@ -22,7 +22,7 @@ import textwrap
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _guard import BenchmarkCheckFailed, check_experiment, load, with_workload  # noqa: E402
+from _guard import BenchmarkCheckFailed, check_experiment, machine, with_workload  # noqa: E402
 
 NUM_TRIALS = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
 REPORTS = 20
@@ -93,7 +93,7 @@ def decisions_only() -> float:
 
 
 def main() -> None:
-    print(f"cpus: {os.cpu_count()}; {load()}", flush=True)
+    print(f"cpus: {os.cpu_count()}; {machine()}", flush=True)
     fifo = run("fifo")
     asha = run("asha")
     flat = run("asha_no_stops")
@@ -107,7 +107,7 @@ def main() -> None:
     print(f"asha/fifo results/s ratio: {asha_rate / fifo_rate:.2f}")
     print(f"asha/fifo wall time ratio: {asha['seconds'] / fifo['seconds']:.2f}")
     print(f"asha decisions alone: {decisions_only():,.0f} results/s")
-    print(load())
+    print(f"at the end: {machine()}")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import sys
 import textwrap
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _guard import check_experiment, load, with_workload  # noqa: E402
+from _guard import check_experiment, load, machine, with_workload  # noqa: E402
 
 PRELUDE = "import os, sys, time, json\n"
 
@@ -91,7 +91,7 @@ def run(name: str, code: str) -> dict:
 
 def main() -> None:
     selected = sys.argv[1:] or list(WORKLOADS)
-    print(f"cpus: {os.cpu_count()}; {load()}", flush=True)
+    print(f"cpus: {os.cpu_count()}; {machine()}", flush=True)
     for name in selected:
         print(f"{name}: {json.dumps(run(name, WORKLOADS[name]))}  ({load()})", flush=True)
 

@@ -45,6 +45,9 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _guard import cpu_probe  # noqa: E402
+
 CPUS = 1000
 MAX_T = 100
 
@@ -190,7 +193,7 @@ def main() -> None:
           f"BasicVariantGenerator; result loggers OFF; experiment directory on {base or 'the default temp dir'}; "
           f"state snapshots by the default rule (TUNE_GLOBAL_CHECKPOINT_S="
           f"{os.environ.get('TUNE_GLOBAL_CHECKPOINT_S', 'auto')}); {os.cpu_count()} CPUs here, load average "
-          f"{os.getloadavg()[0]:.1f} at the start; each size {repeat} time(s), the best run counts.")
+          f"{os.getloadavg()[0]:.1f} and a fixed Python loop {cpu_probe():.0f} ms at the start; each size {repeat} time(s), the best run counts.")
     rows = []
     try:
         run_once(50, root)  # warm-up: lazy imports and first-use costs are not counted below

@@ -31,7 +31,7 @@ import tempfile
 import textwrap
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _guard import BenchmarkCheckFailed, baseline_src, check_experiment, check_rows, load, with_workload  # noqa: E402
+from _guard import BenchmarkCheckFailed, baseline_src, check_experiment, check_rows, load, machine, with_workload  # noqa: E402
 
 TRIVIAL = textwrap.dedent("""
     import json, sys, time
@@ -283,7 +283,7 @@ def main() -> int:
         chosen = {k: v for k, v in chosen.items() if any(k.startswith(p) for p in prefixes)}
     if args.memory:
         chosen["driver_rss_10000_trials"] = (MEMORY, [10000], _trials_check(10000), True, "driver_peak_rss_mb")
-    print(f"cpus: {os.cpu_count()}, python {sys.version.split()[0]}, rounds: {args.rounds}; {load()}", flush=True)
+    print(f"cpus: {os.cpu_count()}, python {sys.version.split()[0]}, rounds: {args.rounds}; {machine()}", flush=True)
     figures: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as tmp:
         sides = [("current", None)]
@@ -307,6 +307,7 @@ def main() -> int:
                 ratio = c[key] / b[key] if "per_s" in key else b[key] / c[key]
                 print(f"  {key}: current {'better' if faster else 'worse'}, x{ratio:.2f} against the baseline")
             figures[name] = medians["current"]
+    print(f"at the end: {machine()}", flush=True)
     if args.ci:
         failed = False
         for what, value, bound, ok in _ci_verdicts(figures):
