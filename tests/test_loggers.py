@@ -404,3 +404,29 @@ def test_pretty_print_drops_config_and_nests():
     assert text == "loss: 0.5\n"
     text = pretty_print({"loss": float("nan"), "info": {"b": 2, "a": "x y"}, "ok": True})
     assert text.splitlines() == ["info:", "  a: x y", "  b: 2", "loss: .nan", "ok: true"]
+
+
+def _reports_twice(config):
+    from tunesmith import tune
+
+    tune.report({"x": config["x"]})
+    tune.report({"x": config["x"] + 1})
+
+
+def test_a_run_keeps_its_logger_bookkeeping_to_itself(tmp_path):
+    """What a run's loggers remember (params files written, unwritten rows, a failed write) goes
+    with the run: nothing piles up in the process from one fit() to the next."""
+    from tunesmith import tune
+    from tunesmith.tune.logger import _util
+
+    process = _util._PROCESS_SCOPE  # what loggers driven by hand (outside a run) remember
+    before = dict(process.params)
+    for name in ("first", "second"):
+        grid = tune.Tuner(_reports_twice, param_space={"x": tune.grid_search([1, 2, 3])},
+                          run_config=tune.RunConfig(name=name, storage_path=str(tmp_path), verbose=0)).fit()
+        assert sorted(r.metrics["x"] for r in grid) == [2, 3, 4]
+        for result in grid:
+            with open(os.path.join(result.path, "params.json")) as f:
+                assert json.load(f) == result.config
+    assert _util.current_scope() is process
+    assert process.params == before and process.dirty == {} and process.error is None

@@ -96,10 +96,13 @@ class WriteScope:
     threads of one process neither flush each other's files nor fail with each other's errors.
     """
 
-    __slots__ = ("dirty", "error")
+    __slots__ = ("dirty", "error", "params")
 
     def __init__(self):
         self.dirty: dict[int, "TrialFile"] = {}  # touched by the experiment's driver thread only
+        # The config object whose params files each trial directory holds (driver thread), so
+        # that a logger at trial start does not write the same files again.
+        self.params: dict[str, Any] = {}
         # Set by the I/O thread; the driver ends the run with it rather than carrying on with
         # incomplete logs.
         self.error: BaseException | None = None
@@ -312,14 +315,9 @@ def write_atomic(path: str, data: bytes) -> None:
 _REPLACE = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
 
 
-# The config object whose params files each trial directory holds (driver thread), so that a
-# logger at trial start does not write the same files again.
-_PARAMS_WRITTEN: dict[str, Any] = {}
-
-
 def params_written(logdir: str, config: dict) -> bool:
     """True when ``params.json``/``params.pkl`` in ``logdir`` were written for this very config object."""
-    return _PARAMS_WRITTEN.get(logdir) is config
+    return current_scope().params.get(logdir) is config
 
 
 _SCALARS = frozenset((str, int, float, bool, type(None)))
@@ -328,7 +326,6 @@ _SCALARS = frozenset((str, int, float, bool, type(None)))
 def _write_params_files(logdir: str, config: dict) -> None:
     from tunesmith.tune.result import EXPR_PARAM_FILE, EXPR_PARAM_PICKLE_FILE
 
-    _PARAMS_WRITTEN[logdir] = config
     text = json.dumps(to_jsonable(config), indent=2, sort_keys=True).encode("utf-8")
     try:
         write_atomic(os.path.join(logdir, EXPR_PARAM_FILE), text)
@@ -352,9 +349,10 @@ def write_params(logdir: str, config: dict) -> None:
 
     The config is not copied: the driver replaces a trial's config rather than changing it.
     """
-    _PARAMS_WRITTEN[logdir] = config
+    scope = current_scope()
+    scope.params[logdir] = config
     note_trial_files_closed()
-    _WRITER.submit(current_scope(), _write_params_files, logdir, config)
+    _WRITER.submit(scope, _write_params_files, logdir, config)
 
 
 class TrialFile:
