@@ -312,9 +312,6 @@ def write_atomic(path: str, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-_REPLACE = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
-
-
 def params_written(logdir: str, config: dict) -> bool:
     """True when ``params.json``/``params.pkl`` in ``logdir`` were written for this very config object."""
     return current_scope().params.get(logdir) is config
@@ -456,8 +453,11 @@ class TrialFile:
                 self.fd = None
 
 
-_APPEND = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+# Bytes as they are (no newline translation where the platform has a text mode).
+_FLAGS = getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+_APPEND = os.O_WRONLY | os.O_APPEND | os.O_CREAT | _FLAGS
 _CREATE_NEW = _APPEND | os.O_EXCL
+_REPLACE = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _FLAGS
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -466,7 +466,10 @@ def _write_all(fd: int, data: bytes) -> None:
     if written < len(data):
         view = memoryview(data)[written:]
         while view:
-            view = view[os.write(fd, view):]
+            written = os.write(fd, view)
+            if not written:
+                raise OSError(f"a write of {len(view)} bytes wrote nothing")
+            view = view[written:]
 
 
 class OpenFiles:
