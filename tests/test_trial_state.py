@@ -80,3 +80,56 @@ def test_statistics_gathered_in_batches_equal_those_of_one_result_at_a_time():
             for stat, x in a[metric].items():
                 y = b[metric][stat]
                 assert x == y or (math.isnan(x) and math.isnan(y)) or math.isclose(x, y), (case, metric, stat)
+
+
+def test_a_running_trials_saved_text_follows_its_checkpoints_and_encodes_each_once(monkeypatch):
+    from tunesmith.train import Checkpoint, CheckpointConfig
+
+    trial = Trial("f", config={"x": 1}, trial_id="t_00001", experiment_path="/tmp/exp",
+                  checkpoint_config=CheckpointConfig(num_to_keep=2, checkpoint_score_attribute="loss",
+                                                     checkpoint_score_order="min"))
+    trial.set_status(Trial.RUNNING)
+    encoded = []
+    entry = Trial._checkpoint_entry
+
+    def counting_entry(self, e):
+        encoded.append(e["path"])
+        return entry(self, e)
+
+    monkeypatch.setattr(Trial, "_checkpoint_entry", counting_entry)
+
+    def save(i, loss):
+        result = {"loss": loss, "training_iteration": i}
+        trial.update_last_result(result)
+        path = f"/tmp/exp/t/checkpoint_{i:06d}"
+        trial.checkpoint_rows[path] = i
+        return trial.checkpoint_manager.register(Checkpoint(path), result)
+
+    def saved():
+        encoded.clear()
+        text = json.loads(trial.get_json_text())
+        made = list(encoded)
+        assert text == json.loads(json.dumps(trial._build_state(), allow_nan=True))  # the dict form agrees
+        encoded[:] = made
+        return [(c["path"], c["metrics"]["loss"], c["rows"], c.get("latest_only", False)) for c in text["checkpoints"]]
+
+    save(1, 3.0)
+    save(2, 1.0)
+    assert saved() == [("t/checkpoint_000001", 3.0, 1, False), ("t/checkpoint_000002", 1.0, 2, False)]
+    assert sorted(encoded) == ["/tmp/exp/t/checkpoint_000001", "/tmp/exp/t/checkpoint_000002"]
+    assert saved() and encoded == []  # nothing changed: nothing encoded again
+    # A worse third checkpoint is kept only as the latest (num_to_keep=2, best by loss); a fourth,
+    # better one drops the first and the third.
+    assert save(3, 5.0) == []
+    assert saved()[-1] == ("t/checkpoint_000003", 5.0, 3, True)
+    assert encoded == ["/tmp/exp/t/checkpoint_000003"]
+    assert [c.path for c in save(4, 0.5)] == ["/tmp/exp/t/checkpoint_000001", "/tmp/exp/t/checkpoint_000003"]
+    assert saved() == [("t/checkpoint_000002", 1.0, 2, False), ("t/checkpoint_000004", 0.5, 4, False)]
+    assert encoded == ["/tmp/exp/t/checkpoint_000004"]
+    # The same path saved again with new metrics (a trial rerunning from an earlier checkpoint).
+    trial.checkpoint_manager.register(Checkpoint("/tmp/exp/t/checkpoint_000004"), {"loss": 0.25, "training_iteration": 4})
+    assert saved()[-1] == ("t/checkpoint_000004", 0.25, 4, False)
+    # A finished trial keeps its whole text, and no longer the entries' texts.
+    trial.set_status(Trial.TERMINATED)
+    assert json.loads(trial.get_json_text())["checkpoints"][-1]["metrics"]["loss"] == 0.25
+    assert trial._checkpoint_texts is None

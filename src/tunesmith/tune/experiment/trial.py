@@ -76,7 +76,7 @@ class Trial:
         "num_results", "checkpoint_manager", "restore_checkpoint", "error_file", "pickled_error_file",
         "error_msg", "num_failures", "start_time", "return_value", "custom_trial_name", "trial_dirname",
         "restored_iteration", "checkpoint_rows", "dir_created", "scheduler_stop_iteration",
-        "_checkpoint_requested", "_json_state", "_frozen", "__dict__", "__weakref__",
+        "_checkpoint_requested", "_json_state", "_frozen", "_checkpoint_texts", "__dict__", "__weakref__",
     )
 
     def __init__(
@@ -103,6 +103,9 @@ class Trial:
         self._json_state: tuple[tuple, str] | None = None
         # Whether the statistics are frozen into _json_state (a finished trial's).
         self._frozen = False
+        # While the trial runs: each kept checkpoint's entry in the saved state, as JSON text
+        # by path, so that a snapshot encodes a checkpoint once and not at every save.
+        self._checkpoint_texts: dict[str, tuple[dict, tuple, str]] | None = None
         self.trainable_name = trainable_name
         self.config = config if config is not None else {}
         self.trial_id = trial_id or "00000"
@@ -395,15 +398,41 @@ class Trial:
         """
         key = self._finished_key()
         if key is None:
-            return json.dumps(self._build_state(), allow_nan=True)
+            return self._encode_state()
         cached = self._json_state
         if cached is not None and cached[0] == key:
             return cached[1]
-        text = json.dumps(self._build_state(), allow_nan=True)
+        text = self._encode_state()
         self._json_state = (key, text)
         self._frozen = True
         self._stats = {}
+        self._checkpoint_texts = None  # the kept text holds them
         return text
+
+    def _encode_state(self) -> str:
+        """The text of :meth:`_build_state`, with each checkpoint's entry encoded once while it is kept."""
+        head = json.dumps(self._build_state(with_checkpoints=False), allow_nan=True)
+        texts = self._checkpoint_texts
+        if texts is None:
+            texts = self._checkpoint_texts = {}
+        fresh = {}
+        parts = []
+        for entry in self.checkpoint_manager.get_state():
+            path, metrics = entry["path"], entry["metrics"]
+            # The metrics object itself is held (compared by identity), so its id cannot be reused.
+            key = (entry.get("latest_only", False), self.checkpoint_rows.get(path, 0), self._relative(path))
+            hit = texts.get(path)
+            if hit is None or hit[0] is not metrics or hit[1] != key:
+                hit = (metrics, key, json.dumps(self._checkpoint_entry(entry), allow_nan=True))
+            fresh[path] = hit
+            parts.append(hit[2])
+        self._checkpoint_texts = fresh  # checkpoints no longer kept are forgotten
+        return f'{head[:-1]}, "checkpoints": [{", ".join(parts)}]}}'
+
+    def _checkpoint_entry(self, entry: dict[str, Any]) -> dict[str, Any]:
+        from tunesmith.tune.utils.serialization import to_jsonable
+
+        return to_jsonable(dict(entry, path=self._relative(entry["path"]), rows=self.checkpoint_rows.get(entry["path"], 0)))
 
     def _finished_key(self) -> tuple | None:
         """What a finished trial's saved state depends on; None while it is not finished."""
@@ -414,16 +443,12 @@ class Trial:
                 self.error_file, self.error_msg, restore.path if restore else None,
                 len(self.checkpoint_rows), self.scheduler_stop_iteration, self.restored_iteration)
 
-    def _build_state(self) -> dict[str, Any]:
+    def _build_state(self, with_checkpoints: bool = True) -> dict[str, Any]:
         from tunesmith.tune.utils.serialization import to_jsonable
 
         rel = self._relative
-        checkpoints = [
-            dict(entry, path=rel(entry["path"]), rows=self.checkpoint_rows.get(entry["path"], 0))
-            for entry in self.checkpoint_manager.get_state()
-        ]
         restore = self.restore_checkpoint
-        return {
+        state = {
             "trial_id": self.trial_id,
             "trainable_name": self.trainable_name,
             "config": to_jsonable(self.config),
@@ -434,7 +459,6 @@ class Trial:
             "custom_trial_name": self.custom_trial_name,
             "last_result": to_jsonable(self.last_result),
             "metric_analysis": self.metric_analysis,  # str keys, float and int values by construction
-            "checkpoints": to_jsonable(checkpoints),
             "restore_checkpoint": rel(restore.path) if restore else None,
             "restore_checkpoint_rows": self.rows_at(restore),
             "resources": self.placement_group_factory.bundles,
@@ -450,6 +474,9 @@ class Trial:
             "start_time": self.start_time,
             "scheduler_stop_iteration": self.scheduler_stop_iteration,
         }
+        if with_checkpoints:
+            state["checkpoints"] = [self._checkpoint_entry(e) for e in self.checkpoint_manager.get_state()]
+        return state
 
     def _checkpoint_absolute(self, path: str | None) -> str | None:
         if path and self.storage_path and "://" not in path and not os.path.isabs(path):
