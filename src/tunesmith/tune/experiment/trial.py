@@ -76,7 +76,7 @@ class Trial:
         "num_results", "checkpoint_manager", "restore_checkpoint", "error_file", "pickled_error_file",
         "error_msg", "num_failures", "start_time", "return_value", "custom_trial_name", "trial_dirname",
         "restored_iteration", "checkpoint_rows", "dir_created", "scheduler_stop_iteration",
-        "_checkpoint_requested", "_json_state", "_frozen", "_checkpoint_texts", "__dict__", "__weakref__",
+        "_checkpoint_requested", "_json_state", "_frozen", "_checkpoint_texts", "_path", "__dict__", "__weakref__",
     )
 
     def __init__(
@@ -106,6 +106,8 @@ class Trial:
         # While the trial runs: each kept checkpoint's entry in the saved state, as JSON text
         # by path, so that a snapshot encodes a checkpoint once and not at every save.
         self._checkpoint_texts: dict[str, tuple[dict, tuple, str]] | None = None
+        # (experiment_path, trial_dirname, their join): the driver asks for local_path many times a trial.
+        self._path: tuple[str, str, str] | None = None
         self.trainable_name = trainable_name
         self.config = config if config is not None else {}
         self.trial_id = trial_id or "00000"
@@ -156,9 +158,15 @@ class Trial:
 
     @property
     def local_path(self) -> str | None:
-        if self.experiment_path is None:
+        base = self.experiment_path
+        if base is None:
             return None
-        return os.path.join(self.experiment_path, self.trial_dirname)
+        cached = self._path
+        if cached is not None and cached[0] is base and cached[1] is self.trial_dirname:
+            return cached[2]
+        path = os.path.join(base, self.trial_dirname)
+        self._path = (base, self.trial_dirname, path)
+        return path
 
     # Ray exposes both spellings.
     path = local_path
