@@ -230,3 +230,59 @@ def test_a_worker_killed_while_starting_is_not_counted_as_a_trial_failure(tmp_pa
     assert killed.is_set()
     assert grid[0].error is None
     assert grid[0].metrics["done"] is True
+
+
+STACKS_SCRIPT = """
+import os, sys, time
+from tunesmith import tune
+
+def waits_for_flag(config):
+    with open(config["pid_file"] + ".tmp", "w") as f:
+        f.write(str(os.getpid()))
+    os.replace(config["pid_file"] + ".tmp", config["pid_file"])
+    deadline = time.monotonic() + 120
+    while not os.path.exists(config["flag"]) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    tune.report({{"done": 1}})
+
+grid = tune.Tuner(waits_for_flag, param_space={{"pid_file": {pid_file!r}, "flag": {flag!r}}},
+                  run_config=tune.RunConfig(storage_path={storage!r}, name="stacks", verbose=0)).fit()
+print("ERRORS", grid.num_errors)
+"""
+
+
+def test_a_worker_prints_every_threads_stack_on_sigusr2(tmp_path):
+    """`kill -USR2 <worker pid>` tells where a stuck trial is, in the experiment's output."""
+    import threading
+
+    pid_file, flag = tmp_path / "pid", tmp_path / "flag"
+    script = tmp_path / "stacks.py"
+    script.write_text(STACKS_SCRIPT.format(pid_file=str(pid_file), flag=str(flag), storage=str(tmp_path)))
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    err_lines: list[str] = []
+    dumped = threading.Event()
+
+    def read_stderr():
+        for line in proc.stderr:
+            err_lines.append(line)
+            if "in waits_for_flag" in line:
+                dumped.set()
+
+    reader = threading.Thread(target=read_stderr, daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + 120
+        while not pid_file.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert pid_file.exists(), "the trial never started"
+        os.kill(int(pid_file.read_text()), signal.SIGUSR2)
+        assert dumped.wait(60), "".join(err_lines)
+    finally:
+        flag.touch()
+    out = proc.stdout.read()
+    proc.wait(timeout=120)
+    reader.join(timeout=60)
+    err = "".join(err_lines)
+    assert proc.returncode == 0 and "ERRORS 0" in out, out + err
+    assert "most recent call first" in err, err

@@ -560,8 +560,11 @@ def serve_forks(ctl: Connection, fd_sock) -> None:
 
 
 def main() -> None:
+    from tunesmith._internal.debug import stacks_on_request
+
     _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    stacks_on_request()
     sys.path[:0] = [p for p in os.environ.get("TUNESMITH_DRIVER_SYS_PATH", "").split(os.pathsep) if p]
     if sys.argv[1] == "--fork-server":
         import socket

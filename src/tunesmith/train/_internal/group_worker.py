@@ -239,7 +239,10 @@ def main() -> None:
     """Entry point of a worker started as a fresh process: reads its spec from the socket."""
     import cloudpickle
 
+    from tunesmith._internal.debug import stacks_on_request
+
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    stacks_on_request()
     conn = Connection(int(sys.argv[1]))
     sys.path[:0] = [p for p in os.environ.get("TUNESMITH_DRIVER_SYS_PATH", "").split(os.pathsep) if p]
     try:
