@@ -420,9 +420,7 @@ class Trial:
     def _encode_state(self) -> str:
         """The text of :meth:`_build_state`, with each checkpoint's entry encoded once while it is kept."""
         head = json.dumps(self._build_state(with_checkpoints=False), allow_nan=True)
-        texts = self._checkpoint_texts
-        if texts is None:
-            texts = self._checkpoint_texts = {}
+        texts = self._checkpoint_texts or {}
         fresh = {}
         parts = []
         for entry in self.checkpoint_manager.get_state():
