@@ -552,3 +552,58 @@ def test_restored_trials_keep_their_settings(tmp_path):
         state = json.load(f)["trials"][0]
     assert state["status"] == "TERMINATED"
     assert state["resources"] == [{"CPU": 0.5}] and state["max_failures"] == 2
+
+
+# -- the driver itself fails -----------------------------------------------------------------------------------------
+def reports_then_waits(config):
+    """Two results (a checkpoint with the first), then, when not resumed, waits for a flag the test never sets."""
+    import tempfile
+
+    if train.get_checkpoint() is not None:
+        train.report({"step": 3, "resumed": True})
+        return
+    with tempfile.TemporaryDirectory() as d:
+        train.report({"step": 1, "resumed": False}, checkpoint=train.Checkpoint.from_directory(d))
+    train.report({"step": 2, "resumed": False})
+    deadline = time.monotonic() + 600
+    while not os.path.exists(config["flag"]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    train.report({"step": 3, "resumed": False})
+
+
+class BreaksOnce(tune.schedulers.FIFOScheduler):
+    """Raises at the second result it sees in this process; restored, it works."""
+
+    broke = False
+
+    def on_trial_result(self, tune_controller, trial, result):
+        if result["step"] == 2 and not BreaksOnce.broke:
+            BreaksOnce.broke = True
+            raise RuntimeError("the scheduler broke")
+        return super().on_trial_result(tune_controller, trial, result)
+
+
+def test_a_failing_scheduler_ends_the_run_at_once_and_it_restores(tmp_path):
+    """An exception in the driver's loop ends fit() at once, and the unfinished trial resumes on restore.
+
+    Before, fit() waited up to TUNE_FORCE_TRIAL_CLEANUP_S (600 s) for the busy trial to report
+    again, then marked it TERMINATED, so that restore never finished it.
+    """
+    flag = tmp_path / "flag"
+    fallback = threading.Timer(240, flag.touch)  # lets a run that waits for the trial end
+    fallback.start()
+    try:
+        with pytest.raises(RuntimeError, match="the scheduler broke"):
+            tune.Tuner(
+                reports_then_waits, param_space={"flag": str(flag)},
+                tune_config=tune.TuneConfig(scheduler=BreaksOnce()),
+                run_config=tune.RunConfig(name="broke", storage_path=str(tmp_path), verbose=0),
+            ).fit()
+        assert not flag.exists(), "fit() waited for the trial to report again"
+    finally:
+        fallback.cancel()
+    assert _workers() == [], "the trial's worker outlived fit()"
+    # The trial was paused with its checkpoint; restored, it resumes from it and finishes.
+    grid = tune.Tuner.restore(str(tmp_path / "broke"), trainable=reports_then_waits).fit()
+    assert grid.num_errors == 0 and grid.num_terminated == 1
+    assert grid[0].metrics["resumed"] is True and grid[0].metrics["step"] == 3

@@ -359,6 +359,14 @@ class TuneController:
             callback_error = exc
             interrupted = True
             self._settings.cleanup_grace_s = 0.0
+        except BaseException:
+            # The driver itself failed (a scheduler or searcher that raised, an exception from a
+            # signal handler, SystemExit): the run ends now, as after a callback error, instead of
+            # waiting up to TUNE_FORCE_TRIAL_CLEANUP_S for trials that may never report again.
+            # Running trials are paused and resume from their latest checkpoints on restore.
+            interrupted = True
+            self._settings.cleanup_grace_s = 0.0
+            raise
         finally:
             restore_signals()
             if abort:
