@@ -199,6 +199,27 @@ def test_driver_sigkill_with_num_to_keep_restores_from_kept_checkpoints(tmp_path
         assert len([c for c in os.listdir(d) if c.startswith("checkpoint_")]) <= 3, os.listdir(d)
 
 
+def test_sigterm_saves_the_state_then_ends_the_process_and_restore_finishes(tmp_path):
+    """SIGTERM (a stopped container, a preempted machine) pauses the trials and saves the state first."""
+    storage, name, opts = str(tmp_path / "storage"), "term", {"trials": 3, "iters": 60, "sleep": 0.05, "every": 4}
+    exp_dir = os.path.join(storage, name)
+    proc = _start_driver(storage, name, "run", opts)
+    deadline = time.time() + 120
+    while _rows_on_disk(exp_dir) < 20 and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == -signal.SIGTERM, out  # the process still ends by the signal
+    assert "Stopping the experiment (SIGTERM)" in out and "Tuner.restore(" in out, out
+    with open(os.path.join(exp_dir, "experiment_state.json")) as f:
+        trials = json.load(f)["trials"]
+    # The last save came after the trials stopped: none is left RUNNING, and it counts every row.
+    assert len(trials) == 3 and not any(t["status"] == "RUNNING" for t in trials), [t["status"] for t in trials]
+    assert sum(t["num_results"] for t in trials) == _rows_on_disk(exp_dir) >= 20
+    _finish(storage, name, opts)
+    assert_each_iteration_once(exp_dir, opts["iters"], opts["trials"])
+
+
 @pytest.mark.long
 @pytest.mark.parametrize("moments", [[1], [10, 40], [35, 70, 100], [110]])
 @pytest.mark.parametrize("num_to_keep", [None, 2])

@@ -8,6 +8,7 @@ from __future__ import annotations
 import inspect
 import json
 import os
+import sys
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -268,6 +269,16 @@ def _known_trial_count(inp) -> int | None:
         return None
 
 
+def _end_by_sigterm() -> None:
+    """Ends the process by SIGTERM, as it would have ended without the experiment's handler."""
+    import signal
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
 def run_experiment(inp: ExperimentInput, restore_path: str | None = None, restore_options: dict | None = None):
     """Runs an experiment and returns ``(ExperimentAnalysis, controller)``."""
     from tunesmith.tune.analysis.experiment_analysis import ExperimentAnalysis
@@ -316,6 +327,8 @@ def run_experiment(inp: ExperimentInput, restore_path: str | None = None, restor
             f"Tuner.restore({storage.experiment_path!r}, trainable=...).",
             flush=True,
         )
+    if getattr(controller, "terminated", False):
+        _end_by_sigterm()
     trials = controller.get_trials()
     if storage.is_remote:
         # Results read back from the store: Result.path and checkpoints are storage locations.

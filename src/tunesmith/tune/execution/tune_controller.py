@@ -152,7 +152,9 @@ class TuneController:
         self._next_index = 0
         self._searcher_waiting = False
         self.interrupted = False  # set when Ctrl+C ended the run
+        self.terminated = False  # set when SIGTERM ended it: the process ends once the state is saved
         self._stop_requested = False
+        self._owns_sigterm = False
         now = self._clock()
         self._last_running = now
         self._last_slow_warning = self._last_idle_warning = 0.0
@@ -353,7 +355,11 @@ class TuneController:
                 abort = True
                 raise
             interrupted = True
-            print("Stopping the experiment (Ctrl+C); its state is being saved...", flush=True)
+            if self.terminated:
+                print("Stopping the experiment (SIGTERM); its state is being saved, then the process ends...",
+                      flush=True)
+            else:
+                print("Stopping the experiment (Ctrl+C); its state is being saved...", flush=True)
         except CallbackError as exc:
             # The run ends now; running trials resume from their checkpoints on restore.
             callback_error = exc
@@ -438,22 +444,29 @@ class TuneController:
             return
 
         def hurry(signum, frame):
+            if signum != signal.SIGINT:
+                self.terminated = True
             self._settings.cleanup_grace_s = 0.0
             self._run.stop_deadline = 0.0
             print("Stopping now; the experiment's state is being saved...", flush=True)
 
-        previous = signal.signal(signal.SIGINT, hurry)
+        previous = {signal.SIGINT: signal.signal(signal.SIGINT, hurry)}
+        if self._owns_sigterm:
+            previous[signal.SIGTERM] = signal.signal(signal.SIGTERM, hurry)
         try:
             self._shutdown(interrupted)
         finally:
-            signal.signal(signal.SIGINT, previous)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
     def _install_stop_signals(self):
-        """Ctrl+C and SIGUSR1 stop the run between events, never in the middle of one.
+        """Ctrl+C, SIGUSR1 and SIGTERM stop the run between events, never in the middle of one.
 
         A result is logged, its checkpoint registered and the scheduler asked as one
         unit; the signal only sets a flag that the loop checks. A second Ctrl+C while
-        the first waits (a driver stuck in user code) interrupts at once.
+        the first waits (a driver stuck in user code) interrupts at once. SIGTERM is
+        taken only where nothing else handles it; after the state is saved, the process
+        ends by it as it would have (``terminated``, see ``run_experiment``).
         Returns what restores the previous handlers.
         """
         import signal
@@ -464,6 +477,8 @@ class TuneController:
         self._stop_requested = False
 
         def request_stop(signum, frame):
+            if signum == getattr(signal, "SIGTERM", None):
+                self.terminated = True
             if self._stop_requested and signum == signal.SIGINT:
                 raise KeyboardInterrupt
             self._stop_requested = True
@@ -472,6 +487,10 @@ class TuneController:
         wanted = [signal.SIGUSR1] if hasattr(signal, "SIGUSR1") else []
         if os.environ.get("TUNE_DISABLE_SIGINT_HANDLER", "0") != "1":
             wanted.append(signal.SIGINT)
+        sigterm = getattr(signal, "SIGTERM", None)
+        self._owns_sigterm = sigterm is not None and signal.getsignal(sigterm) == signal.SIG_DFL
+        if self._owns_sigterm:
+            wanted.append(sigterm)
         for sig in wanted:
             previous[sig] = signal.signal(sig, request_stop)
 
