@@ -124,10 +124,10 @@ def test_random_worker_kills_at_scale(tmp_path, cpus_per_trial):
 
 
 # -- the driver dies ---------------------------------------------------------------------
-def _start_driver(storage: str, name: str, mode: str, opts: dict) -> subprocess.Popen:
+def _start_driver(storage: str, name: str, mode: str, opts: dict, own_group: bool = False) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, DRIVER, mode, storage, name, json.dumps(opts)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=own_group,
     )
 
 
@@ -199,22 +199,31 @@ def test_driver_sigkill_with_num_to_keep_restores_from_kept_checkpoints(tmp_path
         assert len([c for c in os.listdir(d) if c.startswith("checkpoint_")]) <= 3, os.listdir(d)
 
 
-def test_sigterm_saves_the_state_then_ends_the_process_and_restore_finishes(tmp_path):
-    """SIGTERM (a stopped container, a preempted machine) pauses the trials and saves the state first."""
+@pytest.mark.parametrize("to_group", [False, True], ids=["driver", "process_group"])
+def test_sigterm_saves_the_state_then_ends_the_process_and_restore_finishes(tmp_path, to_group):
+    """SIGTERM (a stopped container, a preempted machine) pauses the trials and saves the state first.
+
+    Sent to the whole process group, as Slurm and systemd do, it reaches the workers too: they
+    leave it to the driver, so no trial counts as failed.
+    """
     storage, name, opts = str(tmp_path / "storage"), "term", {"trials": 3, "iters": 60, "sleep": 0.05, "every": 4}
     exp_dir = os.path.join(storage, name)
-    proc = _start_driver(storage, name, "run", opts)
+    proc = _start_driver(storage, name, "run", opts, own_group=to_group)
     deadline = time.time() + 120
     while _rows_on_disk(exp_dir) < 20 and proc.poll() is None and time.time() < deadline:
         time.sleep(0.02)
-    proc.send_signal(signal.SIGTERM)
+    if to_group:
+        os.killpg(proc.pid, signal.SIGTERM)
+    else:
+        proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == -signal.SIGTERM, out  # the process still ends by the signal
     assert "Stopping the experiment (SIGTERM)" in out and "Tuner.restore(" in out, out
     with open(os.path.join(exp_dir, "experiment_state.json")) as f:
         trials = json.load(f)["trials"]
     # The last save came after the trials stopped: none is left RUNNING, and it counts every row.
-    assert len(trials) == 3 and not any(t["status"] == "RUNNING" for t in trials), [t["status"] for t in trials]
+    statuses = [t["status"] for t in trials]
+    assert len(trials) == 3 and not {"RUNNING", "ERROR"} & set(statuses) and "PAUSED" in statuses, statuses
     assert sum(t["num_results"] for t in trials) == _rows_on_disk(exp_dir) >= 20
     _finish(storage, name, opts)
     assert_each_iteration_once(exp_dir, opts["iters"], opts["trials"])

@@ -286,3 +286,27 @@ def test_a_worker_prints_every_threads_stack_on_sigusr2(tmp_path):
     err = "".join(err_lines)
     assert proc.returncode == 0 and "ERRORS 0" in out, out + err
     assert "most recent call first" in err, err
+
+
+def starts_a_pool_and_a_child(config):
+    import multiprocessing
+
+    # Leaving the block terminates the pool's forked workers with SIGTERM, and waits for them.
+    with multiprocessing.get_context("fork").Pool(2) as pool:
+        total = sum(pool.map(abs, [-1, -2, 3]))
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    child.terminate()
+    try:
+        code = child.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        code = "survived SIGTERM"
+    tune.report({"total": total, "child_code": code})
+
+
+def test_processes_a_trial_starts_still_end_by_sigterm(tmp_path):
+    """Workers leave SIGTERM to the driver; the processes their trainables start do not inherit that."""
+    grid = tune.Tuner(starts_a_pool_and_a_child,
+                      run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0)).fit()
+    assert grid.num_errors == 0
+    assert grid[0].metrics["total"] == 6 and grid[0].metrics["child_code"] == -signal.SIGTERM

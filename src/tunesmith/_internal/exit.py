@@ -19,3 +19,41 @@ def flush_and_exit(code: int) -> NoReturn:
         except (OSError, ValueError):  # a closed or broken stream must not keep the process alive
             pass
     os._exit(code)
+
+
+
+# The process whose SIGTERM the driver handles (see ``leave_stop_signals_to_the_driver``).
+_leaving_pid: int | None = None
+
+
+def _leave_sigterm_to_the_driver(signum, frame) -> None:
+    if os.getpid() == _leaving_pid:
+        return  # the driver pauses this process's trial itself
+    # A process that trainable code forked (a multiprocessing pool's worker, say): the signal does
+    # what it would have done, so that Pool.terminate() and the like still end it.
+    import signal
+
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+
+
+def leave_stop_signals_to_the_driver() -> None:
+    """Makes this child process of the driver leave Ctrl+C (SIGINT) and SIGTERM to the driver.
+
+    A terminal's Ctrl+C reaches every process of its foreground group, and a batch system or
+    service manager (Slurm, systemd) sends SIGTERM to every process of a job. The driver stops
+    its trials itself, pausing them so that a restore resumes them; a worker that died of the
+    signal first would count as a failed trial instead. A child still dies with the driver
+    (the kernel kills it when its parent exits) and is ended with SIGKILL where the driver
+    must. SIGINT is ignored. SIGTERM gets a handler rather than being ignored, because an
+    ignored signal stays ignored in the processes that trainable code starts: those (started
+    with exec, or forked) still end by SIGTERM as usual. Call it again in each process this
+    one forks for the driver.
+    """
+    import signal
+
+    global _leaving_pid
+    _leaving_pid = os.getpid()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(signal, "SIGTERM"):
+        signal.signal(signal.SIGTERM, _leave_sigterm_to_the_driver)

@@ -20,7 +20,7 @@ from typing import Any
 
 from tunesmith._internal import protocol as P
 from tunesmith._internal import trial_hooks
-from tunesmith._internal.exit import flush_and_exit
+from tunesmith._internal.exit import flush_and_exit, leave_stop_signals_to_the_driver
 from tunesmith._internal.fsutil import ensure_dir
 
 
@@ -481,6 +481,7 @@ def _run_forked_child(ctl: Connection, fd_sock, wake_r: int, wake_w: int, fds: l
             os.close(fds[2])
         os.environ["CUDA_VISIBLE_DEVICES"] = env_key
         _die_with_parent()  # the fork server; it dies with the driver
+        leave_stop_signals_to_the_driver()
         if "numpy" in sys.modules:  # every worker draws its own numbers, as a spawned one would
             try:
                 sys.modules["numpy"].random.seed()
@@ -563,7 +564,7 @@ def main() -> None:
     from tunesmith._internal.debug import stacks_on_request
 
     _die_with_parent()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    leave_stop_signals_to_the_driver()
     stacks_on_request()
     sys.path[:0] = [p for p in os.environ.get("TUNESMITH_DRIVER_SYS_PATH", "").split(os.pathsep) if p]
     if sys.argv[1] == "--fork-server":

@@ -240,8 +240,9 @@ def main() -> None:
     import cloudpickle
 
     from tunesmith._internal.debug import stacks_on_request
+    from tunesmith._internal.exit import leave_stop_signals_to_the_driver
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    leave_stop_signals_to_the_driver()
     stacks_on_request()
     conn = Connection(int(sys.argv[1]))
     sys.path[:0] = [p for p in os.environ.get("TUNESMITH_DRIVER_SYS_PATH", "").split(os.pathsep) if p]

@@ -16,7 +16,7 @@ import subprocess
 import sys
 from multiprocessing.connection import Connection
 
-from tunesmith._internal.exit import flush_and_exit
+from tunesmith._internal.exit import flush_and_exit, leave_stop_signals_to_the_driver
 from tunesmith.train._internal.group_worker import WorkerSpec, die_with_parent, run_worker
 
 
@@ -123,6 +123,7 @@ class WorkerGroup:
                     except OSError:
                         pass
                 die_with_parent(spec.parent_pid)
+                leave_stop_signals_to_the_driver()
                 code = run_worker(spec, Connection(child.detach()))
             except BaseException:
                 try:

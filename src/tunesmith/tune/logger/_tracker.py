@@ -28,7 +28,6 @@ import numbers
 import os
 import pickle
 import queue
-import signal
 import socket
 import subprocess
 import sys
@@ -551,7 +550,9 @@ def _lower_priority() -> None:
 
 
 def main() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C is the driver's to handle
+    from tunesmith._internal.exit import leave_stop_signals_to_the_driver
+
+    leave_stop_signals_to_the_driver()  # the driver ends this helper once every result is recorded
     sys.path[:0] = [p for p in os.environ.get("TUNESMITH_DRIVER_SYS_PATH", "").split(os.pathsep) if p]
     _Helper(Connection(int(sys.argv[1]))).serve()
     # Everything is recorded. The libraries' exit handlers run, but not the interpreter's teardown of
