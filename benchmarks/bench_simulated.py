@@ -128,9 +128,8 @@ def run_once(num_trials: int, root: str, profile: bool = False) -> dict:
 
     gc.collect()
     gc.callbacks.append(on_gc)
-    io_start = _io_thread_cpu()
     profiler = cProfile.Profile() if profile else None
-    start, start_cpu = time.perf_counter(), time.process_time()
+    start, start_cpu, start_main = time.perf_counter(), time.process_time(), time.thread_time()
     try:
         if profiler:
             profiler.enable()
@@ -141,7 +140,8 @@ def run_once(num_trials: int, root: str, profile: bool = False) -> dict:
         gc.callbacks.remove(on_gc)
     real_s = time.perf_counter() - start
     cpu_s = time.process_time() - start_cpu
-    io_end = _io_thread_cpu()
+    # The run's other thread is its logger I/O thread, which ends with the run.
+    io_s = cpu_s - (time.thread_time() - start_main)
     if profiler:
         pstats.Stats(profiler).sort_stats(os.environ.get("BENCH_SORT", "tottime")).print_stats(int(os.environ.get("BENCH_TOP", "25")))
     trials = controller.get_trials()
@@ -163,23 +163,8 @@ def run_once(num_trials: int, root: str, profile: bool = False) -> dict:
         "snapshot_s": snapshot_s[0],
         "snapshots": snapshot_s[1],
         "gc_s": gc_s[0],
-        "io_s": None if io_end is None or io_start is None else io_end - io_start,
+        "io_s": io_s,
     }
-
-
-def _io_thread_cpu() -> float | None:
-    """CPU seconds the logger I/O thread has used so far (0 before it exists; None off Linux)."""
-    import threading
-
-    for thread in threading.enumerate():
-        if thread.name == "tunesmith-logger-io":
-            try:
-                with open(f"/proc/self/task/{thread.native_id}/stat") as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
-            except OSError:
-                return None
-            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return 0.0 if os.path.isdir("/proc/self/task") else None
 
 
 def main() -> None:

@@ -535,6 +535,65 @@ def test_experiments_in_two_threads_keep_their_failed_writes_apart(tmp_path):
     assert rows == list(range(1, last + 1))
 
 
+def test_an_experiment_waits_for_its_own_disk_alone(tmp_path):
+    """Experiments in threads of one process write through their own I/O threads: one whose file
+    blocks (here a FIFO nobody reads yet, as a stuck network mount would) does not hold up another."""
+    started = tmp_path / "a-started"
+    (tmp_path / "a" / "t0").mkdir(parents=True)
+    fifo = tmp_path / "a" / "t0" / "result.json"
+    os.mkfifo(fifo)
+    outcome: dict = {}
+    unblocked = threading.Event()
+    read: list[bytes] = []
+
+    def unblock():  # opening the FIFO for reading lets A's writes through
+        if not unblocked.is_set():
+            unblocked.set()
+            with open(fifo, "rb") as f:
+                read.append(f.read())
+
+    def run_a():
+        outcome["a"] = tune.Tuner(
+            counting, param_space={"id": 0, "iters": 5, "sleep": 0.0, "every": 1000},
+            tune_config=tune.TuneConfig(trial_dirname_creator=lambda trial: "t0"),
+            run_config=tune.RunConfig(name="a", storage_path=str(tmp_path), verbose=0,
+                                      callbacks=[_TouchOnStart(str(started))]),
+        ).fit()
+
+    thread_a = threading.Thread(target=run_a)
+    thread_a.start()
+    fallback = threading.Timer(240, unblock)  # lets a B that waits for A's disk end
+    fallback.start()
+    try:
+        deadline = time.monotonic() + 120
+        while not started.exists() and thread_a.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert started.exists(), "experiment A's trial never started"
+        grid_b = tune.Tuner(counting, param_space={"id": 1, "iters": 5, "sleep": 0.0, "every": 2},
+                            run_config=tune.RunConfig(name="b", storage_path=str(tmp_path), verbose=0)).fit()
+        assert not unblocked.is_set(), "B's fit() returned only once A's file was unblocked"
+        assert thread_a.is_alive(), "A finished although its result file could not be written"
+    finally:
+        fallback.cancel()
+        threading.Thread(target=unblock, daemon=True).start()
+        thread_a.join(timeout=300)
+    assert grid_b.num_errors == 0
+    assert_each_iteration_once(os.path.join(tmp_path, "b"), 5, 1)
+    assert outcome["a"].num_errors == 0
+    deadline = time.monotonic() + 60
+    while not read and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert [json.loads(line)["step"] for line in read[0].splitlines()] == [1, 2, 3, 4, 5]
+
+
+class _TouchOnStart(tune.Callback):
+    def __init__(self, path: str):
+        self.path = path
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        open(self.path, "w").close()
+
+
 def _prints_steps(config):
     step = 0
     checkpoint = train.get_checkpoint()

@@ -421,17 +421,16 @@ class SimulatedBackend(ExecutorBackend):
         self._held.clear()
 
 
-def _remove_after_writes(path: str) -> None:
-    """Removes a temporary experiment directory once the loggers' I/O thread wrote what it had for it.
+def _remove_after_writes(path: str, scope) -> None:
+    """Removes a temporary experiment directory once the I/O thread of its write scope wrote what it had.
 
     The trials' params files are written in that thread: removing the directory under it would
     make a write fail, and a failed write fails the experiment that made it.
     """
     import shutil
 
-    from tunesmith.tune.logger import _util
-
-    _util._WRITER.submit(None, shutil.rmtree, path, True)  # after the writes queued before it
+    scope.writer.submit(None, shutil.rmtree, path, True)  # after the writes queued before it
+    scope.writer.stop()
 
 
 class _NoMoreTrials:
@@ -522,6 +521,9 @@ class SimulatedExperiment:
     ):
         import tempfile
 
+        from tunesmith.tune.logger._util import WriteScope
+
+        self._write_scope = WriteScope()  # the controller's, once it is built
         self.scheduler = scheduler
         self.step_fn = step_fn
         self.max_concurrent = max_concurrent
@@ -530,7 +532,7 @@ class SimulatedExperiment:
             import weakref
 
             experiment_path = tempfile.mkdtemp(prefix="tunesmith_sim_")
-            weakref.finalize(self, _remove_after_writes, experiment_path)
+            weakref.finalize(self, _remove_after_writes, experiment_path, self._write_scope)
         self.experiment_path = experiment_path
         self.total_resources = dict(total_resources or {"CPU": 64.0, "GPU": 0.0})
         self.checkpoint_every_result = checkpoint_every_result
@@ -565,6 +567,7 @@ class SimulatedExperiment:
                 max_concurrent_trials=self.max_concurrent if self.max_concurrent < 1_000_000 else None,
                 is_class_trainable=self.class_like, trials=list(self._trials), scheduler_restored=True,
             ))
+            self._controller.write_scope = self._write_scope
             table = self._controller._table
             for trial, how in self._stopping.items():
                 table.stopping[trial] = how

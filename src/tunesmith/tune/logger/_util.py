@@ -93,10 +93,12 @@ class WriteScope:
     the first of its writes that failed.
 
     Each run of the controller has its own (see :func:`run_scope`), so that experiments run in
-    threads of one process neither flush each other's files nor fail with each other's errors.
+    threads of one process neither flush each other's files, nor wait for each other's disk,
+    nor fail with each other's errors. Its writes are made in order by its own I/O thread,
+    which runs while the experiment does.
     """
 
-    __slots__ = ("dirty", "error", "params")
+    __slots__ = ("dirty", "error", "params", "writer", "ended_unwaited")
 
     def __init__(self):
         self.dirty: dict[int, "TrialFile"] = {}  # touched by the experiment's driver thread only
@@ -106,11 +108,12 @@ class WriteScope:
         # Set by the I/O thread; the driver ends the run with it rather than carrying on with
         # incomplete logs.
         self.error: BaseException | None = None
+        self.writer = _Writer()
+        # True while a trial's files were closed (its end logged) and nobody has waited for them yet.
+        self.ended_unwaited = False
 
 
 _LOCAL = threading.local()
-# Writes made outside a controller run (a logger driven by hand).
-_PROCESS_SCOPE = WriteScope()
 
 
 def current_scope() -> WriteScope:
@@ -131,15 +134,25 @@ class run_scope:
 
     def __exit__(self, *exc_info) -> None:
         _LOCAL.scope = self._previous
+        # The run is over: its I/O thread ends once it has written what it was given (a later
+        # write, say of a logger used by hand, starts it again).
+        self._scope.writer.stop()
+
+
+# Writers whose thread is running: what a wait outside any experiment waits for.
+_LIVE_WRITERS: set["_Writer"] = set()
+_LIVE_LOCK = threading.Lock()
 
 
 class _Writer:
-    """One background thread that performs the loggers' file system calls in order.
+    """A background thread that performs one write scope's file system calls in order.
 
     Opening, writing, flushing and closing files happen here, so that the
     driver's event loop never waits on the disk; :func:`wait_for_writes`
     blocks until everything submitted so far is on disk (in the OS). A call
-    that fails records its error in the scope it was submitted with.
+    that fails records its error in the scope it was submitted with. The
+    thread starts with the first write and ends at :meth:`stop` once its
+    queue is empty.
     """
 
     def __init__(self):
@@ -148,16 +161,33 @@ class _Writer:
         self._lock = threading.Lock()
 
     def submit(self, scope: WriteScope | None, fn: Callable, *args: Any) -> None:
-        if self._thread is None or not self._thread.is_alive():
-            with self._lock:
-                if self._thread is None or not self._thread.is_alive():
-                    self._thread = threading.Thread(target=self._run, name="tunesmith-logger-io", daemon=True)
-                    self._thread.start()
-        self._queue.put((scope, fn, args))
+        # Under the lock, so that the thread's decision to end (on an empty queue) and this put
+        # are ordered: either the thread sees the item, or this sees that no thread runs.
+        with self._lock:
+            self._queue.put((scope, fn, args))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="tunesmith-logger-io", daemon=True)
+                with _LIVE_LOCK:
+                    _LIVE_WRITERS.add(self)
+                self._thread.start()
+
+    def stop(self) -> None:
+        """Ends the thread once it has performed everything submitted before."""
+        if self._thread is not None:
+            self._queue.put((None, None, ()))
 
     def _run(self) -> None:
         while True:
             scope, fn, args = self._queue.get()
+            if fn is None:  # stop; if more was submitted after the stop, once that is done
+                with self._lock:
+                    if self._queue.empty():
+                        self._thread = None
+                        with _LIVE_LOCK:
+                            _LIVE_WRITERS.discard(self)
+                        return
+                    self._queue.put((None, None, ()))
+                continue
             try:
                 fn(*args)
             except Exception as exc:  # recorded; the driver of its experiment fails the run with it
@@ -180,24 +210,29 @@ class ResultWriteError(OSError):
     """A result row could not be written to its file."""
 
 
-_WRITER = _Writer()
+# Writes made outside a controller run (a logger driven by hand).
+_PROCESS_SCOPE = WriteScope()
 
 
 def wait_for_writes() -> None:
-    """Blocks until every result file write submitted so far has been performed."""
-    global _ENDED_UNWAITED
-    _ENDED_UNWAITED = False
-    _WRITER.wait()
+    """Blocks until every result file write submitted so far has been performed.
 
-
-# True while a trial's files were closed (its end logged) and nobody has waited for them yet.
-_ENDED_UNWAITED = False
+    In an experiment's thread, its own writes; elsewhere, those of every experiment.
+    """
+    scope = current_scope()
+    scope.ended_unwaited = False
+    if scope is not _PROCESS_SCOPE:
+        scope.writer.wait()
+        return
+    with _LIVE_LOCK:
+        writers = list(_LIVE_WRITERS)
+    for writer in writers:
+        writer.wait()
 
 
 def note_trial_files_closed() -> None:
     """Records that a trial's files were handed to the I/O thread (see :func:`wait_for_trial_files`)."""
-    global _ENDED_UNWAITED
-    _ENDED_UNWAITED = True
+    current_scope().ended_unwaited = True
 
 
 def wait_for_trial_files() -> None:
@@ -208,7 +243,7 @@ def wait_for_trial_files() -> None:
     dominate); the callback list calls this before a callback that is not a result
     logger hears of a trial's start or end, so such a callback finds them complete.
     """
-    if _ENDED_UNWAITED:
+    if current_scope().ended_unwaited:
         wait_for_writes()
 
 
@@ -229,7 +264,7 @@ def commit_results() -> None:
     scope = current_scope()
     for trial_file in list(scope.dirty.values()):
         trial_file.flush()
-    _WRITER.wait()
+    scope.writer.wait()
     if scope.error is not None:
         raise scope.error
 
@@ -298,7 +333,8 @@ def submit(fn: Callable, *args: Any) -> None:
 
     An error it raises fails the experiment running in this thread.
     """
-    _WRITER.submit(current_scope(), fn, *args)
+    scope = current_scope()
+    scope.writer.submit(scope, fn, *args)
 
 
 def write_atomic(path: str, data: bytes) -> None:
@@ -349,7 +385,7 @@ def write_params(logdir: str, config: dict) -> None:
     scope = current_scope()
     scope.params[logdir] = config
     note_trial_files_closed()
-    _WRITER.submit(scope, _write_params_files, logdir, config)
+    scope.writer.submit(scope, _write_params_files, logdir, config)
 
 
 class TrialFile:
@@ -400,14 +436,14 @@ class TrialFile:
             self._owner.clear(self)
         if self._pending:
             items, self._pending = self._pending, []
-            _WRITER.submit(self._scope, self._write_items, items)
+            self._scope.writer.submit(self._scope, self._write_items, items)
 
     def close(self) -> None:
         self._dirty.pop(id(self), None)
         if self._owner is not None:
             self._owner.clear(self)
         items, self._pending = self._pending, []
-        _WRITER.submit(self._scope, self._close, items)
+        self._scope.writer.submit(self._scope, self._close, items)
 
     # -- I/O thread ------------------------------------------------------------------
     # Plain descriptors rather than Python file objects: each call releases the GIL, and opening
