@@ -430,3 +430,10 @@ def test_a_run_keeps_its_logger_bookkeeping_to_itself(tmp_path):
                 assert json.load(f) == result.config
     assert _util.current_scope() is process
     assert process.params == before and process.dirty == {} and process.error is None
+    # Each run's I/O thread ended with it: a process that runs fit() again and again keeps none.
+    import threading
+
+    for thread in threading.enumerate():
+        if thread.name == "tunesmith-logger-io" and thread is not process.writer._thread:
+            thread.join(timeout=60)
+            assert not thread.is_alive(), "a finished run's logger I/O thread is still running"
