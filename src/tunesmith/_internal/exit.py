@@ -57,3 +57,26 @@ def leave_stop_signals_to_the_driver() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if hasattr(signal, "SIGTERM"):
         signal.signal(signal.SIGTERM, _leave_sigterm_to_the_driver)
+
+
+def describe_exit(code: int | None) -> str:
+    """How a child process ended, for an error message: ``"exited with code 1"``, ``"was killed by ..."``.
+
+    A SIGKILL that tunesmith did not send (it never kills a trial that is still running and
+    should go on) usually comes from the kernel's out-of-memory killer; the text says so.
+    """
+    if code is None or code >= 0:
+        return f"exited with code {code}"
+    import signal
+
+    try:
+        name = signal.Signals(-code).name
+    except ValueError:
+        name = "unknown signal"
+    how = f"was killed by signal {-code} ({name})"
+    if -code == getattr(signal, "SIGKILL", None):
+        how += (
+            "; SIGKILL from outside the experiment most often means the kernel's out-of-memory killer "
+            "ended it (see `dmesg`): the process used more memory than the machine or its container allows"
+        )
+    return how

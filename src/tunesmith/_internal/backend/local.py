@@ -557,7 +557,9 @@ class LocalExecutor(ExecutorBackend):
         except subprocess.TimeoutExpired:
             handle.proc.kill()
             code = handle.proc.wait()
-        how = f"was killed by signal {-code}" if code is not None and code < 0 else f"exited with code {code}"
+        from tunesmith._internal.exit import describe_exit
+
+        how = describe_exit(code)
         return (
             f"The worker process (pid {handle.pid}) running trial {handle.trial} {how} "
             "before the trial finished.\n"

@@ -386,17 +386,9 @@ class _GroupRun:
         if code is None:
             handle.kill()
             code = handle.wait()
-        if code is not None and code < 0:
-            import signal
+        from tunesmith._internal.exit import describe_exit
 
-            try:
-                name = signal.Signals(-code).name
-            except ValueError:
-                name = "?"
-            how = f"was killed by signal {-code} ({name})"
-        else:
-            how = f"exited with code {code}"
-        text = f"Training worker rank {handle.rank} (pid {handle.pid}) {how} before it finished."
+        text = f"Training worker rank {handle.rank} (pid {handle.pid}) {describe_exit(code)} before it finished."
         return WorkerDiedError(text), text, seen, True
 
     def _fail(self, failures: dict[int, tuple[BaseException, str, float, bool]]) -> None:
