@@ -437,3 +437,34 @@ def test_a_run_keeps_its_logger_bookkeeping_to_itself(tmp_path):
         if thread.name == "tunesmith-logger-io" and thread is not process.writer._thread:
             thread.join(timeout=60)
             assert not thread.is_alive(), "a finished run's logger I/O thread is still running"
+
+
+def test_a_write_scopes_io_thread_ends_once_stopped_however_often_and_restarts_for_new_writes(tmp_path):
+    """A run's I/O thread ends after its last write, also when it is told to stop several times
+    (a simulated experiment advanced step by step) or given writes after the stop."""
+    import threading
+
+    from tunesmith.tune.logger import _util
+
+    scope = _util.WriteScope()
+    written: list[int] = []
+    gate = threading.Event()
+    scope.writer.submit(scope, gate.wait)
+    thread = scope.writer._thread
+    for i in range(3):
+        scope.writer.submit(scope, written.append, i)
+        scope.writer.stop()
+    scope.writer.submit(scope, written.append, 3)  # after a stop: still written, then the thread ends
+    gate.set()
+    thread.join(timeout=60)
+    assert not thread.is_alive() and written == [0, 1, 2, 3]
+    # A later write starts a thread again, and a wait sees it done.
+    with _util.run_scope(scope):
+        scope.writer.submit(scope, written.append, 4)
+        _util.wait_for_writes()
+        assert written == [0, 1, 2, 3, 4]
+    # Leaving the scope stopped it again.
+    later = scope.writer._thread
+    if later is not None:
+        later.join(timeout=60)
+        assert not later.is_alive()

@@ -159,6 +159,7 @@ class _Writer:
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._stopping = False  # the thread ends as soon as its queue is empty
 
     def submit(self, scope: WriteScope | None, fn: Callable, *args: Any) -> None:
         # Under the lock, so that the thread's decision to end (on an empty queue) and this put
@@ -172,31 +173,33 @@ class _Writer:
                 self._thread.start()
 
     def stop(self) -> None:
-        """Ends the thread once it has performed everything submitted before."""
-        if self._thread is not None:
-            self._queue.put((None, None, ()))
+        """Ends the thread as soon as it has performed everything submitted (now or later)."""
+        with self._lock:
+            if self._thread is not None:
+                self._stopping = True
+                self._queue.put((None, None, ()))  # wakes it, should it wait for work
 
     def _run(self) -> None:
         while True:
             scope, fn, args = self._queue.get()
-            if fn is None:  # stop; if more was submitted after the stop, once that is done
+            if fn is not None:
+                try:
+                    fn(*args)
+                except Exception as exc:  # recorded; the driver of its experiment fails the run with it
+                    where = getattr(getattr(fn, "__self__", None), "path", None)
+                    logger.error("Writing results%s failed: %s", f" to {where}" if where else "", exc)
+                    if scope is not None and scope.error is None:
+                        scope.error = ResultWriteError(
+                            f"Writing results{f' to {where}' if where else ''} failed: {type(exc).__name__}: {exc}"
+                        )
+            if self._stopping:
                 with self._lock:
                     if self._queue.empty():
                         self._thread = None
+                        self._stopping = False
                         with _LIVE_LOCK:
                             _LIVE_WRITERS.discard(self)
                         return
-                    self._queue.put((None, None, ()))
-                continue
-            try:
-                fn(*args)
-            except Exception as exc:  # recorded; the driver of its experiment fails the run with it
-                where = getattr(getattr(fn, "__self__", None), "path", None)
-                logger.error("Writing results%s failed: %s", f" to {where}" if where else "", exc)
-                if scope is not None and scope.error is None:
-                    scope.error = ResultWriteError(
-                        f"Writing results{f' to {where}' if where else ''} failed: {type(exc).__name__}: {exc}"
-                    )
 
     def wait(self) -> None:
         if self._thread is None:
