@@ -468,3 +468,25 @@ def test_a_write_scopes_io_thread_ends_once_stopped_however_often_and_restarts_f
     if later is not None:
         later.join(timeout=60)
         assert not later.is_alive()
+
+
+def test_a_forked_child_writes_through_its_own_io_thread(tmp_path):
+    """A process forked while a writer's thread runs (the parent wrote by hand) still writes and waits."""
+    import multiprocessing
+
+    from tunesmith.tune.logger import _util
+
+    _util.submit(lambda: None)  # the process scope's thread now runs, here
+    assert _util._PROCESS_SCOPE.writer._thread is not None
+    ctx = multiprocessing.get_context("fork")
+    proc = ctx.Process(target=_writes_a_file, args=(str(tmp_path / "from_child"),))
+    proc.start()
+    proc.join(timeout=120)
+    assert proc.exitcode == 0 and (tmp_path / "from_child").read_text() == "written"
+
+
+def _writes_a_file(path: str) -> None:
+    from tunesmith.tune.logger import _util
+
+    _util.submit(_util.write_atomic, path, b"written")
+    _util.wait_for_writes()

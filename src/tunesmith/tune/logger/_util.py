@@ -209,6 +209,22 @@ class _Writer:
         done.wait()
 
 
+def _forget_writers_in_child() -> None:
+    """In a forked child the writers' threads do not exist, and what they had queued is the parent's."""
+    global _LIVE_LOCK
+    for writer in list(_LIVE_WRITERS):
+        writer._thread = None
+        writer._stopping = False
+        writer._lock = threading.Lock()
+        writer._queue = queue.SimpleQueue()
+    _LIVE_WRITERS.clear()
+    _LIVE_LOCK = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_writers_in_child)
+
+
 class ResultWriteError(OSError):
     """A result row could not be written to its file."""
 
