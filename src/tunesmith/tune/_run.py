@@ -321,6 +321,8 @@ def run_experiment(inp: ExperimentInput, restore_path: str | None = None, restor
         lock = getattr(controller, "experiment_lock", None)
         if lock is not None:
             lock.release()
+        if getattr(controller, "terminated", False) and sys.exc_info()[0] is not None:
+            _end_by_sigterm()  # SIGTERM came while the run was failing: it still ends the process
     if getattr(controller, "interrupted", False):
         print(
             f"The experiment was interrupted; its state is saved. Resume it with "
