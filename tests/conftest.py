@@ -92,7 +92,10 @@ def _stacks_before_timeout(request):
     worker thread's stack in its captured output, next to pytest-timeout's stack of the driver.
     """
     marker = request.node.get_closest_marker("timeout")
-    timeout = float(marker.args[0]) if marker and marker.args else float(request.config.getini("timeout") or 0)
+    try:
+        timeout = float(marker.args[0]) if marker and marker.args else float(request.config.getini("timeout") or 0)
+    except ValueError:  # pytest-timeout is not installed: no timeout to come before
+        timeout = 0.0
     if timeout <= 0 or not hasattr(signal, "SIGUSR2") or not os.path.isdir("/proc"):
         yield
         return
