@@ -497,6 +497,14 @@ def _reports_until_flag(config):
         train.report({"i": i})
 
 
+def _wait_for_start(marker, thread: threading.Thread, failure: str) -> None:
+    """Waits until the experiment running in ``thread`` has made ``marker`` (its trial started)."""
+    deadline = time.monotonic() + 120
+    while not marker.exists() and thread.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert marker.exists(), failure
+
+
 def test_experiments_in_two_threads_keep_their_failed_writes_apart(tmp_path):
     """One experiment's failed write fails that experiment alone, even when another runs beside it."""
     from tunesmith.tune.logger._util import ResultWriteError
@@ -513,10 +521,7 @@ def test_experiments_in_two_threads_keep_their_failed_writes_apart(tmp_path):
     thread_b = threading.Thread(target=run_b)
     thread_b.start()
     try:
-        deadline = time.monotonic() + 120
-        while not started.exists() and thread_b.is_alive() and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert started.exists(), "the other experiment's trial never started"
+        _wait_for_start(started, thread_b, "the other experiment's trial never started")
         # A's only trial cannot write its progress.csv: a directory is in the way.
         (tmp_path / "a" / "t0" / "progress.csv").mkdir(parents=True)
         with pytest.raises(ResultWriteError, match="progress.csv"):
@@ -565,10 +570,7 @@ def test_an_experiment_waits_for_its_own_disk_alone(tmp_path):
     fallback = threading.Timer(240, unblock)  # lets a B that waits for A's disk end
     fallback.start()
     try:
-        deadline = time.monotonic() + 120
-        while not started.exists() and thread_a.is_alive() and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert started.exists(), "experiment A's trial never started"
+        _wait_for_start(started, thread_a, "experiment A's trial never started")
         grid_b = tune.Tuner(counting, param_space={"id": 1, "iters": 5, "sleep": 0.0, "every": 2},
                             run_config=tune.RunConfig(name="b", storage_path=str(tmp_path), verbose=0)).fit()
         assert not unblocked.is_set(), "B's fit() returned only once A's file was unblocked"
