@@ -105,6 +105,53 @@ def result_pipeline_s() -> float:
         ) from None
 
 
+_PLAIN_TYPES = frozenset((str, int, float, bool, type(None)))
+
+
+def _is_plain(value: Any, depth: int = 0) -> bool:
+    """True for scalars and dicts, lists and tuples of them: what the standard pickler sends as it is."""
+    kind = type(value)
+    if kind in _PLAIN_TYPES:
+        return True
+    if depth > 32:
+        return False
+    if kind is dict:
+        return all(type(k) in _PLAIN_TYPES and _is_plain(v, depth + 1) for k, v in value.items())
+    if kind is list or kind is tuple:
+        return all(_is_plain(v, depth + 1) for v in value)
+    return False
+
+
+class ByValue:
+    """A value cloudpickled in the driver, unpickled by the worker when it needs it.
+
+    A config may hold objects of classes or functions defined in the user's
+    script (``__main__``), which the standard pickler sends by name and a
+    worker cannot find; cloudpickle sends them by value, as Ray does.
+    """
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes):
+        self.data = data
+
+    def load(self) -> Any:
+        import cloudpickle  # noqa: F401  (its functions rebuild what it pickled by value)
+
+        return _pickle.loads(self.data)
+
+
+def spec_to_send(spec: TrialSpec) -> TrialSpec:
+    """``spec`` as a backend sends it: a config that is not plain data travels as :class:`ByValue`."""
+    if _is_plain(spec.config):
+        return spec
+    import dataclasses
+
+    import cloudpickle
+
+    return dataclasses.replace(spec, config=ByValue(cloudpickle.dumps(spec.config)))
+
+
 class PlainConnection(_Connection):
     """A worker's end of the pipe: messages are pickled with the standard pickler.
 
@@ -119,7 +166,15 @@ class PlainConnection(_Connection):
     def send(self, obj: Any) -> None:
         self._check_closed()
         self._check_writable()
-        self._send_bytes(_pickle.dumps(obj, protocol=_pickle.HIGHEST_PROTOCOL))
+        try:
+            data = _pickle.dumps(obj, protocol=_pickle.HIGHEST_PROTOCOL)
+        except (_pickle.PicklingError, AttributeError, TypeError):
+            # An object of a class the trainable defined or got by value (from the user's
+            # script): the standard pickler refers to it by a name the driver may not have.
+            import cloudpickle
+
+            data = cloudpickle.dumps(obj, protocol=_pickle.HIGHEST_PROTOCOL)
+        self._send_bytes(data)
 
 
 def plain_metrics(result: dict) -> dict:

@@ -175,6 +175,12 @@ class Worker:
         if isinstance(trainable, _LoadFailure):
             self.conn.send((P.ERROR, trainable.traceback, _pickle_exception(trainable.exc)))
             return
+        if isinstance(spec.config, P.ByValue):
+            try:
+                spec.config = spec.config.load()
+            except BaseException as exc:  # a class the config needs cannot be found here
+                self._send_error(exc)
+                return
         with _TrialEnvironment(spec):
             if _is_class_trainable(trainable):
                 self._run_class(trainable, spec)

@@ -436,7 +436,7 @@ class LocalExecutor(ExecutorBackend):
             if trainable_key not in handle.loaded:
                 handle.conn.send((P.LOAD, trainable_key, payload))
                 handle.loaded.add(trainable_key)
-            handle.conn.send((P.START, spec))
+            handle.conn.send((P.START, P.spec_to_send(spec)))
         except OSError:
             # The worker died while idle; the driver sees the EOF as this trial's failure.
             pass

@@ -360,7 +360,7 @@ class RayExecutor(ExecutorBackend):
         if trainable_key not in slot.loaded:
             self._send(slot, (P.LOAD, trainable_key, payload))
             slot.loaded.add(trainable_key)
-        self._send(slot, (P.START, spec))
+        self._send(slot, (P.START, P.spec_to_send(spec)))
         if slot.conn is not None:
             self._poll(slot)
         else:

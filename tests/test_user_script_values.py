@@ -1,0 +1,69 @@
+"""Values defined in the user's script (``__main__``) travel to trials and back, as on Ray.
+
+Ray sends configs and results with cloudpickle, so a config may hold an
+instance of a class the script defines, the class itself, a function or a
+lambda, and a trial may report such an object. The script runs as
+``__main__`` in its own process here, which is what a user's ``python
+train.py`` does.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+SCRIPT = textwrap.dedent("""
+    import json, sys
+    from dataclasses import dataclass
+    from tunesmith import train, tune
+
+    class LargeModel:
+        def __init__(self, model_id):
+            self.model_id = model_id
+
+    @dataclass
+    class Optimizer:
+        lr: float
+
+    def relu(x):
+        return max(x, 0)
+
+    def train_fn(config):
+        v = config["v"]
+        if isinstance(v, LargeModel):
+            seen = f"model {v.model_id}"
+        elif isinstance(v, Optimizer):
+            seen = f"optimizer {v.lr}"
+        elif v is LargeModel:
+            seen = "the class"
+        else:
+            seen = f"function {v(-2)} {v(3)}"
+        train.report({"seen": seen, "obj": Optimizer(0.5)})
+
+    values = [LargeModel(1), LargeModel(2), Optimizer(0.1), LargeModel, relu, lambda x: x * 10]
+    grid = tune.Tuner(train_fn, param_space={"v": tune.grid_search(values)},
+                      run_config=tune.RunConfig(storage_path=sys.argv[1], name="main_values", verbose=0)).fit()
+    print(json.dumps({
+        "errors": [str(e) for e in grid.errors],
+        "seen": sorted(r.metrics["seen"] for r in grid),
+        "reported_types": sorted({type(r.metrics["obj"]).__name__ for r in grid}),
+        "reported_is_scripts_class": all(isinstance(r.metrics["obj"], Optimizer) for r in grid),
+        "config_is_scripts_class": isinstance(grid[0].config["v"], (LargeModel, Optimizer)) or callable(grid[0].config["v"]),
+    }))
+""")
+
+
+def test_configs_and_results_may_hold_what_the_script_defines(tmp_path):
+    script = tmp_path / "train.py"
+    script.write_text(SCRIPT)
+    proc = subprocess.run([sys.executable, str(script), str(tmp_path / "storage")], capture_output=True, text=True,
+                          timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["errors"] == []
+    assert out["seen"] == ["function -20 30", "function 0 3", "model 1", "model 2", "optimizer 0.1", "the class"]
+    # What the trials reported is an object of the script's own class again in the driver.
+    assert out["reported_types"] == ["Optimizer"]
+    assert out["reported_is_scripts_class"] is True
+    assert out["config_is_scripts_class"] is True
