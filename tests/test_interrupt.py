@@ -9,6 +9,8 @@ import sys
 import textwrap
 import time
 
+import pytest
+
 SCRIPT = textwrap.dedent(
     """
     import json, os, sys, tempfile, time
@@ -91,3 +93,90 @@ def test_sigint_handler_can_be_disabled(tmp_path):
     assert proc.returncode != 0, out
     assert "KeyboardInterrupt" in out
     assert "state is being saved" not in out
+
+
+CLASS_SCRIPT = textwrap.dedent(
+    """
+    import json, os, sys, time
+    from tunesmith import train, tune
+
+    storage, gate = sys.argv[2], int(sys.argv[3])
+
+    class Counter(tune.Trainable):
+        def setup(self, config):
+            self.n = 0
+
+        def step(self):
+            if self.iteration + 1 == gate and not os.path.exists(os.path.join(storage, "go")):
+                open(os.path.join(storage, "in_step"), "w").close()
+                deadline = time.time() + 120
+                while not os.path.exists(os.path.join(storage, "go")) and time.time() < deadline:
+                    time.sleep(0.01)
+            self.n += 1  # the trial's state: one more step
+            return {"n": self.n}
+
+        def save_checkpoint(self, d):
+            with open(os.path.join(d, "n.json"), "w") as f:
+                json.dump(self.n, f)
+
+        def load_checkpoint(self, d):
+            with open(os.path.join(d, "n.json")) as f:
+                self.n = json.load(f)
+
+    run_config = train.RunConfig(name="class_interrupted", storage_path=storage, verbose=0,
+                                 stop={"training_iteration": 8},
+                                 checkpoint_config=train.CheckpointConfig(checkpoint_frequency=3))
+    if sys.argv[1] == "run":
+        tune.Tuner(Counter, run_config=run_config).fit()
+    else:
+        result = tune.Tuner.restore(os.path.join(storage, "class_interrupted"), trainable=Counter).fit()[0]
+        saved = []
+        for checkpoint, metrics in result.best_checkpoints:
+            with open(os.path.join(checkpoint.path, "n.json")) as f:
+                saved.append([metrics["training_iteration"], json.load(f)])
+        print("RESULT", json.dumps({"rows": [[r["training_iteration"], r["n"]] for r in
+                                             map(json.loads, open(os.path.join(result.path, "result.json")))],
+                                    "checkpoints": saved}))
+    """
+)
+
+
+@pytest.mark.parametrize("gate", [5, 6])
+def test_ctrl_c_during_a_class_trials_step_keeps_that_step(tmp_path, gate):
+    # The step running when Ctrl+C comes ends after the driver asked the trial to pause; the
+    # pause checkpoint holds its state, so its result is logged, and labels that checkpoint.
+    # At 6 the step also saved a checkpoint of its own (frequency 3), which the pause keeps.
+    script = tmp_path / "script.py"
+    script.write_text(CLASS_SCRIPT)
+    storage = tmp_path / "storage"
+    storage.mkdir()
+    proc = subprocess.Popen([sys.executable, str(script), "run", str(storage), str(gate)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 120
+    while not (storage / "in_step").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    assert (storage / "in_step").exists(), proc.communicate()[0]
+    proc.send_signal(signal.SIGINT)
+    seen = []
+    for line in proc.stdout:  # the step ends once the driver is stopping
+        seen.append(line)
+        if "Stopping the experiment" in line:
+            break
+    (storage / "go").touch()
+    out = "".join(seen) + proc.communicate(timeout=120)[0]
+    assert proc.returncode == 0, out
+    trial_dir = next(p for p in (storage / "class_interrupted").iterdir() if p.name.startswith("Counter_"))
+    rows = [json.loads(line)["training_iteration"] for line in open(trial_dir / "result.json")]
+    assert rows == list(range(1, len(rows) + 1)) and gate in rows
+
+    done = subprocess.run([sys.executable, str(script), "restore", str(storage), str(gate)], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = json.loads([ln for ln in done.stdout.splitlines() if ln.startswith("RESULT")][0].split(" ", 1)[1])
+    # Every iteration once, each row the state after that many steps; every checkpoint holds the
+    # state its metrics say, and no state was saved twice.
+    assert out["rows"] == [[i, i] for i in range(1, 9)]
+    assert all(iteration == n for iteration, n in out["checkpoints"])
+    iterations = [iteration for iteration, _ in out["checkpoints"]]
+    assert len(iterations) == len(set(iterations))
+    assert {3, 6, gate} <= set(iterations)

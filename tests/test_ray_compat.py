@@ -367,3 +367,84 @@ def test_experiment_name_is_used_as_given(storage):
         with pytest.raises(ValueError, match="experiment name must be a directory name inside"):
             _fit(report_loss, run_config=tune.RunConfig(name=bad, storage_path=storage, verbose=0))
     assert sorted(os.listdir(storage)) == [name]
+
+
+def _reports_twice(config):
+    tune.report({"m": 1})
+    tune.report({"m": 2})
+
+
+class _CountsSteps(tune.Trainable):
+    def setup(self, config):
+        self.n = 0
+
+    def step(self):
+        self.n += 1
+        return {"m": self.n}
+
+    def save_checkpoint(self, d):
+        with open(os.path.join(d, "n.json"), "w") as f:
+            json.dump(self.n, f)
+
+    def load_checkpoint(self, d):
+        with open(os.path.join(d, "n.json")) as f:
+            self.n = json.load(f)
+
+
+def test_a_trials_final_result_is_done():
+    # Returned: the last result is marked done (the row on disk stays as it was reported).
+    returned = _fit(_reports_twice)[0]
+    assert returned.metrics["done"] is True
+    rows = [json.loads(line) for line in open(os.path.join(returned.path, "result.json"))]
+    assert [r["done"] for r in rows] == [False, False]
+    # Stopped by a criterion: the deciding result is done, as logged and as callbacks see it.
+    seen = []
+
+    class Seen(tune.Callback):
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            seen.append(result["done"])
+
+    stopped = _fit(_reports_twice, run_config=tune.RunConfig(verbose=0, stop={"training_iteration": 1},
+                                                               callbacks=[Seen()]))[0]
+    assert stopped.metrics["done"] is True and seen == [True]
+    assert json.loads(open(os.path.join(stopped.path, "result.json")).readline())["done"] is True
+    # A class trial stopped by a criterion, and trials that go on are not done.
+    assert _fit(_CountsSteps, run_config=tune.RunConfig(verbose=0, stop={"m": 3}))[0].metrics["done"] is True
+
+
+def test_callback_setup_gets_the_experiments_own_arguments():
+    got = {}
+
+    class Setup(tune.Callback):
+        def setup(self, stop=None, num_samples=None, total_num_samples=None, **info):
+            got.update(stop=stop, num_samples=num_samples, total=total_num_samples, **info)
+
+    _fit(_reports_twice, {"x": tune.grid_search([1, 2])}, num_samples=3, time_budget_s=600,
+         run_config=tune.RunConfig(verbose=0, stop={"training_iteration": 1}, callbacks=[Setup()]))
+    assert got == {"stop": {"training_iteration": 1}, "num_samples": 3, "total": 6, "time_budget_s": 600}
+
+
+def test_checkpoint_at_end_after_a_frequency_checkpoint_saves_once():
+    result = _fit(_CountsSteps, run_config=tune.RunConfig(
+        verbose=0, stop={"training_iteration": 4},
+        checkpoint_config=tune.CheckpointConfig(checkpoint_frequency=2, checkpoint_at_end=True)))[0]
+    on_disk = sorted(p for p in os.listdir(result.path) if p.startswith("checkpoint_"))
+    assert on_disk == ["checkpoint_000000", "checkpoint_000001"]
+    assert [m["training_iteration"] for _, m in result.best_checkpoints] == [2, 4]
+    with open(os.path.join(result.checkpoint.path, "n.json")) as f:
+        assert json.load(f) == 4
+
+
+def _where_am_i(config):
+    print("written by the trial")
+    tune.report({"cwd": os.getcwd(), "orig": os.environ.get("TUNE_ORIG_WORKING_DIR")})
+
+
+def test_trials_know_the_original_working_directory_and_may_log_to_an_absolute_path(tmp_path):
+    log = tmp_path / "all_trials.log"
+    grid = _fit(_where_am_i, {"i": tune.grid_search([0, 1])}, run_config=tune.RunConfig(verbose=0, log_to_file=str(log)))
+    assert [r.metrics["orig"] for r in grid] == [os.getcwd()] * 2
+    assert all(r.metrics["cwd"] == r.path for r in grid)
+    assert log.read_text().count("written by the trial") == 2
+    with pytest.raises(ValueError, match="not a directory"):
+        _fit(_where_am_i, run_config=tune.RunConfig(verbose=0, log_to_file=str(tmp_path)))

@@ -224,11 +224,13 @@ class Worker:
 
         conn = self.conn
         index = spec.checkpoint_index
+        saved_at = None  # the iteration of the trial's last checkpoint in this run
 
         def save() -> str:
-            nonlocal index
+            nonlocal index, saved_at
             target = os.path.join(spec.trial_info.trial_dir, CHECKPOINT_DIR_FORMAT.format(index))
             index += 1
+            saved_at = instance.iteration
             path = instance.save(target)
             name = os.path.basename(os.path.normpath(path))
             if spec.storage is not None:  # straight to remote storage, then the local copy goes
@@ -264,14 +266,16 @@ class Worker:
                     if reply == P.SAVE:
                         conn.send((P.SAVED, save()))
                         continue
+                    # A pause or a final checkpoint right after a step that saved one (its
+                    # checkpoint frequency) keeps that checkpoint rather than saving the same state again.
                     if reply == P.PAUSE:
-                        name = save()
+                        name = save() if saved_at != instance.iteration else None
                         self._finish_instance(instance, spec, keep=False)
                         trial_hooks.run_trial_end_hooks(trial_hooks.PAUSED)
                         conn.send((P.PAUSED, name))
                         return
                     if type(reply) is tuple and reply[0] == P.STOP:
-                        name = save() if reply[1] else None
+                        name = save() if reply[1] and saved_at != instance.iteration else None
                         self._finish_instance(instance, spec, keep=spec.reuse)
                         trial_hooks.run_trial_end_hooks(trial_hooks.FINISHED)
                         conn.send((P.DONE, None, name))

@@ -205,15 +205,22 @@ def _log_to_file(value) -> tuple:
     )
 
 
-def _log_file_name(name: str) -> str:
-    """A ``log_to_file`` name: a file inside the trial directory."""
+def _log_file_name(name) -> str:
+    """A ``log_to_file`` name: a file inside the trial directory, or an absolute path (every trial
+    appends to that one file, as on Ray)."""
+    if isinstance(name, os.PathLike):
+        name = os.fspath(name)
     if not isinstance(name, str):
         raise ValueError(f"RunConfig(log_to_file=...): file names must be strings, got {name!r}.")
+    if os.path.isabs(name):
+        if name.endswith(os.sep) or os.path.isdir(name):
+            raise ValueError(f"RunConfig(log_to_file={name!r}): the output goes to a file, not a directory.")
+        return name
     normalized = os.path.normpath(name)
-    if os.path.isabs(name) or normalized == ".." or normalized.startswith(".." + os.sep) or normalized == ".":
+    if normalized == ".." or normalized.startswith(".." + os.sep) or normalized == ".":
         raise ValueError(
-            f"RunConfig(log_to_file={name!r}): the output goes to a file inside each trial's directory; "
-            "give a relative file name such as 'stdout.txt' (no absolute path, no '..')."
+            f"RunConfig(log_to_file={name!r}): a relative name is a file inside each trial's directory; "
+            "give one such as 'stdout.txt' (no '..'), or an absolute path."
         )
     return name
 
@@ -461,6 +468,7 @@ def _build_controller(inp: ExperimentInput, trainable, name: str, payload: bytes
         trials=trials,
         scheduler_restored=scheduler_restored,
         initial_checkpoint=inp.initial_checkpoint,
+        callback_setup={"stop": rc.stop, "num_samples": tc.num_samples, "time_budget_s": tc.time_budget_s},
     ))
     controller.experiment_lock = lock
     if restore_path is not None:

@@ -48,6 +48,8 @@ class ControllerConfig:
         chdir_to_trial_dir: Trials run with their directory as working directory.
         is_class_trainable: The trainable is a ``Trainable`` class.
         stopping_criterion: ``{metric: threshold}`` that ends a trial.
+        callback_setup: What ``Callback.setup`` is given besides ``total_num_samples``: the
+            experiment's ``stop``, ``num_samples`` and ``time_budget_s`` as the user passed them.
         trials: Trials read back from a saved experiment (restore).
         experiment_state_extra: More keys for the saved experiment state.
         initial_checkpoint: A checkpoint every new trial starts from.
@@ -89,6 +91,7 @@ class ControllerConfig:
     experiment_state_extra: dict | None = None
     initial_checkpoint: str | None = None
     scheduler_restored: bool = False
+    callback_setup: dict | None = None
 
 
 @dataclass

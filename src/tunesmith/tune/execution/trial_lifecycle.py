@@ -15,6 +15,7 @@ each step, in the order the seeds describe.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -122,6 +123,7 @@ class TrialLifecycle:
         has = getattr(callbacks, "has", None)
         self._result_callbacks = has("on_trial_result") if has is not None else True
         self._date_second = -1
+        self._orig_cwd = os.getcwd()
         self._date_str = ""
 
     # -- requests (from schedulers, the loop and the user) ------------------------------------------
@@ -228,6 +230,8 @@ class TrialLifecycle:
             result_buffer_length=self._settings.result_buffer_length,
             storage=self._storage.remote_target(),
             decision_points=self._decision_points(trial),
+            # The working directory the trial started from, before it moved into its own (as on Ray).
+            env={"TUNE_ORIG_WORKING_DIR": self._orig_cwd},
         )
         was_paused = trial.status == Trial.PAUSED or restoring is not None
         self._rollback(trial)
@@ -262,9 +266,13 @@ class TrialLifecycle:
         """Applies one protocol message from a trial's worker."""
         kind = msg[0]
         if kind == P.RESULT:
-            if trial in self._table.stopping:
-                return  # the worker will see the stop or pause next
-            self._on_result(trial, msg[1], msg[2])
+            how = self._table.stopping.get(trial)
+            if how is None:
+                self._on_result(trial, msg[1], msg[2])
+            elif self._is_class and (how == PAUSE or (how == STOP and self._checkpoint_at_end)):
+                self._on_late_result(trial, msg[1], msg[2])
+            # Otherwise the worker sees the stop or pause next, and the result is dropped: a
+            # function trial resumes from its last checkpoint, whose rows end before it.
         elif kind == P.DONE:
             self._on_done(trial, msg[1], msg[2])
         elif kind == P.PAUSED:
@@ -373,6 +381,8 @@ class TrialLifecycle:
             if decision == STOP_DECISION:
                 self._scheduler_stopped.add(trial)
                 trial.scheduler_stop_iteration = result.get(TRAINING_ITERATION)
+        if decision == STOP_DECISION:
+            result[DONE] = True  # the trial's last result, as loggers and callbacks see it
         self._search_alg.on_trial_result(trial.trial_id, result)
         if self._result_callbacks:
             self._callbacks.on_trial_result(
@@ -391,6 +401,24 @@ class TrialLifecycle:
         elif decision == TrialScheduler.STOP:
             self.stop_trial(trial)
         # NOOP: the scheduler acts on the trial itself later.
+
+    def _on_late_result(self, trial: Trial, result: dict, checkpoint_dir_name: str | None) -> None:
+        """A class trial's step that ended after it was asked to pause (or stop with a final
+        checkpoint): the checkpoint the worker saves next holds that step's state, so its
+        result is logged, as the checkpoint's metrics, though nothing is decided on it."""
+        result = self._fill_result(trial, result, checkpoint_dir_name)
+        if result[DONE] or ((trial.stopping_criterion or self._stopper is not None)
+                            and self._should_stop(trial, result)):
+            # The trial reached its end with this step: it ends, rather than pausing to run on.
+            result[DONE] = True
+            self._table.stopping[trial] = STOP
+        trial.update_last_result(result)
+        if checkpoint_dir_name:
+            self._register_checkpoint(trial, checkpoint_dir_name, result)
+        if self._result_callbacks:
+            self._callbacks.on_trial_result(
+                iteration=self._run.iteration, trials=self._table.trials, trial=trial, result=result
+            )
 
     def _should_stop(self, trial: Trial, result: dict) -> bool:
         for key, value in trial.stopping_criterion.items():
@@ -418,6 +446,11 @@ class TrialLifecycle:
         if how in (PAUSE, PAUSE_KEEP):
             self._set_paused(trial, how)
             return
+        last = trial.last_result
+        if last and not last.get(DONE):
+            # The trainable returned: its last result is the final one. A new dict, not a new row:
+            # the loggers may still be encoding the one they were given.
+            trial.last_result = {**last, DONE: True}
         self._table.set_status(trial, Trial.TERMINATED)
         self._after_trial_end(trial)
 

@@ -338,10 +338,9 @@ class TuneController:
             self._run_loop()
 
     def _run_loop(self) -> None:
-        self._callbacks.setup(
-            stop=self._stopper, num_samples=self._search_alg.total_samples,
-            total_num_samples=self._search_alg.total_samples,
-        )
+        total = self._search_alg.total_samples
+        setup = self._cfg.callback_setup or {"stop": self._stopper, "num_samples": total}
+        self._callbacks.setup(**setup, total_num_samples=total)
         self._storage.make_dirs()
         interrupted = abort = False
         callback_error: CallbackError | None = None
@@ -591,8 +590,8 @@ class TuneController:
             try:
                 while running and self._clock() < min(grace_deadline, run.stop_deadline):
                     for trial, msg in self._backend.wait(0.1):
-                        if msg[0] == P.RESULT:  # sent before the stop arrived: dropped
-                            continue
+                        # A result sent before the stop arrived is dropped, unless a class
+                        # trial's pause or final checkpoint will hold its step (process_event).
                         lifecycle.process_event(trial, msg)
             except (KeyboardInterrupt, CallbackError) as exc:
                 logger.warning("Stopping the remaining trials at once: %s", exc)
