@@ -448,3 +448,21 @@ def test_trials_know_the_original_working_directory_and_may_log_to_an_absolute_p
     assert log.read_text().count("written by the trial") == 2
     with pytest.raises(ValueError, match="not a directory"):
         _fit(_where_am_i, run_config=tune.RunConfig(verbose=0, log_to_file=str(tmp_path)))
+
+
+def _reports_nested(config):
+    for i in range(1, 8):
+        tune.report({"info": {"x": i * config["scale"]}})
+
+
+def test_slash_names_address_nested_metrics_in_stop_criteria_metric_and_schedulers():
+    stopped = _fit(_reports_nested, {"scale": 1}, run_config=tune.RunConfig(verbose=0, stop={"info/x": 3}))
+    assert stopped[0].metrics["training_iteration"] == 3
+    from tunesmith.tune.schedulers import ASHAScheduler
+
+    grid = _fit(_reports_nested, {"scale": tune.grid_search([1, -1, -2, -3])}, metric="info/x", mode="max",
+                scheduler=ASHAScheduler(grace_period=1, max_t=5, reduction_factor=2), max_concurrent_trials=1)
+    assert grid.errors == []
+    iterations = {r.config["scale"]: r.metrics["training_iteration"] for r in grid}
+    assert iterations[1] == 5 and min(iterations.values()) < 5  # the worse trials stopped early
+    assert grid.get_best_result().config["scale"] == 1

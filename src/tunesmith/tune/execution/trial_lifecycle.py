@@ -32,6 +32,7 @@ from tunesmith.tune.logger._util import write_params
 from tunesmith.tune.result import CHECKPOINT_DIR_NAME, DEFAULT_METRIC, DONE, EXPERIMENT_ID, TRAINING_ITERATION
 from tunesmith.tune.schedulers.trial_scheduler import TrialScheduler
 from tunesmith.tune.trainable._trial_info import TrialInfo
+from tunesmith.tune.utils.util import flatten_dict
 
 logger = logging.getLogger(__name__)
 
@@ -119,6 +120,7 @@ class TrialLifecycle:
         self._warned_no_checkpoint = False
         self._required: list[tuple[str, str]] | None = None  # metrics every result must have
         self._required_names: tuple[str, ...] = ()
+        self._nested_names: bool | None = None  # whether a name decided on is "a/b" (see _decision_view)
         # Per-result hooks that nobody implements are not called (the result path is hot).
         has = getattr(callbacks, "has", None)
         self._result_callbacks = has("on_trial_result") if has is not None else True
@@ -360,11 +362,30 @@ class TrialLifecycle:
                 "TUNE_DISABLE_STRICT_METRIC_CHECKING=1."
             )
 
+    def _decision_view(self, result: dict) -> dict:
+        """The result as stop criteria, the scheduler and the searcher read it.
+
+        As on Ray, a name like ``"info/loss"`` addresses ``result["info"]["loss"]``. Flattening
+        every result would cost the hot path, so it is done only when a name the experiment
+        decides on has a ``/`` in it.
+        """
+        if self._nested_names is None:
+            if self._required is None:
+                self._required = self._required_metrics()
+                self._required_names = tuple(m for m, _ in self._required)
+            self._nested_names = any("/" in name for name in (*self._required_names, *self._stopping_criterion))
+        if not self._nested_names or not any(type(v) is dict for k, v in result.items() if k != "config"):
+            return result
+        view = flatten_dict({k: v for k, v in result.items() if k != "config"})
+        view["config"] = result.get("config")
+        return view
+
     def _on_result(self, trial: Trial, result: dict, checkpoint_dir_name: str | None) -> None:
         result = self._fill_result(trial, result, checkpoint_dir_name)
+        view = self._decision_view(result)
         if self._settings.strict_metrics:
             try:
-                self._validate_metric(trial, result)
+                self._validate_metric(trial, view)
             except ValueError as exc:
                 self._run.raise_error = exc
                 self.stop_experiment("bad metric")
@@ -374,16 +395,16 @@ class TrialLifecycle:
             self._register_checkpoint(trial, checkpoint_dir_name, result)
 
         if result[DONE] or ((trial.stopping_criterion or self._stopper is not None)
-                            and self._should_stop(trial, result)):
+                            and self._should_stop(trial, view)):
             decision = TrialScheduler.STOP
         else:
-            decision = self._scheduler.on_trial_result(self._facade, trial, result)
+            decision = self._scheduler.on_trial_result(self._facade, trial, view)
             if decision == STOP_DECISION:
                 self._scheduler_stopped.add(trial)
                 trial.scheduler_stop_iteration = result.get(TRAINING_ITERATION)
         if decision == STOP_DECISION:
-            result[DONE] = True  # the trial's last result, as loggers and callbacks see it
-        self._search_alg.on_trial_result(trial.trial_id, result)
+            result[DONE] = view[DONE] = True  # the trial's last result, as loggers and callbacks see it
+        self._search_alg.on_trial_result(trial.trial_id, view)
         if self._result_callbacks:
             self._callbacks.on_trial_result(
                 iteration=self._run.iteration, trials=self._table.trials, trial=trial, result=result
@@ -408,7 +429,7 @@ class TrialLifecycle:
         result is logged, as the checkpoint's metrics, though nothing is decided on it."""
         result = self._fill_result(trial, result, checkpoint_dir_name)
         if result[DONE] or ((trial.stopping_criterion or self._stopper is not None)
-                            and self._should_stop(trial, result)):
+                            and self._should_stop(trial, self._decision_view(result))):
             # The trial reached its end with this step: it ends, rather than pausing to run on.
             result[DONE] = True
             self._table.stopping[trial] = STOP
