@@ -384,6 +384,21 @@ def test_tuner_runs_each_trial_as_a_whole_group(tmp_path):
         assert start >= end
 
 
+def test_the_number_of_workers_can_be_tuned_in_the_param_space(tmp_path):
+    tunesmith.init(num_cpus=3)
+    grid = tune.Tuner(
+        DataParallelTrainer(records_its_span, scaling_config=ScalingConfig(num_workers=1)),
+        param_space={"scaling_config": ScalingConfig(num_workers=tune.grid_search([1, 2]))},
+        run_config=quiet(storage_path=str(tmp_path)),
+    ).fit()
+    assert grid.num_errors == 0
+    assert sorted(r.metrics["world_size"] for r in grid) == [1, 2]
+    assert sorted(r.config["scaling_config"]["num_workers"] for r in grid) == [1, 2]
+    # Outside a param space a search space is no ScalingConfig a trainer can run with.
+    with pytest.raises(ValueError, match="param_space"):
+        DataParallelTrainer(records_its_span, scaling_config=ScalingConfig(num_workers=tune.choice([1, 2])))
+
+
 def test_a_group_the_machine_can_never_hold_is_an_error_before_anything_starts(tmp_path):
     tunesmith.init(num_cpus=2)
     trainer = DataParallelTrainer(records_its_span, scaling_config=ScalingConfig(num_workers=3),

@@ -101,6 +101,34 @@ class SyncConfig:
     sync_on_checkpoint: bool = True
 
 
+def _is_search_space(value: Any) -> bool:
+    from tunesmith.tune.search.sample import Domain
+
+    if isinstance(value, Domain):
+        return True
+    if isinstance(value, dict):
+        return (len(value) == 1 and "grid_search" in value) or any(_is_search_space(v) for v in value.values())
+    return False
+
+
+def _holds_search_space(config: Any) -> bool:
+    """Whether a config object's fields hold ``tune.grid_search``/``tune.choice``-style values."""
+    import dataclasses
+
+    return any(_is_search_space(getattr(config, f.name)) for f in dataclasses.fields(config))
+
+
+def space_of_config_objects(param_space: Any) -> Any:
+    """``param_space`` with a ``ScalingConfig`` under ``"scaling_config"`` turned into a dict of its
+    fields, so that search spaces in them are resolved per trial (the trainer reads the dict back)."""
+    import dataclasses
+
+    if not isinstance(param_space, dict) or not isinstance(param_space.get("scaling_config"), ScalingConfig):
+        return param_space
+    scaling = param_space["scaling_config"]
+    return {**param_space, "scaling_config": {f.name: getattr(scaling, f.name) for f in dataclasses.fields(scaling)}}
+
+
 @dataclass
 class ScalingConfig:
     """How many training workers a trainer starts and with what resources.
@@ -138,6 +166,10 @@ class ScalingConfig:
     placement_strategy: str = "PACK"
 
     def __post_init__(self):
+        if _holds_search_space(self):
+            # A ScalingConfig in a Tuner's param_space, to be tuned: each trial's resolved
+            # values make a ScalingConfig of their own, which is checked then.
+            return
         if isinstance(self.num_workers, bool) or not isinstance(self.num_workers, int) or self.num_workers < 1:
             raise ValueError(f"ScalingConfig(num_workers={self.num_workers!r}) must be a positive integer.")
         if not isinstance(self.use_gpu, bool):

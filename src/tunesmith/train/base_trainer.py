@@ -41,6 +41,13 @@ class BaseTrainer:
                 f"{name}(scaling_config=...) must be a tunesmith.train.ScalingConfig, "
                 f"got {type(scaling_config).__name__}."
             )
+        from tunesmith.train._config import _holds_search_space
+
+        if _holds_search_space(scaling_config):
+            raise ValueError(
+                f"{name}(scaling_config={scaling_config!r}) holds a search space. To tune it, pass it in the "
+                "Tuner's param_space instead: Tuner(trainer, param_space={'scaling_config': ScalingConfig(...)})."
+            )
         if run_config is None:
             run_config = RunConfig()
         if not isinstance(run_config, RunConfig):

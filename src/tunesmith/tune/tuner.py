@@ -46,6 +46,9 @@ class Tuner:
     ):
         if hasattr(trainable, "as_trainable") and param_space is None and hasattr(trainable, "_param_space_default"):
             param_space = trainable._param_space_default()
+        from tunesmith.train._config import space_of_config_objects
+
+        param_space = space_of_config_objects(param_space)
         self._input = ExperimentInput(
             trainable=trainable,
             param_space=param_space if param_space is not None else {},
@@ -167,7 +170,10 @@ class Tuner:
                 f"No experiment to restore at {path!r}: it has no {EXPERIMENT_STATE_FILE}. "
                 "Pass the experiment directory (<storage_path>/<name>)."
             )
+        from tunesmith.train._config import space_of_config_objects
+
         saved = _read_tuner_file(path, storage_filesystem)
+        param_space = space_of_config_objects(param_space)
         _check_same_experiment(saved, trainable, param_space, path)
         tune_config = saved.get("tune_config") or TuneConfig()
         run_config = saved.get("run_config") or RunConfig()
