@@ -67,3 +67,37 @@ def test_configs_and_results_may_hold_what_the_script_defines(tmp_path):
     assert out["reported_types"] == ["Optimizer"]
     assert out["reported_is_scripts_class"] is True
     assert out["config_is_scripts_class"] is True
+
+
+FAILING_SCRIPT = textwrap.dedent("""
+    import sys
+    from tunesmith import train, tune
+    from tunesmith.train import DataParallelTrainer, ScalingConfig
+
+    def fails(config):
+        raise ValueError("the trial's own failure")
+
+    def fails_in_a_worker(config):
+        raise KeyError("a training worker's failure")
+
+    grid = tune.Tuner(fails, run_config=tune.RunConfig(storage_path=sys.argv[1], name="tb", verbose=0)).fit()
+    print("TUNE", grid.errors[0])
+    try:
+        DataParallelTrainer(fails_in_a_worker, scaling_config=ScalingConfig(num_workers=1),
+                            run_config=train.RunConfig(storage_path=sys.argv[1], name="tb_train", verbose=0)).fit()
+    except Exception as exc:
+        print("TRAIN", exc)
+""")
+
+
+def test_a_trials_traceback_names_the_scripts_file_and_line(tmp_path):
+    script = tmp_path / "train.py"
+    script.write_text(FAILING_SCRIPT)
+    proc = subprocess.run([sys.executable, str(script), str(tmp_path / "storage")], capture_output=True, text=True,
+                          timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    tune_part, train_part = proc.stdout.split("\nTRAIN", 1)
+    assert f'File "{script}", line 7, in fails' in tune_part
+    assert 'raise ValueError("the trial\'s own failure")' in tune_part
+    assert f'File "{script}", line 10, in fails_in_a_worker' in train_part
+    assert "<dynamic-code>" not in proc.stdout

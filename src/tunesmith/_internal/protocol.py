@@ -147,9 +147,9 @@ def spec_to_send(spec: TrialSpec) -> TrialSpec:
         return spec
     import dataclasses
 
-    import cloudpickle
+    from tunesmith._internal.pickling import dumps
 
-    return dataclasses.replace(spec, config=ByValue(cloudpickle.dumps(spec.config)))
+    return dataclasses.replace(spec, config=ByValue(dumps(spec.config)))
 
 
 class PlainConnection(_Connection):

@@ -75,10 +75,10 @@ def is_class_trainable(trainable: Any) -> bool:
 
 
 def pickle_trainable(trainable: Any, name: str) -> bytes:
-    import cloudpickle
+    from tunesmith._internal.pickling import dumps
 
     try:
-        return cloudpickle.dumps(trainable)
+        return dumps(trainable)
     except Exception as exc:
         raise TypeError(
             f"The trainable {name!r} cannot be serialised to send it to worker processes: {exc}. "

@@ -88,10 +88,10 @@ class RayWorkerGroup:
             raise
 
     def _start(self) -> None:
-        import cloudpickle
         import ray
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
+        from tunesmith._internal import pickling
         from tunesmith._internal.backend.ray_backend import actor_options
 
         pg = ray.util.get_current_placement_group()
@@ -134,7 +134,7 @@ class RayWorkerGroup:
                     "LOCAL_WORLD_SIZE": str(len(peers)), "NODE_RANK": str(node_rank[node_id]),
                 })
                 address = listener.getsockname()[:2]
-                refs.append(actor.run.remote(cloudpickle.dumps(spec), address, authkey))
+                refs.append(actor.run.remote(pickling.dumps(spec), address, authkey))
             self.handles = self._accept_all(listener, authkey, refs, infos, timeout)
         finally:
             listener.close()

@@ -138,9 +138,9 @@ class WorkerGroup:
         return WorkerHandle(spec.rank, pid, Connection(parent.detach()))
 
     def _spawn(self, spec: WorkerSpec) -> WorkerHandle:
-        import cloudpickle
+        from tunesmith._internal.pickling import dumps
 
-        payload = cloudpickle.dumps(spec)
+        payload = dumps(spec)
         parent, child = socket.socketpair()
         env = dict(os.environ)
         env.update(spec.env)
