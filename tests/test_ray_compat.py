@@ -466,3 +466,32 @@ def test_slash_names_address_nested_metrics_in_stop_criteria_metric_and_schedule
     iterations = {r.config["scale"]: r.metrics["training_iteration"] for r in grid}
     assert iterations[1] == 5 and min(iterations.values()) < 5  # the worse trials stopped early
     assert grid.get_best_result().config["scale"] == 1
+
+
+class _LargeModel:
+    def __init__(self, model_id):
+        self.model_id = model_id
+
+
+def _uses_refs(config):
+    import tunesmith as ray
+
+    tune.report({"model_id": ray.get(config["model_ref"]).model_id, "data": sum(ray.get(config["data"]))})
+
+
+def test_ray_core_calls_of_a_tune_script_work_after_import_tunesmith_as_ray():
+    import tunesmith as ray
+
+    if not ray.is_initialized():
+        ray.init(num_cpus=2)
+    assert ray.is_initialized() and ray.cluster_resources()["CPU"] == 2.0
+    data = ray.put([1, 2, 3])
+    grid = _fit(_uses_refs, {"model_ref": tune.grid_search([ray.put(_LargeModel(1)), ray.put(_LargeModel(2))]),
+                             "data": data})
+    assert grid.errors == []
+    assert sorted((r.metrics["model_id"], r.metrics["data"]) for r in grid) == [(1, 6), (2, 6)]
+    assert ray.get([data, ray.put("x")]) == [[1, 2, 3], "x"]
+    with pytest.raises(TypeError, match="tunesmith.put"):
+        ray.get(42)
+    ray.shutdown()
+    assert not ray.is_initialized()

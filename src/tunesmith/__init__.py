@@ -13,6 +13,10 @@ __version__ = "0.1.0"
 
 _SUBMODULES = ("tune", "train", "air")
 
+# Ray core's functions that Tune scripts call (``import tunesmith as ray``).
+from tunesmith import _core  # noqa: E402
+from tunesmith._core import ObjectRef, cluster_resources, get, is_initialized, put, shutdown  # noqa: E402,F401
+
 
 def init(address: str | None = None, *, num_cpus: float | None = None, num_gpus: float | None = None,
          resources: dict | None = None, memory: float | None = None, **kwargs: Any) -> None:
@@ -64,6 +68,7 @@ def init(address: str | None = None, *, num_cpus: float | None = None, num_gpus:
     from tunesmith._internal.resources import init as _init
 
     _init(num_cpus=num_cpus, num_gpus=num_gpus, resources=resources, memory=memory, **kwargs)
+    _core._mark_initialized()
 
 
 def __getattr__(name: str) -> Any:
