@@ -254,7 +254,9 @@ class Worker:
             while True:
                 result = instance.train()
                 name = None
-                if result.get("should_checkpoint") or (freq and instance.iteration % freq == 0):
+                if result.get("__duplicate__"):
+                    pass  # the trainable ended and repeated its last result: nothing new to save
+                elif result.get("should_checkpoint") or (freq and instance.iteration % freq == 0):
                     name = save()
                 if "torch" in sys.modules:
                     P.plain_metrics(result)

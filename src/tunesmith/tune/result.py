@@ -16,6 +16,8 @@ ITERATIONS_SINCE_RESTORE = "iterations_since_restore"
 TIME_SINCE_RESTORE = "time_since_restore"
 TIMESTEPS_SINCE_RESTORE = "timesteps_since_restore"
 DONE = "done"
+# Set on the result a trainable repeats once it has ended (its last one): no new row, the last is done.
+RESULT_DUPLICATE = "__duplicate__"
 SHOULD_CHECKPOINT = "should_checkpoint"
 TRIAL_ID = "trial_id"
 EXPERIMENT_TAG = "experiment_tag"

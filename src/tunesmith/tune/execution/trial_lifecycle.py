@@ -29,7 +29,14 @@ from tunesmith.tune.execution.placement_groups import to_pg_factory
 from tunesmith.tune.execution.trial_table import PAUSE, PAUSE_KEEP, STOP, TrialTable
 from tunesmith.tune.experiment.trial import Trial
 from tunesmith.tune.logger._util import write_params
-from tunesmith.tune.result import CHECKPOINT_DIR_NAME, DEFAULT_METRIC, DONE, EXPERIMENT_ID, TRAINING_ITERATION
+from tunesmith.tune.result import (
+    CHECKPOINT_DIR_NAME,
+    DEFAULT_METRIC,
+    DONE,
+    EXPERIMENT_ID,
+    RESULT_DUPLICATE,
+    TRAINING_ITERATION,
+)
 from tunesmith.tune.schedulers.trial_scheduler import TrialScheduler
 from tunesmith.tune.trainable._trial_info import TrialInfo
 from tunesmith.tune.utils.util import flatten_dict
@@ -381,6 +388,9 @@ class TrialLifecycle:
         return view
 
     def _on_result(self, trial: Trial, result: dict, checkpoint_dir_name: str | None) -> None:
+        if result.get(RESULT_DUPLICATE):
+            self._on_duplicate(trial)
+            return
         result = self._fill_result(trial, result, checkpoint_dir_name)
         view = self._decision_view(result)
         if self._settings.strict_metrics:
@@ -422,6 +432,14 @@ class TrialLifecycle:
         elif decision == TrialScheduler.STOP:
             self.stop_trial(trial)
         # NOOP: the scheduler acts on the trial itself later.
+
+    def _on_duplicate(self, trial: Trial) -> None:
+        """The trainable ended and repeated its last result (``RESULT_DUPLICATE``, as a wrapped
+        function does): that result is the final one, done; no row is added."""
+        last = trial.last_result
+        if last and not last.get(DONE):
+            trial.last_result = {**last, DONE: True}
+        self.stop_trial(trial)
 
     def _on_late_result(self, trial: Trial, result: dict, checkpoint_dir_name: str | None) -> None:
         """A class trial's step that ended after it was asked to pause (or stop with a final
