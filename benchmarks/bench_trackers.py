@@ -17,6 +17,9 @@ Workloads (each in a fresh Python process, default loggers on, ``verbose=0``):
   MLflow's, not tunesmith's.
 - ``4x500_2ms``: four trials of 500 reports, each after 2 ms of work: a
   fast but not trivial training loop.
+- ``4x5000_2ms``: the same loop ten times longer (about 20 s on two cores),
+  so that MLflow's fixed start-up (its import and a new store's migrations,
+  about 3 to 4 s here) weighs less against the run.
 
 ``mlflow=null`` is a tracker callback whose backend records nothing: the
 cost of queueing the results and handing them to the helper process alone.
@@ -89,6 +92,7 @@ CODE = textwrap.dedent("""
 WORKLOADS = {
     "4x5000": (5000, 0.0),
     "4x500_2ms": (500, 0.002),
+    "4x5000_2ms": (5000, 0.002),
 }
 STORES = ("none", "null", "sqlite", "file")
 
