@@ -146,6 +146,19 @@ def test_long_values_are_truncated(capsys):
     assert "...xxxxxxxxx" in out and "x" * 13 not in out
 
 
+def test_long_column_headers_wrap_over_two_lines_and_lose_their_start(capsys):
+    trial = Trial("train_fn", {"lr": 0.1}, trial_id="t1", evaluated_params={"lr": 0.1})
+    trial.status = "RUNNING"
+    trial.update_last_result({"validation/mean_accuracy": 0.5, "acc": 0.25, "training_iteration": 1})
+    reporter = CLIReporter(max_column_length=8, metric_columns=["validation/mean_accuracy", "acc"])
+    lines = report_text(reporter, [trial], capsys).splitlines()
+    first = next(i for i, line in enumerate(lines) if line.startswith("| Trial name"))
+    cells = lambda line: [c.strip() for c in line.strip("|").split("|")]  # noqa: E731
+    assert cells(lines[first])[-2:] == ["...mean_", "acc"]
+    assert cells(lines[first + 1])[-2:] == ["accuracy", ""]
+    assert max(len(c) for line in (lines[first], lines[first + 1]) for c in cells(line)[3:]) <= 8
+
+
 def test_should_report_respects_max_report_frequency(capsys):
     reporter = CLIReporter(max_report_frequency=3600)
     trials = make_trials(2)

@@ -92,7 +92,8 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
         | bb   |  10 |
         +------+-----+
     """
-    widths = [len(h) for h in headers]
+    header_lines = [h.split("\n") for h in headers]  # a long header may be wrapped over lines
+    widths = [max(len(part) for part in h) for h in header_lines]
     for row in rows:
         for i, cell in enumerate(row):
             if len(cell) > widths[i]:
@@ -109,10 +110,25 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
         return "| " + " | ".join(parts) + " |"
 
     border = "+" + "+".join("-" * (w + 2) for w in widths) + "+"
-    out = [border, line(headers), "|" + "+".join("-" * (w + 2) for w in widths) + "|"]
+    height = max((len(h) for h in header_lines), default=1)
+    out = [border]
+    for k in range(height):
+        out.append(line([h[k] if k < len(h) else "" for h in header_lines]))
+    out.append("|" + "+".join("-" * (w + 2) for w in widths) + "|")
     out.extend(line(row) for row in rows)
     out.append(border)
     return "\n".join(out)
+
+
+def _wrap_header(text: str, max_len: int) -> str:
+    """A column header of at most ``max_len`` characters a line, on at most two lines (the
+    start of a longer one is cut, as Ray's reporters do)."""
+    text = str(text)
+    if len(text) <= max_len:
+        return text
+    if len(text) > 2 * max_len:
+        text = "..." + text[3 - 2 * max_len:]
+    return "\n".join(text[i:i + max_len] for i in range(0, len(text), max_len))
 
 
 def _format_duration(seconds: float) -> str:
@@ -584,8 +600,8 @@ class TuneReporterBase(ProgressReporter):
         # Columns that are empty for every shown trial are hidden.
         keep_p = [i for i in range(len(params)) if any(row[i] is not None for row in param_values)]
         keep_m = [i for i in range(len(metrics)) if any(row[i] is not None for row in metric_values)]
-        param_headers = list(params.values())
-        metric_headers = list(metrics.values())
+        param_headers = [_wrap_header(h, max_len) for h in params.values()]
+        metric_headers = [_wrap_header(h, max_len) for h in metrics.values()]
         headers = ["Trial name", "status", "loc"] + [param_headers[i] for i in keep_p] \
             + [metric_headers[i] for i in keep_m]
         rows = []
