@@ -33,7 +33,15 @@ from tunesmith.tune.trainable.trainable import Trainable
 # Fields the session fills in that Trainable.train() fills in again for the class API.
 _SESSION_FIELDS = ("training_iteration", "time_this_iter_s", "time_total_s", "time_since_restore",
                    "iterations_since_restore", "timestamp", "timesteps_since_restore")
-_STOP_WAIT_S = 10.0
+
+
+def _thread_timeout_s() -> float:
+    """``TUNE_FUNCTION_THREAD_TIMEOUT_S``: how long stop() waits for the function's thread (default 2 s)."""
+    try:
+        return max(0.0, float(os.environ.get("TUNE_FUNCTION_THREAD_TIMEOUT_S", "2")))
+    except ValueError:
+        raise ValueError("TUNE_FUNCTION_THREAD_TIMEOUT_S must be a number of seconds, got "
+                         f"{os.environ['TUNE_FUNCTION_THREAD_TIMEOUT_S']!r}.") from None
 
 
 class _ThreadPipe:
@@ -155,7 +163,7 @@ class FunctionTrainable(Trainable):
         if self._waiting:
             self._waiting = False
             self._to_function.put("s")  # report() raises TrialStopped in the function's thread
-        thread.join(timeout=_STOP_WAIT_S)
+        thread.join(timeout=_thread_timeout_s())
         self._from_function = queue.Queue()
         self._to_function = queue.Queue()
 
