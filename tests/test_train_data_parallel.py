@@ -399,6 +399,18 @@ def test_the_number_of_workers_can_be_tuned_in_the_param_space(tmp_path):
         DataParallelTrainer(records_its_span, scaling_config=ScalingConfig(num_workers=tune.choice([1, 2])))
 
 
+def test_resources_per_worker_are_all_a_worker_asks_for(tmp_path):
+    # As on Ray: a resources_per_worker dict implies no CPU, so three workers of a custom
+    # resource run on a machine with two CPUs.
+    tunesmith.init(num_cpus=2, resources={"custom": 4})
+    result = DataParallelTrainer(
+        records_its_span, scaling_config=ScalingConfig(num_workers=3, resources_per_worker={"custom": 1}),
+        run_config=quiet(storage_path=str(tmp_path)),
+    ).fit()
+    assert result.error is None and result.metrics["world_size"] == 3
+    assert ScalingConfig(num_workers=2, use_gpu=True).total_resources == {"GPU": 2.0}
+
+
 def test_a_group_the_machine_can_never_hold_is_an_error_before_anything_starts(tmp_path):
     tunesmith.init(num_cpus=2)
     trainer = DataParallelTrainer(records_its_span, scaling_config=ScalingConfig(num_workers=3),

@@ -140,7 +140,8 @@ class ScalingConfig:
         num_workers: Number of training workers.
         use_gpu: Give each worker one GPU (through ``CUDA_VISIBLE_DEVICES``).
         resources_per_worker: Resources of each worker, e.g. ``{"CPU": 2}``
-            (default one CPU, plus one GPU with ``use_gpu``).
+            (default one CPU; with ``use_gpu``, one GPU). A dict given here is
+            all a worker asks for (no CPU is added), plus one GPU with ``use_gpu``.
         trainer_resources: Resources of the process that supervises the
             workers (default none: it only waits on them).
         placement_strategy: ``"PACK"``, ``"SPREAD"``, ``"STRICT_PACK"`` or
@@ -152,7 +153,9 @@ class ScalingConfig:
         >>> train.ScalingConfig(num_workers=2, resources_per_worker={"CPU": 2}).as_placement_group_factory()
         PlacementGroupFactory([{}, {'CPU': 2.0}, {'CPU': 2.0}], strategy='PACK')
         >>> train.ScalingConfig(num_workers=2, use_gpu=True).total_resources
-        {'CPU': 2.0, 'GPU': 2.0}
+        {'GPU': 2.0}
+        >>> train.ScalingConfig(num_workers=3, resources_per_worker={"custom": 1}).total_resources
+        {'custom': 3.0}
         >>> train.ScalingConfig(num_workers=0)
         Traceback (most recent call last):
         ...
@@ -212,10 +215,14 @@ class ScalingConfig:
 
     @property
     def _resources_per_worker_not_none(self) -> dict[str, float]:
-        res = _canonical_resources(self.resources_per_worker or {})
-        res.setdefault("CPU", 1)
+        # As Ray: one CPU by default, or one GPU (and no CPU) with use_gpu; what the user gave
+        # otherwise, without zero amounts and with no implied CPU.
+        if self.resources_per_worker is None:
+            res = {"GPU": 1.0} if self.use_gpu else {"CPU": 1.0}
+        else:
+            res = {k: v for k, v in _canonical_resources(self.resources_per_worker).items() if v != 0}
         if self.use_gpu:
-            res.setdefault("GPU", 1)
+            res.setdefault("GPU", 1.0)
         return res
 
     @property
