@@ -210,6 +210,26 @@ def test_a_worker_error_ends_the_group_and_fit_raises_it(tmp_path):
     assert "bad batch on rank 1" in Path(result.path, "error.txt").read_text()
 
 
+def rank1_raises_as_rank0_returns(config):
+    train.report({"x": 1})
+    if train.get_context().get_world_rank() == 1:
+        raise ValueError("bad batch on rank 1")
+    train.report({"x": 2})  # rank 0 reports once more and returns normally
+
+
+def test_the_failing_worker_is_blamed_not_a_peer_that_returned_meanwhile(tmp_path):
+    for _ in range(3):  # the order in which the two ends arrive varies
+        with pytest.raises(WorkerGroupError) as info:
+            DataParallelTrainer(
+                rank1_raises_as_rank0_returns, scaling_config=ScalingConfig(num_workers=2),
+                run_config=quiet(storage_path=str(tmp_path)),
+            ).fit()
+        err = info.value
+        assert set(err.worker_failures) == {1}, str(err)
+        assert isinstance(err.original_error, ValueError) and "bad batch on rank 1" in str(err)
+        assert "exited" not in str(err) and "in rank1_raises_as_rank0_returns" in str(err)
+
+
 def uneven_at_the_end(config):
     rank = train.get_context().get_world_rank()
     for step in range(3 if rank == 0 else 2):

@@ -275,33 +275,43 @@ class _GroupRun:
                         value = msg[1]
                     self._check_counts()
                 elif kind == ERROR:
-                    self._take_reports_in_flight(handle)
-                    self._fail({handle.rank: _worker_error(handle, msg)})
+                    failures = self._take_reports_in_flight(handle)
+                    failures[handle.rank] = _worker_error(handle, msg)
+                    self._fail(failures)
         return value
 
-    def _take_reports_in_flight(self, failed) -> None:
+    def _take_reports_in_flight(self, failed) -> dict[int, tuple[BaseException, str, float, bool]]:
         """Before a failure ends the group, completes the rounds whose other reports are on their way.
 
         Reports are not a barrier, so the failing rank's last report may be complete
         before the other ranks' reports of that round have been read; waiting a moment
         for them keeps that iteration (up to 1 s, only while a round is incomplete).
+        A rank that returned meanwhile counts as finished, and one that failed too is
+        returned with its error (for :meth:`_fail`), rather than taken for dead later.
         """
+        failures: dict[int, tuple[BaseException, str, float, bool]] = {}
         deadline = time.monotonic() + 1.0
         others = {h.conn: h for h in self.group.handles if h is not failed and h.rank not in self.finished}
         while self.pending and others and time.monotonic() < deadline:
             ready = wait(list(others), max(0.0, deadline - time.monotonic()))
             if not ready:
-                return
+                break
             for conn in ready:
+                handle = others[conn]
                 try:
                     msg = recv(conn)
                 except (EOFError, OSError):
                     others.pop(conn)
                     continue
-                if msg[0] != REPORT:
-                    others.pop(conn)
+                if msg[0] == REPORT:
+                    self._on_report(handle.rank, msg[1], msg[2])
                     continue
-                self._on_report(others[conn].rank, msg[1], msg[2])
+                others.pop(conn)
+                if msg[0] == DONE:
+                    self.finished[handle.rank] = self.counts[handle.rank]
+                elif msg[0] == ERROR:
+                    failures[handle.rank] = _worker_error(handle, msg)
+        return failures
 
     # -- reports --------------------------------------------------------------------------
     def _on_report(self, rank: int, metrics: dict, staged: bool) -> None:
@@ -409,6 +419,9 @@ class _GroupRun:
                     msg = recv(handle.conn)
                     if msg[0] == ERROR:
                         failures[handle.rank] = _worker_error(handle, msg)
+                        break
+                    if msg[0] == DONE:  # it returned: its end of the connection closes next
+                        self.finished[handle.rank] = self.counts[handle.rank]
                         break
             except (EOFError, OSError):
                 failures[handle.rank] = self._death(handle)
