@@ -272,3 +272,19 @@ def test_constructed_result_keeps_given_values(tmp_path):
     assert result.return_value == 42
     assert result.get_best_checkpoint("loss", "min") == ckpt
     assert pickle.loads(pickle.dumps(result)).metrics == {"loss": 0.5}
+
+
+def _fails_before_reporting(config):
+    raise KeyError("no data yet")
+
+
+def test_from_path_reads_a_run_that_failed_before_its_first_report():
+    from tunesmith import tune
+
+    grid = tune.Tuner(_fails_before_reporting, run_config=tune.RunConfig(verbose=0)).fit()
+    path = grid[0].path
+    assert not os.path.exists(os.path.join(path, "result.json"))
+    result = Result.from_path(path)
+    assert isinstance(result.error, TrainingFailedError) and "no data yet" in str(result.error)
+    assert result.metrics == {} and result.checkpoint is None and result.best_checkpoints == []
+    assert len(result.metrics_dataframe) == 0

@@ -5,7 +5,15 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from tunesmith.train._checkpoint import Checkpoint
-from tunesmith.tune.result import AUTO_RESULT_KEYS, CONFIG, EXPR_PROGRESS_FILE, EXPR_RESULT_FILE
+from tunesmith.tune.result import (
+    AUTO_RESULT_KEYS,
+    CONFIG,
+    EXPR_ERROR_FILE,
+    EXPR_ERROR_PICKLE_FILE,
+    EXPR_PARAM_FILE,
+    EXPR_PROGRESS_FILE,
+    EXPR_RESULT_FILE,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas
@@ -158,12 +166,17 @@ class Result:
         rows = _loading.read_result_rows(storage, fs_path)
         from_json = rows is not None
         if rows is None:
-            if not storage.exists(storage.join(fs_path, EXPR_PROGRESS_FILE)):
+            if storage.exists(storage.join(fs_path, EXPR_PROGRESS_FILE)):
+                rows = _rows_from_csv(storage, fs_path)
+            elif any(storage.exists(storage.join(fs_path, name))
+                     for name in (EXPR_PARAM_FILE, EXPR_ERROR_FILE, EXPR_ERROR_PICKLE_FILE)):
+                # A run that ended (or failed) before its first report: no metrics, and its error if any.
+                rows, from_json = [], True
+            else:
                 raise RuntimeError(
                     f"Result.from_path: neither {EXPR_RESULT_FILE} nor {EXPR_PROGRESS_FILE} "
                     f"exists in {fs_path!r}; is this the directory of a single run (trial)?"
                 )
-            rows = _rows_from_csv(storage, fs_path)
         metrics = dict(rows[-1]) if rows else {}
 
         ckpt_names = _loading.list_checkpoint_dirs(storage, fs_path)
