@@ -230,6 +230,23 @@ def test_the_failing_worker_is_blamed_not_a_peer_that_returned_meanwhile(tmp_pat
         assert "exited" not in str(err) and "in rank1_raises_as_rank0_returns" in str(err)
 
 
+def prints_in_pieces(config):
+    rank = train.get_context().get_world_rank()
+    for i in range(20):
+        print("rank", rank, "line", i, "of", "twenty")  # several writes per line
+    train.report({"ok": 1})
+
+
+def test_each_workers_lines_stay_whole_and_name_the_rank(tmp_path, capfd):
+    DataParallelTrainer(prints_in_pieces, scaling_config=ScalingConfig(num_workers=2),
+                        run_config=quiet(storage_path=str(tmp_path))).fit()
+    lines = [line for line in capfd.readouterr().out.splitlines() if "twenty" in line]
+    assert len(lines) == 40
+    for line in lines:
+        tag = line.split("[rank ", 1)[1].split("]", 1)[0]
+        assert line.endswith(f"] rank {tag} line {line.split(' line ')[1].split(' ')[0]} of twenty"), line
+
+
 def uneven_at_the_end(config):
     rank = train.get_context().get_world_rank()
     for step in range(3 if rank == 0 else 2):

@@ -17,10 +17,12 @@ memory, which the receiving processes cannot all open):
 """
 from __future__ import annotations
 
+import io
 import os
 import pickle
 import signal
 import sys
+import threading
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -189,11 +191,79 @@ def _pickle_exception(exc: BaseException) -> bytes | None:
         return None
 
 
+class _WholeLines(io.TextIOBase):
+    """A worker's ``sys.stdout`` or ``sys.stderr``: each line goes to the stream it shares with
+    the other ranks in one write (so lines of different ranks never mix), tagged with the rank."""
+
+    def __init__(self, stream, prefix: str):
+        self._fd = stream.fileno()
+        self._encoding = getattr(stream, "encoding", None) or "utf-8"
+        self._prefix = prefix
+        self._partial = ""
+        self._at_line_start = True
+        self._lock = threading.Lock()
+
+    @property
+    def encoding(self) -> str:
+        return self._encoding
+
+    def writable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def isatty(self) -> bool:
+        return False
+
+    def _emit(self, text: str) -> None:
+        data = text.encode(self._encoding, "backslashreplace")
+        while data:
+            data = data[os.write(self._fd, data):]
+
+    def write(self, text: str) -> int:
+        with self._lock:
+            data = self._partial + text
+            if "\n" not in data:
+                self._partial = data
+                return len(text)
+            head, _, self._partial = data.rpartition("\n")
+            lines = head.split("\n")
+            first = (self._prefix if self._at_line_start else "") + lines[0] + "\n"
+            self._emit(first + "".join(f"{self._prefix}{line}\n" for line in lines[1:]))
+            self._at_line_start = True
+        return len(text)
+
+    def flush(self) -> None:
+        with self._lock:
+            if self._partial:
+                self._emit((self._prefix if self._at_line_start else "") + self._partial)
+                self._partial = ""
+                self._at_line_start = False
+
+
+def _tag_output(spec: WorkerSpec) -> None:
+    """Routes this worker's prints through :class:`_WholeLines` (once per process)."""
+    prefix = f"[rank {spec.rank}] " if spec.world_size > 1 else ""
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        if isinstance(stream, _WholeLines):
+            stream._prefix = prefix
+            continue
+        try:
+            stream.flush()
+            stream.fileno()
+        except (AttributeError, OSError, ValueError):
+            continue  # not a real file (a test's capture): left alone
+        setattr(sys, name, _WholeLines(stream, prefix))
+
+
 def run_worker(spec: WorkerSpec, conn: Connection) -> int:
     """Runs one worker to the end; returns the process exit code."""
     from tunesmith._internal import session as S
 
     os.environ.update(spec.env)
+    _tag_output(spec)
     sess = WorkerSession(spec, conn)
     S._set_session(sess)
     try:
