@@ -153,3 +153,20 @@ def test_restore_without_resuming_unfinished_trials_frees_the_searchers_slots(tm
     iterations = eval(line.split(" ", 1)[1])  # the sorted list printed by the script
     # The trials interrupted at their second iteration stay there; the rest ran to the end.
     assert iterations.count(40) >= 5 - before
+
+
+def _first_trainable(config):
+    tune.report({"x": config["x"]})
+
+
+def _other_trainable(config):
+    tune.report({"acc": 1})
+
+
+def test_a_tuner_built_on_an_experiments_name_leaves_its_restore_file_alone(tmp_path):
+    run_config = tune.RunConfig(name="kept", storage_path=str(tmp_path), verbose=0)
+    tune.Tuner(_first_trainable, param_space={"x": tune.grid_search([1, 2])}, run_config=run_config).fit()
+    # Another script builds a Tuner with the same name but never runs it (or is refused the lock).
+    tune.Tuner(_other_trainable, param_space={"y": tune.choice(["a", "b"])}, run_config=run_config)
+    grid = tune.Tuner.restore(os.path.join(str(tmp_path), "kept"), trainable=_first_trainable).fit()
+    assert grid.errors == [] and sorted(r.metrics["x"] for r in grid) == [1, 2]

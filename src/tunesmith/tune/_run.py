@@ -490,10 +490,20 @@ def experiment_storage(inp: ExperimentInput, trainable_name: str) -> StorageCont
 
 
 def save_tuner_file(storage: StorageContext, inp: ExperimentInput, name: str) -> None:
-    """Writes the tuner file (what ``Tuner.restore`` rebuilds the run from) into the experiment directory.
+    """Writes the tuner file (what ``Tuner.restore`` rebuilds the run from) into a new experiment directory.
 
-    On remote storage it is uploaded at once, with one try (pyarrow's own retries).
+    A directory that has a tuner file already keeps it: it belongs to an experiment that ran
+    (or runs) there, and ``fit()`` writes this run's own under the experiment's lock. On remote
+    storage the file is uploaded at once, with one try (pyarrow's own retries).
     """
+    if storage.is_remote:
+        try:
+            if storage.storage_filesystem.get_file_info(f"{storage.experiment_fs_path}/{TUNER_FILE}").type != 0:
+                return  # 0: pyarrow.fs.FileType.NotFound
+        except OSError:
+            pass
+    elif os.path.exists(os.path.join(storage.experiment_local_path, TUNER_FILE)):
+        return
     storage.make_dirs()
     _save_tuner_file(storage, inp, name, upload_timeout=0.0)
 
