@@ -88,3 +88,17 @@ def test_shared_config_classes():
     assert tune.RunConfig is train.RunConfig
     assert tune.CheckpointConfig is train.CheckpointConfig
     assert tune.Checkpoint is train.Checkpoint
+
+
+def _reports_a_tuple_key(config):
+    tune.report({"loss": 1.0})
+    tune.report({"loss": 0.5, (1, 2): 5})
+
+
+def test_a_result_key_json_cannot_name_does_not_break_the_experiment_state():
+    grid = tune.Tuner(_reports_a_tuple_key, param_space={"x": tune.grid_search([1, 2])},
+                      tune_config=tune.TuneConfig(metric="loss", mode="min"),
+                      run_config=tune.RunConfig(verbose=0)).fit()
+    assert grid.errors == [] and all(r.metrics[(1, 2)] == 5 for r in grid)
+    restored = tune.Tuner.restore(grid.experiment_path, trainable=_reports_a_tuple_key).get_results()
+    assert all(r.metrics["loss"] == 0.5 for r in restored)

@@ -330,6 +330,8 @@ class Trial:
         for metric, e in self._stats.items():
             window = list(e[5] or (e[4],))
             last5 = window[-5:]
+            if type(metric) is not str:  # a result key such as (1, 2): JSON names fields by text
+                metric = str(metric)
             out[metric] = {
                 "max": e[1], "min": e[2], "avg": e[3] / e[0], "last": e[4],
                 "last-5-avg": sum(last5) / len(last5), "last-10-avg": sum(window) / len(window), "_n": e[0],
@@ -464,7 +466,7 @@ class Trial:
             "trial_dirname": self.trial_dirname,
             "custom_trial_name": self.custom_trial_name,
             "last_result": to_jsonable(self.last_result),
-            "metric_analysis": self.metric_analysis,  # str keys, float and int values by construction
+            "metric_analysis": self.metric_analysis,  # str keys, float and int values
             "restore_checkpoint": rel(restore.path) if restore else None,
             "restore_checkpoint_rows": self.rows_at(restore),
             "resources": self.placement_group_factory.bundles,
