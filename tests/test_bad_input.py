@@ -1,6 +1,7 @@
 """Mistakes a user can make up front get a clear error before any trial runs."""
 from __future__ import annotations
 
+import os
 import threading
 
 import pytest
@@ -102,3 +103,23 @@ def test_a_result_key_json_cannot_name_does_not_break_the_experiment_state():
     assert grid.errors == [] and all(r.metrics[(1, 2)] == 5 for r in grid)
     restored = tune.Tuner.restore(grid.experiment_path, trainable=_reports_a_tuple_key).get_results()
     assert all(r.metrics["loss"] == 0.5 for r in restored)
+
+
+def _reports_acc_with_checkpoints(config):
+    import tempfile
+
+    for acc in (0.1, 0.9, 0.2):
+        with tempfile.TemporaryDirectory() as d:
+            open(os.path.join(d, "w"), "w").close()
+            tune.report({"acc": acc}, checkpoint=tune.Checkpoint.from_directory(d))
+
+
+def test_a_misspelt_checkpoint_score_attribute_is_an_error_not_a_deleted_best_checkpoint(monkeypatch):
+    config = tune.CheckpointConfig(num_to_keep=1, checkpoint_score_attribute="accuracy", checkpoint_score_order="max")
+    with pytest.raises(ValueError, match="checkpoint_score_attribute='accuracy'.*'acc'"):
+        tune.Tuner(_reports_acc_with_checkpoints,
+                   run_config=tune.RunConfig(verbose=0, checkpoint_config=config)).fit()
+    monkeypatch.setenv("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
+    result = tune.Tuner(_reports_acc_with_checkpoints,
+                        run_config=tune.RunConfig(verbose=0, checkpoint_config=config)).fit()[0]
+    assert result.error is None  # allowed, with a warning: the checkpoints rank by recency

@@ -44,6 +44,7 @@ from tunesmith.tune.utils.util import flatten_dict
 logger = logging.getLogger(__name__)
 
 RUNNING = Trial.RUNNING
+_MISSING = object()
 CONTINUE_DECISION = TrialScheduler.CONTINUE
 STOP_DECISION = TrialScheduler.STOP
 
@@ -128,6 +129,7 @@ class TrialLifecycle:
         self._required: list[tuple[str, str]] | None = None  # metrics every result must have
         self._required_names: tuple[str, ...] = ()
         self._nested_names: bool | None = None  # whether a name decided on is "a/b" (see _decision_view)
+        self._score_checked = False  # the first checkpoint was checked for checkpoint_score_attribute
         # Per-result hooks that nobody implements are not called (the result path is hot).
         has = getattr(callbacks, "has", None)
         self._result_callbacks = has("on_trial_result") if has is not None else True
@@ -466,10 +468,35 @@ class TrialLifecycle:
         return self._stopper is not None and bool(self._stopper(trial.trial_id, result))
 
     def _register_checkpoint(self, trial: Trial, name: str, metrics: dict) -> None:
+        if not self._score_checked:
+            self._check_score_attribute(trial, metrics)
         checkpoint = self._book.register(trial, name, metrics)
         it, trials = self._run.iteration, self._table.trials
         self._callbacks.on_trial_save(iteration=it, trials=trials, trial=trial)
         self._callbacks.on_checkpoint(iteration=it, trials=trials, trial=trial, checkpoint=checkpoint)
+
+    def _check_score_attribute(self, trial: Trial, metrics: dict) -> None:
+        """The first checkpoint's metrics must hold ``checkpoint_score_attribute``: checkpoints are
+        kept (and, with ``num_to_keep``, deleted) by it, so a misspelt name would delete the best."""
+        from tunesmith.tune.utils.nested import lookup
+
+        if not metrics:
+            return  # a checkpoint from before any result: the next one tells
+        self._score_checked = True
+        attribute = getattr(self._cfg.checkpoint_config, "checkpoint_score_attribute", None)
+        if not attribute or lookup(metrics, attribute, _MISSING) is not _MISSING:
+            return
+        reported = sorted(str(k) for k in metrics if k != "config")
+        message = (
+            f"CheckpointConfig(checkpoint_score_attribute={attribute!r}): trial {trial} saved a checkpoint "
+            f"with a result that has no {attribute!r}; checkpoints are ranked (and, with num_to_keep, "
+            f"deleted) by it. The result had: {reported}. Fix the name or report the metric"
+        )
+        if self._settings.strict_metrics:
+            self._run.raise_error = ValueError(message + ", or set TUNE_DISABLE_STRICT_METRIC_CHECKING=1.")
+            self.stop_experiment("bad checkpoint_score_attribute")
+        else:
+            logger.warning("%s; such checkpoints rank last.", message)
 
     def _release(self, trial: Trial, reuse: bool) -> None:
         self._backend.release_trial(trial, reuse=reuse)
