@@ -495,3 +495,21 @@ def test_ray_core_calls_of_a_tune_script_work_after_import_tunesmith_as_ray():
         ray.get(42)
     ray.shutdown()
     assert not ray.is_initialized()
+
+
+@pytest.mark.parametrize("module, names", [
+    ("tunesmith.train.trainer", ["BaseTrainer", "TrainingFailedError"]),
+    ("tunesmith.train.context", ["TrainContext"]),
+    ("tunesmith.train.base_trainer", ["BaseTrainer", "TrainingFailedError"]),
+    ("tunesmith.tune.trainable.function_trainable", ["FunctionTrainable", "wrap_function"]),
+    ("tunesmith.tune.trainable", ["FunctionTrainable", "wrap_function"]),
+])
+def test_import_paths_the_seeds_name_exist(module, names):
+    import importlib
+
+    loaded = importlib.import_module(module)
+    assert all(hasattr(loaded, name) for name in names)
+    from tunesmith import train
+    from tunesmith.train.context import TrainContext
+
+    assert isinstance(train.get_context(), TrainContext)

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from tunesmith.train._config import RunConfig, ScalingConfig
-from tunesmith.train._result import Result
+from tunesmith.train._result import Result, TrainingFailedError  # noqa: F401  (Ray's import path too)
 
 
 class BaseTrainer:
