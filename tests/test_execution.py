@@ -199,3 +199,33 @@ def test_checkpoint_and_restore_hooks_are_called():
     assert recorder.calls.count("save") == 4  # one per reported checkpoint
     assert ("checkpoint", "checkpoint_000003") in recorder.calls
     assert "step" in recorder.calls and "error" not in recorder.calls
+
+
+def test_worker_output_is_forwarded_line_by_line_and_a_huge_line_in_pieces(capsys):
+    import select
+
+    from tunesmith._internal.backend._output import _MAX_LINE, OutputForwarder
+
+    read_end, write_end = os.pipe()
+    poller = select.poll()
+    forwarder = OutputForwarder(poller)
+    forwarder.add(os.fdopen(read_end, "rb"), False, lambda: "w pid=1")
+    huge = b"y" * (3 * _MAX_LINE + 5)
+    data = b"first line\nsecond " + huge + b" end\nlast, unterminated"
+    view = memoryview(data)
+    while view:  # more than a pipe holds: write what fits, then let the forwarder read
+        try:
+            os.set_blocking(write_end, False)
+            view = view[os.write(write_end, view[:65536]):]
+        except BlockingIOError:
+            pass
+        forwarder.read(read_end)
+    os.close(write_end)
+    forwarder.drain()
+    lines = capsys.readouterr().out.split("\n")
+    assert lines[0] == "(w pid=1) first line"
+    assert all(line.startswith("(w pid=1) ") for line in lines if line)
+    assert all(len(line) <= _MAX_LINE + 65536 + len("(w pid=1) ") for line in lines)  # a read at most past it
+    body = "".join(line[len("(w pid=1) "):] for line in lines[1:-2])
+    assert body == "second " + huge.decode() + " end"
+    assert lines[-2] == "(w pid=1) last, unterminated" and lines[-1] == ""

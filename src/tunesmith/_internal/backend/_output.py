@@ -7,15 +7,22 @@ import sys
 from typing import Callable
 
 
+# A line longer than this is forwarded in pieces of about this size (its memory stays bounded).
+_MAX_LINE = 1 << 20
+
+
 class _Stream:
-    __slots__ = ("fd", "file", "to_stderr", "label", "partial")
+    __slots__ = ("fd", "file", "to_stderr", "label", "partial", "partial_len")
 
     def __init__(self, file, to_stderr: bool, label: Callable[[], str]):
         self.file = file
         self.fd = file.fileno()
         self.to_stderr = to_stderr
         self.label = label
-        self.partial = b""
+        # The start of a line not ended yet, as the chunks read (joined once, when it ends: a long
+        # line read chunk by chunk would otherwise be copied again with every chunk).
+        self.partial: list[bytes] = []
+        self.partial_len = 0
 
 
 class OutputForwarder:
@@ -62,9 +69,19 @@ class OutputForwarder:
             if not data:
                 self._close(stream)
                 return
-            lines = (stream.partial + data).split(b"\n")
-            stream.partial = lines.pop()
-            self._write(stream, lines)
+            head, newline, tail = data.rpartition(b"\n")
+            if not newline:
+                stream.partial.append(data)
+                stream.partial_len += len(data)
+                if stream.partial_len >= _MAX_LINE:
+                    self._write(stream, [b"".join(stream.partial)])
+                    stream.partial, stream.partial_len = [], 0
+                continue
+            if stream.partial:
+                stream.partial.append(head)
+                head = b"".join(stream.partial)
+            stream.partial, stream.partial_len = ([tail], len(tail)) if tail else ([], 0)
+            self._write(stream, head.split(b"\n"))
 
     def _write(self, stream: _Stream, lines: list[bytes]) -> None:
         if not lines:
@@ -80,8 +97,8 @@ class OutputForwarder:
 
     def _close(self, stream: _Stream) -> None:
         if stream.partial:
-            self._write(stream, [stream.partial])
-            stream.partial = b""
+            self._write(stream, [b"".join(stream.partial)])
+            stream.partial, stream.partial_len = [], 0
         self._streams.pop(stream.fd, None)
         try:
             self._poller.unregister(stream.fd)
