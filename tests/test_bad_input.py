@@ -123,3 +123,15 @@ def test_a_misspelt_checkpoint_score_attribute_is_an_error_not_a_deleted_best_ch
     result = tune.Tuner(_reports_acc_with_checkpoints,
                         run_config=tune.RunConfig(verbose=0, checkpoint_config=config)).fit()[0]
     assert result.error is None  # allowed, with a warning: the checkpoints rank by recency
+
+
+def _needs_three(config, data, labels):
+    tune.report({"n": len(data) + len(labels)})
+
+
+def test_a_function_needing_more_than_the_config_and_one_more_argument_is_refused_up_front():
+    with pytest.raises(TypeError, match=r"with_parameters\(_needs_three, data=\.\.\., labels=\.\.\.\)"):
+        tune.Tuner(_needs_three)
+    grid = tune.Tuner(tune.with_parameters(_needs_three, data=[1, 2], labels=[3]),
+                      run_config=tune.RunConfig(verbose=0)).fit()
+    assert grid[0].metrics["n"] == 3

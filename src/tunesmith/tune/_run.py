@@ -59,7 +59,30 @@ def resolve_trainable(trainable: Any) -> tuple[Any, str]:
             f"The trainable must be a function, a tune.Trainable subclass or a registered name; "
             f"got {type(trainable).__name__} ({trainable!r})."
         )
+    else:
+        _check_function_signature(trainable)
     return trainable, registry.trainable_name(trainable)
+
+
+def _check_function_signature(fn: Any) -> None:
+    """A function trainable takes the config and at most one more argument (a reporter, or the
+    older ``checkpoint_dir``): one that needs more would fail in every trial."""
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return
+    params = list(signature.parameters.values())
+    required = [p.name for p in params if p.default is p.empty
+                and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    if len(required) > 2 or (len(required) == 2 and "checkpoint_dir" not in required
+                             and any(p.kind == p.KEYWORD_ONLY for p in params if p.name in required)):
+        name = getattr(fn, "__name__", type(fn).__name__)
+        raise TypeError(
+            f"The trainable function {name}{signature} needs {len(required)} arguments; Tune calls it with the "
+            "config and at most one more (a reporter, or checkpoint_dir in the older API). Pass the data it "
+            f"needs with tune.with_parameters({name}, {', '.join(f'{n}=...' for n in required[1:])}), or give "
+            "those parameters defaults."
+        )
 
 
 def _is_trainer(obj: Any) -> bool:
