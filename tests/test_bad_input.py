@@ -135,3 +135,15 @@ def test_a_function_needing_more_than_the_config_and_one_more_argument_is_refuse
     grid = tune.Tuner(tune.with_parameters(_needs_three, data=[1, 2], labels=[3]),
                       run_config=tune.RunConfig(verbose=0)).fit()
     assert grid[0].metrics["n"] == 3
+
+
+def _reports_text_tag(config):
+    tune.report({"tag": "abc", "loss": 1.0})
+
+
+def test_a_metric_the_scheduler_ranks_must_be_a_number():
+    from tunesmith.tune.schedulers import ASHAScheduler
+
+    with pytest.raises(ValueError, match="'tag' = 'abc', which AsyncHyperBandScheduler compares as a number"):
+        tune.Tuner(_reports_text_tag, tune_config=tune.TuneConfig(scheduler=ASHAScheduler(metric="tag", mode="min")),
+                   run_config=tune.RunConfig(verbose=0)).fit()

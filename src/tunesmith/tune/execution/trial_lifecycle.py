@@ -364,12 +364,21 @@ class TrialLifecycle:
         if trial.num_results == 0:
             missing += [f"{k!r} (stop criteria)" for k in self._stopping_criterion if k not in result]
         if missing and not result.get(DONE):
-            reported = sorted(k for k in result if k not in ("config",))
+            reported = sorted(str(k) for k in result if k not in ("config",))
             raise ValueError(
                 f"Trial {trial} reported a result without the metric(s) {', '.join(missing)} that the "
                 f"experiment uses. The result had: {reported}. Report the metric, fix its name, or set "
                 "TUNE_DISABLE_STRICT_METRIC_CHECKING=1."
             )
+        if trial.num_results == 0:
+            # Metrics are compared and ranked: text there would fail deep inside a scheduler.
+            for name, who in self._required:
+                value = result.get(name)
+                if isinstance(value, (str, bytes, dict, list, tuple)):
+                    raise ValueError(
+                        f"Trial {trial} reported {name!r} = {value!r}, which {who} compares as a number. "
+                        "Report a number under that name, or use another metric."
+                    )
 
     def _decision_view(self, result: dict) -> dict:
         """The result as stop criteria, the scheduler and the searcher read it.
