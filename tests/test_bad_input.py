@@ -147,3 +147,8 @@ def test_a_metric_the_scheduler_ranks_must_be_a_number():
     with pytest.raises(ValueError, match="'tag' = 'abc', which AsyncHyperBandScheduler compares as a number"):
         tune.Tuner(_reports_text_tag, tune_config=tune.TuneConfig(scheduler=ASHAScheduler(metric="tag", mode="min")),
                    run_config=tune.RunConfig(verbose=0)).fit()
+
+
+def test_a_param_space_holding_a_lock_is_a_clear_error():
+    with pytest.raises(TypeError, match="param_space cannot be serialised.*with_parameters"):
+        tune.Tuner(ok, param_space={"lock": threading.Lock()})

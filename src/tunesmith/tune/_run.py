@@ -543,7 +543,15 @@ def _save_tuner_file(storage: StorageContext, inp: ExperimentInput, name: str,
     try:
         payload = cloudpickle.dumps(data)
     except Exception:
-        payload = cloudpickle.dumps({"param_space": inp.param_space, "trainable_name": name})
+        try:
+            payload = cloudpickle.dumps({"param_space": inp.param_space, "trainable_name": name})
+        except Exception as exc:
+            raise TypeError(
+                f"The param_space cannot be serialised: {type(exc).__name__}: {exc}. Its values travel to "
+                "the worker processes and are saved for Tuner.restore, so it cannot hold objects such as "
+                "locks, open files or connections; create those inside the trainable, or pass data with "
+                "tune.with_parameters()."
+            ) from exc
     write_bytes_atomic(os.path.join(storage.experiment_local_path, TUNER_FILE), payload)
     storage.upload_now(TUNER_FILE, timeout=upload_timeout)
 
