@@ -64,7 +64,25 @@ def test_bad_num_samples_and_time_budget():
     with pytest.raises(ValueError, match="num_samples"):
         tune.TuneConfig(num_samples=0)
     with pytest.raises(ValueError, match="time_budget_s"):
-        tune.TuneConfig(num_samples=-1)
+        tune.Tuner(ok, tune_config=tune.TuneConfig(num_samples=-1)).fit()
+
+
+class _StopsAfterFive(tune.Stopper):
+    def __init__(self):
+        self.seen = 0
+
+    def __call__(self, trial_id, result):
+        self.seen += 1
+        return False
+
+    def stop_all(self):
+        return self.seen >= 5
+
+
+def test_num_samples_minus_one_runs_until_a_stopper_ends_the_experiment():
+    grid = tune.Tuner(ok, tune_config=tune.TuneConfig(num_samples=-1, max_concurrent_trials=1),
+                      run_config=tune.RunConfig(verbose=0, stop=_StopsAfterFive())).fit()
+    assert 5 <= len(grid) <= 7 and grid.errors == []
 
 
 def test_checkpoint_frequency_on_function_trainable():

@@ -432,6 +432,14 @@ def _build_controller(inp: ExperimentInput, trainable, name: str, payload: bytes
     search_alg = build_search_alg(tc, param_space)
     scheduler = build_scheduler(tc, search_alg)
     stopping_criterion, stopper = _split_stop(rc.stop)
+    from tunesmith.tune.stopper import Stopper
+
+    if tc.num_samples == -1 and tc.time_budget_s is None and not isinstance(rc.stop, Stopper) \
+            and tc.search_alg is None:
+        raise ValueError(
+            "TuneConfig(num_samples=-1) samples until something ends the experiment: set "
+            "TuneConfig(time_budget_s=...), or pass a Stopper whose stop_all() ends it as RunConfig(stop=...)."
+        )
     _validate_checkpointing(trainable, rc, is_class, scheduler)
     log_to_file = _log_to_file(rc.log_to_file)
     request = resources_request(trainable, inp.resources_per_trial)

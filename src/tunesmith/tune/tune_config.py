@@ -64,8 +64,6 @@ class TuneConfig:
             not isinstance(self.time_budget_s, (int, float)) or self.time_budget_s <= 0
         ):
             raise ValueError(f"TuneConfig(time_budget_s={self.time_budget_s!r}) must be a positive number of seconds.")
-        if self.num_samples == -1 and self.time_budget_s is None:
-            raise ValueError("TuneConfig(num_samples=-1) samples forever: set time_budget_s as well.")
         for name in ("trial_name_creator", "trial_dirname_creator"):
             value = getattr(self, name)
             if value is not None and not callable(value):
