@@ -255,3 +255,34 @@ def test_metrics_that_are_tensors_arrive_as_numbers(tmp_path):
     assert isinstance(result.metrics["loss"], float) and result.metrics["loss"] == pytest.approx(1 / 3)
     np.testing.assert_array_equal(result.metrics["weights"], [0, 2, 4])
     assert list(result.metrics_dataframe["loss"]) == pytest.approx([1.0, 0.5, 1 / 3])
+
+
+def _leaves_a_reporting_thread(config):
+    import threading
+    import time
+
+    marker = os.path.join(config["dir"], "second_done")
+    if config["x"] == 0:
+        def keeps_reporting():
+            deadline = time.time() + 30
+            while not os.path.exists(marker) and time.time() < deadline:
+                tune.report({"loss": -1000.0})
+                time.sleep(0.01)
+
+        threading.Thread(target=keeps_reporting, daemon=True).start()
+        tune.report({"loss": 5.0})
+        return
+    for _ in range(5):
+        time.sleep(0.05)
+        tune.report({"loss": 1.0})
+    open(marker, "w").close()
+
+
+def test_a_thread_an_earlier_trial_left_running_does_not_report_into_the_next_trial(tmp_path):
+    grid = tune.Tuner(_leaves_a_reporting_thread,
+                      param_space={"x": tune.grid_search([0, 1]), "dir": str(tmp_path)},
+                      tune_config=tune.TuneConfig(max_concurrent_trials=1),
+                      run_config=tune.RunConfig(verbose=0)).fit()
+    second = next(r for r in grid if r.config["x"] == 1)
+    assert list(second.metrics_dataframe["loss"]) == [1.0] * 5
+    assert second.metrics["training_iteration"] == 5

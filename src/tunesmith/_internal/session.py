@@ -12,8 +12,10 @@ import numbers
 import os
 import shutil
 import sys
+import threading
 import time
 import warnings
+import weakref
 from collections import deque
 from typing import Any, Iterator
 
@@ -328,6 +330,19 @@ def _set_session(session: "_Session | None") -> None:
 
 _warned_outside = False
 
+# Threads that were running when a trial of this process ended. A report from one of them
+# during a later trial (one the earlier trial started and left running) is not that trial's.
+_leftover_threads: "weakref.WeakSet[threading.Thread]" = weakref.WeakSet()
+_warned_leftover = False
+
+
+def note_threads_at_trial_end() -> None:
+    """Records the threads still running as a trial ends (see :func:`report`)."""
+    current = threading.current_thread()
+    for thread in threading.enumerate():
+        if thread is not current and not thread.name.startswith("tunesmith-"):
+            _leftover_threads.add(thread)
+
 
 def report(metrics: dict | float | None = None, *, checkpoint: Checkpoint | None = None, **kwargs: Any) -> None:
     """Reports metrics (and optionally a checkpoint) for the current iteration.
@@ -351,6 +366,17 @@ def report(metrics: dict | float | None = None, *, checkpoint: Checkpoint | None
     elif kwargs:
         metrics = {**metrics, **kwargs}
     session = _session
+    if _leftover_threads and threading.current_thread() in _leftover_threads:
+        global _warned_leftover
+        if not _warned_leftover:
+            _warned_leftover = True
+            warnings.warn(
+                "report() was called from a thread that an earlier trial in this worker process started "
+                "and left running; its metrics are ignored rather than given to the trial running now. "
+                "End a trial's threads before it returns.",
+                stacklevel=2,
+            )
+        return
     if session is None:
         global _warned_outside
         if not _warned_outside:

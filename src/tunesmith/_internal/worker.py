@@ -217,6 +217,7 @@ class Worker:
             self._send_error(exc)
         finally:
             S._set_session(None)
+            S.note_threads_at_trial_end()
 
     # -- class trainables --------------------------------------------------------
     def _run_class(self, cls, spec: P.TrialSpec) -> None:
