@@ -286,3 +286,30 @@ def test_a_thread_an_earlier_trial_left_running_does_not_report_into_the_next_tr
     second = next(r for r in grid if r.config["x"] == 1)
     assert list(second.metrics_dataframe["loss"]) == [1.0] * 5
     assert second.metrics["training_iteration"] == 5
+
+
+def _starts_a_process_and_leaves_it(config):
+    import subprocess
+
+    child = subprocess.Popen(["sleep", "300"])
+    tune.report({"child": child.pid})
+
+
+def _alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"  # a zombie has ended
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/task"), reason="reads child processes from /proc")
+def test_processes_a_trial_leaves_running_end_with_its_worker():
+    import time
+
+    grid = tune.Tuner(_starts_a_process_and_leaves_it, run_config=tune.RunConfig(verbose=0)).fit()
+    pid = grid[0].metrics["child"]
+    deadline = time.time() + 30  # the worker ends them as it leaves, just after fit() returns
+    while _alive(pid) and time.time() < deadline:
+        time.sleep(0.05)
+    assert not _alive(pid)

@@ -143,6 +143,7 @@ class Worker:
             elif kind == P.EXIT:
                 break
         self._drop_cached()
+        _end_leftover_children()
 
     def _load(self, key: str, payload: bytes) -> None:
         import cloudpickle
@@ -312,6 +313,59 @@ class Worker:
             self._cached_key = spec.trainable_key
         else:
             instance.stop()
+
+
+def _child_pids() -> set[int]:
+    """This process's child processes (Linux; empty elsewhere)."""
+    pids: set[int] = set()
+    try:
+        for task in os.listdir("/proc/self/task"):
+            with open(f"/proc/self/task/{task}/children") as f:
+                pids.update(int(p) for p in f.read().split())
+    except (OSError, ValueError):
+        return set()
+    return pids
+
+
+def _end_leftover_children(grace_s: float = 1.0) -> None:
+    """Ends the processes that trials started and left running, as the worker leaves.
+
+    Without this they would outlive the experiment (the worker's children are handed to
+    init when it exits). They get SIGTERM, and SIGKILL after ``grace_s``.
+    """
+    import time
+
+    pids = _child_pids()
+    if not pids:
+        return
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except OSError:
+            pass
+    deadline = time.monotonic() + grace_s
+    left = set(pids)
+    while left:
+        for pid in list(left):
+            try:
+                if os.waitpid(pid, os.WNOHANG)[0]:
+                    left.discard(pid)
+            except ChildProcessError:
+                left.discard(pid)
+        if not left or time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
+    for pid in left:
+        try:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        except OSError:
+            pass
+    try:
+        print(f"tunesmith: ended {len(pids)} process(es) that trials of this worker started and left running "
+              f"(pids {sorted(pids)}).", file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        pass
 
 
 def _start_checkpoint(spec: P.TrialSpec):
