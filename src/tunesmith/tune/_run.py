@@ -528,9 +528,12 @@ def save_tuner_file(storage: StorageContext, inp: ExperimentInput, name: str) ->
     storage the file is uploaded at once, with one try (pyarrow's own retries).
     """
     if storage.is_remote:
+        import pyarrow.fs
+
         try:
-            if storage.storage_filesystem.get_file_info(f"{storage.experiment_fs_path}/{TUNER_FILE}").type != 0:
-                return  # 0: pyarrow.fs.FileType.NotFound
+            info = storage.storage_filesystem.get_file_info(f"{storage.experiment_fs_path}/{TUNER_FILE}")
+            if info.type != pyarrow.fs.FileType.NotFound:
+                return
         except OSError:
             pass
     elif os.path.exists(os.path.join(storage.experiment_local_path, TUNER_FILE)):
