@@ -75,6 +75,8 @@ def test_a_tuner_runs_the_wrapped_class_with_one_row_per_report():
     assert [m["step"] for _, m in result.best_checkpoints] == [2, 4]
     with open(os.path.join(result.checkpoint.path, "s.json")) as f:
         assert json.load(f) == {"step": 4}
+    # The function's own copies: only the latest stays (save() copies it into the trial's checkpoints).
+    assert os.listdir(os.path.join(result.path, ".function_trainable")) == ["checkpoint_000003"]
     # After 3 reports the repeated last result falls on iteration 4, a checkpoint iteration: it saves nothing.
     odd = tune.Tuner(wrap_function(counting), param_space={"n": 3},
                      run_config=tune.RunConfig(verbose=0, checkpoint_config=tune.CheckpointConfig(checkpoint_frequency=2))).fit()[0]

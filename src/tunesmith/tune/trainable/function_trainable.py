@@ -86,15 +86,18 @@ class FunctionTrainable(Trainable):
         self._finished = False
 
     # -- the function's thread ---------------------------------------------------------------------
+    def _inner_dir(self) -> str:
+        # The function's own checkpoints go to a directory of their own: the class API's save()
+        # names the trial's checkpoint directories.
+        return os.path.join(self.logdir, ".function_trainable")
+
     def _start(self) -> None:
         from tunesmith._internal import protocol as P
         from tunesmith._internal import session as S
         from tunesmith.tune.trainable._trial_info import TrialInfo
 
         info = self._trial_info
-        # The function's own checkpoints go to a directory of their own: the class API's
-        # save() names the trial's checkpoint directories.
-        inner_dir = os.path.join(self.logdir, ".function_trainable")
+        inner_dir = self._inner_dir()
         inner = TrialInfo(
             trial_id=self.trial_id, trial_name=self.trial_name, trial_dir=inner_dir,
             experiment_name=getattr(info, "experiment_name", ""), experiment_path=getattr(info, "experiment_path", ""),
@@ -141,8 +144,11 @@ class FunctionTrainable(Trainable):
             if checkpoint_name:
                 from tunesmith.train._checkpoint import Checkpoint
 
-                self._reported_checkpoint = Checkpoint(os.path.join(self.logdir, ".function_trainable",
-                                                                    checkpoint_name))
+                previous = self._reported_checkpoint
+                self._reported_checkpoint = Checkpoint(os.path.join(self._inner_dir(), checkpoint_name))
+                if previous is not None and os.path.dirname(previous.path) == self._inner_dir():
+                    # Only the latest is needed (save() copies it), and the function reads only that.
+                    shutil.rmtree(previous.path, ignore_errors=True)
             metrics = {k: v for k, v in result.items() if k not in _SESSION_FIELDS}
             self._last_metrics = metrics
             return dict(metrics)
