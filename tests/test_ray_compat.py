@@ -374,23 +374,6 @@ def _reports_twice(config):
     tune.report({"m": 2})
 
 
-class _CountsSteps(tune.Trainable):
-    def setup(self, config):
-        self.n = 0
-
-    def step(self):
-        self.n += 1
-        return {"m": self.n}
-
-    def save_checkpoint(self, d):
-        with open(os.path.join(d, "n.json"), "w") as f:
-            json.dump(self.n, f)
-
-    def load_checkpoint(self, d):
-        with open(os.path.join(d, "n.json")) as f:
-            self.n = json.load(f)
-
-
 def test_a_trials_final_result_is_done():
     # Returned: the last result is marked done (the row on disk stays as it was reported).
     returned = _fit(_reports_twice)[0]
@@ -409,7 +392,7 @@ def test_a_trials_final_result_is_done():
     assert stopped.metrics["done"] is True and seen == [True]
     assert json.loads(open(os.path.join(stopped.path, "result.json")).readline())["done"] is True
     # A class trial stopped by a criterion, and trials that go on are not done.
-    assert _fit(_CountsSteps, run_config=tune.RunConfig(verbose=0, stop={"m": 3}))[0].metrics["done"] is True
+    assert _fit(Stepper, run_config=tune.RunConfig(verbose=0, stop={"count": 3}))[0].metrics["done"] is True
 
 
 def test_callback_setup_gets_the_experiments_own_arguments():
@@ -425,13 +408,13 @@ def test_callback_setup_gets_the_experiments_own_arguments():
 
 
 def test_checkpoint_at_end_after_a_frequency_checkpoint_saves_once():
-    result = _fit(_CountsSteps, run_config=tune.RunConfig(
+    result = _fit(Stepper, run_config=tune.RunConfig(
         verbose=0, stop={"training_iteration": 4},
         checkpoint_config=tune.CheckpointConfig(checkpoint_frequency=2, checkpoint_at_end=True)))[0]
     on_disk = sorted(p for p in os.listdir(result.path) if p.startswith("checkpoint_"))
     assert on_disk == ["checkpoint_000000", "checkpoint_000001"]
     assert [m["training_iteration"] for _, m in result.best_checkpoints] == [2, 4]
-    with open(os.path.join(result.checkpoint.path, "n.json")) as f:
+    with open(os.path.join(result.checkpoint.path, "count.json")) as f:
         assert json.load(f) == 4
 
 

@@ -54,12 +54,18 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
-def test_configs_and_results_may_hold_what_the_script_defines(tmp_path):
+def _run_script(tmp_path, text: str) -> subprocess.CompletedProcess:
+    """Runs ``text`` as the user's own script (``__main__``), with a storage path as its argument."""
     script = tmp_path / "train.py"
-    script.write_text(SCRIPT)
+    script.write_text(text)
     proc = subprocess.run([sys.executable, str(script), str(tmp_path / "storage")], capture_output=True, text=True,
                           timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def test_configs_and_results_may_hold_what_the_script_defines(tmp_path):
+    proc = _run_script(tmp_path, SCRIPT)
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["errors"] == []
     assert out["seen"] == ["function -20 30", "function 0 3", "model 1", "model 2", "optimizer 0.1", "the class"]
@@ -91,11 +97,8 @@ FAILING_SCRIPT = textwrap.dedent("""
 
 
 def test_a_trials_traceback_names_the_scripts_file_and_line(tmp_path):
+    proc = _run_script(tmp_path, FAILING_SCRIPT)
     script = tmp_path / "train.py"
-    script.write_text(FAILING_SCRIPT)
-    proc = subprocess.run([sys.executable, str(script), str(tmp_path / "storage")], capture_output=True, text=True,
-                          timeout=240)
-    assert proc.returncode == 0, proc.stderr[-3000:]
     tune_part, train_part = proc.stdout.split("\nTRAIN", 1)
     assert f'File "{script}", line 7, in fails' in tune_part
     assert 'raise ValueError("the trial\'s own failure")' in tune_part

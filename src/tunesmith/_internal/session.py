@@ -333,15 +333,18 @@ _warned_outside = False
 # Threads that were running when a trial of this process ended. A report from one of them
 # during a later trial (one the earlier trial started and left running) is not that trial's.
 _leftover_threads: "weakref.WeakSet[threading.Thread]" = weakref.WeakSet()
+_any_leftover = False  # a plain flag: report() checks it on every call, the set only when it is set
 _warned_leftover = False
 
 
 def note_threads_at_trial_end() -> None:
     """Records the threads still running as a trial ends (see :func:`report`)."""
+    global _any_leftover
     current = threading.current_thread()
     for thread in threading.enumerate():
         if thread is not current and not thread.name.startswith("tunesmith-"):
             _leftover_threads.add(thread)
+            _any_leftover = True
 
 
 def report(metrics: dict | float | None = None, *, checkpoint: Checkpoint | None = None, **kwargs: Any) -> None:
@@ -366,7 +369,7 @@ def report(metrics: dict | float | None = None, *, checkpoint: Checkpoint | None
     elif kwargs:
         metrics = {**metrics, **kwargs}
     session = _session
-    if _leftover_threads and threading.current_thread() in _leftover_threads:
+    if _any_leftover and threading.current_thread() in _leftover_threads:
         global _warned_leftover
         if not _warned_leftover:
             _warned_leftover = True

@@ -349,10 +349,14 @@ class TrialLifecycle:
                     required.append((m, type(getattr(owner, "searcher", owner)).__name__))
         return required
 
-    def _validate_metric(self, trial: Trial, result: dict) -> None:
+    def _know_required(self) -> None:
+        """Works out, once, the metrics that every result must have (see :meth:`_required_metrics`)."""
         if self._required is None:
             self._required = self._required_metrics()
             self._required_names = tuple(m for m, _ in self._required)
+
+    def _validate_metric(self, trial: Trial, result: dict) -> None:
+        self._know_required()
         if trial.num_results:
             # The common case, without building the list of what is missing.
             for name in self._required_names:
@@ -388,9 +392,7 @@ class TrialLifecycle:
         decides on has a ``/`` in it.
         """
         if self._nested_names is None:
-            if self._required is None:
-                self._required = self._required_metrics()
-                self._required_names = tuple(m for m, _ in self._required)
+            self._know_required()
             self._nested_names = any("/" in name for name in (*self._required_names, *self._stopping_criterion))
         if not self._nested_names or not any(type(v) is dict for k, v in result.items() if k != "config"):
             return result
