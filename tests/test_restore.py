@@ -170,3 +170,58 @@ def test_a_tuner_built_on_an_experiments_name_leaves_its_restore_file_alone(tmp_
     tune.Tuner(_other_trainable, param_space={"y": tune.choice(["a", "b"])}, run_config=run_config)
     grid = tune.Tuner.restore(os.path.join(str(tmp_path), "kept"), trainable=_first_trainable).fit()
     assert grid.errors == [] and sorted(r.metrics["x"] for r in grid) == [1, 2]
+
+
+class _Model:
+    """Stands for an object a script re-creates on restore (a model, an object reference)."""
+
+    def __init__(self, weight):
+        self.weight = weight
+
+
+def _uses_model(config):
+    from tunesmith import train
+
+    if config["model"].weight == 1 and config["fail"]:
+        raise RuntimeError("the first model's trial fails")
+    train.report({"weight": config["model"].weight, "data": config["data"], "lr": config["lr"]})
+
+
+class _StopAtFirstResult(tune.Stopper):
+    """Ends the experiment at its first result until the file ``go_on`` exists."""
+
+    def __init__(self, go_on):
+        self.go_on = go_on
+        self.results = 0
+
+    def __call__(self, trial_id, result):
+        self.results += 1
+        return False
+
+    def stop_all(self):
+        return self.results >= 1 and not os.path.exists(self.go_on)
+
+
+def test_restore_with_a_re_specified_param_space_uses_its_new_objects(tmp_path):
+    """Seed 004, "Tune Experiment Restoration with Ray Object References": the objects are re-created
+    and the param_space passed again; trials that run after the restore use the new ones."""
+    def space(weights, data):
+        return {"model": tune.grid_search([_Model(w) for w in weights]), "data": data,
+                "lr": tune.uniform(0, 1), "fail": True}
+
+    run_config = tune.RunConfig(name="exp", storage_path=str(tmp_path), verbose=0, stop=_StopAtFirstResult(str(tmp_path / "go_on")))
+    first = tune.Tuner(_uses_model, param_space=space([1, 2, 3, 4], "old data"),
+                       tune_config=tune.TuneConfig(max_concurrent_trials=1), run_config=run_config).fit()
+    assert [(r.error is not None, r.metrics.get("weight")) for r in first] == [(True, None), (False, 2)]
+
+    (tmp_path / "go_on").touch()
+    restored = tune.Tuner.restore(str(tmp_path / "exp"), _uses_model, resume_errored=True,
+                                  param_space={**space([10, 20, 30, 40], "new data"), "fail": False})
+    results = sorted(restored.fit(), key=lambda r: r.path)
+    # The errored trial resumes with the new first model; the finished one keeps what it ran with;
+    # the two trials created after the restore take the new third and fourth models.
+    assert [(r.metrics["weight"], r.metrics["data"]) for r in results] == [
+        (10, "new data"), (2, "old data"), (30, "new data"), (40, "new data")]
+    assert [r.config["model"].weight for r in results] == [10, 2, 30, 40]
+    # Sampled values stay as they were drawn.
+    assert results[0].config["lr"] == first[0].config["lr"]

@@ -463,6 +463,9 @@ def _build_controller(inp: ExperimentInput, trainable, name: str, payload: bytes
             trials, scheduler_restored = _restore_trials(
                 storage, search_alg, scheduler, restore_options, rc.checkpoint_config
             )
+            old_space = restore_options.get("respecified")
+            if isinstance(old_space, dict) and old_space is not param_space:
+                _respecify_values(trials, search_alg, old_space, param_space)
         else:  # a new run, or a Tuner that was built but never ran
             search_alg.add_configurations(param_space, num_samples=tc.num_samples)
         _save_tuner_file(storage, inp, name)
@@ -769,6 +772,21 @@ def _restore_trials(storage: StorageContext, search_alg, scheduler, options: dic
     else:
         search_alg.set_finished()
     return trials, _restore_scheduler(path, scheduler, trials)
+
+
+def _respecify_values(trials: list, search_alg, old_space: dict, new_space: dict) -> None:
+    """Gives the trials that will run, and those not created yet, the values of a re-specified param space."""
+    from tunesmith.tune.experiment.trial import Trial
+    from tunesmith.tune.search._respecify import respecify_config
+
+    for trial in trials:
+        if trial.status != Trial.PENDING:
+            continue  # a finished trial keeps the values it ran with
+        # (the JSON logger writes the new config into the trial's params files as it starts)
+        trial.config = respecify_config(trial.config, old_space, new_space)
+    respecify = getattr(search_alg, "respecify", None)
+    if respecify is not None:
+        respecify(old_space, new_space)
 
 
 def _restore_scheduler(path: str, scheduler, trials: list) -> bool:

@@ -153,7 +153,11 @@ class Tuner:
             resume_unfinished: Resume trials that had not finished.
             resume_errored: Resume errored trials from their latest checkpoint.
             restart_errored: Start errored trials over from scratch.
-            param_space: The param space again, if it held objects that could not be saved.
+            param_space: The param space again, with the same structure, to give new objects in place
+                of the saved ones (objects that do not outlive a session, such as object references
+                on a cluster): trials yet to finish and trials yet to be created use the new values
+                (a constant is replaced; a ``grid_search`` or ``tune.choice`` entry by the new entry at
+                the same position; sampled values stay).
             storage_filesystem: The ``pyarrow.fs`` filesystem of ``path``.
         """
         path = os.fspath(path)
@@ -191,6 +195,8 @@ class Tuner:
                 "resume_unfinished": resume_unfinished,
                 "resume_errored": resume_errored,
                 "restart_errored": restart_errored,
+                # the saved space, whose values a re-specified param_space replaces
+                "respecified": saved.get("param_space") if param_space is not None else None,
             },
         )
         tuner._input.resources_per_trial = saved.get("resources_per_trial")

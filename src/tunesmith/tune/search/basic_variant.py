@@ -6,6 +6,7 @@ import numbers
 import os
 from typing import Any
 
+from tunesmith.tune.search._respecify import respecify_config
 from tunesmith.tune.search.sample import LazyRandomState
 from tunesmith.tune.search.search_algorithm import SearchAlgorithm, TrialSuggestion, as_experiments, new_trial_id
 from tunesmith.tune.search.searcher import _atomic_dump, _load, _newest
@@ -187,6 +188,9 @@ class BasicVariantGenerator(SearchAlgorithm):
             if item is None:
                 continue
             resolved, config = item
+            respecified = self.__dict__.get("_respecified")
+            if respecified is not None:
+                config = respecify_config(config, *respecified)
             suggestion = TrialSuggestion(
                 config=config,
                 evaluated_params=flatten_resolved_vars(resolved),
@@ -204,8 +208,16 @@ class BasicVariantGenerator(SearchAlgorithm):
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         self._live_trials.discard(trial_id)
 
+    def respecify(self, old_space: dict, new_space: dict) -> None:
+        """Trials created from now on take ``new_space``'s values where the restored space fixes them.
+
+        ``Tuner.restore(param_space=...)`` calls this after :meth:`restore_from_dir`; see
+        :func:`~tunesmith.tune.search._respecify.respecify_config`.
+        """
+        self._respecified = (old_space, new_space)
+
     def get_state(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if k != "_restored"}
+        return {k: v for k, v in self.__dict__.items() if k not in ("_restored", "_respecified")}
 
     def set_state(self, state: dict) -> None:
         self.__dict__.update(state)
