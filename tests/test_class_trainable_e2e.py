@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 import os
 
+import pytest
+
 from tunesmith import tune
 
 
@@ -168,3 +170,82 @@ def test_durable_trainable_runs_with_the_seed_call():
     trial = analysis.trials[0]
     assert trial.last_result["value"] == 3
     assert trial.checkpoint is not None
+
+
+def _fails_until_marked(config):
+    for i in range(3):
+        if config["x"] == 2 and not os.path.exists(config["marker"]):
+            raise RuntimeError("not yet")
+        tune.report({"score": config["x"] + i})
+
+
+def _statuses(trials):
+    return sorted((t.config["x"], t.status, t.last_result.get("training_iteration")) for t in trials)
+
+
+@pytest.mark.parametrize("resume", ["AUTO+ERRORED", "AUTO+RESTART_ERRORED", "AUTO+ERRORED_ONLY", "ERRORED_ONLY"])
+@pytest.mark.parametrize("entry", ["run", "run_experiments"])
+def test_tune_run_resume_settings_rerun_errored_trials(tmp_path, resume, entry):
+    config = {"x": tune.grid_search([1, 2]), "marker": str(tmp_path / "fixed")}
+
+    def run(resume_arg):
+        if entry == "run":
+            return tune.run(_fails_until_marked, name="exp", config=config, storage_path=str(tmp_path),
+                            verbose=0, resume=resume_arg, raise_on_failed_trial=False).trials
+        experiment = tune.Experiment("exp", _fails_until_marked, config=config, storage_path=str(tmp_path))
+        return tune.run_experiments(experiment, verbose=0, resume=resume_arg, raise_on_failed_trial=False)
+
+    assert _statuses(run(None)) == [(1, "TERMINATED", 3), (2, "ERROR", None)]
+    (tmp_path / "fixed").touch()
+    assert _statuses(run(resume)) == [(1, "TERMINATED", 3), (2, "TERMINATED", 3)]
+    # Plain "AUTO" leaves errored trials as they were (and runs nothing again).
+    assert _statuses(run("AUTO")) == [(1, "TERMINATED", 3), (2, "TERMINATED", 3)]
+
+
+def test_tune_run_refuses_an_unknown_resume_setting(tmp_path):
+    with pytest.raises(ValueError, match="unknown resume setting 'BOGUS'"):
+        tune.run(_fails_until_marked, name="exp", storage_path=str(tmp_path), resume="AUTO+BOGUS", verbose=0)
+
+
+def test_an_experiments_restore_checkpoint_is_used():
+    first = tune.run(Counter, config={"start": 0}, stop={"training_iteration": 3}, verbose=0,
+                     checkpoint_at_end=True)
+    checkpoint = first.trials[0].checkpoint.path
+    (trial,) = tune.run_experiments(
+        tune.Experiment("from_checkpoint", Counter, config={"start": 50}, stop={"training_iteration": 5},
+                        restore=checkpoint), verbose=0)
+    assert trial.last_result["value"] == 5  # loaded 3, not the config's start of 50
+
+
+def test_an_experiment_warns_of_arguments_it_does_not_know():
+    with pytest.warns(UserWarning, match="ignores arguments it does not know: chekpoint_freq"):
+        tune.Experiment("typo", Counter, chekpoint_freq=1)
+
+
+def test_older_checkpoint_arguments_apply_over_a_checkpoint_config():
+    analysis = tune.run(Counter, stop={"training_iteration": 3}, verbose=0,
+                        checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+                        checkpoint_freq=1, checkpoint_at_end=True)
+    (trial,) = analysis.trials
+    # A checkpoint every iteration (3), the two latest kept.
+    assert trial.checkpoint is not None and trial.checkpoint.path.endswith("checkpoint_000002")
+    assert sorted(n for n in os.listdir(trial.local_path) if n.startswith("checkpoint_")) == [
+        "checkpoint_000001", "checkpoint_000002"]
+
+
+@pytest.mark.parametrize("option", [{"scheduler": "asha"}, {"search_alg": "random"}])
+def test_tune_run_takes_a_scheduler_or_searcher_by_name(option):
+    analysis = tune.run(Counter, config={"start": tune.uniform(0, 1)}, num_samples=2, metric="value", mode="max",
+                        stop={"training_iteration": 2}, verbose=0, **option)
+    assert [t.status for t in analysis.trials] == ["TERMINATED", "TERMINATED"]
+
+
+class SetsItsResources(Counter):
+    @classmethod
+    def default_resource_request(cls, config):
+        return {"cpu": 1}
+
+
+def test_resources_per_trial_for_a_class_that_sets_its_own_is_an_error():
+    with pytest.raises(ValueError, match="already set to .*default_resource_request"):
+        tune.run(SetsItsResources, resources_per_trial={"cpu": 1}, stop={"training_iteration": 1}, verbose=0)

@@ -225,3 +225,30 @@ def test_restore_with_a_re_specified_param_space_uses_its_new_objects(tmp_path):
     assert [r.config["model"].weight for r in results] == [10, 2, 30, 40]
     # Sampled values stay as they were drawn.
     assert results[0].config["lr"] == first[0].config["lr"]
+
+
+def _reports_x(config):
+    tune.report({"s": config["x"]})
+
+
+def test_restore_keeps_the_trial_directories_of_earlier_runs_under_the_same_name(tmp_path):
+    """Running fit() twice under one name, then restoring, must not delete the first run's trials;
+    what the restored run itself wrote after its saved state is still removed."""
+    import shutil
+
+    run_config = tune.RunConfig(name="exp", storage_path=str(tmp_path), verbose=0)
+    tune.Tuner(_reports_x, param_space={"x": tune.grid_search([1, 2])},
+               tune_config=tune.TuneConfig(trial_dirname_creator=lambda t: f"first_{t.config['x']}"),
+               run_config=run_config).fit()
+    tune.Tuner(_reports_x, param_space={"x": tune.grid_search([3])}, run_config=run_config).fit()
+    exp = tmp_path / "exp"
+    (latest,) = [p for p in exp.iterdir() if p.is_dir() and p.name.startswith("_reports_x_")]
+    # A trial directory the second run wrote after its last saved state (the state does not name it).
+    shutil.copytree(latest, exp / "unsaved_trial")
+    before = sorted(p.name for p in exp.iterdir() if p.is_dir())
+
+    tune.Tuner.restore(str(exp), _reports_x).fit()
+    after = sorted(p.name for p in exp.iterdir() if p.is_dir())
+    assert after == [name for name in before if name != "unsaved_trial"]
+    assert {"first_1", "first_2"} <= set(after)
+    assert (exp / "first_1" / "result.json").read_text().count("\n") == 1

@@ -70,10 +70,13 @@ def test_experiment_plateau_max_mode_keeps_largest_values():
     assert stopper("b", {"acc": 0.9}) is True  # top 2 = {0.9, 0.9}
 
 
-def test_experiment_plateau_patience_waits_extra_results():
-    stopper = ExperimentPlateauStopper("loss", top=2, patience=2)
+@pytest.mark.parametrize("patience, first_stop", [(0, 2), (1, 2), (2, 3), (3, 4)])
+def test_experiment_plateau_patience_counts_the_results_that_find_the_plateau(patience, first_stop):
+    # As Ray's: the plateau (two equal top values) is found from the 2nd result on; the
+    # experiment stops once `patience` results in a row found it.
+    stopper = ExperimentPlateauStopper("loss", top=2, patience=patience)
     decisions = [stopper("a", {"loss": 1.0}) for _ in range(5)]
-    assert decisions == [False, False, False, True, True]
+    assert decisions.index(True) + 1 == first_stop and all(decisions[first_stop - 1:])
 
 
 def test_experiment_plateau_ignores_results_without_metric():
@@ -113,6 +116,14 @@ def test_trial_plateau_is_per_trial_and_needs_small_std():
     assert stopper("a", {"loss": 2.0}) is False  # std 0.5
     assert stopper("b", {"loss": 1.001}) is True  # std 0.0005
     assert stopper.stop_all() is False
+
+
+def test_trial_plateau_needs_a_spread_strictly_below_std():
+    # As Ray's: a spread equal to std is no plateau, so std=0 never stops a trial.
+    at_bound = TrialPlateauStopper("loss", std=0.5, num_results=2, grace_period=0)
+    assert [at_bound("a", {"loss": v}) for v in (0.0, 1.0, 0.0, 1.0)] == [False] * 4  # population std 0.5
+    zero = TrialPlateauStopper("loss", std=0.0, num_results=2, grace_period=0)
+    assert [zero("a", {"loss": 1.0}) for _ in range(4)] == [False] * 4
 
 
 def test_trial_plateau_metric_threshold():

@@ -230,12 +230,8 @@ class Result:
                 error_msg=trial.error_msg,
                 trial_name=str(trial),
             )
-        metrics = dict(trial.last_result)
-        if isinstance(metrics.get(CONFIG), dict) and isinstance(trial.config, dict):
-            # the trial's own objects: a restored trial's saved results hold non-JSON values as text
-            metrics[CONFIG] = trial.config
         result = cls(
-            metrics=metrics,
+            metrics=dict(trial.last_result),
             checkpoint=trial.checkpoint,
             error=error,
             path=path,

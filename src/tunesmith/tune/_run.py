@@ -15,7 +15,7 @@ from typing import Any
 
 from tunesmith._internal.experiment_lock import ExperimentLock
 from tunesmith._internal.storage import StorageContext, check_experiment_name, default_experiment_name
-from tunesmith.tune.result import EXPERIMENT_STATE_FILE, TUNER_FILE
+from tunesmith.tune.result import EXPERIMENT_STATE_FILE, EXPR_RESULT_FILE, TUNER_FILE
 from tunesmith.tune.tune_config import TuneConfig
 from tunesmith.train._config import RunConfig
 
@@ -208,10 +208,29 @@ def build_reporter(run_config: RunConfig, verbose: int, tune_config: TuneConfig,
     return reporter
 
 
-def resources_request(trainable: Any, override: Any):
+def resources_request(trainable: Any, override: Any, param_space: dict | None = None):
+    """What each trial asks for: ``resources_per_trial`` (``tune.run``), or what the trainable says.
+
+    Raises:
+        ValueError: ``resources_per_trial`` is given for a trainable whose resources are already set
+            (its ``default_resource_request``, or ``tune.with_resources``), as on Ray.
+    """
     from tunesmith.tune.trainable.util import get_resources_request
 
-    return override if override is not None else get_resources_request(trainable)
+    own = get_resources_request(trainable)
+    if override is None:
+        return own
+    if own is not None:
+        try:
+            default = own(param_space or {}) if callable(own) else own
+        except Exception:  # it needs a resolved config: nothing to compare with here
+            default = None
+        if default is not None:
+            raise ValueError(
+                f"Resources for {getattr(trainable, '__name__', trainable)!r} are already set to {default} (by "
+                "its default_resource_request() or tune.with_resources); pass no resources_per_trial as well."
+            )
+    return override
 
 
 def _log_to_file(value) -> tuple:
@@ -442,7 +461,7 @@ def _build_controller(inp: ExperimentInput, trainable, name: str, payload: bytes
         )
     _validate_checkpointing(trainable, rc, is_class, scheduler)
     log_to_file = _log_to_file(rc.log_to_file)
-    request = resources_request(trainable, inp.resources_per_trial)
+    request = resources_request(trainable, inp.resources_per_trial, param_space)
     _check_fits(request, executor)
 
     trials = None
@@ -627,6 +646,17 @@ def _load_params(trial, params_file: str) -> None:
         )
         return
     trial.config = config
+    # The saved last result holds the config's JSON form (objects as text); when it is this very
+    # config (the trial's params.json is the same JSON), it gets the objects back.
+    last_config = trial.last_result.get("config") if isinstance(trial.last_result, dict) else None
+    if type(last_config) is dict:
+        try:
+            with open(os.path.join(os.path.dirname(params_file), "params.json"), "rb") as f:
+                same = json.load(f) == last_config
+        except (OSError, ValueError):
+            same = False
+        if same:
+            trial.last_result["config"] = config
 
 
 def _checkpoint_missing(checkpoint) -> bool:
@@ -651,14 +681,14 @@ def _drop_missing_checkpoints(trial) -> None:
 
 def _cut_logs(trial, rows: int) -> None:
     from tunesmith.tune.logger._util import cut_csv_rows, cut_result_lines
-    from tunesmith.tune.result import EXPR_PROGRESS_FILE, EXPR_RESULT_FILE
+    from tunesmith.tune.result import EXPR_PROGRESS_FILE
 
     cut_result_lines(os.path.join(trial.local_path, EXPR_RESULT_FILE), rows)
     cut_csv_rows(os.path.join(trial.local_path, EXPR_PROGRESS_FILE), rows)
     trial.num_results = rows
 
 
-def _remove_uncommitted_remote(storage: StorageContext, trials: list) -> None:
+def _remove_uncommitted_remote(storage: StorageContext, trials: list, id_prefix: str | None) -> None:
     """``_remove_uncommitted`` on the remote store: trial dirs and checkpoints the saved state does not know."""
     import pyarrow.fs
 
@@ -678,7 +708,9 @@ def _remove_uncommitted_remote(storage: StorageContext, trials: list) -> None:
         trial = known.get(name)
         entries = listdir(f"{base}/{name}")
         if trial is None:
-            if any(n == "params.json" for n, _ in entries):
+            if any(n == "params.json" for n, _ in entries) and _of_saved_run(
+                name, id_prefix, lambda: _first_line_remote(fs, f"{base}/{name}/{EXPR_RESULT_FILE}")
+            ):
                 delete_dir(fs, f"{base}/{name}", timeout)  # a trial the saved state never had
             continue
         named = {c.path for c, _ in trial.checkpoint_manager.checkpoints}
@@ -690,8 +722,12 @@ def _remove_uncommitted_remote(storage: StorageContext, trials: list) -> None:
                 delete_dir(fs, path, timeout)
 
 
-def _remove_uncommitted(path: str, trials: list) -> None:
-    """Removes what was written after the saved state: unknown trial dirs and checkpoints."""
+def _remove_uncommitted(path: str, trials: list, id_prefix: str | None) -> None:
+    """Removes what the saved run wrote after its state: its unknown trial dirs, and unknown checkpoints.
+
+    Trial directories of other runs under the same experiment name (a ``fit()`` run
+    twice there) are kept.
+    """
     import shutil
 
     known = {t.trial_dirname: t for t in trials}
@@ -700,7 +736,9 @@ def _remove_uncommitted(path: str, trials: list) -> None:
             continue
         trial = known.get(entry.name)
         if trial is None:
-            if os.path.exists(os.path.join(entry.path, "params.json")):
+            if os.path.exists(os.path.join(entry.path, "params.json")) and _of_saved_run(
+                entry.name, id_prefix, lambda: _first_line(os.path.join(entry.path, EXPR_RESULT_FILE))
+            ):
                 shutil.rmtree(entry.path, ignore_errors=True)  # a trial the saved state never had
             continue
         named = {c.path for c, _ in trial.checkpoint_manager.checkpoints}
@@ -709,6 +747,40 @@ def _remove_uncommitted(path: str, trials: list) -> None:
         for sub in os.scandir(entry.path):
             if sub.name.startswith("checkpoint_") and sub.is_dir(follow_symlinks=False) and sub.path not in named:
                 shutil.rmtree(sub.path, ignore_errors=True)
+
+
+def _of_saved_run(dirname: str, id_prefix: str | None, first_result_line) -> bool:
+    """Whether an unknown trial directory is one the saved run made (its trial ids begin with ``id_prefix``).
+
+    The default directory name holds the trial id; a custom one is told by the trial id of its
+    first result. A directory that shows neither is kept.
+    """
+    if not id_prefix:
+        return False
+    if f"_{id_prefix}_" in dirname or dirname.startswith(f"{id_prefix}_"):
+        return True
+    line = first_result_line()
+    try:
+        trial_id = json.loads(line).get("trial_id") if line else None
+    except (ValueError, AttributeError):  # a cut or foreign line
+        return False
+    return isinstance(trial_id, str) and trial_id.startswith(f"{id_prefix}_")
+
+
+def _first_line(path: str) -> bytes | None:
+    try:
+        with open(path, "rb") as f:
+            return f.readline()
+    except OSError:
+        return None
+
+
+def _first_line_remote(fs, path: str) -> bytes | None:
+    try:
+        with fs.open_input_stream(path) as f:
+            return f.read(1 << 16).split(b"\n", 1)[0]
+    except Exception:
+        return None
 
 
 def _restore_trials(storage: StorageContext, search_alg, scheduler, options: dict, checkpoint_config=None):
@@ -760,9 +832,10 @@ def _restore_trials(storage: StorageContext, search_alg, scheduler, options: dic
             rows = trial.rows_at(trial.restore_checkpoint)
             _cut_logs(trial, trial.num_results if rows is None else rows)
         trials.append(trial)
+    id_prefix = state.get("id_prefix")
     if storage.is_remote:
-        _remove_uncommitted_remote(storage, trials)
-    _remove_uncommitted(path, trials)
+        _remove_uncommitted_remote(storage, trials, id_prefix)
+    _remove_uncommitted(path, trials, id_prefix)
     if search_alg.has_checkpoint(path):
         search_alg.restore_from_dir(path)
         # Trials not resumed are over: a searcher (or ConcurrencyLimiter) that still

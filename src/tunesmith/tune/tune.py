@@ -66,21 +66,27 @@ def run(
         warnings.warn(f"tune.run() ignores arguments it does not know: {unknown}.", stacklevel=2)
     if isinstance(run_or_experiment, Experiment):
         exp_kwargs = run_or_experiment.run_kwargs()
+        if restore is not None:
+            exp_kwargs["restore"] = restore
         return run(run_or_experiment.run, **{**exp_kwargs, "metric": metric, "mode": mode,
                                               "search_alg": search_alg, "scheduler": scheduler,
                                               "verbose": verbose, "progress_reporter": progress_reporter,
                                               "fail_fast": fail_fast, "reuse_actors": reuse_actors,
                                               "raise_on_failed_trial": raise_on_failed_trial,
-                                              "callbacks": callbacks,
+                                              "callbacks": callbacks, "resume": resume,
                                               "max_concurrent_trials": max_concurrent_trials})
-    if checkpoint_config is None:
-        checkpoint_config = CheckpointConfig(
-            num_to_keep=keep_checkpoints_num,
-            checkpoint_score_attribute=checkpoint_score_attr.replace("min-", "") if checkpoint_score_attr else None,
-            checkpoint_score_order="min" if checkpoint_score_attr and checkpoint_score_attr.startswith("min-") else "max",
-            checkpoint_frequency=checkpoint_freq,
-            checkpoint_at_end=checkpoint_at_end,
-        )
+    resume_options = _resume_options(resume)
+    checkpoint_config = _with_legacy_checkpoint_args(
+        checkpoint_config, keep_checkpoints_num, checkpoint_score_attr, checkpoint_freq, checkpoint_at_end
+    )
+    if isinstance(search_alg, str):
+        from tunesmith.tune.search import create_searcher
+
+        search_alg = create_searcher(search_alg)
+    if isinstance(scheduler, str):
+        from tunesmith.tune.schedulers import create_scheduler
+
+        scheduler = create_scheduler(scheduler)
     tune_config = TuneConfig(
         metric=metric, mode=mode, search_alg=search_alg, scheduler=scheduler, num_samples=num_samples,
         max_concurrent_trials=max_concurrent_trials, time_budget_s=time_budget_s, reuse_actors=reuse_actors,
@@ -100,7 +106,7 @@ def run(
         initial_checkpoint=os.fspath(restore) if restore is not None else None,
     )
     restore_path = None
-    if resume and name:
+    if resume_options is not None and name:
         from tunesmith._internal.storage import default_storage_path
 
         candidate = os.path.join(storage_path or local_dir or default_storage_path(), name)
@@ -108,7 +114,7 @@ def run(
 
         if Tuner.can_restore(candidate):
             restore_path = candidate
-    analysis, _ = run_experiment(inp, restore_path, {"resume_errored": resume == "ERRORED_ONLY"})
+    analysis, _ = run_experiment(inp, restore_path, resume_options)
     if raise_on_failed_trial:
         failed = [t for t in analysis.trials if t.status == "ERROR"]
         if failed:
@@ -116,6 +122,72 @@ def run(
 
             raise TuneError(f"Trials did not complete: {[str(t) for t in failed]}")
     return analysis
+
+
+# What each part of tune.run(resume="AUTO+ERRORED") sets, as Tuner.restore's options.
+_RESUME_SETTINGS = {
+    "ERRORED": {"resume_errored": True},
+    "RESTART_ERRORED": {"restart_errored": True},
+    "ERRORED_ONLY": {"resume_unfinished": False, "resume_errored": True},
+    "RESTART_ERRORED_ONLY": {"resume_unfinished": False, "restart_errored": True},
+}
+_RESUME_MODES = ("AUTO", "LOCAL", "REMOTE", "PROMPT")
+
+
+def _resume_options(resume: Any) -> dict | None:
+    """``Tuner.restore`` options for ``tune.run(resume=...)``; None for a new run.
+
+    ``True`` and ``"AUTO"`` (``"LOCAL"``, ``"REMOTE"``, ``"PROMPT"`` are older names of it) resume
+    unfinished trials; ``"+ERRORED"``, ``"+RESTART_ERRORED"``, ``"+ERRORED_ONLY"`` and
+    ``"+RESTART_ERRORED_ONLY"`` also resume or restart errored trials (the ``_ONLY`` forms only
+    those); ``"ERRORED_ONLY"`` alone is ``"AUTO+ERRORED_ONLY"``.
+
+    Example:
+        >>> _resume_options("AUTO+RESTART_ERRORED")
+        {'resume_unfinished': True, 'resume_errored': False, 'restart_errored': True}
+    """
+    if resume is None or resume is False:
+        return None
+    options = {"resume_unfinished": True, "resume_errored": False, "restart_errored": False}
+    if resume is True:
+        return options
+    if not isinstance(resume, str):
+        raise TypeError(f"tune.run(resume=...) takes True, False or a string such as 'AUTO', got {resume!r}.")
+    mode, *settings = resume.split("+")
+    if mode == "ERRORED_ONLY":
+        mode, settings = "AUTO", ["ERRORED_ONLY", *settings]
+    if mode not in _RESUME_MODES:
+        raise ValueError(
+            f"tune.run(resume={resume!r}): unknown resume mode {mode!r}; use one of {', '.join(_RESUME_MODES)}, "
+            f"optionally followed by +{', +'.join(_RESUME_SETTINGS)}."
+        )
+    for setting in settings:
+        if setting not in _RESUME_SETTINGS:
+            raise ValueError(
+                f"tune.run(resume={resume!r}): unknown resume setting {setting!r}; use one of "
+                f"+{', +'.join(_RESUME_SETTINGS)}."
+            )
+        options.update(_RESUME_SETTINGS[setting])
+    return options
+
+
+def _with_legacy_checkpoint_args(checkpoint_config, keep_checkpoints_num, checkpoint_score_attr,
+                                 checkpoint_freq, checkpoint_at_end) -> CheckpointConfig:
+    """``checkpoint_config`` with the older checkpoint arguments of ``tune.run`` applied over it."""
+    import dataclasses
+
+    config = dataclasses.replace(checkpoint_config) if checkpoint_config is not None else CheckpointConfig()
+    if keep_checkpoints_num is not None:
+        config.num_to_keep = keep_checkpoints_num
+    if checkpoint_score_attr:
+        descending = checkpoint_score_attr.startswith("min-")
+        config.checkpoint_score_attribute = checkpoint_score_attr[4:] if descending else checkpoint_score_attr
+        config.checkpoint_score_order = "min" if descending else "max"
+    if checkpoint_freq:
+        config.checkpoint_frequency = checkpoint_freq
+    if checkpoint_at_end:
+        config.checkpoint_at_end = checkpoint_at_end
+    return config
 
 
 def run_experiments(experiments, scheduler=None, verbose: int = 2, progress_reporter=None,
@@ -137,7 +209,7 @@ def run_experiments(experiments, scheduler=None, verbose: int = 2, progress_repo
     trials = []
     for exp in experiments:
         analysis = run(exp, scheduler=scheduler, verbose=verbose, progress_reporter=progress_reporter,
-                       reuse_actors=reuse_actors, raise_on_failed_trial=raise_on_failed_trial,
+                       resume=resume, reuse_actors=reuse_actors, raise_on_failed_trial=raise_on_failed_trial,
                        callbacks=callbacks, **kwargs)
         trials.extend(analysis.trials)
     return trials

@@ -1,6 +1,7 @@
 """``Experiment``: the older way to describe one experiment for ``tune.run_experiments``."""
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 
@@ -19,6 +20,8 @@ class Experiment:
         checkpoint_config: A ``CheckpointConfig``.
         max_failures: Retries per trial.
         log_to_file: Capture trial output to files.
+        restore: A checkpoint (path) every trial of the experiment starts from.
+        storage_filesystem: The ``pyarrow.fs`` filesystem of ``storage_path``.
 
     Example:
         >>> from tunesmith import tune
@@ -46,6 +49,8 @@ class Experiment:
         checkpoint_at_end: bool = False,
         keep_checkpoints_num: int | None = None,
         checkpoint_score_attr: str | None = None,
+        restore: Any = None,
+        storage_filesystem=None,
         **kwargs: Any,
     ):
         if run is None:
@@ -68,7 +73,14 @@ class Experiment:
         self.checkpoint_at_end = checkpoint_at_end
         self.keep_checkpoints_num = keep_checkpoints_num
         self.checkpoint_score_attr = checkpoint_score_attr
+        self.restore = restore
+        self.storage_filesystem = storage_filesystem
         self.extra = kwargs
+        if kwargs:
+            warnings.warn(
+                f"Experiment {name!r} ignores arguments it does not know: {', '.join(sorted(kwargs))}.",
+                stacklevel=2,
+            )
 
     @classmethod
     def from_json(cls, name: str, spec: dict) -> "Experiment":
@@ -88,5 +100,6 @@ class Experiment:
             trial_name_creator=self.trial_name_creator, trial_dirname_creator=self.trial_dirname_creator,
             sync_config=self.sync_config, checkpoint_freq=self.checkpoint_freq,
             checkpoint_at_end=self.checkpoint_at_end, keep_checkpoints_num=self.keep_checkpoints_num,
-            checkpoint_score_attr=self.checkpoint_score_attr,
+            checkpoint_score_attr=self.checkpoint_score_attr, restore=self.restore,
+            storage_filesystem=self.storage_filesystem,
         )

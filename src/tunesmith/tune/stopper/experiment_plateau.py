@@ -20,15 +20,15 @@ class ExperimentPlateauStopper(Stopper):
 
     The stopper keeps the ``top`` best values of ``metric`` over all results of
     all trials. The experiment has plateaued when it holds ``top`` values whose
-    standard deviation is at most ``std``; it stops once it has stayed so for
-    ``patience`` further results.
+    standard deviation is at most ``std``; it stops once ``patience`` results
+    in a row found it so (at the first such result for ``patience`` 0 or 1).
 
     Args:
         metric: The metric to watch.
         std: Largest standard deviation of the top values that counts as a plateau.
         top: How many best values to consider (>= 2).
         mode: ``"min"`` or ``"max"``; which values are best.
-        patience: Number of results to wait after the plateau is reached.
+        patience: How many results in a row must find the plateau.
 
     Example:
         >>> from tunesmith.tune.stopper import ExperimentPlateauStopper
@@ -82,4 +82,4 @@ class ExperimentPlateauStopper(Stopper):
         return len(self._top_values) == self._top and _pstdev(self._top_values) <= self._std
 
     def stop_all(self) -> bool:
-        return self.has_plateaued() and self._iterations > self._patience
+        return self.has_plateaued() and self._iterations >= self._patience

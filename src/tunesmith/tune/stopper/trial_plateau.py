@@ -13,14 +13,14 @@ class TrialPlateauStopper(Stopper):
     """Stops a trial once its last ``num_results`` values of ``metric`` have plateaued.
 
     A trial has plateaued when the standard deviation of its last
-    ``num_results`` values is at most ``std``. No trial stops before it has
+    ``num_results`` values is below ``std``. No trial stops before it has
     reported ``grace_period`` results. With ``metric_threshold`` set, a trial
     only stops on a plateau that is at least as good as the threshold (below
     it for ``mode="min"``, above it for ``mode="max"``).
 
     Args:
         metric: The metric to watch.
-        std: Largest standard deviation that counts as a plateau.
+        std: The standard deviation below which the values count as a plateau.
         num_results: How many of the latest results to consider (>= 1).
         grace_period: Smallest number of results before a trial may stop.
         metric_threshold: Optional level the plateau must reach.
@@ -98,7 +98,7 @@ class TrialPlateauStopper(Stopper):
                 return False
         mean = sum(window) / len(window)
         std = math.sqrt(sum((v - mean) ** 2 for v in window) / len(window))
-        return std <= self._std
+        return std < self._std
 
     def stop_all(self) -> bool:
         return False
