@@ -427,11 +427,28 @@ def test_log_to_file_stays_inside_the_trial_directory():
                    run_config=tune.RunConfig(log_to_file="../../out.txt", verbose=0)).fit()
 
 
-def test_trial_dirname_creator_collisions_are_an_error():
-    with pytest.raises(ValueError, match="same directory name 'same'"):
-        tune.Tuner(counting, param_space=_space(2, 3),
-                   tune_config=tune.TuneConfig(trial_dirname_creator=lambda trial: "same"),
-                   run_config=tune.RunConfig(verbose=0)).fit()
+def _reports_id(config):
+    tune.report({"id": config["id"]})
+
+
+def test_trials_given_one_directory_name_keep_their_files_apart(tmp_path, monkeypatch):
+    # A trial_dirname_creator that names every trial alike, and names cut short by
+    # TUNE_MAX_LEN_IDENTIFIER: each trial still gets a directory of its own (as on Ray), also
+    # when a directory of that name is left from an earlier run.
+    run_config = tune.RunConfig(name="exp", storage_path=str(tmp_path), verbose=0)
+    same = tune.TuneConfig(trial_dirname_creator=lambda trial: "same")
+    for _ in range(2):
+        grid = tune.Tuner(_reports_id, param_space={"id": tune.grid_search([1, 2, 3])},
+                          tune_config=same, run_config=run_config).fit()
+        assert sorted(r.metrics["id"] for r in grid) == [1, 2, 3]
+        assert all(len(r.metrics_dataframe) == 1 for r in grid)
+    assert len({r.path for r in grid}) == 3
+    assert len([p for p in (tmp_path / "exp").iterdir() if p.name.startswith("same")]) == 6
+    monkeypatch.setenv("TUNE_MAX_LEN_IDENTIFIER", "10")
+    grid = tune.Tuner(_reports_id, param_space={"id": tune.grid_search([1, 2, 3])},
+                      run_config=tune.RunConfig(name="short", storage_path=str(tmp_path), verbose=0)).fit()
+    assert sorted(json.load(open(os.path.join(r.path, "params.json")))["id"] for r in grid) == [1, 2, 3]
+    assert all(len(r.metrics_dataframe) == 1 for r in grid)
 
 
 WRITE_FAILURE_SCRIPT = """

@@ -490,3 +490,35 @@ def _writes_a_file(path: str) -> None:
 
     _util.submit(_util.write_atomic, path, b"written")
     _util.wait_for_writes()
+
+
+class _SeedCustomLogger(LoggerCallback):
+    """Seed 004's "How to Build Custom Tune Loggers?": a file in the trial's directory, opened at its start."""
+
+    def __init__(self):
+        self._files = {}
+
+    def log_trial_start(self, trial):
+        self._files[trial] = open(os.path.join(trial.local_path, "log.txt"), "at")
+
+    def log_trial_result(self, iteration, trial, result):
+        self._files[trial].write(f"{result['m']}\n")
+
+    def log_trial_end(self, trial, failed=False):
+        self._files.pop(trial).close()
+
+
+def _reports_m(config):
+    from tunesmith import tune
+
+    tune.report({"m": config["x"]})
+
+
+def test_a_custom_logger_finds_the_trial_directory_at_trial_start(tmp_path):
+    from tunesmith import tune
+
+    grid = tune.Tuner(_reports_m, param_space={"x": tune.grid_search(list(range(20)))},
+                      run_config=tune.RunConfig(storage_path=str(tmp_path), callbacks=[_SeedCustomLogger()],
+                                                verbose=0)).fit()
+    assert not grid.errors
+    assert sorted(int(open(os.path.join(r.path, "log.txt")).read()) for r in grid) == list(range(20))

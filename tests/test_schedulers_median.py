@@ -41,13 +41,13 @@ def test_stops_exactly_the_trials_below_the_median_of_running_means():
 
     assert feed("A", 0.8, range(1, 6)) == [C] * 5  # nobody to compare with
     assert feed("B", 0.5, range(1, 6)) == [C] * 5  # only one other trial
-    # C: others at t=2 are A (0.8) and B (0.5): median 0.65 > 0.2
-    assert feed("C", 0.2, [1, 2]) == [C, S]
-    # D: others at t=2 are A, B and C (C reached t=2): median 0.5 <= 0.6;
-    # at t=3 only A and B have got there: median 0.65 > 0.6
-    assert feed("D", 0.6, [1, 2, 3]) == [C, C, S]
-    # E: others at t=2: 0.8, 0.5, 0.2, 0.6 -> median 0.55 > 0.45
-    assert feed("E", 0.45, [1, 2]) == [C, S]
+    # C: others at t=1 (the grace period: "at least this old") are A (0.8) and B (0.5): median 0.65 > 0.2
+    assert feed("C", 0.2, [1]) == [S]
+    # D: others at t=1 are A, B and C: median 0.5 <= 0.6; at t=2 only A and B have got there:
+    # median 0.65 > 0.6
+    assert feed("D", 0.6, [1, 2]) == [C, S]
+    # E: others at t=1: 0.8, 0.5, 0.2, 0.6 -> median 0.55 > 0.45
+    assert feed("E", 0.45, [1]) == [S]
 
 
 def test_the_median_is_of_running_means_and_the_trial_is_judged_by_its_best():
@@ -59,10 +59,10 @@ def test_the_median_is_of_running_means_and_the_trial_is_judged_by_its_best():
     # a's values 1.0, 0.0, 0.0 -> running mean at t=3 is 1/3, though its last value is 0.
     for i, v in enumerate([1.0, 0.0, 0.0], 1):
         msr.on_trial_result(ctrl, a, {"training_iteration": i, "acc": v})
-    assert msr.on_trial_result(ctrl, b, {"training_iteration": 1, "acc": 0.3}) == C  # grace period
     assert msr.on_trial_result(ctrl, b, {"training_iteration": 3, "acc": 0.3}) == S  # 0.3 < 1/3
-    # c had one good result early: its best (0.5) counts, not its latest.
-    msr.on_trial_result(ctrl, c, {"training_iteration": 1, "acc": 0.5})
+    # c had one good result early: its best (0.5) counts, not its latest. (At t=2 the only
+    # sample is a's running mean 0.5: not better than c.)
+    assert msr.on_trial_result(ctrl, c, {"training_iteration": 2, "acc": 0.5}) == C
     assert msr.on_trial_result(ctrl, c, {"training_iteration": 3, "acc": 0.0}) == C
 
 
@@ -97,6 +97,34 @@ def test_insufficient_samples_yield_to_waiting_trials_and_soft_stop_pauses():
     assert msr.on_trial_result(_Ctrl(), b, {"training_iteration": 3, "acc": 0.0}) == C
 
 
+def test_a_trial_judged_good_enough_continues_even_when_others_wait():
+    # Enough samples and not below their median: the trial goes on (it yields its slot only when
+    # there are too few samples to judge it).
+    msr = _msr(min_samples_required=1, min_time_slice=0)
+    ctrl = _Ctrl(waiting=Trial("t", {}, trial_id="w"))
+    a, b = Trial("t", {}, trial_id="a"), Trial("t", {}, trial_id="b")
+    msr.on_trial_add(ctrl, a)
+    msr.on_trial_add(ctrl, b)
+    for i in (1, 2, 3):
+        msr.on_trial_result(ctrl, a, {"training_iteration": i, "acc": 0.0})
+    assert [msr.on_trial_result(ctrl, b, {"training_iteration": i, "acc": 1.0}) for i in (1, 2, 3)] == [C] * 3
+
+
+def test_nan_running_means_are_no_samples():
+    nan = float("nan")
+    for min_samples, expected in ((1, S), (2, C)):
+        msr = _msr(min_samples_required=min_samples)
+        ctrl = _Ctrl()
+        a, b, c = (Trial("t", {}, trial_id=x) for x in "abc")
+        for t in (a, b, c):
+            msr.on_trial_add(ctrl, t)
+        msr.on_trial_result(ctrl, a, {"training_iteration": 1, "acc": nan})
+        msr.on_trial_result(ctrl, b, {"training_iteration": 1, "acc": 1.0})
+        # Only b's mean (1.0) is a sample: c (0.5) is below it with one sample required, and
+        # has too few samples to be judged with two.
+        assert msr.on_trial_result(ctrl, c, {"training_iteration": 1, "acc": 0.5}) == expected
+
+
 class _Reference:
     """The rule as the documentation states it, computed from scratch on every result."""
 
@@ -118,11 +146,12 @@ class _Reference:
         means = []
         for o in others:
             vals = [self.sign * r["acc"] for r in self.results[o] if self.grace <= r[self.time_attr] <= t]
-            means.append(sum(vals) / len(vals) if vals else float("nan"))
-        if any(m != m for m in means):
-            return C  # an undefined running mean makes the median undefined: no decision
+            if vals:  # a trial without results since the grace period has no running mean
+                means.append(sum(vals) / len(vals))
+        if len(means) < self.min_samples or not means:
+            return C
         best = max(self.sign * r["acc"] for r in self.results[tid])
-        if best < statistics.median(means) and t > self.grace:
+        if best < statistics.median(means):
             self.stopped.add(tid)
             return S
         return C

@@ -107,7 +107,7 @@ class CallbackList(Callback):
     def _call(self, name: str, **kwargs) -> None:
         files = name in _FILE_HOOKS
         for cb, hook in self._active[name]:
-            if files and not getattr(cb, "_logs_results", False):
+            if files and not getattr(cb, "_writes_through_io_thread", False):
                 from tunesmith.tune.logger._util import wait_for_trial_files
 
                 wait_for_trial_files()  # the trial's directory and files are complete for it

@@ -262,13 +262,16 @@ class TuneController:
         trial.storage_path = self._storage.remote_experiment_path
         self._next_index += 1
         if cfg.trial_dirname_creator is not None:
-            owner = self._dirnames.get(trial.trial_dirname)
-            if owner is not None:
-                raise ValueError(
-                    f"trial_dirname_creator gave trials {owner} and {trial_id} the same directory name "
-                    f"{trial.trial_dirname!r}; their files would mix. Make the name unique per trial, "
-                    "for example by including trial.trial_id."
-                )
+            # A name another trial has, or an earlier run's trial directory (one with a params.json):
+            # as on Ray, the trial gets the name with a short random suffix, so that no files mix.
+            base_name = trial.trial_dirname
+            while trial.trial_dirname in self._dirnames or os.path.lexists(
+                os.path.join(self._storage.experiment_local_path, trial.trial_dirname, "params.json")
+            ):
+                trial.trial_dirname = f"{base_name}_{uuid.uuid4().hex[:4]}"
+            if trial.trial_dirname != base_name:
+                logger.info("Trial %s: the directory name %r is taken; it uses %r.", trial_id, base_name,
+                            trial.trial_dirname)
             self._dirnames[trial.trial_dirname] = trial_id
         if cfg.initial_checkpoint is not None:
             trial.restore_checkpoint = Checkpoint(cfg.initial_checkpoint)

@@ -138,8 +138,9 @@ class Trial:
         self.start_time: float | None = None
         self.return_value = None
         self.custom_trial_name = trial_name_creator(self) if trial_name_creator else None
-        dirname = trial_dirname_creator(self) if trial_dirname_creator else self._default_dirname()
-        self.trial_dirname = sanitize_dirname(dirname)
+        self.trial_dirname = (
+            sanitize_dirname(trial_dirname_creator(self)) if trial_dirname_creator else self._default_dirname()
+        )
         # Offset of iteration counters when the trial restarts from a checkpoint.
         self.restored_iteration = 0
         # Result rows logged when each checkpoint was taken (by checkpoint path): a trial that
@@ -151,9 +152,14 @@ class Trial:
 
     # -- names and paths -------------------------------------------------
     def _default_dirname(self) -> str:
-        name = f"{self.trainable_name}_{self.trial_id}"
-        if self.experiment_tag:
-            name += f"_{self.experiment_tag}"
+        """``<trainable>_<trial id>_<tag>``, the tag cut to ``TUNE_MAX_LEN_IDENTIFIER`` (the id is never cut,
+        so that no two trials share a directory)."""
+        name = sanitize_dirname(f"{self.trainable_name}_{self.trial_id}", max_len=200)
+        room = max_len_identifier() - len(name) - 1
+        if self.experiment_tag and room > 0:
+            tag = sanitize_dirname(self.experiment_tag, max_len=room)
+            if tag != "_":
+                name += f"_{tag}"
         return name
 
     @property

@@ -80,6 +80,10 @@ class _TrialWriterCallback(LoggerCallback):
     step, and closed when the trial ends or the experiment ends.
     """
 
+    # Its files go through the loggers' I/O thread, after the trial's directory: it need not wait
+    # for that thread at trial start and end (every other callback does, see CallbackList).
+    _writes_through_io_thread = True
+
     def __init__(self, flush_period_s: float = DEFAULT_FLUSH_PERIOD_S):
         if not isinstance(flush_period_s, (int, float)) or flush_period_s < 0:
             raise ValueError(f"flush_period_s must be a number >= 0, got {flush_period_s!r}.")

@@ -124,6 +124,8 @@ class MedianStoppingRule(FIFOScheduler):
                         insort(buckets.setdefault(u, []), old_mean)
             else:
                 self._buckets = buckets = None
+        if buckets is not None and not math.isfinite(value):
+            self._buckets = buckets = None  # the sorted buckets cannot hold NaN: the general path
         rec.last_time = time
         if value > rec.best:
             rec.best = value
@@ -155,12 +157,12 @@ class MedianStoppingRule(FIFOScheduler):
             if tid == trial_id or other.last_time < time:
                 continue
             mean = other.mean_until(time)
-            means.append(math.nan if mean is None else mean)
+            # A trial without results in [grace_period, time] has no running mean, and a NaN or
+            # infinite one is no sample either (as on Ray).
+            if mean is not None and math.isfinite(mean):
+                means.append(mean)
         if not means:
             return 0, math.nan
-        if any(m != m for m in means):
-            # A trial without results in [grace_period, time] has no running mean.
-            return len(means), math.nan
         means.sort()
         m = len(means)
         median = means[m // 2] if m % 2 else 0.5 * (means[m // 2 - 1] + means[m // 2])
@@ -181,10 +183,10 @@ class MedianStoppingRule(FIFOScheduler):
         n_others, median = self._others_median(tid, rec, time)
         if n_others < self._min_samples_required:
             return self._on_insufficient_samples(tune_controller, trial, time)
-        if rec.best < median and time > self._grace_period:
+        if rec.best < median:
             self._stopped_trials.add(tid)
             return TrialScheduler.STOP if self._hard_stop else TrialScheduler.PAUSE
-        return self._on_insufficient_samples(tune_controller, trial, time)
+        return TrialScheduler.CONTINUE
 
     def _on_insufficient_samples(self, tune_controller, trial: "Trial", time: float) -> str:
         if time - self._last_pause.get(trial.trial_id, -math.inf) <= self._min_time_slice:
