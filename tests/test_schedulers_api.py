@@ -215,3 +215,37 @@ def test_save_and_restore_keep_the_state(tmp_path):
     fresh.restore(path, trials=[Trial("t", {"lr": 0.1})])
     # The state is the bookkeeping; user callables come from the scheduler given on restore.
     assert fresh._hyperparam_mutations["lr"] == [1] and list(fresh._trial_state) == ["00000"]
+
+
+class _StopsAtThree(schedulers.TrialScheduler):
+    """A user's scheduler that stops every trial at its third result and records the ends it hears of."""
+
+    def __init__(self):
+        super().__init__()
+        self.completed = []
+
+    def on_trial_result(self, tune_controller, trial, result):
+        return self.STOP if result["training_iteration"] >= 3 else self.CONTINUE
+
+    def on_trial_complete(self, tune_controller, trial, result):
+        self.completed.append((trial.config["x"], result["training_iteration"]))
+
+    def choose_trial_to_run(self, tune_controller):
+        for trial in tune_controller.get_trials():
+            if trial.status == Trial.PENDING:
+                return trial
+        return None
+
+
+def _counts_to_ten(config):
+    for i in range(10):
+        tune.report({"i": i})
+
+
+def test_a_scheduler_hears_of_the_end_of_trials_it_stopped(tmp_path):
+    # As on Ray: on_trial_complete comes for every trial that ends, STOP decisions included.
+    scheduler = _StopsAtThree()
+    tune.Tuner(_counts_to_ten, param_space={"x": tune.grid_search([1, 2])},
+               tune_config=tune.TuneConfig(scheduler=scheduler),
+               run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0)).fit()
+    assert sorted(scheduler.completed) == [(1, 3), (2, 3)]

@@ -239,3 +239,15 @@ def test_replay_errors():
         PopulationBasedTrainingReplay()
     with pytest.raises(ValueError, match="does not exist"):
         PopulationBasedTrainingReplay("/nonexistent/pbt_policy_x.txt")
+
+
+def test_perturbing_a_quantized_integer_stays_on_its_grid_and_in_its_inclusive_bounds():
+    import random
+
+    from tunesmith.tune.schedulers.pbt import explore
+
+    random.seed(1)
+    mutations = {"q": tune.qrandint(2, 10, 2)}
+    values = {explore({"q": v}, mutations, 0.0)["q"] for v in (2, 4, 6, 8, 10) for _ in range(20)}
+    # 10 * 1.2 = 12 comes back to 10 (the bound is inclusive), 2 * 0.8 = 1.6 to 2; all are multiples of 2.
+    assert values <= {2, 4, 6, 8, 10} and {2, 10} <= values

@@ -122,7 +122,6 @@ class TrialLifecycle:
         )
         self._checkpoint_frequency = getattr(config.checkpoint_config, "checkpoint_frequency", 0) or 0
         self._reuse = config.reuse_actors is not False
-        self._scheduler_stopped: set[Trial] = set()
         self._restore_retries: dict[Trial, int] = {}
         self._startup_retries: dict[Trial, int] = {}
         self._warned_no_checkpoint = False
@@ -423,7 +422,6 @@ class TrialLifecycle:
         else:
             decision = self._scheduler.on_trial_result(self._facade, trial, view)
             if decision == STOP_DECISION:
-                self._scheduler_stopped.add(trial)
                 trial.scheduler_stop_iteration = result.get(TRAINING_ITERATION)
         if decision == STOP_DECISION:
             result[DONE] = view[DONE] = True  # the trial's last result, as loggers and callbacks see it
@@ -533,10 +531,8 @@ class TrialLifecycle:
 
     def _after_trial_end(self, trial: Trial) -> None:
         result = trial.last_result
-        if trial in self._scheduler_stopped:
-            self._scheduler_stopped.discard(trial)
-        else:
-            self._scheduler.on_trial_complete(self._facade, trial, result)
+        # Also for a trial the scheduler itself stopped (as on Ray): it learns of every trial's end.
+        self._scheduler.on_trial_complete(self._facade, trial, result)
         self._search_alg.on_trial_complete(trial.trial_id, result=result)
         self._callbacks.on_trial_complete(iteration=self._run.iteration, trials=self._table.trials, trial=trial)
 
@@ -625,7 +621,6 @@ class TrialLifecycle:
             self._callbacks.on_trial_recover(iteration=it, trials=trials, trial=trial)
             return
         self._table.set_status(trial, Trial.ERROR)
-        self._scheduler_stopped.discard(trial)
         self._scheduler.on_trial_error(self._facade, trial)
         self._search_alg.on_trial_complete(trial.trial_id, result=trial.last_result or None, error=True)
         self._callbacks.on_trial_error(iteration=it, trials=trials, trial=trial)

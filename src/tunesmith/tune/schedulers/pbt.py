@@ -51,10 +51,20 @@ def _sample_domain(domain: Any) -> Any:
 
 
 def _clip_to_domain(domain: Any, value: Any) -> Any:
+    """``value`` moved into ``domain``'s bounds (and onto its grid of multiples of ``q``, if quantized)."""
     lower, upper = getattr(domain, "lower", None), getattr(domain, "upper", None)
     is_int = type(domain).__name__ in ("Integer",) or (
         isinstance(lower, int) and isinstance(upper, int) and not isinstance(lower, bool)
     )
+    q = getattr(getattr(domain, "sampler", None), "q", None)
+    if isinstance(q, (int, float)) and q > 0 and isinstance(value, (int, float)):
+        # Quantized domains hold both bounds (tune.qrandint(1, 10, 2) reaches 10).
+        value = round(value / q) * q
+        if isinstance(upper, (int, float)) and value > upper:
+            value = math.floor(upper / q) * q
+        if isinstance(lower, (int, float)) and value < lower:
+            value = math.ceil(lower / q) * q
+        return int(value) if is_int else value
     if isinstance(upper, (int, float)):
         top = upper - 1 if is_int else upper
         if value > top:
