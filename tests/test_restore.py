@@ -252,3 +252,28 @@ def test_restore_keeps_the_trial_directories_of_earlier_runs_under_the_same_name
     assert after == [name for name in before if name != "unsaved_trial"]
     assert {"first_1", "first_2"} <= set(after)
     assert (exp / "first_1" / "result.json").read_text().count("\n") == 1
+
+
+def _writes_an_artifact_or_fails_once(config):
+    if config["x"] == 0:
+        os.makedirs("checkpoint_best_model", exist_ok=True)  # the trial's working directory is its own
+        with open("checkpoint_best_model/weights.txt", "w") as f:
+            f.write("best")
+        tune.report({"m": 1})
+        return
+    if not os.path.exists(config["failed_once"]):
+        open(config["failed_once"], "w").close()
+        raise RuntimeError("transient")
+    tune.report({"m": 2})
+
+
+def test_restore_leaves_a_trials_own_checkpoint_named_directories_alone(tmp_path):
+    space = {"x": tune.grid_search([0, 1]), "failed_once": str(tmp_path / "failed_once")}
+    grid = tune.Tuner(_writes_an_artifact_or_fails_once, param_space=space,
+                      run_config=tune.RunConfig(name="exp", storage_path=str(tmp_path), verbose=0)).fit()
+    (artifact_trial,) = [r for r in grid if r.config["x"] == 0]
+    artifact = os.path.join(artifact_trial.path, "checkpoint_best_model", "weights.txt")
+    assert os.path.exists(artifact) and grid.num_errors == 1
+    restored = tune.Tuner.restore(str(tmp_path / "exp"), _writes_an_artifact_or_fails_once, resume_errored=True).fit()
+    assert restored.num_errors == 0
+    assert open(artifact).read() == "best"

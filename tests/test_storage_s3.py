@@ -172,7 +172,13 @@ def _steps_in_bucket(s3, bucket: str, prefix: str) -> dict[str, list[int]]:
     return out
 
 
-def test_driver_sigkill_with_state_only_in_the_bucket_restores_on_an_empty_local_disk(s3, bucket, tmp_path):
+@pytest.mark.parametrize("sync_period, iters", [
+    (0.5, 30),
+    # The default sync_period (300 s): the state still reaches the bucket within seconds, as on Ray.
+    pytest.param(None, 300, marks=pytest.mark.long),
+])
+def test_driver_sigkill_with_state_only_in_the_bucket_restores_on_an_empty_local_disk(
+        s3, bucket, tmp_path, sync_period, iters):
     """The driver is SIGKILLed mid-run; its staging directory is deleted; Tuner.restore(uri) from another
     staging directory finishes the run, and every trial's log in the bucket holds each iteration once."""
     import shutil
@@ -181,7 +187,9 @@ def test_driver_sigkill_with_state_only_in_the_bucket_restores_on_an_empty_local
     from _crash_driver import counting
 
     first_staging = str(tmp_path / "first")
-    opts = {"trials": 3, "iters": 30, "sleep": 0.05, "every": 3, "sync_period": 0.5, "num_to_keep": 2}
+    opts = {"trials": 3, "iters": iters, "sleep": 0.05, "every": 3, "num_to_keep": 2}
+    if sync_period is not None:
+        opts["sync_period"] = sync_period
     storage_path = f"s3://{bucket}/runs"
     proc = _driver(s3, storage_path, "killed", first_staging, opts)
     prefix = "runs/killed/"
@@ -205,22 +213,22 @@ def test_driver_sigkill_with_state_only_in_the_bucket_restores_on_an_empty_local
     tuner = tune.Tuner.restore(uri, trainable=counting, resume_errored=True)
     grid = tuner.fit()
     assert not grid.errors
-    assert sorted(r.metrics["step"] for r in grid) == [30, 30, 30]
+    assert sorted(r.metrics["step"] for r in grid) == [iters] * 3
     # They resumed from checkpoints fetched from the bucket, not from scratch.
-    assert any(r.metrics["iterations_since_restore"] < 30 for r in grid)
+    assert any(r.metrics["iterations_since_restore"] < iters for r in grid)
     steps = _steps_in_bucket(s3, bucket, prefix)
     assert len(steps) == 3
     for trial, logged in steps.items():
-        assert logged == list(range(1, 31)), trial
+        assert logged == list(range(1, iters + 1)), trial
     for result in grid:
         assert result.path.startswith(f"{bucket}/runs/killed/")
-        assert list(result.metrics_dataframe["step"]) == list(range(1, 31))
+        assert list(result.metrics_dataframe["step"]) == list(range(1, iters + 1))
         with result.checkpoint.as_directory() as d:
-            assert json.load(open(os.path.join(d, "state.json")))["step"] == 30
+            assert json.load(open(os.path.join(d, "state.json")))["step"] == iters
     # num_to_keep=2: no more than two checkpoints per trial are left in the bucket.
     for trial in steps:
         names = {k.split("/")[3] for k in s3.keys(bucket, f"{prefix}{trial}/checkpoint_")}
-        assert len(names) <= 2 and f"checkpoint_{9:06d}" in names, names
+        assert len(names) <= 2 and f"checkpoint_{iters // 3 - 1:06d}" in names, names
 
 
 def test_server_stopped_mid_run_then_back_loses_nothing(s3, bucket):

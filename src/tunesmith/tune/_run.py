@@ -8,6 +8,7 @@ from __future__ import annotations
 import inspect
 import json
 import os
+import re
 import sys
 import uuid
 from dataclasses import dataclass, field
@@ -688,6 +689,10 @@ def _cut_logs(trial, rows: int) -> None:
     trial.num_results = rows
 
 
+# The trial checkpoint directories tunesmith makes (a trial's own "checkpoint_best" and such are the user's).
+_CHECKPOINT_DIR = re.compile(r"checkpoint_\d{6,}(\.tmp)?\Z")
+
+
 def _remove_uncommitted_remote(storage: StorageContext, trials: list, id_prefix: str | None) -> None:
     """``_remove_uncommitted`` on the remote store: trial dirs and checkpoints the saved state does not know."""
     import pyarrow.fs
@@ -718,7 +723,7 @@ def _remove_uncommitted_remote(storage: StorageContext, trials: list, id_prefix:
             named.add(trial.restore_checkpoint.path)
         for sub, sub_kind in entries:
             path = f"{base}/{name}/{sub}"
-            if sub.startswith("checkpoint_") and sub_kind == pyarrow.fs.FileType.Directory and path not in named:
+            if _CHECKPOINT_DIR.match(sub) and sub_kind == pyarrow.fs.FileType.Directory and path not in named:
                 delete_dir(fs, path, timeout)
 
 
@@ -745,7 +750,7 @@ def _remove_uncommitted(path: str, trials: list, id_prefix: str | None) -> None:
         if trial.restore_checkpoint is not None:
             named.add(trial.restore_checkpoint.path)
         for sub in os.scandir(entry.path):
-            if sub.name.startswith("checkpoint_") and sub.is_dir(follow_symlinks=False) and sub.path not in named:
+            if _CHECKPOINT_DIR.match(sub.name) and sub.is_dir(follow_symlinks=False) and sub.path not in named:
                 shutil.rmtree(sub.path, ignore_errors=True)
 
 
