@@ -251,3 +251,40 @@ def test_perturbing_a_quantized_integer_stays_on_its_grid_and_in_its_inclusive_b
     values = {explore({"q": v}, mutations, 0.0)["q"] for v in (2, 4, 6, 8, 10) for _ in range(20)}
     # 10 * 1.2 = 12 comes back to 10 (the bound is inclusive), 2 * 0.8 = 1.6 to 2; all are multiples of 2.
     assert values <= {2, 4, 6, 8, 10} and {2, 10} <= values
+
+
+def _pbt_counter(config):
+    import tempfile
+    import time
+
+    from tunesmith import train
+
+    step = 0
+    checkpoint = train.get_checkpoint()
+    if checkpoint:
+        with checkpoint.as_directory() as d:
+            step = json.load(open(os.path.join(d, "s.json")))["step"]
+    while step < 24:
+        step += 1
+        time.sleep(0.03)
+        with tempfile.TemporaryDirectory() as d:
+            json.dump({"step": step}, open(os.path.join(d, "s.json"), "w"))
+            train.report({"score": config["lr"] * step}, checkpoint=train.Checkpoint.from_directory(d))
+
+
+def test_an_exploit_never_starts_from_a_checkpoint_num_to_keep_deleted(tmp_path, monkeypatch):
+    # With num_to_keep=1 the checkpoint a top trial had at its perturbation is deleted as soon as it
+    # saves another (a state save every step makes that prompt); a trial that copies it later takes the
+    # donor's latest checkpoint instead of failing to read a deleted one.
+    monkeypatch.setenv("TUNE_GLOBAL_CHECKPOINT_S", "0")
+    pbt = PopulationBasedTraining(time_attr="training_iteration", perturbation_interval=4,
+                                  hyperparam_mutations={"lr": tune.uniform(0.1, 1.0)})
+    grid = tune.Tuner(
+        _pbt_counter, param_space={"lr": tune.uniform(0.1, 1.0)},
+        tune_config=tune.TuneConfig(num_samples=6, scheduler=pbt, metric="score", mode="max",
+                                    max_concurrent_trials=2),
+        run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0,
+                                  checkpoint_config=tune.CheckpointConfig(num_to_keep=1)),
+    ).fit()
+    assert grid.num_errors == 0, [str(e).splitlines()[-1] for e in grid.errors]
+    assert pbt._num_perturbations > 0

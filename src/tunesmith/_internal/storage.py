@@ -329,6 +329,13 @@ def path_exists(filesystem, fs_path: str, timeout: float = 60.0) -> bool:
     return info.type != pyarrow.fs.FileType.NotFound
 
 
+def checkpoint_missing(checkpoint) -> bool:
+    """Whether a checkpoint's directory is gone (deleted, or never fully written)."""
+    if checkpoint._local:
+        return not os.path.isdir(checkpoint.path)
+    return not path_exists(checkpoint.filesystem, checkpoint.path)
+
+
 @dataclass
 class RemoteTarget:
     """What a worker needs to persist checkpoints straight to remote storage.

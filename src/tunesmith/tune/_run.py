@@ -15,7 +15,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tunesmith._internal.experiment_lock import ExperimentLock
-from tunesmith._internal.storage import StorageContext, check_experiment_name, default_experiment_name
+from tunesmith._internal.storage import (
+    StorageContext,
+    check_experiment_name,
+    checkpoint_missing,
+    default_experiment_name,
+)
 from tunesmith.tune.result import EXPERIMENT_STATE_FILE, EXPR_RESULT_FILE, TUNER_FILE
 from tunesmith.tune.tune_config import TuneConfig
 from tunesmith.train._config import RunConfig
@@ -660,19 +665,11 @@ def _load_params(trial, params_file: str) -> None:
             trial.last_result["config"] = config
 
 
-def _checkpoint_missing(checkpoint) -> bool:
-    if checkpoint._local:
-        return not os.path.isdir(checkpoint.path)
-    from tunesmith._internal.storage import path_exists
-
-    return not path_exists(checkpoint.filesystem, checkpoint.path)
-
-
 def _drop_missing_checkpoints(trial) -> None:
     import logging
 
     for checkpoint, _ in list(trial.checkpoint_manager.checkpoints):
-        if _checkpoint_missing(checkpoint):
+        if checkpoint_missing(checkpoint):
             trial.checkpoint_manager.drop(checkpoint.path)
             logging.getLogger(__name__).warning(
                 "Checkpoint %s of trial %s is missing; the trial resumes from %s.", checkpoint.path, trial,
@@ -817,7 +814,7 @@ def _restore_trials(storage: StorageContext, search_alg, scheduler, options: dic
                 # A paused trial keeps the checkpoint chosen for it (PBT); a running one
                 # resumes from its latest.
                 chosen = trial.restore_checkpoint
-                if trial.status == Trial.RUNNING or chosen is None or _checkpoint_missing(chosen):
+                if trial.status == Trial.RUNNING or chosen is None or checkpoint_missing(chosen):
                     trial.restore_checkpoint = trial.checkpoint
                 trial.status = Trial.PENDING
             else:

@@ -50,6 +50,15 @@ def _sample_domain(domain: Any) -> Any:
     return value
 
 
+def _deleted(checkpoint: Any) -> bool:
+    from tunesmith._internal.storage import checkpoint_missing
+
+    try:
+        return checkpoint_missing(checkpoint)
+    except Exception:  # the store cannot be asked now: try the checkpoint as recorded
+        return False
+
+
 def _clip_to_domain(domain: Any, value: Any) -> Any:
     """``value`` moved into ``domain``'s bounds (and onto its grid of multiples of ``q``, if quantized)."""
     lower, upper = getattr(domain, "lower", None), getattr(domain, "upper", None)
@@ -518,6 +527,9 @@ class PopulationBasedTraining(FIFOScheduler):
         donor_state = self._trial_state[donor.trial_id]
         checkpoint = donor_state.last_checkpoint
         donor_iter = donor_state.last_checkpoint_iter
+        if checkpoint is not None and checkpoint is not donor.checkpoint and _deleted(checkpoint):
+            # Dropped since (CheckpointConfig(num_to_keep)): the donor's latest is always kept.
+            checkpoint = None
         if checkpoint is None:
             checkpoint = donor.checkpoint
             donor_iter = donor.last_result.get(TRAINING_ITERATION, 0)
