@@ -143,6 +143,7 @@ class Worker:
             elif kind == P.EXIT:
                 break
         self._drop_cached()
+        _close_services()
         _end_leftover_children()
 
     def _load(self, key: str, payload: bytes) -> None:
@@ -325,6 +326,22 @@ def _child_pids() -> set[int]:
     except (OSError, ValueError):
         return set()
     return pids
+
+
+def _close_services() -> None:
+    """Lets libraries that keep a service process of their own shut it down as they would at exit.
+
+    W&B's service writes a run's last records when it is told to stop; ended by a signal (as
+    leftover children are), the run of a trial's ``setup_wandb`` could be left empty. A forked
+    worker leaves without the interpreter's exit handlers, so this is done here.
+    """
+    wandb = sys.modules.get("wandb")
+    teardown = getattr(wandb, "teardown", None)
+    if teardown is not None:
+        try:
+            teardown()
+        except Exception:  # a library's own shutdown failing must not keep the worker alive
+            traceback.print_exc()
 
 
 def _end_leftover_children(grace_s: float = 1.0) -> None:
