@@ -180,9 +180,9 @@ def _with_legacy_checkpoint_args(checkpoint_config, keep_checkpoints_num, checkp
     if keep_checkpoints_num is not None:
         config.num_to_keep = keep_checkpoints_num
     if checkpoint_score_attr:
-        descending = checkpoint_score_attr.startswith("min-")
-        config.checkpoint_score_attribute = checkpoint_score_attr[4:] if descending else checkpoint_score_attr
-        config.checkpoint_score_order = "min" if descending else "max"
+        lower_is_better = checkpoint_score_attr.startswith("min-")
+        config.checkpoint_score_attribute = checkpoint_score_attr[4:] if lower_is_better else checkpoint_score_attr
+        config.checkpoint_score_order = "min" if lower_is_better else "max"
     if checkpoint_freq:
         config.checkpoint_frequency = checkpoint_freq
     if checkpoint_at_end:
