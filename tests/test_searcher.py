@@ -362,3 +362,57 @@ def test_repeater_with_search_generator_warns_on_uneven_num_samples():
 def test_repeater_validation():
     with pytest.raises(ValueError, match=r"`repeat` must be a positive integer, got 0"):
         Repeater(ListSearcher([]), repeat=0)
+
+
+class RayStyleSaving(ListSearcher):
+    """A user's searcher that writes its own file format in save()/restore(), as Ray's docs show."""
+
+    def save(self, checkpoint_path):
+        import json
+
+        with open(checkpoint_path, "w") as f:
+            json.dump({"position": self.position, "completed": len(self.completed)}, f)
+
+    def restore(self, checkpoint_path):
+        import json
+
+        with open(checkpoint_path) as f:
+            data = json.load(f)
+        self.position, self.restored_completed = data["position"], data["completed"]
+
+
+@pytest.mark.parametrize("limit", ["max_concurrent_trials", "ConcurrencyLimiter"])
+def test_restore_from_dir_of_a_run_whose_searcher_was_wrapped(tmp_path, limit):
+    """Seed 004: `search_alg2 = ...; search_alg2.restore_from_dir(experiment_dir)`, after a run that
+    limited concurrency: the searcher gets back its own saved state."""
+    from tunesmith.tune.search.optuna import OptunaSearch
+
+    configs = [{"x": i} for i in range(4)]
+    searcher = RayStyleSaving(configs)
+    search_alg = ConcurrencyLimiter(searcher, max_concurrent=2) if limit == "ConcurrencyLimiter" else searcher
+    tune.Tuner(lambda config: {"loss": config["x"]}, param_space={},
+               tune_config=tune.TuneConfig(search_alg=search_alg, num_samples=4,
+                                           max_concurrent_trials=2 if limit != "ConcurrencyLimiter" else None),
+               run_config=tune.RunConfig(name="exp", storage_path=str(tmp_path), verbose=0)).fit()
+    again = RayStyleSaving(configs)
+    again.restore_from_dir(str(tmp_path / "exp"))
+    assert (again.position, again.restored_completed) == (4, 4)
+
+    optuna_first = OptunaSearch(seed=1)
+    tune.Tuner(lambda config: {"loss": config["x"] ** 2}, param_space={"x": tune.uniform(-1, 1)},
+               tune_config=tune.TuneConfig(search_alg=optuna_first, metric="loss", mode="min", num_samples=3,
+                                           max_concurrent_trials=2),
+               run_config=tune.RunConfig(name="optuna", storage_path=str(tmp_path), verbose=0)).fit()
+    optuna_again = OptunaSearch()
+    optuna_again.restore_from_dir(str(tmp_path / "optuna"))
+    assert (optuna_again.metric, optuna_again.mode) == ("loss", "min")
+    assert len(optuna_again._study.trials) == 3
+
+
+def test_a_wrapper_restores_from_its_searchers_own_file(tmp_path):
+    searcher = ListSearcher([{"x": 1}, {"x": 2}])
+    searcher.suggest("a")
+    searcher.save(str(tmp_path / "inner.pkl"))
+    limiter = ConcurrencyLimiter(ListSearcher([{"x": 1}, {"x": 2}]), max_concurrent=1)
+    limiter.restore(str(tmp_path / "inner.pkl"))
+    assert limiter.searcher.position == 1

@@ -219,8 +219,13 @@ class Searcher:
         _atomic_dump(self.get_state(), checkpoint_path)
 
     def restore(self, checkpoint_path: str) -> None:
-        """Restores the state written by :meth:`save`."""
-        self.set_state(_load(checkpoint_path))
+        """Restores the state written by :meth:`save` (also one saved around it by a wrapper such as
+        ``ConcurrencyLimiter``, or by ``TuneConfig(max_concurrent_trials=...)``)."""
+        state = _load(checkpoint_path)
+        if _is_wrapper_state(state):
+            _restore_from_bytes(self, state["searcher_bytes"], checkpoint_path)
+            return
+        self.set_state(state)
 
     def save_to_dir(self, checkpoint_dir: str, session_str: str = "default") -> None:
         """Saves the state as ``searcher-state-<session_str>.pkl`` in ``checkpoint_dir``.
@@ -241,11 +246,35 @@ class Searcher:
         path = _newest(checkpoint_dir, self.CKPT_FILE_TMPL.format("*"))
         if path is None:
             raise RuntimeError(f"{type(self).__name__} found no saved state in {checkpoint_dir!r}.")
+        if not isinstance(self, _WrappingSearcher):
+            # A run whose searcher was wrapped (ConcurrencyLimiter, max_concurrent_trials) saved this
+            # searcher's own file inside the wrapper's: restore() gets that file as it was written.
+            state = _load(path)
+            if _is_wrapper_state(state):
+                _restore_from_bytes(self, state["searcher_bytes"], path)
+                return
         self.restore(path)
 
     def has_checkpoint(self, checkpoint_dir: str) -> bool:
         """Whether :meth:`save_to_dir` has written a state in ``checkpoint_dir``."""
         return _newest(os.path.expanduser(os.fspath(checkpoint_dir)), self.CKPT_FILE_TMPL.format("*")) is not None
+
+
+def _is_wrapper_state(state: Any) -> bool:
+    """Whether a saved state is the one :class:`_WrappingSearcher` writes around its searcher's file."""
+    return isinstance(state, dict) and state.keys() == {"own", "searcher_bytes"}
+
+
+def _restore_from_bytes(searcher: Searcher, data: bytes, near: str) -> None:
+    """Calls ``searcher.restore`` on a file holding ``data`` (written next to ``near``, then removed)."""
+    path = f"{near}.inner-{os.getpid()}"
+    try:
+        with open(path, "wb") as f:
+            f.write(data)
+        searcher.restore(path)
+    finally:
+        if os.path.exists(path):
+            os.remove(path)
 
 
 class _WrappingSearcher(Searcher):
@@ -297,12 +326,9 @@ class _WrappingSearcher(Searcher):
 
     def restore(self, checkpoint_path: str) -> None:
         state = _load(checkpoint_path)
+        if not _is_wrapper_state(state):
+            # The wrapped searcher's own file (saved by it, unwrapped): it restores from it itself.
+            self.searcher.restore(checkpoint_path)
+            return
         self.__dict__.update(state["own"])
-        inner_path = f"{checkpoint_path}.inner-{os.getpid()}"
-        try:
-            with open(inner_path, "wb") as f:
-                f.write(state["searcher_bytes"])
-            self.searcher.restore(inner_path)
-        finally:
-            if os.path.exists(inner_path):
-                os.remove(inner_path)
+        _restore_from_bytes(self.searcher, state["searcher_bytes"], checkpoint_path)
