@@ -358,3 +358,17 @@ def test_hebo_design_space(tmp_path):
     assert len(grid) == 4
     assert all(-2 <= r.config["x"] <= 2 and 1 <= r.config["n"] <= 5 for r in grid)
     assert searcher._opt.y.shape[0] == 5  # the evaluated point plus the four trials
+
+
+def test_the_same_space_on_the_searcher_and_as_param_space_takes_tune_configs_metric(tmp_path):
+    from tunesmith.tune.search.optuna import OptunaSearch
+
+    space = {"x": tune.uniform(-5, 5)}
+    grid = tune.Tuner(
+        lambda config: {"loss": (config["x"] - 1) ** 2}, param_space=space,
+        tune_config=tune.TuneConfig(search_alg=OptunaSearch(space=space, seed=0), metric="loss", mode="min",
+                                    num_samples=3),
+        run_config=run_config(tmp_path, "both"),
+    ).fit()
+    assert not grid.errors and len(grid) == 3
+    assert grid.get_best_result().metrics["loss"] == min(r.metrics["loss"] for r in grid)

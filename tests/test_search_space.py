@@ -297,3 +297,17 @@ def test_is_valid():
     assert tune.uniform(0, 1).is_valid(0.5) and not tune.uniform(0, 1).is_valid(2)
     assert tune.choice(["a"]).is_valid("a") and not tune.choice(["a"]).is_valid("b")
     assert math.isinf(tune.randn().lower)
+
+
+def test_domains_inside_a_chosen_value_are_sampled_and_the_choice_keeps_them():
+    from tunesmith.tune.search.variant_generator import generate_variants
+
+    adam_lr = tune.loguniform(1e-4, 1e-1)
+    space = {"opt": tune.choice([{"name": "adam", "lr": adam_lr}, {"name": "sgd", "lr": tune.uniform(0.1, 1.0)}])}
+    configs = [next(iter(generate_variants(space, random_state=seed)))[1] for seed in range(40)]
+    for config in configs:
+        lr = config["opt"]["lr"]
+        assert isinstance(lr, float)
+        assert (1e-4 <= lr <= 1e-1) if config["opt"]["name"] == "adam" else (0.1 <= lr <= 1.0)
+    assert {c["opt"]["name"] for c in configs} == {"adam", "sgd"}
+    assert space["opt"].categories[0]["lr"] is adam_lr  # the space itself is unchanged

@@ -496,17 +496,18 @@ class LibrarySearcher(Searcher):
                     f"{self._name} was created with {what}={mine!r}, but TuneConfig has {what}={theirs!r}. "
                     f"Set `{what}` in one place only (on the searcher or in tune.TuneConfig)."
                 )
+        if self._metric is None and metric is not None:
+            self._metric = metric
+        if self._mode is None and mode is not None:
+            self._mode = mode
         if self._params is not None and isinstance(config, dict) and has_unresolved_values(config):
-            # A searcher restored from a checkpoint already has this space: taking it again is fine.
+            # The searcher already has this very space (given to it as well, or restored from a
+            # checkpoint): taking it again is fine.
             if self._same_space(config):
                 self._maybe_build()
                 return True
         if self._ready and self._has_space:
             return False
-        if self._metric is None and metric is not None:
-            self._metric = metric
-        if self._mode is None and mode is not None:
-            self._mode = mode
         if self._has_space:
             self._maybe_build()
             return False

@@ -344,15 +344,25 @@ def resolve_config(config: dict, random_state: Any = None, allow_pending: bool =
         return resolved  # nothing to sample: numpy is not needed
     rng = as_numpy_rng(random_state)
     functions: list[tuple[Path, Function]] = []
-    for path, kind, value in leaves:
-        if kind == "grid":
-            raise ValueError(f"Unexpanded grid_search at {_path_str(path)!r}.")
-        if kind == "function":
-            functions.append((path, value))
-            continue
-        sampled = value.sample(random_state=rng)
-        assign_value(config, path, sampled)
-        resolved[path] = sampled
+    while leaves:
+        nested: list[tuple[Path, str, Any]] = []
+        for path, kind, value in leaves:
+            if kind == "grid":
+                raise ValueError(f"Unexpanded grid_search at {_path_str(path)!r}.")
+            if kind == "function":
+                functions.append((path, value))
+                continue
+            sampled = value.sample(random_state=rng)
+            if isinstance(sampled, (dict, list)):
+                inner = list(_walk(sampled, path))
+                if inner:
+                    # A sampled value with domains of its own (a tune.choice of dicts of domains):
+                    # they are sampled too, in a copy, so the choice keeps its domains.
+                    sampled = _copy_structure(sampled)
+                    nested.extend(inner)
+            assign_value(config, path, sampled)
+            resolved[path] = sampled
+        leaves = nested
     if not functions:
         return resolved
     spec = _Spec(config)
