@@ -470,3 +470,25 @@ def test_nevergrad_ngopt_keeps_going_once_it_switches_to_its_meta_model(tmp_path
     assert len(grid) == 24 and grid.num_errors == 0
     assert "MetaModel" in searcher._opt.optim.name  # the meta-model was in use, not a fallback
     assert grid.get_best_result().metrics["loss"] < 0.05
+
+
+def test_a_restored_zoopt_search_suggests_in_a_fresh_process(tmp_path):
+    pytest.importorskip("zoopt")
+    from zoopt.utils.zoo_global import gl
+
+    searcher = make("zoopt", seed=3)
+    searcher.set_search_properties("loss", "min", SMALL_SPACE)
+    for i in range(3):
+        config = searcher.suggest(f"t{i}")
+        searcher.on_trial_complete(f"t{i}", quadratic({**config, "c": 1}))
+    path = str(tmp_path / "zoopt.pkl")
+    searcher.save(path)
+    # ZOOpt keeps its dimensions' precisions in a process-wide global: in a new process it is empty.
+    gl.float_precisions = []
+    restored = make("zoopt")
+    restored.restore(path)
+    for i in range(3, 6):
+        config = restored.suggest(f"t{i}")
+        assert set(config) >= {"x"}
+        restored.on_trial_complete(f"t{i}", quadratic({**config, "c": 1}))
+    assert observations(restored) == 6

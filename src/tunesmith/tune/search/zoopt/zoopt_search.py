@@ -135,12 +135,31 @@ class ZOOptSearch(LibrarySearcher):
         # Without log or quantized domains ZOOpt's values are the parameters' values.
         self._x_as_is = self._params is not None and all(not p.log and p.q is None for p in self._params)
         dimension = zoopt.Dimension2([dims[k] for k in self._dim_keys])
+        from zoopt.utils.zoo_global import gl
+
+        # ZOOpt keeps the dimensions' precisions in a process-wide global that Dimension2 sets:
+        # they are kept here too, to be put back for this searcher (in a restoring process, or
+        # next to another ZOOpt searcher).
+        self._float_precisions = list(gl.float_precisions)
         parallel_num = max(self._parallel_num, self._max_concurrent)
         parameter = zoopt.Parameter(budget=self._budget, **self._kwargs)
         self._optimizer = self._call(lambda: SRacosTune(dimension=dimension, parameter=parameter, parallel_num=parallel_num))
 
+    def _use_precisions(self) -> None:
+        """Puts this searcher's precisions into ZOOpt's process-wide global."""
+        precisions = self.__dict__.get("_float_precisions")
+        if precisions is None:
+            if getattr(self, "_optimizer", None) is not None:
+                self._restore_precisions()
+            return
+        from zoopt.utils.zoo_global import gl
+
+        if gl.float_precisions != precisions:
+            gl.float_precisions = list(precisions)
+
     def _call(self, func: Any, *args: Any) -> Any:
         """Calls into ZOOpt, which draws from the searcher's own generator when it has a seed."""
+        self._use_precisions()
         rng = self._rng
         if rng is None:
             return func(*args)
@@ -151,6 +170,15 @@ class ZOOptSearch(LibrarySearcher):
             return func(*args)
         finally:
             view.random = view.global_random
+
+    def _restore_precisions(self) -> None:
+        """Sets ZOOpt's precisions global for a searcher saved without them (builds its dimensions again)."""
+        import zoopt
+        from zoopt.utils.zoo_global import gl
+
+        dims = self._dims()
+        zoopt.Dimension2([dims[k] for k in self._dim_keys])
+        self._float_precisions = list(gl.float_precisions)
 
     def _from_x(self, x: list) -> dict:
         if self._x_as_is or self._params is None:
@@ -200,7 +228,8 @@ class ZOOptSearch(LibrarySearcher):
 
     def _complete(self, solution: Any, loss: float) -> None:
         # Not through _call: completing draws no random numbers (SRacosTune replaces the worst
-        # solution, strategy "WR"), and this runs once a trial.
+        # solution, strategy "WR"), and this runs once a trial. It compares solutions by precision.
+        self._use_precisions()
         self._optimizer.complete(solution, loss)
 
     def _tell(self, trial_id, handle, params, value, error, intermediate) -> None:
