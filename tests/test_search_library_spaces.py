@@ -372,3 +372,26 @@ def test_the_same_space_on_the_searcher_and_as_param_space_takes_tune_configs_me
     ).fit()
     assert not grid.errors and len(grid) == 3
     assert grid.get_best_result().metrics["loss"] == min(r.metrics["loss"] for r in grid)
+
+
+@pytest.mark.parametrize("point, says", [
+    ({"optimizer": 0, "noise": 0.0, "sgd_lr": 0.1}, "a label of a chosen branch is probably missing"),
+    ({"optimizer": 2, "noise": 0.0, "nois": 1.0}, "it names ['nois'], which are no hp labels"),
+])
+def test_hyperopt_points_that_do_not_fit_a_hyperopt_space_are_named(point, says):
+    from hyperopt import hp
+
+    from tunesmith.tune.search.hyperopt import HyperOptSearch
+
+    space = {
+        "optimizer": hp.choice("optimizer", [
+            {"name": "sgd", "lr": hp.loguniform("sgd_lr", -7, 0), "momentum": hp.uniform("momentum", 0, 1)},
+            {"name": "adam", "lr": hp.loguniform("adam_lr", -7, 0)},
+            {"name": "lbfgs"},
+        ]),
+        "noise": hp.normal("noise", 0, 1),
+    }
+    searcher = HyperOptSearch(space, metric="loss", mode="min", points_to_evaluate=[point])
+    with pytest.raises(ValueError, match="points_to_evaluate entry") as info:
+        searcher.suggest("t0")
+    assert says in str(info.value) and "momentum" in str(info.value)

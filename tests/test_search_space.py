@@ -311,3 +311,11 @@ def test_domains_inside_a_chosen_value_are_sampled_and_the_choice_keeps_them():
         assert (1e-4 <= lr <= 1e-1) if config["opt"]["name"] == "adam" else (0.1 <= lr <= 1.0)
     assert {c["opt"]["name"] for c in configs} == {"adam", "sgd"}
     assert space["opt"].categories[0]["lr"] is adam_lr  # the space itself is unchanged
+
+
+def test_sample_takes_rays_arguments():
+    # Ray's Domain.sample(config=None, size=1, random_state=None); a sample_from reads the config.
+    assert len(tune.uniform(0, 1).sample(config=None, size=2, random_state=0)) == 2
+    dependent = tune.sample_from(lambda spec: spec.config.x + 1)
+    assert dependent.sample({"x": 3}) == 4
+    assert dependent.sample(config={"x": 3}) == 4

@@ -334,10 +334,21 @@ class Domain:
             sampler = self.default_sampler_cls()
         return sampler
 
-    def sample(self, spec: Any = None, size: int = 1, random_state: RandomState = None) -> Any:
-        """Draws ``size`` values (one value, not a list, when ``size`` is 1)."""
+    def sample(self, config: Any = None, size: int = 1, random_state: RandomState = None, *,
+               spec: Any = None) -> Any:
+        """Draws ``size`` values (one value, not a list, when ``size`` is 1).
+
+        Args:
+            config: The trial's other, already resolved values (what a ``tune.sample_from``
+                function reads); a plain dict or the spec the variant generator passes.
+            size: How many values.
+            random_state: Seed, numpy Generator or RandomState.
+            spec: The older name of ``config``.
+        """
         if not _is_int(size) or size < 1:
             raise ValueError(f"`size` must be a positive integer, got {size!r}.")
+        if spec is None:
+            spec = config
         values = self.get_sampler().sample(self, spec=spec, size=size, random_state=random_state)
         items = [self.cast(v) for v in values]
         return items[0] if size == 1 else items
@@ -530,10 +541,10 @@ def _safe_eq(a: Any, b: Any) -> bool:
 
 class _FunctionSampler(BaseSampler):
     def sample(self, domain, spec=None, size=1, random_state=None):
-        if spec is None:
+        if spec is None or isinstance(spec, dict):
             from tunesmith.tune.search.variant_generator import make_spec
 
-            spec = make_spec({})
+            spec = make_spec(spec if spec is not None else {})
         call = domain.func
         return [call(spec) if domain.pass_spec else call() for _ in range(size)]
 

@@ -193,12 +193,30 @@ class HyperOptSearch(LibrarySearcher):
         raise KeyError(tid)
 
     def _ask_point(self, trial_id: str, point: dict):
+        if self._params is None:
+            labels = sorted(self._domain.params)
+            unknown = sorted(set(point) - set(labels))
+            if unknown:
+                raise ValueError(self._bad_point(point, f"it names {unknown}, which are no hp labels", labels))
         tid = self._insert(self._vals_of(point))
         if self._params is None:
-            config = self._config_from_vals(self._doc(tid))
+            try:
+                config = self._config_from_vals(self._doc(tid))
+            except (AssertionError, KeyError, IndexError, TypeError) as exc:
+                raise ValueError(self._bad_point(
+                    point, f"HyperOpt could not evaluate it ({type(exc).__name__}: {exc}); a label of a "
+                    "chosen branch is probably missing", labels)) from exc
             point.clear()
             point.update(config)
         return tid
+
+    @staticmethod
+    def _bad_point(point: dict, why: str, labels: list) -> str:
+        return (
+            f"HyperOptSearch: the points_to_evaluate entry {point!r} does not fit the HyperOpt space: {why}. "
+            f"With a HyperOpt space a point gives a value for each hp label that its choices make active "
+            f"(the space's labels: {labels}), and an hp.choice by the index of its option."
+        )
 
     def _finish(self, tid: int, value: Any, error: bool) -> None:
         import hyperopt as hpo
