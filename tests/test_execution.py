@@ -74,6 +74,28 @@ def test_gpus_are_handed_out_through_cuda_visible_devices():
     assert cpu_only[0].metrics["cuda"] == ""
 
 
+def _waits_for_all(config):
+    """Marks itself running and waits (at most 60 s) until every trial of the grid runs at once."""
+    open(os.path.join(config["dir"], str(config["i"])), "w").close()
+    deadline = time.monotonic() + 60
+    while len(os.listdir(config["dir"])) < config["n"] and time.monotonic() < deadline:
+        time.sleep(0.01)
+    train.report({"together": len(os.listdir(config["dir"])), "cuda": os.environ.get("CUDA_VISIBLE_DEVICES"),
+                  "resources": train.get_context().get_trial_resources().required_resources})
+
+
+def test_a_gpu_request_takes_no_cpu(tmp_path):
+    # As on Ray (and seed 004: "If you have 8 GPUs, this will run 8 trials at once"): {"gpu": 1}
+    # asks for one GPU and nothing else, so 4 GPUs run 4 trials on 2 CPUs.
+    tunesmith.init(num_cpus=2, num_gpus=4)
+    (tmp_path / "running").mkdir()
+    grid = _fit(tune.with_resources(_waits_for_all, {"gpu": 1}),
+                {"dir": str(tmp_path / "running"), "n": 4, "i": tune.grid_search(list(range(4)))})
+    assert [r.metrics["together"] for r in grid] == [4, 4, 4, 4]
+    assert sorted(r.metrics["cuda"] for r in grid) == ["0", "1", "2", "3"]
+    assert all(r.metrics["resources"] == {"GPU": 1.0} for r in grid)
+
+
 def test_workers_are_reused_across_trials():
     tunesmith.init(num_cpus=2)
     grid = _fit(sleeper, {"sleep": 0.0, "i": tune.grid_search(list(range(10)))})

@@ -216,7 +216,8 @@ def test_with_resources_each_kind(trainable, resources, expected):
 def test_with_resources_callable_of_the_config():
     wrapped = tune.with_resources(_fn, lambda spec: {"gpu": 1} if spec.config.use_gpu else {"gpu": 0})
     request = get_resources_request(wrapped)
-    assert to_pg_factory(request, {"use_gpu": True}).required_resources == {"CPU": 1.0, "GPU": 1.0}
+    # As on Ray, asking for a GPU takes no CPU; asking for nothing takes one CPU.
+    assert to_pg_factory(request, {"use_gpu": True}).required_resources == {"GPU": 1.0}
     assert to_pg_factory(request, {"use_gpu": False}).required_resources == {"CPU": 1.0}
     cls = tune.with_resources(_Cls, lambda config: {"cpu": config["n"]})
     assert cls.default_resource_request({"n": 3}).required_resources == {"CPU": 3.0}

@@ -96,8 +96,10 @@ def resource_dict_to_pg_factory(spec: dict[str, Any] | None) -> PlacementGroupFa
             continue
         bundle[_canonical(key)] = value
     bundle.update(custom)
-    if "CPU" not in bundle:
-        bundle["CPU"] = 1
+    if not any(bundle.values()):
+        # Nothing asked for ({} or {"gpu": 0}): one CPU. As on Ray, a request that names something
+        # else takes no CPU it does not name: {"gpu": 1} runs as many trials at once as there are GPUs.
+        bundle = {**bundle, "CPU": 1}
     bundles = [bundle]
     if extra_cpu or extra_gpu:
         bundles.append({"CPU": extra_cpu, "GPU": extra_gpu})
