@@ -96,6 +96,35 @@ def test_a_gpu_request_takes_no_cpu(tmp_path):
     assert all(r.metrics["resources"] == {"GPU": 1.0} for r in grid)
 
 
+def _lists_sibling_workers(config):
+    import psutil
+
+    me = os.getpid()
+    # Workers are the children of one process (the fork server, or the driver when spawned).
+    siblings = [p.pid for p in psutil.Process(os.getppid()).children() if p.pid != me and p.is_running()
+                and p.status() != psutil.STATUS_ZOMBIE]
+    open(os.path.join(config["dir"], str(config["i"])), "w").close()
+    deadline = time.monotonic() + 60
+    while config["g"] < 1 and len(os.listdir(config["dir"])) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)  # the two half-GPU trials run side by side
+    train.report({"siblings": siblings, "pid": me})
+
+
+def test_a_whole_gpu_trial_has_no_idle_worker_beside_it_on_its_gpu(tmp_path):
+    # Two half-GPU trials run in two workers; the whole-GPU trials after them must not leave the
+    # other worker (which may hold device memory) alive and idle on the same GPU.
+    tunesmith.init(num_cpus=2, num_gpus=1)
+    (tmp_path / "running").mkdir()
+    grid = _fit(tune.with_resources(_lists_sibling_workers, lambda spec: {"cpu": 1, "gpu": spec.config.g}),
+                {"dir": str(tmp_path / "running"), "i": tune.grid_search([0, 1, 2, 3]),
+                 "g": tune.sample_from(lambda spec: 0.5 if spec.config.i < 2 else 1)},
+                max_concurrent_trials=2)
+    by_i = {r.config["i"]: r.metrics for r in grid}
+    assert by_i[0]["pid"] != by_i[1]["pid"]
+    for i in (2, 3):
+        assert by_i[i]["siblings"] == [], f"trial {i} ran next to idle workers {by_i[i]['siblings']}"
+
+
 def test_workers_are_reused_across_trials():
     tunesmith.init(num_cpus=2)
     grid = _fit(sleeper, {"sleep": 0.0, "i": tune.grid_search(list(range(10)))})

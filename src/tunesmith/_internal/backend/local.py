@@ -24,6 +24,8 @@ from tunesmith._internal.resources import detect_resources
 logger = logging.getLogger(__name__)
 
 _EPS = 1e-9
+# How long an idle worker ended to free its GPUs may take to exit before it is killed (seconds).
+_GPU_WORKER_EXIT_S = 10.0
 # The reply to nearly every result: pickled once.
 _CONTINUE_BYTES = pickle.dumps(P.CONTINUE)
 
@@ -388,6 +390,8 @@ class LocalExecutor(ExecutorBackend):
             self._idle.setdefault("", []).append(handle)
 
     def _checkout(self, env_key: str, trainable_key: str | None = None, payload: bytes | None = None) -> _WorkerHandle:
+        if env_key:
+            self._end_idle_on_gpus(env_key)
         idle = self._idle.get(env_key)
         while idle:
             handle = idle.pop()
@@ -401,6 +405,29 @@ class LocalExecutor(ExecutorBackend):
                     self._stop_worker(handles.pop())
                     break
         return self._spawn(env_key, trainable_key, payload)
+
+    def _end_idle_on_gpus(self, env_key: str) -> None:
+        """Ends idle workers that ran on any of these GPUs, keeping one of exactly these for reuse.
+
+        An idle worker may still hold the memory an earlier trial took on its GPUs (the CUDA
+        context, a framework's cache); the trial about to start there gets the device to itself,
+        as on Ray, where a cached actor keeps its GPUs until it is ended.
+        """
+        mine = set(env_key.split(","))
+        ended = []
+        for key, handles in self._idle.items():
+            if not key or not mine.intersection(key.split(",")):
+                continue
+            keep = 1 if key == env_key else 0
+            while len(handles) > keep:
+                handle = handles.pop(0)
+                self._stop_worker(handle)
+                ended.append(handle)
+        for handle in ended:  # gone (and its device memory free) before the trial starts
+            try:
+                handle.proc.wait(timeout=_GPU_WORKER_EXIT_S)
+            except subprocess.TimeoutExpired:
+                handle.proc.kill()
 
     def _unpoll(self, handle: _WorkerHandle) -> None:
         if self._by_fd.pop(handle.fd, None) is not None:
