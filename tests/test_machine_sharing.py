@@ -245,3 +245,24 @@ def test_idle_warning_says_what_the_other_experiments_hold(tmp_path, monkeypatch
     assert warned.is_set() and grid[0].metrics["x"] == 1
     assert f"1 other tunesmith experiment(s) on this machine hold {{'CPU': 2.0}} (pid {os.getpid()} holds" \
         in messages[0]
+
+
+def test_two_experiments_never_get_the_same_whole_gpu():
+    # Experiment A finds itself alone and decides to start a 1-GPU trial; before it starts it,
+    # experiment B appears and starts one. A's entry names the device it picked, so B takes the
+    # other one (the ledger directory is this test's own, see conftest).
+    from tunesmith._internal.backend.local import LocalExecutor
+
+    total, request = {"CPU": 4.0, "GPU": 2.0}, {"CPU": 1.0, "GPU": 1.0}
+    a = LocalExecutor(total_resources=total, gpu_ids=["0", "1"])
+    try:
+        assert a.has_resources(request)
+        b = LocalExecutor(total_resources=total, gpu_ids=["0", "1"])
+        try:
+            assert b.has_resources(request)
+            devices = {b._acquire("trial-b", request), a._acquire("trial-a", request)}
+        finally:
+            b.shutdown()
+    finally:
+        a.shutdown()
+    assert devices == {"0", "1"}

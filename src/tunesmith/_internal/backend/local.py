@@ -164,6 +164,8 @@ class LocalExecutor(ExecutorBackend):
         self.gpu_ids = list(gpu_ids) if gpu_ids is not None else detected_gpus
         self.available = dict(self.total)
         self._gpu_free = {g: 1.0 for g in self.gpu_ids}
+        # GPUs picked by has_resources() for the trial start_trial() takes next: (id, share) pairs.
+        self._picked: list[tuple[str, float]] | None = None
         self._idle: dict[str, list[_WorkerHandle]] = {}
         self._by_trial: dict[Any, _WorkerHandle] = {}
         self._by_conn: dict[Connection, _WorkerHandle] = {}
@@ -201,17 +203,28 @@ class LocalExecutor(ExecutorBackend):
                 if ledger is not None:
                     ledger.stop_waiting()  # our own trials hold what it needs: we wait for no one
                 return False
+        gpus = resources.get("GPU", 0.0)
+        self._picked = None
         if ledger is not None:
-            # Our entry shows the trial before we look for others: a newcomer that reads it
-            # after we found ourselves alone counts the trial.
+            # Our entry shows the trial, and the devices it will take, before we look for others:
+            # a newcomer that reads it after we found ourselves alone counts the trial and keeps
+            # off those devices.
+            picked = self._pick_gpus(gpus) if gpus else []
+            if picked is None:
+                return False
             held = {k: self.total[k] - avail.get(k, 0.0) + resources.get(k, 0.0) for k in self.total}
-            ledger.update(held, {g: 1.0 - free for g, free in self._gpu_free.items()})
+            devices = {g: 1.0 - free for g, free in self._gpu_free.items()}
+            for g, amount in picked:
+                devices[g] = devices.get(g, 0.0) + amount
+            ledger.update(held, devices)
             if not ledger.alone():
                 return self._reserve_shared(resources)
-        gpus = resources.get("GPU", 0.0)
-        if gpus and self._pick_gpus(gpus) is None:
-            self._report_usage()  # withdraw the claim
-            return False
+            self._picked = picked
+            return True
+        if gpus:
+            self._picked = self._pick_gpus(gpus)
+            if self._picked is None:
+                return False
         return True
 
     def _reserve_shared(self, resources: dict[str, float]) -> bool:
@@ -220,7 +233,7 @@ class LocalExecutor(ExecutorBackend):
         gpus = resources.get("GPU", 0.0)
 
         def place() -> dict[str, float] | None:
-            picked = self._pick_gpus(gpus)
+            picked = self._picked = self._pick_gpus(gpus)
             if picked is None:
                 return None
             after = {g: 1.0 - free for g, free in self._gpu_free.items()}
@@ -281,7 +294,12 @@ class LocalExecutor(ExecutorBackend):
             self.available[key] = self.available.get(key, 0.0) - value
         self._held[trial] = dict(resources)
         gpus = resources.get("GPU", 0.0)
-        picked = self._pick_gpus(gpus) if gpus else []
+        # The devices has_resources() picked (and, sharing the machine, announced in the ledger).
+        picked, self._picked = self._picked, None
+        if picked is not None and abs(sum(amount for _, amount in picked) - gpus) > _EPS:
+            picked = None  # picked for another request
+        if gpus and picked is None:
+            picked = self._pick_gpus(gpus)
         for g, amount in picked or []:
             self._gpu_free[g] -= amount
         self._assigned_gpus[trial] = picked or []
