@@ -416,3 +416,10 @@ def test_a_wrapper_restores_from_its_searchers_own_file(tmp_path):
     limiter = ConcurrencyLimiter(ListSearcher([{"x": 1}, {"x": 2}]), max_concurrent=1)
     limiter.restore(str(tmp_path / "inner.pkl"))
     assert limiter.searcher.position == 1
+
+
+def test_max_concurrent_trials_and_a_concurrency_limiter_that_disagree_are_an_error():
+    with pytest.raises(ValueError, match="disagree"):
+        tune.Tuner(lambda config: {"loss": 1}, param_space={},
+                   tune_config=tune.TuneConfig(search_alg=ConcurrencyLimiter(ListSearcher([{}]), max_concurrent=2),
+                                               max_concurrent_trials=5)).fit()

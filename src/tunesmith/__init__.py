@@ -15,7 +15,15 @@ _SUBMODULES = ("tune", "train", "air")
 
 # Ray core's functions that Tune scripts call (``import tunesmith as ray``).
 from tunesmith import _core  # noqa: E402
-from tunesmith._core import ObjectRef, cluster_resources, get, is_initialized, put, shutdown  # noqa: E402,F401
+from tunesmith._core import (  # noqa: E402,F401
+    ObjectRef,
+    available_resources,
+    cluster_resources,
+    get,
+    is_initialized,
+    put,
+    shutdown,
+)
 
 
 def init(address: str | None = None, *, num_cpus: float | None = None, num_gpus: float | None = None,

@@ -124,6 +124,24 @@ def cluster_resources() -> dict[str, float]:
     return {k: v for k, v in total.items() if v}
 
 
+def available_resources() -> dict[str, float]:
+    """The resources free now (``ray.available_resources``): on a cluster, Ray's figure; on this
+    machine, outside ``fit()``, the same as :func:`cluster_resources` (other tunesmith experiments
+    running here share them as each trial starts).
+
+    Example:
+        >>> import tunesmith
+        >>> tunesmith.init(num_cpus=2)
+        >>> tunesmith.available_resources()["CPU"]
+        2.0
+        >>> tunesmith.shutdown()
+    """
+    ray = _cluster()
+    if ray is not None:
+        return dict(ray.available_resources())
+    return cluster_resources()
+
+
 def _mark_initialized() -> None:
     global _initialized
     _initialized = True

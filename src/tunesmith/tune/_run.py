@@ -136,8 +136,14 @@ def build_search_alg(tune_config: TuneConfig, param_space: dict):
         from tunesmith.tune.search.concurrency_limiter import ConcurrencyLimiter
         from tunesmith.tune.search.search_generator import SearchGenerator
 
-        if tune_config.max_concurrent_trials and not isinstance(alg, ConcurrencyLimiter):
-            alg = ConcurrencyLimiter(alg, max_concurrent=tune_config.max_concurrent_trials)
+        limit = tune_config.max_concurrent_trials
+        if limit and isinstance(alg, ConcurrencyLimiter) and alg.max_concurrent != limit:
+            raise ValueError(
+                f"TuneConfig(max_concurrent_trials={limit}) and the search algorithm's ConcurrencyLimiter"
+                f"(max_concurrent={alg.max_concurrent}) disagree; set the limit in one place only."
+            )
+        if limit and not isinstance(alg, ConcurrencyLimiter):
+            alg = ConcurrencyLimiter(alg, max_concurrent=limit)
         alg = SearchGenerator(alg)
     elif not isinstance(alg, SearchAlgorithm):
         raise TypeError(
