@@ -104,3 +104,33 @@ def test_a_trials_traceback_names_the_scripts_file_and_line(tmp_path):
     assert 'raise ValueError("the trial\'s own failure")' in tune_part
     assert f'File "{script}", line 10, in fails_in_a_worker' in train_part
     assert "<dynamic-code>" not in proc.stdout
+
+
+def test_a_module_from_the_working_directory_is_found_after_the_script_changes_directory(tmp_path):
+    # As in a notebook (or `python -c`): '' on sys.path, a helper module imported from the working
+    # directory, then `%cd` elsewhere and a second fit(). The workers still import the helper.
+    (tmp_path / "nbhelper.py").write_text("def f(a):\n    return a + 1000\n")
+    (tmp_path / "sub").mkdir()
+    code = textwrap.dedent(f"""
+        import json, os, sys
+        assert "" in sys.path
+        import nbhelper
+        from tunesmith import train, tune
+
+        def trainable(config):
+            train.report({{"v": nbhelper.f(config["a"])}})
+
+        out = []
+        for name in ("first", "second"):
+            grid = tune.Tuner(trainable, param_space={{"a": 1}},
+                              run_config=tune.RunConfig(name=name, storage_path={str(tmp_path / "storage")!r},
+                                                        verbose=0)).fit()
+            out.append([grid[0].metrics.get("v"), [str(e).splitlines()[-1] for e in grid.errors]])
+            if name == "first":
+                os.chdir("sub")
+        print(json.dumps(out))
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], cwd=str(tmp_path), capture_output=True, text=True,
+                          timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == [[1001, []], [1001, []]]

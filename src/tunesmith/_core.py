@@ -9,9 +9,22 @@ functions on that cluster.
 """
 from __future__ import annotations
 
+import os
 from typing import Any
 
 _initialized = False
+
+
+def _cwd() -> str | None:
+    try:
+        return os.getcwd()
+    except OSError:  # the directory was removed
+        return None
+
+
+# The working directory when tunesmith was imported. Worker processes can import modules from it
+# even after the script or notebook changes directory (Ray's workers see the directory of ray.init).
+IMPORT_CWD = _cwd()
 
 
 class ObjectRef:

@@ -83,6 +83,18 @@ def _open_ledger(total: dict[str, float]) -> MachineLedger | None:
 _ENDING = frozenset((P.DONE, P.PAUSED, P.ERROR))
 
 
+def _worker_sys_path() -> str:
+    """The driver's ``sys.path`` for its workers: ``''`` (the working directory, in notebooks and
+    ``python -c``) as the directory it is now, and the one tunesmith was imported in after it."""
+    from tunesmith._core import IMPORT_CWD
+
+    now = os.getcwd()
+    paths = [p or now for p in sys.path]
+    if "" in sys.path and IMPORT_CWD and IMPORT_CWD not in paths:
+        paths.append(IMPORT_CWD)
+    return os.pathsep.join(dict.fromkeys(paths))
+
+
 class _WorkerHandle:
     __slots__ = ("proc", "conn", "loaded", "env_key", "trial", "pid", "fd", "label", "ready",
                  "rbuf", "owed", "expect", "ended")
@@ -181,7 +193,7 @@ class LocalExecutor(ExecutorBackend):
         self._owing: set[_WorkerHandle] = set()  # workers owed CONTINUE answers
         self._contended = False
         self._contended_until = 0.0
-        self._sys_path = os.pathsep.join(p for p in sys.path if p)
+        self._sys_path = _worker_sys_path()
         self.max_workers = worker_limit()
         P.result_pipeline_s()  # a bad TUNESMITH_RESULT_PIPELINE_S fails here, before any trial
         # Workers are forked from a preloaded process where that is safe (see _forkserver);
