@@ -280,3 +280,36 @@ def test_worker_output_is_forwarded_line_by_line_and_a_huge_line_in_pieces(capsy
     body = "".join(line[len("(w pid=1) "):] for line in lines[1:-2])
     assert body == "second " + huge.decode() + " end"
     assert lines[-2] == "(w pid=1) last, unterminated" and lines[-1] == ""
+
+
+def _changes_its_process(config):
+    import logging
+
+    import numpy as np
+
+    seen = {"pid": os.getpid(), "env": os.environ.get("SET_BY_A_TRIAL"), "cwd": os.getcwd(),
+            "first_random": float(np.random.rand())}
+    os.environ["SET_BY_A_TRIAL"] = str(config["i"])
+    logging.basicConfig(filename=os.path.join(config["logs"], f"{config['i']}.log"), level=logging.INFO)
+    logging.info("trial %s", config["i"])
+    np.random.seed(0)
+    os.chdir(config["elsewhere"])
+    train.report(seen)
+
+
+def test_a_trial_starts_as_in_a_new_process_in_a_reused_worker(tmp_path, monkeypatch):
+    # As on Ray, where each trial has a process of its own: what a trial changes in its process
+    # does not reach the next trial that the same worker runs.
+    monkeypatch.setenv("RAY_CHDIR_TO_TRIAL_DIR", "0")
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    tunesmith.init(num_cpus=1)
+    grid = _fit(_changes_its_process, {"i": tune.grid_search([1, 2, 3]), "logs": str(tmp_path / "logs"),
+                                       "elsewhere": str(tmp_path / "elsewhere")})
+    seen = [r.metrics for r in sorted(grid, key=lambda r: r.config["i"])]
+    assert len({s["pid"] for s in seen}) == 1  # one worker ran them all
+    assert [s["env"] for s in seen] == [None, None, None]
+    assert len({s["cwd"] for s in seen}) == 1 and seen[0]["cwd"] != str(tmp_path / "elsewhere")
+    assert all(abs(s["first_random"] - 0.5488135039273248) > 1e-12 for s in seen[1:])
+    for i in (1, 2, 3):  # each trial's logging.basicConfig wrote its own file
+        assert (tmp_path / "logs" / f"{i}.log").read_text().strip() == f"INFO:root:trial {i}"

@@ -60,24 +60,48 @@ def _is_class_trainable(obj: Any) -> bool:
 
 
 class _TrialEnvironment:
-    """Sets a trial's environment variables, working directory and output capture; undoes them after."""
+    """Sets up a trial's process state, and puts back what the trial changed when it ends.
 
-    def __init__(self, spec: P.TrialSpec):
+    A worker process runs one trial after another (unless ``reuse_actors=False``). So that a
+    trial starts as it would in a new process, as on Ray, what a trial commonly changes in its
+    process is undone when it ends: environment variables, the working directory, handlers added
+    to the root logger (``logging.basicConfig(filename=...)`` works again in the next trial),
+    torch's thread count; and a later trial gets fresh random generators (``random``,
+    numpy's global one) and sees each warning again. Module globals a trial changes stay.
+    """
+
+    def __init__(self, spec: P.TrialSpec, reused: bool = False):
         self.spec = spec
-        self._saved_env: dict[str, str | None] = {}
-        self._saved_cwd: str | None = None
+        self._reused = reused
+        self._env_before: dict[str, str] = {}
+        self._cwd_before: str | None = None
         self._saved_fds: list[tuple[int, int]] = []
         self._files = []
+        self._root_handlers: list | None = None
+        self._root_level = 0
+        self._torch_threads: int | None = None
 
     def __enter__(self):
         spec = self.spec
+        self._env_before = os.environ.copy()
         for key, value in spec.env.items():
-            self._saved_env[key] = os.environ.get(key)
             os.environ[key] = value
+        try:
+            self._cwd_before = os.getcwd()
+        except OSError:  # the directory is gone: the trial's own is where it returns to
+            self._cwd_before = None
+        logging = sys.modules.get("logging")
+        if logging is not None:
+            root = logging.getLogger()
+            self._root_handlers, self._root_level = list(root.handlers), root.level
+        torch = sys.modules.get("torch")
+        if torch is not None and hasattr(torch, "get_num_threads"):
+            self._torch_threads = torch.get_num_threads()
+        if self._reused:
+            _fresh_randomness_and_warnings()
         trial_dir = spec.trial_info.trial_dir
         ensure_dir(trial_dir)
         if spec.chdir:
-            self._saved_cwd = os.getcwd()
             os.chdir(trial_dir)
         out, err = spec.log_to_file
         if out or err:
@@ -104,17 +128,54 @@ class _TrialEnvironment:
                 os.close(saved)
             for f in self._files:
                 f.close()
-        if self._saved_cwd is not None:
+        if self._cwd_before is not None:
             try:
-                os.chdir(self._saved_cwd)
+                os.chdir(self._cwd_before)
             except OSError:
                 pass
-        for key, value in self._saved_env.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+        before, environ = self._env_before, os.environ
+        for key in [k for k in environ if k not in before]:
+            environ.pop(key, None)
+        for key, value in before.items():
+            if environ.get(key) != value:
+                environ[key] = value
+        if self._root_handlers is not None:
+            root = sys.modules["logging"].getLogger()
+            for handler in [h for h in root.handlers if h not in self._root_handlers]:
+                root.removeHandler(handler)
+                try:
+                    handler.close()
+                except Exception:
+                    pass
+            root.handlers[:] = self._root_handlers
+            root.setLevel(self._root_level)
+        torch = sys.modules.get("torch")
+        if self._torch_threads is not None and torch is not None:
+            try:
+                if torch.get_num_threads() != self._torch_threads:
+                    torch.set_num_threads(self._torch_threads)
+            except Exception:
+                pass
         return False
+
+
+def _fresh_randomness_and_warnings() -> None:
+    """What a new process would have: reseeded global generators, and no warning shown yet."""
+    random = sys.modules.get("random")
+    if random is not None:
+        random.seed()
+    numpy = sys.modules.get("numpy")
+    if numpy is not None:
+        try:
+            numpy.random.seed()
+        except Exception:
+            pass
+    warnings = sys.modules.get("warnings")
+    if warnings is not None:
+        warnings.onceregistry.clear()
+        mutated = getattr(warnings, "_filters_mutated", None)
+        if mutated is not None:  # makes every module's record of shown warnings out of date
+            mutated()
 
 
 class Worker:
@@ -127,6 +188,7 @@ class Worker:
         self._cached_instance = None
         self._cached_key: str | None = None
         self._ready_sent = False
+        self._trials_run = 0  # trials this process has run (the next one is "reused" after the first)
 
     def serve(self) -> None:
         conn = self.conn
@@ -183,7 +245,8 @@ class Worker:
             except BaseException as exc:  # a class the config needs cannot be found here
                 self._send_error(exc)
                 return
-        with _TrialEnvironment(spec):
+        reused, self._trials_run = self._trials_run > 0, self._trials_run + 1
+        with _TrialEnvironment(spec, reused=reused):
             if _is_class_trainable(trainable):
                 self._run_class(trainable, spec)
             else:
