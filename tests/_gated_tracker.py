@@ -48,3 +48,35 @@ class GatedLoggerCallback(TrackerLoggerCallback):
 
     def _make_backend(self):
         return GatedBackend(self.out_path, self.gate_path)
+
+
+class FailingBackend(TrackerBackend):
+    """A tracker whose set-up fails (``where="setup"``) or whose every trial start fails (``"start"``)."""
+
+    library = "failing"
+
+    def __init__(self, where: str):
+        self.where = where
+
+    def setup(self, experiment) -> None:
+        if self.where == "setup":
+            raise RuntimeError("no server")
+
+    def start_trial(self, trial) -> None:
+        if self.where == "start":
+            raise RuntimeError("no API key")
+
+    def log_results(self, trial, results) -> None:
+        raise AssertionError("results of a trial that never started")
+
+    def end_trial(self, trial, status) -> None:
+        raise AssertionError("the end of a trial that never started")
+
+
+class FailingLoggerCallback(TrackerLoggerCallback):
+    def __init__(self, where: str):
+        self.where = where
+        super().__init__(flush_period_s=0.0)
+
+    def _make_backend(self):
+        return FailingBackend(self.where)

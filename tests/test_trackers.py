@@ -419,3 +419,57 @@ def test_tensorboard_logger_does_not_pull_in_comet(tmp_path):
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["False", "False", "False"]
     assert len(list(tmp_path.glob("*/f_*/events.out.tfevents.*"))) == 2
+
+
+def _reports_an_image(config):
+    import numpy as np
+
+    for i in range(2):
+        tune.report({"loss": config["lr"] * (i + 1), "picture": np.zeros((4, 4, 3), dtype=np.uint8)})
+
+
+def test_wandb_logs_images_and_the_config_as_ray_does(storage):
+    # WandbLoggerCallback(image_kwargs=..., log_config=True): an (H, W, C) array is logged as an
+    # image, and the config goes with every result.
+    pytest.importorskip("wandb")
+    from _tracker_readers import wandb_run
+
+    from tunesmith.tune.logger.wandb import WandbLoggerCallback
+
+    callback = WandbLoggerCallback(project="media", mode="offline", image_kwargs={"caption": "blank"},
+                                   log_config=True)
+    (result,) = tune.Tuner(_reports_an_image, param_space={"lr": 0.5},
+                           run_config=tune.RunConfig(storage_path=storage, name="media", verbose=0,
+                                                     callbacks=[callback])).fit()
+    assert result.error is None
+    rows = [row for row in wandb_run(result.path)["history"] if "loss" in row]
+    assert [row["loss"] for row in rows] == [0.5, 1.0]
+    assert all(row["picture/_type"] == "image-file" and row["picture/caption"] == "blank" for row in rows)
+    assert all(row["config/lr"] == 0.5 for row in rows)
+
+
+def test_aim_takes_a_repo_object(storage, tmp_path):
+    pytest.importorskip("aim")
+    from aim import Repo
+
+    from tunesmith.tune.logger.aim import AimLoggerCallback
+
+    repo = Repo(str(tmp_path / "aim"), init=True)
+    _, trials = _fit(storage, AimLoggerCallback(repo=repo))
+    assert {run["trial_id"] for run in Repo.from_path(str(tmp_path / "aim")).iter_runs()} == set(trials)
+
+
+
+@pytest.mark.parametrize("where, expected", [("setup", "could not be set up"), ("start", "start of trial")])
+def test_a_tracker_that_fails_says_so_once_and_the_experiment_goes_on(storage, caplog, where, expected):
+    import logging
+
+    from _gated_tracker import FailingLoggerCallback
+
+    with caplog.at_level(logging.WARNING):
+        grid, _ = _fit(storage, FailingLoggerCallback(where))
+    assert all(r.metrics["loss"] for r in grid if r.error is None)
+    messages = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert any(expected in m for m in messages), messages
+    # No crash of the helper, and nothing sent to a tracker for trials it never started.
+    assert not any("ended unexpectedly" in m or "AttributeError" in m or "never started" in m for m in messages)

@@ -23,23 +23,28 @@ except ImportError:  # the class still exists, and says what to install when it 
     _Base = object
 
 
-def _last(value: Any) -> Any:
+def _last(value: Any, keep_pairs: bool = False) -> Any:
     if isinstance(value, (list, tuple)) and value:
         value = value[-1]
-    if isinstance(value, tuple):  # xgboost.cv logs (mean, std)
+    if isinstance(value, tuple):  # xgboost.cv logs (mean, std) over the folds
+        if keep_pairs:
+            return tuple(float(v) if hasattr(v, "__float__") else v for v in value)
         value = value[0]
     return float(value) if hasattr(value, "__float__") else value
 
 
-def _flatten_evals(evals_log: dict) -> dict[str, Any]:
-    """``{"eval": {"logloss": [...]}}`` -> ``{"eval-logloss": last value}``."""
+def _flatten_evals(evals_log: dict, keep_pairs: bool = False) -> dict[str, Any]:
+    """``{"eval": {"logloss": [...]}}`` -> ``{"eval-logloss": last value}``.
+
+    ``xgboost.cv``'s ``(mean, std)`` pairs become their mean, or stay pairs with ``keep_pairs``.
+    """
     out = {}
     for data_name, metrics in evals_log.items():
         if isinstance(metrics, dict):
             for name, values in metrics.items():
-                out[f"{data_name}-{name}"] = _last(values)
+                out[f"{data_name}-{name}"] = _last(values, keep_pairs)
         else:
-            out[str(data_name)] = _last(metrics)
+            out[str(data_name)] = _last(metrics, keep_pairs)
     return out
 
 
@@ -60,7 +65,8 @@ class TuneReportCheckpointCallback(_Base):
         filename: The booster's file name in the checkpoint.
         frequency: Checkpoint every this many rounds (0: only at the end).
         checkpoint_at_end: Checkpoint the final booster when training ends.
-        results_postprocessing_fn: Called on the dict to report; returns the dict reported.
+        results_postprocessing_fn: Called on the dict to report; returns the dict reported. With
+            ``xgboost.cv`` each value it gets is the ``(mean, std)`` over the folds.
 
     Example:
         >>> import numpy as np, xgboost as xgb
@@ -118,9 +124,13 @@ class TuneReportCheckpointCallback(_Base):
             return booster
 
     def _report_dict(self, evals_log: dict) -> dict:
-        metrics = select_metrics(_flatten_evals(evals_log or {}), self._metrics, type(self).__name__)
-        if self._results_postprocessing_fn is not None:
-            metrics = self._results_postprocessing_fn(metrics)
+        postprocess = self._results_postprocessing_fn
+        # With xgboost.cv the function gets each metric's (mean, std) over the folds, as on Ray;
+        # without one the mean is reported.
+        metrics = select_metrics(_flatten_evals(evals_log or {}, keep_pairs=postprocess is not None),
+                                 self._metrics, type(self).__name__)
+        if postprocess is not None:
+            metrics = postprocess(metrics)
         return metrics
 
     def _save(self, model) -> Callable[[str], None]:

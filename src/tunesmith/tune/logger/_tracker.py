@@ -207,14 +207,15 @@ class TrackerLoggerCallback(LoggerCallback):
         self._sendq: queue.SimpleQueue | None = None
         self._sender: threading.Thread | None = None
         self._dead = False
+        self._closed = False  # the helper said it has recorded everything
         self._initialized = False
         self._last_flush = time.monotonic()
         self._open: dict[str, Any] = {}  # trial id -> trial, for runs not ended yet
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        for key in ("_outbox", "_proc", "_conn", "_sendq", "_sender", "_dead", "_initialized", "_last_flush",
-                    "_open"):
+        for key in ("_outbox", "_proc", "_conn", "_sendq", "_sender", "_dead", "_closed", "_initialized",
+                    "_last_flush", "_open"):
             state.pop(key, None)
         return state
 
@@ -350,12 +351,14 @@ class TrackerLoggerCallback(LoggerCallback):
     def _read_messages(self, timeout: float = 0.0) -> bool:
         """Logs the helper's warnings; True once it said it has finished."""
         conn = self._conn
-        if conn is None:
+        if conn is None or self._closed:
             return True
         try:
             while conn.poll(timeout):
                 kind, text = conn.recv()
                 if kind == "closed":
+                    # Kept: a flush may read this before _wait_for_helper does, and the helper then exits.
+                    self._closed = True
                     return True
                 logger.warning("%s", text)
                 timeout = 0.0
@@ -422,7 +425,16 @@ def _picklable(op: tuple) -> tuple:
     try:
         pickle.dumps(op)
         return op
-    except Exception:
+    except Exception as exc:
+        if op[0] == "start" and isinstance(op[1], TrialRecord):  # a config holding objects: as JSON shows them
+            from tunesmith.tune.utils.serialization import to_jsonable
+
+            record = dataclasses.replace(op[1], config=to_jsonable(op[1].config),
+                                         evaluated_params=to_jsonable(op[1].evaluated_params))
+            return (op[0], record, *op[2:])
+        if op[0] == "init":  # the tracker's own settings: nothing can be logged without them
+            return ("unsent", f"{type(op[1]).library} logging is off: the callback's arguments cannot be sent "
+                              f"to its helper process ({exc!r}); pass plain values (paths, strings, numbers).")
         return ("skipped",)
 
 
@@ -447,20 +459,24 @@ class _Helper:
         except OSError:
             pass
 
-    def call(self, what: str, fn, *args) -> None:
-        if self.backend is None:
-            return
+    def call(self, what: str, method: str, *args) -> bool:
+        """Calls the backend's ``method``; False (with a warning) if it raised or there is no backend."""
+        backend = self.backend
+        if backend is None:
+            return False
         try:
-            fn(*args)
+            getattr(backend, method)(*args)
+            return True
         except Exception as exc:
             self.failures += 1
             if self.failures <= self._MAX_WARNINGS:
-                self.warn(f"{self.backend.library} logging failed ({what}): {exc!r}\n{traceback.format_exc()}")
+                self.warn(f"{backend.library} logging failed ({what}): {exc!r}\n{traceback.format_exc()}")
+            return False
 
     def flush(self, trial_id: str) -> None:
         results = self.pending.pop(trial_id, None)
         if results and trial_id in self.started:
-            self.call(f"results of trial {trial_id}", self.backend.log_results, self.trials[trial_id], results)
+            self.call(f"results of trial {trial_id}", "log_results", self.trials[trial_id], results)
 
     def flush_all(self) -> None:
         for trial_id in list(self.pending):
@@ -488,28 +504,30 @@ class _Helper:
                           f"{traceback.format_exc()}")
                 self.backend = None
             _lower_priority()
+        elif kind == "unsent":
+            self.warn(op[1])
         elif kind == "start":
             record: TrialRecord = op[1]
             self.flush(record.trial_id)
             self.trials[record.trial_id] = record
             if record.trial_id in self.started:
-                self.call(f"restart of trial {record.trial_id}", self.backend.update_trial, record)
-            else:
+                self.call(f"restart of trial {record.trial_id}", "update_trial", record)
+            elif self.call(f"start of trial {record.trial_id}", "start_trial", record):
+                # A trial whose start failed gets no results or end (they could only fail too).
                 self.started.add(record.trial_id)
-                self.call(f"start of trial {record.trial_id}", self.backend.start_trial, record)
         elif kind == "checkpoint":
             self.flush(op[1])
             if op[1] in self.started:
-                self.call(f"checkpoint of trial {op[1]}", self.backend.log_checkpoint, self.trials[op[1]], op[2], op[3])
+                self.call(f"checkpoint of trial {op[1]}", "log_checkpoint", self.trials[op[1]], op[2], op[3])
         elif kind == "end":
             self.flush(op[1])
             if op[1] in self.started:
                 self.started.discard(op[1])
-                self.call(f"end of trial {op[1]}", self.backend.end_trial, self.trials[op[1]], op[2])
+                self.call(f"end of trial {op[1]}", "end_trial", self.trials[op[1]], op[2])
         elif kind == "close":
             self.flush_all()
             self.end_open(KILLED)
-            self.call("close", self.backend.close)
+            self.call("close", "close")
             if self.failures > self._MAX_WARNINGS and self.backend is not None:
                 self.warn(f"{self.backend.library} logging failed {self.failures} times in all.")
             return True
@@ -518,7 +536,7 @@ class _Helper:
     def end_open(self, status: str) -> None:
         for trial_id in list(self.started):
             self.started.discard(trial_id)
-            self.call(f"end of trial {trial_id}", self.backend.end_trial, self.trials[trial_id], status)
+            self.call(f"end of trial {trial_id}", "end_trial", self.trials[trial_id], status)
 
     def serve(self) -> None:
         while True:
@@ -528,7 +546,7 @@ class _Helper:
                 # The driver is gone: end the runs so that the tracker does not show them running.
                 self.flush_all()
                 self.end_open(KILLED)
-                self.call("close", self.backend.close if self.backend else None)
+                self.call("close", "close")
                 return
             for op in pickle.loads(data):
                 if self.handle(op):

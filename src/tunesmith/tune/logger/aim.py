@@ -108,7 +108,8 @@ class AimLoggerCallback(TrackerLoggerCallback):
     experiment; ``Tuner.fit()`` returns once every run is closed and indexed.
 
     Args:
-        repo: Path of the Aim repository (created if needed); the experiment directory by default.
+        repo: Path of the Aim repository (created if needed), or an ``aim.Repo``; the experiment
+            directory by default.
         experiment_name: The Aim experiment; the Tune experiment's name by default.
         metrics: Result fields to track; every numeric field when None.
         **aim_run_kwargs: Passed on to ``aim.Run`` (``system_tracking_interval``,
@@ -133,7 +134,16 @@ class AimLoggerCallback(TrackerLoggerCallback):
     ):
         if metrics is not None and (isinstance(metrics, str) or not all(isinstance(m, str) for m in metrics)):
             raise TypeError(f"AimLoggerCallback(metrics=...) must be a list of result field names, got {metrics!r}.")
-        self.repo = repo
+        if repo is not None and not isinstance(repo, (str, os.PathLike)):
+            # An aim.Repo object (as on Ray): its directory travels to the helper process.
+            root = getattr(repo, "root_path", None)
+            if not isinstance(root, str):
+                raise TypeError(
+                    f"AimLoggerCallback(repo=...) takes the path of an Aim repository or an aim.Repo, got "
+                    f"{type(repo).__name__}."
+                )
+            repo = root
+        self.repo = os.fspath(repo) if repo is not None else None
         self.experiment_name = experiment_name
         self.metrics = list(metrics) if metrics is not None else None
         self.aim_run_kwargs = aim_run_kwargs

@@ -40,7 +40,8 @@ def _set_api_key(api_key_file: str | None, api_key: str | None) -> None:
         os.environ[WANDB_API_KEY] = api_key
 
 
-def _history_row(result: dict, excludes: Sequence[str]) -> dict:
+def _history_row(result: dict, excludes: Sequence[str], media=None) -> dict:
+    """The W&B history row of a result: its numbers, and (with ``media``) numpy images and videos."""
     skip = set(_CONFIG_KEYS) | set(_EXCLUDE) | set(excludes)
     row = {}
     for key, value in flatten_dict({k: v for k, v in result.items() if k not in skip}).items():
@@ -48,9 +49,26 @@ def _history_row(result: dict, excludes: Sequence[str]) -> dict:
             continue
         if isinstance(value, bool):
             value = int(value)
-        if isinstance(value, (int, float)) or type(value).__module__ == "numpy":
+        if media is not None and getattr(value, "ndim", 0) in (3, 4, 5):
+            row[key] = media(value)
+        elif isinstance(value, (int, float)) or type(value).__module__ == "numpy":
             row[key] = value
     return row
+
+
+def _media(wandb, image_kwargs: dict, video_kwargs: dict):
+    """As on Ray: an array of 3 dimensions is an image (H, W, C), of 4 a batch of images, of 5 a
+    batch of videos (N, T, C, W, H)."""
+    def convert(array):
+        if array.ndim == 3:
+            return wandb.Image(array, **image_kwargs)
+        if array.ndim == 4:
+            images = [wandb.Image(a, **image_kwargs) for a in array]
+            return images if len(images) > 1 else images[0]
+        videos = [wandb.Video(a, **video_kwargs) for a in array]
+        return videos if len(videos) > 1 else videos[0]
+
+    return convert
 
 
 def _quiet_settings(wandb, extra: Any = None):
@@ -67,7 +85,9 @@ class _WandbBackend(TrackerBackend):
     library = "W&B"
 
     def __init__(self, project, group, api_key_file, api_key, excludes, log_config, upload_checkpoints,
-                 init_kwargs):
+                 init_kwargs, image_kwargs=None, video_kwargs=None):
+        self.image_kwargs = dict(image_kwargs or {})
+        self.video_kwargs = dict(video_kwargs or {})
         self.project = project
         self.group = group
         self.api_key_file = api_key_file
@@ -107,8 +127,16 @@ class _WandbBackend(TrackerBackend):
 
     def log_results(self, trial: TrialRecord, results: list[dict]) -> None:
         run = self._runs[trial.trial_id]
+        media = _media(self._wandb, self.image_kwargs, self.video_kwargs)
+        config = None
+        if self.log_config:  # the trial's config with every result (it changes under PBT)
+            config = {f"config/{k}": v for k, v in flatten_dict(trial.config).items()
+                      if isinstance(v, (int, float)) and not isinstance(v, bool)}
         for result in results:
-            run.log(_history_row(result, self.excludes), step=result_step(result))
+            row = _history_row(result, self.excludes, media)
+            if config:
+                row.update(config)
+            run.log(row, step=result_step(result))
 
     def log_checkpoint(self, trial: TrialRecord, path: str, iteration: int | None) -> None:
         if not self.upload_checkpoints or not os.path.isdir(path):
@@ -144,12 +172,16 @@ class WandbLoggerCallback(TrackerLoggerCallback):
         api_key_file: A file whose first line is the W&B API key.
         api_key: The W&B API key (else ``WANDB_API_KEY`` or ``wandb login``).
         excludes: Result fields not to log.
-        log_config: Kept for compatibility: the config is always the run's
-            config and is never logged as history.
+        log_config: Also log the trial's (numeric) config values with every result, as
+            ``config/<key>`` (useful when PBT changes them); the config is always the run's config.
         upload_checkpoints: Log checkpoints as artifacts.
         save_checkpoints: Older name of ``upload_checkpoints``.
         upload_timeout: Kept for compatibility; the end of the experiment
             waits until every run has finished.
+        video_kwargs: Keyword arguments for ``wandb.Video`` of a result value that is a numpy
+            array of 5 dimensions (a batch of videos).
+        image_kwargs: Keyword arguments for ``wandb.Image`` of a result value that is a numpy
+            array of 3 (an image) or 4 (a batch of images) dimensions.
         **kwargs: Passed on to ``wandb.init`` (``entity``, ``mode``, ``tags``, ``notes``, ...).
 
     Example:
@@ -173,6 +205,8 @@ class WandbLoggerCallback(TrackerLoggerCallback):
         upload_checkpoints: bool = False,
         save_checkpoints: bool = False,
         upload_timeout: int = 1800,
+        video_kwargs: dict | None = None,
+        image_kwargs: dict | None = None,
         **kwargs: Any,
     ):
         if api_key and api_key_file:
@@ -187,12 +221,15 @@ class WandbLoggerCallback(TrackerLoggerCallback):
         self.log_config = log_config
         self.upload_checkpoints = bool(upload_checkpoints or save_checkpoints)
         self.upload_timeout = upload_timeout
+        self.video_kwargs = dict(video_kwargs or {})
+        self.image_kwargs = dict(image_kwargs or {})
         self.kwargs = kwargs
         super().__init__()
 
     def _make_backend(self) -> TrackerBackend:
         return _WandbBackend(self.project, self.group, self.api_key_file, self.api_key, self.excludes,
-                             self.log_config, self.upload_checkpoints, self.kwargs)
+                             self.log_config, self.upload_checkpoints, self.kwargs,
+                             image_kwargs=self.image_kwargs, video_kwargs=self.video_kwargs)
 
 
 def setup_wandb(
