@@ -473,3 +473,17 @@ def test_a_tracker_that_fails_says_so_once_and_the_experiment_goes_on(storage, c
     assert any(expected in m for m in messages), messages
     # No crash of the helper, and nothing sent to a tracker for trials it never started.
     assert not any("ended unexpectedly" in m or "AttributeError" in m or "never started" in m for m in messages)
+
+
+def test_mlflow_logs_params_at_trial_end_when_asked(storage, tmp_path):
+    pytest.importorskip("mlflow")
+    from mlflow import MlflowClient
+
+    from tunesmith.tune.logger.mlflow import MLflowLoggerCallback
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    _, trials = _fit(storage, MLflowLoggerCallback(tracking_uri=uri, experiment_name="late",
+                                                   log_params_on_trial_end=True))
+    client = MlflowClient(tracking_uri=uri)
+    runs = client.search_runs([client.get_experiment_by_name("late").experiment_id])
+    assert sorted(r.data.params["x"] for r in runs) == sorted(str(x) for _, x, _ in trials.values())

@@ -196,7 +196,9 @@ def _is_duplicate_error(exc: Exception) -> bool:
 class _MLflowBackend(TrackerBackend):
     library = "MLflow"
 
-    def __init__(self, tracking_uri, registry_uri, experiment_name, tags, tracking_token, save_artifact):
+    def __init__(self, tracking_uri, registry_uri, experiment_name, tags, tracking_token, save_artifact,
+                 log_params_on_trial_end=False):
+        self.log_params_on_trial_end = log_params_on_trial_end
         self.tracking_uri = tracking_uri
         self.registry_uri = registry_uri
         self.experiment_name = experiment_name
@@ -235,10 +237,12 @@ class _MLflowBackend(TrackerBackend):
             run_id = client.create_run(self._experiment_id, run_name=trial.trial_name, tags=tags).info.run_id
             self._params[trial.trial_id] = {}
         self._runs[trial.trial_id] = run_id
-        self._log_params(trial)
+        if not self.log_params_on_trial_end:
+            self._log_params(trial)
 
     def update_trial(self, trial: TrialRecord) -> None:
-        self._log_params(trial)
+        if not self.log_params_on_trial_end:
+            self._log_params(trial)
 
     def _log_params(self, trial: TrialRecord) -> None:
         from mlflow.entities import Param
@@ -297,6 +301,8 @@ class _MLflowBackend(TrackerBackend):
         return self._sql_store or None
 
     def end_trial(self, trial: TrialRecord, status: str) -> None:
+        if self.log_params_on_trial_end:
+            self._log_params(trial)
         run_id = self._runs.pop(trial.trial_id)
         if self.save_artifact and trial.local_path and os.path.isdir(trial.local_path):
             self._client.log_artifacts(run_id, trial.local_path)
@@ -330,6 +336,8 @@ class MLflowLoggerCallback(TrackerLoggerCallback):
         tags: Tags set on every run.
         tracking_token: Token for an authenticated tracking server.
         save_artifact: Log each trial's directory as artifacts of its run at the end.
+        log_params_on_trial_end: Log the config as params when the trial ends instead of when it
+            starts (a config that changes during the trial, under PBT, is then logged as it ended).
 
     Example:
         >>> from tunesmith import tune
@@ -352,6 +360,7 @@ class MLflowLoggerCallback(TrackerLoggerCallback):
         tags: dict | None = None,
         tracking_token: str | None = None,
         save_artifact: bool = False,
+        log_params_on_trial_end: bool = False,
     ):
         if tags is not None and not isinstance(tags, dict):
             raise TypeError(f"MLflowLoggerCallback(tags=...) must be a dict of tag -> value, got {tags!r}.")
@@ -361,11 +370,12 @@ class MLflowLoggerCallback(TrackerLoggerCallback):
         self.tags = dict(tags or {})
         self.tracking_token = tracking_token
         self.should_save_artifact = bool(save_artifact)
+        self.log_params_on_trial_end = bool(log_params_on_trial_end)
         super().__init__()
 
     def _make_backend(self) -> TrackerBackend:
         return _MLflowBackend(self.tracking_uri, self.registry_uri, self.experiment_name, self.tags,
-                              self.tracking_token, self.should_save_artifact)
+                              self.tracking_token, self.should_save_artifact, self.log_params_on_trial_end)
 
 
 class _NoopModule:
