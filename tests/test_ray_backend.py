@@ -371,3 +371,45 @@ def test_the_environment_picks_the_ray_backend_and_without_it_nothing_imports_ra
     assert (in_trial, in_driver) == ("False", "False")
     in_trial, in_driver, _ = _run_script(tmp_path, {})
     assert (in_trial, in_driver) == ("False", "False")
+
+
+def _uses_a_put_object(config):
+    import tunesmith as ray_like
+
+    tune.report({"value": ray_like.get(config["ref"])["weights"][1]})
+
+
+def test_put_and_get_on_the_cluster(cluster, tmp_path):
+    """`import tunesmith as ray`: put() gives a Ray object reference on a cluster, and get() takes it."""
+    ref = tunesmith.put({"weights": [1, 2, 3]})
+    assert tunesmith.get(ref) == {"weights": [1, 2, 3]}
+    assert tunesmith.get([ref, ref])[1]["weights"] == [1, 2, 3]
+    grid = tune.Tuner(_uses_a_put_object, param_space={"ref": ref},
+                      run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0)).fit()
+    assert grid.num_errors == 0 and grid[0].metrics["value"] == 2
+
+
+def _reports_its_node(config):
+    import ray as _ray
+
+    train.report({"node": _ray.get_runtime_context().get_node_id()})
+
+
+def test_a_trainers_resources_are_checked_against_the_cluster(cluster, tmp_path):
+    """A worker asking for a resource only a cluster node has runs there (this machine has none of it)."""
+    from tunesmith.train import ScalingConfig
+    from tunesmith.train.data_parallel_trainer import DataParallelTrainer
+
+    trainer = DataParallelTrainer(
+        _reports_its_node,
+        scaling_config=ScalingConfig(num_workers=1, resources_per_worker={"CPU": 1, "n1": 1}),
+        run_config=train.RunConfig(storage_path=str(tmp_path), verbose=0),
+    )
+    result = trainer.fit()
+    assert result.metrics["node"] == _node_id(cluster, "n1")
+    too_big = DataParallelTrainer(
+        _reports_its_node, scaling_config=ScalingConfig(num_workers=1, resources_per_worker={"n1": 5}),
+        run_config=train.RunConfig(storage_path=str(tmp_path), verbose=0),
+    )
+    with pytest.raises(ValueError, match="the Ray cluster has"):
+        too_big.fit()

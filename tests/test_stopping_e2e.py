@@ -136,3 +136,20 @@ def test_result_buffering_keeps_decisions_exact(monkeypatch):
         # exactly at the stopping result.
         assert result.metrics["training_iteration"] == 50
         assert list(result.metrics_dataframe["i"]) == list(range(1, 51))
+
+
+def _reports_once_then_hangs(config):
+    tune.report({"a": 1})
+    time.sleep(1000)
+
+
+def test_a_function_trial_stuck_in_its_code_does_not_hold_up_the_end_of_the_experiment(monkeypatch):
+    # As on Ray: when the time budget ends the experiment, a function trial gets
+    # TUNE_FUNCTION_THREAD_TIMEOUT_S (2 s) to reach its next report, not TUNE_FORCE_TRIAL_CLEANUP_S.
+    monkeypatch.setenv("TUNE_FORCE_TRIAL_CLEANUP_S", "200")
+    start = time.monotonic()
+    grid = tune.Tuner(_reports_once_then_hangs, param_space={"x": tune.grid_search([1, 2])},
+                      tune_config=tune.TuneConfig(time_budget_s=1),
+                      run_config=tune.RunConfig(verbose=0)).fit()
+    assert time.monotonic() - start < 100  # far below the 200 s of TUNE_FORCE_TRIAL_CLEANUP_S
+    assert [r.metrics["a"] for r in grid] == [1, 1] and grid.num_errors == 0

@@ -623,3 +623,48 @@ def test_workers_die_with_their_supervising_process(tmp_path):
             time.sleep(0.05)
         else:
             raise AssertionError(f"worker {rank} (pid {pid}) outlived its supervising process")
+
+
+def _checkpoints_the_working_directory(config):
+    rank = train.get_context().get_world_rank()
+    for step in range(2):
+        Path(f"model_rank{rank}.txt").write_text(f"step {step}")  # the working directory is the trial's
+        train.report({"step": step}, checkpoint=Checkpoint.from_directory("."))
+
+
+def test_a_checkpoint_of_the_working_directory_holds_what_the_workers_wrote(tmp_path):
+    # As on Ray (whose trials run in a directory of their own): the checkpoint holds the workers'
+    # files, not tunesmith's results, staging area or earlier checkpoints.
+    result = DataParallelTrainer(_checkpoints_the_working_directory, scaling_config=ScalingConfig(num_workers=2),
+                                 run_config=quiet(storage_path=str(tmp_path))).fit()
+    assert sorted(os.listdir(result.checkpoint.path)) == ["model_rank0.txt", "model_rank1.txt"]
+    assert Path(result.checkpoint.path, "model_rank0.txt").read_text() == "step 1"
+
+
+def _function_checkpoints_the_working_directory(config):
+    for step in range(3):
+        Path("model.txt").write_text(f"step {step}")
+        train.report({"step": step}, checkpoint=Checkpoint.from_directory("."))
+
+
+def test_a_function_trials_checkpoint_of_its_working_directory_does_not_nest_earlier_ones(tmp_path):
+    grid = tune.Tuner(_function_checkpoints_the_working_directory,
+                      run_config=quiet(storage_path=str(tmp_path))).fit()
+    (result,) = grid
+    checkpoints = sorted(n for n in os.listdir(result.path) if n.startswith("checkpoint_"))
+    assert len(checkpoints) == 3
+    for name in checkpoints:
+        assert os.listdir(os.path.join(result.path, name)) == ["model.txt"]
+
+
+def _reports_its_loop_config(config):
+    train.report({"seen": json.dumps(config, sort_keys=True)})
+
+
+def test_a_tuned_nested_value_keeps_the_trainers_other_nested_values(tmp_path):
+    trainer = DataParallelTrainer(_reports_its_loop_config,
+                                  train_loop_config={"opt": {"lr": 1.0, "momentum": 0.9}, "epochs": 3},
+                                  scaling_config=ScalingConfig(num_workers=1), run_config=quiet())
+    grid = tune.Tuner(trainer, param_space={"train_loop_config": {"opt": {"lr": tune.grid_search([0.1])}}},
+                      run_config=quiet(storage_path=str(tmp_path))).fit()
+    assert json.loads(grid[0].metrics["seen"]) == {"opt": {"lr": 0.1, "momentum": 0.9}, "epochs": 3}

@@ -83,13 +83,16 @@ def get(refs: Any, *, timeout: float | None = None) -> Any:
     if isinstance(refs, (list, tuple)):
         if all(isinstance(r, ObjectRef) for r in refs):
             return [r._value for r in refs]
-    if type(refs).__module__.startswith("ray.") or (
-        isinstance(refs, (list, tuple)) and any(type(r).__module__.startswith("ray.") for r in refs)
-    ):
+    if _is_ray_object(refs) or (isinstance(refs, (list, tuple)) and any(_is_ray_object(r) for r in refs)):
         import ray
 
         return ray.get(refs, timeout=timeout)
     raise TypeError(f"tunesmith.get() takes what tunesmith.put() returned (or a list of them), got {refs!r}.")
+
+
+def _is_ray_object(value: Any) -> bool:
+    module = type(value).__module__ or ""
+    return module == "ray" or module.startswith("ray.")  # ray.ObjectRef's module is "ray"
 
 
 def is_initialized() -> bool:

@@ -12,6 +12,7 @@ import numbers
 import os
 import shutil
 import sys
+import tempfile
 import threading
 import time
 import warnings
@@ -19,6 +20,7 @@ import weakref
 from collections import deque
 from typing import Any, Iterator
 
+from tunesmith._internal.fsutil import trial_files_ignore
 from tunesmith._internal.protocol import plain_metrics, result_pipeline_s
 from tunesmith.tune.result import CHECKPOINT_DIR_FORMAT
 from tunesmith.train._checkpoint import Checkpoint
@@ -147,8 +149,15 @@ class _Session:
                 )
         target = self._next_checkpoint_dir()
         self.checkpoint_index += 1
+        ignore = trial_files_ignore(checkpoint.path, self.trial_info.trial_dir) if checkpoint._local else None
         if self.remote is not None:
             name = os.path.basename(target)
+            if ignore is not None:  # the trial's own directory: its files, without tunesmith's
+                with tempfile.TemporaryDirectory() as scratch:
+                    local = os.path.join(scratch, name)
+                    shutil.copytree(checkpoint.path, local, ignore=ignore)
+                    self.checkpoint = upload_checkpoint(self.remote, self.trial_info, local, name)
+                return name
             with checkpoint.as_directory() as local:
                 self.checkpoint = upload_checkpoint(self.remote, self.trial_info, local, name)
             return name
@@ -158,7 +167,7 @@ class _Session:
             tmp = target + ".tmp"
             shutil.rmtree(tmp, ignore_errors=True)
             if checkpoint._local:
-                shutil.copytree(checkpoint.path, tmp)
+                shutil.copytree(checkpoint.path, tmp, ignore=ignore)
             else:
                 checkpoint.to_directory(tmp)
             os.replace(tmp, target)

@@ -87,7 +87,7 @@ class BaseTrainer:
         """Runs the training and returns its :class:`~tunesmith.train.Result`.
 
         Raises:
-            ValueError: If the ``ScalingConfig`` asks for more than this machine has.
+            ValueError: If the ``ScalingConfig`` asks for more than this machine (or the cluster) has.
             TrainingFailedError: If training failed (after the retries of
                 ``RunConfig(failure_config=...)``); ``WorkerGroupError`` names the workers.
         """
@@ -117,25 +117,30 @@ class BaseTrainer:
 
     @staticmethod
     def _check_resources(scaling: ScalingConfig) -> None:
-        """Raises before anything starts when this machine can never give the group its resources."""
-        from tunesmith._internal.resources import detect_resources
+        """Raises before anything starts when this machine (or the Ray cluster trials run on) can never
+        give the group its resources."""
+        from tunesmith._internal.backend._address import cluster_address
 
-        total, _ = detect_resources()
+        if cluster_address() is not None:
+            from tunesmith._core import cluster_resources
+
+            total, place = cluster_resources(), "the Ray cluster"
+            more = "add nodes that have them to the cluster"
+        else:
+            from tunesmith._internal.resources import detect_resources
+
+            total, _ = detect_resources()
+            place, more = "this machine", "declare more with tunesmith.init(num_cpus=..., resources=...)"
         need = scaling.total_resources
         short = {k: v for k, v in need.items() if v > 0 and v > total.get(k, 0.0) + 1e-9}
         if not short:
             return
         have = {k: total.get(k, 0.0) for k in need}
         if "GPU" in short and scaling.use_gpu:
-            fix = (
-                f"this machine has {have.get('GPU', 0):g} GPUs. Use fewer workers, set use_gpu=False, or "
-                "declare GPUs with tunesmith.init(num_gpus=...)."
-            )
+            gpus_hint = "declare GPUs with tunesmith.init(num_gpus=...)" if place == "this machine" else more
+            fix = f"{place} has {have.get('GPU', 0):g} GPUs. Use fewer workers, set use_gpu=False, or {gpus_hint}."
         else:
-            fix = (
-                f"this machine has {have}. Lower num_workers or resources_per_worker, or declare more "
-                "with tunesmith.init(num_cpus=..., resources=...)."
-            )
+            fix = f"{place} has {have}. Lower num_workers or resources_per_worker, or {more}."
         raise ValueError(
             f"ScalingConfig(num_workers={scaling.num_workers}, use_gpu={scaling.use_gpu}, "
             f"resources_per_worker={scaling.resources_per_worker}) needs {need} for the whole group, "

@@ -442,11 +442,10 @@ def _check_fits(request, executor) -> None:
         return  # depends on each config; checked per trial
     pgf = to_pg_factory(request)
     if not executor.can_ever_fit(pgf.required_resources):
+        shown = {k: v for k, v in executor.total.items() if k != "memory" or "memory" in pgf.required_resources}
         raise ValueError(
-            f"Each trial asks for {pgf.required_resources}, more than this machine has "
-            f"({ {k: v for k, v in executor.total.items() if k != 'memory'} }). Lower the request "
-            "(tune.with_resources / resources_per_trial) or declare more with "
-            "tunesmith.init(num_cpus=..., num_gpus=..., resources=...)."
+            f"Each trial asks for {pgf.required_resources}, more than {executor.place} has ({shown}). Lower "
+            f"the request (tune.with_resources / resources_per_trial) or {executor.more_resources_hint}."
         )
 
 

@@ -82,6 +82,8 @@ class ExecutorBackend(abc.ABC):
         total: What the backend can hand out to trials in all, e.g.
             ``{"CPU": 8.0, "GPU": 1.0, "memory": ...}`` plus custom resources.
         available: What is not held by this experiment's trials now (the same keys).
+        place: Where the resources are, as error messages name it.
+        more_resources_hint: How a user makes more of them available, for the same messages.
 
     Errors: a backend never raises out of ``send``/``wait`` for a trial whose
     worker died; it reports the death as a ``P.ERROR`` event for that trial
@@ -97,6 +99,8 @@ class ExecutorBackend(abc.ABC):
 
     total: dict[str, float]
     available: dict[str, float]
+    place = "this machine"
+    more_resources_hint = "declare more with tunesmith.init(num_cpus=..., num_gpus=..., resources=...)"
 
     # -- resources ---------------------------------------------------------------------
     @abc.abstractmethod

@@ -135,6 +135,9 @@ class RayExecutor(ExecutorBackend):
         >>> # tune.Tuner(...).fit() now runs its trials on the Ray cluster
     """
 
+    place = "the Ray cluster"
+    more_resources_hint = "add nodes that have them to the cluster (ray start --num-cpus/--num-gpus/--resources)"
+
     def __init__(self, address: str):
         ray = connect(address)
         self._ray = ray

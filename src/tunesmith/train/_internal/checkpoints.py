@@ -20,13 +20,20 @@ def staged_path(staging_dir: str, iteration: int, rank: int) -> str:
     return os.path.join(staging_dir, f"iter_{iteration:06d}", f"rank_{rank}")
 
 
-def stage(checkpoint, target: str) -> None:
-    """Copies a checkpoint's files into ``target`` (which must not exist yet)."""
+def stage(checkpoint, target: str, trial_dir: str | None = None) -> None:
+    """Copies a checkpoint's files into ``target`` (which must not exist yet).
+
+    A checkpoint of the trial's own directory (the workers' working directory) takes the files
+    written there, not tunesmith's (this staging area, results, earlier checkpoints).
+    """
+    from tunesmith._internal.fsutil import trial_files_ignore
+
     parent = os.path.dirname(target)
     os.makedirs(parent, exist_ok=True)
     if checkpoint._local:
         shutil.rmtree(target, ignore_errors=True)
-        shutil.copytree(checkpoint.path, target, symlinks=True)
+        shutil.copytree(checkpoint.path, target, symlinks=True,
+                        ignore=trial_files_ignore(checkpoint.path, trial_dir))
     else:
         checkpoint.to_directory(target)
 

@@ -116,7 +116,7 @@ class WorkerSession:
                     f"{type(checkpoint).__name__}. Create one with Checkpoint.from_directory(path)."
                 )
             path = checkpoints.staged_path(self._spec.staging_dir, self.reports, self._spec.rank)
-            checkpoints.stage(checkpoint, path)
+            checkpoints.stage(checkpoint, path, getattr(self._spec.trial_info, "trial_dir", None))
             staged = True
         try:
             send(self._conn, (REPORT, _plain_metrics(metrics), staged))

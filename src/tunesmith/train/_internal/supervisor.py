@@ -55,7 +55,7 @@ def resolve_config(trainer, config: dict | None):
     if override is not None:
         if not isinstance(override, dict):
             raise TypeError(f"param_space['train_loop_config'] must be a dict, got {type(override).__name__}.")
-        loop_config.update(override)
+        loop_config = _deep_update(loop_config, override)
     scaling = config.get("scaling_config", trainer.scaling_config)
     if isinstance(scaling, dict):
         scaling = ScalingConfig(**scaling)
@@ -66,6 +66,22 @@ def resolve_config(trainer, config: dict | None):
     datasets = config.get("datasets", trainer.datasets)
     metadata = config.get("metadata", trainer.metadata)
     return loop_config, scaling, datasets, metadata
+
+
+def _deep_update(base: dict, override: dict) -> dict:
+    """``base`` with ``override``'s values; nested dicts are merged, not replaced (as on Ray).
+
+    Example:
+        >>> _deep_update({"opt": {"lr": 1.0, "momentum": 0.9}, "epochs": 3}, {"opt": {"lr": 0.1}})
+        {'opt': {'lr': 0.1, 'momentum': 0.9}, 'epochs': 3}
+    """
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_update(out[key], value)
+        else:
+            out[key] = value
+    return out
 
 
 class ReturnValue:

@@ -104,6 +104,8 @@ class LoopSettings:
             (negative: "auto", at most 5% of the time).
         warn_threshold_s: ``TUNE_WARN_THRESHOLD_S``: warn when one loop turn takes longer.
         cleanup_grace_s: ``TUNE_FORCE_TRIAL_CLEANUP_S``: how long stopping trials get.
+        function_stop_grace_s: ``TUNE_FUNCTION_THREAD_TIMEOUT_S``: how long a function trial gets to
+            reach its next report once the experiment stops (it is ended by force after that).
         result_buffer_length: ``TUNE_RESULT_BUFFER_LENGTH``.
         restore_retry_num: ``TUNE_RESTORE_RETRY_NUM``.
         warn_idle_s: ``TUNE_WARN_INSUFFICENT_RESOURCE_THRESHOLD_S``.
@@ -118,6 +120,7 @@ class LoopSettings:
     state_period: float = -1.0
     warn_threshold_s: float = 0.5
     cleanup_grace_s: float = 600.0
+    function_stop_grace_s: float = 2.0
     result_buffer_length: int = 1
     restore_retry_num: int = 0
     warn_idle_s: float = 60.0
@@ -132,6 +135,7 @@ class LoopSettings:
             state_period=env_float("TUNE_GLOBAL_CHECKPOINT_S", -1.0),
             warn_threshold_s=env_float("TUNE_WARN_THRESHOLD_S", 0.5),
             cleanup_grace_s=env_float("TUNE_FORCE_TRIAL_CLEANUP_S", 600.0),
+            function_stop_grace_s=env_float("TUNE_FUNCTION_THREAD_TIMEOUT_S", 2.0),
             result_buffer_length=max(1, int(env_float("TUNE_RESULT_BUFFER_LENGTH", 1))),
             restore_retry_num=int(env_float("TUNE_RESTORE_RETRY_NUM", 0)),
             warn_idle_s=env_float("TUNE_WARN_INSUFFICENT_RESOURCE_THRESHOLD_S", 60.0),

@@ -189,11 +189,19 @@ class TrialLifecycle:
         self._table.resources_changed = True
 
     def stop_experiment(self, reason: str) -> None:
-        """Stops every trial and the searcher; running trials get ``TUNE_FORCE_TRIAL_CLEANUP_S``."""
+        """Stops every trial and the searcher.
+
+        Running trials get ``TUNE_FORCE_TRIAL_CLEANUP_S`` to finish their step (a class trial's
+        ``step()`` and final checkpoint); a function trial, as on Ray, gets
+        ``TUNE_FUNCTION_THREAD_TIMEOUT_S`` to reach its next report, and is then ended by force.
+        """
         logger.info("Stopping the experiment: %s.", reason)
         run = self._run
         run.stop_all = True
-        run.stop_deadline = self._clock() + self._settings.cleanup_grace_s
+        grace = self._settings.cleanup_grace_s
+        if not self._is_class:
+            grace = min(grace, self._settings.function_stop_grace_s)
+        run.stop_deadline = self._clock() + grace
         self._search_alg.set_finished()
         run.search_finished = True
         for trial in list(self._table.trials):
@@ -604,7 +612,9 @@ class TrialLifecycle:
 
     def _on_error(self, trial: Trial, tb: str, exc_bytes: bytes | None) -> None:
         self._table.stopping.pop(trial, None)
-        self._release(trial, self._reuse)
+        # As on Ray, the worker of a failed trial is not kept: the failure may have left it (or the
+        # node it runs on, on a cluster) unusable, and a retry must not land there again.
+        self._release(trial, False)
         self.fail_trial(trial, tb, exc_bytes)
 
     def fail_trial(self, trial: Trial, tb: str, exc_bytes: bytes | None) -> None:

@@ -236,11 +236,11 @@ class TuneController:
         if not self._backend.can_ever_fit(pgf.required_resources):
             resource_help = getattr(cfg.trainable, "resource_help", None)
             hint = resource_help(suggestion.config) if callable(resource_help) else ""
+            backend = self._backend
             raise ValueError(
-                f"Trial {trial_id} asks for {pgf.required_resources}, more than this machine has "
-                f"({self._backend.total}). Lower the request (tune.with_resources / resources_per_trial) "
-                "or make more available with tunesmith.init(num_cpus=..., num_gpus=..., resources=...)."
-                + (f" {hint}" if hint else "")
+                f"Trial {trial_id} asks for {pgf.required_resources}, more than {backend.place} has "
+                f"({backend.total}). Lower the request (tune.with_resources / resources_per_trial) "
+                f"or {backend.more_resources_hint}." + (f" {hint}" if hint else "")
             )
         failure_config = cfg.failure_config
         trial = Trial(
