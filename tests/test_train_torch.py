@@ -127,7 +127,7 @@ def test_seed_report_example_with_a_rank0_checkpoint(tmp_path):
         run_config=quiet(tmp_path), resume_from_checkpoint=result.checkpoint,
     ).fit()
     assert list(resumed.metrics_dataframe["epoch"]) == [10, 11]
-    assert list(resumed.metrics_dataframe["training_iteration"]) == [11, 12]
+    assert list(resumed.metrics_dataframe["training_iteration"]) == [1, 2]
 
 
 # -- a worker killed mid-run ----------------------------------------------------------------------------------------

@@ -32,8 +32,8 @@ class DataParallelTrainer(BaseTrainer):
         run_config: Name, storage, checkpoint and failure settings.
         datasets: Datasets by name; each worker gets every ``num_workers``-th
             item from its rank on, through ``train.get_dataset_shard(name)``.
-        resume_from_checkpoint: A checkpoint to start from; the iteration count
-            goes on from the one it was saved at, when that is known.
+        resume_from_checkpoint: A checkpoint to start from (``train.get_checkpoint()`` returns it on
+            every worker); the run's iterations count from 1, as on Ray.
         metadata: A JSON-serialisable dict for ``get_context().get_metadata()``,
             also stored with every checkpoint.
 

@@ -151,8 +151,9 @@ def run_trainer(trainer, config: dict) -> bytes | None:
     loop_config, scaling, datasets, metadata = resolve_config(trainer, config)
     checkpoint = sess.checkpoint
     if checkpoint is None and trainer.resume_from_checkpoint is not None:
+        # A new run that starts from the checkpoint: as on Ray, its iterations count from 1, so stop
+        # criteria and schedulers see this run's own progress.
         checkpoint = trainer.resume_from_checkpoint
-        _continue_count_from(sess, checkpoint)
 
     n = scaling.num_workers
     per_worker = scaling._resources_per_worker_not_none
@@ -220,26 +221,6 @@ def _assign_gpus(scaling, per_worker: float) -> list[list[str]]:
         k = int(round(per_worker))
         return [visible[r * k:(r + 1) * k] for r in range(n)]
     return [[visible[int(r * per_worker + 1e-9)]] for r in range(n)]
-
-
-def _continue_count_from(sess, checkpoint) -> None:
-    """A run resumed from a checkpoint of an earlier run goes on counting iterations from it."""
-    from tunesmith.tune.analysis import _loading
-    from tunesmith.tune.result import TRAINING_ITERATION
-
-    if getattr(sess, "iteration", 0) or not getattr(checkpoint, "_local", False):
-        return
-    trial_dir = os.path.dirname(os.path.normpath(checkpoint.path))
-    try:
-        rows = _loading.read_result_rows(_loading.Storage(None), trial_dir)
-    except OSError:
-        return
-    if not rows:
-        return
-    metrics = _loading.pair_checkpoint_metrics([os.path.basename(os.path.normpath(checkpoint.path))], rows)[0]
-    iteration = metrics.get(TRAINING_ITERATION)
-    if isinstance(iteration, int) and iteration > 0:
-        sess.iteration = iteration
 
 
 class _GroupRun:
