@@ -373,20 +373,12 @@ def test_the_environment_picks_the_ray_backend_and_without_it_nothing_imports_ra
     assert (in_trial, in_driver) == ("False", "False")
 
 
-def _uses_a_put_object(config):
-    import tunesmith as ray_like
-
-    tune.report({"value": ray_like.get(config["ref"])["weights"][1]})
-
-
-def test_put_and_get_on_the_cluster(cluster, tmp_path):
+def test_put_and_get_on_the_cluster(cluster):
     """`import tunesmith as ray`: put() gives a Ray object reference on a cluster, and get() takes it."""
     ref = tunesmith.put({"weights": [1, 2, 3]})
+    assert type(ref).__module__ == "ray"
     assert tunesmith.get(ref) == {"weights": [1, 2, 3]}
     assert tunesmith.get([ref, ref])[1]["weights"] == [1, 2, 3]
-    grid = tune.Tuner(_uses_a_put_object, param_space={"ref": ref},
-                      run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0)).fit()
-    assert grid.num_errors == 0 and grid[0].metrics["value"] == 2
 
 
 def _reports_its_node(config):

@@ -368,7 +368,8 @@ class _GroupRun:
         if self._timeout() == 0.0:
             self._uneven(
                 f"a worker returned and the others made no report for {_uneven_report_timeout_s():g} s "
-                "(TUNESMITH_TRAIN_UNEVEN_REPORT_TIMEOUT_S)"
+                "(TUNESMITH_TRAIN_UNEVEN_REPORT_TIMEOUT_S; if a worker is only slower than that between its "
+                "last reports, raise it)"
             )
 
     def _uneven(self, what: str) -> None:
@@ -434,6 +435,17 @@ class _GroupRun:
         if others:
             message += "\nOther workers that failed: " + "; ".join(
                 f"rank {r}: {type(failures[r][0]).__name__}: {failures[r][0]}" for r in others
+            )
+        returned = {r: c for r, c in self.finished.items() if r not in failures}
+        if returned:
+            # A worker that had returned leaves the others' collective calls without a peer, and
+            # they fail with errors about a lost connection rather than the cause.
+            message += (
+                "\nNote: "
+                + ", ".join(f"rank {r} had returned (after {c} reports)" for r, c in sorted(returned.items()))
+                + " when this failed. If the failing worker was in a collective call (all_reduce, barrier, a "
+                "DDP step), that early return is the likely cause: every worker must run the same number of "
+                "iterations and call train.report() the same number of times."
             )
         if tb and not failures[primary][3]:
             message += f"\n\nOriginal traceback (rank {primary}):\n{tb.rstrip()}"
