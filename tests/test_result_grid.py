@@ -252,3 +252,33 @@ def test_grid_through_a_remote_style_filesystem(tmp_path):
     assert "filesystem='subtree'" in repr(best)
     assert isinstance(grid[3].error.__cause__, RuntimeError)
     assert "RuntimeError: out of memory" in str(grid.errors[0])
+
+
+def _reports_values(config):
+    from tunesmith import tune as _tune
+
+    for value in config["values"]:
+        _tune.report({"score": value})
+
+
+def test_windowed_scopes_pick_the_same_trial_after_the_experiment_is_read_back(tmp_path):
+    from tunesmith import tune as _tune
+
+    space = {"values": _tune.grid_search([[1, 9, 9, 9], [5, 5, 5, 5], [8, 8, 0, 10]])}
+    grid = _tune.Tuner(_reports_values, param_space=space,
+                       run_config=_tune.RunConfig(name="exp", storage_path=str(tmp_path), verbose=0)).fit()
+    read_back = _tune.Tuner.restore(str(tmp_path / "exp"), _reports_values).get_results()
+    for scope in ("last-5-avg", "last-10-avg", "avg", "last", "all"):
+        expected = grid.get_best_result("score", "max", scope=scope).config["values"]
+        assert read_back.get_best_result("score", "max", scope=scope).config["values"] == expected, scope
+    assert grid.get_best_result("score", "max", scope="last-5-avg").config["values"] == [1, 9, 9, 9]
+
+
+def test_a_nan_first_value_does_not_hide_the_best_of_the_later_ones(tmp_path):
+    from tunesmith import tune as _tune
+
+    space = {"values": _tune.grid_search([[float("nan"), 0.1, 0.5], [1.0, 1.0, 1.0]])}
+    grid = _tune.Tuner(_reports_values, param_space=space,
+                       run_config=_tune.RunConfig(storage_path=str(tmp_path), verbose=0)).fit()
+    # As on Ray: the NaN step (no validation run) is skipped by max and min.
+    assert grid.get_best_result("score", "min", scope="all").config["values"][1] == 0.1

@@ -37,6 +37,28 @@ def sanitize_dirname(name: str, max_len: int | None = None) -> str:
     return name[:limit]
 
 
+def _window_for(n: int, last: float, last5: Any, last10: Any) -> "deque | None":
+    """Up to ten values ending with ``last`` whose last five and all average ``last5`` and ``last10``.
+
+    A restored trial's statistics keep those averages, not the values: this stands in for the
+    values so that ``last-5-avg``/``last-10-avg`` read as saved (and move on with new results).
+
+    Example:
+        >>> list(_window_for(6, 10.0, 8.0, 7.0))
+        [2.0, 7.5, 7.5, 7.5, 7.5, 10.0]
+    """
+    count = min(n, 10)
+    if count < 2 or not all(isinstance(v, (int, float)) and v == v for v in (last, last5, last10)):
+        return None
+    recent = min(count, 5)
+    before_last = (recent * last5 - last) / (recent - 1)
+    values = [before_last] * (recent - 1) + [last]
+    if count > 5:
+        older = (count * last10 - 5 * last5) / (count - 5)
+        values = [older] * (count - 5) + values
+    return deque(values, maxlen=10)
+
+
 class Trial:
     """One run of a trainable with one configuration.
 
@@ -278,8 +300,13 @@ class Trial:
             if entry is None:
                 entry = stats[metric] = [0, values[0], values[0], 0, values[0], None]
             entry[0] += len(values)
-            entry[1] = max(entry[1], *values)
-            entry[2] = min(entry[2], *values)
+            numbers_only = [v for v in values if v == v]  # a NaN neither is nor hides the max/min
+            if numbers_only:
+                top, bottom = max(numbers_only), min(numbers_only)
+                if entry[1] != entry[1] or top > entry[1]:
+                    entry[1] = top
+                if entry[2] != entry[2] or bottom < entry[2]:
+                    entry[2] = bottom
             entry[3] += sum(values)
             window = entry[5]
             if window is None:
@@ -318,6 +345,8 @@ class Trial:
                 entry[1] = value
             elif value < entry[2]:
                 entry[2] = value
+            elif entry[1] != entry[1] and value == value:  # the first values were NaN: a number replaces them
+                entry[1] = entry[2] = value
             entry[3] += value
             window = entry[5]
             if window is None:
@@ -346,7 +375,8 @@ class Trial:
 
     @metric_analysis.setter
     def metric_analysis(self, analysis: dict[str, dict[str, float]]) -> None:
-        # Restored from saved state: the windows restart from the last value.
+        # Restored from saved state: the last-5/10 windows are rebuilt so that they give the saved
+        # averages (and go on from there as new results come).
         self._frozen = False
         self._json_state = None
         self._stats = {}
@@ -354,7 +384,8 @@ class Trial:
         for metric, a in (analysis or {}).items():
             try:
                 n = int(a.get("_n", 1))
-                self._stats[metric] = [n, a["max"], a["min"], a["avg"] * n, a["last"], None]
+                window = _window_for(n, a["last"], a.get("last-5-avg"), a.get("last-10-avg"))
+                self._stats[metric] = [n, a["max"], a["min"], a["avg"] * n, a["last"], window]
             except (KeyError, TypeError):
                 continue
 
