@@ -7,6 +7,7 @@ import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -168,3 +169,43 @@ def test_result_grid_report_from_another_filesystem(experiment, tmp_path):
     text = open(path).read()
     assert experiment.get_best_result().metrics["trial_id"] in text
     assert text.count('"status":"ERROR"') == experiment.num_errors
+
+
+def _losses_then_maybe_html_error(config):
+    for loss in config["losses"]:
+        tune.report({"loss": loss})
+    if config["fail"]:
+        raise RuntimeError("the server said: <!DOCTYPE html><!-- 502 Bad Gateway --></html>")
+
+
+def test_report_of_html_like_text_and_a_nan_final_value(tmp_path):
+    """An error text holding "<!--" still gives a page that draws; a trial that ended on NaN is not the best."""
+    browser = _chromium()
+    if browser is None:
+        pytest.skip("Chromium is not installed (.ci/run installs Debian's chromium package)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    grid = tune.Tuner(
+        _losses_then_maybe_html_error,
+        param_space={"losses": tune.grid_search([[3.0, 2.0], [1.0, float("nan")]]),
+                     "fail": tune.sample_from(lambda spec: spec.config.losses[0] == 1.0)},
+        tune_config=tune.TuneConfig(metric="loss", mode="min"),
+        run_config=tune.RunConfig(storage_path=str(tmp_path / "results"), verbose=0),
+    ).fit()
+    out = grid.report(str(tmp_path / "new_dir") + os.sep)  # a directory that does not exist yet
+    assert out == str(tmp_path / "new_dir" / "report.html")
+    best = grid.get_best_result()
+    assert best.config["losses"] == [3.0, 2.0]
+    problems = []
+    with sync_api.sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=browser, args=["--no-sandbox"])
+        try:
+            page = chromium.new_page()
+            page.on("console", lambda m: problems.append(m.text) if m.type in ("error", "warning") else None)
+            page.on("pageerror", lambda e: problems.append(str(e)))
+            page.goto(Path(out).as_uri())
+            page.wait_for_selector("body[data-ready='1']", timeout=60_000)
+            assert problems == []
+            assert page.locator("#best-name").inner_text() == f"_losses_then_maybe_html_error_{best.metrics['trial_id']}"
+            assert "502 Bad Gateway" in page.locator("#errors pre").first.inner_text()
+        finally:
+            chromium.close()

@@ -165,6 +165,9 @@ def collect_report_data(experiment_path: str, metric: str | None = None, mode: s
             if value is not None and step is not None:
                 curve.append([step, value])
         values = [v for _, v in curve]
+        # The final value is the last result's, as get_best_result() ranks trials: a trial that ended
+        # on NaN (or without the metric) has no final value rather than an older one.
+        final = _number(_lookup(results[-1], metric)) if (metric and results) else None
         config = _flatten(ts.get("evaluated_params") or {}) or _flatten(ts.get("config") or {})
         for key in config:
             if key not in params:
@@ -183,7 +186,7 @@ def collect_report_data(experiment_path: str, metric: str | None = None, mode: s
             "config": {k: _plain(v) for k, v in config.items()},
             "iterations": last.get(TRAINING_ITERATION, 0) or 0,
             "time": _number(last.get("time_total_s")),
-            "final": values[-1] if values else None,
+            "final": final,
             "best": (min(values) if mode == "min" else max(values)) if values else None,
             "curve": _thin(curve, per_curve),
             "stopped_at": ts.get("scheduler_stop_iteration"),
@@ -220,7 +223,8 @@ def render_html(data: dict) -> str:
     """The report page for :func:`collect_report_data`'s data: one self-contained HTML document."""
     payload = json.dumps(data, allow_nan=False, separators=(",", ":"))
     # Inside <script>, "</" could end the element early; JSON allows "<\/" for it.
-    payload = payload.replace("</", "<\\/").replace("<!--", "<\\!--")
+    # "<!--" would open an HTML comment: "\u003c" is the same "<" to JSON, and no tag to HTML.
+    payload = payload.replace("</", "<\\/").replace("<!--", "\\u003c!--")
     title = html.escape(f"{data['experiment']} · tunesmith report")
     return _TEMPLATE.replace("__TITLE__", title).replace("__DATA__", payload)
 
@@ -251,7 +255,7 @@ def write_html_report(experiment_path: str, output_path: str | None = None, *, m
     """
     data = collect_report_data(experiment_path, metric=metric, mode=mode)
     output_path = output_path or os.path.join(experiment_path, REPORT_FILE)
-    if os.path.isdir(output_path):
+    if os.path.isdir(output_path) or output_path.endswith(("/", os.sep)):  # a directory (made if new)
         output_path = os.path.join(output_path, REPORT_FILE)
     directory = os.path.dirname(os.path.abspath(output_path))
     os.makedirs(directory, exist_ok=True)
