@@ -329,3 +329,21 @@ def test_errored_trial_error_files(experiment):
     error = ResultGrid(analysis)[2].error
     assert isinstance(error, TrainingFailedError)
     assert isinstance(error.__cause__, ValueError)
+
+
+def _fails_before_reporting_when_two(config):
+    from tunesmith import tune as _tune
+
+    if config["x"] == 2:
+        raise RuntimeError("failed before its first report")
+    _tune.report({"loss": config["x"]})
+
+
+def test_a_trial_that_reported_nothing_has_no_row(tmp_path):
+    from tunesmith import tune as _tune
+
+    grid = _tune.Tuner(_fails_before_reporting_when_two, param_space={"x": _tune.grid_search([1, 2, 3])},
+                       run_config=_tune.RunConfig(storage_path=str(tmp_path), verbose=0)).fit()
+    for frame in (grid.get_dataframe(), grid.get_dataframe(filter_metric="loss", filter_mode="min")):
+        assert sorted(frame["config/x"]) == [1, 3]
+        assert frame["training_iteration"].dtype.kind == "i"

@@ -126,6 +126,11 @@ class ExperimentAnalysis:
     def _trials_from_state(self, state: dict[str, Any]) -> list[Trial]:
         storage = self._storage
         trials = []
+        if "trials" not in state and "trial_data" in state:
+            raise ValueError(
+                f"{self._state_file} was written by Ray Tune, whose experiment state tunesmith does not "
+                "read. Run the experiment with tunesmith, or analyse it with Ray."
+            )
         for trial_state in state.get("trials") or []:
             trial_state = _loading.rebase_trial_state(trial_state, self._experiment_path, storage)
             trial = Trial.from_json_state(
@@ -392,6 +397,8 @@ class ExperimentAnalysis:
         rows = []
         frames = self.trial_dataframes if metric and mode else None
         for trial in self.trials:
+            if not trial.last_result:
+                continue  # a trial that reported nothing (it failed first) has no row, as on Ray
             row = None
             if frames is not None:
                 row = _best_row(frames.get(trial.trial_id), metric, mode)
