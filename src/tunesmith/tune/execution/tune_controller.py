@@ -332,7 +332,7 @@ class TuneController:
         if run.stop_all:
             # Running trials stop at their next result; one that does not report in time is
             # terminated by force when the loop ends (TUNE_FORCE_TRIAL_CLEANUP_S).
-            return not self._table.count(Trial.RUNNING) or self._clock() > run.stop_deadline
+            return not self._table.count(Trial.RUNNING) or self._clock() >= run.stop_deadline
         return run.search_finished and self._table.num_live() == 0
 
     def run(self) -> None:
