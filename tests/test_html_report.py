@@ -207,5 +207,35 @@ def test_report_of_html_like_text_and_a_nan_final_value(tmp_path):
             assert problems == []
             assert page.locator("#best-name").inner_text() == f"_losses_then_maybe_html_error_{best.metrics['trial_id']}"
             assert "502 Bad Gateway" in page.locator("#errors pre").first.inner_text()
+            assert problems == []
+        finally:
+            chromium.close()
+
+
+def _negative_rewards(config):
+    for i in range(3):
+        tune.report({"reward": -1.0 - i})
+
+
+def test_log_scale_with_no_positive_value_says_so(tmp_path):
+    browser = _chromium()
+    if browser is None:
+        pytest.skip("Chromium is not installed (.ci/run installs Debian's chromium package)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    grid = tune.Tuner(_negative_rewards, tune_config=tune.TuneConfig(metric="reward", mode="max"),
+                      run_config=tune.RunConfig(storage_path=str(tmp_path / "results"), verbose=0)).fit()
+    out = grid.report(str(tmp_path / "report.html"))
+    problems = []
+    with sync_api.sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=browser, args=["--no-sandbox"])
+        try:
+            page = chromium.new_page()
+            page.on("console", lambda m: problems.append(m.text) if m.type in ("error", "warning") else None)
+            page.on("pageerror", lambda e: problems.append(str(e)))
+            page.goto(Path(out).as_uri())
+            page.wait_for_selector("body[data-ready='1']", timeout=60_000)
+            page.locator("#logy").check()
+            assert "log scale cannot show it" in page.locator("#curves").text_content()
+            assert problems == []
         finally:
             chromium.close()

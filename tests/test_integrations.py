@@ -220,3 +220,19 @@ def test_lightning_callback_checks_its_arguments():
         TuneReportCheckpointCallback(filename="")
     assert TuneReportCallback("val_loss", on=["validation_end", "train_epoch_end"])._on == {
         "validation_end", "train_epoch_end"}
+
+
+def test_lightning_callbacks_report_on_every_trainer_event_lightning_has():
+    # As on Ray, whose callbacks take any of the installed Lightning's Callback hooks as `on`.
+    pytest.importorskip("lightning")
+    import inspect
+
+    import lightning.pytorch as pl
+
+    from tunesmith.tune.integration.pytorch_lightning import TuneCallback, TuneReportCallback
+
+    events = {n[3:] for n, f in inspect.getmembers(pl.Callback, inspect.isfunction) if n.startswith("on_")}
+    assert {"predict_end", "before_backward", "save_checkpoint"} <= events
+    for event in events:
+        assert TuneReportCallback(on=event)._on == {event}
+        assert getattr(TuneCallback, f"on_{event}") is not getattr(pl.Callback, f"on_{event}"), event

@@ -418,6 +418,10 @@ function drawCurves() {
     if (logy && !(y > 0)) continue;
     x0 = Math.min(x0, x); x1 = Math.max(x1, x); y0 = Math.min(y0, y); y1 = Math.max(y1, y);
   }
+  if (x0 === Infinity) {
+    el("svg:text", {x: 20, y: 40}, curvesSvg, "No value of the metric is above 0: a log scale cannot show it.");
+    return;
+  }
   if (!(y1 >= y0)) { y0 = 0; y1 = 1; }
   if (x1 === x0) { x0 -= 1; x1 += 1; }
   if (y1 === y0) { const d = Math.abs(y0) || 1; y0 -= d / 2; y1 += d / 2; }

@@ -30,6 +30,9 @@ _ALLOWED_HOOKS = (
     "train_epoch_start", "train_epoch_end", "validation_epoch_start", "validation_epoch_end",
     "test_epoch_start", "test_epoch_end", "train_batch_start", "train_batch_end",
     "validation_batch_start", "validation_batch_end", "test_batch_start", "test_batch_end",
+    "predict_start", "predict_end", "predict_epoch_start", "predict_epoch_end",
+    "predict_batch_start", "predict_batch_end", "before_backward", "after_backward",
+    "before_optimizer_step", "before_zero_grad", "load_checkpoint", "save_checkpoint",
     "exception",
 )
 
@@ -137,6 +140,42 @@ class TuneCallback(_Base):
 
     def on_test_batch_end(self, trainer, pl_module, *args, **kwargs):
         self._maybe("test_batch_end", trainer, pl_module)
+
+    def on_predict_start(self, trainer, pl_module):
+        self._maybe("predict_start", trainer, pl_module)
+
+    def on_predict_end(self, trainer, pl_module):
+        self._maybe("predict_end", trainer, pl_module)
+
+    def on_predict_epoch_start(self, trainer, pl_module):
+        self._maybe("predict_epoch_start", trainer, pl_module)
+
+    def on_predict_epoch_end(self, trainer, pl_module):
+        self._maybe("predict_epoch_end", trainer, pl_module)
+
+    def on_predict_batch_start(self, trainer, pl_module, *args, **kwargs):
+        self._maybe("predict_batch_start", trainer, pl_module)
+
+    def on_predict_batch_end(self, trainer, pl_module, *args, **kwargs):
+        self._maybe("predict_batch_end", trainer, pl_module)
+
+    def on_before_backward(self, trainer, pl_module, *args, **kwargs):
+        self._maybe("before_backward", trainer, pl_module)
+
+    def on_after_backward(self, trainer, pl_module):
+        self._maybe("after_backward", trainer, pl_module)
+
+    def on_before_optimizer_step(self, trainer, pl_module, *args, **kwargs):
+        self._maybe("before_optimizer_step", trainer, pl_module)
+
+    def on_before_zero_grad(self, trainer, pl_module, *args, **kwargs):
+        self._maybe("before_zero_grad", trainer, pl_module)
+
+    def on_load_checkpoint(self, trainer, pl_module, *args, **kwargs):
+        self._maybe("load_checkpoint", trainer, pl_module)
+
+    def on_save_checkpoint(self, trainer, pl_module, *args, **kwargs):
+        self._maybe("save_checkpoint", trainer, pl_module)
 
     def on_exception(self, trainer, pl_module, exception):
         self._maybe("exception", trainer, pl_module)
