@@ -1,6 +1,7 @@
 """The HTML report of an experiment: written by the CLI and ``ResultGrid.report``, checked in Chromium."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -178,12 +179,30 @@ def _losses_then_maybe_html_error(config):
         raise RuntimeError("the server said: <!DOCTYPE html><!-- 502 Bad Gateway --></html>")
 
 
-def test_report_of_html_like_text_and_a_nan_final_value(tmp_path):
-    """An error text holding "<!--" still gives a page that draws; a trial that ended on NaN is not the best."""
+@contextlib.contextmanager
+def _loaded_report(path: str):
+    """The report page at ``path`` in headless Chromium, drawn; yields ``(page, problems)``, where
+    ``problems`` collects console errors and warnings and page errors."""
     browser = _chromium()
     if browser is None:
         pytest.skip("Chromium is not installed (.ci/run installs Debian's chromium package)")
     sync_api = pytest.importorskip("playwright.sync_api")
+    problems = []
+    with sync_api.sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=browser, args=["--no-sandbox"])
+        try:
+            page = chromium.new_page()
+            page.on("console", lambda m: problems.append(m.text) if m.type in ("error", "warning") else None)
+            page.on("pageerror", lambda e: problems.append(str(e)))
+            page.goto(Path(path).as_uri())
+            page.wait_for_selector("body[data-ready='1']", timeout=60_000)
+            yield page, problems
+        finally:
+            chromium.close()
+
+
+def test_report_of_html_like_text_and_a_nan_final_value(tmp_path):
+    """An error text holding "<!--" still gives a page that draws; a trial that ended on NaN is not the best."""
     grid = tune.Tuner(
         _losses_then_maybe_html_error,
         param_space={"losses": tune.grid_search([[3.0, 2.0], [1.0, float("nan")]]),
@@ -195,21 +214,11 @@ def test_report_of_html_like_text_and_a_nan_final_value(tmp_path):
     assert out == str(tmp_path / "new_dir" / "report.html")
     best = grid.get_best_result()
     assert best.config["losses"] == [3.0, 2.0]
-    problems = []
-    with sync_api.sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=browser, args=["--no-sandbox"])
-        try:
-            page = chromium.new_page()
-            page.on("console", lambda m: problems.append(m.text) if m.type in ("error", "warning") else None)
-            page.on("pageerror", lambda e: problems.append(str(e)))
-            page.goto(Path(out).as_uri())
-            page.wait_for_selector("body[data-ready='1']", timeout=60_000)
-            assert problems == []
-            assert page.locator("#best-name").inner_text() == f"_losses_then_maybe_html_error_{best.metrics['trial_id']}"
-            assert "502 Bad Gateway" in page.locator("#errors pre").first.inner_text()
-            assert problems == []
-        finally:
-            chromium.close()
+    with _loaded_report(out) as (page, problems):
+        assert problems == []
+        assert page.locator("#best-name").inner_text() == f"_losses_then_maybe_html_error_{best.metrics['trial_id']}"
+        assert "502 Bad Gateway" in page.locator("#errors pre").first.inner_text()
+        assert problems == []
 
 
 def _negative_rewards(config):
@@ -218,24 +227,9 @@ def _negative_rewards(config):
 
 
 def test_log_scale_with_no_positive_value_says_so(tmp_path):
-    browser = _chromium()
-    if browser is None:
-        pytest.skip("Chromium is not installed (.ci/run installs Debian's chromium package)")
-    sync_api = pytest.importorskip("playwright.sync_api")
     grid = tune.Tuner(_negative_rewards, tune_config=tune.TuneConfig(metric="reward", mode="max"),
                       run_config=tune.RunConfig(storage_path=str(tmp_path / "results"), verbose=0)).fit()
-    out = grid.report(str(tmp_path / "report.html"))
-    problems = []
-    with sync_api.sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=browser, args=["--no-sandbox"])
-        try:
-            page = chromium.new_page()
-            page.on("console", lambda m: problems.append(m.text) if m.type in ("error", "warning") else None)
-            page.on("pageerror", lambda e: problems.append(str(e)))
-            page.goto(Path(out).as_uri())
-            page.wait_for_selector("body[data-ready='1']", timeout=60_000)
-            page.locator("#logy").check()
-            assert "log scale cannot show it" in page.locator("#curves").text_content()
-            assert problems == []
-        finally:
-            chromium.close()
+    with _loaded_report(grid.report(str(tmp_path / "report.html"))) as (page, problems):
+        page.locator("#logy").check()
+        assert "log scale cannot show it" in page.locator("#curves").text_content()
+        assert problems == []

@@ -173,16 +173,11 @@ def test_asha_with_optuna_reports_intermediate_values(tmp_path):
 # -------------------------------------------------------------------------------- HyperOpt
 
 
-def test_hyperopt_conditional_space_and_normal_domains(tmp_path):
+def _hyperopt_conditional_space() -> dict:
+    """A HyperOpt space with a choice of optimizers, each with parameters of its own."""
     from hyperopt import hp
 
-    from tunesmith.tune.search.hyperopt import HyperOptSearch
-
-    def objective(config):
-        opt = config["optimizer"]
-        return {"loss": opt.get("lr", 0.5) + abs(config["noise"])}
-
-    space = {
+    return {
         "optimizer": hp.choice("optimizer", [
             {"name": "sgd", "lr": hp.loguniform("sgd_lr", -7, 0), "momentum": hp.uniform("momentum", 0, 1)},
             {"name": "adam", "lr": hp.loguniform("adam_lr", -7, 0)},
@@ -190,6 +185,16 @@ def test_hyperopt_conditional_space_and_normal_domains(tmp_path):
         ]),
         "noise": hp.normal("noise", 0, 1),
     }
+
+
+def test_hyperopt_conditional_space_and_normal_domains(tmp_path):
+    from tunesmith.tune.search.hyperopt import HyperOptSearch
+
+    def objective(config):
+        opt = config["optimizer"]
+        return {"loss": opt.get("lr", 0.5) + abs(config["noise"])}
+
+    space = _hyperopt_conditional_space()
     searcher = HyperOptSearch(space, metric="loss", mode="min", random_state_seed=0, n_initial_points=3,
                               points_to_evaluate=[{"optimizer": 2, "noise": 0.0}])
     grid = tune.Tuner(objective, tune_config=tune.TuneConfig(search_alg=searcher, num_samples=8),
@@ -379,18 +384,9 @@ def test_the_same_space_on_the_searcher_and_as_param_space_takes_tune_configs_me
     ({"optimizer": 2, "noise": 0.0, "nois": 1.0}, "it names ['nois'], which are no hp labels"),
 ])
 def test_hyperopt_points_that_do_not_fit_a_hyperopt_space_are_named(point, says):
-    from hyperopt import hp
-
     from tunesmith.tune.search.hyperopt import HyperOptSearch
 
-    space = {
-        "optimizer": hp.choice("optimizer", [
-            {"name": "sgd", "lr": hp.loguniform("sgd_lr", -7, 0), "momentum": hp.uniform("momentum", 0, 1)},
-            {"name": "adam", "lr": hp.loguniform("adam_lr", -7, 0)},
-            {"name": "lbfgs"},
-        ]),
-        "noise": hp.normal("noise", 0, 1),
-    }
+    space = _hyperopt_conditional_space()
     searcher = HyperOptSearch(space, metric="loss", mode="min", points_to_evaluate=[point])
     with pytest.raises(ValueError, match="points_to_evaluate entry") as info:
         searcher.suggest("t0")
