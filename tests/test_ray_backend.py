@@ -381,6 +381,35 @@ def test_put_and_get_on_the_cluster(cluster):
     assert tunesmith.get([ref, ref])[1]["weights"] == [1, 2, 3]
 
 
+def _reads_refs(config, table=None):
+    value = tunesmith.get(config["ref"], timeout=60)
+    extra = tunesmith.get(table, timeout=60) if table is not None else None
+    train.report({"weights": value["weights"], "table": extra})
+
+
+def test_trials_read_object_references_of_their_config(cluster, tmp_path):
+    """A config (a grid of them too) and tune.with_parameters may hold references from put(); the trial's
+    get() reads them on its node. Sent without their owner, get() waited forever."""
+    refs = [tunesmith.put({"weights": [i, i]}) for i in (1, 2)]
+    table = tunesmith.put("shared")
+    grid = tune.Tuner(
+        tune.with_parameters(_reads_refs, table=table),
+        param_space={"ref": tune.grid_search(refs)},
+        run_config=tune.RunConfig(storage_path=str(tmp_path / "results"), verbose=0),
+    ).fit()
+    assert not grid.errors
+    assert sorted((r.metrics["weights"], r.metrics["table"]) for r in grid) == [([1, 1], "shared"), ([2, 2], "shared")]
+
+    from tunesmith.train.torch import TorchTrainer
+
+    result = TorchTrainer(
+        _reads_refs, train_loop_config={"ref": refs[0]},
+        scaling_config=train.ScalingConfig(num_workers=2),
+        run_config=train.RunConfig(storage_path=str(tmp_path / "train"), verbose=0),
+    ).fit()
+    assert result.error is None and result.metrics["weights"] == [1, 1]
+
+
 def _reports_its_node(config):
     import ray as _ray
 

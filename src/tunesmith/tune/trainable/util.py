@@ -34,10 +34,10 @@ class _ParameterStore:
     """
 
     def __init__(self, params: dict[str, Any]):
-        import cloudpickle
+        from tunesmith._internal.pickling import dumps
 
         try:
-            self.payload: bytes = cloudpickle.dumps(params, protocol=5)
+            self.payload: bytes = dumps(params, protocol=5)
         except Exception as exc:
             raise TypeError(
                 f"with_parameters() could not serialise the objects {sorted(params)}: {exc}"
