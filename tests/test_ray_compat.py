@@ -496,3 +496,32 @@ def test_import_paths_the_seeds_name_exist(module, names):
     from tunesmith.train.context import TrainContext
 
     assert isinstance(train.get_context(), TrainContext)
+
+
+def _objective(config):
+    return {"score": config["x"] ** 2}
+
+
+def test_tuner_internal_is_the_tuner_behind_the_tuner(tmp_path):
+    """Seed 004 (Tune Internals) documents ray.tune.impl.tuner_internal.TunerInternal; a Tuner keeps one as
+    _local_tuner, built fresh or from an experiment directory to continue."""
+    from tunesmith.tune.impl.tuner_internal import TunerInternal
+
+    run_config = tune.RunConfig(name="inner", storage_path=str(tmp_path), verbose=0)
+    tuner = tune.Tuner(_objective, param_space={"x": tune.grid_search([1, 2])}, run_config=run_config)
+    inner = tuner._local_tuner
+    assert isinstance(inner, TunerInternal)
+    assert inner.get_run_config().name == "inner" and inner.trainable is _objective
+    assert list(inner.param_space) == ["x"]
+    with pytest.raises(RuntimeError, match="fit"):
+        inner.get_results()
+    assert sorted(r.config["x"] for r in inner.fit()) == [1, 2]
+
+    restored = TunerInternal(restore_path=str(tmp_path / "inner"), trainable=_objective,
+                             resume_config={"resume_errored": True})
+    assert restored.get_run_config().storage_path == str(tmp_path)
+    assert sorted(r.metrics["score"] for r in restored.get_results()) == [1, 4]
+    with pytest.raises(ValueError, match="No experiment to restore"):
+        TunerInternal(restore_path=str(tmp_path / "missing"), trainable=_objective)
+    with pytest.raises(TypeError, match="resume_config takes"):
+        TunerInternal(restore_path=str(tmp_path / "inner"), trainable=_objective, resume_config={"errored": 1})

@@ -1,0 +1,1 @@
+"""Implementation modules of the Tune API (``tune.impl.tuner_internal.TunerInternal``)."""
