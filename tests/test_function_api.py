@@ -313,3 +313,84 @@ def test_processes_a_trial_leaves_running_end_with_its_worker():
     while _alive(pid) and time.time() < deadline:
         time.sleep(0.05)
     assert not _alive(pid)
+
+
+def _counts_steps_and_fails_once(config):
+    import tempfile
+
+    start = 0
+    checkpoint = train.get_checkpoint()
+    if checkpoint:
+        with checkpoint.as_directory() as d:
+            start = json.load(open(os.path.join(d, "s.json")))["i"]
+    for i in range(start + 1, 6):
+        if i == 4 and os.path.exists(config["flag"]):
+            os.remove(config["flag"])
+            raise RuntimeError("boom")
+        with tempfile.TemporaryDirectory() as d:
+            json.dump({"i": i}, open(os.path.join(d, "s.json"), "w"))
+            train.report({"i": i, "timesteps_this_iter": 10, "episodes_this_iter": 1},
+                         checkpoint=train.Checkpoint.from_directory(d))
+
+
+def test_timesteps_and_episodes_totals_carry_over_a_restore(tmp_path):
+    """Seed 003: the counters are preserved across checkpoint/restore; a function trial retried from its
+    checkpoint went on from 0 (PBT's timesteps_total went backwards after an exploit)."""
+    flag = tmp_path / "flag"
+    flag.touch()
+    grid = _fit(_counts_steps_and_fails_once, {"flag": str(flag)},
+                run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0,
+                                          failure_config=tune.FailureConfig(max_failures=1)))
+    assert not grid.errors
+    rows = [json.loads(line) for line in open(os.path.join(grid[0].path, "result.json"))]
+    assert [(r["i"], r["timesteps_total"], r["episodes_total"]) for r in rows] == [
+        (1, 10, 1), (2, 20, 2), (3, 30, 3), (4, 40, 4), (5, 50, 5)]
+    assert [r["timesteps_since_restore"] for r in rows[3:]] == [10, 20]
+
+
+def _claims_long_iterations(config):
+    for i in range(10):
+        train.report({"i": i, "time_this_iter_s": 100.0})
+
+
+def test_a_reported_time_this_iter_s_counts_in_the_time_totals(tmp_path):
+    """Seed 003: time_this_iter_s may be overridden to replace the measured time; stop on time_total_s then
+    uses it (before, the value was replaced by the clock's and all 10 iterations ran)."""
+    grid = _fit(_claims_long_iterations, run_config=tune.RunConfig(
+        storage_path=str(tmp_path), verbose=0, stop={"time_total_s": 250}))
+    metrics = grid[0].metrics
+    assert metrics["training_iteration"] == 3
+    assert (metrics["time_this_iter_s"], metrics["time_total_s"]) == (100.0, pytest.approx(300.0, abs=1))
+
+
+def _cleans_up_on_stop_iteration(config, reporter):
+    try:
+        for i in range(1000):
+            reporter(mean_accuracy=i / 1000)
+    except StopIteration:
+        open(config["mark"], "w").write("cleaned up")
+        raise
+
+
+def test_a_stopped_reporter_raises_stop_iteration(tmp_path):
+    """Seed 003, StatusReporter.__call__: StopIteration is raised once the trial is signalled to stop."""
+    mark = tmp_path / "mark"
+    grid = _fit(_cleans_up_on_stop_iteration, {"mark": str(mark)},
+                run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0, stop={"training_iteration": 3}))
+    assert not grid.errors and grid[0].metrics["training_iteration"] == 3
+    assert mark.read_text() == "cleaned up"
+
+
+def test_node_ip_is_the_outward_address(tmp_path):
+    """Seed 003: node_ip is the IP of the machine hosting the trial; the host name may resolve to 127.0.1.1
+    in /etc/hosts, so (as Ray) it is the address of the interface that routes outward."""
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.connect(("8.8.8.8", 80))
+            outward = probe.getsockname()[0]
+    except OSError:
+        pytest.skip("this machine has no outward route")
+    grid = _fit(with_tune_report, {"x": 1}, run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0))
+    assert grid[0].metrics["node_ip"] == outward

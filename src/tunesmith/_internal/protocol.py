@@ -59,6 +59,8 @@ class TrialSpec:
     # Counters carried over from the run before a restore, so iterations continue.
     start_iteration: int = 0
     start_time_total: float = 0.0
+    start_timesteps_total: float | None = None
+    start_episodes_total: float | None = None
     checkpoint_index: int = 0
     checkpoint_frequency: int = 0
     env: dict[str, str] = field(default_factory=dict)

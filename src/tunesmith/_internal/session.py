@@ -109,10 +109,13 @@ class _Session:
         self.config = spec.config
         self.iteration = spec.start_iteration
         self.iterations_since_restore = 0
-        self.timesteps_total: float | None = None
-        self.episodes_total: float | None = None
+        # Counters carry over a restore (as the class API's do); *_since_restore start again.
+        self.timesteps_total: float | None = getattr(spec, "start_timesteps_total", None)
+        self.episodes_total: float | None = getattr(spec, "start_episodes_total", None)
         self.timesteps_since_restore = 0
         self._time_offset = spec.start_time_total
+        # What a trainable's own time_this_iter_s values added to (or took from) the clock's.
+        self._time_given = 0.0
         self._start = self._last = time.time()
         self.checkpoint = checkpoint
         self.checkpoint_index = spec.checkpoint_index
@@ -220,9 +223,15 @@ class _Session:
         if self.episodes_total is not None and "episodes_total" not in result:
             result["episodes_total"] = self.episodes_total
         result["timesteps_since_restore"] = self.timesteps_since_restore
-        result["time_this_iter_s"] = now - self._last
-        result["time_total_s"] = self._time_offset + now - self._start
-        result["time_since_restore"] = now - self._start
+        took = now - self._last
+        given = result.get("time_this_iter_s")
+        if isinstance(given, (int, float)) and not isinstance(given, bool):
+            # The trainable's own iteration time replaces the clock's, in the totals too (as Ray's).
+            self._time_given += given - took
+        else:
+            result["time_this_iter_s"] = took
+        result["time_since_restore"] = now - self._start + self._time_given
+        result["time_total_s"] = self._time_offset + result["time_since_restore"]
         result["iterations_since_restore"] = self.iterations_since_restore
         result["timestamp"] = int(now)
         if "torch" in sys.modules:
@@ -231,7 +240,6 @@ class _Session:
         conn.send(("r", result, checkpoint_dir_name))
         self._unanswered += 1
         pipeline = self._pipeline_s
-        took = now - self._last
         if (pipeline > 0 and not (self._points and self._at_decision_point(result))
                 and checkpoint_dir_name is None and took < pipeline):
             # A short iteration: go on while the unanswered results took less than the budget
@@ -465,16 +473,29 @@ def checkpoint_dir(step: int | None = None) -> Iterator[str]:
         yield path
 
 
+class ReporterStopped(TrialStopped, StopIteration):
+    """What a ``reporter(...)`` call raises once the trial is stopped: a ``StopIteration`` (seed 003),
+    so an ``except StopIteration`` block of the trainable runs its clean-up."""
+
+
 class StatusReporter:
     """The ``reporter`` handed to ``def trainable(config, reporter)`` functions (older API).
 
     Calling it reports metrics: ``reporter(mean_loss=0.1)``.
+
+    Raises:
+        StopIteration: The trial has been signalled to stop (or to pause).
     """
 
     def __call__(self, _metric=None, **kwargs) -> None:
         if _metric is not None:
             kwargs["_metric"] = _metric
-        report(kwargs)
+        try:
+            report(kwargs)
+        except ReporterStopped:
+            raise
+        except TrialStopped as stopped:
+            raise ReporterStopped(stopped.pause) from None
 
     @property
     def logdir(self) -> str | None:

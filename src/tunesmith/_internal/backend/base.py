@@ -30,7 +30,6 @@ See ``docs/backends.md`` for how to add a backend.
 from __future__ import annotations
 
 import abc
-import socket
 import time
 from typing import Any, NamedTuple
 
@@ -59,12 +58,9 @@ class WorkerLocation(NamedTuple):
 
 
 def _driver_host() -> tuple[str, str]:
-    hostname = socket.gethostname()
-    try:
-        node_ip = socket.gethostbyname(hostname)
-    except OSError:
-        node_ip = "127.0.0.1"
-    return hostname, node_ip
+    from tunesmith._internal.host import host_identity
+
+    return host_identity()
 
 
 class ExecutorBackend(abc.ABC):

@@ -240,6 +240,8 @@ class TrialLifecycle:
             checkpoint_path=restoring.path if restoring else None,
             start_iteration=int(metrics.get(TRAINING_ITERATION, 0) or 0),
             start_time_total=float(metrics.get("time_total_s", 0.0) or 0.0),
+            start_timesteps_total=_number_or_none(metrics.get("timesteps_total")),
+            start_episodes_total=_number_or_none(metrics.get("episodes_total")),
             checkpoint_index=self._book.next_index(trial),
             checkpoint_frequency=self._checkpoint_frequency if self._is_class else 0,
             chdir=cfg.chdir_to_trial_dir,
@@ -660,3 +662,8 @@ class TrialLifecycle:
         """Asks a RUNNING trial to pause at its next result (Ctrl+C: it resumes on restore)."""
         self._table.stopping[trial] = PAUSE
         self._backend.send(trial, P.PAUSE)
+
+
+def _number_or_none(value: Any) -> float | None:
+    """A counter carried over a restore (``timesteps_total``...): a number, or None when there is none."""
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None

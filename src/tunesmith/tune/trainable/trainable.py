@@ -12,9 +12,7 @@ import io
 import json
 import os
 import pickle
-import platform
 import shutil
-import socket
 import tarfile
 import tempfile
 import time
@@ -52,20 +50,11 @@ METADATA_FILE = ".tune_metadata"
 # Same name as ``Checkpoint.from_dict`` uses, so ``Checkpoint.to_dict()`` reads dict checkpoints.
 DICT_CHECKPOINT_FILE = "dict_checkpoint.pkl"
 
-_HOSTNAME: str | None = None
-_NODE_IP: str | None = None
-
-
 def _host_identity() -> tuple[str, str]:
     """Hostname and IP of this machine, looked up once per process."""
-    global _HOSTNAME, _NODE_IP
-    if _HOSTNAME is None:
-        _HOSTNAME = platform.node() or socket.gethostname()
-        try:
-            _NODE_IP = socket.gethostbyname(socket.gethostname())
-        except OSError:
-            _NODE_IP = "127.0.0.1"
-    return _HOSTNAME, _NODE_IP  # type: ignore[return-value]
+    from tunesmith._internal.host import host_identity
+
+    return host_identity()
 
 
 def _default_results_root() -> str:
