@@ -669,3 +669,47 @@ def test_a_tuned_nested_value_keeps_the_trainers_other_nested_values(tmp_path):
     grid = tune.Tuner(trainer, param_space={"train_loop_config": {"opt": {"lr": tune.grid_search([0.1])}}},
                       run_config=quiet(storage_path=str(tmp_path))).fit()
     assert json.loads(grid[0].metrics["seen"]) == {"opt": {"lr": 0.1, "momentum": 0.9}, "epochs": 3}
+
+
+# -- Trainer.restore / can_restore (Ray Train's experiment-level restore) -------------------------------------
+def epochs_failing_once(config):
+    start = 0
+    checkpoint = train.get_checkpoint()
+    if checkpoint:
+        with checkpoint.as_directory() as d:
+            start = json.loads(Path(d, "epoch.json").read_text())["epoch"] + 1
+    data = train.get_dataset_shard("train")
+    for epoch in range(start, 5):
+        if epoch == 3 and os.path.exists(config["flag"]):
+            if train.get_context().get_world_rank() == 0:
+                os.remove(config["flag"])
+            raise RuntimeError("node lost")
+        with tempfile.TemporaryDirectory() as d:
+            Path(d, "epoch.json").write_text(json.dumps({"epoch": epoch}))
+            train.report({"epoch": epoch, "rows": len(data)}, checkpoint=Checkpoint.from_directory(d))
+
+
+def test_a_failed_trainer_run_continues_with_restore(tmp_path):
+    flag = tmp_path / "flag"
+    flag.touch()
+    data = {"train": list(range(8))}
+    trainer = DataParallelTrainer(
+        epochs_failing_once, train_loop_config={"flag": str(flag)}, datasets=data,
+        scaling_config=ScalingConfig(num_workers=2),
+        run_config=quiet(name="run", storage_path=str(tmp_path)),
+    )
+    with pytest.raises(TrainingFailedError, match="node lost"):
+        trainer.fit()
+    path = tmp_path / "run"
+    assert DataParallelTrainer.can_restore(path) and not DataParallelTrainer.can_restore(tmp_path)
+    with pytest.raises(ValueError, match=r"datasets \['train'\]"):
+        DataParallelTrainer.restore(str(path))
+    with pytest.raises(ValueError, match="No trainer run to restore"):
+        DataParallelTrainer.restore(str(tmp_path))
+
+    result = DataParallelTrainer.restore(str(path), datasets=data).fit()
+    assert result.error is None
+    # On from the epoch-2 checkpoint: epochs 3 and 4, iterations counted on.
+    assert [(row["epoch"], row["training_iteration"]) for _, row in result.metrics_dataframe.iterrows()] == [
+        (0, 1), (1, 2), (2, 3), (3, 4), (4, 5)]
+    assert result.metrics["rows"] == 4 and result.path.startswith(str(path))

@@ -90,6 +90,20 @@ class DataParallelTrainer(BaseTrainer):
         self.train_loop_config = train_loop_config
         self._backend_config = backend_config
 
+    @classmethod
+    def restore(cls, path, train_loop_per_worker: Callable[..., Any] | None = None,
+                train_loop_config: dict | None = None, **kwargs: Any):
+        """A trainer that continues the interrupted run in ``path`` (see :meth:`BaseTrainer.restore`).
+
+        Args:
+            path: The run's experiment directory.
+            train_loop_per_worker: The training function again, if the saved one cannot be used.
+            train_loop_config: Its config again (same keys), if the saved one cannot be used.
+            **kwargs: ``storage_filesystem``, ``datasets``, ``scaling_config`` and other arguments.
+        """
+        return super().restore(path, train_loop_per_worker=train_loop_per_worker,
+                               train_loop_config=train_loop_config, **kwargs)
+
 
 def _takes_config(fn: Callable, who: str) -> bool:
     """Whether the training function takes the config (one argument) or nothing."""
