@@ -310,3 +310,129 @@ def test_processes_a_trial_starts_still_end_by_sigterm(tmp_path):
                       run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0)).fit()
     assert grid.num_errors == 0
     assert grid[0].metrics["total"] == 6 and grid[0].metrics["child_code"] == -signal.SIGTERM
+
+
+# -- run options as Ray takes them ------------------------------------------------------------------------
+def _checkpoints_and_crashes_once(config):
+    import tempfile
+
+    checkpoint = tune.get_checkpoint()
+    start = json.load(open(os.path.join(checkpoint.path, "s.json")))["i"] + 1 if checkpoint else 0
+    for i in range(start, 20):
+        d = tempfile.mkdtemp()
+        json.dump({"i": i}, open(os.path.join(d, "s.json"), "w"))
+        tune.report({"i": i}, checkpoint=tune.Checkpoint.from_directory(d))
+        if i == 2 and not os.path.exists(config["mark"]):
+            raise RuntimeError("crash once")
+
+
+def test_a_restored_run_keeps_its_stoppers_counts(tmp_path):
+    """Ray saves the Stopper (and what it counted) with the experiment; a fresh one let the restored trial run
+    on to iteration 9 past MaximumIterationStopper(6)."""
+    from tunesmith.tune.stopper import MaximumIterationStopper
+
+    mark = tmp_path / "mark"
+    grid = tune.Tuner(_checkpoints_and_crashes_once, param_space={"mark": str(mark)}, run_config=tune.RunConfig(
+        storage_path=str(tmp_path), name="exp", verbose=0, stop=MaximumIterationStopper(6))).fit()
+    assert grid[0].error is not None and grid[0].metrics["training_iteration"] == 3
+    mark.touch()
+    grid = tune.Tuner.restore(str(tmp_path / "exp"), trainable=_checkpoints_and_crashes_once,
+                              resume_errored=True).fit()
+    assert grid[0].error is None and grid[0].metrics["training_iteration"] == 6
+
+
+def _validates_every_other_step(config):
+    for i in range(1, 20):
+        tune.report({"loss": 1 / i, **({"val_acc": i / 10} if i % 2 == 0 else {})})
+
+
+def test_a_stop_criterion_reported_now_and_then_stops_the_trial_when_it_comes(tmp_path, caplog):
+    """Ray warns when a stop key is missing from a result and stops on it later; it was a fatal error."""
+    with caplog.at_level("WARNING", logger="tunesmith"):
+        grid = tune.Tuner(_validates_every_other_step, run_config=tune.RunConfig(
+            storage_path=str(tmp_path), verbose=0, stop={"val_acc": 0.6})).fit()
+    assert grid[0].error is None and grid[0].metrics["training_iteration"] == 6
+    assert "'val_acc'" in caplog.text and "RunConfig(stop=...)" in caplog.text
+
+
+def _counts_to_29(config):
+    for i in range(1, 30):
+        tune.report({"loss": i})
+
+
+def test_stop_all_ends_fast_trials_at_the_result_it_turned_true(tmp_path):
+    """Pipelined trials sent many results at once, and stop_all() was asked once per batch (29 rows, not 5)."""
+    from tunesmith.tune.stopper import Stopper
+
+    class AfterFive(Stopper):
+        def __init__(self):
+            self.n = 0
+
+        def __call__(self, trial_id, result):
+            self.n += 1
+            return False
+
+        def stop_all(self):
+            return self.n >= 5
+
+    grid = tune.Tuner(_counts_to_29, param_space={"x": tune.grid_search([1, 2])},
+                      tune_config=tune.TuneConfig(max_concurrent_trials=1),
+                      run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0, stop=AfterFive())).fit()
+    iterations = sorted(r.metrics.get("training_iteration", 0) for r in grid)
+    assert iterations[-1] == 5 and sum(iterations) == 5
+
+
+def test_a_failed_setup_leaves_the_experiment_free_for_the_next_fit(tmp_path):
+    """A fit() that failed after taking the experiment's lock (a callback that is not a list) kept it, and the
+    corrected fit() in the same process got ExperimentInUseError naming its own pid."""
+    class Noop(tune.Callback):
+        pass
+
+    run_config = tune.RunConfig(storage_path=str(tmp_path), name="exp", verbose=0, callbacks=Noop())
+    with pytest.raises(TypeError):
+        tune.Tuner(_counts_to_29, run_config=run_config).fit()
+    run_config.callbacks = [Noop()]
+    assert tune.Tuner(_counts_to_29, run_config=run_config).fit()[0].metrics["training_iteration"] == 29
+
+
+def test_numpy_numbers_and_zero_max_concurrency_are_taken_as_ray_takes_them(tmp_path):
+    import numpy as np
+
+    tc = tune.TuneConfig(num_samples=np.int64(2), max_concurrent_trials=np.int64(0), time_budget_s=np.float32(60))
+    assert (tc.num_samples, tc.max_concurrent_trials, tc.time_budget_s) == (2, None, 60.0)
+    assert type(tc.num_samples) is int
+    assert tune.FailureConfig(max_failures=np.int64(2)).max_failures == 2
+    assert tune.CheckpointConfig(num_to_keep=np.int32(1)).num_to_keep == 1
+    grid = tune.Tuner(_counts_to_29, tune_config=tc, run_config=tune.RunConfig(
+        storage_path=str(tmp_path), verbose=0, stop={"training_iteration": np.int64(5)})).fit()
+    assert [r.metrics["training_iteration"] for r in grid] == [5, 5]
+
+
+def _names(config):
+    tune.report({"ok": 1})
+
+
+def test_trial_directory_names_as_ray_makes_them(tmp_path):
+    """A trial_dirname_creator's name is used as given (it was cut to TUNE_MAX_LEN_IDENTIFIER, losing its end);
+    without one, the directory starts with trial_name_creator's name."""
+    long_name = "trial_" + "x" * 150 + "_end"
+    grid = tune.Tuner(_names, tune_config=tune.TuneConfig(trial_dirname_creator=lambda t: long_name),
+                      run_config=tune.RunConfig(storage_path=str(tmp_path), name="a", verbose=0)).fit()
+    assert os.path.basename(grid[0].path) == long_name
+    grid = tune.Tuner(_names, param_space={"x": tune.grid_search([1, 2])},
+                      tune_config=tune.TuneConfig(trial_name_creator=lambda t: f"custom_{t.config['x']}"),
+                      run_config=tune.RunConfig(storage_path=str(tmp_path), name="b", verbose=0)).fit()
+    assert sorted(os.path.basename(r.path) for r in grid) == ["custom_1_0_x=1", "custom_2_1_x=2"]
+
+
+def test_upload_dir_is_the_older_storage_path(tmp_path):
+    target = tmp_path / "uploaded"
+    sync = tune.SyncConfig(upload_dir=str(target))
+    assert tune.RunConfig(sync_config=sync).storage_path == str(target)
+    assert tune.RunConfig(local_dir=str(tmp_path / "local"), sync_config=sync).storage_path == str(target)
+    with pytest.raises(ValueError, match="two places"):
+        tune.RunConfig(storage_path=str(tmp_path / "other"), sync_config=sync)
+    analysis = tune.run(_names, name="old", local_dir=str(tmp_path / "local"), sync_config=sync, verbose=0)
+    assert analysis.trials[0].local_path.startswith(str(target / "old"))
+    with pytest.warns(UserWarning, match="syncer"):
+        tune.SyncConfig(syncer=object())

@@ -5,6 +5,7 @@ Each class is reachable from ``tunesmith.tune`` and ``tunesmith.train`` as the s
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -37,6 +38,10 @@ class CheckpointConfig:
     checkpoint_at_end: bool | None = None
 
     def __post_init__(self):
+        from tunesmith.tune.tune_config import _plain_number
+
+        self.num_to_keep = _plain_number(self.num_to_keep)
+        self.checkpoint_frequency = _plain_number(self.checkpoint_frequency)
         if self.num_to_keep is not None and (not isinstance(self.num_to_keep, int) or self.num_to_keep <= 0):
             raise ValueError(
                 f"CheckpointConfig(num_to_keep={self.num_to_keep!r}) must be None or a positive integer."
@@ -68,6 +73,9 @@ class FailureConfig:
     fail_fast: bool | str = False
 
     def __post_init__(self):
+        from tunesmith.tune.tune_config import _plain_number
+
+        self.max_failures = _plain_number(self.max_failures)
         if isinstance(self.max_failures, bool) or not isinstance(self.max_failures, int) or self.max_failures < -1:
             raise ValueError(
                 f"FailureConfig(max_failures={self.max_failures!r}) must be an integer: 0 for no retries, "
@@ -99,6 +107,15 @@ class SyncConfig:
     upload_dir: str | None = None
     syncer: Any = None
     sync_on_checkpoint: bool = True
+
+    def __post_init__(self):
+        # upload_dir is the older spelling of RunConfig(storage_path=...) (RunConfig takes it over).
+        if self.syncer not in (None, "auto"):
+            warnings.warn(
+                f"SyncConfig(syncer={self.syncer!r}) is not used: files go to the storage through pyarrow.fs. "
+                "For a storage of your own, pass RunConfig(storage_filesystem=<pyarrow.fs.FileSystem>).",
+                stacklevel=3,
+            )
 
 
 def _is_search_space(value: Any) -> bool:
@@ -298,6 +315,16 @@ class RunConfig:
     def __post_init__(self):
         if self.storage_path is not None:
             self.storage_path = os.fspath(self.storage_path)
+        upload_dir = getattr(self.sync_config, "upload_dir", None)
+        if upload_dir:
+            # The older form: results go to SyncConfig(upload_dir=...), local_dir was only a local copy.
+            upload_dir = os.fspath(upload_dir)
+            if self.storage_path is not None and self.storage_path != upload_dir:
+                raise ValueError(
+                    f"RunConfig(storage_path={self.storage_path!r}) and SyncConfig(upload_dir={upload_dir!r}) "
+                    "name two places for the results; pass only storage_path (upload_dir is its older name)."
+                )
+            self.storage_path = upload_dir
         if self.local_dir is not None and self.storage_path is None:
             self.storage_path = os.fspath(self.local_dir)
         if self.failure_config is None:

@@ -284,6 +284,9 @@ def _split_stop(stop):
     if stop is None:
         return {}, None
     if isinstance(stop, dict):
+        from tunesmith.tune.tune_config import _plain_number
+
+        stop = {key: _plain_number(value) for key, value in stop.items()}
         for key, value in stop.items():
             if not isinstance(value, (int, float)) or isinstance(value, bool) or value != value:
                 raise ValueError(
@@ -493,6 +496,7 @@ def _build_controller(inp: ExperimentInput, trainable, name: str, payload: bytes
             trials, scheduler_restored = _restore_trials(
                 storage, search_alg, scheduler, restore_options, rc.checkpoint_config
             )
+            stopper = _restore_stopper(storage.experiment_local_path, stopper)
             old_space = restore_options.get("respecified")
             if isinstance(old_space, dict) and old_space is not param_space:
                 _respecify_values(trials, search_alg, old_space, param_space)
@@ -503,40 +507,44 @@ def _build_controller(inp: ExperimentInput, trainable, name: str, payload: bytes
         lock.release()
         raise
 
-    controller = TuneController(ControllerConfig(
-        trainable=trainable,
-        trainable_name=name,
-        trainable_payload=payload,
-        trainable_key=trainable_key,
-        search_alg=search_alg,
-        scheduler=scheduler,
-        stopper=stopper,
-        callbacks=build_callbacks(rc, verbose, tc.metric, tc.mode),
-        reporter=build_reporter(rc, verbose, tc, search_alg.total_samples),
-        storage=storage,
-        executor=executor,
-        metric=tc.metric,
-        mode=tc.mode,
-        resources_request=request,
-        max_concurrent_trials=tc.max_concurrent_trials,
-        time_budget_s=tc.time_budget_s,
-        reuse_actors=tc.reuse_actors,
-        failure_config=rc.failure_config,
-        checkpoint_config=rc.checkpoint_config,
-        trial_name_creator=tc.trial_name_creator,
-        trial_dirname_creator=tc.trial_dirname_creator,
-        log_to_file=log_to_file,
-        chdir_to_trial_dir=os.environ.get("RAY_CHDIR_TO_TRIAL_DIR", "1") != "0" and tc.chdir_to_trial_dir is not False,
-        is_class_trainable=is_class,
-        stopping_criterion=stopping_criterion,
-        trials=trials,
-        scheduler_restored=scheduler_restored,
-        initial_checkpoint=inp.initial_checkpoint,
-        callback_setup={"stop": rc.stop, "num_samples": tc.num_samples, "time_budget_s": tc.time_budget_s},
-    ))
-    controller.experiment_lock = lock
-    if restore_path is not None:
-        controller.restore_callback_state()
+    try:  # anything failing from here on (a callback, a reporter, restoring their state) frees the lock
+        controller = TuneController(ControllerConfig(
+            trainable=trainable,
+            trainable_name=name,
+            trainable_payload=payload,
+            trainable_key=trainable_key,
+            search_alg=search_alg,
+            scheduler=scheduler,
+            stopper=stopper,
+            callbacks=build_callbacks(rc, verbose, tc.metric, tc.mode),
+            reporter=build_reporter(rc, verbose, tc, search_alg.total_samples),
+            storage=storage,
+            executor=executor,
+            metric=tc.metric,
+            mode=tc.mode,
+            resources_request=request,
+            max_concurrent_trials=tc.max_concurrent_trials,
+            time_budget_s=tc.time_budget_s,
+            reuse_actors=tc.reuse_actors,
+            failure_config=rc.failure_config,
+            checkpoint_config=rc.checkpoint_config,
+            trial_name_creator=tc.trial_name_creator,
+            trial_dirname_creator=tc.trial_dirname_creator,
+            log_to_file=log_to_file,
+            chdir_to_trial_dir=os.environ.get("RAY_CHDIR_TO_TRIAL_DIR", "1") != "0" and tc.chdir_to_trial_dir is not False,
+            is_class_trainable=is_class,
+            stopping_criterion=stopping_criterion,
+            trials=trials,
+            scheduler_restored=scheduler_restored,
+            initial_checkpoint=inp.initial_checkpoint,
+            callback_setup={"stop": rc.stop, "num_samples": tc.num_samples, "time_budget_s": tc.time_budget_s},
+        ))
+        controller.experiment_lock = lock
+        if restore_path is not None:
+            controller.restore_callback_state()
+    except BaseException:
+        lock.release()
+        raise
     return controller, storage
 
 
@@ -867,6 +875,28 @@ def _respecify_values(trials: list, search_alg, old_space: dict, new_space: dict
     respecify = getattr(search_alg, "respecify", None)
     if respecify is not None:
         respecify(old_space, new_space)
+
+
+def _restore_stopper(path: str, stopper):
+    """The run's Stopper as last saved (with its counts), in place of the fresh one from the RunConfig.
+
+    Raises:
+        ValueError: The saved stopper cannot be read; the message names the file.
+    """
+    from tunesmith.tune.result import STOPPER_STATE_FILE
+
+    stopper_file = os.path.join(path, STOPPER_STATE_FILE)
+    if stopper is None or not os.path.exists(stopper_file):
+        return stopper
+    import cloudpickle  # noqa: F401  (rebuilds what was pickled by value)
+    import pickle
+
+    try:
+        with open(stopper_file, "rb") as f:
+            saved = pickle.load(f)
+    except Exception as exc:
+        raise ValueError(f"The stopper state {stopper_file} cannot be read: {exc}") from exc
+    return saved if type(saved) is type(stopper) else stopper
 
 
 def _restore_scheduler(path: str, scheduler, trials: list) -> bool:

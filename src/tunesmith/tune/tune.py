@@ -94,7 +94,7 @@ def run(
         chdir_to_trial_dir=chdir_to_trial_dir,
     )
     run_config = RunConfig(
-        name=name, storage_path=storage_path or local_dir, storage_filesystem=storage_filesystem,
+        name=name, storage_path=storage_path, local_dir=local_dir, storage_filesystem=storage_filesystem,
         callbacks=callbacks, stop=stop,
         failure_config=FailureConfig(max_failures=max_failures, fail_fast=fail_fast),
         checkpoint_config=checkpoint_config, sync_config=sync_config,
@@ -109,7 +109,7 @@ def run(
     if resume_options is not None and name:
         from tunesmith._internal.storage import default_storage_path
 
-        candidate = os.path.join(storage_path or local_dir or default_storage_path(), name)
+        candidate = os.path.join(run_config.storage_path or default_storage_path(), name)
         from tunesmith.tune.tuner import Tuner
 
         if Tuner.can_restore(candidate):

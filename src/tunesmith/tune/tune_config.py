@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime
+import numbers
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -45,6 +46,12 @@ class TuneConfig:
             raise ValueError(f"TuneConfig(mode={self.mode!r}) must be 'min', 'max' or None.")
         if self.metric is not None and not isinstance(self.metric, str):
             raise TypeError(f"TuneConfig(metric=...) must be a string, got {type(self.metric).__name__}.")
+        # numpy integers and floats count as the numbers they are (stored as Python's own).
+        self.num_samples = _plain_number(self.num_samples)
+        self.max_concurrent_trials = _plain_number(self.max_concurrent_trials)
+        self.time_budget_s = _plain_number(self.time_budget_s)
+        if self.max_concurrent_trials == 0:
+            self.max_concurrent_trials = None  # as Ray: 0 (or None) sets no limit
         if not isinstance(self.num_samples, int) or isinstance(self.num_samples, bool) or (
             self.num_samples < 1 and self.num_samples != -1
         ):
@@ -56,7 +63,8 @@ class TuneConfig:
             not isinstance(self.max_concurrent_trials, int) or self.max_concurrent_trials < 1
         ):
             raise ValueError(
-                f"TuneConfig(max_concurrent_trials={self.max_concurrent_trials!r}) must be None or a positive integer."
+                f"TuneConfig(max_concurrent_trials={self.max_concurrent_trials!r}) must be a positive integer, "
+                "or None (or 0) for no limit."
             )
         if isinstance(self.time_budget_s, datetime.timedelta):
             self.time_budget_s = self.time_budget_s.total_seconds()
@@ -68,3 +76,14 @@ class TuneConfig:
             value = getattr(self, name)
             if value is not None and not callable(value):
                 raise TypeError(f"TuneConfig({name}=...) must be a function of the trial, got {value!r}.")
+
+
+def _plain_number(value):
+    """A numpy (or other ``numbers``) integer as an ``int``, a real as a ``float``; anything else as given."""
+    if isinstance(value, bool) or type(value) in (int, float):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    return value

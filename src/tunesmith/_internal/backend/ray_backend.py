@@ -34,6 +34,7 @@ from typing import Any
 from tunesmith._internal import protocol as P
 from tunesmith._internal.backend import _ray_actors as A
 from tunesmith._internal.backend.base import ExecutorBackend, TrialEvent, WorkerLocation
+from tunesmith.tune.execution.controller_config import env_float
 
 logger = logging.getLogger(__name__)
 
@@ -164,6 +165,10 @@ class RayExecutor(ExecutorBackend):
         # slot is kept idle (a placement group is usually placed within milliseconds).
         self._unplaced = 0
         self.total = cluster_total(ray)
+        # TUNE_PLACEMENT_GROUP_PREFIX names this run's placement groups (e.g. to find leftovers);
+        # TUNE_STATE_REFRESH_PERIOD is how often the cluster's resources are looked up again.
+        self._pg_prefix = os.environ.get("TUNE_PLACEMENT_GROUP_PREFIX") or f"__tune_{uuid.uuid4().hex[:8]}__"
+        self._refresh_s = env_float("TUNE_STATE_REFRESH_PERIOD", 1.0)
         self._used: dict[str, float] = {}
         self._totals_checked = time.monotonic()
         self._sys_path = A.user_sys_path()
@@ -207,9 +212,10 @@ class RayExecutor(ExecutorBackend):
         return False
 
     def contended(self) -> bool:
-        """True when the cluster's resources changed (a node joined or left); looked up once a second."""
+        """True when the cluster's resources changed (a node joined or left); looked up every
+        ``TUNE_STATE_REFRESH_PERIOD`` seconds (1 by default)."""
         now = time.monotonic()
-        if now - self._totals_checked < 1.0:
+        if now - self._totals_checked < self._refresh_s:
             return False
         self._totals_checked = now
         try:
@@ -238,7 +244,7 @@ class RayExecutor(ExecutorBackend):
         offset = 0 if head else -1
         options = actor_options(head)
         if group:
-            slot.pg = placement_group(group, strategy=pgf.strategy, name=f"tunesmith-{uuid.uuid4().hex[:12]}")
+            slot.pg = placement_group(group, strategy=pgf.strategy, name=f"{self._pg_prefix}{slot.id}")
             options["scheduling_strategy"] = PlacementGroupSchedulingStrategy(
                 slot.pg, placement_group_bundle_index=0 if head else -1,
                 placement_group_capture_child_tasks=False,

@@ -10,7 +10,8 @@ from typing import Any, Callable
 
 from tunesmith._internal.storage import write_bytes_atomic
 from tunesmith.tune.execution.checkpoint_book import CheckpointBook
-from tunesmith.tune.result import EXPERIMENT_STATE_FILE, SCHEDULER_STATE_FILE
+from tunesmith.tune.execution.controller_config import env_float
+from tunesmith.tune.result import EXPERIMENT_STATE_FILE, SCHEDULER_STATE_FILE, STOPPER_STATE_FILE
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +78,7 @@ class StateSnapshotter:
         trials: Callable[[], list],
         on_write_error: Callable[[BaseException], None],
         period: float = -1.0,
+        stopper: Any = None,
     ):
         self._storage = storage
         self._search_alg = search_alg
@@ -87,6 +89,9 @@ class StateSnapshotter:
         self._trials = trials
         self._on_write_error = on_write_error
         self._period = period
+        self._stopper = stopper
+        self._stopper_unsaved = False
+        self._last_slow_sync_warning = 0.0
         self.last_write = 0.0
         self.last_duration = 0.0
         self._cache: dict[Any, tuple[tuple, str]] = {}
@@ -158,6 +163,8 @@ class StateSnapshotter:
             self._scheduler.save(os.path.join(path, SCHEDULER_STATE_FILE))
         except Exception:
             logger.warning("Could not save the scheduler's state:\n%s", traceback.format_exc())
+        if self._stopper is not None and not self._stopper_unsaved:
+            self._save_stopper(path)
         callback_state = self._callbacks.get_state()
         if any(v is not None for v in callback_state.values()):
             import cloudpickle
@@ -169,6 +176,18 @@ class StateSnapshotter:
         self.last_write = end
         # Uploads keep their own period (SyncConfig.sync_period), outside the 5% rule of state writes.
         self.last_duration = end - start - synced_s
+
+    def _save_stopper(self, path: str) -> None:
+        """Keeps the Stopper with what it counted (per-trial iterations, plateau windows, time spent), as Ray does."""
+        import cloudpickle
+
+        try:
+            data = cloudpickle.dumps(self._stopper)
+        except Exception as exc:
+            self._stopper_unsaved = True
+            logger.warning("The stopper %r cannot be saved (%s); a restored run starts it afresh.", self._stopper, exc)
+            return
+        write_bytes_atomic(os.path.join(path, STOPPER_STATE_FILE), data)
 
     def final_sync(self) -> None:
         """Uploads everything that changed, at the end of the run (remote storage).
@@ -201,5 +220,15 @@ class StateSnapshotter:
             self.upload_failed = True
             self._on_write_error(exc)  # the run ends with this error
             return time.time() - start
+        took = time.time() - start
+        threshold = env_float("TUNE_WARN_SLOW_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", 5.0)
+        if took > threshold and start - self._last_slow_sync_warning > 60:
+            self._last_slow_sync_warning = start
+            logger.warning(
+                "Uploading the experiment's files to %s took %.1f s "
+                "(TUNE_WARN_SLOW_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S=%s). Large files in the experiment "
+                "directory, or a slow link to the store, slow every upload; SyncConfig(sync_period=...) sets "
+                "how often they run.", storage.experiment_path, took, threshold,
+            )
         self._checkpoints.delete_dropped(self._trials())
         return time.time() - start

@@ -128,6 +128,7 @@ class TrialLifecycle:
         self._required: list[tuple[str, str]] | None = None  # metrics every result must have
         self._required_names: tuple[str, ...] = ()
         self._nested_names: bool | None = None  # whether a name decided on is "a/b" (see _decision_view)
+        self._warned_stop_keys = False  # a stop criterion missing from a first result was said once
         self._score_checked = False  # the first checkpoint was checked for checkpoint_score_attribute
         # Per-result hooks that nobody implements are not called (the result path is hot).
         has = getattr(callbacks, "has", None)
@@ -374,8 +375,17 @@ class TrialLifecycle:
             else:
                 return
         missing = [f"{m!r} ({who})" for m, who in self._required if m not in result]
-        if trial.num_results == 0:
-            missing += [f"{k!r} (stop criteria)" for k in self._stopping_criterion if k not in result]
+        if trial.num_results == 0 and not self._warned_stop_keys:
+            # A stop criterion may be reported only now and then (a validation score): as on Ray,
+            # one that is missing is said once, and the trial is checked against it when it comes.
+            absent = [k for k in self._stopping_criterion if k not in result]
+            if absent:
+                self._warned_stop_keys = True
+                logger.warning(
+                    "The first result of trial %s has no %s, which RunConfig(stop=...) names; the trial stops on "
+                    "it only once it reports it. The result had: %s.", trial, ", ".join(map(repr, absent)),
+                    sorted(str(k) for k in result if k != "config"),
+                )
         if missing and not result.get(DONE):
             reported = sorted(str(k) for k in result if k not in ("config",))
             raise ValueError(
@@ -440,6 +450,10 @@ class TrialLifecycle:
             self._callbacks.on_trial_result(
                 iteration=self._run.iteration, trials=self._table.trials, trial=trial, result=result
             )
+        if self._stopper is not None and not self._run.stop_all and self._stopper.stop_all():
+            # Asked after each result, as Ray does: results already sent after this one are dropped.
+            self.stop_experiment("stopper")
+            return
 
         if trial in self._table.stopping or trial.status != RUNNING:
             return  # the scheduler already paused or stopped it

@@ -147,6 +147,7 @@ class TuneController:
             self._storage, self._search_alg, self._scheduler, self._callbacks, self._checkpoints,
             describe=self._describe, trials=lambda: self._table.trials,
             on_write_error=self._lifecycle.on_write_error, period=self._settings.state_period,
+            stopper=self._stopper,
         )
         self._id_prefix = uuid.uuid4().hex[:5]
         self._next_index = 0

@@ -28,6 +28,9 @@ def max_len_identifier() -> int:
     return int(os.environ.get("TUNE_MAX_LEN_IDENTIFIER", "130"))
 
 
+_MAX_DIRNAME = 240  # a file name's limit is 255 bytes; room is left for a "_abcd" suffix
+
+
 def sanitize_dirname(name: str, max_len: int | None = None) -> str:
     """Makes a string safe as one directory name: no separators, no ``..``, bounded length."""
     name = _UNSAFE.sub("_", str(name))
@@ -161,7 +164,9 @@ class Trial:
         self.return_value = None
         self.custom_trial_name = trial_name_creator(self) if trial_name_creator else None
         self.trial_dirname = (
-            sanitize_dirname(trial_dirname_creator(self)) if trial_dirname_creator else self._default_dirname()
+            # A name of the user's own is used as given (as on Ray), up to what a file system takes.
+            sanitize_dirname(trial_dirname_creator(self), max_len=_MAX_DIRNAME)
+            if trial_dirname_creator else self._default_dirname()
         )
         # Offset of iteration counters when the trial restarts from a checkpoint.
         self.restored_iteration = 0
@@ -174,9 +179,12 @@ class Trial:
 
     # -- names and paths -------------------------------------------------
     def _default_dirname(self) -> str:
-        """``<trainable>_<trial id>_<tag>``, the tag cut to ``TUNE_MAX_LEN_IDENTIFIER`` (the id is never cut,
-        so that no two trials share a directory)."""
-        name = sanitize_dirname(f"{self.trainable_name}_{self.trial_id}", max_len=200)
+        """``<trial name>_<tag>`` cut to ``TUNE_MAX_LEN_IDENTIFIER``: the name is ``<trainable>_<trial id>``
+        (never cut, so that no two trials share a directory) or the one ``trial_name_creator`` gave."""
+        if self.custom_trial_name:
+            name = sanitize_dirname(self.custom_trial_name)
+        else:
+            name = sanitize_dirname(f"{self.trainable_name}_{self.trial_id}", max_len=200)
         room = max_len_identifier() - len(name) - 1
         if self.experiment_tag and room > 0:
             tag = sanitize_dirname(self.experiment_tag, max_len=room)
