@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import tempfile
 import re
 import shutil
 import subprocess
@@ -170,6 +171,8 @@ def test_result_grid_report_from_another_filesystem(experiment, tmp_path):
     text = open(path).read()
     assert experiment.get_best_result().metrics["trial_id"] in text
     assert text.count('"status":"ERROR"') == experiment.num_errors
+    # The page names the experiment where it is, not the temporary copy the report was made from.
+    assert f'"path":"{grid.experiment_path}"' in text and tempfile.gettempdir() + "/tmp" not in text
 
 
 def _losses_then_maybe_html_error(config):

@@ -192,7 +192,7 @@ class ResultGrid:
             raise ValueError("The experiment is on remote storage: pass a local path to ResultGrid.report(path).")
         with tempfile.TemporaryDirectory() as local:
             _copy_report_inputs(analysis, local)
-            return write_html_report(local, path, metric=metric, mode=mode)
+            return write_html_report(local, path, metric=metric, mode=mode, shown_path=analysis.experiment_path)
 
     def __repr__(self) -> str:
         if not len(self):

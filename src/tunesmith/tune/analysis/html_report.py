@@ -120,7 +120,8 @@ def _guess_metric(trials: list[dict]) -> str | None:
     return None
 
 
-def collect_report_data(experiment_path: str, metric: str | None = None, mode: str | None = None) -> dict:
+def collect_report_data(experiment_path: str, metric: str | None = None, mode: str | None = None,
+                        shown_path: str | None = None) -> dict:
     """Everything the report shows, as JSON-safe data, read from an experiment directory.
 
     Args:
@@ -206,7 +207,7 @@ def collect_report_data(experiment_path: str, metric: str | None = None, mode: s
         counts[t["status"]] = counts.get(t["status"], 0) + 1
     return {
         "experiment": state.get("experiment_name") or os.path.basename(os.path.normpath(experiment_path)),
-        "path": os.path.abspath(experiment_path),
+        "path": shown_path or os.path.abspath(experiment_path),
         "generated": datetime.datetime.now().strftime("%Y-%m-%d %H:%M:%S"),
         "metric": metric,
         "mode": mode,
@@ -230,7 +231,7 @@ def render_html(data: dict) -> str:
 
 
 def write_html_report(experiment_path: str, output_path: str | None = None, *, metric: str | None = None,
-                      mode: str | None = None) -> str:
+                      mode: str | None = None, shown_path: str | None = None) -> str:
     """Writes the HTML report of an experiment and returns its path.
 
     Args:
@@ -238,6 +239,8 @@ def write_html_report(experiment_path: str, output_path: str | None = None, *, m
         output_path: Where to write; ``<experiment dir>/report.html`` by default.
         metric: The metric to rank and plot; the experiment's own by default.
         mode: ``"min"`` or ``"max"``; the experiment's own by default.
+        shown_path: The experiment's location as the page names it (its URI, when
+            ``experiment_path`` is a local copy of an experiment on remote storage).
 
     Returns:
         The path of the written file.
@@ -253,7 +256,7 @@ def write_html_report(experiment_path: str, output_path: str | None = None, *, m
         >>> write_html_report(results.experiment_path)  # doctest: +SKIP
         '/home/me/tunesmith_results/objective_2026-01-01_12-00-00/report.html'
     """
-    data = collect_report_data(experiment_path, metric=metric, mode=mode)
+    data = collect_report_data(experiment_path, metric=metric, mode=mode, shown_path=shown_path)
     output_path = output_path or os.path.join(experiment_path, REPORT_FILE)
     if os.path.isdir(output_path) or output_path.endswith(("/", os.sep)):  # a directory (made if new)
         output_path = os.path.join(output_path, REPORT_FILE)
