@@ -132,15 +132,25 @@ def _reports_acc_with_checkpoints(config):
             tune.report({"acc": acc}, checkpoint=tune.Checkpoint.from_directory(d))
 
 
-def test_a_misspelt_checkpoint_score_attribute_is_an_error_not_a_deleted_best_checkpoint(monkeypatch):
+def test_a_misspelt_checkpoint_score_attribute_is_logged_as_an_error_and_the_run_goes_on(caplog):
+    """As on Ray: the metric may come with later checkpoints, so the run is not aborted; the log says which
+    name is missing, and checkpoints without it rank last (here all of them: the latest is kept)."""
     config = tune.CheckpointConfig(num_to_keep=1, checkpoint_score_attribute="accuracy", checkpoint_score_order="max")
-    with pytest.raises(ValueError, match="checkpoint_score_attribute='accuracy'.*'acc'"):
-        tune.Tuner(_reports_acc_with_checkpoints,
-                   run_config=tune.RunConfig(verbose=0, checkpoint_config=config)).fit()
-    monkeypatch.setenv("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
+    with caplog.at_level("ERROR", logger="tunesmith"):
+        result = tune.Tuner(_reports_acc_with_checkpoints,
+                            run_config=tune.RunConfig(verbose=0, checkpoint_config=config)).fit()[0]
+    assert result.error is None
+    assert "checkpoint_score_attribute='accuracy'" in caplog.text and "'acc'" in caplog.text
+    assert result.best_checkpoints[0][1]["acc"] == 0.2
+
+
+def test_the_older_min_max_prefix_of_the_score_attribute_ranks_by_that_metric():
+    """Seed 004's storage example writes checkpoint_score_attribute="max-auc" (tune.run's older spelling)."""
+    config = tune.CheckpointConfig(num_to_keep=1, checkpoint_score_attribute="max-acc")
+    assert (config.checkpoint_score_attribute, config.checkpoint_score_order) == ("acc", "max")
     result = tune.Tuner(_reports_acc_with_checkpoints,
                         run_config=tune.RunConfig(verbose=0, checkpoint_config=config)).fit()[0]
-    assert result.error is None  # allowed, with a warning: the checkpoints rank by recency
+    assert [m["acc"] for _, m in result.best_checkpoints] == [0.9]
 
 
 def _needs_three(config, data, labels):
@@ -170,3 +180,95 @@ def test_a_metric_the_scheduler_ranks_must_be_a_number():
 def test_a_param_space_holding_a_lock_is_a_clear_error():
     with pytest.raises(TypeError, match="param_space cannot be serialised.*with_parameters"):
         tune.Tuner(ok, param_space={"lock": threading.Lock()})
+
+
+# -- what user code does wrong, and what the user then sees ----------------------------------------------
+def _raises_with_an_undecodable_file_name(config):
+    if config["bad"]:
+        raise ValueError(f"cannot parse {os.fsdecode(b'donn' + bytes([0xE9]) + b'es.csv')}")
+    tune.report({"ok": 1})
+
+
+def test_an_error_message_with_an_undecodable_file_name_fails_only_its_trial(tmp_path):
+    """Its traceback could not be written as UTF-8: fit() raised UnicodeEncodeError and the rest was lost."""
+    grid = tune.Tuner(_raises_with_an_undecodable_file_name, param_space={"bad": tune.grid_search([False, True, False])},
+                      run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0)).fit()
+    assert [r.error is None for r in grid] == [True, False, True]
+    bad = grid[1]
+    assert "cannot parse donn" in str(bad.error)
+    assert "\\udce9" in open(os.path.join(bad.path, "error.txt"), encoding="utf-8").read()
+
+
+class _SaveFailsAtTwo(tune.Trainable):
+    def step(self):
+        return {"it": self.iteration + 1}
+
+    def save_checkpoint(self, checkpoint_dir):
+        if self.iteration == 2:
+            raise OSError("disk full")
+        open(os.path.join(checkpoint_dir, "w"), "w").close()
+
+
+class _CleanupFails(tune.Trainable):
+    def step(self):
+        return {"it": self.iteration + 1}
+
+    def cleanup(self):
+        raise RuntimeError("could not close the connection")
+
+
+def test_a_failed_save_keeps_its_steps_result_and_a_failed_cleanup_fails_nothing(tmp_path):
+    """As on Ray: the row of the step whose checkpoint failed is kept (no empty checkpoint directory is
+    left), and a cleanup() raising after the trial ended does not make it an error (or retry it)."""
+    config = tune.RunConfig(storage_path=str(tmp_path), verbose=0, stop={"training_iteration": 4},
+                            checkpoint_config=tune.CheckpointConfig(checkpoint_frequency=1, checkpoint_at_end=False))
+    result = tune.Tuner(_SaveFailsAtTwo, run_config=config).fit()[0]
+    assert "disk full" in str(result.error)
+    assert list(result.metrics_dataframe["it"]) == [1, 2]
+    assert sorted(n for n in os.listdir(result.path) if n.startswith("checkpoint_")) == ["checkpoint_000000"]
+
+    config = tune.RunConfig(storage_path=str(tmp_path), verbose=0, stop={"training_iteration": 3},
+                            failure_config=tune.FailureConfig(max_failures=2))
+    result = tune.Tuner(_CleanupFails, tune_config=tune.TuneConfig(reuse_actors=False), run_config=config).fit()[0]
+    assert result.error is None and list(result.metrics_dataframe["it"]) == [1, 2, 3]
+
+
+def _exits(config):
+    import sys
+
+    sys.exit(3)
+
+
+def test_fail_fast_raise_of_a_trial_that_called_sys_exit_raises_an_error_in_the_driver(tmp_path):
+    """SystemExit raised as such in the driver ended the script quietly (exit code 0 or 3)."""
+    config = tune.RunConfig(storage_path=str(tmp_path), verbose=0, failure_config=tune.FailureConfig(fail_fast="RAISE"))
+    with pytest.raises(RuntimeError, match="SystemExit") as info:
+        tune.Tuner(_exits, run_config=config).fit()
+    assert isinstance(info.value.__cause__, SystemExit)
+
+
+class _Unprintable(Exception):
+    def __str__(self):
+        raise TypeError("no text")
+
+
+def _raises_unprintable(config):
+    raise _Unprintable()
+
+
+def test_an_exception_whose_str_fails_leaves_the_results_readable(tmp_path):
+    grid = tune.Tuner(_raises_unprintable, run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0)).fit()
+    assert grid.num_errors == 1 and "_Unprintable" in str(grid[0].error) and len(grid.errors) == 1
+
+
+def test_config_mistakes_are_named():
+    with pytest.raises(TypeError, match="trial_dirname_creator must return a non-empty string.*None"):
+        tune.Tuner(ok, tune_config=tune.TuneConfig(trial_dirname_creator=lambda trial: None),
+                   run_config=tune.RunConfig(verbose=0)).fit()
+    with pytest.raises(ValueError, match="max_failures=0"):
+        tune.FailureConfig(max_failures=3, fail_fast=True)
+    assert tune.FailureConfig(fail_fast="RAISE").fail_fast == "raise"
+    with pytest.raises(TypeError, match=r"run_config=\.\.\.\) must be a tune.RunConfig, got TuneConfig"):
+        tune.Tuner(ok, run_config=tune.TuneConfig())
+    with pytest.raises(TypeError, match=r"failure_config=\.\.\.\) must be a tune.FailureConfig, got CheckpointConfig"):
+        tune.RunConfig(failure_config=tune.CheckpointConfig())

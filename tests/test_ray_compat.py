@@ -119,7 +119,8 @@ def test_checkpoint_now_from_a_callback():
                 trial.checkpoint_now()
 
     grid = _fit(Stepper, run_config=tune.RunConfig(
-        verbose=0, stop={"training_iteration": 4}, callbacks=[CheckpointAtTwo()]))
+        verbose=0, stop={"training_iteration": 4}, callbacks=[CheckpointAtTwo()],
+        checkpoint_config=tune.CheckpointConfig(checkpoint_at_end=False)))
     result = grid[0]
     assert [m["training_iteration"] for _, m in result.best_checkpoints] == [2]
     with result.checkpoint.as_directory() as d:

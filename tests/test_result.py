@@ -130,6 +130,8 @@ def test_get_best_checkpoint_errors(run_dir, tmp_path):
     result = Result.from_path(run_dir)
     with pytest.raises(ValueError, match="'accuracy'"):
         result.get_best_checkpoint("accuracy", "max")
+    with pytest.raises(RuntimeError, match="'accuracy'"):  # what Ray raises there
+        result.get_best_checkpoint("accuracy", "max")
     with pytest.raises(ValueError, match="mode must be 'max' or 'min', got 'best'"):
         result.get_best_checkpoint("loss", "best")
     no_ckpt = Result.from_path(write_run(tmp_path / "n", [{"loss": 1.0}]))

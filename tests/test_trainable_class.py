@@ -449,3 +449,25 @@ def test_checkpoint_metadata_is_json_with_counters():
 def test_tune_namespace_exports():
     assert tune.Trainable is Trainable
     assert tune.DurableTrainable is DurableTrainable
+
+
+class _StepsOnly(tune.Trainable):
+    def step(self):
+        return {"value": self.iteration}
+
+
+def test_a_tuner_saves_a_final_checkpoint_of_a_class_that_can_save_one(tmp_path):
+    """Ray's Tuner takes an unset checkpoint_at_end as True for class trainables: Result.checkpoint is the
+    state at the end. A class without save_checkpoint is not asked; tune.run saves none unless asked."""
+    stop = {"training_iteration": 3}
+    result = tune.Tuner(NewCounter, run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0, stop=stop)).fit()[0]
+    assert result.checkpoint is not None
+    with result.checkpoint.as_directory() as d:
+        assert json.load(open(os.path.join(d, "state.json")))["value"] == 3
+    result = tune.Tuner(_StepsOnly, run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0, stop=stop)).fit()[0]
+    assert result.error is None and result.checkpoint is None
+    off = tune.RunConfig(storage_path=str(tmp_path), verbose=0, stop=stop,
+                         checkpoint_config=tune.CheckpointConfig(checkpoint_at_end=False))
+    assert tune.Tuner(NewCounter, run_config=off).fit()[0].checkpoint is None
+    analysis = tune.run(NewCounter, stop=stop, storage_path=str(tmp_path), verbose=0)
+    assert analysis.trials[0].checkpoint is None

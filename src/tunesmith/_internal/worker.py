@@ -297,7 +297,11 @@ class Worker:
             target = os.path.join(spec.trial_info.trial_dir, CHECKPOINT_DIR_FORMAT.format(index))
             index += 1
             saved_at = instance.iteration
-            path = instance.save(target)
+            try:
+                path = instance.save(target)
+            except BaseException:
+                shutil.rmtree(target, ignore_errors=True)  # no empty checkpoint directory is left
+                raise
             name = os.path.basename(os.path.normpath(path))
             if spec.storage is not None:  # straight to remote storage, then the local copy goes
                 from tunesmith._internal.session import upload_checkpoint
@@ -320,12 +324,17 @@ class Worker:
             while True:
                 result = instance.train()
                 name = None
+                if "torch" in sys.modules:
+                    P.plain_metrics(result)
                 if result.get("__duplicate__"):
                     pass  # the trainable ended and repeated its last result: nothing new to save
                 elif result.get("should_checkpoint") or (freq and instance.iteration % freq == 0):
-                    name = save()
-                if "torch" in sys.modules:
-                    P.plain_metrics(result)
+                    try:
+                        name = save()
+                    except Exception:
+                        # The step's result stays (Ray logs it before it saves); the failed save is the error.
+                        conn.send((P.RESULT, result, None))
+                        raise
                 conn.send((P.RESULT, result, name))
                 while True:
                     reply = conn.recv()
@@ -375,8 +384,13 @@ class Worker:
         if keep:
             self._cached_instance = instance
             self._cached_key = spec.trainable_key
-        else:
+            return
+        try:
             instance.stop()
+        except Exception:
+            # The trial's work is done and saved: a failing cleanup() is said, not a trial failure (as on Ray).
+            sys.stderr.write(f"{type(instance).__name__}.cleanup() failed after the trial ended; the trial's "
+                             f"results and checkpoints are kept:\n{traceback.format_exc()}")
 
 
 def _child_pids() -> set[int]:

@@ -40,6 +40,10 @@ class CheckpointConfig:
     def __post_init__(self):
         from tunesmith.tune.tune_config import _plain_number
 
+        attribute = self.checkpoint_score_attribute
+        if isinstance(attribute, str) and attribute[:4] in ("max-", "min-") and len(attribute) > 4:
+            # The older spelling (tune.run's checkpoint_score_attr="min-loss"), which seed examples still use.
+            self.checkpoint_score_attribute, self.checkpoint_score_order = attribute[4:], attribute[:3]
         self.num_to_keep = _plain_number(self.num_to_keep)
         self.checkpoint_frequency = _plain_number(self.checkpoint_frequency)
         if self.num_to_keep is not None and (not isinstance(self.num_to_keep, int) or self.num_to_keep <= 0):
@@ -81,8 +85,15 @@ class FailureConfig:
                 f"FailureConfig(max_failures={self.max_failures!r}) must be an integer: 0 for no retries, "
                 "N for N retries per trial, or -1 to retry forever."
             )
+        if isinstance(self.fail_fast, str) and self.fail_fast.upper() == "RAISE":
+            self.fail_fast = "raise"
         if self.fail_fast not in (True, False, "raise"):
             raise ValueError(f"FailureConfig(fail_fast={self.fail_fast!r}) must be True, False or 'raise'.")
+        if self.fail_fast and self.max_failures != 0:
+            raise ValueError(
+                f"FailureConfig(max_failures={self.max_failures}, fail_fast={self.fail_fast!r}): with fail_fast the "
+                "first error ends the experiment, so no trial is retried; set max_failures=0 (as Ray requires)."
+            )
 
 
 @dataclass
@@ -327,6 +338,11 @@ class RunConfig:
             self.storage_path = upload_dir
         if self.local_dir is not None and self.storage_path is None:
             self.storage_path = os.fspath(self.local_dir)
+        for name, kind in (("failure_config", FailureConfig), ("checkpoint_config", CheckpointConfig),
+                           ("sync_config", SyncConfig)):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, kind):
+                raise TypeError(f"RunConfig({name}=...) must be a tune.{kind.__name__}, got {type(value).__name__}.")
         if self.failure_config is None:
             self.failure_config = FailureConfig()
         if self.checkpoint_config is None:

@@ -72,7 +72,10 @@ class TrainingFailedError(RuntimeError):
         """Wraps ``error`` (and/or its traceback text) in a ``TrainingFailedError``."""
         who = f"Trial {trial_name}" if trial_name else "Training"
         if error is not None:
-            detail = str(error)
+            try:
+                detail = str(error)
+            except Exception as exc:  # an exception whose __str__ fails still names its type
+                detail = f"<str() of the error failed: {type(exc).__name__}>"
             headline = f"{who} failed with {type(error).__name__}" + (f": {detail}" if detail else "")
         else:
             headline = f"{who} failed"
@@ -83,6 +86,10 @@ class TrainingFailedError(RuntimeError):
 
     def __reduce__(self):
         return (type(self), (str(self), self.original_error, self.traceback_str))
+
+
+class _NoCheckpointWithMetric(ValueError, RuntimeError):
+    """``Result.get_best_checkpoint`` found no checkpoint saved with the metric."""
 
 
 class Result:
@@ -304,8 +311,9 @@ class Result:
             The best checkpoint, or None when the run saved no checkpoint.
 
         Raises:
-            ValueError: If ``mode`` is not ``"max"``/``"min"``, or no checkpoint
-                was saved with a numeric ``metric``.
+            ValueError: If ``mode`` is not ``"max"``/``"min"``.
+            ValueError, RuntimeError: No checkpoint was saved with a numeric ``metric``
+                (the error is both: Ray raises a RuntimeError there).
         """
         from tunesmith.tune.analysis import _loading
 
@@ -322,7 +330,7 @@ class Result:
             available = sorted(
                 {k for _, m in self.best_checkpoints for k in (m or {}) if k not in _REPR_HIDDEN_KEYS}
             )
-            raise ValueError(
+            raise _NoCheckpointWithMetric(
                 f"Result.get_best_checkpoint: no checkpoint was saved with a numeric metric {metric!r}. "
                 f"Metrics reported with the checkpoints: {available}."
             )

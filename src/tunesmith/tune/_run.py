@@ -681,13 +681,19 @@ def _load_params(trial, params_file: str) -> None:
 def _drop_missing_checkpoints(trial) -> None:
     import logging
 
-    for checkpoint, _ in list(trial.checkpoint_manager.checkpoints):
-        if checkpoint_missing(checkpoint):
-            trial.checkpoint_manager.drop(checkpoint.path)
-            logging.getLogger(__name__).warning(
-                "Checkpoint %s of trial %s is missing; the trial resumes from %s.", checkpoint.path, trial,
-                trial.checkpoint.path if trial.checkpoint else "scratch (no checkpoint is left)",
-            )
+    missing = [c.path for c, _ in list(trial.checkpoint_manager.checkpoints) if checkpoint_missing(c)]
+    if not missing:
+        return
+    for path in missing:
+        trial.checkpoint_manager.drop(path)
+    if trial.is_finished() and trial.status != "ERROR":
+        what = "its results are kept"
+    else:
+        what = f"if it runs again, it resumes from {trial.checkpoint.path if trial.checkpoint else 'scratch'}"
+    logging.getLogger(__name__).warning(
+        "%s %s of trial %s %s missing; %s.", "Checkpoint" if len(missing) == 1 else "Checkpoints",
+        ", ".join(missing), trial, "is" if len(missing) == 1 else "are", what,
+    )
 
 
 def _cut_logs(trial, rows: int) -> None:

@@ -185,8 +185,8 @@ def _with_legacy_checkpoint_args(checkpoint_config, keep_checkpoints_num, checkp
         config.checkpoint_score_order = "min" if lower_is_better else "max"
     if checkpoint_freq:
         config.checkpoint_frequency = checkpoint_freq
-    if checkpoint_at_end:
-        config.checkpoint_at_end = checkpoint_at_end
+    if checkpoint_at_end or config.checkpoint_at_end is None:
+        config.checkpoint_at_end = bool(checkpoint_at_end)  # tune.run saves no final checkpoint unless asked
     return config
 
 

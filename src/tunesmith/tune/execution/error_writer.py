@@ -31,7 +31,8 @@ def write_trial_error(trial: Trial, tb: str, exc_bytes: bytes | None) -> None:
     """
     os.makedirs(trial.local_path, exist_ok=True)
     error_file = os.path.join(trial.local_path, EXPR_ERROR_FILE)
-    with open(error_file, "a") as f:
+    # A message may hold any text, undecodable file names too (os.fsdecode's surrogates).
+    with open(error_file, "a", encoding="utf-8", errors="backslashreplace") as f:
         f.write(f"Failure # {trial.num_failures} (occurred at {time.strftime('%Y-%m-%d_%H-%M-%S')})\n")
         f.write(tb if tb.endswith("\n") else tb + "\n")
     trial.error_file = error_file

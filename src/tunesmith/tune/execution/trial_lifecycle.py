@@ -117,9 +117,11 @@ class TrialLifecycle:
         failure_config = config.failure_config
         self._max_failures = getattr(failure_config, "max_failures", 0) if failure_config else 0
         self._fail_fast = getattr(failure_config, "fail_fast", False) if failure_config else False
-        self._checkpoint_at_end = (
-            bool(getattr(config.checkpoint_config, "checkpoint_at_end", False)) and self._is_class
-        )
+        at_end = getattr(config.checkpoint_config, "checkpoint_at_end", None)
+        if at_end is None:
+            # As Ray's Tuner: unset means a final checkpoint for a class trainable that can save one.
+            at_end = self._is_class and _saves_checkpoints(config.trainable)
+        self._checkpoint_at_end = bool(at_end) and self._is_class
         self._checkpoint_frequency = getattr(config.checkpoint_config, "checkpoint_frequency", 0) or 0
         self._reuse = config.reuse_actors is not False
         self._restore_retries: dict[Trial, int] = {}
@@ -509,8 +511,9 @@ class TrialLifecycle:
         self._callbacks.on_checkpoint(iteration=it, trials=trials, trial=trial, checkpoint=checkpoint)
 
     def _check_score_attribute(self, trial: Trial, metrics: dict) -> None:
-        """The first checkpoint's metrics must hold ``checkpoint_score_attribute``: checkpoints are
-        kept (and, with ``num_to_keep``, deleted) by it, so a misspelt name would delete the best."""
+        """Says (as an error in the log, as Ray does) when the first checkpoint's metrics lack
+        ``checkpoint_score_attribute``: checkpoints are kept (and, with ``num_to_keep``, deleted)
+        by it, and those without it rank last. The run goes on: the metric may come later."""
         from tunesmith.tune.utils.nested import lookup
 
         if not metrics:
@@ -523,13 +526,10 @@ class TrialLifecycle:
         message = (
             f"CheckpointConfig(checkpoint_score_attribute={attribute!r}): trial {trial} saved a checkpoint "
             f"with a result that has no {attribute!r}; checkpoints are ranked (and, with num_to_keep, "
-            f"deleted) by it. The result had: {reported}. Fix the name or report the metric"
+            f"deleted) by it, and checkpoints without it rank last. The result had: {reported}. Fix the "
+            "name, or report the metric with every checkpoint."
         )
-        if self._settings.strict_metrics:
-            self._run.raise_error = ValueError(message + ", or set TUNE_DISABLE_STRICT_METRIC_CHECKING=1.")
-            self.stop_experiment("bad checkpoint_score_attribute")
-        else:
-            logger.warning("%s; such checkpoints rank last.", message)
+        logger.error(message)
 
     def _release(self, trial: Trial, reuse: bool) -> None:
         self._backend.release_trial(trial, reuse=reuse)
@@ -652,7 +652,14 @@ class TrialLifecycle:
         self._callbacks.on_trial_error(iteration=it, trials=trials, trial=trial)
         if self._fail_fast:
             if self._fail_fast == "raise":
-                self._run.raise_error = load_exception(exc_bytes, tb)
+                error = load_exception(exc_bytes, tb)
+                if not isinstance(error, Exception):
+                    # SystemExit or KeyboardInterrupt inside the trial: raised as such, it would end the
+                    # driver's script quietly (exit code 0 for sys.exit()) or look like the user's Ctrl+C.
+                    wrapped = RuntimeError(f"Trial {trial} ended with {type(error).__name__}{error.args!r}:\n{tb}")
+                    wrapped.__cause__ = error
+                    error = wrapped
+                self._run.raise_error = error
             self.stop_experiment("fail_fast")
 
     # -- ending by force ----------------------------------------------------------------------------
@@ -681,3 +688,10 @@ class TrialLifecycle:
 def _number_or_none(value: Any) -> float | None:
     """A counter carried over a restore (``timesteps_total``...): a number, or None when there is none."""
     return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _saves_checkpoints(trainable: Any) -> bool:
+    """Whether a class trainable overrides ``save_checkpoint`` (or the older ``_save``)."""
+    from tunesmith.tune.trainable.trainable import Trainable
+
+    return any(getattr(trainable, m, None) is not getattr(Trainable, m, None) for m in ("save_checkpoint", "_save"))

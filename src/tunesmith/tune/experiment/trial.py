@@ -163,11 +163,15 @@ class Trial:
         self.start_time: float | None = None
         self.return_value = None
         self.custom_trial_name = trial_name_creator(self) if trial_name_creator else None
-        self.trial_dirname = (
+        if trial_dirname_creator:
             # A name of the user's own is used as given (as on Ray), up to what a file system takes.
-            sanitize_dirname(trial_dirname_creator(self), max_len=_MAX_DIRNAME)
-            if trial_dirname_creator else self._default_dirname()
-        )
+            dirname = trial_dirname_creator(self)
+            if not isinstance(dirname, str) or not dirname.strip():
+                raise TypeError(f"trial_dirname_creator must return a non-empty string (a directory name) for "
+                                f"trial {trial_id}, it returned {dirname!r}.")
+            self.trial_dirname = sanitize_dirname(dirname, max_len=_MAX_DIRNAME)
+        else:
+            self.trial_dirname = self._default_dirname()
         # Offset of iteration counters when the trial restarts from a checkpoint.
         self.restored_iteration = 0
         # Result rows logged when each checkpoint was taken (by checkpoint path): a trial that

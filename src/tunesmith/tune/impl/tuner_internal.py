@@ -81,6 +81,10 @@ class TunerInternal:
         from tunesmith.train._config import space_of_config_objects
         from tunesmith.tune._run import ExperimentInput, pickle_trainable, resolve_trainable
 
+        if tune_config is not None and not isinstance(tune_config, TuneConfig):
+            raise TypeError(f"Tuner(tune_config=...) must be a tune.TuneConfig, got {type(tune_config).__name__}.")
+        if run_config is not None and not isinstance(run_config, RunConfig):
+            raise TypeError(f"Tuner(run_config=...) must be a tune.RunConfig, got {type(run_config).__name__}.")
         param_space = space_of_config_objects(param_space)
         self._input = ExperimentInput(
             trainable=trainable,
