@@ -270,6 +270,55 @@ def test_moved_and_copied_experiments_restore_from_their_own_files(tmp_path):
     assert str(tmp_path / "storage") not in state  # paths are relative to the experiment
 
 
+SNAPSHOT_CUT_SCRIPT = """
+import json, os, signal, sys, time
+import tunesmith.tune.execution.state_snapshot as snapshot
+from tunesmith import tune
+
+
+def trainable(config):
+    for i in range(5):
+        time.sleep(0.02)
+        tune.report({{"it": i + 1}})
+
+
+path = os.path.join({storage!r}, "cut")
+if sys.argv[1] == "run":
+    write = snapshot._write_text_atomic
+
+    def dies_before_the_state_file(target, pieces):
+        # A kill (or a full disk) inside a snapshot: the searcher's state is written, the state file not yet.
+        if target.endswith("experiment_state.json") and os.path.exists(target):
+            if len(json.loads("".join(pieces))["trials"]) > len(json.load(open(target))["trials"]):
+                os.kill(os.getpid(), signal.SIGKILL)
+        return write(target, pieces)
+
+    snapshot._write_text_atomic = dies_before_the_state_file
+    tuner = tune.Tuner(trainable, param_space={{"x": tune.uniform(0, 1)}},
+                       tune_config=tune.TuneConfig(num_samples=6, max_concurrent_trials=2),
+                       run_config=tune.RunConfig(name="cut", storage_path={storage!r}, verbose=0))
+else:
+    tuner = tune.Tuner.restore(path, trainable)
+grid = tuner.fit()
+print("RESULTS", json.dumps(sorted(r.metrics.get("it", 0) for r in grid)))
+"""
+
+
+def test_a_snapshot_cut_short_leaves_a_state_that_restores_the_whole_run(tmp_path):
+    """A kill between the searcher's state and the experiment state of one snapshot left a searcher that
+    counted trials the state did not have: the restore waited for them forever (or ended with fewer trials,
+    their directories deleted). The searcher's state now goes into the slot the saved state does not name."""
+    storage = str(tmp_path / "storage")
+    script = tmp_path / "cut.py"
+    script.write_text(SNAPSHOT_CUT_SCRIPT.format(storage=storage))
+    first = subprocess.run([sys.executable, str(script), "run"], capture_output=True, text=True, timeout=300)
+    assert first.returncode == -signal.SIGKILL, first.stdout + first.stderr
+    restored = subprocess.run([sys.executable, str(script), "restore"], capture_output=True, text=True, timeout=300)
+    assert restored.returncode == 0, restored.stdout + restored.stderr
+    assert "RESULTS [5, 5, 5, 5, 5, 5]" in restored.stdout
+    assert not [f for root, _, files in os.walk(storage) for f in files if ".tmp" in f]
+
+
 # -- limits --------------------------------------------------------------------------------
 DESCRIPTOR_SCRIPT = """
 import json, os, resource, sys
@@ -715,3 +764,34 @@ def test_a_failing_scheduler_ends_the_run_at_once_and_it_restores(tmp_path):
     grid = tune.Tuner.restore(str(tmp_path / "broke"), trainable=reports_then_waits).fit()
     assert grid.num_errors == 0 and grid.num_terminated == 1
     assert grid[0].metrics["resumed"] is True and grid[0].metrics["step"] == 3
+
+
+def test_a_full_disk_while_saving_the_state_is_one_clear_error_and_the_run_restores(tmp_path, monkeypatch):
+    """The state save's OSError came out bare, after a second failing save at shutdown hid it; temporary
+    files stayed behind."""
+    import errno
+
+    import tunesmith.tune.execution.state_snapshot as snapshot
+    from tunesmith.tune.execution.state_snapshot import StateSaveError
+
+    write, calls = snapshot._write_text_atomic, []
+
+    def full_from_the_second(path, pieces):
+        calls.append(path)
+        if len(calls) >= 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return write(path, pieces)
+
+    monkeypatch.setattr(snapshot, "_write_text_atomic", full_from_the_second)
+    space = {"id": tune.grid_search([0, 1]), "iters": 40, "sleep": 0.05, "every": 3}
+    with pytest.raises(StateSaveError, match=r"No space left on device.*Tuner.restore") as info:
+        tune.Tuner(counting, param_space=space,
+                   run_config=tune.RunConfig(name="full", storage_path=str(tmp_path), verbose=0)).fit()
+    assert isinstance(info.value.__cause__, OSError) and info.value.__context__ is info.value.__cause__
+    monkeypatch.setattr(snapshot, "_write_text_atomic", write)
+    with pytest.raises(TypeError):  # a write cut short leaves the file as it was, and no temporary file
+        write(str(tmp_path / "full" / "experiment_state.json"), ["{", None])
+    assert not [f for f in os.listdir(tmp_path / "full") if ".tmp" in f]
+    grid = tune.Tuner.restore(str(tmp_path / "full"), trainable=counting).fit()
+    assert sorted(r.metrics["step"] for r in grid) == [40, 40]
+    assert_each_iteration_once(str(tmp_path / "full"), 40, 2)

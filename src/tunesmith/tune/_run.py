@@ -496,7 +496,7 @@ def _build_controller(inp: ExperimentInput, trainable, name: str, payload: bytes
             trials, scheduler_restored = _restore_trials(
                 storage, search_alg, scheduler, restore_options, rc.checkpoint_config
             )
-            stopper = _restore_stopper(storage.experiment_local_path, stopper)
+            stopper = _restore_stopper(storage.state_dir(), stopper)
             old_space = restore_options.get("respecified")
             if isinstance(old_space, dict) and old_space is not param_space:
                 _respecify_values(trials, search_alg, old_space, param_space)
@@ -815,6 +815,8 @@ def _restore_trials(storage: StorageContext, search_alg, scheduler, options: dic
     path = storage.experiment_local_path
     state = read_experiment_state(path)
     state_file = os.path.join(path, EXPERIMENT_STATE_FILE)
+    storage.state_slot = state.get("state_slot")  # the slot of the states saved with it (None: older runs)
+    side = storage.state_dir()
     trials = []
     ended_unfinished = []
     for tstate in state["trials"]:
@@ -857,15 +859,15 @@ def _restore_trials(storage: StorageContext, search_alg, scheduler, options: dic
     if storage.is_remote:
         _remove_uncommitted_remote(storage, trials, id_prefix)
     _remove_uncommitted(path, trials, id_prefix)
-    if search_alg.has_checkpoint(path):
-        search_alg.restore_from_dir(path)
+    if search_alg.has_checkpoint(side):
+        search_alg.restore_from_dir(side)
         # Trials not resumed are over: a searcher (or ConcurrencyLimiter) that still
         # counted them as live would wait for them forever.
         for trial in ended_unfinished:
             search_alg.on_trial_complete(trial.trial_id, result=trial.last_result or None)
     else:
         search_alg.set_finished()
-    return trials, _restore_scheduler(path, scheduler, trials)
+    return trials, _restore_scheduler(side, scheduler, trials)
 
 
 def _respecify_values(trials: list, search_alg, old_space: dict, new_space: dict) -> None:

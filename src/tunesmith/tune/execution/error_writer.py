@@ -1,12 +1,15 @@
 """Writes a failed trial's error files (``error.txt``, ``error.pkl``) and reads the exception back."""
 from __future__ import annotations
 
+import logging
 import os
 import time
 
 from tunesmith._internal.storage import write_bytes_atomic
 from tunesmith.tune.experiment.trial import Trial
 from tunesmith.tune.result import EXPR_ERROR_FILE, EXPR_ERROR_PICKLE_FILE
+
+logger = logging.getLogger(__name__)
 
 
 def write_trial_error(trial: Trial, tb: str, exc_bytes: bytes | None) -> None:
@@ -29,15 +32,20 @@ def write_trial_error(trial: Trial, tb: str, exc_bytes: bytes | None) -> None:
         >>> trial.error_msg
         'ValueError: bad'
     """
-    os.makedirs(trial.local_path, exist_ok=True)
-    error_file = os.path.join(trial.local_path, EXPR_ERROR_FILE)
-    # A message may hold any text, undecodable file names too (os.fsdecode's surrogates).
-    with open(error_file, "a", encoding="utf-8", errors="backslashreplace") as f:
-        f.write(f"Failure # {trial.num_failures} (occurred at {time.strftime('%Y-%m-%d_%H-%M-%S')})\n")
-        f.write(tb if tb.endswith("\n") else tb + "\n")
-    trial.error_file = error_file
     lines = [line for line in tb.strip().splitlines() if line.strip()]
     trial.error_msg = lines[-1] if lines else tb
+    try:
+        os.makedirs(trial.local_path, exist_ok=True)
+        error_file = os.path.join(trial.local_path, EXPR_ERROR_FILE)
+        # A message may hold any text, undecodable file names too (os.fsdecode's surrogates).
+        with open(error_file, "a", encoding="utf-8", errors="backslashreplace") as f:
+            f.write(f"Failure # {trial.num_failures} (occurred at {time.strftime('%Y-%m-%d_%H-%M-%S')})\n")
+            f.write(tb if tb.endswith("\n") else tb + "\n")
+    except OSError as exc:
+        # A full disk must not turn one trial's failure into the experiment's: the error stays in memory.
+        logger.error("Could not write the error of trial %s to its directory (%s); the error was:\n%s", trial, exc, tb)
+        return
+    trial.error_file = error_file
     if exc_bytes is None:
         import cloudpickle
 
@@ -45,7 +53,11 @@ def write_trial_error(trial: Trial, tb: str, exc_bytes: bytes | None) -> None:
 
         exc_bytes = cloudpickle.dumps(TuneError(tb))
     pickle_file = os.path.join(trial.local_path, EXPR_ERROR_PICKLE_FILE)
-    write_bytes_atomic(pickle_file, exc_bytes)
+    try:
+        write_bytes_atomic(pickle_file, exc_bytes)
+    except OSError as exc:
+        logger.error("Could not write the exception of trial %s to %s: %s", trial, pickle_file, exc)
+        return
     trial.pickled_error_file = pickle_file
 
 

@@ -8,7 +8,7 @@ import time
 import traceback
 from typing import Any, Callable
 
-from tunesmith._internal.storage import write_bytes_atomic
+from tunesmith._internal.storage import state_slot_dir, write_bytes_atomic
 from tunesmith.tune.execution.checkpoint_book import CheckpointBook
 from tunesmith.tune.execution.controller_config import env_float
 from tunesmith.tune.result import EXPERIMENT_STATE_FILE, SCHEDULER_STATE_FILE, STOPPER_STATE_FILE
@@ -19,11 +19,23 @@ CALLBACK_STATE_FILE = "callback_state.pkl"
 
 
 def _write_text_atomic(path: str, pieces: list[str]) -> None:
-    """Writes the concatenation of ``pieces`` to ``path`` atomically (temporary name, then rename)."""
+    """Writes the concatenation of ``pieces`` to ``path`` atomically (temporary name, then rename);
+    a failed write leaves ``path`` as it was and no temporary file behind."""
     tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8", newline="") as f:
-        f.writelines(pieces)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8", newline="") as f:
+            f.writelines(pieces)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.remove(tmp)
+        except OSError:
+            pass
+        raise
+
+
+class StateSaveError(RuntimeError):
+    """The experiment state could not be written; the message says where and how to continue."""
 
 
 class StateSnapshotter:
@@ -92,6 +104,7 @@ class StateSnapshotter:
         self._stopper = stopper
         self._stopper_unsaved = False
         self._last_slow_sync_warning = 0.0
+        self.failed = False  # a save raised StateSaveError
         self.last_write = 0.0
         self.last_duration = 0.0
         self._cache: dict[Any, tuple[tuple, str]] = {}
@@ -143,7 +156,23 @@ class StateSnapshotter:
         return [f'{head[:-1]}{", " if fields else ""}"trials": [', *parts, "]}"]
 
     def save(self) -> None:
-        """Commits the experiment to storage: result rows first, then the state that names checkpoints."""
+        """Commits the experiment to storage: result rows first, then the state that names checkpoints.
+
+        Raises:
+            StateSaveError: A file could not be written (a full disk, a lost mount); what was
+                saved before is intact.
+        """
+        try:
+            self._save()
+        except OSError as exc:
+            self.failed = True
+            raise StateSaveError(
+                f"The experiment state could not be saved in {self.path}: {exc}. What was saved before is intact: "
+                f"make room (or fix the storage), then continue the run with Tuner.restore({self.path!r}, "
+                "trainable=...)."
+            ) from exc
+
+    def _save(self) -> None:
         from tunesmith.tune.logger._util import ResultWriteError, commit_results
 
         start = time.time()
@@ -154,23 +183,34 @@ class StateSnapshotter:
         except ResultWriteError as exc:
             self._on_write_error(exc)
         trials = self._trials()
-        text = self._encode(self._describe(), trials)
+        # The searcher's, scheduler's, stopper's and callbacks' states go into the slot the saved
+        # experiment state does not name; the state file naming it comes last. A snapshot cut short
+        # (a kill, a full disk) leaves the saved state and the states it names as they were.
+        storage = self._storage
+        slot = "b" if getattr(storage, "state_slot", None) == "a" else "a"
+        side = state_slot_dir(path, slot)
+        os.makedirs(side, exist_ok=True)
+        text = self._encode({"state_slot": slot, **self._describe()}, trials)
         try:
-            self._search_alg.save_to_dir(path, session_str="tunesmith")
+            self._search_alg.save_to_dir(side, session_str="tunesmith")
         except Exception:
             logger.warning("Could not save the search algorithm's state:\n%s", traceback.format_exc())
         try:
-            self._scheduler.save(os.path.join(path, SCHEDULER_STATE_FILE))
+            self._scheduler.save(os.path.join(side, SCHEDULER_STATE_FILE))
         except Exception:
             logger.warning("Could not save the scheduler's state:\n%s", traceback.format_exc())
         if self._stopper is not None and not self._stopper_unsaved:
-            self._save_stopper(path)
+            self._save_stopper(side)
         callback_state = self._callbacks.get_state()
+        callback_file = os.path.join(side, CALLBACK_STATE_FILE)
         if any(v is not None for v in callback_state.values()):
             import cloudpickle
 
-            write_bytes_atomic(os.path.join(path, CALLBACK_STATE_FILE), cloudpickle.dumps(callback_state))
+            write_bytes_atomic(callback_file, cloudpickle.dumps(callback_state))
+        elif os.path.exists(callback_file):
+            os.remove(callback_file)  # from an earlier snapshot in this slot
         _write_text_atomic(os.path.join(path, EXPERIMENT_STATE_FILE), text)
+        storage.state_slot = slot
         synced_s = self._sync_and_delete_dropped()
         end = time.time()
         self.last_write = end

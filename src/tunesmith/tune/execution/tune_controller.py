@@ -34,7 +34,7 @@ from tunesmith.tune.callback import CallbackError, CallbackList
 from tunesmith.tune.execution.checkpoint_book import CheckpointBook
 from tunesmith.tune.execution.controller_config import ControllerConfig, LoopSettings
 from tunesmith.tune.execution.placement_groups import to_pg_factory
-from tunesmith.tune.execution.state_snapshot import CALLBACK_STATE_FILE, StateSnapshotter
+from tunesmith.tune.execution.state_snapshot import CALLBACK_STATE_FILE, StateSaveError, StateSnapshotter
 from tunesmith.tune.execution.trial_lifecycle import RunStatus, TrialLifecycle
 from tunesmith.tune.execution.trial_table import TrialTable
 from tunesmith.tune.experiment.trial import Trial
@@ -166,7 +166,7 @@ class TuneController:
 
     def restore_callback_state(self) -> None:
         """Gives callbacks back the state they had when the experiment was last saved."""
-        path = os.path.join(self._storage.experiment_local_path, CALLBACK_STATE_FILE)
+        path = os.path.join(self._storage.state_dir(), CALLBACK_STATE_FILE)
         if os.path.exists(path):
             import cloudpickle
 
@@ -602,8 +602,14 @@ class TuneController:
             for trial in list(running):
                 lifecycle.end_by_force(trial, interrupted)
         self._backend.shutdown()
+        failed_before = self._snapshot.failed
         try:
             self.save_experiment_state()
+        except StateSaveError as exc:
+            if not failed_before:
+                raise
+            # The run is ending with that first failure; this one would only hide it.
+            logger.error("The final save of the experiment state failed too: %s", exc.__cause__)
         finally:
             if self._reporter is not None and self._reporter.should_report(table.trials, done=True):
                 self._reporter.report(table.trials, True, *self._sys_info())

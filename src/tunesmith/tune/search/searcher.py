@@ -66,6 +66,11 @@ def _trials_of(source: Any) -> list:
 
 
 def _newest(dirpath: str, pattern: str) -> str | None:
+    """The newest file matching ``pattern`` in ``dirpath``; in an experiment directory, among the
+    states saved with its experiment state (its state slot)."""
+    from tunesmith._internal.storage import committed_state_dir
+
+    dirpath = committed_state_dir(dirpath)
     paths = glob.glob(os.path.join(glob.escape(dirpath), pattern))
     return max(paths) if paths else None
 
@@ -241,7 +246,11 @@ class Searcher:
             logger.warning("Could not save the state of %s: %s", type(self).__name__, exc)
 
     def restore_from_dir(self, checkpoint_dir: str) -> None:
-        """Restores the newest state saved by :meth:`save_to_dir` in ``checkpoint_dir``."""
+        """Restores the newest state saved by :meth:`save_to_dir` in ``checkpoint_dir``.
+
+        ``checkpoint_dir`` may be an experiment directory: the searcher state saved with its
+        experiment state is read (as ``searcher.restore_from_dir(<storage_path>/<name>)`` on Ray).
+        """
         checkpoint_dir = os.path.expanduser(os.fspath(checkpoint_dir))
         path = _newest(checkpoint_dir, self.CKPT_FILE_TMPL.format("*"))
         if path is None:
