@@ -436,3 +436,64 @@ def test_upload_dir_is_the_older_storage_path(tmp_path):
     assert analysis.trials[0].local_path.startswith(str(target / "old"))
     with pytest.warns(UserWarning, match="syncer"):
         tune.SyncConfig(syncer=object())
+
+
+# -- several runs in one program --------------------------------------------------------------------------
+def _sleeps_a_little(config):
+    import time as _time
+
+    for i in range(3):
+        _time.sleep(0.2)
+        tune.report({"i": i})
+
+
+def test_runs_started_at_once_without_a_name_each_get_a_directory(tmp_path, monkeypatch):
+    """Their default name (<trainable>_<date to the second>) was one, and the second run failed with
+    ExperimentInUseError although the user never named it."""
+    import threading
+
+    monkeypatch.setenv("TUNE_DISABLE_DATED_SUBDIR", "1")  # one name for both, whatever the clock says
+    grids, errors = [], []
+
+    def fit():
+        try:
+            grids.append(tune.Tuner(_sleeps_a_little, run_config=tune.RunConfig(
+                storage_path=str(tmp_path), verbose=0)).fit())
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=fit) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert sorted(os.path.basename(g.experiment_path) for g in grids) == ["_sleeps_a_little", "_sleeps_a_little_2"]
+    assert all(g[0].metrics["i"] == 2 for g in grids)
+
+
+def test_fit_again_on_a_restored_tuner_goes_on_with_the_restored_trials(tmp_path):
+    """It started the experiment over (and dropped the restored trials from its state)."""
+    storage, name = str(tmp_path / "storage"), "again"
+    grid = tune.Tuner(counting, param_space=_space(2, 5), run_config=tune.RunConfig(
+        name=name, storage_path=storage, verbose=0)).fit()
+    ids = sorted(r.metrics["trial_id"] for r in grid)
+    tuner = tune.Tuner.restore(os.path.join(storage, name), trainable=counting)
+    for _ in range(2):
+        assert sorted(r.metrics["trial_id"] for r in tuner.fit()) == ids
+
+
+def test_a_process_forked_during_a_run_does_not_keep_the_experiments_lock(tmp_path):
+    from tunesmith._internal.experiment_lock import ExperimentLock
+
+    lock = ExperimentLock(str(tmp_path))
+    child = os.fork()
+    if child == 0:  # a user's fork-based pool worker, still alive after the run
+        time.sleep(3)
+        os._exit(0)
+    try:
+        lock.release()
+        ExperimentLock(str(tmp_path)).release()  # before: ExperimentInUseError naming this very process
+    finally:
+        os.kill(child, signal.SIGKILL)
+        os.waitpid(child, 0)

@@ -56,8 +56,15 @@ class ExperimentLock:
 
     def release(self) -> None:
         if self._fd is not None:
-            os.close(self._fd)  # closing drops the lock
-            self._fd = None
+            import fcntl
+
+            # Unlocked first: a process forked from this one meanwhile (a user's fork-based pool)
+            # shares the descriptor, and closing ours alone would leave the lock held by it.
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+            finally:
+                os.close(self._fd)
+                self._fd = None
 
 
 def _read_holder(fd: int) -> str:

@@ -488,7 +488,12 @@ def _build_controller(inp: ExperimentInput, trainable, name: str, payload: bytes
     else:
         storage = experiment_storage(inp, name)
     storage.make_dirs()
-    lock = ExperimentLock(storage.experiment_local_path) if not storage.is_remote else _NoLock()
+    if storage.is_remote:
+        lock = _NoLock()
+    elif restore_path is None and rc.name is None:
+        storage, lock = _lock_default_named(inp, name, storage)
+    else:
+        lock = ExperimentLock(storage.experiment_local_path)
     try:
         if restore_path is not None and os.path.exists(
             os.path.join(storage.experiment_local_path, EXPERIMENT_STATE_FILE)
@@ -546,6 +551,28 @@ def _build_controller(inp: ExperimentInput, trainable, name: str, payload: bytes
         lock.release()
         raise
     return controller, storage
+
+
+def _lock_default_named(inp: ExperimentInput, name: str, storage: StorageContext):
+    """Locks the directory of a run whose name tunesmith chose (``<trainable>_<date>``).
+
+    Two runs started in the same second (threads, or one script launched several
+    times at once) get that name both; the later one takes ``<name>_2`` (``_3``...)
+    instead of failing, as the user never named it.
+    """
+    from tunesmith._internal.experiment_lock import ExperimentInUseError
+
+    base = inp.experiment_name or os.path.basename(storage.experiment_local_path)
+    for attempt in range(1, 100):
+        try:
+            return storage, ExperimentLock(storage.experiment_local_path)
+        except ExperimentInUseError:
+            if attempt == 99:
+                raise
+        inp.experiment_name = f"{base}_{attempt + 1}"
+        storage = experiment_storage(inp, name)
+        storage.make_dirs()
+    raise AssertionError("unreachable")
 
 
 class _NoLock:

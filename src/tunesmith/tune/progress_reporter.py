@@ -191,6 +191,15 @@ def _check_int(name: str, value: Any, minimum: int, allow_none: bool = False) ->
 
 # -- redrawing the table in place on a terminal -----------------------------------
 
+def _write_out(text: str) -> None:
+    """Writes to ``sys.stdout``, as ``print`` does: nothing when a program has set it to None."""
+    out = sys.stdout
+    if out is None:
+        return
+    out.write(text)
+    out.flush()
+
+
 def _redraw_in_place(stream: Any) -> bool:
     """Whether reports replace the previous one: on a terminal, unless TUNESMITH_REDRAW=0."""
     if os.environ.get("TUNESMITH_REDRAW", "1") == "0" or os.environ.get("TERM") == "dumb":
@@ -704,8 +713,7 @@ class CLIReporter(TuneReporterBase):
         if live is None and _redraw_in_place(sys.stdout):
             live = self._live = _LiveTable()
         if live is None:
-            sys.stdout.write(text)
-            sys.stdout.flush()
+            _write_out(text)
             return
         live.draw(text)
         if done:
@@ -765,8 +773,7 @@ class JupyterNotebookReporter(TuneReporterBase):
     def report(self, trials: list["Trial"], done: bool, *sys_info: str) -> None:
         text = self._progress_str(trials, done, *sys_info)
         if _ipython_shell() is None:
-            sys.stdout.write(text)
-            sys.stdout.flush()
+            _write_out(text)
             return
         from IPython.display import display
 
@@ -863,8 +870,7 @@ class TrialProgressCallback(Callback):
 
     @staticmethod
     def _write(text: str) -> None:
-        sys.stdout.write(text + "\n")
-        sys.stdout.flush()
+        _write_out(text + "\n")
 
     def on_trial_start(self, iteration: int, trials: list["Trial"], trial: "Trial", **info: Any) -> None:
         if self._verbosity >= 2:
@@ -877,10 +883,12 @@ class TrialProgressCallback(Callback):
             summary = self._summary(result)
             total = result.get(TIME_TOTAL_S)
             running = _format_duration(float(total)) if isinstance(total, numbers.Real) else self._running_time(trial)
-            sys.stdout.write(
-                f"Trial {trial} finished iteration {it} at {_now_str()}. Total running time: {running}."
-                + (f" {summary}" if summary else "") + "\n"
-            )
+            out = sys.stdout
+            if out is not None:
+                out.write(
+                    f"Trial {trial} finished iteration {it} at {_now_str()}. Total running time: {running}."
+                    + (f" {summary}" if summary else "") + "\n"
+                )
 
     def on_trial_complete(self, iteration: int, trials: list["Trial"], trial: "Trial", **info: Any) -> None:
         if self._verbosity >= 2:

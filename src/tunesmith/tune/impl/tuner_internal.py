@@ -163,7 +163,8 @@ class TunerInternal:
         from tunesmith.tune.result_grid import ResultGrid
 
         analysis, _ = run_experiment(self._input, self._restore_path, self._restore_options)
-        self._restore_path = None
+        # A restored Tuner goes on continuing its experiment when fit() is called again (as Ray's: after an
+        # interruption it resumes); a fresh Tuner's next fit() runs the trials again.
         self._result_grid = ResultGrid(analysis)
         return self._result_grid
 
