@@ -319,3 +319,71 @@ def test_sample_takes_rays_arguments():
     dependent = tune.sample_from(lambda spec: spec.config.x + 1)
     assert dependent.sample({"x": 3}) == 4
     assert dependent.sample(config={"x": 3}) == 4
+
+
+# -- spaces as Ray resolves them ------------------------------------------------------------------------
+def _configs(space, num_samples=1):
+    from tunesmith.tune.search.basic_variant import BasicVariantGenerator
+
+    gen = BasicVariantGenerator(random_state=0)
+    gen.add_configurations(space, num_samples=num_samples)
+    out = []
+    while (suggestion := gen.next_trial()) is not None:
+        out.append(suggestion.config)
+    return out
+
+
+def test_domains_inside_a_tuple_are_sampled_and_the_tuple_stays_a_tuple():
+    config = _configs({"hidden": (tune.randint(16, 64), tune.choice([8, 16]), "relu"), "grid": tune.grid_search([1])})[0]
+    assert isinstance(config["hidden"], tuple)
+    width, other, act = config["hidden"]
+    assert 16 <= width < 64 and other in (8, 16) and act == "relu"
+
+
+def test_a_sample_from_function_may_pick_a_domain():
+    space = {"big": tune.grid_search([False, True]),
+             "units": tune.sample_from(lambda spec: tune.randint(256, 512) if spec.config.big else tune.randint(8, 32))}
+    small, big = _configs(space)
+    assert 8 <= small["units"] < 32 and 256 <= big["units"] < 512
+
+
+def test_grid_variants_come_in_rays_order():
+    """Ray orders grid parameters by path: the first name varies fastest, so trial N has Ray's values."""
+    space = {"lr": tune.grid_search([0.1, 0.01]), "batch": tune.grid_search([32, 64])}
+    assert [(c["batch"], c["lr"]) for c in _configs(space)] == [(32, 0.1), (64, 0.1), (32, 0.01), (64, 0.01)]
+
+
+def test_a_grid_inside_a_sampled_choice_is_a_clear_error():
+    with pytest.raises(ValueError, match="inside a value that is sampled"):
+        _configs({"m": tune.choice([{"a": tune.grid_search([1, 2])}])})
+
+
+def test_qlograndint_is_log_uniform_over_the_multiples_as_on_ray():
+    """It drew a log-uniform float and rounded it: the lowest multiple was less likely than the next."""
+    values = np.asarray(tune.qlograndint(2, 64, 2).sample(size=20000, random_state=0))
+    assert values.min() == 2 and values.max() == 64 and not (values % 2).any()
+    share = {v: float(np.mean(values == v)) for v in (2, 4, 6)}
+    assert share[2] > share[4] > share[6]
+    assert share[2] == pytest.approx(math.log(2) / math.log(33), abs=0.01)
+
+
+@pytest.mark.parametrize("name", ["HyperOptSearch", "HEBOSearch", "BayesOptSearch", "ZOOptSearch", "OptunaSearch"])
+def test_a_searchers_converted_space_given_back_gives_values_of_the_tune_space(name):
+    """convert_search_space's output passed back as `space` gave log-space numbers, category indices and
+    floats for integers; it is searched as the Tune space it came from."""
+    import importlib
+
+    module = {"HyperOptSearch": "hyperopt", "HEBOSearch": "hebo", "BayesOptSearch": "bayesopt",
+              "ZOOptSearch": "zoopt", "OptunaSearch": "optuna"}[name]
+    cls = getattr(importlib.import_module(f"tunesmith.tune.search.{module}"), name)
+    space = {"lr": tune.loguniform(1e-4, 1e-1), "act": tune.choice(["relu", "tanh"]), "units": tune.randint(1, 5)}
+    native = cls.convert_search_space(space)
+    kwargs = {"dim_dict": native, "budget": 5} if name == "ZOOptSearch" else {"space": native}
+    if name == "ZOOptSearch":
+        kwargs["algo"] = "Asracos"  # Ray's own example spells it so
+    searcher = cls(metric="m", mode="min", **kwargs)
+    for i in range(3):
+        config = searcher.suggest(f"t{i}")
+        assert 1e-4 <= config["lr"] <= 1e-1 and config["act"] in ("relu", "tanh")
+        assert type(config["units"]) is int and 1 <= config["units"] < 5
+        searcher.on_trial_complete(f"t{i}", {"m": float(i)})

@@ -691,7 +691,11 @@ def _number_or_none(value: Any) -> float | None:
 
 
 def _saves_checkpoints(trainable: Any) -> bool:
-    """Whether a class trainable overrides ``save_checkpoint`` (or the older ``_save``)."""
+    """Whether a class trainable overrides ``save_checkpoint`` (or the older ``_save``); a wrapped
+    function (``FunctionTrainable``) counts as a function, as on Ray."""
+    from tunesmith.tune.trainable.function_trainable import FunctionTrainable
     from tunesmith.tune.trainable.trainable import Trainable
 
+    if isinstance(trainable, type) and issubclass(trainable, FunctionTrainable):
+        return False
     return any(getattr(trainable, m, None) is not getattr(Trainable, m, None) for m in ("save_checkpoint", "_save"))

@@ -299,6 +299,35 @@ def _finite_number(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
 
 
+_CONVERTED_ATTR = "_tunesmith_params"
+
+
+class _ConvertedDict(dict):
+    """A converter's dict output, marked with the Tune parameters it came from."""
+
+
+class _ConvertedList(list):
+    """A converter's list output, marked with the Tune parameters it came from."""
+
+
+def mark_converted(space: Any, params: list[Param]) -> Any:
+    """``space`` (a ``convert_search_space`` result) marked with the ``params`` it was made from.
+
+    A searcher given it back as its ``space`` searches the Tune space it came from, so its
+    values are decoded (log scales, integers, quantization, categories) as for that space;
+    unmarked, the library's encoding (log-space bounds, category indices) would reach trials.
+    """
+    if type(space) is dict:
+        space = _ConvertedDict(space)
+    elif type(space) is list:
+        space = _ConvertedList(space)
+    try:
+        setattr(space, _CONVERTED_ATTR, tuple(params))
+    except (AttributeError, TypeError):
+        pass  # an object that takes no attributes: used as the library's own space
+    return space
+
+
 class LibrarySearcher(Searcher):
     """Base of the searchers that wrap an optimisation library.
 
@@ -415,8 +444,10 @@ class LibrarySearcher(Searcher):
             raise TypeError(f"{self._name}: `metric` must be a string, got {metric!r}.")
 
     def _take_space(self, space: Any) -> None:
-        if isinstance(space, dict) and (has_unresolved_values(space) or not space):
-            self._params = parse_space(
+        converted = getattr(space, _CONVERTED_ATTR, None)
+        if converted is not None or (isinstance(space, dict) and (has_unresolved_values(space) or not space)):
+            # A Tune space, or what convert_search_space made of one: searched (and decoded) as the Tune space.
+            self._params = list(converted) if converted is not None else parse_space(
                 space, self._name, allow_normal=self._allow_normal, allow_object_choices=self._allow_object_choices
             )
             if not self._params:

@@ -283,6 +283,11 @@ class Quantized(Sampler):
         if isinstance(domain, Integer) and isinstance(self.sampler, Uniform):
             # Every multiple of q in [lower, upper] equally likely.
             return [int(k) * int(q) for k in _integers(rng, int(low), int(high) + 1, size)]
+        if isinstance(domain, Integer) and isinstance(self.sampler, LogUniform) and low > 0:
+            # Log-uniform over the multiples' indices (as Ray): each multiple is less likely than the one below.
+            top = high + (0 if q == 1 else 1)
+            ks = np.floor(np.exp(rng.uniform(math.log(low), math.log(top), size=size)))
+            return (np.clip(ks, low, high) * int(q)).astype(np.int64)
         if isinstance(self.sampler, LogUniform):
             values = self.sampler._draw(domain.lower, domain.upper, size, rng)
         else:

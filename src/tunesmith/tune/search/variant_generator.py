@@ -105,12 +105,33 @@ def assign_value(config: Any, path: Path, value: Any) -> None:
     node[path[-1]] = value
 
 
+class _Tuple(list):
+    """A tuple of a space that holds domains, as a list while its values are sampled (see ``_retuple``)."""
+
+
 def _copy_structure(value: Any) -> Any:
     """Copies the dicts and lists of a space; leaves (domains, objects) are shared."""
     if isinstance(value, dict):
         return {k: _copy_structure(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_copy_structure(v) for v in value]
+        return (_Tuple if type(value) is _Tuple else list)(_copy_structure(v) for v in value)
+    if type(value) is tuple and has_unresolved_values(value):
+        return _Tuple(_copy_structure(v) for v in value)
+    return value
+
+
+def _retuple(value: Any) -> Any:
+    """``value`` with the sampled ``_Tuple`` lists made tuples again (in place for dicts and lists)."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if isinstance(v, (dict, list)):
+                value[k] = _retuple(v)
+        return value
+    if isinstance(value, list):
+        for i, v in enumerate(value):
+            if isinstance(v, (dict, list)):
+                value[i] = _retuple(v)
+        return tuple(value) if type(value) is _Tuple else value
     return value
 
 
@@ -124,7 +145,9 @@ def _copy_space(value: Any) -> Any:
             return value
         return {k: _copy_space(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_copy_space(v) for v in value]
+        return (_Tuple if type(value) is _Tuple else list)(_copy_space(v) for v in value)
+    if type(value) is tuple and has_unresolved_values(value):
+        return _Tuple(_copy_space(v) for v in value)
     return value
 
 
@@ -137,7 +160,7 @@ def _walk(value: Any, path: Path = ()) -> Iterator[tuple[Path, str, Any]]:
     elif isinstance(value, dict):
         for k, v in value.items():
             yield from _walk(v, path + (k,))
-    elif isinstance(value, list):
+    elif isinstance(value, (list, tuple)):
         for i, v in enumerate(value):
             yield from _walk(v, path + (i,))
 
@@ -172,7 +195,13 @@ def parse_spec_vars(space: dict) -> tuple[list, list, list]:
     grids: list = []
     for path, kind, value in _walk(space):
         (grids if kind == "grid" else domains).append((path, value))
+    grids.sort(key=lambda item: _path_key(item[0]))
     return resolved, domains, grids
+
+
+def _path_key(path: Path) -> tuple:
+    """Sorts paths as Ray does (key by key), list indices before names where both occur."""
+    return tuple((isinstance(part, str), part) for part in path)
 
 
 def has_unresolved_values(space: Any) -> bool:
@@ -338,17 +367,29 @@ def resolve_config(config: dict, random_state: Any = None, allow_pending: bool =
     Raises:
         ValueError: If sample_from functions depend on each other in a cycle.
     """
+    resolved, complete = _resolve(config, random_state, allow_pending)
+    if complete:
+        _retuple(config)
+    return resolved
+
+
+def _resolve(config: dict, random_state: Any, allow_pending: bool) -> tuple[dict[Path, Any], bool]:
+    """``resolve_config``'s work: ``(resolved, complete)``, ``complete`` False when functions still wait."""
     leaves = list(_walk(config))
     resolved: dict[Path, Any] = {}
     if not leaves:
-        return resolved  # nothing to sample: numpy is not needed
+        return resolved, True  # nothing to sample: numpy is not needed
     rng = as_numpy_rng(random_state)
     functions: list[tuple[Path, Function]] = []
     while leaves:
         nested: list[tuple[Path, str, Any]] = []
         for path, kind, value in leaves:
             if kind == "grid":
-                raise ValueError(f"Unexpanded grid_search at {_path_str(path)!r}.")
+                raise ValueError(
+                    f"A tune.grid_search at {_path_str(path)!r} sits inside a value that is sampled (a tune.choice "
+                    "option): a grid is expanded before sampling, so it cannot depend on a sampled choice. Put "
+                    "the grid_search at the top of the space, or list the combinations as choice options."
+                )
             if kind == "function":
                 functions.append((path, value))
                 continue
@@ -364,7 +405,7 @@ def resolve_config(config: dict, random_state: Any = None, allow_pending: bool =
             resolved[path] = sampled
         leaves = nested
     if not functions:
-        return resolved
+        return resolved, True
     spec = _Spec(config)
     pending = functions
     while pending:
@@ -377,18 +418,20 @@ def resolve_config(config: dict, random_state: Any = None, allow_pending: bool =
                 blocked.append((path, func))
                 waits[path] = exc.path
                 continue
+            if isinstance(value, Domain) and not value.is_function():
+                value = value.sample(random_state=rng)  # a function that picks a domain (as on Ray)
             assign_value(config, path, value)
             resolved[path] = value
         if len(blocked) == len(pending):
             if allow_pending:
-                return resolved
+                return resolved, False
             detail = ", ".join(f"{_path_str(p)!r} needs {_path_str(waits[p])!r}" for p, _ in blocked)
             raise ValueError(
                 f"Could not resolve tune.sample_from values: {detail}. These functions depend on each "
                 "other in a cycle; break the cycle so that one of them does not read the others."
             )
         pending = blocked
-    return resolved
+    return resolved, True
 
 
 class GridPlan:
@@ -408,9 +451,11 @@ class GridPlan:
         if not isinstance(space, dict):
             raise ValueError(f"`param_space` must be a dict, got {type(space).__name__}.")
         self.space = space
-        self.grid_vars: list[tuple[Path, list]] = [
-            (path, _expand_options(values, path)) for path, kind, values in _walk(space) if kind == "grid"
-        ]
+        # Ordered by path, as Ray orders them: the first one varies fastest, so trial N has Ray's values.
+        self.grid_vars: list[tuple[Path, list]] = sorted(
+            ((path, _expand_options(values, path)) for path, kind, values in _walk(space) if kind == "grid"),
+            key=lambda item: _path_key(item[0]),
+        )
         self.size = math.prod(len(options) for _, options in self.grid_vars)
 
     def _choices(self, index: int) -> list[tuple[Path, Any]]:

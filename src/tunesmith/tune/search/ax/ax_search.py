@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Sequence
 
-from tunesmith.tune.search._library import LibrarySearcher, Param, parse_space
+from tunesmith.tune.search._library import LibrarySearcher, Param, mark_converted, parse_space
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +97,8 @@ class AxSearch(LibrarySearcher):
             >>> AxSearch.convert_search_space({"lr": tune.loguniform(1e-4, 1e-1)})[0]["log_scale"]
             True
         """
-        return [_ax_parameter(p) for p in parse_space(spec, "AxSearch")]
+        params = parse_space(spec, "AxSearch")
+        return mark_converted([_ax_parameter(p) for p in params], params)
 
     # -- library ----------------------------------------------------------------------
     def _client(self) -> Any:

@@ -5,7 +5,7 @@ import logging
 import math
 from typing import Any, Sequence
 
-from tunesmith.tune.search._library import LibrarySearcher, Param, parse_space
+from tunesmith.tune.search._library import LibrarySearcher, Param, mark_converted, parse_space
 from tunesmith.tune.search.searcher import Searcher
 
 logger = logging.getLogger(__name__)
@@ -127,7 +127,8 @@ class BayesOptSearch(LibrarySearcher):
             >>> BayesOptSearch.convert_search_space({"a": {"x": tune.uniform(0, 2)}})
             {'a/x': (0.0, 2.0)}
         """
-        return {p.name: _bounds(p) for p in parse_space(spec, "BayesOptSearch")}
+        params = parse_space(spec, "BayesOptSearch")
+        return mark_converted({p.name: _bounds(p) for p in params}, params)
 
     # -- library ----------------------------------------------------------------------
     def _build(self) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Sequence
 
-from tunesmith.tune.search._library import GlobalRandomState, LibrarySearcher, Param, parse_space
+from tunesmith.tune.search._library import GlobalRandomState, LibrarySearcher, Param, mark_converted, parse_space
 
 logger = logging.getLogger(__name__)
 
@@ -119,8 +119,9 @@ class TuneBOHB(LibrarySearcher):
         import ConfigSpace as CS
 
         cs = CS.ConfigurationSpace()
-        cs.add([TuneBOHB._hyperparameter(p) for p in parse_space(spec, "TuneBOHB")])
-        return cs
+        params = parse_space(spec, "TuneBOHB")
+        cs.add([TuneBOHB._hyperparameter(p) for p in params])
+        return mark_converted(cs, params)
 
     # -- library ----------------------------------------------------------------------
     @property

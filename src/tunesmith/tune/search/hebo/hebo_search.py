@@ -6,7 +6,7 @@ import logging
 import math
 from typing import Any, Iterator, Sequence
 
-from tunesmith.tune.search._library import GlobalRandomState, LibrarySearcher, Param, parse_space
+from tunesmith.tune.search._library import GlobalRandomState, LibrarySearcher, Param, mark_converted, parse_space
 
 logger = logging.getLogger(__name__)
 
@@ -131,7 +131,8 @@ class HEBOSearch(LibrarySearcher):
         """
         from hebo.design_space.design_space import DesignSpace
 
-        return DesignSpace().parse([_hebo_parameter(p) for p in parse_space(spec, "HEBOSearch")])
+        params = parse_space(spec, "HEBOSearch")
+        return mark_converted(DesignSpace().parse([_hebo_parameter(p) for p in params]), params)
 
     # -- library ----------------------------------------------------------------------
     @property

@@ -6,7 +6,7 @@ import functools
 import math
 from typing import Any, Sequence
 
-from tunesmith.tune.search._library import LibrarySearcher, Param, parse_space
+from tunesmith.tune.search._library import LibrarySearcher, Param, mark_converted, parse_space
 
 
 def _identity(config: Any) -> Any:
@@ -118,7 +118,8 @@ class HyperOptSearch(LibrarySearcher):
             >>> sorted(space)
             ['lr']
         """
-        return {p.name: HyperOptSearch._expression(p) for p in parse_space(spec, "HyperOptSearch", allow_normal=True)}
+        params = parse_space(spec, "HyperOptSearch", allow_normal=True)
+        return mark_converted({p.name: HyperOptSearch._expression(p) for p in params}, params)
 
     # -- library ----------------------------------------------------------------------
     def _build(self) -> None:

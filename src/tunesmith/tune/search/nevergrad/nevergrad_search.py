@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Sequence
 
-from tunesmith.tune.search._library import LibrarySearcher, Param, parse_space
+from tunesmith.tune.search._library import LibrarySearcher, Param, mark_converted, parse_space
 
 logger = logging.getLogger(__name__)
 
@@ -150,7 +150,8 @@ class NevergradSearch(LibrarySearcher):
         """
         import nevergrad as ng
 
-        return ng.p.Dict(**{p.name: NevergradSearch._parameter(p) for p in parse_space(spec, "NevergradSearch")})
+        params = parse_space(spec, "NevergradSearch")
+        return mark_converted(ng.p.Dict(**{p.name: NevergradSearch._parameter(p) for p in params}), params)
 
     # -- library ----------------------------------------------------------------------
     def _build(self) -> None:

@@ -125,9 +125,10 @@ class OptunaSearch(LibrarySearcher):
             >>> type(space["a/lr"]).__name__
             'FloatDistribution'
         """
-        from tunesmith.tune.search._library import parse_space
+        from tunesmith.tune.search._library import mark_converted, parse_space
 
-        return {p.name: OptunaSearch._distribution(p) for p in parse_space(spec, "OptunaSearch")}
+        params = parse_space(spec, "OptunaSearch")
+        return mark_converted({p.name: OptunaSearch._distribution(p) for p in params}, params)
 
     # -- library ----------------------------------------------------------------------
     def _directions(self) -> list[str] | str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 from typing import Any, Sequence
 
-from tunesmith.tune.search._library import _NUMPY_VIEWS, LibrarySearcher, Param, parse_space, private_numpy_random
+from tunesmith.tune.search._library import LibrarySearcher, Param, _NUMPY_VIEWS, mark_converted, parse_space, private_numpy_random
 from tunesmith.tune.search.searcher import Searcher
 
 _ALGOS = ("sracos", "asracos")
@@ -77,6 +77,7 @@ class ZOOptSearch(LibrarySearcher):
         **kwargs: Any,
     ):
         self._require("zoopt")
+        algo = algo.lower() if isinstance(algo, str) else algo  # "Asracos" in Ray's own example
         if algo not in _ALGOS:
             raise ValueError(f"ZOOptSearch: `algo` must be one of {list(_ALGOS)}, got {algo!r}.")
         if budget is None or not isinstance(budget, int) or budget < 1:
@@ -115,7 +116,8 @@ class ZOOptSearch(LibrarySearcher):
             >>> dims["n"][1]
             [1, 4]
         """
-        return {p.name: _dimension(p) for p in parse_space(spec, "ZOOptSearch")}
+        params = parse_space(spec, "ZOOptSearch")
+        return mark_converted({p.name: _dimension(p) for p in params}, params)
 
     # -- library ----------------------------------------------------------------------
     def _dims(self) -> dict:
