@@ -266,3 +266,33 @@ def test_the_driver_imports_no_torch(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
     assert out.stdout.strip().splitlines()[-1] == "1.5 [0, 1, 2] False"
+
+
+# -- prepare_data_loader with loaders of other kinds -------------------------------------------------------
+def reads_loaders(config):
+    from torch.utils.data import BatchSampler, DataLoader, SequentialSampler, SubsetRandomSampler
+
+    data = list(range(12))
+    batched = prepare_data_loader(DataLoader(data, batch_sampler=BatchSampler(SequentialSampler(data), 2, False)))
+    unbatched = prepare_data_loader(DataLoader(data, batch_size=None))
+    subset = prepare_data_loader(DataLoader(data, batch_size=3, sampler=SubsetRandomSampler(range(12))))
+    train.report({
+        "batched": [b.tolist() for b in batched],
+        "unbatched": [int(x) for x in unbatched],
+        "subset": [x for b in subset for x in b.tolist()],
+        "rank": train.get_context().get_world_rank(),
+    })
+
+
+def test_prepare_data_loader_shards_every_kind_of_loader(tmp_path):
+    """A loader made with batch_sampler= or batch_size=None was not sharded (each rank read everything), and one
+    with a custom random sampler lost its shuffling (as Ray: anything but a sequential order is shuffled)."""
+    grid = tune.Tuner(
+        TorchTrainer(reads_loaders, scaling_config=ScalingConfig(num_workers=2)),
+        run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0),
+    ).fit()
+    metrics = grid[0].metrics  # rank 0's
+    assert metrics["rank"] == 0
+    assert metrics["batched"] == [[0, 2], [4, 6], [8, 10]]
+    assert metrics["unbatched"] == [0, 2, 4, 6, 8, 10]
+    assert len(metrics["subset"]) == 6 and metrics["subset"] != sorted(metrics["subset"])

@@ -10,6 +10,7 @@ how often they reported, or when the driver stops or pauses the trial.
 """
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import time
@@ -21,6 +22,8 @@ from tunesmith.train._internal import checkpoints
 from tunesmith.train._internal.group_worker import DONE, ERROR, REPORT, WorkerSpec, recv
 from tunesmith.train._internal.worker_group import WorkerGroup, start_method
 
+logger = logging.getLogger(__name__)
+
 # When a worker reports an error, how long the others get to show that one of them died first (a
 # collective operation fails in every rank once a peer is killed; the killed rank is the cause).
 _DEATH_GRACE_S = 1.0
@@ -30,9 +33,16 @@ _MAX_DRAINED = 1000
 _PARAM_SPACE_KEYS = ("train_loop_config", "scaling_config", "datasets", "metadata")
 
 
-def _uneven_report_timeout_s() -> float:
-    """Seconds a worker may go without reporting once another finished with more reports."""
-    return float(os.environ.get("TUNESMITH_TRAIN_UNEVEN_REPORT_TIMEOUT_S", "300"))
+# Once a worker returned, the others may still be busy before their last report (rank-0-only
+# validation, a large save): they are waited for, as on Ray. After this long a warning says so.
+_UNEVEN_WARN_S = 300.0
+
+
+def _uneven_report_timeout_s() -> float | None:
+    """Seconds a worker may go without reporting once another finished with more reports
+    (``TUNESMITH_TRAIN_UNEVEN_REPORT_TIMEOUT_S``); None (the default) waits as long as it takes."""
+    value = os.environ.get("TUNESMITH_TRAIN_UNEVEN_REPORT_TIMEOUT_S")
+    return float(value) if value not in (None, "") else None
 
 
 def resolve_config(trainer, config: dict | None):
@@ -237,6 +247,7 @@ class _GroupRun:
         self.pending: dict[int, dict[int, tuple[dict, bool]]] = {}
         self.next_iteration = 1
         self.last_event = time.monotonic()
+        self._warned_uneven = False
 
     def run(self) -> bytes | None:
         by_conn = {h.conn: h for h in self.group.handles}
@@ -362,15 +373,31 @@ class _GroupRun:
         most = max(self.finished.values())
         if all(self.counts[r] >= most for r in range(self.n) if r not in self.finished):
             return None
-        return max(0.0, self.last_event + _uneven_report_timeout_s() - time.monotonic())
+        limit = _uneven_report_timeout_s()
+        if limit is None:
+            if self._warned_uneven:
+                return None
+            limit = _UNEVEN_WARN_S
+        return max(0.0, self.last_event + limit - time.monotonic())
 
     def _check_stalled(self) -> None:
-        if self._timeout() == 0.0:
-            self._uneven(
-                f"a worker returned and the others made no report for {_uneven_report_timeout_s():g} s "
-                "(TUNESMITH_TRAIN_UNEVEN_REPORT_TIMEOUT_S; if a worker is only slower than that between its "
-                "last reports, raise it)"
+        if self._timeout() != 0.0:
+            return
+        if _uneven_report_timeout_s() is None:
+            self._warned_uneven = True
+            waiting = [r for r in range(self.n) if r not in self.finished]
+            logger.warning(
+                "Rank(s) %s returned after %s reports; rank(s) %s made no report for %g s since and are still "
+                "waited for. A worker that returns without its last train.report() call leaves the others "
+                "waiting (set TUNESMITH_TRAIN_UNEVEN_REPORT_TIMEOUT_S to fail after that many seconds).",
+                sorted(self.finished), max(self.finished.values()), waiting, _UNEVEN_WARN_S,
             )
+            return
+        self._uneven(
+            f"a worker returned and the others made no report for {_uneven_report_timeout_s():g} s "
+            "(TUNESMITH_TRAIN_UNEVEN_REPORT_TIMEOUT_S; if a worker is only slower than that between its "
+            "last reports, raise it)"
+        )
 
     def _uneven(self, what: str) -> None:
         from tunesmith.train._result import TrainingFailedError

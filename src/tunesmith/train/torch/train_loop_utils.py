@@ -1,11 +1,14 @@
 """Helpers for the training function of a ``TorchTrainer``: devices, model and data loader wrapping."""
 from __future__ import annotations
 
+import logging
 import os
 import random
 from typing import Any
 
 _PARALLEL_STRATEGIES = ("ddp", "fsdp", None)
+
+logger = logging.getLogger(__name__)
 
 
 def _worker_session():
@@ -158,7 +161,9 @@ def prepare_data_loader(data_loader, add_dist_sampler: bool = True, move_to_devi
         >>> len(loader)
         2
     """
-    from torch.utils.data import DataLoader, DistributedSampler, IterableDataset, RandomSampler
+    from torch.utils.data import (
+        BatchSampler, DataLoader, DistributedSampler, IterableDataset, RandomSampler, SequentialSampler,
+    )
 
     if not isinstance(data_loader, DataLoader):
         raise TypeError(f"prepare_data_loader() takes a torch DataLoader, got {type(data_loader).__name__}.")
@@ -168,17 +173,26 @@ def prepare_data_loader(data_loader, add_dist_sampler: bool = True, move_to_devi
         and world_size > 1
         and not isinstance(data_loader.dataset, IterableDataset)
         and not isinstance(data_loader.sampler, DistributedSampler)
-        and data_loader.batch_size is not None
     ):
-        shuffle = isinstance(data_loader.sampler, RandomSampler)
+        batch_size, drop_last, original = data_loader.batch_size, data_loader.drop_last, data_loader.sampler
+        given = data_loader.batch_sampler
+        if batch_size is None and isinstance(given, BatchSampler):
+            # A loader made with batch_sampler=BatchSampler(sampler, n, drop_last): batches of n again.
+            batch_size, drop_last, original = given.batch_size, given.drop_last, given.sampler
+        # As Ray: anything but a sequential order is shuffled (the DistributedSampler takes the sampler's place).
+        shuffle = not isinstance(original, SequentialSampler)
+        if not isinstance(original, (SequentialSampler, RandomSampler)) and rank == 0:
+            logger.warning("prepare_data_loader: the loader's %s is replaced by a DistributedSampler (shuffle=%s) "
+                           "that gives each worker its share; pass add_dist_sampler=False to keep it.",
+                           type(original).__name__, shuffle)
         sampler = DistributedSampler(data_loader.dataset, num_replicas=world_size, rank=rank, shuffle=shuffle)
         kwargs = dict(
-            batch_size=data_loader.batch_size,
+            batch_size=batch_size,
             sampler=sampler,
             num_workers=data_loader.num_workers,
             collate_fn=data_loader.collate_fn,
             pin_memory=data_loader.pin_memory,
-            drop_last=data_loader.drop_last,
+            drop_last=drop_last,
             timeout=data_loader.timeout,
             worker_init_fn=data_loader.worker_init_fn,
             generator=data_loader.generator,
