@@ -492,3 +492,127 @@ def test_a_restored_zoopt_search_suggests_in_a_fresh_process(tmp_path):
         assert set(config) >= {"x"}
         restored.on_trial_complete(f"t{i}", quadratic({**config, "c": 1}))
     assert observations(restored) == 6
+
+
+# -- the integrations' own options, as Ray documents them ---------------------------------------------------
+def _fit_with(alg, space, tmp_path, num_samples, **tune_kwargs):
+    return tune.Tuner(
+        lambda config: tune.report({"loss": sum(v for v in config.values() if isinstance(v, (int, float)))}),
+        param_space=space, tune_config=tune.TuneConfig(search_alg=alg, num_samples=num_samples, **tune_kwargs),
+        run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0),
+    ).fit()
+
+
+def test_hyperopt_points_of_a_hyperopt_space_give_category_values(tmp_path):
+    """As Ray (since 1.2): {"layers": 2} for hp.choice("layers", [1, 2, 3]) runs layers=2, not the option at index 2."""
+    from hyperopt import hp
+
+    from tunesmith.tune.search.hyperopt import HyperOptSearch
+
+    space = {"layers": hp.choice("layers", [1, 2, 3]), "act": hp.choice("act", ["relu", "tanh"]), "lr": hp.uniform("lr", 0, 1)}
+    alg = HyperOptSearch(space, metric="loss", mode="min", points_to_evaluate=[{"layers": 2, "act": "tanh", "lr": 0.5}])
+    grid = _fit_with(alg, None, tmp_path, 1)
+    assert grid[0].config == {"layers": 2, "act": "tanh", "lr": 0.5}
+    with pytest.raises(ValueError, match="none of its options"):
+        HyperOptSearch(space, metric="loss", mode="min", points_to_evaluate=[{"layers": 7, "act": "x", "lr": 0.5}]).suggest("t")
+
+
+def _nine_steps(config):
+    for i in range(9):
+        tune.report({"loss": (config["width"] - 5) ** 2 / (i + 1)})
+
+
+@pytest.mark.parametrize("limit", ["tune_config", "limiter"])
+def test_bohb_halves_its_brackets_with_few_trials_at_a_time(tmp_path, limit):
+    """With 2 trials at a time, rungs were halved before their bracket filled (11 of 12 trials ran to the end);
+    Ray's numbers: 6 stopped at 1 iteration, 3 at 3, 3 ran all 9."""
+    from tunesmith.tune.schedulers import HyperBandForBOHB
+    from tunesmith.tune.search.bohb import TuneBOHB
+
+    alg = TuneBOHB(seed=1) if limit == "tune_config" else ConcurrencyLimiter(TuneBOHB(seed=1), max_concurrent=2)
+    extra = {"max_concurrent_trials": 2} if limit == "tune_config" else {}
+    grid = tune.Tuner(_nine_steps, param_space={"width": tune.uniform(0, 20)}, tune_config=tune.TuneConfig(
+        search_alg=alg, scheduler=HyperBandForBOHB(time_attr="training_iteration", max_t=9, reduction_factor=3),
+        num_samples=12, metric="loss", mode="min", **extra),
+        run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0)).fit()
+    assert sorted(r.metrics["training_iteration"] for r in grid) == [1] * 6 + [3] * 3 + [9] * 3
+
+
+@pytest.mark.slow_search
+def test_ax_options_as_ray_documents_them(tmp_path):
+    """outcome_constraints' metrics reach Ax (every trial was marked FAILED), an AxClient's experiment gives the
+    metric and mode, and extra keyword arguments go to the AxClient."""
+    from ax.service.ax_client import AxClient
+    from ax.service.utils.instantiation import ObjectiveProperties
+
+    from tunesmith.tune.search.ax import AxSearch
+
+    def loss_and_norm(config):
+        tune.report({"loss": (config["x1"] - 0.2) ** 2 + config["x2"], "l2norm": (config["x1"] ** 2 + config["x2"] ** 2) ** 0.5})
+
+    space = {"x1": tune.uniform(0, 1), "x2": tune.uniform(0, 1)}
+    alg = AxSearch(metric="loss", mode="min", outcome_constraints=["l2norm <= 1.25"], enforce_sequential_optimization=False)
+    tune.Tuner(loss_and_norm, param_space=space, tune_config=tune.TuneConfig(search_alg=alg, num_samples=3, max_concurrent_trials=1),
+               run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0)).fit()
+    assert [t.status.name for t in alg._ax.experiment.trials.values()] == ["COMPLETED"] * 3
+    assert set(alg._ax.experiment.fetch_data().df["metric_name"]) == {"loss", "l2norm"}
+
+    client = AxClient(random_seed=0, verbose_logging=False)
+    client.create_experiment(parameters=[{"name": "x1", "type": "range", "bounds": [0.0, 1.0]}],
+                             objectives={"score": ObjectiveProperties(minimize=False)})
+    alg = AxSearch(ax_client=client)
+    assert (alg.metric, alg.mode) == ("score", "max")
+
+
+def test_nevergrad_optimizer_instance_with_the_names_of_its_values(tmp_path):
+    import nevergrad as ng
+
+    from tunesmith.tune.search.nevergrad import NevergradSearch
+
+    alg = NevergradSearch(optimizer=ng.optimizers.OnePlusOne(parametrization=2), space=["height", "width"],
+                          metric="loss", mode="min", points_to_evaluate=[{"height": 0.5, "width": -0.5}])
+    grid = _fit_with(alg, None, tmp_path, 3)
+    assert sorted(grid[0].config) == ["height", "width"]
+    assert {"height": 0.5, "width": -0.5} in [r.config for r in grid]
+    with pytest.raises(ValueError, match="has 2 values"):
+        NevergradSearch(optimizer=ng.optimizers.OnePlusOne(parametrization=2), space=["a"], metric="loss", mode="min")
+
+
+def test_bayesopt_takes_repeat_float_precision():
+    from tunesmith.tune.search.bayesopt import BayesOptSearch
+
+    alg = BayesOptSearch({"x": tune.uniform(0, 1)}, metric="loss", mode="min", repeat_float_precision=2)
+    assert 0 <= alg.suggest("t0")["x"] <= 1
+    with pytest.raises(ValueError, match="repeat_float_precision"):
+        BayesOptSearch({"x": tune.uniform(0, 1)}, metric="loss", mode="min", repeat_float_precision=-1)
+
+
+class _LockedSearcher(tune.search.Searcher):
+    """A searcher holding a lock: neither it nor the TuneConfig holding it can be pickled."""
+
+    def __init__(self):
+        import threading
+
+        super().__init__(metric="loss", mode="min")
+        self.lock = threading.Lock()
+        self.n = 0
+
+    def suggest(self, trial_id):
+        self.n += 1
+        return {"x": float(self.n)}
+
+    def on_trial_complete(self, trial_id, result=None, error=False):
+        pass
+
+
+def test_a_run_whose_searcher_cannot_be_saved_restores_with_a_warning_and_no_stray_files(tmp_path, caplog):
+    grid = tune.Tuner(lambda config: tune.report({"loss": config["x"]}), tune_config=tune.TuneConfig(
+        search_alg=_LockedSearcher(), num_samples=3, max_concurrent_trials=1),
+        run_config=tune.RunConfig(storage_path=str(tmp_path), name="locked", verbose=0)).fit()
+    assert len(grid) == 3
+    path = tmp_path / "locked"
+    assert not [f for root, _, files in os.walk(path) for f in files if ".tmp" in f or ".inner-" in f]
+    with caplog.at_level("WARNING"):
+        restored = tune.Tuner.restore(str(path), trainable=lambda config: tune.report({"loss": config["x"]}))
+    assert "tune_config.search_alg" in caplog.text and "cannot pickle" in caplog.text
+    assert restored._local_tuner._input.tune_config.num_samples == 3  # the rest of TuneConfig is kept

@@ -622,8 +622,19 @@ def _save_tuner_file(storage: StorageContext, inp: ExperimentInput, name: str,
     try:
         payload = cloudpickle.dumps(data)
     except Exception:
+        # Some setting cannot be saved (a searcher or callback holding a lock): the others are kept, and
+        # the tuner file names the ones left out, so that Tuner.restore says what it goes on without.
+        unsaved: dict[str, str] = {}
+        for key in ("tune_config", "run_config"):
+            data[key] = _without_unpicklable_fields(data[key], key, unsaved)
         try:
-            payload = cloudpickle.dumps({"param_space": inp.param_space, "trainable_name": name})
+            cloudpickle.dumps(data["resources_per_trial"])
+        except Exception as exc:
+            unsaved["resources_per_trial"] = f"{type(exc).__name__}: {exc}"
+            data["resources_per_trial"] = None
+        data["unsaved"] = unsaved
+        try:
+            payload = cloudpickle.dumps(data)
         except Exception as exc:
             raise TypeError(
                 f"The param_space cannot be serialised: {type(exc).__name__}: {exc}. Its values travel to "
@@ -633,6 +644,30 @@ def _save_tuner_file(storage: StorageContext, inp: ExperimentInput, name: str,
             ) from exc
     write_bytes_atomic(os.path.join(storage.experiment_local_path, TUNER_FILE), payload)
     storage.upload_now(TUNER_FILE, timeout=upload_timeout)
+
+
+def _without_unpicklable_fields(config: Any, owner: str, unsaved: dict[str, str]) -> Any:
+    """A copy of the dataclass ``config`` with the fields that cannot be pickled set to None (named in ``unsaved``)."""
+    import dataclasses
+
+    import cloudpickle
+
+    if not dataclasses.is_dataclass(config):
+        return config
+    changes = {}
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        try:
+            cloudpickle.dumps(value)
+        except Exception as exc:
+            unsaved[f"{owner}.{field.name}"] = f"{type(exc).__name__}: {exc}"
+            changes[field.name] = None
+    if not changes:
+        return config
+    copy = dataclasses.replace(config)  # __post_init__ runs again: set the fields after it
+    for name, value in changes.items():
+        object.__setattr__(copy, name, value)
+    return copy
 
 
 def load_tuner_file(path: str, storage_filesystem=None) -> dict:
@@ -893,8 +928,27 @@ def _restore_trials(storage: StorageContext, search_alg, scheduler, options: dic
         for trial in ended_unfinished:
             search_alg.on_trial_complete(trial.trial_id, result=trial.last_result or None)
     else:
-        search_alg.set_finished()
+        _continue_without_search_state(search_alg, trials)
     return trials, _restore_scheduler(side, scheduler, trials)
+
+
+def _continue_without_search_state(search_alg, trials: list) -> None:
+    """A run whose searcher state was never saved: a fresh searcher makes the trials not made yet."""
+    import logging
+
+    from tunesmith.tune.search.search_generator import SearchGenerator
+
+    if isinstance(search_alg, SearchGenerator):
+        search_alg._counter = len(trials)
+        total = search_alg.total_samples
+        if total is None or total > len(trials):
+            logging.getLogger(__name__).warning(
+                "The searcher's state was not saved with the experiment; a fresh %s makes the trials not made "
+                "before (%s more; it knows nothing of the earlier results).",
+                type(search_alg.searcher).__name__, "any number of" if total is None else total - len(trials),
+            )
+        return
+    search_alg.set_finished()
 
 
 def _respecify_values(trials: list, search_alg, old_space: dict, new_space: dict) -> None:

@@ -131,6 +131,11 @@ class TuneController:
             basic_variant=isinstance(config.search_alg, BasicVariantGenerator),
         )
         self._max_concurrent = config.max_concurrent_trials or 0
+        # The default search and a Searcher (through its ConcurrencyLimiter, or itself, as TuneBOHB counts only
+        # running trials) hold max_concurrent_trials back themselves; a SearchAlgorithm of a user's is held here.
+        from tunesmith.tune.search.search_generator import SearchGenerator
+
+        self._search_limits = isinstance(config.search_alg, (BasicVariantGenerator, SearchGenerator))
         self._trainable_key = config.trainable_key or f"{config.trainable_name}-{uuid.uuid4().hex[:8]}"
 
         # This experiment's result writes and its first failed one: run() makes it the
@@ -289,7 +294,7 @@ class TuneController:
         if run.search_finished or run.stop_all:
             return
         while table.count(Trial.PENDING) < self._settings.max_pending:
-            if self._max_concurrent and table.num_live() >= self._max_concurrent:
+            if self._max_concurrent and not self._search_limits and table.num_live() >= self._max_concurrent:
                 return
             suggestion = self._search_alg.next_trial(f"{self._id_prefix}_{self._next_index:05d}")
             if suggestion is None:

@@ -117,6 +117,14 @@ class TunerInternal:
                 "Pass the experiment directory (<storage_path>/<name>)."
             )
         saved = _read_tuner_file(path, storage_filesystem)
+        if saved.get("unsaved"):
+            import logging
+
+            logging.getLogger(__name__).warning(
+                "These settings of the experiment at %s could not be saved with it, so the restored run goes on "
+                "without them (a search algorithm left out makes no new trials; its finished and resumed trials "
+                "are kept): %s.", path, "; ".join(f"{k} ({why})" for k, why in saved["unsaved"].items()),
+            )
         param_space = space_of_config_objects(param_space)
         _check_same_experiment(saved, trainable, param_space, path)
         tune_config = saved.get("tune_config") or TuneConfig()

@@ -5,6 +5,7 @@ from typing import TYPE_CHECKING
 
 from tunesmith.tune.schedulers._util import class_names, is_default_searcher, unwrap_searcher
 from tunesmith.tune.schedulers.hyperband import HyperBandScheduler
+from tunesmith.tune.schedulers.trial_scheduler import TrialScheduler
 
 if TYPE_CHECKING:
     from tunesmith.tune.experiment.trial import Trial
@@ -58,6 +59,16 @@ class HyperBandForBOHB(HyperBandScheduler):
         if budget is not None and result.get(self._time_attr, -1) >= budget:
             result["hyperband_info"]["budget"] = budget
         return decision
+
+    def _process_bracket(self, tune_controller, bracket, current: "Trial | None" = None) -> str:
+        # As Ray's: a rung is halved on a trial's result only once its bracket is filled and every
+        # other trial of it waits paused. With few trials at a time (TuneBOHB counts only running
+        # ones) the bracket fills while its first trials wait; halving earlier compares a handful.
+        # When nothing runs any more, choose_trial_to_run processes what the bracket has.
+        if current is not None and (not bracket.filled() or any(
+                t.status != "PAUSED" for t in bracket.current_trials() if t is not current)):
+            return TrialScheduler.PAUSE
+        return super()._process_bracket(tune_controller, bracket, current)
 
     def _next_bracket_index(self, cur_band: list) -> int:
         # Largest bracket first, as in the original HyperBand.

@@ -33,10 +33,16 @@ def _validate_mode(mode: str | None) -> None:
 
 
 def _atomic_dump(obj: Any, path: str) -> None:
+    """Pickles ``obj`` to ``path`` through a temporary file; a failure leaves neither a new ``path`` nor the file."""
     tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "wb") as f:
-        cloudpickle.dump(obj, f)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            cloudpickle.dump(obj, f)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
 
 
 def _load(path: str) -> Any:
@@ -240,10 +246,14 @@ class Searcher:
         path = os.path.join(checkpoint_dir, self.CKPT_FILE_TMPL.format(session_str))
         try:
             self.save(path)
-        except NotImplementedError:
-            logger.warning("%s does not implement save(); its state is not saved.", type(self).__name__)
-        except (pickle.PicklingError, TypeError, AttributeError) as exc:
-            logger.warning("Could not save the state of %s: %s", type(self).__name__, exc)
+        except (NotImplementedError, pickle.PicklingError, TypeError, AttributeError) as exc:
+            if os.path.exists(path):
+                os.remove(path)  # an older state must not pass for this one
+            if not self.__dict__.get("_warned_unsaved"):
+                self.__dict__["_warned_unsaved"] = True
+                why = "it does not implement save()" if isinstance(exc, NotImplementedError) else str(exc)
+                logger.warning("The state of %s cannot be saved (%s); a restored run goes on with a fresh one.",
+                               type(self).__name__, why)
 
     def restore_from_dir(self, checkpoint_dir: str) -> None:
         """Restores the newest state saved by :meth:`save_to_dir` in ``checkpoint_dir``.

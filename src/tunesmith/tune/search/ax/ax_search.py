@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any, Sequence
 
 from tunesmith.tune.search._library import LibrarySearcher, Param, mark_converted, parse_space
@@ -44,7 +45,7 @@ class AxSearch(LibrarySearcher):
         outcome_constraints: Ax outcome constraints (``["qps >= 100"]``).
         ax_client: An ``AxClient`` to use.
         seed: Seeds the ``AxClient`` this searcher creates.
-        **ax_kwargs: Passed to ``AxClient.create_experiment``.
+        **ax_kwargs: Passed to the ``AxClient`` this searcher creates (as on Ray).
 
     Example:
         >>> from tunesmith import tune
@@ -77,8 +78,16 @@ class AxSearch(LibrarySearcher):
         self._ax_kwargs = ax_kwargs
         self._ax = ax_client
         self._ax_snapshot: dict | None = None
-        if ax_client is not None and space is None and getattr(ax_client, "_experiment", None) is not None:
-            space = [{"name": name} for name in ax_client.experiment.search_space.parameters]
+        self._told_result: dict | None = None
+        if ax_client is not None and getattr(ax_client, "_experiment", None) is not None:
+            if space is None:
+                space = [{"name": name} for name in ax_client.experiment.search_space.parameters]
+            if metric is None:
+                # As Ray: the experiment the user created says what is optimised, and which way.
+                objective = ax_client.experiment.optimization_config.objective
+                metric = objective.metric_names[0]
+                if mode is None:
+                    mode = "min" if getattr(objective, "minimize", True) else "max"
         super().__init__(space=space, metric=metric, mode=mode, points_to_evaluate=points_to_evaluate, seed=seed)
 
     # -- spaces ---------------------------------------------------------------------
@@ -114,7 +123,8 @@ class AxSearch(LibrarySearcher):
         from ax.service.utils.instantiation import ObjectiveProperties
 
         if self._ax is None:
-            self._ax = AxClient(random_seed=self._seed, verbose_logging=False)
+            kwargs = {"random_seed": self._seed, "verbose_logging": False, **self._ax_kwargs}
+            self._ax = AxClient(**kwargs)
         if getattr(self._ax, "_experiment", None) is not None:
             objectives = self._ax.experiment.optimization_config.objective.metric_names
             if self._metric not in objectives:
@@ -128,7 +138,6 @@ class AxSearch(LibrarySearcher):
             objectives={self._metric: ObjectiveProperties(minimize=self._mode != "max")},
             parameter_constraints=self._parameter_constraints,
             outcome_constraints=self._outcome_constraints,
-            **self._ax_kwargs,
         )
 
     def _ask(self, trial_id: str):
@@ -145,20 +154,40 @@ class AxSearch(LibrarySearcher):
         _, index = self._client().attach_trial(parameters=dict(point))
         return index
 
-    def _tell(self, trial_id, handle, params, value, error, intermediate) -> None:
-        client = self._client()
-        if value is None:
-            client.log_trial_failure(trial_index=handle)
+    def _tell_live(self, trial_id, live, result, error) -> None:
+        self._told_result = result  # the constraints' metrics go to Ax with the objective
+        try:
+            super()._tell_live(trial_id, live, result, error)
+        finally:
+            self._told_result = None
+
+    def _raw_data(self, value: float) -> dict | None:
+        """The objective and every outcome constraint's metric; None when a constraint's is missing or not finite."""
+        data = {self._metric: (float(value), None)}
+        config = self._client().experiment.optimization_config
+        for constraint in getattr(config, "outcome_constraints", None) or []:
+            names = getattr(constraint, "metric_names", None) or [constraint.metric.name]
+            for name in names:
+                metric = (self._told_result or {}).get(name)
+                if not isinstance(metric, (int, float)) or isinstance(metric, bool) or not math.isfinite(metric):
+                    return None
+                data[name] = (float(metric), None)
+        return data
+
+    def _complete(self, client, index: int, value: Any) -> None:
+        data = None if value is None else self._raw_data(value)
+        if data is None:
+            client.log_trial_failure(trial_index=index)
         else:
-            client.complete_trial(trial_index=handle, raw_data={self._metric: (float(value), None)})
+            client.complete_trial(trial_index=index, raw_data=data)
+
+    def _tell(self, trial_id, handle, params, value, error, intermediate) -> None:
+        self._complete(self._client(), handle, value)
 
     def _observe(self, params, value, error, pruned, intermediate) -> None:
         client = self._client()
         _, index = client.attach_trial(parameters=dict(params))
-        if error or value is None:
-            client.log_trial_failure(trial_index=index)
-        else:
-            client.complete_trial(trial_index=index, raw_data={self._metric: (float(value), None)})
+        self._complete(client, index, None if error else value)
 
     # -- state: the AxClient is saved as its JSON snapshot ---------------------------------
     def get_state(self) -> dict:

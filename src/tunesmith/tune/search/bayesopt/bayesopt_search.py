@@ -48,6 +48,8 @@ class BayesOptSearch(LibrarySearcher):
         verbose: The library's verbosity.
         patience: Stop the search after the same configuration was
             suggested this many times.
+        repeat_float_precision: Digits to which float values are rounded when
+            suggestions are compared for repeats (``patience``, ``skip_duplicate``).
         skip_duplicate: Replace a suggestion that repeats a running or
             finished configuration by a random one.
         analysis: Results of an earlier run (``ExperimentAnalysis``,
@@ -77,8 +79,14 @@ class BayesOptSearch(LibrarySearcher):
         patience: int = 5,
         skip_duplicate: bool = True,
         analysis: Any = None,
+        repeat_float_precision: int = 5,
     ):
         self._require("bayes_opt")
+        if isinstance(repeat_float_precision, bool) or not isinstance(repeat_float_precision, int) \
+                or repeat_float_precision < 0:
+            raise ValueError(f"BayesOptSearch: `repeat_float_precision` must be a non-negative integer, "
+                             f"got {repeat_float_precision!r}.")
+        self._precision = repeat_float_precision
         utility_kwargs = dict(utility_kwargs or {})
         unknown = set(utility_kwargs) - {"kind", "kappa", "xi", "kappa_decay", "kappa_decay_delay"}
         if unknown:
@@ -172,9 +180,13 @@ class BayesOptSearch(LibrarySearcher):
         return out
 
     def _key(self, values: dict) -> tuple:
+        """What makes two suggestions the same: floats rounded to ``repeat_float_precision`` digits."""
+        def rounded(value):
+            return round(value, getattr(self, "_precision", 5)) if isinstance(value, float) else value
+
         if self._params is None:
-            return tuple(round(values[k], 6) for k in sorted(values))
-        return tuple(repr(p.decode(values[p.name])) for p in self._params)
+            return tuple(rounded(values[k]) for k in sorted(values))
+        return tuple(repr(rounded(p.decode(values[p.name]))) for p in self._params)
 
     def _random_box(self) -> dict:
         space = self._optimizer.space

@@ -168,7 +168,21 @@ class HyperOptSearch(LibrarySearcher):
             return {p.name: [p.choices().index(params[p.name]) if p.kind == "categorical" else params[p.name]]
                     for p in self._params}
         # A HyperOpt space: values as HyperOpt stores them (choice indices); inactive ones are empty.
-        return {name: ([params[name]] if name in params else []) for name in self._domain.params}
+        options = self._choice_options()
+        return {name: ([_choice_index(name, params[name], options.get(name))] if name in params else [])
+                for name in self._domain.params}
+
+    def _choice_options(self) -> dict[str, list]:
+        """``{label: options}`` of the hp.choice nodes of a HyperOpt space (an option that is not a
+        plain value, such as a nested space, stands as ``_NOT_A_VALUE``)."""
+        import hyperopt as hpo
+
+        out = {}
+        for node in hpo.pyll.dfs(self._domain.expr):
+            if node.name == "switch" and node.pos_args and node.pos_args[0].name == "hyperopt_param":
+                label = node.pos_args[0].arg["label"].obj
+                out[label] = [a.obj if a.name == "literal" else _NOT_A_VALUE for a in node.pos_args[1:]]
+        return out
 
     def _insert(self, vals: dict) -> int:
         import hyperopt as hpo
@@ -216,7 +230,8 @@ class HyperOptSearch(LibrarySearcher):
         return (
             f"HyperOptSearch: the points_to_evaluate entry {point!r} does not fit the HyperOpt space: {why}. "
             f"With a HyperOpt space a point gives a value for each hp label that its choices make active "
-            f"(the space's labels: {labels}), and an hp.choice by the index of its option."
+            f"(the space's labels: {labels}), and an hp.choice by its option's value (as on Ray), or by "
+            "the option's index where the option is not a plain value."
         )
 
     def _finish(self, tid: int, value: Any, error: bool) -> None:
@@ -244,3 +259,27 @@ class HyperOptSearch(LibrarySearcher):
             )
         tid = self._insert(self._vals_of(params))
         self._finish(tid, None if error else value, error)
+
+
+class _NotAValue:
+    def __repr__(self) -> str:
+        return "<an option that is not a plain value>"
+
+
+_NOT_A_VALUE = _NotAValue()
+
+
+def _choice_index(label: str, value: Any, options: list | None) -> Any:
+    """The index HyperOpt stores for ``value`` of hp.choice ``label``: its option's position (as Ray reads
+    a point's category values); an int that is no option's value is taken as the index itself."""
+    if options is None:
+        return value  # not a choice: the value itself
+    for i, option in enumerate(options):
+        if option is not _NOT_A_VALUE and type(option) is type(value) and option == value:
+            return i
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(options):
+        return value
+    raise ValueError(
+        f"HyperOptSearch: points_to_evaluate gives {value!r} for hp.choice {label!r}, which is none of its "
+        f"options {options!r}."
+    )

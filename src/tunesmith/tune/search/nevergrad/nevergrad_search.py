@@ -94,11 +94,22 @@ class NevergradSearch(LibrarySearcher):
                     f"NevergradSearch: unknown optimizer {optimizer!r}; use a name from nevergrad.optimizers.registry."
                 )
             optimizer = ng.optimizers.registry[optimizer]
+        self._names: list[str] | None = None
         if isinstance(optimizer, ng.optimization.Optimizer):
+            if isinstance(space, (list, tuple)) and all(isinstance(n, str) for n in space):
+                # As Ray: the names of the values of the instance's array parametrization, in order.
+                self._names = list(space)
+                size = getattr(optimizer.parametrization, "dimension", None)
+                if size is not None and size != len(self._names):
+                    raise ValueError(
+                        f"NevergradSearch: the optimizer's parametrization has {size} values, but `space` names "
+                        f"{len(self._names)}: {self._names}."
+                    )
+                space = None
             if space is not None:
                 raise ValueError(
-                    "NevergradSearch: an optimizer instance already has its parametrization; pass `space=None`, "
-                    "or pass the optimizer class and the space."
+                    "NevergradSearch: an optimizer instance already has its parametrization; pass `space=None` "
+                    "(or the list of its values' names), or pass the optimizer class and the space."
                 )
             if self._optimizer_kwargs:
                 raise ValueError("NevergradSearch: `optimizer_kwargs` only apply to an optimizer class, not an instance.")
@@ -172,6 +183,9 @@ class NevergradSearch(LibrarySearcher):
     def _values(self, candidate: Any) -> dict:
         import nevergrad as ng
 
+        if self._names is not None:
+            value = candidate.args[0] if isinstance(self._opt.parametrization, ng.p.Instrumentation) else candidate.value
+            return {name: float(v) for name, v in zip(self._names, value)}
         if isinstance(self._opt.parametrization, ng.p.Instrumentation):
             return dict(candidate.kwargs)
         return dict(candidate.value)
@@ -182,7 +196,13 @@ class NevergradSearch(LibrarySearcher):
 
     def _candidate(self, params: dict) -> Any:
         import nevergrad as ng
+        import numpy as np
 
+        if self._names is not None:
+            array = np.asarray([params[name] for name in self._names], dtype=float)
+            if isinstance(self._opt.parametrization, ng.p.Instrumentation):
+                return self._opt.parametrization.spawn_child(new_value=((array,), {}))
+            return self._opt.parametrization.spawn_child(new_value=array)
         if isinstance(self._opt.parametrization, ng.p.Instrumentation):
             return self._opt.parametrization.spawn_child(new_value=((), dict(params)))
         return self._opt.parametrization.spawn_child(new_value=dict(params))
