@@ -79,7 +79,7 @@ def test_seed_cloud_storage_example(s3, bucket, tmp_path):
         k.startswith(f"{prefix}experiment_state") for k in keys)
     assert f"{prefix}tuner.pkl" in keys
     trial_dirs = _trial_dirs(keys, prefix) - {"experiment_state.json", "tuner.pkl"}
-    trial_dirs = {d for d in trial_dirs if not d.endswith((".json", ".pkl", ".csv")) and not d.startswith(".state-")}
+    trial_dirs = {d for d in trial_dirs if not d.endswith((".json", ".pkl", ".csv"))}
     assert len(trial_dirs) == 2
     for trial_dir in trial_dirs:
         base = f"{prefix}{trial_dir}/"

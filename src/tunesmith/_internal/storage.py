@@ -409,7 +409,7 @@ class StorageContext:
         self._uploaded: dict[str, tuple[int, int]] = {}
         self._last_sync = time.monotonic()
         self._last_sync_s = 0.0  # how long the last upload took
-        # Which state slot the saved experiment_state.json names (see ``state_slot_dir``).
+        # Which state slot the saved experiment_state.json names (see ``slot_file``).
         self.state_slot: str | None = None
         self.bytes_uploaded = 0
 
@@ -519,21 +519,8 @@ class StorageContext:
                     st = entry.stat()
                     out.append((entry.name, (st.st_mtime_ns, st.st_size)))
             elif entry.is_dir(follow_symlinks=False):
-                if entry.name.startswith(_STATE_SLOT_PREFIX):
-                    for sub in os.scandir(entry.path):
-                        if sub.is_file(follow_symlinks=False) and ".tmp" not in sub.name:
-                            st = sub.stat()
-                            out.append((f"{entry.name}/{sub.name}", (st.st_mtime_ns, st.st_size)))
-                    continue
                 out.extend(self._scan_trial(entry.path, entry.name))
         return out
-
-    def state_dir(self) -> str:
-        """The local directory of the searcher, scheduler, stopper and callback states that the saved
-        experiment state goes with (the experiment directory itself for runs saved before slots)."""
-        if self.state_slot is None:
-            return self.experiment_local_path
-        return state_slot_dir(self.experiment_local_path, self.state_slot)
 
     def _scan_trial(self, path: str, dirname: str):
         for root, dirs, files in os.walk(path):
@@ -589,33 +576,33 @@ class StorageContext:
         return os.path.join(local_trial_dir, name)
 
 
-_STATE_SLOT_PREFIX = ".state-"
+def slot_file(name: str, slot: str | None) -> str:
+    """The name of state file ``name`` (``scheduler_state.pkl``...) in state slot ``slot``.
 
-
-def state_slot_dir(experiment_dir: str, slot: str) -> str:
-    """Where the searcher, scheduler, stopper and callback states of state slot ``slot`` live.
-
-    A snapshot writes them into the slot the saved ``experiment_state.json`` does not
-    name, then the state file naming that slot: whatever interrupts a snapshot (a
-    kill, a full disk), the state file and the states it names always belong together.
+    A snapshot writes the searcher's, scheduler's, stopper's and callbacks' states
+    under the slot the saved ``experiment_state.json`` does not name, then the state
+    file naming that slot: whatever interrupts a snapshot (a kill, a full disk), the
+    state file and the states it names always belong together. ``None`` (runs saved
+    before slots) is the plain name.
     """
-    return os.path.join(experiment_dir, _STATE_SLOT_PREFIX + slot)
+    if slot is None:
+        return name
+    stem, dot, ext = name.rpartition(".")
+    return f"{stem}-{slot}.{ext}" if dot else f"{name}-{slot}"
 
 
-def committed_state_dir(experiment_dir: str) -> str:
-    """The state slot directory that ``experiment_dir``'s saved experiment state names (the
-    directory itself when it names none). Reads only the head of the state file."""
+def committed_state_slot(experiment_dir: str) -> str | None:
+    """The state slot that ``experiment_dir``'s saved experiment state names (None for none).
+    Reads only the head of the state file."""
     from tunesmith.tune.result import EXPERIMENT_STATE_FILE
 
     try:
         with open(os.path.join(experiment_dir, EXPERIMENT_STATE_FILE), "rb") as f:
             head = f.read(256)
     except OSError:
-        return experiment_dir
+        return None
     match = re.match(rb'\{"state_slot": "([a-z])"', head)
-    if match is None:
-        return experiment_dir
-    return state_slot_dir(experiment_dir, match.group(1).decode())
+    return match.group(1).decode() if match else None
 
 
 def _is_state_file(rel: str) -> bool:

@@ -501,7 +501,7 @@ def _build_controller(inp: ExperimentInput, trainable, name: str, payload: bytes
             trials, scheduler_restored = _restore_trials(
                 storage, search_alg, scheduler, restore_options, rc.checkpoint_config
             )
-            stopper = _restore_stopper(storage.state_dir(), stopper)
+            stopper = _restore_stopper(storage.experiment_local_path, storage.state_slot, stopper)
             old_space = restore_options.get("respecified")
             if isinstance(old_space, dict) and old_space is not param_space:
                 _respecify_values(trials, search_alg, old_space, param_space)
@@ -878,7 +878,6 @@ def _restore_trials(storage: StorageContext, search_alg, scheduler, options: dic
     state = read_experiment_state(path)
     state_file = os.path.join(path, EXPERIMENT_STATE_FILE)
     storage.state_slot = state.get("state_slot")  # the slot of the states saved with it (None: older runs)
-    side = storage.state_dir()
     trials = []
     ended_unfinished = []
     for tstate in state["trials"]:
@@ -921,15 +920,16 @@ def _restore_trials(storage: StorageContext, search_alg, scheduler, options: dic
     if storage.is_remote:
         _remove_uncommitted_remote(storage, trials, id_prefix)
     _remove_uncommitted(path, trials, id_prefix)
-    if search_alg.has_checkpoint(side):
-        search_alg.restore_from_dir(side)
+    # (a searcher reads its files of the slot the state names: see searcher._newest)
+    if search_alg.has_checkpoint(path):
+        search_alg.restore_from_dir(path)
         # Trials not resumed are over: a searcher (or ConcurrencyLimiter) that still
         # counted them as live would wait for them forever.
         for trial in ended_unfinished:
             search_alg.on_trial_complete(trial.trial_id, result=trial.last_result or None)
     else:
         _continue_without_search_state(search_alg, trials)
-    return trials, _restore_scheduler(side, scheduler, trials)
+    return trials, _restore_scheduler(path, storage.state_slot, scheduler, trials)
 
 
 def _continue_without_search_state(search_alg, trials: list) -> None:
@@ -966,7 +966,7 @@ def _respecify_values(trials: list, search_alg, old_space: dict, new_space: dict
         respecify(old_space, new_space)
 
 
-def _restore_stopper(path: str, stopper):
+def _restore_stopper(path: str, slot: str | None, stopper):
     """The run's Stopper as last saved (with its counts), in place of the fresh one from the RunConfig.
 
     Raises:
@@ -974,7 +974,9 @@ def _restore_stopper(path: str, stopper):
     """
     from tunesmith.tune.result import STOPPER_STATE_FILE
 
-    stopper_file = os.path.join(path, STOPPER_STATE_FILE)
+    from tunesmith._internal.storage import slot_file
+
+    stopper_file = os.path.join(path, slot_file(STOPPER_STATE_FILE, slot))
     if stopper is None or not os.path.exists(stopper_file):
         return stopper
     import cloudpickle  # noqa: F401  (rebuilds what was pickled by value)
@@ -988,7 +990,7 @@ def _restore_stopper(path: str, stopper):
     return saved if type(saved) is type(stopper) else stopper
 
 
-def _restore_scheduler(path: str, scheduler, trials: list) -> bool:
+def _restore_scheduler(path: str, slot: str | None, scheduler, trials: list) -> bool:
     """Gives the scheduler its saved state; True when it was linked to the restored trials.
 
     Raises:
@@ -998,7 +1000,9 @@ def _restore_scheduler(path: str, scheduler, trials: list) -> bool:
 
     from tunesmith.tune.result import SCHEDULER_STATE_FILE
 
-    sched_file = os.path.join(path, SCHEDULER_STATE_FILE)
+    from tunesmith._internal.storage import slot_file
+
+    sched_file = os.path.join(path, slot_file(SCHEDULER_STATE_FILE, slot))
     if not os.path.exists(sched_file):
         return False
     if "trials" in inspect.signature(scheduler.restore).parameters:

@@ -8,7 +8,7 @@ import time
 import traceback
 from typing import Any, Callable
 
-from tunesmith._internal.storage import state_slot_dir, write_bytes_atomic
+from tunesmith._internal.storage import slot_file, write_bytes_atomic
 from tunesmith.tune.execution.checkpoint_book import CheckpointBook
 from tunesmith.tune.execution.controller_config import env_float
 from tunesmith.tune.result import EXPERIMENT_STATE_FILE, SCHEDULER_STATE_FILE, STOPPER_STATE_FILE
@@ -188,21 +188,19 @@ class StateSnapshotter:
         # (a kill, a full disk) leaves the saved state and the states it names as they were.
         storage = self._storage
         slot = "b" if getattr(storage, "state_slot", None) == "a" else "a"
-        side = state_slot_dir(path, slot)
-        os.makedirs(side, exist_ok=True)
         text = self._encode({"state_slot": slot, **self._describe()}, trials)
         try:
-            self._search_alg.save_to_dir(side, session_str="tunesmith")
+            self._search_alg.save_to_dir(path, session_str=f"tunesmith-{slot}")
         except Exception:
             logger.warning("Could not save the search algorithm's state:\n%s", traceback.format_exc())
         try:
-            self._scheduler.save(os.path.join(side, SCHEDULER_STATE_FILE))
+            self._scheduler.save(os.path.join(path, slot_file(SCHEDULER_STATE_FILE, slot)))
         except Exception:
             logger.warning("Could not save the scheduler's state:\n%s", traceback.format_exc())
         if self._stopper is not None and not self._stopper_unsaved:
-            self._save_stopper(side)
+            self._save_stopper(os.path.join(path, slot_file(STOPPER_STATE_FILE, slot)))
         callback_state = self._callbacks.get_state()
-        callback_file = os.path.join(side, CALLBACK_STATE_FILE)
+        callback_file = os.path.join(path, slot_file(CALLBACK_STATE_FILE, slot))
         if any(v is not None for v in callback_state.values()):
             import cloudpickle
 
@@ -217,7 +215,7 @@ class StateSnapshotter:
         # Uploads keep their own period (SyncConfig.sync_period), outside the 5% rule of state writes.
         self.last_duration = end - start - synced_s
 
-    def _save_stopper(self, path: str) -> None:
+    def _save_stopper(self, stopper_file: str) -> None:
         """Keeps the Stopper with what it counted (per-trial iterations, plateau windows, time spent), as Ray does."""
         import cloudpickle
 
@@ -227,7 +225,7 @@ class StateSnapshotter:
             self._stopper_unsaved = True
             logger.warning("The stopper %r cannot be saved (%s); a restored run starts it afresh.", self._stopper, exc)
             return
-        write_bytes_atomic(os.path.join(path, STOPPER_STATE_FILE), data)
+        write_bytes_atomic(stopper_file, data)
 
     def final_sync(self) -> None:
         """Uploads everything that changed, at the end of the run (remote storage).

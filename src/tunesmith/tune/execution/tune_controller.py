@@ -34,6 +34,7 @@ from tunesmith.tune.callback import CallbackError, CallbackList
 from tunesmith.tune.execution.checkpoint_book import CheckpointBook
 from tunesmith.tune.execution.controller_config import ControllerConfig, LoopSettings
 from tunesmith.tune.execution.placement_groups import to_pg_factory
+from tunesmith._internal.storage import slot_file
 from tunesmith.tune.execution.state_snapshot import CALLBACK_STATE_FILE, StateSaveError, StateSnapshotter
 from tunesmith.tune.execution.trial_lifecycle import RunStatus, TrialLifecycle
 from tunesmith.tune.execution.trial_table import TrialTable
@@ -171,7 +172,8 @@ class TuneController:
 
     def restore_callback_state(self) -> None:
         """Gives callbacks back the state they had when the experiment was last saved."""
-        path = os.path.join(self._storage.state_dir(), CALLBACK_STATE_FILE)
+        storage = self._storage
+        path = os.path.join(storage.experiment_local_path, slot_file(CALLBACK_STATE_FILE, storage.state_slot))
         if os.path.exists(path):
             import cloudpickle
 

@@ -222,6 +222,9 @@ class BasicVariantGenerator(SearchAlgorithm):
     def set_state(self, state: dict) -> None:
         self.__dict__.update(state)
         self._restored = True
+        # A run stopped early (a Stopper's stop_all, Ctrl+C) had set_finished() called; restored, it
+        # goes on with the variants left.
+        self._finished = bool(self._streams) and all(s.exhausted() for s in self._streams)
 
     def save_to_dir(self, dirpath: str, session_str: str = "default") -> None:
         """Writes ``basic-variant-state-<session_str>.pkl`` into ``dirpath``."""

@@ -184,6 +184,7 @@ class SearchGenerator(SearchAlgorithm):
     def set_state(self, state: dict) -> None:
         self.__dict__.update(state)
         self._restored = True
+        self._finished = False  # a run stopped early goes on; a searcher that is done says FINISHED again
 
     def save_to_dir(self, dirpath: str, session_str: str = "default") -> None:
         """Saves the searcher (``searcher-state-*.pkl``) and the trial count (``search_gen_state-*.pkl``)."""

@@ -72,12 +72,14 @@ def _trials_of(source: Any) -> list:
 
 
 def _newest(dirpath: str, pattern: str) -> str | None:
-    """The newest file matching ``pattern`` in ``dirpath``; in an experiment directory, among the
-    states saved with its experiment state (its state slot)."""
-    from tunesmith._internal.storage import committed_state_dir
+    """The newest file matching ``pattern`` in ``dirpath``; in an experiment directory, the one saved
+    with its experiment state (its state slot, ``...-a.pkl`` or ``...-b.pkl``)."""
+    from tunesmith._internal.storage import committed_state_slot
 
-    dirpath = committed_state_dir(dirpath)
     paths = glob.glob(os.path.join(glob.escape(dirpath), pattern))
+    slot = committed_state_slot(dirpath)
+    if slot is not None:
+        paths = [p for p in paths if p.endswith(f"-{slot}.pkl")]
     return max(paths) if paths else None
 
 
