@@ -24,13 +24,13 @@ _live_stores: "weakref.WeakValueDictionary[str, _ParameterStore]" = weakref.Weak
 class _ParameterStore:
     """Objects passed to ``with_parameters``, pickled once.
 
-    Pickling a store copies its ``payload`` bytes, never the objects again; a
-    process unpickles the objects on first use, once for all copies of the store.
+    Pickling a store copies its ``payload`` bytes, never the objects again; each
+    trial unpickles its own objects from them.
 
     Attributes:
         payload: The pickled keyword arguments.
         names: Their names.
-        load_count: How many times this process unpickled the payload.
+        load_count: How many times this process unpickled the payload (once per trial).
     """
 
     def __init__(self, params: dict[str, Any]):
@@ -45,20 +45,21 @@ class _ParameterStore:
         self.names = tuple(params)
         self.key = uuid.uuid4().hex
         self.load_count = 0
-        # In the process that created it, the objects are already at hand.
-        self._loaded: dict[str, Any] | None = dict(params)
         self._owner = self
         _live_stores[self.key] = self
 
     def get(self) -> dict[str, Any]:
-        """The keyword arguments, unpickled on first use in this process."""
-        owner = self._owner
-        if owner._loaded is None:
-            import cloudpickle
+        """The keyword arguments, unpickled afresh for each trial (each call).
 
-            owner._loaded = cloudpickle.loads(owner.payload)
-            owner.load_count += 1
-        return owner._loaded
+        As on Ray, every trial gets objects of its own: a trial that changes one
+        (trains a model passed in, appends to a list) must not change what the
+        next trial in the same worker process receives.
+        """
+        import cloudpickle
+
+        owner = self._owner
+        owner.load_count += 1
+        return cloudpickle.loads(owner.payload)
 
     def __getstate__(self) -> dict[str, Any]:
         return {"payload": self.payload, "names": self.names, "key": self.key}
@@ -68,8 +69,7 @@ class _ParameterStore:
         self.names = state["names"]
         self.key = state["key"]
         self.load_count = 0
-        self._loaded = None
-        # Copies of one store in a process share the unpickled objects.
+        # Copies of one store in a process share one payload (and its load count).
         existing = _live_stores.get(self.key)
         if existing is None:
             _live_stores[self.key] = self
@@ -114,8 +114,8 @@ def with_parameters(trainable: Callable | type, **kwargs: Any) -> Callable | typ
     """Passes large objects to a trainable without putting them in the config.
 
     The objects are serialised once, when ``with_parameters`` is called, and
-    shipped to each worker process once; every trial in that process receives
-    the same objects.
+    shipped to each worker process once; each trial receives its own copy of
+    them (as on Ray), so a trial that changes one does not change the next's.
 
     A function trainable receives them as keyword arguments:
     ``def train_fn(config, data=None)``. A class trainable receives them in
