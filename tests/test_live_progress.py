@@ -40,10 +40,10 @@ def _write_script(tmp_path) -> str:
     return str(path)
 
 
-def test_console_table_redraws_in_place_on_a_terminal(tmp_path):
+def _under_tmux(tmp_path, script: str) -> tuple[str, str]:
+    """Runs ``script`` (with the storage path as its argument) in a tmux terminal; ``(exit code, screen)``."""
     if shutil.which("tmux") is None:
         pytest.skip("tmux is not installed (.ci/run installs it)")
-    script = _write_script(tmp_path)
     done = tmp_path / "exit_code"
     # A tmux server of its own (-L), without a config file (-f /dev/null): a session of the shared
     # server gets the environment that server was started with (by whichever test run, of whichever
@@ -66,7 +66,12 @@ def test_console_table_redraws_in_place_on_a_terminal(tmp_path):
                                 capture_output=True, text=True, check=True).stdout
     finally:
         subprocess.run([*tmux, "kill-server"], capture_output=True)
-    assert done.read_text().strip() == "0", screen
+    return done.read_text().strip(), screen
+
+
+def test_console_table_redraws_in_place_on_a_terminal(tmp_path):
+    code, screen = _under_tmux(tmp_path, _write_script(tmp_path))
+    assert code == "0", screen
     lines = screen.splitlines()
     # Several reports were drawn, each over the last: one table is left, at the bottom.
     assert screen.count("== Status ==") == 1, screen
@@ -75,6 +80,45 @@ def test_console_table_redraws_in_place_on_a_terminal(tmp_path):
     hello = [i for i, line in enumerate(lines) if "hello from trial" in line]
     assert len(hello) == 4
     assert max(hello) < lines.index("== Status ==") < lines.index("ALL DONE")
+
+
+_LOGGING_SCRIPT = textwrap.dedent("""
+    import logging, sys, time
+    from tunesmith import tune
+
+    logging.basicConfig(format="LOG %(message)s")  # a handler holding the real stderr, made before the run
+
+    class Logs(tune.Callback):
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            logging.getLogger("user").warning("result %s of %s", result["training_iteration"], trial)
+
+    class AtTheEndOnly(tune.CLIReporter):  # the seed's TrialTerminationReporter: no final report
+        def should_report(self, trials, done=False):
+            return not done and super().should_report(trials, done)
+
+    def train_fn(config):
+        for i in range(3):
+            time.sleep(0.3)
+            tune.report({"loss": i})
+
+    tune.Tuner(train_fn, run_config=tune.RunConfig(
+        storage_path=sys.argv[1], name="logs", verbose=1, callbacks=[Logs()],
+        progress_reporter=AtTheEndOnly(max_report_frequency=0.1))).fit()
+    handler = logging.getLogger().handlers[0]
+    print("STREAMS", type(sys.stdout).__name__, type(sys.stderr).__name__, type(handler.stream).__name__)
+""")
+
+
+def test_log_lines_survive_the_live_table_and_the_streams_come_back(tmp_path):
+    """Lines of a logging handler made before the run were erased by the table's redraws, and a reporter that
+    skips the final report left sys.stdout wrapped after fit()."""
+    script = tmp_path / "logs.py"
+    script.write_text(_LOGGING_SCRIPT)
+    code, screen = _under_tmux(tmp_path, str(script))
+    assert code == "0", screen
+    for i in (1, 2, 3):
+        assert f"LOG result {i} of train_fn" in screen, screen
+    assert "STREAMS TextIOWrapper TextIOWrapper TextIOWrapper" in screen, screen
 
 
 def test_console_prints_every_report_when_not_a_terminal(tmp_path):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime
 import html
+import logging
 import numbers
 import os
 import sys
@@ -261,6 +262,15 @@ class _LiveTable:
                 proxy = _StreamProxy(stream, self)
                 setattr(sys, name, proxy)
                 self._proxies.append((name, proxy))
+        # Logging handlers made earlier (logging.basicConfig) hold the streams themselves: their
+        # lines go through the proxies too, or a redraw would erase them.
+        self._handlers: list[tuple[logging.StreamHandler, Any]] = []
+        by_stream = {id(proxy._stream): proxy for _, proxy in self._proxies}
+        for handler in _stream_handlers():
+            proxy = by_stream.get(id(handler.stream))
+            if proxy is not None:
+                self._handlers.append((handler, handler.stream))
+                handler.setStream(proxy)
 
     def _erase(self) -> None:
         if self._rows:
@@ -304,12 +314,27 @@ class _LiveTable:
             self._erased_at = None
 
     def close(self) -> None:
+        """Leaves the last table on the screen and gives the streams (and logging handlers) back."""
         with self.lock:
             self._rows = 0
             for name, proxy in self._proxies:
                 if getattr(sys, name) is proxy:
                     setattr(sys, name, proxy._stream)
             self._proxies = []
+            for handler, stream in self._handlers:
+                if isinstance(handler.stream, _StreamProxy):
+                    handler.setStream(stream)
+            self._handlers = []
+
+
+def _stream_handlers() -> list[logging.StreamHandler]:
+    """The stream handlers of every logger (the root's included); file handlers are not among them."""
+    loggers = [logging.getLogger()] + [
+        lg for lg in logging.Logger.manager.loggerDict.values() if isinstance(lg, logging.Logger)
+    ]
+    return [h for lg in loggers for h in lg.handlers
+            if type(h) is logging.StreamHandler or (isinstance(h, logging.StreamHandler)
+                                                    and not isinstance(h, logging.FileHandler))]
 
 
 # -- reporters --------------------------------------------------------------------
@@ -717,8 +742,14 @@ class CLIReporter(TuneReporterBase):
             return
         live.draw(text)
         if done:
+            self._end_live()
+
+    def _end_live(self) -> None:
+        """Ends the live table (the controller calls it at the end of the run even when the last
+        report is skipped, as a reporter's should_report(done=True) may decide)."""
+        live, self._live = self._live, None
+        if live is not None:
             live.close()
-            self._live = None
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()

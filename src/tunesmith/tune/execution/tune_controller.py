@@ -620,5 +620,8 @@ class TuneController:
         finally:
             if self._reporter is not None and self._reporter.should_report(table.trials, done=True):
                 self._reporter.report(table.trials, True, *self._sys_info())
+            end_live = getattr(self._reporter, "_end_live", None)
+            if end_live is not None:
+                end_live()  # the streams go back to the program even when the last report was skipped
             self._callbacks.on_experiment_end(trials=table.trials)
             self._snapshot.final_sync()  # everything, at the end (remote storage)
