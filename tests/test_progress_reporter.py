@@ -272,3 +272,28 @@ def test_trial_progress_prints_errors(capsys, monkeypatch):
     assert capsys.readouterr().out == ""
     with pytest.raises(ValueError, match="verbosity"):
         TrialProgressCallback(verbosity=5)
+
+
+# -- reporters as Ray takes them ------------------------------------------------------------------------------
+def _three_reports(config):
+    for i in range(3):
+        tune.report({"loss": 1.0 / (i + 1), "accuracy": i / 3})
+
+
+def test_verbose_0_silences_a_reporter_of_the_users_too(tmp_path, capsys):
+    tune.Tuner(_three_reports, run_config=tune.RunConfig(
+        storage_path=str(tmp_path), verbose=0, progress_reporter=tune.CLIReporter(max_report_frequency=0))).fit()
+    assert "== Status ==" not in capsys.readouterr().out
+
+
+def test_ray_column_options_work_as_on_ray():
+    from tunesmith.tune.utils.log import Verbosity
+
+    reporter = tune.CLIReporter()
+    reporter.add_metric_column("loss")  # not one of Ray's default columns: adding it is no error
+    reporter.add_metric_column("accuracy", "acc.")
+    with pytest.raises(ValueError, match="already exists"):
+        reporter.add_metric_column("loss")
+    empty = tune.CLIReporter(parameter_columns=[], metric_columns=[])
+    assert empty._parameter_columns is None and "training_iteration" in empty._metric_columns
+    assert tune.RunConfig(verbose=Verbosity.V1_EXPERIMENT).verbose == 1

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 
 import cloudpickle
 import numpy as np
@@ -345,9 +346,28 @@ def test_validate_save_restore_passes_for_correct_trainables():
     assert validate_save_restore(OldGoodCounter, config={"start": 5}) is True
 
 
-def test_validate_save_restore_catches_a_trainable_that_forgets_its_state():
-    with pytest.raises(AssertionError, match="does not hold the saved state.*'count'"):
-        validate_save_restore(ForgetfulCounter)
+class NoisyCounter(GoodCounter):
+    """Restores correctly; its metric is noisy and its checkpoint holds the time it was written."""
+
+    def step(self):
+        import random
+
+        result = super().step()
+        return {**result, "noise": random.random()}
+
+    def save_checkpoint(self, checkpoint_dir):
+        super().save_checkpoint(checkpoint_dir)
+        with open(os.path.join(checkpoint_dir, "saved_at.txt"), "w") as f:
+            f.write(repr(time.time()))
+
+
+def test_validate_save_restore_warns_of_a_trainable_that_may_forget_its_state():
+    """As on Ray, only the iteration counts are required; state that does not come back is a warning, since a
+    noisy metric with a checkpoint holding a time looks the same (that raised AssertionError)."""
+    with pytest.warns(UserWarning, match="different checkpoint.*'count'"):
+        assert validate_save_restore(ForgetfulCounter) is True
+    with pytest.warns(UserWarning, match="'noise'"):
+        assert validate_save_restore(NoisyCounter) is True
 
 
 def test_validate_save_restore_rejects_non_trainables():

@@ -206,9 +206,9 @@ def build_callbacks(run_config: RunConfig, verbose: int, metric, mode) -> list:
 
 def build_reporter(run_config: RunConfig, verbose: int, tune_config: TuneConfig, total_samples):
     reporter = run_config.progress_reporter
+    if verbose < 1:
+        return None  # as on Ray: verbose=0 reports nothing, a progress_reporter of the user's included
     if reporter is None:
-        if verbose < 1:
-            return None
         from tunesmith.tune.progress_reporter import detect_reporter
 
         reporter = detect_reporter(verbose=verbose, metric=tune_config.metric, mode=tune_config.mode)

@@ -48,6 +48,9 @@ DEFAULT_COLUMNS: "OrderedDict[str, str]" = OrderedDict([
     (TRAINING_ITERATION, "iter"),
 ])
 
+# Defaults Ray's table does not have: a user may add them as columns of their own.
+_DEFAULTS_BEYOND_RAYS = frozenset(("loss", "accuracy"))
+
 _PENDING, _RUNNING, _PAUSED, _TERMINATED, _ERROR = "PENDING", "RUNNING", "PAUSED", "TERMINATED", "ERROR"
 # Order of trials in the table: the ones that are moving first.
 _STATE_ORDER = (_RUNNING, _PAUSED, _PENDING, _TERMINATED, _ERROR)
@@ -419,7 +422,13 @@ class TuneReporterBase(ProgressReporter):
         if mode not in (None, "min", "max"):
             raise ValueError(f"{cls}(mode={mode!r}) must be 'min', 'max' or None.")
 
+        # As Ray: empty metric_columns means the default ones, empty parameter_columns all parameters.
+        if metric_columns is not None and not metric_columns:
+            metric_columns = None
+        if parameter_columns is not None and not parameter_columns:
+            parameter_columns = None
         self._metrics_override = metric_columns is not None
+        self._user_metric_columns = metric_columns is not None
         self._inferred_metrics: dict[str, str] = {}
         if metric_columns is None:
             self._metric_columns: Any = OrderedDict(DEFAULT_COLUMNS)
@@ -480,8 +489,12 @@ class TuneReporterBase(ProgressReporter):
             metric: The result field (``"a/b"`` for nested ones).
             representation: The column header; defaults to ``metric``.
         """
-        if metric in self._metric_columns:
+        added = self.__dict__.setdefault("_added_metrics", set())
+        if metric in self._metric_columns and (
+                self.__dict__.get("_user_metric_columns", True) or metric in added
+                or metric not in _DEFAULTS_BEYOND_RAYS):
             raise ValueError(f"Column {metric!r} already exists.")
+        added.add(metric)
         self._metrics_override = True
         if isinstance(self._metric_columns, Mapping):
             self._metric_columns[metric] = representation or metric

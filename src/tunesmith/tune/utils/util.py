@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+import warnings
 from typing import Any, Callable
 
 _SKIP_IN_COMPARISON = (".tune_metadata",)
@@ -137,13 +138,17 @@ def validate_save_restore(
         if not same_checkpoint:
             want, have = _user_metrics(expected), _user_metrics(got)
             differ = sorted(k for k in set(want) | set(have) if not _equal(want.get(k), have.get(k)))
-            assert not differ, (
-                f"{name}: the restored instance does not hold the saved state. Saving it again gives a "
-                f"different checkpoint, and its next result differs from the original's in {differ} "
-                f"(original: { {k: want.get(k) for k in differ} }, restored: { {k: have.get(k) for k in differ} }). "
-                "Check that load_checkpoint()/_restore() sets every attribute that save_checkpoint()/_save() "
-                "writes."
-            )
+            if differ:
+                # A hint, not a failure (as on Ray, only the iteration counts are required): a noisy
+                # metric and a checkpoint holding a time or a path look the same from here.
+                warnings.warn(
+                    f"{name}: saving the restored instance again gives a different checkpoint, and its next "
+                    f"result differs from the original's in {differ} (original: "
+                    f"{ {k: want.get(k) for k in differ} }, restored: { {k: have.get(k) for k in differ} }). If "
+                    "the trainable is deterministic, check that load_checkpoint()/_restore() sets every "
+                    "attribute that save_checkpoint()/_save() writes.",
+                    stacklevel=2,
+                )
         got = second.train()
         assert got["training_iteration"] == 5, (
             f"{name}: the second train() after restore reports training_iteration "
