@@ -39,11 +39,13 @@ class StateSaveError(RuntimeError):
 
 
 class StateSnapshotter:
-    """Writes ``experiment_state.json`` and the searcher's, scheduler's and callbacks' state.
+    """Writes ``experiment_state.json`` and the searcher's, scheduler's, stopper's and callbacks' state.
 
     One :meth:`save` commits, in this order: buffered result rows, the searcher,
-    scheduler and callback states, the experiment state (which names
-    checkpoints), then deletes checkpoints the new state no longer names. On
+    scheduler, stopper and callback states (into the state slot, ``a`` or ``b``,
+    that the saved experiment state does not name: see ``storage.slot_file``),
+    the experiment state naming that slot and the checkpoints, then deletes
+    checkpoints the new state no longer names. On
     remote storage the deletion waits for an upload of that state: every
     ``SyncConfig.sync_period`` seconds the save uploads what changed (the state
     last), then deletes. :meth:`due_in` says when the next periodic save is
@@ -224,6 +226,10 @@ class StateSnapshotter:
         except Exception as exc:
             self._stopper_unsaved = True
             logger.warning("The stopper %r cannot be saved (%s); a restored run starts it afresh.", self._stopper, exc)
+            for slot in ("a", "b"):  # an older save must not pass for this one
+                stale = os.path.join(os.path.dirname(stopper_file), slot_file(STOPPER_STATE_FILE, slot))
+                if os.path.exists(stale):
+                    os.remove(stale)
             return
         write_bytes_atomic(stopper_file, data)
 
