@@ -144,13 +144,26 @@ def test_a_misspelt_checkpoint_score_attribute_is_logged_as_an_error_and_the_run
     assert result.best_checkpoints[0][1]["acc"] == 0.2
 
 
-def test_the_older_min_max_prefix_of_the_score_attribute_ranks_by_that_metric():
-    """Seed 004's storage example writes checkpoint_score_attribute="max-auc" (tune.run's older spelling)."""
+def _reports_max_acc_with_checkpoints(config):
+    import tempfile
+
+    for acc in (0.1, 0.9, 0.2):
+        with tempfile.TemporaryDirectory() as d:
+            open(os.path.join(d, "w"), "w").close()
+            tune.report({"max-acc": acc}, checkpoint=tune.Checkpoint.from_directory(d))
+
+
+def test_a_min_max_prefixed_score_attribute_is_a_metric_name_first_then_the_older_spelling():
+    """Seed 004's storage example ranks by checkpoint_score_attribute="max-auc": a metric of that very name
+    (as on Ray) when the trainable reports one, else "auc", highest first (tune.run's older spelling)."""
+    config = tune.CheckpointConfig(num_to_keep=1, checkpoint_score_attribute="max-acc", checkpoint_score_order="min")
+    literal = tune.Tuner(_reports_max_acc_with_checkpoints,
+                         run_config=tune.RunConfig(verbose=0, checkpoint_config=config)).fit()[0]
+    assert [m["max-acc"] for _, m in literal.best_checkpoints] == [0.1]  # the metric itself, lowest (order min)
     config = tune.CheckpointConfig(num_to_keep=1, checkpoint_score_attribute="max-acc")
-    assert (config.checkpoint_score_attribute, config.checkpoint_score_order) == ("acc", "max")
-    result = tune.Tuner(_reports_acc_with_checkpoints,
-                        run_config=tune.RunConfig(verbose=0, checkpoint_config=config)).fit()[0]
-    assert [m["acc"] for _, m in result.best_checkpoints] == [0.9]
+    prefixed = tune.Tuner(_reports_acc_with_checkpoints,
+                          run_config=tune.RunConfig(verbose=0, checkpoint_config=config)).fit()[0]
+    assert [m["acc"] for _, m in prefixed.best_checkpoints] == [0.9]
 
 
 def _needs_three(config, data, labels):

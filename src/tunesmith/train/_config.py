@@ -40,10 +40,6 @@ class CheckpointConfig:
     def __post_init__(self):
         from tunesmith.tune.tune_config import _plain_number
 
-        attribute = self.checkpoint_score_attribute
-        if isinstance(attribute, str) and attribute[:4] in ("max-", "min-") and len(attribute) > 4:
-            # The older spelling (tune.run's checkpoint_score_attr="min-loss"), which seed examples still use.
-            self.checkpoint_score_attribute, self.checkpoint_score_order = attribute[4:], attribute[:3]
         self.num_to_keep = _plain_number(self.num_to_keep)
         self.checkpoint_frequency = _plain_number(self.checkpoint_frequency)
         if self.num_to_keep is not None and (not isinstance(self.num_to_keep, int) or self.num_to_keep <= 0):

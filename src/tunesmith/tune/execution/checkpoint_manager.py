@@ -9,6 +9,23 @@ from tunesmith.train._checkpoint import Checkpoint
 from tunesmith.tune.utils.nested import lookup
 
 
+_MISSING = object()
+
+
+def score_attribute_of(metrics: dict, attribute: str, order: str) -> tuple[str, str]:
+    """``(attribute, order)`` that ``metrics`` are ranked by.
+
+    An attribute reported as it is named is used as it is (as on Ray). One that is
+    not, written ``"max-auc"``/``"min-loss"`` (the older ``checkpoint_score_attr``
+    spelling, which a seed example uses), ranks by ``auc``/``loss`` in that order
+    when the result has that metric.
+    """
+    if attribute[:4] in ("max-", "min-") and len(attribute) > 4 and lookup(metrics, attribute, _MISSING) is _MISSING \
+            and lookup(metrics, attribute[4:], _MISSING) is not _MISSING:
+        return attribute[4:], attribute[:3]
+    return attribute, order
+
+
 def _score(metrics: dict, attribute: str | None) -> float:
     if attribute is None:
         return 0.0
@@ -40,10 +57,11 @@ class CheckpointManager:
         return self.checkpoints[-1][0] if self.checkpoints else None
 
     def _key(self, item: tuple[Checkpoint, dict]) -> float:
-        score = _score(item[1], self.score_attribute)
+        attribute, order = score_attribute_of(item[1], self.score_attribute, self.score_order)
+        score = _score(item[1], attribute)
         if math.isnan(score):
             return -math.inf
-        return score if self.score_order == "max" else -score
+        return score if order == "max" else -score
 
     def _ranked(self) -> list[tuple[Checkpoint, dict[str, Any]]]:
         """Kept checkpoints ordered worst to best (oldest to newest without a score attribute)."""

@@ -519,8 +519,10 @@ class TrialLifecycle:
         if not metrics:
             return  # a checkpoint from before any result: the next one tells
         self._score_checked = True
+        from tunesmith.tune.execution.checkpoint_manager import score_attribute_of
+
         attribute = getattr(self._cfg.checkpoint_config, "checkpoint_score_attribute", None)
-        if not attribute or lookup(metrics, attribute, _MISSING) is not _MISSING:
+        if not attribute or lookup(metrics, score_attribute_of(metrics, attribute, "max")[0], _MISSING) is not _MISSING:
             return
         reported = sorted(str(k) for k in metrics if k != "config")
         message = (
