@@ -341,6 +341,15 @@ def test_legacy_loggers_close_leaves_files_complete(tmp_path):
 
 
 # -- 16, 17: scheduler aliases; init(address=...) ---------------------------------------------------------
+def test_create_scheduler_leaves_out_arguments_the_scheduler_does_not_take():
+    """As Ray's: one settings dict serves several scheduler names (a CLI option picks the name)."""
+    settings = {"metric": "loss", "mode": "min", "time_attr": "training_iteration", "max_t": 20,
+                "perturbation_interval": 2, "hyperparam_mutations": {"lr": [0.1, 0.01]}}
+    kinds = {name: type(tune.create_scheduler(name, **settings)).__name__ for name in ("fifo", "asha", "pbt")}
+    assert kinds == {"fifo": "FIFOScheduler", "asha": "AsyncHyperBandScheduler", "pbt": "PopulationBasedTraining"}
+    assert tune.create_scheduler("asha", **settings)._max_t == 20
+
+
 def test_create_scheduler_accepts_ray_aliases():
     from tunesmith.tune.schedulers import AsyncHyperBandScheduler, MedianStoppingRule
 

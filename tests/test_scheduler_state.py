@@ -511,7 +511,7 @@ def test_resource_changing_scheduler_restores_base_state_and_base_resources():
     fresh = make()
     other = _restore(sim, fresh)
     # Base resources are the ones the trials were created with, not their current ones.
-    assert all(fresh.base_trial_resources(t).required_resources == {"CPU": 1.0} for t in other.get_trials())
+    assert all(fresh.base_resources_of(t).required_resources == {"CPU": 1.0} for t in other.get_trials())
     _run_both(sim, other)
     # After the restore, the base scheduler stopped trials at its rungs and resources moved on.
     assert any(d == TrialScheduler.STOP and it < 12 for ds in other.decisions.values() for it, d in ds)

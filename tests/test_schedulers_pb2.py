@@ -84,3 +84,25 @@ def test_pb2_is_not_compatible_with_search_algorithms():
     t = Trial("t", {"lr": 0.5})
     pb2.on_trial_add(None, t)
     assert t.config["lr"] == 0.5  # given values are kept
+
+
+def _alpha_near_a_third(config, state, it):
+    state["r"] = state.get("r", 0.0) + 1.0 - abs(config["alpha"] - 0.33) - config["opt"]["lr"]
+    return {"reward": state["r"]}
+
+
+def test_values_keep_their_type_and_nested_bounds_work():
+    """Bounds written [0, 1] snapped a float hyperparameter to 0 or 1 (as on Ray it stays a float), and
+    nested bounds ({"opt": {"lr": [...]}}, as Ray documents) were rejected."""
+    random.seed(2)
+    np.random.seed(2)
+    pb2 = PB2(time_attr="training_iteration", metric="reward", mode="max", perturbation_interval=2,
+              hyperparam_bounds={"alpha": [0, 1], "opt": {"lr": [0.0, 0.5]}})
+    sim = SimulatedExperiment(pb2, _alpha_near_a_third, max_concurrent=4, max_iterations=10)
+    trials = [sim.add_trial({"alpha": a, "opt": {"lr": 0.1 * (i + 1)}}) for i, a in enumerate((0.2, 0.4, 0.6, 0.8))]
+    sim.run()
+    assert pb2._num_perturbations > 0
+    for t in trials:
+        assert isinstance(t.config["alpha"], float) and 0.0 <= t.config["alpha"] <= 1.0
+        assert isinstance(t.config["opt"]["lr"], float) and 0.0 <= t.config["opt"]["lr"] <= 0.5
+    assert any(t.config["alpha"] not in (0.0, 1.0, 0.2, 0.4, 0.6, 0.8) for t in trials)

@@ -27,7 +27,7 @@ def test_free_cpus_are_shared_evenly_and_trials_restart_with_them():
     changed = [(tid, res) for e, tid, res in sim.events if e == "resources"]
     assert changed == [(a.trial_id, {"CPU": 4.0}), (b.trial_id, {"CPU": 4.0})]
     assert a.placement_group_factory.required_resources == {"CPU": 4.0}
-    assert rcs.base_trial_resources(a).required_resources == {"CPU": 1.0}
+    assert rcs.base_resources_of(a).required_resources == {"CPU": 1.0} == rcs.base_trial_resources.required_resources
     # The pause kept the training state: 4 iterations in all.
     assert a.last_result["training_iteration"] == 4 and b.status == Trial.TERMINATED
 
@@ -84,3 +84,22 @@ def test_allocation_function_may_return_a_dict_and_bad_types_are_rejected():
     assert sim.events[-2:] == [("resources", t.trial_id, {"CPU": 3.0}), ("start", t.trial_id, 1)]
     with pytest.raises(TypeError, match="TrialScheduler"):
         ResourceChangingScheduler(base_scheduler="asha")
+
+
+def test_an_allocation_function_reads_base_trial_resources_as_on_ray():
+    """Ray's allocation functions (the seed's xgboost dynamic resources example) read
+    scheduler.base_trial_resources, a PlacementGroupFactory; it was a per-trial method and the run crashed."""
+    from tunesmith.tune.execution.placement_groups import PlacementGroupFactory
+
+    def one_more_cpu_at_two(tune_controller, trial, result, scheduler):
+        base = scheduler.base_trial_resources
+        if result["training_iteration"] == 2:
+            return PlacementGroupFactory([{"CPU": base.required_resources["CPU"] + 1}])
+        return None
+
+    rcs = ResourceChangingScheduler(FIFOScheduler(), one_more_cpu_at_two)
+    sim = SimulatedExperiment(rcs, _curve, total_resources={"CPU": 4}, max_iterations=4)
+    trial = sim.add_trial({"q": 1})
+    sim.run()
+    assert [(tid, res) for e, tid, res in sim.events if e == "resources"] == [(trial.trial_id, {"CPU": 2.0})]
+    assert isinstance(rcs.base_trial_resources, PlacementGroupFactory)

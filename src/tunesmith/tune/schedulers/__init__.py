@@ -46,7 +46,8 @@ def create_scheduler(scheduler: str, **kwargs: Any) -> TrialScheduler:
             ``"asha"``, ``"median_stopping_rule"`` (or ``"medianstopping"``),
             ``"hyperband"``, ``"hb_bohb"``, ``"pbt"``, ``"pbt_replay"``, ``"pb2"``,
             ``"resource_changing"`` (case-insensitive).
-        **kwargs: Passed to the scheduler's constructor.
+        **kwargs: Passed to the scheduler's constructor; those it does not take are left out
+            (as on Ray: one settings dict can serve several scheduler names).
 
     Example:
         >>> from tunesmith import tune
@@ -59,6 +60,11 @@ def create_scheduler(scheduler: str, **kwargs: Any) -> TrialScheduler:
     cls = _SCHEDULERS.get(scheduler.lower())
     if cls is None:
         raise ValueError(f"Unknown scheduler {scheduler!r}. Choose one of: {', '.join(sorted(_SCHEDULERS))}.")
+    import inspect
+
+    params = inspect.signature(cls.__init__).parameters
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        kwargs = {k: v for k, v in kwargs.items() if k in params}
     return cls(**kwargs)
 
 

@@ -8,6 +8,7 @@ import random
 from typing import TYPE_CHECKING, Any, Callable
 
 from tunesmith.tune.schedulers.pbt import PopulationBasedTraining, _PBTTrialState
+from tunesmith.tune.utils.nested import lookup
 
 if TYPE_CHECKING:
     from tunesmith.tune.experiment.trial import Trial
@@ -146,6 +147,17 @@ def select_config(
     return cand[int(np.argmax(ucb))]
 
 
+def _flat_bounds(bounds: dict, prefix: str = "") -> list[tuple[str, Any]]:
+    """``(name, pair)`` of every bound; a dict holds the bounds of nested hyperparameters (``"opt/lr"``)."""
+    out = []
+    for key, value in bounds.items():
+        if isinstance(value, dict):
+            out.extend(_flat_bounds(value, f"{prefix}{key}/"))
+        else:
+            out.append((f"{prefix}{key}", value))
+    return out
+
+
 def _validate_bounds(bounds: Any) -> dict[str, tuple[float, float]]:
     if not isinstance(bounds, dict) or not bounds:
         raise ValueError(
@@ -153,7 +165,7 @@ def _validate_bounds(bounds: Any) -> dict[str, tuple[float, float]]:
             f"got {bounds!r}."
         )
     out = {}
-    for key, pair in bounds.items():
+    for key, pair in _flat_bounds(bounds):
         ok = isinstance(pair, (list, tuple)) and len(pair) == 2
         ok = ok and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in pair)
         if not ok:
@@ -171,6 +183,26 @@ def _uniform_sampler(low: float, high: float, integer: bool) -> Callable[[], Any
     if integer:
         return lambda: random.randint(int(low), int(high))
     return lambda: random.uniform(low, high)
+
+
+def _nested(flat: dict[str, Any]) -> dict:
+    """``{"opt/lr": x}`` as ``{"opt": {"lr": x}}``."""
+    out: dict = {}
+    for key, value in flat.items():
+        node = out
+        *parents, leaf = key.split("/")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return out
+
+
+def _assign(config: dict, key: str, value: Any) -> None:
+    node = config
+    *parents, leaf = key.split("/")
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[leaf] = value
 
 
 class PB2(PopulationBasedTraining):
@@ -192,7 +224,9 @@ class PB2(PopulationBasedTraining):
         mode: ``"min"`` or ``"max"``. Taken from ``TuneConfig`` when None.
         perturbation_interval: How much ``time_attr`` passes between perturbations.
         hyperparam_bounds: ``{name: [low, high]}`` for each continuous
-            hyperparameter (integers when both ends are integers).
+            hyperparameter (a dict in place of a pair holds nested ones). A value
+            the config lacks is drawn inside the bounds (an int when both ends are
+            ints); a value keeps the type it has in the config.
         quantile_fraction: Fraction of the population in the top and bottom quantiles.
         log_config: Write the policy logs (see :class:`PopulationBasedTraining`).
         require_attrs: Raise if a result lacks ``time_attr`` or ``metric``.
@@ -221,10 +255,13 @@ class PB2(PopulationBasedTraining):
         self._backend = _gp_backend()
         bounds = _validate_bounds(hyperparam_bounds)
         self._hyperparam_bounds = bounds
-        self._is_int = {
-            k: isinstance(hyperparam_bounds[k][0], int) and isinstance(hyperparam_bounds[k][1], int) for k in bounds
-        }
-        samplers = {k: _uniform_sampler(lo, hi, self._is_int[k]) for k, (lo, hi) in bounds.items()}
+        # A value the config does not have yet is drawn inside its bounds: an int where both ends are
+        # ints. Once there, a value keeps its type (a float with bounds [0, 1] stays a float, as on Ray).
+        flat = dict(_flat_bounds(hyperparam_bounds))
+        samplers = _nested({
+            k: _uniform_sampler(lo, hi, all(isinstance(v, int) and not isinstance(v, bool) for v in flat[k]))
+            for k, (lo, hi) in bounds.items()
+        })
         super().__init__(
             time_attr=time_attr,
             metric=metric,
@@ -247,16 +284,18 @@ class PB2(PopulationBasedTraining):
     def _to_unit(self, config: dict) -> tuple[float, ...]:
         out = []
         for key, (lo, hi) in self._hyperparam_bounds.items():
-            value = config.get(key, lo)
+            value = lookup(config, key, lo)
             out.append(min(max((float(value) - lo) / (hi - lo), 0.0), 1.0))
         return tuple(out)
 
-    def _from_unit(self, vector) -> dict:
+    def _from_unit(self, vector, like: dict) -> dict[str, Any]:
+        """``{name: value}`` for a point of the unit box; a value is an int where ``like`` has an int
+        there (as Ray keeps each hyperparameter's type), else a float."""
         out = {}
         for x, (key, (lo, hi)) in zip(vector, self._hyperparam_bounds.items()):
-            value = lo + float(x) * (hi - lo)
-            value = min(max(value, lo), hi)
-            out[key] = int(round(value)) if self._is_int[key] else value
+            value = min(max(lo + float(x) * (hi - lo), lo), hi)
+            current = lookup(like, key)
+            out[key] = int(round(value)) if isinstance(current, int) and not isinstance(current, bool) else value
         return out
 
     # -- hooks -------------------------------------------------------------------
@@ -302,7 +341,8 @@ class PB2(PopulationBasedTraining):
         else:
             # Too little data for a model: draw uniformly inside the bounds.
             vector = [random.random() for _ in range(k)]
-        new_config.update(self._from_unit(vector))
+        for key, value in self._from_unit(vector, donor.config).items():
+            _assign(new_config, key, value)
         unit = self._to_unit(new_config)
         self._recent.append((time, unit))
         if len(self._recent) > 256:

@@ -70,7 +70,7 @@ class DistributeResources:
     ) -> PlacementGroupFactory | None:
         if result.get(TRAINING_ITERATION, 0) < 1:
             return None
-        base = scheduler.base_trial_resources(trial)
+        base = scheduler.base_resources_of(trial)
         if base is None:
             return None
         base_req = base.required_resources
@@ -149,7 +149,7 @@ class DistributeResourcesToTopJob(DistributeResources):
         others = 0.0
         for t in live:
             if t is not trial:
-                other_base = scheduler.base_trial_resources(t)
+                other_base = scheduler.base_resources_of(t)
                 others += (other_base.required_resources if other_base else t.resources).get(unit_key, 0.0)
         return total - others
 
@@ -197,7 +197,9 @@ class ResourceChangingScheduler(TrialScheduler):
             raise TypeError("ResourceChangingScheduler: `resources_allocation_function` must be callable.")
         self._base_scheduler = base_scheduler or FIFOScheduler()
         self._resources_allocation_function = resources_allocation_function
-        self._base_trial_resources: dict[str, PlacementGroupFactory] = {}
+        self._base_by_trial: dict[str, PlacementGroupFactory] = {}
+        # As Ray's: the resources of the first trial, which allocation functions start from.
+        self._base_trial_resources: PlacementGroupFactory | None = None
         self._trials_to_reallocate: dict[str, tuple["Trial", PlacementGroupFactory]] = {}
         self._reallocated_trial_ids: set[str] = set()
         self._current_result: dict | None = None
@@ -225,12 +227,19 @@ class ResourceChangingScheduler(TrialScheduler):
     def set_search_properties(self, metric: str | None, mode: str | None, **spec) -> bool:
         return self._base_scheduler.set_search_properties(metric, mode, **spec)
 
-    def base_trial_resources(self, trial: "Trial") -> PlacementGroupFactory | None:
-        """The resources the trial was created with."""
-        return self._base_trial_resources.get(trial.trial_id)
+    @property
+    def base_trial_resources(self) -> PlacementGroupFactory | None:
+        """The resources of the first trial (as Ray's: an allocation function scales from them)."""
+        return self._base_trial_resources
+
+    def base_resources_of(self, trial: "Trial") -> PlacementGroupFactory | None:
+        """The resources ``trial`` was created with (trials may differ: a search space can set them)."""
+        return self._base_by_trial.get(trial.trial_id)
 
     def on_trial_add(self, tune_controller, trial: "Trial") -> None:
-        self._base_trial_resources.setdefault(trial.trial_id, trial.placement_group_factory)
+        self._base_by_trial.setdefault(trial.trial_id, trial.placement_group_factory)
+        if self._base_trial_resources is None:
+            self._base_trial_resources = trial.placement_group_factory
         self._base_scheduler.on_trial_add(tune_controller, trial)
 
     def on_trial_error(self, tune_controller, trial: "Trial") -> None:
@@ -293,7 +302,9 @@ class ResourceChangingScheduler(TrialScheduler):
         """The base scheduler's state, each trial's base resources and pending reallocations."""
         state = super().get_state()
         state["base"] = self._base_scheduler.get_state()
-        state["base_trial_resources"] = {tid: _pgf_state(pgf) for tid, pgf in self._base_trial_resources.items()}
+        state["base_trial_resources"] = {tid: _pgf_state(pgf) for tid, pgf in self._base_by_trial.items()}
+        first = self._base_trial_resources
+        state["first_trial_resources"] = _pgf_state(first) if first is not None else None
         state["trials_to_reallocate"] = {tid: _pgf_state(new) for tid, (_, new) in self._trials_to_reallocate.items()}
         state["reallocated_trial_ids"] = sorted(self._reallocated_trial_ids)
         return state
@@ -303,9 +314,12 @@ class ResourceChangingScheduler(TrialScheduler):
         super().set_state(state, trials)
         trials = as_trial_dict(trials)
         self._base_scheduler.set_state(state["base"], trials)
-        self._base_trial_resources = {
+        self._base_by_trial = {
             tid: _pgf_from_state(data) for tid, data in state["base_trial_resources"].items() if tid in trials
         }
+        first = state.get("first_trial_resources")
+        self._base_trial_resources = _pgf_from_state(first) if first is not None else next(
+            iter(self._base_by_trial.values()), None)
         self._trials_to_reallocate = {
             tid: (trials[tid], _pgf_from_state(data))
             for tid, data in state["trials_to_reallocate"].items()
@@ -313,8 +327,10 @@ class ResourceChangingScheduler(TrialScheduler):
         }
         self._reallocated_trial_ids = {tid for tid in state["reallocated_trial_ids"] if tid in trials}
         for tid, trial in trials.items():
-            if tid not in self._base_trial_resources and not is_finished(trial):
-                self._base_trial_resources[tid] = trial.placement_group_factory
+            if tid not in self._base_by_trial and not is_finished(trial):
+                self._base_by_trial[tid] = trial.placement_group_factory
+                if self._base_trial_resources is None:
+                    self._base_trial_resources = trial.placement_group_factory
 
 
 def _pgf_state(pgf: PlacementGroupFactory) -> dict:
