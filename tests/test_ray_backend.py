@@ -416,6 +416,46 @@ def _reports_its_node(config):
     train.report({"node": _ray.get_runtime_context().get_node_id()})
 
 
+def _starts_a_task(config):
+    import ray as _ray
+
+    @_ray.remote(num_cpus=1)
+    def where():
+        pg = _ray.util.get_current_placement_group()
+        return pg.id.hex() if pg is not None else None
+
+    tune.report({"task_pg": _ray.get(where.remote(), timeout=60),
+                 "trial_pg": _ray.util.get_current_placement_group().id.hex()})
+
+
+def test_tasks_a_trial_starts_run_in_its_placement_group(cluster, tmp_path):
+    """Seed 004 (FAQ): PlacementGroupFactory([{"CPU": 1}, {"CPU": 1}]) gives a trial a CPU for its own tasks;
+    they ran outside it (and on a full cluster never ran)."""
+    grid = tune.Tuner(
+        tune.with_resources(_starts_a_task, tune.PlacementGroupFactory([{"CPU": 1}, {"CPU": 1}])),
+        run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0),
+    ).fit()
+    assert not grid.errors
+    assert grid[0].metrics["task_pg"] == grid[0].metrics["trial_pg"]
+
+
+def test_a_trial_waits_for_a_node_that_has_what_it_asks_for(cluster, tmp_path):
+    """As on Ray (and its autoscaler): a request beyond the cluster of now waits for nodes; it was refused."""
+    grids = []
+    fit = threading.Thread(target=lambda: grids.append(tune.Tuner(
+        tune.with_resources(_reports_its_node, {"cpu": 1, "late": 1}),
+        run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0),
+    ).fit()))
+    fit.start()
+    time.sleep(3)  # the trial is waiting (a node cannot be added from another thread than this one)
+    late = cluster.add_node(num_cpus=1, resources={"late": 1})
+    try:
+        fit.join(timeout=240)
+        assert grids and not grids[0].errors and grids[0][0].metrics["node"] == late.node_id
+    finally:
+        cluster.remove_node(late)
+
+
 def test_a_trainers_resources_are_checked_against_the_cluster(cluster, tmp_path):
     """A worker asking for a resource only a cluster node has runs there (this machine has none of it)."""
     from tunesmith.train import ScalingConfig
@@ -428,9 +468,6 @@ def test_a_trainers_resources_are_checked_against_the_cluster(cluster, tmp_path)
     )
     result = trainer.fit()
     assert result.metrics["node"] == _node_id(cluster, "n1")
-    too_big = DataParallelTrainer(
-        _reports_its_node, scaling_config=ScalingConfig(num_workers=1, resources_per_worker={"n1": 5}),
-        run_config=train.RunConfig(storage_path=str(tmp_path), verbose=0),
-    )
-    with pytest.raises(ValueError, match="the Ray cluster has"):
-        too_big.fit()
+    # More than the cluster has now: said, not refused (as on Ray, nodes that have it may join).
+    with pytest.warns(UserWarning, match="the Ray cluster has.*waits for such nodes"):
+        DataParallelTrainer._check_resources(ScalingConfig(num_workers=1, resources_per_worker={"n1": 5}))

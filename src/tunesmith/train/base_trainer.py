@@ -249,8 +249,8 @@ class BaseTrainer:
 
     @staticmethod
     def _check_resources(scaling: ScalingConfig) -> None:
-        """Raises before anything starts when this machine (or the Ray cluster trials run on) can never
-        give the group its resources."""
+        """Raises before anything starts when this machine can never give the group its resources (on a
+        Ray cluster, warns: nodes that have them may join)."""
         from tunesmith._internal.backend._address import cluster_address
 
         if cluster_address() is not None:
@@ -273,11 +273,16 @@ class BaseTrainer:
             fix = f"{place} has {have.get('GPU', 0):g} GPUs. Use fewer workers, set use_gpu=False, or {gpus_hint}."
         else:
             fix = f"{place} has {have}. Lower num_workers or resources_per_worker, or {more}."
-        raise ValueError(
+        message = (
             f"ScalingConfig(num_workers={scaling.num_workers}, use_gpu={scaling.use_gpu}, "
             f"resources_per_worker={scaling.resources_per_worker}) needs {need} for the whole group, "
             f"but {fix}"
         )
+        if place != "this machine":
+            # As on Ray: nodes that have it may still join (an autoscaler adds them); the run waits.
+            warnings.warn(message + " The run waits for such nodes.", stacklevel=3)
+            return
+        raise ValueError(message)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(scaling_config={self.scaling_config!r}, run_config={self.run_config!r})"

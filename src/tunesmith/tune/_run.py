@@ -361,11 +361,12 @@ def run_experiment(inp: ExperimentInput, restore_path: str | None = None, restor
     payload = pickle_trainable(trainable, name)
     executor = make_backend()
     trainable_key = f"{name}-{uuid.uuid4().hex[:8]}"
-    # Workers boot and load the trainable while the rest of the experiment is set up.
-    slots = int(executor.total.get("CPU", 1))
-    executor.prestart(min(slots, executor.max_prestart, tc.max_concurrent_trials or slots,
-                          _known_trial_count(inp) or slots), trainable_key, payload)
     try:
+        # Workers boot and load the trainable while the rest of the experiment is set up (inside the
+        # try: a Ctrl+C now must not leave them, nor a cluster's actors and placement groups, behind).
+        slots = int(executor.total.get("CPU", 1))
+        executor.prestart(min(slots, executor.max_prestart, tc.max_concurrent_trials or slots,
+                              _known_trial_count(inp) or slots), trainable_key, payload)
         controller, storage = _build_controller(
             inp, trainable, name, payload, trainable_key, executor, restore_path, restore_options or {}
         )

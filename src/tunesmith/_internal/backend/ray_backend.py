@@ -58,10 +58,18 @@ def import_ray():
     return ray
 
 
+_CONNECT_LOCK = threading.Lock()
+
+
 def connect(address: str):
-    """Connects this process to the Ray cluster at ``address`` (once); returns the ``ray`` module."""
+    """Connects this process to the Ray cluster at ``address`` (once, whichever thread asks first);
+    returns the ``ray`` module."""
     ray = import_ray()
-    if not ray.is_initialized():
+    if ray.is_initialized():
+        return ray
+    with _CONNECT_LOCK:  # Tuners fitted in threads after tunesmith.init(address=...) connect once
+        if ray.is_initialized():
+            return ray
         try:
             ray.init(address=address, log_to_driver=True, logging_level=logging.WARNING)
         except ConnectionError as exc:
@@ -165,6 +173,7 @@ class RayExecutor(ExecutorBackend):
         # slot is kept idle (a placement group is usually placed within milliseconds).
         self._unplaced = 0
         self.total = cluster_total(ray)
+        self._warned_beyond: set[tuple] = set()
         # TUNE_PLACEMENT_GROUP_PREFIX names this run's placement groups (e.g. to find leftovers);
         # TUNE_STATE_REFRESH_PERIOD is how often the cluster's resources are looked up again.
         self._pg_prefix = os.environ.get("TUNE_PLACEMENT_GROUP_PREFIX") or f"__tune_{uuid.uuid4().hex[:8]}__"
@@ -191,7 +200,19 @@ class RayExecutor(ExecutorBackend):
         return {k: v - self._used.get(k, 0.0) for k, v in self.total.items()}
 
     def can_ever_fit(self, resources: dict[str, float]) -> bool:
-        return all(self.total.get(k, 0.0) + _EPS >= v for k, v in resources.items() if v > 0)
+        """Always True on a cluster, as on Ray: nodes that have what a trial asks for may still join
+        (an autoscaler adds them when a placement group waits). A request beyond the cluster of
+        now is said once; the trial waits, and the controller says so while nothing runs."""
+        if not all(self.total.get(k, 0.0) + _EPS >= v for k, v in resources.items() if v > 0):
+            key = tuple(sorted(resources.items()))
+            if key not in self._warned_beyond:
+                self._warned_beyond.add(key)
+                logger.warning(
+                    "A trial asks for %s, more than the Ray cluster has now (%s). It waits for nodes that "
+                    "have it (an autoscaler adds them); add such nodes, or lower the request.",
+                    resources, self.total,
+                )
+        return True
 
     def _fits(self, resources: dict[str, float]) -> bool:
         used, total = self._used, self.total
@@ -247,7 +268,9 @@ class RayExecutor(ExecutorBackend):
             slot.pg = placement_group(group, strategy=pgf.strategy, name=f"{self._pg_prefix}{slot.id}")
             options["scheduling_strategy"] = PlacementGroupSchedulingStrategy(
                 slot.pg, placement_group_bundle_index=0 if head else -1,
-                placement_group_capture_child_tasks=False,
+                # As Ray Tune: tasks and actors the trial starts go into its placement group's bundles
+                # (the seed's PlacementGroupFactory([{"CPU": 1}, {"CPU": 1}, ...]) for a trial's own tasks).
+                placement_group_capture_child_tasks=True,
             )
         slot.actor = self._trial_actor.options(max_restarts=0, max_concurrency=1, **options).remote(
             self._listen_address, self._authkey, slot.id, self._sys_path, offset
