@@ -656,13 +656,13 @@ def _without_unpicklable_fields(config: Any, owner: str, unsaved: dict[str, str]
     if not dataclasses.is_dataclass(config):
         return config
     changes = {}
-    for field in dataclasses.fields(config):
-        value = getattr(config, field.name)
+    for item in dataclasses.fields(config):
+        value = getattr(config, item.name)
         try:
             cloudpickle.dumps(value)
         except Exception as exc:
-            unsaved[f"{owner}.{field.name}"] = f"{type(exc).__name__}: {exc}"
-            changes[field.name] = None
+            unsaved[f"{owner}.{item.name}"] = f"{type(exc).__name__}: {exc}"
+            changes[item.name] = None
     if not changes:
         return config
     copy = dataclasses.replace(config)  # __post_init__ runs again: set the fields after it
