@@ -616,13 +616,13 @@ def write_json_atomic(path: str, data: Any) -> None:
     write_bytes_atomic(path, text.encode("utf-8", "surrogatepass"))
 
 
-def write_bytes_atomic(path: str, data: bytes) -> None:
-    """Writes ``data`` to ``path`` through a temporary file and a rename; a failed write (a full
-    disk) leaves ``path`` as it was and no temporary file behind."""
+def write_atomic(path: str, write: Callable[[Any], None], mode: str = "wb", **open_kwargs: Any) -> None:
+    """Calls ``write(file)`` on a temporary file next to ``path``, then renames it to ``path``; a failed
+    write (a full disk) leaves ``path`` as it was and no temporary file behind."""
     tmp = f"{path}.tmp{os.getpid()}"
     try:
-        with open(tmp, "wb") as f:
-            f.write(data)
+        with open(tmp, mode, **open_kwargs) as f:
+            write(f)
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -630,3 +630,8 @@ def write_bytes_atomic(path: str, data: bytes) -> None:
         except OSError:
             pass
         raise
+
+
+def write_bytes_atomic(path: str, data: bytes) -> None:
+    """Writes ``data`` to ``path`` atomically (see :func:`write_atomic`)."""
+    write_atomic(path, lambda f: f.write(data))

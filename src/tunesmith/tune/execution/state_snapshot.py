@@ -8,7 +8,7 @@ import time
 import traceback
 from typing import Any, Callable
 
-from tunesmith._internal.storage import slot_file, write_bytes_atomic
+from tunesmith._internal.storage import slot_file, write_atomic, write_bytes_atomic
 from tunesmith.tune.execution.checkpoint_book import CheckpointBook
 from tunesmith.tune.execution.controller_config import env_float
 from tunesmith.tune.result import EXPERIMENT_STATE_FILE, SCHEDULER_STATE_FILE, STOPPER_STATE_FILE
@@ -19,19 +19,8 @@ CALLBACK_STATE_FILE = "callback_state.pkl"
 
 
 def _write_text_atomic(path: str, pieces: list[str]) -> None:
-    """Writes the concatenation of ``pieces`` to ``path`` atomically (temporary name, then rename);
-    a failed write leaves ``path`` as it was and no temporary file behind."""
-    tmp = f"{path}.tmp{os.getpid()}"
-    try:
-        with open(tmp, "w", encoding="utf-8", newline="") as f:
-            f.writelines(pieces)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.remove(tmp)
-        except OSError:
-            pass
-        raise
+    """Writes the concatenation of ``pieces`` to ``path`` atomically (see ``storage.write_atomic``)."""
+    write_atomic(path, lambda f: f.writelines(pieces), "w", encoding="utf-8", newline="")
 
 
 class StateSaveError(RuntimeError):

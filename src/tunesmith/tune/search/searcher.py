@@ -33,16 +33,10 @@ def _validate_mode(mode: str | None) -> None:
 
 
 def _atomic_dump(obj: Any, path: str) -> None:
-    """Pickles ``obj`` to ``path`` through a temporary file; a failure leaves neither a new ``path`` nor the file."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        with open(tmp, "wb") as f:
-            cloudpickle.dump(obj, f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    """Pickles ``obj`` to ``path`` atomically (see ``storage.write_atomic``)."""
+    from tunesmith._internal.storage import write_atomic
+
+    write_atomic(path, lambda f: cloudpickle.dump(obj, f))
 
 
 def _load(path: str) -> Any:
