@@ -713,37 +713,3 @@ def test_a_failed_trainer_run_continues_with_restore(tmp_path):
     assert [(row["epoch"], row["training_iteration"]) for _, row in result.metrics_dataframe.iterrows()] == [
         (0, 1), (1, 2), (2, 3), (3, 4), (4, 5)]
     assert result.metrics["rows"] == 4 and result.path.startswith(str(path))
-
-
-# -- get_checkpoint after a report ---------------------------------------------------------------------
-def loop_reading_back_its_checkpoints(config):
-    rank = train.get_context().get_world_rank()
-    seen = []
-    for step in range(3):
-        with tempfile.TemporaryDirectory() as d:
-            Path(d, "step.txt").write_text(str(step))
-            checkpoint = Checkpoint.from_directory(d) if rank == 0 else None
-            train.report({"step": step}, checkpoint=checkpoint)
-        latest = train.get_checkpoint()
-        if latest is None:
-            seen.append(None)
-        else:
-            with latest.as_directory() as path:
-                seen.append((os.path.basename(latest.path), Path(path, "step.txt").read_text()))
-    return {"rank": rank, "seen": seen}
-
-
-def test_get_checkpoint_in_a_worker_returns_the_persisted_checkpoint_of_its_report(tmp_path):
-    trainer = DataParallelTrainer(
-        loop_reading_back_its_checkpoints,
-        scaling_config=ScalingConfig(num_workers=2),
-        run_config=quiet(storage_path=str(tmp_path), name="readback"),
-    )
-    result = trainer.fit()
-    assert result.error is None
-    # Rank 0 reported the checkpoints: after each report, get_checkpoint() is the trial's copy of it,
-    # in the trial's directory (the temporary directory it came from is gone).
-    assert result.return_value["seen"] == [
-        ("checkpoint_000000", "0"), ("checkpoint_000001", "1"), ("checkpoint_000002", "2"),
-    ]
-    assert result.checkpoint.path.endswith("checkpoint_000002")

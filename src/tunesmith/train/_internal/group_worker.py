@@ -14,13 +14,6 @@ memory, which the receiving processes cannot all open):
     ``(REPORT, metrics, staged)``           one ``train.report``; ``staged``: a checkpoint was staged
     ``(DONE, pickled_return_value)``        the function returned (None for None)
     ``(ERROR, traceback, pickled_exception, time)``   the function or the set-up raised
-    ``(CHECKPOINT, n)``                     which checkpoint did my ``n``-th report become?
-
-The one message the other way during training is the answer to ``CHECKPOINT``:
-``(CHECKPOINT, checkpoint)``, sent once every rank's ``n``-th report is in and
-the trial's checkpoint of that round is persisted. A worker asks only from
-``train.get_checkpoint()`` after it reported a checkpoint, so the answer waits
-for nothing the worker does not wait for itself.
 """
 from __future__ import annotations
 
@@ -39,7 +32,6 @@ from typing import Any, Callable
 REPORT = "r"
 DONE = "d"
 ERROR = "e"
-CHECKPOINT = "c"
 
 _TUNESMITH_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 _INTERNAL_DIRS = (
@@ -93,8 +85,7 @@ class WorkerSession:
         self._conn = conn
         self.trial_info = spec.trial_info
         self.config = spec.config
-        self._checkpoint = spec.checkpoint
-        self._unresolved_report = 0  # the number of this worker's latest report with a checkpoint, until resolved
+        self.checkpoint = spec.checkpoint
         self.gpu_ids = list(spec.gpu_ids)
         self.reports = 0
         self.context = TrainContext(
@@ -107,16 +98,6 @@ class WorkerSession:
             metadata=spec.metadata,
         )
         self._shards: dict[str, Any] = {}
-
-    @property
-    def checkpoint(self):
-        """What ``train.get_checkpoint()`` returns: the checkpoint the group started from, or, once
-        this worker reported one, the trial's persisted checkpoint of that round (as on Ray)."""
-        if self._unresolved_report:
-            send(self._conn, (CHECKPOINT, self._unresolved_report))
-            self._checkpoint = recv(self._conn)[1]
-            self._unresolved_report = 0
-        return self._checkpoint
 
     def report(self, metrics: dict, checkpoint=None) -> None:
         from tunesmith.train._checkpoint import Checkpoint
@@ -137,7 +118,6 @@ class WorkerSession:
             path = checkpoints.staged_path(self._spec.staging_dir, self.reports, self._spec.rank)
             checkpoints.stage(checkpoint, path, getattr(self._spec.trial_info, "trial_dir", None))
             staged = True
-            self._unresolved_report = self.reports
         try:
             send(self._conn, (REPORT, _plain_metrics(metrics), staged))
         except (pickle.PicklingError, TypeError, AttributeError) as exc:

@@ -19,7 +19,7 @@ from multiprocessing.connection import wait
 from typing import Any
 
 from tunesmith.train._internal import checkpoints
-from tunesmith.train._internal.group_worker import CHECKPOINT, DONE, ERROR, REPORT, WorkerSpec, recv, send
+from tunesmith.train._internal.group_worker import DONE, ERROR, REPORT, WorkerSpec, recv
 from tunesmith.train._internal.worker_group import WorkerGroup, start_method
 
 logger = logging.getLogger(__name__)
@@ -248,7 +248,6 @@ class _GroupRun:
         self.next_iteration = 1
         self.last_event = time.monotonic()
         self._warned_uneven = False
-        self.asking: dict[int, int] = {}  # rank -> the report whose checkpoint it waits for
 
     def run(self) -> bytes | None:
         by_conn = {h.conn: h for h in self.group.handles}
@@ -278,9 +277,6 @@ class _GroupRun:
                 kind = msg[0]
                 if kind == REPORT:
                     self._on_report(handle.rank, msg[1], msg[2])
-                elif kind == CHECKPOINT:
-                    self.asking[handle.rank] = msg[1]
-                    self._answer_checkpoint_queries()
                 elif kind == DONE:
                     self.finished[handle.rank] = self.counts[handle.rank]
                     if handle.rank == 0:
@@ -333,16 +329,6 @@ class _GroupRun:
         while len(self.pending.get(self.next_iteration, ())) == self.n:
             self._emit(self.next_iteration)
             self.next_iteration += 1
-        if self.asking:
-            self._answer_checkpoint_queries()
-
-    def _answer_checkpoint_queries(self) -> None:
-        """Tells each rank waiting in ``train.get_checkpoint()`` the trial's latest checkpoint, once
-        the round of the report it asks about is persisted."""
-        for rank, report in list(self.asking.items()):
-            if report < self.next_iteration:
-                del self.asking[rank]
-                send(next(h for h in self.group.handles if h.rank == rank).conn, (CHECKPOINT, getattr(self.sess, "checkpoint", None)))
 
     def _emit(self, iteration: int) -> None:
         from tunesmith.train._checkpoint import Checkpoint
