@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from tunesmith import tune
+from tunesmith.tune.search.basic_variant import BasicVariantGenerator
 from tunesmith.tune.search.sample import Categorical, Float, Integer, LogUniform, Normal, Quantized, Uniform
 from tunesmith.tune.search.variant_generator import (
     apply_point,
@@ -353,9 +354,35 @@ def test_grid_variants_come_in_rays_order():
     assert [(c["batch"], c["lr"]) for c in _configs(space)] == [(32, 0.1), (64, 0.1), (32, 0.01), (64, 0.01)]
 
 
-def test_a_grid_inside_a_sampled_choice_is_a_clear_error():
-    with pytest.raises(ValueError, match="inside a value that is sampled"):
-        _configs({"m": tune.choice([{"a": tune.grid_search([1, 2])}])})
+def test_a_grid_inside_a_sampled_choice_expands_that_sample_as_on_ray():
+    """A sample that picks a tune.choice option holding a grid_search becomes one configuration per
+    point of that grid (Ray 2.60 gives 6 trials for num_samples=3 of a one-option choice)."""
+    space = {"m": tune.choice([{"a": tune.grid_search([1, 2]), "u": tune.uniform(0, 1)}]), "k": 7}
+    algo = BasicVariantGenerator(random_state=0)
+    algo.add_configurations(space, num_samples=3)
+    configs = []
+    while (suggestion := algo.next_trial(f"t{len(configs)}")) is not None:
+        configs.append(suggestion.config)
+    assert [c["m"]["a"] for c in configs] == [1, 2, 1, 2, 1, 2]
+    assert all(c["k"] == 7 and 0 <= c["m"]["u"] < 1 for c in configs)
+    assert algo.is_finished()
+    # The space itself keeps its grid for the next sample.
+    assert space["m"].categories[0]["a"] == {"grid_search": [1, 2]}
+
+
+def test_a_sampled_choice_mixing_grid_and_plain_options(tmp_path):
+    def f(config):
+        return {"score": 1}
+
+    results = tune.Tuner(
+        f,
+        param_space={"m": tune.choice([{"a": tune.grid_search([1, 2])}, {"a": 5}])},
+        tune_config=tune.TuneConfig(num_samples=4, search_alg=BasicVariantGenerator(random_state=3)),
+        run_config=tune.RunConfig(verbose=0, storage_path=str(tmp_path)),
+    ).fit()
+    values = sorted(r.config["m"]["a"] for r in results)
+    assert len(values) == 4 + values.count(1)  # each sample that took the grid option became two trials
+    assert values.count(1) == values.count(2)
 
 
 def test_qlograndint_is_log_uniform_over_the_multiples_as_on_ray():

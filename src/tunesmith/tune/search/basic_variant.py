@@ -41,6 +41,9 @@ class _VariantStream:
         self.sample_index = 0
         self.grid_index = 0
         self.constants: dict | None = None
+        # The further configurations of the last grid point, where a sampled tune.choice option
+        # held a grid_search of its own.
+        self.expanded: list[tuple[dict, dict]] = []
 
     @property
     def total(self) -> int | None:
@@ -50,6 +53,8 @@ class _VariantStream:
         return from_points + max(self.num_samples - len(self.point_plans), 0) * self.base_plan.size
 
     def exhausted(self) -> bool:
+        if getattr(self, "expanded", None):
+            return False
         return self.repeats is not None and self.sample_index >= self.repeats
 
     def _plan(self) -> tuple[GridPlan, dict]:
@@ -58,6 +63,9 @@ class _VariantStream:
         return self.base_plan, {}
 
     def next(self, rng: Any) -> tuple[dict, dict] | None:
+        expanded = getattr(self, "expanded", None)  # absent in a stream saved before it existed
+        if expanded:
+            return expanded.pop(0)
         while not self.exhausted():
             plan, preset = self._plan()
             if self.grid_index >= plan.size:
@@ -67,13 +75,15 @@ class _VariantStream:
                 continue
             if self.constant_grid_search and self.constants is None:
                 self.constants = plan.constants(rng)
-            resolved, config = plan.variant(self.grid_index, rng, self.constants)
+            variants = [({**preset, **resolved}, config)
+                        for resolved, config in plan.variants(self.grid_index, rng, self.constants)]
             self.grid_index += 1
             if self.grid_index >= plan.size:
                 self.sample_index += 1
                 self.grid_index = 0
                 self.constants = None
-            return {**preset, **resolved}, config
+            self.expanded = variants[1:]
+            return variants[0]
         return None
 
 

@@ -348,7 +348,9 @@ def _path_str(path: Path) -> str:
     return "/".join(map(str, path))
 
 
-def resolve_config(config: dict, random_state: Any = None, allow_pending: bool = False) -> dict[Path, Any]:
+def resolve_config(
+    config: dict, random_state: Any = None, allow_pending: bool = False, keep_grids: bool = False
+) -> dict[Path, Any]:
     """Samples every domain and sample_from function of ``config`` in place.
 
     Plain domains are sampled first, in the order they appear; sample_from
@@ -360,6 +362,9 @@ def resolve_config(config: dict, random_state: Any = None, allow_pending: bool =
         random_state: Seed, numpy Generator or RandomState for the domains.
         allow_pending: Leave functions that wait on unassigned values
             unresolved instead of raising.
+        keep_grids: Leave a ``grid_search`` that a sampled value brought in
+            (a ``tune.choice`` option holding one) in place, for the caller to
+            expand, instead of raising.
 
     Returns:
         ``{path: value}`` of every value that was sampled.
@@ -367,13 +372,15 @@ def resolve_config(config: dict, random_state: Any = None, allow_pending: bool =
     Raises:
         ValueError: If sample_from functions depend on each other in a cycle.
     """
-    resolved, complete = _resolve(config, random_state, allow_pending)
+    resolved, complete = _resolve(config, random_state, allow_pending, keep_grids)
     if complete:
         _retuple(config)
     return resolved
 
 
-def _resolve(config: dict, random_state: Any, allow_pending: bool) -> tuple[dict[Path, Any], bool]:
+def _resolve(
+    config: dict, random_state: Any, allow_pending: bool, keep_grids: bool = False
+) -> tuple[dict[Path, Any], bool]:
     """``resolve_config``'s work: ``(resolved, complete)``, ``complete`` False when functions still wait."""
     leaves = list(_walk(config))
     resolved: dict[Path, Any] = {}
@@ -385,6 +392,8 @@ def _resolve(config: dict, random_state: Any, allow_pending: bool) -> tuple[dict
         nested: list[tuple[Path, str, Any]] = []
         for path, kind, value in leaves:
             if kind == "grid":
+                if keep_grids:
+                    continue
                 raise ValueError(
                     f"A tune.grid_search at {_path_str(path)!r} sits inside a value that is sampled (a tune.choice "
                     "option): a grid is expanded before sampling, so it cannot depend on a sampled choice. Put "
@@ -485,8 +494,33 @@ class GridPlan:
         for path, value in (constants or {}).items():
             assign_value(config, path, value)
             resolved[path] = value
-        resolved.update(resolve_config(config, random_state))
+        resolved.update(resolve_config(config, random_state, keep_grids=True))
         return resolved, config
+
+    def variants(
+        self, index: int, random_state: Any = None, constants: dict[Path, Any] | None = None
+    ) -> list[tuple[dict[Path, Any], dict]]:
+        """The configurations of grid point ``index``: one, or, where a sampled value brought in
+        a ``grid_search`` (a ``tune.choice`` option holding one), one per point of that grid, as
+        Ray expands it."""
+        return _expand_sampled_grids(*self.variant(index, random_state, constants), random_state)
+
+
+def _expand_sampled_grids(
+    resolved: dict[Path, Any], config: dict, random_state: Any
+) -> list[tuple[dict[Path, Any], dict]]:
+    if not any(kind == "grid" for _, kind, _ in _walk(config)):
+        return [(resolved, config)]
+    plan = GridPlan(config)
+    if plan.size == 0:
+        raise ValueError("A tune.choice option holds a grid_search with no values.")
+    out = []
+    for index in range(plan.size):
+        for inner_resolved, inner_config in plan.variants(index, random_state):
+            merged = {path: get_value(inner_config, path) for path in resolved}
+            merged.update(inner_resolved)
+            out.append((merged, inner_config))
+    return out
 
 
 def _expand_options(values: list, path: Path) -> list:
@@ -534,7 +568,7 @@ def generate_variants(
     plan = GridPlan(space)
     constants = plan.constants(rng) if constant_grid_search else None
     for index in range(plan.size):
-        yield plan.variant(index, rng, constants)
+        yield from plan.variants(index, rng, constants)
 
 
 # ---------------------------------------------------------------------------
