@@ -486,3 +486,32 @@ def test_checkpoint_dir_api_uploads_and_restores(s3, bucket, tmp_path):
     names = sorted({k.split("/")[3] for k in s3.keys(bucket, f"o/old/{trial}/checkpoint_")})
     assert names == ["checkpoint_000000", "checkpoint_000001", "checkpoint_000002"]
     assert s3.read(bucket, f"o/old/{trial}/checkpoint_000002/step") == b"3"
+
+
+def _writes_through_its_storage(config):
+    storage = train.get_context().get_storage()
+    rank = train.get_context().get_world_rank()
+    # A user's own file next to the trial's results, written with the storage's filesystem (as on Ray).
+    with storage.storage_filesystem.open_output_stream(f"{storage.trial_fs_path}/note_rank{rank}.txt") as f:
+        f.write(b"hello")
+    train.report({"rank": rank, "trial_fs_path": storage.trial_fs_path, "experiment_fs_path": storage.experiment_fs_path,
+                  "storage_path": storage.storage_path, "trial_dir_name": storage.trial_dir_name,
+                  "experiment_dir_name": storage.experiment_dir_name})
+
+
+def test_get_storage_in_trainer_workers_names_the_bucket(s3, bucket):
+    from tunesmith.train import ScalingConfig
+    from tunesmith.train.data_parallel_trainer import DataParallelTrainer
+
+    result = DataParallelTrainer(
+        _writes_through_its_storage, scaling_config=ScalingConfig(num_workers=2),
+        run_config=train.RunConfig(name="st", storage_path=f"s3://{bucket}/t", verbose=0),
+    ).fit()
+    assert result.error is None
+    trial = result.path.rsplit("/", 1)[1]
+    m = result.metrics
+    assert m["trial_fs_path"] == f"{bucket}/t/st/{trial}"
+    assert m["experiment_fs_path"] == f"{bucket}/t/st" and m["storage_path"] == f"{bucket}/t"
+    assert m["trial_dir_name"] == trial and m["experiment_dir_name"] == "st"
+    keys = s3.keys(bucket, f"t/st/{trial}/")
+    assert {f"t/st/{trial}/note_rank0.txt", f"t/st/{trial}/note_rank1.txt"} <= set(keys)

@@ -713,3 +713,66 @@ def test_a_failed_trainer_run_continues_with_restore(tmp_path):
     assert [(row["epoch"], row["training_iteration"]) for _, row in result.metrics_dataframe.iterrows()] == [
         (0, 1), (1, 2), (2, 3), (3, 4), (4, 5)]
     assert result.metrics["rows"] == 4 and result.path.startswith(str(path))
+
+
+# -- the note about ranks that returned early -------------------------------------------------------------
+def rank_1_fails_after_rank_0(config):
+    rank = train.get_context().get_world_rank()
+    marker = os.path.join(config["dir"], "rank1_failing")
+    train.report({"i": 0})
+    train.report({"i": 1})
+    if rank == 1:
+        if config["rank_0_returns_first"]:
+            deadline = time.time() + 120
+            while not os.path.exists(os.path.join(config["dir"], "rank0_done")) and time.time() < deadline:
+                time.sleep(0.01)
+            time.sleep(0.5)  # rank 0's return reaches the supervisor first
+        Path(marker).touch()
+        raise ValueError("rank 1 fails")
+    if not config["rank_0_returns_first"]:
+        deadline = time.time() + 120
+        while not os.path.exists(marker) and time.time() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.2)  # rank 1 has raised by now
+        train.report({"i": 2})  # a third report, after rank 1 failed
+    Path(config["dir"], "rank0_done").touch()
+
+
+@pytest.mark.parametrize("rank_0_returns_first", [True, False])
+def test_failure_names_a_rank_as_returned_only_if_it_returned_before_the_failure(tmp_path, rank_0_returns_first):
+    trainer = DataParallelTrainer(
+        rank_1_fails_after_rank_0,
+        train_loop_config={"dir": str(tmp_path), "rank_0_returns_first": rank_0_returns_first},
+        scaling_config=ScalingConfig(num_workers=2),
+        run_config=quiet(storage_path=str(tmp_path), name="note"),
+    )
+    with pytest.raises(TrainingFailedError) as info:
+        trainer.fit()
+    message = str(info.value)
+    assert "rank 1 fails" in message
+    if rank_0_returns_first:
+        assert "rank 0 had returned (after 2 reports)" in message
+    else:
+        # Rank 0 returned while the failure was being handled: it is not the cause, and not named as one.
+        assert "had returned" not in message
+
+
+def reports_its_storage(config):
+    storage = train.get_context().get_storage()
+    train.report({"trial_fs_path": storage.trial_fs_path, "experiment_fs_path": storage.experiment_fs_path,
+                  "storage_path": storage.storage_path, "trial_dir_name": storage.trial_dir_name,
+                  "experiment_dir_name": storage.experiment_dir_name,
+                  "working_dir": storage.trial_working_directory,
+                  "fs": type(storage.storage_filesystem).__name__})
+
+
+def test_get_storage_in_a_worker_has_rays_storage_fields(tmp_path):
+    result = DataParallelTrainer(
+        reports_its_storage, scaling_config=ScalingConfig(num_workers=2),
+        run_config=quiet(storage_path=str(tmp_path), name="st"),
+    ).fit()
+    m = result.metrics
+    assert m["trial_fs_path"] == result.path == m["working_dir"]
+    assert m["experiment_fs_path"] == str(tmp_path / "st") and m["storage_path"] == str(tmp_path)
+    assert m["trial_dir_name"] == os.path.basename(result.path) and m["experiment_dir_name"] == "st"
+    assert m["fs"] == "LocalFileSystem"

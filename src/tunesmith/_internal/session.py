@@ -53,8 +53,10 @@ class TrainContext:
     """
 
     def __init__(self, trial_info=None, world_rank: int = 0, world_size: int = 1,
-                 local_rank: int = 0, local_world_size: int = 1, node_rank: int = 0, metadata=None):
+                 local_rank: int = 0, local_world_size: int = 1, node_rank: int = 0, metadata=None,
+                 storage=None):
         self._trial_info = trial_info
+        self._storage = storage  # the run's RemoteTarget (remote storage only)
         self._world_rank = world_rank
         self._world_size = world_size
         self._local_rank = local_rank
@@ -95,9 +97,71 @@ class TrainContext:
     def get_metadata(self) -> dict:
         return dict(self._metadata)
 
-    def get_storage(self):
-        """Where the trial's files go: an object with ``trial_dir`` and ``experiment_path``."""
-        return self._trial_info
+    def get_storage(self) -> "TrialStorage | None":
+        """Where the trial's files go (see :class:`TrialStorage`)."""
+        return TrialStorage(self._trial_info, self._storage) if self._trial_info else None
+
+
+class TrialStorage:
+    """Where a trial's files go, as ``get_context().get_storage()`` describes them.
+
+    The fields of Ray's storage context: ``storage_path``, ``storage_filesystem``
+    (a ``pyarrow.fs.FileSystem``; the local one for local storage),
+    ``experiment_dir_name``, ``experiment_fs_path``, ``trial_dir_name``,
+    ``trial_fs_path`` (paths on ``storage_filesystem``) and
+    ``trial_working_directory``; besides them ``trial_dir`` and
+    ``experiment_path``, the local directories the trial writes into (the same
+    as the ``*_fs_path`` ones for local storage).
+    """
+
+    def __init__(self, trial_info, remote=None):
+        self._trial_info = trial_info
+        self._remote = remote
+
+    @property
+    def trial_dir(self) -> str:
+        return self._trial_info.trial_dir
+
+    @property
+    def experiment_path(self) -> str:
+        return self._trial_info.experiment_path
+
+    @property
+    def trial_dir_name(self) -> str:
+        return os.path.basename(self.trial_dir.rstrip(os.sep))
+
+    @property
+    def experiment_dir_name(self) -> str:
+        return self._trial_info.experiment_name
+
+    @property
+    def trial_working_directory(self) -> str:
+        return self.trial_dir
+
+    @property
+    def experiment_fs_path(self) -> str:
+        return self._remote.experiment_path if self._remote is not None else self.experiment_path
+
+    @property
+    def trial_fs_path(self) -> str:
+        return self._remote.trial_path(self.trial_dir_name) if self._remote is not None else self.trial_dir
+
+    @property
+    def storage_path(self) -> str:
+        if self._remote is not None:
+            return self.experiment_fs_path.rstrip("/").rsplit("/", 1)[0]
+        return os.path.dirname(self.experiment_path.rstrip(os.sep))
+
+    @property
+    def storage_filesystem(self):
+        if self._remote is not None:
+            return self._remote.filesystem
+        import pyarrow.fs
+
+        return pyarrow.fs.LocalFileSystem()
+
+    def __repr__(self) -> str:
+        return f"TrialStorage(trial_fs_path={self.trial_fs_path!r})"
 
 
 class _Session:
@@ -135,6 +199,8 @@ class _Session:
         # Remote storage: checkpoints are uploaded from here, never through the driver.
         self.remote = getattr(spec, "storage", None)
         self.storage_filesystem = self.remote.filesystem if self.remote is not None else None
+        if self.context._storage is None:
+            self.context._storage = self.remote
 
     # -- checkpoints ------------------------------------------------------------
     def _next_checkpoint_dir(self) -> str:

@@ -12,7 +12,7 @@ Messages to the supervisor (over a socket pair, each pickled with the plain
 pickler: ``Connection.send`` would hand torch tensors over through shared
 memory, which the receiving processes cannot all open):
     ``(REPORT, metrics, staged)``           one ``train.report``; ``staged``: a checkpoint was staged
-    ``(DONE, pickled_return_value)``        the function returned (None for None)
+    ``(DONE, pickled_return_value, time)``  the function returned (None for None)
     ``(ERROR, traceback, pickled_exception, time)``   the function or the set-up raised
 """
 from __future__ import annotations
@@ -61,6 +61,7 @@ class WorkerSpec:
     datasets: dict | None = None
     gpu_ids: list[str] = field(default_factory=list)
     parent_pid: int = 0
+    storage: Any = None  # the run's RemoteTarget (remote storage only)
 
 
 def send(conn: Connection, msg: tuple) -> None:
@@ -96,6 +97,7 @@ class WorkerSession:
             local_world_size=spec.local_world_size,
             node_rank=spec.node_rank,
             metadata=spec.metadata,
+            storage=getattr(spec, "storage", None),
         )
         self._shards: dict[str, Any] = {}
 
@@ -279,11 +281,12 @@ def run_worker(spec: WorkerSpec, conn: Connection) -> int:
                 f"The training function returned a {type(value).__name__} that cannot be serialised "
                 f"({exc}); return something picklable, or nothing."
             ) from exc
-        send(conn, (DONE, payload))
+        send(conn, (DONE, payload, time.time()))
         return 0
     except BaseException as exc:
+        failed_at = time.time()
         try:
-            send(conn, (ERROR, format_worker_traceback(exc), _pickle_exception(exc), time.time()))
+            send(conn, (ERROR, format_worker_traceback(exc), _pickle_exception(exc), failed_at))
         except OSError:
             pass
         return 1

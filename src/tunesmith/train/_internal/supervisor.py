@@ -193,7 +193,7 @@ def run_trainer(trainer, config: dict) -> bytes | None:
             rank=rank, world_size=n, local_rank=rank, local_world_size=n, node_rank=0,
             trial_info=sess.trial_info, checkpoint=checkpoint, staging_dir=staging, backend=backend,
             env=worker_env, metadata=dict(metadata or {}), datasets=datasets, gpu_ids=gpu_ids[rank],
-            parent_pid=os.getpid(),
+            parent_pid=os.getpid(), storage=getattr(sess, "remote", None),
         ))
     driver_conn = getattr(sess, "_conn", None)
     inherited = (driver_conn.fileno(),) if driver_conn is not None else ()
@@ -248,6 +248,7 @@ class _GroupRun:
         self.next_iteration = 1
         self.last_event = time.monotonic()
         self._warned_uneven = False
+        self.finished_at: dict[int, float] = {}  # rank -> when it returned (the worker's clock)
 
     def run(self) -> bytes | None:
         by_conn = {h.conn: h for h in self.group.handles}
@@ -278,7 +279,7 @@ class _GroupRun:
                 if kind == REPORT:
                     self._on_report(handle.rank, msg[1], msg[2])
                 elif kind == DONE:
-                    self.finished[handle.rank] = self.counts[handle.rank]
+                    self._finish(handle.rank, msg)
                     if handle.rank == 0:
                         value = msg[1]
                     self._check_counts()
@@ -316,10 +317,15 @@ class _GroupRun:
                     continue
                 others.pop(conn)
                 if msg[0] == DONE:
-                    self.finished[handle.rank] = self.counts[handle.rank]
+                    self._finish(handle.rank, msg)
                 elif msg[0] == ERROR:
                     failures[handle.rank] = _worker_error(handle, msg)
         return failures
+
+    def _finish(self, rank: int, msg: tuple) -> None:
+        """Notes that ``rank`` returned (``msg``: its DONE, with the time it returned)."""
+        self.finished[rank] = self.counts[rank]
+        self.finished_at[rank] = msg[2] if len(msg) > 2 else time.time()
 
     # -- reports --------------------------------------------------------------------------
     def _on_report(self, rank: int, metrics: dict, staged: bool) -> None:
@@ -446,7 +452,7 @@ class _GroupRun:
                         failures[handle.rank] = _worker_error(handle, msg)
                         break
                     if msg[0] == DONE:  # it returned: its end of the connection closes next
-                        self.finished[handle.rank] = self.counts[handle.rank]
+                        self._finish(handle.rank, msg)
                         break
             except (EOFError, OSError):
                 failures[handle.rank] = self._death(handle)
@@ -463,7 +469,10 @@ class _GroupRun:
             message += "\nOther workers that failed: " + "; ".join(
                 f"rank {r}: {type(failures[r][0]).__name__}: {failures[r][0]}" for r in others
             )
-        returned = {r: c for r, c in self.finished.items() if r not in failures}
+        # Only a rank that returned before the failure can have caused it.
+        failed_at = failures[primary][2]
+        returned = {r: c for r, c in self.finished.items()
+                    if r not in failures and self.finished_at.get(r, 0.0) <= failed_at}
         if returned:
             # A worker that had returned leaves the others' collective calls without a peer, and
             # they fail with errors about a lost connection rather than the cause.
