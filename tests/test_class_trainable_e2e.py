@@ -217,8 +217,8 @@ def test_an_experiments_restore_checkpoint_is_used():
     assert trial.last_result["value"] == 5  # loaded 3, not the config's start of 50
 
 
-def test_an_experiment_warns_of_arguments_it_does_not_know():
-    with pytest.warns(UserWarning, match="ignores arguments it does not know: chekpoint_freq"):
+def test_an_experiment_refuses_arguments_it_does_not_know():
+    with pytest.raises(TypeError, match="did you mean 'checkpoint_freq'"):
         tune.Experiment("typo", Counter, chekpoint_freq=1)
 
 

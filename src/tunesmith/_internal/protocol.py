@@ -77,6 +77,8 @@ class TrialSpec:
     # scheduler's decision points, the stop criteria): a pipelined trial waits for the answer
     # to a result that reaches the next of them (None: no such point is known).
     decision_points: dict | None = None
+    # Formats a class trainable exports its model in (``Trainable.export_model``) when its trial ends.
+    export_formats: tuple = ()
 
 
 PIPELINE_ENV = "TUNESMITH_RESULT_PIPELINE_S"

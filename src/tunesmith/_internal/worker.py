@@ -353,6 +353,8 @@ class Worker:
                         return
                     if type(reply) is tuple and reply[0] == P.STOP:
                         name = save() if reply[1] and saved_at != instance.iteration else None
+                        if getattr(spec, "export_formats", ()):
+                            instance.export_model(list(spec.export_formats))  # as on Ray, when the trial ends
                         self._finish_instance(instance, spec, keep=spec.reuse)
                         trial_hooks.run_trial_end_hooks(trial_hooks.FINISHED)
                         conn.send((P.DONE, None, name))

@@ -40,6 +40,8 @@ class ExperimentInput:
     initial_checkpoint: str | None = None
     # The experiment directory's name, fixed when a Tuner is constructed.
     experiment_name: str | None = None
+    # tune.run(export_formats=...): formats a class trainable's export_model writes when its trial ends.
+    export_formats: tuple = ()
 
 
 def resolve_trainable(trainable: Any) -> tuple[Any, str]:
@@ -500,7 +502,7 @@ def _build_controller(inp: ExperimentInput, trainable, name: str, payload: bytes
             os.path.join(storage.experiment_local_path, EXPERIMENT_STATE_FILE)
         ):
             trials, scheduler_restored = _restore_trials(
-                storage, search_alg, scheduler, restore_options, rc.checkpoint_config
+                storage, search_alg, scheduler, restore_options, rc.checkpoint_config, inp.initial_checkpoint
             )
             stopper = _restore_stopper(storage.experiment_local_path, storage.state_slot, stopper)
             old_space = restore_options.get("respecified")
@@ -543,6 +545,7 @@ def _build_controller(inp: ExperimentInput, trainable, name: str, payload: bytes
             trials=trials,
             scheduler_restored=scheduler_restored,
             initial_checkpoint=inp.initial_checkpoint,
+            export_formats=tuple(inp.export_formats or ()),
             callback_setup={"stop": rc.stop, "num_samples": tc.num_samples, "time_budget_s": tc.time_budget_s},
         ))
         controller.experiment_lock = lock
@@ -867,7 +870,8 @@ def _first_line_remote(fs, path: str) -> bytes | None:
         return None
 
 
-def _restore_trials(storage: StorageContext, search_alg, scheduler, options: dict, checkpoint_config=None):
+def _restore_trials(storage: StorageContext, search_alg, scheduler, options: dict, checkpoint_config=None,
+                    initial_checkpoint: str | None = None):
     """Rebuilds the trials of a saved experiment and the search and scheduler state.
 
     Returns ``(trials, scheduler_restored)``; with ``scheduler_restored`` the scheduler
@@ -881,6 +885,15 @@ def _restore_trials(storage: StorageContext, search_alg, scheduler, options: dic
     storage.state_slot = state.get("state_slot")  # the slot of the states saved with it (None: older runs)
     trials = []
     ended_unfinished = []
+
+    def latest_or_initial(trial):
+        """A trial's latest checkpoint; before it saved one, tune.run(restore=...)'s, if given."""
+        if trial.checkpoint is not None or not initial_checkpoint:
+            return trial.checkpoint
+        from tunesmith.train._checkpoint import Checkpoint
+
+        return Checkpoint(initial_checkpoint)
+
     for tstate in state["trials"]:
         try:
             trial = Trial.from_json_state(
@@ -898,7 +911,7 @@ def _restore_trials(storage: StorageContext, search_alg, scheduler, options: dic
                 # resumes from its latest.
                 chosen = trial.restore_checkpoint
                 if trial.status == Trial.RUNNING or chosen is None or checkpoint_missing(chosen):
-                    trial.restore_checkpoint = trial.checkpoint
+                    trial.restore_checkpoint = latest_or_initial(trial)
                 trial.status = Trial.PENDING
             else:
                 trial.status = Trial.TERMINATED
@@ -911,7 +924,7 @@ def _restore_trials(storage: StorageContext, search_alg, scheduler, options: dic
                 trial.status = Trial.PENDING
                 trial.last_result = {}
             elif options.get("resume_errored"):
-                trial.restore_checkpoint = trial.checkpoint
+                trial.restore_checkpoint = latest_or_initial(trial)
                 trial.status = Trial.PENDING
         if trial.status == Trial.PENDING:
             rows = trial.rows_at(trial.restore_checkpoint)

@@ -45,6 +45,7 @@ def run(
     max_concurrent_trials: int | None = None,
     local_dir: str | None = None,
     chdir_to_trial_dir: bool | None = None,
+    export_formats: list[str] | None = None,
     **kwargs: Any,
 ):
     """Runs an experiment and returns an :class:`~tunesmith.tune.ExperimentAnalysis`.
@@ -61,9 +62,24 @@ def run(
     """
     from tunesmith.tune.experiment.experiment import Experiment
 
-    if kwargs:
-        unknown = ", ".join(sorted(kwargs))
-        warnings.warn(f"tune.run() ignores arguments it does not know: {unknown}.", stacklevel=2)
+    _check_obsolete_arguments("tune.run()", kwargs, _OBSOLETE_RUN_ARGS, _run_argument_names())
+    if isinstance(run_or_experiment, (list, tuple)) and run_or_experiment and all(
+        isinstance(e, Experiment) for e in run_or_experiment
+    ):
+        # Several experiments, one after the other, in one analysis of all their trials (as on Ray).
+        from tunesmith.tune.analysis.experiment_analysis import ExperimentAnalysis
+
+        analyses = [
+            run(exp, metric=metric, mode=mode, search_alg=search_alg, scheduler=scheduler, verbose=verbose,
+                progress_reporter=progress_reporter, fail_fast=fail_fast, reuse_actors=reuse_actors,
+                raise_on_failed_trial=False, callbacks=callbacks, resume=resume,
+                max_concurrent_trials=max_concurrent_trials, restore=restore)
+            for exp in run_or_experiment
+        ]
+        trials = [t for a in analyses for t in a.trials]
+        _raise_on_failed(trials, raise_on_failed_trial)
+        return ExperimentAnalysis(analyses[-1].experiment_path, trials=trials, default_metric=metric,
+                                  default_mode=mode)
     if isinstance(run_or_experiment, Experiment):
         exp_kwargs = run_or_experiment.run_kwargs()
         if restore is not None:
@@ -103,7 +119,8 @@ def run(
     inp = ExperimentInput(
         trainable=run_or_experiment, param_space=config or {}, tune_config=tune_config,
         run_config=run_config, resources_per_trial=resources_per_trial, default_verbose=3,
-        initial_checkpoint=os.fspath(restore) if restore is not None else None,
+        initial_checkpoint=os.fspath(restore) if restore else None,  # "" (an unset CLI option): none
+        export_formats=_export_formats(export_formats),
     )
     restore_path = None
     if resume_options is not None and name:
@@ -112,16 +129,64 @@ def run(
         candidate = os.path.join(run_config.storage_path or default_storage_path(), name)
         from tunesmith.tune.tuner import Tuner
 
-        if Tuner.can_restore(candidate):
+        if Tuner.can_restore(candidate, storage_filesystem=storage_filesystem):
             restore_path = candidate
     analysis, _ = run_experiment(inp, restore_path, resume_options)
-    if raise_on_failed_trial:
-        failed = [t for t in analysis.trials if t.status == "ERROR"]
-        if failed:
-            from tunesmith.tune.error import TuneError
-
-            raise TuneError(f"Trials did not complete: {[str(t) for t in failed]}")
+    _raise_on_failed(analysis.trials, raise_on_failed_trial)
     return analysis
+
+
+def _raise_on_failed(trials: list, raise_on_failed_trial: bool) -> None:
+    failed = [t for t in trials if t.status == "ERROR"]
+    if raise_on_failed_trial and failed:
+        from tunesmith.tune.error import TuneError
+
+        raise TuneError(f"Trials did not complete: {[str(t) for t in failed]}")
+
+
+# Arguments of earlier tune.run() versions that no longer do anything here: accepted with a warning,
+# so that older scripts (seed 003's ``tune.run(MyDurableTrainable, sync_to_driver=False)``) still run.
+_OBSOLETE_RUN_ARGS = frozenset({
+    "sync_to_driver", "sync_to_cloud", "sync_on_checkpoint", "upload_dir", "loggers", "server_port",
+    "with_server", "queue_trials", "trial_executor", "global_checkpoint_period", "ray_auto_init",
+    "run_errored_only", "return_trials", "sync_function", "syncer", "trial_name_creator_fn", "_remote",
+    "_remote_string_queue", "_entrypoint", "_experiment_checkpoint_dir",
+})
+
+
+def _export_formats(export_formats: Any) -> tuple:
+    if not export_formats:
+        return ()
+    if isinstance(export_formats, str):
+        return (export_formats,)
+    if not isinstance(export_formats, (list, tuple)) or not all(isinstance(f, str) for f in export_formats):
+        raise TypeError(f"export_formats must be a format name or a list of them, got {export_formats!r}.")
+    return tuple(export_formats)
+
+
+def _run_argument_names() -> list[str]:
+    import inspect
+
+    return [name for name in inspect.signature(run).parameters if name != "kwargs"]
+
+
+def _check_obsolete_arguments(where: str, kwargs: dict, obsolete: frozenset, known: list[str]) -> None:
+    """Warns of arguments of earlier versions that are ignored; raises ``TypeError`` for any other
+    unknown argument (a typo must not run an experiment without the setting)."""
+    import difflib
+
+    unknown = sorted(k for k in kwargs if k not in obsolete)
+    if unknown:
+        hints = []
+        for name in unknown:
+            close = difflib.get_close_matches(name, known, n=1)
+            hints.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        raise TypeError(f"{where} got unexpected keyword argument{'s' if len(unknown) > 1 else ''}: "
+                        f"{', '.join(hints)}.")
+    ignored = sorted(kwargs)
+    if ignored:
+        warnings.warn(f"{where} ignores arguments of earlier versions that no longer apply: "
+                      f"{', '.join(ignored)}.", stacklevel=3)
 
 
 # What each part of tune.run(resume="AUTO+ERRORED") sets, as Tuner.restore's options.
@@ -176,18 +241,26 @@ def _with_legacy_checkpoint_args(checkpoint_config, keep_checkpoints_num, checkp
     """``checkpoint_config`` with the older checkpoint arguments of ``tune.run`` applied over it."""
     import dataclasses
 
-    config = dataclasses.replace(checkpoint_config) if checkpoint_config is not None else CheckpointConfig()
+    if isinstance(checkpoint_config, dict):
+        checkpoint_config = CheckpointConfig(**checkpoint_config)
+    elif checkpoint_config is not None and not isinstance(checkpoint_config, CheckpointConfig):
+        raise TypeError(
+            f"checkpoint_config must be a CheckpointConfig (or a dict of its fields), got "
+            f"{type(checkpoint_config).__name__}."
+        )
+    config = checkpoint_config if checkpoint_config is not None else CheckpointConfig()
+    changes: dict[str, Any] = {}
     if keep_checkpoints_num is not None:
-        config.num_to_keep = keep_checkpoints_num
+        changes["num_to_keep"] = keep_checkpoints_num
     if checkpoint_score_attr:
         lower_is_better = checkpoint_score_attr.startswith("min-")
-        config.checkpoint_score_attribute = checkpoint_score_attr[4:] if lower_is_better else checkpoint_score_attr
-        config.checkpoint_score_order = "min" if lower_is_better else "max"
-    if checkpoint_freq:
-        config.checkpoint_frequency = checkpoint_freq
+        changes["checkpoint_score_attribute"] = checkpoint_score_attr[4:] if lower_is_better else checkpoint_score_attr
+        changes["checkpoint_score_order"] = "min" if lower_is_better else "max"
+    if checkpoint_freq and checkpoint_freq > 0:  # as on Ray, 0 or less saves no periodic checkpoint
+        changes["checkpoint_frequency"] = checkpoint_freq
     if checkpoint_at_end or config.checkpoint_at_end is None:
-        config.checkpoint_at_end = bool(checkpoint_at_end)  # tune.run saves no final checkpoint unless asked
-    return config
+        changes["checkpoint_at_end"] = bool(checkpoint_at_end)  # tune.run saves no final checkpoint unless asked
+    return dataclasses.replace(config, **changes)  # checked as a CheckpointConfig of its own
 
 
 def run_experiments(experiments, scheduler=None, verbose: int = 2, progress_reporter=None,

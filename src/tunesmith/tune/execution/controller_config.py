@@ -53,6 +53,7 @@ class ControllerConfig:
         trials: Trials read back from a saved experiment (restore).
         experiment_state_extra: More keys for the saved experiment state.
         initial_checkpoint: A checkpoint every new trial starts from.
+        export_formats: Formats a class trainable's ``export_model`` writes when its trial ends.
         scheduler_restored: The scheduler got its state back, so restored trials are
             not added to it again.
 
@@ -90,6 +91,7 @@ class ControllerConfig:
     trials: list | None = None
     experiment_state_extra: dict | None = None
     initial_checkpoint: str | None = None
+    export_formats: tuple = ()
     scheduler_restored: bool = False
     callback_setup: dict | None = None
 

@@ -253,6 +253,7 @@ class TrialLifecycle:
             result_buffer_length=self._settings.result_buffer_length,
             storage=self._storage.remote_target(),
             decision_points=self._decision_points(trial),
+            export_formats=cfg.export_formats,
             # The working directory the trial started from, before it moved into its own (as on Ray).
             env={"TUNE_ORIG_WORKING_DIR": self._orig_cwd},
         )
@@ -644,7 +645,9 @@ class TrialLifecycle:
         )
         it, trials = self._run.iteration, self._table.trials
         if retry:
-            trial.restore_checkpoint = trial.checkpoint
+            # From its latest checkpoint; before it saved one, from tune.run(restore=...)'s, if given.
+            initial = self._cfg.initial_checkpoint
+            trial.restore_checkpoint = trial.checkpoint or (Checkpoint(initial) if initial else None)
             self._table.set_status(trial, Trial.PENDING)
             self._callbacks.on_trial_recover(iteration=it, trials=trials, trial=trial)
             return

@@ -5,6 +5,16 @@ import warnings
 from typing import Any
 
 
+# Arguments of earlier Experiment versions with no effect here, besides tune.run's own.
+_OBSOLETE_EXPERIMENT_ARGS = frozenset({"custom_loggers"})
+
+
+def _experiment_argument_names() -> list[str]:
+    import inspect
+
+    return [n for n in inspect.signature(Experiment.__init__).parameters if n not in ("self", "kwargs")]
+
+
 class Experiment:
     """One experiment: a trainable, its config and how to run it.
 
@@ -22,6 +32,7 @@ class Experiment:
         log_to_file: Capture trial output to files.
         restore: A checkpoint (path) every trial of the experiment starts from.
         storage_filesystem: The ``pyarrow.fs`` filesystem of ``storage_path``.
+        export_formats: Formats the trainable's ``export_model`` writes when a trial ends.
 
     Example:
         >>> from tunesmith import tune
@@ -51,6 +62,7 @@ class Experiment:
         checkpoint_score_attr: str | None = None,
         restore: Any = None,
         storage_filesystem=None,
+        export_formats: list[str] | None = None,
         **kwargs: Any,
     ):
         if run is None:
@@ -63,6 +75,10 @@ class Experiment:
         self.resources_per_trial = resources_per_trial
         self.num_samples = num_samples
         self.storage_path = storage_path or local_dir
+        if isinstance(checkpoint_config, dict):  # the dict form of a run_experiments spec
+            from tunesmith.train._config import CheckpointConfig
+
+            checkpoint_config = CheckpointConfig(**checkpoint_config)
         self.checkpoint_config = checkpoint_config
         self.max_failures = max_failures
         self.log_to_file = log_to_file
@@ -75,12 +91,12 @@ class Experiment:
         self.checkpoint_score_attr = checkpoint_score_attr
         self.restore = restore
         self.storage_filesystem = storage_filesystem
+        self.export_formats = export_formats
         self.extra = kwargs
-        if kwargs:
-            warnings.warn(
-                f"Experiment {name!r} ignores arguments it does not know: {', '.join(sorted(kwargs))}.",
-                stacklevel=2,
-            )
+        from tunesmith.tune.tune import _OBSOLETE_RUN_ARGS, _check_obsolete_arguments
+
+        _check_obsolete_arguments(f"Experiment {name!r}", kwargs, _OBSOLETE_RUN_ARGS | _OBSOLETE_EXPERIMENT_ARGS,
+                                  _experiment_argument_names())
 
     @classmethod
     def from_json(cls, name: str, spec: dict) -> "Experiment":
@@ -101,5 +117,5 @@ class Experiment:
             sync_config=self.sync_config, checkpoint_freq=self.checkpoint_freq,
             checkpoint_at_end=self.checkpoint_at_end, keep_checkpoints_num=self.keep_checkpoints_num,
             checkpoint_score_attr=self.checkpoint_score_attr, restore=self.restore,
-            storage_filesystem=self.storage_filesystem,
+            storage_filesystem=self.storage_filesystem, export_formats=self.export_formats,
         )

@@ -1,0 +1,161 @@
+"""The older ``tune.run`` / ``tune.Experiment`` arguments, as a Ray Tune 2.x script passes them."""
+from __future__ import annotations
+
+import json
+import os
+
+import pyarrow.fs
+import pytest
+
+from tunesmith import tune
+
+
+def _counts_from_checkpoint(config):
+    start = 0
+    checkpoint = tune.get_checkpoint()
+    if checkpoint:
+        with checkpoint.as_directory() as d:
+            with open(os.path.join(d, "state.json")) as f:
+                start = json.load(f)["i"]
+    if config.get("fail_once") and not os.path.exists(config["fail_once"]):
+        open(config["fail_once"], "w").close()
+        raise RuntimeError("fails once, before it saves a checkpoint of its own")
+    for i in range(start, start + 2):
+        tune.report({"i": i, "start": start})
+
+
+@pytest.fixture
+def initial_checkpoint(tmp_path):
+    path = tmp_path / "initial"
+    path.mkdir()
+    (path / "state.json").write_text(json.dumps({"i": 10}))
+    return str(path)
+
+
+def test_a_misspelled_argument_is_an_error_naming_the_right_one(tmp_path):
+    with pytest.raises(TypeError, match=r"'stopping' \(did you mean 'stop'\?\)"):
+        tune.run(_counts_from_checkpoint, storage_path=str(tmp_path / "results"), verbose=0,
+                 stopping={"training_iteration": 1})
+    with pytest.raises(TypeError, match=r"'chekpoint_freq' \(did you mean 'checkpoint_freq'\?\)"):
+        tune.Experiment("typo", _counts_from_checkpoint, chekpoint_freq=1)
+    assert not os.path.exists(tmp_path / "results")  # nothing ran
+
+
+def test_arguments_of_earlier_versions_are_accepted_with_a_warning(tmp_path):
+    with pytest.warns(UserWarning, match="ignores arguments of earlier versions.*server_port"):
+        analysis = tune.run(_counts_from_checkpoint, storage_path=str(tmp_path), verbose=0, server_port=4321)
+    assert analysis.trials[0].last_result["i"] == 1
+
+
+def test_an_empty_restore_means_no_checkpoint(tmp_path):
+    """An argparse --restore option defaulting to "" gave the trial the working directory as checkpoint."""
+    analysis = tune.run(_counts_from_checkpoint, restore="", storage_path=str(tmp_path), verbose=0)
+    assert analysis.trials[0].last_result["start"] == 0
+
+
+def test_a_retry_before_the_trials_own_checkpoint_starts_from_restore(tmp_path, initial_checkpoint):
+    analysis = tune.run(_counts_from_checkpoint, config={"fail_once": str(tmp_path / "failed")},
+                        restore=initial_checkpoint, max_failures=1, storage_path=str(tmp_path), verbose=0)
+    (trial,) = analysis.trials
+    assert trial.status == "TERMINATED" and trial.last_result["start"] == 10
+
+
+def test_resume_errored_before_the_trials_own_checkpoint_starts_from_restore(tmp_path, initial_checkpoint):
+    kwargs = dict(config={"fail_once": str(tmp_path / "failed")}, name="exp", restore=initial_checkpoint,
+                  storage_path=str(tmp_path), verbose=0, raise_on_failed_trial=False)
+    assert tune.run(_counts_from_checkpoint, **kwargs).trials[0].status == "ERROR"
+    (trial,) = tune.run(_counts_from_checkpoint, resume="AUTO+ERRORED", **kwargs).trials
+    assert trial.status == "TERMINATED" and trial.last_result["start"] == 10
+
+
+def _fails_after_checkpoints(config):
+    start = 0
+    checkpoint = tune.get_checkpoint()
+    if checkpoint:
+        with checkpoint.as_directory() as d:
+            with open(os.path.join(d, "state.json")) as f:
+                start = json.load(f)["i"]
+    for i in range(start, 5):
+        if i == 3 and not os.path.exists(config["marker"]):
+            open(config["marker"], "w").close()
+            raise RuntimeError("fails at 3")
+        with tune.checkpoint_dir(step=i) as d:
+            with open(os.path.join(d, "state.json"), "w") as f:
+                json.dump({"i": i + 1}, f)
+        tune.report({"i": i, "start": start})
+
+
+def test_resume_with_a_storage_filesystem_continues_the_same_experiment(tmp_path):
+    root = tmp_path / "store"
+    root.mkdir()
+    fs = pyarrow.fs.SubTreeFileSystem(str(root), pyarrow.fs.LocalFileSystem())
+    kwargs = dict(config={"marker": str(tmp_path / "failed")}, name="exp", storage_path="exps",
+                  storage_filesystem=fs, verbose=0, raise_on_failed_trial=False)
+    (first,) = tune.run(_fails_after_checkpoints, **kwargs).trials
+    assert first.status == "ERROR"
+    (again,) = tune.run(_fails_after_checkpoints, resume="AUTO+ERRORED", **kwargs).trials
+    assert again.trial_id == first.trial_id
+    assert again.status == "TERMINATED" and again.last_result["start"] == 3
+    assert len([n for n in os.listdir(root / "exps" / "exp") if n.startswith("_fails_after")]) == 1
+
+
+class Counter(tune.Trainable):
+    def setup(self, config):
+        self.i = 0
+
+    def step(self):
+        self.i += 1
+        return {"score": self.i}
+
+    def save_checkpoint(self, checkpoint_dir):
+        with open(os.path.join(checkpoint_dir, "i"), "w") as f:
+            f.write(str(self.i))
+
+    def load_checkpoint(self, checkpoint_dir):
+        with open(os.path.join(checkpoint_dir, "i")) as f:
+            self.i = int(f.read())
+
+    def _export_model(self, export_formats, export_dir):
+        path = os.path.join(export_dir, "model.txt")
+        with open(path, "w") as f:
+            f.write(f"{','.join(export_formats)} at {self.i}")
+        return {fmt: path for fmt in export_formats}
+
+
+def test_export_formats_export_each_trials_model_when_it_ends(tmp_path):
+    analysis = tune.run(Counter, config={"x": tune.grid_search([1, 2])}, stop={"training_iteration": 2},
+                        export_formats=["txt"], storage_path=str(tmp_path), verbose=0)
+    for trial in analysis.trials:
+        with open(os.path.join(trial.path, "model.txt")) as f:
+            assert f.read() == "txt at 2"
+
+
+def test_an_experiment_takes_its_checkpoint_config_as_a_dict(tmp_path):
+    (trial,) = tune.run_experiments({
+        "dict_spec": {"run": Counter, "stop": {"training_iteration": 3}, "storage_path": str(tmp_path),
+                      "checkpoint_config": {"checkpoint_frequency": 1, "num_to_keep": 1}},
+    }, verbose=0)
+    assert trial.status == "TERMINATED"
+    assert sorted(n for n in os.listdir(trial.path) if n.startswith("checkpoint_")) == ["checkpoint_000002"]
+
+
+def test_older_checkpoint_arguments_are_checked(tmp_path):
+    with pytest.raises(ValueError, match="num_to_keep"):
+        tune.run(Counter, keep_checkpoints_num=0, storage_path=str(tmp_path), verbose=0)
+    # A negative frequency saves no periodic checkpoint (as on Ray), rather than one every iteration.
+    (trial,) = tune.run(Counter, checkpoint_freq=-1, stop={"training_iteration": 3}, storage_path=str(tmp_path),
+                        verbose=0).trials
+    assert not [n for n in os.listdir(trial.path) if n.startswith("checkpoint_")]
+
+
+def _score(config):
+    tune.report({"score": config["x"]})
+
+
+def test_run_takes_a_list_of_experiments(tmp_path):
+    first = tune.Experiment("first", _score, config={"x": 1}, storage_path=str(tmp_path / "results"))
+    second = tune.Experiment("second", _score, config={"x": 2}, storage_path=str(tmp_path / "results"))
+    analysis = tune.run([first, second], verbose=0)
+    assert sorted(t.last_result["score"] for t in analysis.trials) == [1, 2]
+    assert analysis.get_best_trial("score", "max").last_result["score"] == 2
+    assert sorted(os.listdir(tmp_path / "results")) == ["first", "second"]
