@@ -178,6 +178,22 @@ def test_a_function_needing_more_than_the_config_and_one_more_argument_is_refuse
     assert grid[0].metrics["n"] == 3
 
 
+def _needs_data(config, data):
+    tune.report({"n": len(data)})
+
+
+def _old_reporter_form(config, reporter):
+    reporter(n=1)
+
+
+def test_a_function_whose_second_argument_is_data_is_refused_up_front():
+    """Forgetting tune.with_parameters gave the data argument a reporter, and the trial failed on it."""
+    with pytest.raises(TypeError, match=r"with_parameters\(_needs_data, data=\.\.\.\)"):
+        tune.Tuner(_needs_data)
+    # The older (config, reporter) form still runs.
+    assert tune.Tuner(_old_reporter_form, run_config=tune.RunConfig(verbose=0)).fit()[0].metrics["n"] == 1
+
+
 def _reports_text_tag(config):
     tune.report({"tag": "abc", "loss": 1.0})
 

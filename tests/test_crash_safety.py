@@ -795,3 +795,34 @@ def test_a_full_disk_while_saving_the_state_is_one_clear_error_and_the_run_resto
     grid = tune.Tuner.restore(str(tmp_path / "full"), trainable=counting).fit()
     assert sorted(r.metrics["step"] for r in grid) == [40, 40]
     assert_each_iteration_once(str(tmp_path / "full"), 40, 2)
+
+
+def _checkpoints_every_step_and_waits_for_old_ones_to_go(config):
+    import glob
+    import tempfile
+
+    trial_dir = train.get_context().get_trial_dir()
+    waited_out = 0
+    for i in range(12):
+        with tempfile.TemporaryDirectory() as d:
+            with open(os.path.join(d, "state"), "w") as f:
+                f.write(str(i))
+            train.report({"i": i, "waited_out": waited_out}, checkpoint=train.Checkpoint.from_directory(d))
+        deadline = time.time() + 20
+        while len(glob.glob(os.path.join(trial_dir, "checkpoint_*"))) > 5 and time.time() < deadline:
+            time.sleep(0.02)
+        waited_out += time.time() >= deadline
+
+
+def test_checkpoints_dropped_by_num_to_keep_do_not_pile_up_until_the_next_periodic_save(tmp_path, monkeypatch):
+    """With num_to_keep=1 and TUNE_GLOBAL_CHECKPOINT_S=60, every checkpoint of the last minute stayed on
+    disk (deletion waits for a saved state that no longer names them); a save now comes early."""
+    monkeypatch.setenv("TUNE_GLOBAL_CHECKPOINT_S", "60")
+    (result,) = tune.Tuner(
+        _checkpoints_every_step_and_waits_for_old_ones_to_go,
+        run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0,
+                                  checkpoint_config=tune.CheckpointConfig(num_to_keep=1)),
+    ).fit()
+    assert result.error is None and result.metrics["i"] == 11
+    assert result.metrics["waited_out"] == 0  # never more than five checkpoint directories at once
+    assert sorted(n for n in os.listdir(result.path) if n.startswith("checkpoint_")) == ["checkpoint_000011"]

@@ -86,6 +86,35 @@ def test_non_dict_return_value_is_kept():
     assert grid[0].metrics["score"] == 1
 
 
+def _reports_then_returns_falsy(config):
+    for i in range(3):
+        train.report({"score": i + 1})
+    if config["kind"] == "generator":
+        return _falsy_items()
+    return {"dict": {}, "zero": 0, "zero_float": 0.0}[config["kind"]]
+
+
+def _falsy_items():
+    yield None
+    yield {}
+    yield 0
+
+
+def test_a_falsy_return_value_adds_no_result(tmp_path):
+    """As on Ray: `return {}` or `return 0` after the reports added an empty last row, and with
+    TuneConfig(metric=...) fit() failed on a result without the metric."""
+    grid = tune.Tuner(
+        _reports_then_returns_falsy,
+        param_space={"kind": tune.grid_search(["dict", "zero", "zero_float", "generator"])},
+        tune_config=tune.TuneConfig(metric="score", mode="max"),
+        run_config=tune.RunConfig(verbose=0, storage_path=str(tmp_path)),
+    ).fit()
+    assert grid.num_errors == 0
+    for result in grid:
+        assert result.metrics["score"] == 3 and result.metrics["training_iteration"] == 3
+        assert list(result.metrics_dataframe["score"]) == [1, 2, 3]
+
+
 def test_auto_filled_metrics_are_present():
     grid = _fit(with_tune_report, {"x": 1})
     metrics = grid[0].metrics
@@ -286,6 +315,37 @@ def test_a_thread_an_earlier_trial_left_running_does_not_report_into_the_next_tr
     second = next(r for r in grid if r.config["x"] == 1)
     assert list(second.metrics_dataframe["loss"]) == [1.0] * 5
     assert second.metrics["training_iteration"] == 5
+
+
+_POOL = None
+
+
+def _reports_through_a_module_pool(config):
+    """The training loop runs in a pool the module keeps across trials (one thread, reused)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    global _POOL
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(max_workers=1)
+
+    def loop():
+        for i in range(3):
+            tune.report({"score": config["x"] * 10 + i})
+
+    _POOL.submit(loop).result()
+
+
+def test_a_pool_thread_idle_at_a_trials_end_reports_for_the_next_trial(tmp_path):
+    """Every trial after the first on a reused worker ended with no metrics: the pool's idle
+    thread counted as left over by the first trial, and its reports were dropped."""
+    grid = tune.Tuner(_reports_through_a_module_pool,
+                      param_space={"x": tune.grid_search([1, 2, 3, 4])},
+                      tune_config=tune.TuneConfig(max_concurrent_trials=1, reuse_actors=True),
+                      run_config=tune.RunConfig(verbose=0, storage_path=str(tmp_path))).fit()
+    by_x = {r.config["x"]: r for r in grid}
+    assert {x: r.metrics.get("score") for x, r in by_x.items()} == {1: 12, 2: 22, 3: 32, 4: 42}
+    assert all(r.metrics["training_iteration"] == 3 for r in grid)
+    assert len({r.metrics["pid"] for r in grid}) == 1  # one reused worker ran them all
 
 
 def _starts_a_process_and_leaves_it(config):

@@ -89,3 +89,34 @@ def test_wrap_function_needs_a_function():
         wrap_function(42)
     with pytest.raises(TypeError, match="wrap_function"):
         FunctionTrainable(config={})
+
+
+def _reports_from_a_thread(config):
+    import threading
+    import time
+
+    finished = threading.Event()
+
+    def loop():
+        for i in range(1000):
+            tune.report({"score": i})
+            time.sleep(0.01)
+        finished.set()
+
+    threading.Thread(target=loop, daemon=True).start()
+    finished.wait()  # never set once the stop ends the reporting thread
+
+
+@pytest.mark.timeout(120)
+def test_a_trial_whose_reporting_thread_got_the_stop_is_ended_after_the_thread_timeout(tmp_path, monkeypatch):
+    """The stop ended the thread that reported; the trial's own code waited for it forever, and so
+    did fit(). As on Ray, it gets TUNE_FUNCTION_THREAD_TIMEOUT_S, then its worker is ended."""
+    monkeypatch.setenv("TUNE_FUNCTION_THREAD_TIMEOUT_S", "0.5")
+    results = tune.Tuner(
+        _reports_from_a_thread,
+        param_space={"x": tune.grid_search([1, 2])},
+        run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0, stop={"training_iteration": 3}),
+    ).fit()
+    assert [r.error for r in results] == [None, None]
+    assert [r.metrics["training_iteration"] for r in results] == [3, 3]
+    assert {t.status for t in results._experiment_analysis.trials} == {"TERMINATED"}

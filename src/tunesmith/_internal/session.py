@@ -8,6 +8,7 @@ Tune's function API does.
 from __future__ import annotations
 
 import contextlib
+import functools
 import numbers
 import os
 import shutil
@@ -421,13 +422,49 @@ _warned_leftover = False
 
 
 def note_threads_at_trial_end() -> None:
-    """Records the threads still running as a trial ends (see :func:`report`)."""
+    """Records the threads still running the trial's code as it ends (see :func:`report`).
+
+    A thread that only waits in the standard library (an idle thread of a pool the
+    trainable keeps at module level) runs none of the ended trial's code: work that a
+    later trial hands it reports for that trial.
+    """
     global _any_leftover
     current = threading.current_thread()
+    frames = sys._current_frames()
     for thread in threading.enumerate():
-        if thread is not current and not thread.name.startswith("tunesmith-"):
-            _leftover_threads.add(thread)
-            _any_leftover = True
+        if thread is current or thread.name.startswith("tunesmith-"):
+            continue
+        frame = frames.get(thread.ident)
+        if frame is not None and _only_standard_library(frame):
+            continue
+        _leftover_threads.add(thread)
+        _any_leftover = True
+
+
+@functools.lru_cache(maxsize=1)
+def _standard_library_dirs() -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """``(standard library directories, site-packages directories)`` (the latter may lie inside the former)."""
+    import sysconfig
+
+    paths = sysconfig.get_paths()
+
+    def dirs(*keys):
+        return tuple({os.path.join(os.path.realpath(paths[k]), "") for k in keys if paths.get(k)})
+
+    return dirs("stdlib", "platstdlib"), dirs("purelib", "platlib")
+
+
+def _only_standard_library(frame) -> bool:
+    """Whether every frame of a thread's stack is the standard library's."""
+    stdlib, site = _standard_library_dirs()
+    while frame is not None:
+        filename = frame.f_code.co_filename
+        if not filename.startswith("<frozen"):
+            real = os.path.realpath(filename)
+            if not real.startswith(stdlib) or real.startswith(site):
+                return False
+        frame = frame.f_back
+    return True
 
 
 def report(metrics: dict | float | None = None, *, checkpoint: Checkpoint | None = None, **kwargs: Any) -> None:

@@ -262,10 +262,12 @@ class Worker:
         S._set_session(sess)
         try:
             value = _call_function(fn, spec.config, checkpoint)
+            # As on Ray, a falsy return value ({}, 0) adds no result.
             if isinstance(value, dict):
-                sess.report(value)
+                if value:
+                    sess.report(value)
                 value = None
-            elif isinstance(value, numbers.Number) and not isinstance(value, bool):
+            elif isinstance(value, numbers.Number) and not isinstance(value, bool) and value:
                 from tunesmith.tune.result import DEFAULT_METRIC
 
                 sess.report({DEFAULT_METRIC: value})  # a returned number is the trial's metric
@@ -547,6 +549,8 @@ def _call_function(fn, config: dict, checkpoint) -> Any:
         value = fn(config)
     if is_generator or inspect.isgenerator(value):
         for item in value:
+            if item is None or (isinstance(item, (dict, numbers.Number)) and not item):
+                continue  # as on Ray, a falsy item (None, {}, 0) adds no result
             S.report(item if isinstance(item, dict) else {"_metric": item})
         return None
     return value

@@ -82,8 +82,10 @@ def _check_function_signature(fn: Any) -> None:
     params = list(signature.parameters.values())
     required = [p.name for p in params if p.default is p.empty
                 and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
-    if len(required) > 2 or (len(required) == 2 and "checkpoint_dir" not in required
-                             and any(p.kind == p.KEYWORD_ONLY for p in params if p.name in required)):
+    # A second required parameter is the older API's reporter (seed 003's ``def f(config, reporter)``)
+    # or checkpoint_dir; any other name is data that tune.with_parameters was meant to pass.
+    second_is_data = len(required) == 2 and "checkpoint_dir" not in required and "report" not in required[1]
+    if len(required) > 2 or second_is_data:
         name = getattr(fn, "__name__", type(fn).__name__)
         raise TypeError(
             f"The trainable function {name}{signature} needs {len(required)} arguments; Tune calls it with the "

@@ -32,6 +32,7 @@ class CheckpointBook:
         self._metrics: dict[str, dict] = {}
         self._next_index: dict[Trial, int] = {}
         self.pending_deletes: list[Checkpoint] = []
+        self.held = 0  # how many of pending_deletes a trial is about to start from (kept at the last delete)
 
     def note_restored(self, trial: Trial) -> None:
         """Takes in the checkpoints a trial read back from saved state has."""
@@ -88,6 +89,7 @@ class CheckpointBook:
         keep = [c for c in self.pending_deletes if c.path in wanted]
         delete = [c for c in self.pending_deletes if c.path not in wanted]
         self.pending_deletes = keep
+        self.held = len(keep)
         for checkpoint in delete:
             self._metrics.pop(checkpoint.path, None)
         delete_checkpoints(delete)

@@ -15,6 +15,9 @@ from tunesmith.tune.result import EXPERIMENT_STATE_FILE, SCHEDULER_STATE_FILE, S
 
 logger = logging.getLogger(__name__)
 
+# Checkpoints waiting to be deleted that make a state save come early (local storage).
+_EARLY_DELETE_AT = 3
+
 CALLBACK_STATE_FILE = "callback_state.pkl"
 
 
@@ -113,6 +116,12 @@ class StateSnapshotter:
         due = self.last_write + period - time.time()
         if self._storage.is_remote:
             due = min(due, self._storage.sync_due_in())
+        elif len(self._checkpoints.pending_deletes) - self._checkpoints.held >= _EARLY_DELETE_AT:
+            # Checkpoints dropped by num_to_keep wait for a saved state that no longer names them:
+            # a save comes early, so that they do not fill the disk (a trial checkpointing every
+            # step with num_to_keep=1 keeps a few, not one per step since the last save), at most
+            # every five times the last save's duration.
+            due = min(due, self.last_write + 5 * self.last_duration - time.time())
         return due
 
     def maybe_save(self) -> None:

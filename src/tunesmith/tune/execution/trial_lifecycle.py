@@ -127,6 +127,8 @@ class TrialLifecycle:
         self._restore_retries: dict[Trial, int] = {}
         self._startup_retries: dict[Trial, int] = {}
         self._warned_no_checkpoint = False
+        # A trial told to stop or pause is ended by force if its worker has not confirmed by then.
+        self.stop_deadlines: dict[Trial, float] = {}
         self._required: list[tuple[str, str]] | None = None  # metrics every result must have
         self._required_names: tuple[str, ...] = ()
         self._nested_names: bool | None = None  # whether a name decided on is "a/b" (see _decision_view)
@@ -148,6 +150,7 @@ class TrialLifecycle:
         if trial.status != Trial.RUNNING or trial in self._table.stopping:
             return
         self._table.stopping[trial] = PAUSE if should_checkpoint else PAUSE_KEEP
+        self._set_stop_deadline(trial)
         if self._is_class and not should_checkpoint:
             self._backend.send(trial, (P.STOP, False))
         else:
@@ -161,11 +164,58 @@ class TrialLifecycle:
         if trial.status == Trial.RUNNING:
             if stopping.get(trial) != STOP:
                 stopping[trial] = STOP
+                self._set_stop_deadline(trial)
                 self._backend.send(trial, (P.STOP, self._checkpoint_at_end))
             return
         stopping.pop(trial, None)
         self._table.set_status(trial, Trial.TERMINATED)
         self._after_trial_end(trial)
+
+    def _stop_grace_s(self) -> float:
+        """How long a trial told to stop or pause gets to confirm: ``TUNE_FORCE_TRIAL_CLEANUP_S`` (a
+        class trial's step, its checkpoint and cleanup); a function trial, as on Ray, at most
+        ``TUNE_FUNCTION_THREAD_TIMEOUT_S`` to reach its next report."""
+        grace = self._settings.cleanup_grace_s
+        if not self._is_class:
+            grace = min(grace, self._settings.function_stop_grace_s)
+        return grace
+
+    def _set_stop_deadline(self, trial: Trial) -> None:
+        self.stop_deadlines[trial] = self._clock() + self._stop_grace_s()
+
+    def next_stop_deadline(self) -> float:
+        """The earliest deadline of a trial still stopping (infinite when none)."""
+        stopping = self._table.stopping
+        for trial in [t for t in self.stop_deadlines if t not in stopping or t.status != Trial.RUNNING]:
+            del self.stop_deadlines[trial]
+        return min(self.stop_deadlines.values(), default=float("inf"))
+
+    def end_overdue_stops(self, now: float) -> None:
+        """Ends by force each trial that was told to stop or pause and did not confirm in time (a
+        thread of the trainable that got the stop, while the trial's own code waits on it)."""
+        if not self.stop_deadlines:
+            return
+        for trial, deadline in list(self.stop_deadlines.items()):
+            if now < deadline:
+                continue
+            del self.stop_deadlines[trial]
+            how = self._table.stopping.get(trial)
+            if how is None or trial.status != Trial.RUNNING:
+                continue
+            logger.warning(
+                "Trial %s did not end within %.0f s of being told to %s (TUNE_FORCE_TRIAL_CLEANUP_S%s); its "
+                "worker was ended by force. A trainable whose reports come from another thread must let "
+                "that thread's stop reach the trial's own code.",
+                trial, self._stop_grace_s(), "stop" if how == STOP else "pause",
+                "" if self._is_class else ", TUNE_FUNCTION_THREAD_TIMEOUT_S",
+            )
+            if how == STOP:
+                self.end_by_force(trial, interrupted=False)
+            else:
+                self._backend.kill_trial_worker(trial)
+                self._table.stopping.pop(trial, None)
+                self._backend.release_trial(trial, reuse=False)
+                self._set_paused(trial, how)
 
     def resume_trial(self, trial: Trial) -> None:
         """Makes a PAUSED trial PENDING so that it is started again."""

@@ -416,6 +416,7 @@ class TuneController:
             self._callbacks.on_step_end(iteration=it, trials=table.trials)
         busy_s = time.perf_counter() - busy_start
         now = self._clock()
+        self._lifecycle.end_overdue_stops(now)
         self._warn_if_slow_or_stuck(now, busy_s)
         if self._reporter is not None and self._reporter.should_report(table.trials, done=False):
             self._reporter.report(table.trials, False, *self._sys_info())
@@ -436,6 +437,8 @@ class TuneController:
             timeout = min(timeout, run.stop_deadline - now)
         elif self._time_budget_deadline is not None:
             timeout = min(timeout, self._time_budget_deadline - now)
+        if table.stopping:
+            timeout = min(timeout, self._lifecycle.next_stop_deadline() - now)
         if not table.count(Trial.RUNNING) and not table.stopping:
             # No trial event can come: only the searcher or other experiments can change things.
             if self._searcher_waiting:

@@ -116,7 +116,7 @@ class FunctionTrainable(Trainable):
             S._set_session(session)
             try:
                 value = _call_function(fn, self.config, self._restore_from)
-                if isinstance(value, dict):
+                if isinstance(value, dict) and value:  # an empty dict adds no result (as on Ray)
                     session.report(value)
                 pipe.send(("done", None))
             except S.TrialStopped:
