@@ -67,7 +67,7 @@ def drain(algo, limit=1000):
 
 
 def test_searcher_validates_mode():
-    with pytest.raises(ValueError, match=r"`mode` must be 'min' or 'max', got 'maximize'"):
+    with pytest.raises(ValueError, match=r"`mode` must be 'min' or 'max'.*got 'maximize'"):
         ListSearcher([], mode="maximize")
     searcher = ListSearcher([], metric=None, mode=None)
     with pytest.raises(ValueError, match="`mode` must be 'min' or 'max'"):
@@ -423,3 +423,96 @@ def test_max_concurrent_trials_and_a_concurrency_limiter_that_disagree_are_an_er
         tune.Tuner(lambda config: {"loss": 1}, param_space={},
                    tune_config=tune.TuneConfig(search_alg=ConcurrencyLimiter(ListSearcher([{}]), max_concurrent=2),
                                                max_concurrent_trials=5)).fit()
+
+
+# ---------------------------------------------------------------- what searchers are told in a run
+
+
+def test_a_nested_metric_reaches_the_searcher_when_a_trial_completes(tmp_path):
+    """With metric="val/loss" and results {"val": {"loss": v}}, on_trial_complete got no value, so no
+    searcher learned anything (Ray gives searchers the flattened result)."""
+    searcher = ListSearcher([{"x": 1}, {"x": 2}], metric="val/loss")
+    tune.Tuner(lambda config: tune.report({"val": {"loss": float(config["x"])}}), param_space={},
+               tune_config=tune.TuneConfig(search_alg=searcher, num_samples=2),
+               run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0)).fit()
+    assert sorted(result["val/loss"] for _, result, _ in searcher.completed) == [1.0, 2.0]
+    assert [result["val/loss"] for _, result in searcher.results] in ([1.0, 2.0], [2.0, 1.0])
+
+
+def _fails_after_reporting(config):
+    tune.report({"loss": 1000.0})
+    if config["x"] == 2:
+        raise RuntimeError("fails after a report")
+
+
+def test_a_failed_trials_partial_result_is_not_its_outcome(tmp_path):
+    searcher = ListSearcher([{"x": 1}, {"x": 2}, {"x": 3}])
+    repeated = ListSearcher([{"x": 1}])
+    for alg in (searcher, Repeater(repeated, repeat=3, set_index=True)):
+        space = {} if alg is searcher else {"x": tune.sample_from(lambda spec: spec.config["__trial_index__"] + 1)}
+        tune.Tuner(_fails_after_reporting, param_space=space,
+                   tune_config=tune.TuneConfig(search_alg=alg, num_samples=3),
+                   run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0)).fit()
+    # As on Ray: the failed trial completes with result=None, and a repeat group's mean leaves it out.
+    assert sorted((r is None, e) for _, r, e in searcher.completed) == [(False, False), (False, False), (True, True)]
+    assert [(r, e) for _, r, e in repeated.completed] == [({"loss": 1000.0}, False)]
+
+
+def test_a_repeater_forwards_only_its_groups_and_lets_a_limiter_count_trials(tmp_path):
+    import json
+    import time
+
+    log = tmp_path / "spans.jsonl"
+
+    def slow(config):
+        start = time.time()
+        time.sleep(0.3)
+        with open(log, "a") as f:
+            f.write(json.dumps([start, time.time()]) + "\n")
+        tune.report({"loss": config["x"]})
+
+    inner = SelfLimitingSearcher([{"x": 1}, {"x": 2}])
+    limiter = ConcurrencyLimiter(Repeater(inner, repeat=3), max_concurrent=2)
+    tune.Tuner(tune.with_resources(slow, {"cpu": 0.1}), param_space={},
+               tune_config=tune.TuneConfig(search_alg=limiter, num_samples=6),
+               run_config=tune.RunConfig(storage_path=str(tmp_path / "r"), verbose=0)).fit()
+    spans = [json.loads(line) for line in log.read_text().splitlines()]
+    assert len(spans) == 6
+    # The limiter limits trials: the wrapped searcher would have counted repeat groups.
+    assert max(sum(1 for a, b in spans if a <= t < b) for t, _ in spans) <= 2
+    assert inner.results == []  # the repeats' ids were never ones it suggested
+    assert sorted(r["loss"] for _, r, _ in inner.completed) == [1.0, 2.0]
+
+
+def test_a_wrapped_searcher_with_its_own_file_format_restores(tmp_path):
+    configs = [{"x": i} for i in range(3)]
+    limiter = ConcurrencyLimiter(RayStyleSaving(configs), max_concurrent=1)
+    tune.Tuner(lambda config: {"loss": config["x"]}, param_space={},
+               tune_config=tune.TuneConfig(search_alg=limiter, num_samples=3),
+               run_config=tune.RunConfig(name="exp", storage_path=str(tmp_path), verbose=0)).fit()
+    # As on Ray, the limiter's file is the searcher's own: the searcher alone restores from it.
+    limiter.save(str(tmp_path / "saved"))
+    alone = RayStyleSaving(configs)
+    alone.restore(str(tmp_path / "saved"))
+    assert (alone.position, alone.restored_completed) == (3, 3)
+    again = ConcurrencyLimiter(RayStyleSaving(configs), max_concurrent=1)
+    again.restore_from_dir(str(tmp_path / "exp"))
+    assert again.searcher.position == 3
+    restored = tune.Tuner.restore(str(tmp_path / "exp"), lambda config: {"loss": config["x"]}).fit()
+    assert len(restored) == 3 and restored.num_errors == 0
+
+
+class TwoObjectives(ListSearcher):
+    def __init__(self, configs):
+        Searcher.__init__(self, metric=["a", "b"], mode=["min", "max"])
+        ListSearcher.__init__(self, configs, metric=["a", "b"], mode=["min", "max"])
+
+
+def test_a_multi_objective_searcher_takes_lists_of_metrics_and_modes(tmp_path):
+    searcher = TwoObjectives([{"x": 1}, {"x": 2}])
+    grid = tune.Tuner(lambda config: {"a": config["x"], "b": -config["x"]}, param_space={},
+                      tune_config=tune.TuneConfig(search_alg=searcher, num_samples=2),
+                      run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0)).fit()
+    assert len(grid) == 2 and (searcher.metric, searcher.mode) == (["a", "b"], ["min", "max"])
+    with pytest.raises(ValueError, match="'min' or 'max'"):
+        Searcher(metric=["a", "b"], mode=["min", "up"])

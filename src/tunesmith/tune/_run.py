@@ -22,6 +22,7 @@ from tunesmith._internal.storage import (
     default_experiment_name,
 )
 from tunesmith.tune.result import EXPERIMENT_STATE_FILE, EXPR_RESULT_FILE, TUNER_FILE
+from tunesmith.tune.utils.util import flatten_dict
 from tunesmith.tune.tune_config import TuneConfig
 from tunesmith.train._config import RunConfig
 
@@ -942,7 +943,11 @@ def _restore_trials(storage: StorageContext, search_alg, scheduler, options: dic
         # Trials not resumed are over: a searcher (or ConcurrencyLimiter) that still
         # counted them as live would wait for them forever.
         for trial in ended_unfinished:
-            search_alg.on_trial_complete(trial.trial_id, result=trial.last_result or None)
+            result = trial.last_result or None
+            if result and any(type(v) is dict for k, v in result.items() if k != "config"):
+                result = {**flatten_dict({k: v for k, v in result.items() if k != "config"}),
+                          "config": result.get("config")}
+            search_alg.on_trial_complete(trial.trial_id, result=result)
     else:
         _continue_without_search_state(search_alg, trials)
     return trials, _restore_scheduler(path, storage.state_slot, scheduler, trials)

@@ -609,8 +609,10 @@ class TrialLifecycle:
     def _after_trial_end(self, trial: Trial) -> None:
         result = trial.last_result
         # Also for a trial the scheduler itself stopped (as on Ray): it learns of every trial's end.
-        self._scheduler.on_trial_complete(self._facade, trial, result)
-        self._search_alg.on_trial_complete(trial.trial_id, result=result)
+        # As each result, read with "a/b" names addressing nested metrics (as on Ray).
+        view = self._decision_view(result) if result else result
+        self._scheduler.on_trial_complete(self._facade, trial, view)
+        self._search_alg.on_trial_complete(trial.trial_id, result=view)
         self._callbacks.on_trial_complete(iteration=self._run.iteration, trials=self._table.trials, trial=trial)
 
     def _on_paused(self, trial: Trial, checkpoint_dir_name: str | None) -> None:
@@ -703,7 +705,8 @@ class TrialLifecycle:
             return
         self._table.set_status(trial, Trial.ERROR)
         self._scheduler.on_trial_error(self._facade, trial)
-        self._search_alg.on_trial_complete(trial.trial_id, result=trial.last_result or None, error=True)
+        # As on Ray, a failed trial's partial result is not given: its last value is no outcome.
+        self._search_alg.on_trial_complete(trial.trial_id, result=None, error=True)
         self._callbacks.on_trial_error(iteration=it, trials=trials, trial=trial)
         if self._fail_fast:
             if self._fail_fast == "raise":

@@ -92,6 +92,16 @@ class Repeater(_WrappingSearcher):
             config[TRIAL_INDEX] = index
         return config
 
+    def set_max_concurrency(self, max_concurrent: int) -> bool:
+        # As on Ray: the wrapped searcher would count groups, not trials, so a ConcurrencyLimiter
+        # (or max_concurrent_trials) limits the trials itself.
+        return False
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        # As on Ray, the wrapped searcher hears of a group only once, from its mean; the repeats'
+        # ids are not ones it suggested.
+        pass
+
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         group = self._trial_id_to_group.pop(trial_id, None)
         if group is None:

@@ -27,9 +27,11 @@ UNDEFINED_METRIC_MODE = (
 )
 
 
-def _validate_mode(mode: str | None) -> None:
-    if mode is not None and mode not in ("min", "max"):
-        raise ValueError(f"`mode` must be 'min' or 'max', got {mode!r}.")
+def _validate_mode(mode: str | list[str] | None) -> None:
+    # A list is a multi-objective searcher's, one mode per metric (as Ray's Searcher allows).
+    modes = mode if isinstance(mode, (list, tuple)) else [mode]
+    if mode is not None and any(m not in ("min", "max") for m in modes):
+        raise ValueError(f"`mode` must be 'min' or 'max' (or a list of them, one per metric), got {mode!r}.")
 
 
 def _atomic_dump(obj: Any, path: str) -> None:
@@ -42,6 +44,17 @@ def _atomic_dump(obj: Any, path: str) -> None:
 def _load(path: str) -> Any:
     with open(path, "rb") as f:
         return pickle.load(f)
+
+
+_NOT_A_PICKLE = object()
+
+
+def _load_if_pickle(path: str) -> Any:
+    """The pickled object in ``path``, or ``_NOT_A_PICKLE`` for a file in a searcher's own format."""
+    try:
+        return _load(path)
+    except Exception:
+        return _NOT_A_PICKLE
 
 
 def _trials_of(source: Any) -> list:
@@ -262,9 +275,10 @@ class Searcher:
         if path is None:
             raise RuntimeError(f"{type(self).__name__} found no saved state in {checkpoint_dir!r}.")
         if not isinstance(self, _WrappingSearcher):
-            # A run whose searcher was wrapped (ConcurrencyLimiter, max_concurrent_trials) saved this
-            # searcher's own file inside the wrapper's: restore() gets that file as it was written.
-            state = _load(path)
+            # Runs before the wrappers kept their state beside the file (ConcurrencyLimiter,
+            # max_concurrent_trials) saved this searcher's own file inside the wrapper's: restore()
+            # gets that file as it was written. A file in the searcher's own format is its own.
+            state = _load_if_pickle(path)
             if _is_wrapper_state(state):
                 _restore_from_bytes(self, state["searcher_bytes"], path)
                 return
@@ -314,6 +328,14 @@ class _WrappingSearcher(Searcher):
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         self.searcher.on_trial_result(trial_id, result)
 
+    def _state_file(self, checkpoint_path: str) -> str:
+        """Where :meth:`save` keeps this wrapper's own state: beside the wrapped searcher's file,
+        named by how many wrappers deep it is (a limiter around a repeater keeps two)."""
+        depth, inner = 1, self.searcher
+        while isinstance(inner, _WrappingSearcher):
+            depth, inner = depth + 1, inner.searcher
+        return f"{checkpoint_path}.wrapper{depth}"
+
     def add_evaluated_point(self, *args, **kwargs) -> None:
         self.searcher.add_evaluated_point(*args, **kwargs)
 
@@ -328,22 +350,22 @@ class _WrappingSearcher(Searcher):
         self.searcher.set_state(state["searcher"])
 
     def save(self, checkpoint_path: str) -> None:
-        # The wrapped searcher may have its own file format: keep its bytes as written.
-        inner_path = f"{checkpoint_path}.inner-{os.getpid()}"
-        try:
-            self.searcher.save(inner_path)
-            with open(inner_path, "rb") as f:
-                inner = f.read()
-        finally:
-            if os.path.exists(inner_path):
-                os.remove(inner_path)
-        _atomic_dump({"own": self._own_state(), "searcher_bytes": inner}, checkpoint_path)
+        # As on Ray, the file is the wrapped searcher's own (which may have its own format, and
+        # which it can restore alone); the wrapper's state goes beside it.
+        self.searcher.save(checkpoint_path)
+        _atomic_dump(self._own_state(), self._state_file(checkpoint_path))
 
     def restore(self, checkpoint_path: str) -> None:
-        state = _load(checkpoint_path)
+        own = self._state_file(checkpoint_path)
+        if os.path.exists(own):
+            self.__dict__.update(_load(own))
+            self.searcher.restore(checkpoint_path)
+            return
+        state = _load_if_pickle(checkpoint_path)
         if not _is_wrapper_state(state):
             # The wrapped searcher's own file (saved by it, unwrapped): it restores from it itself.
             self.searcher.restore(checkpoint_path)
             return
+        # A file of an earlier version, with the wrapped searcher's file inside.
         self.__dict__.update(state["own"])
         _restore_from_bytes(self.searcher, state["searcher_bytes"], checkpoint_path)
