@@ -347,3 +347,110 @@ def test_a_trial_that_reported_nothing_has_no_row(tmp_path):
     for frame in (grid.get_dataframe(), grid.get_dataframe(filter_metric="loss", filter_mode="min")):
         assert sorted(frame["config/x"]) == [1, 3]
         assert frame["training_iteration"].dtype.kind == "i"
+
+
+# -- read back from a real run -------------------------------------------------------------------------
+from tunesmith import train as _train  # noqa: E402
+from tunesmith import tune as _tune  # noqa: E402
+
+
+class _Net:
+    def __init__(self, width):
+        self.width = width
+
+
+def _reports_partly(config):
+    _tune.report({"loss": 2.0, "acc": 0.5, "flag": False})
+    _tune.report({"loss": 1.0, "flag": config["x"] == 2})
+
+
+def test_a_run_read_back_keeps_configs_columns_and_flags(tmp_path):
+    import numpy as np
+
+    space = {"x": _tune.grid_search([1, 2]), "net": _Net(3), "shape": (2, 3), "w": np.arange(3), "extra": {}}
+    _tune.Tuner(_reports_partly, param_space=space,
+                run_config=_tune.RunConfig(name="exp", storage_path=str(tmp_path), verbose=0)).fit()
+    analysis = ExperimentAnalysis(str(tmp_path / "exp"))
+    for trial in analysis.trials:
+        # Objects, tuples and arrays are what the trial ran with, not their text.
+        assert isinstance(trial.config["net"], _Net) and trial.config["shape"] == (2, 3)
+        assert isinstance(trial.config["w"], np.ndarray)
+    restored = _tune.Tuner.restore(str(tmp_path / "exp"), _reports_partly).get_results()
+    assert all(isinstance(r.config["net"], _Net) for r in restored)
+    frame = analysis.dataframe()
+    assert "acc" in frame.columns and frame["acc"].isna().all()  # reported only in an earlier result
+    assert not [c for c in frame.columns if c == "config/extra"]  # an empty dict is no column
+    # A flag is a metric (as on Ray).
+    assert analysis.get_best_trial("flag", "max").config["x"] == 2
+
+
+def test_a_single_trial_is_the_best_without_a_metric(tmp_path):
+    _tune.Tuner(lambda config: {"loss": 1.0}, param_space={"lr": 0.1},
+                run_config=_tune.RunConfig(name="one", storage_path=str(tmp_path), verbose=0)).fit()
+    analysis = ExperimentAnalysis(str(tmp_path / "one"))
+    assert analysis.get_best_trial().config == {"lr": 0.1}
+    assert analysis.get_best_config() == {"lr": 0.1}
+
+
+def test_the_result_delimiter_names_every_column_and_filters_take_slash_names(tmp_path, monkeypatch):
+    monkeypatch.setenv("TUNE_RESULT_DELIM", ".")
+
+    def nested(config):
+        for v in (1.0, 3.0, 2.0):
+            _tune.report({"m": {"a": v}})
+
+    grid = _tune.Tuner(nested, param_space={"opt": {"x": 1}},
+                       run_config=_tune.RunConfig(storage_path=str(tmp_path), verbose=0)).fit()
+    frame = grid.get_dataframe(filter_metric="m/a", filter_mode="max")
+    assert "config.opt.x" in frame.columns and "config/opt/x" not in frame.columns
+    assert list(frame["m.a"]) == [3.0]
+
+
+class _SavesEveryOther(_tune.Trainable):
+    def setup(self, config):
+        self.i = 0
+
+    def step(self):
+        self.i += 1
+        return {"loss": -self.i}
+
+    def save_checkpoint(self, checkpoint_dir):
+        with open(os.path.join(checkpoint_dir, "i"), "w") as f:
+            f.write(str(self.i))
+
+    def load_checkpoint(self, checkpoint_dir):
+        with open(os.path.join(checkpoint_dir, "i")) as f:
+            self.i = int(f.read())
+
+
+def test_from_path_pairs_a_final_checkpoint_with_its_result(tmp_path):
+    from tunesmith.train import Result
+
+    (result,) = _tune.Tuner(
+        _SavesEveryOther,
+        run_config=_tune.RunConfig(storage_path=str(tmp_path), verbose=0, stop={"training_iteration": 5},
+                                   checkpoint_config=_tune.CheckpointConfig(checkpoint_frequency=2,
+                                                                            checkpoint_at_end=True)),
+    ).fit()
+    read = Result.from_path(result.path)
+    assert [(os.path.basename(c.path), m["training_iteration"]) for c, m in read.best_checkpoints] == [
+        ("checkpoint_000000", 2), ("checkpoint_000001", 4), ("checkpoint_000002", 5)]
+    assert os.path.basename(read.get_best_checkpoint("loss", "min").path) == "checkpoint_000002"
+
+
+def _fails_once(config):
+    if not os.path.exists(config["marker"]):
+        open(config["marker"], "w").close()
+        raise RuntimeError("first run fails")
+    _tune.report({"loss": 1.0})
+
+
+def test_from_path_of_a_trial_that_failed_and_then_finished_has_no_error(tmp_path):
+    from tunesmith.train import Result
+
+    kwargs = dict(run_config=_tune.RunConfig(name="exp", storage_path=str(tmp_path / "r"), verbose=0))
+    first = _tune.Tuner(_fails_once, param_space={"marker": str(tmp_path / "m")}, **kwargs).fit()
+    assert first.num_errors == 1
+    again = _tune.Tuner.restore(str(tmp_path / "r" / "exp"), _fails_once, resume_errored=True).fit()
+    assert again.num_errors == 0
+    assert Result.from_path(again[0].path).error is None

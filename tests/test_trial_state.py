@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import pickle
 
 from tunesmith.tune.experiment.trial import Trial
@@ -133,3 +134,32 @@ def test_a_running_trials_saved_text_follows_its_checkpoints_and_encodes_each_on
     trial.set_status(Trial.TERMINATED)
     assert json.loads(trial.get_json_text())["checkpoints"][-1]["metrics"]["loss"] == 0.25
     assert trial._checkpoint_texts is None
+
+
+def test_a_restored_trial_averages_its_last_results_on_from_the_real_values():
+    """The saved state kept only the averages; a resumed trial averaged new results with stand-ins
+    (and a NaN in the window was lost), so get_best_result(scope="last-5-avg") could pick another trial."""
+    values = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 50.0]
+    trial = _trial_with_results(values)
+    restored = Trial.from_json_state(json.loads(trial.get_json_text()), experiment_path="/tmp/exp")
+    restored.set_status(Trial.RUNNING)
+    for i, v in enumerate([1.0, 1.0], len(values) + 1):
+        restored.update_last_result({"loss": v, "training_iteration": i})
+    every = values + [1.0, 1.0]
+    analysis = restored.metric_analysis["loss"]
+    assert analysis["last-5-avg"] == sum(every[-5:]) / 5 == 14.2
+    assert abs(analysis["last-10-avg"] - sum(every[-10:]) / 10) < 1e-12
+
+    with_nan = Trial.from_json_state(
+        json.loads(_trial_with_results([5.0, float("nan"), 1.0, 1.0, 1.0]).get_json_text()), experiment_path="/tmp/exp"
+    )
+    assert math.isnan(with_nan.metric_analysis["loss"]["last-5-avg"])
+
+
+def test_a_flag_is_a_metric():
+    trial = Trial("f", config={}, trial_id="t_00002", experiment_path="/tmp/exp")
+    trial.set_status(Trial.RUNNING)
+    trial.update_last_result({"solved": False, "training_iteration": 1, "done": False})
+    trial.update_last_result({"solved": True, "training_iteration": 2, "done": True})
+    assert trial.metric_analysis["solved"]["max"] == 1 and trial.metric_analysis["solved"]["last"] == 1
+    assert "done" not in trial.metric_analysis

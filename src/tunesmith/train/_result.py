@@ -188,6 +188,19 @@ class Result:
 
         ckpt_names = _loading.list_checkpoint_dirs(storage, fs_path)
         ckpt_metrics = _loading.pair_checkpoint_metrics(ckpt_names, rows)
+        # A Tune trial's directory: its experiment's saved state knows how the trial ended and which
+        # result each checkpoint was taken at (a final checkpoint's row does not name it).
+        saved = _loading.saved_trial_state(storage, fs_path)
+        if saved is not None:
+            known = {str(e.get("path", "")).rstrip("/").rsplit("/", 1)[-1]: e.get("metrics")
+                     for e in saved.get("checkpoints") or [] if isinstance(e, dict)}
+            ckpt_metrics = [known[n] if isinstance(known.get(n), dict) else m
+                            for n, m in zip(ckpt_names, ckpt_metrics)]
+            if saved.get("status") in ("TERMINATED", "ERROR"):
+                # A finished trial's checkpoints are the ones its state names; another directory is
+                # one it could not load and went on without.
+                kept = [(n, m) for n, m in zip(ckpt_names, ckpt_metrics) if n in known]
+                ckpt_names, ckpt_metrics = [n for n, _ in kept], [m for _, m in kept]
         raw_fs = storage.raw_filesystem
         best_checkpoints = [
             (Checkpoint(storage.join(fs_path, name), raw_fs), m) for name, m in zip(ckpt_names, ckpt_metrics)
@@ -203,7 +216,8 @@ class Result:
                 best_checkpoints = [c for c in best_checkpoints if c[0].path.rstrip("/").rsplit("/", 1)[-1]
                                     != latest_only]
 
-        error = _loading.read_error(storage, fs_path)
+        # A trial that failed and then ran again to its end keeps its error files, not its error.
+        error = None if saved is not None and saved.get("status") != "ERROR" else _loading.read_error(storage, fs_path)
         result = cls(
             metrics=metrics,
             checkpoint=latest,

@@ -7,6 +7,7 @@ goes through the filesystem object, so S3 and GCS work unchanged.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import pickle
@@ -25,6 +26,8 @@ from tunesmith.tune.result import (
     EXPR_RESULT_FILE,
     TRAINING_ITERATION,
 )
+
+logger = logging.getLogger(__name__)
 
 _CHECKPOINT_DIR = re.compile(r"^checkpoint_(\d+)$")
 _STATE_FILE = re.compile(r"^experiment_state(-.*)?\.json$")
@@ -184,6 +187,37 @@ def rebase_trial_state(state: dict[str, Any], experiment_dir: str, storage: Stor
     for key in ("restore_checkpoint", "error_file", "pickled_error_file"):
         state[key] = _rebase(state.get(key), trial_dir, dirname, storage)
     return state
+
+
+def saved_trial_state(storage: Storage, trial_dir: str) -> dict | None:
+    """The saved state of the trial in ``trial_dir``, from its experiment's ``experiment_state.json``
+    in the directory above (None where there is none, or it does not name this directory)."""
+    experiment_dir = storage.dirname(trial_dir.rstrip("/"))
+    dirname = storage.basename(trial_dir.rstrip("/"))
+    try:
+        state_file = find_experiment_state_file(storage, experiment_dir)
+        if state_file is None or not storage.isfile(state_file):
+            return None
+        state = read_json(storage, state_file)
+    except Exception:
+        return None
+    for trial in state.get("trials") or [] if isinstance(state, dict) else []:
+        if isinstance(trial, dict) and trial.get("trial_dirname") == dirname:
+            return trial
+    return None
+
+
+def pickled_config(storage: Storage, trial_dir: str) -> dict | None:
+    """The trial's config as it was (``params.pkl``), or None when it cannot be read here (a class
+    its module is not importable for, a missing file)."""
+    import cloudpickle
+
+    try:
+        config = cloudpickle.loads(storage.read_bytes(storage.join(trial_dir, EXPR_PARAM_PICKLE_FILE)))
+    except Exception as exc:
+        logger.debug("Could not read the pickled config of %s: %s", trial_dir, exc)
+        return None
+    return config if isinstance(config, dict) else None
 
 
 # -- trial directory ---------------------------------------------------------
@@ -362,6 +396,13 @@ def load_dataframe(storage: Storage, trial_dir: str, filetype: str = "json", row
             if not text.strip():
                 return pd.DataFrame()
             return pd.read_csv(io.StringIO(text), dtype={"trial_id": str})
+    if not storage.isdir(trial_dir):
+        logger.warning(
+            "The trial directory %s no longer exists, so its results cannot be read: the dataframe is "
+            "empty. Results are read from the experiment's files when first asked for; read them before "
+            "the directory is deleted (a TemporaryDirectory as storage_path is deleted when its block ends).",
+            trial_dir,
+        )
     return pd.DataFrame()
 
 

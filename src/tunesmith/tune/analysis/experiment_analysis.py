@@ -136,6 +136,15 @@ class ExperimentAnalysis:
             trial = Trial.from_json_state(
                 trial_state, experiment_path=self._experiment_path, filesystem=storage.raw_filesystem
             )
+            if trial_state.get("config_pickled"):
+                # Values the state holds only as text (objects, arrays, tuples) come back as they were.
+                config = _loading.pickled_config(
+                    storage, storage.join(self._experiment_path, trial_state.get("trial_dirname") or "")
+                )
+                if config is not None:
+                    if isinstance(trial.last_result, dict) and trial.last_result.get("config") == trial.config:
+                        trial.last_result["config"] = config
+                    trial.config = config
             trials.append(trial)
         return trials
 
@@ -207,12 +216,14 @@ class ExperimentAnalysis:
         Returns:
             The best trial, or None if no trial reported ``metric``.
         """
-        metric = self._validate_metric(metric)
-        mode = self._validate_mode(mode)
         if scope not in SCOPES:
             raise ValueError(
                 f"ExperimentAnalysis: `scope` must be one of {list(SCOPES)}, got {scope!r}."
             )
+        if len(self.trials) == 1 and metric is None and mode is None:
+            return self.trials[0]  # the only trial is the best, with no metric needed (as on Ray)
+        metric = self._validate_metric(metric)
+        mode = self._validate_mode(mode)
         if len(self.trials) == 1:
             return self.trials[0]
         key = mode if scope == "all" else scope
@@ -401,12 +412,17 @@ class ExperimentAnalysis:
                 continue  # a trial that reported nothing (it failed first) has no row, as on Ray
             row = None
             if frames is not None:
-                row = _best_row(frames.get(trial.trial_id), metric, mode)
+                row = _best_row(frames.get(trial.trial_id), metric, mode, delimiter)
             if row is None:
                 row = _loading.flatten_dict(_with_trial_id(trial), delimiter)
-            row.update(_loading.flatten_dict({CONFIG: trial.config}))
+                # A metric the trial reported only in earlier results has its column too (NaN here),
+                # as in a frame of its result rows.
+                for name in trial.metric_analysis:
+                    row.setdefault(name.replace("/", delimiter), float("nan"))
+            row.update(_loading.flatten_dict({CONFIG: trial.config}, delimiter))
             row["logdir"] = trial.local_path
-            rows.append(row)
+            # An empty dict (in the config or a result) is no column, as on Ray.
+            rows.append({k: v for k, v in row.items() if not (type(v) is dict and not v)})
         return pd.DataFrame(rows)
 
     # -- checkpoints -----------------------------------------------------------
@@ -508,9 +524,11 @@ def _trial_score(trial: Trial, metric: str, key: str) -> float | None:
     return None
 
 
-def _best_row(frame, metric: str, mode: str) -> dict[str, Any] | None:
+def _best_row(frame, metric: str, mode: str, delimiter: str = "/") -> dict[str, Any] | None:
     if frame is None or frame.empty:
         return None
+    if metric not in frame.columns and delimiter != "/":
+        metric = metric.replace("/", delimiter)  # the "a/b" name get_best_result takes
     if metric in frame.columns:
         import pandas as pd
 

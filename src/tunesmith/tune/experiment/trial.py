@@ -16,10 +16,10 @@ from tunesmith.tune.result import TRAINING_ITERATION
 
 # Results a running trial holds before they go into its statistics (Trial._fold).
 _FOLD_BATCH = 16
-_SKIPPED = frozenset((str, bool, type(None)))
-# Fields the controller sets in every result to text (or the config): never statistics.
+_SKIPPED = frozenset((str, type(None)))
+# Fields the controller sets in every result to text, a flag (or the config): never statistics.
 _NOT_METRICS = frozenset(("config", "trial_id", "experiment_tag", "date", "hostname", "node_ip",
-                          "checkpoint_dir_name"))
+                          "checkpoint_dir_name", "done", "should_checkpoint"))
 _PLAIN_NUMBERS = frozenset((int, float))
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.,=+\-\[\]]")
 
@@ -337,9 +337,11 @@ class Trial:
                 continue
             kind = type(value)
             if kind is not float and kind is not int:
-                if kind is str or value is None or kind is bool:
+                if kind is str or value is None:
                     continue
-                if kind is dict:
+                if kind is bool:
+                    value = int(value)  # a flag is a number, as on Ray ("solved": True can be the metric)
+                elif kind is dict:
                     if metric != "config":
                         self._analyse(value, f"{prefix}{metric}/")
                     continue
@@ -383,6 +385,8 @@ class Trial:
                 "max": e[1], "min": e[2], "avg": e[3] / e[0], "last": e[4],
                 "last-5-avg": sum(last5) / len(last5), "last-10-avg": sum(window) / len(window), "_n": e[0],
             }
+            if e[5] is not None:
+                out[metric]["_window"] = window  # the last ten values: a resumed trial averages on from them
         return out
 
     @metric_analysis.setter
@@ -396,7 +400,11 @@ class Trial:
         for metric, a in (analysis or {}).items():
             try:
                 n = int(a.get("_n", 1))
-                window = _window_for(n, a["last"], a.get("last-5-avg"), a.get("last-10-avg"))
+                saved = a.get("_window")
+                if isinstance(saved, list) and saved:
+                    window = deque(saved, maxlen=10)
+                else:  # a state saved before the values were kept: stand-ins with the saved averages
+                    window = _window_for(n, a["last"], a.get("last-5-avg"), a.get("last-10-avg"))
                 self._stats[metric] = [n, a["max"], a["min"], a["avg"] * n, a["last"], window]
             except (KeyError, TypeError):
                 continue
@@ -501,7 +509,7 @@ class Trial:
                 len(self.checkpoint_rows), self.scheduler_stop_iteration, self.restored_iteration)
 
     def _build_state(self, with_checkpoints: bool = True) -> dict[str, Any]:
-        from tunesmith.tune.utils.serialization import to_jsonable
+        from tunesmith.tune.utils.serialization import is_json_exact, to_jsonable
 
         rel = self._relative
         restore = self.restore_checkpoint
@@ -509,6 +517,8 @@ class Trial:
             "trial_id": self.trial_id,
             "trainable_name": self.trainable_name,
             "config": to_jsonable(self.config),
+            # Values JSON keeps only as text (objects, arrays, tuples): readers load params.pkl.
+            "config_pickled": not is_json_exact(self.config),
             "evaluated_params": to_jsonable(self.evaluated_params),
             "experiment_tag": self.experiment_tag,
             "status": self.status,

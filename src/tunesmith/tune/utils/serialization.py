@@ -30,6 +30,23 @@ def to_jsonable(value: Any) -> Any:
     return _other_to_jsonable(value)
 
 
+def is_json_exact(value: Any) -> bool:
+    """Whether ``value`` reads back from JSON as it is (dicts with text keys, lists, plain values).
+
+    Example:
+        >>> is_json_exact({"lr": 0.1, "layers": [32, 64]}), is_json_exact({"shape": (1, 2)})
+        (True, False)
+    """
+    kind = type(value)
+    if kind in _PLAIN:
+        return True
+    if kind is dict:
+        return all(type(k) is str and is_json_exact(v) for k, v in value.items())
+    if kind is list:
+        return all(is_json_exact(v) for v in value)
+    return False
+
+
 def _other_to_jsonable(value: Any) -> Any:
     if value is None or isinstance(value, (str, bool, int)):
         return value
