@@ -515,3 +515,95 @@ def test_get_storage_in_trainer_workers_names_the_bucket(s3, bucket):
     assert m["trial_dir_name"] == trial and m["experiment_dir_name"] == "st"
     keys = s3.keys(bucket, f"t/st/{trial}/")
     assert {f"t/st/{trial}/note_rank0.txt", f"t/st/{trial}/note_rank1.txt"} <= set(keys)
+
+
+def test_a_bucket_that_does_not_exist_fails_at_once(s3, bucket):
+    """It was retried for sync_timeout (30 minutes by default) before the run failed."""
+    from tunesmith._internal.storage import StorageError
+
+    with pytest.raises(StorageError, match="(?i)bucket"):
+        tune.Tuner(my_trainable, param_space={"iters": 1, "lr": 0.1},
+                   run_config=tune.RunConfig(name="x", storage_path="s3://no-such-bucket-here/path", verbose=0)).fit()
+
+
+def _empty_checkpoint_then_fails_once(config):
+    checkpoint = train.get_checkpoint()
+    if checkpoint:
+        with checkpoint.as_directory() as d:
+            assert os.listdir(d) == []
+        train.report({"resumed": True})
+        return
+    with tempfile.TemporaryDirectory() as d:
+        train.report({"resumed": False}, checkpoint=train.Checkpoint.from_directory(d))
+    raise RuntimeError("fails after an empty checkpoint")
+
+
+def test_an_empty_checkpoint_reads_back_from_the_bucket(s3, bucket):
+    (result,) = tune.Tuner(
+        _empty_checkpoint_then_fails_once,
+        run_config=tune.RunConfig(name="e", storage_path=f"s3://{bucket}/e", verbose=0,
+                                  failure_config=tune.FailureConfig(max_failures=1)),
+    ).fit()
+    assert result.error is None and result.metrics["resumed"] is True
+    with tempfile.TemporaryDirectory() as d:
+        assert os.listdir(result.checkpoint.to_directory(os.path.join(d, "c"))) == []
+
+
+def _writes_artifacts(config):
+    for name in ("data.tmp", "model.tmpl", "plain.txt"):
+        with open(name, "w") as f:
+            f.write(name)
+    tune.report({"ok": 1})
+
+
+def test_artifacts_named_like_temporary_files_are_uploaded(s3, bucket):
+    (result,) = tune.Tuner(
+        _writes_artifacts,
+        run_config=tune.RunConfig(name="a", storage_path=f"s3://{bucket}/a", verbose=0,
+                                  sync_config=tune.SyncConfig(sync_artifacts=True)),
+    ).fit()
+    trial = result.path.rsplit("/", 1)[1]
+    keys = s3.keys(bucket, f"a/a/{trial}/")
+    assert {f"a/a/{trial}/{n}" for n in ("data.tmp", "model.tmpl", "plain.txt")} <= set(keys)
+
+
+def _fails_first_time(config):
+    checkpoint = train.get_checkpoint()
+    start = 0
+    if checkpoint:
+        with checkpoint.as_directory() as d:
+            with open(os.path.join(d, "i")) as f:
+                start = int(f.read())
+    for i in range(start, 3):
+        with tempfile.TemporaryDirectory() as d:
+            with open(os.path.join(d, "i"), "w") as f:
+                f.write(str(i + 1))
+            train.report({"i": i, "start": start}, checkpoint=train.Checkpoint.from_directory(d))
+        if i == 1 and not start and config.get("fail"):
+            raise RuntimeError("fails once")
+
+
+def test_restore_from_the_uri_of_a_run_with_its_own_filesystem(s3, bucket):
+    """A run on SubTreeFileSystem(bucket/root) restored from s3://bucket/root/runs/e went on at a
+    doubled path (bucket/root/bucket/root/runs/e), from scratch."""
+    import pyarrow.fs
+
+    fs = pyarrow.fs.SubTreeFileSystem(f"{bucket}/root", s3.filesystem())
+    first = tune.Tuner(_fails_first_time, param_space={"fail": True},
+                       run_config=tune.RunConfig(name="e", storage_path="runs", storage_filesystem=fs,
+                                                 verbose=0)).fit()
+    assert first.num_errors == 1
+    again = tune.Tuner.restore(f"s3://{bucket}/root/runs/e", _fails_first_time, resume_errored=True).fit()
+    (result,) = again
+    assert result.error is None and result.metrics["start"] == 2
+    assert not [k for k in s3.keys(bucket) if k.startswith(f"root/{bucket}/")]
+
+
+def test_restore_from_a_uri_with_the_endpoint_in_its_query(s3, bucket, monkeypatch):
+    monkeypatch.delenv("AWS_ENDPOINT_URL")
+    uri = f"s3://{bucket}/q?endpoint_override={s3.endpoint.split('://')[1]}&scheme=http"
+    tune.Tuner(_fails_first_time, run_config=tune.RunConfig(name="e", storage_path=uri, verbose=0)).fit()
+    experiment = f"s3://{bucket}/q/e?endpoint_override={s3.endpoint.split('://')[1]}&scheme=http"
+    assert tune.Tuner.can_restore(experiment)
+    (result,) = tune.Tuner.restore(experiment, _fails_first_time).fit()
+    assert result.metrics["i"] == 2

@@ -157,6 +157,32 @@ def _filesystem_from_uri(uri: str):
     return filesystem, f"{parts.netloc}{parts.path}"
 
 
+_OWN_TEMPORARY = re.compile(r"\.tmp\d+\Z")
+
+
+def is_own_temporary(name: str) -> bool:
+    """Whether a file name is one of tunesmith's temporary files (``<name>.tmp<pid>``, renamed when
+    complete); a user's ``data.tmp`` or ``model.tmpl`` is not."""
+    return _OWN_TEMPORARY.search(name) is not None
+
+
+def split_experiment_path(path: str) -> tuple[str, str]:
+    """``(storage_path, experiment name)`` of an experiment directory's path or URI; a URI's query
+    (``s3://bucket/runs/exp?endpoint_override=...``) stays with the storage path.
+
+    Example:
+        >>> split_experiment_path("s3://bucket/runs/exp?scheme=http")
+        ('s3://bucket/runs?scheme=http', 'exp')
+    """
+    query = ""
+    if "://" in path and "?" in path:
+        path, query = path.split("?", 1)
+        query = "?" + query
+    path = path.rstrip("/")
+    return posixpath.dirname(path) + query if "://" in path else os.path.dirname(path) + query, \
+        (posixpath.basename(path) if "://" in path else os.path.basename(path))
+
+
 def storage_uri(filesystem, path: str) -> str:
     """``path`` on ``filesystem`` as a URI where the filesystem has a scheme (``s3://bucket/key``)."""
     if filesystem is None:
@@ -167,6 +193,12 @@ def storage_uri(filesystem, path: str) -> str:
 
 def _store_name(filesystem) -> str:
     return f"{type(filesystem).__name__} ({getattr(filesystem, 'type_name', '?')})"
+
+
+# Errors of a store that waiting does not mend: a bucket that does not exist, credentials it refuses.
+_PERMANENT_ERRORS = ("NO_SUCH_BUCKET", "NoSuchBucket", "bucket does not exist", "INVALID_ACCESS_KEY_ID",
+                     "InvalidAccessKeyId", "SIGNATURE_DOES_NOT_MATCH", "SignatureDoesNotMatch", "ACCESS_DENIED",
+                     "AccessDenied")
 
 
 def with_retries(action: Callable[[], Any], what: str, filesystem, path: str, timeout: float) -> Any:
@@ -187,6 +219,12 @@ def with_retries(action: Callable[[], Any], what: str, filesystem, path: str, ti
             raise
         except OSError as exc:
             remaining = deadline - time.monotonic()
+            if any(marker in str(exc) for marker in _PERMANENT_ERRORS):
+                raise StorageError(
+                    f"Could not {what} {storage_uri(filesystem, path)} on {_store_name(filesystem)}: {exc}. "
+                    "Check the bucket's name and that it exists, and the credentials of "
+                    "RunConfig(storage_path=..., storage_filesystem=...)."
+                ) from exc
             if remaining <= 0:
                 raise StorageError(
                     f"Could not {what} {storage_uri(filesystem, path)} on {_store_name(filesystem)}: "
@@ -244,6 +282,11 @@ def _local_files(local_dir: str) -> list[str]:
 def upload_dir(local_dir: str, filesystem, fs_path: str, timeout: float) -> int:
     """Uploads every file under ``local_dir`` to ``fs_path`` (retrying each); returns the bytes sent."""
     files = _local_files(local_dir)
+    if not files:
+        # An empty directory (an empty checkpoint) is stored as the directory itself (a marker on an
+        # object store), so that it reads back as empty rather than as missing.
+        with_retries(lambda: filesystem.create_dir(fs_path, recursive=True), "create", filesystem, fs_path, timeout)
+        return 0
 
     def one(rel: str) -> int:
         return upload_file(os.path.join(local_dir, *rel.split("/")), filesystem, f"{fs_path}/{rel}", timeout)
@@ -515,7 +558,7 @@ class StorageContext:
             return out
         for entry in top:
             if entry.is_file(follow_symlinks=False):
-                if entry.name not in _NEVER_SYNCED and ".tmp" not in entry.name:
+                if entry.name not in _NEVER_SYNCED and not is_own_temporary(entry.name):
                     st = entry.stat()
                     out.append((entry.name, (st.st_mtime_ns, st.st_size)))
             elif entry.is_dir(follow_symlinks=False):
@@ -531,7 +574,7 @@ class StorageContext:
                 if not self.sync_artifacts:
                     dirs[:] = []
             for name in files:
-                if ".tmp" in name:
+                if is_own_temporary(name):
                     continue
                 if rel_root == "." and not self.sync_artifacts and not (
                     name in self._trial_outputs or name.startswith(_TRIAL_OUTPUT_PREFIXES)

@@ -487,8 +487,10 @@ def _build_controller(inp: ExperimentInput, trainable, name: str, payload: bytes
     trials = None
     scheduler_restored = False
     if restore_path is not None:
-        path = restore_path.rstrip("/")
-        storage = StorageContext(os.path.dirname(path), os.path.basename(path), rc.storage_filesystem,
+        from tunesmith._internal.storage import split_experiment_path
+
+        root, experiment_name = split_experiment_path(restore_path)
+        storage = StorageContext(root, experiment_name, rc.storage_filesystem,
                                  sync_config=rc.sync_config, trial_output_names=log_to_file)
         storage.download_experiment()  # state and logs, not checkpoints: those stay on the store
     else:

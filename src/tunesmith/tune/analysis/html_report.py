@@ -262,7 +262,7 @@ def write_html_report(experiment_path: str, output_path: str | None = None, *, m
         output_path = os.path.join(output_path, REPORT_FILE)
     directory = os.path.dirname(os.path.abspath(output_path))
     os.makedirs(directory, exist_ok=True)
-    tmp = f"{output_path}.tmp"
+    tmp = f"{output_path}.tmp{os.getpid()}"
     with open(tmp, "w", encoding="utf-8") as f:
         f.write(render_html(data))
     os.replace(tmp, output_path)

@@ -129,10 +129,15 @@ class TunerInternal:
         _check_same_experiment(saved, trainable, param_space, path)
         tune_config = saved.get("tune_config") or TuneConfig()
         run_config = saved.get("run_config") or RunConfig()
-        run_config.name = os.path.basename(path.rstrip("/"))
-        run_config.storage_path = os.path.dirname(path.rstrip("/"))
+        from tunesmith._internal.storage import split_experiment_path
+
+        run_config.storage_path, run_config.name = split_experiment_path(path)
         if storage_filesystem is not None:
             run_config.storage_filesystem = storage_filesystem
+        elif "://" in path:
+            # A URI names its store itself: the run's own storage_filesystem (a SubTreeFileSystem,
+            # say) would read it as a path inside that filesystem.
+            run_config.storage_filesystem = None
         self._setup(trainable, param_space if param_space is not None else saved.get("param_space"),
                     tune_config, run_config)
         self._input.resources_per_trial = saved.get("resources_per_trial")

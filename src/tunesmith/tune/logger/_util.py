@@ -358,7 +358,7 @@ def submit(fn: Callable, *args: Any) -> None:
 
 def write_atomic(path: str, data: bytes) -> None:
     """Writes ``data`` to ``path`` through a temporary file and a rename."""
-    tmp = f"{path}.tmp"
+    tmp = f"{path}.tmp{os.getpid()}"  # the form storage's uploads pass over (storage.is_own_temporary)
     fd = os.open(tmp, _REPLACE, 0o666)
     try:
         _write_all(fd, data)

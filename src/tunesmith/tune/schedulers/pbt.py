@@ -601,7 +601,7 @@ class PopulationBasedTraining(FIFOScheduler):
             with open(donor_path) as f:
                 history = f.read()
         # The receiving trial's lineage becomes the donor's lineage plus this exploit.
-        tmp = os.path.join(exp_dir, f".pbt_policy_{trial.trial_id}.txt.tmp")
+        tmp = os.path.join(exp_dir, f".pbt_policy_{trial.trial_id}.txt.tmp{os.getpid()}")
         with open(tmp, "w") as f:
             f.write(history + line)
         os.replace(tmp, os.path.join(exp_dir, f"pbt_policy_{trial.trial_id}.txt"))
