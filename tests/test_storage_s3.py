@@ -607,3 +607,34 @@ def test_restore_from_a_uri_with_the_endpoint_in_its_query(s3, bucket, monkeypat
     assert tune.Tuner.can_restore(experiment)
     (result,) = tune.Tuner.restore(experiment, _fails_first_time).fit()
     assert result.metrics["i"] == 2
+
+
+def _artifact_then_checkpoint(config):
+    import time
+
+    import pyarrow.fs
+
+    storage = train.get_context().get_storage()
+    waited_out = 0
+    for i in range(2):
+        with open(f"artifact_{i}.txt", "w") as f:
+            f.write(str(i))
+        with tempfile.TemporaryDirectory() as d:
+            train.report({"i": i, "waited_out": waited_out}, checkpoint=train.Checkpoint.from_directory(d))
+        key = f"{storage.trial_fs_path}/artifact_{i}.txt"
+        deadline = time.time() + 8  # the driver's periodic upload comes 10 s apart at the soonest
+        while (storage.storage_filesystem.get_file_info(key).type == pyarrow.fs.FileType.NotFound
+               and time.time() < deadline):
+            time.sleep(0.05)
+        waited_out += time.time() >= deadline
+
+
+def test_artifacts_go_up_with_each_checkpoint(s3, bucket):
+    """SyncConfig(sync_artifacts_on_checkpoint=True), the default: a killed driver left checkpoints on
+    the store whose artifacts were only on the local disk (they waited for the periodic sync)."""
+    (result,) = tune.Tuner(
+        _artifact_then_checkpoint,
+        run_config=tune.RunConfig(name="a", storage_path=f"s3://{bucket}/a", verbose=0,
+                                  sync_config=tune.SyncConfig(sync_artifacts=True)),
+    ).fit()
+    assert result.error is None and result.metrics["waited_out"] == 0

@@ -448,6 +448,8 @@ class StorageContext:
         self.sync_period = float(getattr(sync_config, "sync_period", 300) if sync_config is not None else 300)
         self.sync_timeout = float(getattr(sync_config, "sync_timeout", 1800) if sync_config is not None else 1800)
         self.sync_artifacts = bool(getattr(sync_config, "sync_artifacts", False)) if sync_config is not None else False
+        self.sync_artifacts_on_checkpoint = self.sync_artifacts and bool(
+            getattr(sync_config, "sync_artifacts_on_checkpoint", True))
         self._trial_outputs = _TRIAL_OUTPUTS | {n for n in trial_output_names if n}
         self._uploaded: dict[str, tuple[int, int]] = {}
         self._last_sync = time.monotonic()
@@ -517,10 +519,25 @@ class StorageContext:
         if not self.is_remote:
             return 0
         started = time.monotonic()
-        changed = []
-        for rel, stamp in self._scan():
-            if self._uploaded.get(rel) != stamp:
-                changed.append((rel, stamp))
+        changed = [(rel, stamp) for rel, stamp in self._scan() if self._uploaded.get(rel) != stamp]
+        self._upload(changed)
+        self._last_sync = time.monotonic()
+        self._last_sync_s = self._last_sync - started
+        return len(changed)
+
+    def sync_trial_artifacts(self, trial_dirname: str) -> int:
+        """Uploads what changed of one trial's files now (``SyncConfig(sync_artifacts_on_checkpoint)``:
+        when the trial reports a checkpoint, its artifacts go up with it). Returns the files uploaded."""
+        if not (self.is_remote and self.sync_artifacts_on_checkpoint):
+            return 0
+        path = os.path.join(self.experiment_local_path, trial_dirname)
+        changed = [(rel, stamp) for rel, stamp in self._scan_trial(path, trial_dirname)
+                   if self._uploaded.get(rel) != stamp]
+        self._upload(changed)
+        return len(changed)
+
+    def _upload(self, changed: list[tuple[str, tuple[int, int]]]) -> None:
+        """Uploads the changed files, the experiment state last."""
         fs, base = self.storage_filesystem, self.experiment_fs_path
 
         def one(item) -> None:
@@ -544,9 +561,6 @@ class StorageContext:
         for item in changed:  # the state last, once everything it names is there
             if _is_state_file(item[0]):
                 one(item)
-        self._last_sync = time.monotonic()
-        self._last_sync_s = self._last_sync - started
-        return len(changed)
 
     def _scan(self) -> list[tuple[str, tuple[int, int]]]:
         """``(relative path, (mtime_ns, size))`` of each file the driver uploads."""

@@ -557,6 +557,14 @@ class TrialLifecycle:
         if not self._score_checked:
             self._check_score_attribute(trial, metrics)
         checkpoint = self._book.register(trial, name, metrics)
+        if getattr(self._storage, "sync_artifacts_on_checkpoint", False) and trial.local_path:
+            # SyncConfig(sync_artifacts_on_checkpoint): the trial's artifacts go up with its checkpoint.
+            from tunesmith._internal.storage import StorageError
+
+            try:
+                self._storage.sync_trial_artifacts(trial.trial_dirname)
+            except StorageError as exc:
+                self.on_write_error(exc)
         it, trials = self._run.iteration, self._table.trials
         self._callbacks.on_trial_save(iteration=it, trials=trials, trial=trial)
         self._callbacks.on_checkpoint(iteration=it, trials=trials, trial=trial, checkpoint=checkpoint)
