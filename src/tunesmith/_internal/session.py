@@ -410,6 +410,8 @@ def _get_session() -> "_Session | None":
 def _set_session(session: "_Session | None") -> None:
     global _session
     _session = session
+    if session is not None and _any_leftover:
+        _forget_idle_leftovers()
 
 
 _warned_outside = False
@@ -439,6 +441,18 @@ def note_threads_at_trial_end() -> None:
             continue
         _leftover_threads.add(thread)
         _any_leftover = True
+
+
+def _forget_idle_leftovers() -> None:
+    """As a trial starts: a thread left running by an earlier trial that has since gone idle (a pool
+    thread that finished that trial's work) may report for this trial when it hands it work."""
+    global _any_leftover
+    frames = sys._current_frames()
+    for thread in list(_leftover_threads):
+        frame = frames.get(thread.ident)
+        if frame is None or _only_standard_library(frame):
+            _leftover_threads.discard(thread)
+    _any_leftover = bool(_leftover_threads)
 
 
 @functools.lru_cache(maxsize=1)

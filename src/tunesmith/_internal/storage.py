@@ -174,13 +174,12 @@ def split_experiment_path(path: str) -> tuple[str, str]:
         >>> split_experiment_path("s3://bucket/runs/exp?scheme=http")
         ('s3://bucket/runs?scheme=http', 'exp')
     """
-    query = ""
-    if "://" in path and "?" in path:
-        path, query = path.split("?", 1)
-        query = "?" + query
+    if "://" not in path:
+        path = path.rstrip(os.sep)
+        return os.path.dirname(path), os.path.basename(path)
+    path, sep, query = path.partition("?")
     path = path.rstrip("/")
-    return posixpath.dirname(path) + query if "://" in path else os.path.dirname(path) + query, \
-        (posixpath.basename(path) if "://" in path else os.path.basename(path))
+    return posixpath.dirname(path) + sep + query, posixpath.basename(path)
 
 
 def storage_uri(filesystem, path: str) -> str:
