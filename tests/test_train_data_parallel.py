@@ -776,3 +776,62 @@ def test_get_storage_in_a_worker_has_rays_storage_fields(tmp_path):
     assert m["experiment_fs_path"] == str(tmp_path / "st") and m["storage_path"] == str(tmp_path)
     assert m["trial_dir_name"] == os.path.basename(result.path) and m["experiment_dir_name"] == "st"
     assert m["fs"] == "LocalFileSystem"
+
+
+# -- get_checkpoint after a report ---------------------------------------------------------------------
+def reads_back_its_checkpoints(config):
+    rank = train.get_context().get_world_rank()
+    seen = []
+    waited_out = 0
+    for step in range(3):
+        with tempfile.TemporaryDirectory() as d:
+            Path(d, f"rank{rank}.txt").write_text(str(step))
+            checkpoint = Checkpoint.from_directory(d) if rank == 0 or config["every_rank"] else None
+            train.report({"step": step}, checkpoint=checkpoint)
+        # The temporary directory is gone: get_checkpoint() is this worker's persisted copy (as on Ray).
+        latest = train.get_checkpoint()
+        if latest is None:
+            seen.append(None)
+        else:
+            with latest.as_directory() as path:
+                seen.append(Path(path, f"rank{rank}.txt").read_text())
+        if config["barrier"]:
+            # A collective call after get_checkpoint(): a get_checkpoint() that waited for the other
+            # ranks' reports of the round would never return here.
+            Path(config["dir"], f"r{rank}_{step}").touch()
+            deadline = time.time() + 60
+            while not Path(config["dir"], f"r{1 - rank}_{step}").exists() and time.time() < deadline:
+                time.sleep(0.01)
+            waited_out += time.time() >= deadline
+    return {"rank": rank, "seen": seen, "waited_out": waited_out}
+
+
+@pytest.mark.parametrize("every_rank", [False, True])
+def test_get_checkpoint_after_a_report_is_that_reports_checkpoint(tmp_path, every_rank):
+    result = DataParallelTrainer(
+        reads_back_its_checkpoints,
+        train_loop_config={"every_rank": every_rank, "barrier": False, "dir": str(tmp_path)},
+        scaling_config=ScalingConfig(num_workers=2),
+        run_config=quiet(storage_path=str(tmp_path), name="readback"),
+    ).fit()
+    assert result.error is None
+    assert result.return_value["seen"] == ["0", "1", "2"]
+    with result.checkpoint.as_directory() as d:
+        assert sorted(os.listdir(d)) == (["rank0.txt", "rank1.txt"] if every_rank else ["rank0.txt"])
+        assert Path(d, "rank0.txt").read_text() == "2"
+    # Merged checkpoints of every round, and no staged copies left behind.
+    trial_dir = Path(result.path)
+    assert sorted(p.name for p in trial_dir.glob("checkpoint_*")) == [f"checkpoint_00000{i}" for i in range(3)]
+    assert not (trial_dir / ".group_staging").exists()
+
+
+def test_get_checkpoint_right_after_a_report_is_no_barrier(tmp_path):
+    """Rank 1 reports only after a collective call that rank 0 reaches after get_checkpoint()."""
+    result = DataParallelTrainer(
+        reads_back_its_checkpoints,
+        train_loop_config={"every_rank": False, "barrier": True, "dir": str(tmp_path)},
+        scaling_config=ScalingConfig(num_workers=2),
+        run_config=quiet(storage_path=str(tmp_path), name="barrier"),
+    ).fit()
+    assert result.error is None and result.return_value["seen"] == ["0", "1", "2"]
+    assert result.return_value["waited_out"] == 0

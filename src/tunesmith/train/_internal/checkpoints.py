@@ -3,9 +3,12 @@
 A worker that passes a checkpoint to ``train.report`` copies its files itself
 into ``<trial dir>/.group_staging/<run>/iter_<k>/rank_<r>`` before ``report``
 returns (the user's temporary directory may be gone right after). Once every
-worker has reported iteration ``k``, the supervising process moves the staged
-files into the trial's next checkpoint directory (renames only, no copy); for
-same-named files the lowest rank wins, so rank 0's files are kept.
+worker has reported iteration ``k``, the supervising process links the staged
+files into the trial's next checkpoint directory (hard links, no copy); for
+same-named files the lowest rank wins, so rank 0's files are kept. A rank's
+latest staged checkpoint stays (it is what ``train.get_checkpoint()`` returns
+in that worker) until the rank stages a later one that is merged, or the
+group ends.
 """
 from __future__ import annotations
 
@@ -39,31 +42,46 @@ def stage(checkpoint, target: str, trial_dir: str | None = None) -> None:
 
 
 def merge(sources: list[str], target: str, tmp: str) -> None:
-    """Moves the staged directories ``sources`` (lowest rank first) into ``target``.
+    """Links the files of the staged directories ``sources`` (lowest rank first) into ``target``.
 
     The directory appears complete or not at all: it is assembled at ``tmp``
     (on the same filesystem, outside the ``checkpoint_*`` names) and renamed.
-    Where two sources hold the same file, the first one's is kept.
+    Where two sources hold the same file, the first one's is kept. The sources
+    stay as they are.
     """
     shutil.rmtree(tmp, ignore_errors=True)
-    os.rename(sources[0], tmp)
-    for source in sources[1:]:
-        _move_missing(source, tmp)
+    os.makedirs(tmp)
+    for source in sources:
+        _link_missing(source, tmp)
     if os.path.lexists(target):  # left by a run that died before the driver saw it
         shutil.rmtree(target, ignore_errors=True)
     os.rename(tmp, target)
 
 
-def _move_missing(source: str, target: str) -> None:
+def _link_missing(source: str, target: str) -> None:
     for name in os.listdir(source):
         src = os.path.join(source, name)
         dst = os.path.join(target, name)
-        if not os.path.lexists(dst):
-            os.rename(src, dst)
-        elif os.path.isdir(src) and not os.path.islink(src) and os.path.isdir(dst) and not os.path.islink(dst):
-            _move_missing(src, dst)
+        if os.path.islink(src):
+            if not os.path.lexists(dst):
+                os.symlink(os.readlink(src), dst)
+        elif os.path.isdir(src):
+            if not os.path.lexists(dst):
+                os.mkdir(dst)
+            if os.path.isdir(dst) and not os.path.islink(dst):
+                _link_missing(src, dst)
+        elif not os.path.lexists(dst):
+            try:
+                os.link(src, dst)
+            except OSError:  # a filesystem without hard links
+                shutil.copy2(src, dst)
         # else: the lower rank's file stays
 
 
-def drop_iteration(staging_dir: str, iteration: int) -> None:
-    shutil.rmtree(os.path.join(staging_dir, f"iter_{iteration:06d}"), ignore_errors=True)
+def drop_staged(staging_dir: str, iteration: int, rank: int) -> None:
+    """Removes rank ``rank``'s staged checkpoint of ``iteration`` (and the iteration's directory once empty)."""
+    shutil.rmtree(staged_path(staging_dir, iteration, rank), ignore_errors=True)
+    try:
+        os.rmdir(os.path.join(staging_dir, f"iter_{iteration:06d}"))
+    except OSError:
+        pass  # another rank's staged checkpoint is still there

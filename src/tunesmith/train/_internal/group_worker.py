@@ -120,6 +120,9 @@ class WorkerSession:
             path = checkpoints.staged_path(self._spec.staging_dir, self.reports, self._spec.rank)
             checkpoints.stage(checkpoint, path, getattr(self._spec.trial_info, "trial_dir", None))
             staged = True
+            # As on Ray, get_checkpoint() is now this report's checkpoint: this worker's persisted copy
+            # (the trial's checkpoint of the round links the same files once every rank reported).
+            self.checkpoint = Checkpoint(path)
         try:
             send(self._conn, (REPORT, _plain_metrics(metrics), staged))
         except (pickle.PicklingError, TypeError, AttributeError) as exc:

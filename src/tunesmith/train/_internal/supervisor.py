@@ -248,6 +248,7 @@ class _GroupRun:
         self.next_iteration = 1
         self.last_event = time.monotonic()
         self._warned_uneven = False
+        self.latest_staged: dict[int, int] = {}  # rank -> the iteration of its latest staged checkpoint
         self.finished_at: dict[int, float] = {}  # rank -> when it returned (the worker's clock)
 
     def run(self) -> bytes | None:
@@ -331,6 +332,11 @@ class _GroupRun:
     def _on_report(self, rank: int, metrics: dict, staged: bool) -> None:
         self.counts[rank] += 1
         self.pending.setdefault(self.counts[rank], {})[rank] = (metrics, staged)
+        if staged:
+            previous = self.latest_staged.get(rank)
+            self.latest_staged[rank] = self.counts[rank]
+            if previous is not None and previous < self.next_iteration:  # merged, and no longer its latest
+                checkpoints.drop_staged(self.staging, previous, rank)
         self._check_counts()
         while len(self.pending.get(self.next_iteration, ())) == self.n:
             self._emit(self.next_iteration)
@@ -349,7 +355,10 @@ class _GroupRun:
         remote = getattr(self.sess, "storage_filesystem", None) is not None
         target = os.path.join(self.staging, f"merged_{iteration:06d}") if remote else self._next_checkpoint_dir()
         checkpoints.merge(sources, target, os.path.join(self.staging, f"merging_{iteration:06d}"))
-        checkpoints.drop_iteration(self.staging, iteration)
+        for rank in ranks:
+            # A rank's latest staged checkpoint stays: its train.get_checkpoint() points there.
+            if self.latest_staged.get(rank, iteration) > iteration:
+                checkpoints.drop_staged(self.staging, iteration, rank)
         checkpoint = Checkpoint(target)
         if self.metadata:
             checkpoint.update_metadata(self.metadata)
