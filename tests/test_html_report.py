@@ -236,3 +236,47 @@ def test_log_scale_with_no_positive_value_says_so(tmp_path):
         page.locator("#logy").check()
         assert "log scale cannot show it" in page.locator("#curves").text_content()
         assert problems == []
+
+
+def _final_value_and_params(config):
+    for i in range(config["n"]):
+        result = {"loss": 1.0 / (i + 1)}
+        if i % 2 == 1 or config["n"] == 1:
+            result["val"] = {"acc": config["final"]}  # validated every other iteration
+        tune.report(result)
+
+
+def test_report_draws_float_noise_missing_params_and_sparse_metrics(tmp_path):
+    """Two final values 0.1+0.2 and 0.3 froze the page; a None or missing parameter dropped the trial's
+    line; a metric logged every other iteration counted as not reported; a one-result trial had no dot."""
+    grid = tune.Tuner(
+        _final_value_and_params,
+        param_space={"x": tune.grid_search([None, 4, {"deep": 1}]),
+                     "final": tune.sample_from(lambda spec: 0.1 + 0.2 if spec.config.x == 4 else 0.3),
+                     "n": tune.sample_from(lambda spec: 1 if spec.config.x is None else 3)},
+        tune_config=tune.TuneConfig(metric="loss", mode="min"),
+        run_config=tune.RunConfig(storage_path=str(tmp_path / "results"), verbose=0),
+    ).fit()
+    assert grid.get_best_result(metric="val/acc", mode="max") is not None
+    with _loaded_report(grid.report(str(tmp_path / "report.html"), metric="val/acc", mode="max")) as (page, problems):
+        assert problems == []
+        # Every trial has its line, the one with x=None and the one without x/deep too.
+        assert page.locator("#pc-lines path").count() == 3
+        assert "No trial reported" not in page.locator("#best").text_content()
+        assert page.locator("#curve-lines path").count() == 3
+
+
+def test_cli_reports_and_lists_a_file_uri(tmp_path):
+    import subprocess
+    import sys
+
+    tune.Tuner(_negative_rewards, run_config=tune.RunConfig(name="exp", storage_path=str(tmp_path / "r"),
+                                                           verbose=0)).fit()
+    uri = (tmp_path / "r" / "exp").as_uri()
+    out = tmp_path / "uri.html"
+    run = subprocess.run([sys.executable, "-m", "tunesmith.tune.cli", "report", uri, "--output", str(out)],
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert out.exists() and uri in out.read_text()
+    listing = subprocess.run([sys.executable, "-m", "tunesmith.tune.cli", "ls", uri], capture_output=True, text=True)
+    assert listing.returncode == 0 and "TERMINATED" in listing.stdout

@@ -65,6 +65,17 @@ class CLIError(Exception):
 
 # -- reading experiments ---------------------------------------------------------------------------
 def _read_state(experiment_dir: str) -> dict:
+    if "://" in experiment_dir:  # file://, s3://, gs://: read through the store's filesystem
+        from tunesmith.tune.analysis import _loading
+
+        storage, root = _loading.Storage.resolve(experiment_dir)
+        path = storage.join(root, EXPERIMENT_STATE_FILE)
+        try:
+            if not storage.isfile(path):
+                raise CLIError(f"{experiment_dir} is not an experiment directory (it has no {EXPERIMENT_STATE_FILE}).")
+            return _loading.read_json(storage, path)
+        except (OSError, ValueError) as exc:
+            raise CLIError(f"Could not read {experiment_dir}/{EXPERIMENT_STATE_FILE}: {exc}") from exc
     path = os.path.join(experiment_dir, EXPERIMENT_STATE_FILE)
     if not os.path.isfile(path):
         raise CLIError(f"{experiment_dir} is not an experiment directory (it has no {EXPERIMENT_STATE_FILE}).")
@@ -133,7 +144,13 @@ def experiment_rows(project_dir: str) -> list[dict]:
             continue
         row: dict[str, Any] = {"name": name}
         if os.path.isfile(os.path.join(path, EXPERIMENT_STATE_FILE)):
-            state = _read_state(path)
+            try:
+                state = _read_state(path)
+            except CLIError as exc:
+                # One damaged experiment does not hide the others (as Ray's `tune lsx`).
+                print(f"tunesmith: {exc}", file=sys.stderr)
+                rows.append(row)
+                continue
             trials = state.get("trials") or []
             row["total_trials"] = len(trials)
             for status in _STATUSES:
@@ -379,11 +396,33 @@ def remove(args) -> int:
     return 0
 
 
+def _report_of_uri(uri: str, output: str | None, metric: str | None, mode: str | None) -> str:
+    """The report of an experiment on a store (file://, s3://...): its files are read into a
+    temporary directory and the page is written locally (``report.html`` here by default)."""
+    import tempfile
+
+    from tunesmith.tune import ExperimentAnalysis
+    from tunesmith.tune.analysis.html_report import write_html_report
+    from tunesmith.tune.result_grid import _copy_report_inputs
+
+    try:
+        analysis = ExperimentAnalysis(uri)
+        analysis._read_state(required=True)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{uri} is not an experiment directory that can be read: {exc}") from exc
+    with tempfile.TemporaryDirectory() as local:
+        _copy_report_inputs(analysis, local)
+        return write_html_report(local, output or "report.html", metric=metric, mode=mode, shown_path=uri)
+
+
 def report(args) -> int:
     from tunesmith.tune.analysis.html_report import write_html_report
 
     try:
-        path = write_html_report(args.experiment_dir, args.output, metric=args.metric, mode=args.mode)
+        if "://" in args.experiment_dir:
+            path = _report_of_uri(args.experiment_dir, args.output, args.metric, args.mode)
+        else:
+            path = write_html_report(args.experiment_dir, args.output, metric=args.metric, mode=args.mode)
     except ValueError as exc:
         print(f"tunesmith report: {exc}", file=sys.stderr)
         return 2

@@ -166,9 +166,13 @@ def collect_report_data(experiment_path: str, metric: str | None = None, mode: s
             if value is not None and step is not None:
                 curve.append([step, value])
         values = [v for _, v in curve]
-        # The final value is the last result's, as get_best_result() ranks trials: a trial that ended
-        # on NaN (or without the metric) has no final value rather than an older one.
-        final = _number(_lookup(results[-1], metric)) if (metric and results) else None
+        # The final value is the last one the trial reported for the metric, as get_best_result()
+        # ranks trials (a metric logged every few iterations counts); one that was NaN makes no final
+        # value rather than an older one.
+        final = None
+        if metric:
+            last_reported = next((r for r in reversed(results) if _lookup(r, metric) is not None), None)
+            final = _number(_lookup(last_reported, metric)) if last_reported is not None else None
         config = _flatten(ts.get("evaluated_params") or {}) or _flatten(ts.get("config") or {})
         for key in config:
             if key not in params:
@@ -366,8 +370,11 @@ function ticks(lo, hi, n) {
   const step = Math.pow(10, Math.floor(Math.log10((hi - lo) / n)));
   const err = (hi - lo) / n / step;
   const s = step * (err >= 7.5 ? 10 : err >= 3.5 ? 5 : err >= 1.5 ? 2 : 1);
+  const first = Math.ceil(lo / s) * s;
+  // A range a few floating-point steps wide (0.1 + 0.2 against 0.3): v += s would not move.
+  if (!(s > 0) || first + s === first || (hi - first) / s > 1000) return [lo, hi];
   const out = [];
-  for (let v = Math.ceil(lo / s) * s; v <= hi + s * 1e-9; v += s) out.push(+v.toPrecision(12));
+  for (let v = first; v <= hi + s * 1e-9; v += s) out.push(+v.toPrecision(12));
   return out;
 }
 const STOPS = [[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]];
@@ -454,7 +461,9 @@ function drawCurves() {
     const d = pts.map(([x, y], k) => `${k ? "L" : "M"}${sx(x).toFixed(1)},${sy(y).toFixed(1)}`).join("");
     const cls = "curve" + (t.status === "ERROR" ? " errored" : "") + (i === D.best ? " best" : "") +
                 (i === highlighted ? " hl" : "");
-    const p = el("svg:path", {d: pts.length > 1 ? d : d + "h0.01", class: cls, "data-trial": t.id}, lines);
+    // A one-result trial is a dot (a round cap on a zero-length line; a butt cap paints nothing).
+    const attrs = pts.length > 1 ? {d} : {d: d + "h0.01", "stroke-linecap": "round", "stroke-width": 5};
+    const p = el("svg:path", Object.assign(attrs, {class: cls, "data-trial": t.id}), lines);
     el("svg:title", {}, p, `${t.name}: ${fmt(t.final)} after ${t.iterations} iterations`);
   }
   const note = document.getElementById("curves-note");
@@ -474,7 +483,12 @@ function drawParallel() {
     el("svg:text", {x: 20, y: 40}, pcSvg, "No trial has both a config and a final metric.");
     return;
   }
-  const value = (i, k) => k === D.metric && k === dims[dims.length - 1] ? T[i].final : T[i].config[k];
+  // A parameter a trial has as None, or not at all (a conditional space), is a value of its own.
+  const value = (i, k) => {
+    if (k === D.metric && k === dims[dims.length - 1]) return T[i].final;
+    const v = T[i].config[k];
+    return v === null ? "None" : v === undefined ? "(none)" : v;
+  };
   const axes = dims.map((k, j) => {
     const vals = rows.map(i => value(i, k)).filter(v => v !== undefined && v !== null);
     const numeric = vals.length && vals.every(v => typeof v === "number");
