@@ -15,6 +15,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -826,3 +827,94 @@ def test_checkpoints_dropped_by_num_to_keep_do_not_pile_up_until_the_next_period
     assert result.error is None and result.metrics["i"] == 11
     assert result.metrics["waited_out"] == 0  # never more than five checkpoint directories at once
     assert sorted(n for n in os.listdir(result.path) if n.startswith("checkpoint_")) == ["checkpoint_000011"]
+
+
+def _counts_to_three_with_checkpoints(config):
+    start = 0
+    checkpoint = train.get_checkpoint()
+    if checkpoint:
+        with checkpoint.as_directory() as d:
+            with open(os.path.join(d, "i")) as f:
+                start = int(f.read())
+    for i in range(start, 3):
+        with tempfile.TemporaryDirectory() as d:
+            with open(os.path.join(d, "i"), "w") as f:
+                f.write(str(i + 1))
+            train.report({"i": i + 1, "start": start, "x": config["x"]}, checkpoint=train.Checkpoint.from_directory(d))
+
+
+def _edit_state(exp_dir, edit):
+    path = os.path.join(exp_dir, "experiment_state.json")
+    with open(path) as f:
+        state = json.load(f)
+    edit(state)
+    with open(path, "w") as f:
+        json.dump(state, f)
+
+
+def test_a_trial_whose_stop_was_decided_when_the_driver_died_stays_ended(tmp_path):
+    """The state saved between the stop decision and the worker's confirmation says RUNNING; restore
+    ran the trial past its stop criterion."""
+    exp = str(tmp_path / "exp")
+    tune.Tuner(_counts_to_three_with_checkpoints, param_space={"x": 1},
+               run_config=tune.RunConfig(name="exp", storage_path=str(tmp_path), verbose=0,
+                                         stop={"i": 2})).fit()
+
+    def as_if_killed(state):
+        (trial,) = state["trials"]
+        assert trial["last_result"]["done"] is True
+        trial["status"] = "RUNNING"
+
+    _edit_state(exp, as_if_killed)
+    (result,) = tune.Tuner.restore(exp, _counts_to_three_with_checkpoints).fit()
+    assert result.metrics["i"] == 2
+    assert list(result.metrics_dataframe["i"]) == [1, 2]
+
+
+def test_restore_keeps_the_checkpoint_a_paused_trial_starts_from_in_another_trials_directory(tmp_path):
+    """PBT's exploit: trial B is paused to start from trial A's checkpoint, which A itself has dropped
+    (num_to_keep). Restore deleted it as a checkpoint A's state no longer names, and B failed."""
+    exp = str(tmp_path / "exp")
+    grid = tune.Tuner(_counts_to_three_with_checkpoints, param_space={"x": tune.grid_search([1, 2])},
+                      run_config=tune.RunConfig(name="exp", storage_path=str(tmp_path), verbose=0,
+                                                checkpoint_config=tune.CheckpointConfig(num_to_keep=5))).fit()
+    donor = next(r for r in grid if r.config["x"] == 1)
+    donor_checkpoint = os.path.join(donor.path, "checkpoint_000000")  # holds i=1
+
+    def exploit(state):
+        a, b = sorted(state["trials"], key=lambda t: t["config"]["x"])
+        a["checkpoints"] = [c for c in a["checkpoints"] if not c["path"].endswith("checkpoint_000000")]
+        b["status"] = "PAUSED"
+        b["restore_checkpoint"] = os.path.relpath(donor_checkpoint, exp)
+        b["restore_checkpoint_rows"] = None
+
+    _edit_state(exp, exploit)
+    restored = tune.Tuner.restore(exp, _counts_to_three_with_checkpoints).fit()
+    assert restored.num_errors == 0
+    resumed = next(r for r in restored if r.config["x"] == 2)
+    assert resumed.metrics["start"] == 1  # it started from the donor's checkpoint
+
+
+def _fails_once_before_its_own_checkpoint(config):
+    start = 0
+    checkpoint = tune.get_checkpoint()
+    if checkpoint:
+        with checkpoint.as_directory() as d:
+            with open(os.path.join(d, "i")) as f:
+                start = int(f.read())
+    tune.report({"i": start + 1})
+    if not os.path.exists(config["marker"]):
+        open(config["marker"], "w").close()
+        raise RuntimeError("fails once")
+    tune.report({"i": start + 2})
+
+
+def test_a_retry_from_tune_run_restore_logs_each_iteration_once(tmp_path):
+    initial = tmp_path / "initial"
+    initial.mkdir()
+    (initial / "i").write_text("100")
+    analysis = tune.run(_fails_once_before_its_own_checkpoint, config={"marker": str(tmp_path / "m")},
+                        restore=str(initial), max_failures=1, storage_path=str(tmp_path / "r"), verbose=0)
+    (trial,) = analysis.trials
+    rows = [json.loads(line) for line in open(os.path.join(trial.path, "result.json"))]
+    assert [(r["training_iteration"], r["i"]) for r in rows] == [(1, 101), (2, 102)]

@@ -21,7 +21,7 @@ from tunesmith._internal.storage import (
     checkpoint_missing,
     default_experiment_name,
 )
-from tunesmith.tune.result import EXPERIMENT_STATE_FILE, EXPR_RESULT_FILE, TUNER_FILE
+from tunesmith.tune.result import DONE, EXPERIMENT_STATE_FILE, EXPR_RESULT_FILE, TUNER_FILE
 from tunesmith.tune.utils.util import flatten_dict
 from tunesmith.tune.tune_config import TuneConfig
 from tunesmith.train._config import RunConfig
@@ -199,14 +199,34 @@ def build_callbacks(run_config: RunConfig, verbose: int, metric, mode) -> list:
     callbacks = list(run_config.callbacks or [])
     if os.environ.get("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "0") != "1":
         present = {type(cb) for cb in callbacks if isinstance(cb, LoggerCallback)}
+        covered = _defaults_covered_by_legacy_loggers(callbacks)
         for cb in default_logger_callbacks():
-            if not any(issubclass(p, type(cb)) for p in present):
+            if type(cb).__name__ not in covered and not any(issubclass(p, type(cb)) for p in present):
                 callbacks.append(cb)
     if verbose >= 1:
         from tunesmith.tune.progress_reporter import TrialProgressCallback
 
         callbacks.append(TrialProgressCallback(verbosity=verbose, metric=metric))
     return callbacks
+
+
+def _defaults_covered_by_legacy_loggers(callbacks: list) -> set[str]:
+    """The default logger callbacks whose files a ``LegacyLoggerCallback`` of the run writes already
+    (with ``JsonLogger``, ``CSVLogger``, ``TBXLogger`` or ``UnifiedLogger``): they are not added too,
+    or every row would be written twice."""
+    from tunesmith.tune.logger import CSVLogger, JsonLogger, TBXLogger
+    from tunesmith.tune.logger.logger import LegacyLoggerCallback, UnifiedLogger
+
+    covered: set[str] = set()
+    for cb in callbacks:
+        for cls in getattr(cb, "logger_classes", ()) if isinstance(cb, LegacyLoggerCallback) else ():
+            if issubclass(cls, UnifiedLogger):
+                covered |= {"JsonLoggerCallback", "CSVLoggerCallback", "TBXLoggerCallback"}
+            for legacy, default in ((JsonLogger, "JsonLoggerCallback"), (CSVLogger, "CSVLoggerCallback"),
+                                    (TBXLogger, "TBXLoggerCallback")):
+                if issubclass(cls, legacy):
+                    covered.add(default)
+    return covered
 
 
 def build_reporter(run_config: RunConfig, verbose: int, tune_config: TuneConfig, total_samples):
@@ -794,6 +814,7 @@ def _remove_uncommitted_remote(storage: StorageContext, trials: list, id_prefix:
         return [(i.base_name, i.type) for i in infos]
 
     known = {t.trial_dirname: t for t in trials}
+    wanted = {t.restore_checkpoint.path for t in trials if t.restore_checkpoint is not None}
     for name, kind in listdir(base):
         if kind != pyarrow.fs.FileType.Directory:
             continue
@@ -805,9 +826,7 @@ def _remove_uncommitted_remote(storage: StorageContext, trials: list, id_prefix:
             ):
                 delete_dir(fs, f"{base}/{name}", timeout)  # a trial the saved state never had
             continue
-        named = {c.path for c, _ in trial.checkpoint_manager.checkpoints}
-        if trial.restore_checkpoint is not None:
-            named.add(trial.restore_checkpoint.path)
+        named = {c.path for c, _ in trial.checkpoint_manager.checkpoints} | wanted
         for sub, sub_kind in entries:
             path = f"{base}/{name}/{sub}"
             if _CHECKPOINT_DIR.match(sub) and sub_kind == pyarrow.fs.FileType.Directory and path not in named:
@@ -823,6 +842,9 @@ def _remove_uncommitted(path: str, trials: list, id_prefix: str | None) -> None:
     import shutil
 
     known = {t.trial_dirname: t for t in trials}
+    # A checkpoint a trial is about to start from stays, whichever trial's directory holds it (PBT's
+    # exploit starts a trial from another's checkpoint, which that one may have dropped).
+    wanted = {t.restore_checkpoint.path for t in trials if t.restore_checkpoint is not None}
     for entry in os.scandir(path):
         if not entry.is_dir(follow_symlinks=False):
             continue
@@ -833,9 +855,7 @@ def _remove_uncommitted(path: str, trials: list, id_prefix: str | None) -> None:
             ):
                 shutil.rmtree(entry.path, ignore_errors=True)  # a trial the saved state never had
             continue
-        named = {c.path for c, _ in trial.checkpoint_manager.checkpoints}
-        if trial.restore_checkpoint is not None:
-            named.add(trial.restore_checkpoint.path)
+        named = {c.path for c, _ in trial.checkpoint_manager.checkpoints} | wanted
         for sub in os.scandir(entry.path):
             if _CHECKPOINT_DIR.match(sub.name) and sub.is_dir(follow_symlinks=False) and sub.path not in named:
                 shutil.rmtree(sub.path, ignore_errors=True)
@@ -897,6 +917,7 @@ def _restore_trials(storage: StorageContext, search_alg, scheduler, options: dic
             return trial.checkpoint
         from tunesmith.train._checkpoint import Checkpoint
 
+        trial.checkpoint_rows[initial_checkpoint] = 0  # it stands before the trial's first row
         return Checkpoint(initial_checkpoint)
 
     for tstate in state["trials"]:
@@ -910,6 +931,11 @@ def _restore_trials(storage: StorageContext, search_alg, scheduler, options: dic
         trial.dir_created = True
         _load_params(trial, os.path.join(trial.local_path, "params.pkl"))
         _drop_missing_checkpoints(trial)
+        if trial.status == Trial.RUNNING and (trial.last_result or {}).get(DONE):
+            # Its stop was decided (a stop criterion, a scheduler) and its worker had not confirmed
+            # it when the driver died: it ended there, as on Ray, and does not run past it.
+            trial.status = Trial.TERMINATED
+            ended_unfinished.append(trial)
         if trial.status in (Trial.RUNNING, Trial.PAUSED, Trial.PENDING):
             if options.get("resume_unfinished", True):
                 # A paused trial keeps the checkpoint chosen for it (PBT); a running one

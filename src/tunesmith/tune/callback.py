@@ -89,6 +89,7 @@ class CallbackList(Callback):
             self._active[name] = [
                 (cb, getattr(cb, name)) for cb in self._callbacks
                 if getattr(type(cb), name, base) is not base or not isinstance(cb, Callback)
+                or name in getattr(cb, "__dict__", {})  # a hook set on the instance itself
             ]
         # Result loggers hear of a result first: once the driver has taken a result in, its
         # row is on its way to disk even if a later callback fails.
@@ -116,10 +117,12 @@ class CallbackList(Callback):
             except CallbackError:
                 raise
             except Exception as exc:
+                after = ("The experiment did not start; fix the callback and run it again (a new Tuner, "
+                         "with the fixed callback)." if name == "setup" else
+                         "The experiment was stopped and its state saved; fix the callback and resume with "
+                         "Tuner.restore(...).")
                 raise CallbackError(
-                    f"The callback {type(cb).__name__} raised {type(exc).__name__} in {name}(): {exc}. "
-                    "The experiment was stopped and its state saved; fix the callback and resume with "
-                    "Tuner.restore(...)."
+                    f"The callback {type(cb).__name__} raised {type(exc).__name__} in {name}(): {exc}. {after}"
                 ) from exc
 
     def rollback_trial(self, trial, rows: int) -> None:

@@ -46,6 +46,7 @@ def run(
     local_dir: str | None = None,
     chdir_to_trial_dir: bool | None = None,
     export_formats: list[str] | None = None,
+    loggers: list | None = None,
     **kwargs: Any,
 ):
     """Runs an experiment and returns an :class:`~tunesmith.tune.ExperimentAnalysis`.
@@ -91,6 +92,11 @@ def run(
                                               "raise_on_failed_trial": raise_on_failed_trial,
                                               "callbacks": callbacks, "resume": resume,
                                               "max_concurrent_trials": max_concurrent_trials})
+    if loggers:
+        # The older form of per-trial loggers (seed 003): Logger classes, run by a LegacyLoggerCallback.
+        from tunesmith.tune.logger.logger import LegacyLoggerCallback
+
+        callbacks = [*(callbacks or []), LegacyLoggerCallback(loggers)]
     resume_options = _resume_options(resume)
     checkpoint_config = _with_legacy_checkpoint_args(
         checkpoint_config, keep_checkpoints_num, checkpoint_score_attr, checkpoint_freq, checkpoint_at_end
@@ -147,7 +153,7 @@ def _raise_on_failed(trials: list, raise_on_failed_trial: bool) -> None:
 # Arguments of earlier tune.run() versions that no longer do anything here: accepted with a warning,
 # so that older scripts (seed 003's ``tune.run(MyDurableTrainable, sync_to_driver=False)``) still run.
 _OBSOLETE_RUN_ARGS = frozenset({
-    "sync_to_driver", "sync_to_cloud", "sync_on_checkpoint", "upload_dir", "loggers", "server_port",
+    "sync_to_driver", "sync_to_cloud", "sync_on_checkpoint", "upload_dir", "server_port",
     "with_server", "queue_trials", "trial_executor", "global_checkpoint_period", "ray_auto_init",
     "run_errored_only", "return_trials", "sync_function", "syncer", "trial_name_creator_fn", "_remote",
     "_remote_string_queue", "_entrypoint", "_experiment_checkpoint_dir",

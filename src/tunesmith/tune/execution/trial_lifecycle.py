@@ -203,7 +203,7 @@ class TrialLifecycle:
             if how is None or trial.status != Trial.RUNNING:
                 continue
             logger.warning(
-                "Trial %s did not end within %.0f s of being told to %s (TUNE_FORCE_TRIAL_CLEANUP_S%s); its "
+                "Trial %s did not end within %g s of being told to %s (TUNE_FORCE_TRIAL_CLEANUP_S%s); its "
                 "worker was ended by force. A trainable whose reports come from another thread must let "
                 "that thread's stop reach the trial's own code.",
                 trial, self._stop_grace_s(), "stop" if how == STOP else "pause",
@@ -486,8 +486,10 @@ class TrialLifecycle:
                 self.stop_experiment("bad metric")
                 return
         trial.update_last_result(result)
-        if checkpoint_dir_name:
-            self._register_checkpoint(trial, checkpoint_dir_name, result)
+        # The checkpoint is the trial's at once (a scheduler deciding on this result may use it);
+        # callbacks hear of it after the result, in Ray's order (result, then checkpoint).
+        checkpoint = self._register_checkpoint(trial, checkpoint_dir_name, result, notify=False) \
+            if checkpoint_dir_name else None
 
         if result[DONE] or ((trial.stopping_criterion or self._stopper is not None)
                             and self._should_stop(trial, view)):
@@ -503,6 +505,8 @@ class TrialLifecycle:
             self._callbacks.on_trial_result(
                 iteration=self._run.iteration, trials=self._table.trials, trial=trial, result=result
             )
+        if checkpoint is not None:
+            self._notify_checkpoint(trial, checkpoint)
         if self._stopper is not None and not self._run.stop_all and self._stopper.stop_all():
             # Asked after each result, as Ray does: results already sent after this one are dropped.
             self.stop_experiment("stopper")
@@ -540,12 +544,14 @@ class TrialLifecycle:
             result[DONE] = True
             self._table.stopping[trial] = STOP
         trial.update_last_result(result)
-        if checkpoint_dir_name:
-            self._register_checkpoint(trial, checkpoint_dir_name, result)
+        checkpoint = self._register_checkpoint(trial, checkpoint_dir_name, result, notify=False) \
+            if checkpoint_dir_name else None
         if self._result_callbacks:
             self._callbacks.on_trial_result(
                 iteration=self._run.iteration, trials=self._table.trials, trial=trial, result=result
             )
+        if checkpoint is not None:
+            self._notify_checkpoint(trial, checkpoint)
 
     def _should_stop(self, trial: Trial, result: dict) -> bool:
         for key, value in trial.stopping_criterion.items():
@@ -553,7 +559,8 @@ class TrialLifecycle:
                 return True
         return self._stopper is not None and bool(self._stopper(trial.trial_id, result))
 
-    def _register_checkpoint(self, trial: Trial, name: str, metrics: dict) -> None:
+    def _register_checkpoint(self, trial: Trial, name: str, metrics: dict, notify: bool = True) -> Checkpoint:
+        """Makes ``name`` the trial's latest checkpoint; with ``notify``, callbacks hear of it now."""
         if not self._score_checked:
             self._check_score_attribute(trial, metrics)
         checkpoint = self._book.register(trial, name, metrics)
@@ -565,6 +572,11 @@ class TrialLifecycle:
                 self._storage.sync_trial_artifacts(trial.trial_dirname)
             except StorageError as exc:
                 self.on_write_error(exc)
+        if notify:
+            self._notify_checkpoint(trial, checkpoint)
+        return checkpoint
+
+    def _notify_checkpoint(self, trial: Trial, checkpoint: Checkpoint) -> None:
         it, trials = self._run.iteration, self._table.trials
         self._callbacks.on_trial_save(iteration=it, trials=trials, trial=trial)
         self._callbacks.on_checkpoint(iteration=it, trials=trials, trial=trial, checkpoint=checkpoint)
@@ -707,6 +719,8 @@ class TrialLifecycle:
         if retry:
             # From its latest checkpoint; before it saved one, from tune.run(restore=...)'s, if given.
             initial = self._cfg.initial_checkpoint
+            if trial.checkpoint is None and initial:
+                trial.checkpoint_rows[initial] = 0  # it stands before the trial's first row: all are cut
             trial.restore_checkpoint = trial.checkpoint or (Checkpoint(initial) if initial else None)
             self._table.set_status(trial, Trial.PENDING)
             self._callbacks.on_trial_recover(iteration=it, trials=trials, trial=trial)

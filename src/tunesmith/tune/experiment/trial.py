@@ -349,7 +349,7 @@ class Trial:
                     continue
                 value = float(value)  # numpy scalars and the like
             if prefix:
-                metric = prefix + metric
+                metric = prefix + (metric if type(metric) is str else str(metric))  # {0: 0.9} -> "per_class/0"
             entry = stats.get(metric)
             if entry is None:
                 stats[metric] = [1, value, value, value, value, None]

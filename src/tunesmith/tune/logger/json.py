@@ -76,6 +76,10 @@ class JsonLogger(Logger):
 
     def on_result(self, result: dict) -> None:
         self._writer.write(result)
+        # As the older loggers did, each result is on disk when this returns (a logger_creator's
+        # logger may never be closed).
+        self._writer.flush()
+        wait_for_writes()
 
     def update_config(self, config: dict) -> None:
         self.config = config

@@ -1,0 +1,129 @@
+"""Callbacks and loggers as Ray Tune scripts use them: hook order, older logger forms, odd results."""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+
+import pytest
+
+from tunesmith import tune
+from tunesmith.tune.callback import CallbackError
+from tunesmith.tune.logger import CSVLogger, JsonLogger, LegacyLoggerCallback, Logger, UnifiedLogger
+
+
+def _three_checkpoints(config):
+    for score in (1, 9, 3):
+        with tempfile.TemporaryDirectory() as d:
+            with open(os.path.join(d, "w"), "w") as f:
+                f.write(str(score))
+            tune.report({"score": score}, checkpoint=tune.Checkpoint.from_directory(d))
+
+
+class _Trace(tune.Callback):
+    def __init__(self):
+        self.trace = []
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        self.trace.append(f"result{result['training_iteration']}")
+
+    def on_trial_save(self, iteration, trials, trial, **info):
+        self.trace.append("save")
+
+    def on_checkpoint(self, iteration, trials, trial, checkpoint, **info):
+        self.trace.append(os.path.basename(checkpoint.path))
+
+
+def test_a_result_with_a_checkpoint_is_heard_before_its_checkpoint(tmp_path):
+    """Ray's order: on_trial_result, then on_trial_save and on_checkpoint; a callback that decides on a
+    result ("a new best") and keeps the checkpoint it came with kept the previous one."""
+    trace = _Trace()
+    tune.Tuner(_three_checkpoints, run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0,
+                                                             callbacks=[trace])).fit()
+    assert trace.trace == ["result1", "save", "checkpoint_000000", "result2", "save", "checkpoint_000001",
+                           "result3", "save", "checkpoint_000002"]
+
+
+def test_a_hook_set_on_the_instance_is_called(tmp_path):
+    seen = []
+    callback = tune.Callback()
+    callback.on_trial_result = lambda iteration, trials, trial, result, **info: seen.append(result["score"])
+    tune.Tuner(_three_checkpoints, run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0,
+                                                             callbacks=[callback])).fit()
+    assert seen == [1, 9, 3]
+
+
+def _per_class(config):
+    tune.report({"acc": 0.85, "per_class_acc": {0: 0.9, 1: 0.8}})
+
+
+def test_a_nested_metric_keyed_by_numbers(tmp_path):
+    """fit() failed while saving the experiment state ("can only concatenate str (not int)")."""
+    (result,) = tune.Tuner(_per_class, run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0)).fit()
+    assert result.error is None and result.metrics["per_class_acc"] == {0: 0.9, 1: 0.8}
+    assert list(result.metrics_dataframe["per_class_acc/0"]) == [0.9]
+
+
+def _three_results(config):
+    for i in range(3):
+        tune.report({"i": i})
+
+
+def _rows(trial_dir):
+    with open(os.path.join(trial_dir, "result.json")) as f:
+        return [json.loads(line)["training_iteration"] for line in f]
+
+
+def test_legacy_loggers_in_a_callback_are_not_doubled_by_the_defaults(tmp_path):
+    (result,) = tune.Tuner(_three_results, run_config=tune.RunConfig(
+        storage_path=str(tmp_path), verbose=0, callbacks=[LegacyLoggerCallback([JsonLogger, CSVLogger])])).fit()
+    assert _rows(result.path) == [1, 2, 3]
+    with open(os.path.join(result.path, "progress.csv")) as f:
+        assert len(f.read().splitlines()) == 4  # a header and three rows
+
+
+class _LinesLogger(Logger):
+    def _init(self):
+        with open(os.path.join(self.logdir, "mylog.txt"), "a") as f:
+            f.write("start\n")
+
+    def on_result(self, result):
+        with open(os.path.join(self.logdir, "mylog.txt"), "a") as f:
+            f.write(f"{result['training_iteration']}\n")
+
+
+def test_tune_run_loggers_runs_the_older_logger_classes(tmp_path):
+    analysis = tune.run(_three_results, loggers=[_LinesLogger], storage_path=str(tmp_path), verbose=0)
+    (trial,) = analysis.trials
+    with open(os.path.join(trial.path, "mylog.txt")) as f:
+        assert f.read().split() == ["start", "1", "2", "3"]
+    assert _rows(trial.path) == [1, 2, 3]  # the default files are still written
+
+
+class _Steps(tune.Trainable):
+    def step(self):
+        return {"loss": 1.0 / (self.iteration + 1)}
+
+
+def test_a_unified_logger_as_logger_creator_writes_each_result_at_once(tmp_path):
+    """Results stayed in memory until close(): a Trainable never stopped left no result.json."""
+    logdir = str(tmp_path / "logs")
+    trainable = _Steps(config={"lr": 0.1}, logger_creator=lambda cfg: UnifiedLogger(cfg, logdir))
+    for _ in range(3):
+        trainable.train()
+    assert _rows(logdir) == [1, 2, 3]
+    with open(os.path.join(logdir, "progress.csv")) as f:
+        assert len(f.read().splitlines()) == 4
+    trainable.stop()
+
+
+class _FailsInSetup(tune.Callback):
+    def setup(self, **info):
+        raise RuntimeError("no tracker server")
+
+
+def test_a_callback_failing_in_setup_says_the_experiment_did_not_start(tmp_path):
+    with pytest.raises(CallbackError, match="did not start") as info:
+        tune.Tuner(_three_results, run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0,
+                                                             callbacks=[_FailsInSetup()])).fit()
+    assert "state saved" not in str(info.value)
