@@ -130,3 +130,18 @@ def test_rm_removes_trial_directories_only(storage, tmp_path):
                           capture_output=True, text=True)
     assert proc.returncode == 1 and stranger.exists()
     assert "neither a trial nor an experiment directory" in proc.stderr
+
+
+def test_python_m_tunesmith_and_rm_without_a_terminal(tmp_path):
+    import subprocess
+    import sys
+
+    help_run = subprocess.run([sys.executable, "-m", "tunesmith", "--help"], capture_output=True, text=True)
+    assert help_run.returncode == 0 and "list-trials" in help_run.stdout
+    exp = tmp_path / "exp"
+    exp.mkdir()
+    (exp / "experiment_state.json").write_text("{}")
+    rm = subprocess.run([sys.executable, "-m", "tunesmith", "rm", str(exp)], stdin=subprocess.DEVNULL,
+                        capture_output=True, text=True)
+    assert rm.returncode == 1 and "Aborted!" in rm.stderr and "Traceback" not in rm.stderr
+    assert exp.exists()

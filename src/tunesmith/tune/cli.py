@@ -390,8 +390,14 @@ def remove(args) -> int:
         ):
             print(f"Refusing to remove {path}: it is neither a trial nor an experiment directory.", file=sys.stderr)
             return 1
-        if not args.yes and input(f"Remove {path}? [y/N] ").strip().lower() != "y":
-            continue
+        if not args.yes:
+            try:
+                answer = input(f"Remove {path}? [y/N] ")
+            except EOFError:  # no terminal to ask (stdin closed or redirected)
+                print("Aborted!", file=sys.stderr)
+                return 1
+            if answer.strip().lower() != "y":
+                continue
         shutil.rmtree(path)
     return 0
 

@@ -656,7 +656,8 @@ class TrialLifecycle:
                     "pauses, pass checkpoint=Checkpoint.from_directory(...) to train.report() (and load it "
                     "with train.get_checkpoint()), or implement save_checkpoint/load_checkpoint in a "
                     "Trainable class.",
-                    type(self._scheduler).__name__, trial,
+                    # A stop of the whole run (Ctrl+C, SIGTERM) pauses trials too: the scheduler did not.
+                    "Stopping the experiment" if self._run.stop_all else type(self._scheduler).__name__, trial,
                 )
             trial.restore_checkpoint = trial.checkpoint
         self._table.set_status(trial, Trial.PAUSED)
