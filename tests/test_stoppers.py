@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime
+import os
 import pickle
 import time
 
@@ -79,9 +80,10 @@ def test_experiment_plateau_patience_counts_the_results_that_find_the_plateau(pa
     assert decisions.index(True) + 1 == first_stop and all(decisions[first_stop - 1:])
 
 
-def test_experiment_plateau_ignores_results_without_metric():
+def test_experiment_plateau_refuses_results_without_its_metric_and_skips_nan():
     stopper = ExperimentPlateauStopper("loss", top=2)
-    assert stopper("a", {"other": 1}) is False
+    with pytest.raises(ValueError, match="without it"):  # as on Ray (a misspelt metric)
+        stopper("a", {"other": 1})
     assert stopper("a", {"loss": float("nan")}) is False
     assert stopper.has_plateaued() is False
 
@@ -248,12 +250,75 @@ def test_create_stopper_passes_stopper_through():
         (5, TypeError, "got int"),
         ("training_iteration", TypeError, "got str"),
         (MaximumIterationStopper, TypeError, "instance"),
-        ([MaximumIterationStopper(2), NoopStopper()], TypeError, "CombinedStopper"),
         ({"training_iteration": "ten"}, ValueError, "must be a number"),
-        ({"done": True}, ValueError, "must be a number"),
         (lambda result: True, TypeError, "two arguments"),
     ],
 )
 def test_create_stopper_rejects_bad_input(bad, error, match):
     with pytest.raises(error, match=match):
         create_stopper(bad)
+
+
+def test_a_list_of_stoppers_and_a_flag_threshold_are_taken_as_on_ray():
+    combined = create_stopper([MaximumIterationStopper(2), NoopStopper()])
+    assert isinstance(combined, CombinedStopper)
+    assert [combined("t", {}) for _ in range(2)] == [False, True]
+    flag = create_stopper({"converged": True})
+    assert not flag("t", {"converged": False}) and flag("t", {"converged": True})
+
+
+def _nested_loss(config):
+    for i in range(10):
+        tune.report({"eval": {"loss": 1.0 / (i + 1)}, "flag": i >= 2})
+
+
+@pytest.mark.parametrize("metric", [None, "eval/loss"])
+def test_a_stop_function_gets_the_result_as_reported(tmp_path, metric):
+    """With a "/" metric name anywhere, stop functions got the flattened result (KeyError: 'eval')."""
+    (result,) = tune.Tuner(
+        _nested_loss,
+        tune_config=tune.TuneConfig(metric=metric, mode="min" if metric else None),
+        run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0,
+                                  stop=lambda trial_id, r: r["eval"]["loss"] < 0.3),
+    ).fit()
+    assert result.error is None and result.metrics["training_iteration"] == 4
+
+
+def test_stop_lists_and_flags_in_a_run(tmp_path):
+    grid = tune.Tuner(
+        _nested_loss, param_space={"stop": tune.grid_search(["list", "flag"])},
+        run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0,
+                                  stop=[MaximumIterationStopper(3), NoopStopper()]),
+    ).fit()
+    assert [r.metrics["training_iteration"] for r in grid] == [3, 3]
+    (flagged,) = tune.Tuner(_nested_loss, run_config=tune.RunConfig(
+        storage_path=str(tmp_path), verbose=0, stop={"flag": True})).fit()
+    assert flagged.metrics["training_iteration"] == 3
+
+
+def test_a_nested_plateau_metric_and_a_misspelt_one(tmp_path):
+    (result,) = tune.Tuner(_nested_loss, run_config=tune.RunConfig(
+        storage_path=str(tmp_path), verbose=0,
+        stop=TrialPlateauStopper("eval/loss", std=0.2, num_results=3, grace_period=3))).fit()
+    assert result.metrics["training_iteration"] == 4  # std of (1/2, 1/3, 1/4) is under 0.2
+    with pytest.raises(Exception, match="ExperimentPlateauStopper.*'accuracy'"):
+        tune.Tuner(_nested_loss, run_config=tune.RunConfig(
+            storage_path=str(tmp_path), verbose=0, stop=ExperimentPlateauStopper("accuracy"))).fit()
+
+
+def _fails_once_at_four(config):
+    for i in range(6):
+        tune.report({"i": i})
+        if i == 3 and not os.path.exists(config["marker"]):
+            open(config["marker"], "w").close()
+            raise RuntimeError("fails once")
+
+
+def test_restart_errored_starts_the_stoppers_count_over(tmp_path):
+    exp = str(tmp_path / "exp")
+    kwargs = dict(run_config=tune.RunConfig(name="exp", storage_path=str(tmp_path), verbose=0,
+                                            stop=MaximumIterationStopper(6)))
+    first = tune.Tuner(_fails_once_at_four, param_space={"marker": str(tmp_path / "m")}, **kwargs).fit()
+    assert first.num_errors == 1
+    (again,) = tune.Tuner.restore(exp, _fails_once_at_four, restart_errored=True).fit()
+    assert list(again.metrics_dataframe["training_iteration"]) == [1, 2, 3, 4, 5, 6]

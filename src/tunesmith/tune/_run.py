@@ -313,7 +313,8 @@ def _split_stop(stop):
 
         stop = {key: _plain_number(value) for key, value in stop.items()}
         for key, value in stop.items():
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or value != value:
+            # A flag threshold is a number too (as on Ray: {"converged": True} stops at True >= True).
+            if not isinstance(value, (int, float)) or value != value:
                 raise ValueError(
                     f"RunConfig(stop={{{key!r}: {value!r}}}): each stop threshold must be a number "
                     "(not NaN): a trial stops once its result reaches it."
@@ -530,6 +531,10 @@ def _build_controller(inp: ExperimentInput, trainable, name: str, payload: bytes
                 storage, search_alg, scheduler, restore_options, rc.checkpoint_config, inp.initial_checkpoint
             )
             stopper = _restore_stopper(storage.experiment_local_path, storage.state_slot, stopper)
+            forget = getattr(stopper, "_forget_trial", None)
+            for trial in trials if forget is not None else ():
+                if getattr(trial, "restarted_from_scratch", False):
+                    forget(trial.trial_id)  # as on Ray, where a restarted trial is a new one
             old_space = restore_options.get("respecified")
             if isinstance(old_space, dict) and old_space is not param_space:
                 _respecify_values(trials, search_alg, old_space, param_space)
@@ -949,6 +954,7 @@ def _restore_trials(storage: StorageContext, search_alg, scheduler, options: dic
                 ended_unfinished.append(trial)
         elif trial.status == Trial.ERROR:
             if options.get("restart_errored"):
+                trial.restarted_from_scratch = True  # per-trial stopper counts start over (see below)
                 trial.restore_checkpoint = None
                 trial.checkpoint_manager.checkpoints = []
                 trial.checkpoint_rows = {}

@@ -492,7 +492,7 @@ class TrialLifecycle:
             if checkpoint_dir_name else None
 
         if result[DONE] or ((trial.stopping_criterion or self._stopper is not None)
-                            and self._should_stop(trial, view)):
+                            and self._should_stop(trial, view, result)):
             decision = TrialScheduler.STOP
         else:
             decision = self._scheduler.on_trial_result(self._facade, trial, view)
@@ -539,7 +539,7 @@ class TrialLifecycle:
         result is logged, as the checkpoint's metrics, though nothing is decided on it."""
         result = self._fill_result(trial, result, checkpoint_dir_name)
         if result[DONE] or ((trial.stopping_criterion or self._stopper is not None)
-                            and self._should_stop(trial, self._decision_view(result))):
+                            and self._should_stop(trial, self._decision_view(result), result)):
             # The trial reached its end with this step: it ends, rather than pausing to run on.
             result[DONE] = True
             self._table.stopping[trial] = STOP
@@ -553,9 +553,11 @@ class TrialLifecycle:
         if checkpoint is not None:
             self._notify_checkpoint(trial, checkpoint)
 
-    def _should_stop(self, trial: Trial, result: dict) -> bool:
+    def _should_stop(self, trial: Trial, view: dict, result: dict) -> bool:
+        """Whether a stop criterion (read with "a/b" names, in ``view``) or the Stopper (given the
+        result as reported, nested, as on Ray) ends the trial at this result."""
         for key, value in trial.stopping_criterion.items():
-            if key in result and result[key] >= value:
+            if key in view and view[key] >= value:
                 return True
         return self._stopper is not None and bool(self._stopper(trial.trial_id, result))
 

@@ -33,7 +33,7 @@ class DictStopper(Stopper):
         for key, value in criteria.items():
             if not isinstance(key, str):
                 raise TypeError(f"stop={{{key!r}: ...}}: each stop key must be a result field name (str).")
-            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            if not isinstance(value, numbers.Real):  # a flag (True) is one, as on Ray
                 raise ValueError(
                     f"stop={{{key!r}: {value!r}}}: each stop threshold must be a number, "
                     f"got {type(value).__name__}."

@@ -7,6 +7,9 @@ import numbers
 from typing import Any
 
 from tunesmith.tune.stopper.stopper import Stopper
+from tunesmith.tune.utils.nested import lookup
+
+_MISSING = object()
 
 
 def _pstdev(values: list[float]) -> float:
@@ -58,7 +61,14 @@ class ExperimentPlateauStopper(Stopper):
         self._iterations = 0
 
     def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
-        value = result.get(self._metric)
+        value = lookup(result, self._metric, _MISSING)  # "a/b" names a nested metric
+        if value is _MISSING:
+            # As on Ray, a metric no result has (a misspelt name) is an error, not a plateau never seen.
+            reported = sorted(str(k) for k in result if k != "config")
+            raise ValueError(
+                f"ExperimentPlateauStopper(metric={self._metric!r}): trial {trial_id} reported a result "
+                f"without it. The result had: {reported}."
+            )
         if value is not None and not isinstance(value, bool):
             try:
                 value = float(value)

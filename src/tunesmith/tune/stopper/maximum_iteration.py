@@ -34,5 +34,9 @@ class MaximumIterationStopper(Stopper):
         self._iter[trial_id] += 1
         return self._iter[trial_id] >= self._max_iter
 
+    def _forget_trial(self, trial_id: str) -> None:
+        """A trial restarted from scratch (``Tuner.restore(restart_errored=True)``) counts from 0."""
+        self._iter.pop(trial_id, None)
+
     def stop_all(self) -> bool:
         return False

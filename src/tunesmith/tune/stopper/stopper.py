@@ -72,6 +72,12 @@ class CombinedStopper(Stopper):
     def stoppers(self) -> tuple[Stopper, ...]:
         return self._stoppers
 
+    def _forget_trial(self, trial_id: str) -> None:
+        for stopper in self._stoppers:
+            forget = getattr(stopper, "_forget_trial", None)
+            if forget is not None:
+                forget(trial_id)
+
     def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
         stop = False
         for stopper in self._stoppers:
@@ -119,10 +125,7 @@ def create_stopper(stop: Any) -> Stopper:
     if isinstance(stop, dict):
         return DictStopper(stop)
     if isinstance(stop, (list, tuple)) and stop and all(isinstance(s, Stopper) for s in stop):
-        raise TypeError(
-            "stop must be a single Stopper; combine several with "
-            "tune.stopper.CombinedStopper(*stoppers)."
-        )
+        return CombinedStopper(*stop)  # as on Ray: a trial stops when any of them says so
     if callable(stop):
         return FunctionStopper(stop)
     raise TypeError(

@@ -7,6 +7,7 @@ from collections import defaultdict, deque
 from typing import Any
 
 from tunesmith.tune.stopper.stopper import Stopper
+from tunesmith.tune.utils.nested import lookup
 
 
 class TrialPlateauStopper(Stopper):
@@ -75,8 +76,13 @@ class TrialPlateauStopper(Stopper):
         self._iter: defaultdict[str, int] = defaultdict(int)
         self._trial_results: dict[str, deque] = {}
 
+    def _forget_trial(self, trial_id: str) -> None:
+        """A trial restarted from scratch (``Tuner.restore(restart_errored=True)``) starts over."""
+        self._iter.pop(trial_id, None)
+        self._trial_results.pop(trial_id, None)
+
     def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
-        value = result.get(self._metric)
+        value = lookup(result, self._metric)  # "a/b" names a nested metric
         if value is None or isinstance(value, bool):
             return False
         try:
