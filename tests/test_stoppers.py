@@ -322,3 +322,32 @@ def test_restart_errored_starts_the_stoppers_count_over(tmp_path):
     assert first.num_errors == 1
     (again,) = tune.Tuner.restore(exp, _fails_once_at_four, restart_errored=True).fit()
     assert list(again.metrics_dataframe["training_iteration"]) == [1, 2, 3, 4, 5, 6]
+
+
+def _runs_on(config):
+    for i in range(10_000):
+        tune.report({"i": i})
+
+
+def test_a_trial_the_experiments_end_stopped_is_not_done(tmp_path):
+    """As on Ray: done stays False for a trial that did not finish (Result.metrics said True while its
+    last row in result.json said False)."""
+    import json
+
+    (result,) = tune.Tuner(_runs_on, run_config=tune.RunConfig(
+        storage_path=str(tmp_path), verbose=0, stop=_StopAllAfter(5))).fit()
+    with open(os.path.join(result.path, "result.json")) as f:
+        last_row = json.loads(f.read().splitlines()[-1])
+    assert result.metrics["done"] is False and last_row["done"] is False
+
+
+class _StopAllAfter(Stopper):
+    def __init__(self, n):
+        self.n, self.seen = n, 0
+
+    def __call__(self, trial_id, result):
+        self.seen += 1
+        return False
+
+    def stop_all(self):
+        return self.seen >= self.n

@@ -621,9 +621,10 @@ class TrialLifecycle:
             self._set_paused(trial, how)
             return
         last = trial.last_result
-        if last and not last.get(DONE):
+        if last and not last.get(DONE) and how != STOP:
             # The trainable returned: its last result is the final one. A new dict, not a new row:
-            # the loggers may still be encoding the one they were given.
+            # the loggers may still be encoding the one they were given. (A trial the experiment's
+            # end stopped did not finish: as on Ray its last result stays not done.)
             trial.last_result = {**last, DONE: True}
         self._table.set_status(trial, Trial.TERMINATED)
         self._after_trial_end(trial)
