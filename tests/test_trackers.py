@@ -487,3 +487,79 @@ def test_mlflow_logs_params_at_trial_end_when_asked(storage, tmp_path):
     client = MlflowClient(tracking_uri=uri)
     runs = client.search_runs([client.get_experiment_by_name("late").experiment_id])
     assert sorted(r.data.params["x"] for r in runs) == sorted(str(x) for _, x, _ in trials.values())
+
+
+_USER_CLASSES_SCRIPT = """
+import sys
+from tunesmith import tune
+from tunesmith.tune.logger.mlflow import MLflowLoggerCallback
+
+class SmallNet:
+    width = 8
+
+class Info:
+    def __init__(self, i):
+        self.i = i
+
+def train_fn(config):
+    for i in range(3):
+        tune.report({"score": float(i * config["model"].width), "val:loss": 1.0 / (i + 1), "info": Info(i)})
+
+tune.Tuner(train_fn, param_space={"model": tune.grid_search([SmallNet])},
+           run_config=tune.RunConfig(name="exp", storage_path=sys.argv[1], verbose=0,
+                                     callbacks=[MLflowLoggerCallback(tracking_uri=sys.argv[2], experiment_name="cls")])).fit()
+"""
+
+
+def test_mlflow_logs_trials_whose_config_and_results_hold_the_scripts_own_classes(tmp_path):
+    """The tracker's helper process could not unpickle a class defined in the user's script (in a
+    config or a result) and logged nothing at all."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("mlflow")
+    from mlflow import MlflowClient
+
+    script = tmp_path / "script.py"
+    script.write_text(_USER_CLASSES_SCRIPT)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    run = subprocess.run([sys.executable, str(script), str(tmp_path / "results"), uri], capture_output=True,
+                         text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    client = MlflowClient(tracking_uri=uri)
+    (mlflow_run,) = client.search_runs([client.get_experiment_by_name("cls").experiment_id])
+    assert mlflow_run.info.status == "FINISHED"
+    assert mlflow_run.data.params["model"] == "SmallNet"
+    assert [(m.step, m.value) for m in client.get_metric_history(mlflow_run.info.run_id, "score")] == [
+        (1, 0.0), (2, 8.0), (3, 16.0)]
+    # MLflow takes ":" in names: "val:loss" is not renamed (it would merge with a "val_loss").
+    assert len(client.get_metric_history(mlflow_run.info.run_id, "val:loss")) == 3
+
+
+def _torch_loop_with_setup_mlflow(config):
+    from tunesmith.tune.logger.mlflow import setup_mlflow
+
+    mlflow = setup_mlflow(config, tracking_uri=config["uri"], experiment_name="in_trainer",
+                          create_experiment_if_not_exists=True)
+    for i in range(3):
+        mlflow.log_metric("loss", 1.0 / (i + 1), step=i)
+        train.report({"loss": 1.0 / (i + 1)})
+
+
+def test_setup_mlflow_in_a_trainers_worker_ends_its_run(tmp_path):
+    pytest.importorskip("mlflow")
+    from mlflow import MlflowClient
+
+    from tunesmith.train import DataParallelTrainer, ScalingConfig
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    result = DataParallelTrainer(
+        _torch_loop_with_setup_mlflow, train_loop_config={"uri": uri},
+        scaling_config=ScalingConfig(num_workers=1),
+        run_config=train.RunConfig(storage_path=str(tmp_path / "results"), verbose=0),
+    ).fit()
+    assert result.error is None
+    client = MlflowClient(tracking_uri=uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("in_trainer").experiment_id])
+    assert run.info.status == "FINISHED"
+    assert len(client.get_metric_history(run.info.run_id, "loss")) == 3

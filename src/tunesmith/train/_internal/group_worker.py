@@ -266,6 +266,7 @@ def _tag_output(spec: WorkerSpec) -> None:
 def run_worker(spec: WorkerSpec, conn: Connection) -> int:
     """Runs one worker to the end; returns the process exit code."""
     from tunesmith._internal import session as S
+    from tunesmith._internal import trial_hooks
 
     os.environ.update(spec.env)
     _tag_output(spec)
@@ -273,7 +274,14 @@ def run_worker(spec: WorkerSpec, conn: Connection) -> int:
     S._set_session(sess)
     try:
         spec.backend.on_worker_start(sess.context)
-        value = spec.fn(spec.config) if spec.takes_config else spec.fn()
+        try:
+            value = spec.fn(spec.config) if spec.takes_config else spec.fn()
+        except BaseException:
+            # setup_mlflow/setup_wandb runs opened in this worker end with it (the process leaves
+            # through os._exit, past the trackers' own exit handlers).
+            trial_hooks.run_trial_end_hooks(trial_hooks.FAILED)
+            raise
+        trial_hooks.run_trial_end_hooks(trial_hooks.FINISHED)
         spec.backend.on_worker_shutdown(sess.context)
         try:
             import cloudpickle

@@ -416,6 +416,30 @@ class TrackerLoggerCallback(LoggerCallback):
             self._reset_runtime()
 
 
+class _TolerantUnpickler(pickle.Unpickler):
+    """Unpickles what the driver sent even where it refers to a class this process cannot import
+    (one defined in the user's script, in a config or a result): a stand-in of the same name takes
+    its place, so the value is logged as its text, as on Ray, instead of the helper dying."""
+
+    _stand_ins: dict[tuple[str, str], type] = {}
+
+    def find_class(self, module: str, name: str):
+        try:
+            return super().find_class(module, name)
+        except (AttributeError, ImportError):
+            key = (module, name)
+            if key not in self._stand_ins:
+                self._stand_ins[key] = type(name, (), {"__module__": module, "__setstate__": lambda self, state: None,
+                                                       "__init__": lambda self, *a, **k: None})
+            return self._stand_ins[key]
+
+
+def _loads_tolerantly(data: bytes) -> Any:
+    import io
+
+    return _TolerantUnpickler(io.BytesIO(data)).load()
+
+
 def _picklable(op: tuple) -> tuple:
     """``op`` with a result that pickle refused (an exotic value) turned into plain data."""
     if op[0] == "result":
@@ -548,7 +572,7 @@ class _Helper:
                 self.end_open(KILLED)
                 self.call("close", "close")
                 return
-            for op in pickle.loads(data):
+            for op in _loads_tolerantly(data):
                 if self.handle(op):
                     try:
                         self.conn.send(("closed", None))

@@ -33,11 +33,11 @@ _NOT_METRICS = ("pid", "timestamp", "done", "should_checkpoint")
 _MAX_METRICS_PER_BATCH = 1000
 _MAX_PARAMS_PER_BATCH = 100
 _MAX_PARAM_LENGTH = 6000
-_INVALID_KEY_CHARS = re.compile(r"[^\w\-. /]")
+_INVALID_KEY_CHARS = re.compile(r"[^\w\-. /:]")
 
 
 def _key(name: str) -> str:
-    """A metric or param name MLflow accepts (letters, digits, ``_-. /``)."""
+    """A metric or param name MLflow accepts (letters, digits, ``_-. /:``)."""
     return _INVALID_KEY_CHARS.sub("_", str(name))[:250]
 
 
