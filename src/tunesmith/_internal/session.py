@@ -192,6 +192,10 @@ class _Session:
         self._in_flight: deque = deque()
         self._in_flight_s = 0.0
         self._poller = None
+        # A thread of the trainable may report while its trial's own code returns: reports and the
+        # trial's end take turns on the connection, and none is sent once the trial has ended.
+        self._turn = threading.Lock()
+        self._ended = False
         # Where the trial may be stopped or paused (``TrialSpec.decision_points``): a pipelined
         # result that reaches the next point of a field waits for the driver's answer.
         self._points = {field: [tuple(values), 0]
@@ -252,7 +256,20 @@ class _Session:
         self._pending_checkpoint_dir = path
 
     # -- results ------------------------------------------------------------------
+    def end(self) -> None:
+        """Marks the trial ended (before the worker sends its end): a later report from another
+        thread is dropped instead of being sent after it (where it would take the next trial's
+        messages)."""
+        with self._turn:
+            self._ended = True
+
     def report(self, metrics: dict, checkpoint: Checkpoint | None = None) -> None:
+        with self._turn:
+            if self._ended:
+                return
+            self._report(metrics, checkpoint)
+
+    def _report(self, metrics: dict, checkpoint: Checkpoint | None = None) -> None:
         now = time.time()
         if self._unanswered and (checkpoint is not None or self._pending_checkpoint_dir is not None):
             # A checkpoint is persisted only after the driver answered every earlier result:

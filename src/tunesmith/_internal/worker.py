@@ -272,8 +272,10 @@ class Worker:
 
                 sess.report({DEFAULT_METRIC: value})  # a returned number is the trial's metric
             trial_hooks.run_trial_end_hooks(trial_hooks.FINISHED)
+            sess.end()
             self.conn.send((P.DONE, _safe_value(value), None))
         except S.TrialStopped as stopped:
+            sess.end()
             if stopped.pause:
                 trial_hooks.run_trial_end_hooks(trial_hooks.PAUSED)
                 self.conn.send((P.PAUSED, None))
@@ -281,6 +283,7 @@ class Worker:
                 trial_hooks.run_trial_end_hooks(trial_hooks.FINISHED)
                 self.conn.send((P.DONE, None, None))
         except BaseException as exc:
+            sess.end()
             self._send_error(exc)
         finally:
             S._set_session(None)
