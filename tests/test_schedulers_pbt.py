@@ -288,3 +288,54 @@ def test_an_exploit_never_starts_from_a_checkpoint_num_to_keep_deleted(tmp_path,
     ).fit()
     assert grid.num_errors == 0, [str(e).splitlines()[-1] for e in grid.errors]
     assert pbt._num_perturbations > 0
+
+
+def _counts_with_sparse_checkpoints(config):
+    import json
+    import tempfile
+
+    trial = tune.get_context().get_trial_id()
+    state = {"step": 0, "w": 0.0, "src": "-"}
+    checkpoint = tune.get_checkpoint()
+    if checkpoint:
+        with checkpoint.as_directory() as d:
+            with open(os.path.join(d, "state.json")) as f:
+                state = json.load(f)
+    step, w, src = state["step"], state["w"], state["src"]
+    while step < 6:
+        step += 1
+        w += config["lr"]
+        saved = None
+        if step % 2 == 0:
+            saved = tempfile.mkdtemp()
+            with open(os.path.join(saved, "state.json"), "w") as f:
+                json.dump({"step": step, "w": w, "src": f"{trial}@{step}"}, f)
+        tune.report({"w": w, "src": src, "lr": config["lr"]},
+                    checkpoint=tune.Checkpoint.from_directory(saved) if saved else None)
+        marker = os.path.join(config["dir"], trial)
+        if src != "-" and not src.startswith(trial) and not os.path.exists(marker):
+            open(marker, "w").close()
+            raise RuntimeError("fails after starting from another trial's checkpoint, before its own")
+
+
+def test_an_exploited_trial_that_fails_before_its_next_checkpoint_retries_from_the_copied_state(tmp_path):
+    """The retry went back to the trial's own checkpoint from before the exploit, with the new config
+    (Ray makes the copied checkpoint the trial's latest)."""
+    # Synchronous: the two trials are ranked together at step 2, so the lower one is exploited there.
+    pbt = PopulationBasedTraining(time_attr="training_iteration", perturbation_interval=2, quantile_fraction=0.5,
+                                  hyperparam_mutations={"lr": [0.1, 0.5]}, synch=True)
+    grid = tune.Tuner(
+        _counts_with_sparse_checkpoints,
+        param_space={"lr": tune.grid_search([0.1, 0.5]), "dir": str(tmp_path)},
+        tune_config=tune.TuneConfig(metric="w", mode="max", scheduler=pbt),
+        run_config=tune.RunConfig(storage_path=str(tmp_path / "results"), verbose=0,
+                                  failure_config=tune.FailureConfig(max_failures=1)),
+    ).fit()
+    assert grid.num_errors == 0
+    (lower,) = [r for r in grid if r.metrics["trial_id"].endswith("_00000")]  # lr=0.1: exploited at step 2
+    frame = lower.metrics_dataframe
+    started_from = [s for s in frame["src"] if s != "-"]
+    # Its retry started again from the copied checkpoint (not from its own of step 2, with the new config),
+    # and the rows it logged before failing were cut: each iteration appears once.
+    assert started_from and not started_from[0].startswith(lower.metrics["trial_id"])
+    assert list(frame["training_iteration"]) == [1, 2, 3, 4, 5, 6]

@@ -777,6 +777,8 @@ def _load_params(trial, params_file: str) -> None:
 def _drop_missing_checkpoints(trial) -> None:
     import logging
 
+    if trial.started_from is not None and checkpoint_missing(trial.started_from):
+        trial.started_from = None  # deleted since: the trial's own latest checkpoint holds its progress
     missing = [c.path for c, _ in list(trial.checkpoint_manager.checkpoints) if checkpoint_missing(c)]
     if not missing:
         return
@@ -917,9 +919,11 @@ def _restore_trials(storage: StorageContext, search_alg, scheduler, options: dic
     ended_unfinished = []
 
     def latest_or_initial(trial):
-        """A trial's latest checkpoint; before it saved one, tune.run(restore=...)'s, if given."""
-        if trial.checkpoint is not None or not initial_checkpoint:
-            return trial.checkpoint
+        """A trial's latest checkpoint (or the one it started from, see Trial.resume_checkpoint);
+        before it had any, tune.run(restore=...)'s, if given."""
+        point = trial.resume_checkpoint()
+        if point is not None or not initial_checkpoint:
+            return point
         from tunesmith.train._checkpoint import Checkpoint
 
         trial.checkpoint_rows[initial_checkpoint] = 0  # it stands before the trial's first row

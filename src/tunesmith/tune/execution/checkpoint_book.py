@@ -73,6 +73,7 @@ class CheckpointBook:
             checkpoint = Checkpoint(path)
         self._metrics[path] = metrics
         self._note_index(trial, name)
+        trial.started_from = None  # its own checkpoint now holds its progress
         trial.checkpoint_rows[path] = trial.num_results
         for removed in trial.checkpoint_manager.register(checkpoint, metrics):
             trial.checkpoint_rows.pop(removed.path, None)
@@ -84,8 +85,8 @@ class CheckpointBook:
         if not self.pending_deletes:
             return
         # A checkpoint some trial is about to start from (PBT's exploit) stays until it has.
-        wanted = {t.restore_checkpoint.path for t in trials
-                  if t.restore_checkpoint is not None and not t.is_finished()}
+        wanted = {c.path for t in trials if not t.is_finished()
+                  for c in (t.restore_checkpoint, t.started_from) if c is not None}
         keep = [c for c in self.pending_deletes if c.path in wanted]
         delete = [c for c in self.pending_deletes if c.path not in wanted]
         self.pending_deletes = keep

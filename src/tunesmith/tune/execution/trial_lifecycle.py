@@ -225,7 +225,7 @@ class TrialLifecycle:
     def save_trial(self, trial: Trial) -> Checkpoint | None:
         """Persists a checkpoint of a trial whose result is being processed now."""
         if not self._is_class or trial.status != Trial.RUNNING or trial in self._table.stopping:
-            return trial.checkpoint
+            return trial.resume_checkpoint()
         reply = self._backend.call(trial, P.SAVE)
         name = reply[1]
         if name:
@@ -308,7 +308,17 @@ class TrialLifecycle:
             env={"TUNE_ORIG_WORKING_DIR": self._orig_cwd},
         )
         was_paused = trial.status == Trial.PAUSED or restoring is not None
+        foreign = restoring is not None and restoring.path not in {
+            c.path for c, _ in trial.checkpoint_manager.checkpoints}
+        again = foreign and trial.started_from is not None and trial.started_from.path == restoring.path
+        if foreign and not again:
+            # Another trial's checkpoint (PBT's exploit) or the run's initial one: a new stretch of
+            # rows starts here (nothing is cut now); a later start from it again cuts back to here.
+            trial.checkpoint_rows.pop(restoring.path, None)
         self._rollback(trial)
+        if foreign:
+            trial.checkpoint_rows.setdefault(restoring.path, trial.num_results)
+        trial.started_from = restoring if foreign else None
         if not trial.dir_created and trial.local_path is not None:
             # The trial's directory and params files are made in the loggers' I/O thread, off
             # this loop; they exist before a callback other than a result logger hears of the
@@ -662,7 +672,7 @@ class TrialLifecycle:
                     # A stop of the whole run (Ctrl+C, SIGTERM) pauses trials too: the scheduler did not.
                     "Stopping the experiment" if self._run.stop_all else type(self._scheduler).__name__, trial,
                 )
-            trial.restore_checkpoint = trial.checkpoint
+            trial.restore_checkpoint = trial.resume_checkpoint()
         self._table.set_status(trial, Trial.PAUSED)
 
     def _on_startup_error(self, trial: Trial, tb: str, exc_bytes: bytes | None) -> None:
@@ -695,6 +705,8 @@ class TrialLifecycle:
             bad = trial.restore_checkpoint
             if bad is not None:
                 trial.checkpoint_manager.drop(bad.path)
+                if trial.started_from is not None and trial.started_from.path == bad.path:
+                    trial.started_from = None
             fallback = trial.checkpoint
             logger.warning(
                 "Trial %s could not restore its checkpoint %s; it %s.\n%s",
@@ -721,11 +733,14 @@ class TrialLifecycle:
         )
         it, trials = self._run.iteration, self._table.trials
         if retry:
-            # From its latest checkpoint; before it saved one, from tune.run(restore=...)'s, if given.
+            # From its latest checkpoint (or the one it started from, see Trial.resume_checkpoint);
+            # before it had any, from tune.run(restore=...)'s, if given.
             initial = self._cfg.initial_checkpoint
-            if trial.checkpoint is None and initial:
+            point = trial.resume_checkpoint()
+            if point is None and initial:
                 trial.checkpoint_rows[initial] = 0  # it stands before the trial's first row: all are cut
-            trial.restore_checkpoint = trial.checkpoint or (Checkpoint(initial) if initial else None)
+                point = Checkpoint(initial)
+            trial.restore_checkpoint = point
             self._table.set_status(trial, Trial.PENDING)
             self._callbacks.on_trial_recover(iteration=it, trials=trials, trial=trial)
             return
@@ -757,7 +772,7 @@ class TrialLifecycle:
         self._table.stopping.pop(trial, None)
         self._backend.release_trial(trial, reuse=False)
         if interrupted:
-            trial.restore_checkpoint = trial.checkpoint
+            trial.restore_checkpoint = trial.resume_checkpoint()
             self._table.set_status(trial, Trial.PAUSED)
         else:
             self._table.set_status(trial, Trial.TERMINATED)

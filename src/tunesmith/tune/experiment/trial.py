@@ -100,7 +100,7 @@ class Trial:
         "checkpoint_config", "max_failures", "log_to_file", "status", "last_result", "_stats", "_pending",
         "num_results", "checkpoint_manager", "restore_checkpoint", "error_file", "pickled_error_file",
         "error_msg", "num_failures", "start_time", "return_value", "custom_trial_name", "trial_dirname",
-        "restored_iteration", "checkpoint_rows", "dir_created", "scheduler_stop_iteration",
+        "restored_iteration", "checkpoint_rows", "dir_created", "scheduler_stop_iteration", "started_from",
         "_checkpoint_requested", "_json_state", "_frozen", "_checkpoint_texts", "_path", "__dict__", "__weakref__",
     )
 
@@ -180,6 +180,9 @@ class Trial:
         self.dir_created = False
         # The iteration at which the scheduler stopped the trial early, if it did.
         self.scheduler_stop_iteration: int | None = None
+        # The checkpoint the trial last started from when it is not one of its own (PBT's exploit, the
+        # checkpoint of tune.run(restore=...)), until it saves one of its own: see resume_checkpoint.
+        self.started_from: Checkpoint | None = None
 
     # -- names and paths -------------------------------------------------
     def _default_dirname(self) -> str:
@@ -413,6 +416,12 @@ class Trial:
     def iteration(self) -> int:
         return self.last_result.get(TRAINING_ITERATION, 0)
 
+    def resume_checkpoint(self) -> Checkpoint | None:
+        """The checkpoint that holds the trial's progress: the one it last started from when that was
+        another trial's (a PBT exploit copied its state) and it has saved none of its own since;
+        otherwise its latest checkpoint. A retry, a pause or a restore resumes from it (as on Ray)."""
+        return self.started_from if self.started_from is not None else self.checkpoint
+
     def rows_at(self, checkpoint: Checkpoint | None) -> int | None:
         """How many result rows the trial had logged when ``checkpoint`` was taken.
 
@@ -528,6 +537,8 @@ class Trial:
             "metric_analysis": self.metric_analysis,  # str keys, float and int values
             "restore_checkpoint": rel(restore.path) if restore else None,
             "restore_checkpoint_rows": self.rows_at(restore),
+            "started_from": rel(self.started_from.path) if self.started_from is not None else None,
+            "started_from_rows": self.rows_at(self.started_from) if self.started_from is not None else None,
             "resources": self.placement_group_factory.bundles,
             "error_file": rel(self.error_file),
             "pickled_error_file": rel(self.pickled_error_file),
@@ -610,6 +621,11 @@ class Trial:
             trial.restore_checkpoint = Checkpoint(path, checkpoint_filesystem)
             if state.get("restore_checkpoint_rows") is not None:
                 trial.checkpoint_rows.setdefault(path, int(state["restore_checkpoint_rows"]))
+        if state.get("started_from"):
+            path = ckpt_absolute(state["started_from"])
+            trial.started_from = Checkpoint(path, checkpoint_filesystem)
+            if state.get("started_from_rows") is not None:
+                trial.checkpoint_rows.setdefault(path, int(state["started_from_rows"]))
         trial.num_results = int(state.get("num_results", 0) or 0)
         trial.error_file = absolute(state.get("error_file"))
         trial.pickled_error_file = absolute(state.get("pickled_error_file"))

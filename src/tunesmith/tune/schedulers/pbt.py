@@ -156,7 +156,7 @@ def explore(
             old = config[key]
             value = old * random.choice(list(perturbation_factors))
             if isinstance(old, int) and not isinstance(old, bool):
-                value = int(value)
+                value = int(round(value))  # as on Ray: 3 * 1.2 is 4, not 3
             if _is_domain(spec):
                 value = _clip_to_domain(spec, value)
             new_config[key] = value
