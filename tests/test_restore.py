@@ -4,6 +4,8 @@ from __future__ import annotations
 import os
 
 import pytest
+
+import tunesmith
 from _trainables import report_step, restore_step
 
 from tunesmith import tune
@@ -277,3 +279,34 @@ def test_restore_leaves_a_trials_own_checkpoint_named_directories_alone(tmp_path
     restored = tune.Tuner.restore(str(tmp_path / "exp"), _writes_an_artifact_or_fails_once, resume_errored=True).fit()
     assert restored.num_errors == 0
     assert open(artifact).read() == "best"
+
+
+def _reports_its_cpus_and_fails_first(config):
+    from tunesmith import train as _train
+
+    cpus = _train.get_context().get_trial_resources().required_resources.get("CPU")
+    marker = os.path.join(config["dir"], f"failed_{config['x']}")
+    if not os.path.exists(marker):
+        open(marker, "w").close()
+        raise RuntimeError("fails the first time")
+    tune.report({"cpus": cpus})
+
+
+def test_restore_takes_the_resources_of_the_trainable_it_is_given(tmp_path):
+    """As on Ray: the trainable passed to Tuner.restore wrapped in tune.with_resources sets the
+    resources of the trials that run again (the saved ones were kept, and a restore on a smaller
+    machine waited forever)."""
+    kwargs = dict(run_config=tune.RunConfig(name="exp", storage_path=str(tmp_path / "r"), verbose=0))
+    tune.Tuner(tune.with_resources(_reports_its_cpus_and_fails_first, {"cpu": 2}),
+               param_space={"x": tune.grid_search([1, 2]), "dir": str(tmp_path)}, **kwargs).fit()
+    exp = str(tmp_path / "r" / "exp")
+    with pytest.raises(ValueError, match="asks for"):
+        tunesmith.init(num_cpus=1)
+        try:
+            tune.Tuner.restore(exp, tune.with_resources(_reports_its_cpus_and_fails_first, {"cpu": 2}),
+                               resume_errored=True).fit()
+        finally:
+            tunesmith.shutdown()
+    grid = tune.Tuner.restore(exp, tune.with_resources(_reports_its_cpus_and_fails_first, {"cpu": 1}),
+                              resume_errored=True).fit()
+    assert grid.num_errors == 0 and [r.metrics["cpus"] for r in grid] == [1.0, 1.0]

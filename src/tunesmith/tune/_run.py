@@ -479,6 +479,26 @@ def _check_fits(request, executor) -> None:
         )
 
 
+def _apply_restored_resources(trials: list, request, executor) -> None:
+    """Resources of a restored run's unfinished trials: those of the trainable given to
+    ``Tuner.restore`` when it sets any (``tune.with_resources``, as on Ray), else the saved ones;
+    either way they must fit, or the run would wait forever."""
+    from tunesmith.tune.execution.placement_groups import to_pg_factory
+
+    for trial in trials:
+        if trial.is_finished():
+            continue
+        if request is not None:
+            trial.placement_group_factory = to_pg_factory(request, trial.config)
+        needed = trial.placement_group_factory.required_resources
+        if not executor.can_ever_fit(needed):
+            raise ValueError(
+                f"Restored trial {trial} asks for {needed}, more than {executor.place} has "
+                f"({dict(executor.total)}). Pass the trainable to Tuner.restore wrapped in tune.with_resources(...) "
+                f"with a request that fits, or {executor.more_resources_hint}."
+            )
+
+
 def _build_controller(inp: ExperimentInput, trainable, name: str, payload: bytes, trainable_key: str,
                       executor, restore_path: str | None, restore_options: dict):
     """Checks the rest of the input and assembles the driver; returns ``(controller, storage)``."""
@@ -530,6 +550,7 @@ def _build_controller(inp: ExperimentInput, trainable, name: str, payload: bytes
             trials, scheduler_restored = _restore_trials(
                 storage, search_alg, scheduler, restore_options, rc.checkpoint_config, inp.initial_checkpoint
             )
+            _apply_restored_resources(trials, request, executor)
             stopper = _restore_stopper(storage.experiment_local_path, storage.state_slot, stopper)
             forget = getattr(stopper, "_forget_trial", None)
             for trial in trials if forget is not None else ():
