@@ -313,3 +313,18 @@ def test_a_trial_starts_as_in_a_new_process_in_a_reused_worker(tmp_path, monkeyp
     assert all(abs(s["first_random"] - 0.5488135039273248) > 1e-12 for s in seen[1:])
     for i in (1, 2, 3):  # each trial's logging.basicConfig wrote its own file
         assert (tmp_path / "logs" / f"{i}.log").read_text().strip() == f"INFO:root:trial {i}"
+
+
+def test_more_gpus_than_cuda_visible_devices_shows_is_an_error(monkeypatch):
+    """As on Ray: with CUDA_VISIBLE_DEVICES=0,1, num_gpus=3 handed out a GPU the user had hidden."""
+    import tunesmith
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    try:
+        with pytest.raises(ValueError, match="CUDA_VISIBLE_DEVICES='0,1' makes 2 GPU"):
+            tunesmith.init(num_gpus=3)
+            from tunesmith._internal.resources import detect_resources
+
+            detect_resources()
+    finally:
+        tunesmith.shutdown()

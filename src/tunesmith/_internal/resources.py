@@ -68,5 +68,12 @@ def detect_resources() -> tuple[dict[str, float], list[str]]:
     total.update(_overrides)
     if "GPU" in _overrides:
         n = int(_overrides["GPU"])
-        gpu_ids = (gpu_ids + [str(i) for i in range(len(gpu_ids), n)])[:n]
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        if visible is not None and n > len(gpu_ids):
+            # As on Ray: the GPUs a process may use are the ones the variable names; more cannot be given out.
+            raise ValueError(
+                f"num_gpus={n}, but CUDA_VISIBLE_DEVICES={visible!r} makes {len(gpu_ids)} GPU(s) visible. "
+                "Ask for at most that many, or widen CUDA_VISIBLE_DEVICES."
+            )
+        gpu_ids = (gpu_ids + [str(i) for i in range(n) if str(i) not in gpu_ids])[:n]
     return total, gpu_ids
