@@ -266,3 +266,16 @@ def test_two_experiments_never_get_the_same_whole_gpu():
     finally:
         a.shutdown()
     assert devices == {"0", "1"}
+
+
+def test_an_experiment_that_declared_fewer_cpus_still_gets_its_share(tmp_path):
+    """init(num_cpus=1) next to an experiment that sees 2 CPUs: the smaller one saw a full machine
+    whenever the other held one CPU, and the other kept a CPU free for it that it never took."""
+    d = str(tmp_path / "ledger")
+    small = MachineLedger(d, total={"CPU": 1.0})
+    big = MachineLedger(d, total={"CPU": 2.0})
+    assert big.try_start({"CPU": 1.0}, held={})
+    # The machine (2 CPUs) has one free, within the small one's own limit of 1.
+    assert small.try_start({"CPU": 1.0}, held={})
+    assert not small.try_start({"CPU": 1.0}, held={"CPU": 1.0})  # its own limit
+    assert not big.try_start({"CPU": 1.0}, held={"CPU": 1.0})  # the machine is full

@@ -422,10 +422,18 @@ class MachineLedger:
             now = self._clock()
             others = self._read_others(now)
             taken: dict[str, float] = dict(held)
+            # The machine, when experiments declare different totals (tunesmith.init(num_cpus=1) next
+            # to one that sees the whole machine), is the largest of them; each experiment's own total
+            # is its own limit. (Against its own total alone, the smaller one saw a full machine while
+            # the other held its share, and waited for ever while the other kept room for it.)
+            machine: dict[str, float] = dict(self._entry.total)
             for entry in others:
                 for key, value in entry.held.items():
                     taken[key] = taken.get(key, 0.0) + value
-            free = {k: v - taken.get(k, 0.0) for k, v in self._entry.total.items()}
+                for key, value in entry.total.items():
+                    machine[key] = max(machine.get(key, 0.0), value)
+            free = {k: min(v - held.get(k, 0.0), machine[k] - taken.get(k, 0.0))
+                    for k, v in self._entry.total.items()}
             me = self._entry
             if me.wait_request is None or now - me.wait_seen > WAIT_TTL_S:
                 me.wait_since = now
