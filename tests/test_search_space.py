@@ -414,3 +414,11 @@ def test_a_searchers_converted_space_given_back_gives_values_of_the_tune_space(n
         assert 1e-4 <= config["lr"] <= 1e-1 and config["act"] in ("relu", "tanh")
         assert type(config["units"]) is int and 1 <= config["units"] < 5
         searcher.on_trial_complete(f"t{i}", {"m": float(i)})
+
+
+def test_a_grid_of_whole_configs_as_the_param_space(tmp_path):
+    """Ray runs one trial per option; fit() failed with a bare IndexError."""
+    grid = tune.Tuner(lambda config: {"a": config["a"]}, param_space=tune.grid_search([{"a": 1}, {"a": 2, "b": 3}]),
+                      run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0)).fit()
+    assert sorted(r.config["a"] for r in grid) == [1, 2]
+    assert [r.config for r in grid if r.config["a"] == 2] == [{"a": 2, "b": 3}]

@@ -835,3 +835,27 @@ def test_get_checkpoint_right_after_a_report_is_no_barrier(tmp_path):
     ).fit()
     assert result.error is None and result.return_value["seen"] == ["0", "1", "2"]
     assert result.return_value["waited_out"] == 0
+
+
+def reports_its_tag(config):
+    if config["tag"] == "old":
+        raise RuntimeError("the old value fails")
+    train.report({"tag": config["tag"]})
+
+
+def test_tuner_restore_takes_the_train_loop_config_of_the_trainer_it_is_given(tmp_path):
+    """A trainer's train_loop_config was copied into each trial's config, so Tuner.restore with a new
+    trainer still ran the old values (Ray merges the trainer's config in when the trial runs)."""
+    def trainer(tag):
+        return DataParallelTrainer(reports_its_tag, train_loop_config={"tag": tag},
+                                   scaling_config=ScalingConfig(num_workers=1))
+
+    first = tune.Tuner(trainer("old"), run_config=quiet(name="exp", storage_path=str(tmp_path))).fit()
+    assert first.num_errors == 1 and first[0].config == {}
+    (result,) = tune.Tuner.restore(str(tmp_path / "exp"), trainer("new"), restart_errored=True).fit()
+    assert result.error is None and result.metrics["tag"] == "new"
+
+
+def test_tuner_refuses_a_trainer_class():
+    with pytest.raises(TypeError, match="pass a trainer instance"):
+        tune.Tuner(DataParallelTrainer)

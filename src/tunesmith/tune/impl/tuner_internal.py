@@ -61,8 +61,13 @@ class TunerInternal:
         if trainable is None:
             raise ValueError("Tuner: pass the trainable to tune (a function, a tune.Trainable subclass, "
                              "a registered name or a trainer).")
-        if hasattr(trainable, "as_trainable") and param_space is None and hasattr(trainable, "_param_space_default"):
-            param_space = trainable._param_space_default()
+        if isinstance(trainable, type) and hasattr(trainable, "as_trainable"):
+            raise TypeError(
+                f"Tuner({trainable.__name__}): pass a trainer instance, e.g. "
+                f"Tuner({trainable.__name__}(train_loop_per_worker, scaling_config=...)), not the class."
+            )
+        # A trainer's own train_loop_config is not copied into each trial's config (as on Ray): it is
+        # merged in when the trial runs, so a trainer passed to Tuner.restore brings its values.
         self._setup(trainable, param_space, tune_config, run_config)
         # As Ray does: the tuner file is written now, so Tuner.can_restore(path) holds even
         # if the process dies before the first trial starts.

@@ -478,6 +478,8 @@ class GridPlan:
         """Samples the values that do not depend on the grid (``constant_grid_search``)."""
         config = _copy_space(self.space)
         for path, _ in self.grid_vars:
+            if not path:
+                return {}  # a grid of whole configs: nothing lies outside it
             assign_value(config, path, _UNASSIGNED)
         return resolve_config(config, random_state, allow_pending=True)
 
@@ -489,6 +491,11 @@ class GridPlan:
         resolved: dict[Path, Any] = {}
         for path, value in self._choices(index):
             value = _copy_structure(value)
+            if not path:  # param_space=tune.grid_search([{...}, {...}]): each option is a whole config
+                if not isinstance(value, dict):
+                    raise ValueError(f"A grid_search as the whole param_space needs dicts as its values, got {value!r}.")
+                config = value
+                continue
             assign_value(config, path, value)
             resolved[path] = value
         for path, value in (constants or {}).items():
