@@ -339,3 +339,37 @@ def test_an_exploited_trial_that_fails_before_its_next_checkpoint_retries_from_t
     # and the rows it logged before failing were cut: each iteration appears once.
     assert started_from and not started_from[0].startswith(lower.metrics["trial_id"])
     assert list(frame["training_iteration"]) == [1, 2, 3, 4, 5, 6]
+
+
+def _checkpoints_every_third_step(config):
+    import json
+    import tempfile
+
+    state = {"step": 0}
+    checkpoint = tune.get_checkpoint()
+    if checkpoint:
+        with checkpoint.as_directory() as d:
+            with open(os.path.join(d, "state.json")) as f:
+                state = json.load(f)
+    for step in range(state["step"] + 1, 10):
+        saved = None
+        if step % 3 == 0:
+            saved = tempfile.mkdtemp()
+            with open(os.path.join(saved, "state.json"), "w") as f:
+                json.dump({"step": step}, f)
+        tune.report({"score": step * config["lr"]},
+                    checkpoint=tune.Checkpoint.from_directory(saved) if saved else None)
+
+
+def test_the_policy_log_names_the_iteration_of_the_cloned_checkpoint(tmp_path):
+    """It named the donor's last iteration; the checkpoint cloned was older (taken every third step), so
+    PopulationBasedTrainingReplay would change the config at the wrong iteration."""
+    pbt = PopulationBasedTraining(time_attr="training_iteration", perturbation_interval=2, quantile_fraction=0.5,
+                                  hyperparam_mutations={"lr": [0.1, 0.5]}, synch=True)
+    tune.Tuner(_checkpoints_every_third_step, param_space={"lr": tune.grid_search([0.1, 0.5])},
+               tune_config=tune.TuneConfig(metric="score", mode="max", scheduler=pbt),
+               run_config=tune.RunConfig(name="exp", storage_path=str(tmp_path), verbose=0)).fit()
+    with open(tmp_path / "exp" / "pbt_global.txt") as f:
+        lines = [json.loads(line) for line in f]
+    assert lines
+    assert all(clone_iteration % 3 == 0 for _, _, _, clone_iteration, _, _ in lines), lines

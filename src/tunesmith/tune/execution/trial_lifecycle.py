@@ -319,6 +319,8 @@ class TrialLifecycle:
         if foreign:
             trial.checkpoint_rows.setdefault(restoring.path, trial.num_results)
         trial.started_from = restoring if foreign else None
+        if foreign:
+            trial.started_from_iteration = int(metrics.get(TRAINING_ITERATION, 0) or 0)
         if not trial.dir_created and trial.local_path is not None:
             # The trial's directory and params files are made in the loggers' I/O thread, off
             # this loop; they exist before a callback other than a result logger hears of the

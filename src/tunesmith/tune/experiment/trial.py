@@ -101,6 +101,7 @@ class Trial:
         "num_results", "checkpoint_manager", "restore_checkpoint", "error_file", "pickled_error_file",
         "error_msg", "num_failures", "start_time", "return_value", "custom_trial_name", "trial_dirname",
         "restored_iteration", "checkpoint_rows", "dir_created", "scheduler_stop_iteration", "started_from",
+        "started_from_iteration",
         "_checkpoint_requested", "_json_state", "_frozen", "_checkpoint_texts", "_path", "__dict__", "__weakref__",
     )
 
@@ -183,6 +184,7 @@ class Trial:
         # The checkpoint the trial last started from when it is not one of its own (PBT's exploit, the
         # checkpoint of tune.run(restore=...)), until it saves one of its own: see resume_checkpoint.
         self.started_from: Checkpoint | None = None
+        self.started_from_iteration = 0  # the iteration that checkpoint was taken at
 
     # -- names and paths -------------------------------------------------
     def _default_dirname(self) -> str:

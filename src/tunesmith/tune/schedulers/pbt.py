@@ -193,6 +193,19 @@ def make_experiment_tag(orig_tag: str, config: dict, mutations: dict) -> str:
     return f"{orig_tag}@perturbed[{params}]"
 
 
+
+def _iteration_of(trial: "Trial", checkpoint, default: int) -> int:
+    """The iteration ``checkpoint`` was taken at (a function trainable's latest checkpoint may be older
+    than its last result); ``default`` when the trial's own checkpoints do not know it."""
+    if checkpoint is not None:
+        started_from = getattr(trial, "started_from", None)
+        if started_from is not None and started_from.path == checkpoint.path:
+            return getattr(trial, "started_from_iteration", default)  # a copy of another trial's
+        for own, metrics in trial.checkpoint_manager.checkpoints:
+            if own.path == checkpoint.path and isinstance(metrics, dict) and TRAINING_ITERATION in metrics:
+                return metrics[TRAINING_ITERATION]
+    return default
+
 class _PBTTrialState:
     __slots__ = (
         "orig_tag",
@@ -463,7 +476,7 @@ class PopulationBasedTraining(FIFOScheduler):
             # Checkpoint now, so that the population can be ranked and cloned while it waits.
             checkpoint = tune_controller.save_trial(trial) or trial.checkpoint
             state.last_checkpoint = checkpoint
-            state.last_checkpoint_iter = result.get(TRAINING_ITERATION, 0)
+            state.last_checkpoint_iter = _iteration_of(trial, checkpoint, result.get(TRAINING_ITERATION, 0))
             self._enqueue(trial)
             if checkpoint is None:
                 return TrialScheduler.PAUSE
@@ -513,11 +526,13 @@ class PopulationBasedTraining(FIFOScheduler):
         if quantile == 1:
             if trial is current:
                 state.last_checkpoint = tune_controller.save_trial(trial) or trial.checkpoint
-                state.last_checkpoint_iter = (state.last_result or {}).get(TRAINING_ITERATION, 0)
+                state.last_checkpoint_iter = _iteration_of(
+                    trial, state.last_checkpoint, (state.last_result or {}).get(TRAINING_ITERATION, 0))
             elif state.last_checkpoint is None:
                 # Waiting in synchronous mode: its checkpoint was taken when it arrived.
                 state.last_checkpoint = trial.restore_checkpoint or trial.checkpoint
-                state.last_checkpoint_iter = (state.last_result or {}).get(TRAINING_ITERATION, 0)
+                state.last_checkpoint_iter = _iteration_of(
+                    trial, state.last_checkpoint, (state.last_result or {}).get(TRAINING_ITERATION, 0))
             self._num_checkpoints += 1
         elif not self._synch:
             state.last_checkpoint = None
