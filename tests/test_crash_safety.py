@@ -15,7 +15,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 
@@ -29,6 +28,7 @@ DRIVER = os.path.join(HERE, "_crash_driver.py")
 sys.path.insert(0, HERE)
 
 from _crash_driver import counting  # noqa: E402
+from _trainables import STATE_FILE, report_step, restore_step  # noqa: E402
 
 
 # -- what a user reads back ------------------------------------------------------------
@@ -830,17 +830,9 @@ def test_checkpoints_dropped_by_num_to_keep_do_not_pile_up_until_the_next_period
 
 
 def _counts_to_three_with_checkpoints(config):
-    start = 0
-    checkpoint = train.get_checkpoint()
-    if checkpoint:
-        with checkpoint.as_directory() as d:
-            with open(os.path.join(d, "i")) as f:
-                start = int(f.read())
+    start = restore_step()
     for i in range(start, 3):
-        with tempfile.TemporaryDirectory() as d:
-            with open(os.path.join(d, "i"), "w") as f:
-                f.write(str(i + 1))
-            train.report({"i": i + 1, "start": start, "x": config["x"]}, checkpoint=train.Checkpoint.from_directory(d))
+        report_step(i + 1, i=i + 1, start=start, x=config["x"])
 
 
 def _edit_state(exp_dir, edit):
@@ -896,12 +888,7 @@ def test_restore_keeps_the_checkpoint_a_paused_trial_starts_from_in_another_tria
 
 
 def _fails_once_before_its_own_checkpoint(config):
-    start = 0
-    checkpoint = tune.get_checkpoint()
-    if checkpoint:
-        with checkpoint.as_directory() as d:
-            with open(os.path.join(d, "i")) as f:
-                start = int(f.read())
+    start = restore_step()
     tune.report({"i": start + 1})
     if not os.path.exists(config["marker"]):
         open(config["marker"], "w").close()
@@ -912,7 +899,7 @@ def _fails_once_before_its_own_checkpoint(config):
 def test_a_retry_from_tune_run_restore_logs_each_iteration_once(tmp_path):
     initial = tmp_path / "initial"
     initial.mkdir()
-    (initial / "i").write_text("100")
+    (initial / STATE_FILE).write_text(json.dumps({"step": 100}))
     analysis = tune.run(_fails_once_before_its_own_checkpoint, config={"marker": str(tmp_path / "m")},
                         restore=str(initial), max_failures=1, storage_path=str(tmp_path / "r"), verbose=0)
     (trial,) = analysis.trials

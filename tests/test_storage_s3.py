@@ -12,6 +12,7 @@ import tempfile
 import pytest
 
 from _s3_server import S3Server
+from _trainables import report_step, restore_step
 from tunesmith import train, tune
 
 pytest.importorskip("moto")
@@ -568,17 +569,9 @@ def test_artifacts_named_like_temporary_files_are_uploaded(s3, bucket):
 
 
 def _fails_first_time(config):
-    checkpoint = train.get_checkpoint()
-    start = 0
-    if checkpoint:
-        with checkpoint.as_directory() as d:
-            with open(os.path.join(d, "i")) as f:
-                start = int(f.read())
+    start = restore_step()
     for i in range(start, 3):
-        with tempfile.TemporaryDirectory() as d:
-            with open(os.path.join(d, "i"), "w") as f:
-                f.write(str(i + 1))
-            train.report({"i": i, "start": start}, checkpoint=train.Checkpoint.from_directory(d))
+        report_step(i + 1, i=i, start=start)
         if i == 1 and not start and config.get("fail"):
             raise RuntimeError("fails once")
 

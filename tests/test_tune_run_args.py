@@ -7,16 +7,12 @@ import os
 import pyarrow.fs
 import pytest
 
+from _trainables import STATE_FILE, report_step, restore_step
 from tunesmith import tune
 
 
 def _counts_from_checkpoint(config):
-    start = 0
-    checkpoint = tune.get_checkpoint()
-    if checkpoint:
-        with checkpoint.as_directory() as d:
-            with open(os.path.join(d, "state.json")) as f:
-                start = json.load(f)["i"]
+    start = restore_step()
     if config.get("fail_once") and not os.path.exists(config["fail_once"]):
         open(config["fail_once"], "w").close()
         raise RuntimeError("fails once, before it saves a checkpoint of its own")
@@ -28,7 +24,7 @@ def _counts_from_checkpoint(config):
 def initial_checkpoint(tmp_path):
     path = tmp_path / "initial"
     path.mkdir()
-    (path / "state.json").write_text(json.dumps({"i": 10}))
+    (path / STATE_FILE).write_text(json.dumps({"step": 10}))
     return str(path)
 
 
@@ -69,20 +65,12 @@ def test_resume_errored_before_the_trials_own_checkpoint_starts_from_restore(tmp
 
 
 def _fails_after_checkpoints(config):
-    start = 0
-    checkpoint = tune.get_checkpoint()
-    if checkpoint:
-        with checkpoint.as_directory() as d:
-            with open(os.path.join(d, "state.json")) as f:
-                start = json.load(f)["i"]
+    start = restore_step()
     for i in range(start, 5):
         if i == 3 and not os.path.exists(config["marker"]):
             open(config["marker"], "w").close()
             raise RuntimeError("fails at 3")
-        with tune.checkpoint_dir(step=i) as d:
-            with open(os.path.join(d, "state.json"), "w") as f:
-                json.dump({"i": i + 1}, f)
-        tune.report({"i": i, "start": start})
+        report_step(i + 1, i=i, start=start)
 
 
 def test_resume_with_a_storage_filesystem_continues_the_same_experiment(tmp_path):
