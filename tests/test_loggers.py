@@ -184,6 +184,7 @@ def test_tbx_logger_plots_every_number_of_flat_results(tmp_path):
         "ray/tune/count": [(1, 0.0), (2, 1.0)],
         "ray/tune/huge": [(1, math.inf), (2, math.inf)],  # beyond float32: written as infinity
         "ray/tune/tiny": [(1, -math.inf), (2, -math.inf)],
+        "ray/tune/flag": [(1, 1.0), (2, 1.0)],  # a flag plots as 0/1, as on Ray
     }
 
 
@@ -273,9 +274,10 @@ def test_tbx_logger_writes_scalars_and_hparams(tmp_path):
     assert scalars["ray/tune/loss"] == [(1, 1.0), (2, 0.5), (3, pytest.approx(1 / 3))]
     assert scalars["ray/tune/info/grad_norm"] == [(1, 0.0), (2, 1.0), (3, 2.0)]
     assert scalars["ray/tune/big"][0] == (1, 2.0)
-    # Not plotted: the config, the x axis, strings, booleans and NaN.
+    assert scalars["ray/tune/flag"] == [(1, 1.0), (2, 1.0), (3, 1.0)]
+    # Not plotted: the config, the x axis, strings and NaN.
     assert not any(tag.startswith("ray/tune/config") for tag in scalars)
-    for tag in ("training_iteration", "name", "flag", "nan", "done"):
+    for tag in ("training_iteration", "name", "nan"):
         assert f"ray/tune/{tag}" not in scalars
     tags = [v.tag for ev in events for v in ev.summary.value]
     assert "_hparams_/experiment" in tags and "_hparams_/session_start_info" in tags

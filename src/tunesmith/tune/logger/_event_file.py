@@ -140,8 +140,8 @@ class ScalarEncoder:
         return b"".join(parts)
 
     def plain_summary(self, result: dict, exclude: frozenset, tag_prefix: str) -> bytes | None:
-        """``summary`` of a flat result's int and float fields (NaN and the ``exclude`` keys left
-        out, text, flags and None skipped), tagged ``tag_prefix + key``; None when a field is
+        """``summary`` of a flat result's int, float and bool fields (a flag as 0 or 1; NaN and the
+        ``exclude`` keys left out, text and None skipped), tagged ``tag_prefix + key``; None when a field is
         anything else (a nested dict, a numpy value), for the caller's general path. One encoder
         is always called with the same ``exclude`` and ``tag_prefix``."""
         prefixes = self._by_key
@@ -151,8 +151,10 @@ class ScalarEncoder:
             if kind is float:
                 if value != value:
                     continue
+            elif kind is bool:
+                value = int(value)
             elif kind is not int:
-                if kind is str or kind is bool or value is None or key in exclude:
+                if kind is str or value is None or key in exclude:
                     continue
                 return None
             prefix = prefixes.get(key)

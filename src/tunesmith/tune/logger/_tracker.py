@@ -133,7 +133,7 @@ def flatten_dict(d: dict, delimiter: str = "/", prefix: str = "") -> dict:
 
 
 def numeric_items(d: dict, exclude: Iterable[str] = (), finite_only: bool = False) -> dict[str, float]:
-    """The numeric (non-bool) fields of a flattened dict, as floats or ints."""
+    """The numeric fields of a flattened dict, as floats or ints (a flag as 0 or 1)."""
     skip = set(exclude)
     out: dict[str, float] = {}
     for key, value in flatten_dict(d).items():
@@ -143,9 +143,11 @@ def numeric_items(d: dict, exclude: Iterable[str] = (), finite_only: bool = Fals
                 continue
             out[key] = value
             continue
-        if key in skip or isinstance(value, bool) or not isinstance(value, numbers.Real):
+        if key in skip or not isinstance(value, numbers.Real):
             continue
-        if not isinstance(value, (int, float)):
+        if isinstance(value, bool):
+            value = int(value)
+        elif not isinstance(value, (int, float)):
             value = float(value)
         if finite_only and not math.isfinite(value):
             continue

@@ -30,7 +30,9 @@ def _scalars(result: dict) -> dict[str, float]:
                 continue
         elif kind is int:
             pass
-        elif kind is str or kind is bool or value is None or not isinstance(value, numbers.Real):
+        elif kind is bool:
+            value = int(value)  # a flag plots as 0 or 1, as on Ray
+        elif kind is str or value is None or not isinstance(value, numbers.Real):
             continue
         else:
             value = float(value)
