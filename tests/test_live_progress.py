@@ -179,3 +179,32 @@ def test_notebook_reporter_updates_one_output_in_place(tmp_path):
     assert "<pre>" in tables[0]["data"]["text/html"]
     printed = "".join(o.get("text", "") for o in outputs if o["output_type"] == "stream")
     assert "best {'x': 1}" in printed
+
+
+def test_two_runs_at_once_on_one_terminal_give_the_streams_back(monkeypatch):
+    """Two fits at once in two threads of a program on a terminal (the first one ending first) left
+    sys.stdout and sys.stderr wrapped after both returned, one layer deeper for each such pair."""
+    import io
+
+    from tunesmith import tune
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    out, err = Terminal(), Terminal()
+    monkeypatch.setattr(sys, "stdout", out)
+    monkeypatch.setattr(sys, "stderr", err)
+    monkeypatch.delenv("TUNESMITH_REDRAW", raising=False)
+    monkeypatch.setenv("TERM", "xterm")
+    for _ in range(3):
+        first, second = tune.CLIReporter(), tune.CLIReporter()
+        first.report([], done=False)
+        second.report([], done=False)
+        print("a line between the tables")
+        first.report([], done=True)
+        second.report([], done=True)
+        assert sys.stdout is out and sys.stderr is err
+    text = out.getvalue()
+    assert text.count("a line between the tables") == 3
+    assert text.count("== Status ==") == 12  # every report shown, the second run's through the first's table

@@ -113,3 +113,25 @@ def test_custom_filesystem_end_to_end(tmp_path, monkeypatch):
     assert sorted(t.last_result["step"] for t in analysis.trials) == [4, 4]
     assert tune.Tuner.can_restore("root/exp", storage_filesystem=fs)
     assert not tune.Tuner.can_restore("root/nothing", storage_filesystem=fs)
+
+
+def _one_report(config):
+    tune.report({"score": 1})
+
+
+def test_a_relative_storage_path_is_where_the_tuner_was_made(tmp_path, monkeypatch):
+    """A relative storage_path was taken from the working directory twice: the Tuner wrote its tuner file
+    under the directory of its making, fit() the experiment under the directory it ran in, so that
+    Tuner.restore of the first found an experiment without trials."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    monkeypatch.chdir(tmp_path / "a")
+    run_config = tune.RunConfig(storage_path="results", name="rel", verbose=0)
+    tuner = tune.Tuner(_one_report, run_config=run_config)
+    monkeypatch.chdir(tmp_path / "b")
+    grid = tuner.fit()
+    assert grid.experiment_path == str(tmp_path / "a" / "results" / "rel")
+    assert not (tmp_path / "b" / "results").exists()
+    assert run_config.storage_path == "results"  # the user's object is left as it was
+    restored = tune.Tuner.restore(str(tmp_path / "a" / "results" / "rel"), _one_report).get_results()
+    assert [r.metrics["score"] for r in restored] == [1]

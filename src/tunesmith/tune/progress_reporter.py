@@ -15,6 +15,7 @@ import logging
 import numbers
 import os
 import sys
+import threading
 import time
 from collections import OrderedDict
 from typing import Any, Iterable, Mapping, Sequence, TYPE_CHECKING
@@ -220,6 +221,9 @@ def _screen_rows(text: str, columns: int) -> int:
     return sum(max(1, -(-len(line) // columns)) for line in text.split("\n")[:-1])
 
 
+_LIVE_LOCK = threading.Lock()
+
+
 class _StreamProxy:
     """Stands in for ``sys.stdout``/``sys.stderr`` while a live table is on the terminal."""
 
@@ -251,8 +255,6 @@ class _LiveTable:
     """
 
     def __init__(self):
-        import threading
-
         self.lock = threading.RLock()
         self._out = sys.stdout
         self._rows = 0
@@ -749,7 +751,12 @@ class CLIReporter(TuneReporterBase):
         text = self._progress_str(trials, done, *sys_info)
         live = self._live
         if live is None and _redraw_in_place(sys.stdout):
-            live = self._live = _LiveTable()
+            with _LIVE_LOCK:
+                # One live table per terminal: the reporter of a second run at the same time (another
+                # thread's fit) prints its reports through the first one's proxy, which keeps them
+                # above its table; a table wrapping another's proxy would hand back a proxy when done.
+                if not isinstance(sys.stdout, _StreamProxy):
+                    live = self._live = _LiveTable()
         if live is None:
             _write_out(text)
             return

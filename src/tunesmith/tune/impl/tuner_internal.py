@@ -6,6 +6,7 @@ continue (``restore_path``).
 """
 from __future__ import annotations
 
+import copy
 import os
 from typing import Any
 
@@ -95,7 +96,8 @@ class TunerInternal:
             trainable=trainable,
             param_space=param_space if param_space is not None else {},
             tune_config=tune_config if tune_config is not None else TuneConfig(),
-            run_config=run_config if run_config is not None else _trainer_run_config(trainable),
+            run_config=_with_absolute_storage_path(
+                run_config if run_config is not None else _trainer_run_config(trainable)),
         )
         # Fail early on input that can be checked without running anything.
         resolved, self._trainable_name = resolve_trainable(trainable)
@@ -247,6 +249,17 @@ def _check_same_experiment(saved: dict, trainable: Any, param_space: dict | None
                 f"Added: {added or 'none'}; removed: {removed or 'none'}. Pass the param space again only "
                 "to re-specify values that could not be saved."
             )
+
+
+def _with_absolute_storage_path(run_config: RunConfig) -> RunConfig:
+    """``run_config`` with a relative local ``storage_path`` made absolute (on a copy): the Tuner
+    writes where the working directory was when it was made, even if ``fit()`` runs elsewhere."""
+    path = getattr(run_config, "storage_path", None)
+    if not isinstance(path, str) or "://" in path or os.path.isabs(os.path.expanduser(path)):
+        return run_config
+    run_config = copy.copy(run_config)
+    run_config.storage_path = os.path.abspath(os.path.expanduser(path))
+    return run_config
 
 
 def _trainer_run_config(trainable) -> RunConfig:
