@@ -255,7 +255,8 @@ def _with_absolute_storage_path(run_config: RunConfig) -> RunConfig:
     """``run_config`` with a relative local ``storage_path`` made absolute (on a copy): the Tuner
     writes where the working directory was when it was made, even if ``fit()`` runs elsewhere."""
     path = getattr(run_config, "storage_path", None)
-    if not isinstance(path, str) or "://" in path or os.path.isabs(os.path.expanduser(path)):
+    if (not isinstance(path, str) or "://" in path or os.path.isabs(os.path.expanduser(path))
+            or run_config.storage_filesystem is not None):  # a path inside that filesystem
         return run_config
     run_config = copy.copy(run_config)
     run_config.storage_path = os.path.abspath(os.path.expanduser(path))
