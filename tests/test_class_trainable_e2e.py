@@ -249,3 +249,88 @@ class SetsItsResources(Counter):
 def test_resources_per_trial_for_a_class_that_sets_its_own_is_an_error():
     with pytest.raises(ValueError, match="already set to .*default_resource_request"):
         tune.run(SetsItsResources, resources_per_trial={"cpu": 1}, stop={"training_iteration": 1}, verbose=0)
+
+
+class OwnInit(tune.Trainable):
+    """A subclass with its own constructor, as the older API documents it."""
+
+    def __init__(self, config=None, logger_creator=None):
+        self.offset = 100  # set before the base constructor calls setup()
+        super().__init__(config, logger_creator)
+
+    def setup(self, config):
+        self.value = self.offset + config["x"]
+
+    def step(self):
+        self.value += 1
+        return {"value": self.value, "dir": self.logdir, "name": self.trial_name}
+
+
+def test_a_subclass_with_its_own_constructor_runs_under_a_tuner():
+    """Trials of a subclass defining __init__(self, config=None, logger_creator=None) all failed with
+    "got an unexpected keyword argument 'trial_info'"."""
+    grid = _fit(OwnInit, {"x": tune.grid_search([1, 2])},
+                run_config=tune.RunConfig(verbose=0, stop={"training_iteration": 2}), reuse_actors=False)
+    assert not grid.errors
+    assert sorted(r.metrics["value"] for r in grid) == [103, 104]
+    for r in grid:
+        assert r.metrics["dir"] == r.path  # the trial's own directory, as for any hosted trainable
+        assert os.path.basename(r.path).startswith(r.metrics["name"])
+
+
+class ReportsFromStep(tune.Trainable):
+    def step(self):
+        tune.report({"loss": 1.0})
+        return {"loss": 1.0}
+
+
+def test_report_inside_a_class_trainable_fails_the_trial_clearly():
+    """tune.report()/train.report() inside step() warned that it ran "outside of a trial", dropped the
+    metrics and any checkpoint, and the trial ended TERMINATED."""
+    grid = _fit(ReportsFromStep)
+    (result,) = list(grid)
+    assert isinstance(result.error, Exception)
+    message = str(result.error)
+    assert "ReportsFromStep" in message and "step() returns" in message
+
+
+class EndsWithDuplicate(tune.Trainable):
+    def setup(self, config):
+        self.calls = 0
+
+    def step(self):
+        self.calls += 1
+        if self.calls == 3:
+            return {"value": 2, tune.result.RESULT_DUPLICATE: True, "done": True}
+        return {"value": self.calls}
+
+    def save_checkpoint(self, checkpoint_dir):
+        return {"calls": self.calls}
+
+
+def test_a_duplicate_result_moves_no_counter():
+    """A step returning RESULT_DUPLICATE counted as an iteration: the trainable's iteration and its final
+    checkpoint said 3 where two results were made."""
+    t = EndsWithDuplicate(config={})
+    iterations = [t.train().get("training_iteration") for _ in range(3)]
+    assert iterations == [1, 2, None]
+    assert t.iteration == 2
+    t.stop()
+    grid = tune.Tuner(EndsWithDuplicate, run_config=tune.RunConfig(
+        verbose=0, checkpoint_config=tune.CheckpointConfig(checkpoint_at_end=True))).fit()
+    (result,) = list(grid)
+    assert result.metrics["training_iteration"] == 2 and result.metrics["value"] == 2
+    with result.checkpoint.as_directory() as path:
+        with open(os.path.join(path, ".tune_metadata")) as f:
+            assert json.load(f)["iteration"] == 2  # a trial restored from it goes on with iteration 3
+    assert list(result.metrics_dataframe["training_iteration"]) == [1, 2]
+
+
+def test_get_auto_filled_metrics():
+    t = Counter(config={"start": 1})
+    filled = t.get_auto_filled_metrics(time_this_iter=0.5)
+    assert filled["trial_id"] == "default" and filled["config"] == {"start": 1}
+    assert filled["time_this_iter_s"] == 0.5 and filled["pid"] == os.getpid()
+    assert {"date", "timestamp", "hostname", "node_ip", "time_total_s"} <= set(filled)
+    assert "time_total_s" not in t.get_auto_filled_metrics(debug_metrics_only=True)
+    t.stop()

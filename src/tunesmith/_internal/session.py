@@ -432,6 +432,9 @@ def _set_session(session: "_Session | None") -> None:
 
 
 _warned_outside = False
+# The class of the Trainable this worker process runs a trial of (None otherwise): report() from
+# its step() would be lost, so it is refused there.
+class_trial: "type | None" = None
 
 # Threads that were running when a trial of this process ended. A report from one of them
 # during a later trial (one the earlier trial started and left running) is not that trial's.
@@ -532,6 +535,13 @@ def report(metrics: dict | float | None = None, *, checkpoint: Checkpoint | None
             )
         return
     if session is None:
+        if class_trial is not None:
+            raise RuntimeError(
+                f"report() was called in a trial of {class_trial.__name__}, a tune.Trainable class: a class "
+                "trainable's metrics are the dict its step() returns, and its checkpoints are what "
+                "save_checkpoint() writes (return {'should_checkpoint': True, ...} to save one now). "
+                "report() is for function trainables."
+            )
         global _warned_outside
         if not _warned_outside:
             warnings.warn(

@@ -291,6 +291,7 @@ class Worker:
 
     # -- class trainables --------------------------------------------------------
     def _run_class(self, cls, spec: P.TrialSpec) -> None:
+        from tunesmith._internal import session as S
         from tunesmith.tune.result import CHECKPOINT_DIR_FORMAT
 
         conn = self.conn
@@ -316,6 +317,7 @@ class Worker:
             return name
 
         instance = None
+        S.class_trial = cls
         try:
             instance = self._instance_for(cls, spec)
             if spec.checkpoint_path:
@@ -373,8 +375,12 @@ class Worker:
                     instance.stop()  # give the trainable its cleanup even after a failure
                 except Exception:
                     pass
+        finally:
+            S.class_trial = None
 
     def _instance_for(self, cls, spec: P.TrialSpec):
+        from tunesmith.tune.trainable.trainable import hosted_trial
+
         cached = self._cached_instance
         self._cached_instance = None
         if cached is not None:
@@ -385,7 +391,10 @@ class Worker:
                 cached.stop()
             except Exception:
                 pass
-        return cls(config=spec.config, trial_info=spec.trial_info)
+        # The trial's information reaches Trainable.__init__ aside from the call's arguments: a subclass
+        # may define __init__(self, config=None, logger_creator=None) as the older API documents it.
+        with hosted_trial(spec.trial_info):
+            return cls(config=spec.config)
 
     def _finish_instance(self, instance, spec: P.TrialSpec, keep: bool) -> None:
         if keep:

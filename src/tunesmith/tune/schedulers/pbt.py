@@ -551,7 +551,8 @@ class PopulationBasedTraining(FIFOScheduler):
         if checkpoint is None:
             logger.warning(
                 "PopulationBasedTraining: trial %s has no checkpoint, so trial %s cannot copy it. "
-                "Save checkpoints from your trainable (train.report(..., checkpoint=...)).",
+                "Save checkpoints from your trainable (train.report(..., checkpoint=...) in a function, "
+                "save_checkpoint() in a tune.Trainable class).",
                 donor,
                 trial,
             )

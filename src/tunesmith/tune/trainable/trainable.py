@@ -7,6 +7,7 @@ and the auto-filled result fields.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import io
 import json
@@ -33,6 +34,7 @@ from tunesmith.tune.result import (
     ITERATIONS_SINCE_RESTORE,
     NODE_IP,
     PID,
+    RESULT_DUPLICATE,
     TIME_SINCE_RESTORE,
     TIME_THIS_ITER_S,
     TIME_TOTAL_S,
@@ -49,6 +51,29 @@ from tunesmith.tune.trainable._trial_info import TrialInfo
 METADATA_FILE = ".tune_metadata"
 # Same name as ``Checkpoint.from_dict`` uses, so ``Checkpoint.to_dict()`` reads dict checkpoints.
 DICT_CHECKPOINT_FILE = "dict_checkpoint.pkl"
+
+_hosted_trial_info: TrialInfo | None = None
+
+
+@contextlib.contextmanager
+def hosted_trial(info: TrialInfo | None):
+    """Within it, a ``Trainable`` made without ``trial_info`` belongs to the trial ``info`` describes
+    (the worker makes the instance this way, so that a subclass's own ``__init__`` need not pass
+    anything beyond ``config``)."""
+    global _hosted_trial_info
+    _hosted_trial_info = info
+    try:
+        yield
+    finally:
+        _hosted_trial_info = None
+
+
+def _take_hosted_trial_info() -> TrialInfo | None:
+    """The hosted trial's information, once: for the hosted trainable, not for one it makes."""
+    global _hosted_trial_info
+    info, _hosted_trial_info = _hosted_trial_info, None
+    return info
+
 
 def _host_identity() -> tuple[str, str]:
     """Hostname and IP of this machine, looked up once per process."""
@@ -114,6 +139,8 @@ class Trainable:
                 f"{type(self).__name__}(config=...) must be a dict of hyperparameters, "
                 f"got {type(self.config).__name__}."
             )
+        if trial_info is None:
+            trial_info = _take_hosted_trial_info()
         self._storage = storage
         self._trial_info = trial_info
         self._hostname, self._node_ip = _host_identity()
@@ -250,6 +277,8 @@ class Trainable:
             raise TypeError(
                 f"{type(self).__name__}.step() must return a dict of metrics, got {type(result).__name__}."
             )
+        if RESULT_DUPLICATE in result:
+            return result  # the last result again, as the trainable ended: no counter moves (as on Ray)
         result = dict(result)
         self._iteration += 1
         self._iterations_since_restore += 1
@@ -274,14 +303,25 @@ class Trainable:
             result.setdefault(EPISODES_TOTAL, self._episodes_total)
         result.setdefault(TRAINING_ITERATION, self._iteration)
 
-        now = datetime.now()
+        result.update(self.get_auto_filled_metrics(time_this_iter=time_this_iter, timestamp=result.get(TIMESTAMP)))
+        self._last_result = result
+        self.log_result(result)
+        return result
+
+    def get_auto_filled_metrics(self, now: datetime | None = None, time_this_iter: float | None = None,
+                                timestamp: int | None = None, debug_metrics_only: bool = False) -> dict[str, Any]:
+        """The fields ``train()`` adds to each result: ids, date and time stamps, times, process and host.
+
+        With ``debug_metrics_only``, only those that need no finished iteration (ids, date, process, host, config).
+        """
+        now = now if now is not None else datetime.now()
         info = self._trial_info
-        result.update({
+        filled = {
             TRIAL_ID: info.trial_id if info else "default",
             EXPERIMENT_ID: self._experiment_id,
             EXPERIMENT_TAG: info.experiment_tag if info else "",
             DATE: now.strftime("%Y-%m-%d_%H-%M-%S"),
-            TIMESTAMP: result.get(TIMESTAMP) or int(now.timestamp()),
+            TIMESTAMP: timestamp or int(now.timestamp()),
             TIME_THIS_ITER_S: time_this_iter,
             TIME_TOTAL_S: self._time_total,
             PID: self._pid,
@@ -290,10 +330,11 @@ class Trainable:
             CONFIG: self.config,
             TIME_SINCE_RESTORE: self._time_since_restore,
             ITERATIONS_SINCE_RESTORE: self._iterations_since_restore,
-        })
-        self._last_result = result
-        self.log_result(result)
-        return result
+        }
+        if debug_metrics_only:
+            filled = {k: v for k, v in filled.items()
+                      if k in (TRIAL_ID, EXPERIMENT_ID, DATE, TIMESTAMP, PID, HOSTNAME, NODE_IP, CONFIG)}
+        return filled
 
     def step(self) -> dict[str, Any]:
         """One logical iteration of training; returns a dict of metrics. Subclasses implement it."""
