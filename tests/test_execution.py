@@ -315,6 +315,28 @@ def test_a_trial_starts_as_in_a_new_process_in_a_reused_worker(tmp_path, monkeyp
         assert (tmp_path / "logs" / f"{i}.log").read_text().strip() == f"INFO:root:trial {i}"
 
 
+def _closes_stdout_and_lowers_the_recursion_limit(config):
+    import sys
+
+    seen = {"limit": sys.getrecursionlimit(), "stdout_closed": sys.stdout.closed}
+    print(f"trial {config['i']} prints")
+    sys.setrecursionlimit(200)
+    sys.stdout.close()
+    train.report(seen)
+
+
+def test_a_trial_that_closes_stdout_does_not_break_the_next_one(monkeypatch):
+    """A trial that closed sys.stdout made every later trial of its worker fail on print(), and a
+    lowered recursion limit stayed for them."""
+    tunesmith.init(num_cpus=1)
+    grid = _fit(_closes_stdout_and_lowers_the_recursion_limit, {"i": tune.grid_search([1, 2, 3])})
+    assert not grid.errors
+    seen = [r.metrics for r in sorted(grid, key=lambda r: r.config["i"])]
+    assert len({s["pid"] for s in seen}) == 1  # one worker ran them all
+    assert [s["stdout_closed"] for s in seen] == [False, False, False]
+    assert len({s["limit"] for s in seen}) == 1 and seen[0]["limit"] > 200
+
+
 def test_more_gpus_than_cuda_visible_devices_shows_is_an_error(monkeypatch):
     """As on Ray: with CUDA_VISIBLE_DEVICES=0,1, num_gpus=3 handed out a GPU the user had hidden."""
     import tunesmith

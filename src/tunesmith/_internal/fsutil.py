@@ -1,9 +1,13 @@
 """Small file system helpers for the per-trial hot path."""
 from __future__ import annotations
 
+import logging
 import os
 import re
+import shutil
 from typing import Callable
+
+logger = logging.getLogger(__name__)
 
 
 def ensure_dir(path: str) -> None:
@@ -50,3 +54,52 @@ def trial_files_ignore(source: str, trial_dir: str | None) -> Callable[[str, lis
         return [name for name in names if _TRIAL_OWN.match(name)]
 
     return ignore
+
+
+def copy_tree(source: str, target: str, ignore: Callable[[str, list[str]], list[str]] | None = None,
+              dirs_exist_ok: bool = False) -> None:
+    """Copies a checkpoint's directory by content: a symlink becomes the file or directory it
+    points to (a checkpoint outlives the place its links point into), and a link that points
+    nowhere is left out with a warning rather than failing the copy."""
+    dangling: list[str] = []
+
+    def skip(directory: str, names: list[str]) -> set[str]:
+        skipped = set(ignore(directory, names)) if ignore is not None else set()
+        for name in names:
+            path = os.path.join(directory, name)
+            if name not in skipped and os.path.islink(path) and not os.path.exists(path):
+                dangling.append(path)
+                skipped.add(name)
+        return skipped
+
+    shutil.copytree(source, target, ignore=skip, dirs_exist_ok=dirs_exist_ok)
+    if dangling:
+        logger.warning("Left out of the checkpoint copied from %s: symbolic links to nothing: %s",
+                       source, ", ".join(dangling))
+
+
+def local_tree(root: str) -> tuple[list[str], list[str]]:
+    """The files and the empty directories under ``root``, as ``/``-separated relative paths.
+
+    Symbolic links are followed (a link to a directory walks it, unless it points back into
+    its own ancestors); a link that points nowhere is left out.
+    """
+    files: list[str] = []
+    empty: list[str] = []
+    for directory, dirs, names in os.walk(root, followlinks=True):
+        rel_dir = os.path.relpath(directory, root)
+        prefix = "" if rel_dir == "." else rel_dir.replace(os.sep, "/") + "/"
+        if dirs:
+            here = os.path.realpath(directory)
+            kept = []
+            for name in dirs:
+                real = os.path.realpath(os.path.join(directory, name))
+                if real == here or here.startswith(real + os.sep):
+                    continue  # a link back up the tree: walking it would never end
+                kept.append(name)
+            dirs[:] = kept
+        present = [name for name in names if os.path.exists(os.path.join(directory, name))]
+        files.extend(prefix + name for name in present)
+        if not present and not dirs and prefix:
+            empty.append(prefix[:-1])
+    return files, empty

@@ -170,15 +170,19 @@ class PlainConnection(_Connection):
     def send(self, obj: Any) -> None:
         self._check_closed()
         self._check_writable()
-        try:
-            data = _pickle.dumps(obj, protocol=_pickle.HIGHEST_PROTOCOL)
-        except (_pickle.PicklingError, AttributeError, TypeError):
-            # An object of a class the trainable defined or got by value (from the user's
-            # script): the standard pickler refers to it by a name the driver may not have.
-            import cloudpickle
+        self._send_bytes(message_bytes(obj))
 
-            data = cloudpickle.dumps(obj, protocol=_pickle.HIGHEST_PROTOCOL)
-        self._send_bytes(data)
+
+def message_bytes(obj: Any) -> bytes:
+    """``obj`` pickled as a worker sends it to the driver (raises what pickling it raises)."""
+    try:
+        return _pickle.dumps(obj, protocol=_pickle.HIGHEST_PROTOCOL)
+    except (_pickle.PicklingError, AttributeError, TypeError):
+        # An object of a class the trainable defined or got by value (from the user's
+        # script): the standard pickler refers to it by a name the driver may not have.
+        import cloudpickle
+
+        return cloudpickle.dumps(obj, protocol=_pickle.HIGHEST_PROTOCOL)
 
 
 def plain_metrics(result: dict) -> dict:

@@ -21,8 +21,8 @@ import weakref
 from collections import deque
 from typing import Any, Iterator
 
-from tunesmith._internal.fsutil import trial_files_ignore
-from tunesmith._internal.protocol import plain_metrics, result_pipeline_s
+from tunesmith._internal.fsutil import copy_tree, trial_files_ignore
+from tunesmith._internal.protocol import message_bytes, plain_metrics, result_pipeline_s
 from tunesmith.tune.result import CHECKPOINT_DIR_FORMAT
 from tunesmith.train._checkpoint import Checkpoint
 
@@ -222,29 +222,34 @@ class _Session:
                     "Create one with Checkpoint.from_directory(path)."
                 )
         target = self._next_checkpoint_dir()
-        self.checkpoint_index += 1
         ignore = trial_files_ignore(checkpoint.path, self.trial_info.trial_dir) if checkpoint._local else None
         if self.remote is not None:
             name = os.path.basename(target)
             if ignore is not None:  # the trial's own directory: its files, without tunesmith's
                 with tempfile.TemporaryDirectory() as scratch:
                     local = os.path.join(scratch, name)
-                    shutil.copytree(checkpoint.path, local, ignore=ignore)
+                    copy_tree(checkpoint.path, local, ignore=ignore)
                     self.checkpoint = upload_checkpoint(self.remote, self.trial_info, local, name)
-                return name
-            with checkpoint.as_directory() as local:
-                self.checkpoint = upload_checkpoint(self.remote, self.trial_info, local, name)
+            else:
+                with checkpoint.as_directory() as local:
+                    self.checkpoint = upload_checkpoint(self.remote, self.trial_info, local, name)
+            self.checkpoint_index += 1
             return name
         if os.path.abspath(checkpoint.path) != target:
             # A directory left by a run that died before the driver saw it is stale.
             shutil.rmtree(target, ignore_errors=True)
             tmp = target + ".tmp"
             shutil.rmtree(tmp, ignore_errors=True)
-            if checkpoint._local:
-                shutil.copytree(checkpoint.path, tmp, ignore=ignore)
-            else:
-                checkpoint.to_directory(tmp)
-            os.replace(tmp, target)
+            try:
+                if checkpoint._local:
+                    copy_tree(checkpoint.path, tmp, ignore=ignore)
+                else:
+                    checkpoint.to_directory(tmp)
+                os.replace(tmp, target)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)  # no half copy is left, and the index is not used up
+                raise
+        self.checkpoint_index += 1
         self.checkpoint = Checkpoint(target)
         return os.path.basename(target)
 
@@ -276,6 +281,12 @@ class _Session:
             # none is written after a stop or pause was decided.
             self._drain()
         checkpoint_dir_name = None
+        if checkpoint is not None or self._pending_checkpoint_dir is not None:
+            # Metrics that cannot be sent fail the report before its checkpoint is stored (a
+            # checkpoint the driver never hears of would be neither used nor deleted).
+            message_bytes(metrics)
+        counters = (self.iteration, self.iterations_since_restore, self.timesteps_total,
+                    self.timesteps_since_restore, self.episodes_total, self._time_given)
         if checkpoint is not None:
             checkpoint_dir_name = self._persist(checkpoint)
         elif self._pending_checkpoint_dir is not None:
@@ -321,7 +332,13 @@ class _Session:
         if "torch" in sys.modules:
             plain_metrics(result)
         conn = self._conn
-        conn.send(("r", result, checkpoint_dir_name))
+        try:
+            conn.send(("r", result, checkpoint_dir_name))
+        except BaseException:
+            # Not sent (metrics that cannot be pickled): a caught error leaves no gap in the iterations.
+            (self.iteration, self.iterations_since_restore, self.timesteps_total,
+             self.timesteps_since_restore, self.episodes_total, self._time_given) = counters
+            raise
         self._unanswered += 1
         pipeline = self._pipeline_s
         if (pipeline > 0 and not (self._points and self._at_decision_point(result))

@@ -267,24 +267,20 @@ def upload_file(local_path: str, filesystem, fs_path: str, timeout: float) -> in
     return len(data)
 
 
-def _local_files(local_dir: str) -> list[str]:
-    """Paths relative to ``local_dir`` of every file under it (``/``-separated)."""
-    out = []
-    for root, _, files in os.walk(local_dir):
-        rel_root = os.path.relpath(root, local_dir)
-        for name in files:
-            rel = name if rel_root == "." else os.path.join(rel_root, name)
-            out.append(rel.replace(os.sep, "/"))
-    return out
-
-
 def upload_dir(local_dir: str, filesystem, fs_path: str, timeout: float) -> int:
-    """Uploads every file under ``local_dir`` to ``fs_path`` (retrying each); returns the bytes sent."""
-    files = _local_files(local_dir)
+    """Uploads every file under ``local_dir`` to ``fs_path`` (retrying each); returns the bytes sent.
+
+    Symbolic links are uploaded as what they point to; empty directories are created.
+    """
+    from tunesmith._internal.fsutil import local_tree
+
+    files, empty_dirs = local_tree(local_dir)
+    for rel in empty_dirs if files else ["."]:
+        # An empty directory (an empty checkpoint, or a folder in one) is stored as the directory
+        # itself (a marker on an object store), so that it reads back as empty rather than as missing.
+        path = fs_path if rel == "." else f"{fs_path}/{rel}"
+        with_retries(lambda: filesystem.create_dir(path, recursive=True), "create", filesystem, path, timeout)
     if not files:
-        # An empty directory (an empty checkpoint) is stored as the directory itself (a marker on an
-        # object store), so that it reads back as empty rather than as missing.
-        with_retries(lambda: filesystem.create_dir(fs_path, recursive=True), "create", filesystem, fs_path, timeout)
         return 0
 
     def one(rel: str) -> int:
@@ -300,6 +296,11 @@ def upload_dir(local_dir: str, filesystem, fs_path: str, timeout: float) -> int:
 
 def list_files(filesystem, fs_path: str, timeout: float) -> list[str]:
     """Paths relative to ``fs_path`` of every file under it; empty if it does not exist."""
+    return _list_tree(filesystem, fs_path, timeout)[0]
+
+
+def _list_tree(filesystem, fs_path: str, timeout: float) -> tuple[list[str], list[str]]:
+    """Paths relative to ``fs_path`` of every file and every directory under it."""
     import pyarrow.fs
 
     def listing():
@@ -307,8 +308,14 @@ def list_files(filesystem, fs_path: str, timeout: float) -> list[str]:
         return filesystem.get_file_info(selector)
 
     base = fs_path.rstrip("/") + "/"
-    infos = with_retries(listing, "list", filesystem, fs_path, timeout)
-    return [i.path[len(base):] for i in infos if i.type == pyarrow.fs.FileType.File and i.path.startswith(base)]
+    files, dirs = [], []
+    for info in with_retries(listing, "list", filesystem, fs_path, timeout):
+        if info.path.startswith(base):
+            if info.type == pyarrow.fs.FileType.File:
+                files.append(info.path[len(base):])
+            elif info.type == pyarrow.fs.FileType.Directory:
+                dirs.append(info.path[len(base):].rstrip("/"))
+    return files, dirs
 
 
 def download_file(filesystem, fs_path: str, local_path: str, timeout: float) -> None:
@@ -328,13 +335,17 @@ def download_dir(filesystem, fs_path: str, local_dir: str, timeout: float,
     Raises:
         FileNotFoundError: Nothing is stored under ``fs_path``.
     """
-    files = [rel for rel in list_files(filesystem, fs_path, timeout) if not (skip and skip(rel))]
+    files, dirs = _list_tree(filesystem, fs_path, timeout)
+    files = [rel for rel in files if not (skip and skip(rel))]
     if not files:
         import pyarrow.fs
 
         if filesystem.get_file_info(fs_path).type != pyarrow.fs.FileType.Directory:
             raise FileNotFoundError(f"Nothing is stored at {storage_uri(filesystem, fs_path)}.")
     os.makedirs(local_dir, exist_ok=True)
+    for rel in dirs:  # empty ones included
+        if rel and not (skip and skip(rel + "/")):
+            os.makedirs(os.path.join(local_dir, *rel.split("/")), exist_ok=True)
 
     def one(rel: str) -> None:
         download_file(filesystem, f"{fs_path}/{rel}", os.path.join(local_dir, *rel.split("/")), timeout)

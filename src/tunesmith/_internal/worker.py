@@ -80,10 +80,14 @@ class _TrialEnvironment:
         self._root_handlers: list | None = None
         self._root_level = 0
         self._torch_threads: int | None = None
+        self._streams: tuple = ()
+        self._recursion_limit = 0
 
     def __enter__(self):
         spec = self.spec
         self._env_before = os.environ.copy()
+        self._streams = (sys.stdout, sys.stderr)
+        self._recursion_limit = sys.getrecursionlimit()
         for key, value in spec.env.items():
             os.environ[key] = value
         try:
@@ -128,6 +132,9 @@ class _TrialEnvironment:
                 os.close(saved)
             for f in self._files:
                 f.close()
+        _put_back_streams(self._streams)
+        if sys.getrecursionlimit() != self._recursion_limit:
+            sys.setrecursionlimit(self._recursion_limit)
         if self._cwd_before is not None:
             try:
                 os.chdir(self._cwd_before)
@@ -157,6 +164,24 @@ class _TrialEnvironment:
             except Exception:
                 pass
         return False
+
+
+def _put_back_streams(streams: tuple) -> None:
+    """``sys.stdout``/``sys.stderr`` as they were before the trial: a stream the trial put in their
+    place is dropped, and one it closed is opened again on its file descriptor."""
+    for name, fd, before in zip(("stdout", "stderr"), (1, 2), streams):
+        if getattr(sys, name) is not before:
+            setattr(sys, name, before)
+        if before is not None and getattr(before, "closed", False):
+            try:
+                os.fstat(fd)
+                import io
+
+                setattr(sys, name, io.TextIOWrapper(open(fd, "wb", closefd=False), line_buffering=True,
+                                                    encoding=getattr(before, "encoding", None) or "utf-8",
+                                                    errors="backslashreplace"))
+            except (OSError, ValueError):
+                pass  # the descriptor itself is gone: the stream stays closed
 
 
 def _fresh_randomness_and_warnings() -> None:

@@ -113,7 +113,9 @@ class Checkpoint:
         os.makedirs(target, exist_ok=True)
         if self._local:
             if os.path.abspath(target) != os.path.abspath(self.path):
-                shutil.copytree(self.path, target, dirs_exist_ok=True)
+                from tunesmith._internal.fsutil import copy_tree
+
+                copy_tree(self.path, target, dirs_exist_ok=True)
         else:
             from tunesmith._internal.storage import download_dir
 

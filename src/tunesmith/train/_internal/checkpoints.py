@@ -29,14 +29,14 @@ def stage(checkpoint, target: str, trial_dir: str | None = None) -> None:
     A checkpoint of the trial's own directory (the workers' working directory) takes the files
     written there, not tunesmith's (this staging area, results, earlier checkpoints).
     """
-    from tunesmith._internal.fsutil import trial_files_ignore
+    from tunesmith._internal.fsutil import copy_tree, trial_files_ignore
 
     parent = os.path.dirname(target)
     os.makedirs(parent, exist_ok=True)
     if checkpoint._local:
         shutil.rmtree(target, ignore_errors=True)
-        shutil.copytree(checkpoint.path, target, symlinks=True,
-                        ignore=trial_files_ignore(checkpoint.path, trial_dir))
+        # By content: a link into the worker's temporary directory would point nowhere once it is gone.
+        copy_tree(checkpoint.path, target, ignore=trial_files_ignore(checkpoint.path, trial_dir))
     else:
         checkpoint.to_directory(target)
 

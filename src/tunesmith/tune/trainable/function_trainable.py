@@ -27,6 +27,7 @@ import shutil
 import threading
 from typing import Any, Callable
 
+from tunesmith._internal.fsutil import copy_tree
 from tunesmith.tune.result import RESULT_DUPLICATE
 from tunesmith.tune.trainable.trainable import Trainable
 
@@ -179,7 +180,7 @@ class FunctionTrainable(Trainable):
         if checkpoint is None:
             return
         with checkpoint.as_directory() as source:
-            shutil.copytree(source, checkpoint_dir, dirs_exist_ok=True)
+            copy_tree(source, checkpoint_dir, dirs_exist_ok=True)
 
     def load_checkpoint(self, checkpoint: Any) -> None:
         from tunesmith.train._checkpoint import Checkpoint
