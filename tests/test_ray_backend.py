@@ -345,6 +345,9 @@ def test_a_node_that_misses_the_marker_says_why(tmp_path):
 _SCRIPT = """
 import sys
 from tunesmith import tune
+if len(sys.argv) > 2:  # the seed's distributed run: the script connects to the cluster itself
+    import ray
+    ray.init(address=sys.argv[2])
 def f(config):
     tune.report({"ray_in_trial": "ray" in sys.modules})
 grid = tune.Tuner(f, run_config=tune.RunConfig(storage_path=sys.argv[1], verbose=0)).fit()
@@ -352,10 +355,10 @@ print("RESULT", grid[0].metrics["ray_in_trial"], "ray" in sys.modules, grid[0].m
 """
 
 
-def _run_script(tmp_path, env_extra):
+def _run_script(tmp_path, env_extra, *args):
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "TUNESMITH_ADDRESS")}
     env.update(env_extra)
-    out = subprocess.run([sys.executable, "-c", _SCRIPT, str(tmp_path / "results")], env=env,
+    out = subprocess.run([sys.executable, "-c", _SCRIPT, str(tmp_path / "results"), *args], env=env,
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     line = [x for x in out.stdout.splitlines() if x.startswith("RESULT")][-1]
@@ -371,6 +374,19 @@ def test_the_environment_picks_the_ray_backend_and_without_it_nothing_imports_ra
     assert (in_trial, in_driver) == ("False", "False")
     in_trial, in_driver, _ = _run_script(tmp_path, {})
     assert (in_trial, in_driver) == ("False", "False")
+
+
+def test_a_script_that_connects_to_ray_itself_runs_its_trials_there(cluster, tmp_path):
+    """Seed 004's distributed run calls ray.init(address=...) before Tuner.fit(): the trials ran on this
+    machine's worker pool instead, and ray.get of the script's objects failed in them."""
+    from tunesmith._internal.backend.ray_backend import connect
+
+    connect(cluster.address)
+    _, _, pid = _run_script(tmp_path, {}, cluster.address)
+    assert int(pid) in {p for _, p, _ in _actors("TrialActor")}  # the trial ran in a Ray actor
+    # TUNESMITH_ADDRESS=local (or tunesmith.init(address="local")) still keeps them here.
+    _, _, pid = _run_script(tmp_path, {"TUNESMITH_ADDRESS": "local"}, cluster.address)
+    assert int(pid) not in {p for _, p, _ in _actors("TrialActor")}
 
 
 def test_put_and_get_on_the_cluster(cluster):

@@ -34,7 +34,9 @@ def init(address: str | None = None, *, num_cpus: float | None = None, num_gpus:
     environment) trials run in worker processes on this machine and Ray is never
     imported. With one, ``Tuner.fit()`` runs each trial as a Ray actor on that
     cluster (install Ray with ``pip install 'tunesmith[ray]'``); the script is
-    otherwise unchanged.
+    otherwise unchanged. A script that connected to Ray itself
+    (``ray.init(address=...)`` before ``Tuner.fit()``, as Ray Tune's distributed
+    runs do) runs its trials on that cluster too, unless ``address="local"``.
 
     Args:
         address: ``None`` (the environment decides, else this machine), ``"local"``

@@ -109,7 +109,7 @@ def shutdown() -> None:
     from tunesmith._internal import resources
     from tunesmith._internal.backend._address import cluster_address, set_address
 
-    was_cluster = cluster_address() is not None
+    was_cluster = cluster_address(adopt_ray=False) is not None  # not a connection the user made
     set_address(None)
     resources._overrides.clear()
     _initialized = False

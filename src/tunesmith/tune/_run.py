@@ -451,7 +451,8 @@ def make_backend():
     """The backend this process runs trials on: the local worker pool unless configured otherwise.
 
     The one place a backend is chosen: ``tunesmith.init(address=...)``, ``TUNESMITH_ADDRESS``
-    or ``RAY_ADDRESS`` pick the Ray backend (only then is Ray imported).
+    or ``RAY_ADDRESS`` pick the Ray backend (only then is Ray imported), as does a connection
+    the script made itself with ``ray.init``.
     """
     from tunesmith._internal.backend._address import cluster_address
 
