@@ -217,6 +217,61 @@ def test_hyperopt_conditional_space_and_normal_domains(tmp_path):
     assert 1.0 < sum(r.config["a"] for r in grid) / 6 < 5.0
 
 
+def _loss_of_lr(config):
+    return {"loss": (config["lr"] - 0.02) ** 2 + config.get("momentum", 0) * 0}
+
+
+def test_an_edited_converted_space_is_searched_as_edited(tmp_path):
+    """Keys added to (or narrowed in) what convert_search_space returned were ignored: the searcher went on
+    with the Tune space the dict came from. Integers of a converted space given as hyperopt's own came
+    back as floats."""
+    pytest.importorskip("hyperopt")
+    from hyperopt import hp
+
+    from tunesmith.tune.search.hyperopt import HyperOptSearch
+
+    converted = HyperOptSearch.convert_search_space({"lr": tune.uniform(0.0, 1.0), "layers": tune.randint(1, 4)})
+    converted["lr"] = hp.uniform("lr", 0.5, 0.6)
+    converted["momentum"] = hp.uniform("momentum", 0.8, 0.9)
+    searcher = HyperOptSearch(converted, metric="loss", mode="min", random_state_seed=0)
+    grid = tune.Tuner(_loss_of_lr, tune_config=tune.TuneConfig(search_alg=searcher, num_samples=6),
+                      run_config=run_config(tmp_path, "edited")).fit()
+    assert not grid.errors
+    for r in grid:
+        assert 0.5 <= r.config["lr"] <= 0.6 and 0.8 <= r.config["momentum"] <= 0.9
+        assert type(r.config["layers"]) is int and 1 <= r.config["layers"] <= 3
+
+
+def _conditional(config):
+    return {"loss": config["opt"]["beta"] if "beta" in config["opt"] else config["opt"]["gamma"]}
+
+
+@pytest.mark.parametrize("library", ["optuna", "hyperopt"])
+def test_a_seeded_searchers_conditional_values_repeat_run_after_run(tmp_path, library):
+    """The values inside a chosen dict (a conditional space) came from numpy's global generator, so two runs
+    of a seeded searcher picked the same branches with different inner values."""
+    pytest.importorskip(library)
+    space = {"opt": tune.choice([{"beta": tune.uniform(0, 1)}, {"gamma": tune.uniform(1, 2)}])}
+
+    def run(name):
+        if library == "optuna":
+            from tunesmith.tune.search.optuna import OptunaSearch
+
+            searcher = OptunaSearch(seed=0)
+        else:
+            from tunesmith.tune.search.hyperopt import HyperOptSearch
+
+            searcher = HyperOptSearch(random_state_seed=0)
+        grid = tune.Tuner(_conditional, param_space=space, tune_config=tune.TuneConfig(
+            search_alg=searcher, metric="loss", mode="min", num_samples=5, max_concurrent_trials=1),
+            run_config=run_config(tmp_path, name)).fit()
+        return [r.config for r in sorted(grid, key=lambda r: r.metrics["trial_id"])]
+
+    first = run("first")
+    assert first == run("second")
+    assert all(0 <= c["opt"].get("beta", 0.5) <= 1 and 1 <= c["opt"].get("gamma", 1.5) <= 2 for c in first)
+
+
 # ------------------------------------------------------------------------- Nevergrad, ZOOpt, BayesOpt
 
 

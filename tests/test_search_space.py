@@ -422,3 +422,32 @@ def test_a_grid_of_whole_configs_as_the_param_space(tmp_path):
                       run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0)).fit()
     assert sorted(r.config["a"] for r in grid) == [1, 2]
     assert [r.config for r in grid if r.config["a"] == 2] == [{"a": 2, "b": 3}]
+
+
+def test_a_choice_option_that_is_a_domain_is_sampled_in_turn():
+    """A tune.choice option that is itself a domain, a sample_from, a choice or a tuple holding domains
+    reached the trainable as the unsampled object (Float(...), Function(...), (Integer(...), 5))."""
+    space = {"lr": tune.choice([tune.loguniform(1e-5, 1e-3), tune.uniform(0.1, 0.2)]),
+             "x": tune.choice([tune.sample_from(lambda spec: 42)]),
+             "t": tune.choice([(tune.randint(0, 3), 5)]),
+             "cc": tune.choice([tune.choice([1, 2])])}
+    for seed in range(20):
+        (_, config), = generate_variants(space, random_state=seed)
+        assert 1e-5 <= config["lr"] < 1e-3 or 0.1 <= config["lr"] < 0.2
+        assert config["x"] == 42
+        assert type(config["t"]) is tuple and config["t"][0] in (0, 1, 2) and config["t"][1] == 5
+        assert config["cc"] in (1, 2)
+
+
+def test_a_sample_from_can_loop_over_the_config_skipping_itself():
+    """The common run-name pattern read every key of spec.config, its own unresolved one included, and
+    failed as "'run_name' needs 'run_name' ... in a cycle" (Ray gives the function's own key as is)."""
+    space = {"lr": tune.grid_search([0.1]), "layers": 3, "pair": (1, 2),
+             "run_name": tune.sample_from(
+                 lambda spec: "_".join(f"{k}={v}" for k, v in spec.config.items() if k != "run_name"))}
+    (_, config), = generate_variants(space)
+    assert config["run_name"] == "lr=0.1_layers=3_pair=(1, 2)"
+    # A real cycle is still said.
+    with pytest.raises(ValueError, match="cycle"):
+        list(generate_variants({"a": tune.sample_from(lambda s: s.config.b),
+                                "b": tune.sample_from(lambda s: s.config.a)}))

@@ -305,9 +305,29 @@ _CONVERTED_ATTR = "_tunesmith_params"
 class _ConvertedDict(dict):
     """A converter's dict output, marked with the Tune parameters it came from."""
 
+    def _unchanged(self) -> bool:
+        made = self._made
+        return self.keys() == made.keys() and all(self[k] is v for k, v in made.items())
+
 
 class _ConvertedList(list):
     """A converter's list output, marked with the Tune parameters it came from."""
+
+    def _unchanged(self) -> bool:
+        made = self._made
+        return len(self) == len(made) and all(a is b for a, b in zip(self, made))
+
+
+def converted_params(space: Any) -> list[Param] | None:
+    """The Tune parameters a ``convert_search_space`` result was made from; None for any other
+    space, and for one the user changed since (searched then as the library's own space)."""
+    params = getattr(space, _CONVERTED_ATTR, None)
+    if params is None:
+        return None
+    unchanged = getattr(space, "_unchanged", None)
+    if unchanged is not None and not unchanged():
+        return None
+    return list(params)
 
 
 def mark_converted(space: Any, params: list[Param]) -> Any:
@@ -319,8 +339,10 @@ def mark_converted(space: Any, params: list[Param]) -> Any:
     """
     if type(space) is dict:
         space = _ConvertedDict(space)
+        space._made = dict(space)
     elif type(space) is list:
         space = _ConvertedList(space)
+        space._made = list(space)
     try:
         setattr(space, _CONVERTED_ATTR, tuple(params))
     except (AttributeError, TypeError):
@@ -444,10 +466,10 @@ class LibrarySearcher(Searcher):
             raise TypeError(f"{self._name}: `metric` must be a string, got {metric!r}.")
 
     def _take_space(self, space: Any) -> None:
-        converted = getattr(space, _CONVERTED_ATTR, None)
+        converted = converted_params(space)
         if converted is not None or (isinstance(space, dict) and (has_unresolved_values(space) or not space)):
             # A Tune space, or what convert_search_space made of one: searched (and decoded) as the Tune space.
-            self._params = list(converted) if converted is not None else parse_space(
+            self._params = converted if converted is not None else parse_space(
                 space, self._name, allow_normal=self._allow_normal, allow_object_choices=self._allow_object_choices
             )
             if not self._params:

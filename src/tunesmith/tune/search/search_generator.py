@@ -159,9 +159,11 @@ class SearchGenerator(SearchAlgorithm):
         if (
             searched is None
             or not searched <= evaluated.keys()
-            or any(isinstance(v, (Domain, list)) for v in evaluated.values())
+            or any(isinstance(v, (Domain, list, tuple, dict)) for v in evaluated.values())
         ):
-            resolve_config(config)  # the searcher left part of the space to sample (or returned domains)
+            # The searcher left part of the space to sample (or returned domains, such as a choice of
+            # dicts of domains): a seeded searcher's trials sample it the same way in every run.
+            resolve_config(config, random_state=self._rest_random_state())
         self._counter += 1
         if self.is_finished():
             _tell_last_suggestion(self.searcher)
@@ -171,6 +173,20 @@ class SearchGenerator(SearchAlgorithm):
             experiment_tag=make_experiment_tag(self._counter, flatten_dict(config)),
             trial_id=trial_id,
         )
+
+    def _rest_random_state(self) -> Any:
+        """A generator for the values a seeded searcher leaves to sample, one per trial (None: unseeded)."""
+        searcher, seed = self.searcher, None
+        for _ in range(8):  # through wrappers (ConcurrencyLimiter, Repeater) to the library's searcher
+            seed = getattr(searcher, "_seed", None)
+            if isinstance(seed, numbers.Integral) or getattr(searcher, "searcher", None) is None:
+                break
+            searcher = searcher.searcher
+        if not isinstance(seed, numbers.Integral):
+            return None
+        import numpy as np
+
+        return np.random.default_rng([int(seed) & 0xFFFFFFFF, self._counter])
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         self.searcher.on_trial_result(trial_id, result)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import numbers
 import re
+import threading
 from collections.abc import Mapping
 from typing import Any, Iterator
 
@@ -233,11 +234,20 @@ def _is_unresolved(value: Any) -> bool:
     return value is _UNASSIGNED or isinstance(value, Domain) or is_grid_search(value)
 
 
+# The path of the sample_from function being called (per thread): reading its own unresolved value
+# (a loop over spec.config.items() that skips it) gives the function itself, as on Ray, not a cycle.
+_calling = threading.local()
+
+
 def _view(value: Any, path: Path) -> Any:
     if _is_unresolved(value):
+        if path == getattr(_calling, "path", None):
+            return value
         raise _UnresolvedDependency(path)
     if isinstance(value, dict):
         return _ConfigView(value, path)
+    if type(value) is _Tuple:  # a tuple of the space, being sampled: read as the tuple it becomes
+        return tuple(_ListView(value, path))
     if isinstance(value, list):
         return _ListView(value, path)
     return value
@@ -403,11 +413,12 @@ def _resolve(
                 functions.append((path, value))
                 continue
             sampled = value.sample(random_state=rng)
-            if isinstance(sampled, (dict, list)):
+            if isinstance(sampled, (dict, list, tuple, Domain)):
                 inner = list(_walk(sampled, path))
                 if inner:
-                    # A sampled value with domains of its own (a tune.choice of dicts of domains):
-                    # they are sampled too, in a copy, so the choice keeps its domains.
+                    # A sampled value with domains of its own (a tune.choice of dicts of domains, of
+                    # domains, of tuples holding some): they are sampled too, in a copy, so the
+                    # choice keeps its domains.
                     sampled = _copy_structure(sampled)
                     nested.extend(inner)
             assign_value(config, path, sampled)
@@ -421,12 +432,15 @@ def _resolve(
         blocked: list[tuple[Path, Function]] = []
         waits: dict[Path, Path] = {}
         for path, func in pending:
+            _calling.path = path
             try:
                 value = func.sample(spec=spec, random_state=rng)
             except _UnresolvedDependency as exc:
                 blocked.append((path, func))
                 waits[path] = exc.path
                 continue
+            finally:
+                _calling.path = None
             if isinstance(value, Domain) and not value.is_function():
                 value = value.sample(random_state=rng)  # a function that picks a domain (as on Ray)
             assign_value(config, path, value)

@@ -92,21 +92,27 @@ class HyperOptSearch(LibrarySearcher):
     @staticmethod
     def _expression(p: Param) -> Any:
         from hyperopt import hp
+        from hyperopt.pyll import scope
 
         if p.kind == "categorical":
             return hp.choice(p.name, p.choices())
         if p.is_normal:
             if p.q is not None:
-                return hp.qnormal(p.name, p.mean, p.sd, p.q)
-            return hp.normal(p.name, p.mean, p.sd)
-        if p.log:
+                expression = hp.qnormal(p.name, p.mean, p.sd, p.q)
+            else:
+                expression = hp.normal(p.name, p.mean, p.sd)
+        elif p.log:
             low, high = math.log(p.low), math.log(p.high)
             if p.q is not None or p.kind == "int":
-                return hp.qloguniform(p.name, low, high, p.q or 1)
-            return hp.loguniform(p.name, low, high)
-        if p.q is not None or p.kind == "int":
-            return hp.quniform(p.name, p.low, p.high, p.q or 1)
-        return hp.uniform(p.name, p.low, p.high)
+                expression = hp.qloguniform(p.name, low, high, p.q or 1)
+            else:
+                expression = hp.loguniform(p.name, low, high)
+        elif p.q is not None or p.kind == "int":
+            expression = hp.quniform(p.name, p.low, p.high, p.q or 1)
+        else:
+            expression = hp.uniform(p.name, p.low, p.high)
+        # An integer parameter gives ints (as hp.uniformint does) where the space is used as hyperopt's own.
+        return scope.int(expression) if p.kind == "int" else expression
 
     @staticmethod
     def convert_search_space(spec: dict) -> dict:
