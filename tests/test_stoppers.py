@@ -296,6 +296,25 @@ def test_stop_lists_and_flags_in_a_run(tmp_path):
     assert flagged.metrics["training_iteration"] == 3
 
 
+def _accuracy_sometimes(config):
+    import numpy as np
+
+    for i in range(6):
+        value = {"none": None if i < 2 else i, "array": np.array([i, i])}[config["kind"]]
+        tune.report({"acc": value})
+
+
+def test_a_stop_criterion_on_a_missing_or_vector_value(tmp_path):
+    """None under a stop key (not measured at that step) failed fit() with "'>=' not supported", and a
+    numpy array with "truth value of an array is ambiguous", neither naming the trial or the key."""
+    (result,) = tune.Tuner(_accuracy_sometimes, param_space={"kind": "none"}, run_config=tune.RunConfig(
+        storage_path=str(tmp_path), verbose=0, stop={"acc": 4})).fit()
+    assert result.error is None and result.metrics["training_iteration"] == 5
+    with pytest.raises(ValueError, match=r"reported 'acc' = array\(\[0, 0\]\).*stop criterion \{'acc': 4\}"):
+        tune.Tuner(_accuracy_sometimes, param_space={"kind": "array"}, run_config=tune.RunConfig(
+            storage_path=str(tmp_path), verbose=0, stop={"acc": 4})).fit()
+
+
 def test_a_nested_plateau_metric_and_a_misspelt_one(tmp_path):
     (result,) = tune.Tuner(_nested_loss, run_config=tune.RunConfig(
         storage_path=str(tmp_path), verbose=0,

@@ -569,8 +569,19 @@ class TrialLifecycle:
         """Whether a stop criterion (read with "a/b" names, in ``view``) or the Stopper (given the
         result as reported, nested, as on Ray) ends the trial at this result."""
         for key, value in trial.stopping_criterion.items():
-            if key in view and view[key] >= value:
-                return True
+            if key in view:
+                reported = view[key]
+                try:
+                    if reported >= value:
+                        return True
+                except (TypeError, ValueError):
+                    if reported is None:  # not measured at this result: not reached
+                        continue
+                    raise ValueError(
+                        f"Trial {trial} reported {key!r} = {reported!r} ({type(reported).__name__}), which the "
+                        f"stop criterion {{{key!r}: {value!r}}} cannot compare with {value!r}: it stops a trial "
+                        "once the reported number reaches the value. Report a single number under that name."
+                    ) from None
         return self._stopper is not None and bool(self._stopper(trial.trial_id, result))
 
     def _register_checkpoint(self, trial: Trial, name: str, metrics: dict, notify: bool = True) -> Checkpoint:
