@@ -446,3 +446,14 @@ def test_hyperopt_points_that_do_not_fit_a_hyperopt_space_are_named(point, says)
     with pytest.raises(ValueError, match="points_to_evaluate entry") as info:
         searcher.suggest("t0")
     assert says in str(info.value) and "momentum" in str(info.value)
+
+
+def test_domains_a_library_searcher_cannot_take_are_named_for_what_they_are():
+    """A domain under an integer dict key was refused as "inside lists", though the space has no list."""
+    pytest.importorskip("hyperopt")
+    from tunesmith.tune.search.hyperopt import HyperOptSearch
+
+    with pytest.raises(ValueError, match="'layer_sizes/1'.*keys of searched parameters must be strings"):
+        HyperOptSearch.convert_search_space({"layer_sizes": {1: tune.randint(8, 64)}})
+    with pytest.raises(ValueError, match="'layers/0'.*inside lists are not supported"):
+        HyperOptSearch.convert_search_space({"layers": [tune.randint(16, 128)]})

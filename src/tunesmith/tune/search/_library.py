@@ -223,9 +223,12 @@ def parse_space(
                 searcher, name, value, "a function-valued parameter cannot be searched by a model",
                 "Replace it with a tune.uniform/randint/choice domain, or compute it inside the trainable.",
             )
-        if any(isinstance(p, int) for p in path):
-            raise unsupported(searcher, name, value, "search domains inside lists are not supported",
-                              "Put the parameter in a dict instead of a list.")
+        if any(not isinstance(p, str) for p in path):
+            if _inside_a_list(space, path):
+                raise unsupported(searcher, name, value, "search domains inside lists are not supported",
+                                  "Put the parameter in a dict instead of a list.")
+            raise unsupported(searcher, name, value, "keys of searched parameters must be strings",
+                              f"Use a text key (e.g. {str(next(p for p in path if not isinstance(p, str)))!r}).")
         if "/" in "".join(str(p) for p in path):
             raise unsupported(searcher, name, value, "keys of searched parameters must not contain '/'",
                               "Rename the key.")
@@ -234,6 +237,15 @@ def parse_space(
         param.path = tuple(path)
         params.append(param)
     return params
+
+
+def _inside_a_list(space: Any, path: tuple) -> bool:
+    node = space
+    for part in path:
+        if isinstance(node, (list, tuple)):
+            return True
+        node = node[part]
+    return False
 
 
 def param_from_domain(
