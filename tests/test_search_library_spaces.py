@@ -457,3 +457,17 @@ def test_domains_a_library_searcher_cannot_take_are_named_for_what_they_are():
         HyperOptSearch.convert_search_space({"layer_sizes": {1: tune.randint(8, 64)}})
     with pytest.raises(ValueError, match="'layers/0'.*inside lists are not supported"):
         HyperOptSearch.convert_search_space({"layers": [tune.randint(16, 128)]})
+
+
+def test_ax_takes_a_choice_of_ints_and_floats(tmp_path):
+    """tune.choice([0.001, 0.01, 1]), a common learning-rate list, failed inside Ax ("Values in `values`
+    not of the same type"); each trial now gets one of the user's own values."""
+    pytest.importorskip("ax")
+    from tunesmith.tune.search.ax import AxSearch
+
+    grid = tune.Tuner(_loss_of_lr, param_space={"lr": tune.choice([0.001, 0.01, 1])},
+                      tune_config=tune.TuneConfig(search_alg=AxSearch(seed=0), metric="loss", mode="min",
+                                                  num_samples=3),
+                      run_config=run_config(tmp_path, "ax_mixed")).fit()
+    assert not grid.errors
+    assert sorted((r.config["lr"], type(r.config["lr"])) for r in grid) == [(0.001, float), (0.01, float), (1, int)]

@@ -16,8 +16,13 @@ def _ax_parameter(p: Param) -> dict:
         if len(values) == 1:
             return {"name": p.name, "type": "fixed", "value": values[0]}
         numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+        parameter = {"name": p.name, "type": "choice", "values": values, "is_ordered": False, "sort_values": numeric}
+        if numeric and len({type(v) for v in values}) > 1:
+            # Ints and floats together (tune.choice([0.001, 0.01, 1])): Ax wants one type; the value
+            # it proposes maps back to the user's own (1.0 -> 1).
+            parameter.update(values=[float(v) for v in values], value_type="float")
         # Ax wants numeric choices sorted; string ones keep the user's order.
-        return {"name": p.name, "type": "choice", "values": values, "is_ordered": False, "sort_values": numeric}
+        return parameter
     value_type = "int" if p.kind == "int" else "float"
     low, high = (int(p.low), int(p.high)) if value_type == "int" else (float(p.low), float(p.high))
     if low == high:
