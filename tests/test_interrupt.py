@@ -180,3 +180,39 @@ def test_ctrl_c_during_a_class_trials_step_keeps_that_step(tmp_path, gate):
     iterations = [iteration for iteration, _ in out["checkpoints"]]
     assert len(iterations) == len(set(iterations))
     assert {3, 6, gate} <= set(iterations)
+
+
+def _counts_to_ten(config):
+    import tempfile
+
+    from tunesmith import train
+
+    start = 0
+    checkpoint = train.get_checkpoint()
+    if checkpoint:
+        with checkpoint.as_directory() as d, open(os.path.join(d, "i.json")) as f:
+            start = json.load(f)
+    for i in range(start + 1, 11):
+        with tempfile.TemporaryDirectory() as d:
+            with open(os.path.join(d, "i.json"), "w") as f:
+                json.dump(i, f)
+            train.report({"loss": 1.0 / i, "i": i}, checkpoint=train.Checkpoint.from_directory(d))
+
+
+def test_ctrl_c_right_after_a_scheduler_stop_keeps_the_trial_stopped(tmp_path):
+    """Ctrl+C arriving after ASHA had told a trial to stop (at max_t) turned the stop into a pause, so
+    Tuner.restore resumed the trial and it trained past max_t."""
+    from tunesmith import tune
+    from tunesmith.tune.schedulers import ASHAScheduler
+
+    class CtrlCAtThree(tune.Callback):  # the user's Ctrl+C, right when iteration 3 arrives
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            if result["training_iteration"] == 3:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    tune.Tuner(_counts_to_ten, tune_config=tune.TuneConfig(
+        scheduler=ASHAScheduler(max_t=3, grace_period=1), metric="loss", mode="min"),
+        run_config=tune.RunConfig(storage_path=str(tmp_path), name="asha", verbose=0,
+                                  callbacks=[CtrlCAtThree()])).fit()
+    grid = tune.Tuner.restore(str(tmp_path / "asha"), trainable=_counts_to_ten).fit()
+    assert list(grid[0].metrics_dataframe["i"]) == [1, 2, 3]

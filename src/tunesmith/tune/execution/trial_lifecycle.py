@@ -782,9 +782,9 @@ class TrialLifecycle:
         restore); otherwise TERMINATED.
         """
         self._backend.kill_trial_worker(trial)
-        self._table.stopping.pop(trial, None)
+        was_stopping = self._table.stopping.pop(trial, None) == STOP
         self._backend.release_trial(trial, reuse=False)
-        if interrupted:
+        if interrupted and not was_stopping:  # a trial already told to stop (its criterion) ends
             trial.restore_checkpoint = trial.resume_checkpoint()
             self._table.set_status(trial, Trial.PAUSED)
         else:
@@ -792,7 +792,14 @@ class TrialLifecycle:
             self._after_trial_end(trial)
 
     def request_pause_for_interrupt(self, trial: Trial) -> None:
-        """Asks a RUNNING trial to pause at its next result (Ctrl+C: it resumes on restore)."""
+        """Asks a RUNNING trial to pause at its next result (Ctrl+C: it resumes on restore).
+
+        A trial already told to stop (by the scheduler, a stopper or its criterion) stops: paused,
+        it would train on after restore, past the point where it was to end. One told to pause
+        pauses as it was told.
+        """
+        if trial in self._table.stopping:
+            return
         self._table.stopping[trial] = PAUSE
         self._backend.send(trial, P.PAUSE)
 
