@@ -397,6 +397,43 @@ def test_each_worker_gets_its_share_of_the_datasets(tmp_path):
     assert result.return_value == [0, 2, 4, 6, 8]
 
 
+def shards_of_each(config):
+    shards = {name: list(train.get_dataset_shard(name)) for name in ("train", "val")}
+    Path(config["out"], f"{train.get_context().get_world_rank()}.json").write_text(json.dumps(shards))
+    train.report({"done": 1})
+
+
+def test_shards_are_equal_and_a_data_config_keeps_a_dataset_whole(tmp_path):
+    """10 rows among 3 workers gave shares of 4, 3 and 3: DDP steps of one rank paired with another rank's next
+    epoch, then the group failed. As Ray's DataConfig (equal=True), each worker gets 3 rows; a dataset left out
+    of datasets_to_split reaches every worker whole."""
+    from tunesmith.train import DataConfig
+
+    tunesmith.init(num_cpus=3)
+    result = DataParallelTrainer(
+        shards_of_each, train_loop_config={"out": str(tmp_path)},
+        datasets={"train": list(range(10)), "val": ["a", "b"]},
+        dataset_config=DataConfig(datasets_to_split=["train"]),
+        scaling_config=ScalingConfig(num_workers=3), run_config=quiet(storage_path=str(tmp_path), name="dc"),
+    ).fit()
+    assert result.error is None
+    shards = [json.loads((tmp_path / f"{rank}.json").read_text()) for rank in range(3)]
+    assert [s["train"] for s in shards] == [[0, 3, 6], [1, 4, 7], [2, 5, 8]]
+    assert [s["val"] for s in shards] == [["a", "b"]] * 3
+    with pytest.raises(TypeError, match="datasets_to_split"):
+        DataConfig(datasets_to_split="train")
+
+
+def test_a_ray_data_dataset_is_refused_up_front():
+    """A ray.data Dataset failed inside the workers with "Ray has not been started yet"."""
+    class Dataset:  # stands in for ray.data.Dataset (its module is what is checked)
+        pass
+
+    Dataset.__module__ = "ray.data.dataset"
+    with pytest.raises(TypeError, match="'train' is a Ray Data Dataset.*to_pandas"):
+        DataParallelTrainer(sums_its_shard, datasets={"train": Dataset()})
+
+
 # -- scaling -----------------------------------------------------------------------------------------------------------
 def records_its_span(config):
     start = time.time()
@@ -859,3 +896,11 @@ def test_tuner_restore_takes_the_train_loop_config_of_the_trainer_it_is_given(tm
 def test_tuner_refuses_a_trainer_class():
     with pytest.raises(TypeError, match="pass a trainer instance"):
         tune.Tuner(DataParallelTrainer)
+
+
+def test_a_trial_of_a_trainer_that_can_never_fit_names_its_scaling_config(tmp_path):
+    """The error told the user to lower tune.with_resources, which a trainer refuses."""
+    with pytest.raises(ValueError, match=r"Lower the request \(the trainer's ScalingConfig: num_workers"):
+        tune.Tuner(DataParallelTrainer(sums_its_shard, datasets={"train": [1]}),
+                   param_space={"scaling_config": ScalingConfig(num_workers=tune.grid_search([1, 64]))},
+                   run_config=quiet(storage_path=str(tmp_path))).fit()

@@ -18,6 +18,7 @@ _LAZY = {
     "FailureConfig": "tunesmith.train._config:FailureConfig",
     "SyncConfig": "tunesmith.train._config:SyncConfig",
     "ScalingConfig": "tunesmith.train._config:ScalingConfig",
+    "DataConfig": "tunesmith.train._config:DataConfig",
     "DataParallelTrainer": "tunesmith.train.data_parallel_trainer:DataParallelTrainer",
     "BaseTrainer": "tunesmith.train.base_trainer:BaseTrainer",
     "BackendConfig": "tunesmith.train.backend:BackendConfig",

@@ -347,3 +347,42 @@ class RunConfig:
             self.sync_config = SyncConfig()
         if self.verbose is not None and self.verbose not in (0, 1, 2, 3):
             raise ValueError(f"RunConfig(verbose={self.verbose!r}) must be 0, 1, 2 or 3.")
+
+
+class DataConfig:
+    """How a trainer hands its ``datasets`` to the workers (``dataset_config=`` of a trainer).
+
+    Args:
+        datasets_to_split: ``"all"`` (the default) splits every dataset among the workers, each
+            getting an equal share; a list of names splits only those, and every worker gets
+            the others whole (a validation set each worker evaluates on, say).
+        execution_options: Ray Data's execution options; tunesmith's datasets are the data
+            themselves, so there is nothing to execute (kept so Ray Train scripts run).
+        enable_shard_locality: Ray Data's locality hint; no effect here (kept so scripts run).
+
+    Example:
+        >>> from tunesmith import train
+        >>> config = train.DataConfig(datasets_to_split=["train"])
+        >>> config.splits("train"), config.splits("val")
+        (True, False)
+    """
+
+    def __init__(self, datasets_to_split: str | list[str] = "all", execution_options: Any = None,
+                 enable_shard_locality: bool = True):
+        if datasets_to_split != "all":
+            if isinstance(datasets_to_split, str) or not isinstance(datasets_to_split, (list, tuple)) or \
+                    not all(isinstance(n, str) for n in datasets_to_split):
+                raise TypeError(
+                    f"DataConfig(datasets_to_split={datasets_to_split!r}) must be 'all' or a list of dataset names."
+                )
+            datasets_to_split = list(datasets_to_split)
+        self.datasets_to_split = datasets_to_split
+        self.execution_options = execution_options
+        self.enable_shard_locality = enable_shard_locality
+
+    def splits(self, name: str) -> bool:
+        """Whether the dataset ``name`` is split among the workers (else each gets it whole)."""
+        return self.datasets_to_split == "all" or name in self.datasets_to_split
+
+    def __repr__(self) -> str:
+        return f"DataConfig(datasets_to_split={self.datasets_to_split!r})"

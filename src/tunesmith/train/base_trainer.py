@@ -84,6 +84,9 @@ class BaseTrainer:
                 f"{name}(datasets=...) must be a dict of datasets by name, e.g. {{'train': data}}; "
                 f"got {type(datasets).__name__}."
             )
+        from tunesmith.train._internal.dataset import check_datasets
+
+        check_datasets(datasets, f"{name}(datasets=...)")
         if metadata is not None:
             if not isinstance(metadata, dict):
                 raise TypeError(f"{name}(metadata=...) must be a dict, got {type(metadata).__name__}.")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import inspect
 from typing import Any, Callable
 
-from tunesmith.train._config import RunConfig, ScalingConfig
+from tunesmith.train._config import DataConfig, RunConfig, ScalingConfig
 from tunesmith.train.backend import BackendConfig
 from tunesmith.train.base_trainer import BaseTrainer
 
@@ -31,7 +31,9 @@ class DataParallelTrainer(BaseTrainer):
         scaling_config: Number of workers and their resources.
         run_config: Name, storage, checkpoint and failure settings.
         datasets: Datasets by name; each worker gets every ``num_workers``-th
-            item from its rank on, through ``train.get_dataset_shard(name)``.
+            item from its rank on (equal shares), through ``train.get_dataset_shard(name)``.
+        dataset_config: A :class:`~tunesmith.train.DataConfig`: which datasets are split
+            (the default: all); the others reach every worker whole.
         resume_from_checkpoint: A checkpoint to start from (``train.get_checkpoint()`` returns it on
             every worker); the run's iterations count from 1, as on Ray.
         metadata: A JSON-serialisable dict for ``get_context().get_metadata()``,
@@ -64,9 +66,14 @@ class DataParallelTrainer(BaseTrainer):
         scaling_config: ScalingConfig | None = None,
         run_config: RunConfig | None = None,
         datasets: dict[str, Any] | None = None,
+        dataset_config: DataConfig | None = None,
         resume_from_checkpoint: Any = None,
         metadata: dict[str, Any] | None = None,
     ):
+        if dataset_config is not None and not isinstance(dataset_config, DataConfig):
+            raise TypeError(f"{type(self).__name__}(dataset_config=...) must be a tunesmith.train.DataConfig, "
+                            f"got {type(dataset_config).__name__}.")
+        self.dataset_config = dataset_config if dataset_config is not None else DataConfig()
         super().__init__(
             scaling_config=scaling_config, run_config=run_config, datasets=datasets,
             metadata=metadata, resume_from_checkpoint=resume_from_checkpoint,

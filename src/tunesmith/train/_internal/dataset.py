@@ -8,23 +8,29 @@ from typing import Any, Iterator
 def shard(data: Any, rank: int, world_size: int) -> Any:
     """Returns worker ``rank``'s share of ``data``: every ``world_size``-th item from ``rank`` on.
 
+    Every worker gets as many items as the others (the last ``len(data) % world_size``
+    items are left out, as Ray Train's ``DataConfig`` splits with ``equal=True``): workers
+    that step together (a DDP all-reduce per batch) must have the same number of batches.
     Sliceable sequences (lists, tuples, ranges, numpy arrays) and pandas
     objects keep their type; other indexable datasets (a ``torch`` ``Dataset``)
     become a :class:`ShardView`; any other iterable becomes a
-    :class:`IterableShard` that can be iterated again and again (one pass per epoch).
+    :class:`IterableShard` that can be iterated again and again (one pass per epoch;
+    its length is not known, so its shares may differ by one item).
 
     Example:
         >>> shard(list(range(10)), 1, 3)
         [1, 4, 7]
+        >>> shard(list(range(10)), 0, 3)
+        [0, 3, 6]
         >>> list(shard(iter("abcdef"), 0, 2))
         ['a', 'c', 'e']
     """
     if world_size == 1:
         return data
     if hasattr(data, "iloc"):  # pandas DataFrame / Series
-        return data.iloc[rank::world_size]
+        return data.iloc[rank:_equal_end(len(data), world_size):world_size]
     if isinstance(data, (list, tuple, range, str, bytes)) or type(data).__name__ == "ndarray":
-        return data[rank::world_size]
+        return data[rank:_equal_end(len(data), world_size):world_size]
     if hasattr(data, "__len__") and hasattr(data, "__getitem__"):
         return ShardView(data, rank, world_size)
     if hasattr(data, "__iter__"):
@@ -35,18 +41,34 @@ def shard(data: Any, rank: int, world_size: int) -> Any:
     )
 
 
+def _equal_end(length: int, world_size: int) -> int:
+    """Where the items that every worker gets one of end."""
+    return length - length % world_size
+
+
+def check_datasets(datasets: Any, where: str) -> None:
+    """Raises a clear error for a Ray Data ``Dataset`` among a trainer's ``datasets``."""
+    for name, data in (datasets or {}).items():
+        if type(data).__module__.startswith("ray.data"):
+            raise TypeError(
+                f"{where}: the dataset {name!r} is a Ray Data {type(data).__name__}, which tunesmith's trainers "
+                "do not read. Pass the data itself (a list, a numpy array, a pandas DataFrame or a torch "
+                "Dataset, e.g. ds.to_pandas()): each worker gets its share through train.get_dataset_shard()."
+            )
+
+
 class ShardView:
     """Items ``rank, rank + world_size, ...`` of an indexable dataset, without copying it.
 
     Example:
-        >>> view = ShardView({0: "a", 1: "b", 2: "c"}, 0, 2)
+        >>> view = ShardView({0: "a", 1: "b", 2: "c", 3: "d"}, 0, 2)
         >>> len(view), list(view)
         (2, ['a', 'c'])
     """
 
     def __init__(self, data: Any, rank: int, world_size: int):
         self.dataset = data
-        self.indices = range(rank, len(data), world_size)
+        self.indices = range(rank, _equal_end(len(data), world_size), world_size)
 
     def __len__(self) -> int:
         return len(self.indices)

@@ -59,6 +59,7 @@ class WorkerSpec:
     env: dict[str, str] = field(default_factory=dict)
     metadata: dict = field(default_factory=dict)
     datasets: dict | None = None
+    dataset_config: Any = None  # a DataConfig: which datasets are split (None: all)
     gpu_ids: list[str] = field(default_factory=list)
     parent_pid: int = 0
     storage: Any = None  # the run's RemoteTarget (remote storage only)
@@ -153,7 +154,11 @@ class WorkerSession:
         if name not in self._shards:
             from tunesmith.train._internal.dataset import shard
 
-            self._shards[name] = shard(datasets[name], self._spec.rank, self._spec.world_size)
+            config = self._spec.dataset_config
+            if config is None or config.splits(name):
+                self._shards[name] = shard(datasets[name], self._spec.rank, self._spec.world_size)
+            else:
+                self._shards[name] = datasets[name]  # not split (DataConfig): every worker reads it whole
         return self._shards[name]
 
 

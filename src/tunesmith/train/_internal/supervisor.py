@@ -74,6 +74,9 @@ def resolve_config(trainer, config: dict | None):
             f"scaling_config must be a tunesmith.train.ScalingConfig, got {type(scaling).__name__}."
         )
     datasets = config.get("datasets", trainer.datasets)
+    from tunesmith.train._internal.dataset import check_datasets
+
+    check_datasets(datasets, "param_space['datasets']")
     metadata = config.get("metadata", trainer.metadata)
     return loop_config, scaling, datasets, metadata
 
@@ -118,6 +121,9 @@ class TrainerTrainable:
     Args:
         trainer: A ``DataParallelTrainer`` (or subclass).
     """
+
+    # What sets a trial's resources, for the error of a request that can never fit.
+    requested_by = "the trainer's ScalingConfig: num_workers, resources_per_worker"
 
     def __init__(self, trainer):
         self.trainer = trainer
@@ -192,7 +198,8 @@ def run_trainer(trainer, config: dict) -> bytes | None:
             fn=trainer.train_loop_per_worker, takes_config=trainer._takes_config, config=loop_config,
             rank=rank, world_size=n, local_rank=rank, local_world_size=n, node_rank=0,
             trial_info=sess.trial_info, checkpoint=checkpoint, staging_dir=staging, backend=backend,
-            env=worker_env, metadata=dict(metadata or {}), datasets=datasets, gpu_ids=gpu_ids[rank],
+            env=worker_env, metadata=dict(metadata or {}), datasets=datasets,
+            dataset_config=getattr(trainer, "dataset_config", None), gpu_ids=gpu_ids[rank],
             parent_pid=os.getpid(), storage=getattr(sess, "remote", None),
         ))
     driver_conn = getattr(sess, "_conn", None)

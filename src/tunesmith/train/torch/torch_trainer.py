@@ -57,6 +57,7 @@ class TorchTrainer(DataParallelTrainer):
         scaling_config: ScalingConfig | None = None,
         run_config: RunConfig | None = None,
         datasets: dict[str, Any] | None = None,
+        dataset_config: Any = None,
         resume_from_checkpoint: Any = None,
         metadata: dict[str, Any] | None = None,
     ):
@@ -74,6 +75,7 @@ class TorchTrainer(DataParallelTrainer):
             scaling_config=scaling_config,
             run_config=run_config,
             datasets=datasets,
+            dataset_config=dataset_config,
             resume_from_checkpoint=resume_from_checkpoint,
             metadata=metadata,
         )

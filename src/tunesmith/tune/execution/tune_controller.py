@@ -247,7 +247,8 @@ class TuneController:
             backend = self._backend
             raise ValueError(
                 f"Trial {trial_id} asks for {pgf.required_resources}, more than {backend.place} has "
-                f"({backend.total}). Lower the request (tune.with_resources / resources_per_trial) "
+                f"({backend.total}). Lower the request ("
+                f"{getattr(cfg.trainable, 'requested_by', 'tune.with_resources / resources_per_trial')}) "
                 f"or {backend.more_resources_hint}." + (f" {hint}" if hint else "")
             )
         failure_config = cfg.failure_config
