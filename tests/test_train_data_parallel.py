@@ -110,7 +110,11 @@ def test_result_from_path_reads_a_finished_run_back(tmp_path):
     assert list(restored.metrics_dataframe["loss"]) == [10, 9, 8, 7]
     assert restored.error is None
     assert restored.get_best_checkpoint("loss", "max").path == result.get_best_checkpoint("loss", "max").path
-    assert restored.return_value is None  # the return value lives with the run, not on storage
+    # Saved with the run's state: read back too (it was None), and by a restored Tuner's results.
+    assert restored.return_value == result.return_value == {"rank": 0, "steps": 4}
+    experiment = os.path.dirname(result.path)
+    (again,) = list(tune.Tuner.restore(experiment, trainable=DataParallelTrainer(loop_with_context)).get_results())
+    assert again.return_value == {"rank": 0, "steps": 4}
 
 
 # -- the seed's "Inspecting Training Results" examples --------------------------------------------------------------

@@ -218,12 +218,15 @@ class Result:
 
         # A trial that failed and then ran again to its end keeps its error files, not its error.
         error = None if saved is not None and saved.get("status") != "ERROR" else _loading.read_error(storage, fs_path)
+        from tunesmith.tune.experiment.trial import decode_return_value
+
         result = cls(
             metrics=metrics,
             checkpoint=latest,
             error=error,
             path=fs_path,
             best_checkpoints=best_checkpoints,
+            return_value=decode_return_value(saved.get("return_value")) if saved is not None else None,
             _storage_filesystem=raw_fs,
         )
         if from_json:

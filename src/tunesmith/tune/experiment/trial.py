@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import numbers
 import os
 import re
@@ -13,6 +14,8 @@ from tunesmith.tune.execution.checkpoint_manager import CheckpointManager
 from tunesmith.tune.execution.placement_groups import PlacementGroupFactory
 from tunesmith.train._checkpoint import Checkpoint
 from tunesmith.tune.result import TRAINING_ITERATION
+
+logger = logging.getLogger(__name__)
 
 # Results a running trial holds before they go into its statistics (Trial._fold).
 _FOLD_BATCH = 16
@@ -554,6 +557,10 @@ class Trial:
             "start_time": self.start_time,
             "scheduler_stop_iteration": self.scheduler_stop_iteration,
         }
+        if self.return_value is not None:
+            encoded = encode_return_value(self.return_value)
+            if encoded is not None:
+                state["return_value"] = encoded
         if with_checkpoints:
             state["checkpoints"] = [self._checkpoint_entry(e) for e in self.checkpoint_manager.get_state()]
         return state
@@ -636,4 +643,35 @@ class Trial:
         trial.restored_iteration = state.get("restored_iteration", 0)
         trial.start_time = state.get("start_time")
         trial.scheduler_stop_iteration = state.get("scheduler_stop_iteration")
+        trial.return_value = decode_return_value(state.get("return_value"))
         return trial
+
+
+def encode_return_value(value: Any) -> str | None:
+    """What a trainer's function returned, as text for the saved trial state (None: it cannot be pickled)."""
+    import base64
+
+    from tunesmith._internal.pickling import dumps
+
+    try:
+        return base64.b64encode(dumps(value)).decode("ascii")
+    except Exception:  # noqa: BLE001 - a value that cannot be kept is only not kept
+        logger.warning("The return value %r cannot be pickled; Result.from_path and a restored run will not "
+                       "have it.", type(value).__name__)
+        return None
+
+
+def decode_return_value(text: Any) -> Any:
+    """The value :func:`encode_return_value` saved; None when there is none or it cannot be read here."""
+    if not isinstance(text, str):
+        return None
+    import base64
+    import pickle
+
+    try:
+        import cloudpickle  # noqa: F401  (rebuilds what was pickled by value)
+
+        return pickle.loads(base64.b64decode(text))
+    except Exception as exc:  # noqa: BLE001 - a class this process cannot import, say
+        logger.warning("A saved return value cannot be read (%s: %s); return_value is None.", type(exc).__name__, exc)
+        return None
