@@ -561,3 +561,112 @@ def test_setup_mlflow_in_a_trainers_worker_ends_its_run(tmp_path):
     (run,) = client.search_runs([client.get_experiment_by_name("in_trainer").experiment_id])
     assert run.info.status == "FINISHED"
     assert len(client.get_metric_history(run.info.run_id, "loss")) == 3
+
+
+def _logs_its_own_score(config):
+    from tunesmith.tune.logger.mlflow import setup_mlflow
+
+    mlflow = setup_mlflow(config, tracking_uri=config["uri"], experiment_name="exp")
+    for i in range(3):
+        mlflow.log_metric("score", -1.0, step=i + 1)
+        tune.report({"score": float(i)})
+
+
+def test_the_callback_and_setup_mlflow_keep_runs_of_their_own(storage, tmp_path):
+    """With both on one MLflow experiment, setup_mlflow reopened the callback's run (found by trial id), and
+    the two "score" series were mixed in it."""
+    pytest.importorskip("mlflow")
+    from mlflow import MlflowClient
+
+    from tunesmith.tune.logger.mlflow import MLflowLoggerCallback
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tune.Tuner(_logs_its_own_score, param_space={"uri": uri}, run_config=tune.RunConfig(
+        storage_path=storage, name="exp", verbose=0, callbacks=[MLflowLoggerCallback(tracking_uri=uri)])).fit()
+    client = MlflowClient(tracking_uri=uri)
+    runs = client.search_runs([client.get_experiment_by_name("exp").experiment_id])
+    series = sorted(sorted(m.value for m in client.get_metric_history(r.info.run_id, "score")) for r in runs)
+    assert series == [[-1.0, -1.0, -1.0], [0.0, 1.0, 2.0]]
+
+
+def _every_rank_logs(config):
+    import time
+
+    from tunesmith.tune.logger.mlflow import setup_mlflow
+
+    rank = train.get_context().get_world_rank()
+    if rank == 1:
+        while not os.path.exists(config["rank0_started"]):  # rank 0's run exists before rank 1 asks
+            time.sleep(0.05)
+    mlflow = setup_mlflow(config, tracking_uri=config["uri"], experiment_name="ranks",
+                          create_experiment_if_not_exists=True, rank_zero_only=False, run_name=f"worker{rank}")
+    if rank == 0:
+        open(config["rank0_started"], "w").close()
+    mlflow.log_metric("m", 100 * rank, step=0)
+    train.report({"done": 1})
+
+
+def test_setup_mlflow_on_every_rank_gives_each_worker_its_run(tmp_path):
+    """A worker that called setup_mlflow(rank_zero_only=False) after rank 0 wrote into rank 0's run."""
+    pytest.importorskip("mlflow")
+    from mlflow import MlflowClient
+
+    from tunesmith.train import DataParallelTrainer, ScalingConfig
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    result = DataParallelTrainer(
+        _every_rank_logs, train_loop_config={"uri": uri, "rank0_started": str(tmp_path / "started")},
+        scaling_config=ScalingConfig(num_workers=2),
+        run_config=train.RunConfig(storage_path=str(tmp_path / "results"), verbose=0),
+    ).fit()
+    assert result.error is None
+    client = MlflowClient(tracking_uri=uri)
+    runs = client.search_runs([client.get_experiment_by_name("ranks").experiment_id])
+    assert sorted((r.info.run_name, r.data.metrics["m"]) for r in runs) == [("worker0", 0.0), ("worker1", 100.0)]
+
+
+def _fails_unless_fixed(config):
+    for i in range(3):
+        if i == 2 and not os.path.exists(config["fixed"]):
+            raise RuntimeError("not yet")
+        tune.report({"score": 10.0 * (i + 1) + (100 if os.path.exists(config["fixed"]) else 0)})
+
+
+def test_a_trial_restarted_from_scratch_gets_a_new_mlflow_run(storage, tmp_path):
+    """restart_errored appended the new attempt to the failed one's run: two values at each step."""
+    pytest.importorskip("mlflow")
+    from mlflow import MlflowClient
+
+    from tunesmith.tune.logger.mlflow import MLflowLoggerCallback
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    callbacks = [MLflowLoggerCallback(tracking_uri=uri)]
+    tune.Tuner(_fails_unless_fixed, param_space={"fixed": str(tmp_path / "fixed")}, run_config=tune.RunConfig(
+        storage_path=storage, name="exp", verbose=0, callbacks=callbacks)).fit()
+    (tmp_path / "fixed").touch()
+    tune.Tuner.restore(os.path.join(storage, "exp"), _fails_unless_fixed, restart_errored=True).fit()
+    client = MlflowClient(tracking_uri=uri)
+    runs = client.search_runs([client.get_experiment_by_name("exp").experiment_id])
+    got = sorted((r.info.status, [m.value for m in sorted(client.get_metric_history(r.info.run_id, "score"),
+                                                         key=lambda m: m.step)]) for r in runs)
+    assert got == [("FAILED", [10.0, 20.0]), ("FINISHED", [110.0, 120.0, 130.0])]
+
+
+def test_setup_mlflow_falls_back_to_the_name_for_an_unknown_experiment_id(tmp_path):
+    """As Ray documents: an experiment_id that does not exist gives way to experiment_name (it failed the
+    trial with MLflow's raw "No Experiment with id=999 exists")."""
+    pytest.importorskip("mlflow")
+    from mlflow import MlflowClient
+
+    from tunesmith.tune.logger.mlflow import setup_mlflow
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri)
+    client.create_experiment("named")
+    mlflow = setup_mlflow({"x": 1}, tracking_uri=uri, experiment_id="999", experiment_name="named")
+    try:
+        assert mlflow.active_run().info.experiment_id == client.get_experiment_by_name("named").experiment_id
+    finally:
+        mlflow.end_run()
+    with pytest.raises(ValueError, match="no MLflow experiment with experiment_id='999'"):
+        setup_mlflow({"x": 1}, tracking_uri=uri, experiment_id="999")

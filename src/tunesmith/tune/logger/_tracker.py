@@ -66,6 +66,7 @@ class TrialRecord:
     experiment_path: str | None
     experiment_name: str | None
     experiment_tag: str = ""
+    restarted: bool = False  # started over from scratch (Tuner.restore(restart_errored=True))
 
 
 @dataclasses.dataclass
@@ -238,6 +239,7 @@ class TrackerLoggerCallback(LoggerCallback):
             experiment_name=getattr(trial, "experiment_dir_name", None)
             or (os.path.basename(trial.experiment_path) if trial.experiment_path else None),
             experiment_tag=trial.experiment_tag,
+            restarted=bool(getattr(trial, "restarted_from_scratch", False)),
         )
 
     def setup(self, stop=None, num_samples: int | None = None, total_num_samples: int | None = None,

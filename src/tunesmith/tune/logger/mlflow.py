@@ -89,12 +89,21 @@ def _store_lock(tracking_uri: str | None) -> Iterator[None]:
 
 
 def _resolve_experiment(client, name: str | None, experiment_id: str | None, create: bool,
-                        artifact_location: str | None = None) -> str:
-    """The id of the MLflow experiment to log to, creating it when allowed."""
+                        artifact_location: str | None = None, name_given: bool = False) -> str:
+    """The id of the MLflow experiment to log to, creating it when allowed.
+
+    An ``experiment_id`` that does not exist gives way to ``name`` when the user named one
+    (``name_given``), as Ray documents; otherwise it is an error.
+    """
     if experiment_id:
-        if client.get_experiment(experiment_id) is None:
+        try:
+            found = client.get_experiment(experiment_id)
+        except Exception:  # noqa: BLE001 - MLflow raises (or returns None) for an unknown id
+            found = None
+        if found is not None:
+            return experiment_id
+        if not name_given:
             raise ValueError(f"There is no MLflow experiment with experiment_id={experiment_id!r}.")
-        return experiment_id
     with _store_lock(client.tracking_uri):
         found = client.get_experiment_by_name(name)
         if found is not None:
@@ -114,10 +123,27 @@ def _resolve_experiment(client, name: str | None, experiment_id: str | None, cre
             return found.experiment_id
 
 
-def _find_run(client, experiment_id: str, trial_id: str):
-    """The run an earlier start of this trial created (after a pause or a restore), or None."""
-    runs = client.search_runs([experiment_id], filter_string=f"tags.trial_id = '{trial_id}'", max_results=1)
-    return runs[0] if runs else None
+# Tags that say which run belongs to which trial of which Tune experiment, and who made it (the
+# callback, or setup_mlflow in a worker of some rank): a run is continued only by its own maker.
+_SOURCE_TAG, _EXPERIMENT_TAG = "tunesmith_source", "tunesmith_experiment"
+
+
+def _run_tags(trial_id: str, trial_name: str, experiment: str | None, source: str) -> dict[str, str]:
+    return {"trial_name": str(trial_name), "trial_id": trial_id, _SOURCE_TAG: source,
+            _EXPERIMENT_TAG: str(experiment or "")}
+
+
+def _find_run(client, experiment_id: str, trial_id: str, experiment: str | None, source: str):
+    """The run an earlier start of this trial made from the same place (``source``: the callback
+    or setup_mlflow of one worker rank), after a pause, a retry or a restore; the newest such run,
+    or None."""
+    runs = client.search_runs([experiment_id], filter_string=f"tags.trial_id = '{trial_id}'", max_results=200,
+                              order_by=["attributes.start_time DESC"])
+    for run in runs:  # the newest first; tags compared here, where any text may be in them
+        tags = run.data.tags
+        if tags.get(_SOURCE_TAG) == source and tags.get(_EXPERIMENT_TAG) == str(experiment or ""):
+            return run
+    return None
 
 
 def _insert_metrics(store: Any, run_id: str, values: list[tuple]) -> None:
@@ -226,14 +252,16 @@ class _MLflowBackend(TrackerBackend):
 
     def start_trial(self, trial: TrialRecord) -> None:
         client = self._client
-        existing = _find_run(client, self._experiment_id, trial.trial_id)
+        # A trial restarted from scratch (restart_errored) gets a run of its own, as on Ray.
+        existing = None if trial.restarted else _find_run(
+            client, self._experiment_id, trial.trial_id, trial.experiment_name, "callback")
         if existing is not None:
             run_id = existing.info.run_id
             client.update_run(run_id, status="RUNNING")
             self._params[trial.trial_id] = dict(existing.data.params)
         else:
             tags = {**{str(k): str(v) for k, v in self.tags.items()},
-                    "trial_name": trial.trial_name, "trial_id": trial.trial_id}
+                    **_run_tags(trial.trial_id, trial.trial_name, trial.experiment_name, "callback")}
             run_id = client.create_run(self._experiment_id, run_name=trial.trial_name, tags=tags).info.run_id
             self._params[trial.trial_id] = {}
         self._runs[trial.trial_id] = run_id
@@ -466,16 +494,20 @@ def setup_mlflow(
     exp_id = _resolve_experiment(
         client, name, experiment_id or (os.environ.get("MLFLOW_EXPERIMENT_ID") if not experiment_name else None),
         create=create_experiment_if_not_exists or defaulted, artifact_location=artifact_location,
+        name_given=bool(experiment_name),
     )
     if mlflow.active_run() is not None:
         mlflow.end_run()  # left over from an earlier trial in this process
-    existing = _find_run(client, exp_id, trial_id) if trial_id else None
+    # Each worker that logs has a run of its own; a retry or restore of the trial continues it.
+    source = "setup_mlflow" if rank_zero_only else f"setup_mlflow/rank{context.get_world_rank()}"
+    experiment = context.get_experiment_name()
+    existing = _find_run(client, exp_id, trial_id, experiment, source) if trial_id else None
     if existing is not None:
         run = mlflow.start_run(run_id=existing.info.run_id)
     else:
         run_tags = {str(k): str(v) for k, v in (tags or {}).items()}
         if trial_id:
-            run_tags.update(trial_name=str(trial_name), trial_id=trial_id)
+            run_tags.update(_run_tags(trial_id, trial_name, experiment, source))
         run = mlflow.start_run(experiment_id=exp_id, run_name=run_name or trial_name, tags=run_tags)
     if config:
         logged = dict(run.data.params) if existing is not None else {}
