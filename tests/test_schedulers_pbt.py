@@ -58,6 +58,17 @@ def test_search_space_domains_resample_inside_and_perturbations_are_clipped():
         assert new["act"] in ("relu", "gelu")
 
 
+def test_a_float_domain_with_integer_bounds_perturbs_as_floats():
+    """tune.uniform(0, 1) was taken for an integer domain: every perturbed value became the int 0, the exploited
+    trials scored 0 and exploited again, and the run never ended."""
+    random.seed(0)
+    seen = {explore({"x": 0.5}, {"x": tune.uniform(0, 1)}, 0.0)["x"] for _ in range(50)}
+    assert seen == {0.4, 0.6}
+    assert explore({"x": 9.5}, {"x": tune.uniform(0, 10)}, 0.0, perturbation_factors=(1.0,))["x"] == 9.5
+    # An integer domain still stays below its (exclusive) upper bound.
+    assert explore({"n": 9}, {"n": tune.randint(0, 10)}, 0.0, perturbation_factors=(1.2,))["n"] == 9
+
+
 def test_nested_mutations_and_custom_explore_fn():
     random.seed(3)
 

@@ -12,6 +12,7 @@ import random
 from bisect import bisect_left, insort
 from typing import TYPE_CHECKING, Any, Callable
 
+from tunesmith.tune.search.sample import Integer
 from tunesmith.tune.result import TRAINING_ITERATION
 from tunesmith.tune.schedulers._state import CheckpointResolver, as_trial_dict, checkpoint_ref, is_finished
 from tunesmith.tune.schedulers._util import (
@@ -62,9 +63,8 @@ def _deleted(checkpoint: Any) -> bool:
 def _clip_to_domain(domain: Any, value: Any) -> Any:
     """``value`` moved into ``domain``'s bounds (and onto its grid of multiples of ``q``, if quantized)."""
     lower, upper = getattr(domain, "lower", None), getattr(domain, "upper", None)
-    is_int = type(domain).__name__ in ("Integer",) or (
-        isinstance(lower, int) and isinstance(upper, int) and not isinstance(lower, bool)
-    )
+    # The domain's kind decides, not its bounds: tune.uniform(0, 1) is a float domain.
+    is_int = isinstance(domain, Integer)
     q = getattr(getattr(domain, "sampler", None), "q", None)
     if isinstance(q, (int, float)) and q > 0 and isinstance(value, (int, float)):
         # Quantized domains hold both bounds (tune.qrandint(1, 10, 2) reaches 10).
