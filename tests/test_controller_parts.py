@@ -58,6 +58,24 @@ def test_checkpoint_book_deletes_dropped_checkpoints_only_when_asked_and_not_one
     assert not os.path.exists(paths[0]) and book.pending_deletes == []
 
 
+def test_a_finished_trial_does_not_name_a_deleted_checkpoint_to_restore_from(tmp_path):
+    """A trial that resumed from a checkpoint and then finished kept naming it in the saved state after
+    num_to_keep deleted it."""
+    trial = _trial(tmp_path, 0, checkpoint_config=CheckpointConfig(num_to_keep=1))
+    book = CheckpointBook()
+    for i in range(2):
+        os.makedirs(os.path.join(trial.local_path, f"checkpoint_{i:06d}"))
+        trial.num_results = i + 1
+        checkpoint = book.register(trial, f"checkpoint_{i:06d}", {"training_iteration": i + 1})
+        if i == 0:
+            trial.restore_checkpoint = checkpoint  # it resumed from this one
+    trial.status = Trial.TERMINATED
+    book.delete_dropped([trial])
+    assert not os.path.exists(os.path.join(trial.local_path, "checkpoint_000000"))
+    assert trial.restore_checkpoint.path == trial.checkpoint.path
+    assert os.path.isdir(trial.restore_checkpoint.path)
+
+
 def test_snapshot_reencodes_exactly_the_trials_that_changed(tmp_path):
     trials = [_trial(tmp_path, i) for i in range(3)]
     snap = StateSnapshotter(

@@ -93,4 +93,11 @@ class CheckpointBook:
         self.held = len(keep)
         for checkpoint in delete:
             self._metrics.pop(checkpoint.path, None)
+        if delete:
+            # A finished trial that had resumed from one of them names its latest instead, so that the
+            # next saved state names no checkpoint that is gone.
+            gone = {c.path for c in delete}
+            for t in trials:
+                if t.is_finished() and t.restore_checkpoint is not None and t.restore_checkpoint.path in gone:
+                    t.restore_checkpoint = t.checkpoint
         delete_checkpoints(delete)
