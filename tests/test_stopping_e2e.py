@@ -1,6 +1,7 @@
 """Stopping criteria through Tuner.fit()."""
 from __future__ import annotations
 
+import os
 import time
 
 import pytest
@@ -153,3 +154,29 @@ def test_a_function_trial_stuck_in_its_code_does_not_hold_up_the_end_of_the_expe
                       run_config=tune.RunConfig(verbose=0)).fit()
     assert time.monotonic() - start < 100  # far below the 200 s of TUNE_FORCE_TRIAL_CLEANUP_S
     assert [r.metrics["a"] for r in grid] == [1, 1] and grid.num_errors == 0
+
+
+def _checkpoints_every_step(config):
+    import tempfile
+    import time
+
+    from tunesmith import train
+
+    for i in range(1000):
+        with tempfile.TemporaryDirectory() as d:
+            open(os.path.join(d, "step"), "w").write(str(i))
+            train.report({"i": i}, checkpoint=train.Checkpoint.from_directory(d))
+        time.sleep(0.2)
+
+
+def test_a_time_budget_leaves_no_checkpoint_the_results_do_not_name(tmp_path):
+    """The checkpoint of the result a trial sent after the budget ran out was dropped with the result but
+    stayed on disk, named by nothing."""
+    from tunesmith import tune
+
+    grid = tune.Tuner(_checkpoints_every_step, tune_config=tune.TuneConfig(time_budget_s=1.5),
+                      run_config=tune.RunConfig(storage_path=str(tmp_path), name="budget", verbose=0)).fit()
+    (result,) = list(grid)
+    on_disk = sorted(n for n in os.listdir(result.path) if n.startswith("checkpoint_"))
+    named = sorted(os.path.basename(c.path) for c, _ in result.best_checkpoints)
+    assert on_disk == named and os.path.basename(result.checkpoint.path) == on_disk[-1]

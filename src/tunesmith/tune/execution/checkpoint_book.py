@@ -80,6 +80,18 @@ class CheckpointBook:
             self.pending_deletes.append(removed)
         return checkpoint
 
+    def discard(self, trial: Trial, name: str) -> None:
+        """Deletes checkpoint ``name`` of a result that was dropped (it came after the trial was told
+        to stop or pause): nothing names it, and the trial resumes from an earlier one."""
+        storage = self._storage
+        if storage is not None and storage.is_remote:
+            checkpoint = Checkpoint(storage.checkpoint_path(trial.trial_dirname, name, trial.local_path),
+                                    storage.storage_filesystem)
+        else:
+            checkpoint = Checkpoint(os.path.join(trial.local_path, name))
+        self._note_index(trial, name)  # its number is not used again
+        delete_checkpoints([checkpoint])
+
     def delete_dropped(self, trials: list[Trial]) -> None:
         """Deletes dropped checkpoints; call only after a saved state that no longer names them."""
         if not self.pending_deletes:

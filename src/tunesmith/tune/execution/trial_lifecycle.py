@@ -357,8 +357,11 @@ class TrialLifecycle:
                 self._on_result(trial, msg[1], msg[2])
             elif self._is_class and (how == PAUSE or (how == STOP and self._checkpoint_at_end)):
                 self._on_late_result(trial, msg[1], msg[2])
-            # Otherwise the worker sees the stop or pause next, and the result is dropped: a
-            # function trial resumes from its last checkpoint, whose rows end before it.
+            elif msg[2]:
+                # The worker sees the stop or pause next, and the result is dropped: a function
+                # trial resumes from its last checkpoint, whose rows end before it; the dropped
+                # result's checkpoint is not left behind.
+                self._book.discard(trial, msg[2])
         elif kind == P.DONE:
             self._on_done(trial, msg[1], msg[2])
         elif kind == P.PAUSED:
