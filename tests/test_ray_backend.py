@@ -265,6 +265,24 @@ def test_torch_trainer_with_two_workers_on_two_nodes(cluster, tmp_path):
     assert {(r["node"], r["pid"]) for r in ranks} <= {(n, p) for n, p, _ in _actors("GroupWorkerActor")}
 
 
+def rank_one_exits(config):
+    if train.get_context().get_world_rank() == 1:
+        os._exit(7)
+    time.sleep(60)
+
+
+def test_a_group_worker_that_exits_on_ray_is_not_called_killed_by_sigkill(cluster, tmp_path):
+    """Any end of a worker's actor was reported as "killed by signal 9 (SIGKILL) ... out-of-memory killer"."""
+    from tunesmith.train import DataParallelTrainer, ScalingConfig
+
+    with pytest.raises(train.TrainingFailedError) as info:
+        DataParallelTrainer(rank_one_exits, scaling_config=ScalingConfig(num_workers=2),
+                            run_config=train.RunConfig(storage_path=str(tmp_path), verbose=0)).fit()
+    text = str(info.value)
+    assert "rank 1" in text and "ended when its Ray actor died" in text
+    assert "SIGKILL" not in text and "out-of-memory" not in text
+
+
 # -- Tuner.restore on the cluster -------------------------------------------------------------------------
 def fails_once(config):
     start = 0
@@ -374,6 +392,28 @@ def test_the_environment_picks_the_ray_backend_and_without_it_nothing_imports_ra
     assert (in_trial, in_driver) == ("False", "False")
     in_trial, in_driver, _ = _run_script(tmp_path, {})
     assert (in_trial, in_driver) == ("False", "False")
+
+
+_SHUTDOWN_SCRIPT = """
+import sys
+import ray
+import tunesmith
+ray.init(address=sys.argv[1])
+ref = ray.put(41)
+tunesmith.init(address=sys.argv[1])  # the same cluster, named to tunesmith too
+tunesmith.shutdown()
+print("RESULT", ray.is_initialized(), ray.get(ref) + 1)
+"""
+
+
+def test_tunesmith_shutdown_leaves_a_connection_the_script_made(cluster):
+    """tunesmith.shutdown() closed the script's own ray.init connection (its objects lost) whenever an address
+    was also given to tunesmith or in RAY_ADDRESS."""
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "TUNESMITH_ADDRESS")}
+    out = subprocess.run([sys.executable, "-c", _SHUTDOWN_SCRIPT, cluster.address], env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "RESULT True 42" in out.stdout
 
 
 def test_a_script_that_connects_to_ray_itself_runs_its_trials_there(cluster, tmp_path):

@@ -107,15 +107,16 @@ def shutdown() -> None:
     """
     global _initialized
     from tunesmith._internal import resources
-    from tunesmith._internal.backend._address import cluster_address, set_address
+    from tunesmith._internal.backend._address import set_address
 
-    was_cluster = cluster_address(adopt_ray=False) is not None  # not a connection the user made
     set_address(None)
     resources._overrides.clear()
     _initialized = False
-    if was_cluster:
-        import sys
+    import sys
 
+    backend = sys.modules.get("tunesmith._internal.backend.ray_backend")
+    if backend is not None and backend.made_connection:  # not a connection the user's ray.init made
+        backend.made_connection = False
         ray = sys.modules.get("ray")
         if ray is not None and ray.is_initialized():
             ray.shutdown()

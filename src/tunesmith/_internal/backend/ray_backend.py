@@ -59,6 +59,8 @@ def import_ray():
 
 
 _CONNECT_LOCK = threading.Lock()
+# Whether this process's connection to Ray is one connect() made (tunesmith.shutdown() closes only that).
+made_connection = False
 
 
 def connect(address: str):
@@ -70,8 +72,10 @@ def connect(address: str):
     with _CONNECT_LOCK:  # Tuners fitted in threads after tunesmith.init(address=...) connect once
         if ray.is_initialized():
             return ray
+        global made_connection
         try:
             ray.init(address=address, log_to_driver=True, logging_level=logging.WARNING)
+            made_connection = True
         except ConnectionError as exc:
             raise ConnectionError(
                 f"Could not connect to the Ray cluster at address={address!r}: {exc}. Start one with "

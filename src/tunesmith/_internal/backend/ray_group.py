@@ -34,6 +34,7 @@ class RayWorkerHandle:
         self.actor = actor
         self.ref = ref
         self.returncode: int | None = None
+        self.died_how: str | None = None  # Ray's account of the actor's end, when it died
 
     def kill(self) -> None:
         import ray
@@ -55,8 +56,12 @@ class RayWorkerHandle:
             return None
         try:
             self.returncode = int(ray.get(ready[0]))
-        except Exception:
+        except Exception as exc:
             self.returncode = -9
+            # How Ray saw the actor end (an exit, a crash, its node's memory monitor): said instead of a signal.
+            said = " ".join(str(exc).split())
+            said = said if len(said) <= 400 else said[:400] + "..."
+            self.died_how = f"ended when its Ray actor died ({said or type(exc).__name__})"
         return self.returncode
 
     def close(self) -> None:

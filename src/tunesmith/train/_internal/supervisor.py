@@ -445,7 +445,8 @@ class _GroupRun:
             code = handle.wait()
         from tunesmith._internal.exit import describe_exit
 
-        text = f"Training worker rank {handle.rank} (pid {handle.pid}) {describe_exit(code)} before it finished."
+        how = getattr(handle, "died_how", None) or describe_exit(code)
+        text = f"Training worker rank {handle.rank} (pid {handle.pid}) {how} before it finished."
         return WorkerDiedError(text), text, seen, True
 
     def _fail(self, failures: dict[int, tuple[BaseException, str, float, bool]]) -> None:
