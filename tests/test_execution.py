@@ -350,3 +350,23 @@ def test_more_gpus_than_cuda_visible_devices_shows_is_an_error(monkeypatch):
             detect_resources()
     finally:
         tunesmith.shutdown()
+
+
+def _starts_a_ray_of_its_own(config):
+    import sys
+    import types
+
+    # Stands in for a trainable whose ray.remote call started Ray inside its worker process.
+    ray = types.ModuleType("ray")
+    ray.is_initialized = lambda: True
+    sys.modules["ray"] = ray
+    train.report({"x": 1})
+
+
+def test_a_trial_that_starts_ray_in_its_worker_is_told_how_to_share_one(capfd):
+    """A trainable using Ray in a script that never called ray.init started a private Ray in every worker,
+    silently (each with all of the machine's CPUs)."""
+    grid = _fit(_starts_a_ray_of_its_own, reuse_actors=False)  # the worker ends with the trial
+    assert not grid.errors
+    out, err = capfd.readouterr()
+    assert "call ray.init() in the script before Tuner.fit()" in out + err

@@ -88,6 +88,7 @@ class _TrialEnvironment:
         self._env_before = os.environ.copy()
         self._streams = (sys.stdout, sys.stderr)
         self._recursion_limit = sys.getrecursionlimit()
+        self._ray_before = _ray_running()
         for key, value in spec.env.items():
             os.environ[key] = value
         try:
@@ -133,6 +134,8 @@ class _TrialEnvironment:
             for f in self._files:
                 f.close()
         _put_back_streams(self._streams)
+        if not self._ray_before and _ray_running():
+            _say_private_ray()
         if sys.getrecursionlimit() != self._recursion_limit:
             sys.setrecursionlimit(self._recursion_limit)
         if self._cwd_before is not None:
@@ -164,6 +167,32 @@ class _TrialEnvironment:
             except Exception:
                 pass
         return False
+
+
+def _ray_running() -> bool:
+    """Whether this process has Ray imported and initialised (never imports it)."""
+    ray = sys.modules.get("ray")
+    try:
+        return bool(ray is not None and ray.is_initialized())
+    except Exception:
+        return False
+
+
+_said_private_ray = False
+
+
+def _say_private_ray() -> None:
+    """Once per worker: a trial started Ray in it (ray.init or a ray.remote call), a Ray of its own."""
+    global _said_private_ray
+    if _said_private_ray:
+        return
+    _said_private_ray = True
+    sys.stderr.write(
+        "This trial started Ray in its worker process (ray.init(), or a first ray.remote/ray.get call): each "
+        "worker then runs a Ray instance of its own, with all of the machine's CPUs, and trials share no "
+        "objects. To run the trials' Ray tasks on one Ray, call ray.init() in the script before "
+        "Tuner.fit(): the trials then run on that Ray.\n"
+    )
 
 
 def _put_back_streams(streams: tuple) -> None:
