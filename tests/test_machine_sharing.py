@@ -158,6 +158,42 @@ def test_entry_of_a_reused_pid_is_ignored(tmp_path):
     ours.close()
 
 
+def test_a_damaged_entry_or_a_killed_unreaped_experiment_holds_nothing(tmp_path):
+    """An entry file without a usable pid made every fit() raise psutil's "pid must be a positive integer";
+    a SIGKILLed experiment whose parent had not reaped it yet (a zombie) kept its resources."""
+    d = tmp_path / "ledger"
+    ours = MachineLedger(str(d), total={"CPU": 2.0})
+    (d / "exp-old.json").write_text(json.dumps({"held": {"CPU": 2}}))  # no pid in its name or its text
+    (d / "exp-999999-nopid.json").write_text("{}")
+    zombie = subprocess.Popen([sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGKILL)"])
+    try:
+        import psutil
+
+        while psutil.Process(zombie.pid).status() != psutil.STATUS_ZOMBIE:  # dead, not yet reaped
+            pass
+        (d / f"exp-{zombie.pid}-killed.json").write_text(json.dumps(
+            {"pid": zombie.pid, "started": psutil.Process(zombie.pid).create_time(), "held": {"CPU": 2}}))
+        assert ours.try_start({"CPU": 2.0}, held={})
+        assert ours.held_by_others() == ({}, {})
+    finally:
+        zombie.wait()
+        ours.close()
+
+
+def test_a_ledger_lock_that_is_not_a_file_or_a_path_through_a_file_is_said_clearly(tmp_path, monkeypatch, caplog):
+    d = tmp_path / "ledger"
+    d.mkdir(mode=0o700)
+    (d / "ledger.lock").mkdir()
+    monkeypatch.setenv("TUNESMITH_LEDGER_DIR", str(d))
+    text = _run_one_experiment(caplog)
+    assert "without sharing the machine" in text and f"Remove {d / 'ledger.lock'}" in text
+    (tmp_path / "afile").write_text("")
+    monkeypatch.setenv("TUNESMITH_LEDGER_DIR", str(tmp_path / "afile" / "ledger"))
+    caplog.clear()
+    text = _run_one_experiment(caplog)
+    assert f"{tmp_path / 'afile' / 'ledger'} cannot be made" in text and "TUNESMITH_LEDGER_DIR" in text
+
+
 def test_ledger_directory_and_entries_are_private(tmp_path):
     d = tmp_path / "fresh" / "ledger"
     ledger = MachineLedger(str(d), total={"CPU": 1.0})

@@ -85,6 +85,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import stat
 import tempfile
@@ -92,6 +93,8 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Optional
+
+logger = logging.getLogger(__name__)
 
 _EPS = 1e-9
 WAIT_TTL_S = 3.0  # a wait not refreshed for this long no longer counts
@@ -118,12 +121,24 @@ def ensure_private_directory(path: str) -> None:
             another user, or grants permissions to group or others.
     """
     parent = os.path.dirname(os.path.abspath(path))
-    os.makedirs(parent, exist_ok=True)
     try:
-        os.mkdir(path, 0o700)
-    except FileExistsError:
-        pass
-    st = os.lstat(path)
+        if not os.path.isdir(parent):
+            os.makedirs(parent)  # raises when a part of the path is a file
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            pass
+    except OSError as exc:
+        raise LedgerDirectoryError(
+            f"the machine ledger directory {path} cannot be made ({exc.strerror or exc}: a part of its path is "
+            "not a directory, or cannot be written). Set TUNESMITH_LEDGER_DIR to a directory that only you "
+            "can read and write (mode 0700)."
+        ) from exc
+    try:
+        st = os.lstat(path)
+    except OSError as exc:
+        raise LedgerDirectoryError(f"the machine ledger directory {path} cannot be read ({exc}). Set "
+                                   "TUNESMITH_LEDGER_DIR to a directory of mode 0700.") from exc
     fix = ("Remove it, or set TUNESMITH_LEDGER_DIR to a directory that only you can read and write "
            "(mode 0700)")
     if stat.S_ISLNK(st.st_mode):
@@ -136,7 +151,14 @@ def ensure_private_directory(path: str) -> None:
         problem = f"has mode {stat.S_IMODE(st.st_mode):04o}, so other users may read or write it"
         fix = f"Run `chmod 700 {path}`, or set TUNESMITH_LEDGER_DIR to a directory of mode 0700"
     else:
-        return
+        lock = os.path.join(path, "ledger.lock")
+        try:
+            lock_st = os.lstat(lock)
+        except FileNotFoundError:
+            return
+        if stat.S_ISREG(lock_st.st_mode):
+            return
+        problem, fix = f"holds {lock}, which is not a regular file", f"Remove {lock}"
     raise LedgerDirectoryError(f"the machine ledger directory {path} {problem}. {fix}.")
 
 
@@ -244,11 +266,17 @@ def may_start(request: dict[str, float], free: dict[str, float], priority: tuple
 
 
 def _process_start(pid: int) -> float | None:
-    """When process ``pid`` started, or None if there is no such process."""
+    """When process ``pid`` started, or None if there is no such process (or it has ended and only
+    waits to be reaped: a killed experiment whose parent has not called wait() yet)."""
     import psutil
 
+    if not isinstance(pid, int) or pid <= 0:
+        return None  # an entry without a usable pid (a damaged file) belongs to no process
     try:
-        return psutil.Process(pid).create_time()
+        process = psutil.Process(pid)
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return None
+        return process.create_time()
     except (psutil.NoSuchProcess, psutil.ZombieProcess):
         return None
     except psutil.Error:
@@ -315,6 +343,7 @@ class MachineLedger:
         self._fd: int | None = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o600)
         self._size = 0
         self._seen_mtime = -1
+        self._said_gone = False
         self._names: list[str] = []
         self._others: list[Entry] = []
         self._alive_checked: dict[str, tuple[float, bool]] = {}
@@ -493,8 +522,12 @@ class MachineLedger:
             return self._names
         try:
             listing = os.listdir(self.directory)
-        except OSError:
+        except OSError as exc:
             listing = []
+            if not self._said_gone:
+                self._said_gone = True
+                logger.warning("The machine ledger directory %s cannot be read (%s): this experiment no longer "
+                               "sees the others on this machine, and may use what they hold.", self.directory, exc)
         self._names = [n[:-len(_SUFFIX)] for n in listing
                        if n.startswith(_PREFIX) and n.endswith(_SUFFIX) and n[:-len(_SUFFIX)] != self.name]
         # The modification time has a coarse clock: a change within the same tick as this
