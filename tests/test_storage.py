@@ -135,3 +135,26 @@ def test_a_relative_storage_path_is_where_the_tuner_was_made(tmp_path, monkeypat
     assert run_config.storage_path == "results"  # the user's object is left as it was
     restored = tune.Tuner.restore(str(tmp_path / "a" / "results" / "rel"), _one_report).get_results()
     assert [r.metrics["score"] for r in restored] == [1]
+
+
+def _fails_until_marked(config):
+    if not os.path.exists(config["marker"]):
+        raise RuntimeError("not yet")
+    tune.report({"score": 1})
+
+
+def test_a_subtree_experiment_restored_from_its_local_path_goes_on_there(tmp_path):
+    """Given the experiment's local path (no storage_filesystem), restore read it through the run's own
+    SubTreeFileSystem: get_results() found no state, and fit() went on in a copy nested under the subtree."""
+    base = tmp_path / "base"
+    marker = tmp_path / "marker"
+    tune.Tuner(_fails_until_marked, param_space={"marker": str(marker)}, run_config=tune.RunConfig(
+        storage_path="root", storage_filesystem=_subtree(base), name="sub", verbose=0)).fit()
+    path = str(base / "root" / "sub")
+    assert [r.error is not None for r in tune.Tuner.restore(path, _fails_until_marked).get_results()] == [True]
+    marker.touch()
+    grid = tune.Tuner.restore(path, _fails_until_marked, resume_errored=True).fit()
+    assert [r.metrics.get("score") for r in grid] == [1]
+    assert sorted(os.listdir(base)) == ["root"]  # nothing written elsewhere under the subtree
+    analysis = tune.ExperimentAnalysis(path)
+    assert [t.status for t in analysis.trials] == ["TERMINATED"]

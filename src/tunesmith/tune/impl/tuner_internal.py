@@ -139,12 +139,10 @@ class TunerInternal:
         from tunesmith._internal.storage import split_experiment_path
 
         run_config.storage_path, run_config.name = split_experiment_path(path)
-        if storage_filesystem is not None:
-            run_config.storage_filesystem = storage_filesystem
-        elif "://" in path:
-            # A URI names its store itself: the run's own storage_filesystem (a SubTreeFileSystem,
-            # say) would read it as a path inside that filesystem.
-            run_config.storage_filesystem = None
+        # As on Ray, the path is where the run goes on, read with the filesystem given here: a URI
+        # names its store itself, and a local path is local. The run's own storage_filesystem (a
+        # SubTreeFileSystem, say) would read either as a path inside it, and carry the run elsewhere.
+        run_config.storage_filesystem = storage_filesystem
         self._setup(trainable, param_space if param_space is not None else saved.get("param_space"),
                     tune_config, run_config)
         self._input.resources_per_trial = saved.get("resources_per_trial")
