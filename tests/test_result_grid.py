@@ -282,3 +282,28 @@ def test_a_nan_first_value_does_not_hide_the_best_of_the_later_ones(tmp_path):
                        run_config=_tune.RunConfig(storage_path=str(tmp_path), verbose=0)).fit()
     # As on Ray: the NaN step (no validation run) is skipped by max and min.
     assert grid.get_best_result("score", "min", scope="all").config["values"][1] == 0.1
+
+
+def _scores_out_of_order(config):
+    import tempfile
+
+    from tunesmith import train
+
+    for acc in (0.9, 0.5, 0.7):
+        with tempfile.TemporaryDirectory() as d:
+            with open(os.path.join(d, "acc"), "w") as f:
+                f.write(str(acc))
+            train.report({"acc": acc}, checkpoint=train.Checkpoint.from_directory(d))
+
+
+def test_best_checkpoints_keep_their_ranking_when_read_back(tmp_path):
+    """Read back (Tuner.restore().get_results(), Result.from_path), best_checkpoints came oldest first instead
+    of worst to best by the checkpoint score, so best_checkpoints[-1] named another checkpoint."""
+    from tunesmith import train, tune
+
+    run_config = tune.RunConfig(storage_path=str(tmp_path), name="e", verbose=0, checkpoint_config=tune.CheckpointConfig(
+        checkpoint_score_attribute="acc", checkpoint_score_order="max"))
+    (result,) = list(tune.Tuner(_scores_out_of_order, run_config=run_config).fit())
+    (restored,) = list(tune.Tuner.restore(str(tmp_path / "e"), _scores_out_of_order).get_results())
+    for r in (result, restored, train.Result.from_path(result.path)):
+        assert [m["acc"] for _, m in r.best_checkpoints] == [0.5, 0.7, 0.9]

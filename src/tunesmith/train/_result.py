@@ -215,6 +215,14 @@ class Result:
                 # Kept on disk to resume from, not ranked among the best (CheckpointConfig).
                 best_checkpoints = [c for c in best_checkpoints if c[0].path.rstrip("/").rsplit("/", 1)[-1]
                                     != latest_only]
+            score = saved.get("checkpoint_score") if saved is not None else None
+            if isinstance(score, list) and len(score) == 2:
+                # Worst to best by the run's checkpoint score, as the run ranked them (not by number).
+                from tunesmith.tune.execution.checkpoint_manager import CheckpointManager
+
+                ranking = CheckpointManager()
+                ranking.score_attribute, ranking.score_order = score
+                best_checkpoints.sort(key=ranking._key)
 
         # A trial that failed and then ran again to its end keeps its error files, not its error.
         error = None if saved is not None and saved.get("status") != "ERROR" else _loading.read_error(storage, fs_path)

@@ -557,6 +557,10 @@ class Trial:
             "start_time": self.start_time,
             "scheduler_stop_iteration": self.scheduler_stop_iteration,
         }
+        manager = self.checkpoint_manager
+        if manager.score_attribute is not None:
+            # How best_checkpoints are ranked, for readers without the CheckpointConfig.
+            state["checkpoint_score"] = [manager.score_attribute, manager.score_order]
         if self.return_value is not None:
             encoded = encode_return_value(self.return_value)
             if encoded is not None:
@@ -624,6 +628,10 @@ class Trial:
         ckpt_absolute = trial._checkpoint_absolute
         entries = [dict(e, path=ckpt_absolute(e["path"])) for e in state.get("checkpoints") or []]
         trial.checkpoint_manager.set_state(entries, checkpoint_filesystem)
+        score = state.get("checkpoint_score")
+        if checkpoint_config is None and isinstance(score, list) and len(score) == 2:
+            # Read back without the run's CheckpointConfig: best_checkpoints ranked as the run ranked them.
+            trial.checkpoint_manager.score_attribute, trial.checkpoint_manager.score_order = score
         trial.checkpoint_rows = {e["path"]: int(e.get("rows", 0) or 0) for e in entries}
         if state.get("restore_checkpoint"):
             path = ckpt_absolute(state["restore_checkpoint"])
