@@ -69,6 +69,30 @@ def test_a_float_domain_with_integer_bounds_perturbs_as_floats():
     assert explore({"n": 9}, {"n": tune.randint(0, 10)}, 0.0, perturbation_factors=(1.2,))["n"] == 9
 
 
+def test_perturbed_values_keep_their_kind_and_move_on_a_grid():
+    """A float reaching an integer bound became that int and stopped moving; a quantized value snapped back onto
+    itself (4 * 1.2 -> 5 -> 4 with q=2); a resampled int became a float; a flag became 0.8 or 1.2."""
+    random.seed(0)
+    x = 0.9
+    for _ in range(8):
+        x = explore({"x": x}, {"x": tune.uniform(0, 1)}, 0.0)["x"]
+        assert type(x) is float and 0 <= x <= 1
+    assert len({explore({"x": 1.0}, {"x": tune.uniform(0, 1)}, 0.0)["x"] for _ in range(30)}) == 2  # 1.0, 0.8
+    assert {explore({"n": 4}, {"n": tune.qrandint(2, 32, 2)}, 0.0)["n"] for _ in range(50)} == {2, 6}
+    assert {explore({"n": 20}, {"n": tune.qrandint(0, 100, 10)}, 0.0)["n"] for _ in range(50)} == {10, 30}
+    assert {explore({"f": 0.5}, {"f": tune.quniform(0, 1, 0.25)}, 0.0)["f"] for _ in range(50)} == {0.25, 0.75}
+    for _ in range(20):
+        layers = explore({"layers": 3}, {"layers": lambda: random.uniform(1, 8)}, 1.0)["layers"]
+        assert type(layers) is int and 1 <= layers <= 8
+        assert type(explore({"flag": True}, {"flag": lambda: random.random()}, 0.0)["flag"]) is bool
+
+
+def test_a_sample_from_mutation_is_refused_up_front():
+    with pytest.raises(ValueError, match="is a tune.sample_from"):
+        PopulationBasedTraining(metric="loss", mode="min",
+                                hyperparam_mutations={"lr": tune.sample_from(lambda spec: spec.config.base)})
+
+
 def test_nested_mutations_and_custom_explore_fn():
     random.seed(3)
 
@@ -384,3 +408,25 @@ def test_the_policy_log_names_the_iteration_of_the_cloned_checkpoint(tmp_path):
         lines = [json.loads(line) for line in f]
     assert lines
     assert all(clone_iteration % 3 == 0 for _, _, _, clone_iteration, _, _ in lines), lines
+
+
+def _score_falls_as_it_trains(config):
+    from _trainables import report_step, restore_step
+
+    step = restore_step()
+    while step < 8:
+        step += 1
+        report_step(step, score=-step + config["lr"])
+
+
+def test_an_exploited_trial_waits_behind_the_trials_already_waiting(tmp_path):
+    """A trial that copied a donor took the donor's training time, and its old queue entry at that time counted
+    as current again: it ran before the paused top trials every time, and with a score that falls as trials
+    train, the run exploited back and forth without end."""
+    pbt = PopulationBasedTraining(time_attr="training_iteration", perturbation_interval=2,
+                                  hyperparam_mutations={"lr": tune.uniform(0.0, 1.0)})
+    grid = tune.Tuner(_score_falls_as_it_trains, param_space={"lr": tune.grid_search([0.1, 0.3, 0.6, 0.9])},
+                      tune_config=tune.TuneConfig(metric="score", mode="max", scheduler=pbt, time_budget_s=120),
+                      run_config=tune.RunConfig(storage_path=str(tmp_path), name="falling", verbose=0)).fit()
+    assert not grid.errors
+    assert [r.metrics["step"] for r in grid] == [8, 8, 8, 8]  # every trial ran to its end, within the budget

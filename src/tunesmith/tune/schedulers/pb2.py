@@ -351,6 +351,10 @@ class PB2(PopulationBasedTraining):
         self._data.append((trial.trial_id, time, float(reward), unit))
         if self._custom_explore_fn is not None:
             new_config = self._custom_explore_fn(new_config)
+            if not isinstance(new_config, dict):
+                raise ValueError(
+                    f"PB2's custom_explore_fn must return the new config dict, got {type(new_config).__name__}."
+                )
         return new_config
 
     # -- state ----------------------------------------------------------------------

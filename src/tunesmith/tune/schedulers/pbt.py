@@ -60,26 +60,34 @@ def _deleted(checkpoint: Any) -> bool:
         return False
 
 
-def _clip_to_domain(domain: Any, value: Any) -> Any:
-    """``value`` moved into ``domain``'s bounds (and onto its grid of multiples of ``q``, if quantized)."""
+def _clip_to_domain(domain: Any, value: Any, old: Any = None) -> Any:
+    """``value`` moved into ``domain``'s bounds (and onto its grid of multiples of ``q``, if quantized).
+
+    A perturbation of ``old`` that the grid would snap back onto ``old`` moves one step of ``q``
+    in its direction instead (tune.qrandint(2, 32, 2) at 4 goes to 2 or 6, never stays at 4).
+    """
     lower, upper = getattr(domain, "lower", None), getattr(domain, "upper", None)
     # The domain's kind decides, not its bounds: tune.uniform(0, 1) is a float domain.
     is_int = isinstance(domain, Integer)
+    cast = int if is_int else float
     q = getattr(getattr(domain, "sampler", None), "q", None)
     if isinstance(q, (int, float)) and q > 0 and isinstance(value, (int, float)):
         # Quantized domains hold both bounds (tune.qrandint(1, 10, 2) reaches 10).
-        value = round(value / q) * q
+        snapped = round(value / q) * q
+        if isinstance(old, (int, float)) and value != old and abs(snapped - old) < q / 2:
+            snapped = old + (q if value > old else -q)
+        value = snapped
         if isinstance(upper, (int, float)) and value > upper:
             value = math.floor(upper / q) * q
         if isinstance(lower, (int, float)) and value < lower:
             value = math.ceil(lower / q) * q
-        return int(value) if is_int else value
+        return cast(round(value)) if is_int else cast(value)
     if isinstance(upper, (int, float)):
         top = upper - 1 if is_int else upper
         if value > top:
-            value = top
+            value = cast(top)
     if isinstance(lower, (int, float)) and value < lower:
-        value = lower
+        value = cast(lower)
     return value
 
 
@@ -88,6 +96,12 @@ def _validate_mutations(mutations: dict, owner: str, prefix: str = "") -> None:
         name = f"{prefix}{key}"
         if isinstance(spec, dict):
             _validate_mutations(spec, owner, prefix=f"{name}/")
+        elif _is_domain(spec) and spec.is_function():
+            raise ValueError(
+                f"{owner}: `hyperparam_mutations[{name!r}]` is a tune.sample_from, which a mutation cannot "
+                "resample (it may read other config values). Pass a function of no arguments, e.g. "
+                "lambda: random.uniform(0, 1), a list of values, or a domain such as tune.uniform(0, 1)."
+            )
         elif isinstance(spec, (list, tuple)):
             if not spec:
                 raise ValueError(f"{owner}: `hyperparam_mutations[{name!r}]` is an empty list.")
@@ -150,15 +164,20 @@ def explore(
             else:
                 idx = cats.index(config[key]) + random.choice([-1, 1])
                 new_config[key] = cats[min(max(idx, 0), len(cats) - 1)]
-        elif random.random() < resample_probability:
-            new_config[key] = _sample_spec(spec)
         else:
             old = config[key]
-            value = old * random.choice(list(perturbation_factors))
-            if isinstance(old, int) and not isinstance(old, bool):
-                value = int(round(value))  # as on Ray: 3 * 1.2 is 4, not 3
-            if _is_domain(spec):
-                value = _clip_to_domain(spec, value)
+            if random.random() < resample_probability:
+                value = _sample_spec(spec)
+            else:
+                value = old * random.choice(list(perturbation_factors))
+                if _is_domain(spec):
+                    value = _clip_to_domain(spec, value, old)
+            # As on Ray, a value keeps the kind it started as: a flag stays a flag (a resample may
+            # flip it), an integer stays an integer (3 * 1.2 is 4, not 3; a resampled 6.3 is 6).
+            if isinstance(old, bool):
+                value = bool(value)
+            elif isinstance(old, int) and isinstance(value, (int, float)) and not isinstance(value, bool):
+                value = int(round(value))
             new_config[key] = value
     if custom_explore_fn is not None:
         new_config = custom_explore_fn(new_config)
@@ -346,6 +365,9 @@ class PopulationBasedTraining(FIFOScheduler):
         self._seq = itertools.count()
         # Trials waiting to run, by least training time first (entries go stale lazily).
         self._run_queue: list[tuple[float, int, str]] = []
+        # Each trial's current entry in the run queue (by its sequence number): an older entry is
+        # stale even when its time matches again (an exploited trial takes its donor's time).
+        self._queued_seq: dict[str, int] = {}
         self._num_checkpoints = 0
         self._num_perturbations = 0
         # Synchronous mode: live trials, and how many of them reached the sync point.
@@ -626,7 +648,9 @@ class PopulationBasedTraining(FIFOScheduler):
     def _enqueue(self, trial: "Trial") -> None:
         state = self._trial_state.get(trial.trial_id)
         if state is not None:
-            heapq.heappush(self._run_queue, (state.last_train_time, next(self._seq), trial.trial_id))
+            seq = next(self._seq)
+            self._queued_seq[trial.trial_id] = seq
+            heapq.heappush(self._run_queue, (state.last_train_time, seq, trial.trial_id))
 
     def choose_trial_to_run(self, tune_controller) -> "Trial | None":
         """The waiting trial with the least training time (in sync mode: behind the sync point)."""
@@ -639,10 +663,11 @@ class PopulationBasedTraining(FIFOScheduler):
         chosen = None
         while queue:
             entry = queue[0]
-            train_time, _, tid = entry
+            train_time, seq, tid = entry
             trial = self._trials.get(tid)
             state = self._trial_state.get(tid)
-            if trial is None or state is None or state.finished or train_time != state.last_train_time:
+            if (trial is None or state is None or state.finished or train_time != state.last_train_time
+                    or self._queued_seq.get(tid) != seq):
                 heapq.heappop(queue)
                 continue
             if trial.status == "RUNNING":
@@ -789,7 +814,11 @@ class PopulationBasedTraining(FIFOScheduler):
         self._num_live = len(live)
         self._num_at_sync = sum(1 for st in live if st.synced_at == self._next_perturbation_sync)
         # Restored trials may all be PENDING: each live one needs a current entry in the queue.
-        queued = {tid for t, _, tid in self._run_queue if t == self._trial_state[tid].last_train_time}
+        self._queued_seq = {}
+        for t, seq, tid in sorted(self._run_queue, key=lambda e: e[1]):
+            if t == self._trial_state[tid].last_train_time:
+                self._queued_seq[tid] = seq  # the newest entry at its time is its current one
+        queued = set(self._queued_seq)
         for tid, st in self._trial_state.items():
             if not st.finished and tid not in queued:
                 self._enqueue(self._trials[tid])
