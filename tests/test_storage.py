@@ -158,3 +158,77 @@ def test_a_subtree_experiment_restored_from_its_local_path_goes_on_there(tmp_pat
     assert sorted(os.listdir(base)) == ["root"]  # nothing written elsewhere under the subtree
     analysis = tune.ExperimentAnalysis(path)
     assert [t.status for t in analysis.trials] == ["TERMINATED"]
+
+
+def test_the_state_goes_up_at_once_and_soon_after_new_checkpoints(tmp_path, monkeypatch):
+    """The first upload of the experiment state waited 10 s, and later ones as long whatever the trials had
+    checkpointed: a driver killed in that time left checkpoints on the store that no state named, and a
+    restore started the experiment over."""
+    from tunesmith._internal import storage as storage_module
+
+    monkeypatch.setenv("TUNESMITH_STAGING_DIR", str(tmp_path / "staging"))
+    now = [1000.0]
+    monkeypatch.setattr(storage_module.time, "monotonic", lambda: now[0])
+    ctx = StorageContext("runs", "exp", _subtree(tmp_path / "store"))
+    assert ctx.sync_due()  # nothing uploaded yet: the first state goes up at once
+    ctx.make_dirs()
+    ctx.sync()
+    now[0] += 2.0
+    assert not ctx.sync_due()  # no new checkpoint: the usual period
+    ctx.unnamed_checkpoints = True  # a trial's checkpoint reached the store
+    assert ctx.sync_due()
+    ctx.sync()
+    assert not ctx.unnamed_checkpoints and not ctx.sync_due()
+
+
+_KILLED_RUN = """
+import os, sys, time
+import pyarrow.fs
+from tunesmith import tune
+sys.path.insert(0, sys.argv[2])
+from _trainables import report_step, restore_step
+
+def slow_steps(config):
+    start = restore_step()
+    for step in range(start + 1, 200):
+        time.sleep(0.05)
+        report_step(step, start=start)
+
+fs = pyarrow.fs.SubTreeFileSystem(sys.argv[1], pyarrow.fs.LocalFileSystem())
+tune.Tuner(slow_steps, run_config=tune.RunConfig(storage_path="root", storage_filesystem=fs, name="exp",
+                                                 verbose=0)).fit()
+"""
+
+
+def test_a_run_killed_soon_after_its_first_checkpoints_resumes_from_them(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import pyarrow.fs
+
+    base = tmp_path / "store"
+    base.mkdir()
+    state = base / "root" / "exp" / "experiment_state.json"
+    env = dict(os.environ, TUNESMITH_STAGING_DIR=str(tmp_path / "staging"))
+    proc = subprocess.Popen([sys.executable, "-c", _KILLED_RUN, str(base), os.path.dirname(__file__)], env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while not (state.exists() and "checkpoint_00000" in state.read_text()):  # the store's state names one
+            assert time.monotonic() < deadline and proc.poll() is None, "no state naming a checkpoint was uploaded"
+            time.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    fs = pyarrow.fs.SubTreeFileSystem(str(base), pyarrow.fs.LocalFileSystem())
+    tuner = tune.Tuner.restore("root/exp", slow_steps, storage_filesystem=fs)
+    (result,) = list(tuner.fit())
+    assert result.metrics["start"] > 0  # it went on from a checkpoint, not from scratch
+
+
+def slow_steps(config):  # the killed run's trainable, again: one step from where it was
+    from _trainables import report_step, restore_step
+
+    start = restore_step()
+    report_step(start + 1, start=start)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import posixpath
 import re
@@ -26,6 +27,9 @@ DEFAULT_STORAGE_DIRNAME = "tunesmith_results"
 _STAGING_DIRNAME = "tunesmith_staging"
 # The shortest time between two of the driver's uploads (seconds), whatever the sync_period.
 STATE_UPLOAD_MIN_S = 10.0
+# ... and between two uploads while the store holds trial checkpoints that no uploaded state names:
+# a restore after the driver dies resumes from them rather than from an older state, or from scratch.
+CHECKPOINT_STATE_UPLOAD_MIN_S = 1.0
 
 
 def default_storage_path() -> str:
@@ -462,8 +466,9 @@ class StorageContext:
             getattr(sync_config, "sync_artifacts_on_checkpoint", True))
         self._trial_outputs = _TRIAL_OUTPUTS | {n for n in trial_output_names if n}
         self._uploaded: dict[str, tuple[int, int]] = {}
-        self._last_sync = time.monotonic()
+        self._last_sync = -math.inf  # the first state saved goes up at once
         self._last_sync_s = 0.0  # how long the last upload took
+        self.unnamed_checkpoints = False  # trial checkpoints on the store that no uploaded state names
         # Which state slot the saved experiment_state.json names (see ``slot_file``).
         self.state_slot: str | None = None
         self.bytes_uploaded = 0
@@ -503,6 +508,8 @@ class StorageContext:
     def _sync_interval(self) -> float:
         """Seconds between the driver's uploads: at most ``sync_period``; as on Ray, where the state
         goes up as it is saved, as little as 10 s, and at least twenty times the last upload's time."""
+        if self.unnamed_checkpoints:
+            return min(self.sync_period, max(CHECKPOINT_STATE_UPLOAD_MIN_S, 20 * self._last_sync_s))
         return min(self.sync_period, max(STATE_UPLOAD_MIN_S, 20 * self._last_sync_s))
 
     def sync_due(self) -> bool:
@@ -529,8 +536,14 @@ class StorageContext:
         if not self.is_remote:
             return 0
         started = time.monotonic()
+        unnamed = self.unnamed_checkpoints
+        self.unnamed_checkpoints = False  # the state uploaded now names them
         changed = [(rel, stamp) for rel, stamp in self._scan() if self._uploaded.get(rel) != stamp]
-        self._upload(changed)
+        try:
+            self._upload(changed)
+        except BaseException:
+            self.unnamed_checkpoints = unnamed
+            raise
         self._last_sync = time.monotonic()
         self._last_sync_s = self._last_sync - started
         return len(changed)

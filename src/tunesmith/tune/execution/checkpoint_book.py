@@ -68,6 +68,7 @@ class CheckpointBook:
         if storage is not None and storage.is_remote:
             path = storage.checkpoint_path(trial.trial_dirname, name, trial.local_path)
             checkpoint = Checkpoint(path, storage.storage_filesystem)
+            storage.unnamed_checkpoints = True
         else:
             path = os.path.join(trial.local_path, name)
             checkpoint = Checkpoint(path)

@@ -115,7 +115,12 @@ class StateSnapshotter:
             period = max(1.0, 20 * self.last_duration)
         due = self.last_write + period - time.time()
         if self._storage.is_remote:
-            due = min(due, self._storage.sync_due_in())
+            upload_due = self._storage.sync_due_in()
+            if self._storage.unnamed_checkpoints:
+                # Early, for checkpoints on the store that no uploaded state names: still within the
+                # 5% of the driver's time that state saves may take.
+                upload_due = max(upload_due, self.last_write + 20 * self.last_duration - time.time())
+            due = min(due, upload_due)
         elif len(self._checkpoints.pending_deletes) - self._checkpoints.held >= _EARLY_DELETE_AT:
             # Checkpoints dropped by num_to_keep wait for a saved state that no longer names them:
             # a save comes early, so that they do not fill the disk (a trial checkpointing every
