@@ -631,3 +631,16 @@ def test_artifacts_go_up_with_each_checkpoint(s3, bucket):
                                   sync_config=tune.SyncConfig(sync_artifacts=True)),
     ).fit()
     assert result.error is None and result.metrics["waited_out"] == 0
+
+
+def test_tune_run_resumes_an_experiment_at_a_uri_with_the_endpoint_in_its_query(s3, bucket, monkeypatch):
+    """tune.run(storage_path=<uri with ?endpoint_override=...>, name=..., resume=True) joined the name after
+    the query ("Invalid S3 connection scheme 'http/exp'")."""
+    monkeypatch.delenv("AWS_ENDPOINT_URL")
+    uri = f"s3://{bucket}/q?endpoint_override={s3.endpoint.split('://')[1]}&scheme=http"
+    first = tune.run(_fails_first_time, config={"fail": True}, name="exp", storage_path=uri, verbose=0,
+                     raise_on_failed_trial=False)
+    assert [t.status for t in first.trials] == ["ERROR"]
+    analysis = tune.run(_fails_first_time, config={"fail": True}, name="exp", storage_path=uri, verbose=0,
+                        resume="ERRORED_ONLY")
+    assert [(t.status, t.last_result["i"], t.last_result["start"]) for t in analysis.trials] == [("TERMINATED", 2, 2)]

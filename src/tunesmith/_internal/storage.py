@@ -186,6 +186,19 @@ def split_experiment_path(path: str) -> tuple[str, str]:
     return posixpath.dirname(path) + sep + query, posixpath.basename(path)
 
 
+def join_experiment_path(storage_path: str, name: str) -> str:
+    """The experiment directory ``name`` under ``storage_path``; a URI's query stays at its end.
+
+    Example:
+        >>> join_experiment_path("s3://bucket/runs?scheme=http", "exp")
+        's3://bucket/runs/exp?scheme=http'
+    """
+    if "://" not in storage_path:
+        return os.path.join(storage_path, name)
+    path, sep, query = storage_path.partition("?")
+    return f"{path.rstrip('/')}/{name}{sep}{query}"
+
+
 def storage_uri(filesystem, path: str) -> str:
     """``path`` on ``filesystem`` as a URI where the filesystem has a scheme (``s3://bucket/key``)."""
     if filesystem is None:

@@ -415,9 +415,16 @@ def run_experiment(inp: ExperimentInput, restore_path: str | None = None, restor
         if getattr(controller, "terminated", False) and sys.exc_info()[0] is not None:
             _end_by_sigterm()  # SIGTERM came while the run was failing: it still ends the process
     if getattr(controller, "interrupted", False):
+        from tunesmith._internal.storage import join_experiment_path
+
+        given = inp.run_config.storage_path
+        # The URI as the user wrote it (an endpoint in its query stays), else where the run is.
+        where = join_experiment_path(given, storage.experiment_dir_name) if given and "?" in given \
+            else storage.experiment_path
+        extra = ", storage_filesystem=..." if inp.run_config.storage_filesystem is not None else ""
         print(
             f"The experiment was interrupted; its state is saved. Resume it with "
-            f"Tuner.restore({storage.experiment_path!r}, trainable=...).",
+            f"Tuner.restore({where!r}, trainable=...{extra}).",
             flush=True,
         )
     if getattr(controller, "terminated", False):

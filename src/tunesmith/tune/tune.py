@@ -130,9 +130,9 @@ def run(
     )
     restore_path = None
     if resume_options is not None and name:
-        from tunesmith._internal.storage import default_storage_path
+        from tunesmith._internal.storage import default_storage_path, join_experiment_path
 
-        candidate = os.path.join(run_config.storage_path or default_storage_path(), name)
+        candidate = join_experiment_path(run_config.storage_path or default_storage_path(), name)
         from tunesmith.tune.tuner import Tuner
 
         if Tuner.can_restore(candidate, storage_filesystem=storage_filesystem):
