@@ -147,3 +147,48 @@ def test_run_takes_a_list_of_experiments(tmp_path):
     assert sorted(t.last_result["score"] for t in analysis.trials) == [1, 2]
     assert analysis.get_best_trial("score", "max").last_result["score"] == 2
     assert sorted(os.listdir(tmp_path / "results")) == ["first", "second"]
+
+
+def _saves_after_its_last_report(config, checkpoint_dir=None):
+    for i in range(2):
+        tune.report(i=i)
+    with tune.checkpoint_dir(step=2) as d:  # the older API: a final checkpoint as the function ends
+        with open(os.path.join(d, "i"), "w") as f:
+            f.write("2")
+
+
+def test_a_checkpoint_dir_written_after_the_last_report_is_kept(tmp_path):
+    """The block's checkpoint was written to disk but never registered: the trial had no checkpoint."""
+    analysis = tune.run(_saves_after_its_last_report, storage_path=str(tmp_path), name="exp", verbose=0)
+    (trial,) = analysis.trials
+    assert trial.checkpoint is not None
+    with trial.checkpoint.as_directory() as d, open(os.path.join(d, "i")) as f:
+        assert f.read() == "2"
+    assert analysis.get_last_checkpoint(trial).path == trial.checkpoint.path
+
+
+def _reads_env(config):
+    tune.report(env=config["env"])
+
+
+def _always_fails(config):
+    raise RuntimeError("broken")
+
+
+def test_run_experiments_runs_every_experiment_and_takes_the_dict_forms(tmp_path):
+    """A failed trial of the first experiment raised before the second ran; "env" and a sync_config dict in a
+    spec were refused."""
+    ran = []
+
+    class Seen(tune.Callback):
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            ran.append(trial.last_result.get("env"))
+
+    specs = {
+        "bad": {"run": _always_fails, "storage_path": str(tmp_path)},
+        "good": {"run": _reads_env, "env": "CartPole-v1", "sync_config": {"sync_period": 60},
+                 "storage_path": str(tmp_path)},
+    }
+    with pytest.raises(tune.TuneError):
+        tune.run_experiments(specs, verbose=0, callbacks=[Seen()])
+    assert ran == ["CartPole-v1"]

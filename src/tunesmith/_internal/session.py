@@ -253,6 +253,29 @@ class _Session:
         self.checkpoint = Checkpoint(target)
         return os.path.basename(target)
 
+    def _commit_pending_checkpoint(self) -> str:
+        """Stores the directory the last ``checkpoint_dir()`` block wrote; returns its name."""
+        pending = self._pending_checkpoint_dir
+        name = os.path.basename(pending)
+        if self.remote is not None:
+            self.checkpoint = upload_checkpoint(self.remote, self.trial_info, pending, name)
+            shutil.rmtree(pending, ignore_errors=True)
+        else:
+            self.checkpoint = Checkpoint(pending)
+        self.checkpoint_index += 1
+        self._pending_checkpoint_dir = None
+        return name
+
+    def final_checkpoint(self) -> str | None:
+        """The checkpoint a ``checkpoint_dir()`` block wrote after the function's last report (the older
+        API saves one as the function ends), stored now; its name, or None when there is none."""
+        with self._turn:
+            if self._pending_checkpoint_dir is None:
+                return None
+            if self._unanswered:
+                self._drain()
+            return self._commit_pending_checkpoint()
+
     @contextlib.contextmanager
     def checkpoint_dir(self, step: int | None = None) -> Iterator[str]:
         path = self._next_checkpoint_dir()
@@ -290,15 +313,7 @@ class _Session:
         if checkpoint is not None:
             checkpoint_dir_name = self._persist(checkpoint)
         elif self._pending_checkpoint_dir is not None:
-            pending = self._pending_checkpoint_dir
-            checkpoint_dir_name = os.path.basename(pending)
-            if self.remote is not None:
-                self.checkpoint = upload_checkpoint(self.remote, self.trial_info, pending, checkpoint_dir_name)
-                shutil.rmtree(pending, ignore_errors=True)
-            else:
-                self.checkpoint = Checkpoint(pending)
-            self.checkpoint_index += 1
-            self._pending_checkpoint_dir = None
+            checkpoint_dir_name = self._commit_pending_checkpoint()
         self.iteration += 1
         self.iterations_since_restore += 1
         result = dict(metrics)

@@ -325,9 +325,10 @@ class Worker:
                 from tunesmith.tune.result import DEFAULT_METRIC
 
                 sess.report({DEFAULT_METRIC: value})  # a returned number is the trial's metric
+            final = sess.final_checkpoint()
             trial_hooks.run_trial_end_hooks(trial_hooks.FINISHED)
             sess.end()
-            self.conn.send((P.DONE, _safe_value(value), None))
+            self.conn.send((P.DONE, _safe_value(value), final))
         except S.TrialStopped as stopped:
             sess.end()
             if stopped.pause:

@@ -287,8 +287,10 @@ def run_experiments(experiments, scheduler=None, verbose: int = 2, progress_repo
         raise TypeError("run_experiments() takes an Experiment, a list of Experiments, or a dict {name: spec}.")
     trials = []
     for exp in experiments:
+        # Every experiment runs; a failed trial of one is raised once all have run (as on Ray).
         analysis = run(exp, scheduler=scheduler, verbose=verbose, progress_reporter=progress_reporter,
-                       resume=resume, reuse_actors=reuse_actors, raise_on_failed_trial=raise_on_failed_trial,
+                       resume=resume, reuse_actors=reuse_actors, raise_on_failed_trial=False,
                        callbacks=callbacks, **kwargs)
         trials.extend(analysis.trials)
+    _raise_on_failed(trials, raise_on_failed_trial)
     return trials

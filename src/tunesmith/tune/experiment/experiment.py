@@ -84,6 +84,10 @@ class Experiment:
         self.log_to_file = log_to_file
         self.trial_name_creator = trial_name_creator
         self.trial_dirname_creator = trial_dirname_creator
+        if isinstance(sync_config, dict):  # the dict form of a run_experiments spec
+            from tunesmith.train._config import SyncConfig
+
+            sync_config = SyncConfig(**sync_config)
         self.sync_config = sync_config
         self.checkpoint_freq = checkpoint_freq
         self.checkpoint_at_end = checkpoint_at_end
@@ -104,6 +108,9 @@ class Experiment:
         if "run" not in spec:
             raise ValueError(f"Experiment {name!r} has no 'run' entry naming its trainable.")
         spec = dict(spec)
+        if "env" in spec:
+            # As on Ray (for RLlib): the environment's registered name goes into the config.
+            spec["config"] = {**(spec.get("config") or {}), "env": spec.pop("env")}
         return cls(name, spec.pop("run"), **spec)
 
     def run_kwargs(self) -> dict:
