@@ -180,3 +180,33 @@ def test_a_time_budget_leaves_no_checkpoint_the_results_do_not_name(tmp_path):
     on_disk = sorted(n for n in os.listdir(result.path) if n.startswith("checkpoint_"))
     named = sorted(os.path.basename(c.path) for c, _ in result.best_checkpoints)
     assert on_disk == named and os.path.basename(result.checkpoint.path) == on_disk[-1]
+
+
+def _counts_on(config):
+    for i in range(100):
+        tune.report({"i": i})
+
+
+def test_a_slow_turn_of_the_driver_does_not_end_a_trial_that_had_confirmed(monkeypatch, caplog):
+    """A turn of the driver longer than the stop grace period (a slow callback, a scheduler's long step) ended a
+    trial "by force" whose confirmation had arrived but was not read yet, with a warning blaming its threads."""
+    import logging
+
+    monkeypatch.setenv("TUNE_FORCE_TRIAL_CLEANUP_S", "1")
+
+    class Slow(tune.Callback):
+        stopping = False
+
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            self.stopping = self.stopping or result["training_iteration"] == 3
+
+        def on_step_end(self, iteration, trials, **info):
+            if self.stopping:  # the turn in which the trial was told to stop: it confirms meanwhile
+                self.stopping = None
+                time.sleep(2.0)
+
+    with caplog.at_level(logging.WARNING):
+        grid = tune.Tuner(_counts_on, run_config=tune.RunConfig(
+            verbose=0, stop={"training_iteration": 3}, callbacks=[Slow()])).fit()
+    assert grid[0].metrics["training_iteration"] == 3 and grid.num_errors == 0
+    assert "ended by force" not in caplog.text

@@ -417,6 +417,12 @@ class TuneController:
             self._callbacks.on_step_end(iteration=it, trials=table.trials)
         busy_s = time.perf_counter() - busy_start
         now = self._clock()
+        deadlines = self._lifecycle.stop_deadlines
+        if deadlines and min(deadlines.values()) <= now:
+            # A slow turn (a scheduler's long step, a slow callback) may have let a deadline pass while
+            # the trial's confirmation waited to be read: read what arrived before ending anything.
+            for trial, msg in self._backend.wait(0):
+                process(trial, msg)
         self._lifecycle.end_overdue_stops(now)
         self._warn_if_slow_or_stuck(now, busy_s)
         if self._reporter is not None and self._reporter.should_report(table.trials, done=False):
