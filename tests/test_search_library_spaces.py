@@ -471,3 +471,25 @@ def test_ax_takes_a_choice_of_ints_and_floats(tmp_path):
                       run_config=run_config(tmp_path, "ax_mixed")).fit()
     assert not grid.errors
     assert sorted((r.config["lr"], type(r.config["lr"])) for r in grid) == [(0.001, float), (0.01, float), (1, int)]
+
+
+def _uses_the_constants(config):
+    tune.report({"loss": config["lr"] + config["epochs"] + config["model"]["width"], "act": config["model"]["act"]})
+
+
+def test_a_searchers_own_space_keeps_its_fixed_values(tmp_path):
+    """Constants of a Tune space given to the searcher itself (no param_space) were dropped: the trainable
+    failed with KeyError: 'epochs'. HyperOpt's converted space keeps them too, as on Ray."""
+    pytest.importorskip("hyperopt")
+    from tunesmith.tune.search.hyperopt import HyperOptSearch
+
+    space = {"lr": tune.uniform(0, 1), "epochs": 3, "model": {"act": "relu", "width": tune.choice([8, 16])}}
+    for i, searcher_space in enumerate((space, HyperOptSearch.convert_search_space(space))):
+        grid = tune.Tuner(_uses_the_constants, tune_config=tune.TuneConfig(
+            search_alg=HyperOptSearch(searcher_space, metric="loss", mode="min"), num_samples=3),
+            run_config=run_config(tmp_path, f"constants{i}")).fit()
+        assert not grid.errors
+        for r in grid:
+            assert r.config["epochs"] == 3 and r.config["model"]["act"] == "relu"
+            assert r.config["model"]["width"] in (8, 16) and 0 <= r.config["lr"] <= 1
+    assert sorted(HyperOptSearch.convert_search_space({"lr": tune.uniform(0, 1), "epochs": 3})) == ["epochs", "lr"]

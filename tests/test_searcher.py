@@ -516,3 +516,18 @@ def test_a_multi_objective_searcher_takes_lists_of_metrics_and_modes(tmp_path):
     assert len(grid) == 2 and (searcher.metric, searcher.mode) == (["a", "b"], ["min", "max"])
     with pytest.raises(ValueError, match="'min' or 'max'"):
         Searcher(metric=["a", "b"], mode=["min", "up"])
+
+
+def _counts(config):
+    for i in range(10):
+        tune.report({"loss": 1.0 / (i + 1)})
+
+
+def test_the_result_a_trial_stops_at_reaches_the_searcher_once():
+    """As on Ray: on_trial_result is for results of a trial that goes on; the stopping one came to
+    on_trial_result and again to on_trial_complete."""
+    searcher = ListSearcher([{"x": 1}])
+    tune.Tuner(_counts, tune_config=tune.TuneConfig(search_alg=searcher, num_samples=1),
+               run_config=tune.RunConfig(verbose=0, stop={"training_iteration": 3})).fit()
+    assert [r["training_iteration"] for _, r in searcher.results] == [1, 2]
+    assert [r["training_iteration"] for _, r, _ in searcher.completed] == [3]

@@ -515,7 +515,9 @@ class TrialLifecycle:
                 trial.scheduler_stop_iteration = result.get(TRAINING_ITERATION)
         if decision == STOP_DECISION:
             result[DONE] = view[DONE] = True  # the trial's last result, as loggers and callbacks see it
-        self._search_alg.on_trial_result(trial.trial_id, view)
+        else:
+            # As on Ray, the result a trial stops at reaches the searcher once, in on_trial_complete.
+            self._search_alg.on_trial_result(trial.trial_id, view)
         if self._result_callbacks:
             self._callbacks.on_trial_result(
                 iteration=self._run.iteration, trials=self._table.trials, trial=trial, result=result

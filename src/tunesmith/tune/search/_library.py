@@ -248,6 +248,48 @@ def _inside_a_list(space: Any, path: tuple) -> bool:
     return False
 
 
+def _constants_of(space: Any, params: list[Param]) -> dict:
+    """The fixed values of a Tune space (or of a converted space: its entries that are no parameter),
+    nested as in the space."""
+    out: dict = {}
+    if not isinstance(space, dict):
+        return out
+    if getattr(space, _CONVERTED_ATTR, None) is not None:
+        names = {p.name for p in params}
+        for key, value in space.items():
+            if key not in names:
+                _set_nested(out, str(key).split("/"), copy.deepcopy(value))
+        return out
+
+    def walk(node: dict, into: dict) -> None:
+        for key, value in node.items():
+            if isinstance(value, dict) and has_unresolved_values(value):
+                walk(value, into.setdefault(key, {}))
+                if not into[key]:
+                    del into[key]
+            elif not has_unresolved_values(value):
+                into[key] = copy.deepcopy(value)
+
+    walk(space, out)
+    return out
+
+
+def _set_nested(out: dict, path: list[str], value: Any) -> None:
+    for part in path[:-1]:
+        out = out.setdefault(part, {})
+    out[path[-1]] = value
+
+
+def _merged(base: dict, update: dict) -> dict:
+    """``update`` deep-merged into ``base`` (which it changes and returns)."""
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merged(base[key], value)
+        else:
+            base[key] = value
+    return base
+
+
 def param_from_domain(
     name: str, domain: Domain, searcher: str, *, allow_normal: bool = False, allow_object_choices: bool = True
 ) -> Param:
@@ -438,6 +480,7 @@ class LibrarySearcher(Searcher):
         self._max_concurrent = int(max_concurrent)
 
         self._params: list[Param] | None = None  # set when the space is a Tune space
+        self._constants: dict | None = None  # the fixed values of that space, given with each suggestion
         self._native_space: Any = None  # set when the space is the library's own
         self._ready = False
         self._live: dict[str, _Live] = {}
@@ -490,6 +533,7 @@ class LibrarySearcher(Searcher):
                     "`param_space` with tune.uniform/randint/choice/... domains, or pass a `space` to the searcher."
                 )
             self._check_params(self._params)
+            self._constants = _constants_of(space, self._params) or None
             self._nested = any(len(p.path) != 1 for p in self._params)
             self._float_bounds = (
                 None if self._nested or not all(p._plain_float for p in self._params)
@@ -666,6 +710,14 @@ class LibrarySearcher(Searcher):
         return self._suggestion_of(live)
 
     def _suggestion_of(self, live: _Live) -> dict:
+        values = self._searched_values(live)
+        if self._constants:
+            # The fixed values of the searcher's own space come with each suggestion (as on Ray's
+            # HyperOptSearch): a trainable run with no param_space finds them in its config.
+            values = _merged(copy.deepcopy(self._constants), values)
+        return values
+
+    def _searched_values(self, live: _Live) -> dict:
         params = self._params
         if params is None:
             return unflatten_dict(copy.deepcopy(live.params))
@@ -714,17 +766,26 @@ class LibrarySearcher(Searcher):
         if not self._uses_intermediate:
             return
         live = self._live.get(trial_id)
-        if live is None or isinstance(self._metric, list):
+        if live is not None:
+            self._note_intermediate(live, result, final=False)
+
+    def _note_intermediate(self, live: _Live, result: dict, final: bool) -> None:
+        if isinstance(self._metric, list):
             return
         value = result.get(self._metric)
         if _finite_number(value):
-            live.intermediate.append((int(result.get(_TRAINING_ITERATION, len(live.intermediate) + 1)), float(value)))
+            step = int(result.get(_TRAINING_ITERATION, len(live.intermediate) + 1))
+            if not final or not live.intermediate or live.intermediate[-1][0] < step:
+                live.intermediate.append((step, float(value)))
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         live = self._live.pop(trial_id, None)
         if live is None:
             self._complete_unknown(result, error)
             return
+        if self._uses_intermediate and result and not error:
+            # The result a trial ended at comes here only (not to on_trial_result): it is the last step.
+            self._note_intermediate(live, result, final=True)
         if self._deterministic:
             self._finished_buffer[live.index] = (trial_id, live, result, error)
             return

@@ -6,7 +6,8 @@ import functools
 import math
 from typing import Any, Sequence
 
-from tunesmith.tune.search._library import LibrarySearcher, Param, mark_converted, parse_space
+from tunesmith.tune.search._library import LibrarySearcher, Param, _constants_of, mark_converted, parse_space
+from tunesmith.tune.search.variant_generator import flatten_dict
 
 
 def _identity(config: Any) -> Any:
@@ -125,7 +126,9 @@ class HyperOptSearch(LibrarySearcher):
             ['lr']
         """
         params = parse_space(spec, "HyperOptSearch", allow_normal=True)
-        return mark_converted({p.name: HyperOptSearch._expression(p) for p in params}, params)
+        # Fixed values stay in the space (as on Ray), under their "/" names: the searcher gives them back.
+        constants = flatten_dict(_constants_of(spec, params))
+        return mark_converted({**constants, **{p.name: HyperOptSearch._expression(p) for p in params}}, params)
 
     # -- library ----------------------------------------------------------------------
     def _build(self) -> None:
