@@ -82,6 +82,7 @@ class _TrialEnvironment:
         self._torch_threads: int | None = None
         self._streams: tuple = ()
         self._recursion_limit = 0
+        self._ray_before = False
 
     def __enter__(self):
         spec = self.spec
