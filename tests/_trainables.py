@@ -26,3 +26,12 @@ def report_step(step: int, **metrics) -> None:
         with open(os.path.join(d, STATE_FILE), "w") as f:
             json.dump({"step": step}, f)
         train.report({"step": step, **metrics}, checkpoint=train.Checkpoint.from_directory(d))
+
+
+def report_each_with_a_checkpoint(metric: str, values) -> None:
+    """Reports each of ``values`` under ``metric``, each with a checkpoint holding the value."""
+    for value in values:
+        with tempfile.TemporaryDirectory() as d:
+            with open(os.path.join(d, metric), "w") as f:
+                f.write(str(value))
+            train.report({metric: value}, checkpoint=train.Checkpoint.from_directory(d))

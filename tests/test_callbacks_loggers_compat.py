@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 
 import pytest
 
@@ -13,11 +12,9 @@ from tunesmith.tune.logger import CSVLogger, JsonLogger, LegacyLoggerCallback, L
 
 
 def _three_checkpoints(config):
-    for score in (1, 9, 3):
-        with tempfile.TemporaryDirectory() as d:
-            with open(os.path.join(d, "w"), "w") as f:
-                f.write(str(score))
-            tune.report({"score": score}, checkpoint=tune.Checkpoint.from_directory(d))
+    from _trainables import report_each_with_a_checkpoint
+
+    report_each_with_a_checkpoint("score", (1, 9, 3))
 
 
 class _Trace(tune.Callback):

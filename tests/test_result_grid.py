@@ -285,15 +285,9 @@ def test_a_nan_first_value_does_not_hide_the_best_of_the_later_ones(tmp_path):
 
 
 def _scores_out_of_order(config):
-    import tempfile
+    from _trainables import report_each_with_a_checkpoint
 
-    from tunesmith import train
-
-    for acc in (0.9, 0.5, 0.7):
-        with tempfile.TemporaryDirectory() as d:
-            with open(os.path.join(d, "acc"), "w") as f:
-                f.write(str(acc))
-            train.report({"acc": acc}, checkpoint=train.Checkpoint.from_directory(d))
+    report_each_with_a_checkpoint("acc", (0.9, 0.5, 0.7))
 
 
 def test_best_checkpoints_keep_their_ranking_when_read_back(tmp_path):
