@@ -21,6 +21,7 @@ from typing import Any
 from tunesmith.train._internal import checkpoints
 from tunesmith.train._internal.group_worker import DONE, ERROR, REPORT, WorkerSpec, recv
 from tunesmith.train._internal.worker_group import WorkerGroup, start_method
+from tunesmith.tune.utils.nested import deep_update
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ def resolve_config(trainer, config: dict | None):
     if override is not None:
         if not isinstance(override, dict):
             raise TypeError(f"param_space['train_loop_config'] must be a dict, got {type(override).__name__}.")
-        loop_config = _deep_update(loop_config, override)
+        loop_config = deep_update(loop_config, override)
     scaling = config.get("scaling_config", trainer.scaling_config)
     if isinstance(scaling, dict):
         scaling = ScalingConfig(**scaling)
@@ -79,22 +80,6 @@ def resolve_config(trainer, config: dict | None):
     check_datasets(datasets, "param_space['datasets']")
     metadata = config.get("metadata", trainer.metadata)
     return loop_config, scaling, datasets, metadata
-
-
-def _deep_update(base: dict, override: dict) -> dict:
-    """``base`` with ``override``'s values; nested dicts are merged, not replaced (as on Ray).
-
-    Example:
-        >>> _deep_update({"opt": {"lr": 1.0, "momentum": 0.9}, "epochs": 3}, {"opt": {"lr": 0.1}})
-        {'opt': {'lr': 0.1, 'momentum': 0.9}, 'epochs': 3}
-    """
-    out = dict(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _deep_update(out[key], value)
-        else:
-            out[key] = value
-    return out
 
 
 class ReturnValue:

@@ -41,6 +41,7 @@ from tunesmith.tune.search.variant_generator import (
     has_unresolved_values,
     unflatten_dict,
 )
+from tunesmith.tune.utils.nested import deep_update
 
 logger = logging.getLogger(__name__)
 
@@ -256,10 +257,7 @@ def _constants_of(space: Any, params: list[Param]) -> dict:
         return out
     if getattr(space, _CONVERTED_ATTR, None) is not None:
         names = {p.name for p in params}
-        for key, value in space.items():
-            if key not in names:
-                _set_nested(out, str(key).split("/"), copy.deepcopy(value))
-        return out
+        return unflatten_dict({k: copy.deepcopy(v) for k, v in space.items() if k not in names})
 
     def walk(node: dict, into: dict) -> None:
         for key, value in node.items():
@@ -272,22 +270,6 @@ def _constants_of(space: Any, params: list[Param]) -> dict:
 
     walk(space, out)
     return out
-
-
-def _set_nested(out: dict, path: list[str], value: Any) -> None:
-    for part in path[:-1]:
-        out = out.setdefault(part, {})
-    out[path[-1]] = value
-
-
-def _merged(base: dict, update: dict) -> dict:
-    """``update`` deep-merged into ``base`` (which it changes and returns)."""
-    for key, value in update.items():
-        if isinstance(value, dict) and isinstance(base.get(key), dict):
-            _merged(base[key], value)
-        else:
-            base[key] = value
-    return base
 
 
 def param_from_domain(
@@ -714,7 +696,7 @@ class LibrarySearcher(Searcher):
         if self._constants:
             # The fixed values of the searcher's own space come with each suggestion (as on Ray's
             # HyperOptSearch): a trainable run with no param_space finds them in its config.
-            values = _merged(copy.deepcopy(self._constants), values)
+            values = deep_update(copy.deepcopy(self._constants), values)
         return values
 
     def _searched_values(self, live: _Live) -> dict:

@@ -1,4 +1,4 @@
-"""Reading nested result fields by their ``"a/b"`` names."""
+"""Nested dicts: reading fields by their ``"a/b"`` names, merging one dict into another."""
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -22,3 +22,21 @@ def lookup(d: Mapping, key: str, default: Any = None) -> Any:
             return default
         node = node[part]
     return node
+
+
+def deep_update(base: dict, override: dict) -> dict:
+    """``base`` with ``override``'s values; nested dicts are merged, not replaced (as on Ray).
+
+    Neither argument is changed.
+
+    Example:
+        >>> deep_update({"opt": {"lr": 1.0, "momentum": 0.9}, "epochs": 3}, {"opt": {"lr": 0.1}})
+        {'opt': {'lr': 0.1, 'momentum': 0.9}, 'epochs': 3}
+    """
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_update(out[key], value)
+        else:
+            out[key] = value
+    return out
