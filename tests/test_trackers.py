@@ -566,7 +566,9 @@ def test_setup_mlflow_in_a_trainers_worker_ends_its_run(tmp_path):
 def _logs_its_own_score(config):
     from tunesmith.tune.logger.mlflow import setup_mlflow
 
-    mlflow = setup_mlflow(config, tracking_uri=config["uri"], experiment_name="exp")
+    # The callback creates "exp" too, in its own process and maybe later: either may come first.
+    mlflow = setup_mlflow(config, tracking_uri=config["uri"], experiment_name="exp",
+                          create_experiment_if_not_exists=True)
     for i in range(3):
         mlflow.log_metric("score", -1.0, step=i + 1)
         tune.report({"score": float(i)})
@@ -586,7 +588,7 @@ def test_the_callback_and_setup_mlflow_keep_runs_of_their_own(storage, tmp_path)
     client = MlflowClient(tracking_uri=uri)
     runs = client.search_runs([client.get_experiment_by_name("exp").experiment_id])
     series = sorted(sorted(m.value for m in client.get_metric_history(r.info.run_id, "score")) for r in runs)
-    assert series == [[-1.0, -1.0, -1.0], [0.0, 1.0, 2.0]]
+    assert series == [[-1.0, -1.0, -1.0], [0.0, 1.0, 2.0]], [r.data.tags for r in runs]
 
 
 def _every_rank_logs(config):
