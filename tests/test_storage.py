@@ -232,3 +232,82 @@ def slow_steps(config):  # the killed run's trainable, again: one step from wher
 
     start = restore_step()
     report_step(start + 1, start=start)
+
+
+def _reports_until_flag(config):
+    """Reports a number every 10 ms (no checkpoints) until the file ``config["flag"]`` exists, then 5 more."""
+    import time
+
+    i, after = 0, 0
+    while after < 5:
+        after += os.path.exists(config["flag"])
+        tune.report({"i": i})
+        i += 1
+        time.sleep(0.01)
+
+
+def test_an_outage_longer_than_sync_timeout_holds_up_no_trial_and_loses_nothing(tmp_path, monkeypatch, caplog):
+    """The driver's uploads run beside the run: while the store refuses every write, results keep coming
+    in; an upload that failed for sync_timeout is logged and tried again (as on Ray), and the run ends
+    with every row on the store once it is back. The driver used to wait in the upload, every trial's
+    results with it, and to end the run when it failed."""
+    import threading
+    import time
+
+    from tunesmith._internal import storage as storage_module
+
+    monkeypatch.setenv("TUNESMITH_STAGING_DIR", str(tmp_path / "staging"))
+    down = threading.Event()
+    put_file = storage_module.put_file
+
+    def refused_while_down(filesystem, fs_path, data):  # the driver's writes to the store
+        if down.is_set():
+            raise ConnectionRefusedError("connection refused")
+        put_file(filesystem, fs_path, data)
+
+    monkeypatch.setattr(storage_module, "put_file", refused_while_down)
+    results = tmp_path / "store" / "runs" / "exp"
+    flag = tmp_path / "store-is-back"
+    seen: list[int] = []
+    during: list[int] = []
+
+    class Counts(tune.Callback):
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            seen.append(result["i"])
+
+    def failure_logged() -> bool:
+        return any("Uploading the experiment's files" in r.getMessage() for r in caplog.records)
+
+    def outage():
+        try:
+            deadline = time.monotonic() + 120
+            while not any(results.glob("*/result.json")) and time.monotonic() < deadline:
+                time.sleep(0.02)
+            down.set()
+            before = len(seen)
+            deadline = time.monotonic() + 30
+            # Down until an upload has failed for sync_timeout and the driver has taken 50 results meanwhile.
+            while not (failure_logged() and len(seen) - before >= 50) and time.monotonic() < deadline:
+                time.sleep(0.02)
+            during.append(len(seen) - before)
+        finally:
+            down.clear()
+            flag.touch()
+
+    thread = threading.Thread(target=outage, daemon=True)
+    thread.start()
+    try:
+        (result,) = tune.Tuner(
+            _reports_until_flag, param_space={"flag": str(flag)},
+            run_config=train.RunConfig(name="exp", storage_path="runs", storage_filesystem=_subtree(tmp_path / "store"),
+                                       sync_config=tune.SyncConfig(sync_period=0.1, sync_timeout=0.5),
+                                       callbacks=[Counts()], verbose=0),
+        ).fit()
+    finally:
+        flag.touch()
+        thread.join(60)
+    assert during and during[0] >= 50 and failure_logged(), during
+    assert result.error is None
+    (log,) = results.glob("*/result.json")
+    rows = [json.loads(line)["i"] for line in log.read_text().splitlines()]
+    assert rows == list(range(len(rows))) == seen and result.metrics["i"] == rows[-1]

@@ -18,9 +18,10 @@ import os
 import posixpath
 import re
 import tempfile
+import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 DEFAULT_STORAGE_DIRNAME = "tunesmith_results"
@@ -280,6 +281,11 @@ def upload_file(local_path: str, filesystem, fs_path: str, timeout: float) -> in
     """Uploads one local file (retrying); returns the number of bytes sent."""
     with open(local_path, "rb") as f:
         data = f.read()
+    return upload_bytes(data, filesystem, fs_path, timeout)
+
+
+def upload_bytes(data: bytes, filesystem, fs_path: str, timeout: float) -> int:
+    """Writes ``data`` to ``fs_path`` (retrying); returns the number of bytes sent."""
     with_retries(lambda: put_file(filesystem, fs_path, data), "upload to", filesystem, fs_path, timeout)
     return len(data)
 
@@ -430,6 +436,20 @@ class RemoteTarget:
         return f"{self.experiment_path}/{trial_dirname}"
 
 
+@dataclass(eq=False)
+class Upload:
+    """One upload of the experiment directory's changed files (see ``StorageContext.start_sync``)."""
+
+    changed: list[tuple[str, tuple[int, int]]]
+    contents: dict[str, bytes]  # the experiment directory's own files, as read when it started
+    unnamed: bool  # checkpoints were on the store that no uploaded state named
+    started: float = field(default_factory=time.monotonic)
+    seconds: float = 0.0
+    error: BaseException | None = None
+    done: threading.Event = field(default_factory=threading.Event)
+    thread: threading.Thread | None = None
+
+
 class StorageContext:
     """The experiment directory on storage, and the local directory the driver writes into.
 
@@ -475,8 +495,6 @@ class StorageContext:
         self.sync_period = float(getattr(sync_config, "sync_period", 300) if sync_config is not None else 300)
         self.sync_timeout = float(getattr(sync_config, "sync_timeout", 1800) if sync_config is not None else 1800)
         self.sync_artifacts = bool(getattr(sync_config, "sync_artifacts", False)) if sync_config is not None else False
-        self.sync_artifacts_on_checkpoint = self.sync_artifacts and bool(
-            getattr(sync_config, "sync_artifacts_on_checkpoint", True))
         self._trial_outputs = _TRIAL_OUTPUTS | {n for n in trial_output_names if n}
         self._uploaded: dict[str, tuple[int, int]] = {}
         self._last_sync = -math.inf  # the first state saved goes up at once
@@ -485,6 +503,7 @@ class StorageContext:
         # Which state slot the saved experiment_state.json names (see ``slot_file``).
         self.state_slot: str | None = None
         self.bytes_uploaded = 0
+        self._upload: Upload | None = None  # the background upload in flight
 
     @property
     def experiment_path(self) -> str:
@@ -526,63 +545,112 @@ class StorageContext:
         return min(self.sync_period, max(STATE_UPLOAD_MIN_S, 20 * self._last_sync_s))
 
     def sync_due(self) -> bool:
-        return self.is_remote and time.monotonic() - self._last_sync >= self._sync_interval()
+        return (self.is_remote and self._upload is None
+                and time.monotonic() - self._last_sync >= self._sync_interval())
 
     def sync_due_in(self) -> float:
-        """Seconds until the next upload is due (infinite for local storage)."""
+        """Seconds until the next upload is due (infinite for local storage); while one runs, when
+        to look again."""
         if not self.is_remote:
             return float("inf")
+        if self._upload is not None:
+            return self._sync_interval()
         return self._last_sync + self._sync_interval() - time.monotonic()
 
     def sync(self) -> int:
-        """Uploads the files of the staging directory that changed since the last sync.
+        """Uploads the files of the staging directory that changed since the last sync, and returns
+        how many (after the background upload in flight, if any, has ended).
 
         Result logs and other files go first and the experiment state last, so the
         state on the store never names rows or files that are not there. Trial
         checkpoints are not touched (workers upload them); a trial's other files
         go up only with ``SyncConfig(sync_artifacts=True)``, except its results,
-        errors and ``log_to_file`` outputs. Returns the number of files uploaded.
+        errors and ``log_to_file`` outputs.
 
         Raises:
             StorageError: An upload kept failing for ``sync_timeout`` seconds.
         """
         if not self.is_remote:
             return 0
-        started = time.monotonic()
+        self.finish_sync(wait=True)
+        upload = self._prepare_upload()
+        self._run_upload(upload)
+        if upload.error is not None:
+            raise upload.error
+        return len(upload.changed)
+
+    def start_sync(self) -> bool:
+        """Starts :meth:`sync` in a background thread, so that an upload (a slow link, a store that
+        is down for a while) holds up nothing; False when one is still running.
+
+        The experiment directory's own files (its state, and the searcher's, scheduler's and
+        callbacks' states it names) are read at once: the store gets them as they are now, whole,
+        whatever the driver writes while the upload runs. :meth:`finish_sync` collects it.
+        """
+        if not self.is_remote or self._upload is not None:
+            return False
+        upload = self._prepare_upload()
+        self._upload = upload
+        upload.thread = threading.Thread(target=self._run_upload, args=(upload,), name="tunesmith-upload",
+                                         daemon=True)
+        upload.thread.start()
+        return True
+
+    def finish_sync(self, wait: bool = False) -> Upload | None:
+        """The background upload once it has ended (its ``error`` is None when it succeeded); None
+        while it runs (unless ``wait``) or when none was started."""
+        upload = self._upload
+        if upload is None or not (wait or upload.done.is_set()):
+            return None
+        upload.done.wait()
+        self._upload = None
+        return upload
+
+    def _prepare_upload(self) -> Upload:
         unnamed = self.unnamed_checkpoints
         self.unnamed_checkpoints = False  # the state uploaded now names them
-        changed = [(rel, stamp) for rel, stamp in self._scan() if self._uploaded.get(rel) != stamp]
+        changed, contents = [], {}
+        for rel, stamp in self._scan():
+            if self._uploaded.get(rel) == stamp:
+                continue
+            if "/" not in rel:
+                try:
+                    with open(os.path.join(self.experiment_local_path, rel), "rb") as f:
+                        contents[rel] = f.read()
+                except FileNotFoundError:
+                    continue
+            changed.append((rel, stamp))
+        return Upload(changed, contents, unnamed)
+
+    def _run_upload(self, upload: Upload) -> None:
         try:
-            self._upload(changed)
-        except BaseException:
-            self.unnamed_checkpoints = unnamed
-            raise
-        self._last_sync = time.monotonic()
-        self._last_sync_s = self._last_sync - started
-        return len(changed)
+            self._upload_files(upload.changed, upload.contents)
+        except BaseException as exc:  # handed to whoever collects the upload
+            upload.error = exc
+            self.unnamed_checkpoints = self.unnamed_checkpoints or upload.unnamed
+            self._last_sync = time.monotonic()  # the next try comes an interval later
+        else:
+            self._last_sync = time.monotonic()
+            self._last_sync_s = self._last_sync - upload.started
+        finally:
+            upload.seconds = time.monotonic() - upload.started
+            upload.done.set()
 
-    def sync_trial_artifacts(self, trial_dirname: str) -> int:
-        """Uploads what changed of one trial's files now (``SyncConfig(sync_artifacts_on_checkpoint)``:
-        when the trial reports a checkpoint, its artifacts go up with it). Returns the files uploaded."""
-        if not (self.is_remote and self.sync_artifacts_on_checkpoint):
-            return 0
-        path = os.path.join(self.experiment_local_path, trial_dirname)
-        changed = [(rel, stamp) for rel, stamp in self._scan_trial(path, trial_dirname)
-                   if self._uploaded.get(rel) != stamp]
-        self._upload(changed)
-        return len(changed)
-
-    def _upload(self, changed: list[tuple[str, tuple[int, int]]]) -> None:
-        """Uploads the changed files, the experiment state last."""
+    def _upload_files(self, changed: list[tuple[str, tuple[int, int]]], contents: dict[str, bytes]) -> None:
+        """Uploads the changed files (those in ``contents`` as read then), the experiment state last."""
         fs, base = self.storage_filesystem, self.experiment_fs_path
 
         def one(item) -> None:
             rel, stamp = item
-            local = os.path.join(self.experiment_local_path, *rel.split("/"))
-            try:
-                self.bytes_uploaded += upload_file(local, fs, f"{base}/{rel}", self.sync_timeout)
-            except FileNotFoundError:
-                return  # replaced or removed since the scan; the next sync takes the new one
+            target = f"{base}/{rel}"
+            if rel in contents:
+                self.bytes_uploaded += upload_bytes(contents[rel], fs, target, self.sync_timeout)
+            else:
+                local = os.path.join(self.experiment_local_path, *rel.split("/"))
+                try:
+                    self.bytes_uploaded += upload_file(local, fs, target, self.sync_timeout)
+                except FileNotFoundError:
+                    return  # replaced or removed since the scan; the next sync takes the new one
             self._uploaded[rel] = stamp
 
         files = [item for item in changed if not _is_state_file(item[0])]

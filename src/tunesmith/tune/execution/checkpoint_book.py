@@ -93,13 +93,16 @@ class CheckpointBook:
         self._note_index(trial, name)  # its number is not used again
         delete_checkpoints([checkpoint])
 
-    def delete_dropped(self, trials: list[Trial]) -> None:
-        """Deletes dropped checkpoints; call only after a saved state that no longer names them."""
+    def delete_dropped(self, trials: list[Trial], only: set[str] | None = None) -> None:
+        """Deletes dropped checkpoints (those of ``only``, paths, when given); call only after a saved
+        state that no longer names them."""
         if not self.pending_deletes:
             return
         # A checkpoint some trial is about to start from (PBT's exploit) stays until it has.
         wanted = {c.path for t in trials if not t.is_finished()
                   for c in (t.restore_checkpoint, t.started_from) if c is not None}
+        if only is not None:
+            wanted |= {c.path for c in self.pending_deletes if c.path not in only}
         keep = [c for c in self.pending_deletes if c.path in wanted]
         delete = [c for c in self.pending_deletes if c.path not in wanted]
         self.pending_deletes = keep

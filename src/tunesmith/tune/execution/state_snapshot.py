@@ -102,7 +102,8 @@ class StateSnapshotter:
         self.last_write = 0.0
         self.last_duration = 0.0
         self._cache: dict[Any, tuple[tuple, str]] = {}
-        self.upload_failed = False
+        self.upload_failures = 0  # background uploads that failed (the run went on)
+        self._deletable_after_upload: set[str] = set()  # checkpoints the upload in flight makes deletable
 
     @property
     def path(self) -> str:
@@ -237,45 +238,62 @@ class StateSnapshotter:
         write_bytes_atomic(stopper_file, data)
 
     def final_sync(self) -> None:
-        """Uploads everything that changed, at the end of the run (remote storage).
+        """Uploads everything that changed, at the end of the run (remote storage), after the
+        upload in flight.
 
         Raises:
             StorageError: The store kept refusing an upload for ``sync_timeout`` seconds.
         """
-        if self._storage.is_remote and not self.upload_failed:
+        if self._storage.is_remote:
             self._sync_and_delete_dropped(force=True)
 
     def _sync_and_delete_dropped(self, force: bool = False) -> float:
-        """Deletes dropped checkpoints once the store holds a state that no longer names them.
+        """Starts an upload of the state just written when one is due (in the background), and deletes
+        the checkpoints dropped before an upload that has ended: the store then holds a state that no
+        longer names them. With ``force``, uploads now and waits.
 
-        Returns the seconds spent uploading.
+        Returns the seconds the driver spent on it.
         """
         storage = self._storage
         if not storage.is_remote:
             self._checkpoints.delete_dropped(self._trials())
             return 0.0
-        if not (force or storage.sync_due()):
-            return 0.0
-        from tunesmith._internal.storage import StorageError
-
         start = time.time()
-        try:
+        self._collect_upload(wait=force)
+        if force:
             storage.sync()
-        except StorageError as exc:
-            if force:
-                raise
-            self.upload_failed = True
-            self._on_write_error(exc)  # the run ends with this error
-            return time.time() - start
-        took = time.time() - start
+            self._checkpoints.delete_dropped(self._trials())
+        elif storage.sync_due():
+            self._deletable_after_upload = {c.path for c in self._checkpoints.pending_deletes}
+            storage.start_sync()
+        return time.time() - start
+
+    def _collect_upload(self, wait: bool) -> None:
+        """Handles the background upload once it has ended: deletes what it made deletable, or says
+        that it failed (the next one tries again; the run goes on)."""
+        storage = self._storage
+        upload = storage.finish_sync(wait)
+        if upload is None:
+            return
+        deletable, self._deletable_after_upload = self._deletable_after_upload, set()
+        if upload.error is not None:
+            self.upload_failures += 1
+            logger.error(
+                "Uploading the experiment's files to %s failed: %s\nThe run goes on, and the next upload "
+                "(in %.0f s, and at the end of the run) tries again; until one succeeds, the store holds an "
+                "older state of the experiment, and the newest one is in %s.",
+                storage.experiment_path, upload.error, storage.sync_due_in(), storage.experiment_local_path,
+                exc_info=upload.error if not isinstance(upload.error, OSError) else None,
+            )
+            return
         threshold = env_float("TUNE_WARN_SLOW_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", 5.0)
-        if took > threshold and start - self._last_slow_sync_warning > 60:
-            self._last_slow_sync_warning = start
+        if upload.seconds > threshold and upload.started - self._last_slow_sync_warning > 60:
+            self._last_slow_sync_warning = upload.started
             logger.warning(
                 "Uploading the experiment's files to %s took %.1f s "
                 "(TUNE_WARN_SLOW_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S=%s). Large files in the experiment "
                 "directory, or a slow link to the store, slow every upload; SyncConfig(sync_period=...) sets "
-                "how often they run.", storage.experiment_path, took, threshold,
+                "how often they run.", storage.experiment_path, upload.seconds, threshold,
             )
-        self._checkpoints.delete_dropped(self._trials())
-        return time.time() - start
+        if deletable:
+            self._checkpoints.delete_dropped(self._trials(), only=deletable)

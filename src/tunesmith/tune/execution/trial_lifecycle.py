@@ -593,15 +593,9 @@ class TrialLifecycle:
         """Makes ``name`` the trial's latest checkpoint; with ``notify``, callbacks hear of it now."""
         if not self._score_checked:
             self._check_score_attribute(trial, metrics)
+        # On remote storage, the next upload comes soon, and with SyncConfig(sync_artifacts=True) it
+        # takes the trial's artifacts along (storage.StorageContext.unnamed_checkpoints).
         checkpoint = self._book.register(trial, name, metrics)
-        if getattr(self._storage, "sync_artifacts_on_checkpoint", False) and trial.local_path:
-            # SyncConfig(sync_artifacts_on_checkpoint): the trial's artifacts go up with its checkpoint.
-            from tunesmith._internal.storage import StorageError
-
-            try:
-                self._storage.sync_trial_artifacts(trial.trial_dirname)
-            except StorageError as exc:
-                self.on_write_error(exc)
         if notify:
             self._notify_checkpoint(trial, checkpoint)
         return checkpoint
