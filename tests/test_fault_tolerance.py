@@ -176,3 +176,32 @@ def test_failed_restore_falls_back_to_the_previous_checkpoint(tmp_path):
     assert result.metrics["value"] == 6
     # The iterations after the fallback checkpoint ran again; each is in the logs once.
     assert list(result.metrics_dataframe["training_iteration"]) == [1, 2, 3, 4, 5, 6]
+
+
+def _dies_on_its_way_out(config):
+    try:
+        for step in range(1, 100):
+            report_step(step)
+            time.sleep(0.01)
+    finally:
+        marker = os.path.join(config["dir"], "killed")
+        if not os.path.exists(marker):  # once: a retry would run on
+            open(marker, "w").close()
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_a_worker_that_dies_after_its_stop_criterion_ends_the_trial_as_told(tmp_path):
+    """The trial reached its stop criterion, then its process died as it wound down (a crash at exit):
+    it ended in ERROR (max_failures=0), or was retried and trained past the criterion. On Ray it is
+    TERMINATED with the results it had."""
+    for max_failures in (0, 1):
+        os.makedirs(tmp_path / str(max_failures))
+        (result,) = tune.Tuner(
+            _dies_on_its_way_out, param_space={"dir": str(tmp_path / str(max_failures))},
+            run_config=tune.RunConfig(verbose=0, stop={"training_iteration": 3}, name=f"f{max_failures}",
+                                      storage_path=str(tmp_path / "results"),
+                                      failure_config=tune.FailureConfig(max_failures=max_failures)),
+        ).fit()
+        assert result.error is None and result.metrics["step"] == 3
+        assert list(result.metrics_dataframe["step"]) == [1, 2, 3]
+        assert os.path.exists(tmp_path / str(max_failures) / "killed")  # it did die

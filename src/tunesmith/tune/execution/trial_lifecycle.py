@@ -730,10 +730,19 @@ class TrialLifecycle:
         self._table.set_status(trial, Trial.PENDING)
 
     def _on_error(self, trial: Trial, tb: str, exc_bytes: bytes | None) -> None:
-        self._table.stopping.pop(trial, None)
+        stopping = self._table.stopping.pop(trial, None)
         # As on Ray, the worker of a failed trial is not kept: the failure may have left it (or the
         # node it runs on, on a cluster) unusable, and a retry must not land there again.
         self._release(trial, False)
+        if stopping == STOP:
+            # Its last result came in and it was told to end (its criterion, the scheduler): as on Ray,
+            # where it is TERMINATED from then on, a failure while it winds down (its cleanup, a
+            # crash at exit) neither fails it nor trains it again.
+            logger.warning("Trial %s failed after it was told to stop; it ends as it was told, with the "
+                           "results it had:\n%s", trial, tb)
+            self._table.set_status(trial, Trial.TERMINATED)
+            self._after_trial_end(trial)
+            return
         self.fail_trial(trial, tb, exc_bytes)
 
     def fail_trial(self, trial: Trial, tb: str, exc_bytes: bytes | None) -> None:
