@@ -286,6 +286,30 @@ def test_metrics_that_are_tensors_arrive_as_numbers(tmp_path):
     assert list(result.metrics_dataframe["loss"]) == pytest.approx([1.0, 0.5, 1 / 3])
 
 
+def _keeps_tensors_in_its_state(config):
+    import torch
+
+    state = {"best": {"loss": torch.tensor(10.0)}, "w": torch.zeros(2)}
+    for i in range(3):
+        loss = torch.tensor(1.0 / (i + 1))
+        state["best"]["loss"] = torch.minimum(state["best"]["loss"], loss)  # a float here would raise
+        train.report({"loss": loss, "state": state})
+    assert isinstance(state["w"], torch.Tensor)
+
+
+def test_report_leaves_the_trainables_own_nested_dicts_alone(tmp_path):
+    """report() turned the tensors inside the caller's own nested dicts into floats and arrays, so the
+    trainable's next step failed on them."""
+    pytest.importorskip("torch")
+    (result,) = tune.Tuner(
+        _keeps_tensors_in_its_state,
+        run_config=tune.RunConfig(storage_path=str(tmp_path), name="state", verbose=0),
+    ).fit()
+    assert result.error is None
+    assert result.metrics["state"]["best"]["loss"] == pytest.approx(1 / 3)
+    assert list(result.metrics["state"]["w"]) == [0, 0]
+
+
 def _leaves_a_reporting_thread(config):
     import threading
     import time

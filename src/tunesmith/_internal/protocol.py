@@ -186,16 +186,33 @@ def message_bytes(obj: Any) -> bytes:
 
 
 def plain_metrics(result: dict) -> dict:
-    """Turns one-element tensors among ``result``'s values into Python numbers, in place.
+    """Turns one-element tensors among ``result``'s values into Python numbers.
 
     Loggers, schedulers and the progress table then see numbers, as they do for
     ``float`` metrics; larger tensors become numpy arrays (no PyTorch needed to
-    read them). Called only once PyTorch is imported in the worker.
+    read them). ``result`` (the worker's own copy) changes in place; a nested dict
+    that holds tensors is replaced by a converted copy, so that the trainable's own
+    dicts keep their tensors. Called only once PyTorch is imported in the worker.
     """
     for key, value in result.items():
-        if type(value).__module__.startswith("torch") and hasattr(value, "detach"):
-            value = value.detach().cpu()
-            result[key] = value.item() if value.numel() == 1 else value.numpy()
-        elif isinstance(value, dict):
-            plain_metrics(value)
+        plain = _plain(value)
+        if plain is not value:
+            result[key] = plain
     return result
+
+
+def _plain(value: Any) -> Any:
+    """``value`` with its tensors turned into numbers or arrays: ``value`` itself when it holds none."""
+    if type(value).__module__.startswith("torch") and hasattr(value, "detach"):
+        value = value.detach().cpu()
+        return value.item() if value.numel() == 1 else value.numpy()
+    if isinstance(value, dict):
+        copy = None
+        for key, item in value.items():
+            plain = _plain(item)
+            if plain is not item:
+                if copy is None:
+                    copy = dict(value)
+                copy[key] = plain
+        return value if copy is None else copy
+    return value
