@@ -124,3 +124,48 @@ def test_a_callback_failing_in_setup_says_the_experiment_did_not_start(tmp_path)
         tune.Tuner(_three_results, run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0,
                                                              callbacks=[_FailsInSetup()])).fit()
     assert "state saved" not in str(info.value)
+
+
+def _three_scores(config):
+    for score in (3, 1, 5):
+        tune.report({"m": score})
+
+
+class _BestSoFar(tune.Callback):
+    """Adds the best score so far to each result, as a callback that augments results does."""
+
+    def __init__(self):
+        self.best = None
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        self.best = result["m"] if self.best is None else max(self.best, result["m"])
+        result["best_m"] = self.best
+
+
+def test_what_a_callback_adds_to_a_result_is_logged(tmp_path):
+    """As on Ray, callbacks hear a result in list order and the default loggers come after the user's: a
+    metric a callback adds is in result.json, progress.csv and the dataframe (the loggers used to hear
+    every result first, and logged it without)."""
+    (result,) = tune.Tuner(_three_scores, run_config=tune.RunConfig(
+        storage_path=str(tmp_path), name="best", verbose=0, callbacks=[_BestSoFar()])).fit()
+    assert list(result.metrics_dataframe["best_m"]) == [3, 3, 5]
+    with open(os.path.join(result.path, "result.json")) as f:
+        assert [json.loads(line)["best_m"] for line in f] == [3, 3, 5]
+    with open(os.path.join(result.path, "progress.csv")) as f:
+        assert "best_m" in f.readline().strip().split(",")
+
+
+class _FailsOnTheSecondResult(tune.Callback):
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        if result["training_iteration"] == 2:
+            raise RuntimeError("callback bug")
+
+
+def test_a_result_a_callback_fails_on_is_still_logged(tmp_path):
+    """The driver took the result in before the callback failed: its row is on disk for the restore."""
+    with pytest.raises(CallbackError, match="callback bug"):
+        tune.Tuner(_three_scores, run_config=tune.RunConfig(
+            storage_path=str(tmp_path), name="fails", verbose=0, callbacks=[_FailsOnTheSecondResult()])).fit()
+    (trial_dir,) = [p for p in (tmp_path / "fails").iterdir() if p.is_dir()]
+    with open(trial_dir / "result.json") as f:
+        assert [json.loads(line)["m"] for line in f][:2] == [3, 1]

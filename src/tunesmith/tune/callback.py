@@ -1,10 +1,13 @@
 """The ``Callback`` interface: hooks into the experiment loop of the driver."""
 from __future__ import annotations
 
+import logging
 from typing import Any, TYPE_CHECKING
 
 if TYPE_CHECKING:
     from tunesmith.tune.experiment.trial import Trial
+
+logger = logging.getLogger(__name__)
 
 
 class Callback:
@@ -91,9 +94,6 @@ class CallbackList(Callback):
                 if getattr(type(cb), name, base) is not base or not isinstance(cb, Callback)
                 or name in getattr(cb, "__dict__", {})  # a hook set on the instance itself
             ]
-        # Result loggers hear of a result first: once the driver has taken a result in, its
-        # row is on its way to disk even if a later callback fails.
-        self._active["on_trial_result"].sort(key=lambda item: not getattr(item[0], "_logs_results", False))
 
     def __iter__(self):
         return iter(self._callbacks)
@@ -107,7 +107,8 @@ class CallbackList(Callback):
 
     def _call(self, name: str, **kwargs) -> None:
         files = name in _FILE_HOOKS
-        for cb, hook in self._active[name]:
+        active = self._active[name]
+        for i, (cb, hook) in enumerate(active):
             if files and not getattr(cb, "_writes_through_io_thread", False):
                 from tunesmith.tune.logger._util import wait_for_trial_files
 
@@ -117,6 +118,16 @@ class CallbackList(Callback):
             except CallbackError:
                 raise
             except Exception as exc:
+                if name == "on_trial_result":
+                    # In list order, as on Ray (the default loggers come after the user's callbacks and
+                    # log what they added to the result); once the driver has taken a result in, its
+                    # row still goes to disk when a callback before the loggers fails.
+                    for later, later_hook in active[i + 1:]:
+                        if getattr(later, "_logs_results", False):
+                            try:
+                                later_hook(**kwargs)
+                            except Exception:
+                                logger.exception("The logger %s failed too:", type(later).__name__)
                 after = ("The experiment did not start; fix the callback and run it again (a new Tuner, "
                          "with the fixed callback)." if name == "setup" else
                          "The experiment was stopped and its state saved; fix the callback and resume with "

@@ -36,7 +36,7 @@ class LoggerCallback(Callback):
         ...         self._files.pop(trial).close()
     """
 
-    _logs_results = True  # heard first of each result (see CallbackList)
+    _logs_results = True  # writes each result even when a callback before it fails (see CallbackList)
 
     def log_trial_start(self, trial: "Trial") -> None:
         """Called when a trial starts (again, after a pause or a failure)."""
