@@ -128,6 +128,26 @@ def test_checkpoint_now_from_a_callback():
             assert json.load(f) == 2
 
 
+def test_a_callback_asks_for_a_checkpoint_through_the_result():
+    """Seed 004: result["should_checkpoint"] (tune.result.SHOULD_CHECKPOINT) makes a checkpoint; Ray reads it
+    after the callbacks heard the result, so a callback that sets it gets one (it used to be ignored)."""
+    from tunesmith.tune.result import SHOULD_CHECKPOINT
+
+    class EveryOther(tune.Callback):
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            if result["count"] % 2 == 0:
+                result[SHOULD_CHECKPOINT] = True
+
+    grid = _fit(Stepper, run_config=tune.RunConfig(
+        verbose=0, stop={"training_iteration": 5}, callbacks=[EveryOther()],
+        checkpoint_config=tune.CheckpointConfig(checkpoint_at_end=True)))
+    result = grid[0]
+    assert [m["training_iteration"] for _, m in result.best_checkpoints] == [2, 4, 5]
+    with result.best_checkpoints[1][0].as_directory() as d:
+        with open(os.path.join(d, "count.json")) as f:
+            assert json.load(f) == 4
+
+
 # -- 6: Resources from default_resource_request, resource_help -----------------------------------------
 def test_resources_from_default_resource_request():
     from tunesmith.tune.resources import Resources

@@ -35,6 +35,7 @@ from tunesmith.tune.result import (
     DONE,
     EXPERIMENT_ID,
     RESULT_DUPLICATE,
+    SHOULD_CHECKPOINT,
     TRAINING_ITERATION,
 )
 from tunesmith.tune.schedulers.trial_scheduler import TrialScheduler
@@ -531,7 +532,9 @@ class TrialLifecycle:
 
         if trial in self._table.stopping or trial.status != RUNNING:
             return  # the scheduler already paused or stopped it
-        if trial._checkpoint_requested:  # Trial.checkpoint_now()
+        # Trial.checkpoint_now(), or a callback that set result["should_checkpoint"] (as on Ray, read
+        # after the callbacks heard the result).
+        if trial._checkpoint_requested or (checkpoint is None and result.get(SHOULD_CHECKPOINT)):
             trial._checkpoint_requested = False
             self.save_trial(trial)
         if decision == CONTINUE_DECISION:
