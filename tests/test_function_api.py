@@ -478,3 +478,31 @@ def test_node_ip_is_the_outward_address(tmp_path):
         pytest.skip("this machine has no outward route")
     grid = _fit(with_tune_report, {"x": 1}, run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0))
     assert grid[0].metrics["node_ip"] == outward
+
+
+def _reports_in_finally(config):
+    import time
+
+    try:
+        for i in range(1, 1000):
+            train.report({"i": i})
+            time.sleep(0.01)
+    finally:
+        train.report({"i": -1})  # after the stop: returns at once, and is dropped
+        with open(config["marker"], "w") as f:
+            f.write("cleaned up")
+
+
+def test_a_report_after_the_stop_returns_at_once(tmp_path, monkeypatch):
+    """A report in a finally block after the trial was stopped waited for an answer the driver never
+    sent, until the worker was killed: the code after it never ran. On Ray it returns with a warning."""
+    monkeypatch.setenv("TUNE_FUNCTION_THREAD_TIMEOUT_S", "5")
+    marker = tmp_path / "marker"
+    (result,) = tune.Tuner(
+        _reports_in_finally, param_space={"marker": str(marker)},
+        run_config=tune.RunConfig(storage_path=str(tmp_path), name="fin", verbose=0,
+                                  stop={"training_iteration": 3}),
+    ).fit()
+    assert result.error is None and result.metrics["i"] == 3
+    assert list(result.metrics_dataframe["i"]) == [1, 2, 3]
+    assert marker.read_text() == "cleaned up"

@@ -196,6 +196,7 @@ class _Session:
         # trial's end take turns on the connection, and none is sent once the trial has ended.
         self._turn = threading.Lock()
         self._ended = False
+        self._stopped = False  # the driver said stop or pause: later reports are dropped
         # Where the trial may be stopped or paused (``TrialSpec.decision_points``): a pipelined
         # result that reaches the next point of a field waits for the driver's answer.
         self._points = {field: [tuple(values), 0]
@@ -294,6 +295,15 @@ class _Session:
     def report(self, metrics: dict, checkpoint: Checkpoint | None = None) -> None:
         with self._turn:
             if self._ended:
+                return
+            if self._stopped:
+                # A report in a ``finally`` block, after the report that said stop: as on Ray, where
+                # the session has ended, it returns at once and is dropped (the driver, done with
+                # the trial, answers no more).
+                if self._stopped is True:
+                    self._stopped = "warned"
+                    warnings.warn("This trial was told to stop; report() after that is ignored.",
+                                  RuntimeWarning, stacklevel=3)
                 return
             self._report(metrics, checkpoint)
 
@@ -427,8 +437,10 @@ class _Session:
             self._answered(reply[1])
             return
         if reply == "s" or (type(reply) is tuple and reply[0] == "s"):
+            self._stopped = True
             raise TrialStopped(pause=False)
         if reply == "p":
+            self._stopped = True
             raise TrialStopped(pause=True)
         raise RuntimeError(f"Unexpected message from the driver: {reply!r}")
 
