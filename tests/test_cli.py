@@ -75,6 +75,38 @@ def test_list_trials_filter_sort_output_and_result_columns(storage, tmp_path):
     assert table == [["name"], ["cli_opts"]]
 
 
+def test_list_trials_output_into_a_new_directory(storage, tmp_path):
+    """``--output`` makes the file's directory, as ``report -o`` does; a path that cannot be written
+    is named in a plain message."""
+    grid = tune.Tuner(scored, param_space={"x": tune.grid_search([1, 2])},
+                      run_config=tune.RunConfig(name="cli_out", storage_path=storage, verbose=0)).fit()
+    out_csv = tmp_path / "new" / "dir" / "trials.csv"
+    proc = _cli("ls", grid.experiment_path, "--columns", "config/x,score", "--output", str(out_csv), check=False)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert f"Output saved at: {out_csv}" in proc.stdout
+    assert out_csv.read_text().splitlines() == ["config/x,score", "1,10", "2,20"]
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    proc = _cli("lsx", storage, "--output", str(blocker / "experiments.csv"), check=False)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith(f"--output {str(blocker / 'experiments.csv')!r}: could not write it")
+
+
+def test_list_experiments_status_columns_when_no_experiment_has_that_status(storage):
+    """``running`` or ``error`` can be filtered on and shown while no experiment has such a trial."""
+    for name in ("done_a", "done_b"):
+        tune.Tuner(scored, param_space={"x": tune.grid_search([1, 2])},
+                   run_config=tune.RunConfig(name=name, storage_path=storage, verbose=0)).fit()
+    # By default only the statuses that occur are shown.
+    assert _table(_cli("lsx", storage).stdout)[0] == ["name", "total_trials", "terminated", "last_updated"]
+    proc = _cli("lsx", storage, "--filter", "running > 0", check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert len(_table(proc.stdout)) == 1  # the header, no experiment
+    proc = _cli("lsx", storage, "--columns", "name,running,error", "--filter", "error == 0", check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert _table(proc.stdout) == [["name", "running", "error"], ["done_a", "0", "0"], ["done_b", "0", "0"]]
+
+
 def test_seed_cli_examples(storage, tmp_path):
     grid = tune.Tuner(scored, param_space={"x": tune.grid_search([1, 2])},
                       run_config=tune.RunConfig(name="cli_seed", storage_path=storage, verbose=0)).fit()

@@ -115,7 +115,9 @@ def test_report_in_headless_chromium(experiment, tmp_path, record_property):
 
             assert problems == []
             assert requests == [out.as_uri()]
-            assert page.locator("#curve-lines path").count() == with_curves
+            # One mark per trial with a curve: a line, or a dot for a trial stopped after one result.
+            assert page.locator("#curve-lines [data-trial]").count() == with_curves
+            assert page.locator("#curve-lines circle").count() == sum(1 for t in data["trials"] if len(t["curve"]) == 1)
             assert page.locator("#pc-lines path").count() == with_curves
             # The plots have ink: their lines span most of the drawing area.
             for selector in ("#curve-lines", "#pc-lines"):
@@ -263,7 +265,50 @@ def test_report_draws_float_noise_missing_params_and_sparse_metrics(tmp_path):
         # Every trial has its line, the one with x=None and the one without x/deep too.
         assert page.locator("#pc-lines path").count() == 3
         assert "No trial reported" not in page.locator("#best").text_content()
-        assert page.locator("#curve-lines path").count() == 3
+        assert page.locator("#curve-lines circle").count() == 3  # val/acc came once per trial
+
+
+def _few_reports(config):
+    for loss in config["losses"]:
+        tune.report({"loss": loss})
+    if config["fail"]:
+        raise RuntimeError("failed after its first report")
+
+
+def test_one_result_trials_are_visible_dots(tmp_path):
+    """A trial with one result (as sklearn or XGBoost report) is a dot the reader sees: the best one, an
+    errored one and a plain one, beside a trial with a curve."""
+    grid = tune.Tuner(
+        _few_reports,
+        param_space={"losses": tune.grid_search([[0.5], [2.0], [4.0], [3.0, 2.5, 1.0]]),
+                     "fail": tune.sample_from(lambda spec: spec.config.losses == [2.0])},
+        tune_config=tune.TuneConfig(metric="loss", mode="min"),
+        run_config=tune.RunConfig(storage_path=str(tmp_path / "results"), verbose=0),
+    ).fit()
+    assert grid.num_errors == 1
+    with _loaded_report(grid.report(str(tmp_path / "report.html"))) as (page, problems):
+        assert problems == []
+        # For each trial's mark: its painted color, and whether a point 3 px from its center, in each
+        # direction, is on it (hit testing follows what is painted, after the CSS).
+        marks = page.evaluate("""() => [...document.querySelectorAll("#curve-lines [data-trial]")].map(m => {
+            m.scrollIntoView({block: "center"});
+            const box = m.getBoundingClientRect(), x = box.x + box.width / 2, y = box.y + box.height / 2;
+            const style = getComputedStyle(m);
+            const t = D.trials.find(t => t.id === m.dataset.trial);
+            return {points: t.curve.length, status: t.status, best: t === D.trials[D.best],
+                    paint: t.curve.length > 1 ? style.stroke : style.fill, opacity: +style.opacity,
+                    covered: [[3, 0], [-3, 0], [0, 3], [0, -3]].every(([dx, dy]) =>
+                        document.elementFromPoint(x + dx, y + dy) === m)};
+        })""")
+    assert sorted(m["points"] for m in marks) == [1, 1, 1, 3]
+    dots = [m for m in marks if m["points"] == 1]
+    assert all(m["covered"] and m["opacity"] >= 0.5 for m in dots), dots
+    best = next(m for m in dots if m["best"])
+    errored = next(m for m in dots if m["status"] == "ERROR")
+    plain = next(m for m in dots if not m["best"] and m["status"] != "ERROR")
+    assert best["paint"] == "rgb(228, 87, 46)"  # orange, as the best trial's curve
+    assert errored["paint"] == "rgb(192, 57, 43)"  # red, as errored trials' curves
+    assert plain["paint"] == "rgb(59, 110, 165)"
 
 
 def test_cli_reports_and_lists_a_file_uri(tmp_path):

@@ -153,10 +153,8 @@ def experiment_rows(project_dir: str) -> list[dict]:
                 continue
             trials = state.get("trials") or []
             row["total_trials"] = len(trials)
-            for status in _STATUSES:
-                count = sum(1 for t in trials if str(t.get("status", "")).lower() == status)
-                if count:
-                    row[status] = count
+            for status in _STATUSES:  # zero counts too: a filter on "running" works when none is
+                row[status] = sum(1 for t in trials if str(t.get("status", "")).lower() == status)
             row["last_updated"] = _format_time(state.get("timestamp"))
         else:
             # Trial directories without saved state (an experiment that never saved it).
@@ -292,19 +290,24 @@ def print_table(rows: list[dict], columns: list[str]) -> None:
 
 
 def write_output(rows: list[dict], columns: list[str], output: str) -> None:
+    """Writes the rows to a .csv or .pkl file, making its directory if new (as ``report -o`` does)."""
     extension = os.path.splitext(output)[1].lower()
-    if extension == ".csv":
-        with open(output, "w", newline="", encoding="utf-8") as f:
-            writer = csv.writer(f)
-            writer.writerow(columns)
-            for row in rows:
-                writer.writerow(["" if _missing(row.get(c)) else _csv_value(row.get(c)) for c in columns])
-    elif extension in (".pkl", ".p", ".pickle"):
-        import pandas as pd
-
-        pd.DataFrame([{c: row.get(c) for c in columns} for row in rows], columns=columns).to_pickle(output)
-    else:
+    if extension not in (".csv", ".pkl", ".p", ".pickle"):
         raise CLIError(f"--output {output!r}: unsupported file type; use a .csv or .pkl file name.")
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+        if extension == ".csv":
+            with open(output, "w", newline="", encoding="utf-8") as f:
+                writer = csv.writer(f)
+                writer.writerow(columns)
+                for row in rows:
+                    writer.writerow(["" if _missing(row.get(c)) else _csv_value(row.get(c)) for c in columns])
+        else:
+            import pandas as pd
+
+            pd.DataFrame([{c: row.get(c) for c in columns} for row in rows], columns=columns).to_pickle(output)
+    except OSError as exc:
+        raise CLIError(f"--output {output!r}: could not write it: {exc}") from exc
     print(f"Output saved at: {output}")
 
 
@@ -316,8 +319,8 @@ def _split(value: str | None) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip()] if value else []
 
 
-def _show(rows: list[dict], columns: list[str], args) -> int:
-    available = _available(rows) or columns
+def _show(rows: list[dict], columns: list[str], args, available: list[str] | None = None) -> int:
+    available = available or _available(rows) or columns
     if args.filter:
         keep = parse_filter(args.filter, rows, available)
         rows = [r for r in rows if keep(r)]
@@ -354,11 +357,13 @@ def list_experiments(args) -> int:
     if not rows:
         raise CLIError(f"No experiments found in {args.results_dir}.")
     available = _available(rows)
+    available += [s for s in _STATUSES if s not in available]  # known even where no experiment has a state
     columns = _split(args.columns)
     _check_columns(columns, available, "--columns")
     if not columns:
-        columns = ["name", "total_trials", *[s for s in _STATUSES if s in available], "last_updated"]
-    return _show(rows, columns, args)
+        # By default, only the statuses some experiment has; any of them can be asked for.
+        columns = ["name", "total_trials", *[s for s in _STATUSES if any(r.get(s) for r in rows)], "last_updated"]
+    return _show(rows, columns, args, available)
 
 
 def add_note(args) -> int:

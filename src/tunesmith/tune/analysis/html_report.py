@@ -313,6 +313,10 @@ svg text { font: 11px system-ui, sans-serif; fill: var(--muted); }
 .curve.best, .pc.best { stroke: var(--accent) !important; stroke-width: 2.5; opacity: 1; }
 .curve.hl, .pc.hl { stroke: #111 !important; stroke-width: 2.5; opacity: 1; }
 .pc { fill: none; stroke-width: 1; opacity: 0.5; }
+.dot { fill: var(--trial); stroke: none; opacity: 0.6; }
+.dot.errored { fill: var(--bad); }
+.dot.best { fill: var(--accent); opacity: 1; }
+.dot.hl { fill: #111; opacity: 1; }
 .controls { color: var(--muted); font-size: 12.5px; margin-bottom: 6px; }
 details { border-top: 1px solid var(--line); padding: 6px 0; }
 summary { cursor: pointer; }
@@ -458,17 +462,22 @@ function drawCurves() {
     const t = T[i];
     const pts = t.curve.filter(([, y]) => !logy || y > 0);
     if (!pts.length) continue;
-    const d = pts.map(([x, y], k) => `${k ? "L" : "M"}${sx(x).toFixed(1)},${sy(y).toFixed(1)}`).join("");
-    const cls = "curve" + (t.status === "ERROR" ? " errored" : "") + (i === D.best ? " best" : "") +
+    const cls = (t.status === "ERROR" ? " errored" : "") + (i === D.best ? " best" : "") +
                 (i === highlighted ? " hl" : "");
-    // A one-result trial is a dot (a round cap on a zero-length line; a butt cap paints nothing).
-    const attrs = pts.length > 1 ? {d} : {d: d + "h0.01", "stroke-linecap": "round", "stroke-width": 5};
-    const p = el("svg:path", Object.assign(attrs, {class: cls, "data-trial": t.id}), lines);
-    el("svg:title", {}, p, `${t.name}: ${fmt(t.final)} after ${t.iterations} iterations`);
+    let mark;
+    if (pts.length > 1) {
+      const d = pts.map(([x, y], k) => `${k ? "L" : "M"}${sx(x).toFixed(1)},${sy(y).toFixed(1)}`).join("");
+      mark = el("svg:path", {d, class: "curve" + cls, "data-trial": t.id}, lines);
+    } else {  // a one-result trial is a dot: a path of one point paints nothing
+      const [[x, y]] = pts, r = i === D.best || i === highlighted ? 5 : 3.5;
+      mark = el("svg:circle", {cx: sx(x).toFixed(1), cy: sy(y).toFixed(1), r, class: "dot" + cls, "data-trial": t.id},
+                lines);
+    }
+    el("svg:title", {}, mark, `${t.name}: ${fmt(t.final)} after ${t.iterations} iterations`);
   }
   const note = document.getElementById("curves-note");
   note.textContent = ` · ${withCurve.length} trials` + (D.best !== null ? ` · best in orange` : "") +
-    (T.some(t => t.status === "ERROR") ? " · errored trials dashed red" : "");
+    (T.some(t => t.status === "ERROR") ? " · errored trials in red" : "");
 }
 document.getElementById("logy").addEventListener("change", drawCurves);
 
