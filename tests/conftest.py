@@ -20,6 +20,8 @@ def _isolated_results(tmp_path, monkeypatch):
     monkeypatch.delenv("TUNE_DISABLE_DATED_SUBDIR", raising=False)
     monkeypatch.delenv("TUNE_MAX_LEN_IDENTIFIER", raising=False)
     monkeypatch.delenv("RAY_CHDIR_TO_TRIAL_DIR", raising=False)
+    # comet_ml, once a test imported it, logs every MLflow run of the process into ./.cometml-runs.
+    monkeypatch.setenv("COMET_DISABLE_AUTO_LOGGING", "1")
     from tunesmith._internal import resources
 
     resources._overrides.clear()
