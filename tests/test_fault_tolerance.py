@@ -205,3 +205,52 @@ def test_a_worker_that_dies_after_its_stop_criterion_ends_the_trial_as_told(tmp_
         assert result.error is None and result.metrics["step"] == 3
         assert list(result.metrics_dataframe["step"]) == [1, 2, 3]
         assert os.path.exists(tmp_path / str(max_failures) / "killed")  # it did die
+
+
+def _forks_a_helper_then_dies(config):
+    """Starts a process that keeps the worker's socket open (as a multiprocessing Manager does), then
+    dies once at step 2, as an out-of-memory kill would end it."""
+    import multiprocessing
+
+    step = restore_step()
+    marker = os.path.join(config["dir"], "killed")
+    if not os.path.exists(marker):
+        helper = multiprocessing.get_context("fork").Process(
+            target=_holds_on, args=(config["dir"],), daemon=False)
+        helper.start()
+    while step < 4:
+        step += 1
+        report_step(step)
+        if step == 2 and not os.path.exists(marker):
+            open(marker, "w").close()
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _holds_on(directory):
+    with open(os.path.join(directory, "helper.pid"), "w") as f:
+        f.write(str(os.getpid()))
+    deadline = time.time() + 60
+    while not os.path.exists(os.path.join(directory, "release")) and time.time() < deadline:
+        time.sleep(0.05)
+    open(os.path.join(directory, "helper_exited"), "w").close()
+
+
+def test_a_worker_that_dies_beside_a_process_it_forked_is_noticed(tmp_path):
+    """The forked process held the worker's socket open, so its death showed no end of file: the run
+    waited until that process ended (forever, for a Manager). It is noticed and the trial retried."""
+    try:
+        (result,) = tune.Tuner(
+            _forks_a_helper_then_dies, param_space={"dir": str(tmp_path)},
+            run_config=tune.RunConfig(verbose=0, storage_path=str(tmp_path / "results"),
+                                      failure_config=tune.FailureConfig(max_failures=1)),
+        ).fit()
+        assert not (tmp_path / "helper_exited").exists()  # noticed while the helper still held the socket
+        assert result.error is None and result.metrics["step"] == 4
+        with open(os.path.join(result.path, "error.txt")) as f:
+            assert "killed by signal 9" in f.read()
+    finally:
+        (tmp_path / "release").touch()
+        try:
+            os.kill(int((tmp_path / "helper.pid").read_text()), signal.SIGKILL)
+        except (OSError, ValueError):
+            pass

@@ -115,19 +115,11 @@ class CallbackList(Callback):
                 wait_for_trial_files()  # the trial's directory and files are complete for it
             try:
                 hook(**kwargs)
-            except CallbackError:
-                raise
-            except Exception as exc:
+            except BaseException as exc:
                 if name == "on_trial_result":
-                    # In list order, as on Ray (the default loggers come after the user's callbacks and
-                    # log what they added to the result); once the driver has taken a result in, its
-                    # row still goes to disk when a callback before the loggers fails.
-                    for later, later_hook in active[i + 1:]:
-                        if getattr(later, "_logs_results", False):
-                            try:
-                                later_hook(**kwargs)
-                            except Exception:
-                                logger.exception("The logger %s failed too:", type(later).__name__)
+                    self._log_anyway(active[i + 1:], kwargs)
+                if isinstance(exc, CallbackError) or not isinstance(exc, Exception):
+                    raise  # a KeyboardInterrupt (Ctrl+C, a callback's) stays what it is
                 after = ("The experiment did not start; fix the callback and run it again (a new Tuner, "
                          "with the fixed callback)." if name == "setup" else
                          "The experiment was stopped and its state saved; fix the callback and resume with "
@@ -135,6 +127,18 @@ class CallbackList(Callback):
                 raise CallbackError(
                     f"The callback {type(cb).__name__} raised {type(exc).__name__} in {name}(): {exc}. {after}"
                 ) from exc
+
+    @staticmethod
+    def _log_anyway(rest: list, kwargs: dict) -> None:
+        """Callbacks hear a result in list order, as on Ray (the default loggers come after the user's
+        callbacks and log what they added to it); once the driver has taken a result in, its row
+        still goes to disk when a callback before the loggers fails or is interrupted."""
+        for cb, hook in rest:
+            if getattr(cb, "_logs_results", False):
+                try:
+                    hook(**kwargs)
+                except Exception:
+                    logger.exception("The logger %s failed too:", type(cb).__name__)
 
     def rollback_trial(self, trial, rows: int) -> None:
         """Cuts the trial's result logs back to their first ``rows`` rows (it resumes from there)."""

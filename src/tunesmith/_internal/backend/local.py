@@ -158,6 +158,9 @@ class _WorkerHandle:
         return bool(select.select([self.fd], [], [], 0)[0])
 
 
+# How often the workers running trials are checked for an exit that their socket does not show.
+_LIVENESS_CHECK_S = 1.0
+
 _HEADER = struct.Struct("!i")
 _HEADER_LONG = struct.Struct("!Q")
 
@@ -191,6 +194,7 @@ class LocalExecutor(ExecutorBackend):
         self._ledger = _open_ledger(self.total)
         self._ledger_dirty = False
         self._owing: set[_WorkerHandle] = set()  # workers owed CONTINUE answers
+        self._next_liveness_check = 0.0  # see _notice_silent_deaths
         self._contended = False
         self._contended_until = 0.0
         self._sys_path = _worker_sys_path()
@@ -576,7 +580,7 @@ class LocalExecutor(ExecutorBackend):
         # With no trial running this still blocks (on workers' output and the ledger's wake
         # FIFO, if any) until the controller's next timer, so the controller never spins.
         ready = self._poller.poll(None if timeout is None else max(0, math.ceil(timeout * 1000)))
-        events = []
+        events: list[TrialEvent] = []
         for fd, _ in ready:
             if self._output is not None and fd in self._output:
                 self._output.read(fd)
@@ -584,29 +588,56 @@ class LocalExecutor(ExecutorBackend):
             handle = self._by_fd.get(fd)
             if handle is None or handle.trial is None:
                 continue
-            trial = handle.trial
             try:
                 messages = handle.read_messages()
             except (EOFError, OSError):
-                msg = (P.ERROR, self._death_message(handle), None)
-                if not handle.ready:
-                    msg += (P.STARTUP_PHASE,)
-                self._forget(handle)
-                events.append(TrialEvent(trial, msg))
+                self._worker_died(handle, events)
                 continue
-            results = 0
-            for msg in messages:
-                kind = msg[0]
-                if kind == P.RESULT:
-                    results += 1
-                elif kind == P.READY:
-                    handle.ready = True
-                    continue
-                elif kind in _ENDING:
-                    handle.ended = True
-                events.append(TrialEvent(trial, msg))
-            handle.expect = results
+            self._take(handle, messages, events)
+        if self._by_trial and time.monotonic() >= self._next_liveness_check:
+            self._next_liveness_check = time.monotonic() + _LIVENESS_CHECK_S
+            self._notice_silent_deaths(events)
         return events
+
+    def _take(self, handle: _WorkerHandle, messages: list, events: list[TrialEvent]) -> None:
+        trial = handle.trial
+        results = 0
+        for msg in messages:
+            kind = msg[0]
+            if kind == P.RESULT:
+                results += 1
+            elif kind == P.READY:
+                handle.ready = True
+                continue
+            elif kind in _ENDING:
+                handle.ended = True
+            events.append(TrialEvent(trial, msg))
+        handle.expect = results
+
+    def _worker_died(self, handle: _WorkerHandle, events: list[TrialEvent]) -> None:
+        msg = (P.ERROR, self._death_message(handle), None)
+        if not handle.ready:
+            msg += (P.STARTUP_PHASE,)
+        trial = handle.trial
+        handle.ended = True
+        self._forget(handle)
+        events.append(TrialEvent(trial, msg))
+
+    def _notice_silent_deaths(self, events: list[TrialEvent]) -> None:
+        """A worker whose trial forked a process (a ``multiprocessing`` Manager or Pool) and then died
+        (an out-of-memory kill) leaves its socket open in that process, so no end of file says so:
+        its exit is noticed here. What it sent before it died is taken first."""
+        seen = {event.trial for event in events}
+        for trial, handle in list(self._by_trial.items()):
+            if trial in seen or handle.trial is None or handle.ended or handle.proc.poll() is None:
+                continue
+            try:
+                messages = handle.read_messages() if handle._readable() else []
+            except (EOFError, OSError):
+                messages = []
+            self._take(handle, messages, events)
+            if not handle.ended:
+                self._worker_died(handle, events)
 
     def _death_message(self, handle: _WorkerHandle) -> str:
         try:
