@@ -28,7 +28,6 @@ import threading
 import time
 import uuid
 
-from tunesmith._internal import protocol as P
 from tunesmith.train._checkpoint import Checkpoint
 from tunesmith.tune.callback import CallbackError, CallbackList
 from tunesmith.tune.execution.checkpoint_book import CheckpointBook
