@@ -118,6 +118,15 @@ def test_verbose_one_prints_a_status_table(capsys):
     assert "three_reports_" in out
 
 
+def test_verbose_true_is_level_one(capsys):
+    """Ray reads verbose=True as Verbosity(1); it raised a ValueError naming an internal class."""
+    _fit(verbose=True, param_space={"lr": 0.1})
+    out = capsys.readouterr().out
+    assert "TERMINATED" in out and "three_reports_" in out
+    analysis = tune.run(three_reports, config={"lr": 0.1}, verbose=True)
+    assert analysis.trials[0].status == "TERMINATED" and "TERMINATED" in capsys.readouterr().out
+
+
 def test_experiment_state_file_lists_every_trial():
     grid = _fit(param_space={"lr": tune.grid_search([0.1, 0.2, 0.3])})
     with open(os.path.join(grid.experiment_path, "experiment_state.json")) as f:

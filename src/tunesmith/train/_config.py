@@ -345,6 +345,8 @@ class RunConfig:
             self.checkpoint_config = CheckpointConfig()
         if self.sync_config is None:
             self.sync_config = SyncConfig()
+        if isinstance(self.verbose, bool):
+            self.verbose = int(self.verbose)  # as Ray's Verbosity(int(verbose)): True is 1
         if self.verbose is not None and self.verbose not in (0, 1, 2, 3):
             raise ValueError(f"RunConfig(verbose={self.verbose!r}) must be 0, 1, 2 or 3.")
 
