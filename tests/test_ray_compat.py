@@ -435,6 +435,12 @@ def test_callback_setup_gets_the_experiments_own_arguments():
     _fit(_reports_twice, {"x": tune.grid_search([1, 2])}, num_samples=3, time_budget_s=600,
          run_config=tune.RunConfig(verbose=0, stop={"training_iteration": 1}, callbacks=[Setup()]))
     assert got == {"stop": {"training_iteration": 1}, "num_samples": 3, "total": 6, "time_budget_s": 600}
+    # Without stop criteria, or with a Stopper or a function, it is an empty dict, as on Ray (a callback's
+    # stop.get(...) raised on None).
+    for stop in (None, tune.stopper.MaximumIterationStopper(1), lambda trial_id, result: True):
+        got.clear()
+        _fit(_reports_twice, {"x": 1}, run_config=tune.RunConfig(verbose=0, stop=stop, callbacks=[Setup()]))
+        assert got["stop"] == {}, stop
 
 
 def test_checkpoint_at_end_after_a_frequency_checkpoint_saves_once():

@@ -605,7 +605,9 @@ def _build_controller(inp: ExperimentInput, trainable, name: str, payload: bytes
             scheduler_restored=scheduler_restored,
             initial_checkpoint=inp.initial_checkpoint,
             export_formats=tuple(inp.export_formats or ()),
-            callback_setup={"stop": rc.stop, "num_samples": tc.num_samples, "time_budget_s": tc.time_budget_s},
+            # As on Ray, callbacks' setup() gets the stop criteria as a dict ({} for a Stopper or a function).
+            callback_setup={"stop": dict(rc.stop) if isinstance(rc.stop, dict) else {},
+                            "num_samples": tc.num_samples, "time_budget_s": tc.time_budget_s},
         ))
         controller.experiment_lock = lock
         if restore_path is not None:
