@@ -169,3 +169,15 @@ def test_a_result_a_callback_fails_on_is_still_logged(tmp_path):
     (trial_dir,) = [p for p in (tmp_path / "fails").iterdir() if p.is_dir()]
     with open(trial_dir / "result.json") as f:
         assert [json.loads(line)["m"] for line in f][:2] == [3, 1]
+
+
+def test_a_logger_class_among_the_callbacks_says_what_to_pass(tmp_path):
+    """It failed with a bare AttributeError (type object 'JsonLogger' has no attribute 'setup')."""
+    for wrong in (JsonLogger, _LinesLogger, _LinesLogger({}, str(tmp_path))):
+        with pytest.raises(TypeError, match=r"LegacyLoggerCallback\(\[") as info:
+            tune.Tuner(_three_results, run_config=tune.RunConfig(
+                storage_path=str(tmp_path), verbose=0, callbacks=[wrong])).fit()
+        assert type(wrong).__name__ in str(info.value) or wrong.__name__ in str(info.value)
+    with pytest.raises(TypeError, match=r"pass _BestSoFar\(\), not the class"):
+        tune.Tuner(_three_results, run_config=tune.RunConfig(
+            storage_path=str(tmp_path), verbose=0, callbacks=[_BestSoFar])).fit()

@@ -68,6 +68,22 @@ class Callback:
         """Restores the state returned by :meth:`get_state`."""
 
 
+def _check_callback(cb: Any) -> None:
+    """Refuses, with what to pass instead, the older per-trial ``Logger`` API and callback classes."""
+    from tunesmith.tune.logger.logger import Logger
+
+    logger_class = cb if isinstance(cb, type) else type(cb)
+    if issubclass(logger_class, Logger):
+        raise TypeError(
+            f"{logger_class.__name__} is a Logger (the older per-trial logger API), not a callback: pass "
+            f"tune.logger.LegacyLoggerCallback([{logger_class.__name__}]) in callbacks=[...] (or "
+            "tune.run(loggers=[...])), or use its callback form (JsonLoggerCallback(), CSVLoggerCallback(), "
+            "TBXLoggerCallback())."
+        )
+    if isinstance(cb, type) and issubclass(cb, Callback):
+        raise TypeError(f"callbacks=[...] takes callback instances: pass {cb.__name__}(), not the class.")
+
+
 class CallbackError(RuntimeError):
     """A user callback raised: the message names the callback and the hook."""
 
@@ -81,6 +97,8 @@ class CallbackList(Callback):
 
     def __init__(self, callbacks: list[Callback]):
         self._callbacks = list(callbacks)
+        for cb in self._callbacks:
+            _check_callback(cb)
         # Hooks no callback overrides are skipped entirely: the result hook is hot.
         self._active: dict[str, list[Any]] = {}
         for name in (
