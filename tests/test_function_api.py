@@ -115,6 +115,19 @@ def test_a_falsy_return_value_adds_no_result(tmp_path):
         assert list(result.metrics_dataframe["score"]) == [1, 2, 3]
 
 
+def _yields_a_message(config):
+    yield {"score": 1}
+    yield "epoch 2 done"
+
+
+def test_yielding_something_other_than_metrics_fails_the_trial(tmp_path):
+    """As on Ray: a yielded string was logged as {"_metric": "epoch 2 done"}, and the trial's metrics lost
+    their score."""
+    (result,) = tune.Tuner(_yields_a_message, run_config=tune.RunConfig(verbose=0, storage_path=str(tmp_path))).fit()
+    assert "yielded 'epoch 2 done' (str)" in str(result.error)
+    assert result.metrics["score"] == 1
+
+
 def test_auto_filled_metrics_are_present():
     grid = _fit(with_tune_report, {"x": 1})
     metrics = grid[0].metrics

@@ -619,6 +619,11 @@ def _call_function(fn, config: dict, checkpoint) -> Any:
         for item in value:
             if item is None or (isinstance(item, (dict, numbers.Number)) and not item):
                 continue  # as on Ray, a falsy item (None, {}, 0) adds no result
+            if not isinstance(item, (dict, numbers.Number)):
+                raise ValueError(
+                    f"The trainable yielded {item!r} ({type(item).__name__}): yield a dict of metrics, or a "
+                    "single number (reported as the metric '_metric')."
+                )
             S.report(item if isinstance(item, dict) else {"_metric": item})
         return None
     return value
