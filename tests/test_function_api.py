@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 
 import pytest
 
@@ -519,3 +520,23 @@ def test_a_report_after_the_stop_returns_at_once(tmp_path, monkeypatch):
     assert result.error is None and result.metrics["i"] == 3
     assert list(result.metrics_dataframe["i"]) == [1, 2, 3]
     assert marker.read_text() == "cleaned up"
+
+
+def _misspells_checkpoint(config):
+    with tempfile.TemporaryDirectory() as d:
+        train.report({"i": 1}, checkpont=train.Checkpoint.from_directory(d))
+
+
+def _names_its_checkpoint(config):
+    with tempfile.TemporaryDirectory() as d:
+        train.report({"i": 1}, checkpoint=train.Checkpoint.from_directory(d), checkpoint_dir_name="best")
+
+
+def test_a_misspelled_report_keyword_is_an_error(tmp_path):
+    """report({...}, checkpont=ckpt) stored the checkpoint as a metric named "checkpont" and saved none;
+    Ray raises a TypeError. Ray's checkpoint_dir_name= is accepted."""
+    (result,) = tune.Tuner(_misspells_checkpoint, run_config=tune.RunConfig(verbose=0, storage_path=str(tmp_path))).fit()
+    assert "unexpected keyword argument(s) 'checkpont'" in str(result.error)
+    (result,) = tune.Tuner(_names_its_checkpoint, run_config=tune.RunConfig(verbose=0, storage_path=str(tmp_path))).fit()
+    assert result.error is None and result.checkpoint is not None
+    assert result.metrics["checkpoint_dir_name"] == "checkpoint_000000"  # not taken for a metric

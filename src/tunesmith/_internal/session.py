@@ -545,7 +545,8 @@ def _only_standard_library(frame) -> bool:
     return True
 
 
-def report(metrics: dict | float | None = None, *, checkpoint: Checkpoint | None = None, **kwargs: Any) -> None:
+def report(metrics: dict | float | None = None, *, checkpoint: Checkpoint | None = None,
+           checkpoint_dir_name: str | None = None, **kwargs: Any) -> None:
     """Reports metrics (and optionally a checkpoint) for the current iteration.
 
     Accepts both forms Ray has used: ``report({"loss": 0.1}, checkpoint=ckpt)``
@@ -554,7 +555,20 @@ def report(metrics: dict | float | None = None, *, checkpoint: Checkpoint | None
     Args:
         metrics: A dict of metrics (a bare number is reported as ``_metric``).
         checkpoint: A :class:`~tunesmith.train.Checkpoint` to persist with this result.
+        checkpoint_dir_name: Accepted for Ray's signature; checkpoints keep tunesmith's
+            ``checkpoint_NNNNNN`` names (the order of a trial's checkpoints rests on them).
+
+    Raises:
+        TypeError: Metrics given both as a dict and as keywords (a misspelled ``checkpoint=``).
     """
+    if checkpoint_dir_name is not None:
+        warnings.warn("report(checkpoint_dir_name=...) is ignored: checkpoints are named checkpoint_NNNNNN.",
+                      stacklevel=2)
+    if metrics is not None and kwargs:
+        raise TypeError(
+            f"report() got unexpected keyword argument(s) {', '.join(map(repr, kwargs))}: with a dict of "
+            "metrics, the only keywords are checkpoint= (and checkpoint_dir_name=). Put metrics in the dict."
+        )
     if metrics is None:
         metrics = kwargs
     elif not isinstance(metrics, dict):
@@ -563,9 +577,7 @@ def report(metrics: dict | float | None = None, *, checkpoint: Checkpoint | None
                 f"report() takes a dict of metrics, such as report({{'loss': 0.1}}), or a single number; "
                 f"got {type(metrics).__name__} {metrics!r}."
             )
-        metrics = {"_metric": metrics, **kwargs}
-    elif kwargs:
-        metrics = {**metrics, **kwargs}
+        metrics = {"_metric": metrics}
     session = _session
     if _any_leftover and threading.current_thread() in _leftover_threads:
         global _warned_leftover
