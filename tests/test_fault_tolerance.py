@@ -254,3 +254,28 @@ def test_a_worker_that_dies_beside_a_process_it_forked_is_noticed(tmp_path):
             os.kill(int((tmp_path / "helper.pid").read_text()), signal.SIGKILL)
         except (OSError, ValueError):
             pass
+
+
+def _checkpoints_at_two_then_fails(config):
+    if train.get_checkpoint() is not None:
+        raise RuntimeError("fails again at once")
+    train.report({"step": 1})
+    report_step(2)  # with a checkpoint
+    train.report({"step": 3})
+    raise RuntimeError("fails after step 3")
+
+
+def test_a_retry_that_fails_at_once_leaves_the_metrics_of_the_rows_kept(tmp_path):
+    """The retry cut the logs back to the checkpoint (rows 1, 2) but Result.metrics still named row 3,
+    which no log held any more (and Result.from_path said 2)."""
+    from tunesmith.train import Result
+
+    (result,) = tune.Tuner(
+        _checkpoints_at_two_then_fails,
+        run_config=tune.RunConfig(verbose=0, storage_path=str(tmp_path),
+                                  failure_config=tune.FailureConfig(max_failures=1)),
+    ).fit()
+    assert "fails again at once" in str(result.error)
+    assert list(result.metrics_dataframe["training_iteration"]) == [1, 2]
+    assert result.metrics["training_iteration"] == 2 and result.metrics["step"] == 2
+    assert Result.from_path(result.path).metrics["training_iteration"] == 2

@@ -347,6 +347,9 @@ class TrialLifecycle:
         if rows is not None and rows < trial.num_results:
             trial.num_results = rows
             self._callbacks.rollback_trial(trial, rows)
+            at_checkpoint = self._book.metrics_of(trial.restore_checkpoint)
+            if at_checkpoint:  # the last row kept, until the trial reports again
+                trial.last_result = at_checkpoint
 
     # -- events -------------------------------------------------------------------------------------
     def process_event(self, trial: Trial, msg: tuple) -> None:
