@@ -310,3 +310,21 @@ def test_restore_takes_the_resources_of_the_trainable_it_is_given(tmp_path):
     grid = tune.Tuner.restore(exp, tune.with_resources(_reports_its_cpus_and_fails_first, {"cpu": 1}),
                               resume_errored=True).fit()
     assert grid.num_errors == 0 and [r.metrics["cpus"] for r in grid] == [1.0, 1.0]
+
+
+def _one_report(config):
+    tune.report({"x": config["x"]})
+
+
+def test_a_spent_time_budget_is_not_given_again_on_restore(tmp_path):
+    """TuneConfig(time_budget_s) started over on every restore: a run that had used up its budget
+    sampled a whole new budget's worth of trials. As on Ray, the time used is kept."""
+    tuner = tune.Tuner(
+        _one_report, param_space={"x": tune.uniform(0, 1)},
+        tune_config=tune.TuneConfig(num_samples=-1, time_budget_s=1.0),
+        run_config=tune.RunConfig(name="budget", storage_path=str(tmp_path), verbose=0),
+    )
+    first = len(tuner.fit())
+    assert first > 0
+    again = tune.Tuner.restore(str(tmp_path / "budget"), _one_report).fit()
+    assert len(again) == first

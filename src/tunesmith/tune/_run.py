@@ -535,6 +535,7 @@ def _build_controller(inp: ExperimentInput, trainable, name: str, payload: bytes
 
     trials = None
     scheduler_restored = False
+    time_budget_spent_s = 0.0
     if restore_path is not None:
         from tunesmith._internal.storage import split_experiment_path
 
@@ -555,7 +556,7 @@ def _build_controller(inp: ExperimentInput, trainable, name: str, payload: bytes
         if restore_path is not None and os.path.exists(
             os.path.join(storage.experiment_local_path, EXPERIMENT_STATE_FILE)
         ):
-            trials, scheduler_restored = _restore_trials(
+            trials, scheduler_restored, time_budget_spent_s = _restore_trials(
                 storage, search_alg, scheduler, restore_options, rc.checkpoint_config, inp.initial_checkpoint
             )
             _apply_restored_resources(trials, request, executor)
@@ -592,6 +593,7 @@ def _build_controller(inp: ExperimentInput, trainable, name: str, payload: bytes
             resources_request=request,
             max_concurrent_trials=tc.max_concurrent_trials,
             time_budget_s=tc.time_budget_s,
+            time_budget_spent_s=time_budget_spent_s,
             reuse_actors=tc.reuse_actors,
             failure_config=rc.failure_config,
             checkpoint_config=rc.checkpoint_config,
@@ -937,8 +939,9 @@ def _restore_trials(storage: StorageContext, search_alg, scheduler, options: dic
                     initial_checkpoint: str | None = None):
     """Rebuilds the trials of a saved experiment and the search and scheduler state.
 
-    Returns ``(trials, scheduler_restored)``; with ``scheduler_restored`` the scheduler
-    already knows the trials and must not be told of them again.
+    Returns ``(trials, scheduler_restored, time_budget_spent_s)``; with ``scheduler_restored``
+    the scheduler already knows the trials and must not be told of them again; the seconds of
+    ``TuneConfig(time_budget_s)`` the saved run had used are not given again (as on Ray).
     """
     from tunesmith.tune.experiment.trial import Trial
 
@@ -1019,7 +1022,9 @@ def _restore_trials(storage: StorageContext, search_alg, scheduler, options: dic
             search_alg.on_trial_complete(trial.trial_id, result=result)
     else:
         _continue_without_search_state(search_alg, trials)
-    return trials, _restore_scheduler(path, storage.state_slot, scheduler, trials)
+    spent = state.get("time_budget_spent_s")
+    spent = float(spent) if isinstance(spent, (int, float)) and not isinstance(spent, bool) else 0.0
+    return trials, _restore_scheduler(path, storage.state_slot, scheduler, trials), spent
 
 
 def _continue_without_search_state(search_alg, trials: list) -> None:

@@ -39,6 +39,7 @@ class ControllerConfig:
             function of the config.
         max_concurrent_trials: At most this many trials run at once (0/None: no limit).
         time_budget_s: The experiment stops after this many seconds.
+        time_budget_spent_s: Seconds of ``time_budget_s`` a restored run had used.
         reuse_actors: Keep workers for later trials (None: the default, which reuses).
         failure_config: ``FailureConfig`` (max_failures, fail_fast).
         checkpoint_config: ``CheckpointConfig``.
@@ -79,6 +80,7 @@ class ControllerConfig:
     resources_request: Any = None
     max_concurrent_trials: int | None = None
     time_budget_s: float | None = None
+    time_budget_spent_s: float = 0.0
     reuse_actors: bool | None = None
     failure_config: Any = None
     checkpoint_config: Any = None

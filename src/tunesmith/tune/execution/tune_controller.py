@@ -164,7 +164,10 @@ class TuneController:
         now = self._clock()
         self._last_running = now
         self._last_slow_warning = self._last_idle_warning = 0.0
-        self._time_budget_deadline = now + config.time_budget_s if config.time_budget_s else None
+        # The budget counts the time the experiment ran, over restores (as Ray's TimeoutStopper).
+        self._time_budget_since = now - config.time_budget_spent_s
+        self._time_budget_deadline = (self._time_budget_since + config.time_budget_s
+                                      if config.time_budget_s else None)
         self._dirnames: dict[str, str] = {t.trial_dirname: t.trial_id for t in config.trials or []}
         for trial in config.trials or []:
             self._register_restored(trial)
@@ -398,6 +401,7 @@ class TuneController:
     def step(self) -> None:
         """One turn: add and start trials, wait for events or the next timer, apply them, housekeeping."""
         self._check_stop_request()
+        self._check_time_budget(self._clock())  # a restored run may have none left: no trial is added
         run, table = self._run, self._table
         run.iteration += 1
         it = run.iteration
@@ -426,13 +430,16 @@ class TuneController:
         self._warn_if_slow_or_stuck(now, busy_s)
         if self._reporter is not None and self._reporter.should_report(table.trials, done=False):
             self._reporter.report(table.trials, False, *self._sys_info())
-        if self._time_budget_deadline is not None and now >= self._time_budget_deadline and not run.stop_all:
-            self._lifecycle.stop_experiment("time budget")
+        self._check_time_budget(now)
         if self._stopper is not None and not run.stop_all and self._stopper.stop_all():
             self._lifecycle.stop_experiment("stopper")
         if _write_error() is not None and run.raise_error is None:
             self._lifecycle.on_write_error(_write_error())
         self._snapshot.maybe_save()
+
+    def _check_time_budget(self, now: float) -> None:
+        if self._time_budget_deadline is not None and now >= self._time_budget_deadline and not self._run.stop_all:
+            self._lifecycle.stop_experiment("time budget")
 
     def _next_timeout(self, now: float) -> float:
         """Seconds until the loop's next timer: the housekeeping tick, a deadline or the next snapshot."""
@@ -576,6 +583,7 @@ class TuneController:
             "mode": cfg.mode,
             "id_prefix": self._id_prefix,
             "search_finished": self._run.search_finished,
+            "time_budget_spent_s": self._clock() - self._time_budget_since,
             **(cfg.experiment_state_extra or {}),
         }
 
