@@ -865,3 +865,22 @@ class PytorchTrainable(tune.Trainable):
     assert sorted(r.metrics["lr"] for r in results) == [0.1, 0.2, 0.3]
     # {"cpu": 2} on two cores: one trial at a time, all in one reused worker.
     assert len({r.metrics["pid"] for r in results}) == 1
+
+
+def test_the_scheduler_examples_toy_trainable():
+    """Seed 004's HyperBand example (and its logger and CLI snippets) use MyTrainableClass from
+    ray.tune.utils.mock_trainable: with the import changed, it runs under HyperBand."""
+    from tunesmith.tune.schedulers import HyperBandScheduler
+    from tunesmith.tune.utils.mock_trainable import MyTrainableClass
+
+    results = tune.Tuner(
+        MyTrainableClass,
+        run_config=RunConfig(name="hyperband_test", stop={"training_iteration": 9}, verbose=0),
+        tune_config=tune.TuneConfig(num_samples=6, metric="episode_reward_mean", mode="max",
+                                    scheduler=HyperBandScheduler(time_attr="training_iteration", max_t=9)),
+        param_space={"width": tune.randint(10, 90), "height": tune.randint(0, 100)},
+    ).fit()
+    assert len(results) == 6 and not results.errors
+    best = results.get_best_result()
+    config, reward = best.config, best.metrics["episode_reward_mean"]
+    assert reward == pytest.approx(np.tanh(best.metrics["training_iteration"] / config["width"]) * config["height"])
