@@ -164,10 +164,10 @@ class TuneController:
         now = self._clock()
         self._last_running = now
         self._last_slow_warning = self._last_idle_warning = 0.0
-        # The budget counts the time the experiment ran, over restores (as Ray's TimeoutStopper).
+        # The budget counts the time the experiment ran, over restores (as Ray's TimeoutStopper); its
+        # clock starts with the loop (see _start_time_budget).
         self._time_budget_since = now - config.time_budget_spent_s
-        self._time_budget_deadline = (self._time_budget_since + config.time_budget_s
-                                      if config.time_budget_s else None)
+        self._time_budget_deadline = None
         self._dirnames: dict[str, str] = {t.trial_dirname: t.trial_id for t in config.trials or []}
         for trial in config.trials or []:
             self._register_restored(trial)
@@ -356,6 +356,7 @@ class TuneController:
         setup = self._cfg.callback_setup or {"stop": self._stopper, "num_samples": total}
         self._callbacks.setup(**setup, total_num_samples=total)
         self._storage.make_dirs()
+        self._start_time_budget()
         interrupted = abort = False
         callback_error: CallbackError | None = None
         restore_signals = self._install_stop_signals()
@@ -436,6 +437,11 @@ class TuneController:
         if _write_error() is not None and run.raise_error is None:
             self._lifecycle.on_write_error(_write_error())
         self._snapshot.maybe_save()
+
+    def _start_time_budget(self) -> None:
+        budget, spent = self._cfg.time_budget_s, self._cfg.time_budget_spent_s
+        self._time_budget_since = self._clock() - spent
+        self._time_budget_deadline = self._time_budget_since + budget if budget else None
 
     def _check_time_budget(self, now: float) -> None:
         if self._time_budget_deadline is not None and now >= self._time_budget_deadline and not self._run.stop_all:
