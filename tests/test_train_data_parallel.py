@@ -686,6 +686,7 @@ def test_a_checkpoint_of_the_working_directory_holds_what_the_workers_wrote(tmp_
 def _function_checkpoints_the_working_directory(config):
     for step in range(3):
         Path("model.txt").write_text(f"step {step}")
+        Path("weights.tmp").write_text(f"step {step}")  # a user's file, not one of tunesmith's temporaries
         train.report({"step": step}, checkpoint=Checkpoint.from_directory("."))
 
 
@@ -696,7 +697,7 @@ def test_a_function_trials_checkpoint_of_its_working_directory_does_not_nest_ear
     checkpoints = sorted(n for n in os.listdir(result.path) if n.startswith("checkpoint_"))
     assert len(checkpoints) == 3
     for name in checkpoints:
-        assert os.listdir(os.path.join(result.path, name)) == ["model.txt"]
+        assert sorted(os.listdir(os.path.join(result.path, name))) == ["model.txt", "weights.tmp"]
 
 
 def _reports_its_loop_config(config):

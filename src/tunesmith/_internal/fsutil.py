@@ -30,7 +30,7 @@ def ensure_dir(path: str) -> None:
 # staging of a trainer's checkpoints, temporary files of atomic writes).
 _TRIAL_OWN = re.compile(
     r"(checkpoint_\d{6,}(\.tmp)?|\.group_staging|params\.(json|pkl)|result\.json|progress\.csv"
-    r"|events\.out\.tfevents\..*|error\.(txt|pkl)|.*\.tmp)\Z"
+    r"|events\.out\.tfevents\..*|error\.(txt|pkl)|.*\.tmp\d+)\Z"
 )
 
 
