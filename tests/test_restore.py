@@ -328,3 +328,18 @@ def test_a_spent_time_budget_is_not_given_again_on_restore(tmp_path):
     assert first > 0
     again = tune.Tuner.restore(str(tmp_path / "budget"), _one_report).fit()
     assert len(again) == first
+
+
+def test_a_run_killed_before_its_first_state_restores_with_the_users_generator_once(tmp_path):
+    """With search_alg=BasicVariantGenerator(...), the tuner file held the generator after it took the
+    run's configurations: a restore of a run that had saved no state yet ran them all twice."""
+    from tunesmith.tune.search.basic_variant import BasicVariantGenerator
+
+    tune.Tuner(
+        _one_report, param_space={"x": tune.uniform(0, 1), "g": tune.grid_search(["a", "b"])},
+        tune_config=tune.TuneConfig(num_samples=3, search_alg=BasicVariantGenerator(random_state=1)),
+        run_config=tune.RunConfig(name="early", storage_path=str(tmp_path), verbose=0),
+    ).fit()
+    os.remove(tmp_path / "early" / "experiment_state.json")  # as if killed before its first save
+    grid = tune.Tuner.restore(str(tmp_path / "early"), _one_report).fit()
+    assert len(grid) == 6 and sorted(r.config["g"] for r in grid) == ["a"] * 3 + ["b"] * 3

@@ -568,9 +568,12 @@ def _build_controller(inp: ExperimentInput, trainable, name: str, payload: bytes
             old_space = restore_options.get("respecified")
             if isinstance(old_space, dict) and old_space is not param_space:
                 _respecify_values(trials, search_alg, old_space, param_space)
-        else:  # a new run, or a Tuner that was built but never ran
+            _save_tuner_file(storage, inp, name)
+        else:  # a new run, or a Tuner that was built but never ran (or killed before it saved a state)
+            # Saved first: a searcher of the user's (in the tuner file) that holds this run's
+            # configurations would be given them again by the restore of a run that saved no state.
+            _save_tuner_file(storage, inp, name)
             search_alg.add_configurations(param_space, num_samples=tc.num_samples)
-        _save_tuner_file(storage, inp, name)
     except BaseException:
         lock.release()
         raise
