@@ -163,3 +163,22 @@ def test_a_flag_is_a_metric():
     trial.update_last_result({"solved": True, "training_iteration": 2, "done": True})
     assert trial.metric_analysis["solved"]["max"] == 1 and trial.metric_analysis["solved"]["last"] == 1
     assert "done" not in trial.metric_analysis
+
+
+def test_the_counters_at_another_trials_checkpoint_survive_a_restore(tmp_path):
+    """A PBT trial paused to start from a donor's checkpoint that the donor had dropped (num_to_keep): after
+    a restore nothing knew that checkpoint's iteration, and the trial counted its rows from 1 again."""
+    from tunesmith.train import Checkpoint
+    from tunesmith.tune.execution.checkpoint_book import CheckpointBook
+
+    donor = Trial("f", config={"x": 1}, trial_id="t_00001", experiment_path=str(tmp_path))
+    taker = Trial("f", config={"x": 2}, trial_id="t_00002", experiment_path=str(tmp_path))
+    book = CheckpointBook()
+    donors = book.register(donor, "checkpoint_000002", {"training_iteration": 6, "time_total_s": 3.0, "loss": 1})
+    taker.restore_checkpoint = taker.started_from = Checkpoint(donors.path)
+    book.note_start_points(taker)
+    donor.checkpoint_manager.checkpoints = []  # the donor dropped it; it stays on disk for the taker
+    restored = Trial.from_json_state(json.loads(taker.get_json_text()), experiment_path=str(tmp_path))
+    fresh = CheckpointBook()
+    fresh.note_restored(restored)
+    assert fresh.metrics_of(restored.restore_checkpoint) == {"training_iteration": 6, "time_total_s": 3.0}

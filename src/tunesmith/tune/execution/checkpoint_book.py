@@ -8,6 +8,9 @@ from tunesmith.tune.execution.checkpoint_manager import delete_checkpoints
 from tunesmith.tune.experiment.trial import Trial
 
 
+_COUNTERS = ("training_iteration", "time_total_s", "timesteps_total")
+
+
 class CheckpointBook:
     """Registers trials' checkpoints and deletes dropped ones only when that is safe.
 
@@ -35,10 +38,23 @@ class CheckpointBook:
         self.held = 0  # how many of pending_deletes a trial is about to start from (kept at the last delete)
 
     def note_restored(self, trial: Trial) -> None:
-        """Takes in the checkpoints a trial read back from saved state has."""
+        """Takes in the checkpoints a trial read back from saved state has (and the counters at the
+        checkpoints it starts from)."""
         for ckpt, metrics in trial.checkpoint_manager.checkpoints:
             self._metrics[ckpt.path] = metrics
             self._note_index(trial, os.path.basename(ckpt.path))
+        for path, counters in trial.start_points.items():
+            self._metrics.setdefault(path, counters)
+
+    def note_start_points(self, trial: Trial) -> None:
+        """Keeps, with the trial, the counters at the checkpoints it starts from (see ``Trial.start_points``)."""
+        points = {}
+        for ckpt in (trial.restore_checkpoint, trial.started_from):
+            metrics = self._metrics.get(ckpt.path) if ckpt is not None else None
+            if metrics:
+                points[ckpt.path] = {k: metrics[k] for k in _COUNTERS if k in metrics}
+        if points != trial.start_points:
+            trial.start_points = points
 
     def _note_index(self, trial: Trial, name: str) -> None:
         try:

@@ -152,6 +152,7 @@ class StateSnapshotter:
                    id(trial.placement_group_factory), trial.error_file, trial.trial_dirname)
             hit = cache.get(trial)
             if hit is None or hit[0] != key:
+                self._checkpoints.note_start_points(trial)
                 hit = (key, trial.get_json_text())
             fresh[trial] = hit
             if parts:

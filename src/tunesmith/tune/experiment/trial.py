@@ -104,7 +104,7 @@ class Trial:
         "num_results", "checkpoint_manager", "restore_checkpoint", "error_file", "pickled_error_file",
         "error_msg", "num_failures", "start_time", "return_value", "custom_trial_name", "trial_dirname",
         "restored_iteration", "checkpoint_rows", "dir_created", "scheduler_stop_iteration", "started_from",
-        "started_from_iteration",
+        "started_from_iteration", "start_points",
         "_checkpoint_requested", "_json_state", "_frozen", "_checkpoint_texts", "_path", "__dict__", "__weakref__",
     )
 
@@ -188,6 +188,10 @@ class Trial:
         # checkpoint of tune.run(restore=...)), until it saves one of its own: see resume_checkpoint.
         self.started_from: Checkpoint | None = None
         self.started_from_iteration = 0  # the iteration that checkpoint was taken at
+        # The counters (training_iteration, time_total_s, timesteps_total) at restore_checkpoint and
+        # started_from, by path, kept with the state: another trial's checkpoint (PBT's exploit) that
+        # its trial has dropped is known by nothing else after a restore.
+        self.start_points: dict[str, dict] = {}
 
     # -- names and paths -------------------------------------------------
     def _default_dirname(self) -> str:
@@ -557,6 +561,8 @@ class Trial:
             "start_time": self.start_time,
             "scheduler_stop_iteration": self.scheduler_stop_iteration,
         }
+        if self.start_points:
+            state["start_points"] = {rel(path): counters for path, counters in self.start_points.items()}
         manager = self.checkpoint_manager
         if manager.score_attribute is not None:
             # How best_checkpoints are ranked, for readers without the CheckpointConfig.
@@ -643,6 +649,8 @@ class Trial:
             trial.started_from = Checkpoint(path, checkpoint_filesystem)
             if state.get("started_from_rows") is not None:
                 trial.checkpoint_rows.setdefault(path, int(state["started_from_rows"]))
+        trial.start_points = {ckpt_absolute(path): counters
+                              for path, counters in (state.get("start_points") or {}).items()}
         trial.num_results = int(state.get("num_results", 0) or 0)
         trial.error_file = absolute(state.get("error_file"))
         trial.pickled_error_file = absolute(state.get("pickled_error_file"))
