@@ -438,6 +438,15 @@ def test_a_ray_data_dataset_is_refused_up_front():
         DataParallelTrainer(sums_its_shard, datasets={"train": Dataset()})
 
 
+def test_a_path_or_a_dict_of_columns_is_refused_up_front():
+    """A path was split character by character, a dict of columns into a view that failed on its first
+    item; Ray refuses both ("not a ray.data.Dataset")."""
+    with pytest.raises(TypeError, match=r"'train' is a path \(str\).*pandas.read_csv"):
+        DataParallelTrainer(sums_its_shard, datasets={"train": "/data/train.csv"})
+    with pytest.raises(TypeError, match=r"'train' is a dict.*DataFrame"):
+        DataParallelTrainer(sums_its_shard, datasets={"train": {"x": [1, 2], "y": [0, 1]}})
+
+
 # -- scaling -----------------------------------------------------------------------------------------------------------
 def records_its_span(config):
     start = time.time()

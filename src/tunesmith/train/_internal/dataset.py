@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 from typing import Any, Iterator
 
 
@@ -47,13 +48,22 @@ def _equal_end(length: int, world_size: int) -> int:
 
 
 def check_datasets(datasets: Any, where: str) -> None:
-    """Raises a clear error for a Ray Data ``Dataset`` among a trainer's ``datasets``."""
+    """Raises a clear error for what a trainer cannot split among its workers: a Ray Data ``Dataset``,
+    a path (read the file first) or a dict of columns (a DataFrame holds them)."""
     for name, data in (datasets or {}).items():
         if type(data).__module__.startswith("ray.data"):
             raise TypeError(
                 f"{where}: the dataset {name!r} is a Ray Data {type(data).__name__}, which tunesmith's trainers "
                 "do not read. Pass the data itself (a list, a numpy array, a pandas DataFrame or a torch "
                 "Dataset, e.g. ds.to_pandas()): each worker gets its share through train.get_dataset_shard()."
+            )
+        if isinstance(data, (str, bytes, os.PathLike, dict)):
+            kind = "a dict" if isinstance(data, dict) else "a path"
+            hint = ("pandas.DataFrame(...) of its columns" if isinstance(data, dict)
+                    else "the data read from it (pandas.read_csv(...), numpy.load(...))")
+            raise TypeError(
+                f"{where}: the dataset {name!r} is {kind} ({type(data).__name__}), which cannot be split among "
+                f"the workers. Pass {hint}: each worker gets its share through train.get_dataset_shard()."
             )
 
 
