@@ -189,3 +189,52 @@ def test_matches_a_from_scratch_reference_on_random_interleavings(time_attr, mod
         if got == S or it >= 15:
             live.remove(t)
     assert checked > 100 and stops > 0
+
+
+
+def test_soft_stopped_trials_wait_until_the_others_finish(tmp_path):
+    """hard_stop=False: trials below the median are paused and, as on Ray, resumed once the others are
+    complete. The paused trial that had waited longest was resumed first, so the trials the rule had put
+    last ran to the end while the good ones waited."""
+    import json
+    import os
+    import time
+
+    from tunesmith import tune
+
+    class Climbs(tune.Trainable):
+        def setup(self, config):
+            self.count = 0
+
+        def step(self):
+            time.sleep(0.05)
+            self.count += 1
+            return {"score": self.config["x"] * self.count, "done": self.count >= 6}
+
+        def save_checkpoint(self, checkpoint_dir):
+            with open(os.path.join(checkpoint_dir, "s.json"), "w") as f:
+                json.dump(self.count, f)
+
+        def load_checkpoint(self, checkpoint_dir):
+            with open(os.path.join(checkpoint_dir, "s.json")) as f:
+                self.count = json.load(f)
+
+    order = []
+
+    class Order(tune.Callback):
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            order.append(trial.config["x"])
+
+    import tunesmith
+
+    tunesmith.init(num_cpus=2)
+    try:
+        tune.Tuner(
+            Climbs, param_space={"x": tune.grid_search([0.4, 0.3, 0.2, 0.1])},
+            tune_config=tune.TuneConfig(metric="score", mode="max", scheduler=MedianStoppingRule(
+                time_attr="training_iteration", grace_period=2, min_samples_required=2, hard_stop=False)),
+            run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0, callbacks=[Order()]),
+        ).fit()
+    finally:
+        tunesmith.init()
+    assert sorted(order[:2]) == [0.3, 0.4] and sorted(order[2:]) == [0.1, 0.2], order

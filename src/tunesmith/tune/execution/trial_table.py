@@ -33,12 +33,14 @@ class TrialTable:
 
     def __init__(self) -> None:
         self.trials: list[Trial] = []
+        self._created: dict[Trial, int] = {}  # each trial's place in creation order
         self.by_status: dict[str, dict[Trial, None]] = {s: {} for s in STATUSES}
         self.stopping: dict[Trial, str] = {}
         self.resources_changed = True
 
     def add(self, trial: Trial) -> None:
         """Adds a trial in whatever status it has."""
+        self._created[trial] = len(self.trials)
         self.trials.append(trial)
         self.by_status[trial.status][trial] = None
 
@@ -58,7 +60,13 @@ class TrialTable:
         return len(self.by_status[status])
 
     def first_with_status(self, status: str) -> Trial | None:
-        """The oldest trial in ``status`` that is not being stopped or paused."""
+        """The trial in ``status``, not being stopped or paused, that came first: the first to become
+        PENDING, and of PAUSED trials the first created (as on Ray, where a scheduler's paused
+        trials, MedianStoppingRule's below-median ones say, wait behind the others)."""
+        if status == Trial.PAUSED:
+            created = self._created
+            return min((t for t in self.by_status[status] if t not in self.stopping),
+                       key=created.__getitem__, default=None)
         for trial in self.by_status[status]:
             if trial not in self.stopping:
                 return trial

@@ -5,7 +5,8 @@ stops; it also picks which pending or paused trial starts when resources free
 up. It talks to the driver through a small controller interface:
 
 - ``controller.get_trials()`` / ``controller.get_live_trials()``: all trials / the unfinished ones.
-- ``controller.first_trial_with_status(status)``: the earliest-added trial with that status, O(1).
+- ``controller.first_trial_with_status(status)``: the first trial with that status (PENDING: the first to
+  become PENDING, O(1); PAUSED: the first created, as on Ray).
 - ``controller.pause_trial(trial, should_checkpoint=True)``: saves (if asked) and pauses; the
   trial later resumes from ``trial.restore_checkpoint``.
 - ``controller.stop_trial(trial)``: ends the trial (TERMINATED).
