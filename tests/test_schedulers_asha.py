@@ -101,6 +101,22 @@ def test_max_t_stops_trials_unless_stop_last_trials_is_false():
     assert asha.on_trial_result(ctrl, t, {"training_iteration": 9, "acc": 1.0}) == C
 
 
+def test_a_skipped_lower_rung_judges_nothing_later_when_stop_last_trials_is_false():
+    """As on Ray: with stop_last_trials=False, a trial judged at rung 2 (it first reported past rung 1) was
+    judged again at rung 1 on its next result, against another trial's value, and stopped."""
+    for stop_last, expected in ((False, C), (True, S)):
+        asha = ASHAScheduler(metric="score", mode="max", time_attr="step", max_t=100, grace_period=1,
+                             reduction_factor=2, stop_last_trials=stop_last)
+        ctrl = _NoController()
+        a, b = _trials(2)
+        for t in (a, b):
+            asha.on_trial_add(ctrl, t)
+        for step in range(1, 7):
+            asha.on_trial_result(ctrl, a, {"step": step, "score": 10})
+        assert asha.on_trial_result(ctrl, b, {"step": 2, "score": 20}) == C  # judged at rung 2
+        assert asha.on_trial_result(ctrl, b, {"step": 3, "score": 5}) == expected
+
+
 def test_results_missing_the_metric_are_ignored():
     asha = ASHAScheduler(metric="acc", mode="max", max_t=4)
     ctrl = _NoController()

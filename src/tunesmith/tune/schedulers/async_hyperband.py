@@ -63,6 +63,8 @@ class _Bracket:
         if rungs and cur_iter < rungs[-1].milestone:
             rungs = ()  # short of the first rung (most results early in a trial): nothing to judge
         for rung in rungs:
+            if trial_id in rung.trial_ids and cur_iter >= rung.milestone and not self.stop_last_trials:
+                break  # as on Ray: judged at this rung already; a lower rung it skipped judges nothing
             if cur_iter < rung.milestone or trial_id in rung.trial_ids:
                 continue
             cutoff = rung.cutoff(self.reduction_factor)
