@@ -471,3 +471,46 @@ def test_a_tuner_saves_a_final_checkpoint_of_a_class_that_can_save_one(tmp_path)
     assert tune.Tuner(NewCounter, run_config=off).fit()[0].checkpoint is None
     analysis = tune.run(NewCounter, stop=stop, storage_path=str(tmp_path), verbose=0)
     assert analysis.trials[0].checkpoint is None
+
+
+def test_numpy_counters_a_local_class_in_a_dict_checkpoint_and_the_iteration_seen_on_load(tmp_path):
+    """Three things Ray does that a Trainable saved or restored here did not: counters a step() returns as
+    numpy numbers (timesteps_this_iter) made every save fail (not JSON serializable); a dict checkpoint
+    holding an object of a class defined in the user's script failed to pickle; load_checkpoint() saw
+    self.iteration from before the restore."""
+    import dataclasses
+
+    import numpy as np
+
+    @dataclasses.dataclass
+    class State:  # defined here, as in a user's script: pickled by value
+        count: int
+
+    seen = []
+
+    class Counts(Trainable):
+        def setup(self, config):
+            self.state = State(0)
+
+        def step(self):
+            self.state.count += 1
+            return {"timesteps_this_iter": np.int64(10), "time_this_iter_s": np.float32(0.5)}
+
+        def save_checkpoint(self, checkpoint_dir):
+            return {"state": self.state}
+
+        def load_checkpoint(self, checkpoint):
+            seen.append(self.iteration)
+            self.state = checkpoint["state"]
+
+    first = Counts(config={})
+    for _ in range(3):
+        result = first.train()
+    assert result["timesteps_total"] == 30
+    path = first.save(str(tmp_path / "ckpt"))
+    first.stop()
+    second = Counts(config={})
+    second.restore(path)
+    assert seen == [3] and second.state == State(3) and second.iteration == 3
+    assert second.train()["timesteps_total"] == 40
+    second.stop()

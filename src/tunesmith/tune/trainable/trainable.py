@@ -458,8 +458,10 @@ class Trainable:
             form = "dir"
         elif isinstance(value, dict):
             form = "dict"
+            import cloudpickle  # classes of the user's script are saved by value, as on Ray
+
             with open(os.path.join(checkpoint_dir, DICT_CHECKPOINT_FILE), "wb") as f:
-                pickle.dump(value, f)
+                cloudpickle.dump(value, f)
         elif isinstance(value, (str, os.PathLike)):
             form = "path"
             path = os.path.abspath(os.fspath(value))
@@ -474,11 +476,11 @@ class Trainable:
                 f"{type(self).__name__}.save_checkpoint() must return None, a dict or a path inside "
                 f"the checkpoint directory, got {type(value).__name__}."
             )
-        metadata = {
-            "iteration": self._iteration,
-            "time_total": self._time_total,
-            "timesteps_total": self._timesteps_total,
-            "episodes_total": self._episodes_total,
+        metadata = {  # counters a step() gave as numpy numbers are saved as plain ones
+            "iteration": _plain_number(self._iteration),
+            "time_total": _plain_number(self._time_total),
+            "timesteps_total": _plain_number(self._timesteps_total),
+            "episodes_total": _plain_number(self._episodes_total),
             "experiment_id": self._experiment_id,
             "saved_as": form,
             "relative_path": relative,
@@ -531,8 +533,9 @@ class Trainable:
             value = os.path.normpath(os.path.join(checkpoint_dir, metadata["relative_path"]))
         else:
             value = checkpoint_dir
-        self.load_checkpoint(value)
+        # The counters first: load_checkpoint() sees self.iteration of the checkpoint, as on Ray.
         self._after_restore(metadata)
+        self.load_checkpoint(value)
 
     def _after_restore(self, metadata: dict | None) -> None:
         if metadata:
@@ -614,6 +617,12 @@ class Trainable:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(trial_id={self.trial_id!r}, iteration={self._iteration})"
+
+
+def _plain_number(value: Any) -> Any:
+    """A numpy number as the Python number it holds (JSON takes only those); anything else as it is."""
+    item = getattr(value, "item", None)
+    return item() if item is not None and getattr(value, "shape", None) == () else value
 
 
 def _find_checkpoint_dir(path: str) -> str | None:
