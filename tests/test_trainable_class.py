@@ -514,3 +514,31 @@ def test_numpy_counters_a_local_class_in_a_dict_checkpoint_and_the_iteration_see
     assert seen == [3] and second.state == State(3) and second.iteration == 3
     assert second.train()["timesteps_total"] == 40
     second.stop()
+
+
+class _CleansUp(Trainable):
+    def step(self):
+        return {"done": True}
+
+    def reset_config(self, new_config):
+        return True
+
+    def cleanup(self):
+        with open("cleaned_up.txt", "w") as f:  # relative: the trial's directory
+            f.write(self.trial_id)
+
+
+def test_a_reused_instances_cleanup_runs_in_its_trial_directory(tmp_path, monkeypatch):
+    """With reuse_actors=True the last instance's cleanup() ran in the worker's own working directory (the
+    driver's): a relative file it wrote landed beside the user's script. As on Ray, it runs in its trial's."""
+    monkeypatch.chdir(tmp_path)
+    grid = tune.Tuner(
+        _CleansUp, param_space={"x": tune.grid_search([1, 2])},
+        tune_config=tune.TuneConfig(reuse_actors=True, max_concurrent_trials=1),
+        run_config=tune.RunConfig(storage_path=str(tmp_path / "results"), verbose=0),
+    ).fit()
+    assert not (tmp_path / "cleaned_up.txt").exists()
+    written = [r for r in grid if os.path.exists(os.path.join(r.path, "cleaned_up.txt"))]
+    assert len(written) == 1
+    with open(os.path.join(written[0].path, "cleaned_up.txt")) as f:
+        assert f.read() in written[0].path

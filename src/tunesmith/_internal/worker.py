@@ -242,6 +242,7 @@ class Worker:
         # A class trainable instance kept for reuse by the next trial (reset_config).
         self._cached_instance = None
         self._cached_key: str | None = None
+        self._cached_cwd: str | None = None  # where its trial ran: its cleanup() runs there
         self._ready_sent = False
         self._trials_run = 0  # trials this process has run (the next one is "reused" after the first)
 
@@ -272,13 +273,27 @@ class Worker:
             self.trainables[key] = _LoadFailure(exc, traceback.format_exc())
 
     def _drop_cached(self) -> None:
-        if self._cached_instance is not None:
-            try:
-                self._cached_instance.stop()
-            except Exception:
-                pass
-        self._cached_instance = None
-        self._cached_key = None
+        instance, cwd = self._cached_instance, self._cached_cwd
+        self._cached_instance = self._cached_key = self._cached_cwd = None
+        if instance is None:
+            return
+        # Its cleanup() runs where its trials ran (the trial's directory), as on Ray.
+        try:
+            before = os.getcwd()
+        except OSError:
+            before = None
+        try:
+            if cwd is not None and os.path.isdir(cwd):
+                os.chdir(cwd)
+            instance.stop()
+        except Exception:
+            pass
+        finally:
+            if before is not None:
+                try:
+                    os.chdir(before)
+                except OSError:
+                    pass
 
     def _send_error(self, exc: BaseException, phase: str | None = None) -> None:
         trial_hooks.run_trial_end_hooks(trial_hooks.FAILED)
@@ -456,6 +471,10 @@ class Worker:
         if keep:
             self._cached_instance = instance
             self._cached_key = spec.trainable_key
+            try:
+                self._cached_cwd = os.getcwd()
+            except OSError:
+                self._cached_cwd = None
             return
         try:
             instance.stop()
