@@ -493,3 +493,13 @@ def test_a_searchers_own_space_keeps_its_fixed_values(tmp_path):
             assert r.config["epochs"] == 3 and r.config["model"]["act"] == "relu"
             assert r.config["model"]["width"] in (8, 16) and 0 <= r.config["lr"] <= 1
     assert sorted(HyperOptSearch.convert_search_space({"lr": tune.uniform(0, 1), "epochs": 3})) == ["epochs", "lr"]
+
+
+def test_a_point_to_evaluate_on_a_quantized_bound_with_float_error_is_taken(tmp_path):
+    """quniform(0.0, 0.3, 0.1) with points_to_evaluate=[{"x": 0.3}] failed: "0.3 is outside its domain"."""
+    pytest.importorskip("optuna")
+    from tunesmith.tune.search.optuna import OptunaSearch
+
+    searcher = OptunaSearch({"x": tune.quniform(0.0, 0.3, 0.1)}, metric="m", mode="max",
+                            points_to_evaluate=[{"x": 0.3}], seed=0)
+    assert searcher.suggest("t1") == {"x": 0.3}

@@ -65,6 +65,19 @@ def test_uniform_and_quniform():
     assert set(q_values) == {round(3.2 + 0.2 * i, 1) for i in range(12)}
 
 
+@pytest.mark.parametrize("domain, values", [
+    (tune.quniform(0.1, 0.7, 0.1), [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7]),
+    (tune.quniform(0.0, 0.3, 0.1), [0.0, 0.1, 0.2, 0.3]),
+    (tune.quniform(0.07, 0.12, 0.01), [0.07, 0.08, 0.09, 0.1, 0.11, 0.12]),
+    (tune.quniform(2.1, 3.0, 0.3), [2.1, 2.4, 2.7, 3.0]),
+    (tune.qloguniform(0.1, 0.7, 0.1), [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7]),
+])
+def test_a_bound_that_is_a_multiple_of_q_up_to_float_error_is_sampled(domain, values):
+    """0.7 / 0.1 is 6.999...: the upper bound 0.7 was never drawn (nor 0.07 of 0.07 / 0.01 = 7.000...1),
+    by the default sampler or any library searcher, and a points_to_evaluate value there was refused."""
+    assert sorted(set(domain.sample(size=N, random_state=0))) == values
+
+
 def test_loguniform_and_qloguniform():
     values = tune.loguniform(1e-4, 1e-2).sample(size=N, random_state=0)
     assert all(1e-4 <= v <= 1e-2 for v in values)

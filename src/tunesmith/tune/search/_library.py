@@ -29,6 +29,7 @@ from tunesmith.tune.search.sample import (
     Normal,
     Quantized,
     _decimals,
+    quantized_steps,
 )
 from tunesmith.tune.search.searcher import (
     UNDEFINED_METRIC_MODE,
@@ -137,8 +138,7 @@ class Param:
         if self.q is not None:
             q = self.q
             k = round(value / q)
-            k_low = math.ceil(self.domain.lower / q) if math.isfinite(self.domain.lower) else -math.inf
-            k_high = math.floor(self.domain.upper / q) if math.isfinite(self.domain.upper) else math.inf
+            k_low, k_high = quantized_steps(self.domain.lower, self.domain.upper, q)
             k = min(max(k, k_low), k_high)
             if self.kind == "int":
                 return int(k) * int(q)
@@ -300,7 +300,7 @@ def param_from_domain(
         log = isinstance(sampler, LogUniform)
         base = float(sampler.base) if log else 10.0
         if q is not None:
-            k_low, k_high = math.ceil(domain.lower / q), math.floor(domain.upper / q)
+            k_low, k_high = quantized_steps(domain.lower, domain.upper, q)
             if kind == "int":
                 low, high = int(k_low * q), int(k_high * q)
             else:

@@ -253,6 +253,26 @@ class Grid(Sampler):
         return "Grid"
 
 
+def quantized_steps(lower: float, upper: float, q: float) -> tuple[float, float]:
+    """The first and the last ``k`` with ``k * q`` in ``[lower, upper]`` (infinite for an open end).
+
+    A bound that is a multiple of ``q`` up to floating-point error is one (``0.7 / 0.1`` is
+    ``6.999...``): it can be sampled, as on Ray.
+
+    Example:
+        >>> quantized_steps(0.1, 0.7, 0.1), quantized_steps(0.05, 0.33, 0.1)
+        ((1, 7), (1, 3))
+    """
+    def step(bound: float, rounding) -> float:
+        if not math.isfinite(bound):
+            return bound
+        ratio = bound / q
+        nearest = round(ratio)
+        return nearest if math.isclose(ratio, nearest, rel_tol=1e-9, abs_tol=1e-9) else rounding(ratio)
+
+    return step(lower, math.ceil), step(upper, math.floor)
+
+
 class Quantized(Sampler):
     """Rounds the values of ``sampler`` to multiples of ``q``.
 
@@ -268,10 +288,7 @@ class Quantized(Sampler):
         return self.sampler
 
     def _bounds(self, domain) -> tuple[float, float]:
-        q = self.q
-        low = math.ceil(domain.lower / q) if math.isfinite(domain.lower) else -math.inf
-        high = math.floor(domain.upper / q) if math.isfinite(domain.upper) else math.inf
-        return low, high
+        return quantized_steps(domain.lower, domain.upper, self.q)
 
     def sample(self, domain, spec=None, size=1, random_state=None):
         import numpy as np  # imported when sampling, not with tunesmith.tune
