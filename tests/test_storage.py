@@ -311,3 +311,50 @@ def test_an_outage_longer_than_sync_timeout_holds_up_no_trial_and_loses_nothing(
     (log,) = results.glob("*/result.json")
     rows = [json.loads(line)["i"] for line in log.read_text().splitlines()]
     assert rows == list(range(len(rows))) == seen and result.metrics["i"] == rows[-1]
+
+
+def _reports_three_times(config):
+    import time
+
+    for i in range(3):
+        tune.report({"i": i})
+        time.sleep(0.05)
+
+
+def test_uploads_never_overwrite_the_states_that_the_state_on_the_store_names(tmp_path, monkeypatch):
+    """The store held an older experiment_state.json naming slot a beside newer searcher files of slot a
+    (uploads that died before the state went up, during an outage or a kill): the restore then believed
+    every trial had been made and ran 2 of 12. Snapshots now go to the slot the store's state does not
+    name."""
+    import threading
+
+    from tunesmith._internal import storage as storage_module
+
+    monkeypatch.setenv("TUNESMITH_STAGING_DIR", str(tmp_path / "staging"))
+    refuse_state = threading.Event()
+    put_file = storage_module.put_file
+
+    def state_refused(filesystem, fs_path, data):
+        if refuse_state.is_set() and fs_path.endswith("experiment_state.json"):
+            raise ConnectionRefusedError("connection refused")
+        put_file(filesystem, fs_path, data)
+
+    monkeypatch.setattr(storage_module, "put_file", state_refused)
+
+    class RefuseAfterTheFirstTrial(tune.Callback):
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            refuse_state.set()
+
+    fs = _subtree(tmp_path / "store")
+    with pytest.raises(StorageError):  # the final upload of the state is refused too
+        tune.Tuner(
+            _reports_three_times, param_space={"x": tune.uniform(0, 1)},
+            tune_config=tune.TuneConfig(num_samples=12, max_concurrent_trials=1),
+            run_config=train.RunConfig(name="exp", storage_path="runs", storage_filesystem=fs, verbose=0,
+                                       sync_config=tune.SyncConfig(sync_period=0.05, sync_timeout=0.2),
+                                       callbacks=[RefuseAfterTheFirstTrial()]),
+        ).fit()
+    refuse_state.clear()
+    monkeypatch.setenv("TUNESMITH_STAGING_DIR", str(tmp_path / "second"))
+    grid = tune.Tuner.restore("runs/exp", _reports_three_times, storage_filesystem=fs).fit()
+    assert len(grid) == 12 and not grid.errors

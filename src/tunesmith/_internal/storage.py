@@ -443,6 +443,7 @@ class Upload:
     changed: list[tuple[str, tuple[int, int]]]
     contents: dict[str, bytes]  # the experiment directory's own files, as read when it started
     unnamed: bool  # checkpoints were on the store that no uploaded state named
+    slot: str | None = None  # the slot the uploaded experiment state names (None: no state in it)
     started: float = field(default_factory=time.monotonic)
     seconds: float = 0.0
     error: BaseException | None = None
@@ -502,6 +503,9 @@ class StorageContext:
         self.unnamed_checkpoints = False  # trial checkpoints on the store that no uploaded state names
         # Which state slot the saved experiment_state.json names (see ``slot_file``).
         self.state_slot: str | None = None
+        # Which slot the experiment state last uploaded names (remote storage): snapshots go to the
+        # other one, so an upload never overwrites the files of the state on the store.
+        self.uploaded_slot: str | None = None
         self.bytes_uploaded = 0
         self._upload: Upload | None = None  # the background upload in flight
 
@@ -620,7 +624,10 @@ class StorageContext:
                 except FileNotFoundError:
                     continue
             changed.append((rel, stamp))
-        return Upload(changed, contents, unnamed)
+        from tunesmith.tune.result import EXPERIMENT_STATE_FILE
+
+        state = contents.get(EXPERIMENT_STATE_FILE)
+        return Upload(changed, contents, unnamed, slot=state_slot_of(state) if state is not None else None)
 
     def _run_upload(self, upload: Upload) -> None:
         try:
@@ -632,6 +639,8 @@ class StorageContext:
         else:
             self._last_sync = time.monotonic()
             self._last_sync_s = self._last_sync - upload.started
+            if upload.slot is not None:
+                self.uploaded_slot = upload.slot
         finally:
             upload.seconds = time.monotonic() - upload.started
             upload.done.set()
@@ -762,7 +771,12 @@ def committed_state_slot(experiment_dir: str) -> str | None:
             head = f.read(256)
     except OSError:
         return None
-    match = re.match(rb'\{"state_slot": "([a-z])"', head)
+    return state_slot_of(head)
+
+
+def state_slot_of(state: bytes) -> str | None:
+    """The slot named at the head of an ``experiment_state.json``'s bytes (None for none)."""
+    match = re.match(rb'\{"state_slot": "([a-z])"', state)
     return match.group(1).decode() if match else None
 
 

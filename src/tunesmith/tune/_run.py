@@ -952,6 +952,8 @@ def _restore_trials(storage: StorageContext, search_alg, scheduler, options: dic
     state = read_experiment_state(path)
     state_file = os.path.join(path, EXPERIMENT_STATE_FILE)
     storage.state_slot = state.get("state_slot")  # the slot of the states saved with it (None: older runs)
+    if storage.is_remote:
+        storage.uploaded_slot = storage.state_slot  # downloaded: the state on the store names it
     trials = []
     ended_unfinished = []
 

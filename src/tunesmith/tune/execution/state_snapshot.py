@@ -194,7 +194,11 @@ class StateSnapshotter:
         # experiment state does not name; the state file naming it comes last. A snapshot cut short
         # (a kill, a full disk) leaves the saved state and the states it names as they were.
         storage = self._storage
-        slot = "b" if getattr(storage, "state_slot", None) == "a" else "a"
+        # On remote storage, the slot the state on the store names is the one kept: a snapshot that
+        # reached the store only in part (a kill, an outage during the upload) then leaves that state
+        # and its files as they were. The staging directory is scratch there (a restore reads the store).
+        named = storage.uploaded_slot if storage.is_remote else getattr(storage, "state_slot", None)
+        slot = "b" if named == "a" else "a"
         text = self._encode({"state_slot": slot, **self._describe()}, trials)
         try:
             self._search_alg.save_to_dir(path, session_str=f"tunesmith-{slot}")
