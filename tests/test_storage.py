@@ -358,3 +358,75 @@ def test_uploads_never_overwrite_the_states_that_the_state_on_the_store_names(tm
     monkeypatch.setenv("TUNESMITH_STAGING_DIR", str(tmp_path / "second"))
     grid = tune.Tuner.restore("runs/exp", _reports_three_times, storage_filesystem=fs).fit()
     assert len(grid) == 12 and not grid.errors
+
+
+def _checkpoints_or_counts(config):
+    import time
+
+    from _trainables import report_step
+
+    for step in range(1, 400):
+        if config["checkpoints"]:
+            report_step(step)
+        else:
+            tune.report({"step": step})
+        time.sleep(0.01)
+        if os.path.exists(config["flag"]) and step > 5:
+            return
+
+
+def test_a_delete_that_hangs_on_the_store_holds_up_no_trial(tmp_path, monkeypatch):
+    """Checkpoints dropped by num_to_keep were deleted from the store on the driver's thread: while the
+    store hung, no trial's results were taken in. They are deleted in the background."""
+    import threading
+    import time
+
+    from tunesmith._internal import storage as storage_module
+    from tunesmith.tune.execution import checkpoint_manager
+
+    monkeypatch.setenv("TUNESMITH_STAGING_DIR", str(tmp_path / "staging"))
+    hung, release = threading.Event(), threading.Event()
+    delete_dir = storage_module.delete_dir
+
+    def hangs(filesystem, fs_path, timeout):  # the store's delete hangs until released
+        hung.set()
+        release.wait(60)
+        delete_dir(filesystem, fs_path, timeout)
+
+    monkeypatch.setattr(storage_module, "delete_dir", hangs)
+    monkeypatch.setattr(checkpoint_manager, "_delete", lambda checkpoint: (hung.set(), release.wait(60)))
+    flag = tmp_path / "done"
+    seen: list[int] = []
+    during: list[int] = []
+
+    class Counts(tune.Callback):
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            if not trial.config["checkpoints"]:
+                seen.append(result["step"])
+
+    def watch():
+        try:
+            hung.wait(60)
+            before, deadline = len(seen), time.monotonic() + 20
+            while len(seen) - before < 30 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            during.append(len(seen) - before)
+        finally:
+            flag.touch()
+            release.set()
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    grid = tune.Tuner(
+        _checkpoints_or_counts, param_space={"checkpoints": tune.grid_search([True, False]), "flag": str(flag)},
+        run_config=train.RunConfig(name="exp", storage_path="runs", storage_filesystem=_subtree(tmp_path / "store"),
+                                   verbose=0, checkpoint_config=train.CheckpointConfig(num_to_keep=1),
+                                   sync_config=tune.SyncConfig(sync_period=0.05), callbacks=[Counts()]),
+    ).fit()
+    thread.join(60)
+    assert during and during[0] >= 30, during
+    assert not grid.errors
+    (with_checkpoints,) = [r for r in grid if r.config["checkpoints"]]
+    kept = [n for n in os.listdir(tmp_path / "store" / "runs" / "exp" / os.path.basename(with_checkpoints.path))
+            if n.startswith("checkpoint_")]
+    assert len(kept) == 1  # the deletes were done in the end

@@ -508,6 +508,9 @@ class StorageContext:
         self.uploaded_slot: str | None = None
         self.bytes_uploaded = 0
         self._upload: Upload | None = None  # the background upload in flight
+        self._to_delete: list = []  # checkpoints (on the store) waiting for the background deleter
+        self._delete_lock = threading.Lock()
+        self._deleter: threading.Thread | None = None
 
     @property
     def experiment_path(self) -> str:
@@ -609,6 +612,36 @@ class StorageContext:
         upload.done.wait()
         self._upload = None
         return upload
+
+    def delete_later(self, checkpoints: list) -> None:
+        """Deletes checkpoints from the store in a background thread, each retried for ``sync_timeout``
+        seconds: a slow or unreachable store holds up nothing (see :meth:`wait_for_deletes`)."""
+        if not checkpoints:
+            return
+        with self._delete_lock:
+            self._to_delete.extend(checkpoints)
+            if self._deleter is None:
+                self._deleter = threading.Thread(target=self._delete_queued, name="tunesmith-delete", daemon=True)
+                self._deleter.start()
+
+    def _delete_queued(self) -> None:
+        while True:
+            with self._delete_lock:
+                if not self._to_delete:
+                    self._deleter = None
+                    return
+                checkpoint = self._to_delete.pop(0)
+            try:
+                delete_dir(checkpoint.filesystem, checkpoint.path, self.sync_timeout)
+            except Exception as exc:  # noqa: BLE001 - said, and the run goes on
+                _logger.warning("Could not delete the dropped checkpoint %s from the store (%s); it stays there.",
+                                storage_uri(checkpoint.filesystem, checkpoint.path), exc)
+
+    def wait_for_deletes(self) -> None:
+        """Waits until the checkpoints handed to :meth:`delete_later` are deleted (or given up on)."""
+        deleter = self._deleter
+        if deleter is not None:
+            deleter.join()
 
     def _prepare_upload(self) -> Upload:
         unnamed = self.unnamed_checkpoints

@@ -132,4 +132,8 @@ class CheckpointBook:
             for t in trials:
                 if t.is_finished() and t.restore_checkpoint is not None and t.restore_checkpoint.path in gone:
                     t.restore_checkpoint = t.checkpoint
-        delete_checkpoints(delete)
+        storage = self._storage
+        if storage is not None and storage.is_remote:
+            storage.delete_later(delete)  # the store's deletes wait on nothing of the driver's
+        else:
+            delete_checkpoints(delete)

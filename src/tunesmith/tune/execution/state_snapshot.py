@@ -251,6 +251,7 @@ class StateSnapshotter:
         """
         if self._storage.is_remote:
             self._sync_and_delete_dropped(force=True)
+            self._storage.wait_for_deletes()
 
     def _sync_and_delete_dropped(self, force: bool = False) -> float:
         """Starts an upload of the state just written when one is due (in the background), and deletes
