@@ -634,8 +634,10 @@ def _fails_unless_fixed(config):
         tune.report({"score": 10.0 * (i + 1) + (100 if os.path.exists(config["fixed"]) else 0)})
 
 
-def test_a_trial_restarted_from_scratch_gets_a_new_mlflow_run(storage, tmp_path):
-    """restart_errored appended the new attempt to the failed one's run: two values at each step."""
+@pytest.mark.parametrize("how", ["restart_errored", "resume_errored"])
+def test_a_trial_restarted_from_scratch_gets_a_new_mlflow_run(storage, tmp_path, how):
+    """restart_errored (and resume_errored of a trial without a checkpoint, which runs again from its
+    first iteration) appended the new attempt to the failed one's run: two values at each step."""
     pytest.importorskip("mlflow")
     from mlflow import MlflowClient
 
@@ -646,7 +648,7 @@ def test_a_trial_restarted_from_scratch_gets_a_new_mlflow_run(storage, tmp_path)
     tune.Tuner(_fails_unless_fixed, param_space={"fixed": str(tmp_path / "fixed")}, run_config=tune.RunConfig(
         storage_path=storage, name="exp", verbose=0, callbacks=callbacks)).fit()
     (tmp_path / "fixed").touch()
-    tune.Tuner.restore(os.path.join(storage, "exp"), _fails_unless_fixed, restart_errored=True).fit()
+    tune.Tuner.restore(os.path.join(storage, "exp"), _fails_unless_fixed, **{how: True}).fit()
     client = MlflowClient(tracking_uri=uri)
     runs = client.search_runs([client.get_experiment_by_name("exp").experiment_id])
     got = sorted((r.info.status, [m.value for m in sorted(client.get_metric_history(r.info.run_id, "score"),

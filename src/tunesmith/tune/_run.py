@@ -1007,6 +1007,10 @@ def _restore_trials(storage: StorageContext, search_alg, scheduler, options: dic
                 trial.restore_checkpoint = latest_or_initial(trial)
                 trial.status = Trial.PENDING
         if trial.status == Trial.PENDING:
+            if trial.restore_checkpoint is None and trial.num_results:
+                # It runs again from its first iteration (no checkpoint to resume from): as one restarted
+                # (a tracker's run of its own, per-trial stopper counts from zero).
+                trial.restarted_from_scratch = True
             rows = trial.rows_at(trial.restore_checkpoint)
             _cut_logs(trial, trial.num_results if rows is None else rows)
         trials.append(trial)
