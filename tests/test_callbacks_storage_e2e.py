@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 
 import pytest
 
@@ -190,3 +191,30 @@ def test_verbosity_levels(capsys):
     out3 = capsys.readouterr().out
     # Level 3 adds a line for each result.
     assert out3.count("score") > out2.count("score")
+
+
+class _WriteOnly:
+    """A host program's stand-in for stdout without flush(), as hand-written "tee" classes are."""
+
+    def __init__(self):
+        self.text = []
+
+    def write(self, text):
+        self.text.append(text)
+        return len(text)
+
+
+def _prints_a_line(config):
+    print("hello from the trial", flush=True)
+    tune.report({"score": config["x"]})
+
+
+def test_a_stdout_without_flush_loses_no_run_and_holds_no_cpus(monkeypatch):
+    """A trial's print made fit() raise AttributeError ('no attribute flush'), and the failed run kept its
+    CPUs booked in the machine ledger: the next fit() waited for them forever."""
+    out = _WriteOnly()
+    monkeypatch.setattr(sys, "stdout", out)
+    for _ in range(2):
+        grid = _fit(_prints_a_line, param_space={"x": tune.grid_search([1, 2])})
+        assert sorted(r.metrics["score"] for r in grid) == [1, 2]
+    assert any("hello from the trial" in t for t in out.text)

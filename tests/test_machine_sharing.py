@@ -315,3 +315,15 @@ def test_an_experiment_that_declared_fewer_cpus_still_gets_its_share(tmp_path):
     assert small.try_start({"CPU": 1.0}, held={})
     assert not small.try_start({"CPU": 1.0}, held={"CPU": 1.0})  # its own limit
     assert not big.try_start({"CPU": 1.0}, held={"CPU": 1.0})  # the machine is full
+
+
+def test_the_ledger_directory_setting_expands_the_home_directory(monkeypatch, tmp_path):
+    """TUNESMITH_LEDGER_DIR="~/x" (quoted, as a .env file or docker -e gives it) made a directory named "~"."""
+    from tunesmith._internal.machine_ledger import ledger_dir
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("TUNESMITH_LEDGER_DIR", "~/ledger")
+    assert ledger_dir() == str(tmp_path / "ledger")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TUNESMITH_LEDGER_DIR", "rel")
+    assert ledger_dir() == str(tmp_path / "rel")

@@ -16,7 +16,7 @@ def flush_and_exit(code: int) -> NoReturn:
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
-        except (OSError, ValueError):  # a closed or broken stream must not keep the process alive
+        except (OSError, ValueError, AttributeError):  # closed, broken or None: it must not keep the process alive
             pass
     os._exit(code)
 

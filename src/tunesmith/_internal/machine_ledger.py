@@ -110,7 +110,10 @@ class LedgerDirectoryError(OSError):
 def ledger_dir() -> str:
     """The directory the ledger files live in (per user)."""
     uid = os.getuid() if hasattr(os, "getuid") else "user"
-    return os.environ.get("TUNESMITH_LEDGER_DIR") or os.path.join(tempfile.gettempdir(), f"tunesmith-{uid}")
+    given = os.environ.get("TUNESMITH_LEDGER_DIR")
+    if given:  # "~/x" as a .env file or docker -e gives it; a relative one is taken from here
+        return os.path.abspath(os.path.expanduser(given))
+    return os.path.join(tempfile.gettempdir(), f"tunesmith-{uid}")
 
 
 def ensure_private_directory(path: str) -> None:

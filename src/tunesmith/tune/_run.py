@@ -363,8 +363,11 @@ def _end_by_sigterm() -> None:
     """Ends the process by SIGTERM, as it would have ended without the experiment's handler."""
     import signal
 
-    sys.stdout.flush()
-    sys.stderr.flush()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # noqa: BLE001 - a closed or missing stream must not keep the process alive
+            pass
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     os.kill(os.getpid(), signal.SIGTERM)
 

@@ -92,7 +92,7 @@ class OutputForwarder:
         try:
             out.write(text)
             out.flush()
-        except (OSError, ValueError):
+        except Exception:  # noqa: BLE001 - closed, None, or a stand-in without flush(): the output is lost, not the run
             pass
 
     def _close(self, stream: _Stream) -> None:

@@ -676,9 +676,11 @@ class LocalExecutor(ExecutorBackend):
         self._retired_servers = []
         if isinstance(self._fork_server, ForkServer):
             self._fork_server = None
-        if self._output is not None:
-            self._output.drain()
-        if self._ledger is not None:
-            self._ledger.close()
-        self._idle.clear()
-        self._by_trial.clear()
+        try:
+            if self._output is not None:
+                self._output.drain()
+        finally:  # the machine's CPUs go back to the other experiments whatever happened
+            if self._ledger is not None:
+                self._ledger.close()
+            self._idle.clear()
+            self._by_trial.clear()
