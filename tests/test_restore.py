@@ -55,6 +55,11 @@ def test_restore_of_a_missing_experiment_is_a_clear_error(tmp_path):
     assert not tune.Tuner.can_restore(str(tmp_path))
     with pytest.raises(ValueError, match="experiment_state.json"):
         tune.Tuner.restore(str(tmp_path), trainable=flaky_until_fixed)
+    # Given the state file itself, it says so (it said the file "has no experiment_state.json").
+    state = tmp_path / "experiment_state.json"
+    state.write_text("{}")
+    with pytest.raises(ValueError, match=f"it is a file. Pass the experiment directory .*{tmp_path}"):
+        tune.Tuner.restore(str(state), trainable=flaky_until_fixed)
 
 
 class CountingCallback(tune.Callback):

@@ -119,6 +119,11 @@ class TunerInternal:
                 from tunesmith.tune._run import read_experiment_state
 
                 read_experiment_state(path)  # raises with the file and what is wrong with it
+            if "://" not in path and storage_filesystem is None and os.path.isfile(path):
+                raise ValueError(
+                    f"No experiment to restore at {path!r}: it is a file. Pass the experiment directory "
+                    f"(<storage_path>/<name>), such as {os.path.dirname(path)!r}."
+                )
             raise ValueError(
                 f"No experiment to restore at {path!r}: it has no {EXPERIMENT_STATE_FILE}. "
                 "Pass the experiment directory (<storage_path>/<name>)."
