@@ -430,3 +430,64 @@ def test_a_delete_that_hangs_on_the_store_holds_up_no_trial(tmp_path, monkeypatc
     kept = [n for n in os.listdir(tmp_path / "store" / "runs" / "exp" / os.path.basename(with_checkpoints.path))
             if n.startswith("checkpoint_")]
     assert len(kept) == 1  # the deletes were done in the end
+
+
+def test_no_upload_writes_the_states_of_the_slot_the_store_names(tmp_path, monkeypatch):
+    """States saved while an upload ran went to that upload's slot, and the next upload sent them too,
+    after the state naming that slot had reached the store: cut short there, the store again held a state
+    beside newer searcher files (a restore then hung). Every put of a slot's states is checked against the
+    state on the store at that moment."""
+    import time
+
+    from tunesmith._internal import storage as storage_module
+
+    monkeypatch.setenv("TUNESMITH_STAGING_DIR", str(tmp_path / "staging"))
+    monkeypatch.setenv("TUNE_GLOBAL_CHECKPOINT_S", "0.05")  # snapshots every 50 ms
+    put_file = storage_module.put_file
+    store_state = tmp_path / "store" / "runs" / "exp" / "experiment_state.json"
+    overwritten: list[str] = []
+
+    def checked(filesystem, fs_path, data):
+        name = fs_path.rsplit("/", 1)[-1]
+        if name == "experiment_state.json":
+            time.sleep(0.3)  # a slow store: snapshots are saved while the upload runs
+        elif name.endswith(("-a.pkl", "-b.pkl")) and store_state.exists():
+            if name.endswith(f"-{storage_module.committed_state_slot(str(store_state.parent))}.pkl"):
+                overwritten.append(name)
+        put_file(filesystem, fs_path, data)
+
+    monkeypatch.setattr(storage_module, "put_file", checked)
+    fs = _subtree(tmp_path / "store")
+    grid = tune.Tuner(
+        _reports_three_times, param_space={"x": tune.uniform(0, 1)},
+        tune_config=tune.TuneConfig(num_samples=10, max_concurrent_trials=1),
+        run_config=train.RunConfig(name="exp", storage_path="runs", storage_filesystem=fs, verbose=0,
+                                   sync_config=tune.SyncConfig(sync_period=0.05)),
+    ).fit()
+    assert len(grid) == 10 and not grid.errors
+    assert overwritten == []
+
+
+def test_a_store_that_takes_no_deletes_is_not_waited_for_once_per_checkpoint(tmp_path, monkeypatch, caplog):
+    """Each dropped checkpoint was retried for sync_timeout, one after the other: at the end of a run the
+    driver waited sync_timeout times the number of checkpoints. Once the store refused one, the next ones
+    get a single try each (what stays is removed by a restore)."""
+    from tunesmith._internal import storage as storage_module
+
+    monkeypatch.setenv("TUNESMITH_STAGING_DIR", str(tmp_path / "staging"))
+    tried: list[float] = []
+
+    def refused(filesystem, fs_path, timeout):
+        tried.append(timeout)  # how long the delete would be retried
+        raise storage_module.StorageError(f"Could not delete {fs_path}: connection refused")
+
+    monkeypatch.setattr(storage_module, "delete_dir", refused)
+    (result,) = tune.Tuner(
+        _trainable,  # four steps, a checkpoint each
+        run_config=train.RunConfig(name="exp", storage_path="runs", storage_filesystem=_subtree(tmp_path / "store"),
+                                   verbose=0, checkpoint_config=train.CheckpointConfig(num_to_keep=1),
+                                   sync_config=tune.SyncConfig(sync_period=0.05, sync_timeout=0.5)),
+    ).fit()
+    assert result.error is None and result.metrics["step"] == 4
+    assert len(tried) == 3 and sorted(tried) == [0.0, 0.0, 0.5], tried  # only the first waited sync_timeout
+    assert "stays there" in caplog.text

@@ -511,6 +511,7 @@ class StorageContext:
         self._to_delete: list = []  # checkpoints (on the store) waiting for the background deleter
         self._delete_lock = threading.Lock()
         self._deleter: threading.Thread | None = None
+        self._deletes_failing = False  # the store refused the last delete
 
     @property
     def experiment_path(self) -> str:
@@ -631,17 +632,27 @@ class StorageContext:
                     self._deleter = None
                     return
                 checkpoint = self._to_delete.pop(0)
+            # Once the store refused a delete, the next ones get one try each (not sync_timeout apiece)
+            # until one succeeds.
+            failing = self._deletes_failing
             try:
-                delete_dir(checkpoint.filesystem, checkpoint.path, self.sync_timeout)
+                delete_dir(checkpoint.filesystem, checkpoint.path, 0.0 if failing else self.sync_timeout)
+                self._deletes_failing = False
             except Exception as exc:  # noqa: BLE001 - said, and the run goes on
-                _logger.warning("Could not delete the dropped checkpoint %s from the store (%s); it stays there.",
-                                storage_uri(checkpoint.filesystem, checkpoint.path), exc)
+                self._deletes_failing = True
+                if not failing:
+                    _logger.warning(
+                        "Could not delete the dropped checkpoint %s from the store (%s); it stays there, as do "
+                        "the next ones while the store refuses (a Tuner.restore of the experiment removes "
+                        "checkpoints its state does not name).", storage_uri(checkpoint.filesystem, checkpoint.path),
+                        exc)
 
     def wait_for_deletes(self) -> None:
-        """Waits until the checkpoints handed to :meth:`delete_later` are deleted (or given up on)."""
+        """Waits until the checkpoints handed to :meth:`delete_later` are deleted (or given up on), at
+        most ``sync_timeout`` seconds in all."""
         deleter = self._deleter
         if deleter is not None:
-            deleter.join()
+            deleter.join(self.sync_timeout)
 
     def _prepare_upload(self) -> Upload:
         unnamed = self.unnamed_checkpoints
@@ -649,6 +660,10 @@ class StorageContext:
         changed, contents = [], {}
         for rel, stamp in self._scan():
             if self._uploaded.get(rel) == stamp:
+                continue
+            if self.uploaded_slot is not None and rel.endswith(f"-{self.uploaded_slot}.pkl") and "/" not in rel:
+                # A state of the slot the state on the store names, saved while that state's upload ran:
+                # it waits for an upload of a state naming its slot (saved anew by then).
                 continue
             if "/" not in rel:
                 try:
