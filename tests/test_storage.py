@@ -234,6 +234,17 @@ def slow_steps(config):  # the killed run's trainable, again: one step from wher
     report_step(start + 1, start=start)
 
 
+def _results_taken_while_down(seen: list, enough: int, timeout: float, also=lambda: True) -> int:
+    """How many results the driver took in (``seen`` grows) from now until ``enough`` came and ``also()``
+    holds, or ``timeout`` seconds passed."""
+    import time
+
+    before, deadline = len(seen), time.monotonic() + timeout
+    while not (len(seen) - before >= enough and also()) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return len(seen) - before
+
+
 def _reports_until_flag(config):
     """Reports a number every 10 ms (no checkpoints) until the file ``config["flag"]`` exists, then 5 more."""
     import time
@@ -284,12 +295,8 @@ def test_an_outage_longer_than_sync_timeout_holds_up_no_trial_and_loses_nothing(
             while not any(results.glob("*/result.json")) and time.monotonic() < deadline:
                 time.sleep(0.02)
             down.set()
-            before = len(seen)
-            deadline = time.monotonic() + 30
             # Down until an upload has failed for sync_timeout and the driver has taken 50 results meanwhile.
-            while not (failure_logged() and len(seen) - before >= 50) and time.monotonic() < deadline:
-                time.sleep(0.02)
-            during.append(len(seen) - before)
+            during.append(_results_taken_while_down(seen, 50, 30, also=failure_logged))
         finally:
             down.clear()
             flag.touch()
@@ -379,7 +386,6 @@ def test_a_delete_that_hangs_on_the_store_holds_up_no_trial(tmp_path, monkeypatc
     """Checkpoints dropped by num_to_keep were deleted from the store on the driver's thread: while the
     store hung, no trial's results were taken in. They are deleted in the background."""
     import threading
-    import time
 
     from tunesmith._internal import storage as storage_module
     from tunesmith.tune.execution import checkpoint_manager
@@ -407,10 +413,7 @@ def test_a_delete_that_hangs_on_the_store_holds_up_no_trial(tmp_path, monkeypatc
     def watch():
         try:
             hung.wait(60)
-            before, deadline = len(seen), time.monotonic() + 20
-            while len(seen) - before < 30 and time.monotonic() < deadline:
-                time.sleep(0.02)
-            during.append(len(seen) - before)
+            during.append(_results_taken_while_down(seen, 30, 20))
         finally:
             flag.touch()
             release.set()

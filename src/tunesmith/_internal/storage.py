@@ -448,7 +448,6 @@ class Upload:
     seconds: float = 0.0
     error: BaseException | None = None
     done: threading.Event = field(default_factory=threading.Event)
-    thread: threading.Thread | None = None
 
 
 class StorageContext:
@@ -599,9 +598,7 @@ class StorageContext:
             return False
         upload = self._prepare_upload()
         self._upload = upload
-        upload.thread = threading.Thread(target=self._run_upload, args=(upload,), name="tunesmith-upload",
-                                         daemon=True)
-        upload.thread.start()
+        threading.Thread(target=self._run_upload, args=(upload,), name="tunesmith-upload", daemon=True).start()
         return True
 
     def finish_sync(self, wait: bool = False) -> Upload | None:
