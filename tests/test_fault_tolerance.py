@@ -5,6 +5,8 @@ import os
 import signal
 import time
 
+import pytest
+
 from _trainables import report_step, restore_step
 
 from tunesmith import train, tune
@@ -279,3 +281,110 @@ def test_a_retry_that_fails_at_once_leaves_the_metrics_of_the_rows_kept(tmp_path
     assert list(result.metrics_dataframe["training_iteration"]) == [1, 2]
     assert result.metrics["training_iteration"] == 2 and result.metrics["step"] == 2
     assert Result.from_path(result.path).metrics["training_iteration"] == 2
+
+
+_CHILD = """
+import signal, sys, time
+if sys.argv[2] == "stubborn":
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+open(sys.argv[1], "w").close()
+time.sleep(300)
+"""
+
+
+def _start_child(directory: str, name: str, kind: str) -> None:
+    """Starts a process that outlives its trial unless ended; its pid goes to ``name``.pid."""
+    import subprocess
+    import sys
+
+    ready = os.path.join(directory, name + ".ready")
+    child = subprocess.Popen([sys.executable, "-c", _CHILD, ready, kind])
+    with open(os.path.join(directory, name + ".pid"), "w") as f:
+        f.write(str(child.pid))
+    while not os.path.exists(ready):  # its SIGTERM disposition is set before the worker goes
+        time.sleep(0.01)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _gone_within(pid: int, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while _alive(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def _pids(directory) -> list[int]:
+    return [int(p.read_text()) for p in sorted(directory.glob("*.pid"))]
+
+
+def _starts_children_then_dies(config):
+    _start_child(config["dir"], "plain", "plain")
+    _start_child(config["dir"], "stubborn", "stubborn")  # ignores SIGTERM: needs SIGKILL
+    train.report({"step": 1})
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="finds processes through /proc")
+def test_processes_a_dead_workers_trial_started_are_ended(tmp_path, capfd):
+    """A worker that died (here SIGKILL, as the out-of-memory killer does) could not end what its
+    trial started: those processes outlived the experiment, holding memory and devices."""
+    try:
+        (result,) = tune.Tuner(
+            _starts_children_then_dies, param_space={"dir": str(tmp_path)},
+            run_config=tune.RunConfig(verbose=0, storage_path=str(tmp_path / "results")),
+        ).fit()
+        assert "killed by signal 9" in str(result.error)
+        plain, stubborn = _pids(tmp_path)
+        assert _gone_within(plain, 30) and _gone_within(stubborn, 30)
+        assert f"left running (pids {sorted([plain, stubborn])})" in capfd.readouterr().err
+    finally:
+        for pid in _pids(tmp_path):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+
+
+def _starts_a_child_then_ignores_the_stop(config):
+    import threading
+
+    _start_child(config["dir"], "plain", "plain")
+    finished = threading.Event()
+
+    def loop():
+        for i in range(1000):
+            tune.report({"score": i})
+            time.sleep(0.01)
+        finished.set()
+
+    threading.Thread(target=loop, daemon=True).start()
+    finished.wait()  # never set once the stop ends the reporting thread
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="finds processes through /proc")
+def test_processes_of_a_trial_ended_by_force_are_ended_with_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("TUNE_FUNCTION_THREAD_TIMEOUT_S", "0.5")
+    try:
+        (result,) = tune.Tuner(
+            _starts_a_child_then_ignores_the_stop, param_space={"dir": str(tmp_path)},
+            run_config=tune.RunConfig(verbose=0, storage_path=str(tmp_path / "results"),
+                                      stop={"training_iteration": 2}),
+        ).fit()
+        assert result.error is None and result.metrics["training_iteration"] == 2
+        (plain,) = _pids(tmp_path)
+        assert _gone_within(plain, 30)
+    finally:
+        for pid in _pids(tmp_path):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass

@@ -648,6 +648,19 @@ def _call_function(fn, config: dict, checkpoint) -> Any:
     return value
 
 
+def lead_own_process_group() -> None:
+    """Makes this worker the leader of a process group, which the processes its trials start join.
+
+    When the worker dies or is killed, the driver ends what is left of its group
+    (``backend._leftovers``). Ctrl+C in a terminal no longer reaches the group, which
+    ignored it anyway (see ``exit.leave_stop_signals_to_the_driver``).
+    """
+    try:
+        os.setpgid(0, 0)
+    except (AttributeError, OSError):
+        pass
+
+
 def _die_with_parent() -> None:
     """On Linux, asks the kernel to kill this worker when the driver dies, even mid-trial."""
     if not sys.platform.startswith("linux"):
@@ -717,6 +730,7 @@ def _run_forked_child(ctl: Connection, fd_sock, wake_r: int, wake_w: int, fds: l
     """The first moments of a forked worker: its own descriptors, environment and seeds."""
     code = 0
     try:
+        lead_own_process_group()
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         ctl.close()
@@ -810,6 +824,10 @@ def serve_forks(ctl: Connection, fd_sock) -> None:
                 pid = os.fork()
                 if pid == 0:
                     _run_forked_child(ctl, fd_sock, wake_r, wake_w, fds, msg[1], msg[2], trainables)
+                try:  # as the child does itself: whichever runs first, the group exists before it forks
+                    os.setpgid(pid, pid)
+                except OSError:
+                    pass
                 for fd in fds:
                     os.close(fd)
                 children.add(pid)
@@ -833,6 +851,7 @@ def main() -> None:
         fd_sock = socket.socket(fileno=int(sys.argv[3]))
         serve_forks(Connection(int(sys.argv[2])), fd_sock)
         return
+    lead_own_process_group()
     Worker(P.PlainConnection(int(sys.argv[1]))).serve()
 
 

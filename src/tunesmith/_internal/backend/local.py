@@ -16,6 +16,7 @@ from typing import Any
 
 from tunesmith._internal import protocol as P
 from tunesmith._internal.backend._forkserver import ForkedProcess, ForkServer, fork_server_enabled
+from tunesmith._internal.backend._leftovers import LeftoverReaper
 from tunesmith._internal.backend._output import OutputForwarder
 from tunesmith._internal.backend.base import ExecutorBackend, TrialEvent
 from tunesmith._internal.machine_ledger import MachineLedger, WakePoller
@@ -198,6 +199,7 @@ class LocalExecutor(ExecutorBackend):
         self._contended = False
         self._contended_until = 0.0
         self._sys_path = _worker_sys_path()
+        self._leftovers = LeftoverReaper()  # what dead workers' trials left running
         self.max_workers = worker_limit()
         P.result_pipeline_s()  # a bad TUNESMITH_RESULT_PIPELINE_S fails here, before any trial
         # Workers are forked from a preloaded process where that is safe (see _forkserver);
@@ -570,6 +572,7 @@ class LocalExecutor(ExecutorBackend):
         handle = self._by_trial.get(trial)
         if handle is not None and handle.proc.poll() is None:
             handle.proc.kill()
+            self._leftovers.end_group(handle.pid, f"trial {trial}")
 
     def wait(self, timeout: float | None) -> list[TrialEvent]:
         if self._ledger_dirty:
@@ -577,6 +580,11 @@ class LocalExecutor(ExecutorBackend):
             self._report_usage()
         for handle in list(self._owing):
             self._pay(handle)
+        if self._leftovers.pending:
+            self._leftovers.escalate()
+            if self._leftovers.pending:
+                due = self._leftovers.seconds_to_next()
+                timeout = due if timeout is None else min(timeout, due)
         # With no trial running this still blocks (on workers' output and the ledger's wake
         # FIFO, if any) until the controller's next timer, so the controller never spins.
         ready = self._poller.poll(None if timeout is None else max(0, math.ceil(timeout * 1000)))
@@ -621,6 +629,7 @@ class LocalExecutor(ExecutorBackend):
         trial = handle.trial
         handle.ended = True
         self._forget(handle)
+        self._leftovers.end_group(handle.pid, f"trial {trial}")
         events.append(TrialEvent(trial, msg))
 
     def _notice_silent_deaths(self, events: list[TrialEvent]) -> None:
@@ -658,6 +667,7 @@ class LocalExecutor(ExecutorBackend):
         for handle in handles:
             if handle.trial is not None and handle.proc.poll() is None:
                 handle.proc.kill()  # still inside user code: it cannot hear EXIT
+                self._leftovers.end_group(handle.pid, f"trial {handle.trial}")
                 continue
             try:
                 handle.conn.send((P.EXIT,))
@@ -670,6 +680,7 @@ class LocalExecutor(ExecutorBackend):
                 handle.proc.kill()
                 handle.proc.wait()
             self._forget(handle)
+        self._leftovers.close()
         servers = self._retired_servers + ([self._fork_server] if isinstance(self._fork_server, ForkServer) else [])
         for server in servers:
             server.close()
