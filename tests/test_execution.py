@@ -315,6 +315,58 @@ def test_a_trial_starts_as_in_a_new_process_in_a_reused_worker(tmp_path, monkeyp
         assert (tmp_path / "logs" / f"{i}.log").read_text().strip() == f"INFO:root:trial {i}"
 
 
+def _changes_process_settings(config):
+    import decimal
+    import signal
+    import sys
+    import warnings
+
+    import numpy as np
+    import torch
+
+    seen = {"pid": os.getpid(), "warnings_error": any(f[0] == "error" for f in warnings.filters),
+            "np_divide": np.geterr()["divide"], "dtype": str(torch.get_default_dtype()),
+            "grad": torch.is_grad_enabled(), "path_added": "/added/by/a/trial" in sys.path,
+            "umask": os.umask(0o022), "usr1_default": signal.getsignal(signal.SIGUSR1) == signal.SIG_DFL,
+            "precision": decimal.getcontext().prec,
+            "omp": os.environ.get("OMP_NUM_THREADS"), "threads": torch.get_num_threads()}
+    warnings.simplefilter("error")
+    np.seterr(all="raise")
+    torch.set_default_dtype(torch.float64)
+    torch.set_grad_enabled(False)
+    sys.path.append("/added/by/a/trial")
+    os.umask(0o077)
+    signal.signal(signal.SIGUSR1, lambda *_: None)
+    decimal.getcontext().prec = 5
+    train.report(seen)
+
+
+def test_process_wide_settings_a_trial_changes_do_not_reach_the_next_trial(monkeypatch):
+    """A trial that made warnings errors (or numpy raise, or torch use float64) made every later trial
+    of its worker do the same; on Ray each trial has a process of its own."""
+    pytest.importorskip("torch")
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    tunesmith.init(num_cpus=2)
+    grid = _fit(tune.with_resources(_changes_process_settings, {"cpu": 2}), {"i": tune.grid_search([1, 2, 3])})
+    seen = [r.metrics for r in grid]
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert len({s["pid"] for s in seen}) == 1  # one worker ran them all
+    for s in seen:
+        assert (s["warnings_error"], s["np_divide"], s["dtype"], s["grad"], s["path_added"]) == (
+            False, "warn", "torch.float32", True, False)
+        assert (s["umask"], s["usr1_default"], s["precision"]) == (umask, True, 28)
+        assert (s["omp"], s["threads"]) == ("2", 2)  # as on Ray: the trial's CPUs
+
+
+def test_omp_num_threads_of_the_driver_wins(monkeypatch):
+    pytest.importorskip("torch")
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    tunesmith.init(num_cpus=2)
+    (result,) = _fit(_changes_process_settings, {"i": 1})
+    assert (result.metrics["omp"], result.metrics["threads"]) == ("2", 2)
+
+
 def _closes_stdout_and_lowers_the_recursion_limit(config):
     import sys
 

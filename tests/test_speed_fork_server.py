@@ -55,6 +55,26 @@ def test_a_trainable_that_starts_threads_at_import_is_spawned_and_the_log_says_w
     assert "forking is unsafe: the trainable started threads while it was loaded (import-time-thread)" in caplog.text
 
 
+@pytest.mark.timeout(300)
+def test_forked_workers_run_torch_after_torch_math_at_import_and_draw_their_own_numbers(monkeypatch):
+    """The trainable's module ran torch math when the fork server imported it, which started torch's
+    OpenMP pool there: every forked worker then waited forever in its first parallel operation. And
+    every forked worker inherited the server's torch generator, so all trials drew the same numbers."""
+    pytest.importorskip("torch")
+    from _torch_at_import import torch_worker
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    tunesmith.init(num_cpus=2)
+    grid = _fit(torch_worker, 4, reuse_actors=False)
+    assert not grid.errors
+    assert all(r.metrics["finite"] for r in grid)
+    assert len({r.metrics["pid"] for r in grid}) == 4
+    assert len({r.metrics["draw"] for r in grid}) == 4
+    # Each trial has the thread count of its one CPU; what the server set for itself does not leak.
+    assert {(r.metrics["omp"], r.metrics["threads"], r.metrics["openblas"]) for r in grid} == {("1", 1, None)}
+
+
 @pytest.mark.parametrize("how", ["spawn"])
 def test_worker_start_spawn_turns_the_fork_server_off(monkeypatch, how):
     monkeypatch.setenv("TUNESMITH_WORKER_START", how)

@@ -18,6 +18,7 @@ import traceback
 from multiprocessing.connection import Connection
 from typing import Any
 
+from tunesmith._internal import process_state
 from tunesmith._internal import protocol as P
 from tunesmith._internal import trial_hooks
 from tunesmith._internal.exit import flush_and_exit, leave_stop_signals_to_the_driver
@@ -66,8 +67,11 @@ class _TrialEnvironment:
     trial starts as it would in a new process, as on Ray, what a trial commonly changes in its
     process is undone when it ends: environment variables, the working directory, handlers added
     to the root logger (``logging.basicConfig(filename=...)`` works again in the next trial),
-    torch's thread count; and a later trial gets fresh random generators (``random``,
-    numpy's global one) and sees each warning again. Module globals a trial changes stay.
+    torch's thread count, the settings ``process_state.ProcessSettings`` holds (warning filters, logger levels, ``sys.path``, the
+    umask, signal handlers, numpy's error handling, torch's default dtype...); a later trial gets
+    fresh random generators (``random``, numpy's and torch's global ones) and sees each warning
+    again. Module globals a trial changes stay. The trial's ``OMP_NUM_THREADS`` (its CPU count,
+    unless the driver's environment sets it) also sets torch's thread count.
     """
 
     def __init__(self, spec: P.TrialSpec, reused: bool = False):
@@ -83,6 +87,7 @@ class _TrialEnvironment:
         self._streams: tuple = ()
         self._recursion_limit = 0
         self._ray_before = False
+        self._settings: process_state.ProcessSettings | None = None
 
     def __enter__(self):
         spec = self.spec
@@ -90,6 +95,7 @@ class _TrialEnvironment:
         self._streams = (sys.stdout, sys.stderr)
         self._recursion_limit = sys.getrecursionlimit()
         self._ray_before = _ray_running()
+        self._settings = process_state.ProcessSettings()  # the worker may run another trial after this one
         for key, value in spec.env.items():
             os.environ[key] = value
         try:
@@ -103,6 +109,7 @@ class _TrialEnvironment:
         torch = sys.modules.get("torch")
         if torch is not None and hasattr(torch, "get_num_threads"):
             self._torch_threads = torch.get_num_threads()
+        process_state.apply_thread_count()
         if self._reused:
             _fresh_randomness_and_warnings()
         trial_dir = spec.trial_info.trial_dir
@@ -167,6 +174,8 @@ class _TrialEnvironment:
                     torch.set_num_threads(self._torch_threads)
             except Exception:
                 pass
+        if self._settings is not None:
+            self._settings.restore()
         return False
 
 
@@ -225,6 +234,7 @@ def _fresh_randomness_and_warnings() -> None:
             numpy.random.seed()
         except Exception:
             pass
+    process_state.reseed_torch()
     warnings = sys.modules.get("warnings")
     if warnings is not None:
         warnings.onceregistry.clear()
@@ -753,6 +763,7 @@ def _run_forked_child(ctl: Connection, fd_sock, wake_r: int, wake_w: int, fds: l
             os.close(fds[1])
             os.close(fds[2])
         os.environ["CUDA_VISIBLE_DEVICES"] = env_key
+        process_state.restore_variables(_server_variables)
         _die_with_parent()  # the fork server; it dies with the driver
         leave_stop_signals_to_the_driver()
         if "numpy" in sys.modules:  # every worker draws its own numbers, as a spawned one would
@@ -760,6 +771,7 @@ def _run_forked_child(ctl: Connection, fd_sock, wake_r: int, wake_w: int, fds: l
                 sys.modules["numpy"].random.seed()
             except Exception:
                 pass
+        process_state.reseed_torch()
         Worker(P.PlainConnection(sock_fd), trainables).serve()
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 1
@@ -770,9 +782,16 @@ def _run_forked_child(ctl: Connection, fd_sock, wake_r: int, wake_w: int, fds: l
         flush_and_exit(code)
 
 
+# The environment variables the fork server changed for itself, put back in each forked worker.
+_server_variables: dict[str, str | None] = {}
+
+
 def serve_forks(ctl: Connection, fd_sock) -> None:
     """The fork server's loop: loads trainables, forks workers, reports their exits."""
     import select
+
+    global _server_variables
+    _server_variables = process_state.single_threaded_openmp()
 
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_r, False)

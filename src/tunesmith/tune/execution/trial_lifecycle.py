@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from tunesmith._internal import protocol as P
+from tunesmith._internal.process_state import omp_threads_for
 from tunesmith.train._checkpoint import Checkpoint
 from tunesmith.tune.execution.checkpoint_book import CheckpointBook
 from tunesmith.tune.execution.controller_config import ControllerConfig, LoopSettings
@@ -272,6 +273,15 @@ class TrialLifecycle:
             self.stop_experiment("a result could not be written")
 
     # -- starting -----------------------------------------------------------------------------------
+    def _trial_env(self, trial: Trial) -> dict[str, str]:
+        """Environment variables a trial runs with: the working directory it started from (before it
+        moved into its own), and, unless the driver's environment sets it, ``OMP_NUM_THREADS``, its CPU
+        count (as on Ray: trials running side by side do not each start a thread per core)."""
+        env = {"TUNE_ORIG_WORKING_DIR": self._orig_cwd}
+        if "OMP_NUM_THREADS" not in os.environ:
+            env["OMP_NUM_THREADS"] = omp_threads_for(trial.placement_group_factory.bundles[0].get("CPU", 0))
+        return env
+
     def start_trial(self, trial: Trial) -> None:
         """Starts a PENDING or PAUSED trial on the backend (from its restore checkpoint, if any)."""
         cfg = self._cfg
@@ -305,8 +315,7 @@ class TrialLifecycle:
             storage=self._storage.remote_target(),
             decision_points=self._decision_points(trial),
             export_formats=cfg.export_formats,
-            # The working directory the trial started from, before it moved into its own (as on Ray).
-            env={"TUNE_ORIG_WORKING_DIR": self._orig_cwd},
+            env=self._trial_env(trial),
         )
         was_paused = trial.status == Trial.PAUSED or restoring is not None
         foreign = restoring is not None and restoring.path not in {
