@@ -348,3 +348,42 @@ def test_a_run_killed_before_its_first_state_restores_with_the_users_generator_o
     os.remove(tmp_path / "early" / "experiment_state.json")  # as if killed before its first save
     grid = tune.Tuner.restore(str(tmp_path / "early"), _one_report).fit()
     assert len(grid) == 6 and sorted(r.config["g"] for r in grid) == ["a"] * 3 + ["b"] * 3
+
+
+class _Shape:
+    """A config value JSON keeps only as text."""
+
+    def __init__(self, dims):
+        self.dims = dims
+
+
+def _fails_until_allowed(config):
+    from tunesmith import train
+
+    if not os.path.exists(config["allow"]):
+        raise RuntimeError("not yet")
+    train.report({"lr_seen": config["lr"], "dims": list(config["shape"].dims)})
+
+
+def test_restore_takes_plain_config_values_from_the_state_when_params_pkl_is_newer(tmp_path):
+    """params.pkl is written when a trial starts: after a PBT exploit that the state saved before it
+    does not know of, a restore ran the trial with the exploited config on its own checkpoint."""
+    import cloudpickle
+
+    allow = tmp_path / "allow"
+    grid = tune.Tuner(
+        _fails_until_allowed, param_space={"lr": 0.1, "shape": _Shape((2, 3)), "allow": str(allow)},
+        run_config=tune.RunConfig(name="exp", storage_path=str(tmp_path), verbose=0),
+    ).fit()
+    (trial_dir,) = [r.path for r in grid]
+    with open(os.path.join(trial_dir, "params.pkl"), "rb") as f:
+        config = cloudpickle.load(f)
+    config["lr"] = 1.0  # a newer config than the state's, as an exploit's restart leaves it
+    with open(os.path.join(trial_dir, "params.pkl"), "wb") as f:
+        cloudpickle.dump(config, f)
+    allow.touch()
+    (result,) = tune.Tuner.restore(str(tmp_path / "exp"), _fails_until_allowed, resume_errored=True).fit()
+    assert result.error is None
+    assert result.metrics["lr_seen"] == 0.1  # the state's value
+    assert result.metrics["dims"] == [2, 3]  # the object came back from the pickle
+    assert isinstance(result.config["shape"], _Shape) and result.config["lr"] == 0.1

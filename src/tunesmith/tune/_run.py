@@ -781,10 +781,17 @@ def read_experiment_state(path: str) -> dict:
 
 
 def _load_params(trial, params_file: str) -> None:
-    """Replaces the trial's JSON-safe config with the pickled original, when it can be read."""
+    """Gives the trial's config (its JSON form, from the experiment state) back the values JSON keeps
+    only as text, from the pickled config, when it can be read.
+
+    The pickle may be newer than the state (written when the trial last started): the state's
+    plain values win (see ``with_objects_from``).
+    """
     import logging
 
     import cloudpickle
+
+    from tunesmith.tune.utils.serialization import with_objects_from
 
     if not os.path.exists(params_file):
         return
@@ -799,18 +806,13 @@ def _load_params(trial, params_file: str) -> None:
             "where values that are not JSON were stored as text.", params_file, exc, trial,
         )
         return
-    trial.config = config
+    saved = trial.config
+    trial.config = with_objects_from(saved, config)
     # The saved last result holds the config's JSON form (objects as text); when it is this very
-    # config (the trial's params.json is the same JSON), it gets the objects back.
+    # config, it gets the objects back.
     last_config = trial.last_result.get("config") if isinstance(trial.last_result, dict) else None
-    if type(last_config) is dict:
-        try:
-            with open(os.path.join(os.path.dirname(params_file), "params.json"), "rb") as f:
-                same = json.load(f) == last_config
-        except (OSError, ValueError):
-            same = False
-        if same:
-            trial.last_result["config"] = config
+    if type(last_config) is dict and last_config == saved:
+        trial.last_result["config"] = trial.config
 
 
 def _drop_missing_checkpoints(trial) -> None:

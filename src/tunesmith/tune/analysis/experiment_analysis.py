@@ -9,6 +9,7 @@ from tunesmith.train._checkpoint import Checkpoint
 from tunesmith.tune.analysis import _loading
 from tunesmith.tune.experiment.trial import Trial
 from tunesmith.tune.result import CONFIG, DEFAULT_METRIC, TRAINING_ITERATION, TRIAL_ID
+from tunesmith.tune.utils.serialization import with_objects_from
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas
@@ -142,6 +143,8 @@ class ExperimentAnalysis:
                     storage, storage.join(self._experiment_path, trial_state.get("trial_dirname") or "")
                 )
                 if config is not None:
+                    # The pickle may be newer than the state (see with_objects_from): its objects only.
+                    config = with_objects_from(trial.config, config)
                     if isinstance(trial.last_result, dict) and trial.last_result.get("config") == trial.config:
                         trial.last_result["config"] = config
                     trial.config = config

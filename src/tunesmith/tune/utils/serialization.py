@@ -47,6 +47,34 @@ def is_json_exact(value: Any) -> bool:
     return False
 
 
+def with_objects_from(saved: Any, pickled: Any) -> Any:
+    """The config ``saved`` (its JSON form, as an experiment state holds it), with the values JSON
+    keeps only as text (objects, arrays, tuples) taken from ``pickled`` (the config as the trial's
+    ``params.pkl`` holds it).
+
+    The pickle is written when a trial starts, so it can be newer than the state (a trial that PBT
+    gave a new config after the state was saved): plain values (numbers, text) come from the state.
+
+    Example:
+        >>> with_objects_from({"lr": 0.1, "shape": [1, 2]}, {"lr": 1.0, "shape": (1, 2)})
+        {'lr': 0.1, 'shape': (1, 2)}
+    """
+    if type(pickled) in _PLAIN:
+        return saved
+    if type(saved) is dict and isinstance(pickled, dict):
+        by_text = {(k if type(k) is str else str(k)): k for k in pickled}
+        return {(by_text.get(k, k)): with_objects_from(v, pickled[by_text[k]]) if k in by_text else v
+                for k, v in saved.items()}
+    if to_jsonable(pickled) == saved:
+        return pickled  # an array, a tuple... as it was
+    if type(saved) is list and isinstance(pickled, (list, tuple)) and len(saved) == len(pickled):
+        merged = [with_objects_from(a, b) for a, b in zip(saved, pickled)]
+        return tuple(merged) if isinstance(pickled, tuple) else merged
+    if type(saved) is str and not is_json_exact(pickled):
+        return pickled  # an object the state holds as its text (its repr differs once unpickled)
+    return saved
+
+
 def _other_to_jsonable(value: Any) -> Any:
     if value is None or isinstance(value, (str, bool, int)):
         return value
