@@ -387,3 +387,39 @@ def test_restore_takes_plain_config_values_from_the_state_when_params_pkl_is_new
     assert result.metrics["lr_seen"] == 0.1  # the state's value
     assert result.metrics["dims"] == [2, 3]  # the object came back from the pickle
     assert isinstance(result.config["shape"], _Shape) and result.config["lr"] == 0.1
+
+
+class _FailsOnceOnAResult(tune.search.Searcher):
+    def __init__(self, flag: str):
+        super().__init__(metric="loss", mode="min")
+        self.flag = flag
+        self.n = 0
+        self.told = 0
+
+    def suggest(self, trial_id):
+        self.n += 1
+        return {"x": self.n / 10}
+
+    def on_trial_complete(self, trial_id, result=None, error=False):
+        self.told += 1
+        if self.told == 3 and os.path.exists(self.flag):
+            os.remove(self.flag)
+            raise KeyError("the searcher failed on a result")
+
+
+def _loss_is_x(config):
+    return {"loss": config["x"]}
+
+
+def test_a_searcher_failing_on_a_result_does_not_leave_its_trial_running_for_a_restore(tmp_path):
+    """The ConcurrencyLimiter counted the trial as running when the searcher it wraps failed on its
+    result; the state saved then made the restored run wait for that trial forever."""
+    flag = tmp_path / "flag"
+    flag.touch()
+    with pytest.raises(KeyError, match="failed on a result"):
+        tune.Tuner(_loss_is_x, tune_config=tune.TuneConfig(
+            search_alg=_FailsOnceOnAResult(str(flag)), num_samples=6, max_concurrent_trials=1),
+            run_config=tune.RunConfig(name="exp", storage_path=str(tmp_path), verbose=0)).fit()
+    grid = tune.Tuner.restore(str(tmp_path / "exp"), _loss_is_x).fit()
+    assert sorted(r.config["x"] for r in grid) == [0.1, 0.2, 0.3, 0.4, 0.5, 0.6]
+    assert not grid.errors

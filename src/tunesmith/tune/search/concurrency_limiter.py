@@ -80,9 +80,11 @@ class ConcurrencyLimiter(_WrappingSearcher):
         if trial_id not in self.live_trials:
             return
         if not self.batch:
-            self.searcher.on_trial_complete(trial_id, result=result, error=error)
+            # The trial's slot is free even if the searcher fails on its result (the state saved
+            # then must not count it as running: a restore would wait for it forever).
             self.live_trials.discard(trial_id)
             self.num_unfinished_live_trials -= 1
+            self.searcher.on_trial_complete(trial_id, result=result, error=error)
             return
         if trial_id in self.cached_results:
             return
@@ -90,11 +92,18 @@ class ConcurrencyLimiter(_WrappingSearcher):
         self.num_unfinished_live_trials -= 1
         if self.num_unfinished_live_trials <= 0:
             cached, self.cached_results = self.cached_results, {}
-            # In suggestion order (trial ids count up), so a seeded searcher sees the same sequence every run.
-            for tid, (res, err) in sorted(cached.items()):
-                self.searcher.on_trial_complete(tid, result=res, error=err)
-                self.live_trials.discard(tid)
+            self.live_trials.difference_update(cached)
             self.num_unfinished_live_trials = 0
+            # In suggestion order (trial ids count up), so a seeded searcher sees the same sequence every
+            # run; each is told even if the searcher fails on an earlier one (the first failure is raised).
+            failure = None
+            for tid, (res, err) in sorted(cached.items()):
+                try:
+                    self.searcher.on_trial_complete(tid, result=res, error=err)
+                except Exception as exc:
+                    failure = failure or exc
+            if failure is not None:
+                raise failure
 
 
 def _check_max_concurrent(value) -> None:
