@@ -192,3 +192,57 @@ def test_run_experiments_runs_every_experiment_and_takes_the_dict_forms(tmp_path
     with pytest.raises(tune.TuneError):
         tune.run_experiments(specs, verbose=0, callbacks=[Seen()])
     assert ran == ["CartPole-v1"]
+
+
+_LOGGED: list = []
+
+
+class _RecordingLogger(tune.logger.Logger):
+    def on_result(self, result):
+        _LOGGED.append((self.trial.trial_id if self.trial else None, result.get("env")))
+
+
+def test_loggers_are_used_whichever_form_the_experiments_come_in(tmp_path):
+    """tune.run(loggers=[...]) was dropped without a word for an Experiment, a list of them and
+    run_experiments (seed 003: the loggers argument of tune.run sets the per-trial loggers)."""
+    def experiment(name):
+        return tune.Experiment(name, _reads_env, config={"env": name}, storage_path=str(tmp_path))
+
+    _LOGGED.clear()
+    tune.run(experiment("one"), loggers=[_RecordingLogger], verbose=0)
+    assert [env for _, env in _LOGGED] == ["one"]
+    _LOGGED.clear()
+    tune.run([experiment("two"), experiment("three")], loggers=[_RecordingLogger], verbose=0)
+    assert sorted(env for _, env in _LOGGED) == ["three", "two"]
+    _LOGGED.clear()
+    tune.run_experiments({"four": {"run": _reads_env, "config": {"env": "four"}, "storage_path": str(tmp_path)}},
+                         loggers=[_RecordingLogger], verbose=0)
+    assert [env for _, env in _LOGGED] == ["four"]
+
+
+def test_fail_fast_ends_a_list_of_experiments_at_the_first_failed_trial(tmp_path):
+    """As one run of them all (on Ray), the experiments after a failed trial do not start."""
+    bad = tune.Experiment("bad", _always_fails, storage_path=str(tmp_path))
+    good = tune.Experiment("good", _reads_env, config={"env": "x"}, storage_path=str(tmp_path))
+    analysis = tune.run([bad, good], fail_fast=True, raise_on_failed_trial=False, verbose=0)
+    assert [t.status for t in analysis.trials] == ["ERROR"]
+    assert not (tmp_path / "good").exists()
+    with pytest.raises(tune.TuneError):
+        tune.run_experiments([bad, good], fail_fast=True, verbose=0)
+    assert not (tmp_path / "good").exists()
+
+
+def test_an_experiment_describes_itself_as_on_ray(tmp_path):
+    def stop_fn(trial_id, result):
+        return False
+
+    exp = tune.Experiment("exp", _reads_env, stop={"training_iteration": 2}, config={"env": "x"},
+                          num_samples=3, storage_path=str(tmp_path), max_failures=2)
+    assert exp.spec["run"] == exp.run_identifier == "_reads_env"
+    assert (exp.spec["stop"], exp.spec["config"], exp.spec["num_samples"], exp.spec["max_failures"]) == (
+        {"training_iteration": 2}, {"env": "x"}, 3, 2)
+    assert exp.public_spec == {"stop": {"training_iteration": 2}, "num_samples": 3, "time_budget_s": None}
+    assert exp.stopper is None and exp.path == str(tmp_path / "exp") and exp.remote_path is None
+    assert isinstance(exp.checkpoint_config, tune.CheckpointConfig)
+    assert tune.Experiment("e", _reads_env, stop=stop_fn).stopper is stop_fn
+    assert tune.Experiment("e", _reads_env, storage_path="s3://bucket/runs").remote_path == "s3://bucket/runs/e"

@@ -64,19 +64,27 @@ def run(
     from tunesmith.tune.experiment.experiment import Experiment
 
     _check_obsolete_arguments("tune.run()", kwargs, _OBSOLETE_RUN_ARGS, _run_argument_names())
+    if loggers:
+        # The older form of per-trial loggers (seed 003): Logger classes, run by a LegacyLoggerCallback
+        # (for every experiment, whichever form it was given in).
+        from tunesmith.tune.logger.logger import LegacyLoggerCallback
+
+        callbacks = [*(callbacks or []), LegacyLoggerCallback(loggers)]
     if isinstance(run_or_experiment, (list, tuple)) and run_or_experiment and all(
         isinstance(e, Experiment) for e in run_or_experiment
     ):
         # Several experiments, one after the other, in one analysis of all their trials (as on Ray).
         from tunesmith.tune.analysis.experiment_analysis import ExperimentAnalysis
 
-        analyses = [
-            run(exp, metric=metric, mode=mode, search_alg=search_alg, scheduler=scheduler, verbose=verbose,
+        analyses = []
+        for exp in run_or_experiment:
+            analyses.append(run(
+                exp, metric=metric, mode=mode, search_alg=search_alg, scheduler=scheduler, verbose=verbose,
                 progress_reporter=progress_reporter, fail_fast=fail_fast, reuse_actors=reuse_actors,
                 raise_on_failed_trial=False, callbacks=callbacks, resume=resume,
-                max_concurrent_trials=max_concurrent_trials, restore=restore)
-            for exp in run_or_experiment
-        ]
+                max_concurrent_trials=max_concurrent_trials, restore=restore))
+            if fail_fast and _any_failed(analyses[-1].trials):
+                break  # as in one run of them all: the first failed trial ends it
         trials = [t for a in analyses for t in a.trials]
         _raise_on_failed(trials, raise_on_failed_trial)
         return ExperimentAnalysis(analyses[-1].experiment_path, trials=trials, default_metric=metric,
@@ -92,11 +100,6 @@ def run(
                                               "raise_on_failed_trial": raise_on_failed_trial,
                                               "callbacks": callbacks, "resume": resume,
                                               "max_concurrent_trials": max_concurrent_trials})
-    if loggers:
-        # The older form of per-trial loggers (seed 003): Logger classes, run by a LegacyLoggerCallback.
-        from tunesmith.tune.logger.logger import LegacyLoggerCallback
-
-        callbacks = [*(callbacks or []), LegacyLoggerCallback(loggers)]
     resume_options = _resume_options(resume)
     checkpoint_config = _with_legacy_checkpoint_args(
         checkpoint_config, keep_checkpoints_num, checkpoint_score_attr, checkpoint_freq, checkpoint_at_end
@@ -140,6 +143,10 @@ def run(
     analysis, _ = run_experiment(inp, restore_path, resume_options)
     _raise_on_failed(analysis.trials, raise_on_failed_trial)
     return analysis
+
+
+def _any_failed(trials: list) -> bool:
+    return any(t.status == "ERROR" for t in trials)
 
 
 def _raise_on_failed(trials: list, raise_on_failed_trial: bool) -> None:
@@ -292,5 +299,7 @@ def run_experiments(experiments, scheduler=None, verbose: int = 2, progress_repo
                        resume=resume, reuse_actors=reuse_actors, raise_on_failed_trial=False,
                        callbacks=callbacks, **kwargs)
         trials.extend(analysis.trials)
+        if kwargs.get("fail_fast") and _any_failed(analysis.trials):
+            break  # as in one run of them all: the first failed trial ends it
     _raise_on_failed(trials, raise_on_failed_trial)
     return trials

@@ -1,7 +1,7 @@
 """``Experiment``: the older way to describe one experiment for ``tune.run_experiments``."""
 from __future__ import annotations
 
-import warnings
+import os
 from typing import Any
 
 
@@ -79,7 +79,7 @@ class Experiment:
             from tunesmith.train._config import CheckpointConfig
 
             checkpoint_config = CheckpointConfig(**checkpoint_config)
-        self.checkpoint_config = checkpoint_config
+        self._checkpoint_config = checkpoint_config
         self.max_failures = max_failures
         self.log_to_file = log_to_file
         self.trial_name_creator = trial_name_creator
@@ -102,6 +102,91 @@ class Experiment:
         _check_obsolete_arguments(f"Experiment {name!r}", kwargs, _OBSOLETE_RUN_ARGS | _OBSOLETE_EXPERIMENT_ARGS,
                                   _experiment_argument_names())
 
+    # The keys of ``spec`` that searchers, schedulers and callbacks may be shown (``public_spec``).
+    PUBLIC_KEYS = ("stop", "num_samples", "time_budget_s")
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        """The experiment as a dict: ``run`` (the trainable's name), ``stop``, ``config``,
+        ``num_samples`` and the other arguments it was made with."""
+        return {
+            "run": self.run_identifier, "stop": self.stop if isinstance(self.stop, dict) else {},
+            "time_budget_s": self.time_budget_s, "config": self.config,
+            "resources_per_trial": self.resources_per_trial, "num_samples": self.num_samples,
+            "storage_path": self.storage_path, "sync_config": self.sync_config,
+            "checkpoint_config": self.checkpoint_config, "trial_name_creator": self.trial_name_creator,
+            "trial_dirname_creator": self.trial_dirname_creator, "log_to_file": self.log_to_file,
+            "export_formats": self.export_formats or [], "max_failures": self.max_failures,
+            "restore": self.restore,
+        }
+
+    @property
+    def public_spec(self) -> dict[str, Any]:
+        """The entries of ``spec`` named by ``PUBLIC_KEYS``."""
+        spec = self.spec
+        return {k: spec[k] for k in self.PUBLIC_KEYS}
+
+    @property
+    def run_identifier(self) -> str:
+        """The name the trainable runs under (a registered name, or the function's or class's name)."""
+        return self.get_trainable_name(self.run)
+
+    @staticmethod
+    def get_trainable_name(run_object: Any) -> str:
+        """The name of a trainable (a registered name is returned as it is)."""
+        from tunesmith.tune.registry import trainable_name
+
+        return trainable_name(run_object)
+
+    @classmethod
+    def register_if_needed(cls, run_object: Any) -> str:
+        """Registers a trainable under its name (a registered name is left as it is); returns the name."""
+        from tunesmith.tune.registry import register_trainable
+
+        name = cls.get_trainable_name(run_object)
+        if not isinstance(run_object, str):
+            register_trainable(name, run_object, warn=False)
+        return name
+
+    @property
+    def checkpoint_config(self):
+        """The ``CheckpointConfig`` (the default one when none was given, as on Ray)."""
+        if self._checkpoint_config is None:
+            from tunesmith.train._config import CheckpointConfig
+
+            return CheckpointConfig()
+        return self._checkpoint_config
+
+    @checkpoint_config.setter
+    def checkpoint_config(self, value) -> None:
+        self._checkpoint_config = value
+
+    @property
+    def stopper(self):
+        """The stopper given as ``stop`` (None when ``stop`` is a dict of criteria, or not given)."""
+        return None if self.stop is None or isinstance(self.stop, dict) else self.stop
+
+    @property
+    def path(self) -> str | None:
+        """Where the experiment's directory is (None while it has no name: ``tune.run`` names it)."""
+        if self.name is None:
+            return None
+        from tunesmith._internal.storage import default_storage_path, join_experiment_path
+
+        return join_experiment_path(os.fspath(self.storage_path or default_storage_path()), self.name)
+
+    @property
+    def local_path(self) -> str | None:
+        """The experiment's directory when its storage is on this machine; None for a store's URI."""
+        path = self.path
+        return None if path is None or "://" in path and not path.startswith("file://") else path
+
+    @property
+    def remote_path(self) -> str | None:
+        """The experiment's URI on a store (``s3://...``); None when its storage is on this machine."""
+        path = self.path
+        return path if path is not None and "://" in path and not path.startswith("file://") else None
+
     @classmethod
     def from_json(cls, name: str, spec: dict) -> "Experiment":
         """Builds an experiment from the dict form ``{"run": ..., "config": ..., "stop": ...}``."""
@@ -118,7 +203,7 @@ class Experiment:
         return dict(
             name=self.name, stop=self.stop, time_budget_s=self.time_budget_s, config=self.config,
             resources_per_trial=self.resources_per_trial, num_samples=self.num_samples,
-            storage_path=self.storage_path, checkpoint_config=self.checkpoint_config,
+            storage_path=self.storage_path, checkpoint_config=self._checkpoint_config,
             max_failures=self.max_failures, log_to_file=self.log_to_file,
             trial_name_creator=self.trial_name_creator, trial_dirname_creator=self.trial_dirname_creator,
             sync_config=self.sync_config, checkpoint_freq=self.checkpoint_freq,
