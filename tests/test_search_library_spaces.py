@@ -318,6 +318,12 @@ def test_zoopt_dim_dict(tmp_path):
         assert -10 <= r.config["height"] <= 10 and r.config["width"] in range(11) and r.config["layer"] in (4, 8, 16)
     with pytest.raises(ValueError, match="budget"):
         ZOOptSearch(metric="loss", mode="min")
+    # ZOOpt's argument for the space is dim_dict: `space=` went on to zoopt.Parameter, and the error
+    # that followed told the user to pass `space`.
+    with pytest.raises(TypeError, match="`dim_dict`"):
+        ZOOptSearch(budget=10, space=dim_dict, metric="loss", mode="min")
+    with pytest.raises(RuntimeError, match="pass the `dim_dict` argument"):
+        ZOOptSearch(budget=10, metric="loss", mode="min").suggest("t1")
 
 
 def test_bayesopt_bounds_and_analysis_warm_start(tmp_path):

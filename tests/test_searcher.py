@@ -134,8 +134,15 @@ def test_add_evaluated_trials_feeds_finished_trials():
         "loss",
     )
     assert recorder.points == [({"x": 1}, 0.5, False), ({"x": 2}, None, True)]
-    with pytest.raises(ValueError, match="finished with the metric 'acc'"):
-        recorder.add_evaluated_trials([FakeTrial({"x": 1}, "TERMINATED", {"loss": 1})], "acc")
+    # A misspelled metric is refused before anything is added (it used to be after the errored trials were).
+    recorder.points.clear()
+    with pytest.raises(ValueError, match="reported the metric 'acc'"):
+        recorder.add_evaluated_trials([FakeTrial({"x": 2}, "ERROR", {}),
+                                       FakeTrial({"x": 1}, "TERMINATED", {"loss": 1})], "acc")
+    assert recorder.points == []
+    # Trials that all errored are added as errors, as on Ray (they raised before).
+    recorder.add_evaluated_trials([FakeTrial({"x": 2}, "ERROR", {}), FakeTrial({"x": 4}, "ERROR", {})], "loss")
+    assert recorder.points == [({"x": 2}, None, True), ({"x": 4}, None, True)]
 
 
 # ---------------------------------------------------------- SearchGenerator

@@ -411,6 +411,8 @@ class LibrarySearcher(Searcher):
 
     _extra: str = ""
     _pip_name: str = ""
+    #: The constructor argument that takes the search space (named in the error when none was given).
+    _space_argument: str = "space"
     #: How to install the library, where ``pip install 'tunesmith[<extra>]'`` is not enough.
     _install_hint: str = ""
     #: Whether the library can sample normal (``tune.randn``) domains.
@@ -653,7 +655,7 @@ class LibrarySearcher(Searcher):
     def suggest(self, trial_id: str) -> dict | None:
         if not self._ready:
             if not self._has_space:
-                raise RuntimeError(UNDEFINED_SEARCH_SPACE.format(cls=self._name, space="space"))
+                raise RuntimeError(UNDEFINED_SEARCH_SPACE.format(cls=self._name, space=self._space_argument))
             self._maybe_build()
             if self._metric is None or self._mode is None:
                 raise RuntimeError(UNDEFINED_METRIC_MODE.format(cls=self._name, metric=self._metric, mode=self._mode))

@@ -210,19 +210,27 @@ class Searcher:
                 f"(the searcher has metric={self.metric!r})."
             )
         trials = _trials_of(trials_or_analysis)
-        found = False
+        finished = [t for t in trials if getattr(t, "status", None) == "TERMINATED"]
+        with_metric = [t for t in finished if metric in (getattr(t, "last_result", None) or {})]
+        if finished and not with_metric:
+            # Checked before anything is added: a misspelled metric leaves the searcher as it was.
+            raise ValueError(
+                f"None of the {len(finished)} finished trials given reported the metric {metric!r}; check the "
+                "metric name."
+            )
+        if not with_metric:
+            import logging
+
+            logging.getLogger(__name__).warning(
+                "%s.add_evaluated_trials: none of the %d trials given finished (only their errors are added).",
+                type(self).__name__, len(trials))
         for trial in trials:
             last = getattr(trial, "last_result", None) or {}
             status = getattr(trial, "status", None)
             if status == "TERMINATED" and metric in last:
-                found = True
                 self.add_evaluated_point(parameters=trial.config, value=last[metric])
             elif status == "ERROR":
                 self.add_evaluated_point(parameters=trial.config, value=None, error=True)
-        if trials and not found:
-            raise ValueError(
-                f"None of the {len(trials)} given trials finished with the metric {metric!r}; check the metric name."
-            )
 
     # ------------------------------------------------------------------ state
 

@@ -64,6 +64,7 @@ class ZOOptSearch(LibrarySearcher):
     _x_as_is = False  # set by _build: ZOOpt's values are the parameters' values (no log or quantized domain)
     _pip_name = "zoopt"
     _allow_object_choices = True
+    _space_argument = "dim_dict"
 
     def __init__(
         self,
@@ -86,6 +87,9 @@ class ZOOptSearch(LibrarySearcher):
             )
         if not isinstance(parallel_num, int) or parallel_num < 1:
             raise ValueError(f"ZOOptSearch: `parallel_num` must be a positive integer, got {parallel_num!r}.")
+        if "space" in kwargs:
+            raise TypeError("ZOOptSearch takes its search space as `dim_dict` (a Tune search space or ZOOpt's "
+                            "own), not `space`.")
         seed = kwargs.pop("seed", None)
         self._algo = algo
         self._budget = budget
