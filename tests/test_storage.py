@@ -494,3 +494,43 @@ def test_a_store_that_takes_no_deletes_is_not_waited_for_once_per_checkpoint(tmp
     assert result.error is None and result.metrics["step"] == 4
     assert len(tried) == 3 and sorted(tried) == [0.0, 0.0, 0.5], tried  # only the first waited sync_timeout
     assert "stays there" in caplog.text
+
+
+def _reports_its_x(config):
+    tune.report({"x": config["x"]})
+
+
+def test_the_last_state_on_the_store_comes_with_its_own_searcher_state(tmp_path, monkeypatch):
+    """The last state was saved while an upload ran, so it went to that upload's slot; once that upload
+    ended, the final upload held back the slot's searcher files but sent the state naming them: the store
+    ended with a state of 20 trials beside a searcher that had made fewer (a restore then made more trials,
+    or waited forever for ones it thought running)."""
+    import pickle
+    import time
+
+    from tunesmith._internal import storage as storage_module
+
+    monkeypatch.setenv("TUNESMITH_STAGING_DIR", str(tmp_path / "staging"))
+    monkeypatch.setenv("TUNE_GLOBAL_CHECKPOINT_S", "0.02")  # snapshots every 20 ms
+    put_file = storage_module.put_file
+
+    def slow_states(filesystem, fs_path, data):
+        if fs_path.endswith("/experiment_state.json"):
+            time.sleep(0.3)  # a slow store: snapshots are saved while the upload runs
+        put_file(filesystem, fs_path, data)
+
+    monkeypatch.setattr(storage_module, "put_file", slow_states)
+    grid = tune.Tuner(
+        _reports_its_x, param_space={"x": tune.uniform(0, 1)},
+        tune_config=tune.TuneConfig(num_samples=20, max_concurrent_trials=1),
+        run_config=train.RunConfig(name="exp", storage_path="runs", storage_filesystem=_subtree(tmp_path / "store"),
+                                   verbose=0, sync_config=tune.SyncConfig(sync_period=0.02)),
+    ).fit()
+    assert len(grid) == 20 and not grid.errors
+    store = tmp_path / "store" / "runs" / "exp"
+    slot = storage_module.committed_state_slot(str(store))
+    with open(store / "experiment_state.json") as f:
+        trials = json.load(f)["trials"]
+    with open(store / f"basic-variant-state-tunesmith-{slot}.pkl", "rb") as f:
+        searcher = pickle.load(f)
+    assert searcher["_counter"] == len(trials) == 20

@@ -654,11 +654,15 @@ class StorageContext:
     def _prepare_upload(self) -> Upload:
         unnamed = self.unnamed_checkpoints
         self.unnamed_checkpoints = False  # the state uploaded now names them
+        from tunesmith.tune.result import EXPERIMENT_STATE_FILE
+
         changed, contents = [], {}
+        kept_slot = None if self.uploaded_slot is None else re.compile(
+            rf"-{re.escape(self.uploaded_slot)}\.pkl(\.wrapper\d+)?\Z")
         for rel, stamp in self._scan():
             if self._uploaded.get(rel) == stamp:
                 continue
-            if self.uploaded_slot is not None and rel.endswith(f"-{self.uploaded_slot}.pkl") and "/" not in rel:
+            if kept_slot is not None and "/" not in rel and kept_slot.search(rel):
                 # A state of the slot the state on the store names, saved while that state's upload ran:
                 # it waits for an upload of a state naming its slot (saved anew by then).
                 continue
@@ -669,10 +673,16 @@ class StorageContext:
                 except FileNotFoundError:
                     continue
             changed.append((rel, stamp))
-        from tunesmith.tune.result import EXPERIMENT_STATE_FILE
-
         state = contents.get(EXPERIMENT_STATE_FILE)
-        return Upload(changed, contents, unnamed, slot=state_slot_of(state) if state is not None else None)
+        slot = state_slot_of(state) if state is not None else None
+        if slot is not None and slot == self.uploaded_slot:
+            # That state names the slot whose files were just held back: it waits too (the next
+            # snapshot writes the other slot and a state naming it).
+            del contents[EXPERIMENT_STATE_FILE]
+            changed = [item for item in changed if item[0] != EXPERIMENT_STATE_FILE]
+            slot = None
+            self.unnamed_checkpoints, unnamed = unnamed, False  # no state uploaded now names them
+        return Upload(changed, contents, unnamed, slot=slot)
 
     def _run_upload(self, upload: Upload) -> None:
         try:

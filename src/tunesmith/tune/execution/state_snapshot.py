@@ -249,9 +249,16 @@ class StateSnapshotter:
         Raises:
             StorageError: The store kept refusing an upload for ``sync_timeout`` seconds.
         """
-        if self._storage.is_remote:
+        storage = self._storage
+        if storage.is_remote:
+            self._collect_upload(wait=True)
+            if storage.state_slot is not None and storage.state_slot == storage.uploaded_slot:
+                # The last state was saved while an upload of a state naming the other slot ran, so it
+                # went to the slot that upload has now made the store's: its files cannot replace those
+                # of the state on the store. Saved again, it goes to the other slot.
+                self.save()
             self._sync_and_delete_dropped(force=True)
-            self._storage.wait_for_deletes()
+            storage.wait_for_deletes()
 
     def _sync_and_delete_dropped(self, force: bool = False) -> float:
         """Starts an upload of the state just written when one is due (in the background), and deletes
