@@ -534,3 +534,28 @@ def test_the_last_state_on_the_store_comes_with_its_own_searcher_state(tmp_path,
     with open(store / f"basic-variant-state-tunesmith-{slot}.pkl", "rb") as f:
         searcher = pickle.load(f)
     assert searcher["_counter"] == len(trials) == 20
+
+
+def test_restore_removes_from_the_store_a_trial_that_left_only_checkpoints(tmp_path, monkeypatch):
+    """A trial's workers upload its checkpoints at once and its params.json goes up with the driver's next
+    upload: a driver killed between left a directory of checkpoints that no state knew, and every restore
+    kept it (with all its checkpoints, whatever num_to_keep said)."""
+    monkeypatch.setenv("TUNESMITH_STAGING_DIR", str(tmp_path / "staging"))
+    store = tmp_path / "store"
+    marker = tmp_path / "marker"
+    tune.Tuner(_fails_until_marked, param_space={"marker": str(marker)}, run_config=tune.RunConfig(
+        storage_path="root", storage_filesystem=_subtree(store), name="exp", verbose=0)).fit()
+    exp = store / "root" / "exp"
+    with open(exp / "experiment_state.json") as f:
+        id_prefix = json.load(f)["id_prefix"]
+    orphan = exp / f"_fails_until_marked_{id_prefix}_00007_7_x=1"  # a trial the saved state never had
+    other = exp / "made_by_the_user"
+    for directory in (orphan, other):
+        (directory / "checkpoint_000000").mkdir(parents=True)
+        (directory / "checkpoint_000000" / "model.pt").write_text("weights")
+    marker.touch()
+    grid = tune.Tuner.restore("root/exp", _fails_until_marked, storage_filesystem=_subtree(store),
+                              resume_errored=True).fit()
+    assert [r.metrics.get("score") for r in grid] == [1]
+    assert not orphan.exists()
+    assert (other / "checkpoint_000000" / "model.pt").exists()  # not a trial of this run: kept

@@ -869,7 +869,11 @@ def _remove_uncommitted_remote(storage: StorageContext, trials: list, id_prefix:
         trial = known.get(name)
         entries = listdir(f"{base}/{name}")
         if trial is None:
-            if any(n == "params.json" for n, _ in entries) and _of_saved_run(
+            # A trial's workers upload its checkpoints at once, its params.json comes with the driver's
+            # next upload: a directory of checkpoints alone is a trial's too.
+            trial_like = any(n == "params.json" for n, _ in entries) or bool(entries) and all(
+                _CHECKPOINT_DIR.match(n) and k == pyarrow.fs.FileType.Directory for n, k in entries)
+            if trial_like and _of_saved_run(
                 name, id_prefix, lambda: _first_line_remote(fs, f"{base}/{name}/{EXPR_RESULT_FILE}")
             ):
                 delete_dir(fs, f"{base}/{name}", timeout)  # a trial the saved state never had
