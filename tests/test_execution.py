@@ -404,6 +404,21 @@ def test_more_gpus_than_cuda_visible_devices_shows_is_an_error(monkeypatch):
         tunesmith.shutdown()
 
 
+def test_cuda_visible_devices_on_a_machine_without_gpus_makes_none(monkeypatch):
+    """CUDA_VISIBLE_DEVICES=0 on a machine with no GPU made a GPU up: a gpu=1 trial ran on the CPU
+    believing it had one. As on Ray, the variable narrows the machine's GPUs; it adds none."""
+    from tunesmith._internal import resources
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    monkeypatch.setattr(resources, "_physical_gpu_ids", lambda: [])
+    total, ids = resources.detect_resources()
+    assert total["GPU"] == 0 and ids == []
+    with pytest.raises(ValueError, match="more than this machine has .*'GPU': 0.0"):
+        _fit(tune.with_resources(sleeper, {"cpu": 1, "gpu": 1}))
+    monkeypatch.setattr(resources, "_physical_gpu_ids", lambda: ["0", "1"])
+    assert resources.detect_resources() == (total | {"GPU": 1.0}, ["0"])
+
+
 def _starts_a_ray_of_its_own(config):
     import sys
     import types

@@ -32,10 +32,20 @@ def init(num_cpus: float | None = None, num_gpus: float | None = None, resources
         _overrides[key] = float(value)
 
 
-def detect_gpu_ids() -> list[str]:
+def _visible_ids() -> list[str] | None:
+    """The GPUs ``CUDA_VISIBLE_DEVICES`` names (None when it is not set)."""
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if visible is not None:
-        return [g for g in visible.split(",") if g.strip() and g.strip() != "-1"]
+    if visible is None:
+        return None
+    return [g.strip() for g in visible.split(",") if g.strip() and g.strip() != "-1"]
+
+
+def _physical_gpu_ids() -> list[str]:
+    """The NVIDIA GPUs of this machine: the driver's list, or ``nvidia-smi``'s."""
+    try:
+        return [str(i) for i in range(len(os.listdir("/proc/driver/nvidia/gpus")))]
+    except OSError:
+        pass
     if shutil.which("nvidia-smi") is None:
         return []
     try:
@@ -48,13 +58,41 @@ def detect_gpu_ids() -> list[str]:
     return [line.strip() for line in out.stdout.splitlines() if line.strip()]
 
 
+_said_no_gpu = False
+
+
+def detect_gpu_ids() -> list[str]:
+    """The GPUs trials may be given: those ``CUDA_VISIBLE_DEVICES`` names, or all of the machine's.
+
+    As on Ray, the variable narrows what the machine has: on a machine with no GPU, it makes none.
+    """
+    visible = _visible_ids()
+    physical = _physical_gpu_ids()
+    if visible is None:
+        return physical
+    if visible and not physical:
+        global _said_no_gpu
+        if _said_no_gpu:
+            return []
+        _said_no_gpu = True
+        import logging
+
+        logging.getLogger(__name__).warning(
+            "CUDA_VISIBLE_DEVICES=%r names GPUs, but this machine shows none (no NVIDIA driver lists any): "
+            "trials get no GPU. tunesmith.init(num_gpus=...) hands them out anyway.",
+            os.environ.get("CUDA_VISIBLE_DEVICES"))
+        return []
+    return visible
+
+
 def detect_resources() -> tuple[dict[str, float], list[str]]:
     """Returns the resource totals and the GPU ids trials may use."""
     try:
         cpus = float(len(os.sched_getaffinity(0)))
     except AttributeError:
         cpus = float(os.cpu_count() or 1)
-    gpu_ids = detect_gpu_ids()
+    # A number of GPUs given to init() with CUDA_VISIBLE_DEVICES set takes the GPUs it names (below).
+    gpu_ids = [] if "GPU" in _overrides and _visible_ids() is not None else detect_gpu_ids()
     total = {"CPU": cpus, "GPU": float(len(gpu_ids))}
     try:
         import psutil
@@ -69,6 +107,8 @@ def detect_resources() -> tuple[dict[str, float], list[str]]:
     if "GPU" in _overrides:
         n = int(_overrides["GPU"])
         visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        if visible is not None:
+            gpu_ids = _visible_ids() or []  # what the user asked for, whatever the machine shows
         if visible is not None and n > len(gpu_ids):
             # As on Ray: the GPUs a process may use are the ones the variable names; more cannot be given out.
             raise ValueError(
