@@ -327,3 +327,71 @@ def test_the_ledger_directory_setting_expands_the_home_directory(monkeypatch, tm
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("TUNESMITH_LEDGER_DIR", "rel")
     assert ledger_dir() == str(tmp_path / "rel")
+
+
+OTHER = textwrap.dedent(
+    """
+    import os, sys, time
+    import tunesmith
+    from tunesmith import tune
+
+    tunesmith.init(num_cpus=2)
+    FLAGS = sys.argv[1]
+
+    def holds_a_cpu(config):
+        open(os.path.join(FLAGS, "other_running"), "w").close()
+        while not os.path.exists(os.path.join(FLAGS, "other_may_end")):
+            time.sleep(0.01)
+
+    tune.Tuner(holds_a_cpu, run_config=tune.RunConfig(verbose=0, storage_path=os.path.join(FLAGS, "other"))).fit()
+    """
+)
+
+
+def _waits_for_the_other_trial(config):
+    import time
+
+    from tunesmith import tune
+
+    flags = config["flags"]
+    open(os.path.join(flags, f"started_{config['i']}"), "w").close()
+    if config["i"] == 0:  # the first lets the other experiment end
+        open(os.path.join(flags, "other_may_end"), "w").close()
+    other = os.path.join(flags, f"started_{1 - config['i']}")
+    deadline = time.time() + 30
+    while not os.path.exists(other) and time.time() < deadline:
+        time.sleep(0.01)
+    tune.report({"saw_the_other": os.path.exists(other)})
+
+
+def test_the_last_other_experiment_leaving_starts_a_waiting_trial_at_once(tmp_path):
+    """The other experiment's exit woke this one, but with no one else left it did not look for free
+    CPUs: its waiting trial started only when its running trial ended (an hour later for hour-long trials)."""
+    import time
+
+    import tunesmith
+    from tunesmith import tune
+
+    script = tmp_path / "other.py"
+    script.write_text(OTHER)
+    other = subprocess.Popen([sys.executable, str(script), str(tmp_path)], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 120
+        while not (tmp_path / "other_running").exists():
+            assert other.poll() is None and time.time() < deadline, other.communicate()
+            time.sleep(0.01)
+        tunesmith.init(num_cpus=2)
+        grid = tune.Tuner(
+            _waits_for_the_other_trial, param_space={"i": tune.grid_search([0, 1]), "flags": str(tmp_path)},
+            run_config=tune.RunConfig(verbose=0, storage_path=str(tmp_path / "mine")),
+        ).fit()
+        assert other.wait(60) == 0
+    finally:
+        tunesmith.shutdown()
+        if other.poll() is None:
+            other.kill()
+            other.wait()
+    assert not grid.errors
+    # Trial 0 ran beside the other experiment; trial 1 waited for its CPU and started once it left.
+    assert [r.metrics["saw_the_other"] for r in sorted(grid, key=lambda r: r.config["i"])] == [True, True]

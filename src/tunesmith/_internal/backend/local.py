@@ -273,8 +273,12 @@ class LocalExecutor(ExecutorBackend):
             return False
         now = time.monotonic()
         if now >= self._contended_until:
-            self._contended = not self._ledger.alone()
+            was, self._contended = self._contended, not self._ledger.alone()
             self._contended_until = now + 0.1
+            if was and not self._contended:
+                # The last other experiment has just left (its exit woke this driver): what it held
+                # is free, and the driver looks for trials to start once more.
+                return True
         return self._contended
 
     def sharing_summary(self) -> str:
