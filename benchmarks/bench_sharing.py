@@ -53,7 +53,8 @@ def measure(count: int, trials: int, sleep_s: float, cpus: int, workdir: str) ->
     with open(script, "w") as f:
         f.write(SCRIPT)
     env = dict(os.environ, TUNE_RESULT_DIR=os.path.join(workdir, "results"),
-               TUNESMITH_LEDGER_DIR=os.path.join(workdir, f"ledger-{count}"))
+               TUNESMITH_LEDGER_DIR=os.path.join(workdir, f"ledger-{count}"),
+               TUNESMITH_RESOURCES=f'{{"CPU": {cpus}}}')  # the machine they share, whatever this one has
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     t0 = time.perf_counter()
     for _ in range(count):

@@ -49,7 +49,7 @@ def _run_at_once(tmp_path, count: int, trials: int, sleep_s: float) -> list[list
     """Starts ``count`` experiment scripts at once on one ledger; returns each one's trial spans."""
     script = tmp_path / "exp.py"
     script.write_text(SCRIPT)
-    env = dict(os.environ, TUNESMITH_LEDGER_DIR=str(tmp_path / "ledger"))
+    env = dict(os.environ, TUNESMITH_LEDGER_DIR=str(tmp_path / "ledger"), TUNESMITH_RESOURCES='{"CPU": 2}')
     procs = [
         subprocess.Popen([sys.executable, str(script), str(tmp_path / f"r{i}"), str(trials), str(sleep_s)],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
@@ -257,6 +257,7 @@ def test_idle_warning_says_what_the_other_experiments_hold(tmp_path, monkeypatch
     from tunesmith import tune
 
     tunesmith.init(num_cpus=2)
+    monkeypatch.setenv("TUNESMITH_RESOURCES", '{"CPU": 2}')  # a machine of 2 CPUs, whatever this one has
     monkeypatch.setenv("TUNE_WARN_INSUFFICENT_RESOURCE_THRESHOLD_S", "0.2")
     # Another experiment (an entry of this process) holds both CPUs.
     other = MachineLedger(str(tmp_path / "ledger"), total={"CPU": 2.0})
@@ -364,7 +365,7 @@ def _waits_for_the_other_trial(config):
     tune.report({"saw_the_other": os.path.exists(other)})
 
 
-def test_the_last_other_experiment_leaving_starts_a_waiting_trial_at_once(tmp_path):
+def test_the_last_other_experiment_leaving_starts_a_waiting_trial_at_once(tmp_path, monkeypatch):
     """The other experiment's exit woke this one, but with no one else left it did not look for free
     CPUs: its waiting trial started only when its running trial ended (an hour later for hour-long trials)."""
     import time
@@ -372,6 +373,7 @@ def test_the_last_other_experiment_leaving_starts_a_waiting_trial_at_once(tmp_pa
     import tunesmith
     from tunesmith import tune
 
+    monkeypatch.setenv("TUNESMITH_RESOURCES", '{"CPU": 2}')  # a machine of 2 CPUs, whatever this one has
     script = tmp_path / "other.py"
     script.write_text(OTHER)
     other = subprocess.Popen([sys.executable, str(script), str(tmp_path)], stdout=subprocess.PIPE,
@@ -395,3 +397,32 @@ def test_the_last_other_experiment_leaving_starts_a_waiting_trial_at_once(tmp_pa
     assert not grid.errors
     # Trial 0 ran beside the other experiment; trial 1 waited for its CPU and started once it left.
     assert [r.metrics["saw_the_other"] for r in sorted(grid, key=lambda r: r.config["i"])] == [True, True]
+
+
+def test_experiments_that_each_declared_part_of_the_machine_share_all_of_it(tmp_path):
+    """tunesmith.init(num_cpus=1) in two experiments on a 2-CPU machine: the two made a 1-CPU machine
+    between them and ran one trial at a time; as two ray.init(num_cpus=1), each has 1 CPU of its own."""
+    d = str(tmp_path / "ledger")
+    one = MachineLedger(d, total={"CPU": 1.0}, machine={"CPU": 2.0})
+    two = MachineLedger(d, total={"CPU": 1.0}, machine={"CPU": 2.0})
+    assert one.try_start({"CPU": 1.0}, held={})
+    assert two.try_start({"CPU": 1.0}, held={})
+    assert not two.try_start({"CPU": 1.0}, held={"CPU": 1.0})  # each within its own total
+    three = MachineLedger(d, total={"CPU": 1.0}, machine={"CPU": 2.0})
+    assert not three.try_start({"CPU": 1.0}, held={})  # the machine is full
+    for ledger in (one, two, three):
+        ledger.close()
+
+
+def test_the_machine_is_what_it_has_or_what_tunesmith_resources_says(monkeypatch):
+    from tunesmith._internal.resources import machine_resources
+
+    import tunesmith
+
+    tunesmith.init(num_cpus=1)
+    try:
+        assert machine_resources()["CPU"] == len(os.sched_getaffinity(0))  # init() declares a limit, not the machine
+        monkeypatch.setenv("TUNESMITH_RESOURCES", '{"CPU": 8}')
+        assert machine_resources()["CPU"] == 8
+    finally:
+        tunesmith.shutdown()

@@ -333,8 +333,11 @@ class MachineLedger:
 
     def __init__(self, directory: str | None = None, total: dict[str, float] | None = None, *,
                  clock: Callable[[], float] = time.time, alive: Callable[[Entry], bool] = process_alive,
-                 name: str | None = None, wakeable: bool = False):
+                 name: str | None = None, wakeable: bool = False, machine: dict[str, float] | None = None):
         self.directory = directory or ledger_dir()
+        # What the machine has (detected): experiments that each declared less (tunesmith.init(num_cpus=1)
+        # twice on a 2-CPU machine) still share all of it, each within its own total.
+        self._machine = _positive(machine or {})
         ensure_private_directory(self.directory)
         self._clock = clock
         self._alive = alive
@@ -455,10 +458,12 @@ class MachineLedger:
             others = self._read_others(now)
             taken: dict[str, float] = dict(held)
             # The machine, when experiments declare different totals (tunesmith.init(num_cpus=1) next
-            # to one that sees the whole machine), is the largest of them; each experiment's own total
-            # is its own limit. (Against its own total alone, the smaller one saw a full machine while
+            # to one that sees the whole machine), is the largest of them and of what it has; each
+            # experiment's own total is its own limit. (Against its own total alone, the smaller one saw a full machine while
             # the other held its share, and waited for ever while the other kept room for it.)
             machine: dict[str, float] = dict(self._entry.total)
+            for key, value in self._machine.items():
+                machine[key] = max(machine.get(key, 0.0), value)
             for entry in others:
                 for key, value in entry.held.items():
                     taken[key] = taken.get(key, 0.0) + value

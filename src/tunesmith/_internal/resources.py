@@ -85,6 +85,26 @@ def detect_gpu_ids() -> list[str]:
     return visible
 
 
+def machine_resources() -> dict[str, float]:
+    """What this machine has (CPUs this process may run on, GPUs, memory, or what the JSON object
+    ``TUNESMITH_RESOURCES`` says it has), whatever ``init`` declared for one experiment."""
+    try:
+        cpus = float(len(os.sched_getaffinity(0)))
+    except AttributeError:
+        cpus = float(os.cpu_count() or 1)
+    machine = {"CPU": cpus, "GPU": float(len(detect_gpu_ids()))}
+    try:
+        import psutil
+
+        machine["memory"] = float(psutil.virtual_memory().total)
+    except Exception:
+        pass
+    env = os.environ.get("TUNESMITH_RESOURCES")
+    if env:
+        machine.update({k: float(v) for k, v in json.loads(env).items()})
+    return machine
+
+
 def detect_resources() -> tuple[dict[str, float], list[str]]:
     """Returns the resource totals and the GPU ids trials may use."""
     try:

@@ -20,7 +20,7 @@ from tunesmith._internal.backend._leftovers import LeftoverReaper
 from tunesmith._internal.backend._output import OutputForwarder
 from tunesmith._internal.backend.base import ExecutorBackend, TrialEvent
 from tunesmith._internal.machine_ledger import MachineLedger, WakePoller
-from tunesmith._internal.resources import detect_resources
+from tunesmith._internal.resources import detect_resources, machine_resources
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ def _open_ledger(total: dict[str, float]) -> MachineLedger | None:
     if os.environ.get("TUNESMITH_SHARE_MACHINE", "1") == "0":
         return None
     try:
-        return MachineLedger(total=total, wakeable=True)
+        return MachineLedger(total=total, wakeable=True, machine=machine_resources())
     except OSError as exc:  # no writable or no private ledger directory: run without sharing
         logger.warning("Running without sharing the machine with other experiments: %s", exc)
         return None
