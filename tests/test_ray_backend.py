@@ -230,7 +230,7 @@ def allreduce_loop(config):
     rank = ctx.get_world_rank()
     where = {
         "node": _ray.get_runtime_context().get_node_id(), "pid": os.getpid(), "node_rank": ctx.get_node_rank(),
-        "pg": _ray.util.get_current_placement_group().id.hex(),
+        "pg": _ray.util.get_current_placement_group().id.hex(), "cwd": os.getcwd(),
     }
     with open(os.path.join(config["scratch"], f"rank{rank}.json"), "w") as f:
         json.dump(where, f)
@@ -263,6 +263,8 @@ def test_torch_trainer_with_two_workers_on_two_nodes(cluster, tmp_path):
     assert sorted(r["node_rank"] for r in ranks) == [0, 1]
     assert ranks[0]["pg"] == ranks[1]["pg"]
     assert {(r["node"], r["pid"]) for r in ranks} <= {(n, p) for n, p, _ in _actors("GroupWorkerActor")}
+    # Both ranks work in the trial's directory (they ran in the Ray worker's own, shared by every trial).
+    assert [r["cwd"] for r in ranks] == [result.path, result.path]
 
 
 def rank_one_exits(config):

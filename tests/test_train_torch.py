@@ -296,3 +296,61 @@ def test_prepare_data_loader_shards_every_kind_of_loader(tmp_path):
     assert metrics["batched"] == [[0, 2], [4, 6], [8, 10]]
     assert metrics["unbatched"] == [0, 2, 4, 6, 8, 10]
     assert len(metrics["subset"]) == 6 and metrics["subset"] != sorted(metrics["subset"])
+
+
+# -- each worker's process: random numbers, threads, what it started ----------------------------------------------
+def _rank_process(config):
+    import subprocess
+    import sys
+
+    rank = train.get_context().get_world_rank()
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
+    seen = {"child": child.pid, "draw": float(torch.rand(1)), "omp": os.environ.get("OMP_NUM_THREADS"),
+            "threads": torch.get_num_threads()}
+    with open(os.path.join(config["dir"], f"rank_{rank}.json"), "w") as f:
+        json.dump(seen, f)
+    train.report({"rank": rank})
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="finds processes through /proc")
+def test_each_worker_draws_its_own_numbers_uses_its_cpus_and_leaves_nothing_running(tmp_path, monkeypatch):
+    """Forked from the trial's process, every rank drew the same torch numbers (the same dropout masks);
+    a worker given 2 CPUs ran torch on one thread; processes the workers started outlived fit()."""
+    import time
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    (tmp_path / "two").mkdir()
+    (tmp_path / "one").mkdir()
+    seen = {}
+    try:
+        for name, scaling in (("two", ScalingConfig(num_workers=2)),
+                              ("one", ScalingConfig(num_workers=1, resources_per_worker={"CPU": 2}))):
+            result = TorchTrainer(_rank_process, train_loop_config={"dir": str(tmp_path / name)},
+                                  scaling_config=scaling, run_config=quiet(tmp_path / "results", name=name)).fit()
+            assert result.error is None
+    finally:
+        for path in tmp_path.glob("*/rank_*.json"):
+            seen[f"{path.parent.name}/{path.stem}"] = json.loads(path.read_text())
+    assert sorted(seen) == ["one/rank_0", "two/rank_0", "two/rank_1"]
+    assert seen["two/rank_0"]["draw"] != seen["two/rank_1"]["draw"]
+    assert [(seen[k]["omp"], seen[k]["threads"]) for k in sorted(seen)] == [("2", 2), ("1", 1), ("1", 1)]
+    pids = [s["child"] for s in seen.values()]
+    deadline = time.monotonic() + 30  # ended (SIGTERM) when the workers' process left
+    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    try:
+        assert not any(_alive(p) for p in pids)
+    finally:
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass

@@ -74,6 +74,25 @@ def restore_variables(before: dict[str, str | None]) -> None:
             os.environ[name] = value
 
 
+# Whether the trial running in this process got OMP_NUM_THREADS from its CPUs (the driver's
+# environment did not set it): a trainer's workers then get theirs from their own CPUs.
+omp_from_cpus = False
+
+
+def reseed_all() -> None:
+    """Gives the global generators of ``random``, numpy and torch fresh seeds, as a new process has."""
+    random = sys.modules.get("random")
+    if random is not None:
+        random.seed()
+    numpy = sys.modules.get("numpy")
+    if numpy is not None:
+        try:
+            numpy.random.seed()
+        except Exception:
+            pass
+    reseed_torch()
+
+
 def reseed_torch() -> None:
     """Gives an imported torch a fresh random seed, as a new process would have."""
     torch = sys.modules.get("torch")

@@ -98,6 +98,7 @@ class _TrialEnvironment:
         self._settings = process_state.ProcessSettings()  # the worker may run another trial after this one
         for key, value in spec.env.items():
             os.environ[key] = value
+        process_state.omp_from_cpus = "OMP_NUM_THREADS" in spec.env
         try:
             self._cwd_before = os.getcwd()
         except OSError:  # the directory is gone: the trial's own is where it returns to
@@ -225,16 +226,7 @@ def _put_back_streams(streams: tuple) -> None:
 
 def _fresh_randomness_and_warnings() -> None:
     """What a new process would have: reseeded global generators, and no warning shown yet."""
-    random = sys.modules.get("random")
-    if random is not None:
-        random.seed()
-    numpy = sys.modules.get("numpy")
-    if numpy is not None:
-        try:
-            numpy.random.seed()
-        except Exception:
-            pass
-    process_state.reseed_torch()
+    process_state.reseed_all()
     warnings = sys.modules.get("warnings")
     if warnings is not None:
         warnings.onceregistry.clear()
@@ -526,41 +518,21 @@ def _end_leftover_children(grace_s: float = 1.0) -> None:
     """Ends the processes that trials started and left running, as the worker leaves.
 
     Without this they would outlive the experiment (the worker's children are handed to
-    init when it exits). They get SIGTERM, and SIGKILL after ``grace_s``.
+    init when it exits): its children, and the processes of its process group (those the
+    trials' own processes started, a trainer's workers' children). They get SIGTERM, and
+    SIGKILL after ``grace_s``.
     """
-    import time
+    from tunesmith._internal.backend._leftovers import LeftoverReaper
 
-    pids = _child_pids()
-    if not pids:
-        return
-    for pid in pids:
+    reaper = LeftoverReaper(grace_s)
+    reaper.end_group(os.getpid(), "trials of this worker", also=_child_pids())
+    reaper.close()
+    while True:  # the children among them are reaped here (the others by init)
         try:
-            os.kill(pid, signal.SIGTERM)
-        except OSError:
-            pass
-    deadline = time.monotonic() + grace_s
-    left = set(pids)
-    while left:
-        for pid in list(left):
-            try:
-                if os.waitpid(pid, os.WNOHANG)[0]:
-                    left.discard(pid)
-            except ChildProcessError:
-                left.discard(pid)
-        if not left or time.monotonic() > deadline:
+            if os.waitpid(-1, os.WNOHANG)[0] == 0:
+                break
+        except ChildProcessError:
             break
-        time.sleep(0.02)
-    for pid in left:
-        try:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-        except OSError:
-            pass
-    try:
-        print(f"tunesmith: ended {len(pids)} process(es) that trials of this worker started and left running "
-              f"(pids {sorted(pids)}).", file=sys.stderr, flush=True)
-    except (OSError, ValueError):
-        pass
 
 
 def _start_checkpoint(spec: P.TrialSpec):

@@ -90,14 +90,15 @@ class LeftoverReaper:
         self.grace_s = grace_s
         self._pending: list[tuple[float, list[_Target]]] = []
 
-    def end_group(self, pgid: int, what: str) -> list[int]:
-        """Asks every process of the group led by the worker ``pgid`` to end; returns their pids.
+    def end_group(self, pgid: int, what: str, also: set[int] = frozenset()) -> list[int]:
+        """Asks every process of the group led by the worker ``pgid`` (and the processes ``also``)
+        to end; returns their pids.
 
         The worker itself is the backend's to end. ``what`` names its trial in the message
         that says which processes were ended.
         """
         targets = []
-        for pid in group_members(pgid):
+        for pid in sorted(set(group_members(pgid)) | set(also)):
             target = _Target(pid)
             if target.signal(signal.SIGTERM):
                 targets.append(target)

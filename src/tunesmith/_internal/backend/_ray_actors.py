@@ -169,9 +169,14 @@ class GroupWorkerActor:
         spec.env.pop("CUDA_VISIBLE_DEVICES", None)  # Ray set this worker's own
         conn = dial(address, authkey)
         conn.send_bytes(pickle.dumps(spec.rank))
+        cwd = os.getcwd()
         try:
-            return run_worker(spec, conn)
+            return run_worker(spec, conn)  # in the trial's working directory
         finally:
+            try:
+                os.chdir(cwd)  # the actor may run a later trial's worker
+            except OSError:
+                pass
             try:
                 conn.close()
             except OSError:

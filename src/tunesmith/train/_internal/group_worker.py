@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any, Callable
 
+from tunesmith._internal import process_state
+
 REPORT = "r"
 DONE = "d"
 ERROR = "e"
@@ -63,6 +65,7 @@ class WorkerSpec:
     gpu_ids: list[str] = field(default_factory=list)
     parent_pid: int = 0
     storage: Any = None  # the run's RemoteTarget (remote storage only)
+    cwd: str | None = None  # the trial's working directory (its own directory unless RAY_CHDIR_TO_TRIAL_DIR=0)
 
 
 def send(conn: Connection, msg: tuple) -> None:
@@ -274,6 +277,14 @@ def run_worker(spec: WorkerSpec, conn: Connection) -> int:
     from tunesmith._internal import trial_hooks
 
     os.environ.update(spec.env)
+    if spec.cwd and os.getcwd() != spec.cwd:
+        # A worker that did not start in it (a Ray actor, maybe on another node): as the trial's process.
+        try:
+            os.makedirs(spec.cwd, exist_ok=True)
+            os.chdir(spec.cwd)
+        except OSError:
+            pass
+    process_state.apply_thread_count()  # torch imported before this worker started follows its OMP_NUM_THREADS
     _tag_output(spec)
     sess = WorkerSession(spec, conn)
     S._set_session(sess)

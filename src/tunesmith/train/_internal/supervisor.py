@@ -18,6 +18,8 @@ import uuid
 from multiprocessing.connection import wait
 from typing import Any
 
+from tunesmith._internal import process_state
+from tunesmith._internal.process_state import omp_threads_for
 from tunesmith.train._internal import checkpoints
 from tunesmith.train._internal.group_worker import DONE, ERROR, REPORT, WorkerSpec, recv
 from tunesmith.train._internal.worker_group import WorkerGroup, start_method
@@ -178,6 +180,8 @@ def run_trainer(trainer, config: dict) -> bytes | None:
     specs = []
     for rank in range(n):
         worker_env = dict(env)
+        if process_state.omp_from_cpus:  # as on Ray: each worker's thread count is its own CPUs
+            worker_env["OMP_NUM_THREADS"] = omp_threads_for(per_worker.get("CPU", 0.0))
         worker_env["CUDA_VISIBLE_DEVICES"] = ",".join(all_gpus if share and gpu_ids[rank] else gpu_ids[rank])
         specs.append(WorkerSpec(
             fn=trainer.train_loop_per_worker, takes_config=trainer._takes_config, config=loop_config,
@@ -185,7 +189,7 @@ def run_trainer(trainer, config: dict) -> bytes | None:
             trial_info=sess.trial_info, checkpoint=checkpoint, staging_dir=staging, backend=backend,
             env=worker_env, metadata=dict(metadata or {}), datasets=datasets,
             dataset_config=getattr(trainer, "dataset_config", None), gpu_ids=gpu_ids[rank],
-            parent_pid=os.getpid(), storage=getattr(sess, "remote", None),
+            parent_pid=os.getpid(), storage=getattr(sess, "remote", None), cwd=os.getcwd(),
         ))
     driver_conn = getattr(sess, "_conn", None)
     inherited = (driver_conn.fileno(),) if driver_conn is not None else ()

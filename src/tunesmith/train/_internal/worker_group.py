@@ -16,6 +16,7 @@ import subprocess
 import sys
 from multiprocessing.connection import Connection
 
+from tunesmith._internal import process_state
 from tunesmith._internal.exit import flush_and_exit, leave_stop_signals_to_the_driver
 from tunesmith.train._internal.group_worker import WorkerSpec, die_with_parent, run_worker
 
@@ -124,6 +125,7 @@ class WorkerGroup:
                         pass
                 die_with_parent(spec.parent_pid)
                 leave_stop_signals_to_the_driver()
+                process_state.reseed_all()  # each rank draws its own numbers, as a process of its own would
                 code = run_worker(spec, Connection(child.detach()))
             except BaseException:
                 try:
