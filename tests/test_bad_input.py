@@ -65,6 +65,13 @@ def test_bad_num_samples_and_time_budget():
         tune.TuneConfig(num_samples=0)
     with pytest.raises(ValueError, match="time_budget_s"):
         tune.Tuner(ok, tune_config=tune.TuneConfig(num_samples=-1)).fit()
+    with pytest.raises(ValueError, match="time_budget_s"):
+        tune.TuneConfig(time_budget_s=-1)
+    # As on Ray, 0 means no budget (a script's `time_budget_s=args.budget or 0`).
+    import datetime
+
+    assert tune.TuneConfig(time_budget_s=0).time_budget_s is None
+    assert tune.TuneConfig(time_budget_s=datetime.timedelta(0)).time_budget_s is None
 
 
 class _StopsAfterFive(tune.Stopper):

@@ -178,14 +178,15 @@ def test_timeout_stopper_rejects_bad_timeout(bad, error):
         TimeoutStopper(bad)
 
 
-def test_combined_stopper_any_and_all_stoppers_see_every_result():
+def test_combined_stopper_stops_at_the_first_stopper_that_says_so():
     max_iter = MaximumIterationStopper(max_iter=2)
     always = FunctionStopper(lambda trial_id, result: True)
     combined = CombinedStopper(always, max_iter)
     assert combined("a", {}) is True
     assert combined("a", {}) is True
-    # The iteration stopper counted both results although the first stopper already decided.
-    assert max_iter("a", {}) is True
+    # As on Ray, the stoppers after the one that decided did not see those results.
+    assert max_iter("a", {}) is False
+    assert CombinedStopper(max_iter, always)("b", {}) is True and max_iter("a", {}) is True
     assert CombinedStopper(NoopStopper(), TimeoutStopper(1000)).stop_all() is False
 
     class StopAll(NoopStopper):

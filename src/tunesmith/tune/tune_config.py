@@ -68,6 +68,8 @@ class TuneConfig:
             )
         if isinstance(self.time_budget_s, datetime.timedelta):
             self.time_budget_s = self.time_budget_s.total_seconds()
+        if self.time_budget_s == 0 and not isinstance(self.time_budget_s, bool):
+            self.time_budget_s = None  # as on Ray: no budget (`time_budget_s=args.budget or 0`)
         if self.time_budget_s is not None and (
             not isinstance(self.time_budget_s, (int, float)) or self.time_budget_s <= 0
         ):

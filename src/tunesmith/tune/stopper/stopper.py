@@ -43,9 +43,10 @@ class Stopper(abc.ABC):
 class CombinedStopper(Stopper):
     """Stops a trial, or the experiment, when any of the given stoppers says so.
 
-    Every stopper sees every result, so stateful stoppers (such as
-    :class:`~tunesmith.tune.stopper.MaximumIterationStopper`) keep counting
-    even when an earlier stopper has already decided.
+    The stoppers are asked in order, and those after one that says stop do not
+    see that result (as on Ray): stateful stoppers later in the list (an
+    :class:`~tunesmith.tune.stopper.ExperimentPlateauStopper`) count only the
+    results that reached them.
 
     Args:
         *stoppers: The stoppers to combine.
@@ -79,11 +80,7 @@ class CombinedStopper(Stopper):
                 forget(trial_id)
 
     def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
-        stop = False
-        for stopper in self._stoppers:
-            if stopper(trial_id, result):
-                stop = True
-        return stop
+        return any(stopper(trial_id, result) for stopper in self._stoppers)
 
     def stop_all(self) -> bool:
         return any(stopper.stop_all() for stopper in self._stoppers)
