@@ -210,3 +210,43 @@ def test_a_slow_turn_of_the_driver_does_not_end_a_trial_that_had_confirmed(monke
             verbose=0, stop={"training_iteration": 3}, callbacks=[Slow()])).fit()
     assert grid[0].metrics["training_iteration"] == 3 and grid.num_errors == 0
     assert "ended by force" not in caplog.text
+
+
+def _checkpoints_each_step(config):
+    import tempfile
+
+    from tunesmith import train
+
+    start = 0
+    checkpoint = train.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as d:
+            start = int(open(os.path.join(d, "it")).read())
+    for i in range(start, 6):
+        with tempfile.TemporaryDirectory() as d:
+            with open(os.path.join(d, "it"), "w") as f:
+                f.write(str(i + 1))
+            train.report({"step": i + 1}, checkpoint=train.Checkpoint.from_directory(d))
+
+
+def test_a_stopper_that_fails_leaves_no_gap_in_the_rows_after_a_restore(tmp_path):
+    """The failing result's checkpoint was kept as the trial's latest but its row never written: the
+    restored trial resumed after it, and that iteration was missing from its logs for good."""
+    import json
+
+    flag = tmp_path / "fail"
+    flag.touch()
+
+    def stop(trial_id, result):
+        if result["training_iteration"] == 4 and flag.exists():
+            raise RuntimeError("the stop function failed")
+        return False
+
+    with pytest.raises(RuntimeError, match="stop function failed"):
+        tune.Tuner(_checkpoints_each_step, run_config=tune.RunConfig(
+            name="exp", storage_path=str(tmp_path), stop=stop, verbose=0)).fit()
+    flag.unlink()
+    (result,) = tune.Tuner.restore(str(tmp_path / "exp"), _checkpoints_each_step).fit()
+    with open(os.path.join(result.path, "result.json")) as f:
+        assert [json.loads(line)["step"] for line in f] == [1, 2, 3, 4, 5, 6]
+    assert list(result.metrics_dataframe["step"]) == [1, 2, 3, 4, 5, 6]

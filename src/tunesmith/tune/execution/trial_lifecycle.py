@@ -519,8 +519,18 @@ class TrialLifecycle:
         checkpoint = self._register_checkpoint(trial, checkpoint_dir_name, result, notify=False) \
             if checkpoint_dir_name else None
 
-        if result[DONE] or ((trial.stopping_criterion or self._stopper is not None)
-                            and self._should_stop(trial, view, result)):
+        try:
+            stop = result[DONE] or bool((trial.stopping_criterion or self._stopper is not None)
+                                        and self._should_stop(trial, view, result))
+        except BaseException:
+            # A stopper that fails ends the run; the result is logged first, so that the checkpoint
+            # kept with it (the trial's latest, which a restore resumes from) has its row.
+            if self._result_callbacks:
+                self._callbacks.on_trial_result(
+                    iteration=self._run.iteration, trials=self._table.trials, trial=trial, result=result
+                )
+            raise
+        if stop:
             decision = TrialScheduler.STOP
         else:
             decision = self._scheduler.on_trial_result(self._facade, trial, view)
