@@ -250,3 +250,33 @@ def test_a_stopper_that_fails_leaves_no_gap_in_the_rows_after_a_restore(tmp_path
     with open(os.path.join(result.path, "result.json")) as f:
         assert [json.loads(line)["step"] for line in f] == [1, 2, 3, 4, 5, 6]
     assert list(result.metrics_dataframe["step"]) == [1, 2, 3, 4, 5, 6]
+
+
+class _StopsTheRunAfterTwoResults(Stopper):
+    def __init__(self):
+        self.seen = 0
+
+    def __call__(self, trial_id, result):
+        self.seen += 1
+        return False
+
+    def stop_all(self):
+        return self.seen >= 2
+
+
+def _three_reports(config):
+    for i in range(3):
+        tune.report({"loss": config["x"] + i})
+
+
+def test_restoring_a_run_its_stopper_ended_starts_no_trial(tmp_path):
+    """The restored stopper was first asked after the first turn of the loop, which had added and started
+    a trial: the restored run gained an empty trial that used up a grid point (Ray starts none)."""
+    grid = tune.Tuner(_three_reports, param_space={"x": tune.grid_search([0, 1, 2, 3])},
+                      tune_config=tune.TuneConfig(max_concurrent_trials=1),
+                      run_config=tune.RunConfig(name="exp", storage_path=str(tmp_path), verbose=0,
+                                                stop=_StopsTheRunAfterTwoResults())).fit()
+    assert len(grid) == 1
+    restored = tune.Tuner.restore(str(tmp_path / "exp"), _three_reports).fit()
+    assert len(restored) == 1 and restored[0].config["x"] == 0
+    assert len([d for d in os.listdir(tmp_path / "exp") if d.startswith("_three_reports")]) == 1

@@ -404,6 +404,10 @@ class TuneController:
         self._check_stop_request()
         self._check_time_budget(self._clock())  # a restored run may have none left: no trial is added
         run, table = self._run, self._table
+        if not run.iteration and self._stopper is not None and not run.stop_all and self._stopper.stop_all():
+            # A restored run whose stopper had ended it (its state came back with it): no trial is
+            # added or started.
+            self._lifecycle.stop_experiment("stopper")
         run.iteration += 1
         it = run.iteration
         if self._step_hooks[0]:
