@@ -144,8 +144,7 @@ class ProcessSettings:
                 mutated()
         if sys.path != self._sys_path:
             sys.path[:] = self._sys_path
-        if os.umask(self._umask) != self._umask:
-            pass  # set back (os.umask has no read-only form)
+        os.umask(self._umask)
         _restore_signal_handlers(self._signals)
         decimal = sys.modules.get("decimal")
         if decimal is not None:
