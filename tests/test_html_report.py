@@ -167,8 +167,9 @@ def test_result_grid_report_from_another_filesystem(experiment, tmp_path):
     root, name = os.path.split(experiment.experiment_path)
     fs = pyarrow.fs.SubTreeFileSystem(root, pyarrow.fs.LocalFileSystem())
     grid = ResultGrid(ExperimentAnalysis(name, storage_filesystem=fs, default_metric="loss", default_mode="min"))
-    with pytest.raises(ValueError, match="local path"):
-        grid.report()
+    # Without a path, the report goes beside the experiment, through its filesystem.
+    assert grid.report() == f"{name}/report.html"
+    assert os.path.exists(os.path.join(experiment.experiment_path, "report.html"))
     path = grid.report(str(tmp_path / "remote.html"))
     text = open(path).read()
     assert experiment.get_best_result().metrics["trial_id"] in text

@@ -644,3 +644,33 @@ def test_tune_run_resumes_an_experiment_at_a_uri_with_the_endpoint_in_its_query(
     analysis = tune.run(_fails_first_time, config={"fail": True}, name="exp", storage_path=uri, verbose=0,
                         resume="ERRORED_ONLY")
     assert [(t.status, t.last_result["i"], t.last_result["start"]) for t in analysis.trials] == [("TERMINATED", 2, 2)]
+
+
+def test_cli_output_and_reports_go_to_a_uri_they_are_given(s3, bucket, tmp_path, monkeypatch):
+    """`ls --output s3://...`, `report -o s3://...` and ResultGrid.report("s3://...") said they had written
+    to the bucket and wrote a local folder named "s3:"; file:// went to a folder named "file:"."""
+    import subprocess
+    import sys
+
+    monkeypatch.chdir(tmp_path)
+    grid = tune.Tuner(my_trainable, param_space={"lr": 0.1, "iters": 2}, run_config=train.RunConfig(
+        name="exp", storage_path=f"s3://{bucket}/runs", verbose=0)).fit()
+    cli = [sys.executable, "-m", "tunesmith"]
+    out = subprocess.run(cli + ["ls", f"s3://{bucket}/runs/exp", "--output", f"s3://{bucket}/out/trials.csv"],
+                         capture_output=True, text=True, env=dict(os.environ))
+    assert out.returncode == 0, out.stderr
+    assert f"Output saved at: s3://{bucket}/out/trials.csv" in out.stdout
+    out = subprocess.run(cli + ["report", f"s3://{bucket}/runs/exp", "-o", f"s3://{bucket}/out/report.html"],
+                         capture_output=True, text=True, env=dict(os.environ))
+    assert out.returncode == 0, out.stderr
+    assert grid.report(f"s3://{bucket}/out/grid.html") == f"s3://{bucket}/out/grid.html"
+    assert grid.report() == f"s3://{bucket}/runs/exp/report.html"  # beside the experiment, on its store
+    keys = set(s3.keys(bucket, ""))
+    assert {"out/trials.csv", "out/report.html", "out/grid.html", "runs/exp/report.html"} <= keys
+    assert not os.path.exists(tmp_path / "s3:")
+    local = tmp_path / "here" / "trials.csv"
+    out = subprocess.run(cli + ["ls", f"s3://{bucket}/runs/exp", "--output", f"file://{local}"],
+                         capture_output=True, text=True, env=dict(os.environ))
+    assert out.returncode == 0, out.stderr
+    assert len(local.read_text().splitlines()) == 2  # the header and the one trial
+    assert not os.path.exists(tmp_path / "file:")

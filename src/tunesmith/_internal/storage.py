@@ -865,3 +865,16 @@ def write_atomic(path: str, write: Callable[[Any], None], mode: str = "wb", **op
 def write_bytes_atomic(path: str, data: bytes) -> None:
     """Writes ``data`` to ``path`` atomically (see :func:`write_atomic`)."""
     write_atomic(path, lambda f: f.write(data))
+
+
+def write_output_file(destination: str, data: bytes, timeout: float = 60.0) -> str:
+    """Writes a file the user asked for (a CLI ``--output``, a report) to a local path, its directory
+    made if new, or to a URI (``s3://bucket/out.csv``; ``file://`` is a local path); returns where
+    it went."""
+    filesystem, fs_path = resolve_storage(destination)
+    if filesystem is None:
+        os.makedirs(os.path.dirname(fs_path), exist_ok=True)
+        write_bytes_atomic(fs_path, data)
+        return fs_path
+    upload_bytes(data, filesystem, fs_path, timeout)
+    return destination

@@ -294,21 +294,28 @@ def write_output(rows: list[dict], columns: list[str], output: str) -> None:
     extension = os.path.splitext(output)[1].lower()
     if extension not in (".csv", ".pkl", ".p", ".pickle"):
         raise CLIError(f"--output {output!r}: unsupported file type; use a .csv or .pkl file name.")
-    try:
-        os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-        if extension == ".csv":
-            with open(output, "w", newline="", encoding="utf-8") as f:
-                writer = csv.writer(f)
-                writer.writerow(columns)
-                for row in rows:
-                    writer.writerow(["" if _missing(row.get(c)) else _csv_value(row.get(c)) for c in columns])
-        else:
-            import pandas as pd
+    import io
 
-            pd.DataFrame([{c: row.get(c) for c in columns} for row in rows], columns=columns).to_pickle(output)
-    except OSError as exc:
+    from tunesmith._internal.storage import StorageError, write_output_file
+
+    if extension == ".csv":
+        text = io.StringIO(newline="")
+        writer = csv.writer(text)
+        writer.writerow(columns)
+        for row in rows:
+            writer.writerow(["" if _missing(row.get(c)) else _csv_value(row.get(c)) for c in columns])
+        data = text.getvalue().encode("utf-8")
+    else:
+        import pandas as pd
+
+        buffer = io.BytesIO()
+        pd.DataFrame([{c: row.get(c) for c in columns} for row in rows], columns=columns).to_pickle(buffer)
+        data = buffer.getvalue()
+    try:
+        where = write_output_file(output, data)  # a local path, or a store's URI (s3://...)
+    except (OSError, StorageError) as exc:
         raise CLIError(f"--output {output!r}: could not write it: {exc}") from exc
-    print(f"Output saved at: {output}")
+    print(f"Output saved at: {where if output.startswith('file://') else output}")
 
 
 def _csv_value(value: Any) -> Any:

@@ -1,6 +1,7 @@
 """``ResultGrid``: the results of all trials of a ``Tuner.fit()`` run."""
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Iterator
 
 from tunesmith.train._result import Result
@@ -170,7 +171,8 @@ class ResultGrid:
         as ``tunesmith report <experiment dir>``.
 
         Args:
-            path: Where to write the file (a directory gets ``report.html``);
+            path: Where to write the file, a local path or a URI such as
+                ``s3://bucket/report.html`` (a directory gets ``report.html``);
                 ``<experiment dir>/report.html`` by default.
             metric: Metric to rank and plot; the Tuner's ``TuneConfig`` metric by default.
             mode: ``"min"`` or ``"max"``; the ``TuneConfig`` mode by default.
@@ -188,11 +190,20 @@ class ResultGrid:
         # On remote storage: copy what the report reads (no checkpoints) to a local directory.
         import tempfile
 
-        if path is None:
-            raise ValueError("The experiment is on remote storage: pass a local path to ResultGrid.report(path).")
         with tempfile.TemporaryDirectory() as local:
             _copy_report_inputs(analysis, local)
-            return write_html_report(local, path, metric=metric, mode=mode, shown_path=analysis.experiment_path)
+            if path is not None:  # a local path, or a URI (s3://bucket/report.html)
+                return write_html_report(local, path, metric=metric, mode=mode, shown_path=analysis.experiment_path)
+            # Beside the experiment, on its store.
+            from tunesmith._internal.storage import storage_uri, upload_bytes
+            from tunesmith.tune.analysis.html_report import REPORT_FILE
+
+            written = write_html_report(local, os.path.join(local, REPORT_FILE), metric=metric, mode=mode,
+                                        shown_path=analysis.experiment_path)
+            with open(written, "rb") as f:
+                target = f"{analysis.experiment_path.rstrip('/')}/{REPORT_FILE}"
+                upload_bytes(f.read(), analysis.filesystem, target, 60.0)
+            return storage_uri(analysis.filesystem, target)
 
     def __repr__(self) -> str:
         if not len(self):

@@ -261,16 +261,15 @@ def write_html_report(experiment_path: str, output_path: str | None = None, *, m
         '/home/me/tunesmith_results/objective_2026-01-01_12-00-00/report.html'
     """
     data = collect_report_data(experiment_path, metric=metric, mode=mode, shown_path=shown_path)
-    output_path = output_path or os.path.join(experiment_path, REPORT_FILE)
+    from tunesmith._internal.storage import write_output_file
+
+    output_path = os.fspath(output_path or os.path.join(experiment_path, REPORT_FILE))
     if os.path.isdir(output_path) or output_path.endswith(("/", os.sep)):  # a directory (made if new)
-        output_path = os.path.join(output_path, REPORT_FILE)
-    directory = os.path.dirname(os.path.abspath(output_path))
-    os.makedirs(directory, exist_ok=True)
-    tmp = f"{output_path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(render_html(data))
-    os.replace(tmp, output_path)
-    return output_path
+        output_path = output_path.rstrip("/" + os.sep) + "/" + REPORT_FILE if "://" in output_path \
+            else os.path.join(output_path, REPORT_FILE)
+    # A local path (its directory made if new), or a store's URI (s3://bucket/report.html).
+    written = write_output_file(output_path, render_html(data).encode("utf-8"))
+    return written if output_path.startswith("file://") else output_path
 
 
 _TEMPLATE = r"""<!DOCTYPE html>
