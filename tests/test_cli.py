@@ -162,6 +162,15 @@ def test_rm_removes_trial_directories_only(storage, tmp_path):
                           capture_output=True, text=True)
     assert proc.returncode == 1 and stranger.exists()
     assert "neither a trial nor an experiment directory" in proc.stderr
+    # A store's URI is refused as such (it was called neither a trial nor an experiment directory).
+    for command in (["rm", "-y"], ["add-note", "-m", "note"]):
+        proc = subprocess.run([sys.executable, "-m", "tunesmith.tune.cli", *command, "s3://bucket/runs/exp"],
+                              capture_output=True, text=True)
+        assert proc.returncode != 0 and "is on a store" in proc.stderr, proc.stderr
+    other = grid[1].path
+    proc = subprocess.run([sys.executable, "-m", "tunesmith.tune.cli", "rm", "-y", f"file://{other}"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0 and not os.path.exists(other)
 
 
 def test_python_m_tunesmith_and_rm_without_a_terminal(tmp_path):

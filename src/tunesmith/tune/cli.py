@@ -373,8 +373,16 @@ def list_experiments(args) -> int:
     return _show(rows, columns, args, available)
 
 
+def _local_only(path: str, what: str) -> None:
+    """Refuses a store's URI for a command that changes files on this machine only."""
+    if "://" in path and not path.startswith("file://"):
+        raise CLIError(f"{what} works on directories on this machine; {path!r} is on a store (use its own tools "
+                       "there, such as `aws s3 rm --recursive`).")
+
+
 def add_note(args) -> int:
-    path = os.path.expanduser(args.path)
+    _local_only(args.path, "add-note")
+    path = os.path.expanduser(args.path[len("file://"):] if args.path.startswith("file://") else args.path)
     if not os.path.isdir(path):
         raise CLIError(f"{args.path} is not a directory; pass an experiment or trial directory.")
     name = args.filename
@@ -397,6 +405,8 @@ def add_note(args) -> int:
 
 def remove(args) -> int:
     for path in args.paths:
+        _local_only(path, "rm")
+        path = path[len("file://"):] if path.startswith("file://") else path
         if not os.path.isfile(os.path.join(path, EXPR_PARAM_FILE)) and not os.path.isfile(
             os.path.join(path, EXPERIMENT_STATE_FILE)
         ):
