@@ -297,3 +297,27 @@ def test_ray_column_options_work_as_on_ray():
     empty = tune.CLIReporter(parameter_columns=[], metric_columns=[])
     assert empty._parameter_columns is None and "training_iteration" in empty._metric_columns
     assert tune.RunConfig(verbose=Verbosity.V1_EXPERIMENT).verbose == 1
+
+
+class _EndsAfterThreeTrials(tune.Stopper):
+    def __init__(self):
+        self.trials = set()
+
+    def __call__(self, trial_id, result):
+        self.trials.add(trial_id)
+        return True
+
+    def stop_all(self):
+        return len(self.trials) >= 3
+
+
+def _one_score(config):
+    tune.report({"score": 1})
+
+
+def test_a_run_without_a_sample_count_says_infinite(capsys, tmp_path):
+    """num_samples=-1: the table said "Number of trials: 3", Ray says "3/infinite"."""
+    tune.Tuner(_one_score, tune_config=tune.TuneConfig(num_samples=-1, max_concurrent_trials=1),
+               run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=1, stop=_EndsAfterThreeTrials(),
+                                         progress_reporter=tune.CLIReporter(max_report_frequency=0))).fit()
+    assert "/infinite (" in capsys.readouterr().out

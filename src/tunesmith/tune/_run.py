@@ -591,7 +591,9 @@ def _build_controller(inp: ExperimentInput, trainable, name: str, payload: bytes
             scheduler=scheduler,
             stopper=stopper,
             callbacks=build_callbacks(rc, verbose, tc.metric, tc.mode),
-            reporter=build_reporter(rc, verbose, tc, search_alg.total_samples),
+            # num_samples=-1: the table says "N/infinite" trials, as on Ray.
+            reporter=build_reporter(rc, verbose, tc, sys.maxsize if search_alg.total_samples is None
+                                    and tc.num_samples == -1 else search_alg.total_samples),
             storage=storage,
             executor=executor,
             metric=tc.metric,
