@@ -542,3 +542,51 @@ def test_a_reused_instances_cleanup_runs_in_its_trial_directory(tmp_path, monkey
     assert len(written) == 1
     with open(os.path.join(written[0].path, "cleaned_up.txt")) as f:
         assert f.read() in written[0].path
+
+
+class _SetsUpItsProcess(tune.Trainable):
+    """setup() makes process-wide choices (a default dtype, an environment variable) its steps rely on."""
+
+    def setup(self, config):
+        import warnings
+
+        self.root_at_setup = os.environ.get("DATA_ROOT")
+        os.environ["DATA_ROOT"] = "/data/set/in/setup"
+        warnings.simplefilter("error", UserWarning)
+
+    def reset_config(self, new_config):
+        return True
+
+    def step(self):
+        import warnings
+
+        return {"root": os.environ.get("DATA_ROOT"), "pid": os.getpid(), "done": True,
+                "root_at_setup": self.root_at_setup,
+                "warnings_error": any(f[0] == "error" for f in warnings.filters)}
+
+
+class _SetsUpItsProcessOnce(_SetsUpItsProcess):
+    reset_config = tune.Trainable.reset_config  # cannot be reused
+
+
+def test_a_reused_instance_keeps_the_process_its_setup_made(tmp_path):
+    """With reuse_actors=True, the settings setup() made were undone after each trial although the next
+    trial took the same instance over without running setup() again (its steps then failed)."""
+    import tunesmith
+
+    tunesmith.init(num_cpus=1)
+    try:
+        grid = tune.Tuner(_SetsUpItsProcess, param_space={"i": tune.grid_search([1, 2, 3])},
+                          tune_config=tune.TuneConfig(reuse_actors=True),
+                          run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0)).fit()
+        seen = [r.metrics for r in grid]
+        assert len({s["pid"] for s in seen}) == 1
+        assert [(s["root"], s["warnings_error"]) for s in seen] == [("/data/set/in/setup", True)] * 3
+        # An instance that cannot be reused is cleaned up, and what its setup() did is undone for the next.
+        grid = tune.Tuner(_SetsUpItsProcessOnce, param_space={"i": tune.grid_search([1, 2])},
+                          tune_config=tune.TuneConfig(reuse_actors=True),
+                          run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0)).fit()
+        assert not grid.errors and [r.metrics["root_at_setup"] for r in grid] == [None, None]
+    finally:
+        tunesmith.shutdown()
+    assert "DATA_ROOT" not in os.environ

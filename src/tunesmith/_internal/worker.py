@@ -88,6 +88,9 @@ class _TrialEnvironment:
         self._recursion_limit = 0
         self._ray_before = False
         self._settings: process_state.ProcessSettings | None = None
+        # Set when the trial's instance is kept for the next trial (reuse_actors): what the process is
+        # then stays (environment, settings, logging), as in a reused Ray actor.
+        self.keeps_process = False
 
     def __enter__(self):
         spec = self.spec
@@ -152,6 +155,8 @@ class _TrialEnvironment:
                 os.chdir(self._cwd_before)
             except OSError:
                 pass
+        if self.keeps_process:
+            return False
         before, environ = self._env_before, os.environ
         for key in [k for k in environ if k not in before]:
             environ.pop(key, None)
@@ -318,11 +323,17 @@ class Worker:
                 self._send_error(exc)
                 return
         reused, self._trials_run = self._trials_run > 0, self._trials_run + 1
-        with _TrialEnvironment(spec, reused=reused):
+        # A class instance kept by the last trial (reuse_actors with reset_config) goes on in the process
+        # it made, as a reused Ray actor does: its random generators are not reseeded.
+        continues = self._cached_instance is not None and spec.reuse and self._cached_key == spec.trainable_key
+        environment = _TrialEnvironment(spec, reused=reused and not continues)
+        with environment:
             if _is_class_trainable(trainable):
                 self._run_class(trainable, spec)
             else:
                 self._run_function(trainable, spec)
+            # Kept for the next trial: the process stays as its setup() made it.
+            environment.keeps_process = self._cached_instance is not None
 
     # -- function trainables ---------------------------------------------------
     def _run_function(self, fn, spec: P.TrialSpec) -> None:
@@ -435,7 +446,8 @@ class Worker:
                         name = save() if reply[1] and saved_at != instance.iteration else None
                         if getattr(spec, "export_formats", ()):
                             instance.export_model(list(spec.export_formats))  # as on Ray, when the trial ends
-                        self._finish_instance(instance, spec, keep=spec.reuse)
+                        # Kept only if a later trial can take it over (reset_config); else cleaned up now.
+                        self._finish_instance(instance, spec, keep=spec.reuse and instance._overrides("reset_config"))
                         trial_hooks.run_trial_end_hooks(trial_hooks.FINISHED)
                         conn.send((P.DONE, None, name))
                         return
