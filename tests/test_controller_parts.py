@@ -104,6 +104,34 @@ def test_snapshot_reencodes_exactly_the_trials_that_changed(tmp_path):
     assert state["trials"][2]["config"] == {"x": 99}
 
 
+def test_snapshot_of_a_running_trial_follows_its_start_point(tmp_path):
+    """A PBT exploit restarts a trial from the donor's checkpoint while it stays RUNNING: the new
+    start point changed nothing the cache looked at, so the state kept "started_from": null until the
+    trial's next checkpoint, and a restore after a crash then resumed it from its own old checkpoint."""
+    from tunesmith.train import Checkpoint
+
+    trial = _trial(tmp_path, 0)
+    trial.set_status(Trial.RUNNING)
+    snap = StateSnapshotter(
+        StorageContext(str(tmp_path), "exp"), BasicVariantGenerator(), FIFOScheduler(), CallbackList([]),
+        CheckpointBook(), describe=lambda: {"version": 2, "id_prefix": "t"}, trials=lambda: [trial],
+        on_write_error=print,
+    )
+
+    def saved():
+        snap.save()
+        with open(os.path.join(snap.path, "experiment_state.json")) as f:
+            return json.load(f)["trials"][0]
+
+    assert saved()["started_from"] is None
+    donor = tmp_path / "exp" / "donor" / "checkpoint_000002"
+    donor.mkdir(parents=True)
+    trial.started_from = Checkpoint(str(donor))
+    trial.restored_iteration = 2
+    state = saved()
+    assert state["started_from"] == "donor/checkpoint_000002" and state["restored_iteration"] == 2
+
+
 def test_auto_snapshot_period_keeps_saving_near_five_percent_of_the_time(tmp_path):
     snap = StateSnapshotter(
         StorageContext(str(tmp_path), "exp"), BasicVariantGenerator(), FIFOScheduler(), CallbackList([]),

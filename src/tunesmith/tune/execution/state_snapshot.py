@@ -138,7 +138,7 @@ class StateSnapshotter:
         """The state file's text in pieces: ``fields`` plus ``"trials"``, each trial re-encoded only when it changed.
 
         A trial's saved state changes only with its status, results, failures,
-        checkpoints, config, resources or error; those make up the cache key (by
+        checkpoints, config, resources, start point or error; those make up the cache key (by
         identity where the controller replaces an object rather than changing it), so a
         snapshot costs O(trials that changed) encodings and not O(all trials). The pieces
         are written one after the other: the whole text is never held at once (with
@@ -147,9 +147,14 @@ class StateSnapshotter:
         cache, fresh = self._cache, {}
         parts = []
         for trial in trials:
+            # Every field of the saved state that can change without the others (a PBT exploit sets
+            # started_from while the trial's status stays RUNNING).
             key = (trial.status, trial.num_results, trial.num_failures, len(trial.checkpoint_manager.checkpoints),
                    id(trial.restore_checkpoint), id(trial.last_result), id(trial.config), id(trial.evaluated_params),
-                   id(trial.placement_group_factory), trial.error_file, trial.trial_dirname)
+                   id(trial.placement_group_factory), trial.error_file, trial.trial_dirname,
+                   id(trial.started_from), trial.restored_iteration, trial.scheduler_stop_iteration,
+                   len(trial.checkpoint_rows), len(trial.start_points), trial.experiment_tag, trial.error_msg,
+                   trial.start_time)
             hit = cache.get(trial)
             if hit is None or hit[0] != key:
                 self._checkpoints.note_start_points(trial)
