@@ -246,3 +246,32 @@ def test_an_experiment_describes_itself_as_on_ray(tmp_path):
     assert isinstance(exp.checkpoint_config, tune.CheckpointConfig)
     assert tune.Experiment("e", _reads_env, stop=stop_fn).stopper is stop_fn
     assert tune.Experiment("e", _reads_env, storage_path="s3://bucket/runs").remote_path == "s3://bucket/runs/e"
+
+
+def _fails_inside_its_checkpoint_block_once(config, checkpoint_dir=None):
+    start = 0
+    if checkpoint_dir:
+        with open(os.path.join(checkpoint_dir, "state.json")) as f:
+            start = json.load(f)["i"] + 1
+    for i in range(start, 3):
+        with tune.checkpoint_dir(step=i) as d:
+            if i == 1 and not os.path.exists(config["marker"]):
+                open(config["marker"], "w").close()
+                with open(os.path.join(d, "half_written.pt"), "w") as f:
+                    f.write("garbage")
+                raise RuntimeError("failed while writing the checkpoint")
+            with open(os.path.join(d, "state.json"), "w") as f:
+                json.dump({"i": i}, f)
+        tune.report(i=i)
+
+
+def test_a_checkpoint_block_of_a_retry_starts_empty(tmp_path):
+    """The retry reused the failed attempt's checkpoint directory, and its half-written files became part
+    of the stored checkpoint (loaded by every later restore from it)."""
+    analysis = tune.run(_fails_inside_its_checkpoint_block_once, config={"marker": str(tmp_path / "marker")},
+                        max_failures=1, storage_path=str(tmp_path), name="exp", verbose=0)
+    (trial,) = analysis.trials
+    assert trial.status == "TERMINATED" and trial.last_result["i"] == 2
+    checkpoints = sorted(p for p in os.listdir(trial.local_path) if p.startswith("checkpoint_"))
+    for name in checkpoints:
+        assert os.listdir(os.path.join(trial.local_path, name)) == ["state.json"], name

@@ -280,6 +280,9 @@ class _Session:
     @contextlib.contextmanager
     def checkpoint_dir(self, step: int | None = None) -> Iterator[str]:
         path = self._next_checkpoint_dir()
+        # What is there was never stored (an attempt that failed inside its block, before the driver
+        # saw it): as on Ray, the block starts from an empty directory.
+        shutil.rmtree(path, ignore_errors=True)
         os.makedirs(path, exist_ok=True)
         yield path
         self._pending_checkpoint_dir = path
