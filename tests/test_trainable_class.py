@@ -590,3 +590,25 @@ def test_a_reused_instance_keeps_the_process_its_setup_made(tmp_path):
     finally:
         tunesmith.shutdown()
     assert "DATA_ROOT" not in os.environ
+
+
+class _SlowSetup(tune.Trainable):
+    def setup(self, config):
+        import time
+
+        time.sleep(5)  # loading a data set, say; the time budget ends meanwhile
+
+    def step(self):
+        open(self.config["stepped"], "w").close()
+        return {"m": 1}
+
+
+def test_a_trial_stopped_during_setup_starts_no_step(tmp_path):
+    """Told to stop while setup() ran, the trial still ran a whole step (an epoch) before it ended, and
+    fit() waited for it; on Ray it never steps."""
+    stepped = tmp_path / "stepped"
+    (result,) = tune.Tuner(_SlowSetup, param_space={"stepped": str(stepped)},
+                           tune_config=tune.TuneConfig(time_budget_s=0.5),
+                           run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0)).fit()
+    assert result.error is None
+    assert not stepped.exists() and "training_iteration" not in result.metrics

@@ -412,6 +412,17 @@ class Worker:
                     instance.stop()
                     return
             freq = spec.checkpoint_frequency
+            if conn.poll(0):
+                # Told to stop or pause while setup() ran (a time budget, the end of the experiment): no
+                # step is started, as on Ray. There is no new state to save.
+                reply = conn.recv()
+                if reply == P.PAUSE or (type(reply) is tuple and reply[0] == P.STOP):
+                    paused = reply == P.PAUSE
+                    self._finish_instance(instance, spec, keep=False)
+                    trial_hooks.run_trial_end_hooks(trial_hooks.PAUSED if paused else trial_hooks.FINISHED)
+                    conn.send((P.PAUSED, None) if paused else (P.DONE, None, None))
+                    return
+                raise RuntimeError(f"Unexpected message from the driver: {reply!r}")
             while True:
                 result = instance.train()
                 name = None
