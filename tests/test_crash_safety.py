@@ -201,12 +201,15 @@ def test_driver_sigkill_with_num_to_keep_restores_from_kept_checkpoints(tmp_path
 
 
 @pytest.mark.parametrize("to_group", [False, True], ids=["driver", "process_group"])
-def test_sigterm_saves_the_state_then_ends_the_process_and_restore_finishes(tmp_path, to_group):
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGHUP"])
+def test_sigterm_saves_the_state_then_ends_the_process_and_restore_finishes(tmp_path, to_group, sig):
     """SIGTERM (a stopped container, a preempted machine) pauses the trials and saves the state first.
 
     Sent to the whole process group, as Slurm and systemd do, it reaches the workers too: they
-    leave it to the driver, so no trial counts as failed.
+    leave it to the driver, so no trial counts as failed. SIGHUP (the terminal closed) does the
+    same: the driver died of it at once, and what the trials had started kept running.
     """
+    sig = getattr(signal, sig)
     storage, name, opts = str(tmp_path / "storage"), "term", {"trials": 3, "iters": 60, "sleep": 0.05, "every": 4}
     exp_dir = os.path.join(storage, name)
     proc = _start_driver(storage, name, "run", opts, own_group=to_group)
@@ -214,12 +217,12 @@ def test_sigterm_saves_the_state_then_ends_the_process_and_restore_finishes(tmp_
     while _rows_on_disk(exp_dir) < 20 and proc.poll() is None and time.time() < deadline:
         time.sleep(0.02)
     if to_group:
-        os.killpg(proc.pid, signal.SIGTERM)
+        os.killpg(proc.pid, sig)
     else:
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(sig)
     out, _ = proc.communicate(timeout=120)
-    assert proc.returncode == -signal.SIGTERM, out  # the process still ends by the signal
-    assert "Stopping the experiment (SIGTERM)" in out and "Tuner.restore(" in out, out
+    assert proc.returncode == -sig, out  # the process still ends by the signal
+    assert f"Stopping the experiment ({signal.Signals(sig).name})" in out and "Tuner.restore(" in out, out
     with open(os.path.join(exp_dir, "experiment_state.json")) as f:
         trials = json.load(f)["trials"]
     # The last save came after the trials stopped: none is left RUNNING, and it counts every row.

@@ -38,7 +38,7 @@ def _leave_sigterm_to_the_driver(signum, frame) -> None:
 
 
 def leave_stop_signals_to_the_driver() -> None:
-    """Makes this child process of the driver leave Ctrl+C (SIGINT) and SIGTERM to the driver.
+    """Makes this child process of the driver leave Ctrl+C (SIGINT), SIGTERM and SIGHUP to the driver.
 
     A terminal's Ctrl+C reaches every process of its foreground group, and a batch system or
     service manager (Slurm, systemd) sends SIGTERM to every process of a job. The driver stops
@@ -55,8 +55,9 @@ def leave_stop_signals_to_the_driver() -> None:
     global _leaving_pid
     _leaving_pid = os.getpid()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if hasattr(signal, "SIGTERM"):
-        signal.signal(signal.SIGTERM, _leave_sigterm_to_the_driver)
+    for name in ("SIGTERM", "SIGHUP"):  # SIGHUP: a closed terminal, which the driver handles as SIGTERM
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), _leave_sigterm_to_the_driver)
 
 
 def describe_exit(code: int | None) -> str:

@@ -359,8 +359,8 @@ def _known_trial_count(inp) -> int | None:
         return None
 
 
-def _end_by_sigterm() -> None:
-    """Ends the process by SIGTERM, as it would have ended without the experiment's handler."""
+def _end_by_signal(signum: int) -> None:
+    """Ends the process by ``signum`` (SIGTERM, SIGHUP), as it would have ended without the experiment's handler."""
     import signal
 
     for stream in (sys.stdout, sys.stderr):
@@ -368,8 +368,8 @@ def _end_by_sigterm() -> None:
             stream.flush()
         except Exception:  # noqa: BLE001 - a closed or missing stream must not keep the process alive
             pass
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    os.kill(os.getpid(), signal.SIGTERM)
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
 
 
 def run_experiment(inp: ExperimentInput, restore_path: str | None = None, restore_options: dict | None = None):
@@ -415,8 +415,8 @@ def run_experiment(inp: ExperimentInput, restore_path: str | None = None, restor
         lock = getattr(controller, "experiment_lock", None)
         if lock is not None:
             lock.release()
-        if getattr(controller, "terminated", False) and sys.exc_info()[0] is not None:
-            _end_by_sigterm()  # SIGTERM came while the run was failing: it still ends the process
+        if getattr(controller, "terminated", 0) and sys.exc_info()[0] is not None:
+            _end_by_signal(controller.terminated)  # the signal came while the run was failing: it still ends it
     if getattr(controller, "interrupted", False):
         from tunesmith._internal.storage import join_experiment_path
 
@@ -430,8 +430,8 @@ def run_experiment(inp: ExperimentInput, restore_path: str | None = None, restor
             f"Tuner.restore({where!r}, trainable=...{extra}).",
             flush=True,
         )
-    if getattr(controller, "terminated", False):
-        _end_by_sigterm()
+    if getattr(controller, "terminated", 0):
+        _end_by_signal(controller.terminated)
     trials = controller.get_trials()
     if storage.is_remote:
         # Results read back from the store: Result.path and checkpoints are storage locations.

@@ -158,9 +158,10 @@ class TuneController:
         self._next_index = 0
         self._searcher_waiting = False
         self.interrupted = False  # set when Ctrl+C ended the run
-        self.terminated = False  # set when SIGTERM ended it: the process ends once the state is saved
+        # The signal that ended it (SIGTERM, SIGHUP), or 0: the process ends by it once the state is saved.
+        self.terminated = 0
         self._stop_requested = False
-        self._owns_sigterm = False
+        self._ending_signals: list[int] = []  # SIGTERM, SIGHUP where nothing else handles them
         now = self._clock()
         self._last_running = now
         self._last_slow_warning = self._last_idle_warning = 0.0
@@ -370,8 +371,10 @@ class TuneController:
                 raise
             interrupted = True
             if self.terminated:
-                print("Stopping the experiment (SIGTERM); its state is being saved, then the process ends...",
-                      flush=True)
+                import signal
+
+                print(f"Stopping the experiment ({signal.Signals(self.terminated).name}); its state is being "
+                      "saved, then the process ends...", flush=True)
             else:
                 print("Stopping the experiment (Ctrl+C); its state is being saved...", flush=True)
         except CallbackError as exc:
@@ -481,14 +484,14 @@ class TuneController:
 
         def hurry(signum, frame):
             if signum != signal.SIGINT:
-                self.terminated = True
+                self.terminated = self.terminated or signum
             self._settings.cleanup_grace_s = 0.0
             self._run.stop_deadline = 0.0
             print("Stopping now; the experiment's state is being saved...", flush=True)
 
         previous = {signal.SIGINT: signal.signal(signal.SIGINT, hurry)}
-        if self._owns_sigterm:
-            previous[signal.SIGTERM] = signal.signal(signal.SIGTERM, hurry)
+        for sig in self._ending_signals:
+            previous[sig] = signal.signal(sig, hurry)
         try:
             self._shutdown(interrupted)
         finally:
@@ -496,13 +499,13 @@ class TuneController:
                 signal.signal(sig, handler)
 
     def _install_stop_signals(self):
-        """Ctrl+C, SIGUSR1 and SIGTERM stop the run between events, never in the middle of one.
+        """Ctrl+C, SIGUSR1, SIGTERM and SIGHUP stop the run between events, never in the middle of one.
 
         A result is logged, its checkpoint registered and the scheduler asked as one
         unit; the signal only sets a flag that the loop checks. A second Ctrl+C while
-        the first waits (a driver stuck in user code) interrupts at once. SIGTERM is
-        taken only where nothing else handles it; after the state is saved, the process
-        ends by it as it would have (``terminated``, see ``run_experiment``).
+        the first waits (a driver stuck in user code) interrupts at once. SIGTERM and SIGHUP
+        are taken only where nothing else handles them; after the state is saved, the process
+        ends by the signal as it would have (``terminated``, see ``run_experiment``).
         Returns what restores the previous handlers.
         """
         import signal
@@ -513,8 +516,8 @@ class TuneController:
         self._stop_requested = False
 
         def request_stop(signum, frame):
-            if signum == getattr(signal, "SIGTERM", None):
-                self.terminated = True
+            if signum in self._ending_signals:
+                self.terminated = self.terminated or signum
             if self._stop_requested and signum == signal.SIGINT:
                 raise KeyboardInterrupt
             self._stop_requested = True
@@ -523,10 +526,14 @@ class TuneController:
         wanted = [signal.SIGUSR1] if hasattr(signal, "SIGUSR1") else []
         if os.environ.get("TUNE_DISABLE_SIGINT_HANDLER", "0") != "1":
             wanted.append(signal.SIGINT)
-        sigterm = getattr(signal, "SIGTERM", None)
-        self._owns_sigterm = sigterm is not None and signal.getsignal(sigterm) == signal.SIG_DFL
-        if self._owns_sigterm:
-            wanted.append(sigterm)
+        # SIGTERM (a stopped container, a batch system) and SIGHUP (the terminal closed; the trials'
+        # processes are not in its process group) end the run as Ctrl+C does, then the process ends
+        # by the signal; taken only where nothing else handles them (nohup ignores SIGHUP).
+        self._ending_signals = [
+            sig for sig in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None))
+            if sig is not None and signal.getsignal(sig) == signal.SIG_DFL
+        ]
+        wanted.extend(self._ending_signals)
         for sig in wanted:
             previous[sig] = signal.signal(sig, request_stop)
 
