@@ -388,3 +388,65 @@ def test_processes_of_a_trial_ended_by_force_are_ended_with_it(tmp_path, monkeyp
                 os.kill(pid, signal.SIGKILL)
             except OSError:
                 pass
+
+
+_POOLS: list = []
+
+
+def _leaves_a_pool_open(config):
+    import multiprocessing
+
+    pool = multiprocessing.get_context("fork").Pool(2)
+    _POOLS.append(pool)  # kept open, as a module-level cache would
+    assert pool.apply(abs, (-3,)) == 3
+    train.report({"worker": os.getpid()})
+    if config["fail"]:
+        raise RuntimeError("the trial fails with its pool open")
+
+
+def _starts_a_stubborn_child_then_fails(config):
+    _start_child(config["dir"], "stubborn", "stubborn")
+    train.report({"worker": os.getpid()})
+    raise RuntimeError("the trial fails with its child running")
+
+
+def _group_gone_within(pgid: int, seconds: float) -> bool:
+    from tunesmith._internal.backend._leftovers import group_members
+
+    deadline = time.monotonic() + seconds
+    while group_members(pgid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="finds processes through /proc")
+@pytest.mark.parametrize("fail", [False, True])
+def test_a_pool_a_trial_left_open_does_not_outlive_the_experiment(tmp_path, fail):
+    """The pool's own thread replaced the workers that were ended as the worker left, and the
+    replacements ran on forever."""
+    (result,) = tune.Tuner(_leaves_a_pool_open, param_space={"fail": fail},
+                           run_config=tune.RunConfig(verbose=0, storage_path=str(tmp_path))).fit()
+    assert (result.error is not None) == fail
+    assert _group_gone_within(result.metrics["worker"], 30)
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="finds processes through /proc")
+@pytest.mark.parametrize("reuse", [True, False])
+def test_a_child_that_ignores_sigterm_does_not_outlive_a_failed_trial(tmp_path, reuse):
+    """The failed trial's worker was told to leave, and died with the fork server at the end of fit()
+    before it killed the child that ignored its SIGTERM."""
+    try:
+        (result,) = tune.Tuner(_starts_a_stubborn_child_then_fails, param_space={"dir": str(tmp_path)},
+                               tune_config=tune.TuneConfig(reuse_actors=reuse),
+                               run_config=tune.RunConfig(verbose=0, storage_path=str(tmp_path / "results"))).fit()
+        assert result.error is not None
+        (stubborn,) = _pids(tmp_path)
+        assert _gone_within(stubborn, 30)
+    finally:
+        for pid in _pids(tmp_path):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass

@@ -547,6 +547,14 @@ def _end_leftover_children(grace_s: float = 1.0) -> None:
     """
     from tunesmith._internal.backend._leftovers import LeftoverReaper
 
+    util = sys.modules.get("multiprocessing.util")
+    if util is not None:
+        # What the interpreter's exit would do (a worker leaves through os._exit): pools a trial
+        # left open are terminated, so that their threads do not replace the workers ended below.
+        try:
+            util._run_finalizers(0)
+        except Exception:
+            pass
     reaper = LeftoverReaper(grace_s)
     reaper.end_group(os.getpid(), "trials of this worker", also=_child_pids())
     reaper.close()

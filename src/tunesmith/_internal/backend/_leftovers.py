@@ -20,15 +20,19 @@ import time
 _GRACE_S = 1.0
 
 
-def group_members(pgid: int) -> list[int]:
-    """The live processes of the process group ``pgid`` but its leader (Linux; empty elsewhere)."""
+def group_members(pgids: int | set[int]) -> list[int]:
+    """The live processes of the process groups ``pgids`` but their leaders (Linux; empty elsewhere)."""
+    wanted = {pgids} if isinstance(pgids, int) else set(pgids)
+    if not wanted:
+        return []
+    encoded = {str(g).encode() for g in wanted}
     members = []
     try:
         names = os.listdir("/proc")
     except OSError:
         return []
     for name in names:
-        if not name.isdigit() or name == str(pgid):
+        if not name.isdigit() or int(name) in wanted:
             continue
         try:
             with open(f"/proc/{name}/stat", "rb") as f:
@@ -37,9 +41,30 @@ def group_members(pgid: int) -> list[int]:
             continue  # gone meanwhile
         # "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses.
         fields = stat[stat.rfind(b")") + 2:].split()
-        if len(fields) > 2 and fields[2] == str(pgid).encode() and fields[0] != b"Z":
+        if len(fields) > 2 and fields[2] in encoded and fields[0] != b"Z":
             members.append(int(name))
     return members
+
+
+def start_time(pid: int) -> int | None:
+    """When process ``pid`` started (clock ticks after boot), or None when there is no such process."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+        return int(stat[stat.rfind(b")") + 2:].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def groups_still_ours(leaders: dict[int, int | None]) -> set[int]:
+    """The process groups of ``{leader pid: its start time}`` whose number no other process took since:
+    a leader that is gone (a group lives on in its members) or still the same process."""
+    ours = set()
+    for pid, started in leaders.items():
+        now = start_time(pid)
+        if now is None or now == started:
+            ours.add(pid)
+    return ours
 
 
 class _Target:
@@ -88,17 +113,19 @@ class LeftoverReaper:
 
     def __init__(self, grace_s: float = _GRACE_S):
         self.grace_s = grace_s
-        self._pending: list[tuple[float, list[_Target]]] = []
+        # (SIGKILL due at, the groups, the processes asked to end)
+        self._pending: list[tuple[float, set[int], list[_Target]]] = []
 
-    def end_group(self, pgid: int, what: str, also: set[int] = frozenset()) -> list[int]:
-        """Asks every process of the group led by the worker ``pgid`` (and the processes ``also``)
+    def end_group(self, pgid: int | set[int], what: str, also: set[int] = frozenset()) -> list[int]:
+        """Asks every process of the groups led by the workers ``pgid`` (and the processes ``also``)
         to end; returns their pids.
 
-        The worker itself is the backend's to end. ``what`` names its trial in the message
+        The workers themselves are the backend's to end. ``what`` names their trial in the message
         that says which processes were ended.
         """
+        pgids = {pgid} if isinstance(pgid, int) else set(pgid)
         targets = []
-        for pid in sorted(set(group_members(pgid)) | set(also)):
+        for pid in sorted(set(group_members(pgids)) | set(also)):
             target = _Target(pid)
             if target.signal(signal.SIGTERM):
                 targets.append(target)
@@ -106,7 +133,7 @@ class LeftoverReaper:
                 target.close()
         if not targets:
             return []
-        self._pending.append((time.monotonic() + self.grace_s, targets))
+        self._pending.append((time.monotonic() + self.grace_s, pgids, targets))
         pids = sorted(t.pid for t in targets)
         try:
             print(f"tunesmith: ending {len(pids)} process(es) that {what} started and left running "
@@ -123,25 +150,30 @@ class LeftoverReaper:
         """How long until the next SIGKILL is due (0 when one is due now)."""
         if not self._pending:
             return float("inf")
-        return max(0.0, min(due for due, _ in self._pending) - time.monotonic())
+        return max(0.0, min(due for due, _, _ in self._pending) - time.monotonic())
 
     def escalate(self, force: bool = False) -> None:
-        """Kills the processes whose grace period is over (all of them with ``force``)."""
+        """Kills the processes whose grace period is over (all of them with ``force``), and whatever
+        joined their groups meanwhile (a ``multiprocessing.Pool`` replaces the workers it loses)."""
         now = time.monotonic()
         keep = []
-        for due, targets in self._pending:
-            if force or now >= due:
+        for due, pgids, targets in self._pending:
+            if not (force or now >= due):
+                keep.append((due, pgids, targets))
+                continue
+            for attempt in range(5):
                 for target in targets:
                     target.signal(signal.SIGKILL)
                     target.close()
-            else:
-                keep.append((due, targets))
+                targets = [_Target(pid) for pid in group_members(pgids)] if attempt < 4 else []
+                if not targets:
+                    break
         self._pending = keep
 
     def close(self) -> None:
         """Gives the pending processes what is left of their grace period, then kills them."""
         if self._pending:
-            last = max(due for due, _ in self._pending)
-            while time.monotonic() < last and any(t.alive() for _, ts in self._pending for t in ts):
+            last = max(due for due, _, _ in self._pending)
+            while time.monotonic() < last and any(t.alive() for _, _, ts in self._pending for t in ts):
                 time.sleep(0.02)
         self.escalate(force=True)

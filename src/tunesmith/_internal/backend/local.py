@@ -16,7 +16,7 @@ from typing import Any
 
 from tunesmith._internal import protocol as P
 from tunesmith._internal.backend._forkserver import ForkedProcess, ForkServer, fork_server_enabled
-from tunesmith._internal.backend._leftovers import LeftoverReaper
+from tunesmith._internal.backend._leftovers import LeftoverReaper, groups_still_ours, start_time
 from tunesmith._internal.backend._output import OutputForwarder
 from tunesmith._internal.backend.base import ExecutorBackend, TrialEvent
 from tunesmith._internal.machine_ledger import MachineLedger, WakePoller
@@ -200,6 +200,9 @@ class LocalExecutor(ExecutorBackend):
         self._contended_until = 0.0
         self._sys_path = _worker_sys_path()
         self._leftovers = LeftoverReaper()  # what dead workers' trials left running
+        # Every worker started (each leads its process group), with its start time: a group is swept at
+        # shutdown only while its number is not another process's.
+        self._worker_groups: dict[int, int | None] = {}
         self.max_workers = worker_limit()
         P.result_pipeline_s()  # a bad TUNESMITH_RESULT_PIPELINE_S fails here, before any trial
         # Workers are forked from a preloaded process where that is safe (see _forkserver);
@@ -401,6 +404,7 @@ class LocalExecutor(ExecutorBackend):
 
     def _register(self, proc, conn: Connection, env_key: str) -> _WorkerHandle:
         handle = _WorkerHandle(proc, conn, env_key)
+        self._worker_groups[handle.pid] = start_time(handle.pid)
         self._by_conn[conn] = handle
         if self._output is not None:
             label = lambda: handle.label  # noqa: E731
@@ -684,10 +688,14 @@ class LocalExecutor(ExecutorBackend):
                 handle.proc.kill()
                 handle.proc.wait()
             self._forget(handle)
-        self._leftovers.close()
         servers = self._retired_servers + ([self._fork_server] if isinstance(self._fork_server, ForkServer) else [])
         for server in servers:
             server.close()
+        # A worker that was ended (or died with the fork server) before it ended what its trials had
+        # started leaves them in its group: nothing a trial started outlives the experiment.
+        self._leftovers.end_group(groups_still_ours(self._worker_groups), "trials")
+        self._worker_groups.clear()
+        self._leftovers.close()
         self._retired_servers = []
         if isinstance(self._fork_server, ForkServer):
             self._fork_server = None
