@@ -324,12 +324,24 @@ def _changes_process_settings(config):
     import numpy as np
     import torch
 
+    import logging
+    import socket
+
+    mylib = logging.getLogger("made.by.a.trial")
     seen = {"pid": os.getpid(), "warnings_error": any(f[0] == "error" for f in warnings.filters),
             "np_divide": np.geterr()["divide"], "dtype": str(torch.get_default_dtype()),
             "grad": torch.is_grad_enabled(), "path_added": "/added/by/a/trial" in sys.path,
             "umask": os.umask(0o022), "usr1_default": signal.getsignal(signal.SIGUSR1) == signal.SIG_DFL,
             "precision": decimal.getcontext().prec,
-            "omp": os.environ.get("OMP_NUM_THREADS"), "threads": torch.get_num_threads()}
+            "omp": os.environ.get("OMP_NUM_THREADS"), "threads": torch.get_num_threads(),
+            "logging_disabled": logging.root.manager.disable, "file_handlers": len(mylib.handlers),
+            "deterministic": torch.are_deterministic_algorithms_enabled(),
+            "socket_timeout": socket.getdefaulttimeout(), "excepthook": sys.excepthook is sys.__excepthook__}
+    mylib.addHandler(logging.FileHandler(os.path.join(os.getcwd(), "mylib.log")))
+    logging.disable(logging.WARNING)
+    torch.use_deterministic_algorithms(True)
+    socket.setdefaulttimeout(3.0)
+    sys.excepthook = lambda *args: None
     warnings.simplefilter("error")
     np.seterr(all="raise")
     torch.set_default_dtype(torch.float64)
@@ -357,6 +369,8 @@ def test_process_wide_settings_a_trial_changes_do_not_reach_the_next_trial(monke
             False, "warn", "torch.float32", True, False)
         assert (s["umask"], s["usr1_default"], s["precision"]) == (umask, True, 28)
         assert (s["omp"], s["threads"]) == ("2", 2)  # as on Ray: the trial's CPUs
+        assert (s["logging_disabled"], s["file_handlers"], s["deterministic"], s["socket_timeout"],
+                s["excepthook"]) == (0, 0, False, None, True)
 
 
 def test_omp_num_threads_of_the_driver_wins(monkeypatch):

@@ -612,3 +612,31 @@ def test_a_trial_stopped_during_setup_starts_no_step(tmp_path):
                            run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0)).fit()
     assert result.error is None
     assert not stepped.exists() and "training_iteration" not in result.metrics
+
+
+class _SizesItselfToItsCpus(tune.Trainable):
+    def setup(self, config):
+        self.sized_for = self.trial_resources.required_resources.get("CPU")
+
+    def reset_config(self, new_config):
+        return True
+
+    def step(self):
+        return {"sized_for": self.sized_for, "cpus": self.trial_resources.required_resources.get("CPU"),
+                "done": True}
+
+
+def test_a_reused_instance_runs_only_trials_asking_for_its_resources(tmp_path):
+    """With reuse_actors=True, an instance set up for 2 CPUs ran a 1-CPU trial (Ray reuses an actor only
+    for trials with the same resource requests)."""
+    import tunesmith
+
+    tunesmith.init(num_cpus=2)
+    try:
+        grid = tune.Tuner(tune.with_resources(_SizesItselfToItsCpus, lambda config: {"cpu": config["c"]}),
+                          param_space={"c": tune.grid_search([2, 1, 2])},
+                          tune_config=tune.TuneConfig(reuse_actors=True, max_concurrent_trials=1),
+                          run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0)).fit()
+    finally:
+        tunesmith.shutdown()
+    assert [(r.metrics["sized_for"], r.metrics["cpus"]) for r in grid] == [(2, 2), (1, 1), (2, 2)]

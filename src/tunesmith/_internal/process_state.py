@@ -107,9 +107,15 @@ class ProcessSettings:
     """A snapshot of process-wide settings that trials commonly change, to put back after a trial."""
 
     def __init__(self) -> None:
+        import time
         import warnings
 
         self._filters = list(warnings.filters)
+        self._showwarning = warnings.showwarning
+        self._excepthooks = (sys.excepthook, getattr(sys.modules.get("threading"), "excepthook", None))
+        self._tzname = time.tzname
+        socket = sys.modules.get("socket")
+        self._socket_timeout = socket.getdefaulttimeout() if socket is not None else None
         self._sys_path = list(sys.path)
         self._umask = os.umask(0o022)
         os.umask(self._umask)
@@ -118,7 +124,7 @@ class ProcessSettings:
         decimal = sys.modules.get("decimal")
         if decimal is not None:
             self._decimal = decimal.getcontext().copy()
-        self._loggers = _logger_levels()
+        self._loggers = _logger_settings()
         self._numpy: tuple | None = None
         numpy = sys.modules.get("numpy")
         if numpy is not None:
@@ -130,11 +136,14 @@ class ProcessSettings:
         torch = sys.modules.get("torch")
         if torch is not None:
             try:
-                self._torch = (torch.get_default_dtype(), torch.is_grad_enabled())
+                cudnn = torch.backends.cudnn
+                self._torch = (torch.get_default_dtype(), torch.is_grad_enabled(),
+                               torch.are_deterministic_algorithms_enabled(), cudnn.benchmark, cudnn.deterministic)
             except Exception:
                 pass
 
     def restore(self) -> None:
+        import time
         import warnings
 
         if warnings.filters != self._filters:
@@ -142,6 +151,16 @@ class ProcessSettings:
             mutated = getattr(warnings, "_filters_mutated", None)
             if mutated is not None:
                 mutated()
+        warnings.showwarning = self._showwarning
+        sys.excepthook = self._excepthooks[0]
+        threading = sys.modules.get("threading")
+        if threading is not None and self._excepthooks[1] is not None:
+            threading.excepthook = self._excepthooks[1]
+        if time.tzname != self._tzname:  # the trial set TZ and called time.tzset() (TZ is back by now)
+            time.tzset()
+        socket = sys.modules.get("socket")
+        if socket is not None and socket.getdefaulttimeout() != self._socket_timeout:
+            socket.setdefaulttimeout(self._socket_timeout)
         if sys.path != self._sys_path:
             sys.path[:] = self._sys_path
         os.umask(self._umask)
@@ -149,7 +168,7 @@ class ProcessSettings:
         decimal = sys.modules.get("decimal")
         if decimal is not None:
             decimal.setcontext(self._decimal.copy() if self._decimal is not None else decimal.Context())
-        _restore_logger_levels(self._loggers)
+        _restore_loggers(self._loggers)
         # A library the trial imported gets the settings it has just after its import.
         numpy = sys.modules.get("numpy")
         if numpy is not None:
@@ -161,10 +180,15 @@ class ProcessSettings:
                 pass
         torch = sys.modules.get("torch")
         if torch is not None:
-            dtype, grad = self._torch or (getattr(torch, "float32", None), True)
+            dtype, grad, deterministic, benchmark, cudnn_deterministic = self._torch or (
+                getattr(torch, "float32", None), True, False, False, False)
             try:
                 torch.set_default_dtype(dtype)
                 torch.set_grad_enabled(grad)
+                if torch.are_deterministic_algorithms_enabled() != deterministic:
+                    torch.use_deterministic_algorithms(deterministic)
+                torch.backends.cudnn.benchmark = benchmark
+                torch.backends.cudnn.deterministic = cudnn_deterministic
             except Exception:
                 pass
 
@@ -211,26 +235,58 @@ def _restore_signal_handlers(handlers: list[Any]) -> None:
                 pass
 
 
-def _logger_levels() -> dict[str, int] | None:
+def _logger_settings() -> tuple | None:
+    """``logging.disable``'s level, and each logger's level, handlers, propagation and disabled flag."""
     logging = sys.modules.get("logging")
     if logging is None:
         return None
-    levels = {"": logging.getLogger().level}
-    for name, logger in list(logging.Logger.manager.loggerDict.items()):
-        if isinstance(logger, logging.Logger):
-            levels[name] = logger.level
-    return levels
+    loggers = {"": logging.getLogger()}
+    loggers.update((name, lg) for name, lg in list(logging.Logger.manager.loggerDict.items())
+                   if isinstance(lg, logging.Logger))
+    return logging.root.manager.disable, {
+        name: (lg, lg.level, list(lg.handlers), lg.propagate, lg.disabled) for name, lg in loggers.items()}
 
 
-def _restore_logger_levels(levels: dict[str, int] | None) -> None:
+def _restore_loggers(saved: tuple | None) -> None:
+    """Puts the loggers back as they were. Loggers made during the trial (a library imported then
+    set its own up once) keep what they have but their file handlers (a trial's log file would get
+    the next trial's lines)."""
     logging = sys.modules.get("logging")
-    if logging is None or levels is None:
+    if logging is None or saved is None:
         return
+    disable, loggers = saved
+    if logging.root.manager.disable != disable:
+        logging.disable(disable)
     changed = False
-    for name, level in levels.items():
-        logger = logging.getLogger(name or None)
-        if logger.level != level:
-            logger.level = level
+    for name, lg in list(logging.Logger.manager.loggerDict.items()):
+        if not isinstance(lg, logging.Logger):
+            continue
+        before = loggers.get(name)
+        if before is None:
+            for handler in [h for h in lg.handlers if isinstance(h, logging.FileHandler)]:
+                lg.removeHandler(handler)
+                _close(handler)
+            continue
+        _, level, handlers, propagate, disabled = before
+        if lg.level != level:
+            lg.level = level
             changed = True
+        if lg.handlers != handlers:
+            for handler in lg.handlers:
+                if handler not in handlers:
+                    _close(handler)
+            lg.handlers[:] = handlers
+        lg.propagate, lg.disabled = propagate, disabled
+    root = logging.getLogger()
+    if root.level != loggers[""][1]:
+        root.level = loggers[""][1]
+        changed = True
     if changed:
         logging.Logger.manager._clear_cache()
+
+
+def _close(handler) -> None:
+    try:
+        handler.close()
+    except Exception:
+        pass

@@ -98,7 +98,8 @@ class _TrialEnvironment:
         self._streams = (sys.stdout, sys.stderr)
         self._recursion_limit = sys.getrecursionlimit()
         self._ray_before = _ray_running()
-        self._settings = process_state.ProcessSettings()  # the worker may run another trial after this one
+        # The worker may run another trial after this one.
+        self._settings = process_state.ProcessSettings()
         for key, value in spec.env.items():
             os.environ[key] = value
         process_state.omp_from_cpus = "OMP_NUM_THREADS" in spec.env
@@ -250,6 +251,7 @@ class Worker:
         self._cached_instance = None
         self._cached_key: str | None = None
         self._cached_cwd: str | None = None  # where its trial ran: its cleanup() runs there
+        self._cached_resources = None  # what its trial asked for
         self._ready_sent = False
         self._trials_run = 0  # trials this process has run (the next one is "reused" after the first)
 
@@ -325,7 +327,7 @@ class Worker:
         reused, self._trials_run = self._trials_run > 0, self._trials_run + 1
         # A class instance kept by the last trial (reuse_actors with reset_config) goes on in the process
         # it made, as a reused Ray actor does: its random generators are not reseeded.
-        continues = self._cached_instance is not None and spec.reuse and self._cached_key == spec.trainable_key
+        continues = self._cached_instance is not None and self._may_take_over(spec)
         environment = _TrialEnvironment(spec, reused=reused and not continues)
         with environment:
             if _is_class_trainable(trainable):
@@ -480,7 +482,7 @@ class Worker:
         cached = self._cached_instance
         self._cached_instance = None
         if cached is not None:
-            if spec.reuse and self._cached_key == spec.trainable_key:
+            if self._may_take_over(spec):
                 if cached.reset(spec.config, trial_info=spec.trial_info):
                     return cached
             try:
@@ -492,10 +494,17 @@ class Worker:
         with hosted_trial(spec.trial_info):
             return cls(config=spec.config)
 
+    def _may_take_over(self, spec: P.TrialSpec) -> bool:
+        """Whether the kept instance may run the trial ``spec`` (reuse_actors): the same trainable, and,
+        as on Ray, the same resources (its setup() may have sized itself to them)."""
+        return bool(spec.reuse) and self._cached_key == spec.trainable_key and \
+            self._cached_resources == spec.trial_info.resources
+
     def _finish_instance(self, instance, spec: P.TrialSpec, keep: bool) -> None:
         if keep:
             self._cached_instance = instance
             self._cached_key = spec.trainable_key
+            self._cached_resources = spec.trial_info.resources
             try:
                 self._cached_cwd = os.getcwd()
             except OSError:
