@@ -216,3 +216,22 @@ def test_ctrl_c_right_after_a_scheduler_stop_keeps_the_trial_stopped(tmp_path):
                                   callbacks=[CtrlCAtThree()])).fit()
     grid = tune.Tuner.restore(str(tmp_path / "asha"), trainable=_counts_to_ten).fit()
     assert list(grid[0].metrics_dataframe["i"]) == [1, 2, 3]
+
+
+def _reports_then_interrupts(config):
+    from tunesmith import tune
+
+    for step in range(1, 201):  # short iterations: the trial runs ahead of the driver's answers
+        tune.report({"step": step})
+    os.kill(config["driver"], signal.SIGINT)  # Ctrl+C right after the last report
+    time.sleep(30)
+
+
+def test_results_sent_before_ctrl_c_are_kept(tmp_path):
+    """Results in the driver's socket when Ctrl+C was noticed were dropped: the interrupted run lacked
+    the last rows the trial had reported (on Ray, report() waits for the driver, so none is lost)."""
+    from tunesmith import tune
+
+    (result,) = tune.Tuner(_reports_then_interrupts, param_space={"driver": os.getpid()},
+                           run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0)).fit()
+    assert list(result.metrics_dataframe["step"]) == list(range(1, 201))

@@ -158,6 +158,7 @@ class TuneController:
         self._next_index = 0
         self._searcher_waiting = False
         self.interrupted = False  # set when Ctrl+C ended the run
+        self._by_signal = False  # Ctrl+C (or SIGTERM...) ended the loop, not a failure
         # The signal that ended it (SIGTERM, SIGHUP), or 0: the process ends by it once the state is saved.
         self.terminated = 0
         self._stop_requested = False
@@ -370,6 +371,7 @@ class TuneController:
                 abort = True
                 raise
             interrupted = True
+            self._by_signal = True
             if self.terminated:
                 import signal
 
@@ -625,6 +627,18 @@ class TuneController:
         grace = min(grace, 2.0) if interrupted else grace
         grace_deadline = min(self._clock() + grace, run.stop_deadline)
         running = table.with_status(Trial.RUNNING)
+        if running and self._by_signal:
+            # Results the trials sent before the signal are taken in first (on Ray, report() waits for
+            # the driver, so none is in flight): they reached the driver, and are logged.
+            try:
+                for _ in range(10):  # what is there now (a read takes at most 64 KiB a worker)
+                    events = self._backend.wait(0)
+                    for trial, msg in events:
+                        lifecycle.process_event(trial, msg)
+                    if not events:
+                        break
+            except (KeyboardInterrupt, CallbackError) as exc:
+                logger.warning("Stopping the remaining trials at once: %s", exc)
         if running:
             for trial in list(running):
                 if interrupted:
