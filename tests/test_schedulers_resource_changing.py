@@ -103,3 +103,25 @@ def test_an_allocation_function_reads_base_trial_resources_as_on_ray():
     sim.run()
     assert [(tid, res) for e, tid, res in sim.events if e == "resources"] == [(trial.trial_id, {"CPU": 2.0})]
     assert isinstance(rcs.base_trial_resources, PlacementGroupFactory)
+
+
+def test_the_seed_examples_resource_reads_work():
+    """The seed's xgboost dynamic resources example reads ``get_trial_resources().head_cpus`` in the
+    trainable and ``tune_controller._resource_updater.get_num_cpus()`` in its allocation function: both
+    were AttributeErrors."""
+    seen = []
+
+    def all_free_cpus(tune_controller, trial, result, scheduler):
+        total = tune_controller._resource_updater.get_num_cpus()
+        seen.append((total, tune_controller._resource_updater.get_num_gpus(), trial.placement_group_factory.head_cpus))
+        if result["training_iteration"] == 1:
+            return PlacementGroupFactory([{"CPU": total}])
+        return None
+
+    rcs = ResourceChangingScheduler(FIFOScheduler(), all_free_cpus)
+    sim = SimulatedExperiment(rcs, _curve, total_resources={"CPU": 4}, max_iterations=3)
+    trial = sim.add_trial({"q": 1})
+    sim.run()
+    assert seen[0] == (4, 0, 1.0) and seen[-1] == (4, 0, 4.0)
+    assert trial.placement_group_factory.head_cpus == 4.0
+    assert PlacementGroupFactory([{}, {"CPU": 2}]).head_cpus == 0.0

@@ -56,6 +56,11 @@ class PlacementGroupFactory:
         return not self._bundles[0]
 
     @property
+    def head_cpus(self) -> float:
+        """The CPUs of the trial's own process (the first bundle)."""
+        return self._bundles[0].get("CPU", 0.0)
+
+    @property
     def required_resources(self) -> dict[str, float]:
         total: dict[str, float] = {}
         for bundle in self._bundles:

@@ -195,6 +195,12 @@ class TuneController:
         return dict(self._backend.total)
 
     @property
+    def _resource_updater(self) -> "_ResourceView":
+        """What Ray's controller calls its resource updater (``get_num_cpus()``, ``get_num_gpus()``),
+        which resource-allocation functions written for Ray's ResourceChangingScheduler read."""
+        return _ResourceView(self)
+
+    @property
     def search_alg(self):
         return self._search_alg
 
@@ -673,3 +679,16 @@ class TuneController:
                 end_live()  # the streams go back to the program even when the last report was skipped
             self._callbacks.on_experiment_end(trials=table.trials)
             self._snapshot.final_sync()  # everything, at the end (remote storage)
+
+
+class _ResourceView:
+    """The totals of the resources trials may use, as Ray's ``_ResourceUpdater`` gives them."""
+
+    def __init__(self, controller: TuneController):
+        self._controller = controller
+
+    def get_num_cpus(self) -> int:
+        return int(self._controller.total_resources.get("CPU", 0))
+
+    def get_num_gpus(self) -> int:
+        return int(self._controller.total_resources.get("GPU", 0))
