@@ -451,3 +451,39 @@ def test_a_trial_that_starts_ray_in_its_worker_is_told_how_to_share_one(capfd):
     assert not grid.errors
     out, err = capfd.readouterr()
     assert "call ray.init() in the script before Tuner.fit()" in out + err
+
+
+def _big_results_and_a_stubborn_child(config):
+    import subprocess
+    import sys
+
+    subprocess.Popen([sys.executable, "-c", "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+                      "time.sleep(300)"])
+    for i in range(5):
+        tune.report({"it": i, "per_class": [0.5] * 10_000})  # about 100 KB: read in several pieces
+
+
+def test_a_program_with_over_a_thousand_files_open_runs_fit(tmp_path, caplog):
+    """select() takes no descriptor number above 1023: a result over 64 KiB, the fork server's loop and
+    the check that leftover processes ended all failed in a program that had many files open (a server,
+    a loader keeping shards open), and the failure at shutdown left the run's CPUs booked."""
+    import logging
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 2048:
+        pytest.skip("the hard limit on open files is too low")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 2048), hard))
+    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        with caplog.at_level(logging.INFO):
+            (result,) = _fit(_big_results_and_a_stubborn_child,
+                             run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0))
+        assert result.error is None and result.metrics["it"] == 4
+        assert "forking is unsafe" not in caplog.text and "fork server" not in caplog.text.lower()
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    ledger = os.environ["TUNESMITH_LEDGER_DIR"]
+    assert [n for n in os.listdir(ledger) if n.startswith("exp-")] == []

@@ -103,3 +103,24 @@ def local_tree(root: str) -> tuple[list[str], list[str]]:
         if not present and not dirs and prefix:
             empty.append(prefix[:-1])
     return files, empty
+
+
+def wait_readable(fds: list, timeout: float | None = None) -> list:
+    """The descriptors (ints, or objects with ``fileno()``) of ``fds`` that are readable, waiting at most
+    ``timeout`` seconds (None: until one is).
+
+    ``select.poll`` rather than ``select.select``: a program with more than 1,024 files open (a server,
+    a data loader keeping shards open) hands out descriptor numbers ``select`` cannot take.
+    """
+    import select
+
+    if not hasattr(select, "poll"):  # Windows: select is all there is
+        return select.select(fds, [], [], timeout)[0]
+    poller = select.poll()
+    by_number = {}
+    for fd in fds:
+        number = fd if isinstance(fd, int) else fd.fileno()
+        by_number[number] = fd
+        poller.register(number, select.POLLIN | select.POLLHUP | select.POLLERR)
+    ready = poller.poll(None if timeout is None else max(0, int(timeout * 1000 + 0.999)))
+    return [by_number[number] for number, _ in ready]

@@ -22,7 +22,7 @@ from tunesmith._internal import process_state
 from tunesmith._internal import protocol as P
 from tunesmith._internal import trial_hooks
 from tunesmith._internal.exit import flush_and_exit, leave_stop_signals_to_the_driver
-from tunesmith._internal.fsutil import ensure_dir
+from tunesmith._internal.fsutil import ensure_dir, wait_readable
 
 
 def _pickle_exception(exc: BaseException) -> bytes | None:
@@ -800,8 +800,6 @@ _server_variables: dict[str, str | None] = {}
 
 def serve_forks(ctl: Connection, fd_sock) -> None:
     """The fork server's loop: loads trainables, forks workers, reports their exits."""
-    import select
-
     global _server_variables
     _server_variables = process_state.single_threaded_openmp()
 
@@ -827,7 +825,7 @@ def serve_forks(ctl: Connection, fd_sock) -> None:
     try:
         while True:
             try:
-                ready, _, _ = select.select([ctl.fileno(), wake_r], [], [])
+                ready = wait_readable([ctl.fileno(), wake_r])
             except InterruptedError:
                 continue
             if wake_r in ready:

@@ -93,9 +93,9 @@ class _Target:
 
     def alive(self) -> bool:
         if self.pidfd is not None:  # readable once the process has exited
-            import select
+            from tunesmith._internal.fsutil import wait_readable
 
-            return not select.select([self.pidfd], [], [], 0)[0]
+            return not wait_readable([self.pidfd], 0)
         try:
             os.kill(self.pid, 0)
             return True

@@ -19,6 +19,7 @@ from tunesmith._internal.backend._forkserver import ForkedProcess, ForkServer, f
 from tunesmith._internal.backend._leftovers import LeftoverReaper, groups_still_ours, start_time
 from tunesmith._internal.backend._output import OutputForwarder
 from tunesmith._internal.backend.base import ExecutorBackend, TrialEvent
+from tunesmith._internal.fsutil import wait_readable
 from tunesmith._internal.machine_ledger import MachineLedger, WakePoller
 from tunesmith._internal.resources import detect_resources, machine_resources
 
@@ -156,7 +157,7 @@ class _WorkerHandle:
             block = block or not messages
 
     def _readable(self) -> bool:
-        return bool(select.select([self.fd], [], [], 0)[0])
+        return bool(wait_readable([self.fd], 0))
 
 
 # How often the workers running trials are checked for an exit that their socket does not show.
@@ -691,15 +692,15 @@ class LocalExecutor(ExecutorBackend):
         servers = self._retired_servers + ([self._fork_server] if isinstance(self._fork_server, ForkServer) else [])
         for server in servers:
             server.close()
-        # A worker that was ended (or died with the fork server) before it ended what its trials had
-        # started leaves them in its group: nothing a trial started outlives the experiment.
-        self._leftovers.end_group(groups_still_ours(self._worker_groups), "trials")
-        self._worker_groups.clear()
-        self._leftovers.close()
         self._retired_servers = []
         if isinstance(self._fork_server, ForkServer):
             self._fork_server = None
         try:
+            # A worker that was ended (or died with the fork server) before it ended what its trials
+            # had started leaves them in its group: nothing a trial started outlives the experiment.
+            self._leftovers.end_group(groups_still_ours(self._worker_groups), "trials")
+            self._worker_groups.clear()
+            self._leftovers.close()
             if self._output is not None:
                 self._output.drain()
         finally:  # the machine's CPUs go back to the other experiments whatever happened

@@ -13,10 +13,10 @@ from __future__ import annotations
 import os
 import pickle
 import secrets
-import select
 import time
 
 from tunesmith._internal.backend import _ray_actors as A
+from tunesmith._internal.fsutil import wait_readable
 
 
 def on_ray() -> bool:
@@ -150,7 +150,7 @@ class RayWorkerGroup:
         handles: dict[int, RayWorkerHandle] = {}
         deadline = time.monotonic() + timeout
         while len(handles) < len(refs):
-            ready, _, _ = select.select([listener], [], [], 0.5)
+            ready = wait_readable([listener], 0.5)
             if ready:
                 conn = A.accept(listener, authkey)
                 if conn is not None:
