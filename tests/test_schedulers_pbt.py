@@ -430,3 +430,53 @@ def test_an_exploited_trial_waits_behind_the_trials_already_waiting(tmp_path):
                       run_config=tune.RunConfig(storage_path=str(tmp_path), name="falling", verbose=0)).fit()
     assert not grid.errors
     assert [r.metrics["step"] for r in grid] == [8, 8, 8, 8]  # every trial ran to its end, within the budget
+
+
+def _four_steps_at_its_own_pace(config):
+    import json
+    import tempfile
+    import time
+
+    from tunesmith import train
+
+    state = {"it": 0, "lrs": []}
+    checkpoint = train.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as d, open(os.path.join(d, "s.json")) as f:
+            state = json.load(f)
+    slow = config["lr"] < 0.2
+    restarted_at_the_end = state["it"] >= 4  # the slow trial, exploited at its last iteration
+    while state["it"] < 4:
+        state["it"] += 1
+        state["lrs"].append(config["lr"])
+        time.sleep(0.3 if slow else 0.05)
+        d = tempfile.mkdtemp()
+        with open(os.path.join(d, "s.json"), "w") as f:
+            json.dump(state, f)
+        train.report({"score": sum(state["lrs"]), "lr_seen": config["lr"]}, checkpoint=train.Checkpoint.from_directory(d))
+    if slow or restarted_at_the_end:
+        open(config["slow_done"], "w").close()
+    else:  # the donor is still running when the slow trial reports its last iteration
+        deadline = time.time() + 30
+        while not os.path.exists(config["slow_done"]) and time.time() < deadline:
+            time.sleep(0.02)
+
+
+def test_a_trial_exploited_at_its_last_iteration_keeps_its_own_config(tmp_path):
+    """Exploited when it reported its last iteration, the trial restarted from the donor's checkpoint of
+    that same iteration and ended without a result: its rows and checkpoints were its own, but its
+    stored config and tag were the perturbed ones that never ran (two configs for one trial)."""
+    from tunesmith import tune
+
+    pbt = PopulationBasedTraining(time_attr="training_iteration", perturbation_interval=4, quantile_fraction=0.5,
+                                  hyperparam_mutations={"lr": tune.uniform(0.01, 1.0)}, resample_probability=0.0)
+    grid = tune.Tuner(
+        tune.with_resources(_four_steps_at_its_own_pace, {"cpu": 0.5}),
+        param_space={"lr": tune.grid_search([0.1, 0.3]), "slow_done": str(tmp_path / "slow_done")},
+        tune_config=tune.TuneConfig(metric="score", mode="max", scheduler=pbt),
+        run_config=tune.RunConfig(name="exp", storage_path=str(tmp_path), verbose=0),
+    ).fit()
+    analysis = tune.ExperimentAnalysis(str(tmp_path / "exp"))
+    for result in grid:
+        trial = [t for t in analysis.trials if t.trial_id == result.metrics["trial_id"]][0]
+        assert result.config["lr"] == trial.config["lr"] == result.metrics["lr_seen"], trial.experiment_tag

@@ -667,6 +667,12 @@ class TrialLifecycle:
         if how in (PAUSE, PAUSE_KEEP):
             self._set_paused(trial, how)
             return
+        before = trial.__dict__.pop("_before_exploit", None)
+        if before is not None and before[2] == trial.num_results:
+            # Restarted from another trial's checkpoint (PBT's exploit) at its last iteration, it ended
+            # without a result: its results and checkpoints are its own, and so is its config.
+            trial.set_config(before[0])
+            trial.set_experiment_tag(before[1])
         last = trial.last_result
         if last and not last.get(DONE) and how != STOP:
             # The trainable returned: its last result is the final one. A new dict, not a new row:

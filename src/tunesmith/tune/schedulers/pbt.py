@@ -597,6 +597,9 @@ class PopulationBasedTraining(FIFOScheduler):
         if trial.status == "RUNNING":
             # A trial that waits in synchronous mode was already paused this way.
             tune_controller.pause_trial(trial, should_checkpoint=False)
+        # What the trial was, should it end without a result from the donor's checkpoint (it was at
+        # its last iteration): then nothing ran with the new config (see TrialLifecycle._on_done).
+        trial._before_exploit = (trial.config, trial.experiment_tag, trial.num_results)
         trial.set_experiment_tag(new_tag)
         trial.set_config(new_config)
         trial.restore_checkpoint = checkpoint
