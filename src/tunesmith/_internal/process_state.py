@@ -116,7 +116,6 @@ class ProcessSettings:
         self._tzname = time.tzname
         socket = sys.modules.get("socket")
         self._socket_timeout = socket.getdefaulttimeout() if socket is not None else None
-        self._sys_path = list(sys.path)
         self._umask = os.umask(0o022)
         os.umask(self._umask)
         self._signals = _signal_handlers()
@@ -161,8 +160,6 @@ class ProcessSettings:
         socket = sys.modules.get("socket")
         if socket is not None and socket.getdefaulttimeout() != self._socket_timeout:
             socket.setdefaulttimeout(self._socket_timeout)
-        if sys.path != self._sys_path:
-            sys.path[:] = self._sys_path
         os.umask(self._umask)
         _restore_signal_handlers(self._signals)
         decimal = sys.modules.get("decimal")

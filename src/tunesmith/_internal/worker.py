@@ -67,11 +67,12 @@ class _TrialEnvironment:
     trial starts as it would in a new process, as on Ray, what a trial commonly changes in its
     process is undone when it ends: environment variables, the working directory, handlers added
     to the root logger (``logging.basicConfig(filename=...)`` works again in the next trial),
-    torch's thread count, the settings ``process_state.ProcessSettings`` holds (warning filters, logger levels, ``sys.path``, the
-    umask, signal handlers, numpy's error handling, torch's default dtype...); a later trial gets
-    fresh random generators (``random``, numpy's and torch's global ones) and sees each warning
-    again. Module globals a trial changes stay. The trial's ``OMP_NUM_THREADS`` (its CPU count,
-    unless the driver's environment sets it) also sets torch's thread count.
+    torch's thread count, the settings ``process_state.ProcessSettings`` holds (warning filters,
+    logger levels, the umask, signal handlers, numpy's error handling, torch's default dtype...); a
+    later trial gets fresh random generators (``random``, numpy's and torch's global ones) and sees
+    each warning again. Module globals a trial changes, and ``sys.path``, stay. The trial's
+    ``OMP_NUM_THREADS`` (its CPU count, unless the driver's environment sets it) also sets torch's
+    thread count.
     """
 
     def __init__(self, spec: P.TrialSpec, reused: bool = False):

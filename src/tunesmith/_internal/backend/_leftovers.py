@@ -46,6 +46,16 @@ def group_members(pgids: int | set[int]) -> list[int]:
     return members
 
 
+def _live(pid: int) -> bool:
+    """Whether ``pid`` runs (is not a zombie waiting to be reaped)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+        return stat[stat.rfind(b")") + 2:].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return False
+
+
 def start_time(pid: int) -> int | None:
     """When process ``pid`` started (clock ticks after boot), or None when there is no such process."""
     try:
@@ -125,7 +135,7 @@ class LeftoverReaper:
         """
         pgids = {pgid} if isinstance(pgid, int) else set(pgid)
         targets = []
-        for pid in sorted(set(group_members(pgids)) | set(also)):
+        for pid in sorted(set(group_members(pgids)) | {p for p in also if _live(p)}):
             target = _Target(pid)
             if target.signal(signal.SIGTERM):
                 targets.append(target)
