@@ -125,10 +125,15 @@ def test_random_worker_kills_at_scale(tmp_path, cpus_per_trial):
 
 
 # -- the driver dies ---------------------------------------------------------------------
+def _default_sighup() -> None:
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)  # as in a terminal (under nohup it is ignored)
+
+
 def _start_driver(storage: str, name: str, mode: str, opts: dict, own_group: bool = False) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, DRIVER, mode, storage, name, json.dumps(opts)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=own_group,
+        preexec_fn=_default_sighup if hasattr(signal, "SIGHUP") else None,
     )
 
 
