@@ -85,44 +85,39 @@ def detect_gpu_ids() -> list[str]:
     return visible
 
 
-def machine_resources() -> dict[str, float]:
-    """What this machine has (CPUs this process may run on, GPUs, memory, or what the JSON object
-    ``TUNESMITH_RESOURCES`` says it has), whatever ``init`` declared for one experiment."""
+def _cpus_and_memory() -> dict[str, float]:
+    """The CPUs this process may run on and the machine's memory."""
     try:
         cpus = float(len(os.sched_getaffinity(0)))
     except AttributeError:
         cpus = float(os.cpu_count() or 1)
-    machine = {"CPU": cpus, "GPU": float(len(detect_gpu_ids()))}
+    found = {"CPU": cpus}
     try:
         import psutil
 
-        machine["memory"] = float(psutil.virtual_memory().total)
+        found["memory"] = float(psutil.virtual_memory().total)
     except Exception:
         pass
+    return found
+
+
+def _declared_machine() -> dict[str, float]:
+    """What the JSON object ``TUNESMITH_RESOURCES`` says the machine has."""
     env = os.environ.get("TUNESMITH_RESOURCES")
-    if env:
-        machine.update({k: float(v) for k, v in json.loads(env).items()})
-    return machine
+    return {k: float(v) for k, v in json.loads(env).items()} if env else {}
+
+
+def machine_resources() -> dict[str, float]:
+    """What this machine has (CPUs this process may run on, GPUs, memory, or what the JSON object
+    ``TUNESMITH_RESOURCES`` says it has), whatever ``init`` declared for one experiment."""
+    return {**_cpus_and_memory(), "GPU": float(len(detect_gpu_ids())), **_declared_machine()}
 
 
 def detect_resources() -> tuple[dict[str, float], list[str]]:
     """Returns the resource totals and the GPU ids trials may use."""
-    try:
-        cpus = float(len(os.sched_getaffinity(0)))
-    except AttributeError:
-        cpus = float(os.cpu_count() or 1)
     # A number of GPUs given to init() with CUDA_VISIBLE_DEVICES set takes the GPUs it names (below).
     gpu_ids = [] if "GPU" in _overrides and _visible_ids() is not None else detect_gpu_ids()
-    total = {"CPU": cpus, "GPU": float(len(gpu_ids))}
-    try:
-        import psutil
-
-        total["memory"] = float(psutil.virtual_memory().total)
-    except Exception:
-        pass
-    env = os.environ.get("TUNESMITH_RESOURCES")
-    if env:
-        total.update({k: float(v) for k, v in json.loads(env).items()})
+    total = {**_cpus_and_memory(), "GPU": float(len(gpu_ids)), **_declared_machine()}
     total.update(_overrides)
     if "GPU" in _overrides:
         n = int(_overrides["GPU"])
