@@ -35,3 +35,32 @@ def report_each_with_a_checkpoint(metric: str, values) -> None:
             with open(os.path.join(d, metric), "w") as f:
                 f.write(str(value))
             train.report({metric: value}, checkpoint=train.Checkpoint.from_directory(d))
+
+
+def report_from_a_thread_until_stopped() -> None:
+    """Reports from a thread of its own and waits for it; once the stop ends that thread, the wait
+    never ends (the trial is then ended by force after TUNE_FUNCTION_THREAD_TIMEOUT_S)."""
+    import threading
+    import time
+
+    from tunesmith import tune
+
+    finished = threading.Event()
+
+    def loop():
+        for i in range(1000):
+            tune.report({"score": i})
+            time.sleep(0.01)
+        finished.set()
+
+    threading.Thread(target=loop, daemon=True).start()
+    finished.wait()
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie waiting to be reaped does not), read from /proc."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return False

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from _trainables import report_step, restore_step
+from _trainables import process_alive, report_from_a_thread_until_stopped, report_step, restore_step
 
 from tunesmith import train, tune
 
@@ -305,17 +305,9 @@ def _start_child(directory: str, name: str, kind: str) -> None:
         time.sleep(0.01)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rpartition(")")[2].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 def _gone_within(pid: int, seconds: float) -> bool:
     deadline = time.monotonic() + seconds
-    while _alive(pid):
+    while process_alive(pid):
         if time.monotonic() > deadline:
             return False
         time.sleep(0.05)
@@ -324,6 +316,15 @@ def _gone_within(pid: int, seconds: float) -> bool:
 
 def _pids(directory) -> list[int]:
     return [int(p.read_text()) for p in sorted(directory.glob("*.pid"))]
+
+
+def _kill_children_left(directory) -> None:
+    """Ends what a failed test left running (the children whose pids are in ``directory``)."""
+    for pid in _pids(directory):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
 
 
 def _starts_children_then_dies(config):
@@ -347,27 +348,12 @@ def test_processes_a_dead_workers_trial_started_are_ended(tmp_path, capfd):
         assert _gone_within(plain, 30) and _gone_within(stubborn, 30)
         assert f"left running (pids {sorted([plain, stubborn])})" in capfd.readouterr().err
     finally:
-        for pid in _pids(tmp_path):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
+        _kill_children_left(tmp_path)
 
 
 def _starts_a_child_then_ignores_the_stop(config):
-    import threading
-
     _start_child(config["dir"], "plain", "plain")
-    finished = threading.Event()
-
-    def loop():
-        for i in range(1000):
-            tune.report({"score": i})
-            time.sleep(0.01)
-        finished.set()
-
-    threading.Thread(target=loop, daemon=True).start()
-    finished.wait()  # never set once the stop ends the reporting thread
+    report_from_a_thread_until_stopped()
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="finds processes through /proc")
@@ -383,11 +369,7 @@ def test_processes_of_a_trial_ended_by_force_are_ended_with_it(tmp_path, monkeyp
         (plain,) = _pids(tmp_path)
         assert _gone_within(plain, 30)
     finally:
-        for pid in _pids(tmp_path):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
+        _kill_children_left(tmp_path)
 
 
 _POOLS: list = []
@@ -445,8 +427,4 @@ def test_a_child_that_ignores_sigterm_does_not_outlive_a_failed_trial(tmp_path, 
         (stubborn,) = _pids(tmp_path)
         assert _gone_within(stubborn, 30)
     finally:
-        for pid in _pids(tmp_path):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
+        _kill_children_left(tmp_path)

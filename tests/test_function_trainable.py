@@ -92,19 +92,9 @@ def test_wrap_function_needs_a_function():
 
 
 def _reports_from_a_thread(config):
-    import threading
-    import time
+    from _trainables import report_from_a_thread_until_stopped
 
-    finished = threading.Event()
-
-    def loop():
-        for i in range(1000):
-            tune.report({"score": i})
-            time.sleep(0.01)
-        finished.set()
-
-    threading.Thread(target=loop, daemon=True).start()
-    finished.wait()  # never set once the stop ends the reporting thread
+    report_from_a_thread_until_stopped()
 
 
 @pytest.mark.timeout(120)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from _trainables import process_alive
 
 import tunesmith
 from tunesmith import train, tune
@@ -312,14 +313,6 @@ def _rank_process(config):
     train.report({"rank": rank})
 
 
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rpartition(")")[2].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 @pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="finds processes through /proc")
 def test_each_worker_draws_its_own_numbers_uses_its_cpus_and_leaves_nothing_running(tmp_path, monkeypatch):
     """Forked from the trial's process, every rank drew the same torch numbers (the same dropout masks);
@@ -344,10 +337,10 @@ def test_each_worker_draws_its_own_numbers_uses_its_cpus_and_leaves_nothing_runn
     assert [(seen[k]["omp"], seen[k]["threads"]) for k in sorted(seen)] == [("2", 2), ("1", 1), ("1", 1)]
     pids = [s["child"] for s in seen.values()]
     deadline = time.monotonic() + 30  # ended (SIGTERM) when the workers' process left
-    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+    while any(process_alive(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.05)
     try:
-        assert not any(_alive(p) for p in pids)
+        assert not any(process_alive(p) for p in pids)
     finally:
         for pid in pids:
             try:
