@@ -109,3 +109,30 @@ def test_a_killed_fork_server_falls_back_to_spawning(monkeypatch):
                       run_config=tune.RunConfig(verbose=0, failure_config=tune.FailureConfig(max_failures=1))).fit()
     assert not grid.errors
     assert {r.metrics["ppid"] for r in grid} == {os.getpid()}  # after the fork server died: spawned
+
+
+@pytest.mark.timeout(300)
+def test_numpy_and_openmp_pools_loaded_before_a_trial_take_its_cpu_count(monkeypatch):
+    """numpy and scikit-learn imported by the trainable's module (so in the fork server) kept the pool
+    sizes the server had: OpenBLAS on every core for a 1-CPU trial, OpenMP on one thread for a 2-CPU
+    trial. On Ray each trial's process loads them after OMP_NUM_THREADS is set to its CPUs."""
+    pytest.importorskip("sklearn")
+    from _numeric_at_import import pool_sizes
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    monkeypatch.setenv("TUNESMITH_RESOURCES", '{"CPU": 4}')
+    tunesmith.init(num_cpus=4)
+    trainable = tune.with_resources(pool_sizes, lambda config: {"cpu": config["cpus"]})
+    # One trial at a time: a worker that ran a 4-CPU trial runs a 1-CPU one, and back.
+    grid = tune.Tuner(
+        trainable,
+        param_space={"cpus": tune.grid_search([1, 4, 1, 4])},
+        tune_config=tune.TuneConfig(max_concurrent_trials=1),
+        run_config=tune.RunConfig(verbose=0),
+    ).fit()
+    assert not grid.errors
+    seen = sorted((r.metrics["cpus"], r.metrics["omp"], tuple(r.metrics["blas"]), tuple(r.metrics["openmp"]))
+                  for r in grid)
+    assert seen == [(1, "1", (1,), (1,))] * 2 + [(4, "4", (4,), (4,))] * 2
+    assert all(r.metrics["product"] == 64.0 ** 3 for r in grid)

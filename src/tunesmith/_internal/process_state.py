@@ -7,9 +7,12 @@ own. ``ProcessSettings`` takes a snapshot before a trial and puts it back after.
 
 Thread pools: a trial gets ``OMP_NUM_THREADS`` set to its CPU count, as on Ray, and
 torch's thread count follows it even when torch was imported before the trial started.
-The fork server loads trainables with OpenMP limited to one thread, because an OpenMP
-pool started there (torch math at import time) does not survive ``fork()``: the forked
-worker's first parallel operation would wait forever.
+So do the BLAS and OpenMP pools of native libraries loaded before the trial (numpy's
+OpenBLAS, scikit-learn's and LightGBM's OpenMP), through threadpoolctl: on Ray each trial's
+process loads them after ``OMP_NUM_THREADS`` is set. The fork server loads trainables with
+OpenMP limited to one thread, because an OpenMP pool started there (torch math at import
+time) does not survive ``fork()``: the forked worker's first parallel operation would wait
+forever.
 """
 from __future__ import annotations
 
@@ -33,16 +36,52 @@ def _env_threads(value: str | None) -> int | None:
 
 
 def apply_thread_count() -> None:
-    """Makes an already imported torch use ``OMP_NUM_THREADS`` threads (a new import reads it itself)."""
-    torch = sys.modules.get("torch")
+    """Makes the thread pools loaded so far use ``OMP_NUM_THREADS`` threads (a later load reads it itself).
+
+    That is torch's, and those threadpoolctl finds (BLAS and OpenMP libraries).
+    """
     n = _env_threads(os.environ.get("OMP_NUM_THREADS"))
-    if torch is None or n is None or not hasattr(torch, "set_num_threads"):
+    if n is None:
         return
-    try:
-        if torch.get_num_threads() != n:
-            torch.set_num_threads(n)
-    except Exception:
-        pass
+    torch = sys.modules.get("torch")
+    if torch is not None and hasattr(torch, "set_num_threads"):
+        try:
+            if torch.get_num_threads() != n:
+                torch.set_num_threads(n)
+        except Exception:
+            pass
+    _limit_native_pools(n)
+
+
+# Python modules whose import loads a BLAS or OpenMP library.
+_NATIVE_POOL_MODULES = ("numpy", "scipy", "sklearn", "torch", "lightgbm", "xgboost", "catboost", "numexpr")
+
+# The thread count every BLAS/OpenMP library loaded in this process has, when known: a library
+# loaded later reads OMP_NUM_THREADS, which a trial's count is set in before its code runs.
+_native_pools_threads: int | None = None
+
+
+def _limit_native_pools(n: int) -> None:
+    global _native_pools_threads
+    if n == _native_pools_threads:
+        return
+    if any(name in sys.modules for name in _NATIVE_POOL_MODULES):
+        try:
+            import threadpoolctl
+
+            threadpoolctl.threadpool_limits(limits=n)
+        except Exception:  # threadpoolctl absent or a library it cannot drive: pools keep their size
+            return
+    _native_pools_threads = n
+
+
+def preload_pool_control() -> None:
+    """Imports threadpoolctl once, in the fork server, when what it loaded has thread pools to limit."""
+    if any(name in sys.modules for name in _NATIVE_POOL_MODULES):
+        try:
+            import threadpoolctl  # noqa: F401
+        except ImportError:
+            pass
 
 
 _SERVER_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")

@@ -844,6 +844,7 @@ def serve_forks(ctl: Connection, fd_sock) -> None:
                     import cloudpickle
 
                     trainables[msg[1]] = cloudpickle.loads(msg[2])
+                    process_state.preload_pool_control()
                 except BaseException as exc:  # reported when a trial of this trainable starts
                     trainables[msg[1]] = _LoadFailure(exc, traceback.format_exc())
                 ctl.send((FS_LOADED, msg[1], fork_unsafe_reason()))
