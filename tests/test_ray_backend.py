@@ -497,6 +497,17 @@ def test_tasks_a_trial_starts_run_in_its_placement_group(cluster, tmp_path):
     assert grid[0].metrics["task_pg"] == grid[0].metrics["trial_pg"]
 
 
+def test_a_task_no_bundle_of_the_trial_can_hold_fails_the_trial_and_says_what_to_reserve(cluster, tmp_path):
+    """A trial with one bundle that started a 1-CPU task waited forever (its own bundle is in use);
+    on Ray the launch fails at once with an error naming the PlacementGroupFactory to use."""
+    grid = tune.Tuner(
+        _starts_a_task, run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0),
+    ).fit()
+    (error,) = grid.errors
+    assert "tune.PlacementGroupFactory([{'CPU': 1.0}] + [{'CPU': 1.0}] * N)" in str(error)
+    assert "where" in str(error)
+
+
 def test_a_trial_waits_for_a_node_that_has_what_it_asks_for(cluster, tmp_path):
     """As on Ray (and its autoscaler): a request beyond the cluster of now waits for nodes; it was refused."""
     grids = []

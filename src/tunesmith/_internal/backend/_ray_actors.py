@@ -119,6 +119,7 @@ class TrialActor:
         self._slot_id = slot_id
         os.environ[BUNDLE_OFFSET_ENV] = str(bundle_offset)
         _add_sys_path(sys_path)
+        _check_launches_fit(head_in_group=bundle_offset == 0)
 
     def serve(self) -> int:
         """Runs trials the driver sends until it says EXIT or goes away; returns this process's pid."""
@@ -139,6 +140,54 @@ class TrialActor:
         finally:
             conn.close()
         return os.getpid()
+
+
+def _check_launches_fit(head_in_group: bool) -> None:
+    """Makes a task or actor the trial starts fail at once when no bundle of its placement group can hold it.
+
+    The trial's placement group captures what the trial starts; a request only the trial's own
+    bundle could hold (which the trial is using) would wait forever. As on Ray (which also skips
+    the check when ``TUNE_DISABLE_RESOURCE_CHECKS`` is set), the trial fails with an error that
+    says which bundles to add. Uses the launch hooks Ray's own trainables install.
+    """
+    if "TUNE_DISABLE_RESOURCE_CHECKS" in os.environ:
+        return
+    try:
+        from ray import actor, remote_function
+    except ImportError:
+        return
+    checked: set[frozenset] = set()
+
+    def check(fn, resources, strategy) -> None:
+        wanted = {k: float(v) for k, v in (resources or {}).items() if v}
+        key = frozenset(wanted.items())
+        if not key or key in checked:
+            return
+        import ray
+
+        pg = getattr(strategy, "placement_group", None)
+        if pg is None or getattr(strategy, "placement_group_bundle_index", -1) not in (-1, None):
+            return  # not the trial's group, or a bundle chosen on purpose
+        current = ray.util.get_current_placement_group()
+        if current is None or pg.id != current.id:
+            return
+        checked.add(key)
+        bundles = current.bundle_specs[1:] if head_in_group else current.bundle_specs
+        if any(all(bundle.get(k, 0.0) >= v for k, v in wanted.items()) for bundle in bundles):
+            return
+        what = "actor" if getattr(fn, "class_name", "") else "task"
+        name = ".".join(p for p in (getattr(fn, "module_name", ""), getattr(fn, "class_name", ""),
+                                    getattr(fn, "function_name", "")) if p)
+        head = {k: float(v) for k, v in current.bundle_specs[0].items() if v} if head_in_group else {}
+        raise RuntimeError(
+            f"The trial started the Ray {what} {name} asking for {wanted}, but no bundle of the trial's "
+            f"placement group other than its own can hold it, so it would wait forever. Reserve bundles "
+            f"for what the trial starts: tune.with_resources(trainable, tune.PlacementGroupFactory("
+            f"[{head}] + [{wanted}] * N)) (or resources_per_trial=...), with N the number of {what}s "
+            f"running at once.")
+
+    actor._actor_launch_hook = check
+    remote_function._task_launch_hook = check
 
 
 class GroupWorkerActor:
