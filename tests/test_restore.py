@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 import pytest
 
@@ -423,3 +424,62 @@ def test_a_searcher_failing_on_a_result_does_not_leave_its_trial_running_for_a_r
     grid = tune.Tuner.restore(str(tmp_path / "exp"), _loss_is_x).fit()
     assert sorted(r.config["x"] for r in grid) == [0.1, 0.2, 0.3, 0.4, 0.5, 0.6]
     assert not grid.errors
+
+
+class _CountsResults(tune.Callback):
+    def __init__(self):
+        self.results = 0
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        self.results += 1
+
+    def get_state(self):
+        return {"results": self.results}
+
+    def set_state(self, state):
+        self.results = state["results"]
+
+
+class _HoldsALock(tune.Callback):
+    def __init__(self):
+        import threading
+
+        self.lock = threading.Lock()
+
+
+def _reports_three_then_fails_once(config):
+    import os
+
+    start = 0
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        start = int(open(os.path.join(checkpoint.path, "i")).read())
+    for i in range(start, 3):
+        with tempfile.TemporaryDirectory() as d:
+            open(os.path.join(d, "i"), "w").write(str(i + 1))
+            tune.report({"i": i}, checkpoint=tune.Checkpoint.from_directory(d))
+        if i == 1 and not os.path.exists(config["marker"]):
+            open(config["marker"], "w").close()
+            raise RuntimeError("first run fails")
+
+
+def test_a_callback_that_cannot_be_saved_is_named_up_front_and_the_others_are_restored_with_their_state(
+        tmp_path, caplog):
+    """One callback holding a lock made the restored run go on with no callbacks at all: the others and
+    their saved state were lost, and nothing said so until the restore."""
+    counter = _CountsResults()
+    with caplog.at_level("WARNING"):
+        grid = tune.Tuner(
+            _reports_three_then_fails_once, param_space={"marker": str(tmp_path / "failed")},
+            run_config=tune.RunConfig(storage_path=str(tmp_path), name="cbs", verbose=0,
+                                      callbacks=[counter, _HoldsALock()]),
+        ).fit()
+    assert "run_config.callbacks[1] (_HoldsALock)" in caplog.text and "cannot pickle" in caplog.text
+    assert grid.errors and counter.results == 2
+    restored = tune.Tuner.restore(str(tmp_path / "cbs"), trainable=_reports_three_then_fails_once,
+                                  resume_errored=True)
+    (kept, stand_in) = restored._local_tuner._input.run_config.callbacks
+    assert isinstance(kept, _CountsResults) and "_HoldsALock" in repr(stand_in)
+    grid = restored.fit()
+    assert not grid.errors
+    assert kept.results == 3  # its saved count, and the one result of the resumed trial

@@ -708,6 +708,13 @@ def _save_tuner_file(storage: StorageContext, inp: ExperimentInput, name: str,
             unsaved["resources_per_trial"] = f"{type(exc).__name__}: {exc}"
             data["resources_per_trial"] = None
         data["unsaved"] = unsaved
+        if unsaved and not os.path.exists(os.path.join(storage.experiment_local_path, TUNER_FILE)):
+            import logging
+
+            logging.getLogger(__name__).warning(
+                "These settings cannot be saved with the experiment, so a Tuner.restore of it would go on "
+                "without them: %s. Objects such as locks, open files and connections cannot be saved; create "
+                "them in the object's setup instead.", "; ".join(f"{k} ({why})" for k, why in unsaved.items()))
         try:
             payload = cloudpickle.dumps(data)
         except Exception as exc:
@@ -735,6 +742,9 @@ def _without_unpicklable_fields(config: Any, owner: str, unsaved: dict[str, str]
         try:
             cloudpickle.dumps(value)
         except Exception as exc:
+            if item.name == "callbacks" and isinstance(value, (list, tuple)):
+                changes[item.name] = _savable_callbacks(value, f"{owner}.{item.name}", unsaved)
+                continue
             unsaved[f"{owner}.{item.name}"] = f"{type(exc).__name__}: {exc}"
             changes[item.name] = None
     if not changes:
@@ -743,6 +753,23 @@ def _without_unpicklable_fields(config: Any, owner: str, unsaved: dict[str, str]
     for name, value in changes.items():
         object.__setattr__(copy, name, value)
     return copy
+
+
+def _savable_callbacks(callbacks, owner: str, unsaved: dict[str, str]) -> list:
+    """The callbacks, each that cannot be pickled replaced by a stand-in (the others keep their places)."""
+    import cloudpickle
+
+    from tunesmith.tune.callback import UnsavedCallback
+
+    kept = []
+    for i, cb in enumerate(callbacks):
+        try:
+            cloudpickle.dumps(cb)
+        except Exception as exc:
+            unsaved[f"{owner}[{i}] ({type(cb).__name__})"] = f"{type(exc).__name__}: {exc}"
+            cb = UnsavedCallback(type(cb).__name__)
+        kept.append(cb)
+    return kept
 
 
 def load_tuner_file(path: str, storage_filesystem=None) -> dict:

@@ -92,6 +92,19 @@ class CallbackError(RuntimeError):
 _FILE_HOOKS = frozenset(("on_trial_start", "on_trial_restore", "on_trial_complete", "on_trial_error"))
 
 
+class UnsavedCallback(Callback):
+    """Stands in, in a restored run, for a callback that could not be saved with the experiment.
+
+    It keeps the other callbacks in their places, so each gets back its own saved state.
+    """
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"UnsavedCallback({self.name!r})"
+
+
 class CallbackList(Callback):
     """Calls a list of callbacks in order."""
 
