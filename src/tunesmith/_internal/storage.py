@@ -101,6 +101,9 @@ _TRIAL_OUTPUTS = frozenset({
 _TRIAL_OUTPUT_PREFIXES = ("events.out.tfevents",)
 # Staging directory of a group trainer's checkpoints before they are merged (train/_internal).
 _GROUP_STAGING = ".group_staging"
+# A trial's checkpoint directories (checkpoint_000003), which workers upload themselves; a directory of
+# the trial's own with a name like it (checkpoint_best) is one of its artifacts.
+_CHECKPOINT_DIR = re.compile(r"checkpoint_\d+$")
 
 _logger = logging.getLogger(__name__)
 
@@ -752,7 +755,7 @@ class StorageContext:
             rel_root = os.path.relpath(root, path)
             if rel_root == ".":
                 # Checkpoints are the workers' uploads; a group's staging is not a result.
-                dirs[:] = [d for d in dirs if not d.startswith("checkpoint_") and d != _GROUP_STAGING]
+                dirs[:] = [d for d in dirs if not _CHECKPOINT_DIR.match(d) and d != _GROUP_STAGING]
                 if not self.sync_artifacts:
                     dirs[:] = []
             for name in files:
@@ -781,7 +784,7 @@ class StorageContext:
 
         def skip(rel: str) -> bool:
             parts = rel.split("/")
-            return len(parts) > 2 and (parts[1].startswith("checkpoint_") or parts[1] == _GROUP_STAGING)
+            return len(parts) > 2 and (bool(_CHECKPOINT_DIR.match(parts[1])) or parts[1] == _GROUP_STAGING)
 
         os.makedirs(self.experiment_local_path, exist_ok=True)
         try:
