@@ -680,3 +680,40 @@ def test_cli_output_and_reports_go_to_a_uri_they_are_given(s3, bucket, tmp_path,
     assert out.returncode == 0, out.stderr
     assert len(local.read_text().splitlines()) == 2  # the header and the one trial
     assert not os.path.exists(tmp_path / "file:")
+
+
+def _runs_until_released(config):
+    import time
+
+    open(config["started"], "w").close()
+    while not os.path.exists(config["release"]):
+        time.sleep(0.02)
+    train.report({"done": 1})
+
+
+def test_a_second_driver_of_an_experiment_at_a_uri_is_refused_while_the_first_runs(s3, bucket, tmp_path):
+    """On remote storage nothing was locked: a second run with the same name (or a restore of the running
+    one) ran beside the first, and the experiment's state then named only the second run's trials."""
+    import threading
+
+    from tunesmith._internal.experiment_lock import ExperimentInUseError
+
+    space = {"started": str(tmp_path / "started"), "release": str(tmp_path / "release")}
+    run_config = train.RunConfig(name="busy", storage_path=f"s3://{bucket}/locks", verbose=0)
+    grids = []
+    first = threading.Thread(target=lambda: grids.append(
+        tune.Tuner(_runs_until_released, param_space=space, run_config=run_config).fit()))
+    first.start()
+    try:
+        _wait_for(lambda: os.path.exists(space["started"]), 120, "the first run's trial")
+        with pytest.raises(ExperimentInUseError, match=f"s3://{bucket}/locks/busy is in use by another run"):
+            tune.Tuner(_runs_until_released, param_space=space, run_config=run_config).fit()
+        with pytest.raises(ExperimentInUseError, match="is in use by another run"):
+            tune.Tuner.restore(f"s3://{bucket}/locks/busy", trainable=_runs_until_released).fit()
+    finally:
+        open(space["release"], "w").close()
+        first.join(120)
+    (grid,) = grids
+    assert not grid.errors and [r.metrics["done"] for r in grid] == [1]
+    restored = tune.Tuner.restore(f"s3://{bucket}/locks/busy", trainable=_runs_until_released).get_results()
+    assert len(restored) == 1 and restored[0].metrics["done"] == 1

@@ -4,7 +4,8 @@ Two runs with the same name and storage path would overwrite each other's
 experiment state and lose trials. The driver holds an exclusive advisory
 lock on a file in the experiment directory for as long as it runs; the lock
 goes away with the process, however it ends, so a crashed run never blocks
-its own restore.
+its own restore. An experiment on a remote store is locked by a file on this
+machine that stands for its URI (drivers on other machines are not seen).
 """
 from __future__ import annotations
 
@@ -24,14 +25,15 @@ class ExperimentLock:
     """An exclusive lock on an experiment directory, taken at construction.
 
     Args:
-        directory: The experiment directory (local).
+        directory: The experiment directory (local), or its URI when ``lock_file`` is given.
+        lock_file: The file to lock (default: ``.tunesmith.lock`` in ``directory``).
 
     Raises:
         ExperimentInUseError: Another live process holds the lock; the message names it.
     """
 
-    def __init__(self, directory: str):
-        self.path = os.path.join(directory, LOCK_FILE)
+    def __init__(self, directory: str, lock_file: str | None = None):
+        self.path = lock_file or os.path.join(directory, LOCK_FILE)
         self._fd: int | None = None
         try:
             import fcntl

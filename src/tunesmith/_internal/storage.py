@@ -488,9 +488,10 @@ class StorageContext:
         if self.is_remote:
             self.experiment_fs_path = f"{storage_path.rstrip('/')}/{self.experiment_dir_name}"
             # One staging directory per run: two drivers never share one.
+            self._staging_root = (os.environ.get("TUNESMITH_STAGING_DIR")
+                                  or os.path.join(tempfile.gettempdir(), _STAGING_DIRNAME))
             self.experiment_local_path = os.path.join(
-                os.environ.get("TUNESMITH_STAGING_DIR") or os.path.join(tempfile.gettempdir(), _STAGING_DIRNAME),
-                f"{self.experiment_dir_name.replace('/', '_')}-{uuid.uuid4().hex[:8]}",
+                self._staging_root, f"{self.experiment_dir_name.replace('/', '_')}-{uuid.uuid4().hex[:8]}",
             )
         else:
             self.experiment_fs_path = os.path.join(storage_path, self.experiment_dir_name)
@@ -514,6 +515,14 @@ class StorageContext:
         self._delete_lock = threading.Lock()
         self._deleter: threading.Thread | None = None
         self._deletes_failing = False  # the store refused the last delete
+
+    def remote_lock_file(self) -> str:
+        """The file on this machine whose lock stands for the experiment directory on the store."""
+        import hashlib
+
+        directory = os.path.join(self._staging_root, ".locks")
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        return os.path.join(directory, hashlib.sha1(self.experiment_path.encode()).hexdigest() + ".lock")
 
     @property
     def experiment_path(self) -> str:

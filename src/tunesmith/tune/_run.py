@@ -9,6 +9,7 @@ import inspect
 import json
 import os
 import re
+import shutil
 import sys
 import uuid
 from dataclasses import dataclass, field
@@ -549,12 +550,10 @@ def _build_controller(inp: ExperimentInput, trainable, name: str, payload: bytes
     else:
         storage = experiment_storage(inp, name)
     storage.make_dirs()
-    if storage.is_remote:
-        lock = _NoLock()
-    elif restore_path is None and rc.name is None:
+    if restore_path is None and rc.name is None:
         storage, lock = _lock_default_named(inp, name, storage)
     else:
-        lock = ExperimentLock(storage.experiment_local_path)
+        lock = _experiment_lock(storage)
     try:
         if restore_path is not None and os.path.exists(
             os.path.join(storage.experiment_local_path, EXPERIMENT_STATE_FILE)
@@ -640,19 +639,22 @@ def _lock_default_named(inp: ExperimentInput, name: str, storage: StorageContext
     base = inp.experiment_name or os.path.basename(storage.experiment_local_path)
     for attempt in range(1, 100):
         try:
-            return storage, ExperimentLock(storage.experiment_local_path)
+            return storage, _experiment_lock(storage)
         except ExperimentInUseError:
             if attempt == 99:
                 raise
+            if storage.is_remote:  # this run's staging directory, made for the name in use
+                shutil.rmtree(storage.experiment_local_path, ignore_errors=True)
         inp.experiment_name = f"{base}_{attempt + 1}"
         storage = experiment_storage(inp, name)
         storage.make_dirs()
     raise AssertionError("unreachable")
 
 
-class _NoLock:
-    def release(self) -> None:
-        pass
+def _experiment_lock(storage: StorageContext) -> ExperimentLock:
+    if storage.is_remote:
+        return ExperimentLock(storage.experiment_path, lock_file=storage.remote_lock_file())
+    return ExperimentLock(storage.experiment_local_path)
 
 
 def experiment_storage(inp: ExperimentInput, trainable_name: str) -> StorageContext:
