@@ -249,3 +249,28 @@ def test_a_scheduler_hears_of_the_end_of_trials_it_stopped(tmp_path):
                tune_config=tune.TuneConfig(scheduler=scheduler),
                run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0)).fit()
     assert sorted(scheduler.completed) == [(1, 3), (2, 3)]
+
+
+class _Decides(schedulers.FIFOScheduler):
+    def __init__(self, decision):
+        super().__init__()
+        self.decision = decision
+
+    def on_trial_result(self, tune_controller, trial, result):
+        return self.decision
+
+
+class _StepsForever(tune.Trainable):
+    def step(self):
+        return {"x": 1}
+
+
+@pytest.mark.parametrize("trainable", [_counts_to_ten, _StepsForever], ids=["function", "class"])
+@pytest.mark.parametrize("decision", ["STOPP", "stop", None])
+def test_a_decision_that_is_not_one_is_an_error_naming_the_scheduler(tmp_path, trainable, decision):
+    """A misspelt decision (or a missing return) was taken as NOOP: a class trial then waited forever for
+    an answer, and a function trial went on as if told to continue."""
+    with pytest.raises(ValueError, match=rf"_Decides.on_trial_result returned {decision!r} for trial .*"
+                                         "CONTINUE, PAUSE, STOP or NOOP"):
+        tune.Tuner(trainable, tune_config=tune.TuneConfig(scheduler=_Decides(decision)),
+                   run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0)).fit()

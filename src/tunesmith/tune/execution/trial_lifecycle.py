@@ -48,6 +48,7 @@ logger = logging.getLogger(__name__)
 RUNNING = Trial.RUNNING
 _MISSING = object()
 CONTINUE_DECISION = TrialScheduler.CONTINUE
+_DECISIONS = (TrialScheduler.CONTINUE, TrialScheduler.PAUSE, TrialScheduler.STOP, TrialScheduler.NOOP)
 STOP_DECISION = TrialScheduler.STOP
 
 
@@ -534,6 +535,10 @@ class TrialLifecycle:
             decision = TrialScheduler.STOP
         else:
             decision = self._scheduler.on_trial_result(self._facade, trial, view)
+            if decision not in _DECISIONS:
+                raise ValueError(
+                    f"{type(self._scheduler).__name__}.on_trial_result returned {decision!r} for trial {trial}; "
+                    "a scheduler's decision is TrialScheduler.CONTINUE, PAUSE, STOP or NOOP.")
             if decision == STOP_DECISION:
                 trial.scheduler_stop_iteration = result.get(TRAINING_ITERATION)
         if decision == STOP_DECISION:
