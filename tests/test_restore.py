@@ -483,3 +483,122 @@ def test_a_callback_that_cannot_be_saved_is_named_up_front_and_the_others_are_re
     grid = restored.fit()
     assert not grid.errors
     assert kept.results == 3  # its saved count, and the one result of the resumed trial
+
+
+def _errored_run(tmp_path, name, scheduler=None):
+    """A run whose one trial logged rows 0 and 1 (a checkpoint with each), then failed."""
+    tune.Tuner(
+        _reports_three_then_fails_once, param_space={"marker": str(tmp_path / f"{name}-failed")},
+        tune_config=tune.TuneConfig(scheduler=scheduler),
+        run_config=tune.RunConfig(storage_path=str(tmp_path), name=name, verbose=0),
+    ).fit()
+    return tmp_path / name
+
+
+def _rows(experiment) -> list[int]:
+    import json
+
+    (result_file,) = experiment.glob("*/result.json")
+    return [json.loads(line)["i"] for line in result_file.read_text().splitlines() if line.strip()]
+
+
+def _rewrite_state(experiment, change) -> None:
+    import json
+
+    state_file = experiment / "experiment_state.json"
+    state = json.loads(state_file.read_text())
+    change(state)
+    state_file.write_text(json.dumps(state))
+
+
+def _as_version_one(state) -> None:
+    """The state as the first release wrote it: no row counts of results or checkpoints."""
+    state["version"] = 1
+    for trial in state["trials"]:
+        for key in ("num_results", "restore_checkpoint_rows", "started_from_rows"):
+            trial.pop(key, None)
+        for entry in trial.get("checkpoints") or []:
+            entry.pop("rows", None)
+
+
+def test_a_state_of_version_one_restores_without_losing_the_rows_logged_before(tmp_path):
+    """Its checkpoints have no row counts: each was taken as at row 0, and resuming a trial cut its
+    result.json and progress.csv down to nothing."""
+    experiment = _errored_run(tmp_path, "v1")
+    assert _rows(experiment) == [0, 1]
+    _rewrite_state(experiment, _as_version_one)
+    grid = tune.Tuner.restore(str(experiment), trainable=_reports_three_then_fails_once, resume_errored=True).fit()
+    assert not grid.errors
+    assert _rows(experiment) == [0, 1, 2]
+    assert list(grid[0].metrics_dataframe["i"]) == [0, 1, 2]
+
+
+def test_a_state_a_newer_release_wrote_is_refused_and_changes_nothing(tmp_path):
+    experiment = _errored_run(tmp_path, "v99")
+    _rewrite_state(experiment, lambda state: state.update(version=99))
+    before = sorted((p, p.stat().st_size) for p in experiment.rglob("*") if p.is_file())
+    with pytest.raises(ValueError, match="experiment state version 99; this tunesmith reads versions up to 2"):
+        tune.Tuner.restore(str(experiment), trainable=_reports_three_then_fails_once, resume_errored=True).fit()
+    assert sorted((p, p.stat().st_size) for p in experiment.rglob("*") if p.is_file()) == before
+
+
+@pytest.mark.parametrize("damaged", ["basic-variant-state", "scheduler_state"])
+def test_a_search_or_scheduler_state_that_cannot_be_read_is_named_and_the_logs_are_left_as_they_were(
+        tmp_path, damaged):
+    """Restore cut the logs of the trials it was about to resume, then failed on the searcher's or the
+    scheduler's state (the searcher's with a bare UnpicklingError)."""
+    from tunesmith.tune.schedulers import AsyncHyperBandScheduler
+
+    experiment = _errored_run(tmp_path, "sched", AsyncHyperBandScheduler(metric="i", mode="max", max_t=10))
+    for state_file in experiment.glob(f"{damaged}*.pkl"):
+        state_file.write_bytes(b"\x80\x04garbage")
+    # (checkpoints at row 1: a resume from either would cut the logs back to one row)
+    _rewrite_state(experiment, lambda state: [e.update(rows=1) for t in state["trials"] for e in t["checkpoints"]])
+    message = ("The search algorithm's state in .* cannot be restored: UnpicklingError" if damaged != "scheduler_state"
+               else "could not read the scheduler state file .*scheduler_state-.\\.pkl")
+    with pytest.raises(ValueError, match=message):
+        tune.Tuner.restore(str(experiment), trainable=_reports_three_then_fails_once, resume_errored=True).fit()
+    assert _rows(experiment) == [0, 1]
+
+
+class _KeepsItsOwnRecord(tune.schedulers.FIFOScheduler):
+    """A user's scheduler that sets up each trial's record in on_trial_add and reads it on results."""
+
+    def __init__(self):
+        super().__init__()
+        self.records = {}
+
+    def on_trial_add(self, tune_controller, trial):
+        self.records[trial.trial_id] = []
+
+    def on_trial_result(self, tune_controller, trial, result):
+        self.records[trial.trial_id].append(result["i"])
+        return self.CONTINUE
+
+
+def test_a_users_scheduler_is_told_of_restored_trials_and_the_default_one_ignores_an_old_state(tmp_path):
+    """The restored trials were taken as known to every scheduler with a restore(path, trials) (all
+    subclasses), so a user's one that records trials in on_trial_add failed with KeyError; and the default
+    FIFOScheduler refused a state of another release, although it keeps nothing."""
+    experiment = _errored_run(tmp_path, "users", scheduler=_KeepsItsOwnRecord())
+    tuner = tune.Tuner.restore(str(experiment), trainable=_reports_three_then_fails_once, resume_errored=True)
+    grid = tuner.fit()
+    assert not grid.errors and _rows(experiment) == [0, 1, 2]
+    # (the scheduler saved with the experiment, as restored)
+    assert list(tuner._local_tuner._input.tune_config.scheduler.records.values()) == [[2]]
+
+    experiment = _errored_run(tmp_path, "fifo")
+    for state_file in experiment.glob("scheduler_state*.pkl"):
+        state_file.write_bytes(b"\x80\x04garbage")
+    grid = tune.Tuner.restore(str(experiment), trainable=_reports_three_then_fails_once, resume_errored=True).fit()
+    assert not grid.errors and _rows(experiment) == [0, 1, 2]
+
+
+@pytest.mark.parametrize("damage", ["status", "metric_analysis"])
+def test_a_trial_state_with_a_status_or_analysis_of_the_wrong_kind_is_named_as_unreadable(tmp_path, damage):
+    """These gave a bare KeyError ('BOGUS') or AttributeError from deep inside restore."""
+    experiment = _errored_run(tmp_path, damage)
+    value = {"status": "BOGUS", "metric_analysis": "not a dict"}[damage]
+    _rewrite_state(experiment, lambda state: state["trials"][0].update({damage: value}))
+    with pytest.raises(ValueError, match="experiment_state.json: a trial's saved state cannot be read"):
+        tune.Tuner.restore(str(experiment), trainable=_reports_three_then_fails_once).fit()

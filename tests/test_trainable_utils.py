@@ -234,6 +234,11 @@ def test_with_resources_invalid_input():
         tune.with_resources(_fn, {"cpu": -1})
     with pytest.raises(ValueError, match="'gpu' must be a non-negative number"):
         tune.with_resources(_fn, {"gpu": "one"})
+    # NaN passed the check (it is not below 0), and fit() failed converting it to a thread count.
+    with pytest.raises(ValueError, match="'cpu' must be a non-negative number, got nan"):
+        tune.with_resources(_fn, {"cpu": float("nan")})
+    with pytest.raises(ValueError, match="'CPU' must be a non-negative number, got nan"):
+        tune.PlacementGroupFactory([{"CPU": float("nan")}])
     with pytest.raises(TypeError, match="must be a function or a tune.Trainable subclass"):
         tune.with_resources(dict, {"cpu": 1})
 

@@ -22,7 +22,13 @@ from tunesmith._internal.storage import (
     checkpoint_missing,
     default_experiment_name,
 )
-from tunesmith.tune.result import DONE, EXPERIMENT_STATE_FILE, EXPR_RESULT_FILE, TUNER_FILE
+from tunesmith.tune.result import (
+    DONE,
+    EXPERIMENT_STATE_FILE,
+    EXPERIMENT_STATE_VERSION,
+    EXPR_RESULT_FILE,
+    TUNER_FILE,
+)
 from tunesmith.tune.utils.util import flatten_dict
 from tunesmith.tune.tune_config import TuneConfig
 from tunesmith.train._config import RunConfig
@@ -808,6 +814,11 @@ def read_experiment_state(path: str) -> dict:
         ) from exc
     if not isinstance(state, dict) or not isinstance(state.get("trials"), list):
         raise ValueError(f"{state_file} is not a tunesmith experiment state (it has no list of trials).")
+    version = state.get("version", 1)
+    if not isinstance(version, int) or version > EXPERIMENT_STATE_VERSION:
+        raise ValueError(
+            f"{state_file} has experiment state version {version!r}; this tunesmith reads versions up to "
+            f"{EXPERIMENT_STATE_VERSION}. It was written by a newer tunesmith: restore it with that release.")
     return state
 
 
@@ -864,6 +875,15 @@ def _drop_missing_checkpoints(trial) -> None:
         "%s %s of trial %s %s missing; %s.", "Checkpoint" if len(missing) == 1 else "Checkpoints",
         ", ".join(missing), trial, "is" if len(missing) == 1 else "are", what,
     )
+
+
+def _logged_rows(trial) -> int:
+    """How many result rows the trial's result.json holds."""
+    try:
+        with open(os.path.join(trial.local_path, EXPR_RESULT_FILE), "rb") as f:
+            return sum(1 for line in f if line.strip())
+    except OSError:
+        return 0
 
 
 def _cut_logs(trial, rows: int) -> None:
@@ -996,6 +1016,7 @@ def _restore_trials(storage: StorageContext, search_alg, scheduler, options: dic
         storage.uploaded_slot = storage.state_slot  # downloaded: the state on the store names it
     trials = []
     ended_unfinished = []
+    cuts = []  # (trial, rows): logs cut back once the search and scheduler state are known to load
 
     def latest_or_initial(trial):
         """A trial's latest checkpoint (or the one it started from, see Trial.resume_checkpoint);
@@ -1017,6 +1038,8 @@ def _restore_trials(storage: StorageContext, search_alg, scheduler, options: dic
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{state_file}: a trial's saved state cannot be read: {exc}") from exc
         trial.dir_created = True
+        if "num_results" not in tstate:  # a state of version 1: its rows are those logged
+            trial.num_results = _logged_rows(trial)
         _load_params(trial, os.path.join(trial.local_path, "params.pkl"))
         _drop_missing_checkpoints(trial)
         if trial.status == Trial.RUNNING and (trial.last_result or {}).get(DONE):
@@ -1052,15 +1075,15 @@ def _restore_trials(storage: StorageContext, search_alg, scheduler, options: dic
                 # (a tracker's run of its own, per-trial stopper counts from zero).
                 trial.restarted_from_scratch = True
             rows = trial.rows_at(trial.restore_checkpoint)
-            _cut_logs(trial, trial.num_results if rows is None else rows)
+            cuts.append((trial, trial.num_results if rows is None else rows))
         trials.append(trial)
-    id_prefix = state.get("id_prefix")
-    if storage.is_remote:
-        _remove_uncommitted_remote(storage, trials, id_prefix)
-    _remove_uncommitted(path, trials, id_prefix)
     # (a searcher reads its files of the slot the state names: see searcher._newest)
     if search_alg.has_checkpoint(path):
-        search_alg.restore_from_dir(path)
+        try:
+            search_alg.restore_from_dir(path)
+        except Exception as exc:
+            raise ValueError(f"The search algorithm's state in {path} cannot be restored: "
+                             f"{type(exc).__name__}: {exc}") from exc
         # Trials not resumed are over: a searcher (or ConcurrencyLimiter) that still
         # counted them as live would wait for them forever.
         for trial in ended_unfinished:
@@ -1073,7 +1096,15 @@ def _restore_trials(storage: StorageContext, search_alg, scheduler, options: dic
         _continue_without_search_state(search_alg, trials)
     spent = state.get("time_budget_spent_s")
     spent = float(spent) if isinstance(spent, (int, float)) and not isinstance(spent, bool) else 0.0
-    return trials, _restore_scheduler(path, storage.state_slot, scheduler, trials), spent
+    scheduler_restored = _restore_scheduler(path, storage.state_slot, scheduler, trials)
+    # Everything read: only now are files changed (a restore refused above leaves the experiment as it was).
+    for trial, rows in cuts:
+        _cut_logs(trial, rows)
+    id_prefix = state.get("id_prefix")
+    if storage.is_remote:
+        _remove_uncommitted_remote(storage, trials, id_prefix)
+    _remove_uncommitted(path, trials, id_prefix)
+    return trials, scheduler_restored, spent
 
 
 def _continue_without_search_state(search_alg, trials: list) -> None:
@@ -1134,6 +1165,19 @@ def _restore_stopper(path: str, slot: str | None, stopper):
     return saved if type(saved) is type(stopper) else stopper
 
 
+def _sets_up_trials_itself(scheduler) -> bool:
+    """Whether the scheduler's class is a user's that keeps its own record of trials (made in
+    ``on_trial_add``) without restoring it from a saved state of its own."""
+    for klass in type(scheduler).__mro__:
+        if klass.__module__.startswith("tunesmith."):
+            return False
+        if "set_state" in vars(klass) or "restore" in vars(klass):
+            return False
+        if "on_trial_add" in vars(klass):
+            return True
+    return False
+
+
 def _restore_scheduler(path: str, slot: str | None, scheduler, trials: list) -> bool:
     """Gives the scheduler its saved state; True when it was linked to the restored trials.
 
@@ -1143,14 +1187,20 @@ def _restore_scheduler(path: str, slot: str | None, scheduler, trials: list) -> 
     import inspect
 
     from tunesmith.tune.result import SCHEDULER_STATE_FILE
+    from tunesmith.tune.schedulers.trial_scheduler import FIFOScheduler
 
     from tunesmith._internal.storage import slot_file
 
     sched_file = os.path.join(path, slot_file(SCHEDULER_STATE_FILE, slot))
-    if not os.path.exists(sched_file):
-        return False
+    if not os.path.exists(sched_file) or type(scheduler) is FIFOScheduler or _sets_up_trials_itself(scheduler):
+        return False  # (FIFO keeps nothing; a user's class is told of each trial again, as on Ray)
     if "trials" in inspect.signature(scheduler.restore).parameters:
-        scheduler.restore(sched_file, trials={t.trial_id: t for t in trials})
+        try:
+            scheduler.restore(sched_file, trials={t.trial_id: t for t in trials})
+        except ValueError:
+            raise
+        except Exception as exc:
+            raise ValueError(f"The scheduler state {sched_file} cannot be read: {type(exc).__name__}: {exc}") from exc
         return True
     try:  # a user scheduler with Ray's one-argument restore(); it learns of the trials by on_trial_add
         scheduler.restore(sched_file)

@@ -65,6 +65,8 @@ EXPR_RESULT_FILE = "result.json"
 EXPR_ERROR_FILE = "error.txt"
 EXPR_ERROR_PICKLE_FILE = "error.pkl"
 EXPERIMENT_STATE_FILE = "experiment_state.json"
+# The form of the experiment state this release writes (1: checkpoints without their row counts).
+EXPERIMENT_STATE_VERSION = 2
 SEARCHER_STATE_FILE = "searcher_state.pkl"
 SCHEDULER_STATE_FILE = "scheduler_state.pkl"
 STOPPER_STATE_FILE = "stopper_state.pkl"

@@ -35,7 +35,7 @@ class PlacementGroupFactory:
             b = {}
             for key, value in bundle.items():
                 key = _canonical(key)
-                if not isinstance(value, (int, float)) or value < 0:
+                if not isinstance(value, (int, float)) or not 0 <= value < float("inf"):  # (NaN is neither)
                     raise ValueError(f"Resource {key!r} must be a non-negative number, got {value!r}.")
                 if value:
                     b[key] = float(value)

@@ -40,7 +40,7 @@ from tunesmith.tune.execution.trial_table import TrialTable
 from tunesmith.tune.experiment.trial import Trial
 from tunesmith.tune.logger._util import WriteScope, run_scope
 from tunesmith.tune.logger._util import write_error as _write_error
-from tunesmith.tune.result import EXPERIMENT_ID
+from tunesmith.tune.result import EXPERIMENT_ID, EXPERIMENT_STATE_VERSION
 
 logger = logging.getLogger(__name__)
 
@@ -600,7 +600,7 @@ class TuneController:
     def _describe(self) -> dict:
         cfg = self._cfg
         return {
-            "version": 2,
+            "version": EXPERIMENT_STATE_VERSION,
             "experiment_name": self._storage.experiment_dir_name,
             "timestamp": self._clock(),
             "trainable_name": cfg.trainable_name,

@@ -418,7 +418,7 @@ class Trial:
                 else:  # a state saved before the values were kept: stand-ins with the saved averages
                     window = _window_for(n, a["last"], a.get("last-5-avg"), a.get("last-10-avg"))
                 self._stats[metric] = [n, a["max"], a["min"], a["avg"] * n, a["last"], window]
-            except (KeyError, TypeError):
+            except (KeyError, TypeError, AttributeError):
                 continue
 
     @property
@@ -624,8 +624,12 @@ class Trial:
         )
         trial.trial_dirname = dirname
         trial.custom_trial_name = state.get("custom_trial_name")
+        if state["status"] not in (cls.PENDING, cls.RUNNING, cls.PAUSED, cls.TERMINATED, cls.ERROR):
+            raise ValueError(f"trial {state['trial_id']!r} has no status tunesmith knows ({state['status']!r})")
         trial.status = state["status"]
         trial.last_result = state.get("last_result") or {}
+        if not isinstance(trial.last_result, dict) or not isinstance(state.get("metric_analysis") or {}, dict):
+            raise ValueError(f"trial {state['trial_id']!r} has a last result or metric analysis that is not a dict")
         trial.metric_analysis = state.get("metric_analysis") or {}
         trial.storage_path = storage_path
         if checkpoint_filesystem is None:
@@ -638,7 +642,8 @@ class Trial:
         if checkpoint_config is None and isinstance(score, list) and len(score) == 2:
             # Read back without the run's CheckpointConfig: best_checkpoints ranked as the run ranked them.
             trial.checkpoint_manager.score_attribute, trial.checkpoint_manager.score_order = score
-        trial.checkpoint_rows = {e["path"]: int(e.get("rows", 0) or 0) for e in entries}
+        # (states of version 1 have no row counts: a trial resuming from such a checkpoint keeps its rows)
+        trial.checkpoint_rows = {e["path"]: int(e["rows"] or 0) for e in entries if "rows" in e}
         if state.get("restore_checkpoint"):
             path = ckpt_absolute(state["restore_checkpoint"])
             trial.restore_checkpoint = Checkpoint(path, checkpoint_filesystem)

@@ -220,7 +220,8 @@ def _validate_resources(resources: Any, where: str) -> None:
                 if not isinstance(value, dict):
                     raise TypeError(f"{where}: 'custom_resources' must be a dict, got {type(value).__name__}.")
                 continue
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                      or not 0 <= value < float("inf")):  # (NaN is neither)
                 raise ValueError(
                     f"{where}: resource {key!r} must be a non-negative number, got {value!r}."
                 )
