@@ -428,3 +428,51 @@ def test_a_child_that_ignores_sigterm_does_not_outlive_a_failed_trial(tmp_path, 
         assert _gone_within(stubborn, 30)
     finally:
         _kill_children_left(tmp_path)
+
+
+_DRIVER_KILLED_MID_TRIAL = """
+import os, subprocess, sys, time
+from tunesmith import train, tune
+
+def trainable(config):
+    child = os.path.join(os.path.dirname(config["dir"]), "child.py")
+    for kind in ("plain", "stubborn"):
+        ready = os.path.join(config["dir"], kind + ".ready")
+        proc = subprocess.Popen([sys.executable, child, ready, kind])
+        with open(os.path.join(config["dir"], kind + ".pid"), "w") as f:
+            f.write(str(proc.pid))
+        while not os.path.exists(ready):
+            time.sleep(0.01)
+    open(os.path.join(config["dir"], "started"), "w").close()
+    time.sleep(300)
+
+tune.Tuner(trainable, param_space={"dir": sys.argv[1]},
+           run_config=tune.RunConfig(verbose=0, storage_path=sys.argv[2])).fit()
+"""
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="finds processes through /proc")
+def test_processes_trials_started_are_ended_when_the_driver_is_killed(tmp_path):
+    """A SIGKILLed driver (the out-of-memory killer) took its workers with it, but what their trials had
+    started lived on, holding memory, devices and ports; on Ray they are ended within seconds."""
+    import subprocess
+    import sys
+
+    pids_dir = tmp_path / "pids"
+    pids_dir.mkdir()
+    (tmp_path / "child.py").write_text(_CHILD)
+    script = tmp_path / "driver.py"
+    script.write_text(_DRIVER_KILLED_MID_TRIAL)
+    driver = subprocess.Popen([sys.executable, str(script), str(pids_dir), str(tmp_path / "results")])
+    try:
+        deadline = time.monotonic() + 120
+        while not (pids_dir / "started").exists():
+            assert driver.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        plain, stubborn = _pids(pids_dir)
+        driver.kill()
+        driver.wait()
+        assert _gone_within(plain, 30) and _gone_within(stubborn, 30)
+    finally:
+        driver.kill()
+        _kill_children_left(pids_dir)

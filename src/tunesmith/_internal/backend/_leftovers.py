@@ -9,6 +9,11 @@ those still there after a grace period.
 
 Processes are addressed through pidfds where the platform has them, so a process number
 reused in the meantime is never signalled.
+
+A driver that is killed (SIGKILL, the out-of-memory killer) ends nothing: its workers die with
+it (PDEATHSIG) and their trials' processes would live on. ``DriverSentinel`` is a small process
+of its own (this module run as a script) that the driver tells of each worker's group; when the
+driver goes without saying goodbye, it ends those groups as the driver would have.
 """
 from __future__ import annotations
 
@@ -187,3 +192,68 @@ class LeftoverReaper:
             while time.monotonic() < last and any(t.alive() for _, _, ts in self._pending for t in ts):
                 time.sleep(0.02)
         self.escalate(force=True)
+
+
+class DriverSentinel:
+    """The driver's side of the sentinel process (Linux): started with the first worker it is told of."""
+
+    def __init__(self) -> None:
+        self._proc = None
+        self._failed = not sys.platform.startswith("linux")
+
+    def watch(self, pid: int, started: int | None) -> None:
+        """Tells the sentinel of a worker that leads a process group (``started``: its start time)."""
+        if self._failed:
+            return
+        import subprocess
+
+        try:
+            if self._proc is None:
+                # A session of its own: the terminal's Ctrl+C or hang-up that ends the driver spares it.
+                self._proc = subprocess.Popen(
+                    [sys.executable, "-m", "tunesmith._internal.backend._leftovers"], stdin=subprocess.PIPE,
+                    stdout=subprocess.DEVNULL, close_fds=True, start_new_session=True,
+                )
+            self._proc.stdin.write(f"{pid} {started if started is not None else -1}\n".encode())
+            self._proc.stdin.flush()
+        except (OSError, ValueError):
+            self._failed = True  # no sentinel: a killed driver's trials may leave processes running
+
+    def close(self) -> None:
+        """Says goodbye (the driver ends its workers' groups itself) and lets the sentinel go."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        try:
+            proc.stdin.write(b"exit\n")
+            proc.stdin.close()
+            proc.wait(timeout=5)
+        except Exception:
+            proc.kill()
+            proc.wait()
+
+
+def _sentinel_main() -> None:
+    """Reads ``<pid> <start time>`` lines until ``exit`` (the driver ended normally) or the end of its
+    input (the driver is gone): then ends every process still in those workers' groups."""
+    import signal as _signal
+
+    for sig in (_signal.SIGINT, _signal.SIGHUP):
+        _signal.signal(sig, _signal.SIG_IGN)
+    leaders: dict[int, int | None] = {}
+    for line in sys.stdin.buffer:
+        parts = line.split()
+        if parts == [b"exit"]:
+            return
+        try:
+            pid, started = int(parts[0]), int(parts[1])
+        except (IndexError, ValueError):
+            continue
+        leaders[pid] = None if started < 0 else started
+    reaper = LeftoverReaper()
+    reaper.end_group(groups_still_ours(leaders), "the trials of a driver that was killed")
+    reaper.close()
+
+
+if __name__ == "__main__":
+    _sentinel_main()

@@ -16,7 +16,7 @@ from typing import Any
 
 from tunesmith._internal import protocol as P
 from tunesmith._internal.backend._forkserver import ForkedProcess, ForkServer, fork_server_enabled
-from tunesmith._internal.backend._leftovers import LeftoverReaper, groups_still_ours, start_time
+from tunesmith._internal.backend._leftovers import DriverSentinel, LeftoverReaper, groups_still_ours, start_time
 from tunesmith._internal.backend._output import OutputForwarder
 from tunesmith._internal.backend.base import ExecutorBackend, TrialEvent
 from tunesmith._internal.fsutil import wait_readable
@@ -204,6 +204,7 @@ class LocalExecutor(ExecutorBackend):
         # Every worker started (each leads its process group), with its start time: a group is swept at
         # shutdown only while its number is not another process's.
         self._worker_groups: dict[int, int | None] = {}
+        self._sentinel = DriverSentinel()  # ends them should the driver be killed
         self.max_workers = worker_limit()
         P.result_pipeline_s()  # a bad TUNESMITH_RESULT_PIPELINE_S fails here, before any trial
         # Workers are forked from a preloaded process where that is safe (see _forkserver);
@@ -406,6 +407,7 @@ class LocalExecutor(ExecutorBackend):
     def _register(self, proc, conn: Connection, env_key: str) -> _WorkerHandle:
         handle = _WorkerHandle(proc, conn, env_key)
         self._worker_groups[handle.pid] = start_time(handle.pid)
+        self._sentinel.watch(handle.pid, self._worker_groups[handle.pid])
         self._by_conn[conn] = handle
         if self._output is not None:
             label = lambda: handle.label  # noqa: E731
@@ -701,6 +703,7 @@ class LocalExecutor(ExecutorBackend):
             self._leftovers.end_group(groups_still_ours(self._worker_groups), "trials")
             self._worker_groups.clear()
             self._leftovers.close()
+            self._sentinel.close()
             if self._output is not None:
                 self._output.drain()
         finally:  # the machine's CPUs go back to the other experiments whatever happened
