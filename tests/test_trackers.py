@@ -674,3 +674,35 @@ def test_setup_mlflow_falls_back_to_the_name_for_an_unknown_experiment_id(tmp_pa
         mlflow.end_run()
     with pytest.raises(ValueError, match="no MLflow experiment with experiment_id='999'"):
         setup_mlflow({"x": 1}, tracking_uri=uri, experiment_id="999")
+
+
+def _reports_the_same_timesteps(config):
+    for i in range(1, 5):
+        tune.report({"score": i * 10, "timesteps_total": 1000})
+
+
+def test_wandb_and_comet_log_at_the_training_iteration_as_ray_does(storage):
+    """They logged at timesteps_total when reported: W&B merged the rows of one step (three scores
+    lost) and Comet logged every score at step 1000. On Ray both use training_iteration."""
+    pytest.importorskip("wandb")
+    from _tracker_readers import wandb_run
+
+    from tunesmith.tune.logger.wandb import WandbLoggerCallback
+
+    callbacks = [WandbLoggerCallback(project="proj", mode="offline")]
+    has_comet = importlib.util.find_spec("comet_ml") is not None
+    if has_comet:
+        from tunesmith.tune.logger.comet import CometLoggerCallback
+
+        callbacks.append(CometLoggerCallback(online=False))
+    (result,) = tune.Tuner(_reports_the_same_timesteps, run_config=tune.RunConfig(
+        storage_path=storage, name="steps", verbose=0, callbacks=callbacks)).fit()
+    run = wandb_run(result.path)
+    assert [(row["_step"], row["score"]) for row in run["history"] if "score" in row] == [
+        (1, 10), (2, 20), (3, 30), (4, 40)]
+    if has_comet:
+        from _tracker_readers import comet_archives
+
+        (archive,) = comet_archives(os.path.join(storage, "steps", "comet"))
+        assert [(m["step"], m["metricValue"]) for m in archive["metrics"] if m["metricName"] == "score"] == [
+            (1, 10), (2, 20), (3, 30), (4, 40)]

@@ -112,9 +112,10 @@ class TrackerBackend:
 
 # -- helpers shared by the backends ------------------------------------------------------
 
-def result_step(result: dict) -> int:
-    """The step a result is logged at: ``timesteps_total`` when reported, else ``training_iteration``."""
-    step = result.get(TIMESTEPS_TOTAL) or result.get(TRAINING_ITERATION) or 0
+def result_step(result: dict, prefer_timesteps: bool = True) -> int:
+    """The step a result is logged at: ``timesteps_total`` when reported (and preferred), else
+    ``training_iteration``. As on Ray, MLflow and Aim prefer it, W&B and Comet do not."""
+    step = (prefer_timesteps and result.get(TIMESTEPS_TOTAL)) or result.get(TRAINING_ITERATION) or 0
     try:
         return int(step)
     except (TypeError, ValueError):

@@ -86,7 +86,7 @@ class _CometBackend(TrackerBackend):
     def log_results(self, trial: TrialRecord, results: list[dict]) -> None:
         experiment = self._experiments[trial.trial_id]
         for result in results:
-            step = result_step(result)
+            step = result_step(result, prefer_timesteps=False)
             metrics, others, system, episodes = {}, {}, {}, {}
             for key, value in flatten_dict(result).items():
                 if _matches(key, _EXCLUDE):
@@ -124,8 +124,7 @@ class CometLoggerCallback(TrackerLoggerCallback):
 
     Each trial gets an experiment named after the trial, with ``tags``, its
     config as parameters and its id and tag as "others". Numeric result
-    fields are logged as metrics at the step ``training_iteration``
-    (``timesteps_total`` when reported); host, node IP, pid and date as
+    fields are logged as metrics at the step ``training_iteration``; host, node IP, pid and date as
     system info; RLlib's episode histograms as curves. With
     ``save_checkpoints=True`` each persisted checkpoint is logged as a model.
     When the trial ends, ``trial_status`` (``FINISHED``, ``FAILED`` or

@@ -136,7 +136,7 @@ class _WandbBackend(TrackerBackend):
             row = _history_row(result, self.excludes, media)
             if config:
                 row.update(config)
-            run.log(row, step=result_step(result))
+            run.log(row, step=result_step(result, prefer_timesteps=False))
 
     def log_checkpoint(self, trial: TrialRecord, path: str, iteration: int | None) -> None:
         if not self.upload_checkpoints or not os.path.isdir(path):
@@ -156,8 +156,7 @@ class WandbLoggerCallback(TrackerLoggerCallback):
     Each trial gets a run with the trial's id and name, in ``group`` (the
     Tune experiment's name by default); its config (plus ``trial_id`` and
     ``experiment_tag``) is the run's config, and every numeric result field
-    is logged to the run's history at the step ``training_iteration``
-    (``timesteps_total`` when reported). With ``upload_checkpoints=True``
+    is logged to the run's history at the step ``training_iteration``. With ``upload_checkpoints=True``
     each persisted checkpoint is logged as a ``model`` artifact. When the
     trial ends the run finishes with exit code 0, or 1 if the trial failed.
     Set ``WANDB_MODE=offline`` (or pass ``mode="offline"``) to keep runs on
