@@ -464,3 +464,20 @@ def test_a_sample_from_can_loop_over_the_config_skipping_itself():
     with pytest.raises(ValueError, match="cycle"):
         list(generate_variants({"a": tune.sample_from(lambda s: s.config.b),
                                 "b": tune.sample_from(lambda s: s.config.a)}))
+
+
+def test_sampler_builders_return_a_new_domain_as_ray_does():
+    """.quantized()/.uniform()/.loguniform() changed the domain they were called on: a domain shared by
+    two keys was quantized for both, and choosing a sampler twice on one Float raised."""
+    from tunesmith.tune.search.sample import Float, Integer, Quantized
+
+    lr = tune.uniform(0, 1)
+    quantized = lr.quantized(0.25)
+    assert quantized is not lr and not isinstance(lr.get_sampler(), Quantized)
+    assert isinstance(quantized.get_sampler(), Quantized)
+    f = Float(1e-3, 1)
+    assert f.uniform().sampler is not None and f.loguniform().sampler is not None and f.sampler is None
+    n = Integer(0, 10)
+    assert n.quantized(2) is not n and n.sampler is None
+    values = {x for x in lr.sample(size=50)}
+    assert len(values) > 5  # still a plain uniform draw

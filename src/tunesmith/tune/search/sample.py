@@ -18,6 +18,7 @@ Example:
 """
 from __future__ import annotations
 
+import copy as _copy
 import inspect
 import math
 import numbers
@@ -421,14 +422,14 @@ class Float(Domain):
             raise ValueError(
                 f"uniform: needs finite `lower` and `upper` bounds, got lower={self.lower}, upper={self.upper}."
             )
-        return self.set_sampler(Uniform())
+        return _copy.copy(self).set_sampler(Uniform())
 
     def loguniform(self, base: float = 10) -> "Float":
         _check_base("loguniform", base)
         _check_log_lower("loguniform", self.lower)
         if not math.isfinite(self.upper):
             raise ValueError(f"loguniform: `upper` must be finite, got {self.upper!r}.")
-        return self.set_sampler(LogUniform(base))
+        return _copy.copy(self).set_sampler(LogUniform(base))
 
     def normal(self, mean: float = 0.0, sd: float = 1.0) -> "Float":
         _check_number("randn", "mean", mean)
@@ -437,7 +438,7 @@ class Float(Domain):
             raise ValueError(f"randn: `sd` must be > 0, got {sd!r}.")
         if math.isfinite(self.lower) or math.isfinite(self.upper):
             raise ValueError("randn: normal sampling does not allow `lower`/`upper` bounds; use Float(None, None).")
-        return self.set_sampler(Normal(mean, sd))
+        return _copy.copy(self).set_sampler(Normal(mean, sd))
 
     def quantized(self, q: float) -> "Float":
         _check_number("quantized", "q", q)
@@ -451,7 +452,7 @@ class Float(Domain):
                     f"factor q={q!r}. Choose bounds that are multiples of q."
                 )
         inner = self.get_sampler()
-        return self.set_sampler(Quantized(inner, q), allow_override=True)
+        return _copy.copy(self).set_sampler(Quantized(inner, q), allow_override=True)
 
     def is_valid(self, value) -> bool:
         return _is_number(value) and self.lower <= value <= self.upper
@@ -484,12 +485,12 @@ class Integer(Domain):
         return int(value)
 
     def uniform(self) -> "Integer":
-        return self.set_sampler(Uniform())
+        return _copy.copy(self).set_sampler(Uniform())
 
     def loguniform(self, base: float = 10) -> "Integer":
         _check_base("lograndint", base)
         _check_log_lower("lograndint", self.lower)
-        return self.set_sampler(LogUniform(base))
+        return _copy.copy(self).set_sampler(LogUniform(base))
 
     def quantized(self, q: int) -> "Integer":
         if not _is_int(q) or q <= 0:
@@ -499,7 +500,7 @@ class Integer(Domain):
                 f"quantized: no multiple of `q`={q!r} lies in [lower={self.lower!r}, upper={self.upper!r}]."
             )
         inner = self.get_sampler()
-        return self.set_sampler(Quantized(inner, int(q)), allow_override=True)
+        return _copy.copy(self).set_sampler(Quantized(inner, int(q)), allow_override=True)
 
     def is_valid(self, value) -> bool:
         if not _is_number(value) or not float(value).is_integer():
@@ -535,10 +536,10 @@ class Categorical(Domain):
             raise ValueError("choice: `categories` must not be empty.")
 
     def uniform(self) -> "Categorical":
-        return self.set_sampler(Uniform())
+        return _copy.copy(self).set_sampler(Uniform())
 
     def grid(self) -> "Categorical":
-        return self.set_sampler(Grid())
+        return _copy.copy(self).set_sampler(Grid())
 
     def __len__(self) -> int:
         return len(self.categories)
