@@ -616,3 +616,36 @@ def test_a_run_whose_searcher_cannot_be_saved_restores_with_a_warning_and_no_str
         restored = tune.Tuner.restore(str(path), trainable=lambda config: tune.report({"loss": config["x"]}))
     assert "tune_config.search_alg" in caplog.text and "cannot pickle" in caplog.text
     assert restored._local_tuner._input.tune_config.num_samples == 3  # the rest of TuneConfig is kept
+
+
+@pytest.mark.parametrize("library", ["hyperopt", "optuna"])
+def test_repeats_of_a_configuration_share_the_values_sampled_inside_a_chosen_dict(tmp_path, library):
+    """Repeater ran three different configs as the "same" one: the domains inside the tune.choice option a
+    searcher picked were sampled again for each repeat, and their mean went back as one config's score."""
+    from tunesmith.tune.search import Repeater
+
+    if library == "hyperopt":
+        pytest.importorskip("hyperopt")
+        from tunesmith.tune.search.hyperopt import HyperOptSearch
+
+        searcher = HyperOptSearch(random_state_seed=0)
+    else:
+        pytest.importorskip("optuna")
+        from tunesmith.tune.search.optuna import OptunaSearch
+
+        searcher = OptunaSearch(seed=0)
+    space = {"x": tune.uniform(0, 1), "opt": tune.choice([
+        {"name": "sgd", "lr": tune.loguniform(1e-4, 1e-1)},
+        {"name": "adam", "beta": tune.uniform(0.8, 0.99)},
+    ])}
+    grid = tune.Tuner(
+        lambda config: tune.report({"loss": config["x"]}), param_space=space,
+        tune_config=tune.TuneConfig(search_alg=Repeater(searcher, repeat=3), num_samples=6, metric="loss",
+                                    mode="min", max_concurrent_trials=1),
+        run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0),
+    ).fit()
+    configs = [{k: v for k, v in r.config.items() if k != "__trial_index__"}
+               for r in sorted(grid, key=lambda r: r.metrics["trial_id"])]
+    assert len(configs) == 6
+    assert configs[0] == configs[1] == configs[2] and configs[3] == configs[4] == configs[5]
+    assert configs[0] != configs[3]

@@ -13,6 +13,24 @@ logger = logging.getLogger(__name__)
 TRIAL_INDEX = "__trial_index__"
 
 
+def _sample_what_is_left(config: dict, searcher: Searcher, index: int) -> None:
+    """Samples in place the domains left in a suggestion; with a seeded searcher, the same way each run."""
+    from tunesmith.tune.search.variant_generator import resolve_config
+
+    seed = None
+    for _ in range(8):  # through wrappers to the library's searcher
+        seed = getattr(searcher, "_seed", None)
+        if isinstance(seed, numbers.Integral) or getattr(searcher, "searcher", None) is None:
+            break
+        searcher = searcher.searcher
+    random_state = None
+    if isinstance(seed, numbers.Integral):
+        import numpy as np
+
+        random_state = np.random.default_rng([int(seed) & 0xFFFFFFFF, index])
+    resolve_config(config, random_state=random_state, allow_pending=True)
+
+
 class _TrialGroup:
     """The trials that run one suggested configuration."""
 
@@ -80,7 +98,11 @@ class Repeater(_WrappingSearcher):
             config = self.searcher.suggest(trial_id)
             if config is None or config == Searcher.FINISHED:
                 return config
-            group = _TrialGroup(trial_id, copy.deepcopy(config), max_trials=self.repeat)
+            config = copy.deepcopy(config)
+            # Domains the suggestion still holds (inside a chosen dict) are sampled once, for the whole group.
+            self._groups_made = getattr(self, "_groups_made", 0) + 1
+            _sample_what_is_left(config, self.searcher, self._groups_made)
+            group = _TrialGroup(trial_id, config, max_trials=self.repeat)
             self._current_group = group
             index = 0
         else:
