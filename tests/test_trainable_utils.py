@@ -162,8 +162,8 @@ def test_with_parameters_rejects_unknown_parameter_names():
 
     with pytest.raises(TypeError, match="defines no setup"):
         tune.with_parameters(NoSetup, data=1)
-    with pytest.raises(ValueError, match="at least one keyword argument"):
-        tune.with_parameters(train_fn)
+    # As on Ray, nothing to pass is no error (with_parameters(fn, **optional_objects) with none).
+    assert tune.with_parameters(train_fn, **{}) is train_fn
     with pytest.raises(TypeError, match="function trainable or a tune.Trainable subclass"):
         tune.with_parameters(42, data=1)
 
@@ -479,3 +479,30 @@ def test_a_trial_that_changes_a_with_parameters_object_does_not_change_the_next_
                       tune_config=tune.TuneConfig(max_concurrent_trials=1, reuse_actors=True),
                       run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0)).fit()
     assert sorted(r.metrics["seen"] for r in grid) == [[0, 1], [0, 2], [0, 3]]
+
+
+def _looks_up_what_the_driver_registered(config):
+    from tunesmith.tune.registry import get_env_creator
+
+    env = get_env_creator("driver_env")({"size": 3})
+    tune.report({"env": env["size"], "same_fn": get_trainable_cls("driver_fn").__name__})
+
+
+def _registered_fn(config):
+    pass
+
+
+def test_names_the_driver_registered_are_found_inside_trials(tmp_path):
+    """register_env/register_trainable reached only the driver's process: a trial that looked an
+    environment up by name (as RLlib and users' helper modules do) failed with KeyError; on Ray the
+    registry reaches every process."""
+    import threading
+
+    lock = threading.Lock()  # a creator that cannot be pickled stays behind, and breaks nothing
+    register_env("driver_env", lambda env_config: {"size": env_config["size"]})
+    register_env("driver_env_with_a_lock", lambda env_config, lock=lock: lock)
+    tune.register_trainable("driver_fn", _registered_fn)
+    (result,) = tune.Tuner(_looks_up_what_the_driver_registered,
+                           run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0)).fit()
+    assert result.error is None
+    assert (result.metrics["env"], result.metrics["same_fn"]) == (3, "_registered_fn")

@@ -394,7 +394,9 @@ def run_experiment(inp: ExperimentInput, restore_path: str | None = None, restor
     if rc.name:
         check_experiment_name(rc.name)  # before any worker starts
     trainable, name = resolve_trainable(inp.trainable)
-    payload = pickle_trainable(trainable, name)
+    from tunesmith.tune.registry import carried_with
+
+    payload = pickle_trainable(carried_with(trainable), name)
     executor = make_backend()
     trainable_key = f"{name}-{uuid.uuid4().hex[:8]}"
     try:

@@ -93,6 +93,45 @@ def register_env(name: str, env_creator: Callable[[dict], Any]) -> None:
     _global_registry.register(ENV_CREATOR, name, env_creator)
 
 
+def carried_with(trainable: Any) -> Any:
+    """``trainable`` made to bring this process's registered names along when it is pickled.
+
+    Unpickling the result (in a worker) registers them there and gives back ``trainable``
+    itself, so that a trial finds what the driver registered (``get_env_creator``,
+    ``get_trainable_cls``), as on Ray, whose registry reaches every process. Entries that
+    cannot be pickled stay behind.
+    """
+    from tunesmith._internal.pickling import dumps
+
+    entries: dict[str, dict[str, Any]] = {}
+    for category, items in _global_registry._items.items():
+        for key, value in items.items():
+            if value is trainable:
+                entries.setdefault(category, {})[key] = value
+                continue
+            try:
+                dumps(value)
+            except Exception:
+                continue
+            entries.setdefault(category, {})[key] = value
+    return _Carrier(trainable, entries) if entries else trainable
+
+
+class _Carrier:
+    def __init__(self, trainable: Any, entries: dict[str, dict[str, Any]]):
+        self.trainable, self.entries = trainable, entries
+
+    def __reduce__(self):
+        return _registered_then, (self.entries, self.trainable)
+
+
+def _registered_then(entries: dict[str, dict[str, Any]], trainable: Any) -> Any:
+    for category, items in entries.items():
+        for key, value in items.items():
+            _global_registry.register(category, key, value)
+    return trainable
+
+
 def is_registered(name: str, category: str = TRAINABLE_CLASS) -> bool:
     """Whether ``name`` is registered (as a trainable by default)."""
     return _global_registry.contains(category, name)

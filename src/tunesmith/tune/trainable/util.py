@@ -139,7 +139,7 @@ def with_parameters(trainable: Callable | type, **kwargs: Any) -> Callable | typ
     """
     trainable = _resolve(trainable, "with_parameters")
     if not kwargs:
-        raise ValueError("with_parameters(trainable, **kwargs) needs at least one keyword argument to pass.")
+        return trainable  # as on Ray: nothing to pass (a dict of optional objects that is empty)
     if _is_trainable_class(trainable):
         target = trainable.setup
         from tunesmith.tune.trainable.trainable import Trainable
