@@ -649,3 +649,22 @@ def test_repeats_of_a_configuration_share_the_values_sampled_inside_a_chosen_dic
     assert len(configs) == 6
     assert configs[0] == configs[1] == configs[2] and configs[3] == configs[4] == configs[5]
     assert configs[0] != configs[3]
+
+
+def test_optuna_with_its_own_distributions_completes_a_partial_point_to_evaluate(tmp_path):
+    """The trial of points_to_evaluate=[{"x": 0.5}] ran with {"x": 0.5} only (KeyError: 'y' in the
+    trainable), while Optuna was told a result for the y it had drawn."""
+    optuna = pytest.importorskip("optuna")
+    from tunesmith.tune.search.optuna import OptunaSearch
+
+    searcher = OptunaSearch(space={"x": optuna.distributions.FloatDistribution(0, 1),
+                                   "y": optuna.distributions.IntDistribution(1, 5)},
+                            points_to_evaluate=[{"x": 0.5}], metric="loss", mode="min", seed=1)
+    grid = tune.Tuner(lambda config: tune.report({"loss": config["x"] + config["y"]}),
+                      tune_config=tune.TuneConfig(search_alg=searcher, num_samples=2),
+                      run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0)).fit()
+    assert not grid.errors
+    first = min(grid, key=lambda r: r.metrics["trial_id"])
+    assert first.config["x"] == 0.5 and 1 <= first.config["y"] <= 5
+    study_trial = searcher._study.trials[0]
+    assert study_trial.params == {"x": 0.5, "y": first.config["y"]}

@@ -186,6 +186,9 @@ class OptunaSearch(LibrarySearcher):
         if self._dists is None:
             point.clear()
             point.update(params)
+        else:  # a partial point: Optuna sampled the rest, and the trial runs with it
+            for key, value in params.items():
+                point.setdefault(key, value)
         return trial
 
     def _tell(self, trial_id, handle, params, value, error, intermediate) -> None:
