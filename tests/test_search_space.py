@@ -481,3 +481,18 @@ def test_sampler_builders_return_a_new_domain_as_ray_does():
     assert n.quantized(2) is not n and n.sampler is None
     values = {x for x in lr.sample(size=50)}
     assert len(values) > 5  # still a plain uniform draw
+
+
+def test_a_sample_from_reading_a_grid_inside_a_chosen_dict_gets_each_grid_value():
+    """It failed with a false "depend on each other in a cycle" error: the grid the chosen option
+    brought in had not been expanded yet when the function was called."""
+    from tunesmith.tune.search.variant_generator import generate_variants
+
+    space = {
+        "opt": tune.choice([{"name": "sgd", "lr": tune.grid_search([0.1, 0.2])}]),
+        "desc": tune.sample_from(lambda spec: f"{spec.config.opt['name']}-lr{spec.config.opt['lr']}"),
+    }
+    assert [config["desc"] for _, config in generate_variants(space)] == ["sgd-lr0.1", "sgd-lr0.2"]
+    cycle = {"a": tune.sample_from(lambda spec: spec.config.b), "b": tune.sample_from(lambda spec: spec.config.a)}
+    with pytest.raises(ValueError, match="depend on each other in a cycle"):
+        list(generate_variants(cycle))

@@ -515,7 +515,8 @@ class GridPlan:
         for path, value in (constants or {}).items():
             assign_value(config, path, value)
             resolved[path] = value
-        resolved.update(resolve_config(config, random_state, keep_grids=True))
+        # (a sample_from reading a grid_search that a sampled value brought in waits for its expansion)
+        resolved.update(resolve_config(config, random_state, allow_pending=True, keep_grids=True))
         return resolved, config
 
     def variants(
@@ -531,6 +532,7 @@ def _expand_sampled_grids(
     resolved: dict[Path, Any], config: dict, random_state: Any
 ) -> list[tuple[dict[Path, Any], dict]]:
     if not any(kind == "grid" for _, kind, _ in _walk(config)):
+        resolved.update(resolve_config(config, random_state))  # what waited (a real cycle raises here)
         return [(resolved, config)]
     plan = GridPlan(config)
     if plan.size == 0:
