@@ -496,3 +496,12 @@ def test_a_sample_from_reading_a_grid_inside_a_chosen_dict_gets_each_grid_value(
     cycle = {"a": tune.sample_from(lambda spec: spec.config.b), "b": tune.sample_from(lambda spec: spec.config.a)}
     with pytest.raises(ValueError, match="depend on each other in a cycle"):
         list(generate_variants(cycle))
+
+
+def test_a_categorical_with_the_grid_sampler_is_expanded_as_a_grid():
+    """Categorical([...]).grid() was sampled once instead of giving one variant per value (Ray expands it)."""
+    from tunesmith.tune.search.sample import Categorical
+    from tunesmith.tune.search.variant_generator import generate_variants
+
+    configs = [c for _, c in generate_variants({"a": Categorical([1, 2, 3]).grid(), "b": tune.grid_search([0, 1])})]
+    assert sorted((c["a"], c["b"]) for c in configs) == [(a, b) for a in (1, 2, 3) for b in (0, 1)]

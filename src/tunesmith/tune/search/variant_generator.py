@@ -156,6 +156,8 @@ def _walk(value: Any, path: Path = ()) -> Iterator[tuple[Path, str, Any]]:
     """Yields ``(path, kind, value)`` for every grid, domain and function leaf."""
     if is_grid_search(value):
         yield path, "grid", value["grid_search"]
+    elif isinstance(value, Domain) and value.is_grid():  # Categorical([...]).grid(): every value, as a grid
+        yield path, "grid", list(value.categories)
     elif isinstance(value, Domain):
         yield path, "function" if value.is_function() else "domain", value
     elif isinstance(value, dict):
