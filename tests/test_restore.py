@@ -602,3 +602,14 @@ def test_a_trial_state_with_a_status_or_analysis_of_the_wrong_kind_is_named_as_u
     _rewrite_state(experiment, lambda state: state["trials"][0].update({damage: value}))
     with pytest.raises(ValueError, match="experiment_state.json: a trial's saved state cannot be read"):
         tune.Tuner.restore(str(experiment), trainable=_reports_three_then_fails_once).fit()
+
+
+def test_a_restore_refused_for_its_resources_leaves_the_logs_as_they_were(tmp_path):
+    """The logs of the trials to resume were cut before the restored trials' resources were checked."""
+    experiment = _errored_run(tmp_path, "big")
+    with pytest.raises(ValueError, match="more than this machine has"):
+        tune.Tuner.restore(str(experiment), trainable=tune.with_resources(
+            _reports_three_then_fails_once, lambda config: {"cpu": 512}), restart_errored=True).fit()
+    assert _rows(experiment) == [0, 1]
+    grid = tune.Tuner.restore(str(experiment), trainable=_reports_three_then_fails_once, resume_errored=True).fit()
+    assert not grid.errors and _rows(experiment) == [0, 1, 2]

@@ -548,6 +548,7 @@ def _build_controller(inp: ExperimentInput, trainable, name: str, payload: bytes
     trials = None
     scheduler_restored = False
     time_budget_spent_s = 0.0
+    commit_restore = None
     if restore_path is not None:
         from tunesmith._internal.storage import split_experiment_path
 
@@ -566,7 +567,7 @@ def _build_controller(inp: ExperimentInput, trainable, name: str, payload: bytes
         if restore_path is not None and os.path.exists(
             os.path.join(storage.experiment_local_path, EXPERIMENT_STATE_FILE)
         ):
-            trials, scheduler_restored, time_budget_spent_s = _restore_trials(
+            trials, scheduler_restored, time_budget_spent_s, commit_restore = _restore_trials(
                 storage, search_alg, scheduler, restore_options, rc.checkpoint_config, inp.initial_checkpoint
             )
             _apply_restored_resources(trials, request, executor)
@@ -629,6 +630,8 @@ def _build_controller(inp: ExperimentInput, trainable, name: str, payload: bytes
         controller.experiment_lock = lock
         if restore_path is not None:
             controller.restore_callback_state()
+        if commit_restore is not None:
+            commit_restore()
     except BaseException:
         lock.release()
         raise
@@ -1078,6 +1081,7 @@ def _restore_trials(storage: StorageContext, search_alg, scheduler, options: dic
                 trial.restarted_from_scratch = True
             rows = trial.rows_at(trial.restore_checkpoint)
             cuts.append((trial, trial.num_results if rows is None else rows))
+            trial.num_results = cuts[-1][1]
         trials.append(trial)
     # (a searcher reads its files of the slot the state names: see searcher._newest)
     if search_alg.has_checkpoint(path):
@@ -1099,14 +1103,18 @@ def _restore_trials(storage: StorageContext, search_alg, scheduler, options: dic
     spent = state.get("time_budget_spent_s")
     spent = float(spent) if isinstance(spent, (int, float)) and not isinstance(spent, bool) else 0.0
     scheduler_restored = _restore_scheduler(path, storage.state_slot, scheduler, trials)
-    # Everything read: only now are files changed (a restore refused above leaves the experiment as it was).
-    for trial, rows in cuts:
-        _cut_logs(trial, rows)
     id_prefix = state.get("id_prefix")
-    if storage.is_remote:
-        _remove_uncommitted_remote(storage, trials, id_prefix)
-    _remove_uncommitted(path, trials, id_prefix)
-    return trials, scheduler_restored, spent
+
+    def commit() -> None:
+        """Cuts the resumed trials' logs back and removes what the saved state does not know: called once
+        the whole restore was accepted (a refused one leaves the experiment as it was)."""
+        for trial, rows in cuts:
+            _cut_logs(trial, rows)
+        if storage.is_remote:
+            _remove_uncommitted_remote(storage, trials, id_prefix)
+        _remove_uncommitted(path, trials, id_prefix)
+
+    return trials, scheduler_restored, spent, commit
 
 
 def _continue_without_search_state(search_alg, trials: list) -> None:
