@@ -18,3 +18,13 @@ def pool_sizes(config):
     tune.report({"pid": os.getpid(), "cpus": config["cpus"], "omp": os.environ.get("OMP_NUM_THREADS"),
                  "blas": sorted(set(sizes.get("blas", []))), "openmp": sorted(set(sizes.get("openmp", []))),
                  "product": float((a @ a).sum())})
+
+
+def limits_pools_then_reports(config):
+    """Reports the pool sizes it starts with, then leaves every pool at one thread (as a trial calling
+    threadpool_limits(1) for its own work would)."""
+    from tunesmith import tune
+
+    sizes = sorted({info["num_threads"] for info in threadpoolctl.threadpool_info()})
+    threadpoolctl.threadpool_limits(limits=1)
+    tune.report({"sizes": sizes, "pid": os.getpid()})

@@ -136,3 +136,20 @@ def test_numpy_and_openmp_pools_loaded_before_a_trial_take_its_cpu_count(monkeyp
                   for r in grid)
     assert seen == [(1, "1", (1,), (1,))] * 2 + [(4, "4", (4,), (4,))] * 2
     assert all(r.metrics["product"] == 64.0 ** 3 for r in grid)
+
+
+@pytest.mark.timeout(300)
+def test_pool_sizes_a_trial_set_itself_do_not_reach_the_next_trial(monkeypatch):
+    pytest.importorskip("sklearn")
+    from _numeric_at_import import limits_pools_then_reports
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setenv("TUNESMITH_RESOURCES", '{"CPU": 4}')
+    tunesmith.init(num_cpus=4)
+    grid = tune.Tuner(
+        tune.with_resources(limits_pools_then_reports, {"cpu": 4}), param_space={"i": tune.grid_search([0, 1, 2])},
+        tune_config=tune.TuneConfig(max_concurrent_trials=1), run_config=tune.RunConfig(verbose=0),
+    ).fit()
+    assert not grid.errors
+    assert len({r.metrics["pid"] for r in grid}) == 1  # one worker ran them one after another
+    assert [r.metrics["sizes"] for r in grid] == [[4]] * 3

@@ -56,23 +56,26 @@ def apply_thread_count() -> None:
 # Python modules whose import loads a BLAS or OpenMP library.
 _NATIVE_POOL_MODULES = ("numpy", "scipy", "sklearn", "torch", "lightgbm", "xgboost", "catboost", "numexpr")
 
-# The thread count every BLAS/OpenMP library loaded in this process has, when known: a library
-# loaded later reads OMP_NUM_THREADS, which a trial's count is set in before its code runs.
-_native_pools_threads: int | None = None
+# The BLAS/OpenMP libraries loaded in this process (a threadpoolctl controller), and how many
+# modules were imported when they were looked for: a library loaded later reads OMP_NUM_THREADS,
+# which a trial's count is set in before its code runs, but a trial may change any pool's size.
+_pools: tuple[Any, int] | None = None
 
 
 def _limit_native_pools(n: int) -> None:
-    global _native_pools_threads
-    if n == _native_pools_threads:
+    global _pools
+    if not any(name in sys.modules for name in _NATIVE_POOL_MODULES):
         return
-    if any(name in sys.modules for name in _NATIVE_POOL_MODULES):
-        try:
-            import threadpoolctl
+    try:
+        import threadpoolctl
 
-            threadpoolctl.threadpool_limits(limits=n)
-        except Exception:  # threadpoolctl absent or a library it cannot drive: pools keep their size
-            return
-    _native_pools_threads = n
+        if _pools is None or _pools[1] != len(sys.modules):
+            _pools = (threadpoolctl.ThreadpoolController(), len(sys.modules))
+        for library in _pools[0].lib_controllers:
+            if library.num_threads != n:
+                library.set_num_threads(n)
+    except Exception:  # threadpoolctl absent or a library it cannot drive: pools keep their size
+        pass
 
 
 def preload_pool_control() -> None:
