@@ -580,12 +580,20 @@ def test_a_users_scheduler_is_told_of_restored_trials_and_the_default_one_ignore
     """The restored trials were taken as known to every scheduler with a restore(path, trials) (all
     subclasses), so a user's one that records trials in on_trial_add failed with KeyError; and the default
     FIFOScheduler refused a state of another release, although it keeps nothing."""
-    experiment = _errored_run(tmp_path, "users", scheduler=_KeepsItsOwnRecord())
+    experiment = tmp_path / "users"
+    tune.Tuner(
+        _reports_three_then_fails_once,
+        param_space={"marker": str(tmp_path / "users-failed"), "n": tune.grid_search([1, 2])},
+        tune_config=tune.TuneConfig(scheduler=_KeepsItsOwnRecord(), max_concurrent_trials=1),
+        run_config=tune.RunConfig(storage_path=str(tmp_path), name="users", verbose=0),
+    ).fit()  # the first trial fails once (and stays failed), the second finishes
     tuner = tune.Tuner.restore(str(experiment), trainable=_reports_three_then_fails_once, resume_errored=True)
     grid = tuner.fit()
-    assert not grid.errors and _rows(experiment) == [0, 1, 2]
-    # (the scheduler saved with the experiment, as restored)
-    assert list(tuner._local_tuner._input.tune_config.scheduler.records.values()) == [[2]]
+    assert not grid.errors
+    # The scheduler saved with the experiment, as restored: told of both trials (the finished one too, as on
+    # Ray), and of the resumed trial's one new result.
+    records = tuner._local_tuner._input.tune_config.scheduler.records
+    assert sorted(records.values()) == [[], [2]]
 
     experiment = _errored_run(tmp_path, "fifo")
     for state_file in experiment.glob("scheduler_state*.pkl"):

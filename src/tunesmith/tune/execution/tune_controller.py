@@ -243,7 +243,9 @@ class TuneController:
         if table.trials[0] is trial and trial.last_result.get(EXPERIMENT_ID):
             self._lifecycle.experiment_id = trial.last_result[EXPERIMENT_ID]  # the id outlives a restore
         self._checkpoints.note_restored(trial)
-        if not self._cfg.scheduler_restored and not trial.is_finished():
+        if not self._cfg.scheduler_restored and (
+            not trial.is_finished() or not type(self._scheduler).__module__.startswith("tunesmith.")
+        ):  # a user's scheduler hears of every restored trial, finished ones too, as on Ray
             self._scheduler.on_trial_add(self, trial)
 
     def make_trial(self, suggestion) -> Trial:
