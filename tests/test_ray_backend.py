@@ -508,6 +508,32 @@ def test_a_task_no_bundle_of_the_trial_can_hold_fails_the_trial_and_says_what_to
     assert "where" in str(error)
 
 
+def _sees_the_free_cpus(config):
+    import time as _time
+
+    import ray as _ray
+
+    total = _ray.cluster_resources()["CPU"]
+    deadline, free = _time.monotonic() + 30, 0.0
+    while _time.monotonic() < deadline:
+        free = max(free, _ray.available_resources().get("CPU", 0.0))
+        if free >= total - 0.5:  # all but this trial's half CPU
+            break
+        _time.sleep(0.1)
+    tune.report({"free": free, "total": total})
+
+
+def test_no_idle_actor_holds_cpus_a_trial_with_other_resources_could_use(cluster, tmp_path):
+    """Actors of one CPU were started ahead whatever the trials asked for: with 0.5-CPU trials one sat
+    idle for the whole run, and Ray work a trial started outside its placement group (Ray Data) waited."""
+    (result,) = tune.Tuner(
+        tune.with_resources(_sees_the_free_cpus, {"cpu": 0.5}),
+        tune_config=tune.TuneConfig(max_concurrent_trials=1),
+        run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0),
+    ).fit()
+    assert result.metrics["free"] == result.metrics["total"] - 0.5
+
+
 def test_a_trial_waits_for_a_node_that_has_what_it_asks_for(cluster, tmp_path):
     """As on Ray (and its autoscaler): a request beyond the cluster of now waits for nodes; it was refused."""
     grids = []

@@ -252,6 +252,21 @@ def build_reporter(run_config: RunConfig, verbose: int, tune_config: TuneConfig,
     return reporter
 
 
+def _resources_known_ahead(trainable: Any, inp: "ExperimentInput"):
+    """The ``PlacementGroupFactory`` every trial asks for, when no config decides it (else None)."""
+    from tunesmith.tune.execution.placement_groups import PlacementGroupFactory, to_pg_factory
+
+    try:
+        request = resources_request(trainable, inp.resources_per_trial, inp.param_space)
+        if callable(request) and not isinstance(request, PlacementGroupFactory) and not hasattr(
+            request, "as_placement_group_factory"
+        ):
+            return None
+        return to_pg_factory(request)
+    except Exception:  # a bad request: the experiment's own checks say what is wrong
+        return None
+
+
 def resources_request(trainable: Any, override: Any, param_space: dict | None = None):
     """What each trial asks for: ``resources_per_trial`` (``tune.run``), or what the trainable says.
 
@@ -404,7 +419,8 @@ def run_experiment(inp: ExperimentInput, restore_path: str | None = None, restor
         # try: a Ctrl+C now must not leave them, nor a cluster's actors and placement groups, behind).
         slots = int(executor.total.get("CPU", 1))
         executor.prestart(min(slots, executor.max_prestart, tc.max_concurrent_trials or slots,
-                              _known_trial_count(inp) or slots), trainable_key, payload)
+                              _known_trial_count(inp) or slots), trainable_key, payload,
+                          resources=_resources_known_ahead(trainable, inp))
         controller, storage = _build_controller(
             inp, trainable, name, payload, trainable_key, executor, restore_path, restore_options or {}
         )

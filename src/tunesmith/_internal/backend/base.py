@@ -134,10 +134,12 @@ class ExecutorBackend(abc.ABC):
     #: seconds to boot, so such a backend boots one per CPU at once.
     max_prestart: int = 8
 
-    def prestart(self, count: int, trainable_key: str | None = None, payload: bytes | None = None) -> None:
+    def prestart(self, count: int, trainable_key: str | None = None, payload: bytes | None = None,
+                 resources=None) -> None:
         """Optionally gets ``count`` workers ready before the first trial (a hint; may do nothing).
 
-        With ``trainable_key``/``payload`` the workers may load the trainable ahead.
+        With ``trainable_key``/``payload`` the workers may load the trainable ahead. ``resources``: the
+        ``PlacementGroupFactory`` every trial asks for, when it is known before any config is (else None).
         """
 
     @abc.abstractmethod

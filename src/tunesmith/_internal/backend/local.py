@@ -415,7 +415,8 @@ class LocalExecutor(ExecutorBackend):
             self._output.add(proc.stderr, True, label)
         return handle
 
-    def prestart(self, count: int, trainable_key: str | None = None, payload: bytes | None = None) -> None:
+    def prestart(self, count: int, trainable_key: str | None = None, payload: bytes | None = None,
+                 resources=None) -> None:
         """Starts ``count`` CPU workers now, so that they boot while the driver sets up.
 
         With a trainable, it is sent along and loaded before the first trial arrives.

@@ -372,11 +372,14 @@ class RayExecutor(ExecutorBackend):
 
     max_prestart = 64
 
-    def prestart(self, count: int, trainable_key: str | None = None, payload: bytes | None = None) -> None:
-        """Starts ``count`` one-CPU actors now (with the trainable loaded), so that they boot early."""
-        from tunesmith.tune.execution.placement_groups import PlacementGroupFactory
-
-        pgf = PlacementGroupFactory([{"CPU": 1}])
+    def prestart(self, count: int, trainable_key: str | None = None, payload: bytes | None = None,
+                 resources=None) -> None:
+        """Starts ``count`` actors of the trials' resources now (with the trainable loaded), so that they boot
+        early; none when the resources depend on the config (an actor no trial takes would hold its CPUs,
+        which work a trial starts outside its placement group, such as Ray Data's, then waits for)."""
+        pgf = resources
+        if pgf is None:
+            return
         for _ in range(max(0, count) - sum(len(v) for v in self._idle.values())):
             if not self._fits(pgf.required_resources):
                 return
