@@ -446,15 +446,31 @@ def trainable(config):
     open(os.path.join(config["dir"], "started"), "w").close()
     time.sleep(300)
 
+
+class ForksAHelper(tune.Callback):
+    # forks a long-lived process from the driver during the run (it inherits the driver's descriptors)
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        import multiprocessing
+
+        helper = multiprocessing.get_context("fork").Process(target=time.sleep, args=(300,), daemon=False)
+        helper.start()
+        with open(os.path.join(sys.argv[1], "helper.pid"), "w") as f:
+            f.write(str(helper.pid))
+
+
+callbacks = [ForksAHelper()] if sys.argv[3] == "fork" else []
 tune.Tuner(trainable, param_space={"dir": sys.argv[1]},
-           run_config=tune.RunConfig(verbose=0, storage_path=sys.argv[2])).fit()
+           run_config=tune.RunConfig(verbose=0, storage_path=sys.argv[2], callbacks=callbacks)).fit()
 """
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="finds processes through /proc")
-def test_processes_trials_started_are_ended_when_the_driver_is_killed(tmp_path):
+@pytest.mark.parametrize("driver_forks", [False, True])
+def test_processes_trials_started_are_ended_when_the_driver_is_killed(tmp_path, driver_forks):
     """A SIGKILLed driver (the out-of-memory killer) took its workers with it, but what their trials had
-    started lived on, holding memory, devices and ports; on Ray they are ended within seconds."""
+    started lived on, holding memory, devices and ports; on Ray they are ended within seconds. (Also when
+    a process the driver forked during the run, which holds the driver's descriptors, lives on.)"""
     import subprocess
     import sys
 
@@ -463,16 +479,62 @@ def test_processes_trials_started_are_ended_when_the_driver_is_killed(tmp_path):
     (tmp_path / "child.py").write_text(_CHILD)
     script = tmp_path / "driver.py"
     script.write_text(_DRIVER_KILLED_MID_TRIAL)
-    driver = subprocess.Popen([sys.executable, str(script), str(pids_dir), str(tmp_path / "results")])
+    driver = subprocess.Popen([sys.executable, str(script), str(pids_dir), str(tmp_path / "results"),
+                               "fork" if driver_forks else "plain"])
     try:
         deadline = time.monotonic() + 120
         while not (pids_dir / "started").exists():
             assert driver.poll() is None and time.monotonic() < deadline
             time.sleep(0.05)
-        plain, stubborn = _pids(pids_dir)
+        if driver_forks:
+            while not (pids_dir / "helper.pid").exists():
+                time.sleep(0.05)
+        helper = [int((pids_dir / "helper.pid").read_text())] if driver_forks else []
+        plain, stubborn = [pid for pid in _pids(pids_dir) if pid not in helper]
         driver.kill()
         driver.wait()
         assert _gone_within(plain, 30) and _gone_within(stubborn, 30)
+        assert all(process_alive(pid) for pid in helper)  # the driver's own process is not the trials'
     finally:
         driver.kill()
         _kill_children_left(pids_dir)
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="finds processes through /proc")
+def test_the_group_of_a_worker_that_is_gone_is_forgotten_once_it_is_empty(tmp_path, monkeypatch):
+    """Every worker's group number was kept to the end and swept at shutdown (and by the sentinel):
+    once a gone worker's group had emptied, the number could go to an unrelated process group (a shell
+    pipeline whose first process exited), whose processes were then killed."""
+    import subprocess
+    import sys
+
+    from tunesmith._internal.backend import local
+    from tunesmith._internal.backend._leftovers import start_time
+
+    monkeypatch.setenv("TUNESMITH_LEDGER_DIR", str(tmp_path / "ledger"))
+    executor = local.LocalExecutor({"CPU": 1})
+    try:
+        # A gone "worker" whose group is empty, and one whose group still has a member (a trial's child).
+        empty = subprocess.Popen([sys.executable, "-c", "pass"], start_new_session=True)
+        empty_started = start_time(empty.pid)
+        empty.wait()
+        ready = tmp_path / "ready"
+        leader = subprocess.Popen([sys.executable, "-c", _LEAVES_A_CHILD, str(ready)], start_new_session=True)
+        leader_started = start_time(leader.pid)
+        while not ready.exists():
+            time.sleep(0.01)
+        leader.wait()
+        executor._worker_groups.update({empty.pid: empty_started, leader.pid: leader_started})
+        executor._forget_ended_groups()
+        assert empty.pid not in executor._worker_groups  # its number is free for anyone now
+        assert leader.pid in executor._worker_groups  # its child holds the number: still ours to end
+    finally:
+        executor.shutdown()
+    assert _gone_within(int(ready.read_text()), 30)  # the child was ended at shutdown
+
+
+_LEAVES_A_CHILD = """
+import subprocess, sys
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
+open(sys.argv[1], "w").write(str(child.pid))
+"""

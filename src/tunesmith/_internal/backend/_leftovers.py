@@ -71,6 +71,30 @@ def start_time(pid: int) -> int | None:
         return None
 
 
+def groups_with_members(pgids: set[int]) -> set[int]:
+    """Which of the process groups ``pgids`` still have a live process other than their leader (Linux)."""
+    if not pgids:
+        return set()
+    encoded = {str(g).encode(): g for g in pgids}
+    found = set()
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return set(pgids)  # cannot tell: taken as still there
+    for name in names:
+        if not name.isdigit() or int(name) in pgids:
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(b")") + 2:].split()
+        if len(fields) > 2 and fields[2] in encoded and fields[0] != b"Z":
+            found.add(encoded[fields[2]])
+    return found
+
+
 def groups_still_ours(leaders: dict[int, int | None]) -> set[int]:
     """The process groups of ``{leader pid: its start time}`` whose number no other process took since:
     a leader that is gone (a group lives on in its members) or still the same process."""
@@ -161,6 +185,10 @@ class LeftoverReaper:
     def pending(self) -> bool:
         return bool(self._pending)
 
+    def pending_groups(self) -> set[int]:
+        """The process groups whose processes are being ended."""
+        return {pgid for _, pgids, _ in self._pending for pgid in pgids}
+
     def seconds_to_next(self) -> float:
         """How long until the next SIGKILL is due (0 when one is due now)."""
         if not self._pending:
@@ -211,13 +239,24 @@ class DriverSentinel:
             if self._proc is None:
                 # A session of its own: the terminal's Ctrl+C or hang-up that ends the driver spares it.
                 self._proc = subprocess.Popen(
-                    [sys.executable, "-m", "tunesmith._internal.backend._leftovers"], stdin=subprocess.PIPE,
-                    stdout=subprocess.DEVNULL, close_fds=True, start_new_session=True,
+                    [sys.executable, "-m", "tunesmith._internal.backend._leftovers", str(os.getpid())],
+                    stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, close_fds=True, start_new_session=True,
                 )
-            self._proc.stdin.write(f"{pid} {started if started is not None else -1}\n".encode())
-            self._proc.stdin.flush()
+            self._send(f"{pid} {started if started is not None else -1}\n")
         except (OSError, ValueError):
             self._failed = True  # no sentinel: a killed driver's trials may leave processes running
+
+    def forget(self, pid: int) -> None:
+        """The group of worker ``pid`` ended for good: its number may go to an unrelated process."""
+        if self._proc is not None and not self._failed:
+            try:
+                self._send(f"-{pid}\n")
+            except (OSError, ValueError):
+                self._failed = True
+
+    def _send(self, line: str) -> None:
+        self._proc.stdin.write(line.encode())
+        self._proc.stdin.flush()
 
     def close(self) -> None:
         """Says goodbye (the driver ends its workers' groups itself) and lets the sentinel go."""
@@ -233,27 +272,56 @@ class DriverSentinel:
             proc.wait()
 
 
-def _sentinel_main() -> None:
-    """Reads ``<pid> <start time>`` lines until ``exit`` (the driver ended normally) or the end of its
-    input (the driver is gone): then ends every process still in those workers' groups."""
+def _sentinel_main(driver: int) -> None:
+    """Reads ``<pid> <start time>`` (and ``-<pid>``: forget it) lines until ``exit`` (the driver ended
+    normally), or until the driver ``driver`` is gone (its pidfd, or the end of the input where there are
+    no pidfds; a process the driver forked may hold the pipe open): then ends every process still in
+    those workers' groups."""
+    import select
     import signal as _signal
 
     for sig in (_signal.SIGINT, _signal.SIGHUP):
         _signal.signal(sig, _signal.SIG_IGN)
     leaders: dict[int, int | None] = {}
-    for line in sys.stdin.buffer:
-        parts = line.split()
-        if parts == [b"exit"]:
-            return
+    stdin = sys.stdin.fileno()
+    os.set_blocking(stdin, False)
+    poller = select.poll()
+    poller.register(stdin, select.POLLIN)
+    pidfd = None
+    if os.getppid() == driver and hasattr(os, "pidfd_open"):
         try:
-            pid, started = int(parts[0]), int(parts[1])
-        except (IndexError, ValueError):
-            continue
-        leaders[pid] = None if started < 0 else started
+            pidfd = os.pidfd_open(driver)
+            poller.register(pidfd, select.POLLIN)
+        except OSError:
+            pass
+    pending, gone = b"", os.getppid() != driver
+    while not gone:
+        ready = {fd for fd, _ in poller.poll()}
+        gone = pidfd in ready
+        try:
+            data = os.read(stdin, 65536)
+        except BlockingIOError:
+            data = None
+        if data == b"":
+            gone = True
+        pending += data or b""
+        *lines, pending = pending.split(b"\n")
+        for line in lines:
+            parts = line.split()
+            if parts == [b"exit"]:
+                return
+            try:
+                if len(parts) == 1 and parts[0].startswith(b"-"):
+                    leaders.pop(int(parts[0][1:]), None)
+                else:
+                    started = int(parts[1])
+                    leaders[int(parts[0])] = None if started < 0 else started
+            except (IndexError, ValueError):
+                continue
     reaper = LeftoverReaper()
-    reaper.end_group(groups_still_ours(leaders), "the trials of a driver that was killed")
+    reaper.end_group(groups_still_ours(leaders), "the trials of a driver that ended without stopping them")
     reaper.close()
 
 
 if __name__ == "__main__":
-    _sentinel_main()
+    _sentinel_main(int(sys.argv[1]))

@@ -16,7 +16,13 @@ from typing import Any
 
 from tunesmith._internal import protocol as P
 from tunesmith._internal.backend._forkserver import ForkedProcess, ForkServer, fork_server_enabled
-from tunesmith._internal.backend._leftovers import DriverSentinel, LeftoverReaper, groups_still_ours, start_time
+from tunesmith._internal.backend._leftovers import (
+    DriverSentinel,
+    LeftoverReaper,
+    groups_still_ours,
+    groups_with_members,
+    start_time,
+)
 from tunesmith._internal.backend._output import OutputForwarder
 from tunesmith._internal.backend.base import ExecutorBackend, TrialEvent
 from tunesmith._internal.fsutil import wait_readable
@@ -96,6 +102,9 @@ def _worker_sys_path() -> str:
         paths.append(IMPORT_CWD)
     return os.pathsep.join(dict.fromkeys(paths))
 
+
+# How often the groups of workers that are gone are looked at (see LocalBackend._forget_ended_groups).
+_GROUP_CHECK_S = 5.0
 
 class _WorkerHandle:
     __slots__ = ("proc", "conn", "loaded", "env_key", "trial", "pid", "fd", "label", "ready",
@@ -205,6 +214,7 @@ class LocalExecutor(ExecutorBackend):
         # shutdown only while its number is not another process's.
         self._worker_groups: dict[int, int | None] = {}
         self._sentinel = DriverSentinel()  # ends them should the driver be killed
+        self._next_group_check = 0.0  # see _forget_ended_groups
         self.max_workers = worker_limit()
         P.result_pipeline_s()  # a bad TUNESMITH_RESULT_PIPELINE_S fails here, before any trial
         # Workers are forked from a preloaded process where that is safe (see _forkserver);
@@ -597,6 +607,8 @@ class LocalExecutor(ExecutorBackend):
             if self._leftovers.pending:
                 due = self._leftovers.seconds_to_next()
                 timeout = due if timeout is None else min(timeout, due)
+        if len(self._worker_groups) > len(self._by_conn) and time.monotonic() >= self._next_group_check:
+            self._forget_ended_groups()
         # With no trial running this still blocks (on workers' output and the ledger's wake
         # FIFO, if any) until the controller's next timer, so the controller never spins.
         ready = self._poller.poll(None if timeout is None else max(0, math.ceil(timeout * 1000)))
@@ -633,6 +645,25 @@ class LocalExecutor(ExecutorBackend):
                 handle.ended = True
             events.append(TrialEvent(trial, msg))
         handle.expect = results
+
+    def _forget_ended_groups(self) -> None:
+        """Forgets the groups of workers that are gone and whose group is empty: once empty, a group's
+        number may be taken by an unrelated process (say, a shell pipeline), which the sweep at shutdown
+        (or the sentinel's) must then spare. Checked every few seconds: the numbers wrap far slower."""
+        self._next_group_check = time.monotonic() + _GROUP_CHECK_S
+        live = {handle.pid for handle in self._by_conn.values()}
+        gone, taken = set(), set()
+        for pid, started in self._worker_groups.items():
+            if pid not in live:
+                now = start_time(pid)
+                if now is None:
+                    gone.add(pid)
+                elif now != started:
+                    taken.add(pid)  # another process has the number: the group was empty by then
+        gone -= self._leftovers.pending_groups()  # still being ended
+        for pid in taken | (gone - groups_with_members(gone)):
+            del self._worker_groups[pid]
+            self._sentinel.forget(pid)
 
     def _worker_died(self, handle: _WorkerHandle, events: list[TrialEvent]) -> None:
         msg = (P.ERROR, self._death_message(handle), None)
@@ -701,6 +732,7 @@ class LocalExecutor(ExecutorBackend):
         try:
             # A worker that was ended (or died with the fork server) before it ended what its trials
             # had started leaves them in its group: nothing a trial started outlives the experiment.
+            self._forget_ended_groups()
             self._leftovers.end_group(groups_still_ours(self._worker_groups), "trials")
             self._worker_groups.clear()
             self._leftovers.close()
