@@ -166,8 +166,8 @@ def _check_launches_fit(head_in_group: bool) -> None:
         import ray
 
         pg = getattr(strategy, "placement_group", None)
-        if pg is None or getattr(strategy, "placement_group_bundle_index", -1) not in (-1, None):
-            return  # not the trial's group, or a bundle chosen on purpose
+        if pg is None:
+            return
         current = ray.util.get_current_placement_group()
         if current is None or pg.id != current.id:
             return
