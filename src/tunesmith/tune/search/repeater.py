@@ -15,20 +15,10 @@ TRIAL_INDEX = "__trial_index__"
 
 def _sample_what_is_left(config: dict, searcher: Searcher, index: int) -> None:
     """Samples in place the domains left in a suggestion; with a seeded searcher, the same way each run."""
+    from tunesmith.tune.search.searcher import leftover_random_state
     from tunesmith.tune.search.variant_generator import resolve_config
 
-    seed = None
-    for _ in range(8):  # through wrappers to the library's searcher
-        seed = getattr(searcher, "_seed", None)
-        if isinstance(seed, numbers.Integral) or getattr(searcher, "searcher", None) is None:
-            break
-        searcher = searcher.searcher
-    random_state = None
-    if isinstance(seed, numbers.Integral):
-        import numpy as np
-
-        random_state = np.random.default_rng([int(seed) & 0xFFFFFFFF, index])
-    resolve_config(config, random_state=random_state, allow_pending=True)
+    resolve_config(config, random_state=leftover_random_state(searcher, index), allow_pending=True)
 
 
 class _TrialGroup:

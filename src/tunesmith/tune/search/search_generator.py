@@ -8,7 +8,7 @@ import warnings
 from typing import Any
 
 from tunesmith.tune.search.search_algorithm import SearchAlgorithm, TrialSuggestion, as_experiments, new_trial_id
-from tunesmith.tune.search.searcher import Searcher, _atomic_dump, _load, _newest
+from tunesmith.tune.search.searcher import Searcher, _atomic_dump, _load, _newest, leftover_random_state
 from tunesmith.tune.search.variant_generator import (
     _copy_structure,
     _walk,
@@ -176,17 +176,7 @@ class SearchGenerator(SearchAlgorithm):
 
     def _rest_random_state(self) -> Any:
         """A generator for the values a seeded searcher leaves to sample, one per trial (None: unseeded)."""
-        searcher, seed = self.searcher, None
-        for _ in range(8):  # through wrappers (ConcurrencyLimiter, Repeater) to the library's searcher
-            seed = getattr(searcher, "_seed", None)
-            if isinstance(seed, numbers.Integral) or getattr(searcher, "searcher", None) is None:
-                break
-            searcher = searcher.searcher
-        if not isinstance(seed, numbers.Integral):
-            return None
-        import numpy as np
-
-        return np.random.default_rng([int(seed) & 0xFFFFFFFF, self._counter])
+        return leftover_random_state(self.searcher, self._counter)
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         self.searcher.on_trial_result(trial_id, result)

@@ -297,6 +297,25 @@ class Searcher:
         return _newest(os.path.expanduser(os.fspath(checkpoint_dir)), self.CKPT_FILE_TMPL.format("*")) is not None
 
 
+def leftover_random_state(searcher: Any, index: int) -> Any:
+    """A generator for the values a searcher's suggestion ``index`` leaves to sample: seeded from the
+    library searcher's seed (found through wrappers such as ConcurrencyLimiter and Repeater), so that a
+    seeded search samples them the same way in every run; None for an unseeded one."""
+    import numbers
+
+    seed = None
+    for _ in range(8):
+        seed = getattr(searcher, "_seed", None)
+        if isinstance(seed, numbers.Integral) or getattr(searcher, "searcher", None) is None:
+            break
+        searcher = searcher.searcher
+    if not isinstance(seed, numbers.Integral):
+        return None
+    import numpy as np
+
+    return np.random.default_rng([int(seed) & 0xFFFFFFFF, index])
+
+
 def _is_wrapper_state(state: Any) -> bool:
     """Whether a saved state is the one :class:`_WrappingSearcher` writes around its searcher's file."""
     return isinstance(state, dict) and state.keys() == {"own", "searcher_bytes"}
