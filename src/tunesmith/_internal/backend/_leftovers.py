@@ -25,19 +25,16 @@ import time
 _GRACE_S = 1.0
 
 
-def group_members(pgids: int | set[int]) -> list[int]:
-    """The live processes of the process groups ``pgids`` but their leaders (Linux; empty elsewhere)."""
-    wanted = {pgids} if isinstance(pgids, int) else set(pgids)
-    if not wanted:
-        return []
-    encoded = {str(g).encode() for g in wanted}
+def _members(pgids: set[int]) -> list[tuple[int, int]]:
+    """``(pid, pgid)`` of the live processes of the process groups ``pgids`` but their leaders.
+
+    Raises:
+        OSError: /proc cannot be read (not Linux).
+    """
+    encoded = {str(g).encode(): g for g in pgids}
     members = []
-    try:
-        names = os.listdir("/proc")
-    except OSError:
-        return []
-    for name in names:
-        if not name.isdigit() or int(name) in wanted:
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) in pgids:
             continue
         try:
             with open(f"/proc/{name}/stat", "rb") as f:
@@ -47,8 +44,19 @@ def group_members(pgids: int | set[int]) -> list[int]:
         # "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses.
         fields = stat[stat.rfind(b")") + 2:].split()
         if len(fields) > 2 and fields[2] in encoded and fields[0] != b"Z":
-            members.append(int(name))
+            members.append((int(name), encoded[fields[2]]))
     return members
+
+
+def group_members(pgids: int | set[int]) -> list[int]:
+    """The live processes of the process groups ``pgids`` but their leaders (Linux; empty elsewhere)."""
+    wanted = {pgids} if isinstance(pgids, int) else set(pgids)
+    if not wanted:
+        return []
+    try:
+        return [pid for pid, _ in _members(wanted)]
+    except OSError:
+        return []
 
 
 def _live(pid: int) -> bool:
@@ -75,24 +83,10 @@ def groups_with_members(pgids: set[int]) -> set[int]:
     """Which of the process groups ``pgids`` still have a live process other than their leader (Linux)."""
     if not pgids:
         return set()
-    encoded = {str(g).encode(): g for g in pgids}
-    found = set()
     try:
-        names = os.listdir("/proc")
+        return {pgid for _, pgid in _members(set(pgids))}
     except OSError:
         return set(pgids)  # cannot tell: taken as still there
-    for name in names:
-        if not name.isdigit() or int(name) in pgids:
-            continue
-        try:
-            with open(f"/proc/{name}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        fields = stat[stat.rfind(b")") + 2:].split()
-        if len(fields) > 2 and fields[2] in encoded and fields[0] != b"Z":
-            found.add(encoded[fields[2]])
-    return found
 
 
 def groups_still_ours(leaders: dict[int, int | None]) -> set[int]:
