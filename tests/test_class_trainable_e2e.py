@@ -334,3 +334,43 @@ def test_get_auto_filled_metrics():
     assert {"date", "timestamp", "hostname", "node_ip", "time_total_s"} <= set(filled)
     assert "time_total_s" not in t.get_auto_filled_metrics(debug_metrics_only=True)
     t.stop()
+
+
+class _NewModelPerArch(tune.Trainable):
+    """Says no to a reset for another architecture (a new model is needed); writes what it saw."""
+
+    def setup(self, config):
+        self.arch = config["arch"]
+        self.own = (self.trial_name, self.logdir)
+        self.inherited = os.environ.get("ARCH_SET_BY_SETUP")
+        os.environ["ARCH_SET_BY_SETUP"] = self.arch  # process state a new process would not have
+
+    def step(self):
+        return {"arch": self.arch, "inherited": self.inherited, "pid": os.getpid(), "done": True}
+
+    def reset_config(self, new_config):
+        return new_config["arch"] == self.arch
+
+    def cleanup(self):
+        with open("cleanup.json", "a") as f:
+            f.write(json.dumps({"arch": self.arch, "as_itself": (self.trial_name, self.logdir) == self.own,
+                                "config": self.config["arch"], "in_own_dir": os.getcwd() == self.own[1]}) + "\n")
+
+
+def test_an_instance_whose_reset_says_no_is_cleaned_up_as_itself_and_the_next_starts_afresh(tmp_path):
+    """With reuse_actors, an instance whose reset_config() returned False ran its cleanup() as the next
+    trial (that trial's name, config and directory, where its files landed), and the new instance built
+    in the same process saw what the old one's setup() had set there."""
+    grid = tune.Tuner(
+        _NewModelPerArch, param_space={"arch": tune.grid_search(["a", "b"])},
+        tune_config=tune.TuneConfig(reuse_actors=True, max_concurrent_trials=1),
+        run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0),
+    ).fit()
+    assert not grid.errors
+    assert len({result.metrics["pid"] for result in grid}) == 1  # one worker, a new instance in it
+    for result in grid:
+        arch = result.metrics["arch"]
+        (line,) = open(os.path.join(result.path, "cleanup.json")).read().splitlines()
+        assert json.loads(line) == {"arch": arch, "as_itself": True, "config": arch, "in_own_dir": True}
+        assert result.metrics["inherited"] is None
+    assert "ARCH_SET_BY_SETUP" not in os.environ

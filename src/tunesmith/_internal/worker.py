@@ -157,8 +157,12 @@ class _TrialEnvironment:
                 os.chdir(self._cwd_before)
             except OSError:
                 pass
-        if self.keeps_process:
-            return False
+        if not self.keeps_process:
+            self.undo_process_changes()
+        return False
+
+    def undo_process_changes(self) -> None:
+        """Puts back the process-wide state the trial (and, when it was kept, later trials) changed."""
         before, environ = self._env_before, os.environ
         for key in [k for k in environ if k not in before]:
             environ.pop(key, None)
@@ -184,7 +188,6 @@ class _TrialEnvironment:
                 pass
         if self._settings is not None:
             self._settings.restore()
-        return False
 
 
 def _ray_running() -> bool:
@@ -253,6 +256,10 @@ class Worker:
         self._cached_key: str | None = None
         self._cached_cwd: str | None = None  # where its trial ran: its cleanup() runs there
         self._cached_resources = None  # what its trial asked for
+        # The environment of the first trial of a kept instance: what the process was like before its
+        # setup() changed it, put back when the instance goes (see _end_kept_instance).
+        self._kept_environment: _TrialEnvironment | None = None
+        self._reset_error: BaseException | None = None  # raised by its reset_config(), for the trial
         self._ready_sent = False
         self._trials_run = 0  # trials this process has run (the next one is "reused" after the first)
 
@@ -327,8 +334,12 @@ class Worker:
                 return
         reused, self._trials_run = self._trials_run > 0, self._trials_run + 1
         # A class instance kept by the last trial (reuse_actors with reset_config) goes on in the process
-        # it made, as a reused Ray actor does: its random generators are not reseeded.
-        continues = self._cached_instance is not None and self._may_take_over(spec)
+        # it made, as a reused Ray actor does: its random generators are not reseeded. One that cannot
+        # (another trainable or resources, or its reset_config() says no) is cleaned up as itself, and the
+        # process goes back to what it was before it: the new instance starts as in a new process.
+        continues = self._cached_instance is not None and self._may_take_over(spec) and self._reset_cached(spec)
+        if not continues:
+            self._end_kept_instance()
         environment = _TrialEnvironment(spec, reused=reused and not continues)
         with environment:
             if _is_class_trainable(trainable):
@@ -337,6 +348,39 @@ class Worker:
                 self._run_function(trainable, spec)
             # Kept for the next trial: the process stays as its setup() made it.
             environment.keeps_process = self._cached_instance is not None
+        if environment.keeps_process and self._kept_environment is None:
+            self._kept_environment = environment
+        elif not environment.keeps_process and self._kept_environment is not None:
+            # The kept instance ended in this trial (it failed, or was not kept): its changes go too.
+            kept, self._kept_environment = self._kept_environment, None
+            kept.undo_process_changes()
+
+    def _reset_cached(self, spec: P.TrialSpec) -> bool:
+        """Gives the kept instance the trial ``spec`` (its reset_config(), run in the trial's directory);
+        False when it says it cannot take it. An error it raises is the trial's (raised as it starts)."""
+        cwd = os.getcwd() if spec.chdir else None
+        try:
+            if cwd is not None:
+                ensure_dir(spec.trial_info.trial_dir)
+                os.chdir(spec.trial_info.trial_dir)
+            return bool(self._cached_instance.reset(spec.config, trial_info=spec.trial_info))
+        except BaseException as exc:
+            self._reset_error = exc
+            return True
+        finally:
+            if cwd is not None:
+                try:
+                    os.chdir(cwd)
+                except OSError:
+                    pass
+
+    def _end_kept_instance(self) -> None:
+        """Cleans the kept instance up (as itself, in its trial's directory) and undoes what the process
+        kept for it."""
+        self._drop_cached()
+        kept, self._kept_environment = self._kept_environment, None
+        if kept is not None:
+            kept.undo_process_changes()
 
     # -- function trainables ---------------------------------------------------
     def _run_function(self, fn, spec: P.TrialSpec) -> None:
@@ -482,14 +526,11 @@ class Worker:
 
         cached = self._cached_instance
         self._cached_instance = None
+        error, self._reset_error = self._reset_error, None
+        if error is not None:
+            raise error
         if cached is not None:
-            if self._may_take_over(spec):
-                if cached.reset(spec.config, trial_info=spec.trial_info):
-                    return cached
-            try:
-                cached.stop()
-            except Exception:
-                pass
+            return cached  # it took the trial over (see _reset_cached)
         # The trial's information reaches Trainable.__init__ aside from the call's arguments: a subclass
         # may define __init__(self, config=None, logger_creator=None) as the older API documents it.
         with hosted_trial(spec.trial_info):

@@ -396,7 +396,9 @@ class Trainable:
 
     def reset(self, new_config: dict[str, Any], logger_creator=None, storage=None,
               trial_info: TrialInfo | None = None) -> bool:
-        """Prepares this instance for a new trial; returns False if it must be rebuilt instead."""
+        """Prepares this instance for a new trial; returns False if it must be rebuilt instead (it is then
+        left as it was: its cleanup() runs for its own trial)."""
+        before = (self.config, self._storage, self._trial_info, self._experiment_id, self._logdir)
         self.config = new_config
         if storage is not None:
             self._storage = storage
@@ -410,6 +412,7 @@ class Trainable:
         elif logger_creator is not None:
             self._logdir = self._make_logdir(logger_creator)
         if not self.reset_config(new_config):
+            self.config, self._storage, self._trial_info, self._experiment_id, self._logdir = before
             return False
         self._reset_counters()
         return True
