@@ -11,6 +11,7 @@ import pyarrow.fs
 import pytest
 
 from tunesmith.train import CheckpointConfig, Checkpoint, Result, TrainingFailedError
+from tunesmith import tune
 from tunesmith.tune import ExperimentAnalysis, ResultGrid
 from tunesmith.tune.execution.checkpoint_manager import delete_checkpoints
 from tunesmith.tune.experiment.trial import Trial
@@ -301,3 +302,36 @@ def test_best_checkpoints_keep_their_ranking_when_read_back(tmp_path):
     (restored,) = list(tune.Tuner.restore(str(tmp_path / "e"), _scores_out_of_order).get_results())
     for r in (result, restored, train.Result.from_path(result.path)):
         assert [m["acc"] for _, m in r.best_checkpoints] == [0.5, 0.7, 0.9]
+
+
+def _reports_text_or_numbers(config):
+    for i in range(3):
+        acc = 0.5 + 0.1 * i
+        tune.report({"acc": f"{acc + 0.2:.2f}" if config["text"] else acc})
+
+
+@pytest.mark.parametrize("scope", ["last", "avg", "all", "last-5-avg"])
+def test_a_metric_reported_as_text_is_not_ranked(tmp_path, scope):
+    """"0.90" counted as 0.9 for scope="last" only, so the best trial depended on the scope (Ray never
+    ranks text)."""
+    grid = tune.Tuner(_reports_text_or_numbers, param_space={"text": tune.grid_search([True, False])},
+                      run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0)).fit()
+    assert grid.get_best_result(metric="acc", mode="max", scope=scope).config["text"] is False
+
+
+def _checkpoints_a_flag(config):
+    import tempfile
+
+    for solved in (False, True, False):
+        with tempfile.TemporaryDirectory() as d:
+            tune.report({"solved": solved}, checkpoint=tune.Checkpoint.from_directory(d))
+
+
+def test_the_best_checkpoint_by_a_flag_metric(tmp_path):
+    """A bool metric was no score: Result.get_best_checkpoint raised and ExperimentAnalysis's returned None
+    (Ray picks the checkpoint reported with True)."""
+    (result,) = tune.Tuner(_checkpoints_a_flag, run_config=tune.RunConfig(
+        storage_path=str(tmp_path), verbose=0, checkpoint_config=tune.CheckpointConfig(num_to_keep=None))).fit()
+    assert result.get_best_checkpoint("solved", "max").path.endswith("checkpoint_000001")
+    analysis = tune.ExperimentAnalysis(os.path.dirname(result.path))
+    assert analysis.get_best_checkpoint(analysis.trials[0], "solved", "max").path.endswith("checkpoint_000001")

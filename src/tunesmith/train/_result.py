@@ -348,7 +348,7 @@ class Result:
             return None
         scored = []
         for checkpoint, metrics in self.best_checkpoints:
-            score = _loading.as_score(_loading.lookup_metric(metrics, metric, None))
+            score = _loading.metric_score(_loading.lookup_metric(metrics, metric, None))
             if score is not None and score == score:
                 scored.append((score, checkpoint))
         if not scored:

@@ -461,6 +461,19 @@ def as_score(value: Any) -> float | None:
         return None
 
 
+def metric_score(value: Any) -> float | None:
+    """A reported metric's value as a score to rank by: numbers, and flags (True counts as 1, as Ray
+    compares them); None for anything else, text that looks like a number included (as on Ray)."""
+    import numbers
+
+    if isinstance(value, numbers.Number) or type(value).__name__ == "bool_":
+        try:
+            return float(value)
+        except (TypeError, ValueError):  # complex
+            return None
+    return None
+
+
 def is_nan_or_inf(value: float) -> bool:
     return math.isnan(value) or math.isinf(value)
 

@@ -470,7 +470,7 @@ class ExperimentAnalysis:
         trial = self._trial(trial)
         scored = []
         for checkpoint, value in self._checkpoints_with_metric(trial, metric, all_kept):
-            score = _loading.as_score(value)
+            score = _loading.metric_score(value)
             if score is not None and score == score:
                 scored.append((score, checkpoint))
         if not scored:
@@ -523,7 +523,7 @@ def _trial_score(trial: Trial, metric: str, key: str) -> float | None:
         return _loading.as_score(entry[key])
     if key == "last":
         # Nested metrics (``"a/b"``) are not tracked per step; the last value still is.
-        return _loading.as_score(_loading.lookup_metric(trial.last_result, metric, None))
+        return _loading.metric_score(_loading.lookup_metric(trial.last_result, metric, None))
     return None
 
 
