@@ -281,3 +281,22 @@ def test_identical_experiments_converge_to_equal_shares(tmp_path, seed):
                 full_at = sim.now
     for exp in sim.live:
         exp.ledger.close()
+
+
+def test_a_newcomer_gets_the_resources_freed_next_before_experiments_that_freed_them(tmp_path):
+    """Two experiments that had waited for a second trial since they started took back the CPU each of
+    them freed, before a newcomer that waited meanwhile: it lost a whole trial's length per experiment."""
+    now = [0.0]
+    a, b, c = (MachineLedger(str(tmp_path), total={"CPU": 2.0}, clock=lambda: now[0], alive=lambda entry: True,
+                             name=f"exp-{name}") for name in "abc")
+    one = {"CPU": 1.0}
+    assert a.try_start(one, {}) and b.try_start(one, {})
+    for t in (0.1, 1.0, 2.0, 2.5, 3.0, 4.0):  # each keeps asking for a second trial; c comes at 2.5
+        now[0] = t
+        assert not a.try_start(one, one) and not b.try_start(one, one)
+        if t >= 2.5:
+            assert not c.try_start(one, {})
+    now[0] = 4.5
+    a.update({}, {})  # a's trial ended
+    assert not a.try_start(one, {})  # the freed CPU is the newcomer's
+    assert c.try_start(one, {})

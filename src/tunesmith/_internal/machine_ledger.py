@@ -424,6 +424,10 @@ class MachineLedger:
         gpus = {g: v for g, v in gpus.items() if v > _EPS}
         if held != self._entry.held or gpus != self._entry.gpus:
             freed = any(v > held.get(k, 0.0) + _EPS for k, v in self._entry.held.items())
+            if freed and self._entry.wait_request is not None:
+                # It just had its turn: behind those that waited meanwhile (a newcomer is first in line
+                # for the next freed resources, not the experiment that freed them).
+                self._entry.wait_since = self._clock()
             self._entry.held, self._entry.gpus = held, gpus
             self._write()
             if freed and self._names:
