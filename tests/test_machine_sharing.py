@@ -426,3 +426,23 @@ def test_the_machine_is_what_it_has_or_what_tunesmith_resources_says(monkeypatch
         assert machine_resources()["CPU"] == 8
     finally:
         tunesmith.shutdown()
+
+
+def test_a_ledger_lock_its_holder_does_not_let_go_does_not_stop_the_others(tmp_path, monkeypatch, caplog):
+    """A driver stopped (Ctrl+Z) while it held the ledger's lock froze every other experiment on the
+    machine, trials ended and all, until it was continued."""
+    import fcntl
+
+    from tunesmith._internal import machine_ledger
+
+    monkeypatch.setattr(machine_ledger, "LOCK_WAIT_S", 0.2)
+    ledger = machine_ledger.MachineLedger(str(tmp_path), total={"CPU": 2.0}, name="exp-waits")
+    stopped_holder = os.open(str(tmp_path / "ledger.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(stopped_holder, fcntl.LOCK_EX)  # as the stopped driver holds it
+    try:
+        with caplog.at_level("WARNING"):
+            assert ledger.try_start({"CPU": 1.0}, {})
+        assert "decides without it meanwhile" in caplog.text
+    finally:
+        os.close(stopped_holder)
+        ledger.close()

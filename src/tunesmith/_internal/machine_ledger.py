@@ -99,6 +99,7 @@ logger = logging.getLogger(__name__)
 _EPS = 1e-9
 WAIT_TTL_S = 3.0  # a wait not refreshed for this long no longer counts
 ALIVE_RECHECK_S = 1.0  # how long a liveness check of another entry is trusted
+LOCK_WAIT_S = 5.0  # the lock is held for milliseconds: longer means its holder is stopped
 _RECORD = 512  # bytes; an entry is rewritten in place with one pwrite, padded with spaces
 _PREFIX, _SUFFIX, _WAKE = "exp-", ".json", ".wake"
 
@@ -268,6 +269,22 @@ def may_start(request: dict[str, float], free: dict[str, float], priority: tuple
     return True
 
 
+def _lock_within(fd: int, seconds: float) -> bool:
+    """Takes the exclusive lock on ``fd``, waiting at most ``seconds``; False when it could not."""
+    import fcntl
+
+    deadline, pause = time.monotonic() + seconds, 0.0005
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(pause)
+            pause = min(pause * 2, 0.05)
+
+
 def _process_start(pid: int) -> float | None:
     """When process ``pid`` started, or None if there is no such process (or it has ended and only
     waits to be reaped: a killed experiment whose parent has not called wait() yet)."""
@@ -350,6 +367,7 @@ class MachineLedger:
         self._size = 0
         self._seen_mtime = -1
         self._said_gone = False
+        self._said_lock_held = False
         self._names: list[str] = []
         self._others: list[Entry] = []
         self._alive_checked: dict[str, tuple[float, bool]] = {}
@@ -505,7 +523,16 @@ class MachineLedger:
         if self._lock_fd is None:
             self._lock_fd = os.open(os.path.join(self.directory, "ledger.lock"),
                                     os.O_RDWR | os.O_CREAT | _NOFOLLOW, 0o600)
-        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        if not _lock_within(self._lock_fd, LOCK_WAIT_S):
+            # Its holder does not let go (a driver stopped with Ctrl+Z while it held it): deciding without
+            # the lock beats waiting for as long as that driver stays stopped.
+            if not self._said_lock_held:
+                self._said_lock_held = True
+                logger.warning("The machine ledger's lock (%s) has been held for over %g s by another process "
+                               "(a driver stopped with Ctrl+Z?); this experiment decides without it meanwhile.",
+                               os.path.join(self.directory, "ledger.lock"), LOCK_WAIT_S)
+            yield
+            return
         try:
             yield
         finally:
