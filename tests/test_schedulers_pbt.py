@@ -480,3 +480,28 @@ def test_a_trial_exploited_at_its_last_iteration_keeps_its_own_config(tmp_path):
     for result in grid:
         trial = [t for t in analysis.trials if t.trial_id == result.metrics["trial_id"]][0]
         assert result.config["lr"] == trial.config["lr"] == result.metrics["lr_seen"], trial.experiment_tag
+
+
+def test_a_donor_that_copied_another_trial_gives_its_copied_state_not_an_older_own_checkpoint(tmp_path):
+    """A donor exploited since its last own checkpoint (and with no PBT checkpoint) gave that older
+    checkpoint, whose weights never had the config the donor was given since, paired with that config
+    and the donor's latest iteration."""
+    from tunesmith.train import Checkpoint
+    from tunesmith.tune.schedulers.pbt import _PBTTrialState
+
+    pbt = PopulationBasedTraining(metric="score", mode="max", perturbation_interval=2,
+                                  hyperparam_mutations={"lr": [0.1, 0.2]})
+    donor, bottom = Trial("f", {"lr": 0.1}, trial_id="d"), Trial("f", {"lr": 0.2}, trial_id="r")
+    own = Checkpoint(str(tmp_path / "d_own_step_1"))
+    donor.checkpoint_manager.register(own, {"training_iteration": 1})
+    donor.started_from, donor.started_from_iteration = Checkpoint(str(tmp_path / "x_step_2")), 2
+    donor.last_result = {"training_iteration": 15}
+    for trial in (donor, bottom):
+        pbt._trial_state[trial.trial_id] = _PBTTrialState(trial)
+    copied = []
+    pbt._quantile_of = lambda state, k: -1 if state is pbt._trial_state["r"] else 1
+    pbt._random_top_trial = lambda k: donor
+    pbt._exploit = lambda controller, trial, state, d, d_state, checkpoint, donor_iter: copied.append(
+        (checkpoint.path, donor_iter))
+    assert pbt._checkpoint_or_exploit(None, bottom, pbt._trial_state["r"], 2, bottom)
+    assert copied == [(str(tmp_path / "x_step_2"), 2)]

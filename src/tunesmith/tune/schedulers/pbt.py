@@ -568,13 +568,15 @@ class PopulationBasedTraining(FIFOScheduler):
             # Dropped since (CheckpointConfig(num_to_keep)): the donor's latest is always kept.
             checkpoint = None
         if checkpoint is None:
-            checkpoint = donor.checkpoint
-            donor_iter = donor.last_result.get(TRAINING_ITERATION, 0)
+            # The checkpoint holding the donor's progress: its latest own one, or, if it saved none since
+            # it copied another trial, that copy (an older own one would pair old weights with the
+            # config it was given since).
+            checkpoint = donor.resume_checkpoint()
+            donor_iter = _iteration_of(donor, checkpoint, donor.last_result.get(TRAINING_ITERATION, 0))
         if checkpoint is None:
-            logger.warning(
-                "PopulationBasedTraining: trial %s has no checkpoint, so trial %s cannot copy it. "
-                "Save checkpoints from your trainable (train.report(..., checkpoint=...) in a function, "
-                "save_checkpoint() in a tune.Trainable class).",
+            logger.info(
+                "PopulationBasedTraining: trial %s has no checkpoint yet, so trial %s does not copy it now "
+                "(a function trainable must report them: train.report(..., checkpoint=...)).",
                 donor,
                 trial,
             )
