@@ -489,3 +489,22 @@ def test_a_program_with_over_a_thousand_files_open_runs_fit(tmp_path, caplog):
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
     ledger = os.environ["TUNESMITH_LEDGER_DIR"]
     assert [n for n in os.listdir(ledger) if n.startswith("exp-")] == []
+
+
+def _reports_a_large_array(config):
+    import numpy as np
+
+    values = np.arange(config["n"], dtype=np.float64)
+    tune.report({"big": values, "first": float(values[1]), "count": len(values)})
+    tune.report({"after": 1})
+
+
+def test_large_results_arrive_whole_and_the_next_ones_after_them(tmp_path):
+    """A message of many megabytes was read with a copy of all that had arrived at every read (quadratic:
+    a 40 MB exception held the driver for minutes)."""
+    n = 2_000_000  # 16 MB
+    (result,) = tune.Tuner(_reports_a_large_array, param_space={"n": n},
+                           run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0)).fit()
+    assert result.error is None and result.metrics["after"] == 1
+    frame = result.metrics_dataframe
+    assert list(frame["count"].dropna()) == [n] and list(frame["first"].dropna()) == [1.0]

@@ -120,7 +120,7 @@ class _WorkerHandle:
         self.fd = conn.fileno()
         self.label = f"pid={proc.pid}"
         self.ready = False  # set when the process starts running its first trial
-        self.rbuf = b""  # bytes read from the socket that do not make a whole message yet
+        self.rbuf = bytearray()  # bytes read from the socket that do not make a whole message yet
         self.owed = 0  # CONTINUE answers decided but not sent yet (sent as one message)
         self.expect = 0  # results of this worker handed to the driver in the last wait()
         # The trial's last message (DONE, PAUSED, ERROR) has arrived: the worker reads nothing
@@ -138,10 +138,10 @@ class _WorkerHandle:
         Raises:
             EOFError: The worker closed its end (it exited) and no whole message is left.
         """
-        buf = self.rbuf
+        buf = self.rbuf  # a bytearray: a large message grows it in place (bytes were copied per read)
         messages: list = []
         while True:
-            pos, end = 0, len(buf)
+            pos, end, missing = 0, len(buf), 0
             while end - pos >= 4:
                 size = _HEADER.unpack_from(buf, pos)[0]
                 start = pos + 4
@@ -151,16 +151,16 @@ class _WorkerHandle:
                     size = _HEADER_LONG.unpack_from(buf, start)[0]
                     start += 8
                 if end - start < size:
+                    missing = size - (end - start)
                     break
                 messages.append(pickle.loads(buf[start:start + size]))
                 pos = start + size
-            buf = buf[pos:]
+            if pos:
+                del buf[:pos]
             if messages or (not block and pos == 0 and buf and not self._readable()):
-                self.rbuf = buf
                 return messages
-            data = os.read(self.fd, 1 << 16)
+            data = os.read(self.fd, max(1 << 16, min(missing, 1 << 20)))
             if not data:
-                self.rbuf = buf
                 raise EOFError
             buf += data
             block = block or not messages
