@@ -538,3 +538,45 @@ import subprocess, sys
 child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
 open(sys.argv[1], "w").write(str(child.pid))
 """
+
+
+def _fails_once_as_the_run_is_stopped(config):
+    import json
+    import tempfile
+
+    start = 0
+    checkpoint = train.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as d:
+            start = json.load(open(os.path.join(d, "s.json")))["i"]
+    for i in range(start + 1, 6):
+        if i == 3 and not os.path.exists(config["failing"]):
+            open(config["failing"], "w").close()  # the driver is stopped now: the failure comes meanwhile
+            time.sleep(1.0)
+            raise ValueError("a failure as the run stops")
+        d = tempfile.mkdtemp()
+        json.dump({"i": i}, open(os.path.join(d, "s.json"), "w"))
+        train.report({"i": i}, checkpoint=train.Checkpoint.from_directory(d))
+
+
+def test_a_trial_that_fails_while_the_run_is_interrupted_is_resumed_by_the_restore(tmp_path):
+    """With retries left it ended ERROR, and Tuner.restore() (without resume_errored) never ran it again;
+    on Ray it resumes from its last checkpoint."""
+    import threading
+
+    failing = tmp_path / "failing"
+
+    def interrupt():
+        while not failing.exists():
+            time.sleep(0.01)
+        os.kill(os.getpid(), signal.SIGUSR1)  # stops the run as Ctrl+C does
+
+    threading.Thread(target=interrupt, daemon=True).start()
+    run_config = tune.RunConfig(name="int", storage_path=str(tmp_path), verbose=0,
+                                failure_config=train.FailureConfig(max_failures=3))
+    (result,) = tune.Tuner(_fails_once_as_the_run_is_stopped, param_space={"failing": str(failing)},
+                           run_config=run_config).fit()
+    assert result.error is None
+    (result,) = tune.Tuner.restore(str(tmp_path / "int"), trainable=_fails_once_as_the_run_is_stopped).fit()
+    assert result.error is None
+    assert list(result.metrics_dataframe["i"]) == [1, 2, 3, 4, 5]

@@ -62,10 +62,12 @@ class RunStatus:
         stop_deadline: When trials still running are ended by force, once stopping.
         search_finished: The searcher will give no more trials.
         raise_error: What ``fit()`` raises once the run has ended.
+        interrupted: The stop is an interruption (Ctrl+C, SIGTERM): trials resume on restore.
     """
 
     iteration: int = 0
     stop_all: bool = False
+    interrupted: bool = False
     stop_deadline: float = float("inf")
     search_finished: bool = False
     raise_error: BaseException | None = None
@@ -789,6 +791,16 @@ class TrialLifecycle:
             self._max_failures < 0 or trial.num_failures <= self._max_failures
         )
         it, trials = self._run.iteration, self._table.trials
+        if not retry and self._run.interrupted and (
+            self._max_failures < 0 or trial.num_failures <= self._max_failures
+        ):
+            # It failed as the run was being interrupted, with retries left: its retry is the restore's,
+            # from where a retry now would start (as an interrupted trial that did not fail).
+            logger.warning("Trial %s failed while the run was being stopped; it is retried when the run is "
+                           "restored:\n%s", trial, tb)
+            trial.restore_checkpoint = trial.resume_checkpoint()
+            self._table.set_status(trial, Trial.PAUSED)
+            return
         if retry:
             # From its latest checkpoint (or the one it started from, see Trial.resume_checkpoint);
             # before it had any, from tune.run(restore=...)'s, if given.

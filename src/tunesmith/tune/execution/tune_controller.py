@@ -627,7 +627,7 @@ class TuneController:
     def _shutdown(self, interrupted: bool) -> None:
         run, table, lifecycle = self._run, self._table, self._lifecycle
         if interrupted:
-            run.stop_all = True
+            run.stop_all = run.interrupted = True
             run.search_finished = True
         # After Ctrl+C, trials get a moment to pause at a result; then they are stopped and
         # resume from their latest checkpoint on restore.
