@@ -374,3 +374,37 @@ def test_an_instance_whose_reset_says_no_is_cleaned_up_as_itself_and_the_next_st
         assert json.loads(line) == {"arch": arch, "as_itself": True, "config": arch, "in_own_dir": True}
         assert result.metrics["inherited"] is None
     assert "ARCH_SET_BY_SETUP" not in os.environ
+
+
+class _PrintsAndRaisesOnReset(tune.Trainable):
+    def setup(self, config):
+        self.n = config["n"]
+
+    def step(self):
+        return {"n": self.n, "done": True}
+
+    def reset_config(self, new_config):
+        print(f"reset_config n={new_config['n']}")
+        if new_config["n"] == 2:
+            raise RuntimeError("cannot take this one")
+        self.n = new_config["n"]
+        return True
+
+    def cleanup(self):
+        with open("cleanup.txt", "a") as f:
+            f.write(f"{self.n}\n")
+
+
+def test_reset_config_prints_to_the_trial_log_and_an_instance_whose_reset_raised_is_cleaned_up(tmp_path):
+    """reset_config()'s output reached the driver's console instead of the trial's log file, and an
+    instance whose reset_config() raised was dropped without its cleanup()."""
+    grid = tune.Tuner(
+        _PrintsAndRaisesOnReset, param_space={"n": tune.grid_search([0, 1, 2])},
+        tune_config=tune.TuneConfig(reuse_actors=True, max_concurrent_trials=1),
+        run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0, log_to_file=True),
+    ).fit()
+    by_n = {r.config["n"]: r for r in grid}
+    assert by_n[0].error is None and by_n[1].error is None and "cannot take this one" in str(by_n[2].error)
+    assert "reset_config n=1" in open(os.path.join(by_n[1].path, "stdout")).read()
+    # The instance that ran trials 0 and 1 was cleaned up once, as trial 1's (where it last ran).
+    assert open(os.path.join(by_n[1].path, "cleanup.txt")).read().split() == ["1"]

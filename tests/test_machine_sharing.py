@@ -443,6 +443,9 @@ def test_a_ledger_lock_its_holder_does_not_let_go_does_not_stop_the_others(tmp_p
         with caplog.at_level("WARNING"):
             assert ledger.try_start({"CPU": 1.0}, {})
         assert "decides without it meanwhile" in caplog.text
+        # Later turns do not wait the whole time again while it is still held.
+        monkeypatch.setattr(machine_ledger, "LOCK_WAIT_S", 3600.0)
+        assert ledger.try_start({"CPU": 1.0}, {"CPU": 1.0})
     finally:
         os.close(stopped_holder)
         ledger.close()

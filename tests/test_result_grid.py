@@ -322,15 +322,19 @@ def test_a_metric_reported_as_text_is_not_ranked(tmp_path, scope):
 def _checkpoints_a_flag(config):
     import tempfile
 
+    import numpy as np
+
     for solved in (False, True, False):
+        solved = np.bool_(solved) if config["numpy"] else solved
         with tempfile.TemporaryDirectory() as d:
             tune.report({"solved": solved}, checkpoint=tune.Checkpoint.from_directory(d))
 
 
-def test_the_best_checkpoint_by_a_flag_metric(tmp_path):
+@pytest.mark.parametrize("numpy", [False, True])
+def test_the_best_checkpoint_by_a_flag_metric(tmp_path, numpy):
     """A bool metric was no score: Result.get_best_checkpoint raised and ExperimentAnalysis's returned None
     (Ray picks the checkpoint reported with True)."""
-    (result,) = tune.Tuner(_checkpoints_a_flag, run_config=tune.RunConfig(
+    (result,) = tune.Tuner(_checkpoints_a_flag, param_space={"numpy": numpy}, run_config=tune.RunConfig(
         storage_path=str(tmp_path), verbose=0, checkpoint_config=tune.CheckpointConfig(num_to_keep=None))).fit()
     assert result.get_best_checkpoint("solved", "max").path.endswith("checkpoint_000001")
     analysis = tune.ExperimentAnalysis(os.path.dirname(result.path))

@@ -161,6 +161,19 @@ class _TrialEnvironment:
             self.undo_process_changes()
         return False
 
+    def start_over_from(self, kept: "_TrialEnvironment") -> None:
+        """The kept instance this trial was to go on with is gone: undoes what the process kept for it
+        (``kept`` is the environment of its first trial), and applies this trial's settings again, as in
+        a new process; this trial's end then puts the process back to what it was before ``kept``."""
+        kept.undo_process_changes()
+        self._env_before, self._settings = kept._env_before, kept._settings
+        self._root_handlers, self._root_level = kept._root_handlers, kept._root_level
+        self._torch_threads = kept._torch_threads
+        for key, value in self.spec.env.items():
+            os.environ[key] = value
+        process_state.apply_thread_count()
+        _fresh_randomness_and_warnings()
+
     def undo_process_changes(self) -> None:
         """Puts back the process-wide state the trial (and, when it was kept, later trials) changed."""
         before, environ = self._env_before, os.environ
@@ -259,7 +272,7 @@ class Worker:
         # The environment of the first trial of a kept instance: what the process was like before its
         # setup() changed it, put back when the instance goes (see _end_kept_instance).
         self._kept_environment: _TrialEnvironment | None = None
-        self._reset_error: BaseException | None = None  # raised by its reset_config(), for the trial
+        self._environment: _TrialEnvironment | None = None  # the running trial's
         self._ready_sent = False
         self._trials_run = 0  # trials this process has run (the next one is "reused" after the first)
 
@@ -337,10 +350,10 @@ class Worker:
         # it made, as a reused Ray actor does: its random generators are not reseeded. One that cannot
         # (another trainable or resources, or its reset_config() says no) is cleaned up as itself, and the
         # process goes back to what it was before it: the new instance starts as in a new process.
-        continues = self._cached_instance is not None and self._may_take_over(spec) and self._reset_cached(spec)
+        continues = self._cached_instance is not None and self._may_take_over(spec)
         if not continues:
             self._end_kept_instance()
-        environment = _TrialEnvironment(spec, reused=reused and not continues)
+        environment = self._environment = _TrialEnvironment(spec, reused=reused and not continues)
         with environment:
             if _is_class_trainable(trainable):
                 self._run_class(trainable, spec)
@@ -354,25 +367,6 @@ class Worker:
             # The kept instance ended in this trial (it failed, or was not kept): its changes go too.
             kept, self._kept_environment = self._kept_environment, None
             kept.undo_process_changes()
-
-    def _reset_cached(self, spec: P.TrialSpec) -> bool:
-        """Gives the kept instance the trial ``spec`` (its reset_config(), run in the trial's directory);
-        False when it says it cannot take it. An error it raises is the trial's (raised as it starts)."""
-        cwd = os.getcwd() if spec.chdir else None
-        try:
-            if cwd is not None:
-                ensure_dir(spec.trial_info.trial_dir)
-                os.chdir(spec.trial_info.trial_dir)
-            return bool(self._cached_instance.reset(spec.config, trial_info=spec.trial_info))
-        except BaseException as exc:
-            self._reset_error = exc
-            return True
-        finally:
-            if cwd is not None:
-                try:
-                    os.chdir(cwd)
-                except OSError:
-                    pass
 
     def _end_kept_instance(self) -> None:
         """Cleans the kept instance up (as itself, in its trial's directory) and undoes what the process
@@ -525,12 +519,23 @@ class Worker:
         from tunesmith.tune.trainable.trainable import hosted_trial
 
         cached = self._cached_instance
-        self._cached_instance = None
-        error, self._reset_error = self._reset_error, None
-        if error is not None:
-            raise error
         if cached is not None:
-            return cached  # it took the trial over (see _reset_cached)
+            # Its reset_config() runs in the trial's environment (its directory, its log files).
+            error = None
+            try:
+                if cached.reset(spec.config, trial_info=spec.trial_info):
+                    self._cached_instance = None
+                    return cached
+            except BaseException as exc:
+                error = exc
+            # It cannot take the trial over: it is cleaned up as itself, and the process goes back to what
+            # it was before it, then gets this trial's settings, as a new process would.
+            self._drop_cached()
+            kept, self._kept_environment = self._kept_environment, None
+            if kept is not None:
+                self._environment.start_over_from(kept)
+            if error is not None:
+                raise error
         # The trial's information reaches Trainable.__init__ aside from the call's arguments: a subclass
         # may define __init__(self, config=None, logger_creator=None) as the older API documents it.
         with hosted_trial(spec.trial_info):

@@ -466,7 +466,8 @@ def metric_score(value: Any) -> float | None:
     compares them); None for anything else, text that looks like a number included (as on Ray)."""
     import numbers
 
-    if isinstance(value, numbers.Number) or type(value).__name__ == "bool_":
+    if isinstance(value, numbers.Number) or (type(value).__module__ == "numpy" and type(value).__name__ in (
+            "bool_", "bool")):  # (numpy's flag type, named bool from numpy 2 on)
         try:
             return float(value)
         except (TypeError, ValueError):  # complex

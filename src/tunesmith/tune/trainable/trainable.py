@@ -411,8 +411,13 @@ class Trainable:
                 self._logdir = os.path.abspath(trial_info.trial_dir)
         elif logger_creator is not None:
             self._logdir = self._make_logdir(logger_creator)
-        if not self.reset_config(new_config):
-            self.config, self._storage, self._trial_info, self._experiment_id, self._logdir = before
+        accepted = False
+        try:
+            accepted = bool(self.reset_config(new_config))
+        finally:  # said no, or raised: left as it was
+            if not accepted:
+                self.config, self._storage, self._trial_info, self._experiment_id, self._logdir = before
+        if not accepted:
             return False
         self._reset_counters()
         return True
