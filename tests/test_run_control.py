@@ -497,3 +497,18 @@ def test_a_process_forked_during_a_run_does_not_keep_the_experiments_lock(tmp_pa
     finally:
         os.kill(child, signal.SIGKILL)
         os.waitpid(child, 0)
+
+
+def test_a_full_disk_as_a_run_starts_is_an_error_naming_the_file(tmp_path, monkeypatch):
+    """It was a bare "OSError: [Errno 28] No space left on device" naming no file."""
+    import errno
+
+    from tunesmith._internal import storage as storage_module
+
+    def full(path, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(storage_module, "write_bytes_atomic", full)
+    with pytest.raises(OSError, match=r"Could not write .*tuner.pkl \(No space left on device\)\. What the "
+                                      r"experiment saved before is intact: make room"):
+        tune.Tuner(counting, run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0)).fit()

@@ -52,8 +52,13 @@ class ExperimentLock:
                 "Tuner.restore(...)."
             ) from None
         record = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()})
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, record.encode(), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, record.encode(), 0)
+        except OSError as exc:  # a full disk
+            os.close(fd)
+            raise type(exc)(exc.errno, f"Could not write {self.path} ({exc.strerror or exc}). What the "
+                            "experiment saved before is intact: make room and run it again") from exc
         self._fd = fd
 
     def release(self) -> None:

@@ -753,7 +753,12 @@ def _save_tuner_file(storage: StorageContext, inp: ExperimentInput, name: str,
                 "locks, open files or connections; create those inside the trainable, or pass data with "
                 "tune.with_parameters()."
             ) from exc
-    write_bytes_atomic(os.path.join(storage.experiment_local_path, TUNER_FILE), payload)
+    path = os.path.join(storage.experiment_local_path, TUNER_FILE)
+    try:
+        write_bytes_atomic(path, payload)
+    except OSError as exc:  # a full disk: the message names the file, and that nothing was lost
+        raise type(exc)(exc.errno, f"Could not write {path} ({exc.strerror or exc}). What the experiment "
+                        "saved before is intact: make room and run it again") from exc
     storage.upload_now(TUNER_FILE, timeout=upload_timeout)
 
 
