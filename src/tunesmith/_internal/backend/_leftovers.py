@@ -126,9 +126,11 @@ class _Target:
 
     def alive(self) -> bool:
         if self.pidfd is not None:  # readable once the process has exited
-            from tunesmith._internal.fsutil import wait_readable
+            import select
 
-            return not wait_readable([self.pidfd], 0)
+            poller = select.poll()
+            poller.register(self.pidfd, select.POLLIN)
+            return not poller.poll(0)
         try:
             os.kill(self.pid, 0)
             return True
@@ -232,8 +234,10 @@ class DriverSentinel:
         try:
             if self._proc is None:
                 # A session of its own: the terminal's Ctrl+C or hang-up that ends the driver spares it.
+                # This file run as a script, without site-packages (-S) or the environment's settings (-E):
+                # it needs only the standard library, and starts in a few milliseconds.
                 self._proc = subprocess.Popen(
-                    [sys.executable, "-m", "tunesmith._internal.backend._leftovers", str(os.getpid())],
+                    [sys.executable, "-S", "-E", os.path.abspath(__file__), str(os.getpid())],
                     stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, close_fds=True, start_new_session=True,
                 )
             self._send(f"{pid} {started if started is not None else -1}\n")
