@@ -541,22 +541,12 @@ open(sys.argv[1], "w").write(str(child.pid))
 
 
 def _fails_once_as_the_run_is_stopped(config):
-    import json
-    import tempfile
-
-    start = 0
-    checkpoint = train.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as d:
-            start = json.load(open(os.path.join(d, "s.json")))["i"]
-    for i in range(start + 1, 6):
-        if i == 3 and not os.path.exists(config["failing"]):
+    for step in range(restore_step() + 1, 6):
+        if step == 3 and not os.path.exists(config["failing"]):
             open(config["failing"], "w").close()  # the driver is stopped now: the failure comes meanwhile
             time.sleep(1.0)
             raise ValueError("a failure as the run stops")
-        d = tempfile.mkdtemp()
-        json.dump({"i": i}, open(os.path.join(d, "s.json"), "w"))
-        train.report({"i": i}, checkpoint=train.Checkpoint.from_directory(d))
+        report_step(step)
 
 
 def test_a_trial_that_fails_while_the_run_is_interrupted_is_resumed_by_the_restore(tmp_path):
@@ -579,4 +569,4 @@ def test_a_trial_that_fails_while_the_run_is_interrupted_is_resumed_by_the_resto
     assert result.error is None
     (result,) = tune.Tuner.restore(str(tmp_path / "int"), trainable=_fails_once_as_the_run_is_stopped).fit()
     assert result.error is None
-    assert list(result.metrics_dataframe["i"]) == [1, 2, 3, 4, 5]
+    assert list(result.metrics_dataframe["step"]) == [1, 2, 3, 4, 5]
