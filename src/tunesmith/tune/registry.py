@@ -103,18 +103,20 @@ def carried_with(trainable: Any) -> Any:
     """
     from tunesmith._internal.pickling import dumps
 
-    entries: dict[str, dict[str, Any]] = {}
-    for category, items in _global_registry._items.items():
-        for key, value in items.items():
-            if value is trainable:
-                entries.setdefault(category, {})[key] = value
-                continue
-            try:
-                dumps(value)
-            except Exception:
-                continue
-            entries.setdefault(category, {})[key] = value
-    return _Carrier(trainable, entries) if entries else trainable
+    entries = {category: dict(items) for category, items in _global_registry._items.items() if items}
+    if not entries:
+        return trainable
+    try:
+        dumps(entries)  # the common case: all of them travel
+    except Exception:  # only those that can be pickled go (each tried on its own)
+        for items in entries.values():
+            for key, value in list(items.items()):
+                try:
+                    if value is not trainable:
+                        dumps(value)
+                except Exception:
+                    del items[key]
+    return _Carrier(trainable, entries)
 
 
 class _Carrier:
