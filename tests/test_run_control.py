@@ -312,6 +312,32 @@ def test_processes_a_trial_starts_still_end_by_sigterm(tmp_path):
     assert grid[0].metrics["total"] == 6 and grid[0].metrics["child_code"] == -signal.SIGTERM
 
 
+def terminates_children_it_just_forked(config):
+    import multiprocessing
+
+    # Pool.terminate() sends SIGTERM to workers that may not have run yet: what the interpreter
+    # sees before it has set a forked child up, it drops.
+    children = [multiprocessing.get_context("fork").Process(target=time.sleep, args=(600,)) for _ in range(4)]
+    for child in children:
+        child.start()
+        child.terminate()
+    deadline = time.monotonic() + 30
+    for child in children:
+        child.join(timeout=max(0.0, deadline - time.monotonic()))
+    codes = [child.exitcode for child in children]
+    for child in children:
+        child.kill()
+        child.join()
+    tune.report({"codes": codes})
+
+
+def test_children_a_trial_terminates_as_soon_as_it_forks_them_end(tmp_path):
+    grid = tune.Tuner(terminates_children_it_just_forked,
+                      run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0)).fit()
+    assert grid.num_errors == 0
+    assert grid[0].metrics["codes"] == [-signal.SIGTERM] * 4
+
+
 # -- run options as Ray takes them ------------------------------------------------------------------------
 def _checkpoints_and_crashes_once(config):
     import tempfile

@@ -24,17 +24,74 @@ def flush_and_exit(code: int) -> NoReturn:
 
 # The process whose SIGTERM the driver handles (see ``leave_stop_signals_to_the_driver``).
 _leaving_pid: int | None = None
+_STOP_SIGNALS = ("SIGTERM", "SIGHUP")  # SIGHUP: a closed terminal, which the driver handles as SIGTERM
+_fork_hooks_registered = False
+_forking_for_the_driver = False  # the child calls leave_stop_signals_to_the_driver() itself
+_mask_before_fork: set | None = None  # the forking thread's signal mask, restored after the fork
+
+
+def _stop_signals() -> set:
+    import signal
+
+    return {getattr(signal, name) for name in _STOP_SIGNALS if hasattr(signal, name)}
 
 
 def _leave_sigterm_to_the_driver(signum, frame) -> None:
     if os.getpid() == _leaving_pid:
         return  # the driver pauses this process's trial itself
-    # A process that trainable code forked (a multiprocessing pool's worker, say): the signal does
-    # what it would have done, so that Pool.terminate() and the like still end it.
+    # A process forked without the hooks below (by C code): the signal does what it would have done.
     import signal
 
     signal.signal(signum, signal.SIG_DFL)
     os.kill(os.getpid(), signum)
+
+
+def _block_stop_signals_before_fork() -> None:
+    global _mask_before_fork
+    if os.getpid() == _leaving_pid:
+        import signal
+
+        _mask_before_fork = signal.pthread_sigmask(signal.SIG_BLOCK, _stop_signals())
+
+
+def _unblock_stop_signals_in_parent() -> None:
+    global _mask_before_fork
+    mask, _mask_before_fork = _mask_before_fork, None
+    if mask is not None:
+        import signal
+
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+
+
+def _default_stop_signals_in_child() -> None:
+    """A child that trainable code forked (a multiprocessing pool's worker, say) ends by SIGTERM as any
+    process does, so that ``Pool.terminate()`` and the like still end it.
+
+    The signals stay blocked from before the fork until their default action is back: the interpreter
+    drops the signals that reach a forked child before it has set itself up, and a pool worker whose
+    SIGTERM was dropped that way lived on while ``Pool.terminate()`` waited for it.
+    """
+    global _mask_before_fork
+    if _mask_before_fork is None or _forking_for_the_driver:
+        return  # not forked by the process that leaves the signals to the driver; or its handlers stay
+    import signal
+
+    for signum in _stop_signals():
+        if signal.getsignal(signum) is _leave_sigterm_to_the_driver:
+            signal.signal(signum, signal.SIG_DFL)
+    mask, _mask_before_fork = _mask_before_fork, None
+    signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # a SIGTERM sent meanwhile ends this process now
+
+
+def fork_for_the_driver() -> int:
+    """``os.fork()`` for a child of the driver's that calls ``leave_stop_signals_to_the_driver()`` first
+    thing: SIGTERM and SIGHUP stay blocked in it until then, so none ends it before it can leave them."""
+    global _forking_for_the_driver
+    _forking_for_the_driver = True
+    try:
+        return os.fork()
+    finally:
+        _forking_for_the_driver = False
 
 
 def leave_stop_signals_to_the_driver() -> None:
@@ -48,16 +105,23 @@ def leave_stop_signals_to_the_driver() -> None:
     must. SIGINT is ignored. SIGTERM gets a handler rather than being ignored, because an
     ignored signal stays ignored in the processes that trainable code starts: those (started
     with exec, or forked) still end by SIGTERM as usual. Call it again in each process this
-    one forks for the driver.
+    one forks for the driver (with ``fork_for_the_driver``).
     """
     import signal
 
-    global _leaving_pid
+    global _leaving_pid, _fork_hooks_registered, _mask_before_fork
     _leaving_pid = os.getpid()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    for name in ("SIGTERM", "SIGHUP"):  # SIGHUP: a closed terminal, which the driver handles as SIGTERM
-        if hasattr(signal, name):
-            signal.signal(getattr(signal, name), _leave_sigterm_to_the_driver)
+    for signum in _stop_signals():
+        signal.signal(signum, _leave_sigterm_to_the_driver)
+    if not _fork_hooks_registered and hasattr(os, "register_at_fork"):
+        os.register_at_fork(before=_block_stop_signals_before_fork,
+                            after_in_parent=_unblock_stop_signals_in_parent,
+                            after_in_child=_default_stop_signals_in_child)
+        _fork_hooks_registered = True
+    mask, _mask_before_fork = _mask_before_fork, None
+    if mask is not None:  # forked by fork_for_the_driver(): the signals were blocked until now
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
 
 def describe_exit(code: int | None) -> str:

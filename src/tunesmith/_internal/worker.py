@@ -21,7 +21,7 @@ from typing import Any
 from tunesmith._internal import process_state
 from tunesmith._internal import protocol as P
 from tunesmith._internal import trial_hooks
-from tunesmith._internal.exit import flush_and_exit, leave_stop_signals_to_the_driver
+from tunesmith._internal.exit import flush_and_exit, fork_for_the_driver, leave_stop_signals_to_the_driver
 from tunesmith._internal.fsutil import ensure_dir, wait_readable
 
 
@@ -898,7 +898,7 @@ def serve_forks(ctl: Connection, fd_sock) -> None:
                 import socket
 
                 _, fds, _, _ = socket.recv_fds(fd_sock, 1, 3)
-                pid = os.fork()
+                pid = fork_for_the_driver()
                 if pid == 0:
                     _run_forked_child(ctl, fd_sock, wake_r, wake_w, fds, msg[1], msg[2], trainables)
                 try:  # as the child does itself: whichever runs first, the group exists before it forks

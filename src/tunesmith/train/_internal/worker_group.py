@@ -17,7 +17,7 @@ import sys
 from multiprocessing.connection import Connection
 
 from tunesmith._internal import process_state
-from tunesmith._internal.exit import flush_and_exit, leave_stop_signals_to_the_driver
+from tunesmith._internal.exit import flush_and_exit, fork_for_the_driver, leave_stop_signals_to_the_driver
 from tunesmith.train._internal.group_worker import WorkerSpec, die_with_parent, run_worker
 
 
@@ -113,7 +113,7 @@ class WorkerGroup:
         parent, child = socket.socketpair()
         sys.stdout.flush()
         sys.stderr.flush()
-        pid = os.fork()
+        pid = fork_for_the_driver()
         if pid == 0:  # the worker
             code = 1
             try:
