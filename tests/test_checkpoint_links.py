@@ -128,3 +128,66 @@ def test_a_report_that_cannot_be_sent_leaves_no_gap_and_no_stray_checkpoint(tmp_
     assert list(result.metrics_dataframe["training_iteration"]) == [1, 2]
     assert result.metrics["after_failure"] == "first"
     assert sorted(n for n in os.listdir(result.path) if n.startswith("checkpoint_")) == ["checkpoint_000000"]
+
+
+class _SavesThroughLinks(tune.Trainable):
+    """Rewrites a scratch file each step and saves a link to it; deletes or rewrites the directory it saved
+    last time (a "keep my latest local copy only" habit); dies once while saving its second checkpoint."""
+
+    def setup(self, config):
+        self.i = 0
+        self.scratch = tempfile.mkdtemp()
+        self.previous = None
+
+    def step(self):
+        self.i += 1
+        with open(os.path.join(self.scratch, "weights.bin"), "w") as f:
+            f.write(f"weights@{self.i}")
+        return {"score": self.i}
+
+    def save_checkpoint(self, checkpoint_dir):
+        os.symlink(os.path.join(self.scratch, "weights.bin"), os.path.join(checkpoint_dir, "weights.bin"))
+        with open(os.path.join(checkpoint_dir, "step.txt"), "w") as f:
+            f.write(str(self.i))
+        if self.i == 2 and not os.path.exists(self.config["died"]):
+            open(os.path.join(checkpoint_dir, "partial.tmp"), "w").close()
+            open(self.config["died"], "w").close()
+            os._exit(1)
+        if self.previous is not None and os.path.isdir(self.previous):
+            if self.config["then"] == "delete":
+                import shutil
+
+                shutil.rmtree(self.previous)
+            else:
+                with open(os.path.join(self.previous, "step.txt"), "w") as f:
+                    f.write("overwritten")
+        self.previous = checkpoint_dir
+        return os.path.realpath(checkpoint_dir)  # the same directory by its resolved name
+
+    def load_checkpoint(self, checkpoint_dir):
+        with open(os.path.join(checkpoint_dir, "step.txt")) as f:
+            self.i = int(f.read())
+
+    def cleanup(self):
+        import shutil
+
+        shutil.rmtree(self.scratch, ignore_errors=True)
+
+
+@pytest.mark.parametrize("then", ["delete", "overwrite"])
+def test_a_class_trainables_checkpoints_are_what_it_saved_at_the_time(tmp_path, then):
+    """save_checkpoint() wrote into the stored directory itself: its links stayed links (every checkpoint
+    read the latest weights, then nothing), a save that died left its files in the next one, and deleting
+    or rewriting that directory later destroyed the stored checkpoint. Storage is reached through a link."""
+    os.symlink(tmp_path, tmp_path.parent / f"{tmp_path.name}-link")
+    grid = tune.Tuner(_SavesThroughLinks, param_space={"died": str(tmp_path / "died"), "then": then},
+                      run_config=tune.RunConfig(
+                          storage_path=str(tmp_path.parent / f"{tmp_path.name}-link"), verbose=0,
+                          stop={"training_iteration": 4}, failure_config=tune.FailureConfig(max_failures=1),
+                          checkpoint_config=tune.CheckpointConfig(checkpoint_frequency=1))).fit()
+    result = grid[0]
+    assert result.error is None and os.path.exists(tmp_path / "died")
+    stored = [_files(checkpoint) for checkpoint, _ in result.best_checkpoints]
+    assert [(f["weights.bin"], f["step.txt"]) for f in stored] == [
+        ("weights@1", "1"), ("weights@2", "2"), ("weights@3", "3"), ("weights@4", "4")]
+    assert all(sorted(f) == [".tune_metadata", "step.txt", "weights.bin"] for f in stored), stored

@@ -103,7 +103,7 @@ _TRIAL_OUTPUT_PREFIXES = ("events.out.tfevents",)
 _GROUP_STAGING = ".group_staging"
 # A trial's checkpoint directories (checkpoint_000003), which workers upload themselves; a directory of
 # the trial's own with a name like it (checkpoint_best) is one of its artifacts.
-_CHECKPOINT_DIR = re.compile(r"checkpoint_\d+$")
+_CHECKPOINT_DIR = re.compile(r"checkpoint_\d+(\.tmp)?$")  # .tmp: one being written
 
 _logger = logging.getLogger(__name__)
 

@@ -428,11 +428,7 @@ class Worker:
             target = os.path.join(spec.trial_info.trial_dir, CHECKPOINT_DIR_FORMAT.format(index))
             index += 1
             saved_at = instance.iteration
-            try:
-                path = instance.save(target)
-            except BaseException:
-                shutil.rmtree(target, ignore_errors=True)  # no empty checkpoint directory is left
-                raise
+            path = _save_class_checkpoint(instance, target)
             name = os.path.basename(os.path.normpath(path))
             if spec.storage is not None:  # straight to remote storage, then the local copy goes
                 from tunesmith._internal.session import upload_checkpoint
@@ -728,6 +724,40 @@ def lead_own_process_group() -> None:
         os.setpgid(0, 0)
     except (AttributeError, OSError):
         pass
+
+
+def _save_class_checkpoint(instance, target: str) -> str:
+    """Saves a class trainable's checkpoint as ``target``; returns it.
+
+    ``save_checkpoint()`` writes into a directory of its own, as on Ray, which becomes the stored
+    checkpoint whole: what a save that died part-way left is gone, a symbolic link it wrote is
+    stored as the file it points to, and what the trainable does to its directory afterwards
+    (deleting it, writing into it) cannot touch the stored copy.
+    """
+    from tunesmith._internal.fsutil import copy_tree
+
+    scratch = target + ".tmp"
+    for stale in (target, scratch):  # left by a process that died while saving
+        shutil.rmtree(stale, ignore_errors=True)
+    try:
+        instance.save(scratch)
+        if _holds_links(scratch):
+            copy_tree(scratch, target)
+            shutil.rmtree(scratch, ignore_errors=True)
+        else:
+            os.replace(scratch, target)
+    except BaseException:
+        for partial in (target, scratch):  # no half checkpoint is left
+            shutil.rmtree(partial, ignore_errors=True)
+        raise
+    return target
+
+
+def _holds_links(root: str) -> bool:
+    for directory, dirs, files in os.walk(root):
+        if any(os.path.islink(os.path.join(directory, name)) for name in dirs + files):
+            return True
+    return False
 
 
 def _die_with_parent() -> None:

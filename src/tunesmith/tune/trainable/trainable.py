@@ -473,12 +473,16 @@ class Trainable:
         elif isinstance(value, (str, os.PathLike)):
             form = "path"
             path = os.path.abspath(os.fspath(value))
-            if os.path.commonpath([path, checkpoint_dir]) != checkpoint_dir:
-                raise ValueError(
-                    f"{type(self).__name__}.save_checkpoint() returned {path!r}, which is outside the "
-                    f"checkpoint directory {checkpoint_dir!r}; return a path inside it, a dict, or None."
-                )
-            relative = os.path.relpath(path, checkpoint_dir)
+            if os.path.commonpath([path, checkpoint_dir]) == checkpoint_dir:
+                relative = os.path.relpath(path, checkpoint_dir)
+            else:  # the same place by another name (a link on the way, resolved on one side only)?
+                real, real_dir = os.path.realpath(path), os.path.realpath(checkpoint_dir)
+                if os.path.commonpath([real, real_dir]) != real_dir:
+                    raise ValueError(
+                        f"{type(self).__name__}.save_checkpoint() returned {path!r}, which is outside the "
+                        f"checkpoint directory {checkpoint_dir!r}; return a path inside it, a dict, or None"
+                    )
+                relative = os.path.relpath(real, real_dir)
         else:
             raise TypeError(
                 f"{type(self).__name__}.save_checkpoint() must return None, a dict or a path inside "
