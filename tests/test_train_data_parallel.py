@@ -918,3 +918,45 @@ def test_a_trial_of_a_trainer_that_can_never_fit_names_its_scaling_config(tmp_pa
         tune.Tuner(DataParallelTrainer(sums_its_shard, datasets={"train": [1]}),
                    param_space={"scaling_config": ScalingConfig(num_workers=tune.grid_search([1, 64]))},
                    run_config=quiet(storage_path=str(tmp_path))).fit()
+
+
+def _sets_its_own_metadata_then_exits(config):
+    import sys
+
+    for step in (1, 2):
+        with tempfile.TemporaryDirectory() as d:
+            checkpoint = Checkpoint.from_directory(d)
+            checkpoint.set_metadata({"step": step})
+            train.report({"step": step}, checkpoint=checkpoint)
+    if config["ends_with"] == "exit":
+        sys.exit(0)  # as a script written for torchrun ends
+    raise StopIteration
+
+
+@pytest.mark.parametrize("ends_with", ["exit", "stop_iteration"])
+def test_a_training_function_may_end_with_sys_exit_0_and_its_checkpoint_metadata_wins(tmp_path, ends_with):
+    """As on Ray: sys.exit(0) and StopIteration end a training function as a return does (they failed the run
+    and lost what it reported), and metadata the function set on its checkpoint is kept over the trainer's."""
+    trainer = DataParallelTrainer(_sets_its_own_metadata_then_exits, train_loop_config={"ends_with": ends_with},
+                                  scaling_config=ScalingConfig(num_workers=2),
+                                  metadata={"step": 0, "owner": "me"},
+                                  run_config=train.RunConfig(storage_path=str(tmp_path), verbose=0))
+    result = trainer.fit()
+    assert result.error is None and result.metrics["step"] == 2
+    assert result.checkpoint.get_metadata() == {"step": 2, "owner": "me"}
+
+
+def _exits_after_two_reports(config):
+    import sys
+
+    tune.report({"step": 1})
+    tune.report({"step": 2})
+    sys.exit(config["code"])
+
+
+def test_a_tune_function_ending_with_sys_exit_is_done_or_failed_by_its_status(tmp_path):
+    grid = tune.Tuner(_exits_after_two_reports, param_space={"code": tune.grid_search([0, None, 3])},
+                      run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0)).fit()
+    by_code = {r.config["code"]: r for r in grid}
+    assert by_code[0].error is None and by_code[None].error is None and by_code[0].metrics["step"] == 2
+    assert by_code[3].error is not None and "SystemExit: 3" in str(by_code[3].error)

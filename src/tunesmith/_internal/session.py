@@ -32,6 +32,14 @@ _session: "_Session | None" = None
 _MAX_IN_FLIGHT = 256
 
 
+def ends_normally(exc: BaseException) -> bool:
+    """Whether ``exc``, raised out of a training function, ends it as a return would (as on Ray): a
+    ``StopIteration``, or ``sys.exit()`` with status 0, as scripts written for torchrun often end."""
+    if isinstance(exc, TrialStopped):
+        return False
+    return isinstance(exc, StopIteration) or (isinstance(exc, SystemExit) and exc.code in (0, None))
+
+
 class TrialStopped(BaseException):
     """Raised inside a function trainable when the driver stops or pauses its trial.
 
@@ -197,6 +205,7 @@ class _Session:
         self._turn = threading.Lock()
         self._ended = False
         self._stopped = False  # the driver said stop or pause: later reports are dropped
+        self._stop_pauses = False  # what it said was pause
         # Where the trial may be stopped or paused (``TrialSpec.decision_points``): a pipelined
         # result that reaches the next point of a field waits for the driver's answer.
         self._points = {field: [tuple(values), 0]
@@ -443,7 +452,7 @@ class _Session:
             self._stopped = True
             raise TrialStopped(pause=False)
         if reply == "p":
-            self._stopped = True
+            self._stopped = self._stop_pauses = True
             raise TrialStopped(pause=True)
         raise RuntimeError(f"Unexpected message from the driver: {reply!r}")
 

@@ -385,7 +385,14 @@ class Worker:
         sess = S._Session(self.conn, spec, spec.trial_info, checkpoint)
         S._set_session(sess)
         try:
-            value = _call_function(fn, spec.config, checkpoint)
+            try:
+                value = _call_function(fn, spec.config, checkpoint)
+            except (StopIteration, SystemExit) as exc:
+                if not S.ends_normally(exc):
+                    raise
+                if sess._stopped:  # the trainable ended that way when told to stop or pause
+                    raise S.TrialStopped(pause=sess._stop_pauses) from None
+                value = None
             # As on Ray, a falsy return value ({}, 0) adds no result.
             if isinstance(value, dict):
                 if value:

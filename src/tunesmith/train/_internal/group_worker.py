@@ -291,7 +291,12 @@ def run_worker(spec: WorkerSpec, conn: Connection) -> int:
     try:
         spec.backend.on_worker_start(sess.context)
         try:
-            value = spec.fn(spec.config) if spec.takes_config else spec.fn()
+            try:
+                value = spec.fn(spec.config) if spec.takes_config else spec.fn()
+            except (StopIteration, SystemExit) as exc:
+                if not S.ends_normally(exc):
+                    raise
+                value = None
         except BaseException:
             # setup_mlflow/setup_wandb runs opened in this worker end with it (the process leaves
             # through os._exit, past the trackers' own exit handlers).

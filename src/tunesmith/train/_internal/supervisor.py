@@ -356,8 +356,11 @@ class _GroupRun:
             if self.latest_staged.get(rank, iteration) > iteration:
                 checkpoints.drop_staged(self.staging, iteration, rank)
         checkpoint = Checkpoint(target)
-        if self.metadata:
-            checkpoint.update_metadata(self.metadata)
+        if self.metadata:  # as on Ray, what the training function set on the checkpoint itself wins
+            own = checkpoint.get_metadata() or {}
+            missing = {key: value for key, value in self.metadata.items() if key not in own}
+            if missing:
+                checkpoint.update_metadata(missing)
         self.sess.report(metrics, checkpoint=checkpoint)
         if remote:
             shutil.rmtree(target, ignore_errors=True)
