@@ -299,6 +299,24 @@ def test_prepare_data_loader_shards_every_kind_of_loader(tmp_path):
     assert len(metrics["subset"]) == 6 and metrics["subset"] != sorted(metrics["subset"])
 
 
+def _reads_its_shard_through_a_prepared_loader(config):
+    from torch.utils.data import DataLoader
+
+    loader = prepare_data_loader(DataLoader(train.get_dataset_shard("train"), batch_size=None))
+    train.report({"seen": sorted(int(x[0]) for x in loader)})
+
+
+def test_a_dataset_shard_given_to_prepare_data_loader_is_read_whole(tmp_path):
+    """A torch dataset passed as datasets= was sharded again by prepare_data_loader: with 2 workers each read a
+    quarter of it, and half the items were never read."""
+    from torch.utils.data import TensorDataset
+
+    trainer = TorchTrainer(_reads_its_shard_through_a_prepared_loader, scaling_config=ScalingConfig(num_workers=2),
+                           datasets={"train": TensorDataset(torch.arange(8))},
+                           run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0))
+    assert trainer.fit().metrics["seen"] == [0, 2, 4, 6]  # rank 0's
+
+
 # -- each worker's process: random numbers, threads, what it started ----------------------------------------------
 def _rank_process(config):
     import subprocess
