@@ -94,6 +94,7 @@ SPACE = {
         "wd": tune.loguniform(1e-6, 1e-2),
         "momentum": tune.uniform(0.5, 0.99),
         "frac": tune.quniform(0.0, 1.0, 0.25),
+        "epochs": tune.quniform(1, 10, 1),  # a float domain with a whole step: floats, not ints
     },
     "layers": tune.randint(1, 4),
     "width": tune.qrandint(16, 128, 16),
@@ -106,7 +107,7 @@ SPACE = {
     "nested": {"const": "x"},
 }
 POINT = {
-    "opt": {"lr": 0.00125, "wd": 1e-4, "momentum": 0.9, "frac": 0.5},
+    "opt": {"lr": 0.00125, "wd": 1e-4, "momentum": 0.9, "frac": 0.5, "epochs": 4.0},
     "layers": 2,
     "width": 64,
     "batch": 32,
@@ -137,7 +138,7 @@ def _check_value(path, domain, value):
 
 
 def check_config(config):
-    for key in ("lr", "wd", "momentum", "frac"):
+    for key in ("lr", "wd", "momentum", "frac", "epochs"):
         _check_value(("opt", key), SPACE["opt"][key], config["opt"][key])
     for key in ("layers", "width", "batch", "heads", "act", "arch", "flag"):
         _check_value((key,), SPACE[key], config[key])
@@ -166,6 +167,15 @@ def test_every_domain_type_round_trips_and_points_run_first(tmp_path, name):
         merged = {**config, "seed": 7, "nested": {"const": "x"}}
         check_config(merged)
         searcher.on_trial_complete(f"extra_{i}", {"loss": score(merged)["loss"], "config": merged})
+
+
+@pytest.mark.parametrize("name", _params())
+def test_a_param_space_of_constants_only_is_named_as_nothing_to_search(tmp_path, name):
+    """It was refused as a `space` argument of the wrong type, which the user never passed."""
+    with pytest.raises(ValueError, match="has no parameter to search"):
+        tune.Tuner(score, param_space={"layers": 1, "opt": {"lr": 0.1}},
+                   tune_config=tune.TuneConfig(search_alg=make(name, seed=0), metric="loss", mode="min"),
+                   run_config=run_config(tmp_path, "constants")).fit()
 
 
 def _space_with(domain):

@@ -142,7 +142,7 @@ class Param:
             k = min(max(k, k_low), k_high)
             if self.kind == "int":
                 return int(k) * int(q)
-            return round(k * q, _decimals(q))
+            return float(round(k * q, _decimals(q)))  # a float even when the step is a whole number
         if self.kind == "int":
             return int(min(max(round(value), self.low), self.high))
         if self.low is not None:
@@ -506,7 +506,10 @@ class LibrarySearcher(Searcher):
 
     def _take_space(self, space: Any) -> None:
         converted = converted_params(space)
-        if converted is not None or (isinstance(space, dict) and (has_unresolved_values(space) or not space)):
+        tune_space = converted is not None or (isinstance(space, dict) and (has_unresolved_values(space) or not space))
+        if not tune_space and isinstance(space, dict) and not self._is_native_space(space):
+            tune_space = True  # a param_space of constants only: nothing to search, said below
+        if tune_space:
             # A Tune space, or what convert_search_space made of one: searched (and decoded) as the Tune space.
             self._params = converted if converted is not None else parse_space(
                 space, self._name, allow_normal=self._allow_normal, allow_object_choices=self._allow_object_choices
