@@ -338,6 +338,42 @@ def test_children_a_trial_terminates_as_soon_as_it_forks_them_end(tmp_path):
     assert grid[0].metrics["codes"] == [-signal.SIGTERM] * 4
 
 
+def _exits_3_on_ctrl_c():
+    try:
+        time.sleep(600)
+    except KeyboardInterrupt:
+        os._exit(3)
+
+
+def interrupts_its_children(config):
+    import multiprocessing
+
+    started = subprocess.Popen([sys.executable, "-c", "import time, os\ntry:\n    time.sleep(600)\n"
+                                "except KeyboardInterrupt:\n    os._exit(3)"])
+    forked = multiprocessing.get_context("fork").Process(target=_exits_3_on_ctrl_c)
+    forked.start()
+    time.sleep(0.5)  # both are in their sleep
+    for child in (started, forked):
+        os.kill(child.pid, signal.SIGINT)
+    for wait in (started.wait, forked.join):
+        try:
+            wait(30)
+        except subprocess.TimeoutExpired:
+            pass
+    codes = [started.poll(), forked.exitcode]
+    started.kill()
+    forked.kill()
+    tune.report({"codes": codes})
+
+
+def test_processes_a_trial_starts_take_ctrl_c_as_usual(tmp_path):
+    """Workers leave Ctrl+C to the driver; an ignored SIGINT was inherited by every process a trial started."""
+    grid = tune.Tuner(interrupts_its_children,
+                      run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0)).fit()
+    assert grid.num_errors == 0
+    assert grid[0].metrics["codes"] == [3, 3]
+
+
 # -- run options as Ray takes them ------------------------------------------------------------------------
 def _checkpoints_and_crashes_once(config):
     import tempfile

@@ -22,9 +22,9 @@ def flush_and_exit(code: int) -> NoReturn:
 
 
 
-# The process whose SIGTERM the driver handles (see ``leave_stop_signals_to_the_driver``).
+# The process whose Ctrl+C and SIGTERM the driver handles (see ``leave_stop_signals_to_the_driver``).
 _leaving_pid: int | None = None
-_STOP_SIGNALS = ("SIGTERM", "SIGHUP")  # SIGHUP: a closed terminal, which the driver handles as SIGTERM
+_STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")  # SIGHUP: a closed terminal, which the driver handles as SIGTERM
 _fork_hooks_registered = False
 _forking_for_the_driver = False  # the child calls leave_stop_signals_to_the_driver() itself
 _mask_before_fork: set | None = None  # the forking thread's signal mask, restored after the fork
@@ -36,13 +36,22 @@ def _stop_signals() -> set:
     return {getattr(signal, name) for name in _STOP_SIGNALS if hasattr(signal, name)}
 
 
-def _leave_sigterm_to_the_driver(signum, frame) -> None:
+def _default_action(signum: int):
+    """What a Python program does on ``signum`` unless told otherwise."""
+    import signal
+
+    return signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL
+
+
+def _leave_to_the_driver(signum, frame) -> None:
     if os.getpid() == _leaving_pid:
         return  # the driver pauses this process's trial itself
     # A process forked without the hooks below (by C code): the signal does what it would have done.
     import signal
 
-    signal.signal(signum, signal.SIG_DFL)
+    signal.signal(signum, _default_action(signum))
+    if signum == signal.SIGINT:
+        raise KeyboardInterrupt
     os.kill(os.getpid(), signum)
 
 
@@ -64,8 +73,8 @@ def _unblock_stop_signals_in_parent() -> None:
 
 
 def _default_stop_signals_in_child() -> None:
-    """A child that trainable code forked (a multiprocessing pool's worker, say) ends by SIGTERM as any
-    process does, so that ``Pool.terminate()`` and the like still end it.
+    """A child that trainable code forked (a multiprocessing pool's worker, say) ends by SIGTERM and
+    Ctrl+C as any Python process does, so that ``Pool.terminate()`` and the like still end it.
 
     The signals stay blocked from before the fork until their default action is back: the interpreter
     drops the signals that reach a forked child before it has set itself up, and a pool worker whose
@@ -77,15 +86,15 @@ def _default_stop_signals_in_child() -> None:
     import signal
 
     for signum in _stop_signals():
-        if signal.getsignal(signum) is _leave_sigterm_to_the_driver:
-            signal.signal(signum, signal.SIG_DFL)
+        if signal.getsignal(signum) is _leave_to_the_driver:
+            signal.signal(signum, _default_action(signum))
     mask, _mask_before_fork = _mask_before_fork, None
     signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # a SIGTERM sent meanwhile ends this process now
 
 
 def fork_for_the_driver() -> int:
     """``os.fork()`` for a child of the driver's that calls ``leave_stop_signals_to_the_driver()`` first
-    thing: SIGTERM and SIGHUP stay blocked in it until then, so none ends it before it can leave them."""
+    thing: SIGINT, SIGTERM and SIGHUP stay blocked in it until then, so none ends it before it can leave them."""
     global _forking_for_the_driver
     _forking_for_the_driver = True
     try:
@@ -102,18 +111,17 @@ def leave_stop_signals_to_the_driver() -> None:
     its trials itself, pausing them so that a restore resumes them; a worker that died of the
     signal first would count as a failed trial instead. A child still dies with the driver
     (the kernel kills it when its parent exits) and is ended with SIGKILL where the driver
-    must. SIGINT is ignored. SIGTERM gets a handler rather than being ignored, because an
+    must. The signals get a handler that does nothing here rather than being ignored, because an
     ignored signal stays ignored in the processes that trainable code starts: those (started
-    with exec, or forked) still end by SIGTERM as usual. Call it again in each process this
-    one forks for the driver (with ``fork_for_the_driver``).
+    with exec, or forked) still end by SIGTERM and Ctrl+C as usual. Call it again in each
+    process this one forks for the driver (with ``fork_for_the_driver``).
     """
     import signal
 
     global _leaving_pid, _fork_hooks_registered, _mask_before_fork
     _leaving_pid = os.getpid()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
     for signum in _stop_signals():
-        signal.signal(signum, _leave_sigterm_to_the_driver)
+        signal.signal(signum, _leave_to_the_driver)
     if not _fork_hooks_registered and hasattr(os, "register_at_fork"):
         os.register_at_fork(before=_block_stop_signals_before_fork,
                             after_in_parent=_unblock_stop_signals_in_parent,
