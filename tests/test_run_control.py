@@ -338,6 +338,49 @@ def test_children_a_trial_terminates_as_soon_as_it_forks_them_end(tmp_path):
     assert grid[0].metrics["codes"] == [-signal.SIGTERM] * 4
 
 
+def _sigterm_blocked() -> bool:
+    with open("/proc/self/status") as f:
+        mask = next(int(line.split()[1], 16) for line in f if line.startswith("SigBlk"))
+    return bool(mask & (1 << (signal.SIGTERM - 1)))
+
+
+def forks_from_several_threads(config):
+    import threading
+
+    odd = []
+
+    def fork_many():
+        for _ in range(50):
+            read, write = os.pipe()
+            pid = os.fork()
+            if pid == 0:
+                default = signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+                os.write(write, b"ok" if default and not _sigterm_blocked() else b"odd")
+                os._exit(0)
+            os.close(write)
+            seen = os.read(read, 8)
+            os.close(read)
+            os.waitpid(pid, 0)
+            if seen != b"ok":
+                odd.append(seen)
+
+    threads = [threading.Thread(target=fork_many) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    tune.report({"odd_children": len(odd), "trial_blocks_sigterm": _sigterm_blocked()})
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads signal masks from /proc")
+def test_children_forked_by_several_threads_at_once_take_sigterm_as_usual(tmp_path):
+    """The signal mask saved before a fork was one for the whole process: threads forking at once mixed their
+    masks up, and their children kept SIGTERM blocked (Pool.terminate() waited for them forever)."""
+    grid = tune.Tuner(forks_from_several_threads,
+                      run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0)).fit()
+    assert grid[0].metrics["odd_children"] == 0 and grid[0].metrics["trial_blocks_sigterm"] is False
+
+
 def _exits_3_on_ctrl_c():
     try:
         time.sleep(600)

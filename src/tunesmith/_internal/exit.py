@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import sys
+from _thread import get_ident
 from typing import NoReturn
 
 
@@ -26,8 +27,10 @@ def flush_and_exit(code: int) -> NoReturn:
 _leaving_pid: int | None = None
 _STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")  # SIGHUP: a closed terminal, which the driver handles as SIGTERM
 _fork_hooks_registered = False
-_forking_for_the_driver = False  # the child calls leave_stop_signals_to_the_driver() itself
-_mask_before_fork: set | None = None  # the forking thread's signal mask, restored after the fork
+_forking_for_the_driver: int | None = None  # the thread whose child leaves the signals to the driver itself
+# Each forking thread's signal mask from before its fork, restored after it (threads fork at once, and
+# a forked child's only thread is the one that forked it).
+_masks_before_fork: dict[int, set] = {}
 
 
 def _stop_signals() -> set:
@@ -56,16 +59,14 @@ def _leave_to_the_driver(signum, frame) -> None:
 
 
 def _block_stop_signals_before_fork() -> None:
-    global _mask_before_fork
     if os.getpid() == _leaving_pid:
         import signal
 
-        _mask_before_fork = signal.pthread_sigmask(signal.SIG_BLOCK, _stop_signals())
+        _masks_before_fork[get_ident()] = signal.pthread_sigmask(signal.SIG_BLOCK, _stop_signals())
 
 
 def _unblock_stop_signals_in_parent() -> None:
-    global _mask_before_fork
-    mask, _mask_before_fork = _mask_before_fork, None
+    mask = _masks_before_fork.pop(get_ident(), None)
     if mask is not None:
         import signal
 
@@ -80,15 +81,18 @@ def _default_stop_signals_in_child() -> None:
     drops the signals that reach a forked child before it has set itself up, and a pool worker whose
     SIGTERM was dropped that way lived on while ``Pool.terminate()`` waited for it.
     """
-    global _mask_before_fork
-    if _mask_before_fork is None or _forking_for_the_driver:
-        return  # not forked by the process that leaves the signals to the driver; or its handlers stay
+    mask = _masks_before_fork.pop(get_ident(), None)
+    _masks_before_fork.clear()  # other threads' forks: not this process's
+    if mask is None:
+        return  # not forked by the process that leaves the signals to the driver
+    if _forking_for_the_driver == get_ident():  # its handlers stay; it unblocks the signals itself
+        _masks_before_fork[get_ident()] = mask
+        return
     import signal
 
     for signum in _stop_signals():
         if signal.getsignal(signum) is _leave_to_the_driver:
             signal.signal(signum, _default_action(signum))
-    mask, _mask_before_fork = _mask_before_fork, None
     signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # a SIGTERM sent meanwhile ends this process now
 
 
@@ -96,11 +100,11 @@ def fork_for_the_driver() -> int:
     """``os.fork()`` for a child of the driver's that calls ``leave_stop_signals_to_the_driver()`` first
     thing: SIGINT, SIGTERM and SIGHUP stay blocked in it until then, so none ends it before it can leave them."""
     global _forking_for_the_driver
-    _forking_for_the_driver = True
+    _forking_for_the_driver = get_ident()
     try:
         return os.fork()
     finally:
-        _forking_for_the_driver = False
+        _forking_for_the_driver = None
 
 
 def leave_stop_signals_to_the_driver() -> None:
@@ -118,7 +122,7 @@ def leave_stop_signals_to_the_driver() -> None:
     """
     import signal
 
-    global _leaving_pid, _fork_hooks_registered, _mask_before_fork
+    global _leaving_pid, _fork_hooks_registered
     _leaving_pid = os.getpid()
     for signum in _stop_signals():
         signal.signal(signum, _leave_to_the_driver)
@@ -127,7 +131,7 @@ def leave_stop_signals_to_the_driver() -> None:
                             after_in_parent=_unblock_stop_signals_in_parent,
                             after_in_child=_default_stop_signals_in_child)
         _fork_hooks_registered = True
-    mask, _mask_before_fork = _mask_before_fork, None
+    mask = _masks_before_fork.pop(get_ident(), None)
     if mask is not None:  # forked by fork_for_the_driver(): the signals were blocked until now
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
