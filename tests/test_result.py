@@ -105,6 +105,16 @@ def test_from_path_checkpoints_are_paired_with_their_metrics(run_dir):
     assert [m["training_iteration"] for _, m in result.best_checkpoints] == [2, 3, 4]
 
 
+def test_a_checkpoint_still_being_written_when_the_run_stopped_is_not_listed(run_dir):
+    """A class trainable saves into checkpoint_NNNNNN.tmp first; a driver killed meanwhile left one, and
+    best_checkpoints offered it (with empty metrics)."""
+    os.makedirs(os.path.join(run_dir, "checkpoint_000003.tmp"))
+    open(os.path.join(run_dir, "checkpoint_000003.tmp", "partial"), "w").close()
+    result = Result.from_path(run_dir)
+    paths = [os.path.basename(c.path) for c, _ in result.best_checkpoints]
+    assert paths == ["checkpoint_000000", "checkpoint_000001", "checkpoint_000002"]
+
+
 def test_checkpoints_fall_back_to_training_iteration_when_results_do_not_name_them(tmp_path):
     results = [{"loss": loss} for loss in LOSSES]
     # Without checkpoint_dir_name, checkpoint_00000N pairs with training_iteration N.

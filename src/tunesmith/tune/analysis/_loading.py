@@ -30,6 +30,7 @@ from tunesmith.tune.result import (
 logger = logging.getLogger(__name__)
 
 _CHECKPOINT_DIR = re.compile(r"^checkpoint_(\d+)$")
+_UNFINISHED_CHECKPOINT_DIR = re.compile(r"^checkpoint_\d+\.tmp$")  # being written when its trial stopped
 _STATE_FILE = re.compile(r"^experiment_state(-.*)?\.json$")
 
 
@@ -258,7 +259,8 @@ def checkpoint_index(name: str) -> int | None:
 def list_checkpoint_dirs(storage: Storage, trial_dir: str) -> list[str]:
     """Names of the ``checkpoint_*`` directories of a trial, oldest first."""
     names = [
-        name for name, is_dir in storage.listdir(trial_dir) if is_dir and name.startswith("checkpoint_")
+        name for name, is_dir in storage.listdir(trial_dir)
+        if is_dir and name.startswith("checkpoint_") and not _UNFINISHED_CHECKPOINT_DIR.match(name)
     ]
 
     def key(name: str):
