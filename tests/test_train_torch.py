@@ -302,18 +302,28 @@ def test_prepare_data_loader_shards_every_kind_of_loader(tmp_path):
 def _reads_its_shard_through_a_prepared_loader(config):
     from torch.utils.data import DataLoader
 
-    loader = prepare_data_loader(DataLoader(train.get_dataset_shard("train"), batch_size=None))
-    train.report({"seen": sorted(int(x[0]) for x in loader)})
+    loader = prepare_data_loader(DataLoader(train.get_dataset_shard("train"), batch_size=2))
+    batches = [batch[0] if isinstance(batch, list) else batch for batch in loader]  # TensorDataset: (x,)
+    train.report({"seen": sorted(int(x) for batch in batches for x in batch)})
 
 
-def test_a_dataset_shard_given_to_prepare_data_loader_is_read_whole(tmp_path):
-    """A torch dataset passed as datasets= was sharded again by prepare_data_loader: with 2 workers each read a
-    quarter of it, and half the items were never read."""
+class _Stream(torch.utils.data.IterableDataset):
+    def __iter__(self):
+        return iter(range(8))
+
+
+@pytest.mark.parametrize("kind", ["tensor_dataset", "list", "numpy", "iterable_dataset"])
+def test_a_dataset_shard_given_to_prepare_data_loader_is_read_whole(tmp_path, kind):
+    """A dataset passed as datasets= was sharded again by prepare_data_loader: with 2 workers each read a
+    quarter of it, and half the items were never read; a torch IterableDataset's shard was no IterableDataset
+    (a DataLoader asked for its length)."""
+    import numpy as np
     from torch.utils.data import TensorDataset
 
+    data = {"tensor_dataset": lambda: TensorDataset(torch.arange(8)), "list": lambda: list(range(8)),
+            "numpy": lambda: np.arange(8), "iterable_dataset": _Stream}[kind]()
     trainer = TorchTrainer(_reads_its_shard_through_a_prepared_loader, scaling_config=ScalingConfig(num_workers=2),
-                           datasets={"train": TensorDataset(torch.arange(8))},
-                           run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0))
+                           datasets={"train": data}, run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0))
     assert trainer.fit().metrics["seen"] == [0, 2, 4, 6]  # rank 0's
 
 

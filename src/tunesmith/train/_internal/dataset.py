@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import sys
 from typing import Any, Iterator
 
 
@@ -35,6 +36,9 @@ def shard(data: Any, rank: int, world_size: int) -> Any:
     if hasattr(data, "__len__") and hasattr(data, "__getitem__"):
         return ShardView(data, rank, world_size)
     if hasattr(data, "__iter__"):
+        torch_data = sys.modules.get("torch.utils.data")
+        if torch_data is not None and isinstance(data, torch_data.IterableDataset):
+            return _torch_iterable_shard()(data, rank, world_size)  # a DataLoader reads it as the iterable it is
         return IterableShard(data, rank, world_size)
     raise TypeError(
         f"A trainer's dataset must be iterable (a list, an array, a DataFrame, a torch Dataset, ...); "
@@ -104,3 +108,21 @@ class IterableShard:
 
     def __iter__(self) -> Iterator[Any]:
         return itertools.islice(iter(self.dataset), self.rank, None, self.world_size)
+
+
+def _torch_iterable_shard() -> type:
+    """``TorchIterableShard``: an :class:`IterableShard` of a torch ``IterableDataset``, itself one. Made
+    when first needed (this module does not import torch); pickled by name as any class of this module."""
+    made = globals().get("TorchIterableShard")
+    if made is None:
+        from torch.utils.data import IterableDataset
+
+        made = type("TorchIterableShard", (IterableShard, IterableDataset), {"__module__": __name__})
+        globals()["TorchIterableShard"] = made
+    return made
+
+
+def __getattr__(name: str) -> Any:
+    if name == "TorchIterableShard":
+        return _torch_iterable_shard()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

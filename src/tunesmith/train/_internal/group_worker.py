@@ -104,6 +104,11 @@ class WorkerSession:
             storage=getattr(spec, "storage", None),
         )
         self._shards: dict[str, Any] = {}
+        self._split: list[Any] = []  # the shards that are this worker's part of a dataset
+
+    def is_split_shard(self, data: Any) -> bool:
+        """Whether ``data`` is a shard get_dataset_shard() gave, split among the workers."""
+        return any(data is part for part in self._split)
 
     def report(self, metrics: dict, checkpoint=None) -> None:
         from tunesmith.train._checkpoint import Checkpoint
@@ -160,6 +165,8 @@ class WorkerSession:
             config = self._spec.dataset_config
             if config is None or config.splits(name):
                 self._shards[name] = shard(datasets[name], self._spec.rank, self._spec.world_size)
+                if self._spec.world_size > 1:
+                    self._split.append(self._shards[name])
             else:
                 self._shards[name] = datasets[name]  # not split (DataConfig): every worker reads it whole
         return self._shards[name]

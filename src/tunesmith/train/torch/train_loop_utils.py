@@ -167,16 +167,17 @@ def prepare_data_loader(data_loader, add_dist_sampler: bool = True, move_to_devi
 
     if not isinstance(data_loader, DataLoader):
         raise TypeError(f"prepare_data_loader() takes a torch DataLoader, got {type(data_loader).__name__}.")
-    from tunesmith.train._internal.dataset import ShardView
+    from tunesmith._internal import session as S
 
     rank, world_size = _world()
+    is_split_shard = getattr(S._get_session(), "is_split_shard", None)
     if (
         add_dist_sampler
         and world_size > 1
         and not isinstance(data_loader.dataset, IterableDataset)
         and not isinstance(data_loader.sampler, DistributedSampler)
         # get_dataset_shard() gave this worker its part already: sharding it again dropped most of it
-        and not isinstance(data_loader.dataset, ShardView)
+        and not (is_split_shard is not None and is_split_shard(data_loader.dataset))
     ):
         batch_size, drop_last, original = data_loader.batch_size, data_loader.drop_last, data_loader.sampler
         given = data_loader.batch_sampler
