@@ -315,6 +315,40 @@ def test_a_trial_starts_as_in_a_new_process_in_a_reused_worker(tmp_path, monkeyp
         assert (tmp_path / "logs" / f"{i}.log").read_text().strip() == f"INFO:root:trial {i}"
 
 
+class _CountsItsCalls:
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, config):
+        self.calls += 1
+        tune.report({"seen": self.calls, "pid": os.getpid()})
+
+
+def test_each_trial_in_a_reused_worker_gets_its_own_copy_of_the_trainable():
+    """As in a process of its own: a callable object's attributes, the class attributes of a class and the
+    variables a function of the user's script keeps did carry over from one trial to the next."""
+    history = []
+
+    def remembers(config):  # not importable: sent by value, as a function of the user's script is
+        history.append(config["i"])
+        tune.report({"seen": len(history), "pid": os.getpid()})
+
+    class Counts(tune.Trainable):
+        count = 0
+
+        def setup(self, config):
+            type(self).count += 1
+
+        def step(self):
+            return {"seen": type(self).count, "pid": os.getpid(), "done": True}
+
+    tunesmith.init(num_cpus=1)
+    for trainable in (_CountsItsCalls(), remembers, Counts):
+        grid = _fit(trainable, {"i": tune.grid_search([0, 1, 2])})
+        assert len({r.metrics["pid"] for r in grid}) == 1  # one worker ran them all
+        assert [r.metrics["seen"] for r in grid] == [1, 1, 1], trainable
+
+
 def _changes_process_settings(config):
     import decimal
     import signal

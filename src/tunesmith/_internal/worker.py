@@ -261,9 +261,17 @@ def _fresh_randomness_and_warnings() -> None:
 class Worker:
     """The loop of one worker process."""
 
-    def __init__(self, conn: Connection, trainables: dict[str, Any] | None = None):
+    def __init__(self, conn: Connection, trainables: dict[str, Any] | None = None,
+                 payloads: dict[str, bytes] | None = None):
         self.conn = conn
         self.trainables: dict[str, Any] = dict(trainables or {})
+        # Each trainable as it was sent: a trial after the first of a trainable gets its own copy, as in a
+        # new process (a callable object's attributes, a class's class attributes and the globals of a
+        # function from the user's script do not carry over from the trial before). One that holds large
+        # data (up to gigabytes in with_parameters() objects) is not copied again for every trial.
+        self._payloads: dict[str, bytes] = {
+            key: payload for key, payload in (payloads or {}).items() if len(payload) <= _COPIED_AFRESH_BYTES}
+        self._keys_run: set[str] = set()
         # A class trainable instance kept for reuse by the next trial (reset_config).
         self._cached_instance = None
         self._cached_key: str | None = None
@@ -297,10 +305,27 @@ class Worker:
     def _load(self, key: str, payload: bytes) -> None:
         import cloudpickle
 
+        if len(payload) <= _COPIED_AFRESH_BYTES:
+            self._payloads[key] = payload
+        self._keys_run.discard(key)
         try:
             self.trainables[key] = cloudpickle.loads(payload)
         except BaseException as exc:  # reported when a trial of this trainable starts
             self.trainables[key] = _LoadFailure(exc, traceback.format_exc())
+
+    def _trainable_afresh(self, key: str, loaded: Any) -> Any:
+        """The trainable ``key`` for a trial: the loaded one for its first trial here, a copy of its own
+        (unpickled again) for each later one."""
+        payload = self._payloads.get(key)
+        if key not in self._keys_run or payload is None:
+            self._keys_run.add(key)
+            return loaded
+        import cloudpickle
+
+        try:
+            return cloudpickle.loads(payload)
+        except BaseException:  # it loaded once: the trial runs with that
+            return loaded
 
     def _drop_cached(self) -> None:
         instance, cwd = self._cached_instance, self._cached_cwd
@@ -353,6 +378,7 @@ class Worker:
         continues = self._cached_instance is not None and self._may_take_over(spec)
         if not continues:
             self._end_kept_instance()
+            trainable = self._trainable_afresh(spec.trainable_key, trainable)
         environment = self._environment = _TrialEnvironment(spec, reused=reused and not continues)
         with environment:
             if _is_class_trainable(trainable):
@@ -767,6 +793,11 @@ def _holds_links(root: str) -> bool:
     return False
 
 
+# The largest trainable (as sent) that each trial gets a copy of its own of: unpickled again in a few
+# milliseconds, at most.
+_COPIED_AFRESH_BYTES = 16 << 20
+
+
 def _die_with_parent() -> None:
     """On Linux, asks the kernel to kill this worker when the driver dies, even mid-trial."""
     if not sys.platform.startswith("linux"):
@@ -832,7 +863,8 @@ def _exit_code(status: int) -> int:
 
 
 def _run_forked_child(ctl: Connection, fd_sock, wake_r: int, wake_w: int, fds: list[int],
-                      env_key: str, has_pipes: bool, trainables: dict[str, Any]) -> None:
+                      env_key: str, has_pipes: bool, trainables: dict[str, Any],
+                      payloads: dict[str, bytes]) -> None:
     """The first moments of a forked worker: its own descriptors, environment and seeds."""
     code = 0
     try:
@@ -868,7 +900,7 @@ def _run_forked_child(ctl: Connection, fd_sock, wake_r: int, wake_w: int, fds: l
             except Exception:
                 pass
         process_state.reseed_torch()
-        Worker(P.PlainConnection(sock_fd), trainables).serve()
+        Worker(P.PlainConnection(sock_fd), trainables, payloads).serve()
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 1
     except BaseException:
@@ -893,6 +925,7 @@ def serve_forks(ctl: Connection, fd_sock) -> None:
     signal.set_wakeup_fd(wake_w)
     signal.signal(signal.SIGCHLD, lambda *_: None)  # wakes the select below through the pipe
     trainables: dict[str, Any] = {}
+    payloads: dict[str, bytes] = {}  # as sent: a worker's later trials get copies of their own
     children: set[int] = set()
 
     def reap() -> None:
@@ -926,6 +959,7 @@ def serve_forks(ctl: Connection, fd_sock) -> None:
                 try:
                     import cloudpickle
 
+                    payloads[msg[1]] = msg[2]
                     trainables[msg[1]] = cloudpickle.loads(msg[2])
                     process_state.preload_pool_control()
                 except BaseException as exc:  # reported when a trial of this trainable starts
@@ -937,7 +971,7 @@ def serve_forks(ctl: Connection, fd_sock) -> None:
                 _, fds, _, _ = socket.recv_fds(fd_sock, 1, 3)
                 pid = fork_for_the_driver()
                 if pid == 0:
-                    _run_forked_child(ctl, fd_sock, wake_r, wake_w, fds, msg[1], msg[2], trainables)
+                    _run_forked_child(ctl, fd_sock, wake_r, wake_w, fds, msg[1], msg[2], trainables, payloads)
                 try:  # as the child does itself: whichever runs first, the group exists before it forks
                     os.setpgid(pid, pid)
                 except OSError:
