@@ -283,6 +283,20 @@ def test_fail_fast_raise_of_a_trial_that_called_sys_exit_raises_an_error_in_the_
     assert isinstance(info.value.__cause__, SystemExit)
 
 
+async def _async_trainable(config):  # pragma: no cover - never runs
+    tune.report({"score": 1})
+
+
+def test_an_async_trainable_is_refused_with_the_fix(tmp_path):
+    """Its body never ran: the trial ended TERMINATED with no result and no word."""
+    config = tune.RunConfig(storage_path=str(tmp_path), verbose=0)
+    with pytest.raises(TypeError, match="async function.*asyncio.run"):
+        tune.Tuner(_async_trainable, run_config=config)
+    # Behind a wrapper, the trial fails with the same message.
+    grid = tune.Tuner(lambda config: _async_trainable(config), run_config=config).fit()
+    assert grid.num_errors == 1 and "asyncio.run" in str(grid[0].error)
+
+
 class _Unprintable(Exception):
     def __str__(self):
         raise TypeError("no text")

@@ -732,6 +732,11 @@ def _call_function(fn, config: dict, checkpoint) -> Any:
         value = fn()
     else:
         value = fn(config)
+    if inspect.iscoroutine(value) or inspect.isasyncgen(value):  # an async function behind a wrapper
+        value.close()  # never run: no "never awaited" warning
+        from tunesmith.tune._run import async_trainable_message
+
+        raise TypeError(async_trainable_message(fn))
     if is_generator or inspect.isgenerator(value):
         for item in value:
             if item is None or (isinstance(item, (dict, numbers.Number)) and not item):

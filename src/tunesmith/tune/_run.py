@@ -82,7 +82,9 @@ def resolve_trainable(trainable: Any) -> tuple[Any, str]:
 
 def _check_function_signature(fn: Any) -> None:
     """A function trainable takes the config and at most one more argument (a reporter, or the
-    older ``checkpoint_dir``): one that needs more would fail in every trial."""
+    older ``checkpoint_dir``): one that needs more would fail in every trial. It is no ``async def``."""
+    if _is_async(fn):
+        raise TypeError(async_trainable_message(fn))
     try:
         signature = inspect.signature(fn)
     except (TypeError, ValueError):
@@ -101,6 +103,17 @@ def _check_function_signature(fn: Any) -> None:
             f"needs with tune.with_parameters({name}, {', '.join(f'{n}=...' for n in required[1:])}), or give "
             "those parameters defaults."
         )
+
+
+def _is_async(fn: Any) -> bool:
+    call = fn if inspect.isfunction(fn) or inspect.ismethod(fn) else getattr(fn, "__call__", None)
+    return inspect.iscoroutinefunction(call) or inspect.isasyncgenfunction(call)
+
+
+def async_trainable_message(fn: Any) -> str:
+    name = getattr(fn, "__name__", type(fn).__name__)
+    return (f"The trainable {name} is an async function: Tune calls a trainable as a plain function, so its body "
+            "would never run. Define it with def, and run its asynchronous code inside with asyncio.run(...).")
 
 
 def _is_trainer(obj: Any) -> bool:
