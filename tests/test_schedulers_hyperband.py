@@ -24,6 +24,30 @@ def test_bracket_sizes_follow_the_paper_for_r81_eta3():
     assert hb.bracket_layout(2) == [(15, 9), (5, 27), (2, 81)]
 
 
+def test_a_max_t_between_powers_of_eta_has_rays_brackets_and_few_trials_run_to_it():
+    """max_t=8, η=3 made 2 brackets, (2, 8) and (3, 2): the third of three trials was stopped at 6. As on
+    Ray, log_3(8) rounds to 2: brackets (3, 8), (5, 2) and one with budget 0, skipped."""
+    hb = HyperBandScheduler(metric="acc", mode="max", max_t=8, reduction_factor=3)
+    assert [hb.bracket_layout(s)[0] for s in range(2)] == [(3, 8), (5, 2)]
+    sim = SimulatedExperiment(hb, _curve, max_concurrent=1, max_iterations=8)
+    trials = [sim.add_trial({"q": q}) for q in (0.1, 0.2, 0.3)]
+    sim.run()
+    assert [sim.iteration_of(t) for t in trials] == [8, 8, 8]
+    # A float max_t gives whole budgets as well (a rung at 3.33 paused trials at iteration 4).
+    assert HyperBandScheduler(metric="acc", mode="max", max_t=10.0).bracket_layout(2)[0] == (9, 1)
+
+
+def test_a_time_attr_missing_from_results_is_warned_about_once(caplog):
+    """A misspelt time_attr left the scheduler doing nothing, without a word."""
+    hb = HyperBandScheduler(metric="acc", mode="max", time_attr="epochs", max_t=9, reduction_factor=3)
+    sim = SimulatedExperiment(hb, _curve, max_iterations=9)
+    trials = [sim.add_trial({"q": q}) for q in (0.1, 0.2, 0.3, 0.4)]
+    with caplog.at_level("WARNING", logger="tunesmith"):
+        sim.run()
+    assert [sim.iteration_of(t) for t in trials] == [9] * 4
+    assert caplog.text.count("'epochs' (its time_attr)") == 1 and "training_iteration" in caplog.text
+
+
 def test_trials_fill_smaller_brackets_first_then_a_new_band():
     hb = HyperBandScheduler(metric="acc", mode="max", max_t=81, reduction_factor=3)
     sim = SimulatedExperiment(hb, _curve)

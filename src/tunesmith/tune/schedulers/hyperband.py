@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import collections
+import logging
 import math
 from typing import TYPE_CHECKING, Any
 
@@ -13,6 +14,8 @@ from tunesmith.tune.schedulers._util import (
     validate_mode,
 )
 from tunesmith.tune.schedulers.trial_scheduler import FIFOScheduler, TrialScheduler
+
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from tunesmith.tune.experiment.trial import Trial
@@ -93,6 +96,8 @@ class _Bracket:
         self._runnable.append(trial)
 
     def filled(self) -> bool:
+        # Every trial ever added counts (on Ray, only live ones: there, a trial that ended leaves room, and
+        # with trials made one at a time, as max_concurrent_trials=1 makes them, all go to one bracket).
         return len(self._all) >= self._n0
 
     def current_trials(self) -> list["Trial"]:
@@ -282,22 +287,27 @@ class HyperBandScheduler(FIFOScheduler):
         self._time_attr = time_attr
         self._eta = reduction_factor
         self._max_t_attr = max_t
-        # s_max + 1 brackets; the epsilon keeps log(81)/log(3) from truncating to 3.
-        self._s_max_1 = int(math.log(max_t) / math.log(reduction_factor) + 1e-9) + 1
+        # s_max + 1 brackets, as on Ray: log(max_t) in base η, rounded (max_t=8, η=3: 3 brackets, the
+        # last of them too small to make, and skipped).
+        self._s_max_1 = max(1, int(round(math.log(max_t) / math.log(reduction_factor))) + 1)
         self._stop_last_trials = stop_last_trials
         self._hyperbands: list[list[_Bracket | None]] = [[]]
         self._state: dict = {"bracket": None, "band_idx": 0}
         self._trial_info: dict[str, tuple[_Bracket, int]] = {}
         self._num_stopped = 0
         self._to_process: list[_Bracket] = []
+        self._warned_no_time = False
 
     # -- layout -------------------------------------------------------------
     def _get_n0(self, s: int) -> int:
         return int(math.ceil(self._s_max_1 / (s + 1) * self._eta**s))
 
     def _get_r0(self, s: int) -> float:
-        r0 = self._max_t_attr * self._eta ** (-s)
-        return int(r0) if float(r0).is_integer() or isinstance(self._max_t_attr, int) else r0
+        """The first budget of bracket ``s``, a whole number as on Ray (0: the bracket is skipped); the
+        first bracket's is ``max_t`` itself."""
+        if s == 0:
+            return self._max_t_attr
+        return int(self._max_t_attr * self._eta ** (-s) + 1e-9)  # 81 / 3**4 is 1, not 0.999...
 
     def bracket_layout(self, s: int) -> list[tuple[int, float]]:
         """``(trials, budget)`` per rung of bracket ``s`` (``0 <= s <= s_max``)."""
@@ -357,7 +367,14 @@ class HyperBandScheduler(FIFOScheduler):
 
     def on_trial_result(self, tune_controller, trial: "Trial", result: dict) -> str:
         info = self._trial_info.get(trial.trial_id)
-        if info is None or self._time_attr not in result:
+        if info is None:
+            return TrialScheduler.CONTINUE
+        if self._time_attr not in result:
+            if not getattr(self, "_warned_no_time", False):  # (a scheduler saved before it had the flag)
+                self._warned_no_time = True
+                logger.warning("%s: a result of trial %s has no %r (its time_attr): the scheduler pauses and "
+                               "stops trials only by results that have it. Reported: %s.", type(self).__name__,
+                               trial, self._time_attr, sorted(k for k in result if not k.startswith("_")))
             return TrialScheduler.CONTINUE
         bracket = info[0]
         bracket.on_started(trial)
