@@ -231,8 +231,8 @@ def _write_policy(path, rows):
 
 
 def test_replay_switches_configs_at_the_recorded_iterations(tmp_path):
-    rows = [
-        ["2", "5", 4, 3, {"q": 0.5}, {"q": 0.6}],
+    rows = [  # trial 5 took over trial 3's state; then trial 2 took over trial 5's
+        ["5", "3", 4, 3, {"q": 0.5}, {"q": 0.6}],
         ["2", "5", 8, 6, {"q": 0.6}, {"q": 0.72}],
     ]
     _write_policy(tmp_path / "pbt_policy_00002.txt", rows)
@@ -249,6 +249,20 @@ def test_replay_switches_configs_at_the_recorded_iterations(tmp_path):
     assert t.last_result["acc"] == pytest.approx(3 * 0.5 + 3 * 0.6 + 4 * 0.72)
     with pytest.raises(ValueError, match="one trial"):
         sim.add_trial({"q": 0.1})
+
+
+def test_replay_leaves_out_the_rows_a_later_exploit_overwrote(tmp_path):
+    """Ray's PBT appends to a trial's file when its new donor has no lineage of its own: the earlier rows
+    were replayed too, from the wrong config."""
+    rows = [["0_lr=0.1", "1_lr=0.2", 3, 3, {"q": 0.2}, {"q": 0.4}],
+            ["0_lr=0.1", "2_lr=0.8", 9, 9, {"q": 0.8}, {"q": 1.6}]]
+    _write_policy(tmp_path / "pbt_policy_00000.txt", rows)
+    replay = PopulationBasedTrainingReplay(str(tmp_path / "pbt_policy_00000.txt"))
+    sim = SimulatedExperiment(replay, _accumulate, max_iterations=12)
+    t = sim.add_trial({"q": 0.1})
+    assert t.config == {"q": 0.8}
+    sim.run()
+    assert t.last_result["acc"] == pytest.approx(9 * 0.8 + 3 * 1.6)
 
 
 def test_replay_of_a_policy_written_by_pbt(tmp_path):

@@ -859,6 +859,23 @@ def _read_policy(policy_file: str) -> list[list]:
     return rows
 
 
+def _policy_chain(rows: list) -> tuple[dict, list[tuple[int, dict]]]:
+    """The config a replay starts from, and its ``(iteration, config)`` changes, from a trial's policy rows
+    ``[tag, donor tag, iteration, donor iteration, donor config, new config]``.
+
+    A row continues the one before it when that one's trial is this row's donor. Ray's PBT appends a row
+    to a file that holds a former lineage when the trial's new donor has none of its own: the rows before
+    the break were overwritten by the later exploit, and are not replayed.
+    """
+    policy, start, after = [], None, None
+    for row in reversed(rows):
+        if after is not None and row[0] != after[1]:
+            break
+        policy.append((int(row[3]), row[5]))
+        start, after = row[4], row
+    return start, policy[::-1]
+
+
 class PopulationBasedTrainingReplay(FIFOScheduler):
     """Replays the hyperparameter schedule that one trial of a PBT run followed.
 
@@ -897,8 +914,7 @@ class PopulationBasedTrainingReplay(FIFOScheduler):
             raise ValueError(f"PopulationBasedTrainingReplay: policy file {policy_file!r} has no entries.")
         self._policy_file = policy_file
         self.experiment_tag = rows[-1][0]
-        self.config = rows[0][4]
-        self._policy = [(int(row[3]), row[5]) for row in rows]
+        self.config, self._policy = _policy_chain(rows)
         self._policy_iter = iter(self._policy)
         self._next_policy = next(self._policy_iter, None)
         self._trial: "Trial | None" = None
