@@ -381,6 +381,23 @@ def test_children_forked_by_several_threads_at_once_take_sigterm_as_usual(tmp_pa
     assert grid[0].metrics["odd_children"] == 0 and grid[0].metrics["trial_blocks_sigterm"] is False
 
 
+def sums_in_a_pool(config):
+    import multiprocessing
+
+    with multiprocessing.get_context(config["context"]).Pool(2) as pool:
+        total = sum(pool.map(abs, [-1, 2]))
+    tune.report({"total": total})
+
+
+def test_the_helpers_of_spawn_and_forkserver_pools_end_quietly(tmp_path, capfd):
+    """multiprocessing's resource tracker and forkserver, which end with the process that started them, were
+    announced as processes a trial had left running."""
+    grid = tune.Tuner(sums_in_a_pool, param_space={"context": tune.grid_search(["spawn", "forkserver"])},
+                      run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0)).fit()
+    assert grid.num_errors == 0 and [r.metrics["total"] for r in grid] == [3, 3]
+    assert "left running" not in capfd.readouterr().err
+
+
 def _exits_3_on_ctrl_c():
     try:
         time.sleep(600)

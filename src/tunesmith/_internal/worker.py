@@ -640,6 +640,7 @@ def _end_leftover_children(grace_s: float = 1.0) -> None:
             util._run_finalizers(0)
         except Exception:
             pass
+        _stop_multiprocessing_helpers()
     reaper = LeftoverReaper(grace_s)
     reaper.end_group(os.getpid(), "trials of this worker", also=_child_pids())
     reaper.close()
@@ -649,6 +650,22 @@ def _end_leftover_children(grace_s: float = 1.0) -> None:
                 break
         except ChildProcessError:
             break
+
+
+def _stop_multiprocessing_helpers(timeout_s: float = 2.0) -> None:
+    """Stops the forkserver and resource tracker that a trial's spawn or forkserver pools started, as
+    their own ends do at the interpreter's exit (they are not among the processes a trial left running)."""
+    import threading
+
+    for module, name in (("multiprocessing.forkserver", "_forkserver"),
+                         ("multiprocessing.resource_tracker", "_resource_tracker")):
+        stop = getattr(getattr(sys.modules.get(module), name, None), "_stop", None)
+        if stop is None:
+            continue
+        # Each waits for its process: one that does not end (stopped, stuck) is left to the reaper below.
+        stopping = threading.Thread(target=stop, daemon=True)
+        stopping.start()
+        stopping.join(timeout_s)
 
 
 def _start_checkpoint(spec: P.TrialSpec):
