@@ -213,6 +213,22 @@ def test_a_metric_the_scheduler_ranks_must_be_a_number():
                    run_config=tune.RunConfig(verbose=0)).fit()
 
 
+def _loss_goes_missing(config):
+    for step in range(1, 6):
+        tune.report({"loss": config["later"] if step == 3 else 1.0 / step})
+
+
+@pytest.mark.parametrize("later", [None, "n/a"])
+def test_a_ranked_metric_that_turns_into_text_or_none_later_is_named(later):
+    """Only the first result was checked: a later one failed inside the scheduler, naming neither."""
+    from tunesmith.tune.schedulers import ASHAScheduler
+
+    with pytest.raises(ValueError, match=f"'loss' = {later!r}, which AsyncHyperBandScheduler compares"):
+        tune.Tuner(_loss_goes_missing, param_space={"later": later},
+                   tune_config=tune.TuneConfig(scheduler=ASHAScheduler(metric="loss", mode="min", grace_period=1)),
+                   run_config=tune.RunConfig(verbose=0)).fit()
+
+
 def test_a_param_space_holding_a_lock_is_a_clear_error():
     with pytest.raises(TypeError, match="param_space cannot be serialised.*with_parameters"):
         tune.Tuner(ok, param_space={"lock": threading.Lock()})

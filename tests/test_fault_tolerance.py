@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from pathlib import Path
 
 import pytest
 
@@ -152,12 +153,12 @@ class FlakyRestore(tune.Trainable):
         self.restored = True
 
 
-def _fit_flaky_restore(tmp_path):
+def _fit_flaky_restore(tmp_path, max_failures=1):
     return tune.Tuner(
         FlakyRestore, param_space={"dir": str(tmp_path)},
         run_config=tune.RunConfig(
             verbose=0, stop={"training_iteration": 6},
-            failure_config=tune.FailureConfig(max_failures=1),
+            failure_config=tune.FailureConfig(max_failures=max_failures),
             checkpoint_config=tune.CheckpointConfig(checkpoint_frequency=1),
         ),
     ).fit()
@@ -171,13 +172,40 @@ def test_restore_is_retried_before_starting_over(tmp_path, monkeypatch):
     assert result.metrics["value"] == 6  # continued from the iteration-2 checkpoint
 
 
-def test_failed_restore_falls_back_to_the_previous_checkpoint(tmp_path):
-    result = _fit_flaky_restore(tmp_path)[0]
-    assert result.error is None
-    assert result.metrics["restored"] is True  # from the checkpoint before the one that failed to load
-    assert result.metrics["value"] == 6
-    # The iterations after the fallback checkpoint ran again; each is in the logs once.
+def test_a_failed_restore_is_a_failure_of_the_trial_retried_from_the_same_checkpoint(tmp_path):
+    """As on Ray: the failed load counts against max_failures (here the second of two), and the retry loads
+    the same checkpoint."""
+    result = _fit_flaky_restore(tmp_path, max_failures=2)[0]
+    assert result.error is None and result.metrics["restored"] is True
+    assert result.metrics["value"] == 6  # continued from the iteration-2 checkpoint
     assert list(result.metrics_dataframe["training_iteration"]) == [1, 2, 3, 4, 5, 6]
+
+
+class _CannotLoad(FlakyRestore):
+    def load_checkpoint(self, checkpoint):
+        if not os.path.exists(os.path.join(self.dir, "fixed")):
+            raise KeyError("value")  # does not read what save_checkpoint() wrote
+        self.value = checkpoint["value"]
+        self.restored = True
+
+
+def test_a_trial_that_cannot_load_its_checkpoint_ends_in_error_with_its_checkpoints(tmp_path):
+    """It fell back to older checkpoints and then trained from scratch, reporting success; a later restore
+    deleted the checkpoints it had not been able to load."""
+    grid = tune.Tuner(_CannotLoad, param_space={"dir": str(tmp_path)}, run_config=tune.RunConfig(
+        storage_path=str(tmp_path), name="exp", verbose=0, stop={"training_iteration": 6},
+        failure_config=tune.FailureConfig(max_failures=1),
+        checkpoint_config=tune.CheckpointConfig(checkpoint_frequency=1))).fit()
+    result = grid[0]
+    assert isinstance(result.error, Exception) and "KeyError" in str(result.error)
+    assert result.metrics["training_iteration"] == 2 and result.checkpoint is not None
+    kept = sorted(p.name for p in Path(result.path).glob("checkpoint_*"))
+    assert kept == ["checkpoint_000000", "checkpoint_000001"]
+    # Fixed, a restore goes on from the checkpoint it kept.
+    (tmp_path / "fixed").touch()
+    grid = tune.Tuner.restore(str(tmp_path / "exp"), trainable=_CannotLoad, resume_errored=True).fit()
+    assert grid[0].error is None and grid[0].metrics["restored"] is True
+    assert list(grid[0].metrics_dataframe["training_iteration"]) == [1, 2, 3, 4, 5, 6]
 
 
 def _dies_on_its_way_out(config):

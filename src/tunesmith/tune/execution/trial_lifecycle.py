@@ -43,6 +43,9 @@ from tunesmith.tune.schedulers.trial_scheduler import TrialScheduler
 from tunesmith.tune.trainable._trial_info import TrialInfo
 from tunesmith.tune.utils.util import flatten_dict
 
+# What a metric that the experiment compares cannot be.
+_NOT_NUMBERS = (str, bytes, dict, list, tuple)
+
 logger = logging.getLogger(__name__)
 
 RUNNING = Trial.RUNNING
@@ -454,7 +457,8 @@ class TrialLifecycle:
         if trial.num_results:
             # The common case, without building the list of what is missing.
             for name in self._required_names:
-                if name not in result:
+                value = result.get(name, result)  # (the result itself: absent)
+                if value is result or value is None or isinstance(value, _NOT_NUMBERS):
                     break
             else:
                 return
@@ -477,15 +481,14 @@ class TrialLifecycle:
                 f"experiment uses. The result had: {reported}. Report the metric, fix its name, or set "
                 "TUNE_DISABLE_STRICT_METRIC_CHECKING=1."
             )
-        if trial.num_results == 0:
-            # Metrics are compared and ranked: text there would fail deep inside a scheduler.
-            for name, who in self._required:
-                value = result.get(name)
-                if isinstance(value, (str, bytes, dict, list, tuple)):
-                    raise ValueError(
-                        f"Trial {trial} reported {name!r} = {value!r}, which {who} compares as a number. "
-                        "Report a number under that name, or use another metric."
-                    )
+        # Metrics are compared and ranked: text (or None) there would fail deep inside a scheduler.
+        for name, who in self._required:
+            value = result.get(name, result)
+            if value is None or isinstance(value, _NOT_NUMBERS):
+                raise ValueError(
+                    f"Trial {trial} reported {name!r} = {value!r}, which {who} compares as a number. "
+                    "Report a number under that name, or use another metric."
+                )
 
     def _decision_view(self, result: dict) -> dict:
         """The result as stop criteria, the scheduler and the searcher read it.
@@ -738,9 +741,13 @@ class TrialLifecycle:
         self._table.set_status(trial, Trial.PENDING)
 
     def _on_restore_error(self, trial: Trial, tb: str, exc_bytes: bytes | None) -> None:
-        """A trial could not load its checkpoint: retry it (TUNE_RESTORE_RETRY_NUM), then fall back.
+        """A trial could not load its checkpoint: it tries again (TUNE_RESTORE_RETRY_NUM times), then the
+        restore counts as a failure of the trial (as on Ray): retried from the same checkpoint under
+        ``FailureConfig``, or the trial ends in ERROR with its results and checkpoints kept.
 
-        The fallback is the trial's previous checkpoint, and from scratch when none is left.
+        It never goes on from an older checkpoint or from scratch on its own: a load_checkpoint() that
+        cannot read what its save_checkpoint() wrote would otherwise train again from the start, report
+        success, and leave the checkpoints it could not read to be deleted as no longer the trial's.
         """
         self._table.stopping.pop(trial, None)
         self._release(trial, self._reuse)
@@ -750,22 +757,11 @@ class TrialLifecycle:
             self._restore_retries[trial] = retries + 1
             logger.warning("Trial %s could not restore its checkpoint; retrying (%d of %d).",
                            trial, retries + 1, retry_num)
-        else:
-            self._restore_retries.pop(trial, None)
-            bad = trial.restore_checkpoint
-            if bad is not None:
-                trial.checkpoint_manager.drop(bad.path)
-                if trial.started_from is not None and trial.started_from.path == bad.path:
-                    trial.started_from = None
-            fallback = trial.checkpoint
-            logger.warning(
-                "Trial %s could not restore its checkpoint %s; it %s.\n%s",
-                trial, bad.path if bad else None,
-                f"falls back to the previous checkpoint {fallback.path}" if fallback else "starts from scratch",
-                tb,
-            )
-            trial.restore_checkpoint = fallback
-        self._table.set_status(trial, Trial.PENDING)
+            self._table.set_status(trial, Trial.PENDING)
+            return
+        bad = trial.restore_checkpoint
+        logger.warning("Trial %s could not restore its checkpoint %s.", trial, bad.path if bad else None)
+        self.fail_trial(trial, tb, exc_bytes)
 
     def _on_error(self, trial: Trial, tb: str, exc_bytes: bytes | None) -> None:
         stopping = self._table.stopping.pop(trial, None)
