@@ -241,7 +241,14 @@ def test_search_generator_rejects_non_searchers_and_bad_suggestions():
 
     gen = SearchGenerator(Bad())
     gen.add_configurations({})
-    with pytest.raises(TypeError, match="must return a dict, None or Searcher.FINISHED"):
+    with pytest.raises(TypeError, match="Bad.suggest\\(\\) must return a dict, None or Searcher.FINISHED"):
+        gen.next_trial("a")
+    # Behind the limiter max_concurrent_trials puts around it, the error still names the user's searcher.
+    from tunesmith.tune.search import ConcurrencyLimiter
+
+    gen = SearchGenerator(ConcurrencyLimiter(Bad(), max_concurrent=2))
+    gen.add_configurations({})
+    with pytest.raises(TypeError, match="Bad.suggest\\(\\)"):
         gen.next_trial("a")
 
 

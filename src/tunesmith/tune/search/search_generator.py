@@ -149,8 +149,11 @@ class SearchGenerator(SearchAlgorithm):
         if suggestion is None:
             return None
         if not isinstance(suggestion, dict):
+            inner = self.searcher
+            while isinstance(getattr(inner, "searcher", None), Searcher):  # ConcurrencyLimiter, Repeater
+                inner = inner.searcher
             raise TypeError(
-                f"{type(self.searcher).__name__}.suggest() must return a dict, None or Searcher.FINISHED; "
+                f"{type(inner).__name__}.suggest() must return a dict, None or Searcher.FINISHED; "
                 f"got {type(suggestion).__name__}."
             )
         config = _merge(_copy_structure(self._space), _copy_structure(suggestion))
