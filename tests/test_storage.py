@@ -179,6 +179,13 @@ def test_the_state_goes_up_at_once_and_soon_after_new_checkpoints(tmp_path, monk
     assert ctx.sync_due()
     ctx.sync()
     assert not ctx.unnamed_checkpoints and not ctx.sync_due()
+    # An upload that took a quarter second: the next one, with new checkpoints at stake, 1.25 s later (not 5 s).
+    ctx._last_sync_s = 0.25
+    ctx.unnamed_checkpoints = True
+    now[0] += 1.0
+    assert not ctx.sync_due()
+    now[0] += 0.3
+    assert ctx.sync_due()
 
 
 _KILLED_RUN = """

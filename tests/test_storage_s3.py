@@ -342,9 +342,10 @@ class _Counter(tune.Trainable):
         self.count += 1
         with open("artifact.txt", "a") as f:
             f.write(f"{self.count}\n")
-        os.makedirs("checkpoint_best", exist_ok=True)  # the trial's own directory, not a checkpoint
-        with open(os.path.join("checkpoint_best", "model.txt"), "w") as f:
-            f.write(str(self.count))
+        for own in ("checkpoint_best", f"checkpoint_{self.count}"):  # the trial's own directories
+            os.makedirs(own, exist_ok=True)
+            with open(os.path.join(own, "model.txt"), "w") as f:
+                f.write(str(self.count))
         print(f"printed {self.count}")
         return {"count": self.count, "done": self.count >= 4}
 
@@ -360,8 +361,8 @@ class _Counter(tune.Trainable):
 @pytest.mark.parametrize("sync_artifacts", [False, True])
 def test_class_trainable_artifacts_and_log_files(s3, bucket, sync_artifacts):
     """Class checkpoints go to the bucket from the worker; a trial's own files go up only with
-    sync_artifacts=True (a directory of them named like a checkpoint's, checkpoint_best, was never
-    uploaded), while log_to_file outputs always do; ResultGrid dataframes read from the store."""
+    sync_artifacts=True (a directory of them named like a checkpoint's, checkpoint_best or checkpoint_3, was
+    never uploaded), while log_to_file outputs always do; ResultGrid dataframes read from the store."""
     grid = tune.Tuner(
         _Counter,
         param_space={"x": tune.grid_search([1, 2])},
@@ -379,6 +380,7 @@ def test_class_trainable_artifacts_and_log_files(s3, bucket, sync_artifacts):
         assert f"{base}stdout" in keys and "printed 4" in s3.read(bucket, f"{base}stdout").decode()
         assert (f"{base}artifact.txt" in keys) == sync_artifacts
         assert (f"{base}checkpoint_best/model.txt" in keys) == sync_artifacts
+        assert (f"{base}checkpoint_3/model.txt" in keys) == sync_artifacts
         if sync_artifacts:
             assert s3.read(bucket, f"{base}artifact.txt").decode().split() == ["1", "2", "3", "4"]
             assert s3.read(bucket, f"{base}checkpoint_best/model.txt") == b"4"
