@@ -547,6 +547,22 @@ def test_trial_directory_names_as_ray_makes_them(tmp_path):
     assert sorted(os.path.basename(r.path) for r in grid) == ["custom_1_0_x=1", "custom_2_1_x=2"]
 
 
+def test_trial_names_in_any_language_are_kept_and_restored(tmp_path):
+    """Every character but [A-Za-z0-9_.,=+-[]] became an underscore: 实验_猫 and 实验_狗 both became ____ (one of them
+    with a random suffix), and a space or an @ was replaced too. Path separators still are."""
+    names = {1: "实验_猫", 2: "实验 狗@home", 3: "a/b"}
+    grid = tune.Tuner(_names, param_space={"x": tune.grid_search([1, 2, 3])},
+                      tune_config=tune.TuneConfig(trial_dirname_creator=lambda t: names[t.config["x"]]),
+                      run_config=tune.RunConfig(storage_path=str(tmp_path), name="u", verbose=0)).fit()
+    assert sorted(os.path.basename(r.path) for r in grid) == sorted(["实验_猫", "实验 狗@home", "a_b"])
+    grid = tune.Tuner(_names, param_space={"x": tune.grid_search([1])},
+                      tune_config=tune.TuneConfig(trial_name_creator=lambda t: "试验-1-🚀"),
+                      run_config=tune.RunConfig(storage_path=str(tmp_path), name="v", verbose=0)).fit()
+    assert os.path.basename(grid[0].path) == "试验-1-🚀_0_x=1"
+    restored = tune.Tuner.restore(str(tmp_path / "u"), _names).get_results()
+    assert sorted(os.path.basename(r.path) for r in restored) == sorted(["实验_猫", "实验 狗@home", "a_b"])
+
+
 def test_upload_dir_is_the_older_storage_path(tmp_path):
     target = tmp_path / "uploaded"
     sync = tune.SyncConfig(upload_dir=str(target))

@@ -43,6 +43,26 @@ def sanitize_dirname(name: str, max_len: int | None = None) -> str:
     return name[:limit]
 
 
+# What a name the user gave (trial_dirname_creator, trial_name_creator) may not hold in a directory name:
+# path separators, control characters, and what some file systems refuse (as Ray, which keeps the rest).
+_UNSAFE_IN_GIVEN = re.compile(r'[/\\\x00-\x1f\x7f<>:"|?*()]')
+
+
+def given_dirname(name: str, max_bytes: int = _MAX_DIRNAME) -> str:
+    """A name of the user's own as one directory name: kept as given (any language, spaces) but for path
+    separators, control characters and ``<>:"|?*()``, no ``..``, at most ``max_bytes`` bytes in UTF-8.
+
+    Example:
+        >>> given_dirname("实验 猫/1")
+        '实验 猫_1'
+    """
+    name = _UNSAFE_IN_GIVEN.sub("_", str(name)).replace("..", "_").strip(". ") or "_"
+    encoded = name.encode("utf-8", "surrogateescape")
+    if len(encoded) > max_bytes:
+        name = encoded[:max_bytes].decode("utf-8", "ignore").strip(". ") or "_"
+    return name
+
+
 def _window_for(n: int, last: float, last5: Any, last10: Any) -> "deque | None":
     """Up to ten values ending with ``last`` whose last five and all average ``last5`` and ``last10``.
 
@@ -173,7 +193,7 @@ class Trial:
             if not isinstance(dirname, str) or not dirname.strip():
                 raise TypeError(f"trial_dirname_creator must return a non-empty string (a directory name) for "
                                 f"trial {trial_id}, it returned {dirname!r}.")
-            self.trial_dirname = sanitize_dirname(dirname, max_len=_MAX_DIRNAME)
+            self.trial_dirname = given_dirname(dirname)
         else:
             self.trial_dirname = self._default_dirname()
         # Offset of iteration counters when the trial restarts from a checkpoint.
@@ -198,7 +218,7 @@ class Trial:
         """``<trial name>_<tag>`` cut to ``TUNE_MAX_LEN_IDENTIFIER``: the name is ``<trainable>_<trial id>``
         (never cut, so that no two trials share a directory) or the one ``trial_name_creator`` gave."""
         if self.custom_trial_name:
-            name = sanitize_dirname(self.custom_trial_name)
+            name = given_dirname(self.custom_trial_name, max_bytes=max_len_identifier())
         else:
             name = sanitize_dirname(f"{self.trainable_name}_{self.trial_id}", max_len=200)
         room = max_len_identifier() - len(name) - 1
@@ -595,7 +615,7 @@ class Trial:
                 directory name (it could lead outside the experiment directory).
         """
         dirname = state["trial_dirname"]
-        if not isinstance(dirname, str) or sanitize_dirname(dirname, max_len=255) != dirname:
+        if not isinstance(dirname, str) or given_dirname(dirname, max_bytes=255) != dirname:
             raise ValueError(
                 f"The saved state of trial {state.get('trial_id')!r} names the trial directory {dirname!r}, "
                 "which is not a plain directory name inside the experiment; the state file was changed "
