@@ -321,3 +321,14 @@ def test_a_run_without_a_sample_count_says_infinite(capsys, tmp_path):
                run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=1, stop=_EndsAfterThreeTrials(),
                                          progress_reporter=tune.CLIReporter(max_report_frequency=0))).fit()
     assert "/infinite (" in capsys.readouterr().out
+
+
+def test_wide_characters_count_as_two_columns_in_tables_and_redraws():
+    """A table of Chinese values was misaligned, and a live redraw on a terminal left pieces of the old table:
+    each wide character was counted as one column."""
+    from tunesmith.tune.progress_reporter import _screen_rows, format_table
+
+    table = format_table(["name", "x"], [["实验", "1"], ["ab", "10"]]).split("\n")
+    assert table[3] == "| 实验 |  1 |" and table[4] == "| ab   | 10 |"
+    assert _screen_rows("实验" * 40 + "\n", 70) == 3  # 160 columns on a 70-column terminal
+    assert _screen_rows("ab" * 40 + "\n", 70) == 2

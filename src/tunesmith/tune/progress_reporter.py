@@ -17,6 +17,7 @@ import os
 import sys
 import threading
 import time
+import unicodedata
 from collections import OrderedDict
 from typing import Any, Iterable, Mapping, Sequence, TYPE_CHECKING
 
@@ -85,6 +86,29 @@ def _is_number(text: str) -> bool:
         return False
 
 
+def display_width(text: str) -> int:
+    """Columns ``text`` takes on a terminal: East Asian wide characters (and most emoji) take two, combining
+    marks none.
+
+    Example:
+        >>> display_width("abc"), display_width("实验"), display_width("é")
+        (3, 4, 1)
+    """
+    if text.isascii():
+        return len(text)
+    width = 0
+    for char in text:
+        if unicodedata.combining(char):
+            continue
+        width += 2 if unicodedata.east_asian_width(char) in ("W", "F") else 1
+    return width
+
+
+def _pad(text: str, width: int, right: bool) -> str:
+    fill = " " * max(0, width - display_width(text))
+    return fill + text if right else text + fill
+
+
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     """A plain-text table with ``+---+`` borders; numeric columns are right-aligned.
 
@@ -98,20 +122,18 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
         +------+-----+
     """
     header_lines = [h.split("\n") for h in headers]  # a long header may be wrapped over lines
-    widths = [max(len(part) for part in h) for h in header_lines]
+    widths = [max(display_width(part) for part in h) for h in header_lines]
     for row in rows:
         for i, cell in enumerate(row):
-            if len(cell) > widths[i]:
-                widths[i] = len(cell)
+            width = display_width(cell)
+            if width > widths[i]:
+                widths[i] = width
     numeric = [
         bool(rows) and all(row[i] == "" or _is_number(row[i]) for row in rows) for i in range(len(headers))
     ]
 
     def line(cells: Sequence[str]) -> str:
-        parts = [
-            (cell.rjust(widths[i]) if numeric[i] else cell.ljust(widths[i]))
-            for i, cell in enumerate(cells)
-        ]
+        parts = [_pad(cell, widths[i], numeric[i]) for i, cell in enumerate(cells)]
         return "| " + " | ".join(parts) + " |"
 
     border = "+" + "+".join("-" * (w + 2) for w in widths) + "+"
@@ -218,7 +240,7 @@ def _redraw_in_place(stream: Any) -> bool:
 def _screen_rows(text: str, columns: int) -> int:
     """How many terminal rows ``text`` (ending with a newline) takes at ``columns`` wide."""
     columns = max(1, columns)
-    return sum(max(1, -(-len(line) // columns)) for line in text.split("\n")[:-1])
+    return sum(max(1, -(-display_width(line) // columns)) for line in text.split("\n")[:-1])
 
 
 _LIVE_LOCK = threading.Lock()
