@@ -79,6 +79,49 @@ def test_legacy_loggers_in_a_callback_are_not_doubled_by_the_defaults(tmp_path):
         assert len(f.read().splitlines()) == 4  # a header and three rows
 
 
+class _OpensItsFileOnce(Logger):
+    """Written the older way: its file is opened (and emptied) when the logger is made."""
+
+    def _init(self):
+        self.file = open(os.path.join(self.logdir, "mine.txt"), "w")
+        self.file.write("init\n")
+
+    def on_result(self, result):
+        self.file.write(f"r{result['training_iteration']}\n")
+        self.file.flush()
+
+    def close(self):
+        self.file.write("close\n")
+        self.file.close()
+
+
+def _fails_once_after_a_checkpoint(config):
+    import tempfile
+
+    checkpoint = tune.get_checkpoint()
+    start = json.load(open(os.path.join(checkpoint.path, "s.json")))["k"] + 1 if checkpoint else 0
+    for k in range(start, 5):
+        if k == 4 and not os.path.exists(config["marker"]):
+            open(config["marker"], "w").close()
+            raise RuntimeError("fails once")
+        with tempfile.TemporaryDirectory() as d:
+            json.dump({"k": k}, open(os.path.join(d, "s.json"), "w"))
+            tune.report({"k": k}, checkpoint=tune.Checkpoint.from_directory(d) if k % 2 == 0 else None)
+
+
+def test_a_legacy_logger_of_the_users_lives_as_long_as_its_trial_through_a_retry(tmp_path):
+    """The retry's cut of result.json made a new logger of every class: the user's reopened its file and what
+    it had logged before the failure was lost. As on Ray, it is one logger for the whole trial."""
+    (result,) = tune.Tuner(_fails_once_after_a_checkpoint, param_space={"marker": str(tmp_path / "failed")},
+                           run_config=tune.RunConfig(
+                               storage_path=str(tmp_path), verbose=0, failure_config=tune.FailureConfig(max_failures=1),
+                               callbacks=[LegacyLoggerCallback([JsonLogger, CSVLogger, _OpensItsFileOnce])])).fit()
+    assert result.error is None
+    with open(os.path.join(result.path, "mine.txt")) as f:
+        assert f.read().split() == ["init", "r1", "r2", "r3", "r4", "r4", "r5", "close"]
+    assert _rows(result.path) == [1, 2, 3, 4, 5]  # the retried iteration once in result.json
+
+
 class _LinesLogger(Logger):
     def _init(self):
         with open(os.path.join(self.logdir, "mylog.txt"), "a") as f:

@@ -269,34 +269,50 @@ class LegacyLoggerCallback(LoggerCallback):
 
     def log_trial_start(self, trial: "Trial") -> None:
         loggers = self._trial_loggers.get(trial)
-        if loggers is None:
+        if loggers is None or None in loggers:
             import os
 
             if trial.local_path is not None:
                 os.makedirs(trial.local_path, exist_ok=True)
-            self._trial_loggers[trial] = [cls(trial.config, trial.local_path, trial) for cls in self.logger_classes]
+            for lg in loggers or ():
+                if lg is not None:
+                    lg.update_config(trial.config)
+            self._trial_loggers[trial] = [
+                cls(trial.config, trial.local_path, trial) if lg is None else lg
+                for lg, cls in zip(loggers or [None] * len(self.logger_classes), self.logger_classes)
+            ]
         else:
             for lg in loggers:
                 lg.update_config(trial.config)
 
     def log_trial_result(self, iteration: int, trial: "Trial", result: dict) -> None:
-        if trial not in self._trial_loggers:
+        loggers = self._trial_loggers.get(trial)
+        if loggers is None or None in loggers:
             self.log_trial_start(trial)
         for lg in self._trial_loggers[trial]:
             lg.on_result(result)
 
     def log_trial_end(self, trial: "Trial", failed: bool = False) -> None:
         for lg in self._trial_loggers.pop(trial, []):
-            lg.close()
+            if lg is not None:
+                lg.close()
 
     def _rollback_trial(self, trial: "Trial", rows: int) -> None:
+        """A retried trial's result.json and progress.csv are cut back to ``rows`` results: the loggers
+        that write them start over on the cut files. Other loggers (the user's) go on as they were, one
+        per trial for the whole trial, as on Ray."""
         import os
 
         from tunesmith.tune.logger._util import cut_csv_rows, cut_result_lines, submit
+        from tunesmith.tune.logger.csv import CSVLogger
+        from tunesmith.tune.logger.json import JsonLogger
         from tunesmith.tune.result import EXPR_PROGRESS_FILE, EXPR_RESULT_FILE
 
-        for lg in self._trial_loggers.pop(trial, []):
-            lg.close()
+        loggers = self._trial_loggers.get(trial) or []
+        for i, lg in enumerate(loggers):
+            if isinstance(lg, (JsonLogger, CSVLogger)):
+                lg.close()
+                loggers[i] = None
         if trial.local_path is not None:
             submit(cut_result_lines, os.path.join(trial.local_path, EXPR_RESULT_FILE), rows)
             submit(cut_csv_rows, os.path.join(trial.local_path, EXPR_PROGRESS_FILE), rows)
