@@ -485,6 +485,37 @@ def test_a_callback_that_cannot_be_saved_is_named_up_front_and_the_others_are_re
     assert kept.results == 3  # its saved count, and the one result of the resumed trial
 
 
+class _StateHoldsALock(tune.Callback):
+    def get_state(self):
+        import threading
+
+        return {"lock": threading.Lock()}
+
+
+class _StateRaises(tune.Callback):
+    def get_state(self):
+        raise RuntimeError("no state today")
+
+
+def test_a_callback_state_that_cannot_be_saved_is_left_out_and_the_run_still_returns(tmp_path, caplog):
+    """The experiment's last save raised a bare 'cannot pickle' from fit(): no results, and the saved state
+    showed the finished trials as RUNNING."""
+    counter = _CountsResults()
+    with caplog.at_level("WARNING"):
+        grid = tune.Tuner(
+            _reports_three_then_fails_once, param_space={"marker": str(tmp_path / "failed")},
+            run_config=tune.RunConfig(storage_path=str(tmp_path), name="cbs", verbose=0,
+                                      callbacks=[counter, _StateHoldsALock(), _StateRaises()]),
+        ).fit()
+    assert grid.errors and counter.results == 2
+    assert "callback _StateHoldsALock cannot be saved" in caplog.text
+    assert "callback _StateRaises cannot be saved" in caplog.text and "no state today" in caplog.text
+    restored = tune.Tuner.restore(str(tmp_path / "cbs"), trainable=_reports_three_then_fails_once,
+                                  resume_errored=True)
+    kept = restored._local_tuner._input.run_config.callbacks[0]
+    assert not restored.fit().errors and kept.results == 3  # its saved count, and the resumed result
+
+
 def _errored_run(tmp_path, name, scheduler=None):
     """A run whose one trial logged rows 0 and 1 (a checkpoint with each), then failed."""
     tune.Tuner(

@@ -215,7 +215,25 @@ class CallbackList(Callback):
         self._call("on_experiment_end", **info)
 
     def get_state(self) -> dict:
-        return {str(i): cb.get_state() for i, cb in enumerate(self._callbacks)}
+        """Each callback's state by its position. One whose get_state() raises, or returns what cannot be
+        saved, is left out with a warning (once): its restore starts it afresh, and the rest is saved."""
+        states = {}
+        for i, cb in enumerate(self._callbacks):
+            try:
+                state = cb.get_state()
+                if state is not None:
+                    import cloudpickle
+
+                    cloudpickle.dumps(state)
+            except Exception as exc:
+                unsaved = self.__dict__.setdefault("_unsaved_states", set())
+                if i not in unsaved:
+                    unsaved.add(i)
+                    logger.warning("The state of callback %s cannot be saved with the experiment (%s: %s); a "
+                                   "restore starts it afresh.", type(cb).__name__, type(exc).__name__, exc)
+                state = None
+            states[str(i)] = state
+        return states
 
     def set_state(self, state: dict) -> None:
         for i, cb in enumerate(self._callbacks):
