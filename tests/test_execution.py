@@ -349,6 +349,24 @@ def test_each_trial_in_a_reused_worker_gets_its_own_copy_of_the_trainable():
         assert [r.metrics["seen"] for r in grid] == [1, 1, 1], trainable
 
 
+def test_the_copies_of_earlier_trials_go_with_them():
+    """Every copy stayed alive (a cache of call forms held them, and the trial's frames were kept in a cycle
+    until a garbage collection): a worker's memory grew by the trainable's size with each trial."""
+    data = list(range(1000))
+
+    def counts_copies(config):  # not importable: each trial gets a copy of its own, holding `data`
+        import gc
+
+        copies = [o for o in gc.get_objects() if getattr(o, "__qualname__", None) == counts_copies.__qualname__
+                  and len(data) == 1000]
+        tune.report({"copies": len(copies), "pid": os.getpid()})
+
+    tunesmith.init(num_cpus=1)
+    grid = _fit(counts_copies, {"i": tune.grid_search(list(range(6)))})
+    assert len({r.metrics["pid"] for r in grid}) == 1
+    assert max(r.metrics["copies"] for r in grid) <= 2  # the one loaded, and this trial's
+
+
 def _changes_process_settings(config):
     import decimal
     import signal

@@ -509,14 +509,19 @@ def note_threads_at_trial_end() -> None:
     global _any_leftover
     current = threading.current_thread()
     frames = sys._current_frames()
-    for thread in threading.enumerate():
-        if thread is current or thread.name.startswith("tunesmith-"):
-            continue
-        frame = frames.get(thread.ident)
-        if frame is not None and _only_standard_library(frame):
-            continue
-        _leftover_threads.add(thread)
-        _any_leftover = True
+    try:
+        for thread in threading.enumerate():
+            if thread is current or thread.name.startswith("tunesmith-"):
+                continue
+            frame = frames.get(thread.ident)
+            if frame is not None and _only_standard_library(frame):
+                continue
+            _leftover_threads.add(thread)
+            _any_leftover = True
+    finally:
+        # The frames include this one: kept in its own locals, it would keep the trial's frames below
+        # it (and the trainable copy they hold) alive until a garbage collection.
+        frame = frames = None
 
 
 def _forget_idle_leftovers() -> None:
@@ -524,10 +529,13 @@ def _forget_idle_leftovers() -> None:
     thread that finished that trial's work) may report for this trial when it hands it work."""
     global _any_leftover
     frames = sys._current_frames()
-    for thread in list(_leftover_threads):
-        frame = frames.get(thread.ident)
-        if frame is None or _only_standard_library(frame):
-            _leftover_threads.discard(thread)
+    try:
+        for thread in list(_leftover_threads):
+            frame = frames.get(thread.ident)
+            if frame is None or _only_standard_library(frame):
+                _leftover_threads.discard(thread)
+    finally:
+        frame = frames = None  # (see note_threads_at_trial_end)
     _any_leftover = bool(_leftover_threads)
 
 

@@ -15,6 +15,7 @@ import shutil
 import signal
 import sys
 import traceback
+import weakref
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -272,6 +273,7 @@ class Worker:
         self._payloads: dict[str, bytes] = {
             key: payload for key, payload in (payloads or {}).items() if len(payload) <= _COPIED_AFRESH_BYTES}
         self._keys_run: set[str] = set()
+        self._last_copy: weakref.ref | None = None  # the last copy made, while it lives
         # A class trainable instance kept for reuse by the next trial (reset_config).
         self._cached_instance = None
         self._cached_key: str | None = None
@@ -322,10 +324,23 @@ class Worker:
             return loaded
         import cloudpickle
 
+        earlier = self._last_copy() if self._last_copy is not None else None
+        if earlier is not None:
+            # The last trial's copy outlived it: it refers to itself (a function that names itself, a
+            # closure over its own cell), and with what it holds it would wait for a garbage collection.
+            earlier = None
+            import gc
+
+            gc.collect()
         try:
-            return cloudpickle.loads(payload)
+            copy = cloudpickle.loads(payload)
         except BaseException:  # it loaded once: the trial runs with that
             return loaded
+        try:
+            self._last_copy = weakref.ref(copy)
+        except TypeError:  # (a callable object that cannot be weakly referenced)
+            self._last_copy = None
+        return copy
 
     def _drop_cached(self) -> None:
         instance, cwd = self._cached_instance, self._cached_cwd
@@ -698,7 +713,9 @@ def _safe_value(value: Any) -> Any:
         return repr(value)
 
 
-_CALL_FORMS: dict[Any, tuple[str, bool]] = {}
+# Held weakly: each trial may get a copy of its own of the trainable (see Worker._trainable_afresh), and
+# the copies of those before it, with what they hold, must go.
+_CALL_FORMS: "weakref.WeakKeyDictionary[Any, tuple[str, bool]]" = weakref.WeakKeyDictionary()
 
 
 def _call_form(fn) -> tuple[str, bool]:
@@ -706,7 +723,7 @@ def _call_form(fn) -> tuple[str, bool]:
     or ``"config"``) and whether it is a generator; worked out once per function."""
     try:
         form = _CALL_FORMS.get(fn)
-    except TypeError:  # an unhashable callable object: work it out each time
+    except TypeError:  # a callable object that cannot be hashed or weakly referenced: each time
         form, fn_key = None, None
     else:
         fn_key = fn
@@ -728,7 +745,10 @@ def _call_form(fn) -> tuple[str, bool]:
         kind = "config"
     form = (kind, inspect.isgeneratorfunction(inspect.unwrap(fn)))
     if fn_key is not None:
-        _CALL_FORMS[fn_key] = form
+        try:
+            _CALL_FORMS[fn_key] = form
+        except TypeError:
+            pass
     return form
 
 
