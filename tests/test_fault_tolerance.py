@@ -181,6 +181,46 @@ def test_a_failed_restore_is_a_failure_of_the_trial_retried_from_the_same_checkp
     assert list(result.metrics_dataframe["training_iteration"]) == [1, 2, 3, 4, 5, 6]
 
 
+def _bump(path) -> int:
+    count = int(open(path).read()) + 1 if os.path.exists(path) else 1
+    with open(path, "w") as f:
+        f.write(str(count))
+    return count
+
+
+class _RestoresBadlyNowAndThen(tune.Trainable):
+    """Fails at steps 3 and 5 (once each); the first load after each failure fails too."""
+
+    def setup(self, config):
+        self.i = 0
+        self.dir = config["dir"]
+
+    def step(self):
+        self.i += 1
+        if self.i in (3, 5) and _bump(os.path.join(self.dir, f"failed_{self.i}")) == 1:
+            raise RuntimeError(f"fails once at {self.i}")
+        return {"i": self.i, "done": self.i >= 6}
+
+    def save_checkpoint(self, checkpoint_dir):
+        return {"i": self.i}
+
+    def load_checkpoint(self, checkpoint):
+        if _bump(os.path.join(self.dir, "loads")) in (1, 3):
+            raise OSError("storage not reachable yet")
+        self.i = checkpoint["i"]
+
+
+def test_restore_retries_start_over_after_a_restore_that_worked(tmp_path, monkeypatch):
+    """As on Ray: the retries TUNE_RESTORE_RETRY_NUM allows were used up once for the whole trial, and the
+    second failed load counted against max_failures."""
+    monkeypatch.setenv("TUNE_RESTORE_RETRY_NUM", "1")
+    result = tune.Tuner(_RestoresBadlyNowAndThen, param_space={"dir": str(tmp_path)}, run_config=tune.RunConfig(
+        storage_path=str(tmp_path), verbose=0, failure_config=tune.FailureConfig(max_failures=2),
+        checkpoint_config=tune.CheckpointConfig(checkpoint_frequency=1))).fit()[0]
+    assert result.error is None and result.metrics["i"] == 6
+    assert open(tmp_path / "loads").read() == "4"
+
+
 class _CannotLoad(FlakyRestore):
     def load_checkpoint(self, checkpoint):
         if not os.path.exists(os.path.join(self.dir, "fixed")):

@@ -371,6 +371,8 @@ class TrialLifecycle:
         """Applies one protocol message from a trial's worker."""
         kind = msg[0]
         if kind == P.RESULT:
+            if self._restore_retries:  # it restored: as on Ray, its next restore has its retries again
+                self._restore_retries.pop(trial, None)
             how = self._table.stopping.get(trial)
             if how is None:
                 self._on_result(trial, msg[1], msg[2])
