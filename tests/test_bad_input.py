@@ -338,3 +338,16 @@ def test_config_mistakes_are_named():
         tune.Tuner(ok, run_config=tune.TuneConfig())
     with pytest.raises(TypeError, match=r"failure_config=\.\.\.\) must be a tune.FailureConfig, got CheckpointConfig"):
         tune.RunConfig(failure_config=tune.CheckpointConfig())
+
+
+def _validates_now_and_then(config):
+    for step in range(1, 5):
+        tune.report({"val_loss": None if step % 2 else 1.0 / step})
+
+
+def test_a_metric_only_ranked_at_the_end_may_be_none_in_some_results():
+    """FIFO and the default searcher compare nothing as results come: None for "not measured this step" is
+    fine there, as on Ray (it aborted fit())."""
+    grid = tune.Tuner(_validates_now_and_then, tune_config=tune.TuneConfig(metric="val_loss", mode="min"),
+                      run_config=tune.RunConfig(verbose=0)).fit()
+    assert grid.num_errors == 0 and grid.get_best_result().metrics["training_iteration"] == 4

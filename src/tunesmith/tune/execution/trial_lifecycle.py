@@ -139,6 +139,8 @@ class TrialLifecycle:
         self.stop_deadlines: dict[Trial, float] = {}
         self._required: list[tuple[str, str]] | None = None  # metrics every result must have
         self._required_names: tuple[str, ...] = ()
+        self._ranked: list[tuple[str, str]] = []  # of those, the ones compared with every result
+        self._ranked_names: tuple[str, ...] = ()
         self._nested_names: bool | None = None  # whether a name decided on is "a/b" (see _decision_view)
         self._warned_stop_keys = False  # a stop criterion missing from a first result was said once
         self._score_checked = False  # the first checkpoint was checked for checkpoint_score_attribute
@@ -448,22 +450,48 @@ class TrialLifecycle:
                     required.append((m, type(getattr(owner, "searcher", owner)).__name__))
         return required
 
+    def _ranked_metrics(self) -> list[tuple[str, str]]:
+        """``(metric, who)`` for the metrics compared as numbers with every result: those of a scheduler
+        other than FIFO and of a searcher other than the default one (the rest are only ranked at the
+        end, where text or None is never best)."""
+        from tunesmith.tune.schedulers._util import is_default_searcher, unwrap_searcher
+        from tunesmith.tune.schedulers.trial_scheduler import FIFOScheduler
+
+        ranked: list[tuple[str, str]] = []
+        owners = []
+        if type(self._scheduler) is not FIFOScheduler:
+            owners.append(self._scheduler)
+        if not is_default_searcher(self._search_alg):
+            owners.append(self._search_alg)
+        for owner in owners:
+            metrics = getattr(owner, "metric", None)
+            for m in [metrics] if isinstance(metrics, str) else list(metrics or ()):
+                if m and m != DEFAULT_METRIC and all(m != r for r, _ in ranked):
+                    ranked.append((m, type(unwrap_searcher(owner)).__name__))
+        return ranked
+
     def _know_required(self) -> None:
         """Works out, once, the metrics that every result must have (see :meth:`_required_metrics`)."""
         if self._required is None:
             self._required = self._required_metrics()
             self._required_names = tuple(m for m, _ in self._required)
+            self._ranked = self._ranked_metrics()
+            self._ranked_names = tuple(m for m, _ in self._ranked)
 
     def _validate_metric(self, trial: Trial, result: dict) -> None:
         self._know_required()
         if trial.num_results:
             # The common case, without building the list of what is missing.
             for name in self._required_names:
-                value = result.get(name, result)  # (the result itself: absent)
-                if value is result or value is None or isinstance(value, _NOT_NUMBERS):
+                if name not in result:
                     break
             else:
-                return
+                for name in self._ranked_names:
+                    value = result[name]
+                    if value is None or isinstance(value, _NOT_NUMBERS):
+                        break
+                else:
+                    return
         missing = [f"{m!r} ({who})" for m, who in self._required if m not in result]
         if trial.num_results == 0 and not self._warned_stop_keys:
             # A stop criterion may be reported only now and then (a validation score): as on Ray,
@@ -483,10 +511,11 @@ class TrialLifecycle:
                 f"experiment uses. The result had: {reported}. Report the metric, fix its name, or set "
                 "TUNE_DISABLE_STRICT_METRIC_CHECKING=1."
             )
-        # Metrics are compared and ranked: text (or None) there would fail deep inside a scheduler.
-        for name, who in self._required:
+        # Metrics compared with every result: text (or None) there would fail deep inside a scheduler or
+        # searcher. The others are checked in the first result only (None may stand for "not measured").
+        for name, who in (*self._ranked, *(() if trial.num_results else self._required)):
             value = result.get(name, result)
-            if value is None or isinstance(value, _NOT_NUMBERS):
+            if (value is None and name in self._ranked_names) or isinstance(value, _NOT_NUMBERS):
                 raise ValueError(
                     f"Trial {trial} reported {name!r} = {value!r}, which {who} compares as a number. "
                     "Report a number under that name, or use another metric."
