@@ -592,6 +592,33 @@ def test_a_reused_instance_keeps_the_process_its_setup_made(tmp_path):
     assert "DATA_ROOT" not in os.environ
 
 
+def test_an_instance_made_after_reset_config_said_no_has_its_class_afresh(tmp_path):
+    """The new instance was made from the class the old one used: class attributes carried over."""
+    import tunesmith
+
+    class Remembers(tune.Trainable):  # not importable: sent by value, as a class of the user's script is
+        seen = []
+
+        def setup(self, config):
+            type(self).seen.append(config["i"])
+
+        def reset_config(self, new_config):
+            return False
+
+        def step(self):
+            return {"seen": list(type(self).seen), "pid": os.getpid(), "done": True}
+
+    tunesmith.init(num_cpus=1)
+    try:
+        grid = tune.Tuner(Remembers, param_space={"i": tune.grid_search([1, 2, 3])},
+                          tune_config=tune.TuneConfig(reuse_actors=True),
+                          run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0)).fit()
+    finally:
+        tunesmith.shutdown()
+    assert len({r.metrics["pid"] for r in grid}) == 1
+    assert sorted(r.metrics["seen"] for r in grid) == [[1], [2], [3]]
+
+
 class _SlowSetup(tune.Trainable):
     def setup(self, config):
         import time

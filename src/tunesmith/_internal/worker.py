@@ -580,6 +580,7 @@ class Worker:
                 self._environment.start_over_from(kept)
             if error is not None:
                 raise error
+            cls = self._trainable_afresh(spec.trainable_key, cls)  # its class attributes start over too
         # The trial's information reaches Trainable.__init__ aside from the call's arguments: a subclass
         # may define __init__(self, config=None, logger_creator=None) as the older API documents it.
         with hosted_trial(spec.trial_info):
