@@ -312,6 +312,13 @@ def test_processes_a_trial_starts_still_end_by_sigterm(tmp_path):
     assert grid[0].metrics["total"] == 6 and grid[0].metrics["child_code"] == -signal.SIGTERM
 
 
+def _metrics_of_one_trial(trainable, tmp_path) -> dict:
+    """Runs ``trainable`` as one trial; its last metrics (it must not fail)."""
+    grid = tune.Tuner(trainable, run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0)).fit()
+    assert grid.num_errors == 0, grid.errors
+    return grid[0].metrics
+
+
 def terminates_children_it_just_forked(config):
     import multiprocessing
 
@@ -332,10 +339,7 @@ def terminates_children_it_just_forked(config):
 
 
 def test_children_a_trial_terminates_as_soon_as_it_forks_them_end(tmp_path):
-    grid = tune.Tuner(terminates_children_it_just_forked,
-                      run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0)).fit()
-    assert grid.num_errors == 0
-    assert grid[0].metrics["codes"] == [-signal.SIGTERM] * 4
+    assert _metrics_of_one_trial(terminates_children_it_just_forked, tmp_path)["codes"] == [-signal.SIGTERM] * 4
 
 
 def _sigterm_blocked() -> bool:
@@ -376,9 +380,8 @@ def forks_from_several_threads(config):
 def test_children_forked_by_several_threads_at_once_take_sigterm_as_usual(tmp_path):
     """The signal mask saved before a fork was one for the whole process: threads forking at once mixed their
     masks up, and their children kept SIGTERM blocked (Pool.terminate() waited for them forever)."""
-    grid = tune.Tuner(forks_from_several_threads,
-                      run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0)).fit()
-    assert grid[0].metrics["odd_children"] == 0 and grid[0].metrics["trial_blocks_sigterm"] is False
+    metrics = _metrics_of_one_trial(forks_from_several_threads, tmp_path)
+    assert metrics["odd_children"] == 0 and metrics["trial_blocks_sigterm"] is False
 
 
 def sums_in_a_pool(config):
@@ -428,10 +431,7 @@ def interrupts_its_children(config):
 
 def test_processes_a_trial_starts_take_ctrl_c_as_usual(tmp_path):
     """Workers leave Ctrl+C to the driver; an ignored SIGINT was inherited by every process a trial started."""
-    grid = tune.Tuner(interrupts_its_children,
-                      run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0)).fit()
-    assert grid.num_errors == 0
-    assert grid[0].metrics["codes"] == [3, 3]
+    assert _metrics_of_one_trial(interrupts_its_children, tmp_path)["codes"] == [3, 3]
 
 
 # -- run options as Ray takes them ------------------------------------------------------------------------
